@@ -1,0 +1,17 @@
+// Package sipfront is the Call Router's SIP front end: stateless UDP, TCP
+// and mutual-TLS listeners that answer INVITE with 302 (or a rejection),
+// OPTIONS with 200, and absorb ACK.
+//
+// The Call Router is a redirect server (RFC 3261 §8.3, um-spec §2). It keeps
+// no transaction state: a retransmitted INVITE is answered again with a
+// byte-identical response, because both the To tag and the back end are
+// derived from the request itself (Call-ID, From tag, branch), and the ACK
+// for a non-2xx final response (RFC 3261 §17.1.1.3) is dropped. Compared
+// with a transaction-layer server this saves the per-transaction state
+// (~100 KiB per call at 10k calls/s in sipgo) and two goroutine hops, which
+// is what lets the front end beat Kamailio's stateless redirect
+// (docs/PERFORMANCE.md).
+//
+// Messages are parsed with sipgo's parser; sockets, framing and responses
+// are ours.
+package sipfront

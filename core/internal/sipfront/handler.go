@@ -1,0 +1,245 @@
+package sipfront
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/umedge/umedge/core/internal/routing"
+	"github.com/umedge/umedge/core/internal/sipheader"
+	"github.com/umedge/umedge/core/sdk/router"
+)
+
+// peer is where a message came from.
+type peer struct {
+	transport router.Transport
+	src       netip.AddrPort
+	names     []string // verified TLS client certificate names
+}
+
+// handleMessage answers one parsed message into out (left empty when the
+// message gets no answer) and returns where a UDP answer must go.
+func (s *Server) handleMessage(msg sip.Message, p *peer, out *bytes.Buffer) netip.AddrPort {
+	out.Reset()
+	req, ok := msg.(*sip.Request)
+	if !ok {
+		return netip.AddrPort{} // a stray response: a redirect server sends no requests
+	}
+	st := s.state.Load()
+	s.metrics.SIPRequests.WithLabelValues(string(req.Method), string(p.transport)).Inc()
+	if br := validate(req); br != nil {
+		s.metrics.SIPBadRequests.WithLabelValues(string(p.transport)).Inc()
+		s.log.Info("bad request", "transport", p.transport, "peer", p.src, "call_id", callID(req), "status", br.code, "detail", br.detail)
+		if req.Method == sip.ACK || !answerable(req) {
+			return netip.AddrPort{} // never answer an ACK; without these headers no response can be formed
+		}
+		writeResponse(out, req, p, br.code, br.reason, append(br.extra, warning(st.fqdn, br.detail))...)
+		return responseAddr(req, p)
+	}
+	switch req.Method {
+	case sip.ACK:
+		return netip.AddrPort{} // the ACK to our 302 (RFC 3261 §17.1.1.3): absorbed
+	case sip.INVITE:
+		if tag, _ := req.To().Params.Get("tag"); tag != "" {
+			// A re-INVITE: the Call Router has no dialogs (RFC 3261 §12.2.2).
+			writeResponse(out, req, p, 481, "Call/Transaction Does Not Exist")
+		} else {
+			s.invite(req, p, st, out)
+		}
+	case sip.OPTIONS:
+		// Keep-alive and capability query (um-spec R-HLTH-2, R-CR-6).
+		writeResponse(out, req, p, 200, "OK", "Allow: "+allow, "Accept: application/sdp", "Supported: ")
+	case sip.CANCEL, sip.BYE:
+		// The INVITE already has its final response: nothing to cancel or end.
+		writeResponse(out, req, p, 481, "Call/Transaction Does Not Exist")
+	default:
+		writeResponse(out, req, p, 405, "Method Not Allowed", "Allow: "+allow)
+	}
+	return responseAddr(req, p)
+}
+
+// answerable reports whether a response to req can reach the client and
+// be matched to its transaction: that takes the Via and the CSeq
+// (RFC 3261 §17.1.3). Missing From, To or Call-ID are left out of it.
+func answerable(req *sip.Request) bool {
+	return req.Via() != nil && req.CSeq() != nil
+}
+
+const allow = "INVITE, ACK, CANCEL, OPTIONS"
+
+// invite routes a new call and writes the 302 or the rejection.
+func (s *Server) invite(req *sip.Request, p *peer, st *state, out *bytes.Buffer) {
+	start := time.Now()
+	s.metrics.Calls.WithLabelValues(string(p.transport)).Inc()
+	call, err := callOf(req, p)
+	if err != nil {
+		s.metrics.SIPBadRequests.WithLabelValues(string(p.transport)).Inc()
+		s.event(req, p, nil, status{400, "Bad Request", "bad-request", false}, err)
+		writeResponse(out, req, p, 400, "Bad Request", warning(st.fqdn, err.Error()))
+		return
+	}
+	target, err := s.router.Route(context.Background(), call)
+	if err != nil {
+		sc := errStatus(err)
+		s.event(req, p, &target, sc, err)
+		extra := []string{warning(st.fqdn, sc.reason)}
+		if sc.retryAfter {
+			extra = append(extra, st.retryAfter)
+		}
+		writeResponse(out, req, p, sc.code, sc.phrase, extra...)
+	} else {
+		s.metrics.Redirects.WithLabelValues(target.Decision.Pool, target.Backend.Name).Inc()
+		writeResponse(out, req, p, 302, "Moved Temporarily", "Contact: "+contact(req, p.transport, target.Backend))
+	}
+	s.metrics.RouteLatency.WithLabelValues(string(p.transport)).Observe(time.Since(start).Seconds())
+}
+
+// event logs a rejection as a structured event with a stable reason code
+// (um-spec R-ERR-7) and counts it.
+func (s *Server) event(req *sip.Request, p *peer, t *routing.Target, sc status, err error) {
+	s.metrics.Rejections.WithLabelValues(sc.reason).Inc()
+	attrs := []any{
+		"call_id", callID(req), "peer", p.src.Addr().String(), "transport", p.transport,
+		"status", sc.code, "reason", sc.reason, "detail", err.Error(),
+	}
+	var rej *router.Rejection
+	switch {
+	case errors.As(err, &rej):
+		attrs = append(attrs, "gateway", rej.Gateway, "dial_plan", rej.DialPlan)
+	case t != nil && t.Decision != nil:
+		attrs = append(attrs, "gateway", t.Decision.Gateway, "dial_plan", t.Decision.DialPlan)
+	}
+	if len(p.names) > 0 {
+		attrs = append(attrs, "tls_names", strings.Join(p.names, ","))
+	}
+	s.log.Info("call rejected", attrs...)
+}
+
+// callOf extracts what the router plugin decides on.
+func callOf(req *sip.Request, p *peer) (*router.Call, error) {
+	c := &router.Call{
+		CallID:         callID(req),
+		Transport:      p.transport,
+		Source:         p.src.Addr().Unmap(),
+		PeerNames:      p.names,
+		RequestURIUser: uriUser(&req.Recipient),
+		ToUser:         uriUser(&req.To().Address),
+		FromUser:       uriUser(&req.From().Address),
+	}
+	var err error
+	if c.Diversion, err = sipheader.Diversion(values(req, "Diversion")); err != nil {
+		return nil, err
+	}
+	if c.HistoryInfo, err = sipheader.HistoryInfo(values(req, "History-Info")); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func values(req *sip.Request, name string) []string {
+	hs := req.GetHeaders(name)
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = h.Value()
+	}
+	return out
+}
+
+// uriUser returns the user of a SIP URI or the number of a tel URI,
+// unescaped, without user parameters.
+func uriUser(u *sip.Uri) string {
+	user := u.User
+	if strings.EqualFold(u.Scheme, "tel") {
+		user = u.Raw()
+	}
+	if i := strings.IndexByte(user, ';'); i >= 0 {
+		user = user[:i]
+	}
+	if strings.IndexByte(user, '%') >= 0 {
+		if v, err := url.PathUnescape(user); err == nil {
+			return v
+		}
+	}
+	return user
+}
+
+func callID(req *sip.Request) string {
+	if id := req.CallID(); id != nil {
+		return string(*id)
+	}
+	return ""
+}
+
+// contact is the 302 Contact (um-spec R-CR-1, R-CR-4): the back end's host,
+// the port matching the transport — a UDP call is moved to TCP since the UM
+// side is stream-only (R-PORT-1) — an explicit transport parameter, the
+// Request-URI's user part as received, and never maddr.
+func contact(req *sip.Request, tp router.Transport, b *router.Backend) string {
+	port, param := b.TCPPort, "tcp"
+	if tp == router.TLS {
+		port, param = b.TLSPort, "tls"
+	}
+	var sb strings.Builder
+	sb.Grow(64)
+	sb.WriteString("<sip:")
+	if u := req.Recipient.User; u != "" && !strings.EqualFold(req.Recipient.Scheme, "tel") {
+		sb.WriteString(u)
+		sb.WriteByte('@')
+	} else if num := uriUser(&req.Recipient); num != "" {
+		sb.WriteString(url.PathEscape(num))
+		sb.WriteByte('@')
+	}
+	if strings.IndexByte(b.Host, ':') >= 0 && !strings.HasPrefix(b.Host, "[") {
+		sb.WriteByte('[')
+		sb.WriteString(b.Host)
+		sb.WriteByte(']')
+	} else {
+		sb.WriteString(b.Host)
+	}
+	sb.WriteByte(':')
+	writeInt(&sb, port)
+	sb.WriteString(";transport=")
+	sb.WriteString(param)
+	sb.WriteByte('>')
+	return sb.String()
+}
+
+func writeInt(sb *strings.Builder, n int) {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		if n /= 10; n == 0 {
+			break
+		}
+	}
+	sb.Write(b[i:])
+}
+
+// warning is a Warning header (RFC 3261 §20.43) with code 399 and text
+// made safe for a quoted string.
+func warning(host, text string) string {
+	return `Warning: 399 ` + host + ` "` + sanitize(text) + `"`
+}
+
+func sanitize(s string) string {
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '"' || r == '\\' {
+			return ' '
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,286 @@
+package sipfront
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/umedge/umedge/core/internal/routing"
+	"github.com/umedge/umedge/core/internal/telemetry"
+	"github.com/umedge/umedge/core/sdk/router"
+)
+
+// Config is what the front end listens on and how it answers.
+type Config struct {
+	Listen      []netip.Addr // addresses to bind
+	UDP, TCP    bool         // UDP and TCP on TCPPort
+	TLS         bool         // mutual TLS on TLSPort
+	TCPPort     int
+	TLSPort     int
+	TLSConfig   *tls.Config   // required with TLS; must demand and verify client certificates
+	UDPBuffer   int           // socket buffer bytes for UDP
+	IdleTimeout time.Duration // closes idle TCP/TLS connections
+	RetryAfter  time.Duration // Retry-After on 503
+	FQDN        string        // our identity, used in Warning headers
+}
+
+// Router is what the front end asks where a call goes.
+type Router interface {
+	Route(ctx context.Context, call *router.Call) (routing.Target, error)
+}
+
+// Server is the Call Router front end.
+type Server struct {
+	router  Router
+	log     *slog.Logger
+	metrics *telemetry.Metrics
+	parser  *sip.Parser
+
+	state atomic.Pointer[state]
+
+	mu        sync.Mutex
+	listeners map[listenerKey]*listener
+	wg        sync.WaitGroup
+}
+
+// state is the part of the config read per message.
+type state struct {
+	fqdn       string
+	retryAfter string // the whole header line
+	idle       time.Duration
+	tls        *tls.Config
+}
+
+type listenerKey struct {
+	transport router.Transport
+	addr      netip.AddrPort
+}
+
+type listener struct {
+	key    listenerKey
+	closer interface{ Close() error }
+	conns  sync.Map // net.Conn → struct{}, open stream connections
+}
+
+// Option adjusts a Server.
+type Option func(*Server)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithMetrics sets the metrics to count into.
+func WithMetrics(m *telemetry.Metrics) Option { return func(s *Server) { s.metrics = m } }
+
+// New returns a front end that asks r where calls go. It listens once
+// Apply is called.
+func New(r Router, opts ...Option) *Server {
+	s := &Server{router: r, log: slog.Default(), parser: newParser(), listeners: map[listenerKey]*listener{}}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.metrics == nil {
+		s.metrics = telemetry.NewMetrics()
+	}
+	return s
+}
+
+// Apply makes the listeners match cfg: it opens what is new and closes
+// what is gone, leaving unchanged listeners and their connections alone
+// (um-spec R-SEC-2: mode changes apply live). It returns every bind error;
+// listeners that could be opened stay open.
+func (s *Server) Apply(cfg Config) error {
+	if cfg.TLS && cfg.TLSConfig == nil {
+		return errors.New("sipfront: TLS listener without TLS configuration")
+	}
+	s.state.Store(&state{
+		fqdn:       cfg.FQDN,
+		retryAfter: "Retry-After: " + strconv.Itoa(max(int(cfg.RetryAfter/time.Second), 1)),
+		idle:       cfg.IdleTimeout,
+		tls:        cfg.TLSConfig,
+	})
+	want := map[listenerKey]bool{}
+	for _, a := range cfg.Listen {
+		if cfg.UDP {
+			want[listenerKey{router.UDP, netip.AddrPortFrom(a, uint16(cfg.TCPPort))}] = true
+		}
+		if cfg.TCP {
+			want[listenerKey{router.TCP, netip.AddrPortFrom(a, uint16(cfg.TCPPort))}] = true
+		}
+		if cfg.TLS {
+			want[listenerKey{router.TLS, netip.AddrPortFrom(a, uint16(cfg.TLSPort))}] = true
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, l := range s.listeners {
+		if !want[k] {
+			s.closeListener(l)
+			delete(s.listeners, k)
+		}
+	}
+	var errs []error
+	keys := make([]listenerKey, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b listenerKey) int { return cmpKey(a, b) })
+	for _, k := range keys {
+		if _, ok := s.listeners[k]; ok {
+			continue
+		}
+		l, err := s.open(k, cfg.UDPBuffer)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.listeners[k] = l
+		s.log.Info("listening", "transport", k.transport, "addr", k.addr.String())
+	}
+	return errors.Join(errs...)
+}
+
+func cmpKey(a, b listenerKey) int {
+	if a.transport != b.transport {
+		if a.transport < b.transport {
+			return -1
+		}
+		return 1
+	}
+	return a.addr.Compare(b.addr)
+}
+
+// Listeners returns the open listeners as "transport addr" strings.
+func (s *Server) Listeners() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.listeners))
+	for k := range s.listeners {
+		out = append(out, string(k.transport)+" "+k.addr.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Close stops every listener and connection and waits for their goroutines.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	for k, l := range s.listeners {
+		s.closeListener(l)
+		delete(s.listeners, k)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) closeListener(l *listener) {
+	_ = l.closer.Close()
+	l.conns.Range(func(c, _ any) bool {
+		_ = c.(net.Conn).Close()
+		return true
+	})
+	s.log.Info("stopped listening", "transport", l.key.transport, "addr", l.key.addr.String())
+}
+
+func (s *Server) open(k listenerKey, udpBuffer int) (*listener, error) {
+	l := &listener{key: k}
+	switch k.transport {
+	case router.UDP:
+		pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(k.addr))
+		if err != nil {
+			return nil, fmt.Errorf("listen udp %s: %w", k.addr, err)
+		}
+		if udpBuffer > 0 {
+			_ = pc.SetReadBuffer(udpBuffer)
+			_ = pc.SetWriteBuffer(udpBuffer)
+		}
+		l.closer = pc
+		// Several readers per socket: a datagram is handled start to end
+		// on the goroutine that read it, with no hand-off.
+		for range max(runtime.GOMAXPROCS(0), 2) {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.serveUDP(pc)
+			}()
+		}
+	case router.TCP, router.TLS:
+		ln, err := net.Listen("tcp", k.addr.String())
+		if err != nil {
+			return nil, fmt.Errorf("listen %s %s: %w", k.transport, k.addr, err)
+		}
+		l.closer = ln
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.accept(ln, l)
+		}()
+	}
+	return l, nil
+}
+
+// maxDatagram is the largest SIP message accepted over UDP.
+const maxDatagram = 65535
+
+func (s *Server) serveUDP(pc *net.UDPConn) {
+	buf := make([]byte, maxDatagram)
+	var out bytes.Buffer
+	p := peer{transport: router.UDP}
+	for {
+		n, src, err := pc.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("udp read", "err", err)
+			continue
+		}
+		data := buf[:n]
+		if isKeepAlive(data) {
+			continue // RFC 5626 §3.5.1 CRLF keep-alive over UDP: nothing to answer
+		}
+		p.src = src
+		dst := s.handleDatagram(data, &p, &out)
+		if out.Len() > 0 && dst.IsValid() {
+			if _, err := pc.WriteToUDPAddrPort(out.Bytes(), dst); err != nil {
+				s.log.Debug("udp write", "dst", dst, "err", err)
+			}
+		}
+	}
+}
+
+// handleDatagram parses and answers one UDP datagram.
+func (s *Server) handleDatagram(data []byte, p *peer, out *bytes.Buffer) netip.AddrPort {
+	msg, err := s.parser.ParseSIP(data)
+	if err != nil {
+		s.metrics.SIPBadRequests.WithLabelValues(string(p.transport)).Inc()
+		s.log.Info("unparsable message", "transport", p.transport, "peer", p.src, "err", err)
+		if rawAnswer(out, data, s.state.Load().fqdn, "parse error: "+err.Error()) {
+			return p.src
+		}
+		return netip.AddrPort{}
+	}
+	return s.handleMessage(msg, p, out)
+}
+
+func isKeepAlive(data []byte) bool {
+	for _, c := range data {
+		if c != '\r' && c != '\n' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,103 @@
+package sipfront
+
+import (
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// singleHeaders may appear at most once in a request (RFC 3261 §7.3.1,
+// RFC 4475 §3.3.8, §3.3.9).
+var singleHeaders = []string{"to", "from", "call-id", "cseq", "max-forwards", "content-length", "content-type"}
+
+// validate applies the checks of RFC 3261 §8.2 and §16.3 that a stateless
+// redirect server must make before it may answer, in the order the RFC
+// gives them. sipgo's parser has already rejected what it cannot parse.
+func validate(req *sip.Request) *badRequest {
+	if req.SipVersion != "SIP/2.0" {
+		return &badRequest{code: 505, reason: "Version Not Supported", detail: "protocol version " + req.SipVersion}
+	}
+	for _, h := range []struct {
+		name string
+		ok   bool
+	}{
+		{"Via", req.Via() != nil}, {"From", req.From() != nil}, {"To", req.To() != nil},
+		{"Call-ID", req.CallID() != nil}, {"CSeq", req.CSeq() != nil},
+	} {
+		if !h.ok {
+			return bad("missing %s header", h.name)
+		}
+	}
+	for _, name := range singleHeaders {
+		if n := len(req.GetHeaders(name)); n > 1 {
+			return bad("%d %s headers, at most one allowed", n, name)
+		}
+	}
+	// sipgo upper-cases the request line's method but not CSeq's.
+	if cseq := req.CSeq(); !strings.EqualFold(string(cseq.MethodName), string(req.Method)) {
+		return bad("CSeq method %s does not match request method %s", cseq.MethodName, req.Method)
+	}
+	if *req.CallID() == "" {
+		return bad("empty Call-ID")
+	}
+	if mf := req.MaxForwards(); mf != nil && *mf > 255 {
+		return bad("Max-Forwards %d exceeds 255", *mf)
+	}
+	if cl := req.ContentLength(); cl != nil && int(*cl) != len(req.Body()) {
+		return bad("Content-Length %d but body has %d bytes", *cl, len(req.Body()))
+	}
+	switch strings.ToLower(req.Recipient.Scheme) {
+	case "sip", "sips", "tel":
+	default:
+		return &badRequest{code: 416, reason: "Unsupported URI Scheme", detail: "Request-URI scheme " + req.Recipient.Scheme}
+	}
+	if len(req.Recipient.Headers) > 0 {
+		return bad("Request-URI must not carry headers (RFC 3261 §19.1.5)")
+	}
+	// A redirect server supports no extension (RFC 3261 §8.2.2.3).
+	if req.Method != sip.ACK && req.Method != sip.CANCEL {
+		var unsupported []string
+		for _, h := range req.GetHeaders("Require") {
+			for _, opt := range strings.Split(h.Value(), ",") {
+				if opt = strings.TrimSpace(opt); opt != "" {
+					unsupported = append(unsupported, opt)
+				}
+			}
+		}
+		if len(unsupported) > 0 {
+			v := strings.Join(unsupported, ", ")
+			return &badRequest{code: 420, reason: "Bad Extension", detail: "Require: " + v, extra: []string{"Unsupported: " + v}}
+		}
+	}
+	if req.Method != sip.INVITE {
+		return nil
+	}
+	// The back end accepts SDP only (RFC 3261 §8.2.3, um-spec R-WK-5).
+	if ct := req.ContentType(); ct != nil && len(req.Body()) > 0 {
+		v := strings.ToLower(strings.TrimSpace(ct.Value()))
+		if !strings.HasPrefix(v, "application/sdp") && !strings.HasPrefix(v, "multipart/") {
+			return &badRequest{code: 415, reason: "Unsupported Media Type", detail: "Content-Type " + ct.Value(),
+				extra: []string{"Accept: application/sdp"}}
+		}
+	}
+	if accept := req.GetHeaders("Accept"); len(accept) > 0 && !acceptsSDP(accept) {
+		return &badRequest{code: 406, reason: "Not Acceptable", detail: "Accept excludes application/sdp",
+			extra: []string{"Accept: application/sdp"}}
+	}
+	return nil
+}
+
+func acceptsSDP(hs []sip.Header) bool {
+	for _, h := range hs {
+		for _, r := range strings.Split(h.Value(), ",") {
+			if i := strings.IndexByte(r, ';'); i >= 0 {
+				r = r[:i]
+			}
+			switch strings.ToLower(strings.TrimSpace(r)) {
+			case "application/sdp", "application/*", "*/*", "":
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,173 @@
+// Package sipheader parses the called-party headers the Call Router reads
+// beyond sipgo's own: Diversion (RFC 5806) and History-Info (RFC 7044).
+package sipheader
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/umedge/umedge/core/sdk/router"
+)
+
+// ErrMalformed means a header value does not follow its grammar; the core
+// answers 400 with the reason (um-spec R-WK-6, R-ERR-4).
+var ErrMalformed = errors.New("malformed header")
+
+// maxEntries bounds how many values one request may carry in these headers.
+const maxEntries = 32
+
+// Diversion parses the values of all Diversion headers of a request, in
+// order: the top value is the most recent diversion (RFC 5806 §2).
+func Diversion(values []string) ([]router.Diversion, error) {
+	var out []router.Diversion
+	err := eachAddress("Diversion", values, func(uri *sip.Uri, params sip.HeaderParams) {
+		reason, _ := params.Get("reason")
+		out = append(out, router.Diversion{User: userOf(uri), Reason: strings.Trim(reason, `"`)})
+	})
+	return out, err
+}
+
+// HistoryInfo parses the values of all History-Info headers of a request
+// (RFC 7044 §9). The cause of a retargeting is the "cause" URI parameter
+// (RFC 4458), or the cause inside an escaped Reason header of the URI
+// (RFC 4244 §4.3).
+func HistoryInfo(values []string) ([]router.HistoryInfo, error) {
+	var out []router.HistoryInfo
+	err := eachAddress("History-Info", values, func(uri *sip.Uri, params sip.HeaderParams) {
+		index, _ := params.Get("index")
+		cause, _ := uri.UriParams.Get("cause")
+		if cause == "" {
+			if reason, ok := uri.Headers.Get("Reason"); ok {
+				cause = reasonCause(reason)
+			}
+		}
+		out = append(out, router.HistoryInfo{Index: index, User: userOf(uri), Cause: cause})
+	})
+	return out, err
+}
+
+// eachAddress splits every value at top-level commas and parses each
+// element as name-addr *(SEMI param).
+func eachAddress(name string, values []string, fn func(*sip.Uri, sip.HeaderParams)) error {
+	n := 0
+	for _, v := range values {
+		elems, err := splitList(v)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrMalformed, name, err)
+		}
+		for _, e := range elems {
+			if n++; n > maxEntries {
+				return fmt.Errorf("%w: %s: more than %d entries", ErrMalformed, name, maxEntries)
+			}
+			if !strings.Contains(e, "<") {
+				// Both grammars require name-addr: an addr-spec would make
+				// the URI parameters ambiguous with header parameters.
+				return fmt.Errorf("%w: %s: %q is not a name-addr", ErrMalformed, name, e)
+			}
+			var uri sip.Uri
+			params := sip.NewParams()
+			if _, err := sip.ParseAddressValue(e, &uri, &params); err != nil {
+				return fmt.Errorf("%w: %s: %q: %w", ErrMalformed, name, e, err)
+			}
+			fn(&uri, params)
+		}
+	}
+	return nil
+}
+
+// splitList splits a header value at commas that are outside quoted
+// strings and angle brackets, and checks that both are balanced.
+func splitList(v string) ([]string, error) {
+	var (
+		out     []string
+		start   int
+		quoted  bool
+		escaped bool
+		angle   bool
+	)
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case escaped:
+			escaped = false
+		case quoted:
+			switch c {
+			case '\\':
+				escaped = true
+			case '"':
+				quoted = false
+			}
+		case c == '"':
+			quoted = true
+		case c == '<':
+			if angle {
+				return nil, errors.New("nested '<'")
+			}
+			angle = true
+		case c == '>':
+			if !angle {
+				return nil, errors.New("unbalanced '>'")
+			}
+			angle = false
+		case c == ',' && !angle:
+			out = appendElem(out, v[start:i])
+			start = i + 1
+		}
+	}
+	if quoted {
+		return nil, errors.New("unterminated quoted string")
+	}
+	if angle {
+		return nil, errors.New("unterminated '<'")
+	}
+	out = appendElem(out, v[start:])
+	if len(out) == 0 {
+		return nil, errors.New("empty value")
+	}
+	return out, nil
+}
+
+func appendElem(out []string, e string) []string {
+	if e = strings.TrimSpace(e); e != "" {
+		out = append(out, e)
+	}
+	return out
+}
+
+// userOf returns the user part of a SIP URI, or the number of a tel URI,
+// with %-escapes decoded and visual separators of phone numbers kept as sent.
+func userOf(uri *sip.Uri) string {
+	user := uri.User
+	if uri.Scheme == "tel" {
+		user = uri.Raw()
+		if i := strings.IndexByte(user, ';'); i >= 0 {
+			user = user[:i]
+		}
+	}
+	if i := strings.IndexByte(user, ';'); i >= 0 { // user parameters (RFC 4475 §3.1.1.9)
+		user = user[:i]
+	}
+	if u, err := url.PathUnescape(user); err == nil {
+		return u
+	}
+	return user
+}
+
+var causeRE = regexp.MustCompile(`(?i)cause\s*=\s*([0-9]{3})`)
+
+// reasonCause extracts the cause code of an escaped Reason header value
+// such as "SIP%3Bcause%3D302".
+func reasonCause(reason string) string {
+	if r, err := url.QueryUnescape(reason); err == nil {
+		reason = r
+	}
+	if m := causeRE.FindStringSubmatch(reason); m != nil {
+		return m[1]
+	}
+	return ""
+}
