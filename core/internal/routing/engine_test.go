@@ -20,8 +20,8 @@ type fakeRouter struct {
 	reject bool
 }
 
-func (f *fakeRouter) Info(context.Context) (*base.Info, error)  { return &base.Info{}, nil }
-func (f *fakeRouter) Configure(context.Context, []byte) error    { return nil }
+func (f *fakeRouter) Info(context.Context) (*base.Info, error) { return &base.Info{}, nil }
+func (f *fakeRouter) Configure(context.Context, []byte) error  { return nil }
 func (f *fakeRouter) Topology(context.Context) (*router.Topology, error) {
 	t := f.topo
 	return &t, nil
