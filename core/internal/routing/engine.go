@@ -43,10 +43,12 @@ type Engine struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	cfg   atomic.Pointer[Config]
-	topo  atomic.Pointer[topology]
-	cache cache
-	calls singleflight.Group
+	cfg    atomic.Pointer[Config]
+	topo   atomic.Pointer[topology]
+	cache  cache
+	calls  singleflight.Group
+	hits   atomic.Uint64
+	misses atomic.Uint64
 }
 
 // Option adjusts an Engine; for tests and advanced wiring.
@@ -92,6 +94,11 @@ func (e *Engine) Refresh(ctx context.Context) error {
 	return nil
 }
 
+// CacheStats returns the decision cache's hits, misses and size.
+func (e *Engine) CacheStats() (hits, misses uint64, entries int) {
+	return e.hits.Load(), e.misses.Load(), e.cache.Len()
+}
+
 // Topology returns the current topology, or nil before the first Refresh.
 func (e *Engine) Topology() *router.Topology {
 	if t := e.topo.Load(); t != nil {
@@ -135,8 +142,10 @@ func (e *Engine) decide(ctx context.Context, call *router.Call) (*router.Decisio
 	now := e.now()
 	ent, found := e.cache.get(key)
 	if found && now.Before(ent.expires) {
+		e.hits.Add(1)
 		return ent.decision, ent.err
 	}
+	e.misses.Add(1)
 	v, err, _ := e.calls.Do(key, func() (any, error) {
 		dec, err := e.router.Route(ctx, call)
 		if err != nil && !isRejection(err) {

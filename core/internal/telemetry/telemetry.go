@@ -53,9 +53,7 @@ type Metrics struct {
 	Calls          *prometheus.CounterVec   // transport
 	Redirects      *prometheus.CounterVec   // pool, backend
 	Rejections     *prometheus.CounterVec   // reason
-	DecisionCache  *prometheus.CounterVec   // result = hit|miss
 	RouteLatency   *prometheus.HistogramVec // transport; INVITE received → final response written
-	PluginRestarts *prometheus.CounterVec   // plugin
 	HealthUp       *prometheus.GaugeVec     // target
 }
 
@@ -81,23 +79,84 @@ func NewMetrics() *Metrics {
 	m.Rejections = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "umedge_router_rejections_total", Help: "Calls rejected, by stable reason code.",
 	}, []string{"reason"})
-	m.DecisionCache = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "umedge_router_decision_cache_total", Help: "Router decisions served from the cache (hit) or asked of the plugin (miss).",
-	}, []string{"result"})
 	m.RouteLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "umedge_router_response_seconds",
 		Help:    "Time from an INVITE's arrival to its final response being written.",
 		Buckets: []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3, 250e-3, 1},
 	}, []string{"transport"})
-	m.PluginRestarts = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "umedge_plugin_restarts_total", Help: "Plugin processes restarted after they exited.",
-	}, []string{"plugin"})
 	m.HealthUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "umedge_health_up", Help: "1 when an OPTIONS-probed peer or back end is reachable.",
 	}, []string{"target"})
 	for _, c := range []prometheus.Collector{m.SIPRequests, m.SIPBadRequests, m.Calls, m.Redirects, m.Rejections,
-		m.DecisionCache, m.RouteLatency, m.PluginRestarts, m.HealthUp} {
+		m.RouteLatency, m.HealthUp} {
 		f(c)
 	}
 	return m
+}
+
+// PluginSample is what the plugin host reports of one plugin at a scrape.
+type PluginSample struct {
+	Name     string
+	Restarts int
+	Up       bool
+}
+
+// WatchPlugins exports umedge_plugin_restarts_total and umedge_plugin_up,
+// read from fn at every scrape.
+func (m *Metrics) WatchPlugins(fn func() []PluginSample) {
+	m.Registry.MustRegister(&pluginCollector{fn: fn})
+}
+
+var (
+	restartsDesc = prometheus.NewDesc("umedge_plugin_restarts_total",
+		"Plugin processes restarted after they exited.", []string{"plugin"}, nil)
+	upDesc = prometheus.NewDesc("umedge_plugin_up",
+		"1 when the plugin process runs and is configured.", []string{"plugin"}, nil)
+)
+
+type pluginCollector struct{ fn func() []PluginSample }
+
+func (c *pluginCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- restartsDesc
+	ch <- upDesc
+}
+
+func (c *pluginCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.fn() {
+		up := 0.0
+		if s.Up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(restartsDesc, prometheus.CounterValue, float64(s.Restarts), s.Name)
+		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, up, s.Name)
+	}
+}
+
+// WatchDecisionCache exports umedge_router_decision_cache_total{result}
+// and umedge_router_decision_cache_entries, read from fn at every scrape.
+func (m *Metrics) WatchDecisionCache(fn func() (hits, misses uint64, entries int)) {
+	m.Registry.MustRegister(&cacheCollector{fn: fn})
+}
+
+var (
+	cacheDesc = prometheus.NewDesc("umedge_router_decision_cache_total",
+		"Router decisions served from the cache (hit) or asked of the plugin (miss).", []string{"result"}, nil)
+	cacheEntriesDesc = prometheus.NewDesc("umedge_router_decision_cache_entries",
+		"Router decisions held in the cache.", nil, nil)
+)
+
+type cacheCollector struct {
+	fn func() (uint64, uint64, int)
+}
+
+func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- cacheDesc
+	ch <- cacheEntriesDesc
+}
+
+func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	hits, misses, n := c.fn()
+	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.CounterValue, float64(hits), "hit")
+	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.CounterValue, float64(misses), "miss")
+	ch <- prometheus.MustNewConstMetric(cacheEntriesDesc, prometheus.GaugeValue, float64(n))
 }

@@ -1,0 +1,90 @@
+# umedge — the Makefile is an index: every recipe is a plain go command.
+
+GO          ?= go
+CGO_ENABLED ?= 0
+export CGO_ENABLED
+VERSION     ?= $(shell git describe --dirty --always 2>/dev/null || echo dev)
+LDFLAGS     ?= -s -w -X github.com/umedge/umedge/core/internal/telemetry.Version=$(VERSION)
+BIN         ?= bin
+CONFIG      ?= configs/umedge.toml
+PLUGINS     := $(notdir $(wildcard plugins/*))
+# Debian packages the integration tests and benchmarks drive (real peers).
+TEST_DEBS   ?= sip-tester
+BENCH_DEBS  ?= sip-tester kamailio
+
+.PHONY: all build plugins run test test-short test-integration test-deps bench-sip bench-deps \
+	fuzz proto lint archcheck clean
+
+all: build plugins
+
+build:
+	@echo "==> building $(BIN)/edged"
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/edged ./core/cmd/edged
+
+# Plugins land in $(BIN)/plugins as umedge-plugin-<name>, pinned by SHA256SUMS.
+plugins:
+	@echo "==> building plugins: $(PLUGINS)"
+	@mkdir -p $(BIN)/plugins
+	for p in $(PLUGINS); do \
+		$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/umedge-plugin-$$p ./plugins/$$p || exit 1; \
+	done
+	cd $(BIN)/plugins && sha256sum umedge-plugin-* > SHA256SUMS
+
+# Starts the appliance on loopback with the shipped all-in-one config.
+run: build plugins
+	$(BIN)/edged demo-pki $(BIN)/tls
+	$(BIN)/edged -config $(CONFIG)
+
+# The README's test command, and CI's: unit, fuzz seeds and integration
+# tests against real peers.
+test: test-deps
+	@echo "==> vet"
+	$(GO) vet ./...
+	@echo "==> unit and integration tests"
+	$(GO) test -race -tags integration -timeout 30m ./...
+
+test-short:
+	$(GO) test -race -short ./...
+
+test-integration: test-deps
+	$(GO) test -race -tags integration -run Integration -v -timeout 30m ./...
+
+test-deps:
+	@for d in $(TEST_DEBS); do dpkg -s $$d >/dev/null 2>&1 || missing="$$missing $$d"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "==> installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+bench-deps:
+	@$(MAKE) --no-print-directory test-deps TEST_DEBS="$(BENCH_DEBS)"
+
+# Ramps SIPp against Kamailio's stateless redirect and edged, side by side.
+bench-sip: bench-deps build plugins
+	$(GO) run ./core/cmd/sipbench -edged $(BIN)/edged -plugins $(BIN)/plugins $(BENCH_ARGS)
+
+fuzz:
+	$(GO) test -run XXX -fuzz FuzzDiversion -fuzztime 30s ./core/internal/sipheader
+	$(GO) test -run XXX -fuzz FuzzHistoryInfo -fuzztime 30s ./core/internal/sipheader
+	$(GO) test -run XXX -fuzz FuzzDatagram -fuzztime 30s ./core/internal/sipfront
+	$(GO) test -run XXX -fuzz FuzzLoad -fuzztime 30s ./core/config
+	$(GO) test -run XXX -fuzz FuzzLineIndex -fuzztime 30s ./core/config
+	$(GO) test -run XXX -fuzz FuzzParseNumber -fuzztime 30s ./plugins/umrouter
+	$(GO) test -run XXX -fuzz FuzzConfigure -fuzztime 30s ./plugins/umrouter
+
+# Regenerates the committed protobuf code (needs protoc, Debian protobuf-compiler).
+proto:
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
+	protoc -I . --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative core/sdk/base/proto/base.proto
+	protoc -I . --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative core/sdk/router/proto/router.proto
+
+archcheck:
+	$(GO) test -run TestArchitecture ./core/internal/archtest
+
+lint: archcheck
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)

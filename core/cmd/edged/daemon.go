@@ -1,0 +1,406 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/umedge/umedge/core/config"
+	"github.com/umedge/umedge/core/internal/admin"
+	"github.com/umedge/umedge/core/internal/health"
+	"github.com/umedge/umedge/core/internal/pluginhost"
+	"github.com/umedge/umedge/core/internal/routing"
+	"github.com/umedge/umedge/core/internal/sipfront"
+	"github.com/umedge/umedge/core/internal/telemetry"
+	"github.com/umedge/umedge/core/sdk/base"
+)
+
+// daemon is one running edged: the only place where the parts meet.
+type daemon struct {
+	path    string
+	log     *slog.Logger
+	level   *slog.LevelVar
+	metrics *telemetry.Metrics
+
+	cfg    atomic.Pointer[config.Config]
+	host   *pluginhost.Host
+	prober *health.Prober
+	engine *routing.Engine // nil without a router plugin
+	front  *sipfront.Server
+	admin  *admin.Server
+
+	reloadMu sync.Mutex
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	return config.Load(path)
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// start loads the config and brings every part up, or fails with all the
+// reasons it cannot.
+func start(ctx context.Context, path string, logOut io.Writer) (_ *daemon, err error) {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s:\n%w", path, err)
+	}
+	log, level, err := telemetry.NewLogger(logOut, cfg.Log.Format, cfg.Log.Level)
+	if err != nil {
+		return nil, err
+	}
+	// sipgo logs through a package-wide logger; keep it to warnings.
+	sip.SetDefaultLogger(log.With("component", "sipgo"))
+	d := &daemon{path: path, log: log, level: level, metrics: telemetry.NewMetrics()}
+	d.cfg.Store(cfg)
+	defer func() {
+		if err != nil {
+			_ = d.Close()
+		}
+	}()
+
+	d.host = newPluginHost(cfg, log)
+	if err := d.host.Start(ctx, pluginSpecs(cfg)); err != nil {
+		return nil, fmt.Errorf("start plugins:\n%w", pluginProblems(cfg, err))
+	}
+	d.metrics.WatchPlugins(d.pluginSamples)
+
+	clientTLS, err := healthTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.prober, err = health.New(health.Config{FromHost: cfg.SIP.FQDN, TLS: clientTLS},
+		health.WithLogger(log.With("component", "health")),
+		health.WithOnChange(func(name string, up bool, _ health.TargetStatus) {
+			d.metrics.HealthUp.WithLabelValues(name).Set(boolFloat(up))
+		}))
+	if err != nil {
+		return nil, err
+	}
+
+	if name := routerName(cfg); name != "" {
+		d.engine = routing.New(engineConfig(cfg), d.host.Router(name), d.prober, routing.WithLogger(log))
+		d.metrics.WatchDecisionCache(d.engine.CacheStats)
+		d.host.OnChange(func(changed string) {
+			if changed != name {
+				return
+			}
+			if err := d.engine.Refresh(context.Background()); err != nil {
+				log.Error("refresh router topology", "plugin", name, "err", err)
+			}
+		})
+		if err := d.engine.Refresh(ctx); err != nil {
+			return nil, err
+		}
+		d.front = sipfront.New(d.engine, sipfront.WithLogger(log.With("component", "sip")), sipfront.WithMetrics(d.metrics))
+		fc, err := frontConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if err := d.front.Apply(fc); err != nil {
+			return nil, err
+		}
+	} else {
+		log.Warn("no router plugin configured: the Call Router does not listen")
+	}
+
+	if cfg.Admin.Listen != "" {
+		if d.admin, err = admin.New(cfg.Admin.Listen, d, d.metrics.Registry, log.With("component", "admin")); err != nil {
+			return nil, err
+		}
+	}
+	log.Info("edged started", "version", telemetry.Version, "config", path)
+	return d, nil
+}
+
+// Reload re-reads the config file. A file with any problem, or plugin
+// settings a plugin refuses, is refused as a whole and the running config
+// stays (DESIGN.md §4).
+func (d *daemon) Reload(ctx context.Context) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	cfg, err := loadConfig(d.path)
+	if err != nil {
+		return fmt.Errorf("config %s:\n%w", d.path, err)
+	}
+	old := d.cfg.Load()
+	if routerName(cfg) != routerName(old) {
+		return errors.New("adding, removing or renaming the router plugin needs a restart")
+	}
+	if err := d.host.Reconfigure(ctx, pluginSpecs(cfg)); err != nil {
+		return pluginProblems(cfg, err)
+	}
+	var errs []error
+	if err := telemetry.SetLevel(d.level, cfg.Log.Level); err != nil {
+		errs = append(errs, err)
+	}
+	if d.engine != nil {
+		d.engine.SetConfig(engineConfig(cfg))
+		if err := d.engine.Refresh(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		fc, err := frontConfig(cfg)
+		if err == nil {
+			err = d.front.Apply(fc)
+		}
+		errs = append(errs, err)
+	}
+	if cfg.Admin.Listen != old.Admin.Listen {
+		errs = append(errs, d.moveAdmin(cfg.Admin.Listen))
+	}
+	d.cfg.Store(cfg)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("config applied in part: %w", err)
+	}
+	d.log.Info("config reloaded", "config", d.path)
+	return nil
+}
+
+func (d *daemon) moveAdmin(listen string) error {
+	if d.admin != nil {
+		_ = d.admin.Close()
+		d.admin = nil
+	}
+	if listen == "" {
+		return nil
+	}
+	a, err := admin.New(listen, d, d.metrics.Registry, d.log.With("component", "admin"))
+	d.admin = a
+	return err
+}
+
+// Close stops everything, front first so no call is half-handled.
+func (d *daemon) Close() error {
+	var errs []error
+	if d.front != nil {
+		errs = append(errs, d.front.Close())
+	}
+	if d.admin != nil {
+		errs = append(errs, d.admin.Close())
+	}
+	if d.prober != nil {
+		errs = append(errs, d.prober.Close())
+	}
+	if d.host != nil {
+		errs = append(errs, d.host.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Healthy is the admin API's /healthz: the router plugin runs, has given
+// a topology, and the front end listens.
+func (d *daemon) Healthy() error {
+	if d.engine == nil {
+		return nil
+	}
+	if d.engine.Topology() == nil {
+		return errors.New("no router topology yet")
+	}
+	name := routerName(d.cfg.Load())
+	for _, s := range d.host.Status() {
+		if s.Name == name && s.State != pluginhost.StateRunning {
+			return fmt.Errorf("router plugin %s is %s", name, s.State)
+		}
+	}
+	if len(d.front.Listeners()) == 0 {
+		return errors.New("no SIP listener is open")
+	}
+	return nil
+}
+
+// Status is the admin API's /status.
+func (d *daemon) Status() any {
+	cfg := d.cfg.Load()
+	st := map[string]any{
+		"version": telemetry.Version,
+		"config":  d.path,
+		"plugins": d.host.Status(),
+		"health":  d.prober.Status(),
+	}
+	if d.front != nil {
+		st["listeners"] = d.front.Listeners()
+	}
+	if d.engine != nil {
+		st["topology"] = d.engine.Topology()
+	}
+	st["mode"] = cfg.SIP.Mode
+	return st
+}
+
+func (d *daemon) pluginSamples() []telemetry.PluginSample {
+	var out []telemetry.PluginSample
+	for _, s := range d.host.Status() {
+		out = append(out, telemetry.PluginSample{Name: s.Name, Restarts: s.Restarts, Up: s.State == pluginhost.StateRunning})
+	}
+	return out
+}
+
+func newPluginHost(cfg *config.Config, log *slog.Logger) *pluginhost.Host {
+	ph := cfg.PluginHost
+	return pluginhost.New(pluginhost.Config{
+		Dir:          ph.Dir,
+		SHA256Sums:   ph.SHA256Sums,
+		CallTimeout:  ph.CallTimeout.Duration,
+		StartTimeout: ph.StartTimeout.Duration,
+		BackoffMin:   ph.RestartBackoffMin.Duration,
+		BackoffMax:   ph.RestartBackoffMax.Duration,
+	}, pluginhost.WithLogger(log.With("component", "pluginhost")))
+}
+
+func pluginSpecs(cfg *config.Config) []pluginhost.Spec {
+	names := make([]string, 0, len(cfg.Plugins))
+	for n := range cfg.Plugins {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	specs := make([]pluginhost.Spec, 0, len(names))
+	for _, n := range names {
+		p := cfg.Plugins[n]
+		specs = append(specs, pluginhost.Spec{Name: n, Kind: p.Kind, Binary: p.Binary, SHA256: p.SHA256, Settings: p.Settings.TOML})
+	}
+	return specs
+}
+
+// pluginProblems turns a plugin's refusal of its settings into config
+// problems with the file's line numbers.
+func pluginProblems(cfg *config.Config, err error) error {
+	var re *pluginhost.ReconfigureError
+	var ce *base.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	name := ""
+	if errors.As(err, &re) {
+		name = re.Plugin
+	} else {
+		for n := range cfg.Plugins { // Start and Check name the plugin only in text
+			if containsWord(err.Error(), n) {
+				name = n
+			}
+		}
+	}
+	errs := make([]error, 0, len(ce.Problems))
+	for _, p := range ce.Problems {
+		errs = append(errs, cfg.Problem("plugins."+name+".settings."+p.Path, errors.New(p.Message)))
+	}
+	return errors.Join(errs...)
+}
+
+func containsWord(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		if s[i:i+len(w)] == w && (i == 0 || !isWordByte(s[i-1])) && (i+len(w) == len(s) || !isWordByte(s[i+len(w)])) {
+			return true
+		}
+	}
+	return false
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c == '-' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+func routerName(cfg *config.Config) string {
+	for n, p := range cfg.Plugins {
+		if p.Kind == base.KindRouter {
+			return n
+		}
+	}
+	return ""
+}
+
+func engineConfig(cfg *config.Config) routing.Config {
+	return routing.Config{CacheTTL: cfg.SIP.DecisionCacheTTL.Duration, CacheSize: cfg.SIP.DecisionCacheSize}
+}
+
+func frontConfig(cfg *config.Config) (sipfront.Config, error) {
+	s := cfg.SIP
+	fc := sipfront.Config{
+		UDP: s.Mode.UsesTCP() && s.UDP, TCP: s.Mode.UsesTCP(), TLS: s.Mode.UsesTLS(),
+		TCPPort: s.TCPPort, TLSPort: s.TLSPort, UDPBuffer: s.UDPBufferBytes,
+		IdleTimeout: s.TCPIdleTimeout.Duration, RetryAfter: s.RetryAfter.Duration, FQDN: s.FQDN,
+	}
+	for _, a := range s.Listen {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			return fc, fmt.Errorf("sip.listen: %w", err)
+		}
+		fc.Listen = append(fc.Listen, ip)
+	}
+	if fc.TLS {
+		tc, err := serverTLS(s.TLS)
+		if err != nil {
+			return fc, err
+		}
+		fc.TLSConfig = tc
+	}
+	return fc, nil
+}
+
+// serverTLS is the mutual-TLS server config of the SIP TLS listener
+// (um-spec R-SEC-3, R-SEC-6): our certificate, peers' certificates
+// required and verified against client_ca, TLS 1.2 at least.
+func serverTLS(t config.TLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, fmt.Errorf("sip.tls: load certificate: %w", err)
+	}
+	pool, err := certPool(t.ClientCA)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+		MinVersion:   t.MinVersionID(),
+		CipherSuites: t.CipherSuiteIDs(),
+	}, nil
+}
+
+// healthTLS is the client config for OPTIONS probes over TLS: our
+// certificate for mutual TLS, and the same CA bundle for the peers.
+func healthTLS(cfg *config.Config) (*tls.Config, error) {
+	t := cfg.SIP.TLS
+	if t.Cert == "" || t.ClientCA == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, fmt.Errorf("sip.tls: load certificate: %w", err)
+	}
+	pool, err := certPool(t.ClientCA)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: t.MinVersionID()}, nil
+}
+
+func certPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("sip.tls.client_ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("sip.tls.client_ca: no certificate in %s", file)
+	}
+	return pool, nil
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,186 @@
+// Package config loads and validates edged's TOML configuration file.
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/umedge/umedge/core/sdk/base"
+)
+
+// Config is the whole edged TOML file. Field tags are the TOML keys, verbatim.
+type Config struct {
+	Log        Log               `toml:"log"`
+	Admin      Admin             `toml:"admin"`
+	SIP        SIP               `toml:"sip"`
+	Media      Media             `toml:"media"`
+	PluginHost PluginHost        `toml:"plugin_host"`
+	Plugins    map[string]Plugin `toml:"plugins"` // key = plugin instance name
+
+	file  string    // name given to Parse, for FieldError.File
+	lines lineIndex // key path → line, nil for configs not parsed from text
+}
+
+// Log configures edged's own log output.
+type Log struct {
+	Level  string `toml:"level"`  // debug|info|warn|error
+	Format string `toml:"format"` // text|json
+}
+
+// Admin configures the admin HTTP server (health, status, metrics, reload).
+type Admin struct {
+	Listen      string `toml:"listen"`       // host:port; "" disables the server
+	AllowRemote bool   `toml:"allow_remote"` // permit a non-loopback Listen
+}
+
+// Mode is the SIP startup mode of um-spec R-SEC-2.
+type Mode string
+
+// The startup modes.
+const (
+	ModeTCP  Mode = "tcp"  // UDP (if enabled) and TCP on tcp_port
+	ModeTLS  Mode = "tls"  // TLS on tls_port only
+	ModeDual Mode = "dual" // both of the above
+)
+
+// UsesTCP reports whether the mode listens on the plain tcp_port.
+func (m Mode) UsesTCP() bool { return m == ModeTCP || m == ModeDual }
+
+// UsesTLS reports whether the mode listens on the TLS tls_port.
+func (m Mode) UsesTLS() bool { return m == ModeTLS || m == ModeDual }
+
+// SIP configures the Call Router's SIP listeners.
+type SIP struct {
+	FQDN              string   `toml:"fqdn"`                // our own SIP identity and TLS certificate name
+	Listen            []string `toml:"listen"`              // IP literals to bind
+	Mode              Mode     `toml:"mode"`                // tcp|tls|dual
+	UDP               bool     `toml:"udp"`                 // with tcp|dual, also UDP on tcp_port
+	TCPPort           int      `toml:"tcp_port"`            // plain SIP port (UDP and TCP)
+	TLSPort           int      `toml:"tls_port"`            // SIP over TLS port
+	UDPBufferBytes    int      `toml:"udp_buffer_bytes"`    // SO_RCVBUF/SO_SNDBUF for UDP sockets
+	TCPIdleTimeout    Duration `toml:"tcp_idle_timeout"`    // close idle TCP/TLS connections after this
+	RetryAfter        Duration `toml:"retry_after"`         // Retry-After of a 503, whole seconds
+	DecisionCacheTTL  Duration `toml:"decision_cache_ttl"`  // 0 disables the router decision cache
+	DecisionCacheSize int      `toml:"decision_cache_size"` // entries in the router decision cache
+	TLS               TLS      `toml:"tls"`
+}
+
+// TLS configures the SIP TLS listener and mutual TLS (um-spec R-SEC-3, R-SEC-6).
+type TLS struct {
+	Cert         string   `toml:"cert"`          // PEM certificate chain file
+	Key          string   `toml:"key"`           // PEM private key file
+	ClientCA     string   `toml:"client_ca"`     // PEM CA bundle for peers' client certificates
+	MinVersion   string   `toml:"min_version"`   // "1.2"|"1.3"
+	CipherSuites []string `toml:"cipher_suites"` // crypto/tls names; empty = Go defaults
+}
+
+// Media configures the RTP/RTCP port range.
+type Media struct {
+	PortMin int `toml:"port_min"` // first RTP port, even
+	PortMax int `toml:"port_max"` // last port of the range
+}
+
+// PluginHost configures how plugin binaries are found, pinned and run.
+type PluginHost struct {
+	Dir               string   `toml:"dir"`                 // plugin binary directory
+	SHA256Sums        string   `toml:"sha256sums"`          // optional sha256sum-format pin file
+	CallTimeout       Duration `toml:"call_timeout"`        // deadline of each plugin call
+	StartTimeout      Duration `toml:"start_timeout"`       // deadline for a plugin to start
+	RestartBackoffMin Duration `toml:"restart_backoff_min"` // first restart delay after a crash
+	RestartBackoffMax Duration `toml:"restart_backoff_max"` // restart delay cap
+}
+
+// Plugin is one [plugins.<name>] instance.
+type Plugin struct {
+	Kind     base.Kind  `toml:"kind"`     // router|worker|integration
+	Binary   string     `toml:"binary"`   // file name inside plugin_host.dir
+	SHA256   string     `toml:"sha256"`   // hex pin; "" = pinned by plugin_host.sha256sums
+	Settings RawSection `toml:"settings"` // the plugin's own table, validated by the plugin
+}
+
+// Duration is a time.Duration written in TOML as a Go duration string such
+// as "30s" or "500ms".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(text []byte) error {
+	v, err := time.ParseDuration(string(text))
+	if err != nil {
+		return fmt.Errorf("parse duration: %w", err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration in Go syntax.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// RawSection keeps a plugin's settings table opaque to the core: it holds the
+// table re-encoded as TOML, ready for the plugin's Configure. Because it
+// implements toml.Unmarshaler, every key under it counts as decoded.
+type RawSection struct{ TOML []byte }
+
+// UnmarshalTOML re-encodes a decoded TOML table.
+func (r *RawSection) UnmarshalTOML(v any) error {
+	tbl, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("want a table, got %s", tomlType(v))
+	}
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(tbl); err != nil {
+		return fmt.Errorf("re-encode settings: %w", err)
+	}
+	r.TOML = buf.Bytes()
+	return nil
+}
+
+// Default returns the built-in configuration. It is valid except for what
+// only a site can supply: the default mode "dual" needs sip.tls certificates.
+func Default() Config {
+	return Config{
+		Log:   Log{Level: "info", Format: "text"},
+		Admin: Admin{Listen: "127.0.0.1:9060"},
+		SIP: SIP{
+			FQDN:              "umedge.local",
+			Listen:            []string{"127.0.0.1", "::1"},
+			Mode:              ModeDual,
+			UDP:               true,
+			TCPPort:           5060,
+			TLSPort:           5061,
+			UDPBufferBytes:    8 << 20,
+			TCPIdleTimeout:    Duration{5 * time.Minute},
+			RetryAfter:        Duration{30 * time.Second},
+			DecisionCacheTTL:  Duration{60 * time.Second},
+			DecisionCacheSize: 65536,
+			TLS:               TLS{MinVersion: "1.2", CipherSuites: []string{}},
+		},
+		Media: Media{PortMin: 16384, PortMax: 32767},
+		PluginHost: PluginHost{
+			Dir:               "bin/plugins",
+			CallTimeout:       Duration{500 * time.Millisecond},
+			StartTimeout:      Duration{10 * time.Second},
+			RestartBackoffMin: Duration{50 * time.Millisecond},
+			RestartBackoffMax: Duration{30 * time.Second},
+		},
+		Plugins: map[string]Plugin{},
+	}
+}
+
+// File is the name the configuration was parsed from; "" for Default().
+func (c *Config) File() string { return c.file }
+
+// Line returns the 1-based line where path is set in the parsed file, or 0
+// when the file does not mention it. Paths use dots between keys, quote keys
+// that are not bare (mailboxes."a.b"), and index arrays of tables (x.y[0].z).
+func (c *Config) Line(path string) int { return c.lines[path] }
+
+// Problem builds a *FieldError for path with File and Line filled in. When
+// the file does not mention path itself, the line of its nearest enclosing
+// key or table is used. The host uses it for problems a plugin reports in
+// its settings, e.g. "plugins.umrouter.settings.gateways.lab.status".
+func (c *Config) Problem(path string, err error) *FieldError {
+	return &FieldError{File: c.file, Line: c.lines.nearest(path), Path: path, Err: err}
+}

@@ -1,0 +1,363 @@
+package config
+
+import (
+	"cmp"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/umedge/umedge/core/sdk/base"
+)
+
+// Validate checks the configuration and returns every problem, joined with
+// errors.Join. Each is a *FieldError wrapping one of the package sentinels,
+// with Line filled when the parsed file defines the key (or, failing that,
+// the alternative key or enclosing table the problem is about). Problems are
+// ordered by line; those without a line come last. Validate reads the TLS
+// files named in sip.tls to check them.
+func (c *Config) Validate() error { return c.validate(nil, nil) }
+
+// validator collects problems for one Validate run.
+type validator struct {
+	c    *Config
+	list []problem
+}
+
+func (v *validator) add(path string, err error, alt ...string) {
+	v.list = append(v.list, problem{path: path, err: err, alt: alt})
+}
+
+func (v *validator) addf(path string, sentinel error, format string, args ...any) {
+	v.add(path, fmt.Errorf("%w: "+format, append([]any{sentinel}, args...)...))
+}
+
+// validate runs every check after the decode problems in pre. Checks of a
+// path whose value failed to decode are dropped: the default left in its
+// place says nothing about the file.
+func (c *Config) validate(pre []problem, failed map[string]bool) error {
+	v := &validator{c: c}
+	v.log()
+	adm := v.admin()
+	listen := v.sip()
+	v.media()
+	v.pluginHost()
+	v.plugins()
+	v.conflicts(listen, adm)
+
+	errs := make([]*FieldError, 0, len(pre)+len(v.list))
+	for _, p := range pre {
+		errs = append(errs, c.fieldError(p))
+	}
+	for _, p := range v.list {
+		if !decodeFailed(failed, p.path) {
+			errs = append(errs, c.fieldError(p))
+		}
+	}
+	slices.SortStableFunc(errs, func(a, b *FieldError) int {
+		if (a.Line == 0) != (b.Line == 0) {
+			if a.Line == 0 {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(a.Line, b.Line) // ties keep the order of the checks
+	})
+	joined := make([]error, len(errs))
+	for i, e := range errs {
+		joined[i] = e
+	}
+	return errors.Join(joined...)
+}
+
+// decodeFailed reports whether path or one of its parents failed to decode.
+func decodeFailed(failed map[string]bool, path string) bool {
+	if failed[path] {
+		return true
+	}
+	for _, p := range parents(path) {
+		if failed[p] {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Config) fieldError(p problem) *FieldError {
+	line := c.lines[p.path]
+	for _, a := range p.alt {
+		if line == 0 {
+			line = c.lines[a]
+		}
+	}
+	if line == 0 {
+		line = c.lines.nearest(p.path)
+	}
+	return &FieldError{File: c.file, Line: line, Path: p.path, Err: p.err}
+}
+
+func (v *validator) log() {
+	l := v.c.Log
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, l.Level) {
+		v.addf("log.level", ErrInvalid, "%q is not one of debug, info, warn, error", l.Level)
+	}
+	if !slices.Contains([]string{"text", "json"}, l.Format) {
+		v.addf("log.format", ErrInvalid, "%q is not one of text, json", l.Format)
+	}
+}
+
+// endpoint is a parsed listen address; a nil addrs slice means "any address".
+type endpoint struct {
+	addrs []netip.Addr
+	port  int
+}
+
+// admin checks [admin] and returns its endpoint, or nil when disabled or bad.
+func (v *validator) admin() *endpoint {
+	a := v.c.Admin
+	if a.Listen == "" {
+		return nil
+	}
+	const path = "admin.listen"
+	host, portText, err := net.SplitHostPort(a.Listen)
+	if err != nil {
+		v.add(path, fmt.Errorf("%w: %q is not host:port: %w", ErrInvalid, a.Listen, err))
+		return nil
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		v.addf(path, ErrInvalid, "port %q is not a number", portText)
+		return nil
+	}
+	if port < 1 || port > 65535 {
+		v.addf(path, ErrOutOfRange, "port %d not in 1..65535", port)
+		return nil
+	}
+	ep := &endpoint{port: port}
+	loopback := false
+	switch addr, err := netip.ParseAddr(host); {
+	case host == "":
+	case err == nil:
+		addr = addr.Unmap()
+		ep.addrs = []netip.Addr{addr}
+		loopback = addr.IsLoopback()
+	case strings.EqualFold(host, "localhost"):
+		ep.addrs = []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()}
+		loopback = true
+	case !validHostname(host):
+		v.addf(path, ErrInvalid, "host %q is neither an IP address nor a host name", host)
+		return nil
+	default:
+		// A name may resolve to any of our addresses: treat it as "any"
+		// when looking for port conflicts.
+	}
+	if !loopback && !a.AllowRemote {
+		shown := host
+		if shown == "" {
+			shown = "every address"
+		}
+		v.addf(path, ErrInvalid, "%s is not a loopback address; set admin.allow_remote = true to serve the admin API remotely", shown)
+	}
+	return ep
+}
+
+// sip checks [sip] and [sip.tls] and returns the usable listen addresses.
+func (v *validator) sip() []netip.Addr {
+	s := v.c.SIP
+	switch {
+	case s.FQDN == "":
+		v.add("sip.fqdn", ErrRequired)
+	case !validHostname(s.FQDN):
+		v.addf("sip.fqdn", ErrInvalid, "%q is not a host name", s.FQDN)
+	}
+	if len(s.Listen) == 0 {
+		v.addf("sip.listen", ErrRequired, "at least one IP address")
+	}
+	listen := v.listenAddrs()
+	switch s.Mode {
+	case ModeTCP, ModeTLS, ModeDual:
+	default:
+		v.addf("sip.mode", ErrInvalid, "%q is not one of tcp, tls, dual", s.Mode)
+	}
+	v.port("sip.tcp_port", s.TCPPort)
+	v.port("sip.tls_port", s.TLSPort)
+	v.intRange("sip.udp_buffer_bytes", s.UDPBufferBytes, 65536, 256<<20)
+	v.durRange("sip.tcp_idle_timeout", s.TCPIdleTimeout, time.Second, 24*time.Hour)
+	if v.durRange("sip.retry_after", s.RetryAfter, time.Second, time.Hour) && s.RetryAfter.Duration%time.Second != 0 {
+		v.addf("sip.retry_after", ErrInvalid, "%s is not a whole number of seconds", fmtDur(s.RetryAfter.Duration))
+	}
+	v.durRange("sip.decision_cache_ttl", s.DecisionCacheTTL, 0, 24*time.Hour)
+	v.intRange("sip.decision_cache_size", s.DecisionCacheSize, 0, 10_000_000)
+	v.tlsSettings()
+	v.tlsFiles()
+	return listen
+}
+
+// listenAddrs checks sip.listen and returns the addresses that are valid
+// and do not overlap an earlier entry.
+func (v *validator) listenAddrs() []netip.Addr {
+	var out []netip.Addr
+	var from []int
+	for i, text := range v.c.SIP.Listen {
+		path := indexKey("sip.listen", i)
+		addr, err := netip.ParseAddr(text)
+		if err != nil {
+			v.addf(path, ErrInvalid, "%q is not an IP address", text)
+			continue
+		}
+		addr = addr.Unmap()
+		if j := slices.IndexFunc(out, func(o netip.Addr) bool { return overlap(o, addr) }); j >= 0 {
+			prev := v.c.SIP.Listen[from[j]]
+			if out[j] == addr {
+				v.addf(path, ErrConflict, "%s is listed twice (also sip.listen[%d])", text, from[j])
+			} else {
+				v.addf(path, ErrConflict, "%s overlaps %s (sip.listen[%d]); binding both would fail", text, prev, from[j])
+			}
+			continue
+		}
+		out = append(out, addr)
+		from = append(from, i)
+	}
+	return out
+}
+
+func (v *validator) port(path string, p int) bool {
+	if p < 1 || p > 65535 {
+		v.addf(path, ErrOutOfRange, "%d not in 1..65535", p)
+		return false
+	}
+	return true
+}
+
+func (v *validator) intRange(path string, n, lo, hi int) bool {
+	if n < lo || n > hi {
+		v.addf(path, ErrOutOfRange, "%d not in %d..%d", n, lo, hi)
+		return false
+	}
+	return true
+}
+
+func (v *validator) durRange(path string, d Duration, lo, hi time.Duration) bool {
+	if d.Duration < lo || d.Duration > hi {
+		v.addf(path, ErrOutOfRange, "%s not in %s..%s", fmtDur(d.Duration), fmtDur(lo), fmtDur(hi))
+		return false
+	}
+	return true
+}
+
+// fmtDur prints durations the way operators write them: 1h, not 1h0m0s.
+func fmtDur(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+func (v *validator) media() {
+	m := v.c.Media
+	if v.intRange("media.port_min", m.PortMin, 1024, 65534) && m.PortMin%2 != 0 {
+		v.addf("media.port_min", ErrInvalid, "%d is odd; RTP uses even ports (RTCP = RTP+1)", m.PortMin)
+	}
+	if m.PortMax > 65535 {
+		v.addf("media.port_max", ErrOutOfRange, "%d above 65535", m.PortMax)
+	} else if m.PortMax <= m.PortMin {
+		v.addf("media.port_max", ErrConflict, "%d is not above media.port_min %d", m.PortMax, m.PortMin)
+	}
+}
+
+func (v *validator) pluginHost() {
+	h := v.c.PluginHost
+	if h.Dir == "" {
+		v.add("plugin_host.dir", ErrRequired)
+	}
+	v.durRange("plugin_host.call_timeout", h.CallTimeout, time.Millisecond, time.Minute)
+	v.durRange("plugin_host.start_timeout", h.StartTimeout, 100*time.Millisecond, 10*time.Minute)
+	okMin := v.durRange("plugin_host.restart_backoff_min", h.RestartBackoffMin, time.Millisecond, time.Minute)
+	okMax := v.durRange("plugin_host.restart_backoff_max", h.RestartBackoffMax, time.Millisecond, time.Hour)
+	if okMin && okMax && h.RestartBackoffMax.Duration < h.RestartBackoffMin.Duration {
+		v.addf("plugin_host.restart_backoff_max", ErrConflict, "%s is below plugin_host.restart_backoff_min %s",
+			fmtDur(h.RestartBackoffMax.Duration), fmtDur(h.RestartBackoffMin.Duration))
+	}
+}
+
+var pluginName = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+
+func (v *validator) plugins() {
+	names := make([]string, 0, len(v.c.Plugins))
+	for name := range v.c.Plugins {
+		names = append(names, name)
+	}
+	// File order, so "more than one router" blames the later one.
+	slices.SortFunc(names, func(a, b string) int {
+		la, lb := v.c.lines[joinKey("plugins", a)], v.c.lines[joinKey("plugins", b)]
+		return cmp.Or(cmp.Compare(la, lb), strings.Compare(a, b))
+	})
+	var router string
+	for _, name := range names {
+		p := v.c.Plugins[name]
+		path := joinKey("plugins", name)
+		if !pluginName.MatchString(name) {
+			v.addf(path, ErrInvalid, "instance name %q must match [a-z][a-z0-9_-]*", name)
+		}
+		switch p.Kind {
+		case "":
+			v.add(path+".kind", ErrRequired, path)
+		case base.KindRouter:
+			if router != "" {
+				v.addf(path+".kind", ErrConflict, "a second router plugin; %s is already the router", joinKey("plugins", router))
+			} else {
+				router = name
+			}
+		case base.KindWorker, base.KindIntegration:
+		default:
+			v.addf(path+".kind", ErrInvalid, "%q is not one of router, worker, integration", p.Kind)
+		}
+		switch {
+		case p.Binary == "":
+			v.add(path+".binary", ErrRequired, path)
+		case strings.ContainsAny(p.Binary, `/\`) || p.Binary == "." || p.Binary == "..":
+			v.addf(path+".binary", ErrInvalid, "%q must be a file name inside plugin_host.dir, without a path", p.Binary)
+		}
+		switch {
+		case p.SHA256 != "":
+			if b, err := hex.DecodeString(p.SHA256); err != nil || len(b) != 32 {
+				v.addf(path+".sha256", ErrInvalid, "want 64 hex digits, got %q", p.SHA256)
+			}
+		case v.c.PluginHost.SHA256Sums == "":
+			v.addf(path+".sha256", ErrRequired, "the binary must be pinned here or in plugin_host.sha256sums")
+		}
+	}
+}
+
+// validHostname reports whether s is a DNS host name (not an IP address).
+func validHostname(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	if _, err := netip.ParseAddr(s); err == nil {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}

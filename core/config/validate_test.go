@@ -1,0 +1,433 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/umedge/umedge/core/sdk/base"
+)
+
+// validateCase mutates a valid config and names the problem it expects.
+type validateCase struct {
+	name     string
+	give     func(c *Config)
+	wantPath string // "" means the config must be valid
+	wantErr  error  // sentinel (or cause) the problem must wrap
+	wantText string // optional substring of the problem's text
+}
+
+// validConfig is Default() in dual mode with working TLS files, plus one
+// router plugin.
+func validConfig(t *testing.T) Config {
+	t.Helper()
+	pki := newTestPKI(t, "umedge.local")
+	c := Default()
+	c.SIP.TLS.Cert = pki.Cert
+	c.SIP.TLS.Key = pki.Key
+	c.SIP.TLS.ClientCA = pki.CA
+	c.Plugins = map[string]Plugin{
+		"umrouter": {Kind: base.KindRouter, Binary: "umedge-plugin-umrouter", SHA256: strings.Repeat("ab", 32)},
+	}
+	return c
+}
+
+func runValidateCases(t *testing.T, tests []validateCase) {
+	t.Helper()
+	base := validConfig(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := clone(base)
+			tt.give(&c)
+
+			err := c.Validate()
+
+			if tt.wantPath == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			fe := findProblem(err, tt.wantPath)
+			if fe == nil {
+				t.Fatalf("Validate() = %v, want a *FieldError at %q", err, tt.wantPath)
+			}
+			if tt.wantErr != nil && !errors.Is(fe, tt.wantErr) {
+				t.Errorf("problem at %s = %v, want errors.Is %v", tt.wantPath, fe, tt.wantErr)
+			}
+			if tt.wantText != "" && !strings.Contains(fe.Error(), tt.wantText) {
+				t.Errorf("problem at %s = %q, want it to mention %q", tt.wantPath, fe.Error(), tt.wantText)
+			}
+		})
+	}
+}
+
+// clone copies the slices and maps a test case may mutate.
+func clone(c Config) Config {
+	c.SIP.Listen = append([]string(nil), c.SIP.Listen...)
+	c.SIP.TLS.CipherSuites = append([]string(nil), c.SIP.TLS.CipherSuites...)
+	plugins := make(map[string]Plugin, len(c.Plugins))
+	for k, v := range c.Plugins {
+		plugins[k] = v
+	}
+	c.Plugins = plugins
+	return c
+}
+
+// problems flattens a joined error into its *FieldErrors.
+func problems(err error) []*FieldError {
+	var out []*FieldError
+	var walk func(error)
+	walk = func(e error) {
+		if fe, ok := e.(*FieldError); ok {
+			out = append(out, fe)
+			return
+		}
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				walk(x)
+			}
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return out
+}
+
+func findProblem(err error, path string) *FieldError {
+	for _, fe := range problems(err) {
+		if fe.Path == path {
+			return fe
+		}
+	}
+	return nil
+}
+
+func TestValidateDefault(t *testing.T) {
+	c := Default()
+	err := c.Validate()
+	// Default mode is dual, which needs site certificates: exactly those
+	// three keys are missing, nothing else.
+	got := problems(err)
+	want := []string{"sip.tls.cert", "sip.tls.key", "sip.tls.client_ca"}
+	if len(got) != len(want) {
+		t.Fatalf("Validate() = %v, want problems at %v", err, want)
+	}
+	for _, p := range want {
+		if fe := findProblem(err, p); fe == nil || !errors.Is(fe, ErrRequired) {
+			t.Errorf("problem at %s = %v, want ErrRequired", p, fe)
+		}
+	}
+	c.SIP.Mode = ModeTCP
+	if err := c.Validate(); err != nil {
+		t.Errorf("Default() in tcp mode: Validate() = %v, want nil", err)
+	}
+}
+
+func TestValidateLog(t *testing.T) {
+	runValidateCases(t, []validateCase{
+		{name: "valid", give: func(*Config) {}},
+		{name: "every level", give: func(c *Config) { c.Log.Level = "debug" }},
+		{name: "json format", give: func(c *Config) { c.Log.Format = "json" }},
+		{name: "unknown level", give: func(c *Config) { c.Log.Level = "trace" },
+			wantPath: "log.level", wantErr: ErrInvalid, wantText: `"trace"`},
+		{name: "level is case sensitive", give: func(c *Config) { c.Log.Level = "INFO" },
+			wantPath: "log.level", wantErr: ErrInvalid},
+		{name: "unknown format", give: func(c *Config) { c.Log.Format = "logfmt" },
+			wantPath: "log.format", wantErr: ErrInvalid},
+	})
+}
+
+func TestValidateAdmin(t *testing.T) {
+	runValidateCases(t, []validateCase{
+		{name: "disabled", give: func(c *Config) { c.Admin.Listen = "" }},
+		{name: "ipv6 loopback", give: func(c *Config) { c.Admin.Listen = "[::1]:9060" }},
+		{name: "localhost", give: func(c *Config) { c.Admin.Listen = "localhost:9060" }},
+		{name: "remote allowed", give: func(c *Config) { c.Admin.Listen = "192.0.2.1:9060"; c.Admin.AllowRemote = true }},
+		{name: "wildcard allowed", give: func(c *Config) { c.Admin.Listen = ":9060"; c.Admin.AllowRemote = true }},
+		{name: "no port", give: func(c *Config) { c.Admin.Listen = "127.0.0.1" },
+			wantPath: "admin.listen", wantErr: ErrInvalid, wantText: "not host:port"},
+		{name: "named port", give: func(c *Config) { c.Admin.Listen = "127.0.0.1:http" },
+			wantPath: "admin.listen", wantErr: ErrInvalid},
+		{name: "port zero", give: func(c *Config) { c.Admin.Listen = "127.0.0.1:0" },
+			wantPath: "admin.listen", wantErr: ErrOutOfRange},
+		{name: "port too big", give: func(c *Config) { c.Admin.Listen = "127.0.0.1:70000" },
+			wantPath: "admin.listen", wantErr: ErrOutOfRange},
+		{name: "remote without allow_remote", give: func(c *Config) { c.Admin.Listen = "192.0.2.1:9060" },
+			wantPath: "admin.listen", wantErr: ErrInvalid, wantText: "allow_remote"},
+		{name: "wildcard without allow_remote", give: func(c *Config) { c.Admin.Listen = ":9060" },
+			wantPath: "admin.listen", wantErr: ErrInvalid, wantText: "every address"},
+		{name: "host name without allow_remote", give: func(c *Config) { c.Admin.Listen = "edge.example.net:9060" },
+			wantPath: "admin.listen", wantErr: ErrInvalid},
+		{name: "bad host", give: func(c *Config) { c.Admin.Listen = "bad_host!:9060" },
+			wantPath: "admin.listen", wantErr: ErrInvalid},
+	})
+}
+
+func TestValidateSIP(t *testing.T) {
+	runValidateCases(t, []validateCase{
+		{name: "tcp mode without tls files", give: func(c *Config) { c.SIP.Mode = ModeTCP; c.SIP.TLS = TLS{MinVersion: "1.2"} }},
+		{name: "tls mode", give: func(c *Config) { c.SIP.Mode = ModeTLS }},
+		{name: "wildcards", give: func(c *Config) { c.SIP.Listen = []string{"::"} }},
+		{name: "cache off", give: func(c *Config) { c.SIP.DecisionCacheTTL = Duration{}; c.SIP.DecisionCacheSize = 0 }},
+		{name: "no fqdn", give: func(c *Config) { c.SIP.FQDN = "" },
+			wantPath: "sip.fqdn", wantErr: ErrRequired},
+		{name: "fqdn is an ip", give: func(c *Config) { c.SIP.FQDN = "192.0.2.1" },
+			wantPath: "sip.fqdn", wantErr: ErrInvalid},
+		{name: "fqdn with bad label", give: func(c *Config) { c.SIP.FQDN = "-bad.example.net" },
+			wantPath: "sip.fqdn", wantErr: ErrInvalid},
+		{name: "no listen address", give: func(c *Config) { c.SIP.Listen = nil },
+			wantPath: "sip.listen", wantErr: ErrRequired},
+		{name: "host name in listen", give: func(c *Config) { c.SIP.Listen = []string{"127.0.0.1", "localhost"} },
+			wantPath: "sip.listen[1]", wantErr: ErrInvalid},
+		{name: "duplicate listen", give: func(c *Config) { c.SIP.Listen = []string{"127.0.0.1", "::1", "127.0.0.1"} },
+			wantPath: "sip.listen[2]", wantErr: ErrConflict, wantText: "listed twice"},
+		{name: "v4-mapped duplicate", give: func(c *Config) { c.SIP.Listen = []string{"127.0.0.1", "::ffff:127.0.0.1"} },
+			wantPath: "sip.listen[1]", wantErr: ErrConflict},
+		{name: "v4 wildcard overlaps", give: func(c *Config) { c.SIP.Listen = []string{"0.0.0.0", "127.0.0.1"} },
+			wantPath: "sip.listen[1]", wantErr: ErrConflict, wantText: "overlaps"},
+		{name: "v6 wildcard overlaps v4", give: func(c *Config) { c.SIP.Listen = []string{"127.0.0.1", "::"} },
+			wantPath: "sip.listen[1]", wantErr: ErrConflict},
+		{name: "unknown mode", give: func(c *Config) { c.SIP.Mode = "udp" },
+			wantPath: "sip.mode", wantErr: ErrInvalid},
+		{name: "tcp port zero", give: func(c *Config) { c.SIP.TCPPort = 0 },
+			wantPath: "sip.tcp_port", wantErr: ErrOutOfRange},
+		{name: "tls port too big", give: func(c *Config) { c.SIP.TLSPort = 65536 },
+			wantPath: "sip.tls_port", wantErr: ErrOutOfRange},
+		{name: "udp buffer too small", give: func(c *Config) { c.SIP.UDPBufferBytes = 4096 },
+			wantPath: "sip.udp_buffer_bytes", wantErr: ErrOutOfRange},
+		{name: "udp buffer too big", give: func(c *Config) { c.SIP.UDPBufferBytes = 1 << 30 },
+			wantPath: "sip.udp_buffer_bytes", wantErr: ErrOutOfRange},
+		{name: "idle timeout zero", give: func(c *Config) { c.SIP.TCPIdleTimeout = Duration{} },
+			wantPath: "sip.tcp_idle_timeout", wantErr: ErrOutOfRange},
+		{name: "retry after too long", give: func(c *Config) { c.SIP.RetryAfter = Duration{2 * time.Hour} },
+			wantPath: "sip.retry_after", wantErr: ErrOutOfRange},
+		{name: "retry after fractional", give: func(c *Config) { c.SIP.RetryAfter = Duration{1500 * time.Millisecond} },
+			wantPath: "sip.retry_after", wantErr: ErrInvalid, wantText: "whole number of seconds"},
+		{name: "negative cache ttl", give: func(c *Config) { c.SIP.DecisionCacheTTL = Duration{-time.Second} },
+			wantPath: "sip.decision_cache_ttl", wantErr: ErrOutOfRange},
+		{name: "cache too big", give: func(c *Config) { c.SIP.DecisionCacheSize = 10_000_001 },
+			wantPath: "sip.decision_cache_size", wantErr: ErrOutOfRange},
+	})
+}
+
+func TestValidateSIPTLS(t *testing.T) {
+	pki := newTestPKI(t, "umedge.local")
+	other := newTestPKI(t, "other.example.net")
+	dir := t.TempDir()
+	runValidateCases(t, []validateCase{
+		{name: "sec1 key", give: func(c *Config) { c.SIP.TLS.Key = pki.ECKey; c.SIP.TLS.Cert = pki.Cert }},
+		{name: "tls 1.3", give: func(c *Config) { c.SIP.TLS.MinVersion = "1.3" }},
+		{name: "secure suites", give: func(c *Config) {
+			c.SIP.TLS.CipherSuites = []string{"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"}
+		}},
+		{name: "files checked in tcp mode too", give: func(c *Config) { c.SIP.Mode = ModeTCP; c.SIP.TLS.Key = pki.Garbage },
+			wantPath: "sip.tls.key", wantErr: ErrInvalid},
+		{name: "cert without key in tcp mode", give: func(c *Config) { c.SIP.Mode = ModeTCP; c.SIP.TLS.Key = "" },
+			wantPath: "sip.tls.key", wantErr: ErrRequired},
+		{name: "dual without cert", give: func(c *Config) { c.SIP.TLS.Cert = "" },
+			wantPath: "sip.tls.cert", wantErr: ErrRequired, wantText: `sip.mode "dual"`},
+		{name: "tls without key", give: func(c *Config) { c.SIP.Mode = ModeTLS; c.SIP.TLS.Key = "" },
+			wantPath: "sip.tls.key", wantErr: ErrRequired},
+		{name: "dual without client ca", give: func(c *Config) { c.SIP.TLS.ClientCA = "" },
+			wantPath: "sip.tls.client_ca", wantErr: ErrRequired},
+		{name: "missing cert file", give: func(c *Config) { c.SIP.TLS.Cert = pki.Missing },
+			wantPath: "sip.tls.cert", wantErr: fs.ErrNotExist},
+		{name: "cert is a directory", give: func(c *Config) { c.SIP.TLS.Cert = dir },
+			wantPath: "sip.tls.cert", wantErr: ErrInvalid, wantText: "not a regular file"},
+		{name: "cert is a device", give: func(c *Config) { c.SIP.TLS.Cert = os.DevNull },
+			wantPath: "sip.tls.cert", wantErr: errNotRegular},
+		{name: "cert not pem", give: func(c *Config) { c.SIP.TLS.Cert = pki.Garbage },
+			wantPath: "sip.tls.cert", wantErr: errNoPEM},
+		{name: "cert file holds a key", give: func(c *Config) { c.SIP.TLS.Cert = pki.Key },
+			wantPath: "sip.tls.cert", wantErr: ErrInvalid},
+		{name: "key file holds a cert", give: func(c *Config) { c.SIP.TLS.Key = pki.Cert },
+			wantPath: "sip.tls.key", wantErr: errNoPEM},
+		{name: "key of another cert", give: func(c *Config) { c.SIP.TLS.Key = pki.OtherKey },
+			wantPath: "sip.tls.key", wantErr: ErrInvalid, wantText: "does not belong"},
+		{name: "cert for another name", give: func(c *Config) { c.SIP.TLS.Cert = other.Cert; c.SIP.TLS.Key = other.Key },
+			wantPath: "sip.tls.cert", wantErr: ErrConflict, wantText: "sip.fqdn"},
+		{name: "client ca not pem", give: func(c *Config) { c.SIP.TLS.ClientCA = pki.Garbage },
+			wantPath: "sip.tls.client_ca", wantErr: errNoPEM},
+		{name: "client ca missing", give: func(c *Config) { c.SIP.TLS.ClientCA = pki.Missing },
+			wantPath: "sip.tls.client_ca", wantErr: fs.ErrNotExist},
+		{name: "tls 1.1", give: func(c *Config) { c.SIP.TLS.MinVersion = "1.1" },
+			wantPath: "sip.tls.min_version", wantErr: ErrInvalid},
+		{name: "unknown suite", give: func(c *Config) {
+			c.SIP.TLS.CipherSuites = []string{"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_FANCY"}
+		},
+			wantPath: "sip.tls.cipher_suites[1]", wantErr: ErrInvalid, wantText: "unknown"},
+		{name: "insecure suite", give: func(c *Config) { c.SIP.TLS.CipherSuites = []string{"TLS_RSA_WITH_RC4_128_SHA"} },
+			wantPath: "sip.tls.cipher_suites[0]", wantErr: ErrInvalid, wantText: "insecure"},
+		{name: "tls 1.3 suite", give: func(c *Config) { c.SIP.TLS.CipherSuites = []string{"TLS_AES_128_GCM_SHA256"} },
+			wantPath: "sip.tls.cipher_suites[0]", wantErr: ErrInvalid, wantText: "TLS 1.3"},
+		{name: "duplicate suite", give: func(c *Config) {
+			c.SIP.TLS.CipherSuites = []string{"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"}
+		}, wantPath: "sip.tls.cipher_suites[1]", wantErr: ErrConflict},
+		{name: "suites with 1.3 minimum", give: func(c *Config) {
+			c.SIP.TLS.MinVersion = "1.3"
+			c.SIP.TLS.CipherSuites = []string{"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"}
+		}, wantPath: "sip.tls.cipher_suites", wantErr: ErrConflict},
+	})
+}
+
+func TestValidateMedia(t *testing.T) {
+	runValidateCases(t, []validateCase{
+		{name: "up to 65535", give: func(c *Config) { c.Media = Media{PortMin: 10000, PortMax: 65535} }},
+		{name: "sip and admin ports below range", give: func(c *Config) { c.Media = Media{PortMin: 10000, PortMax: 10001} }},
+		{name: "port_min below 1024", give: func(c *Config) { c.Media.PortMin = 80 },
+			wantPath: "media.port_min", wantErr: ErrOutOfRange},
+		{name: "odd port_min", give: func(c *Config) { c.Media.PortMin = 16385 },
+			wantPath: "media.port_min", wantErr: ErrInvalid, wantText: "odd"},
+		{name: "inverted range", give: func(c *Config) { c.Media.PortMax = c.Media.PortMin },
+			wantPath: "media.port_max", wantErr: ErrConflict},
+		{name: "port_max too big", give: func(c *Config) { c.Media.PortMax = 65536 },
+			wantPath: "media.port_max", wantErr: ErrOutOfRange},
+	})
+}
+
+func TestValidatePluginHost(t *testing.T) {
+	runValidateCases(t, []validateCase{
+		{name: "sums file pins", give: func(c *Config) {
+			c.PluginHost.SHA256Sums = "bin/plugins/SHA256SUMS"
+			p := c.Plugins["umrouter"]
+			p.SHA256 = ""
+			c.Plugins["umrouter"] = p
+		}},
+		{name: "no dir", give: func(c *Config) { c.PluginHost.Dir = "" },
+			wantPath: "plugin_host.dir", wantErr: ErrRequired},
+		{name: "call timeout zero", give: func(c *Config) { c.PluginHost.CallTimeout = Duration{} },
+			wantPath: "plugin_host.call_timeout", wantErr: ErrOutOfRange},
+		{name: "call timeout too long", give: func(c *Config) { c.PluginHost.CallTimeout = Duration{2 * time.Minute} },
+			wantPath: "plugin_host.call_timeout", wantErr: ErrOutOfRange},
+		{name: "start timeout too short", give: func(c *Config) { c.PluginHost.StartTimeout = Duration{time.Millisecond} },
+			wantPath: "plugin_host.start_timeout", wantErr: ErrOutOfRange},
+		{name: "backoff min zero", give: func(c *Config) { c.PluginHost.RestartBackoffMin = Duration{} },
+			wantPath: "plugin_host.restart_backoff_min", wantErr: ErrOutOfRange},
+		{name: "backoff inverted", give: func(c *Config) { c.PluginHost.RestartBackoffMax = Duration{10 * time.Millisecond} },
+			wantPath: "plugin_host.restart_backoff_max", wantErr: ErrConflict},
+	})
+}
+
+func TestValidatePlugins(t *testing.T) {
+	pin := strings.Repeat("0f", 32)
+	add := func(name string, p Plugin) func(c *Config) {
+		return func(c *Config) { c.Plugins[name] = p }
+	}
+	runValidateCases(t, []validateCase{
+		{name: "no plugins", give: func(c *Config) { c.Plugins = nil }},
+		{name: "router plus workers", give: func(c *Config) {
+			c.Plugins["worker-a"] = Plugin{Kind: base.KindWorker, Binary: "umedge-plugin-umworker", SHA256: pin}
+			c.Plugins["worker_b"] = Plugin{Kind: base.KindWorker, Binary: "umedge-plugin-umworker", SHA256: strings.ToUpper(pin)}
+			c.Plugins["lync"] = Plugin{Kind: base.KindIntegration, Binary: "umedge-plugin-lync", SHA256: pin}
+		}},
+		{name: "bad instance name", give: add("Lync", Plugin{Kind: base.KindIntegration, Binary: "x", SHA256: pin}),
+			wantPath: "plugins.Lync", wantErr: ErrInvalid},
+		{name: "name that needs quoting", give: add("a.b", Plugin{Kind: base.KindIntegration, Binary: "x", SHA256: pin}),
+			wantPath: `plugins."a.b"`, wantErr: ErrInvalid},
+		{name: "no kind", give: add("w", Plugin{Binary: "x", SHA256: pin}),
+			wantPath: "plugins.w.kind", wantErr: ErrRequired},
+		{name: "unknown kind", give: add("w", Plugin{Kind: "media", Binary: "x", SHA256: pin}),
+			wantPath: "plugins.w.kind", wantErr: ErrInvalid},
+		{name: "second router", give: add("zrouter", Plugin{Kind: base.KindRouter, Binary: "x", SHA256: pin}),
+			wantPath: "plugins.zrouter.kind", wantErr: ErrConflict, wantText: "plugins.umrouter"},
+		{name: "no binary", give: add("w", Plugin{Kind: base.KindWorker, SHA256: pin}),
+			wantPath: "plugins.w.binary", wantErr: ErrRequired},
+		{name: "binary with a path", give: add("w", Plugin{Kind: base.KindWorker, Binary: "../../bin/sh", SHA256: pin}),
+			wantPath: "plugins.w.binary", wantErr: ErrInvalid},
+		{name: "binary with a backslash", give: add("w", Plugin{Kind: base.KindWorker, Binary: `a\b`, SHA256: pin}),
+			wantPath: "plugins.w.binary", wantErr: ErrInvalid},
+		{name: "binary dot dot", give: add("w", Plugin{Kind: base.KindWorker, Binary: "..", SHA256: pin}),
+			wantPath: "plugins.w.binary", wantErr: ErrInvalid},
+		{name: "short sha256", give: add("w", Plugin{Kind: base.KindWorker, Binary: "x", SHA256: "abcd"}),
+			wantPath: "plugins.w.sha256", wantErr: ErrInvalid},
+		{name: "non-hex sha256", give: add("w", Plugin{Kind: base.KindWorker, Binary: "x", SHA256: strings.Repeat("zz", 32)}),
+			wantPath: "plugins.w.sha256", wantErr: ErrInvalid},
+		{name: "no pin at all", give: add("w", Plugin{Kind: base.KindWorker, Binary: "x"}),
+			wantPath: "plugins.w.sha256", wantErr: ErrRequired},
+	})
+}
+
+func TestValidateConflicts(t *testing.T) {
+	runValidateCases(t, []validateCase{
+		{name: "same port in tcp mode is fine", give: func(c *Config) { c.SIP.Mode = ModeTCP; c.SIP.TLSPort = c.SIP.TCPPort }},
+		{name: "same port in tls mode is fine", give: func(c *Config) { c.SIP.Mode = ModeTLS; c.SIP.TCPPort = c.SIP.TLSPort }},
+		{name: "admin on sip port elsewhere", give: func(c *Config) {
+			c.SIP.Listen = []string{"127.0.0.2"}
+			c.Admin.Listen = "127.0.0.1:5060"
+		}},
+		{name: "tls port inside media range unused in tcp mode", give: func(c *Config) { c.SIP.Mode = ModeTCP; c.SIP.TLSPort = 20000 }},
+		{name: "tcp and tls port equal in dual", give: func(c *Config) { c.SIP.TLSPort = 5060 },
+			wantPath: "sip.tls_port", wantErr: ErrConflict, wantText: "sip.tcp_port"},
+		{name: "admin on sip port", give: func(c *Config) { c.Admin.Listen = "127.0.0.1:5061" },
+			wantPath: "admin.listen", wantErr: ErrConflict, wantText: "sip.tls_port"},
+		{name: "admin on localhost sip port", give: func(c *Config) { c.Admin.Listen = "localhost:5060" },
+			wantPath: "admin.listen", wantErr: ErrConflict},
+		{name: "admin wildcard on sip port", give: func(c *Config) {
+			c.Admin.Listen = "0.0.0.0:5060"
+			c.Admin.AllowRemote = true
+		}, wantPath: "admin.listen", wantErr: ErrConflict},
+		{name: "admin v4 vs sip v6 wildcard", give: func(c *Config) {
+			c.SIP.Listen = []string{"::"}
+			c.Admin.Listen = "127.0.0.1:5061"
+		}, wantPath: "admin.listen", wantErr: ErrConflict},
+		{name: "sip port inside media range", give: func(c *Config) { c.SIP.TCPPort = 20000 },
+			wantPath: "sip.tcp_port", wantErr: ErrConflict, wantText: "media range"},
+		{name: "admin port inside media range", give: func(c *Config) { c.Admin.Listen = "127.0.0.1:16384" },
+			wantPath: "admin.listen", wantErr: ErrConflict, wantText: "media range"},
+	})
+}
+
+func TestValidateAllProblems(t *testing.T) {
+	c := Default()
+	c.Log.Level = "loud"
+	c.SIP.Listen = []string{"nowhere"}
+	c.Media.PortMin = 3
+	c.PluginHost.Dir = ""
+	c.Plugins["r"] = Plugin{Kind: "x"}
+
+	got := problems(c.Validate())
+
+	want := map[string]bool{
+		"log.level": true, "sip.listen[0]": true, "sip.tls.cert": true, "sip.tls.key": true,
+		"sip.tls.client_ca": true, "media.port_min": true, "plugin_host.dir": true,
+		"plugins.r.kind": true, "plugins.r.binary": true, "plugins.r.sha256": true,
+	}
+	for _, fe := range got {
+		if !want[fe.Path] {
+			t.Errorf("unexpected problem %v", fe)
+		}
+		delete(want, fe.Path)
+	}
+	for p := range want {
+		t.Errorf("missing problem at %s", p)
+	}
+}
+
+func TestFieldErrorFormat(t *testing.T) {
+	tests := []struct {
+		name string
+		give *FieldError
+		want string
+	}{
+		{name: "everything", give: &FieldError{File: "a.toml", Line: 3, Path: "sip.mode", Err: ErrInvalid}, want: "a.toml:3: sip.mode: invalid"},
+		{name: "no line", give: &FieldError{File: "a.toml", Path: "sip.mode", Err: ErrInvalid}, want: "a.toml: sip.mode: invalid"},
+		{name: "no file", give: &FieldError{Path: "sip.mode", Err: ErrRequired}, want: "sip.mode: required"},
+		{name: "line without file", give: &FieldError{Line: 7, Path: "sip.mode", Err: ErrRequired}, want: "line 7: sip.mode: required"},
+		{name: "no path", give: &FieldError{File: "a.toml", Line: 1, Err: ErrSyntax}, want: "a.toml:1: syntax error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.give.Error(); got != tt.want {
+				t.Errorf("Error() = %q, want %q", got, tt.want)
+			}
+			if !errors.Is(tt.give, tt.give.Err) {
+				t.Errorf("errors.Is(fe, fe.Err) = false")
+			}
+		})
+	}
+}

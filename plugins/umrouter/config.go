@@ -1,0 +1,487 @@
+package main
+
+import (
+	"fmt"
+	"hash/fnv"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/umedge/umedge/core/sdk/router"
+)
+
+// config is one validated configuration. It is never changed once built, so
+// Route reads it without locks.
+type config struct {
+	topology router.Topology
+	byAddr   map[netip.Addr]*gateway // UDP/TCP peers, by unmapped source address
+	byFQDN   map[string]*gateway     // TLS peers, by lower-case FQDN without trailing dot
+}
+
+// gateway is a UM IP gateway with its hunt groups resolved.
+type gateway struct {
+	name     string
+	status   router.GatewayStatus
+	pilots   map[string]*dialPlan // by lower-case pilot identifier
+	catchAll *dialPlan            // the hunt group with a blank pilot, or nil
+}
+
+// dialPlan is a UM dial plan with its mailboxes resolved.
+type dialPlan struct {
+	name      string
+	format    numberFormat
+	security  string
+	pool      string
+	access    map[string]bool     // access numbers, by lookupKey
+	mailboxes map[string]*mailbox // by parseNumber key of the plan's URI type
+}
+
+// secured reports whether the plan needs SIP over mutual TLS (R-SEC-1).
+func (dp *dialPlan) secured() bool {
+	return dp.security == securitySIPSecured || dp.security == securitySecured
+}
+
+// mailbox is where a call for one user goes.
+type mailbox struct {
+	name string
+	pool string // the mailbox's own pool or its dial plan's
+}
+
+// VoIPSecurity values of a dial plan (R-SEC-1).
+const (
+	securityUnsecured  = "Unsecured"
+	securitySIPSecured = "SIPSecured"
+	securitySecured    = "Secured"
+)
+
+// Limits of the settings.
+const (
+	minExtensionDigits = 1
+	maxExtensionDigits = 20
+	maxPort            = 65535
+)
+
+// newConfig validates decoded settings and builds the configuration. It
+// records every problem in p and returns nil when there is any.
+func newConfig(s *settings, data []byte, p *problems) *config {
+	b := builder{s: s, p: p}
+	pools := b.pools()
+	plans := b.dialPlans()
+	gateways := b.gateways()
+	b.huntGroups(gateways, plans)
+	b.mailboxes(plans)
+	if len(p.list) > 0 {
+		return nil
+	}
+
+	h := fnv.New64a()
+	h.Write(data)
+	c := &config{
+		topology: router.Topology{Generation: h.Sum64(), Pools: pools},
+		byAddr:   make(map[netip.Addr]*gateway),
+		byFQDN:   make(map[string]*gateway),
+	}
+	for _, name := range sortedKeys(s.Gateways) {
+		gs := s.Gateways[name]
+		gw := gateways[name]
+		tg := router.Gateway{
+			Name:               name,
+			FQDN:               gs.FQDN,
+			Status:             gw.status,
+			CallsPerSecond:     gs.CallsPerSecond,
+			MaxConcurrentCalls: gs.MaxConcurrentCalls,
+			Ping:               gs.OptionsInterval,
+			PingTarget:         gs.OptionsTarget,
+			PingTransport:      router.Transport(gs.OptionsTransport),
+		}
+		for _, a := range gs.Addresses {
+			addr := netip.MustParseAddr(a).Unmap() // validated above
+			tg.Addresses = append(tg.Addresses, addr)
+			c.byAddr[addr] = gw
+		}
+		if gs.FQDN != "" {
+			c.byFQDN[normalName(gs.FQDN)] = gw
+		}
+		c.topology.Gateways = append(c.topology.Gateways, tg)
+	}
+	return c
+}
+
+// builder validates one settings table and builds its parts.
+type builder struct {
+	s *settings
+	p *problems
+}
+
+func (b *builder) pools() []router.Pool {
+	if len(b.s.Pools) == 0 {
+		b.p.add("pools", "at least one pool is required")
+	}
+	var out []router.Pool
+	for _, name := range sortedKeys(b.s.Pools) {
+		ps := b.s.Pools[name]
+		path := joinPath("pools", name)
+		if ps.OptionsInterval < 0 {
+			b.p.add(path+".options_interval", "must not be negative")
+		}
+		if len(ps.Backends) == 0 {
+			b.p.add(path+".backends", "at least one backend is required")
+		}
+		pool := router.Pool{Name: name}
+		seen := make(map[string]int)
+		for i, bs := range ps.Backends {
+			bp := fmt.Sprintf("%s.backends[%d]", path, i)
+			switch first, dup := seen[bs.Name]; {
+			case bs.Name == "":
+				b.p.add(bp+".name", "is required")
+			case dup:
+				b.p.add(bp+".name", "%q is already the name of backends[%d]", bs.Name, first)
+			default:
+				seen[bs.Name] = i
+			}
+			switch {
+			case bs.Host == "":
+				b.p.add(bp+".host", "is required")
+			case !validHost(bs.Host):
+				b.p.add(bp+".host", "must be an IP address or a DNS name, not %q", bs.Host)
+			}
+			b.port(bp+".tcp_port", bs.TCPPort)
+			b.port(bp+".tls_port", bs.TLSPort)
+			if bs.MaxCallsAllowed < 0 {
+				b.p.add(bp+".max_calls_allowed", "must not be negative")
+			}
+			pool.Backends = append(pool.Backends, router.Backend{
+				Name:            bs.Name,
+				Host:            bs.Host,
+				TCPPort:         bs.TCPPort,
+				TLSPort:         bs.TLSPort,
+				MaxCallsAllowed: bs.MaxCallsAllowed,
+				Ping:            ps.OptionsInterval,
+			})
+		}
+		slices.SortStableFunc(pool.Backends, func(x, y router.Backend) int { return strings.Compare(x.Name, y.Name) })
+		out = append(out, pool)
+	}
+	return out
+}
+
+func (b *builder) port(path string, port int) {
+	if port < 1 || port > maxPort {
+		b.p.add(path, "must be 1..%d, not %d", maxPort, port)
+	}
+}
+
+func (b *builder) dialPlans() map[string]*dialPlan {
+	if len(b.s.DialPlans) == 0 {
+		b.p.add("dial_plans", "at least one dial plan is required")
+	}
+	plans := make(map[string]*dialPlan)
+	for _, name := range sortedKeys(b.s.DialPlans) {
+		ds := b.s.DialPlans[name]
+		path := joinPath("dial_plans", name)
+		dp := &dialPlan{
+			name:      name,
+			format:    numberFormat{uriType: uriType(ds.URIType), digits: ds.ExtensionDigits},
+			security:  ds.VoIPSecurity,
+			pool:      ds.Pool,
+			access:    make(map[string]bool),
+			mailboxes: make(map[string]*mailbox),
+		}
+		plans[name] = dp
+		typeOK := true
+		switch dp.format.uriType {
+		case uriTelExtn, uriE164, uriSIPName:
+		default:
+			typeOK = false
+			b.p.add(path+".uri_type", "must be TelExtn, E164 or SipName, not %q", ds.URIType)
+		}
+		if ds.ExtensionDigits < minExtensionDigits || ds.ExtensionDigits > maxExtensionDigits {
+			b.p.add(path+".extension_digits", "must be %d..%d, not %d", minExtensionDigits, maxExtensionDigits, ds.ExtensionDigits)
+		}
+		switch ds.VoIPSecurity {
+		case securityUnsecured, securitySIPSecured, securitySecured:
+		default:
+			b.p.add(path+".voip_security", "must be Unsecured, SIPSecured or Secured, not %q", ds.VoIPSecurity)
+		}
+		b.poolRef(path+".pool", ds.Pool, true)
+		for i, n := range ds.AccessNumbers {
+			ap := fmt.Sprintf("%s.access_numbers[%d]", path, i)
+			if typeOK && !validAccessNumber(n, dp.format.uriType) {
+				b.p.add(ap, "%q is not a valid %s number", n, ds.URIType)
+				continue
+			}
+			k := lookupKey(n, dp.format.uriType)
+			if dp.access[k] {
+				b.p.add(ap, "%q is listed twice", n)
+				continue
+			}
+			dp.access[k] = true
+		}
+	}
+	return plans
+}
+
+// validAccessNumber reports whether n can be dialled to reach subscriber
+// access in a plan of type t. TelExtn plans accept any phone number, since
+// pilots are often full numbers rather than extensions.
+func validAccessNumber(n string, t uriType) bool {
+	switch t {
+	case uriTelExtn:
+		return phoneNumber(n)
+	default:
+		_, err := parseNumber(n, numberFormat{uriType: t})
+		return err == nil
+	}
+}
+
+func (b *builder) poolRef(path, name string, required bool) {
+	switch _, ok := b.s.Pools[name]; {
+	case name == "" && required:
+		b.p.add(path, "is required")
+	case name != "" && !ok:
+		b.p.add(path, "pool %q is not defined", name)
+	}
+}
+
+func (b *builder) gateways() map[string]*gateway {
+	if len(b.s.Gateways) == 0 {
+		b.p.add("gateways", "at least one gateway is required")
+	}
+	gateways := make(map[string]*gateway)
+	addrOwner := make(map[netip.Addr]string)
+	fqdnOwner := make(map[string]string)
+	for _, name := range sortedKeys(b.s.Gateways) {
+		gs := b.s.Gateways[name]
+		path := joinPath("gateways", name)
+		gateways[name] = &gateway{name: name, status: router.GatewayStatus(gs.Status), pilots: make(map[string]*dialPlan)}
+
+		if len(gs.Addresses) == 0 && gs.FQDN == "" {
+			b.p.add(path+".addresses", "is required when fqdn is empty: the peer could never be identified")
+		}
+		for i, a := range gs.Addresses {
+			ap := fmt.Sprintf("%s.addresses[%d]", path, i)
+			addr, err := netip.ParseAddr(a)
+			switch {
+			case err != nil:
+				b.p.add(ap, "%q is not an IP address", a)
+				continue
+			case addr.Zone() != "":
+				b.p.add(ap, "%q must not have a zone", a)
+				continue
+			}
+			addr = addr.Unmap()
+			switch owner, taken := addrOwner[addr]; {
+			case taken && owner == name:
+				b.p.add(ap, "%s is listed twice", addr)
+			case taken:
+				b.p.add(ap, "%s is already an address of gateway %s", addr, owner)
+			default:
+				addrOwner[addr] = name
+			}
+		}
+		if gs.FQDN != "" {
+			if !validDNSName(gs.FQDN) {
+				b.p.add(path+".fqdn", "must be a DNS name without wildcards, not %q", gs.FQDN)
+			} else if owner, taken := fqdnOwner[normalName(gs.FQDN)]; taken {
+				b.p.add(path+".fqdn", "%s is already the fqdn of gateway %s", gs.FQDN, owner)
+			} else {
+				fqdnOwner[normalName(gs.FQDN)] = name
+			}
+		}
+		switch router.GatewayStatus(gs.Status) {
+		case router.GatewayEnabled, router.GatewayDisabled, router.GatewayNoNewCalls:
+		default:
+			b.p.add(path+".status", "must be Enabled, Disabled or NoNewCalls, not %q", gs.Status)
+		}
+		if gs.CallsPerSecond < 0 {
+			b.p.add(path+".calls_per_second", "must not be negative")
+		}
+		if gs.MaxConcurrentCalls < 0 {
+			b.p.add(path+".max_concurrent_calls", "must not be negative")
+		}
+		if gs.OptionsInterval < 0 {
+			b.p.add(path+".options_interval", "must not be negative")
+		}
+		switch {
+		case gs.OptionsTarget == "" && gs.OptionsInterval > 0:
+			b.p.add(path+".options_target", "is required when options_interval is set")
+		case gs.OptionsTarget != "" && !validHostPort(gs.OptionsTarget):
+			b.p.add(path+".options_target", "must be host:port, not %q", gs.OptionsTarget)
+		}
+		switch router.Transport(gs.OptionsTransport) {
+		case router.UDP, router.TCP, router.TLS:
+		default:
+			b.p.add(path+".options_transport", "must be udp, tcp or tls, not %q", gs.OptionsTransport)
+		}
+	}
+	return gateways
+}
+
+func (b *builder) huntGroups(gateways map[string]*gateway, plans map[string]*dialPlan) {
+	owner := make(map[*gateway]map[string]string) // gateway → lower-case pilot → hunt group
+	needFQDN := make(map[string]string)           // gateway → problem message
+	for _, name := range sortedKeys(b.s.HuntGroups) {
+		hs := b.s.HuntGroups[name]
+		path := joinPath("hunt_groups", name)
+		gw, dp := gateways[hs.Gateway], plans[hs.DialPlan]
+		switch {
+		case hs.Gateway == "":
+			b.p.add(path+".gateway", "is required")
+		case gw == nil:
+			b.p.add(path+".gateway", "gateway %q is not defined", hs.Gateway)
+		}
+		switch {
+		case hs.DialPlan == "":
+			b.p.add(path+".dial_plan", "is required")
+		case dp == nil:
+			b.p.add(path+".dial_plan", "dial plan %q is not defined", hs.DialPlan)
+		}
+		if hs.Pilot != "" && !sipUser(hs.Pilot) {
+			b.p.add(path+".pilot", "must not hold spaces or control characters, got %q", hs.Pilot)
+			continue
+		}
+		if gw == nil || dp == nil {
+			continue
+		}
+		if owner[gw] == nil {
+			owner[gw] = make(map[string]string)
+		}
+		key := strings.ToLower(hs.Pilot)
+		if other, taken := owner[gw][key]; taken {
+			if hs.Pilot == "" {
+				b.p.add(path+".pilot", "gateway %s already has the catch-all hunt group %s", gw.name, other)
+			} else {
+				b.p.add(path+".pilot", "pilot %q of gateway %s is already used by hunt group %s", hs.Pilot, gw.name, other)
+			}
+			continue
+		}
+		owner[gw][key] = name
+		if hs.Pilot == "" {
+			gw.catchAll = dp
+		} else {
+			gw.pilots[key] = dp
+		}
+		if _, noted := needFQDN[gw.name]; !noted && dp.secured() && b.s.Gateways[gw.name].FQDN == "" {
+			needFQDN[gw.name] = fmt.Sprintf("is required: hunt group %s leads to %s dial plan %s, whose peers are identified by TLS certificate",
+				name, dp.security, dp.name)
+		}
+	}
+	for _, gw := range sortedKeys(needFQDN) {
+		b.p.add(joinPath("gateways", gw)+".fqdn", "%s", needFQDN[gw])
+	}
+}
+
+func (b *builder) mailboxes(plans map[string]*dialPlan) {
+	// owners of each identifier, per dial plan and key kind
+	type idKey struct {
+		plan *dialPlan
+		kind string
+		key  string
+	}
+	owner := make(map[idKey]string)
+	for _, name := range sortedKeys(b.s.Mailboxes) {
+		ms := b.s.Mailboxes[name]
+		path := joinPath("mailboxes", name)
+		dp := plans[ms.DialPlan]
+		switch {
+		case ms.DialPlan == "":
+			b.p.add(path+".dial_plan", "is required")
+		case dp == nil:
+			b.p.add(path+".dial_plan", "dial plan %q is not defined", ms.DialPlan)
+		}
+		b.poolRef(path+".pool", ms.Pool, false)
+		if dp == nil {
+			continue
+		}
+		// claim checks one identifier of the mailbox and returns its
+		// lookup key, or "" when it is absent or wrong.
+		claim := func(kind, value string, required bool, f numberFormat) string {
+			kp := path + "." + kind
+			if value == "" {
+				if required {
+					b.p.add(kp, "is required in %s dial plan %s", dp.format.uriType, dp.name)
+				}
+				return ""
+			}
+			if f.uriType == uriTelExtn && (f.digits < minExtensionDigits || f.digits > maxExtensionDigits) {
+				return "" // the dial plan's extension_digits is reported already
+			}
+			key, err := parseNumber(value, f)
+			if err != nil {
+				b.p.add(kp, "does not fit dial plan %s: %v", dp.name, err)
+				return ""
+			}
+			ik := idKey{dp, kind, key}
+			if other, taken := owner[ik]; taken {
+				b.p.add(kp, "%s is already used by mailbox %s in dial plan %s", value, other, dp.name)
+				return ""
+			}
+			owner[ik] = name
+			if (kind == "extension" || f.uriType == dp.format.uriType) && dp.access[lookupKey(value, dp.format.uriType)] {
+				b.p.add(kp, "%s is an access number of dial plan %s", value, dp.name)
+				return ""
+			}
+			return key
+		}
+		ext := claim("extension", ms.Extension, true, numberFormat{uriType: uriTelExtn, digits: dp.format.digits})
+		e164 := claim("e164", ms.E164, dp.format.uriType == uriE164, numberFormat{uriType: uriE164})
+		sip := claim("sip_user", ms.SIPUser, dp.format.uriType == uriSIPName, numberFormat{uriType: uriSIPName})
+
+		pool := ms.Pool
+		if pool == "" {
+			pool = dp.pool
+		}
+		key := map[uriType]string{uriTelExtn: ext, uriE164: e164, uriSIPName: sip}[dp.format.uriType]
+		if key != "" {
+			dp.mailboxes[key] = &mailbox{name: name, pool: pool}
+		}
+	}
+}
+
+// normalName is the form in which DNS names are compared: lower case,
+// without a trailing dot.
+func normalName(s string) string {
+	return strings.TrimSuffix(strings.ToLower(s), ".")
+}
+
+// validDNSName reports whether s is a DNS host name (RFC 1123 labels, an
+// optional trailing dot, no wildcard).
+func validDNSName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validHost reports whether s is an IP address without zone or a DNS name.
+func validHost(s string) bool {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Zone() == ""
+	}
+	return validDNSName(s)
+}
+
+// validHostPort reports whether s is host:port with a valid host and a port
+// in 1..65535.
+func validHostPort(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= maxPort && validHost(host)
+}
