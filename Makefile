@@ -2,7 +2,6 @@
 
 GO          ?= go
 CGO_ENABLED ?= 0
-export CGO_ENABLED
 VERSION     ?= $(shell git describe --dirty --always 2>/dev/null || echo dev)
 LDFLAGS     ?= -s -w -X github.com/umedge/umedge/core/internal/telemetry.Version=$(VERSION)
 BIN         ?= bin
@@ -19,14 +18,14 @@ all: build plugins
 
 build:
 	@echo "==> building $(BIN)/edged"
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/edged ./core/cmd/edged
+	CGO_ENABLED=$(CGO_ENABLED) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/edged ./core/cmd/edged
 
 # Plugins land in $(BIN)/plugins as umedge-plugin-<name>, pinned by SHA256SUMS.
 plugins:
 	@echo "==> building plugins: $(PLUGINS)"
 	@mkdir -p $(BIN)/plugins
 	for p in $(PLUGINS); do \
-		$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/umedge-plugin-$$p ./plugins/$$p || exit 1; \
+		CGO_ENABLED=$(CGO_ENABLED) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/umedge-plugin-$$p ./plugins/$$p || exit 1; \
 	done
 	cd $(BIN)/plugins && sha256sum umedge-plugin-* > SHA256SUMS
 
