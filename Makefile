@@ -7,11 +7,11 @@ LDFLAGS     ?= -s -w -X github.com/umedge/umedge/core/internal/telemetry.Version
 BIN         ?= bin
 CONFIG      ?= configs/umedge.toml
 PLUGINS     := $(notdir $(wildcard plugins/*))
-# Debian packages the integration tests and benchmarks drive (real peers).
-TEST_DEBS   ?= sip-tester
-BENCH_DEBS  ?= sip-tester kamailio
+# Debian packages the integration tests and benchmarks drive: SIPp and the
+# Kamailio reference (util-linux taskset pins them).
+TEST_DEBS   ?= sip-tester kamailio
 
-.PHONY: all build plugins run test test-short test-integration test-deps bench-sip bench-deps \
+.PHONY: all build plugins run test test-short test-integration test-deps bench-sip \
 	fuzz proto lint archcheck clean
 
 all: build plugins
@@ -55,11 +55,8 @@ test-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-bench-deps:
-	@$(MAKE) --no-print-directory test-deps TEST_DEBS="$(BENCH_DEBS)"
-
 # Ramps SIPp against Kamailio's stateless redirect and edged, side by side.
-bench-sip: bench-deps build plugins
+bench-sip: test-deps build plugins
 	$(GO) run ./core/cmd/sipbench -edged $(BIN)/edged -plugins $(BIN)/plugins $(BENCH_ARGS)
 
 fuzz:

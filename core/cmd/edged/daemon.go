@@ -219,25 +219,6 @@ func (d *daemon) Healthy() error {
 	return nil
 }
 
-// Status is the admin API's /status.
-func (d *daemon) Status() any {
-	cfg := d.cfg.Load()
-	st := map[string]any{
-		"version": telemetry.Version,
-		"config":  d.path,
-		"plugins": d.host.Status(),
-		"health":  d.prober.Status(),
-	}
-	if d.front != nil {
-		st["listeners"] = d.front.Listeners()
-	}
-	if d.engine != nil {
-		st["topology"] = d.engine.Topology()
-	}
-	st["mode"] = cfg.SIP.Mode
-	return st
-}
-
 func (d *daemon) pluginSamples() []telemetry.PluginSample {
 	var out []telemetry.PluginSample
 	for _, s := range d.host.Status() {

@@ -311,21 +311,22 @@ func (e *edged) waitHealthy() {
 }
 
 type pluginStatus struct {
-	Name     string
-	State    string
-	PID      int
-	Restarts int
-}
-
-type healthStatus struct {
-	Name string
-	Up   bool
+	Name     string `json:"name"`
+	State    string `json:"state"`
+	PID      int    `json:"pid"`
+	Restarts int    `json:"restarts"`
 }
 
 type status struct {
-	Listeners []string
-	Plugins   []pluginStatus
-	Health    []healthStatus
+	Listeners []string       `json:"listeners"`
+	Plugins   []pluginStatus `json:"plugins"`
+	Pools     []struct {
+		Name     string `json:"name"`
+		Backends []struct {
+			Name    string `json:"name"`
+			Healthy bool   `json:"healthy"`
+		} `json:"backends"`
+	} `json:"pools"`
 }
 
 func (e *edged) status() status {
@@ -473,9 +474,9 @@ func TestIntegrationCallRouter(t *testing.T) {
 
 	t.Run("rejections", func(t *testing.T) {
 		waitFor(t, 5*time.Second, "the dead back end to be marked down", func() bool {
-			for _, h := range e.status().Health {
-				if h.Name == "backend/down/gone" {
-					return !h.Up
+			for _, p := range e.status().Pools {
+				if p.Name == "down" {
+					return len(p.Backends) == 1 && !p.Backends[0].Healthy
 				}
 			}
 			return false

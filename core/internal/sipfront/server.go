@@ -204,8 +204,11 @@ func (s *Server) open(k listenerKey, udpBuffer int) (*listener, error) {
 			return nil, fmt.Errorf("listen udp %s: %w", k.addr, err)
 		}
 		if udpBuffer > 0 {
-			_ = pc.SetReadBuffer(udpBuffer)
-			_ = pc.SetWriteBuffer(udpBuffer)
+			got, err := setBuffers(pc, udpBuffer)
+			if err != nil || got < udpBuffer {
+				s.log.Warn("udp socket buffers smaller than configured", "addr", k.addr.String(),
+					"want", udpBuffer, "got", got, "err", err)
+			}
 		}
 		l.closer = pc
 		// Several readers per socket: a datagram is handled start to end

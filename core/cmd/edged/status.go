@@ -1,0 +1,129 @@
+package main
+
+import (
+	"time"
+
+	"github.com/umedge/umedge/core/internal/health"
+	"github.com/umedge/umedge/core/internal/routing"
+	"github.com/umedge/umedge/core/internal/telemetry"
+)
+
+// statusView is the admin API's /status document.
+type statusView struct {
+	Version       string        `json:"version"`
+	Config        string        `json:"config"`
+	Mode          string        `json:"mode"`
+	Listeners     []string      `json:"listeners"`
+	Plugins       []pluginView  `json:"plugins"`
+	Gateways      []gatewayView `json:"gateways"`
+	Pools         []poolView    `json:"pools"`
+	DecisionCache *cacheView    `json:"decision_cache,omitempty"`
+}
+
+type pluginView struct {
+	Name      string    `json:"name"`
+	Kind      string    `json:"kind"`
+	Plugin    string    `json:"plugin"`
+	Version   string    `json:"version"`
+	State     string    `json:"state"`
+	PID       int       `json:"pid"`
+	Restarts  int       `json:"restarts"`
+	LastError string    `json:"last_error,omitempty"`
+	Since     time.Time `json:"since"`
+}
+
+type gatewayView struct {
+	Name           string     `json:"name"`
+	Status         string     `json:"status"`
+	Addresses      []string   `json:"addresses"`
+	FQDN           string     `json:"fqdn,omitempty"`
+	CallsPerSecond float64    `json:"calls_per_second,omitempty"`
+	Probe          *probeView `json:"probe,omitempty"`
+}
+
+type poolView struct {
+	Name     string        `json:"name"`
+	Backends []backendView `json:"backends"`
+}
+
+type backendView struct {
+	Name            string     `json:"name"`
+	Host            string     `json:"host"`
+	TCPPort         int        `json:"tcp_port"`
+	TLSPort         int        `json:"tls_port"`
+	MaxCallsAllowed int        `json:"max_calls_allowed"`
+	Healthy         bool       `json:"healthy"`
+	Probe           *probeView `json:"probe,omitempty"` // nil: not probed, assumed healthy
+}
+
+// probeView is the OPTIONS health of one target (um-spec R-HLTH-1).
+type probeView struct {
+	Target     string    `json:"target"`
+	Up         bool      `json:"up"`
+	LastCode   int       `json:"last_code,omitempty"`
+	LastRTT    string    `json:"last_rtt,omitempty"`
+	LastError  string    `json:"last_error,omitempty"`
+	LastChange time.Time `json:"last_change"`
+}
+
+type cacheView struct {
+	Entries int    `json:"entries"`
+	Hits    uint64 `json:"hits"`
+	Misses  uint64 `json:"misses"`
+}
+
+// Status is the admin API's /status: listeners, plugins, gateways and
+// back ends with their health.
+func (d *daemon) Status() any {
+	v := statusView{Version: telemetry.Version, Config: d.path, Mode: string(d.cfg.Load().SIP.Mode),
+		Listeners: []string{}, Plugins: []pluginView{}, Gateways: []gatewayView{}, Pools: []poolView{}}
+	for _, s := range d.host.Status() {
+		v.Plugins = append(v.Plugins, pluginView{Name: s.Name, Kind: string(s.Kind), Plugin: s.PluginName,
+			Version: s.Version, State: string(s.State), PID: s.PID, Restarts: s.Restarts, LastError: s.LastError, Since: s.Since})
+	}
+	if d.engine == nil {
+		return v
+	}
+	v.Listeners = d.front.Listeners()
+	probes := map[string]health.TargetStatus{}
+	for _, st := range d.prober.Status() {
+		probes[st.Name] = st
+	}
+	probe := func(name string) *probeView {
+		st, ok := probes[name]
+		if !ok {
+			return nil
+		}
+		pv := &probeView{Target: st.Addr + "/" + st.Transport, Up: st.Up, LastCode: st.LastCode, LastError: st.LastError, LastChange: st.LastChange}
+		if st.LastRTT > 0 {
+			pv.LastRTT = st.LastRTT.String()
+		}
+		return pv
+	}
+	if t := d.engine.Topology(); t != nil {
+		for _, g := range t.Gateways {
+			gv := gatewayView{Name: g.Name, Status: string(g.Status), FQDN: g.FQDN, CallsPerSecond: g.CallsPerSecond,
+				Addresses: []string{}, Probe: probe(routing.GatewayTarget(g.Name))}
+			for _, a := range g.Addresses {
+				gv.Addresses = append(gv.Addresses, a.String())
+			}
+			v.Gateways = append(v.Gateways, gv)
+		}
+		for _, p := range t.Pools {
+			pv := poolView{Name: p.Name, Backends: []backendView{}}
+			for _, b := range p.Backends {
+				bv := backendView{Name: b.Name, Host: b.Host, TCPPort: b.TCPPort, TLSPort: b.TLSPort,
+					MaxCallsAllowed: b.MaxCallsAllowed, Healthy: true}
+				if b.Ping > 0 {
+					bv.Probe = probe(routing.BackendTarget(p.Name, b.Name))
+					bv.Healthy = bv.Probe != nil && bv.Probe.Up
+				}
+				pv.Backends = append(pv.Backends, bv)
+			}
+			v.Pools = append(v.Pools, pv)
+		}
+	}
+	hits, misses, n := d.engine.CacheStats()
+	v.DecisionCache = &cacheView{Entries: n, Hits: hits, Misses: misses}
+	return v
+}

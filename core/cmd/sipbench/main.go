@@ -1,0 +1,367 @@
+// Command sipbench measures the Call Router's 302 rate against Kamailio's stateless redirect, side by side.
+//
+// For each transport it measures Kamailio first, then edged: SIPp
+// (core/internal/sipptest, scenario uac_302.xml: INVITE, 302 with the
+// expected Contact, ACK) runs pinned to one CPU at a fixed rate for
+// -duration against a fresh server pinned to another CPU. The rate
+// doubles until a step loses -loss of its calls or cannot hold its rate,
+// then is bisected. The table gives each server's highest passing rate,
+// its peak resident memory at that rate and the ratio edged/Kamailio.
+//
+//	go run ./core/cmd/sipbench -edged bin/edged -plugins bin/plugins
+//	go run ./core/cmd/sipbench -servers kamailio -transports udp
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/umedge/umedge/core/internal/sipptest"
+)
+
+type options struct {
+	edged, plugins, config string
+	kamailio               string
+	kamChildren            []int
+	servers, transports    []string
+	start, step, max       int
+	maxSteps               int
+	duration               time.Duration
+	recvTimeout            time.Duration
+	loss                   float64
+	sippCPU, serverCPU     string
+	maxCalls               int
+	out                    string
+}
+
+func main() {
+	var o options
+	var servers, transports, children string
+	flag.StringVar(&o.edged, "edged", "bin/edged", "edged binary")
+	flag.StringVar(&o.plugins, "plugins", "bin/plugins", "plugin directory with SHA256SUMS, as built by make plugins")
+	flag.StringVar(&o.config, "config", "configs/umedge.toml", "shipped config the edged bench config is derived from")
+	flag.StringVar(&o.kamailio, "kamailio", "kamailio", "kamailio binary")
+	flag.StringVar(&children, "kamailio-children", "2,4", "Kamailio children and tcp_children values to try, comma-separated; the best result per transport is kept")
+	flag.StringVar(&servers, "servers", "kamailio,edged", "servers to measure, in order")
+	flag.StringVar(&transports, "transports", "udp,tcp", "SIP transports to measure")
+	flag.IntVar(&o.start, "start", 1000, "first rate, calls/s")
+	flag.IntVar(&o.step, "step", 0, "linear ramp: add this many calls/s per step and stop at the first failure; 0 doubles, then bisects")
+	flag.IntVar(&o.max, "max", 40000, "highest rate tried, calls/s")
+	flag.IntVar(&o.maxSteps, "steps", 9, "measurements per server and transport at most (about 13 s each with the default -duration)")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of one step")
+	flag.DurationVar(&o.recvTimeout, "recv-timeout", 5*time.Second, "a call without its 302 after this long fails")
+	flag.Float64Var(&o.loss, "loss", 0.001, "largest failed-call fraction a passing step may have")
+	flag.StringVar(&o.sippCPU, "sipp-cpu", "0", "CPU list SIPp is pinned to (taskset -c); empty = unpinned")
+	flag.StringVar(&o.serverCPU, "server-cpu", "1", "CPU list the server is pinned to (taskset -c); empty = unpinned")
+	flag.IntVar(&o.maxCalls, "max-calls-allowed", 0, "max_calls_allowed of edged's back end; 0 = unlimited")
+	flag.StringVar(&o.out, "out", "", "markdown file to append the results to")
+	flag.Parse()
+	for _, p := range []*string{&o.edged, &o.plugins, &o.config} {
+		// The servers run in a temporary directory.
+		if abs, err := filepath.Abs(*p); err == nil {
+			*p = abs
+		}
+	}
+	o.servers = splitList(servers)
+	o.transports = splitList(transports)
+	var err error
+	if o.kamChildren, err = parseInts(children); err != nil {
+		fmt.Fprintln(os.Stderr, "sipbench:", err)
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = run(ctx, o, os.Stdout, os.Stderr)
+	stop()
+	stopAll()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sipbench:", err)
+		os.Exit(1)
+	}
+}
+
+// result is the outcome for one server on one transport.
+type result struct {
+	transport, server string
+	steps             []step
+	best              int // index into steps, -1 = none passed
+}
+
+// better reports whether a beats b: a passing step beats none, a higher
+// achieved rate beats a lower one, and anything beats an empty result.
+func better(a, b result) bool {
+	as, aok := a.bestStep()
+	bs, bok := b.bestStep()
+	switch {
+	case b.steps == nil:
+		return true
+	case aok && bok:
+		return as.Achieved() > bs.Achieved()
+	default:
+		return aok
+	}
+}
+
+func (r result) bestStep() (step, bool) {
+	if r.best < 0 || r.best >= len(r.steps) {
+		return step{}, false
+	}
+	return r.steps[r.best], true
+}
+
+func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	if err := sipptest.Available(); err != nil {
+		return err
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
+	env, err := describeEnv(o)
+	if err != nil {
+		return err
+	}
+	for _, line := range env {
+		logf("%s", line)
+	}
+
+	candidates := map[string][]server{}
+	for _, name := range o.servers {
+		switch name {
+		case "kamailio":
+			mods, err := findKamailioModules()
+			if err != nil {
+				return err
+			}
+			for _, n := range o.kamChildren {
+				candidates[name] = append(candidates[name], kamailioServer{bin: o.kamailio, cfg: kamailioConfig{
+					Children: n, TCPChildren: n, UDPBuffer: udpBuffer, ModuleDir: mods,
+				}})
+			}
+		case "edged":
+			for _, f := range []string{o.edged, filepath.Join(o.plugins, "SHA256SUMS"), o.config} {
+				if _, err := os.Stat(f); err != nil {
+					return fmt.Errorf("edged needs %s (make build plugins): %w", f, err)
+				}
+			}
+			candidates[name] = []server{edgedServer{bin: o.edged, plugins: o.plugins, template: o.config, maxCalls: o.maxCalls}}
+		default:
+			return fmt.Errorf("%w: -servers: unknown server %q", errBadFlag, name)
+		}
+	}
+
+	var results []result
+	for _, tp := range o.transports {
+		for _, name := range o.servers {
+			chosen := result{best: -1}
+			for _, srv := range candidates[name] {
+				label := name
+				if k, ok := srv.(kamailioServer); ok && len(o.kamChildren) > 1 {
+					label = fmt.Sprintf("kamailio children=%d", k.cfg.Children)
+				}
+				logf("%s over %s:", label, strings.ToUpper(tp))
+				steps, best, err := ramp(ctx, o.rampConfig(), func(ctx context.Context, rate int) (step, error) {
+					return measure(ctx, o, srv, tp, rate)
+				}, logf)
+				if err != nil {
+					return fmt.Errorf("%s over %s: %w", label, tp, err)
+				}
+				r := result{transport: tp, server: label, steps: steps, best: best}
+				if b, ok := r.bestStep(); ok {
+					logf("  best: %.0f calls/s (%s)", b.Achieved(), b.Mem)
+				}
+				if better(r, chosen) {
+					chosen = r
+				}
+			}
+			results = append(results, chosen)
+		}
+	}
+
+	table := renderTable(results)
+	fmt.Fprint(stdout, table)
+	if o.out != "" {
+		if err := appendReport(o.out, env, table); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// udpBuffer is the UDP socket buffer both servers may use: edged's
+// sip.udp_buffer_bytes default and Kamailio's maxbuffer (the kernel caps
+// both at net.core.rmem_max/wmem_max).
+const udpBuffer = 8 << 20
+
+func (o options) rampConfig() rampConfig {
+	return rampConfig{Start: o.start, Max: o.max, Step: o.step, MaxSteps: o.maxSteps, Grain: 100}
+}
+
+func (o options) validate() error {
+	var bad []string
+	if o.start <= 0 || o.max < o.start {
+		bad = append(bad, fmt.Sprintf("-start %d and -max %d", o.start, o.max))
+	}
+	if o.step < 0 || o.maxSteps < 1 {
+		bad = append(bad, fmt.Sprintf("-step %d, -steps %d", o.step, o.maxSteps))
+	}
+	if o.duration < time.Second {
+		bad = append(bad, fmt.Sprintf("-duration %v below 1s", o.duration))
+	}
+	if o.loss <= 0 || o.loss >= 1 {
+		bad = append(bad, fmt.Sprintf("-loss %v not in (0,1)", o.loss))
+	}
+	if len(o.servers) == 0 || len(o.transports) == 0 || len(o.kamChildren) == 0 {
+		bad = append(bad, "empty -servers, -transports or -kamailio-children")
+	}
+	for _, tp := range o.transports {
+		if tp != "udp" && tp != "tcp" {
+			bad = append(bad, fmt.Sprintf("-transports: %q is not udp or tcp", tp))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: %s", errBadFlag, strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// measure runs one step: a fresh server, SIPp at rate for o.duration, the
+// server's memory, then the server stopped.
+func measure(ctx context.Context, o options, srv server, transport string, rate int) (step, error) {
+	dir, err := os.MkdirTemp("", "sipbench-")
+	if err != nil {
+		return step{}, fmt.Errorf("create work dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	port, err := freePort()
+	if err != nil {
+		return step{}, err
+	}
+	p, err := startServer(srv, o.serverCPU, dir, port)
+	if err != nil {
+		return step{}, err
+	}
+	defer p.stop()
+
+	calls := int(float64(rate) * o.duration.Seconds())
+	cpu0, _ := treeCPU("/proc", p.cmd.Process.Pid)
+	res, err := sipptest.Run{
+		Scenario:       sipptest.UAC302,
+		Target:         fmt.Sprintf("127.0.0.1:%d", port),
+		Transport:      transport,
+		Service:        "1001",
+		FromUser:       "4000",
+		ContactPattern: `^<sip:1001@127\.0\.0\.1:5062;transport=tcp>`,
+		Calls:          calls,
+		Rate:           float64(rate),
+		RatePeriod:     time.Second,
+		MaxConcurrent:  max(rate*2, 100),
+		CPU:            o.sippCPU,
+		RecvTimeout:    o.recvTimeout,
+		Timeout:        3*o.duration + o.recvTimeout + 30*time.Second,
+		ExtraArgs: []string{
+			"-buff_size", strconv.Itoa(udpBuffer),
+			"-max_recv_loops", "100000",
+			"-max_sched_loops", "100000",
+		},
+	}.Exec(ctx, nil)
+	if ctx.Err() != nil {
+		return step{}, ctx.Err()
+	}
+	s := step{Rate: rate, Planned: calls}
+	if res != nil {
+		s.Created, s.Successful, s.Failed = res.Created, res.Successful, res.Failed
+		s.Retrans, s.Elapsed, s.SippCPU = res.Retransmissions, res.Elapsed, res.CPU
+	}
+	if cpu1, cerr := treeCPU("/proc", p.cmd.Process.Pid); cerr == nil {
+		s.ServerCPU = cpu1 - cpu0
+	}
+	if m, merr := treeMemory("/proc", p.cmd.Process.Pid); merr == nil {
+		s.Mem = m
+	}
+	s.judge(o.loss)
+	switch {
+	case !p.alive():
+		s.Pass, s.Why = false, fmt.Sprintf("%s exited: %v: %s", p.name, p.err, p.logTail())
+	case err != nil:
+		s.Pass, s.Why = false, fmt.Sprintf("sipp: %v", err)
+	}
+	return s, nil
+}
+
+// describeEnv returns the lines that say what was measured where.
+func describeEnv(o options) ([]string, error) {
+	sippV, _ := exec.Command(sipptest.Binary, "-v").CombinedOutput()
+	sippLine := "unknown"
+	for _, l := range strings.Split(string(sippV), "\n") {
+		if strings.Contains(l, "SIPp v") {
+			sippLine = strings.TrimSpace(l)
+		}
+	}
+	env := []string{
+		"date: " + time.Now().UTC().Format(time.RFC3339),
+		fmt.Sprintf("machine: %s, %d CPUs, %s/%s", cpuModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH),
+		"sipp: " + sippLine,
+		fmt.Sprintf("pinning: sipp on CPU %q, server on CPU %q (taskset -c)", o.sippCPU, o.serverCPU),
+		fmt.Sprintf("steps: %v each, start %d/s, max %d/s, pass = under %.2f%% failed calls and the rate held within 5%%",
+			o.duration, o.start, o.max, 100*o.loss),
+		"command: " + strings.Join(os.Args, " "),
+	}
+	for _, s := range o.servers {
+		if s == "kamailio" {
+			v, err := kamailioVersion(o.kamailio)
+			if err != nil {
+				return nil, err
+			}
+			env = append(env, fmt.Sprintf("kamailio: %s, sl_send_reply 302 with append_to_reply Contact, children=tcp_children in %v, maxbuffer=%d",
+				v, o.kamChildren, udpBuffer))
+		}
+	}
+	return env, nil
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, strings.ToLower(f))
+		}
+	}
+	return out
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range splitList(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%w: %q is not a positive number", errBadFlag, f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// step is one measurement: SIPp at a fixed rate against a fresh server.
+type step struct {
+	Rate       int           // target calls/s
+	Planned    int           // calls SIPp was asked to place
+	Created    int           // calls SIPp placed
+	Successful int           // calls that got the right 302 and were ACKed
+	Failed     int           // calls SIPp counted as failed
+	Retrans    int           // UDP retransmissions by SIPp
+	Elapsed    time.Duration // SIPp's run time, start to last statistics dump
+	Mem        memory        // server memory after the step
+	SippCPU    time.Duration // CPU time SIPp used
+	ServerCPU  time.Duration // CPU time the server's processes used during the run
+	Pass       bool
+	Why        string // why the step did not pass
+}
+
+// Achieved is the rate of successful calls over SIPp's run time.
+func (s step) Achieved() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.Successful) / s.Elapsed.Seconds()
+}
+
+// FailedFraction counts every planned call that did not succeed, including
+// calls SIPp never placed or never finished.
+func (s step) FailedFraction() float64 {
+	if s.Planned == 0 {
+		return 1
+	}
+	return float64(s.Planned-s.Successful) / float64(s.Planned)
+}
+
+func (s step) String() string {
+	v := "pass"
+	if !s.Pass {
+		v = "FAIL: " + s.Why
+	}
+	return fmt.Sprintf("rate %6d/s: %d/%d successful, %d failed (%.3f%% lost), %d retransmissions, achieved %.0f/s in %v; cpu sipp %.0f%% server %.0f%%; %s; %s",
+		s.Rate, s.Successful, s.Planned, s.Failed, 100*s.FailedFraction(), s.Retrans, s.Achieved(),
+		s.Elapsed.Round(time.Millisecond), 100*s.load(s.SippCPU), 100*s.load(s.ServerCPU), s.Mem, v)
+}
+
+// load is cpu as a fraction of the step's run time.
+func (s step) load(cpu time.Duration) float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return cpu.Seconds() / s.Elapsed.Seconds()
+}
+
+// judge sets Pass and Why: under loss failed calls, and the rate held
+// within 5 % (SIPp takes longer than planned when the server, or SIPp
+// itself, cannot keep up).
+func (s *step) judge(loss float64) {
+	switch {
+	case s.FailedFraction() >= loss:
+		s.Pass, s.Why = false, fmt.Sprintf("%.3f%% failed calls, limit %.3f%%", 100*s.FailedFraction(), 100*loss)
+	case s.Achieved() < 0.95*float64(s.Rate) && s.load(s.SippCPU) >= 0.9:
+		s.Pass, s.Why = false, fmt.Sprintf("rate not held: %.0f/s of %d/s; SIPp used %.0f%% of its CPU, so the load generator may be the limit",
+			s.Achieved(), s.Rate, 100*s.load(s.SippCPU))
+	case s.Achieved() < 0.95*float64(s.Rate) && s.load(s.ServerCPU) < 0.8 && s.SippCPU > 0:
+		s.Pass, s.Why = false, fmt.Sprintf("rate not held: %.0f/s of %d/s; neither SIPp (%.0f%%) nor the server (%.0f%%) was CPU-bound, so other load on the machine may have interfered",
+			s.Achieved(), s.Rate, 100*s.load(s.SippCPU), 100*s.load(s.ServerCPU))
+	case s.Achieved() < 0.95*float64(s.Rate):
+		s.Pass, s.Why = false, fmt.Sprintf("rate not held: %.0f/s of %d/s", s.Achieved(), s.Rate)
+	default:
+		s.Pass, s.Why = true, ""
+	}
+}
+
+// rampConfig bounds the search for the highest passing rate.
+type rampConfig struct {
+	Start    int // first rate
+	Max      int // highest rate tried
+	Step     int // > 0: add Step after each pass and stop at the first failure; 0: double, then bisect
+	MaxSteps int // measurements at most
+	Grain    int // rates are multiples of Grain during bisection
+}
+
+// ramp measures rising rates and returns every step and the index of the
+// best passing one (-1 when none passed). In the default mode it doubles
+// the rate until a step fails or Max passes, then bisects between the
+// best pass and the lowest failure until they are within 5 % (or Grain).
+func ramp(ctx context.Context, cfg rampConfig, measure func(context.Context, int) (step, error), logf func(string, ...any)) ([]step, int, error) {
+	var (
+		steps []step
+		best  = -1
+		lo    = 0 // highest passing rate
+		hi    = 0 // lowest failing rate; 0 = none yet
+		rate  = cfg.Start
+	)
+	for len(steps) < cfg.MaxSteps {
+		if err := ctx.Err(); err != nil {
+			return steps, best, err
+		}
+		s, err := measure(ctx, rate)
+		if err != nil {
+			return steps, best, err
+		}
+		steps = append(steps, s)
+		logf("  %s", s)
+		if s.Pass {
+			if rate > lo {
+				lo, best = rate, len(steps)-1
+			}
+		} else if hi == 0 || rate < hi {
+			hi = rate
+		}
+
+		switch {
+		case hi == 0 && rate >= cfg.Max:
+			return steps, best, nil
+		case hi == 0 && cfg.Step > 0:
+			rate = min(rate+cfg.Step, cfg.Max)
+		case hi == 0:
+			rate = min(2*rate, cfg.Max)
+		case cfg.Step > 0:
+			return steps, best, nil
+		default:
+			if hi-lo <= max(cfg.Grain, lo/20) {
+				return steps, best, nil
+			}
+			mid := (lo + hi) / 2 / cfg.Grain * cfg.Grain
+			if mid <= lo || mid >= hi {
+				return steps, best, nil
+			}
+			rate = mid
+		}
+	}
+	return steps, best, nil
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// renderTable returns the results as a markdown table. The ratio column
+// compares edged's best achieved rate with Kamailio's on the same transport.
+func renderTable(results []result) string {
+	var b strings.Builder
+	b.WriteString("| transport | server | best calls/s | failed % | peak RSS MiB (main / largest / sum, procs) | edged/kamailio |\n")
+	b.WriteString("|---|---|--:|--:|---|--:|\n")
+	ref := map[string]float64{}
+	for _, r := range results {
+		if s, ok := r.bestStep(); ok && strings.HasPrefix(r.server, "kamailio") {
+			ref[r.transport] = s.Achieved()
+		}
+	}
+	for _, r := range results {
+		s, ok := r.bestStep()
+		if !ok {
+			why := "no step passed"
+			if len(r.steps) > 0 {
+				why += ": " + r.steps[0].Why
+			}
+			fmt.Fprintf(&b, "| %s | %s | – | – | – | %s |\n", strings.ToUpper(r.transport), r.server, why)
+			continue
+		}
+		ratio := "–"
+		if r.server == "edged" && ref[r.transport] > 0 {
+			ratio = fmt.Sprintf("%.2f×", s.Achieved()/ref[r.transport])
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.3f | %.1f / %.1f / %.1f, %d | %s |\n",
+			strings.ToUpper(r.transport), r.server, s.Achieved(), 100*s.FailedFraction(),
+			mib(s.Mem.MainKiB), mib(s.Mem.MaxKiB), mib(s.Mem.SumKiB), s.Mem.Procs, ratio)
+	}
+	return b.String()
+}
+
+// appendReport appends a dated section with the environment and the table.
+func appendReport(path string, env []string, table string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("open report: %w", err)
+	}
+	var b strings.Builder
+	b.WriteString("\n## sipbench run\n\n")
+	for _, l := range env {
+		fmt.Fprintf(&b, "- %s\n", l)
+	}
+	b.WriteString("\n" + table)
+	b.WriteString("\nPeak RSS is VmHWM after the best step on a freshly started server: of the started process (main), " +
+		"of the largest process, and summed over the process tree (Kamailio's workers share memory, which the sum counts once per process).\n")
+	if _, err := f.WriteString(b.String()); err != nil {
+		f.Close()
+		return fmt.Errorf("write report: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
