@@ -57,7 +57,7 @@ func main() {
 	flag.StringVar(&transports, "transports", "udp,tcp", "SIP transports to measure")
 	flag.IntVar(&o.start, "start", 1000, "first rate, calls/s")
 	flag.IntVar(&o.step, "step", 0, "linear ramp: add this many calls/s per step and stop at the first failure; 0 doubles, then bisects")
-	flag.IntVar(&o.max, "max", 40000, "highest rate tried, calls/s")
+	flag.IntVar(&o.max, "max", 100000, "highest rate tried, calls/s")
 	flag.IntVar(&o.maxSteps, "steps", 9, "measurements per server and transport at most (about 13 s each with the default -duration)")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of one step")
 	flag.DurationVar(&o.recvTimeout, "recv-timeout", 5*time.Second, "a call without its 302 after this long fails")

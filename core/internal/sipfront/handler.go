@@ -21,6 +21,7 @@ type peer struct {
 	transport router.Transport
 	src       netip.AddrPort
 	names     []string // verified TLS client certificate names
+	scan      scan     // scratch space reused for each message from this peer
 }
 
 // handleMessage answers one parsed message into out (left empty when the
@@ -33,13 +34,15 @@ func (s *Server) handleMessage(msg sip.Message, p *peer, out *bytes.Buffer) neti
 	}
 	st := s.state.Load()
 	s.metrics.SIPRequests.WithLabelValues(string(req.Method), string(p.transport)).Inc()
-	if br := validate(req); br != nil {
+	sc := &p.scan
+	scanHeaders(req, sc)
+	if br := validate(req, sc); br != nil {
 		s.metrics.SIPBadRequests.WithLabelValues(string(p.transport)).Inc()
 		s.log.Info("bad request", "transport", p.transport, "peer", p.src, "call_id", callID(req), "status", br.code, "detail", br.detail)
 		if req.Method == sip.ACK || !answerable(req) {
 			return netip.AddrPort{} // never answer an ACK; without these headers no response can be formed
 		}
-		writeResponse(out, req, p, br.code, br.reason, append(br.extra, warning(st.fqdn, br.detail))...)
+		writeResponse(out, req, p, sc.vias, br.code, br.reason, append(br.extra, warning(st.fqdn, br.detail))...)
 		return responseAddr(req, p)
 	}
 	switch req.Method {
@@ -48,18 +51,18 @@ func (s *Server) handleMessage(msg sip.Message, p *peer, out *bytes.Buffer) neti
 	case sip.INVITE:
 		if tag, _ := req.To().Params.Get("tag"); tag != "" {
 			// A re-INVITE: the Call Router has no dialogs (RFC 3261 §12.2.2).
-			writeResponse(out, req, p, 481, "Call/Transaction Does Not Exist")
+			writeResponse(out, req, p, sc.vias, 481, "Call/Transaction Does Not Exist")
 		} else {
-			s.invite(req, p, st, out)
+			s.invite(req, p, sc, st, out)
 		}
 	case sip.OPTIONS:
 		// Keep-alive and capability query (um-spec R-HLTH-2, R-CR-6).
-		writeResponse(out, req, p, 200, "OK", "Allow: "+allow, "Accept: application/sdp", "Supported: ")
+		writeResponse(out, req, p, sc.vias, 200, "OK", "Allow: "+allow, "Accept: application/sdp", "Supported: ")
 	case sip.CANCEL, sip.BYE:
 		// The INVITE already has its final response: nothing to cancel or end.
-		writeResponse(out, req, p, 481, "Call/Transaction Does Not Exist")
+		writeResponse(out, req, p, sc.vias, 481, "Call/Transaction Does Not Exist")
 	default:
-		writeResponse(out, req, p, 405, "Method Not Allowed", "Allow: "+allow)
+		writeResponse(out, req, p, sc.vias, 405, "Method Not Allowed", "Allow: "+allow)
 	}
 	return responseAddr(req, p)
 }
@@ -74,28 +77,28 @@ func answerable(req *sip.Request) bool {
 const allow = "INVITE, ACK, CANCEL, OPTIONS"
 
 // invite routes a new call and writes the 302 or the rejection.
-func (s *Server) invite(req *sip.Request, p *peer, st *state, out *bytes.Buffer) {
+func (s *Server) invite(req *sip.Request, p *peer, sc *scan, st *state, out *bytes.Buffer) {
 	start := time.Now()
 	s.metrics.Calls.WithLabelValues(string(p.transport)).Inc()
-	call, err := callOf(req, p)
+	call, err := callOf(req, p, sc)
 	if err != nil {
 		s.metrics.SIPBadRequests.WithLabelValues(string(p.transport)).Inc()
 		s.event(req, p, nil, status{400, "Bad Request", "bad-request", false}, err)
-		writeResponse(out, req, p, 400, "Bad Request", warning(st.fqdn, err.Error()))
+		writeResponse(out, req, p, sc.vias, 400, "Bad Request", warning(st.fqdn, err.Error()))
 		return
 	}
 	target, err := s.router.Route(context.Background(), call)
 	if err != nil {
-		sc := errStatus(err)
-		s.event(req, p, &target, sc, err)
-		extra := []string{warning(st.fqdn, sc.reason)}
-		if sc.retryAfter {
+		rs := errStatus(err)
+		s.event(req, p, &target, rs, err)
+		extra := []string{warning(st.fqdn, rs.reason)}
+		if rs.retryAfter {
 			extra = append(extra, st.retryAfter)
 		}
-		writeResponse(out, req, p, sc.code, sc.phrase, extra...)
+		writeResponse(out, req, p, sc.vias, rs.code, rs.phrase, extra...)
 	} else {
 		s.metrics.Redirects.WithLabelValues(target.Decision.Pool, target.Backend.Name).Inc()
-		writeResponse(out, req, p, 302, "Moved Temporarily", "Contact: "+contact(req, p.transport, target.Backend))
+		writeResponse(out, req, p, sc.vias, 302, "Moved Temporarily", "Contact: "+contact(req, p.transport, target.Backend))
 	}
 	s.metrics.RouteLatency.WithLabelValues(string(p.transport)).Observe(time.Since(start).Seconds())
 }
@@ -122,7 +125,7 @@ func (s *Server) event(req *sip.Request, p *peer, t *routing.Target, sc status, 
 }
 
 // callOf extracts what the router plugin decides on.
-func callOf(req *sip.Request, p *peer) (*router.Call, error) {
+func callOf(req *sip.Request, p *peer, sc *scan) (*router.Call, error) {
 	c := &router.Call{
 		CallID:         callID(req),
 		Transport:      p.transport,
@@ -133,25 +136,13 @@ func callOf(req *sip.Request, p *peer) (*router.Call, error) {
 		FromUser:       uriUser(&req.From().Address),
 	}
 	var err error
-	if c.Diversion, err = sipheader.Diversion(values(req, "Diversion")); err != nil {
+	if c.Diversion, err = sipheader.Diversion(sc.diversion); err != nil {
 		return nil, err
 	}
-	if c.HistoryInfo, err = sipheader.HistoryInfo(values(req, "History-Info")); err != nil {
+	if c.HistoryInfo, err = sipheader.HistoryInfo(sc.history); err != nil {
 		return nil, err
 	}
 	return c, nil
-}
-
-func values(req *sip.Request, name string) []string {
-	hs := req.GetHeaders(name)
-	if len(hs) == 0 {
-		return nil
-	}
-	out := make([]string, len(hs))
-	for i, h := range hs {
-		out[i] = h.Value()
-	}
-	return out
 }
 
 // uriUser returns the user of a SIP URI or the number of a tel URI,

@@ -16,13 +16,13 @@ import (
 // writeResponse writes a final response to req (RFC 3261 §8.2.6): Via,
 // From, To, Call-ID and CSeq copied, a To tag added, then extra header
 // lines, and no body.
-func writeResponse(out *bytes.Buffer, req *sip.Request, p *peer, code int, phrase string, extra ...string) {
+func writeResponse(out *bytes.Buffer, req *sip.Request, p *peer, vias []sip.Header, code int, phrase string, extra ...string) {
 	out.WriteString("SIP/2.0 ")
 	out.WriteString(strconv.Itoa(code))
 	out.WriteByte(' ')
 	out.WriteString(phrase)
 	out.WriteString("\r\n")
-	for i, h := range req.GetHeaders("via") {
+	for i, h := range vias {
 		if v, ok := h.(*sip.ViaHeader); ok && i == 0 && p.transport == router.UDP {
 			v = received(v, p.src)
 			v.StringWrite(out)

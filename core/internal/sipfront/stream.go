@@ -68,7 +68,7 @@ func (s *Server) serveConn(c net.Conn, tp router.Transport) {
 	ps := s.parser.NewSIPStream()
 	defer ps.Close()
 	buf := make([]byte, 16*1024)
-	var out bytes.Buffer
+	var out, pending bytes.Buffer
 	for {
 		if st := s.state.Load(); st.idle > 0 {
 			_ = c.SetReadDeadline(time.Now().Add(st.idle))
@@ -89,15 +89,17 @@ func (s *Server) serveConn(c net.Conn, tp router.Transport) {
 			}
 			continue
 		}
-		var werr error
+		// Answers to every message of this read go out in one write: a
+		// loaded peer packs many requests into a segment.
+		pending.Reset()
 		err = ps.ParseSIPStream(data, func(msg sip.Message) {
 			s.handleMessage(msg, &p, &out)
-			if out.Len() > 0 && werr == nil {
-				_, werr = c.Write(out.Bytes())
-			}
+			pending.Write(out.Bytes())
 		})
-		if werr != nil {
-			return
+		if pending.Len() > 0 {
+			if _, werr := c.Write(pending.Bytes()); werr != nil {
+				return
+			}
 		}
 		if err != nil && !errors.Is(err, sip.ErrParseSipPartial) {
 			// The framing is lost: answer what can be answered and close.

@@ -6,14 +6,10 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// singleHeaders may appear at most once in a request (RFC 3261 §7.3.1,
-// RFC 4475 §3.3.8, §3.3.9).
-var singleHeaders = []string{"to", "from", "call-id", "cseq", "max-forwards", "content-length", "content-type"}
-
 // validate applies the checks of RFC 3261 §8.2 and §16.3 that a stateless
 // redirect server must make before it may answer, in the order the RFC
 // gives them. sipgo's parser has already rejected what it cannot parse.
-func validate(req *sip.Request) *badRequest {
+func validate(req *sip.Request, sc *scan) *badRequest {
 	if req.SipVersion != "SIP/2.0" {
 		return &badRequest{code: 505, reason: "Version Not Supported", detail: "protocol version " + req.SipVersion}
 	}
@@ -28,9 +24,9 @@ func validate(req *sip.Request) *badRequest {
 			return bad("missing %s header", h.name)
 		}
 	}
-	for _, name := range singleHeaders {
-		if n := len(req.GetHeaders(name)); n > 1 {
-			return bad("%d %s headers, at most one allowed", n, name)
+	for i, n := range sc.single {
+		if n > 1 {
+			return bad("%d %s headers, at most one allowed", n, singleHeaders[i])
 		}
 	}
 	// sipgo upper-cases the request line's method but not CSeq's.
@@ -57,8 +53,8 @@ func validate(req *sip.Request) *badRequest {
 	// A redirect server supports no extension (RFC 3261 §8.2.2.3).
 	if req.Method != sip.ACK && req.Method != sip.CANCEL {
 		var unsupported []string
-		for _, h := range req.GetHeaders("Require") {
-			for _, opt := range strings.Split(h.Value(), ",") {
+		for _, v := range sc.require {
+			for _, opt := range strings.Split(v, ",") {
 				if opt = strings.TrimSpace(opt); opt != "" {
 					unsupported = append(unsupported, opt)
 				}
@@ -80,16 +76,16 @@ func validate(req *sip.Request) *badRequest {
 				extra: []string{"Accept: application/sdp"}}
 		}
 	}
-	if accept := req.GetHeaders("Accept"); len(accept) > 0 && !acceptsSDP(accept) {
+	if len(sc.accept) > 0 && !acceptsSDP(sc.accept) {
 		return &badRequest{code: 406, reason: "Not Acceptable", detail: "Accept excludes application/sdp",
 			extra: []string{"Accept: application/sdp"}}
 	}
 	return nil
 }
 
-func acceptsSDP(hs []sip.Header) bool {
-	for _, h := range hs {
-		for _, r := range strings.Split(h.Value(), ",") {
+func acceptsSDP(values []string) bool {
+	for _, v := range values {
+		for _, r := range strings.Split(v, ",") {
 			if i := strings.IndexByte(r, ';'); i >= 0 {
 				r = r[:i]
 			}
