@@ -71,6 +71,7 @@ func start(ctx context.Context, path string, logOut io.Writer) (_ *daemon, err e
 	}()
 
 	d.host = newPluginHost(cfg, log)
+	d.logUnconfigured(cfg)
 	if err := d.host.Start(ctx, pluginSpecs(cfg)); err != nil {
 		return nil, fmt.Errorf("start plugins:\n%w", pluginProblems(cfg, err))
 	}
@@ -122,6 +123,26 @@ func start(ctx context.Context, path string, logOut io.Writer) (_ *daemon, err e
 	}
 	log.Info("edged started", "version", telemetry.Version, "config", path)
 	return d, nil
+}
+
+// logUnconfigured names the plugin binaries in the plugin directory that
+// no [plugins.*] table uses: dropped in, but not started until configured
+// and pinned.
+func (d *daemon) logUnconfigured(cfg *config.Config) {
+	found, err := d.host.Discover()
+	if err != nil {
+		d.log.Warn("cannot list the plugin directory", "dir", cfg.PluginHost.Dir, "err", err)
+		return
+	}
+	used := map[string]bool{}
+	for _, p := range cfg.Plugins {
+		used[p.Binary] = true
+	}
+	for _, f := range found {
+		if !used[f] {
+			d.log.Info("plugin binary found but not configured", "binary", f, "dir", cfg.PluginHost.Dir)
+		}
+	}
 }
 
 // Reload re-reads the config file. A file with any problem, or plugin

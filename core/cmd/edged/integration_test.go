@@ -148,6 +148,10 @@ binary = "umedge-plugin-umrouter"
 addresses = ["127.0.0.1", "::1"]
 fqdn = "gateway.umedge.local"
 status = "{{.LabStatus}}"
+# The lab gateway is edged itself: its OPTIONS keep-alives answer 200.
+options_interval = "100ms"
+options_target = "127.0.0.1:{{.SIPPort}}"
+options_transport = "udp"
 [plugins.umrouter.settings.gateways.off]
 addresses = ["127.0.0.3"]
 status = "Disabled"
@@ -320,6 +324,13 @@ type pluginStatus struct {
 type status struct {
 	Listeners []string       `json:"listeners"`
 	Plugins   []pluginStatus `json:"plugins"`
+	Gateways  []struct {
+		Name  string `json:"name"`
+		Probe *struct {
+			Up       bool `json:"up"`
+			LastCode int  `json:"last_code"`
+		} `json:"probe"`
+	} `json:"gateways"`
 	Pools     []struct {
 		Name     string `json:"name"`
 		Backends []struct {
@@ -444,6 +455,15 @@ func TestIntegrationCallRouter(t *testing.T) {
 		for _, tp := range []string{"udp", "tcp", "tls"} {
 			e.sipp(t, sipptest.Run{Scenario: sipptest.UACOptions, Transport: tp})
 		}
+		// edged's own keep-alives to the lab gateway (R-HLTH-1) reach it.
+		waitFor(t, 5*time.Second, "the lab gateway's OPTIONS probe to answer 200", func() bool {
+			for _, g := range e.status().Gateways {
+				if g.Name == "lab" && g.Probe != nil {
+					return g.Probe.Up && g.Probe.LastCode == 200
+				}
+			}
+			return false
+		})
 	})
 
 	t.Run("called party", func(t *testing.T) {
