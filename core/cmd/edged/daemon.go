@@ -353,39 +353,42 @@ func frontConfig(cfg *config.Config) (sipfront.Config, error) {
 // (um-spec R-SEC-3, R-SEC-6): our certificate, peers' certificates
 // required and verified against client_ca, TLS 1.2 at least.
 func serverTLS(t config.TLS) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
-	if err != nil {
-		return nil, fmt.Errorf("sip.tls: load certificate: %w", err)
-	}
-	pool, err := certPool(t.ClientCA)
+	cert, cas, err := tlsIdentity(t)
 	if err != nil {
 		return nil, err
 	}
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    pool,
+		ClientCAs:    cas,
 		MinVersion:   t.MinVersionID(),
 		CipherSuites: t.CipherSuiteIDs(),
 	}, nil
 }
 
 // healthTLS is the client config for OPTIONS probes over TLS: our
-// certificate for mutual TLS, and the same CA bundle for the peers.
+// certificate for mutual TLS, and the same CA bundle for the peers. It is
+// nil when no TLS identity is configured.
 func healthTLS(cfg *config.Config) (*tls.Config, error) {
 	t := cfg.SIP.TLS
 	if t.Cert == "" || t.ClientCA == "" {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
-	if err != nil {
-		return nil, fmt.Errorf("sip.tls: load certificate: %w", err)
-	}
-	pool, err := certPool(t.ClientCA)
+	cert, cas, err := tlsIdentity(t)
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: t.MinVersionID()}, nil
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: cas, MinVersion: t.MinVersionID()}, nil
+}
+
+// tlsIdentity loads our certificate and the CAs peers chain to.
+func tlsIdentity(t config.TLS) (tls.Certificate, *x509.CertPool, error) {
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return cert, nil, fmt.Errorf("sip.tls: load certificate: %w", err)
+	}
+	pool, err := certPool(t.ClientCA)
+	return cert, pool, err
 }
 
 func certPool(file string) (*x509.CertPool, error) {

@@ -331,7 +331,7 @@ type status struct {
 			LastCode int  `json:"last_code"`
 		} `json:"probe"`
 	} `json:"gateways"`
-	Pools     []struct {
+	Pools []struct {
 		Name     string `json:"name"`
 		Backends []struct {
 			Name    string `json:"name"`
