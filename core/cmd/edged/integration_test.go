@@ -451,6 +451,13 @@ func TestIntegrationCallRouter(t *testing.T) {
 		}
 	})
 
+	t.Run("302 over IPv6", func(t *testing.T) {
+		for _, tp := range []string{"udp", "tcp"} {
+			e.sipp(t, sipptest.Run{Scenario: sipptest.UAC302, Transport: tp, Target: fmt.Sprintf("[::1]:%d", e.lab.SIPPort),
+				Service: "1002", ContactPattern: contactRE("1002", "um-b.test", 5062, "tcp"), Calls: 5, Rate: 20})
+		}
+	})
+
 	t.Run("OPTIONS", func(t *testing.T) {
 		for _, tp := range []string{"udp", "tcp", "tls"} {
 			e.sipp(t, sipptest.Run{Scenario: sipptest.UACOptions, Transport: tp})

@@ -70,9 +70,11 @@ type listenerKey struct {
 }
 
 type listener struct {
-	key    listenerKey
-	closer interface{ Close() error }
-	conns  sync.Map // net.Conn → struct{}, open stream connections
+	key     listenerKey
+	closer  interface{ Close() error }
+	conns   sync.Map     // net.Conn → struct{}, open stream connections
+	open    atomic.Int64 // len(conns), kept apart for the limit check
+	refused atomic.Int64 // connections closed at once for the limit
 }
 
 // Option adjusts a Server.

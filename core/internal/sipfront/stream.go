@@ -20,6 +20,11 @@ import (
 // a goroutine.
 const handshakeTimeout = 10 * time.Second
 
+// maxConns bounds the open connections of one stream listener (~30 KiB
+// each): gateways hold a few each, so the bound is only ever reached by a
+// connection flood, which then costs memory it cannot grow.
+const maxConns = 10000
+
 func (s *Server) accept(ln net.Listener, l *listener) {
 	for {
 		c, err := ln.Accept()
@@ -31,10 +36,20 @@ func (s *Server) accept(ln net.Listener, l *listener) {
 			time.Sleep(10 * time.Millisecond) // e.g. EMFILE: do not spin
 			continue
 		}
+		if l.open.Add(1) > maxConns {
+			l.open.Add(-1)
+			_ = c.Close()
+			if l.refused.Add(1)%1000 == 1 {
+				s.log.Warn("connection limit reached, refusing connections", "transport", l.key.transport,
+					"addr", l.key.addr.String(), "limit", maxConns, "refused", l.refused.Load())
+			}
+			continue
+		}
 		l.conns.Store(c, struct{}{})
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer l.open.Add(-1)
 			defer l.conns.Delete(c)
 			defer c.Close()
 			s.serveConn(c, l.key.transport)

@@ -87,7 +87,7 @@ func (r Run) Render() ([]byte, error) {
 
 func (r Run) scenarioData() (scenarioData, error) {
 	d := scenarioData{
-		Remote:         r.Target,
+		Remote:         remote(r.Target),
 		Transport:      strings.ToUpper(r.Transport),
 		FromUser:       r.FromUser,
 		Headers:        r.Headers,
@@ -156,4 +156,14 @@ func branchOffset(i int) string {
 // escaping; a regular expression like `127\.0\.0\.1` stays readable.
 func xmlAttr(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, `<`, `&lt;`, `>`, `&gt;`, `&`, `&amp;`).Replace(s)
+}
+
+// remote is how the scenario names the server in the Request-URI and To.
+// SIPp reads "[...]" as a keyword, so an IPv6 target is written with SIPp's
+// own keywords, which bracket IPv6 addresses.
+func remote(target string) string {
+	if strings.HasPrefix(target, "[") {
+		return "[remote_ip]:[remote_port]"
+	}
+	return target
 }
