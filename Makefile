@@ -78,9 +78,13 @@ proto:
 archcheck:
 	$(GO) test -run TestArchitecture ./core/internal/archtest
 
+GOLANGCI_LINT ?= $(shell $(GO) env GOPATH)/bin/golangci-lint
+
 lint: archcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	@test -x $(GOLANGCI_LINT) || $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
+	$(GOLANGCI_LINT) run --build-tags integration ./...
 
 clean:
 	rm -rf $(BIN)

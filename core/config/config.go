@@ -3,6 +3,7 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"time"
 
@@ -123,11 +124,14 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 // implements toml.Unmarshaler, every key under it counts as decoded.
 type RawSection struct{ TOML []byte }
 
+// errNotTable is what a settings key holding no table gets.
+var errNotTable = errors.New("want a table")
+
 // UnmarshalTOML re-encodes a decoded TOML table.
 func (r *RawSection) UnmarshalTOML(v any) error {
 	tbl, ok := v.(map[string]any)
 	if !ok {
-		return fmt.Errorf("want a table, got %s", tomlType(v))
+		return fmt.Errorf("%w, got %s", errNotTable, tomlType(v))
 	}
 	var buf bytes.Buffer
 	if err := toml.NewEncoder(&buf).Encode(tbl); err != nil {

@@ -47,6 +47,7 @@ func TestParse(t *testing.T) {
 			name: "tcp mode over defaults",
 			give: "[sip]\nmode = \"tcp\"\nlisten = [\"0.0.0.0\"]\n",
 			wantCheck: func(t *testing.T, c *Config) {
+				t.Helper()
 				if c.SIP.TCPPort != 5060 || !slices.Equal(c.SIP.Listen, []string{"0.0.0.0"}) || c.Log.Level != "info" {
 					t.Errorf("got %+v", c.SIP)
 				}
@@ -56,6 +57,7 @@ func TestParse(t *testing.T) {
 			name: "durations",
 			give: "[sip]\nmode = \"tcp\"\nretry_after = \"2m\"\n[plugin_host]\ncall_timeout = \"250ms\"\n",
 			wantCheck: func(t *testing.T, c *Config) {
+				t.Helper()
 				if c.SIP.RetryAfter.Seconds() != 120 || c.PluginHost.CallTimeout.Milliseconds() != 250 {
 					t.Errorf("got retry_after %v call_timeout %v", c.SIP.RetryAfter, c.PluginHost.CallTimeout)
 				}
@@ -66,6 +68,7 @@ func TestParse(t *testing.T) {
 			give: "[sip]\nmode = \"tcp\"\n[plugins.r]\nkind = \"router\"\nbinary = \"b\"\nsha256 = \"" + strings.Repeat("a", 64) +
 				"\"\n[plugins.r.settings.gateways.lab]\nstatus = \"Enabled\"\nanything_goes = [1, 2]\n[[plugins.r.settings.pools.p.backends]]\nname = \"x\"\n",
 			wantCheck: func(t *testing.T, c *Config) {
+				t.Helper()
 				var got map[string]any
 				if _, err := toml.Decode(string(c.Plugins["r"].Settings.TOML), &got); err != nil {
 					t.Fatalf("settings are not TOML: %v", err)
@@ -90,6 +93,7 @@ func TestParse(t *testing.T) {
 			name: "no settings table",
 			give: "[sip]\nmode = \"tcp\"\n[plugins.r]\nkind = \"router\"\nbinary = \"b\"\nsha256 = \"" + strings.Repeat("a", 64) + "\"\n",
 			wantCheck: func(t *testing.T, c *Config) {
+				t.Helper()
 				if len(c.Plugins["r"].Settings.TOML) != 0 {
 					t.Errorf("settings = %q, want empty", c.Plugins["r"].Settings.TOML)
 				}

@@ -35,7 +35,7 @@ func (v *validator) add(path string, err error, alt ...string) {
 }
 
 func (v *validator) addf(path string, sentinel error, format string, args ...any) {
-	v.add(path, fmt.Errorf("%w: "+format, append([]any{sentinel}, args...)...))
+	v.add(path, fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...)))
 }
 
 // validate runs every check after the decode problems in pre. Checks of a

@@ -209,6 +209,9 @@ func parseCertificates(data []byte) (*x509.Certificate, error) {
 }
 
 // parsePrivateKey checks that data holds a PKCS#8, PKCS#1 or SEC 1 key.
+// errKeyFormat means a PEM block holds no private key Go can read.
+var errKeyFormat = errors.New("unknown private key format")
+
 func parsePrivateKey(data []byte) error {
 	for {
 		var block *pem.Block
@@ -228,6 +231,6 @@ func parsePrivateKey(data []byte) error {
 		if _, err := x509.ParseECPrivateKey(block.Bytes); err == nil {
 			return nil
 		}
-		return fmt.Errorf("%s block is not a PKCS#8, PKCS#1 or EC private key", block.Type)
+		return fmt.Errorf("%w: %s block is not PKCS#8, PKCS#1 or EC", errKeyFormat, block.Type)
 	}
 }

@@ -77,7 +77,7 @@ func newConfig(s *settings, data []byte, p *problems) *config {
 	}
 
 	h := fnv.New64a()
-	h.Write(data)
+	_, _ = h.Write(data) // a hash never fails to write
 	c := &config{
 		topology: router.Topology{Generation: h.Sum64(), Pools: pools},
 		byAddr:   make(map[netip.Addr]*gateway),

@@ -35,7 +35,7 @@ import (
 var (
 	buildOnce           sync.Once
 	edgedBin, pluginDir string
-	buildErr            error
+	errBuild            error
 )
 
 // binaries builds edged and every plugin once per test run, the way
@@ -45,7 +45,7 @@ func binaries(t *testing.T) (string, string) {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "umedge-it-")
 		if err != nil {
-			buildErr = err
+			errBuild = err
 			return
 		}
 		edgedBin = filepath.Join(dir, "edged")
@@ -59,18 +59,18 @@ func binaries(t *testing.T) (string, string) {
 			cmd := exec.Command(s[0], s[1:]...)
 			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("%v: %v\n%s", s, err, out)
+				errBuild = fmt.Errorf("%v: %w\n%s", s, err, out)
 				return
 			}
 		}
 		cmd := exec.Command("sh", "-c", "sha256sum umedge-plugin-* > SHA256SUMS")
 		cmd.Dir = pluginDir
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("sha256sum: %v\n%s", err, out)
+			errBuild = fmt.Errorf("sha256sum: %w\n%s", err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if errBuild != nil {
+		t.Fatal(errBuild)
 	}
 	return edgedBin, pluginDir
 }

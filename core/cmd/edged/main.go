@@ -103,7 +103,7 @@ func checkConfig(ctx context.Context, path string, stdout, stderr io.Writer) int
 		return 1
 	}
 	host := newPluginHost(cfg, discardLogger())
-	defer host.Close()
+	defer func() { _ = host.Close() }()
 	if err := host.Check(ctx, pluginSpecs(cfg)); err != nil {
 		printProblems(stderr, pluginProblems(cfg, err))
 		return 1

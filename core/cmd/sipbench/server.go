@@ -89,7 +89,7 @@ func startServer(s server, cpu, dir string, port int) (*proc, error) {
 		select {
 		case <-p.done:
 			p.stop()
-			return nil, fmt.Errorf("%w: %s ended during startup (%v): %s", errExited, s.name(), p.err, p.logTail())
+			return nil, fmt.Errorf("%w: %s ended during startup (%w): %s", errExited, s.name(), p.err, p.logTail())
 		default:
 		}
 		err := ready()
@@ -118,7 +118,7 @@ func (p *proc) alive() bool {
 func (p *proc) stop() {
 	pgid := p.cmd.Process.Pid
 	if p.alive() {
-		syscall.Kill(-pgid, syscall.SIGTERM)
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
 		select {
 		case <-p.done:
 		case <-time.After(5 * time.Second):
@@ -126,7 +126,7 @@ func (p *proc) stop() {
 		}
 	}
 	// Kill leftovers of the group (children that outlive their parent).
-	syscall.Kill(-pgid, syscall.SIGKILL)
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	<-p.done
 	p.log.Close()
 	procs.Lock()
@@ -170,7 +170,7 @@ func sipReady(port int) error {
 	if _, err := u.Write([]byte(msg)); err != nil {
 		return fmt.Errorf("udp: %w", err)
 	}
-	u.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_ = u.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	buf := make([]byte, 4096)
 	n, err := u.Read(buf)
 	if err != nil {

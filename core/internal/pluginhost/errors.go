@@ -8,6 +8,8 @@ import (
 )
 
 var (
+	// ErrBadSums means the sha256sums file has a line that is not "HEX  NAME".
+	ErrBadSums = errors.New("pluginhost: malformed sha256sums line")
 	// ErrNotRunning means a plugin is not running right now (starting, in
 	// backoff, failed, stopped or not configured). It wraps
 	// base.ErrUnavailable, so callers branch on either.

@@ -78,7 +78,7 @@ func parseSums(r io.Reader) (map[string][]byte, error) {
 		}
 		hexSum, name, ok := strings.Cut(line, " ")
 		if !ok {
-			return nil, fmt.Errorf("line %d: want \"<sha256>  <file>\"", n)
+			return nil, fmt.Errorf("%w: line %d: want \"<sha256>  <file>\"", ErrBadSums, n)
 		}
 		sum, err := decodeSum(hexSum)
 		if err != nil {
@@ -86,7 +86,7 @@ func parseSums(r io.Reader) (map[string][]byte, error) {
 		}
 		name = strings.TrimPrefix(strings.TrimLeft(name, " "), "*")
 		if name == "" {
-			return nil, fmt.Errorf("line %d: no file name", n)
+			return nil, fmt.Errorf("%w: line %d: no file name", ErrBadSums, n)
 		}
 		sums[filepath.Base(name)] = sum
 	}

@@ -8,6 +8,9 @@ import (
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
+// ErrNoTLSConfig means a TLS listener was asked for without a TLS config.
+var ErrNoTLSConfig = errors.New("sipfront: TLS listener without TLS configuration")
+
 // status is a final response the Call Router sends instead of a redirect.
 type status struct {
 	code       int
@@ -43,17 +46,17 @@ var statusMap = []struct {
 	{routing.ErrPluginUnavailable, status{503, "Service Unavailable", routing.ErrPluginUnavailable.Error(), true}},
 }
 
-// badRequest is a request the front end refuses before routing (RFC 3261
+// requestError is a request the front end refuses before routing (RFC 3261
 // §8.2, RFC 4475): a 4xx/5xx with a reason an operator can act on.
-type badRequest struct {
+type requestError struct {
 	code   int
 	reason string
 	detail string
 	extra  []string // extra header lines, e.g. "Unsupported: foo"
 }
 
-func (e *badRequest) Error() string { return fmt.Sprintf("%d %s: %s", e.code, e.reason, e.detail) }
+func (e *requestError) Error() string { return fmt.Sprintf("%d %s: %s", e.code, e.reason, e.detail) }
 
-func bad(detail string, args ...any) *badRequest {
-	return &badRequest{code: 400, reason: "Bad Request", detail: fmt.Sprintf(detail, args...)}
+func bad(detail string, args ...any) *requestError {
+	return &requestError{code: 400, reason: "Bad Request", detail: fmt.Sprintf(detail, args...)}
 }

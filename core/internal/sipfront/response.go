@@ -102,15 +102,15 @@ func responseAddr(req *sip.Request, p *peer) netip.AddrPort {
 func toTag(req *sip.Request) string {
 	h := fnv.New64a()
 	if id := req.CallID(); id != nil {
-		h.Write([]byte(*id))
+		_, _ = h.Write([]byte(*id))
 	}
 	if from := req.From(); from != nil {
 		if tag, ok := from.Params.Get("tag"); ok {
-			h.Write([]byte(tag))
+			_, _ = h.Write([]byte(tag))
 		}
 	}
 	if branch, ok := req.Via().Params.Get("branch"); ok {
-		h.Write([]byte(branch))
+		_, _ = h.Write([]byte(branch))
 	}
 	return strconv.FormatUint(h.Sum64(), 36)
 }
@@ -178,7 +178,7 @@ func rawAnswer(out *bytes.Buffer, data []byte, server, detail string) bool {
 		out.WriteString(l)
 		if name == "to" && !strings.Contains(strings.ToLower(l), "tag=") {
 			h := fnv.New64a()
-			h.Write(data)
+			_, _ = h.Write(data)
 			out.WriteString(";tag=" + strconv.FormatUint(h.Sum64(), 36))
 		}
 		out.WriteString("\r\n")

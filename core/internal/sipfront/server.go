@@ -105,7 +105,7 @@ func New(r Router, opts ...Option) *Server {
 // listeners that could be opened stay open.
 func (s *Server) Apply(cfg Config) error {
 	if cfg.TLS && cfg.TLSConfig == nil {
-		return errors.New("sipfront: TLS listener without TLS configuration")
+		return ErrNoTLSConfig
 	}
 	s.state.Store(&state{
 		fqdn:       cfg.FQDN,

@@ -18,6 +18,15 @@ import (
 // answers 400 with the reason (um-spec R-WK-6, R-ERR-4).
 var ErrMalformed = errors.New("malformed header")
 
+// What splitList finds wrong; callers wrap them in ErrMalformed.
+var (
+	errNestedAngle     = errors.New("nested '<'")
+	errUnbalancedAngle = errors.New("unbalanced '>'")
+	errOpenQuote       = errors.New("unterminated quoted string")
+	errOpenAngle       = errors.New("unterminated '<'")
+	errEmpty           = errors.New("empty value")
+)
+
 // maxEntries bounds how many values one request may carry in these headers.
 const maxEntries = 32
 
@@ -106,12 +115,12 @@ func splitList(v string) ([]string, error) {
 			quoted = true
 		case c == '<':
 			if angle {
-				return nil, errors.New("nested '<'")
+				return nil, errNestedAngle
 			}
 			angle = true
 		case c == '>':
 			if !angle {
-				return nil, errors.New("unbalanced '>'")
+				return nil, errUnbalancedAngle
 			}
 			angle = false
 		case c == ',' && !angle:
@@ -120,14 +129,14 @@ func splitList(v string) ([]string, error) {
 		}
 	}
 	if quoted {
-		return nil, errors.New("unterminated quoted string")
+		return nil, errOpenQuote
 	}
 	if angle {
-		return nil, errors.New("unterminated '<'")
+		return nil, errOpenAngle
 	}
 	out = appendElem(out, v[start:])
 	if len(out) == 0 {
-		return nil, errors.New("empty value")
+		return nil, errEmpty
 	}
 	return out, nil
 }

@@ -126,7 +126,7 @@ func (r Run) Exec(ctx context.Context, log Logger) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer bridge.Close()
+		defer func() { _ = bridge.Close() }()
 		target, transport = bridge.Addr(), "tcp"
 		if log != nil {
 			log.Logf("sipptest: sipp has no TLS; bridging its TCP through %s to %s over TLS", target, r.Target)
@@ -244,7 +244,7 @@ func (r Run) withDefaults() Run {
 func (r Run) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidRun}, args...)...))
+		errs = append(errs, fmt.Errorf("%w: %s", ErrInvalidRun, fmt.Sprintf(format, args...)))
 	}
 	if r.Scenario == "" {
 		bad("no scenario")

@@ -105,7 +105,7 @@ func (b *tlsBridge) serve(c net.Conn) {
 	}
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
-		io.Copy(dst, src)
+		_, _ = io.Copy(dst, src)
 		if tc, ok := dst.(*net.TCPConn); ok {
 			tc.CloseWrite()
 		} else if tc, ok := dst.(*tls.Conn); ok {

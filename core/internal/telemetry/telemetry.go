@@ -3,6 +3,7 @@
 package telemetry
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
+
+// ErrLogFormat means the log format is neither text nor json.
+var ErrLogFormat = errors.New("unknown log format")
 
 // Version is set at link time (-X .../telemetry.Version=...).
 var Version = "dev"
@@ -30,7 +34,7 @@ func NewLogger(w io.Writer, format, level string) (*slog.Logger, *slog.LevelVar,
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), lv, nil
 	default:
-		return nil, nil, fmt.Errorf("unknown log format %q", format)
+		return nil, nil, fmt.Errorf("%w %q", ErrLogFormat, format)
 	}
 }
 

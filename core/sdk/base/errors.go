@@ -14,6 +14,10 @@ import (
 // affected calls with 503 and Retry-After.
 var ErrUnavailable = errors.New("plugin: unavailable")
 
+// ErrFailed wraps an error a plugin returned that the SDK has no sentinel
+// for; its text is the plugin's message.
+var ErrFailed = errors.New("plugin")
+
 // ErrorCode ties a sentinel error to the gRPC code that carries it across
 // the process boundary.
 type ErrorCode struct {
@@ -74,7 +78,7 @@ func FromStatus(err error, extra ...ErrorCode) error {
 		}
 	}
 	if st.Code() == codes.Unknown {
-		return fmt.Errorf("plugin: %s", st.Message())
+		return fmt.Errorf("%w: %s", ErrFailed, st.Message())
 	}
-	return fmt.Errorf("plugin: %s (grpc %s)", st.Message(), st.Code())
+	return fmt.Errorf("%w: %s (grpc %s)", ErrFailed, st.Message(), st.Code())
 }

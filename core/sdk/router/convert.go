@@ -124,7 +124,7 @@ func rejectionToProto(r *Rejection) (*routerpb.RouteResponse, error) {
 		}
 	}
 	if reason == nil {
-		return nil, fmt.Errorf("router: rejection reason %v is none of router.Reasons", r.Reason)
+		return nil, fmt.Errorf("%w: rejection reason %w is none of router.Reasons", ErrContract, r.Reason)
 	}
 	return &routerpb.RouteResponse{Result: &routerpb.RouteResponse_Rejection{Rejection: &routerpb.Rejection{
 		Reason:   reason.Error(),
@@ -139,7 +139,7 @@ func rejectionToProto(r *Rejection) (*routerpb.RouteResponse, error) {
 func rejectionFromProto(pr *routerpb.Rejection) (*Rejection, error) {
 	reason := ReasonByName(pr.GetReason())
 	if reason == nil {
-		return nil, fmt.Errorf("router plugin: unknown rejection reason %q", pr.GetReason())
+		return nil, fmt.Errorf("%w: unknown rejection reason %q", ErrContract, pr.GetReason())
 	}
 	return &Rejection{
 		Reason:   reason,

@@ -24,6 +24,10 @@ var (
 	ErrSecurityMismatch = errors.New("security-mismatch")
 )
 
+// ErrContract means a router plugin answered outside the contract (an
+// unknown rejection reason, an empty response). It is never cached.
+var ErrContract = errors.New("router plugin broke the contract")
+
 // Reasons lists every rejection reason, in a stable order.
 var Reasons = []error{
 	ErrUnknownPeer, ErrGatewayDisabled, ErrGatewayDraining, ErrNoDialPlan,

@@ -2,7 +2,7 @@ package router
 
 import (
 	"context"
-	"errors"
+	"fmt"
 
 	"google.golang.org/grpc"
 
@@ -48,6 +48,6 @@ func (c *grpcClient) Route(ctx context.Context, call *Call) (*Decision, error) {
 		}
 		return nil, rej
 	default:
-		return nil, errors.New("router plugin: route response holds neither a decision nor a rejection")
+		return nil, fmt.Errorf("%w: route response holds neither a decision nor a rejection", ErrContract)
 	}
 }

@@ -117,6 +117,7 @@ func checkFixture(t *testing.T, fx RouterFixture) {
 }
 
 func runRouterSuite(t *testing.T, r router.Router, fx RouterFixture, overGRPC bool) {
+	t.Helper()
 	ctx := t.Context()
 
 	t.Run("info", func(t *testing.T) {
