@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -700,6 +701,29 @@ func TestIntegrationReload(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", l.SIPPort), time.Second); err == nil {
 		c.Close()
 		t.Errorf("old SIP port %d still listening after the reload", l.SIPPort)
+	}
+
+	// New certificates from a new CA take effect on reload (um-spec R-SEC-4):
+	// the old gateway certificate is refused, the new one is served.
+	oldGW := l2.PKI.Clients["gateway.umedge.local"]
+	pki, err := devpki.Write(t.TempDir(), "umedge.local", "gateway.umedge.local", "stranger.umedge.local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2.PKI = pki
+	e.writeConfig(l2.render(t))
+	reload()
+	e.lab = l2
+	e.sipp(t, sipptest.Run{Scenario: sipptest.UAC302, Transport: "tls", Service: "1001", ContactPattern: contactRE("1001", "um-b.test", 5063, "tls")})
+	res, err := sipptest.Run{Scenario: sipptest.UAC302, Transport: "tls", Target: e.target("tls"), Service: "1001",
+		TLSCert: oldGW.Cert, TLSKey: oldGW.Key, RecvTimeout: time.Second}.Exec(context.Background(), t)
+	// The refused handshake closes SIPp's connection: SIPp fails the call
+	// or, as it does for a lost TCP connection, gives up with an error.
+	switch {
+	case err != nil && !errors.Is(err, sipptest.ErrSIPp):
+		t.Fatalf("sipp with the old certificate: %v", err)
+	case err == nil && res.Successful != 0:
+		t.Errorf("a certificate of the replaced CA still got %d calls through", res.Successful)
 	}
 
 	// The gateway is disabled without a restart.
