@@ -5,6 +5,7 @@ CGO_ENABLED ?= 0
 VERSION     ?= $(shell git describe --dirty --always 2>/dev/null || echo dev)
 LDFLAGS     ?= -s -w -X github.com/umedge/umedge/core/internal/telemetry.Version=$(VERSION)
 BIN         ?= bin
+FUZZTIME    ?= 30s
 CONFIG      ?= configs/umedge.toml
 PLUGINS     := $(notdir $(wildcard plugins/*))
 # Debian packages the integration tests and benchmarks drive: SIPp and the
@@ -60,13 +61,13 @@ bench-sip: test-deps build plugins
 	$(GO) run ./core/cmd/sipbench -edged $(BIN)/edged -plugins $(BIN)/plugins $(BENCH_ARGS)
 
 fuzz:
-	$(GO) test -run XXX -fuzz FuzzDiversion -fuzztime 30s ./core/internal/sipheader
-	$(GO) test -run XXX -fuzz FuzzHistoryInfo -fuzztime 30s ./core/internal/sipheader
-	$(GO) test -run XXX -fuzz FuzzDatagram -fuzztime 30s ./core/internal/sipfront
-	$(GO) test -run XXX -fuzz FuzzLoad -fuzztime 30s ./core/config
-	$(GO) test -run XXX -fuzz FuzzLineIndex -fuzztime 30s ./core/config
-	$(GO) test -run XXX -fuzz FuzzParseNumber -fuzztime 30s ./plugins/umrouter
-	$(GO) test -run XXX -fuzz FuzzConfigure -fuzztime 30s ./plugins/umrouter
+	$(GO) test -run XXX -fuzz FuzzDiversion -fuzztime $(FUZZTIME) ./core/internal/sipheader
+	$(GO) test -run XXX -fuzz FuzzHistoryInfo -fuzztime $(FUZZTIME) ./core/internal/sipheader
+	$(GO) test -run XXX -fuzz FuzzDatagram -fuzztime $(FUZZTIME) ./core/internal/sipfront
+	$(GO) test -run XXX -fuzz FuzzLoad -fuzztime $(FUZZTIME) ./core/config
+	$(GO) test -run XXX -fuzz FuzzLineIndex -fuzztime $(FUZZTIME) ./core/config
+	$(GO) test -run XXX -fuzz FuzzParseNumber -fuzztime $(FUZZTIME) ./plugins/umrouter
+	$(GO) test -run XXX -fuzz FuzzConfigure -fuzztime $(FUZZTIME) ./plugins/umrouter
 
 # Regenerates the committed protobuf code (needs protoc, Debian protobuf-compiler).
 proto:
