@@ -23,7 +23,7 @@ func writeResponse(out *bytes.Buffer, req *sip.Request, p *peer, vias []sip.Head
 	out.WriteString(phrase)
 	out.WriteString("\r\n")
 	for i, h := range vias {
-		if v, ok := h.(*sip.ViaHeader); ok && i == 0 && p.transport == router.UDP {
+		if v, ok := h.(*sip.ViaHeader); ok && i == 0 {
 			v = received(v, p.src)
 			v.StringWrite(out)
 		} else {
@@ -57,7 +57,7 @@ func writeResponse(out *bytes.Buffer, req *sip.Request, p *peer, vias []sip.Head
 }
 
 // received returns the top Via with the received and rport parameters a
-// server adds (RFC 3261 §18.2.1, RFC 3581 §4).
+// server adds, whatever the transport (RFC 3261 §18.2.1, RFC 3581 §4).
 func received(v *sip.ViaHeader, src netip.AddrPort) *sip.ViaHeader {
 	rport, hasRport := v.Params.Get("rport")
 	ip := src.Addr().Unmap().String()

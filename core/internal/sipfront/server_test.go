@@ -223,6 +223,9 @@ func TestOptionsAndTCP(t *testing.T) {
 	if statusOf(r2) != 302 || header(r2, "Contact") != "<sip:1001@192.0.2.10:5062;transport=tcp>" {
 		t.Errorf("INVITE over TCP answer = %q", r2)
 	}
+	if via := header(r2, "Via"); !strings.Contains(via, "received=127.0.0.1") || !strings.Contains(via, "rport=") {
+		t.Errorf("Via over TCP = %q, want received and rport filled over TCP too (RFC 3581 §4)", via)
+	}
 	if _, err := c.Write([]byte("\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
