@@ -50,13 +50,13 @@ var statusMap = []struct {
 // §8.2, RFC 4475): a 4xx/5xx with a reason an operator can act on.
 type requestError struct {
 	code   int
-	reason string
+	phrase string // reason phrase of the status line
 	detail string
 	extra  []string // extra header lines, e.g. "Unsupported: foo"
 }
 
-func (e *requestError) Error() string { return fmt.Sprintf("%d %s: %s", e.code, e.reason, e.detail) }
+func (e *requestError) Error() string { return fmt.Sprintf("%d %s: %s", e.code, e.phrase, e.detail) }
 
 func bad(detail string, args ...any) *requestError {
-	return &requestError{code: 400, reason: "Bad Request", detail: fmt.Sprintf(detail, args...)}
+	return &requestError{code: 400, phrase: "Bad Request", detail: fmt.Sprintf(detail, args...)}
 }

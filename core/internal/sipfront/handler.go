@@ -42,7 +42,7 @@ func (s *Server) handleMessage(msg sip.Message, p *peer, out *bytes.Buffer) neti
 		if req.Method == sip.ACK || !answerable(req) {
 			return netip.AddrPort{} // never answer an ACK; without these headers no response can be formed
 		}
-		writeResponse(out, req, p, sc.vias, br.code, br.reason, append(br.extra, warning(st.fqdn, br.detail))...)
+		writeResponse(out, req, p, sc.vias, br.code, br.phrase, append(br.extra, warning(st.fqdn, br.detail))...)
 		return responseAddr(req, p)
 	}
 	switch req.Method {

@@ -11,7 +11,7 @@ import (
 // gives them. sipgo's parser has already rejected what it cannot parse.
 func validate(req *sip.Request, sc *scan) *requestError {
 	if req.SipVersion != "SIP/2.0" {
-		return &requestError{code: 505, reason: "Version Not Supported", detail: "protocol version " + req.SipVersion}
+		return &requestError{code: 505, phrase: "Version Not Supported", detail: "protocol version " + req.SipVersion}
 	}
 	for _, h := range []struct {
 		name string
@@ -45,7 +45,7 @@ func validate(req *sip.Request, sc *scan) *requestError {
 	switch strings.ToLower(req.Recipient.Scheme) {
 	case "sip", "sips", "tel":
 	default:
-		return &requestError{code: 416, reason: "Unsupported URI Scheme", detail: "Request-URI scheme " + req.Recipient.Scheme}
+		return &requestError{code: 416, phrase: "Unsupported URI Scheme", detail: "Request-URI scheme " + req.Recipient.Scheme}
 	}
 	if len(req.Recipient.Headers) > 0 {
 		return bad("Request-URI must not carry headers (RFC 3261 §19.1.5)")
@@ -62,7 +62,7 @@ func validate(req *sip.Request, sc *scan) *requestError {
 		}
 		if len(unsupported) > 0 {
 			v := strings.Join(unsupported, ", ")
-			return &requestError{code: 420, reason: "Bad Extension", detail: "Require: " + v, extra: []string{"Unsupported: " + v}}
+			return &requestError{code: 420, phrase: "Bad Extension", detail: "Require: " + v, extra: []string{"Unsupported: " + v}}
 		}
 	}
 	if req.Method != sip.INVITE {
@@ -72,12 +72,12 @@ func validate(req *sip.Request, sc *scan) *requestError {
 	if ct := req.ContentType(); ct != nil && len(req.Body()) > 0 {
 		v := strings.ToLower(strings.TrimSpace(ct.Value()))
 		if !strings.HasPrefix(v, "application/sdp") && !strings.HasPrefix(v, "multipart/") {
-			return &requestError{code: 415, reason: "Unsupported Media Type", detail: "Content-Type " + ct.Value(),
+			return &requestError{code: 415, phrase: "Unsupported Media Type", detail: "Content-Type " + ct.Value(),
 				extra: []string{"Accept: application/sdp"}}
 		}
 	}
 	if len(sc.accept) > 0 && !acceptsSDP(sc.accept) {
-		return &requestError{code: 406, reason: "Not Acceptable", detail: "Accept excludes application/sdp",
+		return &requestError{code: 406, phrase: "Not Acceptable", detail: "Accept excludes application/sdp",
 			extra: []string{"Accept: application/sdp"}}
 	}
 	return nil
