@@ -82,13 +82,11 @@ func start(ctx context.Context, path string, logOut io.Writer) (_ *daemon, err e
 		return nil, err
 	}
 	d.prober, err = health.New(health.Config{FromHost: cfg.SIP.FQDN, TLS: clientTLS},
-		health.WithLogger(log.With("component", "health")),
-		health.WithOnChange(func(name string, up bool, _ health.TargetStatus) {
-			d.metrics.HealthUp.WithLabelValues(name).Set(boolFloat(up))
-		}))
+		health.WithLogger(log.With("component", "health")))
 	if err != nil {
 		return nil, err
 	}
+	d.metrics.WatchHealth(d.healthSamples)
 
 	if name := routerName(cfg); name != "" {
 		d.engine = routing.New(engineConfig(cfg), d.host.Router(name), d.prober, routing.WithLogger(log))
@@ -238,6 +236,14 @@ func (d *daemon) Healthy() error {
 		return errors.New("no SIP listener is open")
 	}
 	return nil
+}
+
+func (d *daemon) healthSamples() []telemetry.HealthSample {
+	var out []telemetry.HealthSample
+	for _, s := range d.prober.Status() {
+		out = append(out, telemetry.HealthSample{Target: s.Name, Up: s.Up})
+	}
+	return out
 }
 
 func (d *daemon) pluginSamples() []telemetry.PluginSample {
@@ -401,11 +407,4 @@ func certPool(file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("sip.tls.client_ca: no certificate in %s", file)
 	}
 	return pool, nil
-}
-
-func boolFloat(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }

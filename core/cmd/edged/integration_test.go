@@ -534,6 +534,12 @@ func TestIntegrationCallRouter(t *testing.T) {
 				e.sipp(t, r)
 			})
 		}
+		if up := e.metric(`umedge_health_up{target="backend/down/gone"}`); up != 0 {
+			t.Errorf("umedge_health_up of the dead back end = %v, want 0", up)
+		}
+		if up := e.metric(`umedge_health_up{target="gateway/lab"}`); up != 1 {
+			t.Errorf("umedge_health_up of the lab gateway = %v, want 1", up)
+		}
 		rejected := e.metric(`umedge_router_rejections_total{reason="unknown-peer"}`)
 		if rejected < 1 {
 			t.Errorf("umedge_router_rejections_total{reason=\"unknown-peer\"} = %v, want >= 1", rejected)

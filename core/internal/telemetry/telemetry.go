@@ -58,7 +58,6 @@ type Metrics struct {
 	Redirects      *prometheus.CounterVec   // pool, backend
 	Rejections     *prometheus.CounterVec   // reason
 	RouteLatency   *prometheus.HistogramVec // transport; INVITE received → final response written
-	HealthUp       *prometheus.GaugeVec     // target
 }
 
 // NewMetrics registers every metric, plus the Go and process collectors,
@@ -88,11 +87,8 @@ func NewMetrics() *Metrics {
 		Help:    "Time from an INVITE's arrival to its final response being written.",
 		Buckets: []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3, 250e-3, 1},
 	}, []string{"transport"})
-	m.HealthUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "umedge_health_up", Help: "1 when an OPTIONS-probed peer or back end is reachable.",
-	}, []string{"target"})
 	for _, c := range []prometheus.Collector{m.SIPRequests, m.SIPBadRequests, m.Calls, m.Redirects, m.Rejections,
-		m.RouteLatency, m.HealthUp} {
+		m.RouteLatency} {
 		f(c)
 	}
 	return m
@@ -163,4 +159,34 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.CounterValue, float64(hits), "hit")
 	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.CounterValue, float64(misses), "miss")
 	ch <- prometheus.MustNewConstMetric(cacheEntriesDesc, prometheus.GaugeValue, float64(n))
+}
+
+// HealthSample is one probed target at a scrape.
+type HealthSample struct {
+	Target string
+	Up     bool
+}
+
+// WatchHealth exports umedge_health_up{target}, read from fn at every
+// scrape, so a target shows from its first probe on, not from its first
+// change.
+func (m *Metrics) WatchHealth(fn func() []HealthSample) {
+	m.Registry.MustRegister(&healthCollector{fn: fn})
+}
+
+var healthDesc = prometheus.NewDesc("umedge_health_up",
+	"1 when an OPTIONS-probed peer or back end is reachable.", []string{"target"}, nil)
+
+type healthCollector struct{ fn func() []HealthSample }
+
+func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- healthDesc }
+
+func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.fn() {
+		up := 0.0
+		if s.Up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(healthDesc, prometheus.GaugeValue, up, s.Target)
+	}
 }
