@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -154,8 +155,8 @@ func (d *daemon) Reload(ctx context.Context) error {
 		return fmt.Errorf("config %s:\n%w", d.path, err)
 	}
 	old := d.cfg.Load()
-	if routerName(cfg) != routerName(old) {
-		return errors.New("adding, removing or renaming the router plugin needs a restart")
+	if keys := restartOnly(old, cfg); len(keys) > 0 {
+		return fmt.Errorf("%w: %s", errNeedsRestart, strings.Join(keys, ", "))
 	}
 	if err := d.host.Reconfigure(ctx, pluginSpecs(cfg)); err != nil {
 		return pluginProblems(cfg, err)
@@ -197,6 +198,26 @@ func (d *daemon) moveAdmin(listen string) error {
 	a, err := admin.New(listen, d, d.metrics.Registry, d.log.With("component", "admin"))
 	d.admin = a
 	return err
+}
+
+// errNeedsRestart refuses a reload that changes what only a start sets up.
+var errNeedsRestart = errors.New("these changes need a restart, the file was not applied")
+
+// restartOnly lists the keys whose change a reload cannot apply: the
+// plugin host is built once, the log handler too (its level reloads), and
+// the router plugin is wired into the front end at start.
+func restartOnly(old, cfg *config.Config) []string {
+	var keys []string
+	if old.PluginHost != cfg.PluginHost {
+		keys = append(keys, "plugin_host")
+	}
+	if old.Log.Format != cfg.Log.Format {
+		keys = append(keys, "log.format")
+	}
+	if routerName(old) != routerName(cfg) {
+		keys = append(keys, "the router plugin's instance name")
+	}
+	return keys
 }
 
 // Close stops everything, front first so no call is half-handled.
