@@ -1,0 +1,67 @@
+package telemetry
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestNewLogger(t *testing.T) {
+	tests := []struct {
+		name          string
+		format, level string
+		wantIn        string // in the output of an Info record
+		wantErr       error
+	}{
+		{name: "text", format: "text", level: "info", wantIn: "msg=hello"},
+		{name: "json", format: "json", level: "INFO", wantIn: `"msg":"hello"`},
+		{name: "level filters", format: "text", level: "warn", wantIn: ""},
+		{name: "bad format", format: "xml", level: "info", wantErr: ErrLogFormat},
+		{name: "bad level", format: "text", level: "loud"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			log, _, err := NewLogger(&buf, tt.format, tt.level)
+			if tt.wantErr != nil || tt.level == "loud" {
+				if err == nil || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) {
+					t.Fatalf("NewLogger() error = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			log.Info("hello")
+			if got := buf.String(); tt.wantIn == "" && got != "" || !strings.Contains(got, tt.wantIn) {
+				t.Errorf("output %q, want it to contain %q", got, tt.wantIn)
+			}
+		})
+	}
+}
+
+func TestWatchers(t *testing.T) {
+	m := NewMetrics()
+	m.WatchPlugins(func() []PluginSample { return []PluginSample{{Name: "umrouter", Restarts: 2, Up: true}} })
+	m.WatchHealth(func() []HealthSample { return []HealthSample{{Target: "backend/p/a", Up: false}} })
+	m.WatchDecisionCache(func() (uint64, uint64, int) { return 7, 3, 5 })
+	want := `
+# HELP umedge_plugin_restarts_total Plugin processes restarted after they exited.
+# TYPE umedge_plugin_restarts_total counter
+umedge_plugin_restarts_total{plugin="umrouter"} 2
+# HELP umedge_health_up 1 when an OPTIONS-probed peer or back end is reachable.
+# TYPE umedge_health_up gauge
+umedge_health_up{target="backend/p/a"} 0
+# HELP umedge_router_decision_cache_total Router decisions served from the cache (hit) or asked of the plugin (miss).
+# TYPE umedge_router_decision_cache_total counter
+umedge_router_decision_cache_total{result="hit"} 7
+umedge_router_decision_cache_total{result="miss"} 3
+`
+	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want),
+		"umedge_plugin_restarts_total", "umedge_health_up", "umedge_router_decision_cache_total"); err != nil {
+		t.Error(err)
+	}
+}
