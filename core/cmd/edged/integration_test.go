@@ -4,7 +4,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/umedge/umedge/core/internal/devpki"
 	"github.com/umedge/umedge/core/internal/sipptest"
+	"github.com/umedge/umedge/core/internal/testutil"
 )
 
 // The integration tests run the real edged binary with the real umrouter
@@ -210,22 +210,11 @@ type edged struct {
 	cmd    *exec.Cmd
 	cfg    string
 	lab    lab
-	logMu  sync.Mutex
-	log    bytes.Buffer
+	log    testutil.LockedBuffer
 	exited chan struct{}
 }
 
-func (e *edged) Write(p []byte) (int, error) {
-	e.logMu.Lock()
-	defer e.logMu.Unlock()
-	return e.log.Write(p)
-}
-
-func (e *edged) logText() string {
-	e.logMu.Lock()
-	defer e.logMu.Unlock()
-	return e.log.String()
-}
+func (e *edged) logText() string { return e.log.String() }
 
 func newLab(t *testing.T) lab {
 	t.Helper()
@@ -255,7 +244,7 @@ func startEdged(t *testing.T, l lab) *edged {
 	e := &edged{t: t, cfg: filepath.Join(t.TempDir(), "umedge.toml"), lab: l, exited: make(chan struct{})}
 	e.writeConfig(l.render(t))
 	e.cmd = exec.Command(bin, "-config", e.cfg)
-	e.cmd.Stdout, e.cmd.Stderr = e, e
+	e.cmd.Stdout, e.cmd.Stderr = &e.log, &e.log
 	if err := e.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,8 @@
 package health
 
 import (
-	"bytes"
+	"github.com/umedge/umedge/core/internal/testutil"
+
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -253,24 +254,13 @@ func (c *changes) list() []change {
 }
 
 // logSink collects JSON log records from concurrent writers.
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *logSink) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(b)
-}
+type logSink struct{ testutil.LockedBuffer }
 
 // records returns the records whose msg equals msg.
 func (s *logSink) records(t *testing.T, msg string) []map[string]any {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(s.buf.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(s.String()), "\n") {
 		if line == "" {
 			continue
 		}

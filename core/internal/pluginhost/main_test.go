@@ -3,6 +3,8 @@
 package pluginhost
 
 import (
+	"github.com/umedge/umedge/core/internal/testutil"
+
 	"bytes"
 	"context"
 	"errors"
@@ -14,7 +16,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,28 +55,10 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// logBuffer collects the host's log; it is printed when a test fails.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type testHost struct {
 	*Host
 	dir string
-	log *logBuffer
+	log *testutil.LockedBuffer
 }
 
 // newTestHost returns a Host over a fresh plugin directory that holds the
@@ -87,7 +70,7 @@ func newTestHost(t *testing.T, cfg Config) *testHost {
 	dir := t.TempDir()
 	copyFile(t, testBinary, filepath.Join(dir, testBinaryName), nil)
 	cfg.Dir = dir
-	lb := &logBuffer{}
+	lb := &testutil.LockedBuffer{}
 	h := New(cfg, WithLogger(slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	t.Cleanup(func() {
 		if err := h.Close(); err != nil {
