@@ -35,6 +35,9 @@ type Log struct {
 type Admin struct {
 	Listen      string `toml:"listen"`       // host:port; "" disables the server
 	AllowRemote bool   `toml:"allow_remote"` // permit a non-loopback Listen
+	// TokenFile holds the bearer token that POST /reload and other mutating
+	// calls must carry; required when Listen is not loopback-only.
+	TokenFile string `toml:"token_file"`
 }
 
 // Mode is the SIP startup mode of um-spec R-SEC-2.

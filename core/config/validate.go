@@ -164,6 +164,7 @@ func (v *validator) admin() *endpoint {
 		}
 		v.addf(path, ErrInvalid, "%s is not a loopback address; set admin.allow_remote = true to serve the admin API remotely", shown)
 	}
+	v.adminToken(loopback)
 	return ep
 }
 
