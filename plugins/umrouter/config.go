@@ -12,56 +12,16 @@ import (
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
-// config is one validated configuration. It is never changed once built, so
-// Route reads it without locks.
+// config is one validated configuration: the routing table it publishes
+// and that table compiled, so that Route decides exactly as the core does.
+// It is never changed once built, so Route reads it without locks.
 type config struct {
-	topology router.Topology
-	byAddr   map[netip.Addr]*gateway // UDP/TCP peers, by unmapped source address
-	byFQDN   map[string]*gateway     // TLS peers, by lower-case FQDN without trailing dot
+	table    router.Table
+	compiled *router.Compiled
 }
-
-// gateway is a UM IP gateway with its hunt groups resolved.
-type gateway struct {
-	name     string
-	status   router.GatewayStatus
-	pilots   map[string]*dialPlan // by lower-case pilot identifier
-	catchAll *dialPlan            // the hunt group with a blank pilot, or nil
-}
-
-// dialPlan is a UM dial plan with its mailboxes resolved.
-type dialPlan struct {
-	name      string
-	format    numberFormat
-	security  string
-	pool      string
-	access    map[string]bool     // access numbers, by lookupKey
-	mailboxes map[string]*mailbox // by parseNumber key of the plan's URI type
-}
-
-// secured reports whether the plan needs SIP over mutual TLS (R-SEC-1).
-func (dp *dialPlan) secured() bool {
-	return dp.security == securitySIPSecured || dp.security == securitySecured
-}
-
-// mailbox is where a call for one user goes.
-type mailbox struct {
-	name string
-	pool string // the mailbox's own pool or its dial plan's
-}
-
-// VoIPSecurity values of a dial plan (R-SEC-1).
-const (
-	securityUnsecured  = "Unsecured"
-	securitySIPSecured = "SIPSecured"
-	securitySecured    = "Secured"
-)
 
 // Limits of the settings.
-const (
-	minExtensionDigits = 1
-	maxExtensionDigits = 20
-	maxPort            = 65535
-)
+const maxPort = 65535
 
 // newConfig validates decoded settings and builds the configuration. It
 // records every problem in p and returns nil when there is any.
@@ -78,34 +38,19 @@ func newConfig(s *settings, data []byte, p *problems) *config {
 
 	h := fnv.New64a()
 	_, _ = h.Write(data) // a hash never fails to write
-	c := &config{
-		topology: router.Topology{Generation: h.Sum64(), Pools: pools},
-		byAddr:   make(map[netip.Addr]*gateway),
-		byFQDN:   make(map[string]*gateway),
+	c := &config{table: router.Table{Generation: h.Sum64(), Pools: pools}}
+	for _, name := range sortedKeys(plans) {
+		c.table.DialPlans = append(c.table.DialPlans, *plans[name])
 	}
-	for _, name := range sortedKeys(s.Gateways) {
-		gs := s.Gateways[name]
-		gw := gateways[name]
-		tg := router.Gateway{
-			Name:               name,
-			FQDN:               gs.FQDN,
-			Status:             gw.status,
-			CallsPerSecond:     gs.CallsPerSecond,
-			MaxConcurrentCalls: gs.MaxConcurrentCalls,
-			Ping:               gs.OptionsInterval,
-			PingTarget:         gs.OptionsTarget,
-			PingTransport:      router.Transport(gs.OptionsTransport),
-		}
-		for _, a := range gs.Addresses {
-			addr := netip.MustParseAddr(a).Unmap() // validated above
-			tg.Addresses = append(tg.Addresses, addr)
-			c.byAddr[addr] = gw
-		}
-		if gs.FQDN != "" {
-			c.byFQDN[normalName(gs.FQDN)] = gw
-		}
-		c.topology.Gateways = append(c.topology.Gateways, tg)
+	for _, name := range sortedKeys(gateways) {
+		c.table.Gateways = append(c.table.Gateways, *gateways[name])
 	}
+	compiled, err := router.Compile(&c.table)
+	if err != nil { // the checks above should have caught it: say so rather than publish it
+		p.add("", "the settings give a routing table the core would refuse: %v", err)
+		return nil
+	}
+	c.compiled = compiled
 	return c
 }
 
@@ -173,67 +118,61 @@ func (b *builder) port(path string, port int) {
 	}
 }
 
-func (b *builder) dialPlans() map[string]*dialPlan {
+func (b *builder) dialPlans() map[string]*router.DialPlan {
 	if len(b.s.DialPlans) == 0 {
 		b.p.add("dial_plans", "at least one dial plan is required")
 	}
-	plans := make(map[string]*dialPlan)
+	plans := make(map[string]*router.DialPlan)
 	for _, name := range sortedKeys(b.s.DialPlans) {
 		ds := b.s.DialPlans[name]
 		path := joinPath("dial_plans", name)
-		dp := &dialPlan{
-			name:      name,
-			format:    numberFormat{uriType: uriType(ds.URIType), digits: ds.ExtensionDigits},
-			security:  ds.VoIPSecurity,
-			pool:      ds.Pool,
-			access:    make(map[string]bool),
-			mailboxes: make(map[string]*mailbox),
+		dp := &router.DialPlan{
+			Name:            name,
+			URIType:         router.URIType(ds.URIType),
+			ExtensionDigits: ds.ExtensionDigits,
+			Security:        router.Security(ds.VoIPSecurity),
+			Pool:            ds.Pool,
+			Unlisted:        router.RejectUnlisted,
 		}
 		plans[name] = dp
 		typeOK := true
-		switch dp.format.uriType {
-		case uriTelExtn, uriE164, uriSIPName:
+		switch dp.URIType {
+		case router.TelExtn, router.E164, router.SIPName:
 		default:
 			typeOK = false
 			b.p.add(path+".uri_type", "must be TelExtn, E164 or SipName, not %q", ds.URIType)
 		}
-		if ds.ExtensionDigits < minExtensionDigits || ds.ExtensionDigits > maxExtensionDigits {
-			b.p.add(path+".extension_digits", "must be %d..%d, not %d", minExtensionDigits, maxExtensionDigits, ds.ExtensionDigits)
+		if ds.ExtensionDigits < router.MinExtensionDigits || ds.ExtensionDigits > router.MaxExtensionDigits {
+			b.p.add(path+".extension_digits", "must be %d..%d, not %d", router.MinExtensionDigits, router.MaxExtensionDigits, ds.ExtensionDigits)
 		}
-		switch ds.VoIPSecurity {
-		case securityUnsecured, securitySIPSecured, securitySecured:
+		switch dp.Security {
+		case router.Unsecured, router.SIPSecured, router.Secured:
 		default:
 			b.p.add(path+".voip_security", "must be Unsecured, SIPSecured or Secured, not %q", ds.VoIPSecurity)
 		}
 		b.poolRef(path+".pool", ds.Pool, true)
+		seen := make(map[string]bool)
 		for i, n := range ds.AccessNumbers {
 			ap := fmt.Sprintf("%s.access_numbers[%d]", path, i)
-			if typeOK && !validAccessNumber(n, dp.format.uriType) {
+			if typeOK && !router.ValidAccessNumber(n, dp.URIType) {
 				b.p.add(ap, "%q is not a valid %s number", n, ds.URIType)
 				continue
 			}
-			k := lookupKey(n, dp.format.uriType)
-			if dp.access[k] {
+			k := router.AccessKey(n, dp.URIType)
+			if seen[k] {
 				b.p.add(ap, "%q is listed twice", n)
 				continue
 			}
-			dp.access[k] = true
+			seen[k] = true
+			dp.AccessNumbers = append(dp.AccessNumbers, n)
 		}
 	}
 	return plans
 }
 
-// validAccessNumber reports whether n can be dialled to reach subscriber
-// access in a plan of type t. TelExtn plans accept any phone number, since
-// pilots are often full numbers rather than extensions.
-func validAccessNumber(n string, t uriType) bool {
-	switch t {
-	case uriTelExtn:
-		return phoneNumber(n)
-	default:
-		_, err := parseNumber(n, numberFormat{uriType: t})
-		return err == nil
-	}
+// secured reports whether the plan needs SIP over mutual TLS (R-SEC-1).
+func secured(dp *router.DialPlan) bool {
+	return dp.Security == router.SIPSecured || dp.Security == router.Secured
 }
 
 func (b *builder) poolRef(path, name string, required bool) {
@@ -245,17 +184,27 @@ func (b *builder) poolRef(path, name string, required bool) {
 	}
 }
 
-func (b *builder) gateways() map[string]*gateway {
+func (b *builder) gateways() map[string]*router.Gateway {
 	if len(b.s.Gateways) == 0 {
 		b.p.add("gateways", "at least one gateway is required")
 	}
-	gateways := make(map[string]*gateway)
+	gateways := make(map[string]*router.Gateway)
 	addrOwner := make(map[netip.Addr]string)
 	fqdnOwner := make(map[string]string)
 	for _, name := range sortedKeys(b.s.Gateways) {
 		gs := b.s.Gateways[name]
 		path := joinPath("gateways", name)
-		gateways[name] = &gateway{name: name, status: router.GatewayStatus(gs.Status), pilots: make(map[string]*dialPlan)}
+		gw := &router.Gateway{
+			Name:               name,
+			FQDN:               gs.FQDN,
+			Status:             router.GatewayStatus(gs.Status),
+			CallsPerSecond:     gs.CallsPerSecond,
+			MaxConcurrentCalls: gs.MaxConcurrentCalls,
+			Ping:               gs.OptionsInterval,
+			PingTarget:         gs.OptionsTarget,
+			PingTransport:      router.Transport(gs.OptionsTransport),
+		}
+		gateways[name] = gw
 
 		if len(gs.Addresses) == 0 && gs.FQDN == "" {
 			b.p.add(path+".addresses", "is required when fqdn is empty: the peer could never be identified")
@@ -279,15 +228,16 @@ func (b *builder) gateways() map[string]*gateway {
 				b.p.add(ap, "%s is already an address of gateway %s", addr, owner)
 			default:
 				addrOwner[addr] = name
+				gw.Addresses = append(gw.Addresses, addr)
 			}
 		}
 		if gs.FQDN != "" {
 			if !validDNSName(gs.FQDN) {
 				b.p.add(path+".fqdn", "must be a DNS name without wildcards, not %q", gs.FQDN)
-			} else if owner, taken := fqdnOwner[normalName(gs.FQDN)]; taken {
+			} else if owner, taken := fqdnOwner[router.NormalName(gs.FQDN)]; taken {
 				b.p.add(path+".fqdn", "%s is already the fqdn of gateway %s", gs.FQDN, owner)
 			} else {
-				fqdnOwner[normalName(gs.FQDN)] = name
+				fqdnOwner[router.NormalName(gs.FQDN)] = name
 			}
 		}
 		switch router.GatewayStatus(gs.Status) {
@@ -319,9 +269,9 @@ func (b *builder) gateways() map[string]*gateway {
 	return gateways
 }
 
-func (b *builder) huntGroups(gateways map[string]*gateway, plans map[string]*dialPlan) {
-	owner := make(map[*gateway]map[string]string) // gateway → lower-case pilot → hunt group
-	needFQDN := make(map[string]string)           // gateway → problem message
+func (b *builder) huntGroups(gateways map[string]*router.Gateway, plans map[string]*router.DialPlan) {
+	owner := make(map[*router.Gateway]map[string]string) // gateway → lower-case pilot → hunt group
+	needFQDN := make(map[string]string)                  // gateway → problem message
 	for _, name := range sortedKeys(b.s.HuntGroups) {
 		hs := b.s.HuntGroups[name]
 		path := joinPath("hunt_groups", name)
@@ -338,7 +288,7 @@ func (b *builder) huntGroups(gateways map[string]*gateway, plans map[string]*dia
 		case dp == nil:
 			b.p.add(path+".dial_plan", "dial plan %q is not defined", hs.DialPlan)
 		}
-		if hs.Pilot != "" && !sipUser(hs.Pilot) {
+		if hs.Pilot != "" && !router.ValidSIPUser(hs.Pilot) {
 			b.p.add(path+".pilot", "must not hold spaces or control characters, got %q", hs.Pilot)
 			continue
 		}
@@ -351,21 +301,17 @@ func (b *builder) huntGroups(gateways map[string]*gateway, plans map[string]*dia
 		key := strings.ToLower(hs.Pilot)
 		if other, taken := owner[gw][key]; taken {
 			if hs.Pilot == "" {
-				b.p.add(path+".pilot", "gateway %s already has the catch-all hunt group %s", gw.name, other)
+				b.p.add(path+".pilot", "gateway %s already has the catch-all hunt group %s", gw.Name, other)
 			} else {
-				b.p.add(path+".pilot", "pilot %q of gateway %s is already used by hunt group %s", hs.Pilot, gw.name, other)
+				b.p.add(path+".pilot", "pilot %q of gateway %s is already used by hunt group %s", hs.Pilot, gw.Name, other)
 			}
 			continue
 		}
 		owner[gw][key] = name
-		if hs.Pilot == "" {
-			gw.catchAll = dp
-		} else {
-			gw.pilots[key] = dp
-		}
-		if _, noted := needFQDN[gw.name]; !noted && dp.secured() && b.s.Gateways[gw.name].FQDN == "" {
-			needFQDN[gw.name] = fmt.Sprintf("is required: hunt group %s leads to %s dial plan %s, whose peers are identified by TLS certificate",
-				name, dp.security, dp.name)
+		gw.HuntGroups = append(gw.HuntGroups, router.HuntGroup{Pilot: hs.Pilot, DialPlan: dp.Name})
+		if _, noted := needFQDN[gw.Name]; !noted && secured(dp) && gw.FQDN == "" {
+			needFQDN[gw.Name] = fmt.Sprintf("is required: hunt group %s leads to %s dial plan %s, whose peers are identified by TLS certificate",
+				name, dp.Security, dp.Name)
 		}
 	}
 	for _, gw := range sortedKeys(needFQDN) {
@@ -373,10 +319,10 @@ func (b *builder) huntGroups(gateways map[string]*gateway, plans map[string]*dia
 	}
 }
 
-func (b *builder) mailboxes(plans map[string]*dialPlan) {
+func (b *builder) mailboxes(plans map[string]*router.DialPlan) {
 	// owners of each identifier, per dial plan and key kind
 	type idKey struct {
-		plan *dialPlan
+		plan *router.DialPlan
 		kind string
 		key  string
 	}
@@ -397,53 +343,49 @@ func (b *builder) mailboxes(plans map[string]*dialPlan) {
 		}
 		// claim checks one identifier of the mailbox and returns its
 		// lookup key, or "" when it is absent or wrong.
-		claim := func(kind, value string, required bool, f numberFormat) string {
+		claim := func(kind, value string, required bool, f router.NumberFormat) string {
 			kp := path + "." + kind
 			if value == "" {
 				if required {
-					b.p.add(kp, "is required in %s dial plan %s", dp.format.uriType, dp.name)
+					b.p.add(kp, "is required in %s dial plan %s", dp.URIType, dp.Name)
 				}
 				return ""
 			}
-			if f.uriType == uriTelExtn && (f.digits < minExtensionDigits || f.digits > maxExtensionDigits) {
+			if f.URIType == router.TelExtn && (f.Digits < router.MinExtensionDigits || f.Digits > router.MaxExtensionDigits) {
 				return "" // the dial plan's extension_digits is reported already
 			}
-			key, err := parseNumber(value, f)
+			key, err := f.Key(value)
 			if err != nil {
-				b.p.add(kp, "does not fit dial plan %s: %v", dp.name, err)
+				b.p.add(kp, "does not fit dial plan %s: %v", dp.Name, err)
 				return ""
 			}
 			ik := idKey{dp, kind, key}
 			if other, taken := owner[ik]; taken {
-				b.p.add(kp, "%s is already used by mailbox %s in dial plan %s", value, other, dp.name)
+				b.p.add(kp, "%s is already used by mailbox %s in dial plan %s", value, other, dp.Name)
 				return ""
 			}
 			owner[ik] = name
-			if (kind == "extension" || f.uriType == dp.format.uriType) && dp.access[lookupKey(value, dp.format.uriType)] {
-				b.p.add(kp, "%s is an access number of dial plan %s", value, dp.name)
+			if (kind == "extension" || f.URIType == dp.URIType) && isAccessNumber(dp, value) {
+				b.p.add(kp, "%s is an access number of dial plan %s", value, dp.Name)
 				return ""
 			}
-			return key
+			return value
 		}
-		ext := claim("extension", ms.Extension, true, numberFormat{uriType: uriTelExtn, digits: dp.format.digits})
-		e164 := claim("e164", ms.E164, dp.format.uriType == uriE164, numberFormat{uriType: uriE164})
-		sip := claim("sip_user", ms.SIPUser, dp.format.uriType == uriSIPName, numberFormat{uriType: uriSIPName})
+		ext := claim("extension", ms.Extension, true, router.NumberFormat{URIType: router.TelExtn, Digits: dp.ExtensionDigits})
+		e164 := claim("e164", ms.E164, dp.URIType == router.E164, router.NumberFormat{URIType: router.E164})
+		sip := claim("sip_user", ms.SIPUser, dp.URIType == router.SIPName, router.NumberFormat{URIType: router.SIPName})
 
-		pool := ms.Pool
-		if pool == "" {
-			pool = dp.pool
-		}
-		key := map[uriType]string{uriTelExtn: ext, uriE164: e164, uriSIPName: sip}[dp.format.uriType]
-		if key != "" {
-			dp.mailboxes[key] = &mailbox{name: name, pool: pool}
+		number := map[router.URIType]string{router.TelExtn: ext, router.E164: e164, router.SIPName: sip}[dp.URIType]
+		if number != "" {
+			dp.Mailboxes = append(dp.Mailboxes, router.Mailbox{Number: number, Name: name, Pool: ms.Pool})
 		}
 	}
 }
 
-// normalName is the form in which DNS names are compared: lower case,
-// without a trailing dot.
-func normalName(s string) string {
-	return strings.TrimSuffix(strings.ToLower(s), ".")
+// isAccessNumber reports whether n is an access number of dp.
+func isAccessNumber(dp *router.DialPlan, n string) bool {
+	k := router.AccessKey(n, dp.URIType)
+	return slices.ContainsFunc(dp.AccessNumbers, func(a string) bool { return router.AccessKey(a, dp.URIType) == k })
 }
 
 // validDNSName reports whether s is a DNS host name (RFC 1123 labels, an

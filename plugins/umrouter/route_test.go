@@ -403,10 +403,10 @@ func TestRouteNotConfigured(t *testing.T) {
 	}
 	var rej *router.Rejection
 	if errors.As(err, &rej) {
-		t.Error("Route() before Configure returned a Rejection, which the core would cache")
+		t.Error("Route() before Configure returned a Rejection, which the core would take for a decision")
 	}
-	if _, err := r.Topology(t.Context()); !errors.Is(err, errNotConfigured) {
-		t.Errorf("Topology() before Configure error = %v, want %v", err, errNotConfigured)
+	if _, err := r.Table(t.Context()); !errors.Is(err, errNotConfigured) {
+		t.Errorf("Table() before Configure error = %v, want %v", err, errNotConfigured)
 	}
 }
 
@@ -418,7 +418,7 @@ func TestRouteContext(t *testing.T) {
 	if _, err := r.Route(ctx, &call); !errors.Is(err, context.Canceled) {
 		t.Errorf("Route(cancelled) error = %v, want context.Canceled", err)
 	}
-	if _, err := r.Topology(ctx); !errors.Is(err, context.Canceled) {
+	if _, err := r.Table(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("Topology(cancelled) error = %v, want context.Canceled", err)
 	}
 	if _, err := r.Info(ctx); !errors.Is(err, context.Canceled) {

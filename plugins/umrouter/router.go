@@ -16,7 +16,7 @@ const (
 )
 
 // Router is the umrouter plugin. Configure swaps the whole configuration
-// atomically; Route and Topology read it without locks.
+// atomically; Route and Table read it without locks.
 type Router struct {
 	cfg atomic.Pointer[config]
 }
@@ -59,9 +59,10 @@ func (r *Router) Configure(ctx context.Context, settings []byte) error {
 	return nil
 }
 
-// Topology returns a copy of the gateways and pools of the current
-// configuration, sorted by name.
-func (r *Router) Topology(ctx context.Context) (*router.Topology, error) {
+// Table returns a copy of the routing table of the current configuration:
+// everything umrouter decides is in it, so the core never needs to call
+// Route (no dial plan asks the plugin).
+func (r *Router) Table(ctx context.Context) (*router.Table, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -69,20 +70,30 @@ func (r *Router) Topology(ctx context.Context) (*router.Topology, error) {
 	if c == nil {
 		return nil, errNotConfigured
 	}
-	t := c.topology
+	return cloneTable(&c.table), nil
+}
+
+func cloneTable(src *router.Table) *router.Table {
+	t := *src
 	t.Gateways = slices.Clone(t.Gateways)
 	for i := range t.Gateways {
 		t.Gateways[i].Addresses = slices.Clone(t.Gateways[i].Addresses)
+		t.Gateways[i].HuntGroups = slices.Clone(t.Gateways[i].HuntGroups)
+	}
+	t.DialPlans = slices.Clone(t.DialPlans)
+	for i := range t.DialPlans {
+		t.DialPlans[i].AccessNumbers = slices.Clone(t.DialPlans[i].AccessNumbers)
+		t.DialPlans[i].Mailboxes = slices.Clone(t.DialPlans[i].Mailboxes)
 	}
 	t.Pools = slices.Clone(t.Pools)
 	for i := range t.Pools {
 		t.Pools[i].Backends = slices.Clone(t.Pools[i].Backends)
 	}
-	return &t, nil
+	return &t
 }
 
-// Route decides one call (um-spec.md §4). A refusal is a *router.Rejection
-// returned as the error.
+// Route decides one call (um-spec.md §4) from the same compiled table the
+// core evaluates. A refusal is a *router.Rejection returned as the error.
 func (r *Router) Route(ctx context.Context, call *router.Call) (*router.Decision, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -94,5 +105,5 @@ func (r *Router) Route(ctx context.Context, call *router.Call) (*router.Decision
 	if c == nil {
 		return nil, errNotConfigured
 	}
-	return c.route(call)
+	return c.compiled.Decide(call)
 }

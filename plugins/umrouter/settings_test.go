@@ -184,7 +184,7 @@ host = "127.0.0.1"
 
 func TestConfigureRefusedKeepsPrevious(t *testing.T) {
 	r := configured(t, "route.toml")
-	before, err := r.Topology(t.Context())
+	before, err := r.Table(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestConfigureRefusedKeepsPrevious(t *testing.T) {
 	if err := r.Configure(t.Context(), bad); err == nil {
 		t.Fatal("Configure(bad.toml) = nil, want problems")
 	}
-	after, err := r.Topology(t.Context())
+	after, err := r.Table(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestConfigureRefusedKeepsPrevious(t *testing.T) {
 
 func TestTopology(t *testing.T) {
 	r := configured(t, "route.toml")
-	topo, err := r.Topology(t.Context())
+	topo, err := r.Table(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestTopology(t *testing.T) {
 	topo.Gateways[0].Name = "changed"
 	topo.Gateways[1].Addresses[0] = unknownIP
 	topo.Pools[0].Backends[0].Host = "changed"
-	again, err := r.Topology(t.Context())
+	again, err := r.Table(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestTopology(t *testing.T) {
 	if err := r.Configure(t.Context(), append(data, "\n# changed\n"...)); err != nil {
 		t.Fatal(err)
 	}
-	changed, err := r.Topology(t.Context())
+	changed, err := r.Table(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,8 +306,8 @@ func FuzzConfigure(f *testing.F) {
 		r := New()
 		err := r.Configure(t.Context(), data)
 		if err == nil {
-			if _, err := r.Topology(t.Context()); err != nil {
-				t.Fatalf("Topology() after a good Configure: %v", err)
+			if _, err := r.Table(t.Context()); err != nil {
+				t.Fatalf("Table() after a good Configure: %v", err)
 			}
 			return
 		}

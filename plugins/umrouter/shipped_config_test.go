@@ -49,7 +49,7 @@ func TestShippedConfig(t *testing.T) {
 			if err := r.Configure(t.Context(), settings); err != nil {
 				t.Fatalf("Configure(plugins.umrouter.settings of %s) = %v", file, err)
 			}
-			topo, err := r.Topology(t.Context())
+			topo, err := r.Table(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}

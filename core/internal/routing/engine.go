@@ -2,6 +2,7 @@ package routing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -11,16 +12,35 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/umedge/umedge/core/internal/health"
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
 // Config is the part of the core configuration the engine uses.
 type Config struct {
-	CacheTTL  time.Duration // 0 disables the decision cache
-	CacheSize int           // bound on cached decisions
+	AskWorkers int           // goroutines that call the plugin's Route
+	AskQueue   int           // calls waiting for a worker at most
+	AskTimeout time.Duration // deadline of one ask, counted from when it is queued
+}
+
+// Defaults for zero Config fields.
+const (
+	DefaultAskWorkers = 16
+	DefaultAskQueue   = 1024
+	DefaultAskTimeout = 2 * time.Second
+)
+
+func (c Config) withDefaults() Config {
+	if c.AskWorkers <= 0 {
+		c.AskWorkers = DefaultAskWorkers
+	}
+	if c.AskQueue <= 0 {
+		c.AskQueue = DefaultAskQueue
+	}
+	if c.AskTimeout <= 0 {
+		c.AskTimeout = DefaultAskTimeout
+	}
+	return c
 }
 
 // Health is what the engine needs of the OPTIONS prober.
@@ -29,11 +49,26 @@ type Health interface {
 	Up(name string) bool
 }
 
-// Target is where a call goes: the plugin's decision and the back end
-// picked from its pool.
+// Target is where a call goes: the decision and the back end picked from
+// its pool.
 type Target struct {
 	Decision *router.Decision
 	Backend  *router.Backend
+}
+
+// Done receives the answer to a call that Route deferred. It is called
+// once, from an engine worker, never from the goroutine that called Route.
+type Done func(Target, error)
+
+// Stats counts what the engine did since it started.
+type Stats struct {
+	Generation   uint64 // of the table in force; 0 before the first
+	Decided      uint64 // calls answered from the table
+	Asked        uint64 // calls handed to the plugin
+	AskFailed    uint64 // of those, the ones the plugin did not answer in time or at all
+	AskQueueFull uint64 // calls refused because the queue was full
+	AskQueued    int    // calls waiting for a worker now
+	BadTables    uint64 // tables the plugin published that Compile refused
 }
 
 // Engine routes calls. It is safe for concurrent use.
@@ -42,13 +77,17 @@ type Engine struct {
 	health Health
 	log    *slog.Logger
 	now    func() time.Time
+	cfg    Config
 
-	cfg    atomic.Pointer[Config]
-	topo   atomic.Pointer[topology]
-	cache  cache
-	calls  singleflight.Group
-	hits   atomic.Uint64
-	misses atomic.Uint64
+	tbl       atomic.Pointer[table]
+	refreshMu sync.Mutex // one Refresh at a time, so tables are stored in order
+
+	jobs    chan *job
+	quit    chan struct{}
+	workers sync.WaitGroup
+	close   sync.Once
+
+	decided, asked, askFailed, askFull, badTables atomic.Uint64
 }
 
 // Option adjusts an Engine; for tests and advanced wiring.
@@ -60,131 +99,218 @@ func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
 // WithClock replaces time.Now.
 func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
 
-// New returns an engine that asks r for decisions and h for health. It has
-// no topology until Refresh succeeds; until then every call gets
-// ErrPluginUnavailable.
+// New returns an engine that gets its table from r and health from h, and
+// starts its ask workers. It has no table until Refresh succeeds; until
+// then every call gets ErrPluginUnavailable. The queue and worker counts
+// are fixed for the engine's life; Close stops the workers.
 func New(cfg Config, r router.Router, h Health, opts ...Option) *Engine {
-	e := &Engine{router: r, health: h, log: slog.Default(), now: time.Now}
+	cfg = cfg.withDefaults()
+	e := &Engine{
+		router: r, health: h, log: slog.Default(), now: time.Now, cfg: cfg,
+		jobs: make(chan *job, cfg.AskQueue), quit: make(chan struct{}),
+	}
 	for _, o := range opts {
 		o(e)
 	}
-	e.SetConfig(cfg)
+	for range cfg.AskWorkers {
+		e.workers.Add(1)
+		go e.work()
+	}
 	return e
 }
 
-// SetConfig applies new cache settings (config reload).
-func (e *Engine) SetConfig(cfg Config) {
-	e.cfg.Store(&cfg)
-	e.cache.resize(cfg.CacheSize)
-}
-
-// Refresh fetches the plugin's topology, updates the health targets and,
-// when the generation changed, drops the decision cache.
-func (e *Engine) Refresh(ctx context.Context) error {
-	t, err := e.router.Topology(ctx)
-	if err != nil {
-		return fmt.Errorf("fetch router topology: %w", err)
-	}
-	nt := newTopology(t)
-	old := e.topo.Swap(nt)
-	if old == nil || old.gen != nt.gen {
-		e.cache.clear()
-	}
-	e.health.Set(nt.targets)
-	return nil
-}
-
-// CacheStats returns the decision cache's hits, misses and size.
-func (e *Engine) CacheStats() (hits, misses uint64, entries int) {
-	return e.hits.Load(), e.misses.Load(), e.cache.Len()
-}
-
-// Topology returns the current topology, or nil before the first Refresh.
-func (e *Engine) Topology() *router.Topology {
-	if t := e.topo.Load(); t != nil {
-		return t.src
-	}
-	return nil
-}
-
-// Route decides where a call goes. Its error is a *router.Rejection, or
-// wraps ErrNoBackend, ErrRateLimited, ErrPluginUnavailable or
-// ErrBadDecision. The Target's Decision is set when the plugin decided,
-// even if the error is not nil (for events: gateway and dial plan).
-func (e *Engine) Route(ctx context.Context, call *router.Call) (Target, error) {
-	topo := e.topo.Load()
-	if topo == nil {
-		return Target{}, fmt.Errorf("%w: no topology yet", ErrPluginUnavailable)
-	}
-	dec, err := e.decide(ctx, call)
-	if err != nil {
-		return Target{Decision: dec}, err
-	}
-	if gw := topo.gateways[dec.Gateway]; gw != nil && gw.limiter != nil && !gw.limiter.allow(e.now()) {
-		return Target{Decision: dec}, fmt.Errorf("%w: gateway %s over %g calls/s", ErrRateLimited, dec.Gateway, gw.src.CallsPerSecond)
-	}
-	p := topo.pools[dec.Pool]
-	if p == nil {
-		return Target{Decision: dec}, fmt.Errorf("%w: pool %q is not in the topology", ErrBadDecision, dec.Pool)
-	}
-	be := p.pick(call.CallID, e.health)
-	if be == nil {
-		return Target{Decision: dec}, fmt.Errorf("%w: pool %s", ErrNoBackend, dec.Pool)
-	}
-	return Target{Decision: dec, Backend: be}, nil
-}
-
-// decide returns the cached decision or asks the plugin. Rejections are
-// cached like decisions; failures to decide are not.
-func (e *Engine) decide(ctx context.Context, call *router.Call) (*router.Decision, error) {
-	cfg := e.cfg.Load()
-	key := call.Key()
-	now := e.now()
-	ent, found := e.cache.get(key)
-	if found && now.Before(ent.expires) {
-		e.hits.Add(1)
-		return ent.decision, ent.err
-	}
-	e.misses.Add(1)
-	v, err, _ := e.calls.Do(key, func() (any, error) {
-		dec, err := e.router.Route(ctx, call)
-		if err != nil && !isRejection(err) {
-			return nil, err
+// Close stops the workers. Calls still queued are answered with
+// ErrPluginUnavailable.
+func (e *Engine) Close() {
+	e.close.Do(func() {
+		close(e.quit)
+		e.workers.Wait()
+		for {
+			select {
+			case j := <-e.jobs:
+				j.done(Target{Decision: j.partial}, fmt.Errorf("%w: shutting down", ErrPluginUnavailable))
+			default:
+				return
+			}
 		}
-		ent := entry{decision: dec, err: err, expires: now.Add(cfg.CacheTTL)}
-		if cfg.CacheTTL > 0 {
-			e.cache.put(key, ent)
-		}
-		return ent, nil
 	})
+}
+
+// Refresh fetches the plugin's table, compiles it and puts it in force. A
+// table that does not compile is refused and the last good one stays. Rate
+// buckets of gateways whose rate did not change carry over.
+func (e *Engine) Refresh(ctx context.Context) error {
+	e.refreshMu.Lock()
+	defer e.refreshMu.Unlock()
+	t, err := e.router.Table(ctx)
 	if err != nil {
-		if found { // the plugin cannot answer: a stale decision beats a refusal
-			e.log.Debug("serving stale router decision", "key", key, "err", err)
-			return ent.decision, ent.err
-		}
-		return nil, fmt.Errorf("%w: %w", ErrPluginUnavailable, err)
+		return fmt.Errorf("fetch routing table: %w", err)
 	}
-	ent = v.(entry)
-	return ent.decision, ent.err
+	c, err := router.Compile(t)
+	if err != nil {
+		e.badTables.Add(1)
+		if old := e.tbl.Load(); old != nil {
+			return fmt.Errorf("routing table of generation %d refused, generation %d stays in force: %w", t.Generation, old.gen, err)
+		}
+		return fmt.Errorf("routing table refused: %w", err)
+	}
+	old := e.tbl.Load()
+	nt := newTable(c, old)
+	e.tbl.Store(nt)
+	e.health.Set(nt.targets)
+	if old == nil || old.gen != nt.gen {
+		e.log.Info("routing table in force", "generation", nt.gen, "gateways", len(t.Gateways),
+			"dial_plans", len(t.DialPlans), "pools", len(t.Pools))
+	}
+	return nil
 }
 
-func isRejection(err error) bool {
-	_, ok := err.(*router.Rejection) //nolint:errorlint // the plugin returns it unwrapped by contract
-	return ok
+// Table returns the table in force, or nil before the first Refresh. It
+// must not be changed.
+func (e *Engine) Table() *router.Table {
+	if t := e.tbl.Load(); t != nil {
+		return t.compiled.Table()
+	}
+	return nil
 }
 
-// topology is a router.Topology indexed for the per-call path.
-type topology struct {
-	src      *router.Topology
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	s := Stats{
+		Decided: e.decided.Load(), Asked: e.asked.Load(), AskFailed: e.askFailed.Load(),
+		AskQueueFull: e.askFull.Load(), AskQueued: len(e.jobs), BadTables: e.badTables.Load(),
+	}
+	if t := e.tbl.Load(); t != nil {
+		s.Generation = t.gen
+	}
+	return s
+}
+
+// Route decides where a call goes. Almost every call is answered from the
+// table at once. A call the table leaves to the plugin is queued and Route
+// returns ErrDeferred; done then gets the answer from a worker (with a nil
+// done such calls get ErrPluginUnavailable). Any other error is a
+// *router.Rejection, or wraps ErrNoBackend, ErrRateLimited,
+// ErrPluginUnavailable, ErrOverloaded or ErrBadDecision. The Target's
+// Decision is set whenever the gateway is known, even with an error (for
+// events: gateway and dial plan).
+func (e *Engine) Route(call *router.Call, done Done) (Target, error) {
+	t := e.tbl.Load()
+	if t == nil {
+		return Target{}, fmt.Errorf("%w: no routing table yet", ErrPluginUnavailable)
+	}
+	d, err := t.compiled.Decide(call)
+	if !errors.Is(err, router.ErrAskPlugin) {
+		e.decided.Add(1)
+		if err != nil {
+			return Target{Decision: decisionOf(err)}, err
+		}
+		if !t.allow(d.Gateway, e.now()) {
+			return Target{Decision: d}, t.rateError(d.Gateway)
+		}
+		return e.target(t, call, d)
+	}
+	if !t.allow(d.Gateway, e.now()) {
+		return Target{Decision: d}, t.rateError(d.Gateway)
+	}
+	if done == nil {
+		return Target{Decision: d}, fmt.Errorf("%w: the table leaves the call to the plugin and the caller cannot wait", ErrPluginUnavailable)
+	}
+	j := &job{call: call, partial: d, done: done, deadline: e.now().Add(e.cfg.AskTimeout)}
+	select {
+	case e.jobs <- j:
+		e.asked.Add(1)
+		return Target{Decision: d}, ErrDeferred
+	default:
+		e.askFull.Add(1)
+		return Target{Decision: d}, fmt.Errorf("%w: %d calls already wait for the router plugin", ErrOverloaded, e.cfg.AskQueue)
+	}
+}
+
+// decisionOf returns the gateway and dial plan a rejection names, for events.
+func decisionOf(err error) *router.Decision {
+	var rej *router.Rejection
+	if errors.As(err, &rej) && rej.Gateway != "" {
+		return &router.Decision{Gateway: rej.Gateway, DialPlan: rej.DialPlan}
+	}
+	return nil
+}
+
+// job is one call waiting for the plugin.
+type job struct {
+	call     *router.Call
+	partial  *router.Decision // gateway and dial plan from the table
+	done     Done
+	deadline time.Time
+}
+
+func (e *Engine) work() {
+	defer e.workers.Done()
+	for {
+		select {
+		case <-e.quit:
+			return
+		case j := <-e.jobs:
+			tg, err := e.ask(j)
+			if err != nil && !router.IsRejection(err) {
+				e.askFailed.Add(1)
+			}
+			j.done(tg, err)
+		}
+	}
+}
+
+// ask asks the plugin about one queued call and checks its answer against
+// the table in force when it comes back. If the table changed meanwhile,
+// the call is decided again on the new one: an answer computed for an old
+// configuration is never given.
+func (e *Engine) ask(j *job) (Target, error) {
+	for attempt := 0; ; attempt++ {
+		if !e.now().Before(j.deadline) {
+			return Target{Decision: j.partial}, fmt.Errorf("%w: no worker was free within %s", ErrPluginUnavailable, e.cfg.AskTimeout)
+		}
+		before := e.tbl.Load()
+		ctx, cancel := context.WithDeadline(context.Background(), j.deadline)
+		d, err := e.router.Route(ctx, j.call)
+		cancel()
+		now := e.tbl.Load()
+		if now != before && now.gen != before.gen && attempt == 0 {
+			nd, nerr := now.compiled.Decide(j.call)
+			if !errors.Is(nerr, router.ErrAskPlugin) {
+				if nerr != nil {
+					return Target{Decision: decisionOf(nerr)}, nerr
+				}
+				return e.target(now, j.call, nd)
+			}
+			j.partial = nd
+			continue // ask again, under the new configuration
+		}
+		var rej *router.Rejection
+		switch {
+		case errors.As(err, &rej):
+			r := *rej
+			r.Gateway, r.DialPlan = j.partial.Gateway, j.partial.DialPlan
+			return Target{Decision: j.partial}, &r
+		case err != nil:
+			return Target{Decision: j.partial}, fmt.Errorf("%w: %w", ErrPluginUnavailable, err)
+		case d == nil:
+			return Target{Decision: j.partial}, fmt.Errorf("%w: no decision and no error", ErrBadDecision)
+		}
+		out := *d
+		out.Gateway, out.DialPlan = j.partial.Gateway, j.partial.DialPlan
+		return e.target(now, j.call, &out)
+	}
+}
+
+// table is a compiled router.Table with what the core adds per call: rate
+// buckets, back-end hash seeds and health target names.
+type table struct {
+	compiled *router.Compiled
 	gen      uint64
-	gateways map[string]*gateway
+	buckets  map[string]*bucket // by gateway name; absent = unlimited
+	rates    map[string]float64
 	pools    map[string]*pool
 	targets  []health.Target
-}
-
-type gateway struct {
-	src     router.Gateway
-	limiter *bucket
 }
 
 type pool struct {
@@ -193,14 +319,21 @@ type pool struct {
 	seeds    []uint64 // rendezvous hash seeds, parallel to backends
 }
 
-func newTopology(t *router.Topology) *topology {
-	nt := &topology{src: t, gen: t.Generation, gateways: map[string]*gateway{}, pools: map[string]*pool{}}
+func newTable(c *router.Compiled, old *table) *table {
+	t := c.Table()
+	nt := &table{
+		compiled: c, gen: t.Generation,
+		buckets: map[string]*bucket{}, rates: map[string]float64{}, pools: map[string]*pool{},
+	}
 	for _, g := range t.Gateways {
-		gw := &gateway{src: g}
 		if g.CallsPerSecond > 0 {
-			gw.limiter = newBucket(g.CallsPerSecond)
+			nt.rates[g.Name] = g.CallsPerSecond
+			if old != nil && old.buckets[g.Name] != nil && old.rates[g.Name] == g.CallsPerSecond {
+				nt.buckets[g.Name] = old.buckets[g.Name] // the calls already counted stay counted
+			} else {
+				nt.buckets[g.Name] = newBucket(g.CallsPerSecond)
+			}
 		}
-		nt.gateways[g.Name] = gw
 		if g.Ping > 0 && g.PingTarget != "" {
 			nt.targets = append(nt.targets, health.Target{
 				Name: GatewayTarget(g.Name), Addr: g.PingTarget, Transport: string(g.PingTransport), Interval: g.Ping,
@@ -215,7 +348,7 @@ func newTopology(t *router.Topology) *topology {
 			np.backends = append(np.backends, b)
 			np.names = append(np.names, name)
 			np.seeds = append(np.seeds, hash64(name))
-			if b.Ping > 0 {
+			if b.Ping > 0 && b.TCPPort > 0 {
 				nt.targets = append(nt.targets, health.Target{
 					Name: name, Addr: net.JoinHostPort(b.Host, strconv.Itoa(b.TCPPort)), Transport: "tcp", Interval: b.Ping,
 				})
@@ -226,20 +359,47 @@ func newTopology(t *router.Topology) *topology {
 	return nt
 }
 
+func (t *table) allow(gateway string, now time.Time) bool {
+	b := t.buckets[gateway]
+	return b == nil || b.allow(now)
+}
+
+func (t *table) rateError(gateway string) error {
+	return fmt.Errorf("%w: gateway %s over %g calls/s", ErrRateLimited, gateway, t.rates[gateway])
+}
+
+// target picks the back end for a decision from table t.
+func (e *Engine) target(t *table, call *router.Call, d *router.Decision) (Target, error) {
+	p := t.pools[d.Pool]
+	if p == nil {
+		return Target{Decision: d}, fmt.Errorf("%w: pool %q is not in the routing table", ErrBadDecision, d.Pool)
+	}
+	be := p.pick(call, e.health)
+	if be == nil {
+		return Target{Decision: d}, fmt.Errorf("%w: pool %s", ErrNoBackend, d.Pool)
+	}
+	return Target{Decision: d, Backend: be}, nil
+}
+
 // GatewayTarget names the health target of a gateway.
 func GatewayTarget(gw string) string { return "gateway/" + gw }
 
 // BackendTarget names the health target of a back end.
 func BackendTarget(pool, backend string) string { return "backend/" + pool + "/" + backend }
 
-// pick chooses a healthy back end by rendezvous hashing of the Call-ID, so
-// that a retransmitted INVITE gets the same back end and calls spread
-// evenly. Back ends without a health probe count as healthy.
-func (p *pool) pick(callID string, h Health) *router.Backend {
-	key := hash64(callID)
+// pick chooses a healthy back end that serves the call's transport, by
+// rendezvous hashing of the Call-ID, so that a retransmitted INVITE gets
+// the same back end and calls spread evenly. Back ends without a health
+// probe count as healthy.
+func (p *pool) pick(call *router.Call, h Health) *router.Backend {
+	key := hash64(call.CallID)
+	tls := call.Transport == router.TLS
 	var best *router.Backend
 	var bestScore uint64
 	for i, b := range p.backends {
+		if tls && b.TLSPort == 0 || !tls && b.TCPPort == 0 {
+			continue
+		}
 		if b.Ping > 0 && !h.Up(p.names[i]) {
 			continue
 		}
@@ -276,7 +436,7 @@ type bucket struct {
 }
 
 func newBucket(rate float64) *bucket {
-	return &bucket{rate: rate, tokens: rate}
+	return &bucket{rate: rate, tokens: max(rate, 1)}
 }
 
 func (b *bucket) allow(now time.Time) bool {

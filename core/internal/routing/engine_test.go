@@ -3,7 +3,9 @@ package routing
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,29 +15,37 @@ import (
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
+// fakeRouter serves a table and answers Route with route (or a fixed
+// decision); calls counts Route calls.
 type fakeRouter struct {
-	topo   router.Topology
-	calls  atomic.Int64
-	err    atomic.Pointer[error] // returned by Route when set
-	reject bool
+	mu    sync.Mutex
+	table router.Table
+	route func(ctx context.Context, c *router.Call) (*router.Decision, error)
+	calls atomic.Int64
 }
 
 func (f *fakeRouter) Info(context.Context) (*base.Info, error) { return &base.Info{}, nil }
 func (f *fakeRouter) Configure(context.Context, []byte) error  { return nil }
-func (f *fakeRouter) Topology(context.Context) (*router.Topology, error) {
-	t := f.topo
+
+func (f *fakeRouter) Table(context.Context) (*router.Table, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.table
 	return &t, nil
 }
 
-func (f *fakeRouter) Route(_ context.Context, c *router.Call) (*router.Decision, error) {
+func (f *fakeRouter) setTable(t router.Table) {
+	f.mu.Lock()
+	f.table = t
+	f.mu.Unlock()
+}
+
+func (f *fakeRouter) Route(ctx context.Context, c *router.Call) (*router.Decision, error) {
 	f.calls.Add(1)
-	if e := f.err.Load(); e != nil {
-		return nil, *e
+	if f.route != nil {
+		return f.route(ctx, c)
 	}
-	if f.reject {
-		return nil, &router.Rejection{Reason: router.ErrUnknownNumber, Gateway: "gw"}
-	}
-	return &router.Decision{Gateway: "gw", Pool: "p", Called: c.RequestURIUser}, nil
+	return &router.Decision{Service: router.DirectVoicemail, Called: c.RequestURIUser, Pool: "p"}, nil
 }
 
 type fakeHealth map[string]bool
@@ -43,177 +53,400 @@ type fakeHealth map[string]bool
 func (h fakeHealth) Set([]health.Target) {}
 func (h fakeHealth) Up(name string) bool { return h[name] }
 
-func newTestEngine(t *testing.T, r *fakeRouter, h Health, now *time.Time) *Engine {
+var gwAddr = netip.MustParseAddr("192.0.2.10")
+
+// testTable: gateway gw (192.0.2.10) → TelExtn/4 dial plan lab with
+// mailboxes 1001 (pool p) and 1002 (pool q), pilot 5000; dial plan dir
+// (pilot 6000 on gw) leaves unlisted numbers to the plugin.
+func testTable(gen uint64) router.Table {
+	return router.Table{
+		Generation: gen,
+		Gateways: []router.Gateway{{
+			Name: "gw", Addresses: []netip.Addr{gwAddr}, Status: router.GatewayEnabled,
+			HuntGroups: []router.HuntGroup{{DialPlan: "lab"}, {Pilot: "6000", DialPlan: "dir"}},
+		}},
+		DialPlans: []router.DialPlan{
+			{Name: "lab", URIType: router.TelExtn, ExtensionDigits: 4, Security: router.Unsecured, Pool: "p",
+				AccessNumbers: []string{"5000"},
+				Mailboxes:     []router.Mailbox{{Number: "1001", Name: "alice"}, {Number: "1002", Name: "bob", Pool: "q"}}},
+			{Name: "dir", URIType: router.TelExtn, ExtensionDigits: 4, Security: router.Unsecured, Pool: "p",
+				Unlisted: router.AskPlugin},
+		},
+		Pools: []router.Pool{
+			{Name: "p", Backends: []router.Backend{
+				{Name: "a", Host: "10.0.0.1", TCPPort: 5062, TLSPort: 5063, Ping: time.Second},
+				{Name: "b", Host: "10.0.0.2", TCPPort: 5062, TLSPort: 5063, Ping: time.Second},
+			}},
+			{Name: "q", Backends: []router.Backend{{Name: "c", Host: "10.0.0.3", TCPPort: 5062, TLSPort: 5063}}},
+		},
+	}
+}
+
+var allUp = fakeHealth{"backend/p/a": true, "backend/p/b": true}
+
+func newTestEngine(t *testing.T, r *fakeRouter, cfg Config, opts ...Option) *Engine {
 	t.Helper()
-	e := New(Config{CacheTTL: time.Minute, CacheSize: 100}, r, h, WithClock(func() time.Time { return *now }))
-	if err := e.Refresh(context.Background()); err != nil {
+	e := New(cfg, r, allUp, opts...)
+	t.Cleanup(e.Close)
+	if err := e.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	return e
 }
 
-func testTopology() router.Topology {
-	return router.Topology{
-		Generation: 1,
-		Gateways:   []router.Gateway{{Name: "gw", Status: router.GatewayEnabled}},
-		Pools: []router.Pool{{Name: "p", Backends: []router.Backend{
-			{Name: "a", Host: "10.0.0.1", TCPPort: 5062, TLSPort: 5063, Ping: time.Second},
-			{Name: "b", Host: "10.0.0.2", TCPPort: 5062, TLSPort: 5063, Ping: time.Second},
-		}}},
+func diverted(from, to string) *router.Call {
+	return &router.Call{
+		CallID: "c-" + from, Transport: router.UDP, Source: gwAddr,
+		RequestURIUser: "5000", ToUser: "5000", FromUser: from,
+		Diversion: []router.Diversion{{User: to, Reason: "no-answer"}},
 	}
 }
 
-func call(id string) *router.Call {
-	return &router.Call{CallID: id, Transport: router.UDP, Source: netip.MustParseAddr("127.0.0.1"), RequestURIUser: "1001"}
+func direct(number string) *router.Call {
+	return &router.Call{CallID: "d-" + number, Transport: router.UDP, Source: gwAddr, RequestURIUser: number, FromUser: "4711"}
 }
 
-func TestEngineCachesDecisions(t *testing.T) {
-	now := time.Unix(1000, 0)
-	r := &fakeRouter{topo: testTopology()}
-	e := newTestEngine(t, r, fakeHealth{"backend/p/a": true, "backend/p/b": true}, &now)
-	for i := range 100 {
-		if _, err := e.Route(context.Background(), call(string(rune('a'+i%26)))); err != nil {
-			t.Fatal(err)
+// noDone fails the test if a call that should be answered at once is deferred.
+func noDone(t *testing.T) Done {
+	return func(Target, error) { t.Error("done called for a call decided from the table") }
+}
+
+func TestRouteFromTableWithoutPluginCalls(t *testing.T) {
+	r := &fakeRouter{table: testTable(1)}
+	e := newTestEngine(t, r, Config{})
+	for i := range 1000 { // every call from another caller, as on a real site
+		from := fmt.Sprintf("+4930%06d", i)
+		tg, err := e.Route(diverted(from, "1002"), noDone(t))
+		if err != nil {
+			t.Fatalf("call from %s: %v", from, err)
+		}
+		if tg.Decision.Mailbox != "bob" || tg.Backend.Name != "c" || tg.Decision.Service != router.CallAnswering {
+			t.Fatalf("call from %s: %+v %+v, want bob on c", from, tg.Decision, tg.Backend)
 		}
 	}
-	if got := r.calls.Load(); got != 1 {
-		t.Errorf("plugin calls = %d, want 1 (decisions cached)", got)
+	if n := r.calls.Load(); n != 0 {
+		t.Errorf("plugin Route calls = %d, want 0: the table answers these", n)
 	}
-	now = now.Add(2 * time.Minute) // past the TTL: asks again
-	if _, err := e.Route(context.Background(), call("x")); err != nil {
+	if s := e.Stats(); s.Decided != 1000 || s.Asked != 0 {
+		t.Errorf("Stats() = %+v, want 1000 decided, 0 asked", s)
+	}
+}
+
+// Finding 1 of issue 5: with the old cache, a From user that %-decodes to
+// the cache key's separators made a plain diverted call share the key of a
+// crafted one. A table evaluated per call has no key to collide with.
+func TestCraftedCallerDoesNotPoisonOtherCalls(t *testing.T) {
+	r := &fakeRouter{table: testTable(1)}
+	e := newTestEngine(t, r, Config{})
+	crafted := diverted("2001|d:1001;no-answer", "9999") // the decoded form of 2001%7Cd%3A1001%3Bno-answer
+	if _, err := e.Route(crafted, noDone(t)); !errors.Is(err, router.ErrBadNumber) {
+		t.Fatalf("crafted call: err = %v, want bad-number (not numeric in a TelExtn plan)", err)
+	}
+	legit := diverted("2001", "1001")
+	legit.Diversion = append(legit.Diversion, router.Diversion{User: "9999", Reason: "no-answer"})
+	tg, err := e.Route(legit, noDone(t))
+	if err != nil || tg.Decision.Mailbox != "alice" {
+		t.Fatalf("legit call after the crafted one: %+v, %v; want alice", tg.Decision, err)
+	}
+}
+
+func TestUnknownSourceRefusedInTheCore(t *testing.T) {
+	r := &fakeRouter{table: testTable(1)}
+	e := newTestEngine(t, r, Config{})
+	for i := range 256 {
+		c := direct("1001")
+		c.Source = netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		if _, err := e.Route(c, noDone(t)); !errors.Is(err, router.ErrUnknownPeer) {
+			t.Fatalf("call from %s: err = %v, want unknown-peer", c.Source, err)
+		}
+	}
+	if n := r.calls.Load(); n != 0 {
+		t.Errorf("plugin Route calls = %d, want 0", n)
+	}
+}
+
+func TestRefreshAppliesAtOnce(t *testing.T) {
+	r := &fakeRouter{table: testTable(1)}
+	e := newTestEngine(t, r, Config{})
+	if _, err := e.Route(direct("1001"), noDone(t)); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.calls.Load(); got != 2 {
-		t.Errorf("plugin calls after TTL = %d, want 2", got)
-	}
-}
-
-func TestEngineServesStaleWhenPluginDown(t *testing.T) {
-	now := time.Unix(1000, 0)
-	r := &fakeRouter{topo: testTopology()}
-	e := newTestEngine(t, r, fakeHealth{"backend/p/a": true}, &now)
-	if _, err := e.Route(context.Background(), call("1")); err != nil {
+	tb := testTable(2)
+	tb.Gateways[0].Status = router.GatewayDisabled
+	r.setTable(tb)
+	if err := e.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	down := error(base.ErrUnavailable)
-	r.err.Store(&down)
-	now = now.Add(time.Hour)
-	tg, err := e.Route(context.Background(), call("2"))
-	if err != nil || tg.Backend == nil {
-		t.Fatalf("Route() with plugin down and a stale entry = %v, %v; want the stale decision", tg, err)
-	}
-	c := call("3")
-	c.RequestURIUser = "1002" // never seen: nothing to fall back on
-	if _, err := e.Route(context.Background(), c); !errors.Is(err, ErrPluginUnavailable) || !errors.Is(err, base.ErrUnavailable) {
-		t.Fatalf("Route() unseen call with plugin down = %v, want ErrPluginUnavailable wrapping base.ErrUnavailable", err)
+	if _, err := e.Route(direct("1001"), noDone(t)); !errors.Is(err, router.ErrGatewayDisabled) {
+		t.Errorf("after the gateway was disabled: err = %v, want gateway-disabled", err)
 	}
 }
 
-func TestEngineCachesRejections(t *testing.T) {
-	now := time.Unix(1000, 0)
-	r := &fakeRouter{topo: testTopology(), reject: true}
-	e := newTestEngine(t, r, fakeHealth{}, &now)
-	for range 3 {
-		tg, err := e.Route(context.Background(), call("1"))
-		if !errors.Is(err, router.ErrUnknownNumber) {
-			t.Fatalf("Route() = %v, want ErrUnknownNumber", err)
-		}
-		if tg.Decision != nil {
-			t.Errorf("rejection came with a decision %+v", tg.Decision)
-		}
-	}
-	if got := r.calls.Load(); got != 1 {
-		t.Errorf("plugin calls = %d, want 1", got)
-	}
-}
-
-func TestEnginePicksHealthyBackendDeterministically(t *testing.T) {
-	now := time.Unix(1000, 0)
-	h := fakeHealth{"backend/p/a": true, "backend/p/b": true}
-	e := newTestEngine(t, &fakeRouter{topo: testTopology()}, h, &now)
-	seen := map[string]int{}
-	for i := range 200 {
-		id := string(rune(0x4e00 + i))
-		t1, err1 := e.Route(context.Background(), call(id))
-		t2, err2 := e.Route(context.Background(), call(id))
-		if err1 != nil || err2 != nil {
-			t.Fatal(err1, err2)
-		}
-		if t1.Backend != t2.Backend {
-			t.Fatalf("retransmission of %q went to %s then %s", id, t1.Backend.Name, t2.Backend.Name)
-		}
-		seen[t1.Backend.Name]++
-	}
-	if seen["a"] < 60 || seen["b"] < 60 {
-		t.Errorf("back ends chosen %v, want a rough balance", seen)
-	}
-	h["backend/p/a"] = false
-	for i := range 50 {
-		tg, err := e.Route(context.Background(), call(string(rune(0x4e00+i))))
-		if err != nil || tg.Backend.Name != "b" {
-			t.Fatalf("with a down: Route() = %v, %v; want b", tg.Backend, err)
-		}
-	}
-	h["backend/p/b"] = false
-	if _, err := e.Route(context.Background(), call("z")); !errors.Is(err, ErrNoBackend) {
-		t.Fatalf("all down: Route() = %v, want ErrNoBackend", err)
-	}
-}
-
-func TestEngineRateLimitsGateway(t *testing.T) {
-	now := time.Unix(1000, 0)
-	topo := testTopology()
-	topo.Gateways[0].CallsPerSecond = 5
-	e := newTestEngine(t, &fakeRouter{topo: topo}, fakeHealth{"backend/p/a": true}, &now)
-	ok, limited := 0, 0
-	for range 20 {
-		_, err := e.Route(context.Background(), call("c"))
-		switch {
-		case err == nil:
-			ok++
-		case errors.Is(err, ErrRateLimited):
-			limited++
+// Finding 2 of issue 5: an answer computed under the old configuration
+// must not be given after a reload.
+func TestAskInFlightDuringRefreshIsDecidedAgain(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	r := &fakeRouter{table: testTable(1)}
+	r.route = func(ctx context.Context, c *router.Call) (*router.Decision, error) {
+		select {
+		case entered <- struct{}{}:
 		default:
-			t.Fatal(err)
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return &router.Decision{Service: router.DirectVoicemail, Called: c.RequestURIUser, Pool: "p"}, nil
+	}
+	e := newTestEngine(t, r, Config{AskTimeout: 5 * time.Second})
+	got := make(chan error, 1)
+	c := direct("7777")
+	c.RequestURIUser = "6000" // hunt group dir, which asks the plugin
+	c.Diversion = []router.Diversion{{User: "7777"}}
+	if _, err := e.Route(c, func(_ Target, err error) { got <- err }); !errors.Is(err, ErrDeferred) {
+		t.Fatalf("Route() err = %v, want ErrDeferred", err)
+	}
+	<-entered
+	tb := testTable(2)
+	tb.Gateways[0].Status = router.GatewayDisabled
+	r.setTable(tb)
+	if err := e.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	select {
+	case err := <-got:
+		if !errors.Is(err, router.ErrGatewayDisabled) {
+			t.Errorf("answer = %v, want gateway-disabled under the new table", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer")
+	}
+}
+
+// Finding 3 of issue 5: rate buckets survive a refresh unless the rate changed.
+func TestRateBucketsSurviveRefresh(t *testing.T) {
+	now := time.Unix(1000, 0)
+	tb := testTable(1)
+	tb.Gateways[0].CallsPerSecond = 2
+	r := &fakeRouter{table: tb}
+	e := newTestEngine(t, r, Config{}, WithClock(func() time.Time { return now }))
+	for i := range 2 {
+		if _, err := e.Route(direct("1001"), noDone(t)); err != nil {
+			t.Fatalf("call %d: %v", i, err)
 		}
 	}
-	if ok != 5 || limited != 15 {
-		t.Errorf("in one instant: %d accepted, %d limited; want 5 and 15", ok, limited)
+	for gen := uint64(2); gen < 5; gen++ { // reloads with the same rate
+		tb.Generation = gen
+		r.setTable(tb)
+		if err := e.Refresh(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Route(direct("1001"), noDone(t)); !errors.Is(err, ErrRateLimited) {
+			t.Fatalf("after refresh %d: err = %v, want rate-limited (bucket kept)", gen, err)
+		}
 	}
-	now = now.Add(time.Second)
-	if _, err := e.Route(context.Background(), call("c")); err != nil {
-		t.Errorf("after a second: %v, want accepted", err)
+	tb.Generation = 9
+	tb.Gateways[0].CallsPerSecond = 5
+	r.setTable(tb)
+	if err := e.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Route(direct("1001"), noDone(t)); err != nil {
+		t.Errorf("after the rate changed: err = %v, want a fresh bucket", err)
 	}
 }
 
-func TestEngineRefreshDropsCacheOnNewGeneration(t *testing.T) {
-	now := time.Unix(1000, 0)
-	r := &fakeRouter{topo: testTopology()}
-	e := newTestEngine(t, r, fakeHealth{"backend/p/a": true}, &now)
-	if _, err := e.Route(context.Background(), call("1")); err != nil {
+func TestAskFullQueueAnswersAtOnce(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	r := &fakeRouter{table: testTable(1)}
+	r.route = func(ctx context.Context, _ *router.Call) (*router.Decision, error) {
+		select {
+		case <-block:
+		case <-ctx.Done():
+		}
+		return nil, errors.New("hung")
+	}
+	e := newTestEngine(t, r, Config{AskWorkers: 1, AskQueue: 2, AskTimeout: 10 * time.Second})
+	c := direct("7777")
+	c.RequestURIUser = "6000"
+	c.Diversion = []router.Diversion{{User: "7777"}}
+	var deferred, full int
+	start := time.Now()
+	for range 10 {
+		_, err := e.Route(c, func(Target, error) {})
+		switch {
+		case errors.Is(err, ErrDeferred):
+			deferred++
+		case errors.Is(err, ErrOverloaded):
+			full++
+		default:
+			t.Fatalf("err = %v", err)
+		}
+	}
+	if elapsed := time.Since(start); elapsed > time.Second {
+		t.Errorf("Route() took %s with a hung plugin; it must never wait for it", elapsed)
+	}
+	// one in the worker, two queued (the worker may not have taken the first yet)
+	if deferred < 2 || deferred > 3 || full != 10-deferred {
+		t.Errorf("deferred %d, overloaded %d; want 2 or 3 deferred and the rest overloaded", deferred, full)
+	}
+}
+
+func TestAskHungPluginAnswersByTheDeadline(t *testing.T) {
+	r := &fakeRouter{table: testTable(1)}
+	r.route = func(ctx context.Context, _ *router.Call) (*router.Decision, error) {
+		<-ctx.Done() // hung: only the deadline ends it
+		return nil, ctx.Err()
+	}
+	e := newTestEngine(t, r, Config{AskTimeout: 200 * time.Millisecond})
+	c := direct("7777")
+	c.RequestURIUser = "6000"
+	c.Diversion = []router.Diversion{{User: "7777"}}
+	got := make(chan error, 1)
+	start := time.Now()
+	if _, err := e.Route(c, func(_ Target, err error) { got <- err }); !errors.Is(err, ErrDeferred) {
+		t.Fatalf("err = %v", err)
+	}
+	select {
+	case err := <-got:
+		if !errors.Is(err, ErrPluginUnavailable) {
+			t.Errorf("answer = %v, want plugin-unavailable", err)
+		}
+		if d := time.Since(start); d < 150*time.Millisecond || d > 2*time.Second {
+			t.Errorf("answered after %s, want about the 200ms deadline", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer from a hung plugin within 5s")
+	}
+	if s := e.Stats(); s.AskFailed != 1 {
+		t.Errorf("AskFailed = %d, want 1", s.AskFailed)
+	}
+}
+
+func TestAskAnswerTakesGatewayAndPlanFromTheTable(t *testing.T) {
+	r := &fakeRouter{table: testTable(1)}
+	r.route = func(_ context.Context, c *router.Call) (*router.Decision, error) {
+		if c.Diversion[0].User == "7000" {
+			return nil, &router.Rejection{Reason: router.ErrUnknownNumber, Gateway: "liar", Detail: "not in the directory"}
+		}
+		return &router.Decision{Gateway: "liar", DialPlan: "nope", Service: router.CallAnswering, Called: "7777", Mailbox: "carol", Pool: "q"}, nil
+	}
+	e := newTestEngine(t, r, Config{})
+	for _, tt := range []struct {
+		number  string
+		wantErr error
+	}{{"7777", nil}, {"7000", router.ErrUnknownNumber}} {
+		c := direct(tt.number)
+		c.RequestURIUser = "6000"
+		c.Diversion = []router.Diversion{{User: tt.number}}
+		type answer struct {
+			tg  Target
+			err error
+		}
+		got := make(chan answer, 1)
+		if _, err := e.Route(c, func(tg Target, err error) { got <- answer{tg, err} }); !errors.Is(err, ErrDeferred) {
+			t.Fatalf("err = %v", err)
+		}
+		a := <-got
+		if !errors.Is(a.err, tt.wantErr) && (tt.wantErr != nil || a.err != nil) {
+			t.Fatalf("%s: err = %v, want %v", tt.number, a.err, tt.wantErr)
+		}
+		if a.tg.Decision == nil || a.tg.Decision.Gateway != "gw" || a.tg.Decision.DialPlan != "dir" {
+			t.Errorf("%s: decision %+v, want gateway gw and dial plan dir from the table", tt.number, a.tg.Decision)
+		}
+		var rej *router.Rejection
+		if errors.As(a.err, &rej) && (rej.Gateway != "gw" || rej.DialPlan != "dir") {
+			t.Errorf("%s: rejection %+v, want gateway gw and dial plan dir", tt.number, rej)
+		}
+		if tt.wantErr == nil && a.tg.Backend.Name != "c" {
+			t.Errorf("%s: back end %+v, want c of pool q", tt.number, a.tg.Backend)
+		}
+	}
+}
+
+func TestBadTableKeepsTheLastGoodOne(t *testing.T) {
+	r := &fakeRouter{table: testTable(1)}
+	e := newTestEngine(t, r, Config{})
+	bad := testTable(2)
+	bad.DialPlans[0].Pool = "nowhere"
+	r.setTable(bad)
+	err := e.Refresh(t.Context())
+	if !errors.Is(err, router.ErrBadTable) {
+		t.Fatalf("Refresh() = %v, want ErrBadTable", err)
+	}
+	if e.Stats().Generation != 1 || e.Stats().BadTables != 1 {
+		t.Errorf("Stats() = %+v, want generation 1 in force and 1 bad table", e.Stats())
+	}
+	if _, err := e.Route(direct("1001"), noDone(t)); err != nil {
+		t.Errorf("call under the last good table: %v", err)
+	}
+}
+
+func TestBackendPick(t *testing.T) {
+	r := &fakeRouter{table: testTable(1)}
+	e := New(Config{}, r, fakeHealth{"backend/p/b": true}, WithClock(time.Now))
+	t.Cleanup(e.Close)
+	if err := e.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Refresh(context.Background()); err != nil { // same generation: cache kept
+	for i := range 50 {
+		c := direct("1001")
+		c.CallID = fmt.Sprintf("call-%d", i)
+		tg, err := e.Route(c, noDone(t))
+		if err != nil || tg.Backend.Name != "b" {
+			t.Fatalf("call %d: %+v, %v; want the only healthy back end b", i, tg.Backend, err)
+		}
+		again, _ := e.Route(c, noDone(t))
+		if again.Backend != tg.Backend {
+			t.Fatalf("call %d: a retransmission got another back end", i)
+		}
+	}
+	down := New(Config{}, r, fakeHealth{}, WithClock(time.Now))
+	t.Cleanup(down.Close)
+	if err := down.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Route(context.Background(), call("1")); err != nil {
+	if _, err := down.Route(direct("1001"), noDone(t)); !errors.Is(err, ErrNoBackend) {
+		t.Errorf("every back end down: err = %v, want no-healthy-backend", err)
+	}
+	// A TLS-only back end takes no TCP calls.
+	tb := testTable(3)
+	tb.Pools[1].Backends[0].TCPPort = 0
+	r.setTable(tb)
+	if err := e.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	r.topo.Generation = 2
+	if _, err := e.Route(direct("1002"), noDone(t)); !errors.Is(err, ErrNoBackend) {
+		t.Errorf("TLS-only back end for a UDP call: err = %v, want no-healthy-backend", err)
+	}
+}
+
+func BenchmarkRouteDiverted(b *testing.B) {
+	tb := testTable(1)
+	for i := range 10000 {
+		tb.DialPlans[0].Mailboxes = append(tb.DialPlans[0].Mailboxes, router.Mailbox{Number: fmt.Sprintf("%04d", i), Name: fmt.Sprint("m", i)})
+	}
+	tb.DialPlans[0].Mailboxes = tb.DialPlans[0].Mailboxes[2:] // 1001, 1002 are in the range again
+	tb.DialPlans[0].Mailboxes[1001-2].Pool = ""
+	r := &fakeRouter{table: tb}
+	e := New(Config{}, r, allUp)
+	defer e.Close()
 	if err := e.Refresh(context.Background()); err != nil {
-		t.Fatal(err)
+		b.Fatal(err)
 	}
-	if _, err := e.Route(context.Background(), call("1")); err != nil {
-		t.Fatal(err)
+	calls := make([]*router.Call, 4096)
+	for i := range calls {
+		calls[i] = diverted(fmt.Sprintf("+4930%06d", i*7919%1000000), fmt.Sprintf("%04d", i*31%10000))
 	}
-	if got := r.calls.Load(); got != 2 {
-		t.Errorf("plugin calls = %d, want 2 (one per generation)", got)
-	}
-}
-
-func TestEngineWithoutTopology(t *testing.T) {
-	e := New(Config{CacheTTL: time.Minute, CacheSize: 10}, &fakeRouter{}, fakeHealth{})
-	if _, err := e.Route(context.Background(), call("1")); !errors.Is(err, ErrPluginUnavailable) {
-		t.Fatalf("Route() before Refresh = %v, want ErrPluginUnavailable", err)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := e.Route(calls[i%len(calls)], nil); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -9,6 +9,10 @@ var (
 	ErrRateLimited = errors.New("rate-limited")
 	// ErrPluginUnavailable means the router plugin could not decide in time (503 + Retry-After).
 	ErrPluginUnavailable = errors.New("plugin-unavailable")
-	// ErrBadDecision means the plugin named a pool its Topology does not have (500).
+	// ErrOverloaded means the queue of calls waiting for the plugin is full (503 + Retry-After).
+	ErrOverloaded = errors.New("router-overloaded")
+	// ErrBadDecision means the plugin named a pool its table does not have (500).
 	ErrBadDecision = errors.New("bad-decision")
+	// ErrDeferred means the answer comes later, through the done callback of Route.
+	ErrDeferred = errors.New("routing: answer deferred to the router plugin")
 )

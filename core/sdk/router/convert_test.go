@@ -19,11 +19,19 @@ func TestFromProtoRejectsBadInput(t *testing.T) {
 		wantMsg string
 	}{
 		{name: "unknown rejection reason", give: func() error {
-			_, err := rejectionFromProto(&routerpb.Rejection{Reason: "on-holiday"})
+			_, err := rejectionFromProto(&routerpb.Rejection{Reason: 99})
 			return err
-		}, wantMsg: `unknown rejection reason "on-holiday"`},
+		}, wantMsg: `unknown rejection reason 99`},
+		{name: "unspecified rejection reason", give: func() error {
+			_, err := rejectionFromProto(&routerpb.Rejection{})
+			return err
+		}, wantMsg: `unknown rejection reason REASON_UNSPECIFIED`},
+		{name: "decision without service", give: func() error {
+			_, err := decisionFromProto(&routerpb.Decision{Pool: "p"})
+			return err
+		}, wantMsg: "decision with service SERVICE_UNSPECIFIED"},
 		{name: "bad gateway address", give: func() error {
-			_, err := topologyFromProto(&routerpb.TopologyResponse{Gateways: []*routerpb.Gateway{{Name: "lab", Addresses: []string{"gw.example.com"}}}})
+			_, err := tableFromProto(&routerpb.TableResponse{Gateways: []*routerpb.Gateway{{Name: "lab", Addresses: []string{"gw.example.com"}}}})
 			return err
 		}, wantMsg: `gateway "lab"`},
 		{name: "bad call source", give: func() error {

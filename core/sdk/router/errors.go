@@ -25,8 +25,32 @@ var (
 )
 
 // ErrContract means a router plugin answered outside the contract (an
-// unknown rejection reason, an empty response). It is never cached.
+// unknown rejection reason, an empty response).
 var ErrContract = errors.New("router plugin broke the contract")
+
+// ErrAskPlugin is what Decide returns for a call its table leaves to the
+// plugin's Route (DialPlan.Unlisted = AskPlugin).
+var ErrAskPlugin = errors.New("router: the table leaves this call to the plugin")
+
+// ErrBadTable means Compile refused a table; the core keeps the last good one.
+var ErrBadTable = errors.New("router: bad routing table")
+
+// Number format errors (number.go). They end up in Rejection.Detail and in
+// settings problems, so their text is written for operators.
+var (
+	// ErrEmptyNumber means the number is empty.
+	ErrEmptyNumber = errors.New("empty number")
+	// ErrNotDigits means a TelExtn number holds something other than digits.
+	ErrNotDigits = errors.New("not all digits")
+	// ErrWrongLength means a TelExtn number has the wrong number of digits.
+	ErrWrongLength = errors.New("wrong number of digits")
+	// ErrNotE164 means an E164 number is not "+" followed by 1 to 15 digits.
+	ErrNotE164 = errors.New("not an E.164 number")
+	// ErrNotSIPUser means a SipName user part is not valid UTF-8 or holds spaces or control characters.
+	ErrNotSIPUser = errors.New("not a SIP user part")
+	// ErrURIType means the dial plan's URI type is none of TelExtn, E164, SipName.
+	ErrURIType = errors.New("unknown uri type")
+)
 
 // Reasons lists every rejection reason, in a stable order.
 var Reasons = []error{

@@ -11,7 +11,7 @@ import (
 )
 
 // grpcClient runs in the host and makes a remote plugin look like a Router:
-// Info and Configure go to the Base service, Topology and Route to the
+// Info and Configure go to the Base service, Table and Route to the
 // Router service on the same connection.
 type grpcClient struct {
 	base.Plugin
@@ -24,12 +24,12 @@ func newClient(cc *grpc.ClientConn) *grpcClient {
 	return &grpcClient{Plugin: base.NewClient(cc), rpc: routerpb.NewRouterClient(cc)}
 }
 
-func (c *grpcClient) Topology(ctx context.Context) (*Topology, error) {
-	resp, err := c.rpc.Topology(ctx, &routerpb.TopologyRequest{})
+func (c *grpcClient) Table(ctx context.Context) (*Table, error) {
+	resp, err := c.rpc.Table(ctx, &routerpb.TableRequest{})
 	if err != nil {
 		return nil, base.FromStatus(err)
 	}
-	return topologyFromProto(resp)
+	return tableFromProto(resp)
 }
 
 // Route returns the plugin's *Decision, or its *Rejection as the error.
@@ -40,7 +40,7 @@ func (c *grpcClient) Route(ctx context.Context, call *Call) (*Decision, error) {
 	}
 	switch r := resp.GetResult().(type) {
 	case *routerpb.RouteResponse_Decision:
-		return decisionFromProto(r.Decision), nil
+		return decisionFromProto(r.Decision)
 	case *routerpb.RouteResponse_Rejection:
 		rej, err := rejectionFromProto(r.Rejection)
 		if err != nil {

@@ -19,15 +19,15 @@ type grpcServer struct {
 
 var _ routerpb.RouterServer = (*grpcServer)(nil)
 
-func (s *grpcServer) Topology(ctx context.Context, _ *routerpb.TopologyRequest) (*routerpb.TopologyResponse, error) {
-	t, err := s.impl.Topology(ctx)
+func (s *grpcServer) Table(ctx context.Context, _ *routerpb.TableRequest) (*routerpb.TableResponse, error) {
+	t, err := s.impl.Table(ctx)
 	if err != nil {
 		return nil, base.ToStatus(err)
 	}
 	if t == nil {
-		return nil, status.Error(codes.Internal, "router: Topology returned no topology and no error")
+		return nil, status.Error(codes.Internal, "router: Table returned no table and no error")
 	}
-	return topologyToProto(t), nil
+	return tableToProto(t), nil
 }
 
 // Route sends a *Rejection (found with errors.As) as a normal response;

@@ -1,19 +1,22 @@
 // Package router is the contract between the edge core and a Call Router
-// plugin: the plugin publishes the topology (gateways and back-end pools)
-// and decides, per inbound call, which pool answers it or why it is refused.
+// plugin: the plugin publishes a routing table (gateways, their hunt groups,
+// dial plans with their numbering rules and mailboxes, back-end pools) that
+// the core evaluates for every inbound call, and decides itself only the
+// calls its table leaves to it.
 //
-// The core owns the SIP data plane. It parses INVITEs, identifies the
-// transport and the TLS peer, extracts the called-party candidates, and
-// caches Route results by Call.Key so that a steady stream of calls does not
-// cross the process boundary (DESIGN.md §2). Everything that must hold per
-// call regardless of the cache — back-end health, MaxCallsAllowed, per-gateway
-// call rate — is enforced by the core from the Topology.
+// The core owns the SIP data plane (DESIGN.md §2). It parses INVITEs,
+// identifies the transport and the TLS peer, extracts the called-party
+// candidates and answers each call from the last table the plugin gave it
+// with Decide, in-process and without a plugin call. Only a number the
+// table marks as the plugin's to decide (DialPlan.Unlisted = AskPlugin)
+// is sent to Route, off the SIP readers, through a bounded queue with a
+// deadline. Everything that must hold per call — back-end health, the
+// per-gateway call rate — is enforced by the core from the table.
 package router
 
 import (
 	"context"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/umedge/umedge/core/sdk/base"
@@ -24,16 +27,18 @@ import (
 type Router interface {
 	base.Plugin
 
-	// Topology returns the gateways and back-end pools of the current
-	// configuration. The core calls it after every successful Configure and
-	// drops its decision cache when Generation changes.
-	Topology(ctx context.Context) (*Topology, error)
+	// Table returns the routing table of the current configuration. The
+	// core calls it after every successful Configure and after a restart,
+	// checks it with Compile and, if it is sound, answers calls from it.
+	// Generation must change whenever the table's content changes.
+	Table(ctx context.Context) (*Table, error)
 
-	// Route decides one call. It must be a pure function of call and the
-	// current configuration: the core caches the result (a *Decision or a
-	// *Rejection) under call.Key() until the topology generation changes or
-	// the cache entry ages out. Any other error means "could not decide" and
-	// is never cached.
+	// Route decides one call that the table leaves to the plugin: the
+	// called number is not in a dial plan whose Unlisted is AskPlugin.
+	// It returns a *Decision, or a *Rejection as the error; any other
+	// error means "could not decide" and the core answers 503. The core
+	// has identified the gateway and checked its status and rate already;
+	// it overrides Decision.Gateway and DialPlan with what its table says.
 	Route(ctx context.Context, call *Call) (*Decision, error)
 }
 
@@ -47,8 +52,9 @@ const (
 	TLS Transport = "tls"
 )
 
-// Call is what the core knows about an inbound INVITE. Every field except
-// CallID is part of the cache key, so a Router may use any of them.
+// Call is what the core knows about an inbound INVITE. User parts are
+// %-decoded and may hold any bytes, including invalid UTF-8: the wire
+// carries them as bytes.
 type Call struct {
 	CallID    string
 	Transport Transport
@@ -76,41 +82,6 @@ type HistoryInfo struct {
 	Cause string // the cause URI parameter (RFC 4458), "" when absent
 }
 
-// Key returns the cache key of the call: every field that a decision may
-// depend on, and nothing call-specific (not the Call-ID).
-func (c *Call) Key() string {
-	var b strings.Builder
-	b.Grow(96)
-	b.WriteString(string(c.Transport))
-	b.WriteByte('|')
-	b.WriteString(c.Source.String())
-	for _, n := range c.PeerNames {
-		b.WriteByte(',')
-		b.WriteString(n)
-	}
-	b.WriteByte('|')
-	b.WriteString(c.RequestURIUser)
-	b.WriteByte('|')
-	b.WriteString(c.ToUser)
-	b.WriteByte('|')
-	b.WriteString(c.FromUser)
-	for _, d := range c.Diversion {
-		b.WriteString("|d:")
-		b.WriteString(d.User)
-		b.WriteByte(';')
-		b.WriteString(d.Reason)
-	}
-	for _, h := range c.HistoryInfo {
-		b.WriteString("|h:")
-		b.WriteString(h.Index)
-		b.WriteByte(';')
-		b.WriteString(h.User)
-		b.WriteByte(';')
-		b.WriteString(h.Cause)
-	}
-	return b.String()
-}
-
 // Service says what the call reached (R-ID-4).
 type Service string
 
@@ -128,13 +99,18 @@ type Decision struct {
 	Service  Service // what the call reached
 	Called   string  // the number that identified the target (mailbox extension or pilot)
 	Mailbox  string  // mailbox name; "" when the call reached no single mailbox
-	Pool     string  // back-end pool that must answer; must be in Topology.Pools
+	Pool     string  // back-end pool that must answer; must be in Table.Pools
 }
 
-// Topology is what the core enforces and probes on the plugin's behalf.
-type Topology struct {
-	Generation uint64 // changes whenever the configuration behind it changes
+// Table is everything the core needs to answer calls without asking the
+// plugin: who may call (gateways), which dial plan a call lands in (hunt
+// groups), how its numbers are written and which mailbox each names (dial
+// plans), and where the answer is (pools). Compile checks it and indexes it
+// for the per-call path.
+type Table struct {
+	Generation uint64 // changes whenever the content changes
 	Gateways   []Gateway
+	DialPlans  []DialPlan
 	Pools      []Pool
 }
 
@@ -151,15 +127,19 @@ const (
 // Gateway is a UM IP gateway: one SIP peer.
 type Gateway struct {
 	Name      string
-	Addresses []netip.Addr // source addresses the peer sends from
-	FQDN      string       // required name in the peer's TLS certificate
+	Addresses []netip.Addr // source addresses the peer sends from (UDP and TCP)
+	FQDN      string       // name in the peer's TLS certificate (TLS)
 	Status    GatewayStatus
+
+	// HuntGroups map the called number (the pilot) to a dial plan; the
+	// one with an empty Pilot, if any, takes every other number.
+	HuntGroups []HuntGroup
 
 	// CallsPerSecond limits new calls from this peer; 0 = unlimited. The
 	// core answers calls over the limit with 503 and Retry-After.
 	CallsPerSecond float64
 	// MaxConcurrentCalls limits calls this peer has in progress on the
-	// appliance; 0 = unlimited.
+	// appliance; 0 = unlimited. Enforced where the core holds whole calls.
 	MaxConcurrentCalls int
 
 	// Ping, when non-zero, asks the core to send OPTIONS to the peer at
@@ -167,6 +147,63 @@ type Gateway struct {
 	Ping          time.Duration
 	PingTarget    string    // host:port the OPTIONS go to
 	PingTransport Transport // transport of the OPTIONS
+}
+
+// HuntGroup sends the calls of one gateway for one pilot number to a dial
+// plan (R-ID-3). Pilots are compared without regard to case.
+type HuntGroup struct {
+	Pilot    string // "" = catch-all
+	DialPlan string // name of a Table.DialPlans entry
+}
+
+// URIType is how a dial plan writes its numbers (Exchange UMUriType, R-ID-5).
+type URIType string
+
+// URI types.
+const (
+	TelExtn URIType = "TelExtn" // exactly ExtensionDigits ASCII digits
+	E164    URIType = "E164"    // "+" and 1 to 15 digits
+	SIPName URIType = "SipName" // a SIP user part, compared without regard to case
+)
+
+// Security is a dial plan's VoIP security (R-SEC-1).
+type Security string
+
+// Security settings; SIPSecured and Secured need SIP over mutual TLS.
+const (
+	Unsecured  Security = "Unsecured"
+	SIPSecured Security = "SIPSecured"
+	Secured    Security = "Secured"
+)
+
+// Unlisted says what happens to a well-formed number that names no
+// mailbox and no access number of the dial plan.
+type Unlisted string
+
+// Unlisted actions.
+const (
+	RejectUnlisted Unlisted = "reject"     // 404 unknown-number, decided in the core
+	AskPlugin      Unlisted = "ask-plugin" // Route decides, e.g. from a directory too large to publish
+)
+
+// DialPlan is a UM dial plan: its numbering rules and the numbers it knows.
+type DialPlan struct {
+	Name            string
+	URIType         URIType
+	ExtensionDigits int // TelExtn only: the length of every extension, 1..20
+	Security        Security
+	Pool            string   // pool for subscriber access, and for mailboxes without their own
+	AccessNumbers   []string // subscriber-access (pilot) numbers, compared like Mailbox.Number
+	Mailboxes       []Mailbox
+	Unlisted        Unlisted // "" = RejectUnlisted
+}
+
+// Mailbox is one number of a dial plan and the mailbox it reaches. A
+// mailbox with several extensions has one entry for each.
+type Mailbox struct {
+	Number string // in the plan's URIType: digits, "+digits" or a SIP user part
+	Name   string
+	Pool   string // "" = the dial plan's pool
 }
 
 // Pool is a set of interchangeable back ends (UM services).

@@ -15,12 +15,13 @@ import (
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
-// fakeRouter is a small but honest router: one dial plan per gateway, a
-// table of extensions to pools, and the pilot number to subscriber access.
+// fakeRouter is a small but honest router: one dial plan for every gateway
+// whose table holds the pilot number and leaves the extensions to Route
+// (Unlisted = AskPlugin), which looks them up in its own map.
 type fakeRouter struct {
 	mu   sync.RWMutex
 	cfg  *fakeConfig
-	topo *router.Topology
+	topo *router.Table
 }
 
 var _ router.Router = (*fakeRouter)(nil)
@@ -65,7 +66,7 @@ func (f *fakeRouter) Configure(_ context.Context, settings []byte) error {
 	for _, k := range md.Undecoded() {
 		problems = append(problems, base.Problem{Path: k.String(), Message: "unknown key"})
 	}
-	topo := &router.Topology{}
+	topo := &router.Table{}
 	pools := make(map[string]bool)
 	for i, p := range cfg.Pools {
 		pools[p.Name] = true
@@ -79,7 +80,7 @@ func (f *fakeRouter) Configure(_ context.Context, settings []byte) error {
 		topo.Pools = append(topo.Pools, tp)
 	}
 	for i, g := range cfg.Gateways {
-		tg := router.Gateway{Name: g.Name, Status: router.GatewayStatus(g.Status)}
+		tg := router.Gateway{Name: g.Name, Status: router.GatewayStatus(g.Status), HuntGroups: []router.HuntGroup{{DialPlan: "lab"}}}
 		for j, s := range g.Addresses {
 			a, err := netip.ParseAddr(s)
 			if err != nil {
@@ -97,6 +98,12 @@ func (f *fakeRouter) Configure(_ context.Context, settings []byte) error {
 	if len(problems) > 0 {
 		return &base.ConfigError{Problems: problems}
 	}
+	if len(topo.Pools) > 0 {
+		topo.DialPlans = []router.DialPlan{{
+			Name: "lab", URIType: router.TelExtn, ExtensionDigits: cfg.Digits, Security: router.Unsecured,
+			Pool: topo.Pools[0].Name, AccessNumbers: []string{cfg.Pilot}, Unlisted: router.AskPlugin,
+		}}
+	}
 	h := fnv.New64a()
 	h.Write(settings)
 	topo.Generation = h.Sum64()
@@ -107,7 +114,7 @@ func (f *fakeRouter) Configure(_ context.Context, settings []byte) error {
 	return nil
 }
 
-func (f *fakeRouter) Topology(ctx context.Context) (*router.Topology, error) {
+func (f *fakeRouter) Table(ctx context.Context) (*router.Table, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -202,7 +209,7 @@ tls_port = 5063
 
 func fakeCall(src, user string) router.Call {
 	return router.Call{
-		CallID: "c1@test", Transport: router.TLS, Source: netip.MustParseAddr(src),
+		CallID: "c1@test", Transport: router.UDP, Source: netip.MustParseAddr(src),
 		RequestURIUser: user, ToUser: user, FromUser: "+15551234",
 	}
 }

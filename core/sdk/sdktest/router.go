@@ -73,8 +73,12 @@ var garbageSettings = []byte("[[[ this = = is not toml\n\"unterminated\n")
 //   - Configure refuses garbage with a *base.ConfigError listing at least
 //     one problem, and keeps its previous configuration when it does.
 //   - Configure accepts fx.Settings.
-//   - Topology has gateways and pools with unique names; every pool has
-//     back ends, each with a host and a port.
+//   - Table has gateways and pools with unique names; every pool has
+//     back ends, each with a host and a port; router.Compile accepts it.
+//   - Route agrees with the table: for every case the compiled table
+//     decides (not router.ErrAskPlugin), Route gives the same pool or
+//     rejection reason, and the fixture's wanted outcome holds for
+//     whichever of the two the core would use.
 //   - Every case of fx is decided as wanted, decided the same way again
 //     (Route is a pure function), and decided the same way from 8
 //     goroutines at once (run the suite with -race).
@@ -147,8 +151,8 @@ func runRouterSuite(t *testing.T, r router.Router, fx RouterFixture, overGRPC bo
 		before := snapshot(t, r, fx, "after Configure(fixture settings)")
 		checkRefused(t, r.Configure(ctx, garbageSettings))
 		after := snapshot(t, r, fx, "after a refused Configure")
-		if !reflect.DeepEqual(before.topo, after.topo) {
-			t.Errorf("topology changed after a refused Configure:\nbefore %+v\nafter  %+v", before.topo, after.topo)
+		if !reflect.DeepEqual(before.table, after.table) {
+			t.Errorf("table changed after a refused Configure:\nbefore %+v\nafter  %+v", before.table, after.table)
 		}
 		for i, c := range fx.Calls {
 			if before.routes[i] != after.routes[i] {
@@ -162,14 +166,18 @@ func runRouterSuite(t *testing.T, r router.Router, fx RouterFixture, overGRPC bo
 		return
 	}
 
-	var topo *router.Topology
-	if !t.Run("topology", func(t *testing.T) {
+	var topo *router.Table
+	var compiled *router.Compiled
+	if !t.Run("table", func(t *testing.T) {
 		var err error
-		topo, err = r.Topology(ctx)
+		topo, err = r.Table(ctx)
 		if err != nil {
-			t.Fatalf("Topology() error = %v", err)
+			t.Fatalf("Table() error = %v", err)
 		}
-		checkTopology(t, topo)
+		checkTable(t, topo)
+		if compiled, err = router.Compile(topo); err != nil {
+			t.Fatalf("Compile(Table()) error = %v", err)
+		}
 	}) {
 		return
 	}
@@ -181,6 +189,14 @@ func runRouterSuite(t *testing.T, r router.Router, fx RouterFixture, overGRPC bo
 				call := c.Call
 				d, err := r.Route(ctx, &call)
 				want[i] = outcome(d, err)
+				if td, terr := compiled.Decide(&c.Call); !errors.Is(terr, router.ErrAskPlugin) {
+					// The core answers this call from the table: it must
+					// agree with the plugin, and be what the fixture wants.
+					checkOutcome(t, topo, c, td, terr)
+					if got, tw := short(d, err), short(td, terr); got != tw {
+						t.Errorf("Route() = %s, but the compiled table decides %s", got, tw)
+					}
+				}
 				checkOutcome(t, topo, c, d, err)
 
 				call2 := c.Call
@@ -247,17 +263,17 @@ func checkRefused(t *testing.T, err error) {
 }
 
 type routerSnapshot struct {
-	topo   *router.Topology
+	table  *router.Table
 	routes []string
 }
 
 func snapshot(t *testing.T, r router.Router, fx RouterFixture, when string) routerSnapshot {
 	t.Helper()
-	topo, err := r.Topology(t.Context())
+	table, err := r.Table(t.Context())
 	if err != nil {
-		t.Fatalf("%s: Topology() error = %v", when, err)
+		t.Fatalf("%s: Table() error = %v", when, err)
 	}
-	s := routerSnapshot{topo: topo}
+	s := routerSnapshot{table: table}
 	for _, c := range fx.Calls {
 		call := c.Call
 		s.routes = append(s.routes, outcome(r.Route(t.Context(), &call)))
@@ -270,16 +286,16 @@ var (
 	services        = []router.Service{router.CallAnswering, router.SubscriberAccess, router.DirectVoicemail}
 )
 
-func checkTopology(t *testing.T, topo *router.Topology) {
+func checkTable(t *testing.T, topo *router.Table) {
 	t.Helper()
 	if topo == nil {
-		t.Fatal("Topology() = nil, nil")
+		t.Fatal("Table() = nil, nil")
 	}
 	if len(topo.Gateways) == 0 {
-		t.Error("topology has no gateways")
+		t.Error("table has no gateways")
 	}
 	if len(topo.Pools) == 0 {
-		t.Error("topology has no pools")
+		t.Error("table has no pools")
 	}
 	gateways := make(map[string]bool)
 	for i, g := range topo.Gateways {
@@ -327,7 +343,7 @@ func checkTopology(t *testing.T, topo *router.Topology) {
 	}
 }
 
-func checkOutcome(t *testing.T, topo *router.Topology, c RouterCase, d *router.Decision, err error) {
+func checkOutcome(t *testing.T, topo *router.Table, c RouterCase, d *router.Decision, err error) {
 	t.Helper()
 	if c.WantPool != "" {
 		if err != nil {
@@ -340,10 +356,11 @@ func checkOutcome(t *testing.T, topo *router.Topology, c RouterCase, d *router.D
 			t.Errorf("Route().Pool = %q, want %q", d.Pool, c.WantPool)
 		}
 		if !slices.ContainsFunc(topo.Pools, func(p router.Pool) bool { return p.Name == d.Pool }) {
-			t.Errorf("Route().Pool = %q is no pool of the topology", d.Pool)
+			t.Errorf("Route().Pool = %q is no pool of the table", d.Pool)
 		}
-		if !slices.ContainsFunc(topo.Gateways, func(g router.Gateway) bool { return g.Name == d.Gateway }) {
-			t.Errorf("Route().Gateway = %q is no gateway of the topology", d.Gateway)
+		// Gateway and dial plan do not cross the wire: the core sets them.
+		if d.Gateway != "" && !slices.ContainsFunc(topo.Gateways, func(g router.Gateway) bool { return g.Name == d.Gateway }) {
+			t.Errorf("Route().Gateway = %q is no gateway of the table", d.Gateway)
 		}
 		if !slices.Contains(services, d.Service) {
 			t.Errorf("Route().Service = %q is none of %v", d.Service, services)
@@ -361,7 +378,23 @@ func checkOutcome(t *testing.T, topo *router.Topology, c RouterCase, d *router.D
 		t.Errorf("Route() rejection reason %v is none of router.Reasons", rej.Reason)
 	}
 	if rej.Gateway != "" && !slices.ContainsFunc(topo.Gateways, func(g router.Gateway) bool { return g.Name == rej.Gateway }) {
-		t.Errorf("Route() rejection gateway %q is no gateway of the topology", rej.Gateway)
+		t.Errorf("Route() rejection gateway %q is no gateway of the table", rej.Gateway)
+	}
+}
+
+// short is the part of an outcome the core acts on: the pool, or the
+// rejection reason.
+func short(d *router.Decision, err error) string {
+	var rej *router.Rejection
+	switch {
+	case errors.As(err, &rej):
+		return fmt.Sprintf("rejected %v", rej.Reason)
+	case err != nil:
+		return "error " + err.Error()
+	case d == nil:
+		return "no decision and no error"
+	default:
+		return fmt.Sprintf("pool %s (%s)", d.Pool, d.Service)
 	}
 }
 
