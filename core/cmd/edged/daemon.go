@@ -116,7 +116,7 @@ func start(ctx context.Context, path string, logOut io.Writer) (_ *daemon, err e
 	}
 
 	if cfg.Admin.Listen != "" {
-		if d.admin, err = admin.New(cfg.Admin.Listen, d, d.metrics.Registry, log.With("component", "admin")); err != nil {
+		if d.admin, err = admin.New(d.adminConfig(cfg.Admin.Listen), d, d.metrics.Registry, log.With("component", "admin")); err != nil {
 			return nil, err
 		}
 	}
@@ -195,7 +195,7 @@ func (d *daemon) moveAdmin(listen string) error {
 	if listen == "" {
 		return nil
 	}
-	a, err := admin.New(listen, d, d.metrics.Registry, d.log.With("component", "admin"))
+	a, err := admin.New(d.adminConfig(listen), d, d.metrics.Registry, d.log.With("component", "admin"))
 	d.admin = a
 	return err
 }

@@ -27,6 +27,19 @@ type Backend interface {
 	Reload(ctx context.Context) error
 }
 
+// Config is what the server takes from [admin].
+type Config struct {
+	// Listen is host:port. Requests must name it, or a loopback name with
+	// its port, in their Host header (see guard.go).
+	Listen string
+	// Token returns the bearer token that mutating calls (POST /reload)
+	// must carry. It is asked on each such call, so a rewritten token file
+	// takes effect at once. Nil, or an empty token, means none is set: a
+	// loopback-only server then lets mutating calls through without one,
+	// any other refuses them all.
+	Token func() ([]byte, error)
+}
+
 // Server is the admin HTTP server.
 type Server struct {
 	srv *http.Server
@@ -34,13 +47,18 @@ type Server struct {
 	log *slog.Logger
 }
 
-// New listens on addr and serves the API. The caller has checked that addr
-// is on loopback unless remote admin was asked for.
-func New(addr string, b Backend, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+// New listens on cfg.Listen and serves the API. The caller has checked that
+// the address is on loopback unless remote admin was asked for.
+func New(cfg Config, b Backend, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
+	g, err := newGuard(cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("admin listen %s: %w", addr, err)
+		return nil, err
 	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin listen %s: %w", cfg.Listen, err)
+	}
+	g.port = ln.Addr().(*net.TCPAddr).Port // the real one when Listen says port 0
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := b.Healthy(); err != nil {
@@ -64,7 +82,7 @@ func New(addr string, b Backend, reg *prometheus.Registry, log *slog.Logger) (*S
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	s := &Server{
-		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		srv: &http.Server{Handler: g.wrap(mux), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10},
 		ln:  ln,
 		log: log,
 	}
@@ -73,7 +91,10 @@ func New(addr string, b Backend, reg *prometheus.Registry, log *slog.Logger) (*S
 			log.Error("admin server stopped", "err", err)
 		}
 	}()
-	log.Info("admin listening", "addr", ln.Addr().String())
+	log.Info("admin listening", "addr", ln.Addr().String(), "loopback_only", g.loopbackOnly)
+	if !g.loopbackOnly && cfg.Token == nil {
+		log.Warn("the admin listener is not loopback-only and has no token: POST /reload is refused")
+	}
 	return s, nil
 }
 
