@@ -17,4 +17,7 @@ var (
 	ErrSIPp = errors.New("sipptest: sipp failed")
 	// ErrNoStats means SIPp left no statistics file to read.
 	ErrNoStats = errors.New("sipptest: no sipp statistics")
+	// ErrInvalidMix means a Mix asks for a directory or a call count the
+	// mix cannot have.
+	ErrInvalidMix = errors.New("sipptest: invalid mix")
 )

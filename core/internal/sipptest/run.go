@@ -72,6 +72,11 @@ type Run struct {
 	// Vars sets global scenario variables (SIPp -set name value), for own
 	// scenarios that declare them.
 	Vars map[string]string
+	// Inject is an injection file (SIPp -inf) whose lines the scenario
+	// reads as [field0], [field1] ...: required by UACMix, which takes one
+	// line per call (MixFiles.CSV). With more Calls than lines SIPp starts
+	// over at the first line.
+	Inject string
 
 	// TLSCert and TLSKey are PEM files SIPp presents for Transport "tls"
 	// (both required by SIPp, also when the server does not ask for a
@@ -267,6 +272,14 @@ func (r Run) validate() error {
 	if r.Timeout < time.Second {
 		bad("timeout %v below 1s", r.Timeout)
 	}
+	if r.Scenario == UACMix {
+		if r.Inject == "" {
+			bad("%s needs Inject", UACMix)
+		}
+		if r.Transport == "tls" {
+			bad("%s expects the TCP Contact of udp and tcp calls, not tls", UACMix)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -323,6 +336,14 @@ func (r Run) args(dir, scenario, target, transport string) ([]string, error) {
 	}
 	if transport == "tls" {
 		args = append(args, "-tls_cert", r.TLSCert, "-tls_key", r.TLSKey)
+	}
+	if r.Inject != "" {
+		// SIPp runs in dir.
+		inf, err := filepath.Abs(r.Inject)
+		if err != nil {
+			return nil, fmt.Errorf("injection file: %w", err)
+		}
+		args = append(args, "-inf", inf)
 	}
 	if r.Scenario == UACRetrans && r.Transport == "udp" {
 		// SIPp would take the second, identical 302 for a retransmission

@@ -24,7 +24,18 @@ const (
 	// UACOptions sends an OPTIONS and expects a 200 with Allow, Accept and
 	// Supported.
 	UACOptions = "uac_options.xml"
+	// UACMix places the calls of a mix (WriteMix): each call takes the next
+	// line of Run.Inject, sends its INVITE (with its Diversion, if any),
+	// expects the line's final status and, for a 302, its Contact, and
+	// ACKs the answer. Over udp and tcp only: the expected Contact is the
+	// back end's TCP port.
+	UACMix = "uac_mix.xml"
 )
+
+// mixCodes are the final responses besides 302 that UACMix receives and
+// checks against the line's expected status; any other fails the call as
+// unexpected.
+var mixCodes = []int{403, 404, 480, 488, 500, 503}
 
 //go:embed scenarios/*.xml
 var scenarioFS embed.FS
@@ -41,6 +52,7 @@ type scenarioData struct {
 	FinalCode      int    // uac_code: the last accepted code
 	RetryAfter     bool   // uac_code: require a numeric Retry-After
 	AckBranch      string // SIPp keyword that repeats the INVITE's branch in the ACK
+	MixCodes       []int  // uac_mix: final codes besides 302 that are checked against the line
 }
 
 // Scenarios lists the names of the embedded scenarios.
@@ -134,6 +146,8 @@ func (r Run) scenarioData() (scenarioData, error) {
 		}
 		d.OptionalCodes, d.FinalCode = codes[:len(codes)-1], codes[len(codes)-1]
 		d.AckBranch = branchOffset(3 + len(d.OptionalCodes))
+	case UACMix:
+		d.MixCodes = mixCodes
 	}
 	for _, c := range append(d.OtherCodes, r.Codes...) {
 		if c < 100 || c > 699 {
