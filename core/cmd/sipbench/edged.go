@@ -9,13 +9,16 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/umedge/umedge/core/internal/sipptest"
 )
 
 // edgedServer starts bin/edged with a config derived from the shipped
 // all-in-one example, so the benchmark runs the same structure a user
 // runs: gateway 127.0.0.1, the catch-all hunt group, the TelExtn dial plan
 // with 4-digit extensions, mailbox 1001, and the local back-end pool at
-// 127.0.0.1:5062/5063.
+// 127.0.0.1:5062/5063. For the mix the router's settings are the mix
+// directory instead (sipptest.WriteMix).
 type edgedServer struct {
 	bin      string
 	plugins  string // plugin directory with SHA256SUMS
@@ -25,15 +28,16 @@ type edgedServer struct {
 
 func (e edgedServer) name() string { return "edged" }
 
-// command writes edged.toml; edged is ready when /healthz answers 200 and
+// command writes edged.toml, with the mix directory as the router's
+// settings when mix is not nil; edged is ready when /healthz answers 200 and
 // SIP answers an OPTIONS over UDP and accepts TCP connections.
-func (e edgedServer) command(dir string, port int) ([]string, func() error, error) {
+func (e edgedServer) command(dir string, port int, mix *sipptest.MixFiles) ([]string, func() error, error) {
 	admin, err := freePort()
 	if err != nil {
 		return nil, nil, err
 	}
 	adminAddr := fmt.Sprintf("127.0.0.1:%d", admin)
-	b, err := e.config(port, adminAddr)
+	b, err := e.config(port, adminAddr, mix)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -58,8 +62,9 @@ func (e edgedServer) command(dir string, port int) ([]string, func() error, erro
 
 // config returns the template with the benchmark's overrides: loopback
 // IPv4 only, UDP and TCP on port, no TLS, admin on adminAddr, warnings-only
-// logging, the plugin directory, and the back end's call limit.
-func (e edgedServer) config(port int, adminAddr string) ([]byte, error) {
+// logging, the plugin directory, the mix directory as the router's
+// settings when mix is not nil, and the back ends' call limit.
+func (e edgedServer) config(port int, adminAddr string, mix *sipptest.MixFiles) ([]byte, error) {
 	var cfg map[string]any
 	if _, err := toml.DecodeFile(e.template, &cfg); err != nil {
 		return nil, fmt.Errorf("read edged config template: %w", err)
@@ -91,6 +96,17 @@ func (e edgedServer) config(port int, adminAddr string) ([]byte, error) {
 	set([]string{"sip", "tcp_port"}, port)
 	set([]string{"plugin_host", "dir"}, plugins)
 	set([]string{"plugin_host", "sha256sums"}, filepath.Join(plugins, "SHA256SUMS"))
+	if mix != nil {
+		var doc map[string]any
+		if _, err := toml.DecodeFile(mix.Settings, &doc); err != nil {
+			return nil, fmt.Errorf("read mix settings: %w", err)
+		}
+		settings, ok := dig(doc, "plugins", "umrouter", "settings").(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s has no [plugins.umrouter.settings]", errBadMix, mix.Settings)
+		}
+		set([]string{"plugins", "umrouter", "settings"}, settings)
+	}
 
 	// Every back end of every pool gets the benchmark's call limit.
 	pools, _ := dig(cfg, "plugins", "umrouter", "settings", "pools").(map[string]any)

@@ -11,4 +11,6 @@ var (
 	errExited = errors.New("sipbench: server exited")
 	// errBadFlag means a flag value is out of range.
 	errBadFlag = errors.New("sipbench: bad flag")
+	// errBadMix means the mix settings lack the router's table.
+	errBadMix = errors.New("sipbench: bad mix settings")
 )

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"math/bits"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"text/template"
+
+	"github.com/umedge/umedge/core/internal/sipptest"
 )
 
 // kamailioModuleDirs are where Debian and source builds put the modules.
@@ -21,13 +24,42 @@ var kamailioModuleDirs = []string{
 
 // kamailioConfig is the reference: a stateless redirect server that answers
 // INVITE with the same 302 and Contact as the Call Router, drops the ACK
-// and answers OPTIONS with 200 (sl module, no transaction state).
+// and answers OPTIONS with 200 (sl module, no transaction state). With Mix
+// it answers the benchmark mix as umrouter does, from the mix directory in
+// an htable.
 type kamailioConfig struct {
 	Port        int
 	Children    int // UDP workers
 	TCPChildren int // TCP workers
 	UDPBuffer   int // maxbuffer, the UDP socket buffer Kamailio may grow to
 	ModuleDir   string
+	Mix         *kamailioMix // nil: the single call, every INVITE gets the 302
+}
+
+// kamailioMix is umrouter's decision for the mix (sipptest.WriteMix) in
+// Kamailio's script: the directory is an htable loaded from a db_text
+// table at startup, key the extension, value the back end's host.
+type kamailioMix struct {
+	DBDir       string // db_text directory (sipptest.MixFiles.KamailioDB)
+	Table       string // its table, sipptest.MixKamailioTable
+	HTableBits  int    // htable size: 2^HTableBits slots
+	Pilot       string // subscriber-access number
+	PilotHost   string // back end of the dial plan's pool
+	ExtPattern  string // a number that fits the TelExtn plan
+	BackendPort int    // tcp_port of the back ends
+}
+
+// newKamailioMix describes the mix in f.
+func newKamailioMix(f *sipptest.MixFiles) *kamailioMix {
+	return &kamailioMix{
+		DBDir:       f.KamailioDB,
+		Table:       sipptest.MixKamailioTable,
+		HTableBits:  max(4, bits.Len(uint(len(f.Mailboxes)))),
+		Pilot:       f.Pilot,
+		PilotHost:   f.PilotHost,
+		ExtPattern:  fmt.Sprintf("^[0-9]{%d}$", sipptest.MixDigits),
+		BackendPort: sipptest.MixBackendPort,
+	}
 }
 
 var kamailioTemplate = template.Must(template.New("kamailio.cfg").Parse(`#!KAMAILIO
@@ -55,13 +87,55 @@ mpath="{{.ModuleDir}}"
 loadmodule "sl.so"
 loadmodule "textops.so"
 loadmodule "pv.so"
+{{- with .Mix}}
+loadmodule "db_text.so"
+loadmodule "htable.so"
+modparam("htable", "db_url", "text://{{.DBDir}}")
+modparam("htable", "htable", "mbx=>size={{.HTableBits}};dbtable={{.Table}};")
+{{- end}}
 
 request_route {
+{{- if .Mix}}
+	# umrouter's order (plugins/umrouter/route.go): a TelExtn plan takes a
+	# caller that is digits with an optional +, empty or anonymous
+	# (bad-number, 404); a diverted call is call answering for the top
+	# Diversion's mailbox; else the pilot is subscriber access, a mailbox
+	# extension direct voice mail; any other number is 404. The Contact
+	# keeps the Request-URI user and names the mailbox's back end. (The
+	# mix always has a Request-URI user; umrouter would fall back to To.)
+	if (is_method("INVITE")) {
+		if ($fU != $null && $fU != "" && !($fU =~ "^[+]?[0-9]+$") && $(fU{s.tolower}) != "anonymous") {
+			sl_send_reply("404", "Not Found");
+			exit;
+		}
+		# $var persists in a worker from one message to the next: reset it.
+		$var(n) = "";
+		$var(host) = "";
+		if ($di != $null) {
+			$var(n) = $(di{uri.user});
+		} else if ($rU == "{{.Mix.Pilot}}") {
+			$var(host) = "{{.Mix.PilotHost}}";
+		} else {
+			$var(n) = $rU;
+		}
+		if ($var(host) == "") {
+			if (!($var(n) =~ "{{.Mix.ExtPattern}}") || $sht(mbx=>$var(n)) == $null) {
+				sl_send_reply("404", "Not Found");
+				exit;
+			}
+			$var(host) = $sht(mbx=>$var(n));
+		}
+		append_to_reply("Contact: <sip:$rU@$var(host):{{.Mix.BackendPort}};transport=tcp>\r\n");
+		sl_send_reply("302", "Moved Temporarily");
+		exit;
+	}
+{{- else}}
 	if (is_method("INVITE")) {
 		append_to_reply("Contact: <sip:$rU@127.0.0.1:5062;transport=tcp>\r\n");
 		sl_send_reply("302", "Moved Temporarily");
 		exit;
 	}
+{{- end}}
 	if (is_method("ACK")) {
 		exit;
 	}
@@ -110,11 +184,15 @@ type kamailioServer struct {
 
 func (k kamailioServer) name() string { return "kamailio" }
 
-// command writes kamailio.cfg; Kamailio is ready when it answers an
-// OPTIONS over UDP and accepts TCP connections.
-func (k kamailioServer) command(dir string, port int) ([]string, func() error, error) {
+// command writes kamailio.cfg, for the mix when mix is not nil; Kamailio is
+// ready when it answers an OPTIONS over UDP and accepts TCP connections
+// (the htable is loaded before the workers start).
+func (k kamailioServer) command(dir string, port int, mix *sipptest.MixFiles) ([]string, func() error, error) {
 	c := k.cfg
 	c.Port = port
+	if mix != nil {
+		c.Mix = newKamailioMix(mix)
+	}
 	b, err := c.render()
 	if err != nil {
 		return nil, nil, err

@@ -31,7 +31,7 @@ func testKamailio(t *testing.T) kamailioServer {
 func TestKamailioConfigChecks(t *testing.T) {
 	k := testKamailio(t)
 	dir := t.TempDir()
-	args, _, err := k.command(dir, 5090)
+	args, _, err := k.command(dir, 5090, nil)
 	if err != nil {
 		t.Fatalf("command() = %v", err)
 	}
@@ -48,7 +48,7 @@ func TestMeasureKamailio(t *testing.T) {
 	for _, tp := range []string{"udp", "tcp"} {
 		t.Run(tp, func(t *testing.T) {
 			o := options{duration: time.Second, recvTimeout: 2 * time.Second, loss: 0.001}
-			s, err := measure(context.Background(), o, k, tp, 200)
+			s, err := measure(context.Background(), o, k, scenarioSingle, tp, 200)
 			if err != nil {
 				t.Fatalf("measure() = %v", err)
 			}
@@ -77,7 +77,7 @@ func TestStopKillsTheGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := startServer(k, "", dir, port)
+	p, err := startServer(k, "", dir, port, nil)
 	if err != nil {
 		t.Fatalf("startServer() = %v", err)
 	}

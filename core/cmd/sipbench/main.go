@@ -1,15 +1,27 @@
 // Command sipbench measures the Call Router's 302 rate against Kamailio's stateless redirect, side by side.
 //
-// For each transport it measures Kamailio first, then edged: SIPp
-// (core/internal/sipptest, scenario uac_302.xml: INVITE, 302 with the
-// expected Contact, ACK) runs pinned to one CPU at a fixed rate for
-// -duration against a fresh server pinned to another CPU. The rate
-// doubles until a step loses -loss of its calls or cannot hold its rate,
-// then is bisected. The table gives each server's highest passing rate,
-// its peak resident memory at that rate and the ratio edged/Kamailio.
+// Two scenarios (-scenarios):
+//
+//   - single: one call repeated (scenario uac_302.xml: INVITE to mailbox
+//     1001 from caller 4000, 302 with the expected Contact, ACK). Kamailio
+//     answers every INVITE with the 302 and looks nothing up.
+//   - mix: real-looking traffic (sipptest.WriteMix, scenario uac_mix.xml):
+//     a distinct caller on every call, 80 % diverted to voice mail for a
+//     -mailboxes directory (10,000 by default), 10 % direct calls, 9 %
+//     unknown numbers, 1 % non-numeric callers; each call must get its
+//     line's answer (302 with the mailbox's Contact, or 404). Kamailio
+//     answers the same from the same directory in an htable loaded from
+//     a db_text table; edged runs with the directory as umrouter's settings.
+//
+// For each scenario and transport it measures Kamailio first, then edged:
+// SIPp runs pinned to one CPU at a fixed rate for -duration against a
+// fresh server pinned to another CPU. The rate doubles until a step loses
+// -loss of its calls or cannot hold its rate, then is bisected. The table
+// gives each server's highest passing rate, its failed-call fraction and
+// peak resident memory at that rate, and the ratio edged/Kamailio.
 //
 //	go run ./core/cmd/sipbench -edged bin/edged -plugins bin/plugins
-//	go run ./core/cmd/sipbench -servers kamailio -transports udp
+//	go run ./core/cmd/sipbench -servers kamailio -scenarios mix -transports udp
 package main
 
 import (
@@ -22,6 +34,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,6 +48,9 @@ type options struct {
 	kamailio               string
 	kamChildren            []int
 	servers, transports    []string
+	scenarios              []string
+	mailboxes              int
+	seed                   uint64
 	start, step, max       int
 	maxSteps               int
 	duration               time.Duration
@@ -47,7 +63,7 @@ type options struct {
 
 func main() {
 	var o options
-	var servers, transports, children string
+	var servers, transports, scenarios, children string
 	flag.StringVar(&o.edged, "edged", "bin/edged", "edged binary")
 	flag.StringVar(&o.plugins, "plugins", "bin/plugins", "plugin directory with SHA256SUMS, as built by make plugins")
 	flag.StringVar(&o.config, "config", "configs/umedge.toml", "shipped config the edged bench config is derived from")
@@ -55,6 +71,9 @@ func main() {
 	flag.StringVar(&children, "kamailio-children", "2,4", "Kamailio children and tcp_children values to try, comma-separated; the best result per transport is kept")
 	flag.StringVar(&servers, "servers", "kamailio,edged", "servers to measure, in order")
 	flag.StringVar(&transports, "transports", "udp,tcp", "SIP transports to measure")
+	flag.StringVar(&scenarios, "scenarios", scenarioSingle+","+scenarioMix, "scenarios to measure, in order: single (one call repeated) and mix (distinct calls for a directory)")
+	flag.IntVar(&o.mailboxes, "mailboxes", sipptest.MixMailboxes, "directory size of the mix")
+	flag.Uint64Var(&o.seed, "seed", 1, "seed of the mix")
 	flag.IntVar(&o.start, "start", 1000, "first rate, calls/s")
 	flag.IntVar(&o.step, "step", 0, "linear ramp: add this many calls/s per step and stop at the first failure; 0 doubles, then bisects")
 	flag.IntVar(&o.max, "max", 100000, "highest rate tried, calls/s")
@@ -75,6 +94,7 @@ func main() {
 	}
 	o.servers = splitList(servers)
 	o.transports = splitList(transports)
+	o.scenarios = splitList(scenarios)
 	var err error
 	if o.kamChildren, err = parseInts(children); err != nil {
 		fmt.Fprintln(os.Stderr, "sipbench:", err)
@@ -91,11 +111,17 @@ func main() {
 	}
 }
 
-// result is the outcome for one server on one transport.
+// The scenarios.
+const (
+	scenarioSingle = "single"
+	scenarioMix    = "mix"
+)
+
+// result is the outcome for one server in one scenario on one transport.
 type result struct {
-	transport, server string
-	steps             []step
-	best              int // index into steps, -1 = none passed
+	scenario, transport, server string
+	steps                       []step
+	best                        int // index into steps, -1 = none passed
 }
 
 // better reports whether a beats b: a passing step beats none, a higher
@@ -162,30 +188,32 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 
 	var results []result
-	for _, tp := range o.transports {
-		for _, name := range o.servers {
-			chosen := result{best: -1}
-			for _, srv := range candidates[name] {
-				label := name
-				if k, ok := srv.(kamailioServer); ok && len(o.kamChildren) > 1 {
-					label = fmt.Sprintf("kamailio children=%d", k.cfg.Children)
+	for _, sc := range o.scenarios {
+		for _, tp := range o.transports {
+			for _, name := range o.servers {
+				chosen := result{best: -1}
+				for _, srv := range candidates[name] {
+					label := name
+					if k, ok := srv.(kamailioServer); ok && len(o.kamChildren) > 1 {
+						label = fmt.Sprintf("kamailio children=%d", k.cfg.Children)
+					}
+					logf("%s, %s over %s:", sc, label, strings.ToUpper(tp))
+					steps, best, err := ramp(ctx, o.rampConfig(), func(ctx context.Context, rate int) (step, error) {
+						return measure(ctx, o, srv, sc, tp, rate)
+					}, logf)
+					if err != nil {
+						return fmt.Errorf("%s, %s over %s: %w", sc, label, tp, err)
+					}
+					r := result{scenario: sc, transport: tp, server: label, steps: steps, best: best}
+					if b, ok := r.bestStep(); ok {
+						logf("  best: %.0f calls/s (%s)", b.Achieved(), b.Mem)
+					}
+					if better(r, chosen) {
+						chosen = r
+					}
 				}
-				logf("%s over %s:", label, strings.ToUpper(tp))
-				steps, best, err := ramp(ctx, o.rampConfig(), func(ctx context.Context, rate int) (step, error) {
-					return measure(ctx, o, srv, tp, rate)
-				}, logf)
-				if err != nil {
-					return fmt.Errorf("%s over %s: %w", label, tp, err)
-				}
-				r := result{transport: tp, server: label, steps: steps, best: best}
-				if b, ok := r.bestStep(); ok {
-					logf("  best: %.0f calls/s (%s)", b.Achieved(), b.Mem)
-				}
-				if better(r, chosen) {
-					chosen = r
-				}
+				results = append(results, chosen)
 			}
-			results = append(results, chosen)
 		}
 	}
 
@@ -222,8 +250,16 @@ func (o options) validate() error {
 	if o.loss <= 0 || o.loss >= 1 {
 		bad = append(bad, fmt.Sprintf("-loss %v not in (0,1)", o.loss))
 	}
-	if len(o.servers) == 0 || len(o.transports) == 0 || len(o.kamChildren) == 0 {
-		bad = append(bad, "empty -servers, -transports or -kamailio-children")
+	if len(o.servers) == 0 || len(o.transports) == 0 || len(o.scenarios) == 0 || len(o.kamChildren) == 0 {
+		bad = append(bad, "empty -servers, -transports, -scenarios or -kamailio-children")
+	}
+	for _, sc := range o.scenarios {
+		if sc != scenarioSingle && sc != scenarioMix {
+			bad = append(bad, fmt.Sprintf("-scenarios: %q is not %s or %s", sc, scenarioSingle, scenarioMix))
+		}
+	}
+	if slices.Contains(o.scenarios, scenarioMix) && (o.mailboxes < 1 || o.mailboxes > sipptest.MixMaxMailboxes) {
+		bad = append(bad, fmt.Sprintf("-mailboxes %d not in 1..%d", o.mailboxes, sipptest.MixMaxMailboxes))
 	}
 	for _, tp := range o.transports {
 		if tp != "udp" && tp != "tcp" {
@@ -236,9 +272,10 @@ func (o options) validate() error {
 	return nil
 }
 
-// measure runs one step: a fresh server, SIPp at rate for o.duration, the
-// server's memory, then the server stopped.
-func measure(ctx context.Context, o options, srv server, transport string, rate int) (step, error) {
+// measure runs one step of scenario: a fresh server, SIPp at rate for
+// o.duration, the server's memory, then the server stopped. For the mix the
+// step writes a mix with one line per call, so that no caller repeats.
+func measure(ctx context.Context, o options, srv server, scenario, transport string, rate int) (step, error) {
 	dir, err := os.MkdirTemp("", "sipbench-")
 	if err != nil {
 		return step{}, fmt.Errorf("create work dir: %w", err)
@@ -248,34 +285,42 @@ func measure(ctx context.Context, o options, srv server, transport string, rate 
 	if err != nil {
 		return step{}, err
 	}
-	p, err := startServer(srv, o.serverCPU, dir, port)
+	calls := int(float64(rate) * o.duration.Seconds())
+	run := sipptest.Run{
+		Scenario:       sipptest.UAC302,
+		Service:        "1001",
+		FromUser:       "4000",
+		ContactPattern: `^<sip:1001@127\.0\.0\.1:5062;transport=tcp>`,
+	}
+	var mix *sipptest.MixFiles
+	if scenario == scenarioMix {
+		if mix, err = sipptest.WriteMix(dir, sipptest.Mix{Seed: o.seed, Mailboxes: o.mailboxes, Calls: calls}); err != nil {
+			return step{}, fmt.Errorf("write the mix: %w", err)
+		}
+		run = sipptest.Run{Scenario: sipptest.UACMix, Inject: mix.CSV}
+	}
+	p, err := startServer(srv, o.serverCPU, dir, port, mix)
 	if err != nil {
 		return step{}, err
 	}
 	defer p.stop()
 
-	calls := int(float64(rate) * o.duration.Seconds())
+	run.Target = fmt.Sprintf("127.0.0.1:%d", port)
+	run.Transport = transport
+	run.Calls = calls
+	run.Rate = float64(rate)
+	run.RatePeriod = time.Second
+	run.MaxConcurrent = max(rate*2, 100)
+	run.CPU = o.sippCPU
+	run.RecvTimeout = o.recvTimeout
+	run.Timeout = 3*o.duration + o.recvTimeout + 30*time.Second
+	run.ExtraArgs = []string{
+		"-buff_size", strconv.Itoa(udpBuffer),
+		"-max_recv_loops", "100000",
+		"-max_sched_loops", "100000",
+	}
 	cpu0, _ := treeCPU("/proc", p.cmd.Process.Pid)
-	res, err := sipptest.Run{
-		Scenario:       sipptest.UAC302,
-		Target:         fmt.Sprintf("127.0.0.1:%d", port),
-		Transport:      transport,
-		Service:        "1001",
-		FromUser:       "4000",
-		ContactPattern: `^<sip:1001@127\.0\.0\.1:5062;transport=tcp>`,
-		Calls:          calls,
-		Rate:           float64(rate),
-		RatePeriod:     time.Second,
-		MaxConcurrent:  max(rate*2, 100),
-		CPU:            o.sippCPU,
-		RecvTimeout:    o.recvTimeout,
-		Timeout:        3*o.duration + o.recvTimeout + 30*time.Second,
-		ExtraArgs: []string{
-			"-buff_size", strconv.Itoa(udpBuffer),
-			"-max_recv_loops", "100000",
-			"-max_sched_loops", "100000",
-		},
-	}.Exec(ctx, nil)
+	res, err := run.Exec(ctx, nil)
 	if ctx.Err() != nil {
 		return step{}, ctx.Err()
 	}
@@ -283,6 +328,7 @@ func measure(ctx context.Context, o options, srv server, transport string, rate 
 	if res != nil {
 		s.Created, s.Successful, s.Failed = res.Created, res.Successful, res.Failed
 		s.Retrans, s.Elapsed, s.SippCPU = res.Retransmissions, res.Elapsed, res.CPU
+		s.Codes = res.Codes
 	}
 	if cpu1, cerr := treeCPU("/proc", p.cmd.Process.Pid); cerr == nil {
 		s.ServerCPU = cpu1 - cpu0
@@ -318,13 +364,19 @@ func describeEnv(o options) ([]string, error) {
 			o.duration, o.start, o.max, 100*o.loss),
 		"command: " + strings.Join(os.Args, " "),
 	}
+	if slices.Contains(o.scenarios, scenarioMix) {
+		env = append(env, fmt.Sprintf("mix: seed %d, %d mailboxes (%d-digit TelExtn extensions, pilot %s), a distinct caller on every call; "+
+			"per 100 calls 80 diverted (60 to the pilot, 20 to the mailbox), 10 direct (7 mailbox, 3 pilot) → 302, "+
+			"9 unknown numbers and 1 non-numeric caller → 404",
+			o.seed, o.mailboxes, sipptest.MixDigits, sipptest.MixPilot))
+	}
 	for _, s := range o.servers {
 		if s == "kamailio" {
 			v, err := kamailioVersion(o.kamailio)
 			if err != nil {
 				return nil, err
 			}
-			env = append(env, fmt.Sprintf("kamailio: %s, sl_send_reply 302 with append_to_reply Contact, children=tcp_children in %v, maxbuffer=%d",
+			env = append(env, fmt.Sprintf("kamailio: %s, sl_send_reply 302 with append_to_reply Contact (mix: directory in an htable from db_text), children=tcp_children in %v, maxbuffer=%d",
 				v, o.kamChildren, udpBuffer))
 		}
 	}

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -14,6 +17,7 @@ type step struct {
 	Successful int           // calls that got the right 302 and were ACKed
 	Failed     int           // calls SIPp counted as failed
 	Retrans    int           // UDP retransmissions by SIPp
+	Codes      map[int]int   // final responses SIPp received, by status code
 	Elapsed    time.Duration // SIPp's run time, start to last statistics dump
 	Mem        memory        // server memory after the step
 	SippCPU    time.Duration // CPU time SIPp used
@@ -44,9 +48,21 @@ func (s step) String() string {
 	if !s.Pass {
 		v = "FAIL: " + s.Why
 	}
-	return fmt.Sprintf("rate %6d/s: %d/%d successful, %d failed (%.3f%% lost), %d retransmissions, achieved %.0f/s in %v; cpu sipp %.0f%% server %.0f%%; %s; %s",
-		s.Rate, s.Successful, s.Planned, s.Failed, 100*s.FailedFraction(), s.Retrans, s.Achieved(),
+	return fmt.Sprintf("rate %6d/s: %d/%d successful, %d failed (%.3f%% lost), %d retransmissions, answers %s, achieved %.0f/s in %v; cpu sipp %.0f%% server %.0f%%; %s; %s",
+		s.Rate, s.Successful, s.Planned, s.Failed, 100*s.FailedFraction(), s.Retrans, s.codes(), s.Achieved(),
 		s.Elapsed.Round(time.Millisecond), 100*s.load(s.SippCPU), 100*s.load(s.ServerCPU), s.Mem, v)
+}
+
+// codes lists the final responses as "302×900 404×100".
+func (s step) codes() string {
+	if len(s.Codes) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, c := range slices.Sorted(maps.Keys(s.Codes)) {
+		parts = append(parts, fmt.Sprintf("%d×%d", c, s.Codes[c]))
+	}
+	return strings.Join(parts, " ")
 }
 
 // load is cpu as a fraction of the step's run time.

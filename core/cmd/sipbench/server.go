@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/umedge/umedge/core/internal/sipptest"
 )
 
 // server is one implementation under test.
@@ -19,7 +21,9 @@ type server interface {
 	name() string
 	// command writes the server's config into dir and returns its command
 	// line for SIP on 127.0.0.1:port (UDP and TCP) and a readiness probe.
-	command(dir string, port int) (args []string, ready func() error, err error)
+	// With mix the server answers the mix's directory; nil is the single
+	// repeated call.
+	command(dir string, port int, mix *sipptest.MixFiles) (args []string, ready func() error, err error)
 }
 
 // proc is a running server process (and, through Setpgid, its children).
@@ -53,8 +57,8 @@ func stopAll() {
 
 // startServer starts s pinned to cpu (taskset -c; "" = unpinned) and
 // waits until its readiness probe passes.
-func startServer(s server, cpu, dir string, port int) (*proc, error) {
-	args, ready, err := s.command(dir, port)
+func startServer(s server, cpu, dir string, port int, mix *sipptest.MixFiles) (*proc, error) {
+	args, ready, err := s.command(dir, port, mix)
 	if err != nil {
 		return nil, err
 	}
