@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -92,34 +91,4 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-}
-
-// checkConfig is `edged config check`: the core's checks, then, when the
-// plugin binaries are there, each plugin's check of its own settings.
-func checkConfig(ctx context.Context, path string, stdout, stderr io.Writer) int {
-	cfg, err := loadConfig(path)
-	if err != nil {
-		printProblems(stderr, err)
-		return 1
-	}
-	host := newPluginHost(cfg, discardLogger())
-	defer func() { _ = host.Close() }()
-	if err := host.Check(ctx, pluginSpecs(cfg)); err != nil {
-		printProblems(stderr, pluginProblems(cfg, err))
-		return 1
-	}
-	fmt.Fprintf(stdout, "%s: ok\n", path)
-	return 0
-}
-
-// printProblems prints every problem of a joined error on its own line.
-func printProblems(w io.Writer, err error) {
-	var joined interface{ Unwrap() []error }
-	if errors.As(err, &joined) {
-		for _, e := range joined.Unwrap() {
-			printProblems(w, e)
-		}
-		return
-	}
-	fmt.Fprintln(w, err)
 }
