@@ -3,15 +3,15 @@
 //
 // Usage:
 //
-//	edged [-config FILE]          run the daemon (SIGHUP reloads FILE)
+//	edged [run] [-config FILE]    run the daemon (SIGHUP or POST /reload re-reads FILE)
 //	edged config check FILE       check FILE, including every plugin's settings
 //	edged demo-pki DIR            write a throw-away CA and certificates for the demo config
 //	edged version                 print the version
+//	edged help                    print the usage (so do -h and --help)
 package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -32,39 +32,50 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run is main with its inputs and outputs made explicit, for tests.
+// run is main with its inputs and outputs made explicit, for tests. Exit
+// codes: 0 done, 1 failed, 2 bad usage.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		switch args[0] {
-		case "version":
-			fmt.Fprintln(stdout, "edged", telemetry.Version)
-			return 0
-		case "demo-pki":
-			if len(args) != 2 {
-				fmt.Fprintln(stderr, "usage: edged demo-pki DIR")
-				return 2
-			}
-			f, err := devpki.Write(args[1], demoServer, demoGateway)
-			if err != nil {
-				fmt.Fprintln(stderr, "edged:", err)
-				return 1
-			}
-			fmt.Fprintf(stdout, "demo CA %s, server %s (%s), client %s (%s)\n",
-				f.CA, f.ServerCert, demoServer, f.Clients[demoGateway].Cert, demoGateway)
-			return 0
-		case "config":
-			if len(args) != 3 || args[1] != "check" {
-				fmt.Fprintln(stderr, "usage: edged config check FILE")
-				return 2
-			}
-			return checkConfig(context.Background(), args[2], stdout, stderr)
+	cmd, rest := commandOf(args)
+	switch cmd {
+	case "run":
+		return runDaemon(rest, stdout, stderr)
+	case "help":
+		usage(stdout)
+		return 0
+	case "version":
+		if len(rest) != 0 {
+			return badUsage(stderr, "edged version takes no arguments")
 		}
+		fmt.Fprintln(stdout, "edged", telemetry.Version)
+		return 0
+	case "demo-pki":
+		if len(rest) != 1 {
+			return badUsage(stderr, "usage: edged demo-pki DIR")
+		}
+		f, err := devpki.Write(rest[0], demoServer, demoGateway)
+		if err != nil {
+			fmt.Fprintln(stderr, "edged:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "demo CA %s, server %s (%s), client %s (%s)\n",
+			f.CA, f.ServerCert, demoServer, f.Clients[demoGateway].Cert, demoGateway)
+		return 0
+	case "config":
+		if len(rest) != 2 || rest[0] != "check" {
+			return badUsage(stderr, "usage: edged config check FILE")
+		}
+		return checkConfig(context.Background(), rest[1], stdout, stderr)
+	default:
+		return badUsage(stderr, fmt.Sprintf("edged: unknown command %q", cmd))
 	}
-	fs := flag.NewFlagSet("edged", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "/etc/umedge/umedge.toml", "the TOML config `file`")
-	if err := fs.Parse(args); err != nil {
-		return 2
+}
+
+// runDaemon is `edged run`: it starts edged and serves until SIGINT or
+// SIGTERM; SIGHUP reloads the config.
+func runDaemon(args []string, stdout, stderr io.Writer) int {
+	fs, path := runFlags(stderr)
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// defaultConfig is where the appliance keeps its config.
+const defaultConfig = "/etc/umedge/umedge.toml"
+
+// commands lists edged's subcommands for usage, in order.
+var commands = []struct{ synopsis, what string }{
+	{"edged [run] [-config FILE]", "run the daemon; SIGHUP or POST /reload re-reads FILE"},
+	{"edged config check FILE", "check FILE, including every plugin's settings; exit 1 with every problem"},
+	{"edged demo-pki DIR", "write a throw-away CA and certificates for the demo config"},
+	{"edged version", "print the version"},
+	{"edged help", "print this help (so do -h and --help)"},
+}
+
+// usage prints the subcommands and the flags of run.
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "edged is the umedge appliance daemon.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Usage:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-28s %s\n", c.synopsis, c.what)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Flags of run:")
+	fs, _ := runFlags(w)
+	fs.PrintDefaults()
+}
+
+// runFlags is the flag set of `edged run`, writing its errors to w.
+func runFlags(w io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("edged run", flag.ContinueOnError)
+	fs.SetOutput(w)
+	fs.Usage = func() {} // parseFlags prints the usage, to the right stream
+	path := fs.String("config", defaultConfig, "the TOML config `FILE`")
+	return fs, path
+}
+
+// parseFlags parses args into fs. When it returns false the command is
+// over, with the exit code returned: 0 after -h (usage on stdout), 2 after
+// a bad flag or a stray argument (usage on stderr).
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (int, bool) {
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		usage(stdout)
+		return 0, false
+	case err != nil: // the flag package has said what was wrong
+		fmt.Fprintln(stderr)
+		usage(stderr)
+		return 2, false
+	case fs.NArg() > 0:
+		return badUsage(stderr, fmt.Sprintf("edged: unexpected argument %q", fs.Arg(0))), false
+	}
+	return 0, true
+}
+
+// commandOf splits args into the subcommand and its arguments. Flags
+// first, or nothing at all, mean run; -h and --help mean help.
+func commandOf(args []string) (string, []string) {
+	if len(args) == 0 {
+		return "run", nil
+	}
+	switch a := args[0]; {
+	case a == "-h" || a == "-help" || a == "--help":
+		return "help", args[1:]
+	case strings.HasPrefix(a, "-"):
+		return "run", args
+	default:
+		return a, args[1:]
+	}
+}
+
+// badUsage prints msg and the usage to w and returns exit code 2.
+func badUsage(w io.Writer, msg string) int {
+	fmt.Fprintln(w, msg)
+	fmt.Fprintln(w)
+	usage(w)
+	return 2
+}
