@@ -2,26 +2,36 @@ package base
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/grpc"
 
 	basepb "github.com/umedge/umedge/core/sdk/base/proto"
 )
 
-// grpcClient runs in the host and makes a remote plugin look like a Plugin.
-type grpcClient struct {
-	rpc basepb.BaseClient
+// drainGrace is how much longer than the drain timeout the host waits for
+// Drain's answer, so that a plugin that used all its time can still say
+// how much work it left.
+const drainGrace = 250 * time.Millisecond
+
+// Client runs in the host and makes a remote plugin look like a Plugin. It
+// also drains the plugin, and hands it the broker ID of the host services
+// with every Configure.
+type Client struct {
+	rpc    basepb.BaseClient
+	hostID uint32 // broker ID of the Host service; 0 = none
 }
 
-var _ Plugin = (*grpcClient)(nil)
+var _ Plugin = (*Client)(nil)
 
-// NewClient returns a Plugin that calls the Base service on cc. Kind
-// packages embed it in their own clients.
-func NewClient(cc *grpc.ClientConn) Plugin {
-	return &grpcClient{rpc: basepb.NewBaseClient(cc)}
+// NewClient returns a Client that calls the Base service on cc, offering
+// no host services. Kind packages embed it in their own clients.
+func NewClient(cc *grpc.ClientConn) *Client {
+	return &Client{rpc: basepb.NewBaseClient(cc)}
 }
 
-func (c *grpcClient) Info(ctx context.Context) (*Info, error) {
+// Info describes the plugin binary.
+func (c *Client) Info(ctx context.Context) (*Info, error) {
 	resp, err := c.rpc.Info(ctx, &basepb.InfoRequest{})
 	if err != nil {
 		return nil, FromStatus(err)
@@ -29,10 +39,25 @@ func (c *grpcClient) Info(ctx context.Context) (*Info, error) {
 	return infoFromProto(resp), nil
 }
 
-func (c *grpcClient) Configure(ctx context.Context, settings []byte) error {
-	resp, err := c.rpc.Configure(ctx, &basepb.ConfigureRequest{Settings: settings})
+// Configure hands the plugin its settings; a refusal is a *ConfigError.
+func (c *Client) Configure(ctx context.Context, settings []byte) error {
+	resp, err := c.rpc.Configure(ctx, &basepb.ConfigureRequest{Settings: settings, HostBrokerId: c.hostID})
 	if err != nil {
 		return FromStatus(err)
 	}
 	return configErrorFromProto(resp.GetProblems())
+}
+
+// Drain asks the plugin to stop taking new work and to finish what is in
+// flight within timeout. The call itself may take drainGrace longer, so
+// the plugin's answer arrives. An error means the plugin did not answer
+// (it is hung or gone, or ctx ended).
+func (c *Client) Drain(ctx context.Context, timeout time.Duration) (DrainResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout+drainGrace)
+	defer cancel()
+	resp, err := c.rpc.Drain(ctx, &basepb.DrainRequest{TimeoutMs: max(timeout.Milliseconds(), 1)})
+	if err != nil {
+		return DrainResult{}, FromStatus(err)
+	}
+	return DrainResult{Idle: resp.GetIdle(), InFlight: int(resp.GetInFlight())}, nil
 }

@@ -37,24 +37,7 @@ func (f *fakePlugin) Configure(_ context.Context, settings []byte) error {
 
 func newPair(t *testing.T, impl base.Plugin) (base.Plugin, *plugin.GRPCServer) {
 	t.Helper()
-	client, server := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{
-		base.PluginName: &base.GRPCPlugin{Impl: impl},
-	})
-	t.Cleanup(func() {
-		// Stop the server first: Close would otherwise ask it to stop
-		// itself over the Controller service, which races with Stop.
-		server.Stop()
-		_ = client.Close()
-	})
-	raw, err := client.Dispense(base.PluginName)
-	if err != nil {
-		t.Fatalf("Dispense() error = %v", err)
-	}
-	p, ok := raw.(base.Plugin)
-	if !ok {
-		t.Fatalf("Dispense() = %T, want a base.Plugin", raw)
-	}
-	return p, server
+	return newHostPair(t, impl, nil)
 }
 
 func TestInfoRoundTrip(t *testing.T) {
