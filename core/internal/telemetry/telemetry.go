@@ -58,6 +58,10 @@ type Metrics struct {
 	Redirects      *prometheus.CounterVec   // pool, backend
 	Rejections     *prometheus.CounterVec   // reason
 	RouteLatency   *prometheus.HistogramVec // transport; INVITE received → final response written
+
+	SIPConnsOpen    prometheus.Gauge       // open TCP/TLS connections, all listeners
+	SIPConnsRefused *prometheus.CounterVec // reason: per-source|global
+	SIPConnsDropped *prometheus.CounterVec // reason: send-queue-full|write-timeout
 }
 
 // NewMetrics registers every metric, plus the Go and process collectors,
@@ -87,8 +91,19 @@ func NewMetrics() *Metrics {
 		Help:    "Time from an INVITE's arrival to its final response being written.",
 		Buckets: []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3, 250e-3, 1},
 	}, []string{"transport"})
+	m.SIPConnsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "umedge_sip_connections_open", Help: "Open SIP TCP and TLS connections, all listeners.",
+	})
+	m.SIPConnsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "umedge_sip_connections_refused_total",
+		Help: "SIP TCP and TLS connections closed at accept, by the limit they hit (per-source or global).",
+	}, []string{"reason"})
+	m.SIPConnsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "umedge_sip_connections_dropped_total",
+		Help: "SIP TCP and TLS connections closed because the peer did not read its answers, by how it showed.",
+	}, []string{"reason"})
 	for _, c := range []prometheus.Collector{m.SIPRequests, m.SIPBadRequests, m.Calls, m.Redirects, m.Rejections,
-		m.RouteLatency} {
+		m.RouteLatency, m.SIPConnsOpen, m.SIPConnsRefused, m.SIPConnsDropped} {
 		f(c)
 	}
 	return m
