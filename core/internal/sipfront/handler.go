@@ -33,7 +33,7 @@ func (s *Server) handleMessage(msg sip.Message, p *peer, out *bytes.Buffer) neti
 		return netip.AddrPort{} // a stray response: a redirect server sends no requests
 	}
 	st := s.state.Load()
-	s.metrics.SIPRequests.WithLabelValues(string(req.Method), string(p.transport)).Inc()
+	s.metrics.SIPRequests.WithLabelValues(methodLabel(req.Method), string(p.transport)).Inc()
 	sc := &p.scan
 	scanHeaders(req, sc)
 	if br := validate(req, sc); br != nil {
