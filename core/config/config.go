@@ -70,6 +70,12 @@ type SIP struct {
 	DecisionCacheTTL  Duration `toml:"decision_cache_ttl"`  // 0 disables the router decision cache
 	DecisionCacheSize int      `toml:"decision_cache_size"` // entries in the router decision cache
 	TLS               TLS      `toml:"tls"`
+
+	// TCP and TLS connections, all listeners together (issue 5: a flood
+	// must not lock gateways out nor take the admin API's descriptors).
+	MaxConnections          int      `toml:"max_connections"`            // 0 = RLIMIT_NOFILE less max(256, 10 %) kept for the rest
+	MaxConnectionsPerSource int      `toml:"max_connections_per_source"` // per source address; an IPv6 source counts by its /64
+	TCPWriteTimeout         Duration `toml:"tcp_write_timeout"`          // a peer that takes no answer within it is dropped
 }
 
 // TLS configures the SIP TLS listener and mutual TLS (um-spec R-SEC-3, R-SEC-6).
@@ -163,6 +169,9 @@ func Default() Config {
 			DecisionCacheTTL:  Duration{60 * time.Second},
 			DecisionCacheSize: 65536,
 			TLS:               TLS{MinVersion: "1.2", CipherSuites: []string{}},
+
+			MaxConnectionsPerSource: 64,
+			TCPWriteTimeout:         Duration{2 * time.Second},
 		},
 		Media: Media{PortMin: 16384, PortMax: 32767},
 		PluginHost: PluginHost{

@@ -190,6 +190,9 @@ func (v *validator) sip() []netip.Addr {
 	v.port("sip.tls_port", s.TLSPort)
 	v.intRange("sip.udp_buffer_bytes", s.UDPBufferBytes, 65536, 256<<20)
 	v.durRange("sip.tcp_idle_timeout", s.TCPIdleTimeout, time.Second, 24*time.Hour)
+	v.intRange("sip.max_connections", s.MaxConnections, 0, 1<<20)
+	v.intRange("sip.max_connections_per_source", s.MaxConnectionsPerSource, 1, 1<<20)
+	v.durRange("sip.tcp_write_timeout", s.TCPWriteTimeout, 10*time.Millisecond, time.Minute)
 	if v.durRange("sip.retry_after", s.RetryAfter, time.Second, time.Hour) && s.RetryAfter.Duration%time.Second != 0 {
 		v.addf("sip.retry_after", ErrInvalid, "%s is not a whole number of seconds", fmtDur(s.RetryAfter.Duration))
 	}
