@@ -8,15 +8,25 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// newParser returns sipgo's parser with stricter name-addr headers: sipgo
+// maxMessage is the largest SIP message accepted on any transport, start
+// line to the end of the body; larger ones get 513 Message Too Large
+// (RFC 3261 §21.5.14). The Call Router reads headers and at most an SDP
+// offer, a few KiB in practice. The bound sits below the 65,507 bytes an
+// IPv4 datagram can carry, so that an oversized UDP request is refused by
+// rule and answered, not cut by the socket buffer.
+const maxMessage = 32 << 10
+
+// newParser returns sipgo's parser with stricter name-addr headers (sipgo
 // accepts some forms RFC 3261 §20.10 and §25.1 forbid and RFC 4475 §3.1.2.13
-// and §3.1.2.15 want refused.
+// and §3.1.2.15 want refused) and messages bounded by maxMessage.
 func newParser() *sip.Parser {
 	m := maps.Clone(sip.DefaultHeadersParser())
 	for _, name := range []string{"from", "f", "to", "t", "contact", "m"} {
 		m[name] = strictNameAddr(m[name])
 	}
-	return sip.NewParser(sip.WithHeadersParsers(m))
+	p := sip.NewParser(sip.WithHeadersParsers(m))
+	p.MaxMessageLength = maxMessage
+	return p
 }
 
 var (

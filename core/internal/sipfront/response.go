@@ -122,6 +122,19 @@ func toTag(req *sip.Request) string {
 // request or lacks a Via or CSeq: no response could reach the client or
 // be matched, so the message is dropped.
 func rawAnswer(out *bytes.Buffer, data []byte, server, detail string) bool {
+	return rawReply(out, data, 0, "", server, detail)
+}
+
+// rawTooLarge answers 513 Message Too Large (RFC 3261 §21.5.14) to a
+// request the parser refused for its size, from the raw text: data is the
+// message's first bytes, as much as was kept. Like rawAnswer it returns
+// false when no response can be formed.
+func rawTooLarge(out *bytes.Buffer, data []byte, server, detail string) bool {
+	return rawReply(out, data, 513, "Message Too Large", server, detail)
+}
+
+// rawReply is rawAnswer with the status given; code 0 derives it.
+func rawReply(out *bytes.Buffer, data []byte, code int, phrase, server, detail string) bool {
 	out.Reset()
 	head := data
 	if i := bytes.Index(head, []byte("\r\n\r\n")); i >= 0 {
@@ -132,15 +145,18 @@ func rawAnswer(out *bytes.Buffer, data []byte, server, detail string) bool {
 	if len(lines) < 2 || len(start) < 3 || strings.HasPrefix(start[0], "SIP/") {
 		return false
 	}
-	code, phrase := 400, "Bad Request"
 	scheme, _, _ := strings.Cut(start[1], ":")
 	switch {
+	case code != 0:
 	case len(start) != 3 || strings.Count(lines[0], " ") != 2:
+		code, phrase = 400, "Bad Request"
 		// Extra white space in the Request-Line (RFC 4475 §3.1.2.8-10).
 	case start[2] != "SIP/2.0":
 		code, phrase = 505, "Version Not Supported"
 	case isScheme(scheme) && !slices.Contains([]string{"sip", "sips", "tel"}, strings.ToLower(scheme)):
 		code, phrase = 416, "Unsupported URI Scheme"
+	default:
+		code, phrase = 400, "Bad Request"
 	}
 	var vias []string
 	one := map[string]string{}

@@ -35,7 +35,25 @@ type Config struct {
 	IdleTimeout time.Duration // closes idle TCP/TLS connections
 	RetryAfter  time.Duration // Retry-After on 503
 	FQDN        string        // our identity, used in Warning headers
+
+	// MaxConnections bounds the TCP and TLS connections of all listeners
+	// together; 0 derives it from RLIMIT_NOFILE (connLimit), and a value
+	// above what that allows is clamped to it.
+	MaxConnections int
+	// MaxConnectionsPerSource bounds the connections of one source address
+	// (an IPv6 source: its /64); 0 means DefaultMaxConnsPerSource.
+	MaxConnectionsPerSource int
+	// WriteTimeout is the deadline of every TCP/TLS write; a peer that does
+	// not take its answers within it is dropped. 0 means DefaultWriteTimeout.
+	WriteTimeout time.Duration
 }
+
+// DefaultWriteTimeout is the stream write deadline when Config leaves it 0.
+const DefaultWriteTimeout = 2 * time.Second
+
+// fallbackNoFile is the descriptor budget assumed when RLIMIT_NOFILE cannot
+// be read.
+const fallbackNoFile = 1024
 
 // Router is what the front end asks where a call goes.
 type Router interface {
@@ -51,17 +69,22 @@ type Server struct {
 
 	state atomic.Pointer[state]
 
-	mu        sync.Mutex
-	listeners map[listenerKey]*listener
-	wg        sync.WaitGroup
+	conns      *connTable
+	refusedLog map[string]*logLimiter // by refusal reason
+
+	mu          sync.Mutex
+	listeners   map[listenerKey]*listener
+	clampLogged int // the sip.max_connections value last reported as clamped
+	wg          sync.WaitGroup
 }
 
 // state is the part of the config read per message.
 type state struct {
-	fqdn       string
-	retryAfter string // the whole header line
-	idle       time.Duration
-	tls        *tls.Config
+	fqdn         string
+	retryAfter   string // the whole header line
+	idle         time.Duration
+	writeTimeout time.Duration
+	tls          *tls.Config
 }
 
 type listenerKey struct {
@@ -70,11 +93,9 @@ type listenerKey struct {
 }
 
 type listener struct {
-	key     listenerKey
-	closer  interface{ Close() error }
-	conns   sync.Map     // net.Conn → struct{}, open stream connections
-	open    atomic.Int64 // len(conns), kept apart for the limit check
-	refused atomic.Int64 // connections closed at once for the limit
+	key    listenerKey
+	closer interface{ Close() error }
+	conns  sync.Map // net.Conn → struct{}, open stream connections
 }
 
 // Option adjusts a Server.
@@ -89,7 +110,11 @@ func WithMetrics(m *telemetry.Metrics) Option { return func(s *Server) { s.metri
 // New returns a front end that asks r where calls go. It listens once
 // Apply is called.
 func New(r Router, opts ...Option) *Server {
-	s := &Server{router: r, log: slog.Default(), parser: newParser(), listeners: map[listenerKey]*listener{}}
+	s := &Server{router: r, log: slog.Default(), parser: newParser(), listeners: map[listenerKey]*listener{},
+		conns: newConnTable(), refusedLog: map[string]*logLimiter{
+			refusedPerSource: {interval: refusedLogInterval},
+			refusedGlobal:    {interval: refusedLogInterval},
+		}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -107,11 +132,16 @@ func (s *Server) Apply(cfg Config) error {
 	if cfg.TLS && cfg.TLSConfig == nil {
 		return ErrNoTLSConfig
 	}
+	writeTimeout := cfg.WriteTimeout
+	if writeTimeout <= 0 {
+		writeTimeout = DefaultWriteTimeout
+	}
 	s.state.Store(&state{
-		fqdn:       cfg.FQDN,
-		retryAfter: "Retry-After: " + strconv.Itoa(max(int(cfg.RetryAfter/time.Second), 1)),
-		idle:       cfg.IdleTimeout,
-		tls:        cfg.TLSConfig,
+		fqdn:         cfg.FQDN,
+		retryAfter:   "Retry-After: " + strconv.Itoa(max(int(cfg.RetryAfter/time.Second), 1)),
+		idle:         cfg.IdleTimeout,
+		writeTimeout: writeTimeout,
+		tls:          cfg.TLSConfig,
 	})
 	want := map[listenerKey]bool{}
 	for _, a := range cfg.Listen {
@@ -127,6 +157,7 @@ func (s *Server) Apply(cfg Config) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.applyLimits(cfg)
 	for k, l := range s.listeners {
 		if !want[k] {
 			s.closeListener(l)
@@ -152,6 +183,30 @@ func (s *Server) Apply(cfg Config) error {
 		s.log.Info("listening", "transport", k.transport, "addr", k.addr.String())
 	}
 	return errors.Join(errs...)
+}
+
+// applyLimits sets the stream connection limits of cfg. Called with s.mu
+// held.
+func (s *Server) applyLimits(cfg Config) {
+	nofile, err := fdLimit()
+	if err != nil {
+		s.log.Warn("cannot read the file descriptor limit; assuming a small one", "assumed", fallbackNoFile, "err", err)
+		nofile = fallbackNoFile
+	}
+	total, clamped := connLimit(nofile, cfg.MaxConnections)
+	if clamped && s.clampLogged != cfg.MaxConnections {
+		s.log.Warn("sip.max_connections is more than the file descriptor limit allows; clamped",
+			"configured", cfg.MaxConnections, "limit", total, "rlimit_nofile", nofile)
+	}
+	s.clampLogged = 0
+	if clamped {
+		s.clampLogged = cfg.MaxConnections
+	}
+	perSource := cfg.MaxConnectionsPerSource
+	if perSource <= 0 {
+		perSource = DefaultMaxConnsPerSource
+	}
+	s.conns.setLimits(perSource, total)
 }
 
 func cmpKey(a, b listenerKey) int {
@@ -237,13 +292,15 @@ func (s *Server) open(k listenerKey, udpBuffer int) (*listener, error) {
 	return l, nil
 }
 
-// maxDatagram is the largest SIP message accepted over UDP.
+// maxDatagram is the read buffer of a UDP socket: any datagram fits, so
+// the parser sees it whole and refuses one over maxMessage with 513.
 const maxDatagram = 65535
 
 func (s *Server) serveUDP(pc *net.UDPConn) {
 	buf := make([]byte, maxDatagram)
 	var out bytes.Buffer
 	p := peer{transport: router.UDP}
+	p.scan.reply = replyPath{udp: pc}
 	for {
 		n, src, err := pc.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -272,8 +329,18 @@ func (s *Server) handleDatagram(data []byte, p *peer, out *bytes.Buffer) netip.A
 	msg, err := s.parser.ParseSIP(data)
 	if err != nil {
 		s.metrics.SIPBadRequests.WithLabelValues(string(p.transport)).Inc()
-		s.log.Info("unparsable message", "transport", p.transport, "peer", p.src, "err", err)
-		if rawAnswer(out, data, s.state.Load().fqdn, "parse error: "+err.Error()) {
+		s.log.Info("unparsable message", "transport", p.transport, "peer", p.src, "bytes", len(data), "err", err)
+		fqdn := s.state.Load().fqdn
+		answered := false
+		if len(data) > maxMessage {
+			// sipgo also says ErrMessageTooLarge for a Content-Length
+			// beyond the limit in a small datagram: that one is a lie
+			// about the body, a 400 (RFC 3261 §18.3).
+			answered = rawTooLarge(out, data, fqdn, fmt.Sprintf("message of %d bytes exceeds %d", len(data), maxMessage))
+		} else {
+			answered = rawAnswer(out, data, fqdn, "parse error: "+err.Error())
+		}
+		if answered {
 			return p.src
 		}
 		return netip.AddrPort{}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -20,11 +21,6 @@ import (
 // a goroutine.
 const handshakeTimeout = 10 * time.Second
 
-// maxConns bounds the open connections of one stream listener (~30 KiB
-// each): gateways hold a few each, so the bound is only ever reached by a
-// connection flood, which then costs memory it cannot grow.
-const maxConns = 10000
-
 func (s *Server) accept(ln net.Listener, l *listener) {
 	for {
 		c, err := ln.Accept()
@@ -36,32 +32,68 @@ func (s *Server) accept(ln net.Listener, l *listener) {
 			time.Sleep(10 * time.Millisecond) // e.g. EMFILE: do not spin
 			continue
 		}
-		if l.open.Add(1) > maxConns {
-			l.open.Add(-1)
-			_ = c.Close()
-			if l.refused.Add(1)%1000 == 1 {
-				s.log.Warn("connection limit reached, refusing connections", "transport", l.key.transport,
-					"addr", l.key.addr.String(), "limit", maxConns, "refused", l.refused.Load())
-			}
+		src := remoteAddr(c)
+		if why, limit := s.conns.acquire(src.Addr()); why != "" {
+			s.refuse(c, src, l.key.transport, why, limit)
 			continue
 		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetWriteBuffer(streamSendBuffer)
+		}
+		s.metrics.SIPConnsOpen.Inc()
 		l.conns.Store(c, struct{}{})
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer l.open.Add(-1)
+			defer s.conns.release(src.Addr())
+			defer s.metrics.SIPConnsOpen.Dec()
 			defer l.conns.Delete(c)
 			defer c.Close()
-			s.serveConn(c, l.key.transport)
+			s.serveConn(c, src, l.key.transport)
 		}()
 	}
 }
 
+// streamSendBuffer is the kernel send buffer of a stream connection. Left
+// to autotuning it grows to net.ipv4.tcp_wmem's maximum (4 MiB by default)
+// for a peer that does not read, so the kernel, not the send queue, would
+// hold what that peer costs. 64 KiB (the kernel doubles it) still carries
+// some 5,000 answers a second per connection at 50 ms round trip.
+const streamSendBuffer = 64 << 10
+
+// remoteAddr is the peer's address, IPv4 unmapped.
+func remoteAddr(c net.Conn) netip.AddrPort {
+	var ap netip.AddrPort
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ap = a.AddrPort()
+	} else {
+		ap, _ = netip.ParseAddrPort(c.RemoteAddr().String())
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// refuse closes a connection over a limit at once, with a reset so that
+// no closing state is kept for it, counts it and logs it rate-limited.
+func (s *Server) refuse(c net.Conn, src netip.AddrPort, tp router.Transport, why string, limit int) {
+	s.metrics.SIPConnsRefused.WithLabelValues(why).Inc()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
+	if ok, held := s.refusedLog[why].allow(time.Now()); ok {
+		s.log.Warn("connection limit reached, refusing connections", "reason", why, "limit", limit,
+			"transport", tp, "peer", src.Addr().String(), "refused_unlogged", held)
+	}
+}
+
+// readBuffer is one read from a stream connection.
+const readBuffer = 16 * 1024
+
 // serveConn reads SIP messages from one TCP or TLS connection and answers
-// each on the same connection (RFC 3261 §18.2.2).
-func (s *Server) serveConn(c net.Conn, tp router.Transport) {
-	src, err := netip.ParseAddrPort(c.RemoteAddr().String())
-	if err != nil {
+// each on the same connection (RFC 3261 §18.2.2), through the connection's
+// send queue: the reader never waits for the peer to take its answers.
+func (s *Server) serveConn(c net.Conn, src netip.AddrPort, tp router.Transport) {
+	if !src.IsValid() {
 		return
 	}
 	p := peer{transport: tp, src: src}
@@ -80,10 +112,20 @@ func (s *Server) serveConn(c net.Conn, tp router.Transport) {
 		p.names = peerNames(tc.ConnectionState())
 		c = tc
 	}
+	sc := newStreamConn(c, s.writeTimeout, func(reason string) {
+		s.metrics.SIPConnsDropped.WithLabelValues(reason).Inc()
+		s.log.Info("peer does not read its answers, closing connection", "transport", tp, "peer", src, "reason", reason)
+	})
+	sc.start()
+	defer sc.finish()
+	p.scan.reply = replyPath{stream: sc}
 	ps := s.parser.NewSIPStream()
 	defer ps.Close()
-	buf := make([]byte, 16*1024)
-	var out, pending bytes.Buffer
+	buf := make([]byte, readBuffer)
+	// cur holds the bytes of the message being assembled, from its first
+	// byte: sipgo drains header lines as it parses them, and an answer to a
+	// message it refuses is formed from the raw text.
+	var out, pending, cur bytes.Buffer
 	for {
 		if st := s.state.Load(); st.idle > 0 {
 			_ = c.SetReadDeadline(time.Now().Add(st.idle))
@@ -96,38 +138,88 @@ func (s *Server) serveConn(c net.Conn, tp router.Transport) {
 			return
 		}
 		data := buf[:n]
-		if ps.Buffer().Len() == 0 && isKeepAlive(data) {
-			if len(data) >= 4 { // RFC 5626 §3.5.1: a double-CRLF ping gets a CRLF pong
-				if _, err := c.Write([]byte("\r\n")); err != nil {
-					return
-				}
+		if isKeepAlive(cur.Bytes()) && isKeepAlive(data) {
+			// Between messages. RFC 5626 §3.5.1: a double-CRLF ping gets
+			// a CRLF pong.
+			if len(data) >= 4 && !sc.enqueue(crlf) {
+				return
 			}
 			continue
 		}
-		// Answers to every message of this read go out in one write: a
-		// loaded peer packs many requests into a segment.
+		cur.Write(data)
+		_, _ = ps.Write(data)
+		// Answers to every message of this read are queued as one batch:
+		// a loaded peer packs many requests into a segment.
 		pending.Reset()
-		err = ps.ParseSIPStream(data, func(msg sip.Message) {
-			s.handleMessage(msg, &p, &out)
-			pending.Write(out.Bytes())
-		})
-		if pending.Len() > 0 {
-			if _, werr := c.Write(pending.Bytes()); werr != nil {
-				return
-			}
+		lost := s.parseStream(ps, &p, &cur, &out, &pending)
+		if cur.Len() == 0 && cur.Cap() > readBuffer {
+			cur = bytes.Buffer{} // a large message's buffer is not kept for the connection's lifetime
 		}
-		if err != nil && !errors.Is(err, sip.ErrParseSipPartial) {
-			// The framing is lost: answer what can be answered and close.
-			s.metrics.SIPBadRequests.WithLabelValues(string(tp)).Inc()
-			s.log.Info("unparsable message, closing connection", "transport", tp, "peer", src, "err", err)
-			if rawAnswer(&out, ps.Buffer().Bytes(), s.state.Load().fqdn, "parse error: "+err.Error()) ||
-				rawAnswer(&out, data, s.state.Load().fqdn, "parse error: "+err.Error()) {
-				_, _ = c.Write(out.Bytes())
-			}
+		if !sc.enqueue(pending.Bytes()) || lost {
 			return
 		}
 	}
 }
+
+// parseStream handles every complete message in ps, appending the answers
+// to pending, and keeps cur to the bytes of the message still incomplete.
+// It reports whether the framing is lost: a message was refused, its
+// answer (if one can be formed) is in pending, and the connection must
+// close.
+func (s *Server) parseStream(ps *sip.ParserStream, p *peer, cur, out, pending *bytes.Buffer) (lost bool) {
+	for ps.Buffer().Len() > 0 {
+		msg, used, err := ps.ParseNext()
+		switch {
+		case err == nil:
+			cur.Next(used)
+			s.handleMessage(msg, p, out)
+			pending.Write(out.Bytes())
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return false // the rest of the message is still to come
+		default:
+			s.refuseMessage(msg, err, p, bytes.TrimLeft(cur.Bytes(), "\r\n"), out)
+			pending.Write(out.Bytes())
+			return true
+		}
+	}
+	return false
+}
+
+var crlf = []byte("\r\n")
+
+// refuseMessage answers a stream message the parser refused into out:
+// 513 when it exceeds maxMessage (RFC 3261 §21.5.14), else what rawAnswer
+// finds. head is the message's raw text from its first byte, as far as it
+// was kept.
+func (s *Server) refuseMessage(msg sip.Message, err error, p *peer, head []byte, out *bytes.Buffer) {
+	out.Reset()
+	tp := p.transport
+	s.metrics.SIPBadRequests.WithLabelValues(string(tp)).Inc()
+	fqdn := s.state.Load().fqdn
+	if !errors.Is(err, sip.ErrMessageTooLarge) {
+		s.log.Info("unparsable message, closing connection", "transport", tp, "peer", p.src, "err", err)
+		rawAnswer(out, head, fqdn, "parse error: "+err.Error())
+		return
+	}
+	detail := fmt.Sprintf("message exceeds %d bytes", maxMessage)
+	s.log.Info("message too large, closing connection", "transport", tp, "peer", p.src, "limit", maxMessage)
+	// With the headers parsed (a Content-Length over the limit) the answer
+	// is formed from them; else from the raw text kept.
+	if req, ok := msg.(*sip.Request); ok && answerable(req) {
+		if req.Method == sip.ACK {
+			return // never answered (RFC 3261 §17.1.1.3)
+		}
+		scanHeaders(req, &p.scan)
+		writeResponse(out, req, p, p.scan.vias, 513, "Message Too Large", warning(fqdn, detail))
+		return
+	}
+	if !bytes.HasPrefix(head, []byte("ACK ")) {
+		rawTooLarge(out, head, fqdn, detail)
+	}
+}
+
+// writeTimeout is the current stream write deadline.
+func (s *Server) writeTimeout() time.Duration { return s.state.Load().writeTimeout }
 
 // peerNames returns the DNS names of a verified client certificate: its
 // SANs, or its Common Name when it has none. Wildcard names are left out:

@@ -1,0 +1,167 @@
+package sipfront
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// maxSendQueue bounds the bytes waiting for one stream connection's writer:
+// a peer that reads keeps it near empty (the kernel's send buffer takes the
+// rest), one that stops reading fills it and is dropped. With the batch in
+// flight that is at most twice this much memory per connection.
+const maxSendQueue = 64 << 10
+
+// keepSpare is the largest batch buffer a connection keeps for reuse.
+const keepSpare = 16 << 10
+
+// Why a stream connection was dropped by its writer; the values are metric
+// labels.
+const (
+	dropQueueFull    = "send-queue-full"
+	dropWriteTimeout = "write-timeout"
+)
+
+// streamConn is one TCP or TLS connection's sending side: a bounded queue
+// drained by one writer goroutine with a deadline on every write, so that
+// neither the reader nor a goroutine answering later ever waits for the
+// peer (RFC 3261 §18.2.2 answers on the connection the request came on).
+type streamConn struct {
+	c            net.Conn
+	writeTimeout func() time.Duration // read at every write, so a reload applies to open connections
+	onDrop       func(reason string)  // called once when the connection is dropped for the peer's sake
+
+	mu      sync.Mutex
+	queue   []byte // bytes not yet handed to the writer
+	spare   []byte // the writer's last batch, for the queue to reuse; never the batch being written
+	closing bool   // no more enqueues; the writer flushes and closes
+	closed  bool   // the connection is closed
+	wake    chan struct{}
+	done    chan struct{} // closed when the writer has returned
+}
+
+func newStreamConn(c net.Conn, writeTimeout func() time.Duration, onDrop func(string)) *streamConn {
+	return &streamConn{c: c, writeTimeout: writeTimeout, onDrop: onDrop,
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// enqueue queues b for the writer and returns at once. It reports false
+// when the connection is closed or closing, or when b does not fit in the
+// queue, in which case the connection is closed: a peer that lets its
+// answers pile up is not waited for.
+func (sc *streamConn) enqueue(b []byte) bool {
+	if len(b) == 0 {
+		return true
+	}
+	sc.mu.Lock()
+	if sc.closing || sc.closed {
+		sc.mu.Unlock()
+		return false
+	}
+	if len(sc.queue)+len(b) > maxSendQueue {
+		sc.mu.Unlock()
+		sc.drop(dropQueueFull)
+		return false
+	}
+	sc.queue = append(sc.queue, b...)
+	sc.mu.Unlock()
+	select {
+	case sc.wake <- struct{}{}:
+	default: // the writer is already due to look
+	}
+	return true
+}
+
+// reply implements replier: a no-op once the connection is closed.
+func (sc *streamConn) reply(b []byte) { sc.enqueue(b) }
+
+// writeLoop sends what is queued, batch by batch, until the connection
+// closes, or finish was called and the queue is empty.
+func (sc *streamConn) writeLoop() {
+	defer close(sc.done)
+	for range sc.wake {
+		for {
+			sc.mu.Lock()
+			if sc.closed {
+				sc.mu.Unlock()
+				return
+			}
+			batch, closing := sc.queue, sc.closing
+			if len(batch) == 0 {
+				sc.mu.Unlock()
+				if closing {
+					sc.close()
+					return
+				}
+				break // until the next wake-up
+			}
+			// The batch is the writer's until it is written; enqueue
+			// appends to the other buffer meanwhile.
+			sc.queue, sc.spare = sc.spare[:0], nil
+			sc.mu.Unlock()
+			if d := sc.writeTimeout(); d > 0 {
+				_ = sc.c.SetWriteDeadline(time.Now().Add(d))
+			}
+			if _, err := sc.c.Write(batch); err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					sc.drop(dropWriteTimeout)
+				} else {
+					sc.close()
+				}
+				return
+			}
+			if cap(batch) <= keepSpare { // a burst's buffer is not kept for the connection's lifetime
+				sc.mu.Lock()
+				sc.spare = batch[:0]
+				sc.mu.Unlock()
+			}
+		}
+	}
+}
+
+// start runs the writer. It must be called once, before finish.
+func (sc *streamConn) start() {
+	go sc.writeLoop()
+}
+
+// finish stops new enqueues, lets the writer flush what is queued (each
+// write bounded by the write timeout), closes the connection and waits for
+// the writer to return. The reader calls it when it is done.
+func (sc *streamConn) finish() {
+	sc.mu.Lock()
+	sc.closing = true
+	sc.mu.Unlock()
+	select {
+	case sc.wake <- struct{}{}:
+	default:
+	}
+	<-sc.done
+}
+
+// drop closes the connection for reason, counting it once.
+func (sc *streamConn) drop(reason string) {
+	if sc.close() && sc.onDrop != nil {
+		sc.onDrop(reason)
+	}
+}
+
+// close closes the connection and wakes the writer so that it returns. It
+// reports whether this call closed it.
+func (sc *streamConn) close() bool {
+	sc.mu.Lock()
+	if sc.closed {
+		sc.mu.Unlock()
+		return false
+	}
+	sc.closed = true
+	sc.queue = nil
+	sc.mu.Unlock()
+	_ = sc.c.Close()
+	select {
+	case sc.wake <- struct{}{}:
+	default:
+	}
+	return true
+}

@@ -1,0 +1,115 @@
+package sipfront
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// pipeConn is a streamConn over an in-memory pipe, whose far end the test
+// reads (or not); drops are recorded.
+func pipeConn(t *testing.T, timeout time.Duration) (*streamConn, net.Conn, func() []string) {
+	t.Helper()
+	near, far := net.Pipe()
+	t.Cleanup(func() { _ = far.Close() })
+	var mu sync.Mutex
+	var drops []string
+	sc := newStreamConn(near, func() time.Duration { return timeout }, func(r string) {
+		mu.Lock()
+		defer mu.Unlock()
+		drops = append(drops, r)
+	})
+	sc.start()
+	t.Cleanup(sc.finish)
+	return sc, far, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), drops...)
+	}
+}
+
+func TestStreamConnDropsAPeerThatDoesNotRead(t *testing.T) {
+	tests := []struct {
+		name     string
+		timeout  time.Duration
+		give     int // bytes enqueued, in 1 KiB answers
+		wantDrop string
+	}{
+		// The writer blocks on the first batch; the rest fills the queue.
+		{name: "queue full", timeout: time.Minute, give: 2*maxSendQueue + 4096, wantDrop: dropQueueFull},
+		// Fits the queue, but the peer takes nothing within the deadline.
+		{name: "write timeout", timeout: 50 * time.Millisecond, give: 4096, wantDrop: dropWriteTimeout},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sc, _, drops := pipeConn(t, tt.timeout)
+			answer := bytes.Repeat([]byte("a"), 1024)
+			start := time.Now()
+			for range tt.give / len(answer) {
+				sc.enqueue(answer)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("enqueueing took %v: it must never wait for the peer", d)
+			}
+			if !eventually(tt.timeout+2*time.Second, func() bool { return len(drops()) > 0 }) {
+				t.Fatalf("not dropped within %v", tt.timeout+2*time.Second)
+			}
+			if got := drops(); len(got) != 1 || got[0] != tt.wantDrop {
+				t.Errorf("drops = %q, want [%q]", got, tt.wantDrop)
+			}
+			select {
+			case <-sc.done:
+			case <-time.After(2 * time.Second):
+				t.Fatal("writer still running after the drop")
+			}
+			if sc.enqueue(answer) {
+				t.Error("enqueue after the drop succeeded")
+			}
+		})
+	}
+}
+
+// TestStreamConnDelivers: answers from many goroutines arrive whole and
+// the queue's batches keep each one's bytes together; finish flushes.
+func TestStreamConnDelivers(t *testing.T) {
+	sc, far, drops := pipeConn(t, time.Second)
+	const writers, each = 8, 50
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(far)
+		got <- b
+	}()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := []byte{'A' + byte(w), '\n'}
+			for range each {
+				sc.reply(msg)
+			}
+		}()
+	}
+	wg.Wait()
+	sc.finish() // flushes, then closes: ReadAll returns
+	b := <-got
+	counts := map[byte]int{}
+	for _, line := range bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n")) {
+		if len(line) != 1 {
+			t.Fatalf("torn answer %q", line)
+		}
+		counts[line[0]]++
+	}
+	for w := range writers {
+		if counts['A'+byte(w)] != each {
+			t.Errorf("writer %d: %d answers arrived, want %d", w, counts['A'+byte(w)], each)
+		}
+	}
+	if len(drops()) != 0 {
+		t.Errorf("drops = %q, want none", drops())
+	}
+	sc.reply([]byte("late\n")) // after close: a no-op, no panic, no block
+}

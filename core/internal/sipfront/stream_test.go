@@ -1,0 +1,230 @@
+package sipfront
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// startWith starts a front end with UDP and TCP on a free port of each
+// address in listen (127.0.0.1 when none), with mut applied to the config.
+func startWith(t *testing.T, r Router, mut func(*Config), listen ...string) (*Server, int) {
+	t.Helper()
+	if len(listen) == 0 {
+		listen = []string{"127.0.0.1"}
+	}
+	var addrs []netip.Addr
+	for _, a := range listen {
+		addrs = append(addrs, netip.MustParseAddr(a))
+	}
+	for range 20 {
+		s := New(r, WithLogger(slog.New(slog.DiscardHandler)))
+		port := freePort(t)
+		cfg := Config{
+			Listen: addrs, UDP: true, TCP: true, TCPPort: port, TLSPort: port + 1,
+			IdleTimeout: time.Minute, RetryAfter: 30 * time.Second, FQDN: "edge.test",
+		}
+		if mut != nil {
+			mut(&cfg)
+		}
+		if err := s.Apply(cfg); err == nil {
+			t.Cleanup(func() { _ = s.Close() })
+			return s, port
+		}
+		_ = s.Close()
+	}
+	t.Fatal("no free port")
+	return nil, 0
+}
+
+// optionsOver is an OPTIONS request with a Via for transport tp.
+func optionsOver(tp string) string {
+	return strings.NewReplacer("INVITE sip:1001", "OPTIONS sip:1001", "314159 INVITE", "1 OPTIONS",
+		"SIP/2.0/UDP", "SIP/2.0/"+tp).Replace(invite(""))
+}
+
+// dialFrom opens a TCP connection from the loopback address src.
+func dialFrom(t *testing.T, src, dst string, port int) net.Conn {
+	t.Helper()
+	c, err := tryDial(src, dst, port)
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", dst, src, err)
+	}
+	return c
+}
+
+func tryDial(src, dst string, port int) (net.Conn, error) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 2 * time.Second}
+	return d.Dial("tcp", net.JoinHostPort(dst, strconv.Itoa(port)))
+}
+
+// refusedAtOnce reports whether a connection from src is refused: reset
+// before the dial returns, or answered with nothing.
+func refusedAtOnce(t *testing.T, src, dst string, port int) bool {
+	t.Helper()
+	c, err := tryDial(src, dst, port)
+	if err != nil {
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("dial %s from %s: %v, want success or a reset", dst, src, err)
+		}
+		return true
+	}
+	defer c.Close()
+	return !answered(t, c, time.Second)
+}
+
+// answered sends OPTIONS on c and reports whether a 200 came back within
+// wait; a connection the server refused gets no answer.
+func answered(t *testing.T, c net.Conn, wait time.Duration) bool {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(wait))
+	if _, err := c.Write([]byte(optionsOver("TCP"))); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && statusOf(line) == 200
+}
+
+// eventually polls cond every 10 ms until it holds or within has passed.
+func eventually(within time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+func TestStreamConnectionLimits(t *testing.T) {
+	tests := []struct {
+		name        string
+		perSource   int
+		total       int
+		first       []string // sources opening connections that must be answered, in order
+		refusedFrom string   // the next source, which must be refused
+		wantReason  string
+	}{
+		{name: "per source", perSource: 2, total: 100,
+			first: []string{"127.0.0.5", "127.0.0.5", "127.0.0.6"}, refusedFrom: "127.0.0.5", wantReason: refusedPerSource},
+		{name: "global across listeners", perSource: 64, total: 3,
+			first: []string{"127.0.0.5", "127.0.0.6", "127.0.0.7"}, refusedFrom: "127.0.0.8", wantReason: refusedGlobal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Two TCP listeners: the global limit counts both.
+			s, port := startWith(t, &fakeRouter{}, func(c *Config) {
+				c.MaxConnectionsPerSource, c.MaxConnections = tt.perSource, tt.total
+			}, "127.0.0.1", "127.0.0.9")
+			dsts := []string{"127.0.0.1", "127.0.0.9"}
+			var open []net.Conn
+			defer func() {
+				for _, c := range open {
+					_ = c.Close()
+				}
+			}()
+			for i, src := range tt.first {
+				c := dialFrom(t, src, dsts[i%2], port)
+				open = append(open, c)
+				if !answered(t, c, 2*time.Second) {
+					t.Fatalf("connection %d from %s got no answer", i, src)
+				}
+			}
+			if !refusedAtOnce(t, tt.refusedFrom, dsts[1], port) {
+				t.Fatalf("connection from %s over the limit was answered", tt.refusedFrom)
+			}
+			if got := testutil.ToFloat64(s.metrics.SIPConnsRefused.WithLabelValues(tt.wantReason)); got != 1 {
+				t.Errorf("refused{reason=%q} = %v, want 1", tt.wantReason, got)
+			}
+			// A closed connection frees its place.
+			_ = open[0].Close()
+			open = open[1:]
+			if !eventually(2*time.Second, func() bool { return s.conns.open() == len(open) }) {
+				t.Fatalf("open = %d after a close, want %d", s.conns.open(), len(open))
+			}
+			again := dialFrom(t, tt.refusedFrom, dsts[0], port)
+			open = append(open, again)
+			if !answered(t, again, 2*time.Second) {
+				t.Errorf("connection after a place was freed got no answer")
+			}
+		})
+	}
+}
+
+// TestPeerThatStopsReadingIsDropped: a peer that sends 1,000 OPTIONS and
+// reads none of the answers is disconnected within the write timeout, and
+// the goroutines that served it are gone.
+func TestPeerThatStopsReadingIsDropped(t *testing.T) {
+	const writeTimeout = 300 * time.Millisecond
+	s, port := startWith(t, &fakeRouter{}, func(c *Config) { c.WriteTimeout = writeTimeout })
+	before := runtime.NumGoroutine()
+
+	c := dialFrom(t, "127.0.0.1", "127.0.0.1", port)
+	defer c.Close()
+	// A small receive window, so that the kernel cannot absorb the answers.
+	if err := c.(*net.TCPConn).SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	req := []byte(optionsOver("TCP"))
+	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	sent := 0
+	for range 1000 {
+		if _, err := c.Write(req); err != nil {
+			break // the server may drop us before we are through
+		}
+		sent++
+	}
+	done := time.Now()
+	if !eventually(writeTimeout+2*time.Second, func() bool { return s.conns.open() == 0 }) {
+		t.Fatalf("connection still open %v after %d OPTIONS were sent and none read", time.Since(done), sent)
+	}
+	t.Logf("dropped %v after %d OPTIONS", time.Since(done).Round(time.Millisecond), sent)
+	dropped := testutil.ToFloat64(s.metrics.SIPConnsDropped.WithLabelValues(dropQueueFull)) +
+		testutil.ToFloat64(s.metrics.SIPConnsDropped.WithLabelValues(dropWriteTimeout))
+	if dropped != 1 {
+		t.Errorf("dropped connections = %v, want 1", dropped)
+	}
+	if !eventually(2*time.Second, func() bool { return runtime.NumGoroutine() <= before }) {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines, %d before the peer connected:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+	}
+	// The peer sees the end: whatever it reads, the stream then ends.
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err := io.Copy(io.Discard, c)
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("reading after the drop: %v, want the connection closed", err)
+	}
+}
+
+// TestHeaderEndInItsOwnSegment: the empty line that ends the headers,
+// arriving alone, is the end of the message, not a keep-alive.
+func TestHeaderEndInItsOwnSegment(t *testing.T) {
+	_, port := startWith(t, &fakeRouter{}, nil)
+	c := dialFrom(t, "127.0.0.1", "127.0.0.1", port)
+	defer c.Close()
+	inv := strings.Replace(invite(""), "SIP/2.0/UDP", "SIP/2.0/TCP", 1)
+	head, end := inv[:len(inv)-2], inv[len(inv)-2:]
+	if _, err := c.Write([]byte(head)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // two reads on the server
+	if _, err := c.Write([]byte(end)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if resp := readResponse(t, bufio.NewReader(c)); statusOf(resp) != 302 {
+		t.Errorf("answer = %q, want 302", firstLine(resp))
+	}
+}
