@@ -358,6 +358,8 @@ func frontConfig(cfg *config.Config) (sipfront.Config, error) {
 		UDP: s.Mode.UsesTCP() && s.UDP, TCP: s.Mode.UsesTCP(), TLS: s.Mode.UsesTLS(),
 		TCPPort: s.TCPPort, TLSPort: s.TLSPort, UDPBuffer: s.UDPBufferBytes,
 		IdleTimeout: s.TCPIdleTimeout.Duration, RetryAfter: s.RetryAfter.Duration, FQDN: s.FQDN,
+		MaxConnections: s.MaxConnections, MaxConnectionsPerSource: s.MaxConnectionsPerSource,
+		WriteTimeout: s.TCPWriteTimeout.Duration,
 	}
 	for _, a := range s.Listen {
 		ip, err := netip.ParseAddr(a)
