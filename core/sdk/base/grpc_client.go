@@ -18,8 +18,11 @@ const drainGrace = 250 * time.Millisecond
 // also drains the plugin, and hands it the broker ID of the host services
 // with every Configure.
 type Client struct {
-	rpc    basepb.BaseClient
-	hostID uint32 // broker ID of the Host service; 0 = none
+	rpc basepb.BaseClient
+
+	// serveHost starts serving the Host service and returns its broker
+	// ID, once, at the first Configure; nil offers none.
+	serveHost func() uint32
 }
 
 var _ Plugin = (*Client)(nil)
@@ -41,7 +44,11 @@ func (c *Client) Info(ctx context.Context) (*Info, error) {
 
 // Configure hands the plugin its settings; a refusal is a *ConfigError.
 func (c *Client) Configure(ctx context.Context, settings []byte) error {
-	resp, err := c.rpc.Configure(ctx, &basepb.ConfigureRequest{Settings: settings, HostBrokerId: c.hostID})
+	var hostID uint32
+	if c.serveHost != nil {
+		hostID = c.serveHost()
+	}
+	resp, err := c.rpc.Configure(ctx, &basepb.ConfigureRequest{Settings: settings, HostBrokerId: hostID})
 	if err != nil {
 		return FromStatus(err)
 	}

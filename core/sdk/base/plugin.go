@@ -3,6 +3,7 @@ package base
 import (
 	"context"
 	"os"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -43,13 +44,18 @@ func (p *GRPCPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error
 }
 
 // GRPCClient returns a *Client that calls the plugin process over cc.
-// With p.Host set it serves the Host service on a new broker ID, until the
-// client is closed, and hands that ID to the plugin with every Configure.
+// With p.Host set, the first Configure starts serving the Host service on
+// a new broker ID, until the client is closed, and every Configure hands
+// that ID to the plugin. (Not before: a process refused at Info never
+// needs it.)
 func (p *GRPCPlugin) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
 	c := NewClient(cc)
 	if p.Host != nil {
-		c.hostID = broker.NextId()
-		go broker.AcceptAndServe(c.hostID, newHostServer(p.Host))
+		c.serveHost = sync.OnceValue(func() uint32 {
+			id := broker.NextId()
+			go broker.AcceptAndServe(id, newHostServer(p.Host))
+			return id
+		})
 	}
 	return c, nil
 }
