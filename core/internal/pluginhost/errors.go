@@ -33,9 +33,11 @@ var (
 	errBadKind     = errors.New("pluginhost: no shim for plugin kind")
 	errDuplicate   = errors.New("pluginhost: duplicate plugin name")
 	errNoName      = errors.New("pluginhost: plugin name is empty")
+	errBadName     = errors.New("pluginhost: bad plugin or instance name")
 	errAlreadyUsed = errors.New("pluginhost: plugin already started")
 	errBadDispense = errors.New("pluginhost: dispensed plugin has wrong type")
 	errExitedEarly = errors.New("pluginhost: plugin exited before the handshake")
+	errNotServing  = errors.New("pluginhost: plugin health service is not serving")
 )
 
 // ReconfigureError names the plugin whose change made Reconfigure fail.

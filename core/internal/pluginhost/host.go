@@ -20,11 +20,19 @@ import (
 
 // Defaults for zero Config durations.
 const (
-	DefaultCallTimeout  = 5 * time.Second
-	DefaultStartTimeout = 10 * time.Second
-	DefaultBackoffMin   = 50 * time.Millisecond
-	DefaultBackoffMax   = 30 * time.Second
+	DefaultCallTimeout    = 5 * time.Second
+	DefaultStartTimeout   = 10 * time.Second
+	DefaultBackoffMin     = 50 * time.Millisecond
+	DefaultBackoffMax     = 30 * time.Second
+	DefaultHealthInterval = time.Second
+	DefaultHealthTimeout  = 500 * time.Millisecond
+	DefaultDrainTimeout   = 5 * time.Second
 )
+
+// HungAfter is how many health probes in a row a running plugin may fail
+// before the host declares it hung, kills it (SIGKILL) and restarts it
+// with backoff like any crashed plugin.
+const HungAfter = 3
 
 // binaryPrefix is the file name prefix Discover looks for.
 const binaryPrefix = "umedge-plugin-"
@@ -41,15 +49,29 @@ type Config struct {
 	// plugin; each further crash doubles it up to BackoffMax. A plugin
 	// that ran for 10 s starts again from BackoffMin.
 	BackoffMin, BackoffMax time.Duration
+
+	// HealthInterval is the pause between two liveness probes of a
+	// running plugin (go-plugin's gRPC health service, service "plugin"),
+	// each bounded by HealthTimeout. HungAfter failures in a row kill it.
+	HealthInterval, HealthTimeout time.Duration
+
+	// DrainTimeout bounds Drain, which the host calls before it stops a
+	// process on Reconfigure and Close; then the process is ended.
+	DrainTimeout time.Duration
 }
 
-// Spec is one configured plugin instance.
+// Spec is one configured plugin ([plugins.<name>]).
 type Spec struct {
-	Name     string    // instance name, e.g. "umrouter"
+	Name     string    // e.g. "umrouter"; no "/"
 	Kind     base.Kind // the kind the config expects; Info must agree
 	Binary   string    // file name inside Config.Dir
 	SHA256   string    // hex pin; "" = look the binary up in Config.SHA256Sums
 	Settings []byte    // the plugin's own TOML table, handed to Configure
+
+	// Instances, when set, runs the spec as that many processes (worker A
+	// and B), each with its own state, named "<Name>/<instance>" in
+	// Status, Live and the handles. Empty: one process named Name.
+	Instances []string
 }
 
 // State is where a plugin is in its lifecycle.
@@ -59,22 +81,37 @@ type State string
 const (
 	StateStarting State = "starting"
 	StateRunning  State = "running"
-	StateBackoff  State = "backoff" // crashed; waiting to restart
-	StateFailed   State = "failed"  // could not start; not retried
+	StateBackoff  State = "backoff"  // crashed; waiting to restart
+	StateHung     State = "hung"     // failed HungAfter health probes; being killed
+	StateDraining State = "draining" // being stopped; finishing its work in flight
+	StateFailed   State = "failed"   // could not start; not retried
 	StateStopped  State = "stopped"
 )
 
 // Status reports one plugin instance.
 type Status struct {
-	Name       string
+	Name       string // "<Spec>/<Instance>", or Spec for a single instance
+	Spec       string // the Spec's Name
+	Instance   string // "" for a single instance
 	Kind       base.Kind
 	PluginName string // from Info, e.g. "um.router"
 	Version    string // from Info
 	State      State
 	PID        int // 0 unless running
-	Restarts   int // restarts after crashes
+	Restarts   int // restarts after crashes and hung kills
 	LastError  string
 	Since      time.Time // when State was entered
+
+	// Live is true while the plugin runs and answered its last health
+	// probe; HealthFailures counts the probes it failed since.
+	Live           bool
+	HealthFailures int
+	HungKills      int // times it was killed for failing HungAfter probes
+
+	// Degraded and DegradedReason are what the running process last said
+	// through base.HostServices.ReportHealth.
+	Degraded       bool
+	DegradedReason string
 }
 
 // Option changes a Host for tests or embedding.
@@ -101,17 +138,21 @@ type Host struct {
 
 // New returns a Host; it starts nothing.
 func New(cfg Config, opts ...Option) *Host {
-	if cfg.CallTimeout <= 0 {
-		cfg.CallTimeout = DefaultCallTimeout
-	}
-	if cfg.StartTimeout <= 0 {
-		cfg.StartTimeout = DefaultStartTimeout
-	}
-	if cfg.BackoffMin <= 0 {
-		cfg.BackoffMin = DefaultBackoffMin
-	}
-	if cfg.BackoffMax <= 0 {
-		cfg.BackoffMax = DefaultBackoffMax
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&cfg.CallTimeout, DefaultCallTimeout},
+		{&cfg.StartTimeout, DefaultStartTimeout},
+		{&cfg.BackoffMin, DefaultBackoffMin},
+		{&cfg.BackoffMax, DefaultBackoffMax},
+		{&cfg.HealthInterval, DefaultHealthInterval},
+		{&cfg.HealthTimeout, DefaultHealthTimeout},
+		{&cfg.DrainTimeout, DefaultDrainTimeout},
+	} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
 	}
 	cfg.BackoffMax = max(cfg.BackoffMax, cfg.BackoffMin)
 	h := &Host{cfg: cfg, log: slog.Default(), instances: make(map[string]*instance)}
@@ -175,7 +216,8 @@ func (h *Host) instance(name string) *instance {
 // not retried: it stays in StateFailed with the error in its Status until
 // a Reconfigure lists it again.
 func (h *Host) Start(ctx context.Context, specs []Spec) error {
-	if err := validateSpecs(specs); err != nil {
+	specs, err := expand(specs)
+	if err != nil {
 		return err
 	}
 	h.opMu.Lock()
@@ -233,7 +275,8 @@ func (h *Host) start(ctx context.Context, specs []Spec) ([]string, error) {
 // its plugin; a refused configuration is findable with errors.As as a
 // *base.ConfigError.
 func (h *Host) Check(ctx context.Context, specs []Spec) error {
-	if err := validateSpecs(specs); err != nil {
+	specs, err := expand(specs)
+	if err != nil {
 		return err
 	}
 	errs := make([]error, len(specs))
@@ -245,7 +288,7 @@ func (h *Host) Check(ctx context.Context, specs []Spec) error {
 				errs[i] = fmt.Errorf("plugin %s: %w", s.Name, err)
 				return
 			}
-			p.kill()
+			p.stop(ctx, h.cfg.DrainTimeout)
 		})
 	}
 	wg.Wait()
@@ -291,7 +334,8 @@ type change struct {
 // change already made is rolled back and a *ReconfigureError naming that
 // plugin is returned; its Err may be a *base.ConfigError.
 func (h *Host) Reconfigure(ctx context.Context, specs []Spec) error {
-	if err := validateSpecs(specs); err != nil {
+	specs, err := expand(specs)
+	if err != nil {
 		return err
 	}
 	h.opMu.Lock()
@@ -388,6 +432,14 @@ func (h *Host) reconfigure(ctx context.Context, specs []Spec) ([]string, error) 
 	return changed, nil
 }
 
+// Live reports whether the plugin instance name (as in Status.Name) is
+// running and answered its last health probe. The daemon's /healthz
+// reports degraded while the router plugin is not live.
+func (h *Host) Live(name string) bool {
+	in := h.instance(name)
+	return in != nil && in.status().Live
+}
+
 // Status reports every plugin instance, sorted by name.
 func (h *Host) Status() []Status {
 	h.mu.Lock()
@@ -431,23 +483,78 @@ func stopAll(ins []*instance) {
 	wg.Wait()
 }
 
-// validateSpecs rejects empty and duplicate names.
-func validateSpecs(specs []Spec) error {
-	seen := make(map[string]bool, len(specs))
+// instanceSep joins a Spec's name and an instance's: "umworker/a".
+const instanceSep = "/"
+
+// expand validates specs and returns one Spec per process: a Spec with
+// Instances becomes one copy per instance, named "<Name>/<instance>",
+// with Instances cleared. It rejects empty and duplicate names and names
+// with a "/" in them.
+func expand(specs []Spec) ([]Spec, error) {
+	out := make([]Spec, 0, len(specs))
 	var errs []error
+	bad := func(s Spec, i int, err error) {
+		if s.Name == "" {
+			errs = append(errs, fmt.Errorf("plugin #%d: %w", i+1, err))
+			return
+		}
+		errs = append(errs, fmt.Errorf("plugin %s: %w", s.Name, err))
+	}
+	specNames := make(map[string]bool, len(specs))
 	for i, s := range specs {
 		switch {
 		case s.Name == "":
-			errs = append(errs, fmt.Errorf("plugin #%d: %w", i+1, errNoName))
-		case seen[s.Name]:
+			bad(s, i, errNoName)
+			continue
+		case strings.Contains(s.Name, instanceSep):
+			bad(s, i, fmt.Errorf("%w: %q has a %q", errBadName, s.Name, instanceSep))
+			continue
+		case specNames[s.Name]:
+			errs = append(errs, fmt.Errorf("%w: %s", errDuplicate, s.Name))
+			continue
+		}
+		specNames[s.Name] = true
+		if len(s.Instances) == 0 {
+			out = append(out, cloneSpec(s))
+			continue
+		}
+		seen := make(map[string]bool, len(s.Instances))
+		for _, inst := range s.Instances {
+			switch {
+			case inst == "" || strings.Contains(inst, instanceSep):
+				bad(s, i, fmt.Errorf("%w: instance %q", errBadName, inst))
+			case seen[inst]:
+				bad(s, i, fmt.Errorf("%w: instance %s", errDuplicate, inst))
+			default:
+				seen[inst] = true
+				c := cloneSpec(s)
+				c.Name = s.Name + instanceSep + inst
+				c.Instances = nil
+				out = append(out, c)
+			}
+		}
+	}
+	seen := make(map[string]bool, len(out))
+	for _, s := range out {
+		if seen[s.Name] {
 			errs = append(errs, fmt.Errorf("%w: %s", errDuplicate, s.Name))
 		}
 		seen[s.Name] = true
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// splitName returns the Spec name and the instance of an instance name.
+func splitName(name string) (spec, inst string) {
+	spec, inst, _ = strings.Cut(name, instanceSep)
+	return spec, inst
 }
 
 func cloneSpec(s Spec) Spec {
 	s.Settings = bytes.Clone(s.Settings)
+	s.Instances = slices.Clone(s.Instances)
 	return s
 }

@@ -41,12 +41,12 @@ func TestStartInfoRoute(t *testing.T) {
 	if d.Pool != "a" || d.Called != "1234" {
 		t.Errorf("Route() = %+v, want pool a, called 1234", d)
 	}
-	topo, err := h.Router("r").Topology(context.Background())
+	table, err := h.Router("r").Table(context.Background())
 	if err != nil {
-		t.Fatalf("Topology() = %v", err)
+		t.Fatalf("Table() = %v", err)
 	}
-	if len(topo.Pools) != 1 || topo.Pools[0].Name != "a" {
-		t.Errorf("Topology().Pools = %+v, want [a]", topo.Pools)
+	if len(table.Pools) != 1 || table.Pools[0].Name != "a" {
+		t.Errorf("Table().Pools = %+v, want [a]", table.Pools)
 	}
 
 	st := statusOf(t, h.Host, "r")
@@ -616,28 +616,136 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	wantPool(t, h.Host, "r", "a")
 }
 
-func TestRestartRefusesReplacedBinary(t *testing.T) {
-	h := newTestHost(t, Config{})
-	if err := h.Start(context.Background(), []Spec{testSpec("r", `pool = "a"`)}); err != nil {
-		t.Fatalf("Start() = %v", err)
-	}
-	// Swap the binary on disk for another one, as an attacker or a botched
-	// update would; the pin is checked again right before every exec.
-	tmp := filepath.Join(h.dir, "new")
-	copyFile(t, testBinary, tmp, []byte("tampered"))
-	if err := os.Rename(tmp, filepath.Join(h.dir, testBinaryName)); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(statusOf(t, h.Host, "r").PID, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+// TestRestartRetriesPin breaks what a restart checks, on disk, then fixes
+// it: the restart must fail with the pin error, keep retrying with
+// backoff (reading the binary and the pin again on every attempt) and get
+// the plugin back without a reload.
+func TestRestartRetriesPin(t *testing.T) {
+	otherSum := sha256.Sum256([]byte("not the plugin"))
+	other := hex.EncodeToString(otherSum[:])
 
-	waitFor(t, 5*time.Second, "state failed", func() bool { return statusOf(t, h.Host, "r").State == StateFailed })
-	st := statusOf(t, h.Host, "r")
-	if !strings.Contains(st.LastError, "sha256 mismatch") || !strings.Contains(st.LastError, "expected "+testSum) {
-		t.Errorf("LastError = %q, want a sha256 mismatch against the pin", st.LastError)
+	tests := []struct {
+		name    string
+		sums    bool // pin by a sums file outside the plugin dir, not inline
+		breakIt func(t *testing.T, h *testHost, sums string)
+		fixIt   func(t *testing.T, h *testHost, sums string)
+		want    []string // in every restart error
+	}{
+		{
+			// An attacker or a botched update swaps the binary.
+			name: "tampered binary, inline pin",
+			breakIt: func(t *testing.T, h *testHost, _ string) {
+				replaceFile(t, filepath.Join(h.dir, testBinaryName), testBinary, []byte("tampered"))
+			},
+			fixIt: func(t *testing.T, h *testHost, _ string) {
+				replaceFile(t, filepath.Join(h.dir, testBinaryName), testBinary, nil)
+			},
+			want: []string{ErrChecksumMismatch.Error(), "expected " + testSum},
+		},
+		{
+			name: "wrong entry in the sums file",
+			sums: true,
+			breakIt: func(t *testing.T, _ *testHost, sums string) {
+				writeFile(t, sums, other+"  "+testBinaryName+"\n")
+			},
+			fixIt: func(t *testing.T, _ *testHost, sums string) {
+				writeFile(t, sums, testSum+"  "+testBinaryName+"\n")
+			},
+			want: []string{ErrChecksumMismatch.Error(), "expected " + other},
+		},
+		{
+			name: "entry gone from the sums file",
+			sums: true,
+			breakIt: func(t *testing.T, _ *testHost, sums string) {
+				writeFile(t, sums, other+"  umedge-plugin-x\n")
+			},
+			fixIt: func(t *testing.T, _ *testHost, sums string) {
+				writeFile(t, sums, other+"  umedge-plugin-x\n"+testSum+" *"+testBinaryName+"\n")
+			},
+			want: []string{ErrNoPin.Error(), "no entry"},
+		},
+		{
+			name: "binary removed",
+			breakIt: func(t *testing.T, h *testHost, _ string) {
+				if err := os.Remove(filepath.Join(h.dir, testBinaryName)); err != nil {
+					t.Fatal(err)
+				}
+			},
+			fixIt: func(t *testing.T, h *testHost, _ string) {
+				replaceFile(t, filepath.Join(h.dir, testBinaryName), testBinary, nil)
+			},
+			want: []string{"plugin binary", "no such file or directory"},
+		},
 	}
-	if c := children(t); len(c) != 0 {
-		t.Errorf("child processes: %v", c)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond}
+			sums := filepath.Join(t.TempDir(), "plugins.sha256")
+			s := testSpec("r", `pool = "a"`)
+			if tt.sums {
+				writeFile(t, sums, testSum+"  "+testBinaryName+"\n")
+				cfg.SHA256Sums = sums
+				s.SHA256 = ""
+			}
+			h := newTestHost(t, cfg)
+			if err := h.Start(context.Background(), []Spec{s}); err != nil {
+				t.Fatalf("Start() = %v", err)
+			}
+			pid := statusOf(t, h.Host, "r").PID
+			tt.breakIt(t, h, sums)
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+
+			const failed = `msg="plugin restart failed"`
+			waitFor(t, 10*time.Second, "three failed restarts", func() bool {
+				return strings.Count(h.log.String(), failed) >= 3
+			})
+			for line := range strings.Lines(h.log.String()) {
+				for _, w := range tt.want {
+					if strings.Contains(line, failed) && !strings.Contains(line, w) {
+						t.Errorf("restart failed with %s want %q in it", line, w)
+					}
+				}
+			}
+			st := statusOf(t, h.Host, "r")
+			if st.State == StateFailed || st.State == StateRunning || st.PID != 0 {
+				t.Errorf("Status() with a broken pin = %+v, want backing off", st)
+			}
+			if st.State == StateBackoff && !strings.Contains(st.LastError, tt.want[0]) {
+				t.Errorf("LastError = %q, want the pin error %q", st.LastError, tt.want[0])
+			}
+			if c := children(t); len(c) != 0 {
+				t.Errorf("child processes with a broken pin: %v", c)
+			}
+
+			tt.fixIt(t, h, sums)
+			waitFor(t, 10*time.Second, "running again", func() bool {
+				st := statusOf(t, h.Host, "r")
+				return st.State == StateRunning && st.PID != pid
+			})
+			wantPool(t, h.Host, "r", "a")
+		})
+	}
+}
+
+// replaceFile atomically replaces dst with a copy of src plus extra.
+func replaceFile(t *testing.T, dst, src string, extra []byte) {
+	t.Helper()
+	tmp := dst + ".new"
+	copyFile(t, src, tmp, extra)
+	if err := os.Rename(tmp, dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeFile(t *testing.T, path, text string) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -26,14 +26,15 @@ type instance struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the supervisor has returned
 
-	mu       sync.Mutex
-	spec     Spec
-	proc     *proc // nil unless state is running
-	state    State
-	restarts int
-	lastErr  string
-	since    time.Time
-	info     Status // PluginName and Version of the last process that started
+	mu        sync.Mutex
+	spec      Spec
+	proc      *proc // nil unless state is running, hung or draining
+	state     State
+	restarts  int
+	hungKills int
+	lastErr   string
+	since     time.Time
+	info      Status // PluginName and Version of the last process that started
 }
 
 func newInstance(h *Host, s Spec) *instance {
@@ -82,13 +83,16 @@ func (in *instance) setState(st State, lastErr string) {
 	}
 }
 
-// live returns the running process, or an error wrapping ErrNotRunning.
-func (in *instance) live() (*proc, error) {
+// acquire returns the running process with one call counted on it, or an
+// error wrapping ErrNotRunning. The caller must call p.release when the
+// call is done; stop waits for the calls of a drained process.
+func (in *instance) acquire() (*proc, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.state != StateRunning || in.proc == nil {
 		return nil, fmt.Errorf("plugin %s is %s: %w", in.name, in.state, ErrNotRunning)
 	}
+	in.proc.calls.Add(1) // under in.mu, so never after stop has set StateDraining
 	return in.proc, nil
 }
 
@@ -101,18 +105,28 @@ func (in *instance) snapshot() Spec {
 func (in *instance) status() Status {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	spec, inst := splitName(in.spec.Name)
 	st := Status{
 		Name:       in.spec.Name,
+		Spec:       spec,
+		Instance:   inst,
 		Kind:       in.spec.Kind,
 		PluginName: in.info.PluginName,
 		Version:    in.info.Version,
 		State:      in.state,
 		Restarts:   in.restarts,
+		HungKills:  in.hungKills,
 		LastError:  in.lastErr,
 		Since:      in.since,
 	}
 	if in.state == StateRunning {
 		st.PID = in.info.PID
+	}
+	if p := in.proc; p != nil {
+		st.HealthFailures, _ = p.health()
+		st.Live = in.state == StateRunning && st.HealthFailures == 0
+		h := p.host.reported()
+		st.Degraded, st.DegradedReason = h.Degraded, h.Reason
 	}
 	return st
 }
@@ -120,10 +134,11 @@ func (in *instance) status() Status {
 // configure hands settings to the running process and, when it accepts
 // them, records them as the ones to re-apply after a restart.
 func (in *instance) configure(ctx context.Context, settings []byte) error {
-	p, err := in.live()
+	p, err := in.acquire()
 	if err != nil {
 		return err
 	}
+	defer p.release()
 	cctx, cancel := context.WithTimeout(ctx, in.h.cfg.CallTimeout)
 	defer cancel()
 	if err := p.base.Configure(cctx, settings); err != nil {
@@ -135,24 +150,42 @@ func (in *instance) configure(ctx context.Context, settings []byte) error {
 	return nil
 }
 
-// stop ends supervision and the process, and waits for both.
+// stop ends supervision, drains the process (new calls through the
+// handles fail at once meanwhile) and ends it, and waits for all of it.
 func (in *instance) stop() {
 	in.cancel()
 	<-in.done
 	in.mu.Lock()
 	p := in.proc
+	if p != nil {
+		in.state = StateDraining
+		in.since = time.Now()
+	}
+	in.mu.Unlock()
+	if p != nil {
+		log := in.h.log.With(pluginAttr, in.name)
+		start := time.Now()
+		res, err := p.stop(context.Background(), in.h.cfg.DrainTimeout)
+		took := time.Since(start).Round(time.Millisecond)
+		switch {
+		case err != nil:
+			log.Warn("plugin did not answer drain, killed", "pid", p.pid, "took", took, "err", err)
+		case !res.Idle:
+			log.Warn("plugin not idle after drain, killed", "pid", p.pid, "in_flight", res.InFlight, "took", took)
+		default:
+			log.Info("plugin drained and stopped", "pid", p.pid, "took", took)
+		}
+	}
+	in.mu.Lock()
 	in.proc = nil
 	in.state = StateStopped
 	in.since = time.Now()
 	in.mu.Unlock()
-	if p != nil {
-		p.kill()
-	}
 }
 
-// supervise watches the running process and restarts it after it exits,
-// with exponential backoff, until stop is called or a restart fails for
-// a reason that retrying cannot fix.
+// supervise watches the running process and restarts it after it exits
+// or was killed as hung, with exponential backoff, until stop is called
+// or a restart fails for a reason that retrying cannot fix.
 func (in *instance) supervise() {
 	defer close(in.done)
 	cfg := in.h.cfg
@@ -163,10 +196,14 @@ func (in *instance) supervise() {
 		in.mu.Lock()
 		p := in.proc
 		in.mu.Unlock()
-		if !in.waitExit(p) {
+		if !in.watch(p) {
 			return
 		}
 		reason := p.exitReason()
+		lastErr := "process exited: " + reason
+		if _, hung := p.health(); hung != "" {
+			lastErr = hung + "; " + lastErr
+		}
 		if time.Since(p.started) >= resetAfter {
 			backoff = cfg.BackoffMin
 		}
@@ -174,7 +211,7 @@ func (in *instance) supervise() {
 		in.proc = nil
 		in.restarts++
 		in.state = StateBackoff
-		in.lastErr = "process exited: " + reason
+		in.lastErr = lastErr
 		in.since = time.Now()
 		in.mu.Unlock()
 		log.Error("plugin process exited", "pid", p.pid, "reason", reason, "restart_in", backoff)
@@ -210,19 +247,55 @@ func (in *instance) supervise() {
 	}
 }
 
-// waitExit blocks until p exits (true) or the instance is stopped (false).
-func (in *instance) waitExit(p *proc) bool {
-	t := time.NewTicker(pollInterval)
-	defer t.Stop()
+// watch blocks until p exits (true) or the instance is stopped (false).
+// Meanwhile it probes p every HealthInterval, one probe at a time, each
+// bounded by HealthTimeout; after HungAfter failures in a row it marks the
+// instance hung and kills p, whose exit then takes the restart path.
+func (in *instance) watch(p *proc) bool {
+	cfg := in.h.cfg
+	poll := time.NewTicker(pollInterval)
+	defer poll.Stop()
+	next := time.NewTimer(cfg.HealthInterval)
+	defer next.Stop()
+	results := make(chan error, 1) // the probe in flight never blocks
 	for {
 		select {
 		case <-in.ctx.Done():
 			return false
-		case <-t.C:
+		case <-poll.C:
 			if p.exited() {
 				return true
 			}
+		case <-next.C:
+			go func() { results <- p.probe(in.ctx, cfg.HealthTimeout) }()
+		case err := <-results:
+			n := p.recordProbe(err)
+			switch {
+			case err == nil:
+				next.Reset(cfg.HealthInterval)
+			case n < HungAfter:
+				in.h.log.Warn("plugin failed a health probe", pluginAttr, in.name, "pid", p.pid,
+					"failures", n, "err", err)
+				next.Reset(cfg.HealthInterval)
+			case in.ctx.Err() == nil:
+				in.hang(p, n, err) // no more probes: wait for the exit
+			}
 		}
+	}
+}
+
+// hang marks the instance hung and kills p.
+func (in *instance) hang(p *proc, failures int, err error) {
+	reason := fmt.Sprintf("hung: %d health probes failed in a row (last: %v), killed", failures, err)
+	in.mu.Lock()
+	in.state = StateHung
+	in.since = time.Now()
+	in.hungKills++
+	in.lastErr = reason
+	in.mu.Unlock()
+	in.h.log.Error("plugin hung, killing it", pluginAttr, in.name, "pid", p.pid, "failures", failures, "err", err)
+	if kerr := p.killHung(reason); kerr != nil {
+		in.h.log.Error("kill hung plugin", pluginAttr, in.name, "err", kerr)
 	}
 }
 

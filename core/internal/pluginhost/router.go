@@ -31,17 +31,19 @@ func (h *Host) Router(name string) router.Router {
 	return &routerHandle{h: h, name: name}
 }
 
-// live returns the running router process of the handle's plugin.
+// live returns the running router process of the handle's plugin with
+// one call counted on it; the caller must call p.release when done.
 func (r *routerHandle) live() (*proc, error) {
 	in := r.h.instance(r.name)
 	if in == nil {
 		return nil, fmt.Errorf("plugin %s is not configured: %w", r.name, ErrNotRunning)
 	}
-	p, err := in.live()
+	p, err := in.acquire()
 	if err != nil {
 		return nil, err
 	}
 	if p.router == nil {
+		p.release()
 		return nil, fmt.Errorf("plugin %s is a %s plugin, not a router: %w", r.name, in.snapshot().Kind, ErrNotRunning)
 	}
 	return p, nil
@@ -52,6 +54,7 @@ func (r *routerHandle) Info(ctx context.Context) (*base.Info, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer p.release()
 	ctx, cancel := context.WithTimeout(ctx, r.h.cfg.CallTimeout)
 	defer cancel()
 	info, err := p.router.Info(ctx)
@@ -64,14 +67,15 @@ func (r *routerHandle) Configure(ctx context.Context, settings []byte) error {
 	return r.h.configure(ctx, r.name, settings)
 }
 
-func (r *routerHandle) Topology(ctx context.Context) (*router.Topology, error) {
+func (r *routerHandle) Table(ctx context.Context) (*router.Table, error) {
 	p, err := r.live()
 	if err != nil {
 		return nil, err
 	}
+	defer p.release()
 	ctx, cancel := context.WithTimeout(ctx, r.h.cfg.CallTimeout)
 	defer cancel()
-	t, err := p.router.Topology(ctx)
+	t, err := p.router.Table(ctx)
 	return t, unavailable(err)
 }
 
@@ -80,6 +84,7 @@ func (r *routerHandle) Route(ctx context.Context, call *router.Call) (*router.De
 	if err != nil {
 		return nil, err
 	}
+	defer p.release()
 	ctx, cancel := context.WithTimeout(ctx, r.h.cfg.CallTimeout)
 	defer cancel()
 	d, err := p.router.Route(ctx, call)
