@@ -96,19 +96,23 @@ type Media struct {
 // PluginHost configures how plugin binaries are found, pinned and run.
 type PluginHost struct {
 	Dir               string   `toml:"dir"`                 // plugin binary directory
-	SHA256Sums        string   `toml:"sha256sums"`          // optional sha256sum-format pin file
+	SHA256Sums        string   `toml:"sha256sums"`          // optional sha256sum-format pin file, outside dir
 	CallTimeout       Duration `toml:"call_timeout"`        // deadline of each plugin call
 	StartTimeout      Duration `toml:"start_timeout"`       // deadline for a plugin to start
 	RestartBackoffMin Duration `toml:"restart_backoff_min"` // first restart delay after a crash
 	RestartBackoffMax Duration `toml:"restart_backoff_max"` // restart delay cap
+	HealthInterval    Duration `toml:"health_interval"`     // pause between liveness probes of a plugin
+	HealthTimeout     Duration `toml:"health_timeout"`      // deadline of one liveness probe
+	DrainTimeout      Duration `toml:"drain_timeout"`       // how long a plugin may finish its work before it is stopped
 }
 
 // Plugin is one [plugins.<name>] instance.
 type Plugin struct {
-	Kind     base.Kind  `toml:"kind"`     // router|worker|integration
-	Binary   string     `toml:"binary"`   // file name inside plugin_host.dir
-	SHA256   string     `toml:"sha256"`   // hex pin; "" = pinned by plugin_host.sha256sums
-	Settings RawSection `toml:"settings"` // the plugin's own table, validated by the plugin
+	Kind      base.Kind  `toml:"kind"`      // router|worker|integration
+	Binary    string     `toml:"binary"`    // file name inside plugin_host.dir
+	SHA256    string     `toml:"sha256"`    // hex pin; "" = pinned by plugin_host.sha256sums
+	Instances []string   `toml:"instances"` // run as one process per name ("<name>/<instance>"); empty = one process
+	Settings  RawSection `toml:"settings"`  // the plugin's own table, validated by the plugin
 }
 
 // Duration is a time.Duration written in TOML as a Go duration string such
@@ -180,6 +184,9 @@ func Default() Config {
 			StartTimeout:      Duration{10 * time.Second},
 			RestartBackoffMin: Duration{50 * time.Millisecond},
 			RestartBackoffMax: Duration{30 * time.Second},
+			HealthInterval:    Duration{time.Second},
+			HealthTimeout:     Duration{500 * time.Millisecond},
+			DrainTimeout:      Duration{5 * time.Second},
 		},
 		Plugins: map[string]Plugin{},
 	}

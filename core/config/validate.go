@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -292,9 +293,43 @@ func (v *validator) pluginHost() {
 		v.addf("plugin_host.restart_backoff_max", ErrConflict, "%s is below plugin_host.restart_backoff_min %s",
 			fmtDur(h.RestartBackoffMax.Duration), fmtDur(h.RestartBackoffMin.Duration))
 	}
+	okInterval := v.durRange("plugin_host.health_interval", h.HealthInterval, 10*time.Millisecond, time.Minute)
+	okTimeout := v.durRange("plugin_host.health_timeout", h.HealthTimeout, time.Millisecond, time.Minute)
+	if okInterval && okTimeout && h.HealthTimeout.Duration > h.HealthInterval.Duration {
+		v.addf("plugin_host.health_timeout", ErrConflict, "%s is above plugin_host.health_interval %s; a probe must end before the next is due",
+			fmtDur(h.HealthTimeout.Duration), fmtDur(h.HealthInterval.Duration))
+	}
+	v.durRange("plugin_host.drain_timeout", h.DrainTimeout, time.Millisecond, 10*time.Minute)
+	if h.SHA256Sums != "" && h.Dir != "" && inDir(h.Dir, h.SHA256Sums) {
+		v.addf("plugin_host.sha256sums", ErrInvalid, "%s is inside plugin_host.dir %s: a pin kept beside the binaries it pins protects nothing; keep it elsewhere or pin each plugin inline with sha256",
+			h.SHA256Sums, h.Dir)
+	}
 }
 
-var pluginName = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+// inDir reports whether path lies inside dir (or is dir), comparing the
+// absolute paths and, where they exist, the paths with symlinks resolved.
+func inDir(dir, path string) bool {
+	within := func(dir, path string) bool {
+		rel, err := filepath.Rel(dir, path)
+		return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+	}
+	absDir, err1 := filepath.Abs(dir)
+	absPath, err2 := filepath.Abs(path)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	if within(absDir, absPath) {
+		return true
+	}
+	realDir, err1 := filepath.EvalSymlinks(absDir)
+	realParent, err2 := filepath.EvalSymlinks(filepath.Dir(absPath))
+	return err1 == nil && err2 == nil && within(realDir, filepath.Join(realParent, filepath.Base(absPath)))
+}
+
+var (
+	pluginName   = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+	instanceName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+)
 
 func (v *validator) plugins() {
 	names := make([]string, 0, len(v.c.Plugins))
@@ -322,6 +357,9 @@ func (v *validator) plugins() {
 			} else {
 				router = name
 			}
+			if p.Instances != nil {
+				v.addf(path+".instances", ErrInvalid, "a router plugin runs as one process; remove instances")
+			}
 		case base.KindWorker, base.KindIntegration:
 		default:
 			v.addf(path+".kind", ErrInvalid, "%q is not one of router, worker, integration", p.Kind)
@@ -340,6 +378,32 @@ func (v *validator) plugins() {
 		case v.c.PluginHost.SHA256Sums == "":
 			v.addf(path+".sha256", ErrRequired, "the binary must be pinned here or in plugin_host.sha256sums")
 		}
+		v.instances(path, p.Instances)
+	}
+}
+
+// instances checks [plugins.<name>].instances: when set, at least one
+// name, each unique and of the form [a-z0-9][a-z0-9_-]*.
+func (v *validator) instances(path string, names []string) {
+	if names == nil {
+		return
+	}
+	if len(names) == 0 {
+		v.addf(path+".instances", ErrInvalid, "empty; leave instances out for one process")
+		return
+	}
+	seen := make(map[string]int, len(names))
+	for i, n := range names {
+		key := indexKey(path+".instances", i)
+		if !instanceName.MatchString(n) {
+			v.addf(key, ErrInvalid, "instance name %q must match [a-z0-9][a-z0-9_-]*", n)
+			continue
+		}
+		if j, ok := seen[n]; ok {
+			v.addf(key, ErrConflict, "%q is listed twice (also %s)", n, indexKey(path+".instances", j))
+			continue
+		}
+		seen[n] = i
 	}
 }
 

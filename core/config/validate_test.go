@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -303,13 +304,58 @@ func TestValidateMedia(t *testing.T) {
 }
 
 func TestValidatePluginHost(t *testing.T) {
-	runValidateCases(t, []validateCase{
-		{name: "sums file pins", give: func(c *Config) {
-			c.PluginHost.SHA256Sums = "bin/plugins/SHA256SUMS"
+	// A plugin directory reached through a symlink, and the real one.
+	tmp := t.TempDir()
+	real := filepath.Join(tmp, "real")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(tmp, "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	sums := func(dir, file string) func(c *Config) {
+		return func(c *Config) {
+			c.PluginHost.Dir, c.PluginHost.SHA256Sums = dir, file
 			p := c.Plugins["umrouter"]
 			p.SHA256 = ""
 			c.Plugins["umrouter"] = p
+		}
+	}
+	runValidateCases(t, []validateCase{
+		{name: "sums file pins", give: sums("bin/plugins", "bin/plugins.sha256")},
+		{name: "sums file in a sibling with the same prefix", give: sums("bin/plugins", "bin/plugins-sums/SHA256SUMS")},
+		{name: "sums file in the plugin dir", give: sums("bin/plugins", "bin/plugins/SHA256SUMS"),
+			wantPath: "plugin_host.sha256sums", wantErr: ErrInvalid, wantText: "inside plugin_host.dir"},
+		{name: "sums file in a subdir of the plugin dir", give: sums("/usr/lib/umedge/plugins/", "/usr/lib/umedge/plugins/pins/sums"),
+			wantPath: "plugin_host.sha256sums", wantErr: ErrInvalid, wantText: "protects nothing"},
+		{name: "sums file in the plugin dir by another spelling", give: sums("bin/plugins", "./bin/x/../plugins/SUMS"),
+			wantPath: "plugin_host.sha256sums", wantErr: ErrInvalid},
+		{name: "sums file relative, plugin dir absolute", give: func(c *Config) {
+			wd, err := os.Getwd()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sums(filepath.Join(wd, "bin"), "bin/SHA256SUMS")(c)
+		}, wantPath: "plugin_host.sha256sums", wantErr: ErrInvalid},
+		{name: "sums file in the plugin dir through a symlink", give: sums(real, filepath.Join(link, "SHA256SUMS")),
+			wantPath: "plugin_host.sha256sums", wantErr: ErrInvalid},
+		{name: "health probe defaults", give: func(c *Config) {
+			c.PluginHost.HealthInterval, c.PluginHost.HealthTimeout = Duration{time.Second}, Duration{time.Second}
 		}},
+		{name: "health interval zero", give: func(c *Config) { c.PluginHost.HealthInterval = Duration{} },
+			wantPath: "plugin_host.health_interval", wantErr: ErrOutOfRange},
+		{name: "health interval too long", give: func(c *Config) { c.PluginHost.HealthInterval = Duration{2 * time.Minute} },
+			wantPath: "plugin_host.health_interval", wantErr: ErrOutOfRange},
+		{name: "health timeout zero", give: func(c *Config) { c.PluginHost.HealthTimeout = Duration{} },
+			wantPath: "plugin_host.health_timeout", wantErr: ErrOutOfRange},
+		{name: "health timeout above the interval", give: func(c *Config) {
+			c.PluginHost.HealthInterval, c.PluginHost.HealthTimeout = Duration{time.Second}, Duration{2 * time.Second}
+		}, wantPath: "plugin_host.health_timeout", wantErr: ErrConflict, wantText: "plugin_host.health_interval"},
+		{name: "drain timeout zero", give: func(c *Config) { c.PluginHost.DrainTimeout = Duration{} },
+			wantPath: "plugin_host.drain_timeout", wantErr: ErrOutOfRange},
+		{name: "drain timeout too long", give: func(c *Config) { c.PluginHost.DrainTimeout = Duration{time.Hour} },
+			wantPath: "plugin_host.drain_timeout", wantErr: ErrOutOfRange},
 		{name: "no dir", give: func(c *Config) { c.PluginHost.Dir = "" },
 			wantPath: "plugin_host.dir", wantErr: ErrRequired},
 		{name: "call timeout zero", give: func(c *Config) { c.PluginHost.CallTimeout = Duration{} },
@@ -361,6 +407,21 @@ func TestValidatePlugins(t *testing.T) {
 			wantPath: "plugins.w.sha256", wantErr: ErrInvalid},
 		{name: "no pin at all", give: add("w", Plugin{Kind: base.KindWorker, Binary: "x"}),
 			wantPath: "plugins.w.sha256", wantErr: ErrRequired},
+		{name: "worker instances a and b", give: add("umworker",
+			Plugin{Kind: base.KindWorker, Binary: "x", SHA256: pin, Instances: []string{"a", "b"}})},
+		{name: "empty instance list", give: add("w", Plugin{Kind: base.KindWorker, Binary: "x", SHA256: pin, Instances: []string{}}),
+			wantPath: "plugins.w.instances", wantErr: ErrInvalid},
+		{name: "instance name with a slash", give: add("w", Plugin{Kind: base.KindWorker, Binary: "x", SHA256: pin, Instances: []string{"a", "b/c"}}),
+			wantPath: "plugins.w.instances[1]", wantErr: ErrInvalid},
+		{name: "empty instance name", give: add("w", Plugin{Kind: base.KindWorker, Binary: "x", SHA256: pin, Instances: []string{""}}),
+			wantPath: "plugins.w.instances[0]", wantErr: ErrInvalid},
+		{name: "instance twice", give: add("w", Plugin{Kind: base.KindWorker, Binary: "x", SHA256: pin, Instances: []string{"a", "b", "a"}}),
+			wantPath: "plugins.w.instances[2]", wantErr: ErrConflict, wantText: "plugins.w.instances[0]"},
+		{name: "router with instances", give: func(c *Config) {
+			p := c.Plugins["umrouter"]
+			p.Instances = []string{"a", "b"}
+			c.Plugins["umrouter"] = p
+		}, wantPath: "plugins.umrouter.instances", wantErr: ErrInvalid, wantText: "one process"},
 	})
 }
 
