@@ -21,14 +21,17 @@ build:
 	@echo "==> building $(BIN)/edged"
 	CGO_ENABLED=$(CGO_ENABLED) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/edged ./core/cmd/edged
 
-# Plugins land in $(BIN)/plugins as umedge-plugin-<name>, pinned by SHA256SUMS.
+# Plugins land in $(BIN)/plugins as umedge-plugin-<name>, pinned by
+# $(BIN)/plugins.sha256, outside the plugin directory (a pin kept beside the
+# binary it pins protects nothing; config validation refuses one inside).
 plugins:
 	@echo "==> building plugins: $(PLUGINS)"
 	@mkdir -p $(BIN)/plugins
+	rm -f $(BIN)/plugins/SHA256SUMS
 	for p in $(PLUGINS); do \
 		CGO_ENABLED=$(CGO_ENABLED) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/umedge-plugin-$$p ./plugins/$$p || exit 1; \
 	done
-	cd $(BIN)/plugins && sha256sum umedge-plugin-* > SHA256SUMS
+	cd $(BIN)/plugins && sha256sum umedge-plugin-* > ../plugins.sha256
 
 # Starts the appliance on loopback with the shipped all-in-one config.
 run: build plugins

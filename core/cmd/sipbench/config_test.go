@@ -68,7 +68,7 @@ func TestEdgedConfig(t *testing.T) {
 		{path: []string{"sip", "mode"}, want: "tcp"},
 		{path: []string{"log", "level"}, want: "warn"},
 		{path: []string{"plugin_host", "dir"}, want: "/opt/plugins"},
-		{path: []string{"plugin_host", "sha256sums"}, want: "/opt/plugins/SHA256SUMS"},
+		{path: []string{"plugin_host", "sha256sums"}, want: "/opt/plugins.sha256"},
 		{path: []string{"sip", "fqdn"}, want: dig(want, "sip", "fqdn")},
 		{path: []string{"plugins", "umrouter", "binary"}, want: dig(want, "plugins", "umrouter", "binary")},
 	}

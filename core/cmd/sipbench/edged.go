@@ -21,7 +21,7 @@ import (
 // directory instead (sipptest.WriteMix).
 type edgedServer struct {
 	bin      string
-	plugins  string // plugin directory with SHA256SUMS
+	plugins  string // plugin directory, pinned by <plugins>.sha256 beside it
 	template string // the shipped config to start from
 	maxCalls int    // max_calls_allowed of the back end; 0 = unlimited
 }
@@ -95,7 +95,7 @@ func (e edgedServer) config(port int, adminAddr string, mix *sipptest.MixFiles) 
 	set([]string{"sip", "udp"}, true)
 	set([]string{"sip", "tcp_port"}, port)
 	set([]string{"plugin_host", "dir"}, plugins)
-	set([]string{"plugin_host", "sha256sums"}, filepath.Join(plugins, "SHA256SUMS"))
+	set([]string{"plugin_host", "sha256sums"}, filepath.Clean(plugins)+".sha256")
 	if mix != nil {
 		var doc map[string]any
 		if _, err := toml.DecodeFile(mix.Settings, &doc); err != nil {

@@ -65,7 +65,7 @@ func main() {
 	var o options
 	var servers, transports, scenarios, children string
 	flag.StringVar(&o.edged, "edged", "bin/edged", "edged binary")
-	flag.StringVar(&o.plugins, "plugins", "bin/plugins", "plugin directory with SHA256SUMS, as built by make plugins")
+	flag.StringVar(&o.plugins, "plugins", "bin/plugins", "plugin directory, pinned by <dir>.sha256, as built by make plugins")
 	flag.StringVar(&o.config, "config", "configs/umedge.toml", "shipped config the edged bench config is derived from")
 	flag.StringVar(&o.kamailio, "kamailio", "kamailio", "kamailio binary")
 	flag.StringVar(&children, "kamailio-children", "2,4", "Kamailio children and tcp_children values to try, comma-separated; the best result per transport is kept")
@@ -176,7 +176,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 				}})
 			}
 		case "edged":
-			for _, f := range []string{o.edged, filepath.Join(o.plugins, "SHA256SUMS"), o.config} {
+			for _, f := range []string{o.edged, filepath.Clean(o.plugins) + ".sha256", o.config} {
 				if _, err := os.Stat(f); err != nil {
 					return fmt.Errorf("edged needs %s (make build plugins): %w", f, err)
 				}

@@ -127,7 +127,7 @@ var (
 
 // builtBinaries builds edged and the umrouter plugin from this tree once
 // per test run, as `make build plugins` does, and pins the plugin in
-// SHA256SUMS.
+// plugins.sha256 beside the plugin directory.
 func builtBinaries(t *testing.T) (edged, plugins string) {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -155,7 +155,7 @@ func builtBinaries(t *testing.T) (edged, plugins string) {
 			return
 		}
 		sum := fmt.Sprintf("%x  %s\n", sha256.Sum256(b), filepath.Base(plugin))
-		errBuild = os.WriteFile(filepath.Join(builtPlugs, "SHA256SUMS"), []byte(sum), 0o644)
+		errBuild = os.WriteFile(builtPlugs+".sha256", []byte(sum), 0o644)
 	})
 	if errBuild != nil {
 		t.Fatalf("build edged and the plugin: %v", errBuild)
