@@ -40,7 +40,8 @@ var (
 )
 
 // binaries builds edged and every plugin once per test run, the way
-// `make build plugins` does, and pins the plugins in SHA256SUMS.
+// `make build plugins` does, and pins the plugins in plugins.sha256 beside
+// the plugin directory.
 func binaries(t *testing.T) (string, string) {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -64,7 +65,7 @@ func binaries(t *testing.T) (string, string) {
 				return
 			}
 		}
-		cmd := exec.Command("sh", "-c", "sha256sum umedge-plugin-* > SHA256SUMS")
+		cmd := exec.Command("sh", "-c", "sha256sum umedge-plugin-* > ../plugins.sha256")
 		cmd.Dir = pluginDir
 		if out, err := cmd.CombinedOutput(); err != nil {
 			errBuild = fmt.Errorf("sha256sum: %w\n%s", err, out)
@@ -140,7 +141,7 @@ key = "{{.PKI.ServerKey}}"
 client_ca = "{{.PKI.CA}}"
 [plugin_host]
 dir = "{{.PluginDir}}"
-sha256sums = "{{.PluginDir}}/SHA256SUMS"
+sha256sums = "{{.PluginDir}}.sha256"
 restart_backoff_min = "50ms"
 [plugins.umrouter]
 kind = "router"
