@@ -9,11 +9,12 @@ FUZZTIME    ?= 30s
 CONFIG      ?= configs/umedge.toml
 PLUGINS     := $(notdir $(wildcard plugins/*))
 # Debian packages the integration tests and benchmarks drive: SIPp and the
-# Kamailio reference (util-linux taskset pins them).
-TEST_DEBS   ?= sip-tester kamailio
+# Kamailio reference (util-linux taskset pins them), and the runtime of the
+# Python router plugin of examples/pyrouter.
+TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography
 
 .PHONY: all build plugins run test test-short test-integration test-deps bench-sip \
-	fuzz proto lint archcheck clean
+	fuzz proto pyproto lint archcheck clean
 
 all: build plugins
 
@@ -82,6 +83,11 @@ proto:
 	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
 	protoc -I . --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative core/sdk/base/proto/base.proto
 	protoc -I . --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative core/sdk/router/proto/router.proto
+
+# Regenerates the committed Python gRPC code of examples/pyrouter (needs
+# protoc, Debian protobuf-compiler, and python3-grpc-tools).
+pyproto:
+	sh examples/pyrouter/gen.sh
 
 archcheck:
 	$(GO) test -run TestArchitecture ./core/internal/archtest
