@@ -22,6 +22,7 @@ const keepSpare = 16 << 10
 const (
 	dropQueueFull    = "send-queue-full"
 	dropWriteTimeout = "write-timeout"
+	dropTCPTimeout   = "tcp-timeout" // the kernel gave up: TCP_USER_TIMEOUT or keep-alive
 )
 
 // streamConn is one TCP or TLS connection's sending side: a bounded queue
@@ -29,7 +30,8 @@ const (
 // neither the reader nor a goroutine answering later ever waits for the
 // peer (RFC 3261 §18.2.2 answers on the connection the request came on).
 type streamConn struct {
-	c            net.Conn
+	c            net.Conn             // written to: the TCP connection or the TLS one over it
+	raw          net.Conn             // closed: the TCP connection under c
 	writeTimeout func() time.Duration // read at every write, so a reload applies to open connections
 	onDrop       func(reason string)  // called once when the connection is dropped for the peer's sake
 
@@ -42,8 +44,10 @@ type streamConn struct {
 	done    chan struct{} // closed when the writer has returned
 }
 
-func newStreamConn(c net.Conn, writeTimeout func() time.Duration, onDrop func(string)) *streamConn {
-	return &streamConn{c: c, writeTimeout: writeTimeout, onDrop: onDrop,
+// newStreamConn returns the sending side of c, which runs over raw (the
+// same connection unless c is TLS).
+func newStreamConn(c, raw net.Conn, writeTimeout func() time.Duration, onDrop func(string)) *streamConn {
+	return &streamConn{c: c, raw: raw, writeTimeout: writeTimeout, onDrop: onDrop,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
@@ -148,7 +152,9 @@ func (sc *streamConn) drop(reason string) {
 }
 
 // close closes the connection and wakes the writer so that it returns. It
-// reports whether this call closed it.
+// reports whether this call closed it. It closes the TCP connection, not
+// the TLS one over it: that would first send a close_notify alert, and
+// wait up to 5 s for a peer that may be the one not reading.
 func (sc *streamConn) close() bool {
 	sc.mu.Lock()
 	if sc.closed {
@@ -158,7 +164,7 @@ func (sc *streamConn) close() bool {
 	sc.closed = true
 	sc.queue = nil
 	sc.mu.Unlock()
-	_ = sc.c.Close()
+	_ = sc.raw.Close()
 	select {
 	case sc.wake <- struct{}{}:
 	default:

@@ -2,11 +2,14 @@ package sipfront
 
 import (
 	"bytes"
+	"crypto/tls"
 	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/umedge/umedge/core/internal/devpki"
 )
 
 // pipeConn is a streamConn over an in-memory pipe, whose far end the test
@@ -17,7 +20,7 @@ func pipeConn(t *testing.T, timeout time.Duration) (*streamConn, net.Conn, func(
 	t.Cleanup(func() { _ = far.Close() })
 	var mu sync.Mutex
 	var drops []string
-	sc := newStreamConn(near, func() time.Duration { return timeout }, func(r string) {
+	sc := newStreamConn(near, near, func() time.Duration { return timeout }, func(r string) {
 		mu.Lock()
 		defer mu.Unlock()
 		drops = append(drops, r)
@@ -112,4 +115,39 @@ func TestStreamConnDelivers(t *testing.T) {
 		t.Errorf("drops = %q, want none", drops())
 	}
 	sc.reply([]byte("late\n")) // after close: a no-op, no panic, no block
+}
+
+// TestStreamConnCloseDoesNotWaitForTheTLSPeer: closing a TLS connection
+// whose peer reads nothing returns at once, from the reader or a replier
+// alike; tls.Conn.Close would first try to send close_notify for 5 s.
+func TestStreamConnCloseDoesNotWaitForTheTLSPeer(t *testing.T) {
+	files, err := devpki.Write(t.TempDir(), "edge.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(files.ServerCert, files.ServerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	near, far := net.Pipe()
+	defer far.Close()
+	server := tls.Server(near, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	client := tls.Client(far, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
+	errs := make(chan error, 1)
+	go func() { errs <- client.Handshake() }()
+	if err := server.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	// From here on the client reads nothing.
+	sc := newStreamConn(server, near, func() time.Duration { return time.Minute }, nil)
+	sc.start()
+	start := time.Now()
+	sc.close()
+	sc.finish()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("close took %v with a peer that does not read, want at once", d)
+	}
 }

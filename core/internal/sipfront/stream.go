@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -39,6 +40,7 @@ func (s *Server) accept(ln net.Listener, l *listener) {
 		}
 		if tc, ok := c.(*net.TCPConn); ok {
 			_ = tc.SetWriteBuffer(streamSendBuffer)
+			_ = setUserTimeout(tc, s.writeTimeout())
 		}
 		s.metrics.SIPConnsOpen.Inc()
 		l.conns.Store(c, struct{}{})
@@ -98,6 +100,7 @@ func (s *Server) serveConn(c net.Conn, src netip.AddrPort, tp router.Transport) 
 	}
 	p := peer{transport: tp, src: src}
 	st := s.state.Load()
+	raw := c
 	if tp == router.TLS {
 		tc := tls.Server(c, st.tls)
 		ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
@@ -112,7 +115,7 @@ func (s *Server) serveConn(c net.Conn, src netip.AddrPort, tp router.Transport) 
 		p.names = peerNames(tc.ConnectionState())
 		c = tc
 	}
-	sc := newStreamConn(c, s.writeTimeout, func(reason string) {
+	sc := newStreamConn(c, raw, s.writeTimeout, func(reason string) {
 		s.metrics.SIPConnsDropped.WithLabelValues(reason).Inc()
 		s.log.Info("peer does not read its answers, closing connection", "transport", tp, "peer", src, "reason", reason)
 	})
@@ -132,7 +135,10 @@ func (s *Server) serveConn(c net.Conn, src netip.AddrPort, tp router.Transport) 
 		}
 		n, err := c.Read(buf)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			switch {
+			case errors.Is(err, syscall.ETIMEDOUT):
+				sc.drop(dropTCPTimeout)
+			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
 				s.log.Debug("stream read", "transport", tp, "peer", src, "err", err)
 			}
 			return

@@ -2,11 +2,14 @@ package sipfront
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -15,6 +18,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/umedge/umedge/core/internal/devpki"
 )
 
 // startWith starts a front end with UDP and TCP on a free port of each
@@ -165,47 +170,115 @@ func TestStreamConnectionLimits(t *testing.T) {
 
 // TestPeerThatStopsReadingIsDropped: a peer that sends 1,000 OPTIONS and
 // reads none of the answers is disconnected within the write timeout, and
-// the goroutines that served it are gone.
+// the goroutines that served it are gone; over TCP and over TLS.
 func TestPeerThatStopsReadingIsDropped(t *testing.T) {
 	const writeTimeout = 300 * time.Millisecond
-	s, port := startWith(t, &fakeRouter{}, func(c *Config) { c.WriteTimeout = writeTimeout })
-	before := runtime.NumGoroutine()
-
-	c := dialFrom(t, "127.0.0.1", "127.0.0.1", port)
-	defer c.Close()
-	// A small receive window, so that the kernel cannot absorb the answers.
-	if err := c.(*net.TCPConn).SetReadBuffer(4096); err != nil {
+	pki, err := devpki.Write(t.TempDir(), "edge.test", "gw.test")
+	if err != nil {
 		t.Fatal(err)
 	}
-	req := []byte(optionsOver("TCP"))
-	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	sent := 0
-	for range 1000 {
-		if _, err := c.Write(req); err != nil {
-			break // the server may drop us before we are through
-		}
-		sent++
+	for _, tp := range []string{"TCP", "TLS"} {
+		t.Run(tp, func(t *testing.T) {
+			s, port := startWith(t, &fakeRouter{}, func(c *Config) {
+				c.WriteTimeout = writeTimeout
+				if tp == "TLS" {
+					c.TLS, c.TLSConfig = true, serverTLS(t, pki)
+				}
+			})
+			before := runtime.NumGoroutine()
+
+			if tp == "TLS" {
+				port++
+			}
+			raw := dialFrom(t, "127.0.0.1", "127.0.0.1", port)
+			defer raw.Close()
+			// A small receive window, so that the kernel cannot absorb the answers.
+			if err := raw.(*net.TCPConn).SetReadBuffer(4096); err != nil {
+				t.Fatal(err)
+			}
+			c := raw
+			if tp == "TLS" {
+				c = clientTLS(t, raw, pki)
+			}
+			if !eventually(2*time.Second, func() bool { return s.conns.open() == 1 }) {
+				t.Fatal("connection not accepted")
+			}
+			req := []byte(optionsOver(tp))
+			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			sent := 0
+			for range 1000 {
+				if _, err := c.Write(req); err != nil {
+					break // the server may drop us before we are through
+				}
+				sent++
+			}
+			done := time.Now()
+			if !eventually(writeTimeout+2*time.Second, func() bool { return s.conns.open() == 0 }) {
+				t.Fatalf("connection still open %v after %d OPTIONS were sent and none read", time.Since(done), sent)
+			}
+			t.Logf("dropped %v after %d OPTIONS", time.Since(done).Round(time.Millisecond), sent)
+			// Which way it shows depends on where the answers piled up: in
+			// the send queue, in a write, or in the kernel.
+			var dropped float64
+			for _, reason := range []string{dropQueueFull, dropWriteTimeout, dropTCPTimeout} {
+				dropped += testutil.ToFloat64(s.metrics.SIPConnsDropped.WithLabelValues(reason))
+			}
+			if dropped != 1 {
+				t.Errorf("dropped connections = %v, want 1", dropped)
+			}
+			if !eventually(2*time.Second, func() bool { return runtime.NumGoroutine() <= before }) {
+				buf := make([]byte, 1<<16)
+				t.Errorf("%d goroutines, %d before the peer connected:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+			}
+			// The peer sees the end: whatever it reads, the stream then ends.
+			_ = raw.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_, err := io.Copy(io.Discard, raw)
+			if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("reading after the drop: %v, want the connection closed", err)
+			}
+		})
 	}
-	done := time.Now()
-	if !eventually(writeTimeout+2*time.Second, func() bool { return s.conns.open() == 0 }) {
-		t.Fatalf("connection still open %v after %d OPTIONS were sent and none read", time.Since(done), sent)
+}
+
+// serverTLS is the mutual-TLS config of a test listener: pki's server
+// certificate, clients verified against pki's CA.
+func serverTLS(t *testing.T, pki devpki.Files) *tls.Config {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(pki.ServerCert, pki.ServerKey)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("dropped %v after %d OPTIONS", time.Since(done).Round(time.Millisecond), sent)
-	dropped := testutil.ToFloat64(s.metrics.SIPConnsDropped.WithLabelValues(dropQueueFull)) +
-		testutil.ToFloat64(s.metrics.SIPConnsDropped.WithLabelValues(dropWriteTimeout))
-	if dropped != 1 {
-		t.Errorf("dropped connections = %v, want 1", dropped)
+	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert,
+		ClientCAs: certPool(t, pki.CA), MinVersion: tls.VersionTLS12}
+}
+
+// clientTLS runs a TLS handshake over raw as pki's gateway gw.test.
+func clientTLS(t *testing.T, raw net.Conn, pki devpki.Files) *tls.Conn {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(pki.Clients["gw.test"].Cert, pki.Clients["gw.test"].Key)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !eventually(2*time.Second, func() bool { return runtime.NumGoroutine() <= before }) {
-		buf := make([]byte, 1<<16)
-		t.Errorf("%d goroutines, %d before the peer connected:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+	c := tls.Client(raw, &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: certPool(t, pki.CA),
+		ServerName: "edge.test", MinVersion: tls.VersionTLS12})
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
 	}
-	// The peer sees the end: whatever it reads, the stream then ends.
-	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-	_, err := io.Copy(io.Discard, c)
-	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("reading after the drop: %v, want the connection closed", err)
+	return c
+}
+
+func certPool(t *testing.T, file string) *x509.CertPool {
+	t.Helper()
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
 	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("no certificate in %s", file)
+	}
+	return pool
 }
 
 // TestHeaderEndInItsOwnSegment: the empty line that ends the headers,

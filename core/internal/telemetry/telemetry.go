@@ -61,7 +61,7 @@ type Metrics struct {
 
 	SIPConnsOpen    prometheus.Gauge       // open TCP/TLS connections, all listeners
 	SIPConnsRefused *prometheus.CounterVec // reason: per-source|global
-	SIPConnsDropped *prometheus.CounterVec // reason: send-queue-full|write-timeout
+	SIPConnsDropped *prometheus.CounterVec // reason: send-queue-full|write-timeout|tcp-timeout
 }
 
 // NewMetrics registers every metric, plus the Go and process collectors,
