@@ -58,18 +58,19 @@ func (m Mode) UsesTLS() bool { return m == ModeTLS || m == ModeDual }
 
 // SIP configures the Call Router's SIP listeners.
 type SIP struct {
-	FQDN              string   `toml:"fqdn"`                // our own SIP identity and TLS certificate name
-	Listen            []string `toml:"listen"`              // IP literals to bind
-	Mode              Mode     `toml:"mode"`                // tcp|tls|dual
-	UDP               bool     `toml:"udp"`                 // with tcp|dual, also UDP on tcp_port
-	TCPPort           int      `toml:"tcp_port"`            // plain SIP port (UDP and TCP)
-	TLSPort           int      `toml:"tls_port"`            // SIP over TLS port
-	UDPBufferBytes    int      `toml:"udp_buffer_bytes"`    // SO_RCVBUF/SO_SNDBUF for UDP sockets
-	TCPIdleTimeout    Duration `toml:"tcp_idle_timeout"`    // close idle TCP/TLS connections after this
-	RetryAfter        Duration `toml:"retry_after"`         // Retry-After of a 503, whole seconds
-	DecisionCacheTTL  Duration `toml:"decision_cache_ttl"`  // 0 disables the router decision cache
-	DecisionCacheSize int      `toml:"decision_cache_size"` // entries in the router decision cache
-	TLS               TLS      `toml:"tls"`
+	FQDN           string   `toml:"fqdn"`             // our own SIP identity and TLS certificate name
+	Listen         []string `toml:"listen"`           // IP literals to bind
+	Mode           Mode     `toml:"mode"`             // tcp|tls|dual
+	UDP            bool     `toml:"udp"`              // with tcp|dual, also UDP on tcp_port
+	TCPPort        int      `toml:"tcp_port"`         // plain SIP port (UDP and TCP)
+	TLSPort        int      `toml:"tls_port"`         // SIP over TLS port
+	UDPBufferBytes int      `toml:"udp_buffer_bytes"` // SO_RCVBUF/SO_SNDBUF for UDP sockets
+	TCPIdleTimeout Duration `toml:"tcp_idle_timeout"` // close idle TCP/TLS connections after this
+	RetryAfter     Duration `toml:"retry_after"`      // Retry-After of a 503, whole seconds
+	AskWorkers     int      `toml:"ask_workers"`      // goroutines that put calls the routing table leaves open to the router plugin
+	AskQueue       int      `toml:"ask_queue"`        // such calls waiting for a worker at most; more get 503 at once
+	AskTimeout     Duration `toml:"ask_timeout"`      // deadline of such a call, queue time included; then 503
+	TLS            TLS      `toml:"tls"`
 
 	// TCP and TLS connections, all listeners together (issue 5: a flood
 	// must not lock gateways out nor take the admin API's descriptors).
@@ -161,18 +162,19 @@ func Default() Config {
 		Log:   Log{Level: "info", Format: "text"},
 		Admin: Admin{Listen: "127.0.0.1:9060"},
 		SIP: SIP{
-			FQDN:              "umedge.local",
-			Listen:            []string{"127.0.0.1", "::1"},
-			Mode:              ModeDual,
-			UDP:               true,
-			TCPPort:           5060,
-			TLSPort:           5061,
-			UDPBufferBytes:    8 << 20,
-			TCPIdleTimeout:    Duration{5 * time.Minute},
-			RetryAfter:        Duration{30 * time.Second},
-			DecisionCacheTTL:  Duration{60 * time.Second},
-			DecisionCacheSize: 65536,
-			TLS:               TLS{MinVersion: "1.2", CipherSuites: []string{}},
+			FQDN:           "umedge.local",
+			Listen:         []string{"127.0.0.1", "::1"},
+			Mode:           ModeDual,
+			UDP:            true,
+			TCPPort:        5060,
+			TLSPort:        5061,
+			UDPBufferBytes: 8 << 20,
+			TCPIdleTimeout: Duration{5 * time.Minute},
+			RetryAfter:     Duration{30 * time.Second},
+			AskWorkers:     16,
+			AskQueue:       1024,
+			AskTimeout:     Duration{2 * time.Second},
+			TLS:            TLS{MinVersion: "1.2", CipherSuites: []string{}},
 
 			MaxConnectionsPerSource: 64,
 			TCPWriteTimeout:         Duration{2 * time.Second},

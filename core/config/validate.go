@@ -197,8 +197,10 @@ func (v *validator) sip() []netip.Addr {
 	if v.durRange("sip.retry_after", s.RetryAfter, time.Second, time.Hour) && s.RetryAfter.Duration%time.Second != 0 {
 		v.addf("sip.retry_after", ErrInvalid, "%s is not a whole number of seconds", fmtDur(s.RetryAfter.Duration))
 	}
-	v.durRange("sip.decision_cache_ttl", s.DecisionCacheTTL, 0, 24*time.Hour)
-	v.intRange("sip.decision_cache_size", s.DecisionCacheSize, 0, 10_000_000)
+	v.intRange("sip.ask_workers", s.AskWorkers, 1, 1024)
+	v.intRange("sip.ask_queue", s.AskQueue, 1, 1_000_000)
+	// Well inside Timer B (32 s), so the caller hears our 503, not its own timeout.
+	v.durRange("sip.ask_timeout", s.AskTimeout, 10*time.Millisecond, 10*time.Second)
 	v.tlsSettings()
 	v.tlsFiles()
 	return listen

@@ -173,7 +173,7 @@ func TestValidateSIP(t *testing.T) {
 		{name: "tcp mode without tls files", give: func(c *Config) { c.SIP.Mode = ModeTCP; c.SIP.TLS = TLS{MinVersion: "1.2"} }},
 		{name: "tls mode", give: func(c *Config) { c.SIP.Mode = ModeTLS }},
 		{name: "wildcards", give: func(c *Config) { c.SIP.Listen = []string{"::"} }},
-		{name: "cache off", give: func(c *Config) { c.SIP.DecisionCacheTTL = Duration{}; c.SIP.DecisionCacheSize = 0 }},
+		{name: "one ask worker", give: func(c *Config) { c.SIP.AskWorkers = 1; c.SIP.AskQueue = 1 }},
 		{name: "no fqdn", give: func(c *Config) { c.SIP.FQDN = "" },
 			wantPath: "sip.fqdn", wantErr: ErrRequired},
 		{name: "fqdn is an ip", give: func(c *Config) { c.SIP.FQDN = "192.0.2.1" },
@@ -221,10 +221,12 @@ func TestValidateSIP(t *testing.T) {
 			wantPath: "sip.retry_after", wantErr: ErrOutOfRange},
 		{name: "retry after fractional", give: func(c *Config) { c.SIP.RetryAfter = Duration{1500 * time.Millisecond} },
 			wantPath: "sip.retry_after", wantErr: ErrInvalid, wantText: "whole number of seconds"},
-		{name: "negative cache ttl", give: func(c *Config) { c.SIP.DecisionCacheTTL = Duration{-time.Second} },
-			wantPath: "sip.decision_cache_ttl", wantErr: ErrOutOfRange},
-		{name: "cache too big", give: func(c *Config) { c.SIP.DecisionCacheSize = 10_000_001 },
-			wantPath: "sip.decision_cache_size", wantErr: ErrOutOfRange},
+		{name: "no ask workers", give: func(c *Config) { c.SIP.AskWorkers = 0 },
+			wantPath: "sip.ask_workers", wantErr: ErrOutOfRange},
+		{name: "ask queue too big", give: func(c *Config) { c.SIP.AskQueue = 1_000_001 },
+			wantPath: "sip.ask_queue", wantErr: ErrOutOfRange},
+		{name: "ask timeout beyond Timer B's reach", give: func(c *Config) { c.SIP.AskTimeout = Duration{time.Minute} },
+			wantPath: "sip.ask_timeout", wantErr: ErrOutOfRange},
 	})
 }
 

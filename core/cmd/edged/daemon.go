@@ -91,13 +91,13 @@ func start(ctx context.Context, path string, logOut io.Writer) (_ *daemon, err e
 
 	if name := routerName(cfg); name != "" {
 		d.engine = routing.New(engineConfig(cfg), d.host.Router(name), d.prober, routing.WithLogger(log))
-		d.metrics.WatchDecisionCache(d.engine.CacheStats)
+		d.metrics.WatchRouting(d.routingSample)
 		d.host.OnChange(func(changed string) {
 			if changed != name {
 				return
 			}
 			if err := d.engine.Refresh(context.Background()); err != nil {
-				log.Error("refresh router topology", "plugin", name, "err", err)
+				log.Error("refresh the routing table", "plugin", name, "err", err)
 			}
 		})
 		if err := d.engine.Refresh(ctx); err != nil {
@@ -166,7 +166,6 @@ func (d *daemon) Reload(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	if d.engine != nil {
-		d.engine.SetConfig(engineConfig(cfg))
 		if err := d.engine.Refresh(ctx); err != nil {
 			errs = append(errs, err)
 		}
@@ -204,8 +203,9 @@ func (d *daemon) moveAdmin(listen string) error {
 var errNeedsRestart = errors.New("these changes need a restart, the file was not applied")
 
 // restartOnly lists the keys whose change a reload cannot apply: the
-// plugin host is built once, the log handler too (its level reloads), and
-// the router plugin is wired into the front end at start.
+// plugin host is built once, the log handler and the routing engine's ask
+// queue too (the log level reloads), and the router plugin is wired into
+// the front end at start.
 func restartOnly(old, cfg *config.Config) []string {
 	var keys []string
 	if old.PluginHost != cfg.PluginHost {
@@ -213,6 +213,9 @@ func restartOnly(old, cfg *config.Config) []string {
 	}
 	if old.Log.Format != cfg.Log.Format {
 		keys = append(keys, "log.format")
+	}
+	if engineConfig(old) != engineConfig(cfg) { // the engine's queue and workers are made once
+		keys = append(keys, "sip.ask_workers, sip.ask_queue, sip.ask_timeout")
 	}
 	if routerName(old) != routerName(cfg) {
 		keys = append(keys, "the router plugin's instance name")
@@ -225,6 +228,9 @@ func (d *daemon) Close() error {
 	var errs []error
 	if d.front != nil {
 		errs = append(errs, d.front.Close())
+	}
+	if d.engine != nil {
+		d.engine.Close()
 	}
 	if d.admin != nil {
 		errs = append(errs, d.admin.Close())
@@ -244,17 +250,28 @@ func (d *daemon) Healthy() error {
 	if d.engine == nil {
 		return nil
 	}
-	if d.engine.Topology() == nil {
-		return errors.New("no router topology yet")
-	}
-	name := routerName(d.cfg.Load())
-	for _, s := range d.host.Status() {
-		if s.Name == name && s.State != pluginhost.StateRunning {
-			return fmt.Errorf("router plugin %s is %s", name, s.State)
-		}
+	if d.engine.Table() == nil {
+		return errors.New("no routing table yet")
 	}
 	if len(d.front.Listeners()) == 0 {
 		return errors.New("no SIP listener is open")
+	}
+	// A plugin that does not answer its health probes, or says it is
+	// degraded, makes the box degraded even while the last routing table
+	// keeps answering calls: a hung plugin is not healthy.
+	var problems []string
+	for _, s := range d.host.Status() {
+		switch {
+		case !s.Live:
+			problems = append(problems, fmt.Sprintf("plugin %s is %s and not live (%d health probes failed, %d hung kills)",
+				s.Name, s.State, s.HealthFailures, s.HungKills))
+		case s.Degraded:
+			problems = append(problems, fmt.Sprintf("plugin %s reports degraded: %s", s.Name, s.DegradedReason))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("degraded: %s; calls are answered from routing table generation %d",
+			strings.Join(problems, "; "), d.engine.Stats().Generation)
 	}
 	return nil
 }
@@ -270,7 +287,7 @@ func (d *daemon) healthSamples() []telemetry.HealthSample {
 func (d *daemon) pluginSamples() []telemetry.PluginSample {
 	var out []telemetry.PluginSample
 	for _, s := range d.host.Status() {
-		out = append(out, telemetry.PluginSample{Name: s.Name, Restarts: s.Restarts, Up: s.State == pluginhost.StateRunning})
+		out = append(out, telemetry.PluginSample{Name: s.Name, Restarts: s.Restarts, HungKills: s.HungKills, Up: s.Live})
 	}
 	return out
 }
@@ -278,12 +295,15 @@ func (d *daemon) pluginSamples() []telemetry.PluginSample {
 func newPluginHost(cfg *config.Config, log *slog.Logger) *pluginhost.Host {
 	ph := cfg.PluginHost
 	return pluginhost.New(pluginhost.Config{
-		Dir:          ph.Dir,
-		SHA256Sums:   ph.SHA256Sums,
-		CallTimeout:  ph.CallTimeout.Duration,
-		StartTimeout: ph.StartTimeout.Duration,
-		BackoffMin:   ph.RestartBackoffMin.Duration,
-		BackoffMax:   ph.RestartBackoffMax.Duration,
+		Dir:            ph.Dir,
+		SHA256Sums:     ph.SHA256Sums,
+		CallTimeout:    ph.CallTimeout.Duration,
+		StartTimeout:   ph.StartTimeout.Duration,
+		BackoffMin:     ph.RestartBackoffMin.Duration,
+		BackoffMax:     ph.RestartBackoffMax.Duration,
+		HealthInterval: ph.HealthInterval.Duration,
+		HealthTimeout:  ph.HealthTimeout.Duration,
+		DrainTimeout:   ph.DrainTimeout.Duration,
 	}, pluginhost.WithLogger(log.With("component", "pluginhost")))
 }
 
@@ -296,34 +316,33 @@ func pluginSpecs(cfg *config.Config) []pluginhost.Spec {
 	specs := make([]pluginhost.Spec, 0, len(names))
 	for _, n := range names {
 		p := cfg.Plugins[n]
-		specs = append(specs, pluginhost.Spec{Name: n, Kind: p.Kind, Binary: p.Binary, SHA256: p.SHA256, Settings: p.Settings.TOML})
+		specs = append(specs, pluginhost.Spec{Name: n, Kind: p.Kind, Binary: p.Binary, SHA256: p.SHA256,
+			Settings: p.Settings.TOML, Instances: p.Instances})
 	}
 	return specs
 }
 
-// pluginProblems turns a plugin's refusal of its settings into config
-// problems with the file's line numbers.
+// pluginProblems turns what the plugin host refused at start or reload
+// into config problems under the keys of the plugin at fault, with the
+// file's line numbers (specProblems).
 func pluginProblems(cfg *config.Config, err error) error {
-	var re *pluginhost.ReconfigureError
-	var ce *base.ConfigError
-	if !errors.As(err, &ce) {
-		return err
-	}
 	name := ""
+	var re *pluginhost.ReconfigureError
 	if errors.As(err, &re) {
-		name = re.Plugin
+		name, _, _ = strings.Cut(re.Plugin, "/") // an instance "w/a" belongs to [plugins.w]
 	} else {
-		for n := range cfg.Plugins { // Start and Check name the plugin only in text
+		for n := range cfg.Plugins { // Start names the plugin only in text
 			if containsWord(err.Error(), n) {
 				name = n
 			}
 		}
 	}
-	errs := make([]error, 0, len(ce.Problems))
-	for _, p := range ce.Problems {
-		errs = append(errs, cfg.Problem("plugins."+name+".settings."+p.Path, errors.New(p.Message)))
+	for _, s := range pluginSpecs(cfg) {
+		if s.Name == name {
+			return errors.Join(specProblems(cfg, s, err)...)
+		}
 	}
-	return errors.Join(errs...)
+	return err
 }
 
 func containsWord(s, w string) bool {
@@ -349,7 +368,14 @@ func routerName(cfg *config.Config) string {
 }
 
 func engineConfig(cfg *config.Config) routing.Config {
-	return routing.Config{CacheTTL: cfg.SIP.DecisionCacheTTL.Duration, CacheSize: cfg.SIP.DecisionCacheSize}
+	s := cfg.SIP
+	return routing.Config{AskWorkers: s.AskWorkers, AskQueue: s.AskQueue, AskTimeout: s.AskTimeout.Duration}
+}
+
+func (d *daemon) routingSample() telemetry.RoutingSample {
+	s := d.engine.Stats()
+	return telemetry.RoutingSample{Generation: s.Generation, Decided: s.Decided, Asked: s.Asked, AskFailed: s.AskFailed,
+		AskQueueFull: s.AskQueueFull, AskQueued: s.AskQueued, BadTables: s.BadTables}
 }
 
 func frontConfig(cfg *config.Config) (sipfront.Config, error) {

@@ -10,26 +10,32 @@ import (
 
 // statusView is the admin API's /status document.
 type statusView struct {
-	Version       string        `json:"version"`
-	Config        string        `json:"config"`
-	Mode          string        `json:"mode"`
-	Listeners     []string      `json:"listeners"`
-	Plugins       []pluginView  `json:"plugins"`
-	Gateways      []gatewayView `json:"gateways"`
-	Pools         []poolView    `json:"pools"`
-	DecisionCache *cacheView    `json:"decision_cache,omitempty"`
+	Version   string        `json:"version"`
+	Config    string        `json:"config"`
+	Mode      string        `json:"mode"`
+	Listeners []string      `json:"listeners"`
+	Plugins   []pluginView  `json:"plugins"`
+	Gateways  []gatewayView `json:"gateways"`
+	Pools     []poolView    `json:"pools"`
+	Routing   *routingView  `json:"routing,omitempty"`
 }
 
 type pluginView struct {
-	Name      string    `json:"name"`
-	Kind      string    `json:"kind"`
-	Plugin    string    `json:"plugin"`
-	Version   string    `json:"version"`
-	State     string    `json:"state"`
-	PID       int       `json:"pid"`
-	Restarts  int       `json:"restarts"`
-	LastError string    `json:"last_error,omitempty"`
-	Since     time.Time `json:"since"`
+	Name           string    `json:"name"`
+	Spec           string    `json:"spec"`
+	Instance       string    `json:"instance,omitempty"`
+	Kind           string    `json:"kind"`
+	Plugin         string    `json:"plugin"`
+	Version        string    `json:"version"`
+	State          string    `json:"state"`
+	Live           bool      `json:"live"`
+	HealthFailures int       `json:"health_failures"`
+	HungKills      int       `json:"hung_kills"`
+	Degraded       string    `json:"degraded,omitempty"` // the plugin's own reason
+	PID            int       `json:"pid"`
+	Restarts       int       `json:"restarts"`
+	LastError      string    `json:"last_error,omitempty"`
+	Since          time.Time `json:"since"`
 }
 
 type gatewayView struct {
@@ -66,10 +72,17 @@ type probeView struct {
 	LastChange time.Time `json:"last_change"`
 }
 
-type cacheView struct {
-	Entries int    `json:"entries"`
-	Hits    uint64 `json:"hits"`
-	Misses  uint64 `json:"misses"`
+// routingView is the routing table in force and what the engine did.
+type routingView struct {
+	Generation   uint64 `json:"generation"`
+	DialPlans    int    `json:"dial_plans"`
+	Mailboxes    int    `json:"mailboxes"`
+	Decided      uint64 `json:"decided"`
+	Asked        uint64 `json:"asked_plugin"`
+	AskFailed    uint64 `json:"ask_failed"`
+	AskQueueFull uint64 `json:"ask_queue_full"`
+	AskQueued    int    `json:"ask_queued"`
+	BadTables    uint64 `json:"bad_tables"`
 }
 
 // Status is the admin API's /status: listeners, plugins, gateways and
@@ -78,8 +91,16 @@ func (d *daemon) Status() any {
 	v := statusView{Version: telemetry.Version, Config: d.path, Mode: string(d.cfg.Load().SIP.Mode),
 		Listeners: []string{}, Plugins: []pluginView{}, Gateways: []gatewayView{}, Pools: []poolView{}}
 	for _, s := range d.host.Status() {
-		v.Plugins = append(v.Plugins, pluginView{Name: s.Name, Kind: string(s.Kind), Plugin: s.PluginName,
-			Version: s.Version, State: string(s.State), PID: s.PID, Restarts: s.Restarts, LastError: s.LastError, Since: s.Since})
+		pv := pluginView{Name: s.Name, Spec: s.Spec, Instance: s.Instance, Kind: string(s.Kind), Plugin: s.PluginName,
+			Version: s.Version, State: string(s.State), Live: s.Live, HealthFailures: s.HealthFailures, HungKills: s.HungKills,
+			PID: s.PID, Restarts: s.Restarts, LastError: s.LastError, Since: s.Since}
+		if s.Degraded {
+			pv.Degraded = s.DegradedReason
+			if pv.Degraded == "" {
+				pv.Degraded = "degraded"
+			}
+		}
+		v.Plugins = append(v.Plugins, pv)
 	}
 	if d.engine == nil {
 		return v
@@ -100,7 +121,14 @@ func (d *daemon) Status() any {
 		}
 		return pv
 	}
-	if t := d.engine.Topology(); t != nil {
+	rs := d.engine.Stats()
+	v.Routing = &routingView{Generation: rs.Generation, Decided: rs.Decided, Asked: rs.Asked, AskFailed: rs.AskFailed,
+		AskQueueFull: rs.AskQueueFull, AskQueued: rs.AskQueued, BadTables: rs.BadTables}
+	if t := d.engine.Table(); t != nil {
+		v.Routing.DialPlans = len(t.DialPlans)
+		for _, dp := range t.DialPlans {
+			v.Routing.Mailboxes += len(dp.Mailboxes)
+		}
 		for _, g := range t.Gateways {
 			gv := gatewayView{Name: g.Name, Status: string(g.Status), FQDN: g.FQDN, CallsPerSecond: g.CallsPerSecond,
 				Addresses: []string{}, Probe: probe(routing.GatewayTarget(g.Name))}
@@ -123,7 +151,5 @@ func (d *daemon) Status() any {
 			v.Pools = append(v.Pools, pv)
 		}
 	}
-	hits, misses, n := d.engine.CacheStats()
-	v.DecisionCache = &cacheView{Entries: n, Hits: hits, Misses: misses}
 	return v
 }

@@ -44,6 +44,8 @@ var statusMap = []struct {
 	{routing.ErrNoBackend, status{503, "Service Unavailable", routing.ErrNoBackend.Error(), true}},
 	{routing.ErrRateLimited, status{503, "Service Unavailable", routing.ErrRateLimited.Error(), true}},
 	{routing.ErrPluginUnavailable, status{503, "Service Unavailable", routing.ErrPluginUnavailable.Error(), true}},
+	{routing.ErrOverloaded, status{503, "Service Unavailable", routing.ErrOverloaded.Error(), true}},
+	{routing.ErrBadDecision, status{500, "Server Internal Error", routing.ErrBadDecision.Error(), false}},
 }
 
 // requestError is a request the front end refuses before routing (RFC 3261

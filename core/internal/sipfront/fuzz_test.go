@@ -2,7 +2,6 @@ package sipfront
 
 import (
 	"bytes"
-	"context"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -17,7 +16,7 @@ import (
 // staticRouter redirects every call to testBackend and keeps nothing.
 type staticRouter struct{}
 
-func (staticRouter) Route(context.Context, *router.Call) (routing.Target, error) {
+func (staticRouter) Route(*router.Call, routing.Done) (routing.Target, error) {
 	return routing.Target{Decision: &router.Decision{Pool: "p"}, Backend: testBackend}, nil
 }
 

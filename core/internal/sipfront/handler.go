@@ -2,7 +2,6 @@ package sipfront
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"net/netip"
 	"net/url"
@@ -76,35 +75,95 @@ func answerable(req *sip.Request) bool {
 
 const allow = "INVITE, ACK, CANCEL, OPTIONS"
 
-// invite routes a new call and writes the 302 or the rejection.
+// invite routes a new call and writes the 302 or the rejection. A call
+// the routing table answers is answered here, on the reader, from memory;
+// one it leaves to the router plugin gets 100 Trying here and its final
+// answer later from a routing worker, through the peer's replier. Over UDP
+// a retransmitted INVITE gets the answer its first copy got.
 func (s *Server) invite(req *sip.Request, p *peer, sc *scan, st *state, out *bytes.Buffer) {
 	start := time.Now()
+	var key uint64
+	if p.transport == router.UDP {
+		key = s.answers.txKey(req, p.src)
+		if ans, ok := s.answers.get(key, start); ok {
+			s.metrics.Retransmissions.Inc()
+			s.writeAnswer(out, req, p, sc.vias, st, ans)
+			return
+		}
+	}
 	s.metrics.Calls.WithLabelValues(string(p.transport)).Inc()
 	call, err := callOf(req, p, sc)
 	if err != nil {
 		s.metrics.SIPBadRequests.WithLabelValues(string(p.transport)).Inc()
-		s.event(req, p, nil, status{400, "Bad Request", "bad-request", false}, err)
+		rs := status{400, "Bad Request", "bad-request", false}
+		s.event(req, p, nil, rs, err)
 		writeResponse(out, req, p, sc.vias, 400, "Bad Request", warning(st.fqdn, err.Error()))
 		return
 	}
-	target, err := s.router.Route(context.Background(), call)
+	pp := peer{transport: p.transport, src: p.src, names: p.names}
+	rep := p.replierFor(req)
+	target, err := s.router.Route(call, func(target routing.Target, err error) {
+		// On a routing worker: the reader has moved on, so work on copies.
+		var vsc scan
+		scanHeaders(req, &vsc)
+		ans := s.answerOf(req, &pp, target, err)
+		var buf bytes.Buffer
+		s.writeAnswer(&buf, req, &pp, vsc.vias, s.state.Load(), ans)
+		if key != 0 {
+			s.answers.put(key, ans, time.Now())
+		}
+		rep.reply(buf.Bytes())
+		s.metrics.RouteLatency.WithLabelValues(string(pp.transport)).Observe(time.Since(start).Seconds())
+	})
+	if errors.Is(err, routing.ErrDeferred) {
+		if key != 0 {
+			s.answers.pend(key, start)
+		}
+		s.writeAnswer(out, req, p, sc.vias, st, answer{pending: true})
+		return
+	}
+	ans := s.answerOf(req, p, target, err)
+	if key != 0 {
+		s.answers.put(key, ans, start)
+	}
+	s.writeAnswer(out, req, p, sc.vias, st, ans)
+	s.metrics.RouteLatency.WithLabelValues(string(p.transport)).Observe(time.Since(start).Seconds())
+}
+
+// answerOf turns a routing result into the answer to give, and counts and
+// logs it.
+func (s *Server) answerOf(req *sip.Request, p *peer, target routing.Target, err error) answer {
 	if err != nil {
 		rs := errStatus(err)
 		s.event(req, p, &target, rs, err)
+		return answer{status: rs}
+	}
+	s.metrics.Redirects.WithLabelValues(target.Decision.Pool, target.Backend.Name).Inc()
+	return answer{backend: target.Backend}
+}
+
+// writeAnswer writes the response an answer stands for; the same answer
+// to the same request always gives the same bytes.
+func (s *Server) writeAnswer(out *bytes.Buffer, req *sip.Request, p *peer, vias []sip.Header, st *state, ans answer) {
+	switch {
+	case ans.pending:
+		writeResponse(out, req, p, vias, 100, "Trying")
+	case ans.backend != nil:
+		writeResponse(out, req, p, vias, 302, "Moved Temporarily", "Contact: "+contact(req, p.transport, ans.backend))
+	default:
+		rs := ans.status
 		extra := []string{warning(st.fqdn, rs.reason)}
 		if rs.retryAfter {
 			extra = append(extra, st.retryAfter)
 		}
-		writeResponse(out, req, p, sc.vias, rs.code, rs.phrase, extra...)
-	} else {
-		s.metrics.Redirects.WithLabelValues(target.Decision.Pool, target.Backend.Name).Inc()
-		writeResponse(out, req, p, sc.vias, 302, "Moved Temporarily", "Contact: "+contact(req, p.transport, target.Backend))
+		writeResponse(out, req, p, vias, rs.code, rs.phrase, extra...)
 	}
-	s.metrics.RouteLatency.WithLabelValues(string(p.transport)).Observe(time.Since(start).Seconds())
 }
 
-// event logs a rejection as a structured event with a stable reason code
-// (um-spec R-ERR-7) and counts it.
+// event counts a rejection and logs it as a structured event with a stable
+// reason code (um-spec R-ERR-7). Logging is rate-limited, so that a flood
+// of refused calls costs counters, not disk: an event that follows
+// suppressed ones says how many were not logged.
 func (s *Server) event(req *sip.Request, p *peer, t *routing.Target, sc status, err error) {
 	s.metrics.Rejections.WithLabelValues(sc.reason).Inc()
 	attrs := []any{
@@ -121,7 +180,12 @@ func (s *Server) event(req *sip.Request, p *peer, t *routing.Target, sc status, 
 	if len(p.names) > 0 {
 		attrs = append(attrs, "tls_names", strings.Join(p.names, ","))
 	}
-	s.log.Info("call rejected", attrs...)
+	if ok, n := s.rejectLog.allow(time.Now()); ok {
+		if n > 0 {
+			attrs = append(attrs, "not_logged_before", n)
+		}
+		s.log.Info("call rejected", attrs...)
+	}
 }
 
 // callOf extracts what the router plugin decides on.

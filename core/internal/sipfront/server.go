@@ -2,7 +2,6 @@ package sipfront
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -57,7 +56,9 @@ const fallbackNoFile = 1024
 
 // Router is what the front end asks where a call goes.
 type Router interface {
-	Route(ctx context.Context, call *router.Call) (routing.Target, error)
+	// Route answers call at once, or returns routing.ErrDeferred and
+	// later calls done, from another goroutine, with the answer.
+	Route(call *router.Call, done routing.Done) (routing.Target, error)
 }
 
 // Server is the Call Router front end.
@@ -71,6 +72,8 @@ type Server struct {
 
 	conns      *connTable
 	refusedLog map[string]*logLimiter // by refusal reason
+	rejectLog  logLimiter             // "call rejected" events
+	answers    *answers               // recent UDP INVITE answers, for retransmissions
 
 	mu          sync.Mutex
 	listeners   map[listenerKey]*listener
@@ -111,7 +114,8 @@ func WithMetrics(m *telemetry.Metrics) Option { return func(s *Server) { s.metri
 // Apply is called.
 func New(r Router, opts ...Option) *Server {
 	s := &Server{router: r, log: slog.Default(), parser: newParser(), listeners: map[listenerKey]*listener{},
-		conns: newConnTable(), refusedLog: map[string]*logLimiter{
+		conns: newConnTable(), answers: newAnswers(), rejectLog: logLimiter{interval: rejectLogInterval},
+		refusedLog: map[string]*logLimiter{
 			refusedPerSource: {interval: refusedLogInterval},
 			refusedGlobal:    {interval: refusedLogInterval},
 		}}

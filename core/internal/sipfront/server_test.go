@@ -3,7 +3,6 @@ package sipfront
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -21,22 +20,31 @@ import (
 )
 
 // fakeRouter redirects every call to one back end, or fails with err.
+// With deferred set it answers later, from another goroutine, as the
+// routing engine does for calls it asks the router plugin about.
 type fakeRouter struct {
-	mu    sync.Mutex
-	calls []router.Call
-	err   error
+	mu       sync.Mutex
+	calls    []router.Call
+	err      error
+	deferred time.Duration
 }
 
 var testBackend = &router.Backend{Name: "um1", Host: "192.0.2.10", TCPPort: 5062, TLSPort: 5063}
 
-func (f *fakeRouter) Route(_ context.Context, c *router.Call) (routing.Target, error) {
+func (f *fakeRouter) Route(c *router.Call, done routing.Done) (routing.Target, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, *c)
+	tg := routing.Target{Decision: &router.Decision{Pool: "p", Gateway: "gw"}, Backend: testBackend}
 	if f.err != nil {
-		return routing.Target{}, f.err
+		tg = routing.Target{}
 	}
-	return routing.Target{Decision: &router.Decision{Pool: "p", Gateway: "gw"}, Backend: testBackend}, nil
+	if f.deferred > 0 {
+		err := f.err
+		time.AfterFunc(f.deferred, func() { done(tg, err) })
+		return routing.Target{}, routing.ErrDeferred
+	}
+	return tg, f.err
 }
 
 func (f *fakeRouter) last() router.Call {

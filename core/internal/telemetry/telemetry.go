@@ -52,12 +52,13 @@ func SetLevel(lv *slog.LevelVar, level string) error {
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	SIPRequests    *prometheus.CounterVec   // method, transport
-	SIPBadRequests *prometheus.CounterVec   // transport
-	Calls          *prometheus.CounterVec   // transport
-	Redirects      *prometheus.CounterVec   // pool, backend
-	Rejections     *prometheus.CounterVec   // reason
-	RouteLatency   *prometheus.HistogramVec // transport; INVITE received → final response written
+	SIPRequests     *prometheus.CounterVec   // method, transport
+	SIPBadRequests  *prometheus.CounterVec   // transport
+	Calls           *prometheus.CounterVec   // transport
+	Redirects       *prometheus.CounterVec   // pool, backend
+	Rejections      *prometheus.CounterVec   // reason
+	RouteLatency    *prometheus.HistogramVec // transport; INVITE received → final response written
+	Retransmissions prometheus.Counter       // UDP INVITE retransmissions answered from memory
 
 	SIPConnsOpen    prometheus.Gauge       // open TCP/TLS connections, all listeners
 	SIPConnsRefused *prometheus.CounterVec // reason: per-source|global
@@ -91,6 +92,10 @@ func NewMetrics() *Metrics {
 		Help:    "Time from an INVITE's arrival to its final response being written.",
 		Buckets: []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3, 250e-3, 1},
 	}, []string{"transport"})
+	m.Retransmissions = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "umedge_router_retransmissions_total",
+		Help: "Retransmitted UDP INVITEs answered with the answer their first copy got.",
+	})
 	m.SIPConnsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "umedge_sip_connections_open", Help: "Open SIP TCP and TLS connections, all listeners.",
 	})
@@ -103,7 +108,7 @@ func NewMetrics() *Metrics {
 		Help: "SIP TCP and TLS connections closed because the peer did not read its answers, by how it showed.",
 	}, []string{"reason"})
 	for _, c := range []prometheus.Collector{m.SIPRequests, m.SIPBadRequests, m.Calls, m.Redirects, m.Rejections,
-		m.RouteLatency, m.SIPConnsOpen, m.SIPConnsRefused, m.SIPConnsDropped} {
+		m.RouteLatency, m.Retransmissions, m.SIPConnsOpen, m.SIPConnsRefused, m.SIPConnsDropped} {
 		f(c)
 	}
 	return m
@@ -111,13 +116,15 @@ func NewMetrics() *Metrics {
 
 // PluginSample is what the plugin host reports of one plugin at a scrape.
 type PluginSample struct {
-	Name     string
-	Restarts int
-	Up       bool
+	Name      string
+	Restarts  int
+	HungKills int // killed for failing their health probes
+	Up        bool
 }
 
-// WatchPlugins exports umedge_plugin_restarts_total and umedge_plugin_up,
-// read from fn at every scrape.
+// WatchPlugins exports umedge_plugin_restarts_total,
+// umedge_plugin_hung_kills_total and umedge_plugin_up, read from fn at
+// every scrape.
 func (m *Metrics) WatchPlugins(fn func() []PluginSample) {
 	m.Registry.MustRegister(&pluginCollector{fn: fn})
 }
@@ -126,7 +133,9 @@ var (
 	restartsDesc = prometheus.NewDesc("umedge_plugin_restarts_total",
 		"Plugin processes restarted after they exited.", []string{"plugin"}, nil)
 	upDesc = prometheus.NewDesc("umedge_plugin_up",
-		"1 when the plugin process runs and is configured.", []string{"plugin"}, nil)
+		"1 when the plugin process runs and answered its last health probe.", []string{"plugin"}, nil)
+	hungKillsDesc = prometheus.NewDesc("umedge_plugin_hung_kills_total",
+		"Plugin processes killed for failing their health probes in a row.", []string{"plugin"}, nil)
 )
 
 type pluginCollector struct{ fn func() []PluginSample }
@@ -134,6 +143,7 @@ type pluginCollector struct{ fn func() []PluginSample }
 func (c *pluginCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- restartsDesc
 	ch <- upDesc
+	ch <- hungKillsDesc
 }
 
 func (c *pluginCollector) Collect(ch chan<- prometheus.Metric) {
@@ -144,36 +154,59 @@ func (c *pluginCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(restartsDesc, prometheus.CounterValue, float64(s.Restarts), s.Name)
 		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, up, s.Name)
+		ch <- prometheus.MustNewConstMetric(hungKillsDesc, prometheus.CounterValue, float64(s.HungKills), s.Name)
 	}
 }
 
-// WatchDecisionCache exports umedge_router_decision_cache_total{result}
-// and umedge_router_decision_cache_entries, read from fn at every scrape.
-func (m *Metrics) WatchDecisionCache(fn func() (hits, misses uint64, entries int)) {
-	m.Registry.MustRegister(&cacheCollector{fn: fn})
+// RoutingSample is what the routing engine reports at a scrape.
+type RoutingSample struct {
+	Generation   uint64 // of the routing table in force
+	Decided      uint64 // calls answered from the table
+	Asked        uint64 // calls handed to the router plugin
+	AskFailed    uint64 // of those, not answered in time or at all
+	AskQueueFull uint64 // refused because the ask queue was full
+	AskQueued    int    // waiting for a worker now
+	BadTables    uint64 // tables refused by the core
+}
+
+// WatchRouting exports umedge_router_decisions_total{by},
+// umedge_router_ask_failures_total{reason}, umedge_router_ask_queued,
+// umedge_router_table_generation and umedge_router_bad_tables_total, read
+// from fn at every scrape.
+func (m *Metrics) WatchRouting(fn func() RoutingSample) {
+	m.Registry.MustRegister(&routingCollector{fn: fn})
 }
 
 var (
-	cacheDesc = prometheus.NewDesc("umedge_router_decision_cache_total",
-		"Router decisions served from the cache (hit) or asked of the plugin (miss).", []string{"result"}, nil)
-	cacheEntriesDesc = prometheus.NewDesc("umedge_router_decision_cache_entries",
-		"Router decisions held in the cache.", nil, nil)
+	decisionsDesc = prometheus.NewDesc("umedge_router_decisions_total",
+		"Calls decided by the routing table in the core (table) or handed to the router plugin (plugin).", []string{"by"}, nil)
+	askFailuresDesc = prometheus.NewDesc("umedge_router_ask_failures_total",
+		"Calls handed to the router plugin that got 503: queue full, or no answer in time.", []string{"reason"}, nil)
+	askQueuedDesc = prometheus.NewDesc("umedge_router_ask_queued",
+		"Calls waiting for the router plugin now.", nil, nil)
+	generationDesc = prometheus.NewDesc("umedge_router_table_generation",
+		"Generation of the routing table in force.", nil, nil)
+	badTablesDesc = prometheus.NewDesc("umedge_router_bad_tables_total",
+		"Routing tables the router plugin published that the core refused.", nil, nil)
 )
 
-type cacheCollector struct {
-	fn func() (uint64, uint64, int)
+type routingCollector struct{ fn func() RoutingSample }
+
+func (c *routingCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{decisionsDesc, askFailuresDesc, askQueuedDesc, generationDesc, badTablesDesc} {
+		ch <- d
+	}
 }
 
-func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- cacheDesc
-	ch <- cacheEntriesDesc
-}
-
-func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
-	hits, misses, n := c.fn()
-	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.CounterValue, float64(hits), "hit")
-	ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.CounterValue, float64(misses), "miss")
-	ch <- prometheus.MustNewConstMetric(cacheEntriesDesc, prometheus.GaugeValue, float64(n))
+func (c *routingCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.fn()
+	ch <- prometheus.MustNewConstMetric(decisionsDesc, prometheus.CounterValue, float64(s.Decided), "table")
+	ch <- prometheus.MustNewConstMetric(decisionsDesc, prometheus.CounterValue, float64(s.Asked), "plugin")
+	ch <- prometheus.MustNewConstMetric(askFailuresDesc, prometheus.CounterValue, float64(s.AskQueueFull), "queue-full")
+	ch <- prometheus.MustNewConstMetric(askFailuresDesc, prometheus.CounterValue, float64(s.AskFailed), "no-answer")
+	ch <- prometheus.MustNewConstMetric(askQueuedDesc, prometheus.GaugeValue, float64(s.AskQueued))
+	ch <- prometheus.MustNewConstMetric(generationDesc, prometheus.GaugeValue, float64(s.Generation))
+	ch <- prometheus.MustNewConstMetric(badTablesDesc, prometheus.CounterValue, float64(s.BadTables))
 }
 
 // HealthSample is one probed target at a scrape.

@@ -47,7 +47,7 @@ func TestWatchers(t *testing.T) {
 	m := NewMetrics()
 	m.WatchPlugins(func() []PluginSample { return []PluginSample{{Name: "umrouter", Restarts: 2, Up: true}} })
 	m.WatchHealth(func() []HealthSample { return []HealthSample{{Target: "backend/p/a", Up: false}} })
-	m.WatchDecisionCache(func() (uint64, uint64, int) { return 7, 3, 5 })
+	m.WatchRouting(func() RoutingSample { return RoutingSample{Decided: 7, Asked: 3, AskQueueFull: 2, AskFailed: 1} })
 	want := `
 # HELP umedge_plugin_restarts_total Plugin processes restarted after they exited.
 # TYPE umedge_plugin_restarts_total counter
@@ -55,13 +55,17 @@ umedge_plugin_restarts_total{plugin="umrouter"} 2
 # HELP umedge_health_up 1 when an OPTIONS-probed peer or back end is reachable.
 # TYPE umedge_health_up gauge
 umedge_health_up{target="backend/p/a"} 0
-# HELP umedge_router_decision_cache_total Router decisions served from the cache (hit) or asked of the plugin (miss).
-# TYPE umedge_router_decision_cache_total counter
-umedge_router_decision_cache_total{result="hit"} 7
-umedge_router_decision_cache_total{result="miss"} 3
+# HELP umedge_router_decisions_total Calls decided by the routing table in the core (table) or handed to the router plugin (plugin).
+# TYPE umedge_router_decisions_total counter
+umedge_router_decisions_total{by="plugin"} 3
+umedge_router_decisions_total{by="table"} 7
+# HELP umedge_router_ask_failures_total Calls handed to the router plugin that got 503: queue full, or no answer in time.
+# TYPE umedge_router_ask_failures_total counter
+umedge_router_ask_failures_total{reason="no-answer"} 1
+umedge_router_ask_failures_total{reason="queue-full"} 2
 `
 	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want),
-		"umedge_plugin_restarts_total", "umedge_health_up", "umedge_router_decision_cache_total"); err != nil {
+		"umedge_plugin_restarts_total", "umedge_health_up", "umedge_router_decisions_total", "umedge_router_ask_failures_total"); err != nil {
 		t.Error(err)
 	}
 }

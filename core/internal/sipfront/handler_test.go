@@ -1,0 +1,137 @@
+package sipfront
+
+import (
+	"bufio"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/umedge/umedge/core/internal/routing"
+	"github.com/umedge/umedge/core/sdk/router"
+)
+
+// A call the routing engine defers gets 100 Trying at once and its final
+// answer later, on the same path, over UDP and TCP.
+func TestDeferredAnswer(t *testing.T) {
+	_, port := startServer(t, &fakeRouter{deferred: 50 * time.Millisecond})
+	t.Run("udp", func(t *testing.T) {
+		c := dialUDP(t, port)
+		defer c.Close()
+		first := exchangeOn(t, c, []byte(invite("")), 2*time.Second)
+		if statusOf(first) != 100 {
+			t.Fatalf("first answer = %q, want 100 Trying", firstLine(first))
+		}
+		final := readUDP(t, c, 2*time.Second)
+		if statusOf(final) != 302 || header(final, "Contact") != "<sip:1001@192.0.2.10:5062;transport=tcp>" {
+			t.Fatalf("final answer = %q, want the 302", final)
+		}
+		if header(first, "To") != header(final, "To") {
+			t.Errorf("To of 100 %q and of 302 %q differ", header(first, "To"), header(final, "To"))
+		}
+	})
+	t.Run("tcp", func(t *testing.T) {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte(strings.Replace(invite(""), "SIP/2.0/UDP", "SIP/2.0/TCP", 1))); err != nil {
+			t.Fatal(err)
+		}
+		rd := bufio.NewReader(c)
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if r := readResponse(t, rd); statusOf(r) != 100 {
+			t.Fatalf("first answer = %q, want 100 Trying", firstLine(r))
+		}
+		if r := readResponse(t, rd); statusOf(r) != 302 {
+			t.Fatalf("final answer = %q, want 302", firstLine(r))
+		}
+	})
+}
+
+func readUDP(t *testing.T, c *net.UDPConn, wait time.Duration) string {
+	t.Helper()
+	buf := make([]byte, 65535)
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	n, err := c.Read(buf)
+	if err != nil {
+		return ""
+	}
+	return string(buf[:n])
+}
+
+// flipRouter redirects its first call and refuses every later one with
+// 503 rate-limited, as a gateway's exhausted call-rate bucket would.
+type flipRouter struct{ n atomic.Int64 }
+
+func (f *flipRouter) Route(*router.Call, routing.Done) (routing.Target, error) {
+	if f.n.Add(1) == 1 {
+		return routing.Target{Decision: &router.Decision{Pool: "p"}, Backend: testBackend}, nil
+	}
+	return routing.Target{}, routing.ErrRateLimited
+}
+
+// Finding 3 of issue 5: a retransmitted INVITE (lost 302) took a second
+// rate token and could get 503. It must get the very answer the first got,
+// without a second routing decision; a new transaction is decided anew.
+func TestRetransmissionGetsItsOriginalAnswer(t *testing.T) {
+	r := &flipRouter{}
+	_, port := startServer(t, r)
+	c := dialUDP(t, port)
+	defer c.Close()
+	msg := []byte(invite(""))
+	first := exchangeOn(t, c, msg, 2*time.Second)
+	if statusOf(first) != 302 {
+		t.Fatalf("first answer = %q", firstLine(first))
+	}
+	for i := range 5 {
+		again := exchangeOn(t, c, msg, 2*time.Second)
+		if again != first {
+			t.Fatalf("retransmission %d got\n%q\nwant the same bytes as\n%q", i, again, first)
+		}
+	}
+	if n := r.n.Load(); n != 1 {
+		t.Errorf("routing decisions = %d, want 1 for one transaction", n)
+	}
+	other := strings.Replace(invite(""), "branch=z9hG4bK776asdhds", "branch=z9hG4bKnew", 1)
+	if got := exchangeOn(t, c, []byte(other), 2*time.Second); statusOf(got) != 503 {
+		t.Errorf("a new transaction got %q, want the router's 503", firstLine(got))
+	}
+}
+
+// The same Call-ID and branch from another source is another transaction.
+func TestRetransmissionMemoryIsPerSource(t *testing.T) {
+	r := &flipRouter{}
+	_, port := startServer(t, r)
+	msg := []byte(invite(""))
+	if got := exchangeUDP(t, port, msg, 2*time.Second); statusOf(got) != 302 {
+		t.Fatalf("first answer = %q", firstLine(got))
+	}
+	if got := exchangeUDP(t, port, msg, 2*time.Second); statusOf(got) != 503 {
+		t.Errorf("same transaction from another source port got %q, want a decision of its own (503)", firstLine(got))
+	}
+}
+
+func TestAnswersBounded(t *testing.T) {
+	a := newAnswers()
+	now := time.Now()
+	for i := range 4 * answerSlots {
+		a.put(uint64(i)*2654435761|1, answer{status: status{code: 404}}, now)
+	}
+	// Memory is the fixed array; the newest entries are there.
+	last := uint64(4*answerSlots-1)*2654435761 | 1
+	if got, ok := a.get(last, now); !ok || got.status.code != 404 {
+		t.Errorf("newest entry: %+v, %v", got, ok)
+	}
+	if _, ok := a.get(last, now.Add(answerTTL+time.Second)); ok {
+		t.Error("entry still there after answerTTL")
+	}
+	a.put(7, answer{backend: testBackend}, now)
+	a.pend(7, now)
+	if got, _ := a.get(7, now); got.pending || got.backend != testBackend {
+		t.Errorf("pend overwrote a final answer: %+v", got)
+	}
+}
