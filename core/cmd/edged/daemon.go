@@ -90,7 +90,8 @@ func start(ctx context.Context, path string, logOut io.Writer) (_ *daemon, err e
 	d.metrics.WatchHealth(d.healthSamples)
 
 	if name := routerName(cfg); name != "" {
-		d.engine = routing.New(engineConfig(cfg), d.host.Router(name), d.prober, routing.WithLogger(log))
+		d.engine = routing.New(engineConfig(cfg), d.host.Router(name), d.prober, routing.WithLogger(log),
+			routing.WithLiveness(func() bool { return d.host.Live(name) }))
 		d.metrics.WatchRouting(d.routingSample)
 		d.host.OnChange(func(changed string) {
 			if changed != name {

@@ -75,6 +75,7 @@ type Stats struct {
 type Engine struct {
 	router router.Router
 	health Health
+	live   func() bool // the router plugin answers its health probes; nil = assume so
 	log    *slog.Logger
 	now    func() time.Time
 	cfg    Config
@@ -98,6 +99,13 @@ func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
 
 // WithClock replaces time.Now.
 func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
+
+// WithLiveness tells the engine whether the router plugin is live (it
+// answers its health probes). While it is not, calls the table leaves to
+// the plugin get 503 at once instead of waiting out their deadline.
+func WithLiveness(live func() bool) Option { return func(e *Engine) { e.live = live } }
+
+func (e *Engine) pluginLive() bool { return e.live == nil || e.live() }
 
 // New returns an engine that gets its table from r and health from h, and
 // starts its ask workers. It has no table until Refresh succeeds; until
@@ -216,6 +224,10 @@ func (e *Engine) Route(call *router.Call, done Done) (Target, error) {
 	if done == nil {
 		return Target{Decision: d}, fmt.Errorf("%w: the table leaves the call to the plugin and the caller cannot wait", ErrPluginUnavailable)
 	}
+	if !e.pluginLive() {
+		e.askFailed.Add(1)
+		return Target{Decision: d}, fmt.Errorf("%w: the router plugin is not live", ErrPluginUnavailable)
+	}
 	j := &job{call: call, partial: d, done: done, deadline: e.now().Add(e.cfg.AskTimeout)}
 	select {
 	case e.jobs <- j:
@@ -268,6 +280,9 @@ func (e *Engine) ask(j *job) (Target, error) {
 	for attempt := 0; ; attempt++ {
 		if !e.now().Before(j.deadline) {
 			return Target{Decision: j.partial}, fmt.Errorf("%w: no worker was free within %s", ErrPluginUnavailable, e.cfg.AskTimeout)
+		}
+		if !e.pluginLive() { // it went away while the call was queued
+			return Target{Decision: j.partial}, fmt.Errorf("%w: the router plugin is not live", ErrPluginUnavailable)
 		}
 		before := e.tbl.Load()
 		ctx, cancel := context.WithDeadline(context.Background(), j.deadline)

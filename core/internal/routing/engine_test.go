@@ -327,6 +327,32 @@ func TestAskHungPluginAnswersByTheDeadline(t *testing.T) {
 	}
 }
 
+func TestAskNotLivePluginAnswersAtOnce(t *testing.T) {
+	r := &fakeRouter{table: testTable(1)}
+	var live atomic.Bool
+	e := newTestEngine(t, r, Config{AskTimeout: 5 * time.Second}, WithLiveness(live.Load))
+	c := direct("7777")
+	c.RequestURIUser = "6000"
+	c.Diversion = []router.Diversion{{User: "7777"}}
+	if _, err := e.Route(c, func(Target, error) { t.Error("a call for a plugin that is not live was queued") }); !errors.Is(err, ErrPluginUnavailable) {
+		t.Fatalf("err = %v, want plugin-unavailable at once", err)
+	}
+	if n := r.calls.Load(); n != 0 {
+		t.Errorf("plugin Route calls = %d, want 0", n)
+	}
+	if _, err := e.Route(direct("1001"), noDone(t)); err != nil {
+		t.Errorf("a call the table answers: %v, want its answer whatever the plugin's state", err)
+	}
+	live.Store(true)
+	got := make(chan error, 1)
+	if _, err := e.Route(c, func(_ Target, err error) { got <- err }); !errors.Is(err, ErrDeferred) {
+		t.Fatalf("live again: err = %v, want ErrDeferred", err)
+	}
+	if err := <-got; err != nil {
+		t.Errorf("answer = %v", err)
+	}
+}
+
 func TestAskAnswerTakesGatewayAndPlanFromTheTable(t *testing.T) {
 	r := &fakeRouter{table: testTable(1)}
 	r.route = func(_ context.Context, c *router.Call) (*router.Decision, error) {

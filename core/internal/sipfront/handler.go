@@ -19,8 +19,9 @@ import (
 type peer struct {
 	transport router.Transport
 	src       netip.AddrPort
-	names     []string // verified TLS client certificate names
-	scan      scan     // scratch space reused for each message from this peer
+	names     []string  // verified TLS client certificate names
+	reply     replyPath // how answers leave: the reader's UDP socket or stream connection
+	scan      scan      // scratch space reused for each message from this peer
 }
 
 // handleMessage answers one parsed message into out (left empty when the

@@ -2,14 +2,20 @@ package sipfront
 
 import (
 	"bufio"
+	"bytes"
+	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/umedge/umedge/core/internal/routing"
+	"github.com/umedge/umedge/core/internal/testutil"
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
@@ -133,5 +139,37 @@ func TestAnswersBounded(t *testing.T) {
 	a.pend(7, now)
 	if got, _ := a.get(7, now); got.pending || got.backend != testBackend {
 		t.Errorf("pend overwrote a final answer: %+v", got)
+	}
+}
+
+// A flood of refused calls (a scanner, a misconfigured PBX) costs counters,
+// not log volume: "call rejected" lines are spaced, every refusal counted,
+// and a logged line says how many were left out before it.
+func TestRejectionLogIsRateLimited(t *testing.T) {
+	var logs testutil.LockedBuffer
+	s := New(&fakeRouter{err: &router.Rejection{Reason: router.ErrUnknownNumber, Detail: "no such mailbox"}},
+		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	s.state.Store(&state{fqdn: "edge.test", retryAfter: "Retry-After: 30"})
+	p := &peer{transport: router.UDP, src: netip.MustParseAddrPort("127.0.0.1:5999")}
+	var out bytes.Buffer
+	const calls = 2000
+	start := time.Now()
+	for i := range calls {
+		msg := strings.Replace(invite(""), "branch=z9hG4bK776asdhds", "branch=z9hG4bKflood"+strconv.Itoa(i), 1)
+		s.handleDatagram([]byte(msg), p, &out)
+		if statusOf(out.String()) != 404 {
+			t.Fatalf("call %d answered %q", i, firstLine(out.String()))
+		}
+	}
+	elapsed := time.Since(start)
+	lines := strings.Count(logs.String(), "call rejected")
+	if limit := int(elapsed/rejectLogInterval) + 2; lines > limit {
+		t.Errorf("%d log lines for %d rejections in %s, want at most %d", lines, calls, elapsed, limit)
+	}
+	if lines == 0 || (lines < calls && !strings.Contains(logs.String(), "not_logged_before=")) {
+		t.Errorf("%d log lines, none saying how many were left out", lines)
+	}
+	if got := promtestutil.ToFloat64(s.metrics.Rejections.WithLabelValues(router.ErrUnknownNumber.Error())); got != calls {
+		t.Errorf("rejections counted = %v, want %d", got, calls)
 	}
 }

@@ -23,7 +23,7 @@ type replyPath struct {
 // responseAddr; over a stream, onto the connection's send queue, dropped
 // once the connection has closed.
 func (p *peer) replierFor(req *sip.Request) replier {
-	switch rp := p.scan.reply; {
+	switch rp := p.reply; {
 	case rp.stream != nil:
 		return rp.stream
 	case rp.udp != nil:

@@ -36,7 +36,7 @@ func TestUDPReplierOutlivesThePeer(t *testing.T) {
 	defer client.Close()
 
 	p := &peer{transport: router.UDP, src: client.LocalAddr().(*net.UDPAddr).AddrPort()}
-	p.scan.reply = replyPath{udp: server}
+	p.reply = replyPath{udp: server}
 	r := p.replierFor(parseRequest(t, invite(""))) // Via has rport: answer to the source
 	p.src = netip.MustParseAddrPort("127.0.0.1:9") // the reader moved on
 
@@ -67,7 +67,7 @@ func TestUDPReplierOutlivesThePeer(t *testing.T) {
 func TestStreamReplierOutlivesThePeer(t *testing.T) {
 	sc, far, _ := pipeConn(t, time.Second)
 	p := &peer{transport: router.TCP, src: netip.MustParseAddrPort("127.0.0.1:5999")}
-	p.scan.reply = replyPath{stream: sc}
+	p.reply = replyPath{stream: sc}
 	r := p.replierFor(parseRequest(t, invite("")))
 	p.scan = scan{} // the reader moved on and reset its scratch
 

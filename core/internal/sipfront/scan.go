@@ -14,11 +14,6 @@ type scan struct {
 	single             [len(singleHeaders)]int // occurrences of each single-valued header
 	require, accept    []string
 	diversion, history []string
-
-	// reply is the peer's reply path (reply.go), kept across messages. It
-	// lives in this per-reader scratch because peer's own fields are
-	// handler.go's; it belongs in peer when that file next changes.
-	reply replyPath
 }
 
 // singleHeaders may appear at most once in a request (RFC 3261 §7.3.1,
@@ -27,7 +22,7 @@ type scan struct {
 var singleHeaders = [...]string{"To", "From", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type"}
 
 func scanHeaders(req *sip.Request, sc *scan) {
-	*sc = scan{vias: sc.vias[:0], reply: sc.reply}
+	*sc = scan{vias: sc.vias[:0]}
 	for _, h := range req.Headers() {
 		name := h.Name()
 		switch {

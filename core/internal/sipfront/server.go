@@ -304,7 +304,7 @@ func (s *Server) serveUDP(pc *net.UDPConn) {
 	buf := make([]byte, maxDatagram)
 	var out bytes.Buffer
 	p := peer{transport: router.UDP}
-	p.scan.reply = replyPath{udp: pc}
+	p.reply = replyPath{udp: pc}
 	for {
 		n, src, err := pc.ReadFromUDPAddrPort(buf)
 		if err != nil {

@@ -121,7 +121,7 @@ func (s *Server) serveConn(c net.Conn, src netip.AddrPort, tp router.Transport) 
 	})
 	sc.start()
 	defer sc.finish()
-	p.scan.reply = replyPath{stream: sc}
+	p.reply = replyPath{stream: sc}
 	ps := s.parser.NewSIPStream()
 	defer ps.Close()
 	buf := make([]byte, readBuffer)
