@@ -352,7 +352,7 @@ func TestRenderMix(t *testing.T) {
 				"Via: SIP/2.0/UDP [local_ip]:[local_port];branch=z9hG4bK-[pid]-[call_number]-mix",
 				"From: <sip:[field0]@[local_ip]:[local_port]>",
 				`value="Diversion: &lt;sip:[field3]@[local_ip]&gt;;reason=[field2];counter=1"`,
-				`<assignstr assign_to="contacts" value="[$contact_got]|[field5]"/>`,
+				`<strcmp assign_to="contact_cmp" variable="contact_got" variable2="contact_want" check_it="true"/>`,
 			},
 		},
 		{
@@ -370,7 +370,7 @@ func TestRenderMix(t *testing.T) {
 			got := string(b)
 			for _, code := range mixCodes {
 				tt.want = append(tt.want, fmt.Sprintf(`<recv response="%d" optional="true" response_txn="invite" next="ack">`, code),
-					fmt.Sprintf(`<assignstr assign_to="codes" value="%d|[field4]"/>`, code))
+					fmt.Sprintf(`<assignstr assign_to="code_got" value="%d"/>`, code))
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(got, w) {
