@@ -321,6 +321,9 @@ func measure(ctx context.Context, o options, srv server, scenario, transport str
 	}
 	cpu0, _ := treeCPU("/proc", p.cmd.Process.Pid)
 	res, err := run.Exec(ctx, nil)
+	for retry := 0; retry < 2 && sippBindFailed(res) && ctx.Err() == nil; retry++ {
+		res, err = run.Exec(ctx, nil)
+	}
 	if ctx.Err() != nil {
 		return step{}, ctx.Err()
 	}
@@ -344,6 +347,18 @@ func measure(ctx context.Context, o options, srv server, scenario, transport str
 		s.Pass, s.Why = false, fmt.Sprintf("sipp: %v", err)
 	}
 	return s, nil
+}
+
+// sippExitBindError is SIPp's exit status when it cannot bind a port
+// (EXIT_BIND_ERROR).
+const sippExitBindError = 254
+
+// sippBindFailed reports whether SIPp ended before its first call because a
+// port it was given was taken meanwhile (sipptest picks free ports, and
+// another program may bind one before SIPp does): a failure of the run,
+// not of the server, so measure runs SIPp again.
+func sippBindFailed(res *sipptest.Result) bool {
+	return res != nil && res.Created == 0 && res.ExitCode == sippExitBindError
 }
 
 // describeEnv returns the lines that say what was measured where.

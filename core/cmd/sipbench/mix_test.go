@@ -148,3 +148,24 @@ func TestStepStringCodes(t *testing.T) {
 		})
 	}
 }
+
+func TestSippBindFailed(t *testing.T) {
+	tests := []struct {
+		name string
+		give *sipptest.Result
+		want bool
+	}{
+		{name: "bind error before the first call", give: &sipptest.Result{ExitCode: 254}, want: true},
+		{name: "no result", give: nil},
+		{name: "calls failed", give: &sipptest.Result{ExitCode: 1, Created: 10, Failed: 10}},
+		{name: "bind error after calls", give: &sipptest.Result{ExitCode: 254, Created: 3}},
+		{name: "other fatal error", give: &sipptest.Result{ExitCode: 255}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := sippBindFailed(tt.give); got != tt.want {
+				t.Errorf("sippBindFailed(%+v) = %v, want %v", tt.give, got, tt.want)
+			}
+		})
+	}
+}
