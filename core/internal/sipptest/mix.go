@@ -34,7 +34,7 @@ import (
 //	 1 non-numeric caller ("restricted" and 8 digits), diverted for a
 //	   real mailbox: the TelExtn plan refuses the caller (bad-number)  → 404
 //
-// The answers are umrouter's (plugins/umrouter/route.go): call answering,
+// The answers are umrouter's (core/sdk/router/decide.go): call answering,
 // direct voice mail and subscriber access are 302 with Contact
 // <sip:RURI-user@HOST:5062;transport=tcp>, HOST the back end of the
 // mailbox's pool (the dial plan's for the pilot); unknown-number and
@@ -331,14 +331,15 @@ func writeMixCSV(path string, calls []MixCall) error {
 	if err != nil {
 		return fmt.Errorf("write mix csv: %w", err)
 	}
+	// A bufio.Writer keeps its first error and Flush returns it.
 	w := bufio.NewWriterSize(file, 1<<20)
-	w.WriteString("SEQUENTIAL\n")
+	_, _ = w.WriteString("SEQUENTIAL\n")
 	for _, c := range calls {
 		contact := c.Contact
 		if contact == "" {
 			contact = "-"
 		}
-		w.WriteString(c.Caller + ";" + c.Called + ";" + c.Reason + ";" + c.Diverted + ";" +
+		_, _ = w.WriteString(c.Caller + ";" + c.Called + ";" + c.Reason + ";" + c.Diverted + ";" +
 			strconv.Itoa(c.Code) + ";" + contact + "\n")
 	}
 	if err := w.Flush(); err != nil {
