@@ -419,7 +419,7 @@ func TestRouteContext(t *testing.T) {
 		t.Errorf("Route(cancelled) error = %v, want context.Canceled", err)
 	}
 	if _, err := r.Table(ctx); !errors.Is(err, context.Canceled) {
-		t.Errorf("Topology(cancelled) error = %v, want context.Canceled", err)
+		t.Errorf("Table(cancelled) error = %v, want context.Canceled", err)
 	}
 	if _, err := r.Info(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("Info(cancelled) error = %v, want context.Canceled", err)

@@ -208,7 +208,7 @@ func TestConfigureRefusedKeepsPrevious(t *testing.T) {
 	}
 }
 
-func TestTopology(t *testing.T) {
+func TestTable(t *testing.T) {
 	r := configured(t, "route.toml")
 	topo, err := r.Table(t.Context())
 	if err != nil {
@@ -254,7 +254,7 @@ func TestTopology(t *testing.T) {
 		t.Fatal(err)
 	}
 	if again.Gateways[0].Name != "drain" || again.Gateways[1].Addresses[0] == unknownIP || again.Pools[0].Backends[0].Host != "127.0.0.1" {
-		t.Error("changing a returned Topology changed the plugin's state")
+		t.Error("changing a returned Table changed the plugin's state")
 	}
 
 	// Generation follows the settings bytes.

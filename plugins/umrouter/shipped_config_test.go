@@ -54,7 +54,7 @@ func TestShippedConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 			if len(topo.Gateways) == 0 || len(topo.Pools) == 0 {
-				t.Errorf("topology of %s has %d gateways and %d pools, want some of each", file, len(topo.Gateways), len(topo.Pools))
+				t.Errorf("table of %s has %d gateways and %d pools, want some of each", file, len(topo.Gateways), len(topo.Pools))
 			}
 		})
 	}

@@ -245,8 +245,8 @@ func (d *daemon) Close() error {
 	return errors.Join(errs...)
 }
 
-// Healthy is the admin API's /healthz: the router plugin runs, has given
-// a topology, and the front end listens.
+// Healthy is the admin API's /healthz: a routing table is in force, the
+// front end listens, and every plugin is live and not degraded.
 func (d *daemon) Healthy() error {
 	if d.engine == nil {
 		return nil

@@ -96,7 +96,7 @@ modparam("htable", "htable", "mbx=>size={{.HTableBits}};dbtable={{.Table}};")
 
 request_route {
 {{- if .Mix}}
-	# umrouter's order (plugins/umrouter/route.go): a TelExtn plan takes a
+	# umrouter's order (core/sdk/router/decide.go): a TelExtn plan takes a
 	# caller that is digits with an optional +, empty or anonymous
 	# (bad-number, 404); a diverted call is call answering for the top
 	# Diversion's mailbox; else the pilot is subscriber access, a mailbox

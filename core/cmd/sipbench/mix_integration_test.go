@@ -164,8 +164,7 @@ func builtBinaries(t *testing.T) (edged, plugins string) {
 }
 
 // edged with the 10,000-mailbox directory answers every line of the mix as
-// the line expects (with the routing table in the core; the decision cache
-// it replaces answered them too, through a plugin call each).
+// the line expects, from the routing table in the core.
 func TestIntegrationMixEdged(t *testing.T) {
 	edged, plugins := builtBinaries(t)
 	template, err := filepath.Abs(filepath.Join("..", "..", "..", "configs", "umedge.toml"))

@@ -56,8 +56,9 @@ type Target struct {
 	Backend  *router.Backend
 }
 
-// Done receives the answer to a call that Route deferred. It is called
-// once, from an engine worker, never from the goroutine that called Route.
+// Done receives the answer to a call handed to Ask. It is called once,
+// from an engine worker (or from Close, for calls still queued), never
+// from the goroutine that called Ask.
 type Done func(Target, error)
 
 // Stats counts what the engine did since it started.
@@ -154,6 +155,9 @@ func (e *Engine) Refresh(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fetch routing table: %w", err)
 	}
+	if old := e.tbl.Load(); old != nil && old.gen == t.Generation {
+		return nil // the same content (Table's contract): nothing to compile
+	}
 	c, err := router.Compile(t)
 	if err != nil {
 		e.badTables.Add(1)
@@ -194,48 +198,49 @@ func (e *Engine) Stats() Stats {
 	return s
 }
 
-// Route decides where a call goes. Almost every call is answered from the
-// table at once. A call the table leaves to the plugin is queued and Route
-// returns ErrDeferred; done then gets the answer from a worker (with a nil
-// done such calls get ErrPluginUnavailable). Any other error is a
-// *router.Rejection, or wraps ErrNoBackend, ErrRateLimited,
-// ErrPluginUnavailable, ErrOverloaded or ErrBadDecision. The Target's
-// Decision is set whenever the gateway is known, even with an error (for
-// events: gateway and dial plan).
-func (e *Engine) Route(call *router.Call, done Done) (Target, error) {
+// Route decides where a call goes, from the table, at once. Its error is
+// a *router.Rejection, or wraps ErrNoBackend, ErrRateLimited,
+// ErrPluginUnavailable or ErrBadDecision — or, for a call the table leaves
+// to the plugin, is ErrAskPlugin: the caller then hands the call to Ask
+// with the returned Target (its gateway has passed the rate check). The
+// Target's Decision is set whenever the gateway is known, even with an
+// error (for events: gateway and dial plan).
+func (e *Engine) Route(call *router.Call) (Target, error) {
 	t := e.tbl.Load()
 	if t == nil {
 		return Target{}, fmt.Errorf("%w: no routing table yet", ErrPluginUnavailable)
 	}
 	d, err := t.compiled.Decide(call)
-	if !errors.Is(err, router.ErrAskPlugin) {
+	if err != nil && !errors.Is(err, router.ErrAskPlugin) {
 		e.decided.Add(1)
-		if err != nil {
-			return Target{Decision: decisionOf(err)}, err
-		}
-		if !t.allow(d.Gateway, e.now()) {
-			return Target{Decision: d}, t.rateError(d.Gateway)
-		}
-		return e.target(t, call, d)
+		return Target{Decision: decisionOf(err)}, err
 	}
 	if !t.allow(d.Gateway, e.now()) {
 		return Target{Decision: d}, t.rateError(d.Gateway)
 	}
-	if done == nil {
-		return Target{Decision: d}, fmt.Errorf("%w: the table leaves the call to the plugin and the caller cannot wait", ErrPluginUnavailable)
+	if err != nil { // the table leaves it to the plugin
+		if !e.pluginLive() {
+			e.askFailed.Add(1)
+			return Target{Decision: d}, fmt.Errorf("%w: the router plugin is not live", ErrPluginUnavailable)
+		}
+		return Target{Decision: d}, router.ErrAskPlugin
 	}
-	if !e.pluginLive() {
-		e.askFailed.Add(1)
-		return Target{Decision: d}, fmt.Errorf("%w: the router plugin is not live", ErrPluginUnavailable)
-	}
-	j := &job{call: call, partial: d, done: done, deadline: e.now().Add(e.cfg.AskTimeout)}
+	e.decided.Add(1)
+	return e.target(t, call, d)
+}
+
+// Ask queues a call that Route left to the plugin, with the Target Route
+// returned; done then gets the answer from a worker. When the queue is
+// full it returns an error wrapping ErrOverloaded and done is not called.
+func (e *Engine) Ask(call *router.Call, tg Target, done Done) error {
+	j := &job{call: call, partial: tg.Decision, table: e.tbl.Load(), done: done, deadline: e.now().Add(e.cfg.AskTimeout)}
 	select {
 	case e.jobs <- j:
 		e.asked.Add(1)
-		return Target{Decision: d}, ErrDeferred
+		return nil
 	default:
 		e.askFull.Add(1)
-		return Target{Decision: d}, fmt.Errorf("%w: %d calls already wait for the router plugin", ErrOverloaded, e.cfg.AskQueue)
+		return fmt.Errorf("%w: %d calls already wait for the router plugin", ErrOverloaded, e.cfg.AskQueue)
 	}
 }
 
@@ -252,9 +257,15 @@ func decisionOf(err error) *router.Decision {
 type job struct {
 	call     *router.Call
 	partial  *router.Decision // gateway and dial plan from the table
+	table    *table           // in force when the call was decided
 	done     Done
 	deadline time.Time
 }
+
+// maxAsks bounds how often one call is asked when the table keeps
+// changing under it; then it gets 503 rather than an answer for an old
+// configuration.
+const maxAsks = 2
 
 func (e *Engine) work() {
 	defer e.workers.Done()
@@ -273,32 +284,35 @@ func (e *Engine) work() {
 }
 
 // ask asks the plugin about one queued call and checks its answer against
-// the table in force when it comes back. If the table changed meanwhile,
-// the call is decided again on the new one: an answer computed for an old
-// configuration is never given.
+// the table in force when it comes back. If the table changed since the
+// call was decided — while it waited in the queue or while the plugin
+// worked on it — the call is decided again on the new table, and asked
+// again if that table still leaves it to the plugin: an answer computed
+// for another configuration is never given.
 func (e *Engine) ask(j *job) (Target, error) {
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		if !e.now().Before(j.deadline) {
-			return Target{Decision: j.partial}, fmt.Errorf("%w: no worker was free within %s", ErrPluginUnavailable, e.cfg.AskTimeout)
+			return Target{Decision: j.partial}, fmt.Errorf("%w: no answer within %s", ErrPluginUnavailable, e.cfg.AskTimeout)
 		}
 		if !e.pluginLive() { // it went away while the call was queued
 			return Target{Decision: j.partial}, fmt.Errorf("%w: the router plugin is not live", ErrPluginUnavailable)
 		}
-		before := e.tbl.Load()
 		ctx, cancel := context.WithDeadline(context.Background(), j.deadline)
 		d, err := e.router.Route(ctx, j.call)
 		cancel()
-		now := e.tbl.Load()
-		if now != before && now.gen != before.gen && attempt == 0 {
-			nd, nerr := now.compiled.Decide(j.call)
-			if !errors.Is(nerr, router.ErrAskPlugin) {
-				if nerr != nil {
-					return Target{Decision: decisionOf(nerr)}, nerr
-				}
-				return e.target(now, j.call, nd)
+		if now := e.tbl.Load(); now != j.table {
+			if attempt == maxAsks {
+				return Target{Decision: j.partial}, fmt.Errorf("%w: the routing table changed twice while the plugin decided", ErrPluginUnavailable)
 			}
-			j.partial = nd
-			continue // ask again, under the new configuration
+			nd, nerr := now.compiled.Decide(j.call)
+			switch {
+			case errors.Is(nerr, router.ErrAskPlugin):
+				j.partial, j.table = nd, now
+				continue // ask again, under the new configuration
+			case nerr != nil:
+				return Target{Decision: decisionOf(nerr)}, nerr
+			}
+			return e.target(now, j.call, nd)
 		}
 		var rej *router.Rejection
 		switch {
@@ -306,6 +320,8 @@ func (e *Engine) ask(j *job) (Target, error) {
 			r := *rej
 			r.Gateway, r.DialPlan = j.partial.Gateway, j.partial.DialPlan
 			return Target{Decision: j.partial}, &r
+		case errors.Is(err, router.ErrContract):
+			return Target{Decision: j.partial}, fmt.Errorf("%w: %w", ErrBadDecision, err)
 		case err != nil:
 			return Target{Decision: j.partial}, fmt.Errorf("%w: %w", ErrPluginUnavailable, err)
 		case d == nil:
@@ -313,7 +329,7 @@ func (e *Engine) ask(j *job) (Target, error) {
 		}
 		out := *d
 		out.Gateway, out.DialPlan = j.partial.Gateway, j.partial.DialPlan
-		return e.target(now, j.call, &out)
+		return e.target(j.table, j.call, &out)
 	}
 }
 

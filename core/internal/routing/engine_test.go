@@ -106,6 +106,22 @@ func direct(number string) *router.Call {
 	return &router.Call{CallID: "d-" + number, Transport: router.UDP, Source: gwAddr, RequestURIUser: number, FromUser: "4711"}
 }
 
+// errDeferred stands for "handed to Ask": the answer comes through done.
+var errDeferred = errors.New("deferred to the plugin")
+
+// routeOrAsk does what the SIP front does: Route, and Ask for what the
+// table leaves to the plugin.
+func routeOrAsk(e *Engine, c *router.Call, done Done) (Target, error) {
+	tg, err := e.Route(c)
+	if !errors.Is(err, router.ErrAskPlugin) || done == nil {
+		return tg, err
+	}
+	if err := e.Ask(c, tg, done); err != nil {
+		return tg, err
+	}
+	return tg, errDeferred
+}
+
 // noDone fails the test if a call that should be answered at once is deferred.
 func noDone(t *testing.T) Done {
 	return func(Target, error) { t.Error("done called for a call decided from the table") }
@@ -116,7 +132,7 @@ func TestRouteFromTableWithoutPluginCalls(t *testing.T) {
 	e := newTestEngine(t, r, Config{})
 	for i := range 1000 { // every call from another caller, as on a real site
 		from := fmt.Sprintf("+4930%06d", i)
-		tg, err := e.Route(diverted(from, "1002"), noDone(t))
+		tg, err := routeOrAsk(e, diverted(from, "1002"), noDone(t))
 		if err != nil {
 			t.Fatalf("call from %s: %v", from, err)
 		}
@@ -139,12 +155,12 @@ func TestCraftedCallerDoesNotPoisonOtherCalls(t *testing.T) {
 	r := &fakeRouter{table: testTable(1)}
 	e := newTestEngine(t, r, Config{})
 	crafted := diverted("2001|d:1001;no-answer", "9999") // the decoded form of 2001%7Cd%3A1001%3Bno-answer
-	if _, err := e.Route(crafted, noDone(t)); !errors.Is(err, router.ErrBadNumber) {
+	if _, err := routeOrAsk(e, crafted, noDone(t)); !errors.Is(err, router.ErrBadNumber) {
 		t.Fatalf("crafted call: err = %v, want bad-number (not numeric in a TelExtn plan)", err)
 	}
 	legit := diverted("2001", "1001")
 	legit.Diversion = append(legit.Diversion, router.Diversion{User: "9999", Reason: "no-answer"})
-	tg, err := e.Route(legit, noDone(t))
+	tg, err := routeOrAsk(e, legit, noDone(t))
 	if err != nil || tg.Decision.Mailbox != "alice" {
 		t.Fatalf("legit call after the crafted one: %+v, %v; want alice", tg.Decision, err)
 	}
@@ -156,7 +172,7 @@ func TestUnknownSourceRefusedInTheCore(t *testing.T) {
 	for i := range 256 {
 		c := direct("1001")
 		c.Source = netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
-		if _, err := e.Route(c, noDone(t)); !errors.Is(err, router.ErrUnknownPeer) {
+		if _, err := routeOrAsk(e, c, noDone(t)); !errors.Is(err, router.ErrUnknownPeer) {
 			t.Fatalf("call from %s: err = %v, want unknown-peer", c.Source, err)
 		}
 	}
@@ -168,7 +184,7 @@ func TestUnknownSourceRefusedInTheCore(t *testing.T) {
 func TestRefreshAppliesAtOnce(t *testing.T) {
 	r := &fakeRouter{table: testTable(1)}
 	e := newTestEngine(t, r, Config{})
-	if _, err := e.Route(direct("1001"), noDone(t)); err != nil {
+	if _, err := routeOrAsk(e, direct("1001"), noDone(t)); err != nil {
 		t.Fatal(err)
 	}
 	tb := testTable(2)
@@ -177,7 +193,7 @@ func TestRefreshAppliesAtOnce(t *testing.T) {
 	if err := e.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Route(direct("1001"), noDone(t)); !errors.Is(err, router.ErrGatewayDisabled) {
+	if _, err := routeOrAsk(e, direct("1001"), noDone(t)); !errors.Is(err, router.ErrGatewayDisabled) {
 		t.Errorf("after the gateway was disabled: err = %v, want gateway-disabled", err)
 	}
 }
@@ -205,8 +221,8 @@ func TestAskInFlightDuringRefreshIsDecidedAgain(t *testing.T) {
 	c := direct("7777")
 	c.RequestURIUser = "6000" // hunt group dir, which asks the plugin
 	c.Diversion = []router.Diversion{{User: "7777"}}
-	if _, err := e.Route(c, func(_ Target, err error) { got <- err }); !errors.Is(err, ErrDeferred) {
-		t.Fatalf("Route() err = %v, want ErrDeferred", err)
+	if _, err := routeOrAsk(e, c, func(_ Target, err error) { got <- err }); !errors.Is(err, errDeferred) {
+		t.Fatalf("Route() err = %v, want errDeferred", err)
 	}
 	<-entered
 	tb := testTable(2)
@@ -226,6 +242,72 @@ func TestAskInFlightDuringRefreshIsDecidedAgain(t *testing.T) {
 	}
 }
 
+// An answer for a call that was still queued when the table changed must
+// not be given either: the call is decided again on the table in force.
+func TestQueuedAskAfterRefreshIsDecidedAgain(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 8)
+	r := &fakeRouter{table: testTable(1)}
+	r.route = func(ctx context.Context, c *router.Call) (*router.Decision, error) {
+		entered <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return &router.Decision{Service: router.DirectVoicemail, Called: c.RequestURIUser, Pool: "p"}, nil
+	}
+	e := newTestEngine(t, r, Config{AskWorkers: 1, AskTimeout: 5 * time.Second})
+	ask := func(number string) chan error {
+		got := make(chan error, 1)
+		c := direct(number)
+		c.RequestURIUser = "6000"
+		c.Diversion = []router.Diversion{{User: number}}
+		if _, err := routeOrAsk(e, c, func(_ Target, err error) { got <- err }); !errors.Is(err, errDeferred) {
+			t.Fatalf("Route() err = %v, want it deferred", err)
+		}
+		return got
+	}
+	first := ask("7777")
+	<-entered // the only worker is busy
+	queued := ask("7778")
+	tb := testTable(2)
+	tb.Gateways[0].Status = router.GatewayDisabled
+	r.setTable(tb)
+	if err := e.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	for name, ch := range map[string]chan error{"in the plugin": first, "queued": queued} {
+		select {
+		case err := <-ch:
+			if !errors.Is(err, router.ErrGatewayDisabled) {
+				t.Errorf("call %s during the refresh: %v, want gateway-disabled under the new table", name, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("call %s: no answer", name)
+		}
+	}
+}
+
+func TestAskContractBreachIsBadDecision(t *testing.T) {
+	r := &fakeRouter{table: testTable(1)}
+	r.route = func(context.Context, *router.Call) (*router.Decision, error) {
+		return nil, fmt.Errorf("%w: decision with service SERVICE_UNSPECIFIED", router.ErrContract)
+	}
+	e := newTestEngine(t, r, Config{})
+	c := direct("7777")
+	c.RequestURIUser = "6000"
+	c.Diversion = []router.Diversion{{User: "7777"}}
+	got := make(chan error, 1)
+	if _, err := routeOrAsk(e, c, func(_ Target, err error) { got <- err }); !errors.Is(err, errDeferred) {
+		t.Fatalf("err = %v", err)
+	}
+	if err := <-got; !errors.Is(err, ErrBadDecision) {
+		t.Errorf("answer = %v, want bad-decision (500), not plugin-unavailable", err)
+	}
+}
+
 // Finding 3 of issue 5: rate buckets survive a refresh unless the rate changed.
 func TestRateBucketsSurviveRefresh(t *testing.T) {
 	now := time.Unix(1000, 0)
@@ -234,7 +316,7 @@ func TestRateBucketsSurviveRefresh(t *testing.T) {
 	r := &fakeRouter{table: tb}
 	e := newTestEngine(t, r, Config{}, WithClock(func() time.Time { return now }))
 	for i := range 2 {
-		if _, err := e.Route(direct("1001"), noDone(t)); err != nil {
+		if _, err := routeOrAsk(e, direct("1001"), noDone(t)); err != nil {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
@@ -244,7 +326,7 @@ func TestRateBucketsSurviveRefresh(t *testing.T) {
 		if err := e.Refresh(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.Route(direct("1001"), noDone(t)); !errors.Is(err, ErrRateLimited) {
+		if _, err := routeOrAsk(e, direct("1001"), noDone(t)); !errors.Is(err, ErrRateLimited) {
 			t.Fatalf("after refresh %d: err = %v, want rate-limited (bucket kept)", gen, err)
 		}
 	}
@@ -254,7 +336,7 @@ func TestRateBucketsSurviveRefresh(t *testing.T) {
 	if err := e.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Route(direct("1001"), noDone(t)); err != nil {
+	if _, err := routeOrAsk(e, direct("1001"), noDone(t)); err != nil {
 		t.Errorf("after the rate changed: err = %v, want a fresh bucket", err)
 	}
 }
@@ -277,9 +359,9 @@ func TestAskFullQueueAnswersAtOnce(t *testing.T) {
 	var deferred, full int
 	start := time.Now()
 	for range 10 {
-		_, err := e.Route(c, func(Target, error) {})
+		_, err := routeOrAsk(e, c, func(Target, error) {})
 		switch {
-		case errors.Is(err, ErrDeferred):
+		case errors.Is(err, errDeferred):
 			deferred++
 		case errors.Is(err, ErrOverloaded):
 			full++
@@ -308,7 +390,7 @@ func TestAskHungPluginAnswersByTheDeadline(t *testing.T) {
 	c.Diversion = []router.Diversion{{User: "7777"}}
 	got := make(chan error, 1)
 	start := time.Now()
-	if _, err := e.Route(c, func(_ Target, err error) { got <- err }); !errors.Is(err, ErrDeferred) {
+	if _, err := routeOrAsk(e, c, func(_ Target, err error) { got <- err }); !errors.Is(err, errDeferred) {
 		t.Fatalf("err = %v", err)
 	}
 	select {
@@ -334,19 +416,19 @@ func TestAskNotLivePluginAnswersAtOnce(t *testing.T) {
 	c := direct("7777")
 	c.RequestURIUser = "6000"
 	c.Diversion = []router.Diversion{{User: "7777"}}
-	if _, err := e.Route(c, func(Target, error) { t.Error("a call for a plugin that is not live was queued") }); !errors.Is(err, ErrPluginUnavailable) {
+	if _, err := routeOrAsk(e, c, func(Target, error) { t.Error("a call for a plugin that is not live was queued") }); !errors.Is(err, ErrPluginUnavailable) {
 		t.Fatalf("err = %v, want plugin-unavailable at once", err)
 	}
 	if n := r.calls.Load(); n != 0 {
 		t.Errorf("plugin Route calls = %d, want 0", n)
 	}
-	if _, err := e.Route(direct("1001"), noDone(t)); err != nil {
+	if _, err := routeOrAsk(e, direct("1001"), noDone(t)); err != nil {
 		t.Errorf("a call the table answers: %v, want its answer whatever the plugin's state", err)
 	}
 	live.Store(true)
 	got := make(chan error, 1)
-	if _, err := e.Route(c, func(_ Target, err error) { got <- err }); !errors.Is(err, ErrDeferred) {
-		t.Fatalf("live again: err = %v, want ErrDeferred", err)
+	if _, err := routeOrAsk(e, c, func(_ Target, err error) { got <- err }); !errors.Is(err, errDeferred) {
+		t.Fatalf("live again: err = %v, want errDeferred", err)
 	}
 	if err := <-got; err != nil {
 		t.Errorf("answer = %v", err)
@@ -374,7 +456,7 @@ func TestAskAnswerTakesGatewayAndPlanFromTheTable(t *testing.T) {
 			err error
 		}
 		got := make(chan answer, 1)
-		if _, err := e.Route(c, func(tg Target, err error) { got <- answer{tg, err} }); !errors.Is(err, ErrDeferred) {
+		if _, err := routeOrAsk(e, c, func(tg Target, err error) { got <- answer{tg, err} }); !errors.Is(err, errDeferred) {
 			t.Fatalf("err = %v", err)
 		}
 		a := <-got
@@ -407,7 +489,7 @@ func TestBadTableKeepsTheLastGoodOne(t *testing.T) {
 	if e.Stats().Generation != 1 || e.Stats().BadTables != 1 {
 		t.Errorf("Stats() = %+v, want generation 1 in force and 1 bad table", e.Stats())
 	}
-	if _, err := e.Route(direct("1001"), noDone(t)); err != nil {
+	if _, err := routeOrAsk(e, direct("1001"), noDone(t)); err != nil {
 		t.Errorf("call under the last good table: %v", err)
 	}
 }
@@ -422,11 +504,11 @@ func TestBackendPick(t *testing.T) {
 	for i := range 50 {
 		c := direct("1001")
 		c.CallID = fmt.Sprintf("call-%d", i)
-		tg, err := e.Route(c, noDone(t))
+		tg, err := routeOrAsk(e, c, noDone(t))
 		if err != nil || tg.Backend.Name != "b" {
 			t.Fatalf("call %d: %+v, %v; want the only healthy back end b", i, tg.Backend, err)
 		}
-		again, _ := e.Route(c, noDone(t))
+		again, _ := routeOrAsk(e, c, noDone(t))
 		if again.Backend != tg.Backend {
 			t.Fatalf("call %d: a retransmission got another back end", i)
 		}
@@ -436,7 +518,7 @@ func TestBackendPick(t *testing.T) {
 	if err := down.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := down.Route(direct("1001"), noDone(t)); !errors.Is(err, ErrNoBackend) {
+	if _, err := routeOrAsk(down, direct("1001"), noDone(t)); !errors.Is(err, ErrNoBackend) {
 		t.Errorf("every back end down: err = %v, want no-healthy-backend", err)
 	}
 	// A TLS-only back end takes no TCP calls.
@@ -446,7 +528,7 @@ func TestBackendPick(t *testing.T) {
 	if err := e.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Route(direct("1002"), noDone(t)); !errors.Is(err, ErrNoBackend) {
+	if _, err := routeOrAsk(e, direct("1002"), noDone(t)); !errors.Is(err, ErrNoBackend) {
 		t.Errorf("TLS-only back end for a UDP call: err = %v, want no-healthy-backend", err)
 	}
 }
@@ -471,7 +553,7 @@ func BenchmarkRouteDiverted(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		if _, err := e.Route(calls[i%len(calls)], nil); err != nil {
+		if _, err := e.Route(calls[i%len(calls)]); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -13,6 +13,4 @@ var (
 	ErrOverloaded = errors.New("router-overloaded")
 	// ErrBadDecision means the plugin named a pool its table does not have (500).
 	ErrBadDecision = errors.New("bad-decision")
-	// ErrDeferred means the answer comes later, through the done callback of Route.
-	ErrDeferred = errors.New("routing: answer deferred to the router plugin")
 )

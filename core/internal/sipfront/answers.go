@@ -17,7 +17,7 @@ import (
 const answerTTL = 32 * time.Second
 
 // answerSlots is how many UDP INVITE transactions are remembered at most
-// (~56 B each). When more arrive within answerTTL the oldest colliding one
+// (80 B each, 5 MiB in all, allocated once). When more arrive within answerTTL the oldest colliding one
 // is forgotten, and its retransmission is decided again from the table:
 // the same answer unless the configuration, a rate or a health state
 // changed in between.
@@ -32,7 +32,7 @@ const rejectLogInterval = 10 * time.Millisecond
 // answer is what an INVITE transaction was answered, enough to write the
 // same response again: a 302 to backend, or status.
 type answer struct {
-	pending bool            // the router plugin is still deciding: answer 100 Trying
+	pending bool            // the router plugin is still deciding: 100 Trying over a stream, nothing over UDP
 	backend *router.Backend // set for a 302
 	status  status          // set for a refusal
 }
@@ -61,7 +61,8 @@ type answerSlot struct {
 func newAnswers() *answers { return &answers{seed: maphash.MakeSeed()} }
 
 // txKey identifies an INVITE's server transaction (RFC 3261 §17.2.3: the
-// top Via's branch and sent-by, with the method) and its source, hashed
+// top Via's branch and sent-by; only INVITEs get here, so the method is
+// implied) with its Call-ID, CSeq and source, hashed
 // with a per-process random seed so that no peer can aim a collision.
 func (a *answers) txKey(req *sip.Request, src netip.AddrPort) uint64 {
 	var h maphash.Hash

@@ -16,8 +16,12 @@ import (
 // staticRouter redirects every call to testBackend and keeps nothing.
 type staticRouter struct{}
 
-func (staticRouter) Route(*router.Call, routing.Done) (routing.Target, error) {
+func (staticRouter) Route(*router.Call) (routing.Target, error) {
 	return routing.Target{Decision: &router.Decision{Pool: "p"}, Backend: testBackend}, nil
+}
+
+func (staticRouter) Ask(*router.Call, routing.Target, routing.Done) error {
+	return routing.ErrOverloaded
 }
 
 // FuzzDatagram feeds arbitrary datagrams through parsing, validation,

@@ -38,7 +38,7 @@ func (s *Server) handleMessage(msg sip.Message, p *peer, out *bytes.Buffer) neti
 	scanHeaders(req, sc)
 	if br := validate(req, sc); br != nil {
 		s.metrics.SIPBadRequests.WithLabelValues(string(p.transport)).Inc()
-		s.log.Info("bad request", "transport", p.transport, "peer", p.src, "call_id", callID(req), "status", br.code, "detail", br.detail)
+		s.logInput("bad request", "transport", p.transport, "peer", p.src, "call_id", callID(req), "status", br.code, "detail", br.detail)
 		if req.Method == sip.ACK || !answerable(req) {
 			return netip.AddrPort{} // never answer an ACK; without these headers no response can be formed
 		}
@@ -78,9 +78,9 @@ const allow = "INVITE, ACK, CANCEL, OPTIONS"
 
 // invite routes a new call and writes the 302 or the rejection. A call
 // the routing table answers is answered here, on the reader, from memory;
-// one it leaves to the router plugin gets 100 Trying here and its final
-// answer later from a routing worker, through the peer's replier. Over UDP
-// a retransmitted INVITE gets the answer its first copy got.
+// one it leaves to the router plugin is handed to a routing worker (ask).
+// Over UDP a retransmitted INVITE gets the answer its first copy got: the
+// answers of calls from known gateways are remembered for Timer B.
 func (s *Server) invite(req *sip.Request, p *peer, sc *scan, st *state, out *bytes.Buffer) {
 	start := time.Now()
 	var key uint64
@@ -88,7 +88,9 @@ func (s *Server) invite(req *sip.Request, p *peer, sc *scan, st *state, out *byt
 		key = s.answers.txKey(req, p.src)
 		if ans, ok := s.answers.get(key, start); ok {
 			s.metrics.Retransmissions.Inc()
-			s.writeAnswer(out, req, p, sc.vias, st, ans)
+			if !ans.pending { // still pending: the client retransmits until the answer is here
+				s.writeAnswer(out, req, p, sc.vias, st, ans)
+			}
 			return
 		}
 	}
@@ -101,9 +103,38 @@ func (s *Server) invite(req *sip.Request, p *peer, sc *scan, st *state, out *byt
 		writeResponse(out, req, p, sc.vias, 400, "Bad Request", warning(st.fqdn, err.Error()))
 		return
 	}
+	target, err := s.router.Route(call)
+	if errors.Is(err, router.ErrAskPlugin) {
+		s.ask(req, p, sc, st, out, call, target, key, start)
+		return
+	}
+	ans := s.answerOf(req, p, target, err)
+	if key != 0 && target.Decision != nil {
+		// Only answers to known gateways are kept: a flood of spoofed
+		// sources must not push theirs out, and an unknown peer's 403 is
+		// the same when decided again.
+		s.answers.put(key, ans, start)
+	}
+	s.writeAnswer(out, req, p, sc.vias, st, ans)
+	s.metrics.RouteLatency.WithLabelValues(string(p.transport)).Observe(time.Since(start).Seconds())
+}
+
+// ask hands a call the routing table leaves to the router plugin to a
+// routing worker, whose answer goes out later through the peer's replier.
+// Over a stream the caller gets 100 Trying at once. Over UDP it gets
+// nothing until the answer: a client that has a provisional response stops
+// retransmitting (RFC 3261 §17.1.1.2), and a stateless UAS does not
+// retransmit its final response, so a lost final answer would leave the
+// call hanging; without the 100 the client's retransmissions find the
+// answer in memory. The ask deadline is well inside Timer B.
+func (s *Server) ask(req *sip.Request, p *peer, sc *scan, st *state, out *bytes.Buffer,
+	call *router.Call, target routing.Target, key uint64, start time.Time) {
+	if key != 0 {
+		s.answers.pend(key, start) // before Ask: a retransmission now finds it pending
+	}
 	pp := peer{transport: p.transport, src: p.src, names: p.names}
 	rep := p.replierFor(req)
-	target, err := s.router.Route(call, func(target routing.Target, err error) {
+	err := s.router.Ask(call, target, func(target routing.Target, err error) {
 		// On a routing worker: the reader has moved on, so work on copies.
 		var vsc scan
 		scanHeaders(req, &vsc)
@@ -116,19 +147,17 @@ func (s *Server) invite(req *sip.Request, p *peer, sc *scan, st *state, out *byt
 		rep.reply(buf.Bytes())
 		s.metrics.RouteLatency.WithLabelValues(string(pp.transport)).Observe(time.Since(start).Seconds())
 	})
-	if errors.Is(err, routing.ErrDeferred) {
+	if err != nil { // the queue is full: 503 at once
+		ans := s.answerOf(req, p, target, err)
 		if key != 0 {
-			s.answers.pend(key, start)
+			s.answers.put(key, ans, start)
 		}
-		s.writeAnswer(out, req, p, sc.vias, st, answer{pending: true})
+		s.writeAnswer(out, req, p, sc.vias, st, ans)
 		return
 	}
-	ans := s.answerOf(req, p, target, err)
-	if key != 0 {
-		s.answers.put(key, ans, start)
+	if p.transport != router.UDP {
+		s.writeAnswer(out, req, p, sc.vias, st, answer{pending: true})
 	}
-	s.writeAnswer(out, req, p, sc.vias, st, ans)
-	s.metrics.RouteLatency.WithLabelValues(string(p.transport)).Observe(time.Since(start).Seconds())
 }
 
 // answerOf turns a routing result into the answer to give, and counts and

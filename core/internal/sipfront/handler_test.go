@@ -24,18 +24,24 @@ import (
 func TestDeferredAnswer(t *testing.T) {
 	_, port := startServer(t, &fakeRouter{deferred: 50 * time.Millisecond})
 	t.Run("udp", func(t *testing.T) {
+		// No 100 over UDP: the client keeps retransmitting, so a lost
+		// final answer is fetched again from memory (RFC 3261 §17.1.1.2).
 		c := dialUDP(t, port)
 		defer c.Close()
-		first := exchangeOn(t, c, []byte(invite("")), 2*time.Second)
-		if statusOf(first) != 100 {
-			t.Fatalf("first answer = %q, want 100 Trying", firstLine(first))
+		msg := []byte(invite(""))
+		if got := exchangeOn(t, c, msg, 20*time.Millisecond); got != "" {
+			t.Fatalf("answer while the plugin decides = %q, want none over UDP", firstLine(got))
+		}
+		if got := exchangeOn(t, c, msg, 20*time.Millisecond); got != "" { // a retransmission, still pending
+			t.Fatalf("answer to a retransmission while pending = %q, want none", firstLine(got))
 		}
 		final := readUDP(t, c, 2*time.Second)
 		if statusOf(final) != 302 || header(final, "Contact") != "<sip:1001@192.0.2.10:5062;transport=tcp>" {
 			t.Fatalf("final answer = %q, want the 302", final)
 		}
-		if header(first, "To") != header(final, "To") {
-			t.Errorf("To of 100 %q and of 302 %q differ", header(first, "To"), header(final, "To"))
+		// The final answer was "lost": the next retransmission gets it again.
+		if again := exchangeOn(t, c, msg, 2*time.Second); again != final {
+			t.Errorf("retransmission after the answer got %q, want the same 302", firstLine(again))
 		}
 	})
 	t.Run("tcp", func(t *testing.T) {
@@ -73,7 +79,11 @@ func readUDP(t *testing.T, c *net.UDPConn, wait time.Duration) string {
 // 503 rate-limited, as a gateway's exhausted call-rate bucket would.
 type flipRouter struct{ n atomic.Int64 }
 
-func (f *flipRouter) Route(*router.Call, routing.Done) (routing.Target, error) {
+func (f *flipRouter) Ask(*router.Call, routing.Target, routing.Done) error {
+	return routing.ErrOverloaded
+}
+
+func (f *flipRouter) Route(*router.Call) (routing.Target, error) {
 	if f.n.Add(1) == 1 {
 		return routing.Target{Decision: &router.Decision{Pool: "p"}, Backend: testBackend}, nil
 	}
@@ -166,10 +176,26 @@ func TestRejectionLogIsRateLimited(t *testing.T) {
 	if limit := int(elapsed/rejectLogInterval) + 2; lines > limit {
 		t.Errorf("%d log lines for %d rejections in %s, want at most %d", lines, calls, elapsed, limit)
 	}
+	if lines > calls/4 {
+		t.Errorf("%d log lines for %d rejections: not rate-limited", lines, calls)
+	}
 	if lines == 0 || (lines < calls && !strings.Contains(logs.String(), "not_logged_before=")) {
 		t.Errorf("%d log lines, none saying how many were left out", lines)
 	}
 	if got := promtestutil.ToFloat64(s.metrics.Rejections.WithLabelValues(router.ErrUnknownNumber.Error())); got != calls {
 		t.Errorf("rejections counted = %v, want %d", got, calls)
+	}
+}
+
+// A Call-ID with bytes no RFC 3261 word has (here invalid UTF-8, which a
+// proto string field refuses) is a bad request, not a false 503 from the
+// router plugin's transport.
+func TestCallIDOutsideVisibleASCII(t *testing.T) {
+	_, port := startServer(t, &fakeRouter{})
+	for _, id := range []string{"ab\xff\xfe@pc33", "tab\tinside"} {
+		msg := strings.Replace(invite(""), "Call-ID: a84b4c76e66710@pc33", "Call-ID: "+id, 1)
+		if got := exchangeUDP(t, port, []byte(msg), 2*time.Second); statusOf(got) != 400 {
+			t.Errorf("Call-ID %q: answer %q, want 400", id, firstLine(got))
+		}
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
-// writeResponse writes a final response to req (RFC 3261 §8.2.6): Via,
+// writeResponse writes a response to req (a final one, or 100 Trying) (RFC 3261 §8.2.6): Via,
 // From, To, Call-ID and CSeq copied, a To tag added, then extra header
 // lines, and no body.
 func writeResponse(out *bytes.Buffer, req *sip.Request, p *peer, vias []sip.Header, code int, phrase string, extra ...string) {

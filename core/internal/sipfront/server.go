@@ -56,9 +56,13 @@ const fallbackNoFile = 1024
 
 // Router is what the front end asks where a call goes.
 type Router interface {
-	// Route answers call at once, or returns routing.ErrDeferred and
-	// later calls done, from another goroutine, with the answer.
-	Route(call *router.Call, done routing.Done) (routing.Target, error)
+	// Route answers call from the routing table at once, or returns
+	// router.ErrAskPlugin for a call the table leaves to the plugin.
+	Route(call *router.Call) (routing.Target, error)
+	// Ask queues such a call with the Target Route returned; done gets
+	// the answer later, from another goroutine. An error (a full queue)
+	// means done is not called.
+	Ask(call *router.Call, tg routing.Target, done routing.Done) error
 }
 
 // Server is the Call Router front end.
@@ -73,6 +77,7 @@ type Server struct {
 	conns      *connTable
 	refusedLog map[string]*logLimiter // by refusal reason
 	rejectLog  logLimiter             // "call rejected" events
+	inputLog   logLimiter             // bad requests, unparsable messages, refused TLS handshakes
 	answers    *answers               // recent UDP INVITE answers, for retransmissions
 
 	mu          sync.Mutex
@@ -115,6 +120,7 @@ func WithMetrics(m *telemetry.Metrics) Option { return func(s *Server) { s.metri
 func New(r Router, opts ...Option) *Server {
 	s := &Server{router: r, log: slog.Default(), parser: newParser(), listeners: map[listenerKey]*listener{},
 		conns: newConnTable(), answers: newAnswers(), rejectLog: logLimiter{interval: rejectLogInterval},
+		inputLog: logLimiter{interval: rejectLogInterval},
 		refusedLog: map[string]*logLimiter{
 			refusedPerSource: {interval: refusedLogInterval},
 			refusedGlobal:    {interval: refusedLogInterval},
@@ -333,7 +339,7 @@ func (s *Server) handleDatagram(data []byte, p *peer, out *bytes.Buffer) netip.A
 	msg, err := s.parser.ParseSIP(data)
 	if err != nil {
 		s.metrics.SIPBadRequests.WithLabelValues(string(p.transport)).Inc()
-		s.log.Info("unparsable message", "transport", p.transport, "peer", p.src, "bytes", len(data), "err", err)
+		s.logInput("unparsable message", "transport", p.transport, "peer", p.src, "bytes", len(data), "err", err)
 		fqdn := s.state.Load().fqdn
 		answered := false
 		if len(data) > maxMessage {
@@ -359,4 +365,16 @@ func isKeepAlive(data []byte) bool {
 		}
 	}
 	return true
+}
+
+// logInput logs a line about bad input from the network, at most 100 a
+// second whatever a flood sends; a logged line says how many were left out
+// before it. The metrics count every one.
+func (s *Server) logInput(msg string, attrs ...any) {
+	if ok, n := s.inputLog.allow(time.Now()); ok {
+		if n > 0 {
+			attrs = append(attrs, "not_logged_before", n)
+		}
+		s.log.Info(msg, attrs...)
+	}
 }

@@ -31,20 +31,27 @@ type fakeRouter struct {
 
 var testBackend = &router.Backend{Name: "um1", Host: "192.0.2.10", TCPPort: 5062, TLSPort: 5063}
 
-func (f *fakeRouter) Route(c *router.Call, done routing.Done) (routing.Target, error) {
+func (f *fakeRouter) Route(c *router.Call) (routing.Target, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, *c)
-	tg := routing.Target{Decision: &router.Decision{Pool: "p", Gateway: "gw"}, Backend: testBackend}
+	if f.deferred > 0 {
+		return routing.Target{Decision: &router.Decision{Gateway: "gw"}}, router.ErrAskPlugin
+	}
 	if f.err != nil {
+		return routing.Target{}, f.err
+	}
+	return routing.Target{Decision: &router.Decision{Pool: "p", Gateway: "gw"}, Backend: testBackend}, nil
+}
+
+func (f *fakeRouter) Ask(_ *router.Call, _ routing.Target, done routing.Done) error {
+	tg := routing.Target{Decision: &router.Decision{Pool: "p", Gateway: "gw"}, Backend: testBackend}
+	err := f.err
+	if err != nil {
 		tg = routing.Target{}
 	}
-	if f.deferred > 0 {
-		err := f.err
-		time.AfterFunc(f.deferred, func() { done(tg, err) })
-		return routing.Target{}, routing.ErrDeferred
-	}
-	return tg, f.err
+	time.AfterFunc(f.deferred, func() { done(tg, err) })
+	return nil
 }
 
 func (f *fakeRouter) last() router.Call {

@@ -22,6 +22,13 @@ import (
 // a goroutine.
 const handshakeTimeout = 10 * time.Second
 
+// minUserTimeout is the least TCP_USER_TIMEOUT: a peer whose sent data
+// stays unacknowledged this long is gone. It is longer than the write
+// timeout so that a lossy path's retransmission backoff (RTO doubling)
+// does not cut a healthy gateway; a peer that merely stops reading fills
+// its capped send buffer and meets the write deadline first.
+const minUserTimeout = 20 * time.Second
+
 func (s *Server) accept(ln net.Listener, l *listener) {
 	for {
 		c, err := ln.Accept()
@@ -40,7 +47,7 @@ func (s *Server) accept(ln net.Listener, l *listener) {
 		}
 		if tc, ok := c.(*net.TCPConn); ok {
 			_ = tc.SetWriteBuffer(streamSendBuffer)
-			_ = setUserTimeout(tc, s.writeTimeout())
+			_ = setUserTimeout(tc, max(s.writeTimeout(), minUserTimeout))
 		}
 		s.metrics.SIPConnsOpen.Inc()
 		l.conns.Store(c, struct{}{})
@@ -109,7 +116,7 @@ func (s *Server) serveConn(c net.Conn, src netip.AddrPort, tp router.Transport) 
 		if err != nil {
 			// A peer without a certificate chaining to the configured CA
 			// never gets past here (um-spec R-SEC-3).
-			s.log.Info("tls handshake refused", "peer", src, "err", err)
+			s.logInput("tls handshake refused", "peer", src, "err", err)
 			return
 		}
 		p.names = peerNames(tc.ConnectionState())
@@ -203,7 +210,7 @@ func (s *Server) refuseMessage(msg sip.Message, err error, p *peer, head []byte,
 	s.metrics.SIPBadRequests.WithLabelValues(string(tp)).Inc()
 	fqdn := s.state.Load().fqdn
 	if !errors.Is(err, sip.ErrMessageTooLarge) {
-		s.log.Info("unparsable message, closing connection", "transport", tp, "peer", p.src, "err", err)
+		s.logInput("unparsable message, closing connection", "transport", tp, "peer", p.src, "err", err)
 		rawAnswer(out, head, fqdn, "parse error: "+err.Error())
 		return
 	}

@@ -33,8 +33,10 @@ func validate(req *sip.Request, sc *scan) *requestError {
 	if cseq := req.CSeq(); !strings.EqualFold(string(cseq.MethodName), string(req.Method)) {
 		return bad("CSeq method %s does not match request method %s", cseq.MethodName, req.Method)
 	}
-	if *req.CallID() == "" {
+	if id := string(*req.CallID()); id == "" {
 		return bad("empty Call-ID")
+	} else if !callIDWord(id) {
+		return bad("Call-ID holds bytes outside visible ASCII (RFC 3261 §25.1 callid = word [\"@\" word])")
 	}
 	if mf := req.MaxForwards(); mf != nil && *mf > 255 {
 		return bad("Max-Forwards %d exceeds 255", *mf)
@@ -96,4 +98,16 @@ func acceptsSDP(values []string) bool {
 		}
 	}
 	return false
+}
+
+// callIDWord reports whether id is made of the bytes an RFC 3261 callid
+// can hold: words are visible ASCII (§25.1). The check also keeps a
+// crafted Call-ID from failing the router plugin's gRPC string field.
+func callIDWord(id string) bool {
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }

@@ -136,7 +136,7 @@ var (
 	extension = regexp.MustCompile(`^[0-9]+$`)
 )
 
-// answer is umrouter's decision (plugins/umrouter/route.go) for one mix
+// answer is umrouter's decision (core/sdk/router/decide.go) for one mix
 // line, from the directory alone: the code and the Contact "user@host:port".
 func (d mixDirectory) answer(caller, called, reason, diverted string) (int, string) {
 	if caller != "" && !strings.EqualFold(caller, "anonymous") && !telCaller.MatchString(caller) {

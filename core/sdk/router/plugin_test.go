@@ -303,7 +303,7 @@ func TestUnavailableAfterPluginStops(t *testing.T) {
 		t.Errorf("Route() after the plugin stopped: error = %v, want errors.Is base.ErrUnavailable", err)
 	}
 	if _, err := r.Table(t.Context()); !errors.Is(err, base.ErrUnavailable) {
-		t.Errorf("Topology() after the plugin stopped: error = %v, want errors.Is base.ErrUnavailable", err)
+		t.Errorf("Table() after the plugin stopped: error = %v, want errors.Is base.ErrUnavailable", err)
 	}
 	if err := r.Configure(t.Context(), nil); !errors.Is(err, base.ErrUnavailable) {
 		t.Errorf("Configure() after the plugin stopped: error = %v, want errors.Is base.ErrUnavailable", err)

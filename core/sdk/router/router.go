@@ -33,8 +33,9 @@ type Router interface {
 	// Generation must change whenever the table's content changes.
 	Table(ctx context.Context) (*Table, error)
 
-	// Route decides one call that the table leaves to the plugin: the
-	// called number is not in a dial plan whose Unlisted is AskPlugin.
+	// Route decides one call that the table leaves to the plugin: a
+	// well-formed number that a dial plan whose Unlisted is AskPlugin does
+	// not list.
 	// It returns a *Decision, or a *Rejection as the error; any other
 	// error means "could not decide" and the core answers 503. The core
 	// has identified the gateway and checked its status and rate already;
