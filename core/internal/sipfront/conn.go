@@ -5,14 +5,23 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // maxSendQueue bounds the bytes waiting for one stream connection's writer:
 // a peer that reads keeps it near empty (the kernel's send buffer takes the
-// rest), one that stops reading fills it and is dropped. With the batch in
+// rest), one that stops reading fills it and is dropped. It is large enough
+// for a trunk that takes thousands of calls a second on one connection to
+// pause for a scheduling hiccup (1 MiB is ~150 ms of 302s at 15,000 calls/s);
+// a peer that stops for good meets the write timeout. With the batch in
 // flight that is at most twice this much memory per connection.
-const maxSendQueue = 64 << 10
+const maxSendQueue = 1 << 20
+
+// maxQueuedTotal bounds the bytes queued for all stream connections
+// together, so that many peers that stop reading cannot add up to more: a
+// connection whose answer would pass it is dropped.
+const maxQueuedTotal = 64 << 20
 
 // keepSpare is the largest batch buffer a connection keeps for reuse.
 const keepSpare = 16 << 10
@@ -34,6 +43,8 @@ type streamConn struct {
 	raw          net.Conn             // closed: the TCP connection under c
 	writeTimeout func() time.Duration // read at every write, so a reload applies to open connections
 	onDrop       func(reason string)  // called once when the connection is dropped for the peer's sake
+	budget       *atomic.Int64        // bytes queued on all connections; nil = unbounded
+	budgetMax    int64                // what budget may reach: maxQueuedTotal
 
 	mu      sync.Mutex
 	queue   []byte // bytes not yet handed to the writer
@@ -64,7 +75,7 @@ func (sc *streamConn) enqueue(b []byte) bool {
 		sc.mu.Unlock()
 		return false
 	}
-	if len(sc.queue)+len(b) > maxSendQueue {
+	if len(sc.queue)+len(b) > maxSendQueue || !sc.reserve(len(b)) {
 		sc.mu.Unlock()
 		sc.drop(dropQueueFull)
 		return false
@@ -76,6 +87,26 @@ func (sc *streamConn) enqueue(b []byte) bool {
 	default: // the writer is already due to look
 	}
 	return true
+}
+
+// reserve takes n bytes of the shared budget, or reports false when they
+// would pass budgetMax.
+func (sc *streamConn) reserve(n int) bool {
+	if sc.budget == nil {
+		return true
+	}
+	if sc.budget.Add(int64(n)) > sc.budgetMax {
+		sc.budget.Add(-int64(n))
+		return false
+	}
+	return true
+}
+
+// release gives n bytes back to the shared budget.
+func (sc *streamConn) release(n int) {
+	if sc.budget != nil && n > 0 {
+		sc.budget.Add(-int64(n))
+	}
 }
 
 // reply implements replier: a no-op once the connection is closed.
@@ -108,7 +139,9 @@ func (sc *streamConn) writeLoop() {
 			if d := sc.writeTimeout(); d > 0 {
 				_ = sc.c.SetWriteDeadline(time.Now().Add(d))
 			}
-			if _, err := sc.c.Write(batch); err != nil {
+			_, err := sc.c.Write(batch)
+			sc.release(len(batch))
+			if err != nil {
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					sc.drop(dropWriteTimeout)
 				} else {
@@ -162,6 +195,7 @@ func (sc *streamConn) close() bool {
 		return false
 	}
 	sc.closed = true
+	sc.release(len(sc.queue))
 	sc.queue = nil
 	sc.mu.Unlock()
 	_ = sc.raw.Close()

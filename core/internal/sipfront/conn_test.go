@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,5 +150,36 @@ func TestStreamConnCloseDoesNotWaitForTheTLSPeer(t *testing.T) {
 	sc.finish()
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("close took %v with a peer that does not read, want at once", d)
+	}
+}
+
+// Peers that stop reading cannot add up to more than the shared budget:
+// the connection whose answer would pass it is dropped, and what a
+// dropped or drained connection held is given back.
+func TestStreamConnSharedBudget(t *testing.T) {
+	var budget atomic.Int64
+	const limit = 8 << 10
+	newConn := func() (*streamConn, net.Conn) {
+		near, far := net.Pipe() // nobody reads far: writes block
+		t.Cleanup(func() { near.Close(); far.Close() })
+		sc := newStreamConn(near, near, func() time.Duration { return time.Minute }, nil)
+		sc.budget, sc.budgetMax = &budget, limit
+		return sc, far
+	}
+	a, _ := newConn()
+	b, _ := newConn()
+	msg := make([]byte, 3<<10)
+	if !a.enqueue(msg) || !a.enqueue(msg) {
+		t.Fatal("a: 6 KiB refused under an 8 KiB budget")
+	}
+	if b.enqueue(msg) {
+		t.Fatal("b: 3 KiB more accepted, passing the shared 8 KiB budget")
+	}
+	if got := budget.Load(); got != 6<<10 {
+		t.Errorf("budget after b's refusal = %d, want 6 KiB (a's)", got)
+	}
+	a.close()
+	if got := budget.Load(); got != 0 {
+		t.Errorf("budget after a closed = %d, want 0", got)
 	}
 }

@@ -78,6 +78,7 @@ type Server struct {
 	refusedLog map[string]*logLimiter // by refusal reason
 	rejectLog  logLimiter             // "call rejected" events
 	inputLog   logLimiter             // bad requests, unparsable messages, refused TLS handshakes
+	queued     atomic.Int64           // bytes queued on all stream connections (maxQueuedTotal)
 	answers    *answers               // recent UDP INVITE answers, for retransmissions
 
 	mu          sync.Mutex
