@@ -21,8 +21,8 @@ type Config struct {
 	PluginHost PluginHost        `toml:"plugin_host"`
 	Plugins    map[string]Plugin `toml:"plugins"` // key = plugin instance name
 
-	file  string    // name given to Parse, for FieldError.File
-	lines lineIndex // key path → line, nil for configs not parsed from text
+	file string // name given to Parse, for FieldError.File
+	text *text  // the file's bytes and, while needed, its line index; nil when not parsed from text
 }
 
 // Log configures edged's own log output.
@@ -200,12 +200,12 @@ func (c *Config) File() string { return c.file }
 // Line returns the 1-based line where path is set in the parsed file, or 0
 // when the file does not mention it. Paths use dots between keys, quote keys
 // that are not bare (mailboxes."a.b"), and index arrays of tables (x.y[0].z).
-func (c *Config) Line(path string) int { return c.lines[path] }
+func (c *Config) Line(path string) int { return c.index()[path] }
 
 // Problem builds a *FieldError for path with File and Line filled in. When
 // the file does not mention path itself, the line of its nearest enclosing
 // key or table is used. The host uses it for problems a plugin reports in
 // its settings, e.g. "plugins.umrouter.settings.gateways.lab.status".
 func (c *Config) Problem(path string, err error) *FieldError {
-	return &FieldError{File: c.file, Line: c.lines.nearest(path), Path: path, Err: err}
+	return &FieldError{File: c.file, Line: c.index().nearest(path), Path: path, Err: err}
 }

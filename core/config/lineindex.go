@@ -2,6 +2,7 @@ package config
 
 import (
 	"strconv"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -13,6 +14,39 @@ import (
 // written as key[n]. Table headers map to their own line; so do the implicit
 // parent tables they create, unless defined earlier.
 type lineIndex map[string]int
+
+// text is the bytes a Config was parsed from and their line index, built
+// when a line is first asked for and released once parsing is done: with
+// a 10,000-mailbox directory the index is some 3 MB that a running daemon
+// needs only to report a problem.
+type text struct {
+	mu    sync.Mutex
+	data  []byte
+	index lineIndex
+}
+
+func (t *text) lines() lineIndex {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.index == nil {
+		t.index = indexLines(t.data)
+	}
+	return t.index
+}
+
+func (t *text) release() {
+	t.mu.Lock()
+	t.index = nil
+	t.mu.Unlock()
+}
+
+// index returns c's line index; empty for a config not parsed from text.
+func (c *Config) index() lineIndex {
+	if c.text == nil {
+		return nil
+	}
+	return c.text.lines()
+}
 
 // Limits that keep the scanner linear on hostile input. Beyond them we stop
 // indexing the construct but keep scanning, so Line simply returns 0.

@@ -37,7 +37,8 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	cfg := Default()
 	cfg.file = name
-	cfg.lines = indexLines(data)
+	cfg.text = &text{data: data}
+	defer cfg.text.release() // a running daemon asks for lines only when a reload fails
 
 	d := &decoder{failed: map[string]bool{}}
 	d.decode("", tree, reflect.ValueOf(&cfg).Elem())

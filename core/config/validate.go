@@ -91,14 +91,15 @@ func decodeFailed(failed map[string]bool, path string) bool {
 }
 
 func (c *Config) fieldError(p problem) *FieldError {
-	line := c.lines[p.path]
+	lines := c.index()
+	line := lines[p.path]
 	for _, a := range p.alt {
 		if line == 0 {
-			line = c.lines[a]
+			line = lines[a]
 		}
 	}
 	if line == 0 {
-		line = c.lines.nearest(p.path)
+		line = lines.nearest(p.path)
 	}
 	return &FieldError{File: c.file, Line: line, Path: p.path, Err: p.err}
 }
@@ -340,7 +341,7 @@ func (v *validator) plugins() {
 	}
 	// File order, so "more than one router" blames the later one.
 	slices.SortFunc(names, func(a, b string) int {
-		la, lb := v.c.lines[joinKey("plugins", a)], v.c.lines[joinKey("plugins", b)]
+		la, lb := v.c.Line(joinKey("plugins", a)), v.c.Line(joinKey("plugins", b))
 		return cmp.Or(cmp.Compare(la, lb), strings.Compare(a, b))
 	})
 	var router string

@@ -17,7 +17,7 @@ import (
 const answerTTL = 32 * time.Second
 
 // answerSlots is how many UDP INVITE transactions are remembered at most
-// (80 B each, 5 MiB in all, allocated once). When more arrive within answerTTL the oldest colliding one
+// (40 B each, 2.5 MiB in all, allocated once). When more arrive within answerTTL the oldest colliding one
 // is forgotten, and its retransmission is decided again from the table:
 // the same answer unless the configuration, a rate or a health state
 // changed in between.
@@ -34,7 +34,7 @@ const rejectLogInterval = 10 * time.Millisecond
 type answer struct {
 	pending bool            // the router plugin is still deciding: 100 Trying over a stream, nothing over UDP
 	backend *router.Backend // set for a 302
-	status  status          // set for a refusal
+	status  *status         // set for a refusal: an entry of statusMap
 }
 
 // answers remembers the answers of recent UDP INVITE transactions, so that

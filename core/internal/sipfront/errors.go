@@ -21,14 +21,18 @@ type status struct {
 
 // errStatus maps a routing error to its SIP response: the one mapping
 // between internal errors and SIP status codes (STYLE.md, error rule 4).
-func errStatus(err error) status {
-	for _, m := range statusMap {
-		if errors.Is(err, m.err) {
-			return m.status
+// It returns a pointer into the table, shared and never changed, so that
+// an answer remembered for a retransmission costs one word.
+func errStatus(err error) *status {
+	for i := range statusMap {
+		if errors.Is(err, statusMap[i].err) {
+			return &statusMap[i].status
 		}
 	}
-	return status{500, "Server Internal Error", "internal-error", false}
+	return &internalError
 }
+
+var internalError = status{500, "Server Internal Error", "internal-error", false}
 
 var statusMap = []struct {
 	err    error

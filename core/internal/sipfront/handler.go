@@ -165,7 +165,7 @@ func (s *Server) ask(req *sip.Request, p *peer, sc *scan, st *state, out *bytes.
 func (s *Server) answerOf(req *sip.Request, p *peer, target routing.Target, err error) answer {
 	if err != nil {
 		rs := errStatus(err)
-		s.event(req, p, &target, rs, err)
+		s.event(req, p, &target, *rs, err)
 		return answer{status: rs}
 	}
 	s.metrics.Redirects.WithLabelValues(target.Decision.Pool, target.Backend.Name).Inc()
@@ -181,7 +181,7 @@ func (s *Server) writeAnswer(out *bytes.Buffer, req *sip.Request, p *peer, vias 
 	case ans.backend != nil:
 		writeResponse(out, req, p, vias, 302, "Moved Temporarily", "Contact: "+contact(req, p.transport, ans.backend))
 	default:
-		rs := ans.status
+		rs := *ans.status
 		extra := []string{warning(st.fqdn, rs.reason)}
 		if rs.retryAfter {
 			extra = append(extra, st.retryAfter)

@@ -135,7 +135,7 @@ func TestAnswersBounded(t *testing.T) {
 	a := newAnswers()
 	now := time.Now()
 	for i := range 4 * answerSlots {
-		a.put(uint64(i)*2654435761|1, answer{status: status{code: 404}}, now)
+		a.put(uint64(i)*2654435761|1, answer{status: &status{code: 404}}, now)
 	}
 	// Memory is the fixed array; the newest entries are there.
 	last := uint64(4*answerSlots-1)*2654435761 | 1
