@@ -28,7 +28,11 @@ func checkConfig(ctx context.Context, path string, stdout, stderr io.Writer) int
 	// spec it came from, not by searching the error text for a name.
 	var problems []error
 	for _, s := range pluginSpecs(cfg) {
-		if err := host.Check(ctx, []pluginhost.Spec{s}); err != nil {
+		// Every instance runs the same binary with the same settings:
+		// checking one says it all, and each problem once.
+		one := s
+		one.Instances = nil
+		if err := host.Check(ctx, []pluginhost.Spec{one}); err != nil {
 			problems = append(problems, specProblems(cfg, s, err)...)
 		}
 	}

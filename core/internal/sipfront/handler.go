@@ -59,7 +59,11 @@ func (s *Server) handleMessage(msg sip.Message, p *peer, out *bytes.Buffer) neti
 		// Keep-alive and capability query (um-spec R-HLTH-2, R-CR-6).
 		writeResponse(out, req, p, sc.vias, 200, "OK", "Allow: "+allow, "Accept: application/sdp", "Supported: ")
 	case sip.CANCEL, sip.BYE:
-		// The INVITE already has its final response: nothing to cancel or end.
+		// The Call Router holds no dialogs, and an INVITE it answered from
+		// the table already has its final response. One still with the
+		// router plugin (100 Trying over a stream) is not cancelled: its
+		// answer follows, which the client ACKs (RFC 3261 §9.2 allows 481
+		// for a CANCEL that matches no transaction the UAS keeps).
 		writeResponse(out, req, p, sc.vias, 481, "Call/Transaction Does Not Exist")
 	default:
 		writeResponse(out, req, p, sc.vias, 405, "Method Not Allowed", "Allow: "+allow)
