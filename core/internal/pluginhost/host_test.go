@@ -635,9 +635,11 @@ func TestRestartRetriesPin(t *testing.T) {
 			// An attacker or a botched update swaps the binary.
 			name: "tampered binary, inline pin",
 			breakIt: func(t *testing.T, h *testHost, _ string) {
+				t.Helper()
 				replaceFile(t, filepath.Join(h.dir, testBinaryName), testBinary, []byte("tampered"))
 			},
 			fixIt: func(t *testing.T, h *testHost, _ string) {
+				t.Helper()
 				replaceFile(t, filepath.Join(h.dir, testBinaryName), testBinary, nil)
 			},
 			want: []string{ErrChecksumMismatch.Error(), "expected " + testSum},
@@ -646,9 +648,11 @@ func TestRestartRetriesPin(t *testing.T) {
 			name: "wrong entry in the sums file",
 			sums: true,
 			breakIt: func(t *testing.T, _ *testHost, sums string) {
+				t.Helper()
 				writeFile(t, sums, other+"  "+testBinaryName+"\n")
 			},
 			fixIt: func(t *testing.T, _ *testHost, sums string) {
+				t.Helper()
 				writeFile(t, sums, testSum+"  "+testBinaryName+"\n")
 			},
 			want: []string{ErrChecksumMismatch.Error(), "expected " + other},
@@ -657,9 +661,11 @@ func TestRestartRetriesPin(t *testing.T) {
 			name: "entry gone from the sums file",
 			sums: true,
 			breakIt: func(t *testing.T, _ *testHost, sums string) {
+				t.Helper()
 				writeFile(t, sums, other+"  umedge-plugin-x\n")
 			},
 			fixIt: func(t *testing.T, _ *testHost, sums string) {
+				t.Helper()
 				writeFile(t, sums, other+"  umedge-plugin-x\n"+testSum+" *"+testBinaryName+"\n")
 			},
 			want: []string{ErrNoPin.Error(), "no entry"},
@@ -667,11 +673,13 @@ func TestRestartRetriesPin(t *testing.T) {
 		{
 			name: "binary removed",
 			breakIt: func(t *testing.T, h *testHost, _ string) {
+				t.Helper()
 				if err := os.Remove(filepath.Join(h.dir, testBinaryName)); err != nil {
 					t.Fatal(err)
 				}
 			},
 			fixIt: func(t *testing.T, h *testHost, _ string) {
+				t.Helper()
 				replaceFile(t, filepath.Join(h.dir, testBinaryName), testBinary, nil)
 			},
 			want: []string{"plugin binary", "no such file or directory"},

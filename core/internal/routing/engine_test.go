@@ -124,6 +124,7 @@ func routeOrAsk(e *Engine, c *router.Call, done Done) (Target, error) {
 
 // noDone fails the test if a call that should be answered at once is deferred.
 func noDone(t *testing.T) Done {
+	t.Helper()
 	return func(Target, error) { t.Error("done called for a call decided from the table") }
 }
 
