@@ -122,6 +122,15 @@ func routeOrAsk(e *Engine, c *router.Call, done Done) (Target, error) {
 	return tg, errDeferred
 }
 
+// askCall is a call for pilot 6000 (dial plan dir, which leaves unlisted
+// numbers to the plugin) diverted from number.
+func askCall(number string) *router.Call {
+	c := direct(number)
+	c.RequestURIUser = "6000"
+	c.Diversion = []router.Diversion{{User: number}}
+	return c
+}
+
 // noDone fails the test if a call that should be answered at once is deferred.
 func noDone(t *testing.T) Done {
 	t.Helper()
@@ -219,9 +228,7 @@ func TestAskInFlightDuringRefreshIsDecidedAgain(t *testing.T) {
 	}
 	e := newTestEngine(t, r, Config{AskTimeout: 5 * time.Second})
 	got := make(chan error, 1)
-	c := direct("7777")
-	c.RequestURIUser = "6000" // hunt group dir, which asks the plugin
-	c.Diversion = []router.Diversion{{User: "7777"}}
+	c := askCall("7777")
 	if _, err := routeOrAsk(e, c, func(_ Target, err error) { got <- err }); !errors.Is(err, errDeferred) {
 		t.Fatalf("Route() err = %v, want errDeferred", err)
 	}
@@ -261,9 +268,7 @@ func TestQueuedAskAfterRefreshIsDecidedAgain(t *testing.T) {
 	e := newTestEngine(t, r, Config{AskWorkers: 1, AskTimeout: 5 * time.Second})
 	ask := func(number string) chan error {
 		got := make(chan error, 1)
-		c := direct(number)
-		c.RequestURIUser = "6000"
-		c.Diversion = []router.Diversion{{User: number}}
+		c := askCall(number)
 		if _, err := routeOrAsk(e, c, func(_ Target, err error) { got <- err }); !errors.Is(err, errDeferred) {
 			t.Fatalf("Route() err = %v, want it deferred", err)
 		}
@@ -297,9 +302,7 @@ func TestAskContractBreachIsBadDecision(t *testing.T) {
 		return nil, fmt.Errorf("%w: decision with service SERVICE_UNSPECIFIED", router.ErrContract)
 	}
 	e := newTestEngine(t, r, Config{})
-	c := direct("7777")
-	c.RequestURIUser = "6000"
-	c.Diversion = []router.Diversion{{User: "7777"}}
+	c := askCall("7777")
 	got := make(chan error, 1)
 	if _, err := routeOrAsk(e, c, func(_ Target, err error) { got <- err }); !errors.Is(err, errDeferred) {
 		t.Fatalf("err = %v", err)
@@ -354,9 +357,7 @@ func TestAskFullQueueAnswersAtOnce(t *testing.T) {
 		return nil, errors.New("hung")
 	}
 	e := newTestEngine(t, r, Config{AskWorkers: 1, AskQueue: 2, AskTimeout: 10 * time.Second})
-	c := direct("7777")
-	c.RequestURIUser = "6000"
-	c.Diversion = []router.Diversion{{User: "7777"}}
+	c := askCall("7777")
 	var deferred, full int
 	start := time.Now()
 	for range 10 {
@@ -386,9 +387,7 @@ func TestAskHungPluginAnswersByTheDeadline(t *testing.T) {
 		return nil, ctx.Err()
 	}
 	e := newTestEngine(t, r, Config{AskTimeout: 200 * time.Millisecond})
-	c := direct("7777")
-	c.RequestURIUser = "6000"
-	c.Diversion = []router.Diversion{{User: "7777"}}
+	c := askCall("7777")
 	got := make(chan error, 1)
 	start := time.Now()
 	if _, err := routeOrAsk(e, c, func(_ Target, err error) { got <- err }); !errors.Is(err, errDeferred) {
@@ -414,9 +413,7 @@ func TestAskNotLivePluginAnswersAtOnce(t *testing.T) {
 	r := &fakeRouter{table: testTable(1)}
 	var live atomic.Bool
 	e := newTestEngine(t, r, Config{AskTimeout: 5 * time.Second}, WithLiveness(live.Load))
-	c := direct("7777")
-	c.RequestURIUser = "6000"
-	c.Diversion = []router.Diversion{{User: "7777"}}
+	c := askCall("7777")
 	if _, err := routeOrAsk(e, c, func(Target, error) { t.Error("a call for a plugin that is not live was queued") }); !errors.Is(err, ErrPluginUnavailable) {
 		t.Fatalf("err = %v, want plugin-unavailable at once", err)
 	}
@@ -449,9 +446,7 @@ func TestAskAnswerTakesGatewayAndPlanFromTheTable(t *testing.T) {
 		number  string
 		wantErr error
 	}{{"7777", nil}, {"7000", router.ErrUnknownNumber}} {
-		c := direct(tt.number)
-		c.RequestURIUser = "6000"
-		c.Diversion = []router.Diversion{{User: tt.number}}
+		c := askCall(tt.number)
 		type answer struct {
 			tg  Target
 			err error

@@ -127,13 +127,7 @@ func exchangeOn(t *testing.T, c *net.UDPConn, msg []byte, wait time.Duration) st
 	if _, err := c.Write(msg); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 65535)
-	_ = c.SetReadDeadline(time.Now().Add(wait))
-	n, err := c.Read(buf)
-	if err != nil {
-		return ""
-	}
-	return string(buf[:n])
+	return readUDP(t, c, wait)
 }
 
 func statusOf(resp string) int {
