@@ -280,11 +280,17 @@ func contact(req *sip.Request, tp router.Transport, b *router.Backend) string {
 	var sb strings.Builder
 	sb.Grow(64)
 	sb.WriteString("<sip:")
-	if u := req.Recipient.User; u != "" && !strings.EqualFold(req.Recipient.Scheme, "tel") {
-		sb.WriteString(u)
+	switch {
+	case req.Recipient.User != "" && !strings.EqualFold(req.Recipient.Scheme, "tel"):
+		writeUser(&sb, req.Recipient.User)
 		sb.WriteByte('@')
-	} else if num := uriUser(&req.Recipient); num != "" {
-		sb.WriteString(url.PathEscape(num))
+	case uriUser(&req.Recipient) != "":
+		writeUser(&sb, url.PathEscape(uriUser(&req.Recipient)))
+		sb.WriteByte('@')
+	case req.To() != nil && uriUser(&req.To().Address) != "":
+		// No user in the Request-URI: the call was routed by the To user,
+		// so the UM side must see that number.
+		writeUser(&sb, url.PathEscape(uriUser(&req.To().Address)))
 		sb.WriteByte('@')
 	}
 	if strings.IndexByte(b.Host, ':') >= 0 && !strings.HasPrefix(b.Host, "[") {
@@ -300,6 +306,42 @@ func contact(req *sip.Request, tp router.Transport, b *router.Backend) string {
 	sb.WriteString(param)
 	sb.WriteByte('>')
 	return sb.String()
+}
+
+// writeUser writes a user part as received where it keeps to the RFC 3261
+// user grammar (§25.1: unreserved, escaped, user-unreserved), and
+// %-escapes every other byte, so that no caller can close the URI early
+// and smuggle maddr, transport or a second Contact into our 302.
+func writeUser(sb *strings.Builder, u string) {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(u); i++ {
+		c := u[i]
+		switch {
+		case c == '%' && i+2 < len(u) && isHex(u[i+1]) && isHex(u[i+2]):
+			sb.WriteString(u[i : i+3])
+			i += 2
+		case userByte(c):
+			sb.WriteByte(c)
+		default:
+			sb.WriteByte('%')
+			sb.WriteByte(hex[c>>4])
+			sb.WriteByte(hex[c&15])
+		}
+	}
+}
+
+// userByte reports whether c may stand unescaped in a SIP URI user part:
+// alphanum, mark (-_.!~*'()) or user-unreserved (&=+$,;?/).
+func userByte(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-_.!~*'()&=+$,;?/", c) >= 0
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 func writeInt(sb *strings.Builder, n int) {

@@ -199,3 +199,33 @@ func TestCallIDOutsideVisibleASCII(t *testing.T) {
 		}
 	}
 }
+
+// A Request-URI user that breaks out of the URI (a '>' and its own maddr,
+// transport, a second Contact) must not reach our 302's Contact as such:
+// the bytes outside the RFC 3261 user grammar are %-escaped, so the
+// Contact names our back end and nothing else.
+func TestContactUserCannotInject(t *testing.T) {
+	_, port := startServer(t, &fakeRouter{})
+	for _, tt := range []struct{ ruri, want string }{
+		{"sip:1001;maddr=10.66.66.66;transport=udp>@edge.test", "<sip:1001;maddr=10.66.66.66;transport=udp%3E@192.0.2.10:5062;transport=tcp>"},
+		// sipgo reads "sip:a" as user "…<sip" with password "a"; the password never reaches the Contact.
+		{"sip:1001;x=>;q=0.1;expires=0,<sip:a@edge.test", "<sip:1001;x=%3E;q=0.1;expires=0,%3Csip@192.0.2.10:5062;transport=tcp>"},
+		{`sip:1001;x="@edge.test`, "<sip:1001;x=%22@192.0.2.10:5062;transport=tcp>"},
+		{"sip:1001;phone-context=example.com@edge.test", "<sip:1001;phone-context=example.com@192.0.2.10:5062;transport=tcp>"},
+		{"sip:%31001@edge.test", "<sip:%31001@192.0.2.10:5062;transport=tcp>"},
+		{"sip:edge.test", "<sip:1001@192.0.2.10:5062;transport=tcp>"}, // no user: the To user's number
+	} {
+		msg := strings.Replace(invite(""), "INVITE sip:1001@edge.test SIP/2.0", "INVITE "+tt.ruri+" SIP/2.0", 1)
+		got := exchangeUDP(t, port, []byte(msg), 2*time.Second)
+		if statusOf(got) != 302 {
+			t.Errorf("%s: answer %q", tt.ruri, firstLine(got))
+			continue
+		}
+		if c := header(got, "Contact"); c != tt.want {
+			t.Errorf("%s: Contact %s, want %s", tt.ruri, c, tt.want)
+		}
+		if strings.Count(got, "maddr=") > 0 && !strings.Contains(header(got, "Contact"), "%3E@") {
+			t.Errorf("%s: maddr outside the user part", tt.ruri)
+		}
+	}
+}
