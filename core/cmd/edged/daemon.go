@@ -104,7 +104,8 @@ func start(ctx context.Context, path string, logOut io.Writer) (_ *daemon, err e
 		if err := d.engine.Refresh(ctx); err != nil {
 			return nil, err
 		}
-		d.front = sipfront.New(d.engine, sipfront.WithLogger(log.With("component", "sip")), sipfront.WithMetrics(d.metrics))
+		d.front = sipfront.New(d.engine, sipfront.WithLogger(log.With("component", "sip")), sipfront.WithMetrics(d.metrics),
+			sipfront.WithKnownSource(d.engine.KnownSource))
 		fc, err := frontConfig(cfg)
 		if err != nil {
 			return nil, err

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -184,6 +185,13 @@ func (e *Engine) Table() *router.Table {
 		return t.compiled.Table()
 	}
 	return nil
+}
+
+// KnownSource reports whether a is an address of a gateway of the table in
+// force: the SIP front keeps room for those against strangers.
+func (e *Engine) KnownSource(a netip.Addr) bool {
+	t := e.tbl.Load()
+	return t != nil && t.compiled.HasAddress(a)
 }
 
 // Stats returns the engine's counters.

@@ -191,6 +191,29 @@ func TestUnknownSourceRefusedInTheCore(t *testing.T) {
 	}
 }
 
+func TestKnownSource(t *testing.T) {
+	e := New(Config{}, &fakeRouter{table: testTable(1)}, allUp)
+	t.Cleanup(e.Close)
+	if e.KnownSource(gwAddr) {
+		t.Error("KnownSource before any table = true")
+	}
+	if err := e.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		addr netip.Addr
+		want bool
+	}{
+		{gwAddr, true},
+		{netip.AddrFrom16(gwAddr.As16()), true}, // v4-mapped
+		{netip.MustParseAddr("192.0.2.11"), false},
+	} {
+		if got := e.KnownSource(tt.addr); got != tt.want {
+			t.Errorf("KnownSource(%s) = %v, want %v", tt.addr, got, tt.want)
+		}
+	}
+}
+
 func TestRefreshAppliesAtOnce(t *testing.T) {
 	r := &fakeRouter{table: testTable(1)}
 	e := newTestEngine(t, r, Config{})

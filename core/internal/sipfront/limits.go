@@ -51,10 +51,14 @@ const (
 
 // connTable counts open stream connections per source and in total, across
 // all stream listeners of a Server. Safe for concurrent use.
+//
+// Sources that are no configured peer may hold at most half of the total,
+// so that a flood from many addresses cannot lock the gateways out.
 type connTable struct {
 	mu        sync.Mutex
 	perSource map[netip.Addr]int
 	total     int
+	strangers int // connections from sources that are no configured peer
 	maxSource int
 	maxTotal  int
 }
@@ -73,22 +77,28 @@ func (t *connTable) setLimits(perSource, total int) {
 // acquire counts a new connection from src, or returns why it must be
 // refused and the limit it hit. Every successful acquire is paired with
 // one release.
-func (t *connTable) acquire(src netip.Addr) (refused string, limit int) {
+func (t *connTable) acquire(src netip.Addr, known bool) (refused string, limit int) {
 	k := sourceKey(src)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
 	case t.total >= t.maxTotal:
 		return refusedGlobal, t.maxTotal
+	case !known && t.strangers >= t.maxTotal/2:
+		return refusedGlobal, t.maxTotal / 2
 	case t.perSource[k] >= t.maxSource:
 		return refusedPerSource, t.maxSource
 	}
 	t.perSource[k]++
 	t.total++
+	if !known {
+		t.strangers++
+	}
 	return "", 0
 }
 
-func (t *connTable) release(src netip.Addr) {
+// release undoes one acquire(src, known).
+func (t *connTable) release(src netip.Addr, known bool) {
 	k := sourceKey(src)
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -96,6 +106,9 @@ func (t *connTable) release(src netip.Addr) {
 		delete(t.perSource, k)
 	}
 	t.total--
+	if !known {
+		t.strangers--
+	}
 }
 
 // open returns the number of open connections.

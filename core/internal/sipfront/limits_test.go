@@ -68,7 +68,7 @@ func TestConnTable(t *testing.T) {
 			ct.setLimits(tt.perSource, tt.total)
 			var held []netip.Addr
 			for i, src := range tt.acquire {
-				got, _ := ct.acquire(src)
+				got, _ := ct.acquire(src, true)
 				if got != tt.want[i] {
 					t.Fatalf("acquire #%d (%s) = %q, want %q", i, src, got, tt.want[i])
 				}
@@ -80,12 +80,12 @@ func TestConnTable(t *testing.T) {
 				t.Errorf("open = %d, want %d", ct.open(), len(held))
 			}
 			for _, src := range held {
-				ct.release(src)
+				ct.release(src, true)
 			}
 			if ct.open() != 0 || len(ct.perSource) != 0 {
 				t.Errorf("after release: open %d, %d sources, want none", ct.open(), len(ct.perSource))
 			}
-			if got, _ := ct.acquire(tt.acquire[len(tt.acquire)-1]); got != "" {
+			if got, _ := ct.acquire(tt.acquire[len(tt.acquire)-1], true); got != "" {
 				t.Errorf("acquire after release = %q, want accepted", got)
 			}
 		})
@@ -112,5 +112,33 @@ func TestLogLimiter(t *testing.T) {
 		if ok != st.wantOK || held != st.wantHeld {
 			t.Errorf("allow at +%v = %v, %d; want %v, %d", st.at, ok, held, st.wantOK, st.wantHeld)
 		}
+	}
+}
+
+// Sources that are no configured peer hold at most half the connections:
+// a flood from many addresses leaves room for the gateways.
+func TestConnTableKeepsRoomForPeers(t *testing.T) {
+	ct := newConnTable()
+	ct.setLimits(64, 10)
+	for i := range 5 {
+		if why, _ := ct.acquire(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), false); why != "" {
+			t.Fatalf("stranger %d refused (%s) within half the limit", i, why)
+		}
+	}
+	if why, _ := ct.acquire(netip.MustParseAddr("198.51.100.99"), false); why != refusedGlobal {
+		t.Fatalf("sixth stranger: %q, want refused (global)", why)
+	}
+	gw := netip.MustParseAddr("192.0.2.10")
+	for i := range 5 {
+		if why, _ := ct.acquire(gw, true); why != "" {
+			t.Fatalf("gateway connection %d refused (%s) while strangers hold their half", i, why)
+		}
+	}
+	if why, _ := ct.acquire(gw, true); why != refusedGlobal {
+		t.Fatalf("past the total: %q, want refused (global)", why)
+	}
+	ct.release(netip.AddrFrom4([4]byte{198, 51, 100, 0}), false)
+	if why, _ := ct.acquire(netip.MustParseAddr("198.51.100.99"), false); why != "" {
+		t.Fatalf("stranger after one left: %q, want accepted", why)
 	}
 }

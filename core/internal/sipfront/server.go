@@ -79,6 +79,7 @@ type Server struct {
 	rejectLog  logLimiter             // "call rejected" events
 	inputLog   logLimiter             // bad requests, unparsable messages, refused TLS handshakes
 	queued     atomic.Int64           // bytes queued on all stream connections (maxQueuedTotal)
+	known      func(netip.Addr) bool  // configured peers (WithKnownSource); nil = none
 	answers    *answers               // recent UDP INVITE answers, for retransmissions
 
 	mu          sync.Mutex
@@ -112,6 +113,16 @@ type Option func(*Server)
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithKnownSource tells the front end which source addresses are
+// configured peers (the routing table's gateways): the others may hold at
+// most half of the stream connections. Without it every source is a
+// stranger.
+func WithKnownSource(known func(netip.Addr) bool) Option {
+	return func(s *Server) { s.known = known }
+}
+
+func (s *Server) knownSource(a netip.Addr) bool { return s.known != nil && s.known(a) }
 
 // WithMetrics sets the metrics to count into.
 func WithMetrics(m *telemetry.Metrics) Option { return func(s *Server) { s.metrics = m } }

@@ -41,7 +41,8 @@ func (s *Server) accept(ln net.Listener, l *listener) {
 			continue
 		}
 		src := remoteAddr(c)
-		if why, limit := s.conns.acquire(src.Addr()); why != "" {
+		known := s.knownSource(src.Addr())
+		if why, limit := s.conns.acquire(src.Addr(), known); why != "" {
 			s.refuse(c, src, l.key.transport, why, limit)
 			continue
 		}
@@ -54,7 +55,7 @@ func (s *Server) accept(ln net.Listener, l *listener) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer s.conns.release(src.Addr())
+			defer s.conns.release(src.Addr(), known)
 			defer s.metrics.SIPConnsOpen.Dec()
 			defer l.conns.Delete(c)
 			defer c.Close()
@@ -217,7 +218,7 @@ func (s *Server) refuseMessage(msg sip.Message, err error, p *peer, head []byte,
 		return
 	}
 	detail := fmt.Sprintf("message exceeds %d bytes", maxMessage)
-	s.log.Info("message too large, closing connection", "transport", tp, "peer", p.src, "limit", maxMessage)
+	s.logInput("message too large, closing connection", "transport", tp, "peer", p.src, "limit", maxMessage)
 	// With the headers parsed (a Content-Length over the limit) the answer
 	// is formed from them; else from the raw text kept.
 	if req, ok := msg.(*sip.Request); ok && answerable(req) {

@@ -34,7 +34,9 @@ func startWith(t *testing.T, r Router, mut func(*Config), listen ...string) (*Se
 		addrs = append(addrs, netip.MustParseAddr(a))
 	}
 	for range 20 {
-		s := New(r, WithLogger(slog.New(slog.DiscardHandler)))
+		// Every loopback source is a configured peer here; the room kept
+		// for peers against strangers is TestConnTableKeepsRoomForPeers's.
+		s := New(r, WithLogger(slog.New(slog.DiscardHandler)), WithKnownSource(netip.Addr.IsLoopback))
 		port := freePort(t)
 		cfg := Config{
 			Listen: addrs, UDP: true, TCP: true, TCPPort: port, TLSPort: port + 1,

@@ -291,6 +291,11 @@ func (c *Compiled) Decide(call *Call) (*Decision, error) {
 	return reject(ErrUnknownNumber, "called number %s is no access number or mailbox of dial plan %s", called, plan)
 }
 
+// HasAddress reports whether a is an address of a gateway of the table.
+func (c *Compiled) HasAddress(a netip.Addr) bool {
+	return c.byAddr[a.Unmap().WithZone("")] != nil
+}
+
 // Gateway returns the gateway that sent call, or nil when the table has
 // none for its source or certificate: the peer step of Decide alone.
 func (c *Compiled) Gateway(call *Call) *Gateway {
