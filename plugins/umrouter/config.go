@@ -89,7 +89,7 @@ func (b *builder) pools() []router.Pool {
 			switch {
 			case bs.Host == "":
 				b.p.add(bp+".host", "is required")
-			case !validHost(bs.Host):
+			case !router.ValidHost(bs.Host):
 				b.p.add(bp+".host", "must be an IP address or a DNS name, not %q", bs.Host)
 			}
 			b.port(bp+".tcp_port", bs.TCPPort)
@@ -232,7 +232,7 @@ func (b *builder) gateways() map[string]*router.Gateway {
 			}
 		}
 		if gs.FQDN != "" {
-			if !validDNSName(gs.FQDN) {
+			if !router.ValidDNSName(gs.FQDN) {
 				b.p.add(path+".fqdn", "must be a DNS name without wildcards, not %q", gs.FQDN)
 			} else if owner, taken := fqdnOwner[router.NormalName(gs.FQDN)]; taken {
 				b.p.add(path+".fqdn", "%s is already the fqdn of gateway %s", gs.FQDN, owner)
@@ -388,35 +388,6 @@ func isAccessNumber(dp *router.DialPlan, n string) bool {
 	return slices.ContainsFunc(dp.AccessNumbers, func(a string) bool { return router.AccessKey(a, dp.URIType) == k })
 }
 
-// validDNSName reports whether s is a DNS host name (RFC 1123 labels, an
-// optional trailing dot, no wildcard).
-func validDNSName(s string) bool {
-	s = strings.TrimSuffix(s, ".")
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for label := range strings.SplitSeq(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// validHost reports whether s is an IP address without zone or a DNS name.
-func validHost(s string) bool {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Zone() == ""
-	}
-	return validDNSName(s)
-}
-
 // validHostPort reports whether s is host:port with a valid host and a port
 // in 1..65535.
 func validHostPort(s string) bool {
@@ -425,5 +396,5 @@ func validHostPort(s string) bool {
 		return false
 	}
 	n, err := strconv.Atoi(port)
-	return err == nil && n >= 1 && n <= maxPort && validHost(host)
+	return err == nil && n >= 1 && n <= maxPort && router.ValidHost(host)
 }

@@ -97,9 +97,7 @@ func start(ctx context.Context, path string, logOut io.Writer) (_ *daemon, err e
 			if changed != name {
 				return
 			}
-			if err := d.engine.Refresh(context.Background()); err != nil {
-				log.Error("refresh the routing table", "plugin", name, "err", err)
-			}
+			_ = d.engine.Refresh(context.Background()) // logs and keeps its failure for /healthz
 		})
 		if err := d.engine.Refresh(ctx); err != nil {
 			return nil, err
@@ -262,6 +260,9 @@ func (d *daemon) Healthy() error {
 	// degraded, makes the box degraded even while the last routing table
 	// keeps answering calls: a hung plugin is not healthy.
 	var problems []string
+	if why := d.engine.RefreshError(); why != "" {
+		problems = append(problems, "the router plugin's latest routing table is not in force: "+why)
+	}
 	for _, s := range d.host.Status() {
 		switch {
 		case !s.Live:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -67,13 +68,17 @@ func (r *routerHandle) Configure(ctx context.Context, settings []byte) error {
 	return r.h.configure(ctx, r.name, settings)
 }
 
+// tableTimeout is the least deadline of a Table call: a table with a large
+// directory takes longer to build and send than a per-call answer.
+const tableTimeout = 10 * time.Second
+
 func (r *routerHandle) Table(ctx context.Context) (*router.Table, error) {
 	p, err := r.live()
 	if err != nil {
 		return nil, err
 	}
 	defer p.release()
-	ctx, cancel := context.WithTimeout(ctx, r.h.cfg.CallTimeout)
+	ctx, cancel := context.WithTimeout(ctx, max(r.h.cfg.CallTimeout, tableTimeout))
 	defer cancel()
 	t, err := p.router.Table(ctx)
 	return t, unavailable(err)

@@ -91,6 +91,7 @@ type Engine struct {
 	close   sync.Once
 
 	decided, asked, askFailed, askFull, badTables atomic.Uint64
+	refreshErr                                    atomic.Pointer[string] // why the last Refresh failed; nil after a good one
 }
 
 // Option adjusts an Engine; for tests and advanced wiring.
@@ -149,9 +150,18 @@ func (e *Engine) Close() {
 // Refresh fetches the plugin's table, compiles it and puts it in force. A
 // table that does not compile is refused and the last good one stays. Rate
 // buckets of gateways whose rate did not change carry over.
-func (e *Engine) Refresh(ctx context.Context) error {
+func (e *Engine) Refresh(ctx context.Context) (err error) {
 	e.refreshMu.Lock()
 	defer e.refreshMu.Unlock()
+	defer func() {
+		if err != nil {
+			msg := err.Error()
+			e.refreshErr.Store(&msg)
+			e.log.Error("routing table not refreshed", "err", err)
+		} else {
+			e.refreshErr.Store(nil)
+		}
+	}()
 	t, err := e.router.Table(ctx)
 	if err != nil {
 		return fmt.Errorf("fetch routing table: %w", err)
@@ -192,6 +202,15 @@ func (e *Engine) Table() *router.Table {
 func (e *Engine) KnownSource(a netip.Addr) bool {
 	t := e.tbl.Load()
 	return t != nil && t.compiled.HasAddress(a)
+}
+
+// RefreshError says why the last Refresh failed, or "" when it did not: the
+// table in force is then older than the plugin's configuration.
+func (e *Engine) RefreshError() string {
+	if p := e.refreshErr.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Stats returns the engine's counters.

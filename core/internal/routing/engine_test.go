@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -505,11 +506,18 @@ func TestBadTableKeepsTheLastGoodOne(t *testing.T) {
 	if !errors.Is(err, router.ErrBadTable) {
 		t.Fatalf("Refresh() = %v, want ErrBadTable", err)
 	}
+	if why := e.RefreshError(); !strings.Contains(why, "nowhere") {
+		t.Errorf("RefreshError() = %q, want the refusal naming the pool", why)
+	}
 	if e.Stats().Generation != 1 || e.Stats().BadTables != 1 {
 		t.Errorf("Stats() = %+v, want generation 1 in force and 1 bad table", e.Stats())
 	}
 	if _, err := routeOrAsk(e, direct("1001"), noDone(t)); err != nil {
 		t.Errorf("call under the last good table: %v", err)
+	}
+	r.setTable(testTable(3))
+	if err := e.Refresh(t.Context()); err != nil || e.RefreshError() != "" {
+		t.Errorf("a good table after a bad one: %v, RefreshError %q", err, e.RefreshError())
 	}
 }
 

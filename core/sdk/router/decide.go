@@ -69,6 +69,9 @@ func Compile(t *Table) (*Compiled, error) {
 			bad("pool %s has no back ends", p.Name)
 		}
 		for j, b := range p.Backends {
+			if !ValidHost(b.Host) {
+				bad("pool %s, back end %d (%s): host %q is no IP address or DNS name", p.Name, j, b.Name, b.Host)
+			}
 			if b.Host == "" || b.TCPPort < 0 || b.TCPPort > 65535 || b.TLSPort < 0 || b.TLSPort > 65535 || b.TCPPort+b.TLSPort == 0 {
 				bad("pool %s, back end %d (%s): needs a host and a TCP or TLS port in 1..65535 (0 = none)", p.Name, j, b.Name)
 			}
@@ -167,7 +170,9 @@ func Compile(t *Table) (*Compiled, error) {
 			}
 			c.byAddr[a] = cg
 		}
-		if g.FQDN != "" {
+		if g.FQDN != "" && !ValidDNSName(g.FQDN) {
+			bad("gateway %s: fqdn %q is no DNS name", g.Name, g.FQDN)
+		} else if g.FQDN != "" {
 			n := NormalName(g.FQDN)
 			if other := c.byFQDN[n]; other != nil {
 				bad("gateway %s: fqdn %s already belongs to gateway %s", g.Name, g.FQDN, other.src.Name)
@@ -375,4 +380,35 @@ func transportName(t Transport) string {
 func IsRejection(err error) bool {
 	var r *Rejection
 	return errors.As(err, &r)
+}
+
+// ValidHost reports whether s can stand as the host of a SIP URI the core
+// writes: an IP address without zone, or a DNS name. Anything else could
+// carry URI syntax into the 302's Contact.
+func ValidHost(s string) bool {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Zone() == ""
+	}
+	return ValidDNSName(s)
+}
+
+// ValidDNSName reports whether s is a DNS host name: RFC 1123 labels, an
+// optional trailing dot, no wildcard.
+func ValidDNSName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
