@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -174,13 +173,6 @@ func (s *Server) serveConn(c net.Conn, src netip.AddrPort, tp router.Transport) 
 		}
 		if !sc.enqueue(pending.Bytes()) || lost {
 			return
-		}
-		if pending.Len() > 0 {
-			// Let the writer send this batch now. With one P (edged
-			// pinned to a core) a reader that always finds more to read
-			// would otherwise keep it waiting for preemption, ~10 ms,
-			// and a busy trunk would see its answers late.
-			runtime.Gosched()
 		}
 	}
 }

@@ -209,8 +209,8 @@ func TestPeerThatStopsReadingIsDropped(t *testing.T) {
 			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			sent := 0
 			// More answers than the kernel's send buffer and the send
-			// queue hold together (~2.5 MB of 200s).
-			for range 6000 {
+			// queue hold together (~4 MB of 200s, twice what they take).
+			for range 12000 {
 				if _, err := c.Write(req); err != nil {
 					break // the server may drop us before we are through
 				}
