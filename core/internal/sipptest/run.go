@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -301,11 +302,11 @@ func (r Run) args(dir, scenario, target, transport string) ([]string, error) {
 	// SIPp binds media sockets (-mp, -mp+2) and a control socket (-cp) even
 	// when the scenario has no media; it moves on to the next port when one
 	// is taken, so starting from a free one only avoids collisions.
-	mport, err := freePort(local)
+	mport, err := freePortBut(local, port)
 	if err != nil {
 		return nil, err
 	}
-	cport, err := freePort(local)
+	cport, err := freePortBut(local, port, mport)
 	if err != nil {
 		return nil, err
 	}
@@ -377,6 +378,19 @@ func freePort(ip string) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("find a free port on %s: none in 20000..32000", ip)
+}
+
+// freePortBut is freePort with a base none of taken: each base is
+// checked free on its own, so two picks could otherwise land on the same
+// one (SIPp then fails to bind its control socket, exit 254).
+func freePortBut(ip string, taken ...int) (int, error) {
+	for range 20 {
+		p, err := freePort(ip)
+		if err != nil || !slices.Contains(taken, p) {
+			return p, err
+		}
+	}
+	return 0, fmt.Errorf("find a free port on %s besides %v: none", ip, taken)
 }
 
 func free(ip net.IP, base, n int) bool {
