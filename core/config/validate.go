@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/umedge/umedge/core/sdk/base"
+	"github.com/umedge/umedge/core/sdk/router"
 )
 
 // Validate checks the configuration and returns every problem, joined with
@@ -412,23 +413,8 @@ func (v *validator) instances(path string, names []string) {
 
 // validHostname reports whether s is a DNS host name (not an IP address).
 func validHostname(s string) bool {
-	s = strings.TrimSuffix(s, ".")
-	if s == "" || len(s) > 253 {
+	if _, err := netip.ParseAddr(strings.TrimSuffix(s, ".")); err == nil {
 		return false
 	}
-	if _, err := netip.ParseAddr(s); err == nil {
-		return false
-	}
-	for label := range strings.SplitSeq(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
+	return router.ValidDNSName(s)
 }

@@ -1,0 +1,56 @@
+package router
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func validTable() *Table {
+	return &Table{
+		Generation: 1,
+		Gateways: []Gateway{{Name: "gw", Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.1")}, FQDN: "gw.example.net",
+			Status: GatewayEnabled, HuntGroups: []HuntGroup{{DialPlan: "dp"}}}},
+		DialPlans: []DialPlan{{Name: "dp", URIType: TelExtn, ExtensionDigits: 4, Security: Unsecured, Pool: "p",
+			Mailboxes: []Mailbox{{Number: "1001", Name: "alice"}}}},
+		Pools: []Pool{{Name: "p", Backends: []Backend{{Name: "um1", Host: "um1.example.net", TCPPort: 5062, TLSPort: 5063}}}},
+	}
+}
+
+// What a buggy or hostile plugin may publish must not reach the per-call
+// path: Compile refuses it, naming the entry.
+func TestCompileRefuses(t *testing.T) {
+	if _, err := Compile(validTable()); err != nil {
+		t.Fatalf("Compile(valid) = %v", err)
+	}
+	tests := []struct {
+		name string
+		give func(*Table)
+		want string
+	}{
+		{"back end host with URI syntax", func(t *Table) { t.Pools[0].Backends[0].Host = "a>;maddr=10.6.6.6,<sip:x" }, "is no IP address or DNS name"},
+		{"back end host with a zone", func(t *Table) { t.Pools[0].Backends[0].Host = "fe80::1%eth0" }, "is no IP address or DNS name"},
+		{"fqdn with a wildcard", func(t *Table) { t.Gateways[0].FQDN = "*.example.net" }, "is no DNS name"},
+		{"address of two gateways", func(t *Table) {
+			g := t.Gateways[0]
+			g.Name, g.FQDN = "twin", ""
+			t.Gateways = append(t.Gateways, g)
+		}, "already belongs to gateway gw"},
+		{"unknown pool", func(t *Table) { t.DialPlans[0].Pool = "nowhere" }, `pool "nowhere" is not in the table`},
+		{"hunt group to nowhere", func(t *Table) { t.Gateways[0].HuntGroups[0].DialPlan = "none" }, "which is not in the table"},
+		{"number that does not fit", func(t *Table) { t.DialPlans[0].Mailboxes[0].Number = "10011" }, "wrong number of digits"},
+		{"unknown status", func(t *Table) { t.Gateways[0].Status = "" }, "status"},
+		{"unknown uri type", func(t *Table) { t.DialPlans[0].URIType = "" }, "unknown uri type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := validTable()
+			tt.give(tb)
+			_, err := Compile(tb)
+			if !errors.Is(err, ErrBadTable) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Compile() = %v, want ErrBadTable saying %q", err, tt.want)
+			}
+		})
+	}
+}
