@@ -27,7 +27,7 @@ const handshakeTimeout = 10 * time.Second
 // timeout so that a lossy path's retransmission backoff (RTO doubling)
 // does not cut a healthy gateway; a peer that merely stops reading fills
 // its capped send buffer and meets the write deadline first.
-const minUserTimeout = 20 * time.Second
+var minUserTimeout = 20 * time.Second // a var for tests
 
 func (s *Server) accept(ln net.Listener, l *listener) {
 	for {
