@@ -16,7 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -272,10 +272,19 @@ func TestExecRetrans(t *testing.T) {
 }
 
 func TestExecRetransDetectsChangedContact(t *testing.T) {
-	var n atomic.Int64
-	changing := func(*sip.Request) (int, string, map[string]string) {
+	// Each transaction's retransmission gets another Contact than its first
+	// INVITE: counted per branch, so that concurrent calls cannot pair up
+	// two answers that happen to agree.
+	var mu sync.Mutex
+	seen := map[string]int{}
+	changing := func(req *sip.Request) (int, string, map[string]string) {
+		branch, _ := req.Via().Params.Get("branch")
+		mu.Lock()
+		seen[branch]++
+		k := seen[branch]
+		mu.Unlock()
 		return 302, "Moved Temporarily", map[string]string{
-			"Contact": fmt.Sprintf("<sip:1001@127.0.0.%d:5062;transport=tcp>", n.Add(1)%2+1),
+			"Contact": fmt.Sprintf("<sip:1001@127.0.0.%d:5062;transport=tcp>", k),
 		}
 	}
 	r := newResponder(changing)
