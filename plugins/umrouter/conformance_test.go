@@ -20,8 +20,11 @@ func TestConformance(t *testing.T) {
 	tls := func(user string, names ...string) router.Call {
 		return router.Call{CallID: "t", Transport: router.TLS, Source: netip.MustParseAddr("127.0.0.2"), PeerNames: names, RequestURIUser: user}
 	}
+	// The same directory with one more mailbox: another table.
+	changed := append(append([]byte{}, settings...), []byte("\n[mailboxes.conformance-extra]\nextension = \"1999\"\ndial_plan = \"lab\"\n")...)
 	sdktest.RunRouterSuite(t, New(), sdktest.RouterFixture{
 		Settings: settings,
+		Changed:  changed,
 		Calls: []sdktest.RouterCase{
 			{Name: "direct voicemail, local pool", Call: labCall("1001"), WantPool: "local"},
 			{Name: "direct voicemail, remote pool", Call: labCall("1002"), WantPool: "remote"},

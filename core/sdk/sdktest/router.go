@@ -50,6 +50,12 @@ func RouterClient(t *testing.T, impl router.Router) router.Router {
 // valid configuration and the calls to decide under it.
 type RouterFixture struct {
 	Settings []byte // a valid settings table, as the host would pass it
+	// Changed is another valid settings table whose routing table differs
+	// from Settings' (optional): the suite then checks that its Table
+	// has another Generation. The core skips a table whose generation it
+	// has already compiled, so a generation that does not change with
+	// the content would leave an old table in force.
+	Changed []byte
 	Calls    []RouterCase
 }
 
@@ -161,6 +167,26 @@ func runRouterSuite(t *testing.T, r router.Router, fx RouterFixture, overGRPC bo
 		}
 		if err := r.Configure(ctx, fx.Settings); err != nil {
 			t.Fatalf("Configure(fixture settings) again: error = %v", err)
+		}
+		again := snapshot(t, r, fx, "after Configure(fixture settings) again")
+		if again.table.Generation != before.table.Generation {
+			t.Errorf("the same settings gave generation %d, then %d: a no-op reload must keep it", before.table.Generation, again.table.Generation)
+		}
+		if fx.Changed != nil {
+			if err := r.Configure(ctx, fx.Changed); err != nil {
+				t.Fatalf("Configure(fixture Changed) error = %v", err)
+			}
+			changed := snapshot(t, r, fx, "after Configure(fixture Changed)")
+			if reflect.DeepEqual(changed.table.Gateways, before.table.Gateways) && reflect.DeepEqual(changed.table.DialPlans, before.table.DialPlans) &&
+				reflect.DeepEqual(changed.table.Pools, before.table.Pools) {
+				t.Fatal("fixture: Changed gives the same table as Settings")
+			}
+			if changed.table.Generation == before.table.Generation {
+				t.Errorf("a changed table kept generation %d: the core would not put it in force", before.table.Generation)
+			}
+			if err := r.Configure(ctx, fx.Settings); err != nil {
+				t.Fatalf("Configure(fixture settings) after Changed: error = %v", err)
+			}
 		}
 	}) {
 		return
