@@ -56,7 +56,7 @@ type RouterFixture struct {
 	// has already compiled, so a generation that does not change with
 	// the content would leave an old table in force.
 	Changed []byte
-	Calls    []RouterCase
+	Calls   []RouterCase
 }
 
 // RouterCase is one call and its wanted outcome. Exactly one of WantPool
