@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -58,12 +59,17 @@ func (s *Server) handleMessage(msg sip.Message, p *peer, out *bytes.Buffer) neti
 	case sip.OPTIONS:
 		// Keep-alive and capability query (um-spec R-HLTH-2, R-CR-6).
 		writeResponse(out, req, p, sc.vias, 200, "OK", "Allow: "+allow, "Accept: application/sdp", "Supported: ")
-	case sip.CANCEL, sip.BYE:
-		// The Call Router holds no dialogs, and an INVITE it answered from
-		// the table already has its final response. One still with the
-		// router plugin (100 Trying over a stream) is not cancelled: its
-		// answer follows, which the client ACKs (RFC 3261 §9.2 allows 481
-		// for a CANCEL that matches no transaction the UAS keeps).
+	case sip.CANCEL:
+		// An INVITE still with the router plugin is cancelled (RFC 3261
+		// §9.2: 200 to the CANCEL, 487 to the INVITE); one answered from
+		// the table already has its final response: nothing to cancel.
+		if s.cancelAsk(req, p) {
+			writeResponse(out, req, p, sc.vias, 200, "OK")
+		} else {
+			writeResponse(out, req, p, sc.vias, 481, "Call/Transaction Does Not Exist")
+		}
+	case sip.BYE:
+		// The Call Router holds no dialogs.
 		writeResponse(out, req, p, sc.vias, 481, "Call/Transaction Does Not Exist")
 	default:
 		writeResponse(out, req, p, sc.vias, 405, "Method Not Allowed", "Allow: "+allow)
@@ -138,7 +144,11 @@ func (s *Server) ask(req *sip.Request, p *peer, sc *scan, st *state, out *bytes.
 	}
 	pp := peer{transport: p.transport, src: p.src, names: p.names}
 	rep := p.replierFor(req)
+	tx := s.asking.add(s.answers.txKey(req, p.src), &pendingAsk{invite: req, peer: pp, rep: rep, memo: key})
 	err := s.router.Ask(call, target, func(target routing.Target, err error) {
+		if !s.asking.finish(tx) {
+			return // cancelled meanwhile: the 487 went out
+		}
 		// On a routing worker: the reader has moved on, so work on copies.
 		var vsc scan
 		scanHeaders(req, &vsc)
@@ -152,6 +162,7 @@ func (s *Server) ask(req *sip.Request, p *peer, sc *scan, st *state, out *bytes.
 		s.metrics.RouteLatency.WithLabelValues(string(pp.transport)).Observe(time.Since(start).Seconds())
 	})
 	if err != nil { // the queue is full: 503 at once
+		s.asking.finish(tx)
 		ans := s.answerOf(req, p, target, err)
 		if key != 0 {
 			s.answers.put(key, ans, start)
@@ -373,4 +384,73 @@ func sanitize(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// pendingAsk is an INVITE waiting for the router plugin, kept so that a
+// CANCEL can end it.
+type pendingAsk struct {
+	invite *sip.Request
+	peer   peer
+	rep    replier
+	memo   uint64 // its key in answers (UDP), or 0
+}
+
+// pendingAsks are the INVITEs waiting for the router plugin, by
+// transaction key; no more than the routing engine's queue and workers.
+type pendingAsks struct {
+	mu sync.Mutex
+	m  map[uint64]*pendingAsk
+}
+
+// add registers pa under key and returns the key.
+func (a *pendingAsks) add(key uint64, pa *pendingAsk) uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.m == nil {
+		a.m = make(map[uint64]*pendingAsk)
+	}
+	a.m[key] = pa
+	return key
+}
+
+// finish removes key and reports whether it was still there (not cancelled).
+func (a *pendingAsks) finish(key uint64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.m[key]
+	delete(a.m, key)
+	return ok
+}
+
+// take removes and returns the pending INVITE under key, if any.
+func (a *pendingAsks) take(key uint64) *pendingAsk {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	pa := a.m[key]
+	delete(a.m, key)
+	return pa
+}
+
+// requestTerminated is the answer to a cancelled INVITE.
+var requestTerminated = status{487, "Request Terminated", "cancelled", false}
+
+// cancelAsk ends the INVITE that CANCEL req names, if it is still waiting
+// for the router plugin: the INVITE gets 487 now, the plugin's answer is
+// dropped when it comes. A CANCEL carries the INVITE's Call-ID, CSeq number
+// and top Via, and so its transaction key (RFC 3261 §9.1).
+func (s *Server) cancelAsk(req *sip.Request, p *peer) bool {
+	pa := s.asking.take(s.answers.txKey(req, p.src))
+	if pa == nil {
+		return false
+	}
+	var vsc scan
+	scanHeaders(pa.invite, &vsc)
+	ans := answer{status: &requestTerminated}
+	var buf bytes.Buffer
+	s.writeAnswer(&buf, pa.invite, &pa.peer, vsc.vias, s.state.Load(), ans)
+	if pa.memo != 0 {
+		s.answers.put(pa.memo, ans, time.Now())
+	}
+	pa.rep.reply(buf.Bytes())
+	return true
 }

@@ -229,3 +229,49 @@ func TestContactUserCannotInject(t *testing.T) {
 		}
 	}
 }
+
+// A CANCEL for an INVITE still with the router plugin ends it (RFC 3261
+// §9.2): 200 to the CANCEL, 487 to the INVITE, and the plugin's later
+// answer is dropped. A CANCEL for an INVITE answered already gets 481.
+func TestCancelWhileAsking(t *testing.T) {
+	_, port := startServer(t, &fakeRouter{deferred: 300 * time.Millisecond})
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	inv := strings.Replace(invite(""), "SIP/2.0/UDP", "SIP/2.0/TCP", 1)
+	if _, err := c.Write([]byte(inv)); err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if r := readResponse(t, rd); statusOf(r) != 100 {
+		t.Fatalf("first answer %q, want 100 Trying", firstLine(r))
+	}
+	cancel := strings.NewReplacer("INVITE sip:1001@edge.test SIP/2.0", "CANCEL sip:1001@edge.test SIP/2.0",
+		"314159 INVITE", "314159 CANCEL").Replace(inv)
+	if _, err := c.Write([]byte(cancel)); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for range 2 {
+		r := readResponse(t, rd)
+		got[header(r, "CSeq")] = statusOf(r)
+	}
+	if got["314159 CANCEL"] != 200 || got["314159 INVITE"] != 487 {
+		t.Fatalf("answers %v, want 200 to the CANCEL and 487 to the INVITE", got)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(600 * time.Millisecond))
+	if l, err := rd.ReadString('\n'); err == nil {
+		t.Errorf("after the 487: %q, want nothing (the plugin's answer dropped)", l)
+	}
+	// Once answered, there is nothing to cancel.
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte(cancel)); err != nil {
+		t.Fatal(err)
+	}
+	if r := readResponse(t, rd); statusOf(r) != 481 {
+		t.Errorf("second CANCEL: %q, want 481", firstLine(r))
+	}
+}

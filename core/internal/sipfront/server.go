@@ -80,6 +80,7 @@ type Server struct {
 	inputLog   logLimiter             // bad requests, unparsable messages, refused TLS handshakes
 	queued     atomic.Int64           // bytes queued on all stream connections (maxQueuedTotal)
 	known      func(netip.Addr) bool  // configured peers (WithKnownSource); nil = none
+	asking     pendingAsks            // INVITEs waiting for the router plugin, for CANCEL
 	answers    *answers               // recent UDP INVITE answers, for retransmissions
 
 	mu          sync.Mutex
