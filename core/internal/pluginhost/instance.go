@@ -257,6 +257,8 @@ func (in *instance) watch(p *proc) bool {
 	defer poll.Stop()
 	next := time.NewTimer(cfg.HealthInterval)
 	defer next.Stop()
+	due := time.Now().Add(cfg.HealthInterval)
+	var lag time.Duration          // how late the probe in flight started
 	results := make(chan error, 1) // the probe in flight never blocks
 	for {
 		select {
@@ -267,9 +269,19 @@ func (in *instance) watch(p *proc) bool {
 				return true
 			}
 		case <-next.C:
+			lag = time.Since(due)
 			go func() { results <- p.probe(in.ctx, cfg.HealthTimeout) }()
 		case err := <-results:
+			if err != nil && edgedLagging(lag, cfg.HealthTimeout) {
+				// edged itself could not run on time (a flood, a starved
+				// box): the miss says nothing of the plugin.
+				in.h.log.Debug("plugin health probe inconclusive, edged was late", pluginAttr, in.name, "late", lag, "err", err)
+				due = time.Now().Add(cfg.HealthInterval)
+				next.Reset(cfg.HealthInterval)
+				continue
+			}
 			n := p.recordProbe(err)
+			due = time.Now().Add(cfg.HealthInterval)
 			switch {
 			case err == nil:
 				next.Reset(cfg.HealthInterval)
@@ -309,4 +321,12 @@ func (in *instance) sleep(d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// edgedLagging reports whether a probe that started lag after it was due
+// says more about edged than about the plugin: when edged's own timers run
+// late by half the probe timeout, its goroutines are starved too, and the
+// probe's answer may have been there but not read in time.
+func edgedLagging(lag, timeout time.Duration) bool {
+	return lag > timeout/2
 }

@@ -362,3 +362,19 @@ func TestHostServices(t *testing.T) {
 	}
 	wantPool(t, h.Host, "w/a", "b")
 }
+
+func TestEdgedLagging(t *testing.T) {
+	for _, tt := range []struct {
+		lag, timeout time.Duration
+		want         bool
+	}{
+		{0, 500 * time.Millisecond, false},
+		{200 * time.Millisecond, 500 * time.Millisecond, false},
+		{300 * time.Millisecond, 500 * time.Millisecond, true},
+		{2 * time.Second, 500 * time.Millisecond, true},
+	} {
+		if got := edgedLagging(tt.lag, tt.timeout); got != tt.want {
+			t.Errorf("edgedLagging(%v, %v) = %v, want %v", tt.lag, tt.timeout, got, tt.want)
+		}
+	}
+}
