@@ -3,10 +3,13 @@
 package sipheader
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -42,9 +45,11 @@ func Diversion(values []string) ([]router.Diversion, error) {
 }
 
 // HistoryInfo parses the values of all History-Info headers of a request
-// (RFC 7044 §9). The cause of a retargeting is the "cause" URI parameter
-// (RFC 4458), or the cause inside an escaped Reason header of the URI
-// (RFC 4244 §4.3).
+// (RFC 7044 §9) and returns the entries in index order (§10.3: the index
+// says where an entry stands, whatever order the headers came in; entries
+// without a valid index keep their place after the indexed ones). The cause
+// of a retargeting is the "cause" URI parameter (RFC 4458), or the cause
+// inside an escaped Reason header of the URI (RFC 4244 §4.3).
 func HistoryInfo(values []string) ([]router.HistoryInfo, error) {
 	var out []router.HistoryInfo
 	err := eachAddress("History-Info", values, func(uri *sip.Uri, params sip.HeaderParams) {
@@ -57,7 +62,44 @@ func HistoryInfo(values []string) ([]router.HistoryInfo, error) {
 		}
 		out = append(out, router.HistoryInfo{Index: index, User: userOf(uri), Cause: cause})
 	})
+	slices.SortStableFunc(out, func(a, b router.HistoryInfo) int { return compareIndex(a.Index, b.Index) })
 	return out, err
+}
+
+// compareIndex orders History-Info indexes ("1", "1.1", "1.2.1") as RFC
+// 7044 §10.3 defines them: number by number, a parent before its
+// children. An index that is not dot-separated numbers sorts after every
+// valid one.
+func compareIndex(a, b string) int {
+	pa, oka := indexParts(a)
+	pb, okb := indexParts(b)
+	switch {
+	case !oka || !okb:
+		return cmp.Compare(btoi(!oka), btoi(!okb))
+	}
+	return slices.Compare(pa, pb)
+}
+
+func indexParts(s string) ([]int, bool) {
+	if s == "" || len(s) > 64 {
+		return nil, false
+	}
+	var parts []int
+	for f := range strings.SplitSeq(s, ".") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 || f == "" || f[0] == '+' {
+			return nil, false
+		}
+		parts = append(parts, n)
+	}
+	return parts, true
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // eachAddress splits every value at top-level commas and parses each

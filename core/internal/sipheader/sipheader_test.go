@@ -76,6 +76,18 @@ func TestHistoryInfo(t *testing.T) {
 			give: []string{`<sip:1002@pbx>;index=1`, `<sip:um@um?Reason=SIP%3Bcause%3D302%3Btext%3D%22Moved%22>;index=1.1`},
 			want: []router.HistoryInfo{{Index: "1", User: "1002"}, {Index: "1.1", User: "um", Cause: "302"}},
 		},
+		{
+			// Headers out of order (a proxy that prepends): the index decides.
+			name: "entries out of index order",
+			give: []string{`<sip:1003@x>;index=1.1, <sip:1002@x?Reason=SIP%3Bcause%3D302>;index=1`},
+			want: []router.HistoryInfo{{Index: "1", User: "1002", Cause: "302"}, {Index: "1.1", User: "1003"}},
+		},
+		{
+			name: "numeric, not lexical, order; bad indexes last, in place",
+			give: []string{`<sip:a@x>;index=1.10, <sip:b@x>;index=bogus, <sip:c@x>;index=1.9, <sip:d@x>, <sip:e@x>;index=1`},
+			want: []router.HistoryInfo{{Index: "1", User: "e"}, {Index: "1.9", User: "c"}, {Index: "1.10", User: "a"},
+				{Index: "bogus", User: "b"}, {Index: "", User: "d"}},
+		},
 		{name: "unterminated quote", give: []string{`"x <sip:1@a>;index=1`}, wantErr: true},
 	}
 	for _, tt := range tests {
