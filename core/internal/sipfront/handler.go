@@ -144,7 +144,11 @@ func (s *Server) ask(req *sip.Request, p *peer, sc *scan, st *state, out *bytes.
 	}
 	pp := peer{transport: p.transport, src: p.src, names: p.names}
 	rep := p.replierFor(req)
-	tx := s.asking.add(s.answers.txKey(req, p.src), &pendingAsk{invite: req, peer: pp, rep: rep, memo: key})
+	tx := key // the same transaction key, already hashed over UDP
+	if tx == 0 {
+		tx = s.answers.txKey(req, p.src)
+	}
+	s.asking.add(tx, &pendingAsk{invite: req, peer: pp, rep: rep, memo: key})
 	err := s.router.Ask(call, target, func(target routing.Target, err error) {
 		if !s.asking.finish(tx) {
 			return // cancelled meanwhile: the 487 went out
@@ -402,15 +406,14 @@ type pendingAsks struct {
 	m  map[uint64]*pendingAsk
 }
 
-// add registers pa under key and returns the key.
-func (a *pendingAsks) add(key uint64, pa *pendingAsk) uint64 {
+// add registers pa under key.
+func (a *pendingAsks) add(key uint64, pa *pendingAsk) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.m == nil {
 		a.m = make(map[uint64]*pendingAsk)
 	}
 	a.m[key] = pa
-	return key
 }
 
 // finish removes key and reports whether it was still there (not cancelled).
