@@ -74,7 +74,14 @@ func (b *builder) pools() []router.Pool {
 		if len(ps.Backends) == 0 {
 			b.p.add(path+".backends", "at least one backend is required")
 		}
-		pool := router.Pool{Name: name}
+		pool := router.Pool{Name: name, Action: router.Redirect}
+		switch a := router.Action(ps.Action); a {
+		case "", router.Redirect:
+		case router.Proxy:
+			pool.Action = a
+		default:
+			b.p.add(path+".action", "must be %q or %q, not %q", router.Redirect, router.Proxy, ps.Action)
+		}
 		seen := make(map[string]int)
 		for i, bs := range ps.Backends {
 			bp := fmt.Sprintf("%s.backends[%d]", path, i)
@@ -92,8 +99,21 @@ func (b *builder) pools() []router.Pool {
 			case !router.ValidHost(bs.Host):
 				b.p.add(bp+".host", "must be an IP address or a DNS name, not %q", bs.Host)
 			}
-			b.port(bp+".tcp_port", bs.TCPPort)
-			b.port(bp+".tls_port", bs.TLSPort)
+			if pool.Action == router.Proxy {
+				// An SBC target may speak any subset: 0 = none.
+				b.portOrNone(bp+".tcp_port", bs.TCPPort)
+				b.portOrNone(bp+".tls_port", bs.TLSPort)
+				b.portOrNone(bp+".udp_port", bs.UDPPort)
+				if bs.TCPPort+bs.TLSPort+bs.UDPPort == 0 {
+					b.p.add(bp, "needs at least one of udp_port, tcp_port, tls_port")
+				}
+			} else {
+				b.port(bp+".tcp_port", bs.TCPPort)
+				b.port(bp+".tls_port", bs.TLSPort)
+				if bs.UDPPort != 0 {
+					b.p.add(bp+".udp_port", "only a pool with action = %q uses UDP (a 302 never sends a gateway to UDP)", router.Proxy)
+				}
+			}
 			if bs.MaxCallsAllowed < 0 {
 				b.p.add(bp+".max_calls_allowed", "must not be negative")
 			}
@@ -102,6 +122,7 @@ func (b *builder) pools() []router.Pool {
 				Host:            bs.Host,
 				TCPPort:         bs.TCPPort,
 				TLSPort:         bs.TLSPort,
+				UDPPort:         bs.UDPPort,
 				MaxCallsAllowed: bs.MaxCallsAllowed,
 				Ping:            ps.OptionsInterval,
 			})
@@ -115,6 +136,12 @@ func (b *builder) pools() []router.Pool {
 func (b *builder) port(path string, port int) {
 	if port < 1 || port > maxPort {
 		b.p.add(path, "must be 1..%d, not %d", maxPort, port)
+	}
+}
+
+func (b *builder) portOrNone(path string, port int) {
+	if port != 0 {
+		b.port(path, port)
 	}
 }
 

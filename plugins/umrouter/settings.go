@@ -63,6 +63,7 @@ type mailboxSettings struct {
 
 // poolSettings is one [pools.<name>] table.
 type poolSettings struct {
+	Action          string
 	OptionsInterval time.Duration
 	Backends        []*backendSettings
 }
@@ -73,6 +74,7 @@ type backendSettings struct {
 	Host            string
 	TCPPort         int
 	TLSPort         int
+	UDPPort         int
 	MaxCallsAllowed int
 }
 
@@ -210,6 +212,7 @@ func (d *decoder) mailbox(path string, v any) *mailboxSettings {
 func (d *decoder) pool(path string, v any) *poolSettings {
 	ps := &poolSettings{}
 	d.table(path, v, fields{
+		"action":           d.str(&ps.Action),
 		"options_interval": d.duration(&ps.OptionsInterval),
 		"backends": func(path string, v any) {
 			d.tables(path, v, func(path string, v any) {
@@ -219,6 +222,7 @@ func (d *decoder) pool(path string, v any) *poolSettings {
 					"host":              d.str(&b.Host),
 					"tcp_port":          d.integer(&b.TCPPort),
 					"tls_port":          d.integer(&b.TLSPort),
+					"udp_port":          d.integer(&b.UDPPort),
 					"max_calls_allowed": d.integer(&b.MaxCallsAllowed),
 				})
 				ps.Backends = append(ps.Backends, b)

@@ -163,6 +163,21 @@ host = "127.0.0.1"
 			want: []string{`gateways."a.b".status: must be Enabled, Disabled or NoNewCalls, not "Off"`},
 		},
 		{
+			name: "UDP-only proxy pool is fine",
+			give: "+[pools.trunk]\naction = \"proxy\"\n[[pools.trunk.backends]]\nname = \"t\"\nhost = \"10.0.0.9\"\nudp_port = 5060\ntcp_port = 0\ntls_port = 0\n",
+		},
+		{
+			name: "proxy pool backend without a port, UDP on a redirect pool, unknown action",
+			give: "+[pools.trunk]\naction = \"proxy\"\n[[pools.trunk.backends]]\nname = \"t\"\nhost = \"10.0.0.9\"\ntcp_port = 0\ntls_port = 0\n" +
+				"[pools.r]\n[[pools.r.backends]]\nname = \"u\"\nhost = \"10.0.0.8\"\nudp_port = 5060\n" +
+				"[pools.x]\naction = \"forward\"\n[[pools.x.backends]]\nname = \"v\"\nhost = \"10.0.0.7\"\n",
+			want: []string{
+				"pools.r.backends[0].udp_port: only a pool with action = \"proxy\" uses UDP (a 302 never sends a gateway to UDP)",
+				"pools.trunk.backends[0]: needs at least one of udp_port, tcp_port, tls_port",
+				`pools.x.action: must be "redirect" or "proxy", not "forward"`,
+			},
+		},
+		{
 			name: "inline array of backend tables",
 			give: "+[pools.inline]\nbackends = [{name = \"a\", host = \"10.0.0.2\"}, {name = \"a\", host = \"10.0.0.3\"}]\n",
 			want: []string{`pools.inline.backends[1].name: "a" is already the name of backends[0]`},
@@ -233,10 +248,10 @@ func TestTable(t *testing.T) {
 	}
 
 	wantPools := []router.Pool{
-		{Name: "local", Backends: []router.Backend{
+		{Name: "local", Action: router.Redirect, Backends: []router.Backend{
 			{Name: "local", Host: "127.0.0.1", TCPPort: 5062, TLSPort: 5063, MaxCallsAllowed: 100},
 		}},
-		{Name: "remote", Backends: []router.Backend{
+		{Name: "remote", Action: router.Redirect, Backends: []router.Backend{
 			{Name: "um1", Host: "::1", TCPPort: 5062, TLSPort: 5063, MaxCallsAllowed: 100, Ping: 10 * time.Second},
 			{Name: "um2", Host: "um2.example.test", TCPPort: 6062, TLSPort: 6063, MaxCallsAllowed: 0, Ping: 10 * time.Second},
 		}},

@@ -53,6 +53,11 @@ var serviceCodes = []struct {
 	{DirectVoicemail, routerpb.Service_SERVICE_DIRECT_VOICEMAIL},
 }
 
+var actions = []struct {
+	g Action
+	p routerpb.Action
+}{{Redirect, routerpb.Action_ACTION_REDIRECT}, {Proxy, routerpb.Action_ACTION_PROXY}}
+
 var reasonCodes = []struct {
 	g error
 	p routerpb.Reason
@@ -264,13 +269,14 @@ func tableToProto(t *Table) *routerpb.TableResponse {
 		pt.DialPlans = append(pt.DialPlans, pd)
 	}
 	for _, p := range t.Pools {
-		pp := &routerpb.Pool{Name: p.Name}
+		pp := &routerpb.Pool{Name: p.Name, Action: toEnum(actions, p.Action)}
 		for _, b := range p.Backends {
 			pp.Backends = append(pp.Backends, &routerpb.Backend{
 				Name:            b.Name,
 				Host:            b.Host,
 				TcpPort:         int32(b.TCPPort),
 				TlsPort:         int32(b.TLSPort),
+				UdpPort:         int32(b.UDPPort),
 				MaxCallsAllowed: int64(b.MaxCallsAllowed),
 				Ping:            durationToProto(b.Ping),
 			})
@@ -331,13 +337,14 @@ func tableFromProto(pt *routerpb.TableResponse) (*Table, error) {
 		t.DialPlans = append(t.DialPlans, dp)
 	}
 	for _, pp := range pt.GetPools() {
-		p := Pool{Name: pp.GetName()}
+		p := Pool{Name: pp.GetName(), Action: fromEnum(actions, pp.GetAction())}
 		for _, pb := range pp.GetBackends() {
 			p.Backends = append(p.Backends, Backend{
 				Name:            pb.GetName(),
 				Host:            pb.GetHost(),
 				TCPPort:         int(pb.GetTcpPort()),
 				TLSPort:         int(pb.GetTlsPort()),
+				UDPPort:         int(pb.GetUdpPort()),
 				MaxCallsAllowed: int(pb.GetMaxCallsAllowed()),
 				Ping:            durationFromProto(pb.GetPing()),
 			})

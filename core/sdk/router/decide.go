@@ -68,12 +68,23 @@ func Compile(t *Table) (*Compiled, error) {
 		if len(p.Backends) == 0 {
 			bad("pool %s has no back ends", p.Name)
 		}
+		switch p.Action {
+		case "":
+			p.Action = Redirect
+		case Redirect, Proxy:
+		default:
+			bad("pool %s: action %q is neither %q nor %q", p.Name, p.Action, Redirect, Proxy)
+		}
 		for j, b := range p.Backends {
 			if !ValidHost(b.Host) {
 				bad("pool %s, back end %d (%s): host %q is no IP address or DNS name", p.Name, j, b.Name, b.Host)
 			}
-			if b.Host == "" || b.TCPPort < 0 || b.TCPPort > 65535 || b.TLSPort < 0 || b.TLSPort > 65535 || b.TCPPort+b.TLSPort == 0 {
-				bad("pool %s, back end %d (%s): needs a host and a TCP or TLS port in 1..65535 (0 = none)", p.Name, j, b.Name)
+			ports := b.TCPPort + b.TLSPort
+			if p.Action == Proxy {
+				ports += b.UDPPort
+			}
+			if b.Host == "" || !portOrNone(b.TCPPort) || !portOrNone(b.TLSPort) || !portOrNone(b.UDPPort) || ports == 0 {
+				bad("pool %s, back end %d (%s): needs a host and a port in 1..65535 (0 = none): TCP or TLS, or for a proxy pool UDP", p.Name, j, b.Name)
 			}
 		}
 		c.pools[p.Name] = p
@@ -208,6 +219,8 @@ func Compile(t *Table) (*Compiled, error) {
 
 // Table returns the table c was compiled from. It must not be changed.
 func (c *Compiled) Table() *Table { return c.table }
+
+func portOrNone(p int) bool { return p >= 0 && p <= 65535 }
 
 // Pool returns the pool called name, or nil.
 func (c *Compiled) Pool(name string) *Pool { return c.pools[name] }

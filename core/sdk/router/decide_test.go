@@ -42,6 +42,18 @@ func TestCompileRefuses(t *testing.T) {
 		{"number that does not fit", func(t *Table) { t.DialPlans[0].Mailboxes[0].Number = "10011" }, "wrong number of digits"},
 		{"unknown status", func(t *Table) { t.Gateways[0].Status = "" }, "status"},
 		{"unknown uri type", func(t *Table) { t.DialPlans[0].URIType = "" }, "unknown uri type"},
+		{"unknown action", func(t *Table) { t.Pools[0].Action = "forward" }, `action "forward"`},
+		{"redirect pool with only UDP", func(t *Table) {
+			b := &t.Pools[0].Backends[0]
+			b.TCPPort, b.TLSPort, b.UDPPort = 0, 0, 5060
+		}, "needs a host and a port"},
+		{"port out of range", func(t *Table) { t.Pools[0].Backends[0].UDPPort = 70000 }, "needs a host and a port"},
+	}
+	proxy := validTable()
+	proxy.Pools[0].Action = Proxy
+	proxy.Pools[0].Backends[0] = Backend{Name: "trunk", Host: "192.0.2.50", UDPPort: 5060}
+	if _, err := Compile(proxy); err != nil {
+		t.Errorf("Compile(UDP-only proxy pool) = %v", err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -162,11 +162,11 @@ func TestTableRoundTrip(t *testing.T) {
 				Mailboxes: []router.Mailbox{}},
 		},
 		Pools: []router.Pool{
-			{Name: "um-a", Backends: []router.Backend{
+			{Name: "um-a", Action: router.Redirect, Backends: []router.Backend{
 				{Name: "um1", Host: "um1.example.com", TCPPort: 5062, TLSPort: 5063, MaxCallsAllowed: 100, Ping: 1500 * time.Millisecond},
-				{Name: "um2", Host: "192.0.2.100", TLSPort: 5063},
+				{Name: "um2", Host: "192.0.2.100", TLSPort: 5063, UDPPort: 5070},
 			}},
-			{Name: "empty"},
+			{Name: "empty", Action: router.Proxy},
 		},
 	}
 	r, _ := newPair(t, &stubRouter{table: want})

@@ -207,11 +207,28 @@ type Mailbox struct {
 	Pool   string // "" = the dial plan's pool
 }
 
-// Pool is a set of interchangeable back ends (UM services).
+// Pool is a set of interchangeable back ends (UM services, or any SIP peer
+// the appliance fronts as an SBC).
 type Pool struct {
 	Name     string
+	Action   Action // what the core does with a call routed here
 	Backends []Backend
 }
+
+// Action is how the core hands a call to a pool.
+type Action string
+
+// Actions. The zero value is Redirect.
+const (
+	// Redirect answers the caller with 302 to the chosen back end: the
+	// Exchange way; the Call Router never sees the call again.
+	Redirect Action = "redirect"
+	// Proxy runs the call as a B2BUA: the core places a call of its own to
+	// the back end, follows its 3xx, anchors the media and hides each side
+	// from the other. For peers that cannot follow a 302, sit behind NAT,
+	// or speak only UDP or plain RTP.
+	Proxy Action = "proxy"
+)
 
 // Backend is one UM service the Call Router can redirect to.
 type Backend struct {
@@ -219,6 +236,10 @@ type Backend struct {
 	Host    string // FQDN or IP written into the 302 Contact
 	TCPPort int    // SIP/TCP port, normally 5062
 	TLSPort int    // SIP/TLS port, normally 5063
+	// UDPPort is the SIP/UDP port; 0 = none. Only a proxy pool uses it:
+	// a 302 never sends a gateway to UDP (UM back ends listen on TCP/TLS),
+	// while an SBC may front a trunk that speaks only UDP.
+	UDPPort int
 
 	// MaxCallsAllowed is the back end's concurrent-call capacity (R-WK-3);
 	// 0 = unlimited.

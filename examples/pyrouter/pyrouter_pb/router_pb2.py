@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0crouter.proto\x12\x10umedge.router.v1\x1a\x1egoogle/protobuf/duration.proto\"\x0e\n\x0cTableRequest\"\xa7\x01\n\rTableResponse\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12+\n\x08gateways\x18\x02 \x03(\x0b\x32\x19.umedge.router.v1.Gateway\x12.\n\ndial_plans\x18\x03 \x03(\x0b\x32\x1a.umedge.router.v1.DialPlan\x12%\n\x05pools\x18\x04 \x03(\x0b\x32\x16.umedge.router.v1.Pool\"\xc6\x02\n\x07Gateway\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\taddresses\x18\x02 \x03(\t\x12\x0c\n\x04\x66qdn\x18\x03 \x01(\t\x12/\n\x06status\x18\x04 \x01(\x0e\x32\x1f.umedge.router.v1.GatewayStatus\x12\x30\n\x0bhunt_groups\x18\x05 \x03(\x0b\x32\x1b.umedge.router.v1.HuntGroup\x12\x18\n\x10\x63\x61lls_per_second\x18\x06 \x01(\x01\x12\x1c\n\x14max_concurrent_calls\x18\x07 \x01(\x03\x12\'\n\x04ping\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bping_target\x18\t \x01(\t\x12\x33\n\x0eping_transport\x18\n \x01(\x0e\x32\x1b.umedge.router.v1.Transport\"-\n\tHuntGroup\x12\r\n\x05pilot\x18\x01 \x01(\t\x12\x11\n\tdial_plan\x18\x02 \x01(\t\"\x8f\x02\n\x08\x44ialPlan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x08uri_type\x18\x02 \x01(\x0e\x32\x19.umedge.router.v1.URIType\x12\x18\n\x10\x65xtension_digits\x18\x03 \x01(\x05\x12,\n\x08security\x18\x04 \x01(\x0e\x32\x1a.umedge.router.v1.Security\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\x16\n\x0e\x61\x63\x63\x65ss_numbers\x18\x06 \x03(\t\x12,\n\tmailboxes\x18\x07 \x03(\x0b\x32\x19.umedge.router.v1.Mailbox\x12,\n\x08unlisted\x18\x08 \x01(\x0e\x32\x1a.umedge.router.v1.Unlisted\"5\n\x07Mailbox\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\"A\n\x04Pool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x08\x62\x61\x63kends\x18\x02 \x03(\x0b\x32\x19.umedge.router.v1.Backend\"\x8d\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x10\n\x08tcp_port\x18\x03 \x01(\x05\x12\x10\n\x08tls_port\x18\x04 \x01(\x05\x12\x19\n\x11max_calls_allowed\x18\x05 \x01(\x03\x12\'\n\x04ping\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"4\n\x0cRouteRequest\x12$\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x16.umedge.router.v1.Call\"\x8e\x02\n\x04\x43\x61ll\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12.\n\ttransport\x18\x02 \x01(\x0e\x32\x1b.umedge.router.v1.Transport\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x12\n\npeer_names\x18\x04 \x03(\t\x12\x18\n\x10request_uri_user\x18\x05 \x01(\x0c\x12\x0f\n\x07to_user\x18\x06 \x01(\x0c\x12\x11\n\tfrom_user\x18\x07 \x01(\x0c\x12.\n\tdiversion\x18\x08 \x03(\x0b\x32\x1b.umedge.router.v1.Diversion\x12\x33\n\x0chistory_info\x18\t \x03(\x0b\x32\x1d.umedge.router.v1.HistoryInfo\")\n\tDiversion\x12\x0c\n\x04user\x18\x01 \x01(\x0c\x12\x0e\n\x06reason\x18\x02 \x01(\x0c\"9\n\x0bHistoryInfo\x12\r\n\x05index\x18\x01 \x01(\x0c\x12\x0c\n\x04user\x18\x02 \x01(\x0c\x12\r\n\x05\x63\x61use\x18\x03 \x01(\x0c\"{\n\rRouteResponse\x12.\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1a.umedge.router.v1.DecisionH\x00\x12\x30\n\trejection\x18\x02 \x01(\x0b\x32\x1b.umedge.router.v1.RejectionH\x00\x42\x08\n\x06result\"e\n\x08\x44\x65\x63ision\x12*\n\x07service\x18\x01 \x01(\x0e\x32\x19.umedge.router.v1.Service\x12\x0e\n\x06\x63\x61lled\x18\x02 \x01(\x0c\x12\x0f\n\x07mailbox\x18\x03 \x01(\t\x12\x0c\n\x04pool\x18\x04 \x01(\t\"E\n\tRejection\x12(\n\x06reason\x18\x01 \x01(\x0e\x32\x18.umedge.router.v1.Reason\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t*_\n\tTransport\x12\x19\n\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x11\n\rTRANSPORT_UDP\x10\x01\x12\x11\n\rTRANSPORT_TCP\x10\x02\x12\x11\n\rTRANSPORT_TLS\x10\x03*\x89\x01\n\rGatewayStatus\x12\x1e\n\x1aGATEWAY_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16GATEWAY_STATUS_ENABLED\x10\x01\x12\x1b\n\x17GATEWAY_STATUS_DISABLED\x10\x02\x12\x1f\n\x1bGATEWAY_STATUS_NO_NEW_CALLS\x10\x03*d\n\x07URIType\x12\x18\n\x14URI_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11URI_TYPE_TEL_EXTN\x10\x01\x12\x11\n\rURI_TYPE_E164\x10\x02\x12\x15\n\x11URI_TYPE_SIP_NAME\x10\x03*l\n\x08Security\x12\x18\n\x14SECURITY_UNSPECIFIED\x10\x00\x12\x16\n\x12SECURITY_UNSECURED\x10\x01\x12\x18\n\x14SECURITY_SIP_SECURED\x10\x02\x12\x14\n\x10SECURITY_SECURED\x10\x03*8\n\x08Unlisted\x12\x13\n\x0fUNLISTED_REJECT\x10\x00\x12\x17\n\x13UNLISTED_ASK_PLUGIN\x10\x01*{\n\x07Service\x12\x17\n\x13SERVICE_UNSPECIFIED\x10\x00\x12\x1a\n\x16SERVICE_CALL_ANSWERING\x10\x01\x12\x1d\n\x19SERVICE_SUBSCRIBER_ACCESS\x10\x02\x12\x1c\n\x18SERVICE_DIRECT_VOICEMAIL\x10\x03*\xdc\x01\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13REASON_UNKNOWN_PEER\x10\x01\x12\x1b\n\x17REASON_GATEWAY_DISABLED\x10\x02\x12\x1b\n\x17REASON_GATEWAY_DRAINING\x10\x03\x12\x17\n\x13REASON_NO_DIAL_PLAN\x10\x04\x12\x19\n\x15REASON_UNKNOWN_NUMBER\x10\x05\x12\x15\n\x11REASON_BAD_NUMBER\x10\x06\x12\x1c\n\x18REASON_SECURITY_MISMATCH\x10\x07\x32\x9c\x01\n\x06Router\x12H\n\x05Table\x12\x1e.umedge.router.v1.TableRequest\x1a\x1f.umedge.router.v1.TableResponse\x12H\n\x05Route\x12\x1e.umedge.router.v1.RouteRequest\x1a\x1f.umedge.router.v1.RouteResponseB9Z7github.com/umedge/umedge/core/sdk/router/proto;routerpbb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0crouter.proto\x12\x10umedge.router.v1\x1a\x1egoogle/protobuf/duration.proto\"\x0e\n\x0cTableRequest\"\xa7\x01\n\rTableResponse\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12+\n\x08gateways\x18\x02 \x03(\x0b\x32\x19.umedge.router.v1.Gateway\x12.\n\ndial_plans\x18\x03 \x03(\x0b\x32\x1a.umedge.router.v1.DialPlan\x12%\n\x05pools\x18\x04 \x03(\x0b\x32\x16.umedge.router.v1.Pool\"\xc6\x02\n\x07Gateway\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\taddresses\x18\x02 \x03(\t\x12\x0c\n\x04\x66qdn\x18\x03 \x01(\t\x12/\n\x06status\x18\x04 \x01(\x0e\x32\x1f.umedge.router.v1.GatewayStatus\x12\x30\n\x0bhunt_groups\x18\x05 \x03(\x0b\x32\x1b.umedge.router.v1.HuntGroup\x12\x18\n\x10\x63\x61lls_per_second\x18\x06 \x01(\x01\x12\x1c\n\x14max_concurrent_calls\x18\x07 \x01(\x03\x12\'\n\x04ping\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bping_target\x18\t \x01(\t\x12\x33\n\x0eping_transport\x18\n \x01(\x0e\x32\x1b.umedge.router.v1.Transport\"-\n\tHuntGroup\x12\r\n\x05pilot\x18\x01 \x01(\t\x12\x11\n\tdial_plan\x18\x02 \x01(\t\"\x8f\x02\n\x08\x44ialPlan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x08uri_type\x18\x02 \x01(\x0e\x32\x19.umedge.router.v1.URIType\x12\x18\n\x10\x65xtension_digits\x18\x03 \x01(\x05\x12,\n\x08security\x18\x04 \x01(\x0e\x32\x1a.umedge.router.v1.Security\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\x16\n\x0e\x61\x63\x63\x65ss_numbers\x18\x06 \x03(\t\x12,\n\tmailboxes\x18\x07 \x03(\x0b\x32\x19.umedge.router.v1.Mailbox\x12,\n\x08unlisted\x18\x08 \x01(\x0e\x32\x1a.umedge.router.v1.Unlisted\"5\n\x07Mailbox\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\"k\n\x04Pool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x08\x62\x61\x63kends\x18\x02 \x03(\x0b\x32\x19.umedge.router.v1.Backend\x12(\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x18.umedge.router.v1.Action\"\x9f\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x10\n\x08tcp_port\x18\x03 \x01(\x05\x12\x10\n\x08tls_port\x18\x04 \x01(\x05\x12\x19\n\x11max_calls_allowed\x18\x05 \x01(\x03\x12\'\n\x04ping\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08udp_port\x18\x07 \x01(\x05\"4\n\x0cRouteRequest\x12$\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x16.umedge.router.v1.Call\"\x8e\x02\n\x04\x43\x61ll\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12.\n\ttransport\x18\x02 \x01(\x0e\x32\x1b.umedge.router.v1.Transport\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x12\n\npeer_names\x18\x04 \x03(\t\x12\x18\n\x10request_uri_user\x18\x05 \x01(\x0c\x12\x0f\n\x07to_user\x18\x06 \x01(\x0c\x12\x11\n\tfrom_user\x18\x07 \x01(\x0c\x12.\n\tdiversion\x18\x08 \x03(\x0b\x32\x1b.umedge.router.v1.Diversion\x12\x33\n\x0chistory_info\x18\t \x03(\x0b\x32\x1d.umedge.router.v1.HistoryInfo\")\n\tDiversion\x12\x0c\n\x04user\x18\x01 \x01(\x0c\x12\x0e\n\x06reason\x18\x02 \x01(\x0c\"9\n\x0bHistoryInfo\x12\r\n\x05index\x18\x01 \x01(\x0c\x12\x0c\n\x04user\x18\x02 \x01(\x0c\x12\r\n\x05\x63\x61use\x18\x03 \x01(\x0c\"{\n\rRouteResponse\x12.\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1a.umedge.router.v1.DecisionH\x00\x12\x30\n\trejection\x18\x02 \x01(\x0b\x32\x1b.umedge.router.v1.RejectionH\x00\x42\x08\n\x06result\"e\n\x08\x44\x65\x63ision\x12*\n\x07service\x18\x01 \x01(\x0e\x32\x19.umedge.router.v1.Service\x12\x0e\n\x06\x63\x61lled\x18\x02 \x01(\x0c\x12\x0f\n\x07mailbox\x18\x03 \x01(\t\x12\x0c\n\x04pool\x18\x04 \x01(\t\"E\n\tRejection\x12(\n\x06reason\x18\x01 \x01(\x0e\x32\x18.umedge.router.v1.Reason\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t*_\n\tTransport\x12\x19\n\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x11\n\rTRANSPORT_UDP\x10\x01\x12\x11\n\rTRANSPORT_TCP\x10\x02\x12\x11\n\rTRANSPORT_TLS\x10\x03*\x89\x01\n\rGatewayStatus\x12\x1e\n\x1aGATEWAY_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16GATEWAY_STATUS_ENABLED\x10\x01\x12\x1b\n\x17GATEWAY_STATUS_DISABLED\x10\x02\x12\x1f\n\x1bGATEWAY_STATUS_NO_NEW_CALLS\x10\x03*d\n\x07URIType\x12\x18\n\x14URI_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11URI_TYPE_TEL_EXTN\x10\x01\x12\x11\n\rURI_TYPE_E164\x10\x02\x12\x15\n\x11URI_TYPE_SIP_NAME\x10\x03*l\n\x08Security\x12\x18\n\x14SECURITY_UNSPECIFIED\x10\x00\x12\x16\n\x12SECURITY_UNSECURED\x10\x01\x12\x18\n\x14SECURITY_SIP_SECURED\x10\x02\x12\x14\n\x10SECURITY_SECURED\x10\x03*8\n\x08Unlisted\x12\x13\n\x0fUNLISTED_REJECT\x10\x00\x12\x17\n\x13UNLISTED_ASK_PLUGIN\x10\x01*{\n\x07Service\x12\x17\n\x13SERVICE_UNSPECIFIED\x10\x00\x12\x1a\n\x16SERVICE_CALL_ANSWERING\x10\x01\x12\x1d\n\x19SERVICE_SUBSCRIBER_ACCESS\x10\x02\x12\x1c\n\x18SERVICE_DIRECT_VOICEMAIL\x10\x03*\xdc\x01\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13REASON_UNKNOWN_PEER\x10\x01\x12\x1b\n\x17REASON_GATEWAY_DISABLED\x10\x02\x12\x1b\n\x17REASON_GATEWAY_DRAINING\x10\x03\x12\x17\n\x13REASON_NO_DIAL_PLAN\x10\x04\x12\x19\n\x15REASON_UNKNOWN_NUMBER\x10\x05\x12\x15\n\x11REASON_BAD_NUMBER\x10\x06\x12\x1c\n\x18REASON_SECURITY_MISMATCH\x10\x07*/\n\x06\x41\x63tion\x12\x13\n\x0f\x41\x43TION_REDIRECT\x10\x00\x12\x10\n\x0c\x41\x43TION_PROXY\x10\x01\x32\x9c\x01\n\x06Router\x12H\n\x05Table\x12\x1e.umedge.router.v1.TableRequest\x1a\x1f.umedge.router.v1.TableResponse\x12H\n\x05Route\x12\x1e.umedge.router.v1.RouteRequest\x1a\x1f.umedge.router.v1.RouteResponseB9Z7github.com/umedge/umedge/core/sdk/router/proto;routerpbb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'router_pb2', globals())
@@ -22,20 +22,22 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'Z7github.com/umedge/umedge/core/sdk/router/proto;routerpb'
-  _TRANSPORT._serialized_start=1896
-  _TRANSPORT._serialized_end=1991
-  _GATEWAYSTATUS._serialized_start=1994
-  _GATEWAYSTATUS._serialized_end=2131
-  _URITYPE._serialized_start=2133
-  _URITYPE._serialized_end=2233
-  _SECURITY._serialized_start=2235
-  _SECURITY._serialized_end=2343
-  _UNLISTED._serialized_start=2345
-  _UNLISTED._serialized_end=2401
-  _SERVICE._serialized_start=2403
-  _SERVICE._serialized_end=2526
-  _REASON._serialized_start=2529
-  _REASON._serialized_end=2749
+  _TRANSPORT._serialized_start=1956
+  _TRANSPORT._serialized_end=2051
+  _GATEWAYSTATUS._serialized_start=2054
+  _GATEWAYSTATUS._serialized_end=2191
+  _URITYPE._serialized_start=2193
+  _URITYPE._serialized_end=2293
+  _SECURITY._serialized_start=2295
+  _SECURITY._serialized_end=2403
+  _UNLISTED._serialized_start=2405
+  _UNLISTED._serialized_end=2461
+  _SERVICE._serialized_start=2463
+  _SERVICE._serialized_end=2586
+  _REASON._serialized_start=2589
+  _REASON._serialized_end=2809
+  _ACTION._serialized_start=2811
+  _ACTION._serialized_end=2858
   _TABLEREQUEST._serialized_start=66
   _TABLEREQUEST._serialized_end=80
   _TABLERESPONSE._serialized_start=83
@@ -49,23 +51,23 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _MAILBOX._serialized_start=902
   _MAILBOX._serialized_end=955
   _POOL._serialized_start=957
-  _POOL._serialized_end=1022
-  _BACKEND._serialized_start=1025
-  _BACKEND._serialized_end=1166
-  _ROUTEREQUEST._serialized_start=1168
-  _ROUTEREQUEST._serialized_end=1220
-  _CALL._serialized_start=1223
-  _CALL._serialized_end=1493
-  _DIVERSION._serialized_start=1495
-  _DIVERSION._serialized_end=1536
-  _HISTORYINFO._serialized_start=1538
-  _HISTORYINFO._serialized_end=1595
-  _ROUTERESPONSE._serialized_start=1597
-  _ROUTERESPONSE._serialized_end=1720
-  _DECISION._serialized_start=1722
-  _DECISION._serialized_end=1823
-  _REJECTION._serialized_start=1825
-  _REJECTION._serialized_end=1894
-  _ROUTER._serialized_start=2752
-  _ROUTER._serialized_end=2908
+  _POOL._serialized_end=1064
+  _BACKEND._serialized_start=1067
+  _BACKEND._serialized_end=1226
+  _ROUTEREQUEST._serialized_start=1228
+  _ROUTEREQUEST._serialized_end=1280
+  _CALL._serialized_start=1283
+  _CALL._serialized_end=1553
+  _DIVERSION._serialized_start=1555
+  _DIVERSION._serialized_end=1596
+  _HISTORYINFO._serialized_start=1598
+  _HISTORYINFO._serialized_end=1655
+  _ROUTERESPONSE._serialized_start=1657
+  _ROUTERESPONSE._serialized_end=1780
+  _DECISION._serialized_start=1782
+  _DECISION._serialized_end=1883
+  _REJECTION._serialized_start=1885
+  _REJECTION._serialized_end=1954
+  _ROUTER._serialized_start=2861
+  _ROUTER._serialized_end=3017
 # @@protoc_insertion_point(module_scope)

@@ -401,6 +401,54 @@ func (Reason) EnumDescriptor() ([]byte, []int) {
 	return file_core_sdk_router_proto_router_proto_rawDescGZIP(), []int{6}
 }
 
+// Action is how the core hands a call to a pool. Redirect is the zero
+// value: a plugin built before proxy existed keeps redirecting.
+type Action int32
+
+const (
+	Action_ACTION_REDIRECT Action = 0
+	Action_ACTION_PROXY    Action = 1
+)
+
+// Enum value maps for Action.
+var (
+	Action_name = map[int32]string{
+		0: "ACTION_REDIRECT",
+		1: "ACTION_PROXY",
+	}
+	Action_value = map[string]int32{
+		"ACTION_REDIRECT": 0,
+		"ACTION_PROXY":    1,
+	}
+)
+
+func (x Action) Enum() *Action {
+	p := new(Action)
+	*p = x
+	return p
+}
+
+func (x Action) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Action) Descriptor() protoreflect.EnumDescriptor {
+	return file_core_sdk_router_proto_router_proto_enumTypes[7].Descriptor()
+}
+
+func (Action) Type() protoreflect.EnumType {
+	return &file_core_sdk_router_proto_router_proto_enumTypes[7]
+}
+
+func (x Action) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Action.Descriptor instead.
+func (Action) EnumDescriptor() ([]byte, []int) {
+	return file_core_sdk_router_proto_router_proto_rawDescGZIP(), []int{7}
+}
+
 type TableRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -842,6 +890,7 @@ type Pool struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Backends      []*Backend             `protobuf:"bytes,2,rep,name=backends,proto3" json:"backends,omitempty"`
+	Action        Action                 `protobuf:"varint,3,opt,name=action,proto3,enum=umedge.router.v1.Action" json:"action,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -890,6 +939,13 @@ func (x *Pool) GetBackends() []*Backend {
 	return nil
 }
 
+func (x *Pool) GetAction() Action {
+	if x != nil {
+		return x.Action
+	}
+	return Action_ACTION_REDIRECT
+}
+
 // Backend is one UM service the Call Router can redirect to.
 type Backend struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -899,6 +955,7 @@ type Backend struct {
 	TlsPort         int32                  `protobuf:"varint,4,opt,name=tls_port,json=tlsPort,proto3" json:"tls_port,omitempty"`
 	MaxCallsAllowed int64                  `protobuf:"varint,5,opt,name=max_calls_allowed,json=maxCallsAllowed,proto3" json:"max_calls_allowed,omitempty"` // 0 = unlimited
 	Ping            *durationpb.Duration   `protobuf:"bytes,6,opt,name=ping,proto3" json:"ping,omitempty"`                                                 // unset or zero = assumed healthy
+	UdpPort         int32                  `protobuf:"varint,7,opt,name=udp_port,json=udpPort,proto3" json:"udp_port,omitempty"`                           // 0 = none; used by proxy pools only
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -973,6 +1030,13 @@ func (x *Backend) GetPing() *durationpb.Duration {
 		return x.Ping
 	}
 	return nil
+}
+
+func (x *Backend) GetUdpPort() int32 {
+	if x != nil {
+		return x.UdpPort
+	}
+	return 0
 }
 
 type RouteRequest struct {
@@ -1489,17 +1553,19 @@ const file_core_sdk_router_proto_router_proto_rawDesc = "" +
 	"\aMailbox\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\tR\x06number\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
-	"\x04pool\x18\x03 \x01(\tR\x04pool\"Q\n" +
+	"\x04pool\x18\x03 \x01(\tR\x04pool\"\x83\x01\n" +
 	"\x04Pool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
-	"\bbackends\x18\x02 \x03(\v2\x19.umedge.router.v1.BackendR\bbackends\"\xc2\x01\n" +
+	"\bbackends\x18\x02 \x03(\v2\x19.umedge.router.v1.BackendR\bbackends\x120\n" +
+	"\x06action\x18\x03 \x01(\x0e2\x18.umedge.router.v1.ActionR\x06action\"\xdd\x01\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x19\n" +
 	"\btcp_port\x18\x03 \x01(\x05R\atcpPort\x12\x19\n" +
 	"\btls_port\x18\x04 \x01(\x05R\atlsPort\x12*\n" +
 	"\x11max_calls_allowed\x18\x05 \x01(\x03R\x0fmaxCallsAllowed\x12-\n" +
-	"\x04ping\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x04ping\":\n" +
+	"\x04ping\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x04ping\x12\x19\n" +
+	"\budp_port\x18\a \x01(\x05R\audpPort\":\n" +
 	"\fRouteRequest\x12*\n" +
 	"\x04call\x18\x01 \x01(\v2\x16.umedge.router.v1.CallR\x04call\"\xee\x02\n" +
 	"\x04Call\x12\x17\n" +
@@ -1568,7 +1634,10 @@ const file_core_sdk_router_proto_router_proto_rawDesc = "" +
 	"\x13REASON_NO_DIAL_PLAN\x10\x04\x12\x19\n" +
 	"\x15REASON_UNKNOWN_NUMBER\x10\x05\x12\x15\n" +
 	"\x11REASON_BAD_NUMBER\x10\x06\x12\x1c\n" +
-	"\x18REASON_SECURITY_MISMATCH\x10\a2\x9c\x01\n" +
+	"\x18REASON_SECURITY_MISMATCH\x10\a*/\n" +
+	"\x06Action\x12\x13\n" +
+	"\x0fACTION_REDIRECT\x10\x00\x12\x10\n" +
+	"\fACTION_PROXY\x10\x012\x9c\x01\n" +
 	"\x06Router\x12H\n" +
 	"\x05Table\x12\x1e.umedge.router.v1.TableRequest\x1a\x1f.umedge.router.v1.TableResponse\x12H\n" +
 	"\x05Route\x12\x1e.umedge.router.v1.RouteRequest\x1a\x1f.umedge.router.v1.RouteResponseB9Z7github.com/umedge/umedge/core/sdk/router/proto;routerpbb\x06proto3"
@@ -1585,7 +1654,7 @@ func file_core_sdk_router_proto_router_proto_rawDescGZIP() []byte {
 	return file_core_sdk_router_proto_router_proto_rawDescData
 }
 
-var file_core_sdk_router_proto_router_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_core_sdk_router_proto_router_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
 var file_core_sdk_router_proto_router_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_core_sdk_router_proto_router_proto_goTypes = []any{
 	(Transport)(0),              // 0: umedge.router.v1.Transport
@@ -1595,54 +1664,56 @@ var file_core_sdk_router_proto_router_proto_goTypes = []any{
 	(Unlisted)(0),               // 4: umedge.router.v1.Unlisted
 	(Service)(0),                // 5: umedge.router.v1.Service
 	(Reason)(0),                 // 6: umedge.router.v1.Reason
-	(*TableRequest)(nil),        // 7: umedge.router.v1.TableRequest
-	(*TableResponse)(nil),       // 8: umedge.router.v1.TableResponse
-	(*Gateway)(nil),             // 9: umedge.router.v1.Gateway
-	(*HuntGroup)(nil),           // 10: umedge.router.v1.HuntGroup
-	(*DialPlan)(nil),            // 11: umedge.router.v1.DialPlan
-	(*Mailbox)(nil),             // 12: umedge.router.v1.Mailbox
-	(*Pool)(nil),                // 13: umedge.router.v1.Pool
-	(*Backend)(nil),             // 14: umedge.router.v1.Backend
-	(*RouteRequest)(nil),        // 15: umedge.router.v1.RouteRequest
-	(*Call)(nil),                // 16: umedge.router.v1.Call
-	(*Diversion)(nil),           // 17: umedge.router.v1.Diversion
-	(*HistoryInfo)(nil),         // 18: umedge.router.v1.HistoryInfo
-	(*RouteResponse)(nil),       // 19: umedge.router.v1.RouteResponse
-	(*Decision)(nil),            // 20: umedge.router.v1.Decision
-	(*Rejection)(nil),           // 21: umedge.router.v1.Rejection
-	(*durationpb.Duration)(nil), // 22: google.protobuf.Duration
+	(Action)(0),                 // 7: umedge.router.v1.Action
+	(*TableRequest)(nil),        // 8: umedge.router.v1.TableRequest
+	(*TableResponse)(nil),       // 9: umedge.router.v1.TableResponse
+	(*Gateway)(nil),             // 10: umedge.router.v1.Gateway
+	(*HuntGroup)(nil),           // 11: umedge.router.v1.HuntGroup
+	(*DialPlan)(nil),            // 12: umedge.router.v1.DialPlan
+	(*Mailbox)(nil),             // 13: umedge.router.v1.Mailbox
+	(*Pool)(nil),                // 14: umedge.router.v1.Pool
+	(*Backend)(nil),             // 15: umedge.router.v1.Backend
+	(*RouteRequest)(nil),        // 16: umedge.router.v1.RouteRequest
+	(*Call)(nil),                // 17: umedge.router.v1.Call
+	(*Diversion)(nil),           // 18: umedge.router.v1.Diversion
+	(*HistoryInfo)(nil),         // 19: umedge.router.v1.HistoryInfo
+	(*RouteResponse)(nil),       // 20: umedge.router.v1.RouteResponse
+	(*Decision)(nil),            // 21: umedge.router.v1.Decision
+	(*Rejection)(nil),           // 22: umedge.router.v1.Rejection
+	(*durationpb.Duration)(nil), // 23: google.protobuf.Duration
 }
 var file_core_sdk_router_proto_router_proto_depIdxs = []int32{
-	9,  // 0: umedge.router.v1.TableResponse.gateways:type_name -> umedge.router.v1.Gateway
-	11, // 1: umedge.router.v1.TableResponse.dial_plans:type_name -> umedge.router.v1.DialPlan
-	13, // 2: umedge.router.v1.TableResponse.pools:type_name -> umedge.router.v1.Pool
+	10, // 0: umedge.router.v1.TableResponse.gateways:type_name -> umedge.router.v1.Gateway
+	12, // 1: umedge.router.v1.TableResponse.dial_plans:type_name -> umedge.router.v1.DialPlan
+	14, // 2: umedge.router.v1.TableResponse.pools:type_name -> umedge.router.v1.Pool
 	1,  // 3: umedge.router.v1.Gateway.status:type_name -> umedge.router.v1.GatewayStatus
-	10, // 4: umedge.router.v1.Gateway.hunt_groups:type_name -> umedge.router.v1.HuntGroup
-	22, // 5: umedge.router.v1.Gateway.ping:type_name -> google.protobuf.Duration
+	11, // 4: umedge.router.v1.Gateway.hunt_groups:type_name -> umedge.router.v1.HuntGroup
+	23, // 5: umedge.router.v1.Gateway.ping:type_name -> google.protobuf.Duration
 	0,  // 6: umedge.router.v1.Gateway.ping_transport:type_name -> umedge.router.v1.Transport
 	2,  // 7: umedge.router.v1.DialPlan.uri_type:type_name -> umedge.router.v1.URIType
 	3,  // 8: umedge.router.v1.DialPlan.security:type_name -> umedge.router.v1.Security
-	12, // 9: umedge.router.v1.DialPlan.mailboxes:type_name -> umedge.router.v1.Mailbox
+	13, // 9: umedge.router.v1.DialPlan.mailboxes:type_name -> umedge.router.v1.Mailbox
 	4,  // 10: umedge.router.v1.DialPlan.unlisted:type_name -> umedge.router.v1.Unlisted
-	14, // 11: umedge.router.v1.Pool.backends:type_name -> umedge.router.v1.Backend
-	22, // 12: umedge.router.v1.Backend.ping:type_name -> google.protobuf.Duration
-	16, // 13: umedge.router.v1.RouteRequest.call:type_name -> umedge.router.v1.Call
-	0,  // 14: umedge.router.v1.Call.transport:type_name -> umedge.router.v1.Transport
-	17, // 15: umedge.router.v1.Call.diversion:type_name -> umedge.router.v1.Diversion
-	18, // 16: umedge.router.v1.Call.history_info:type_name -> umedge.router.v1.HistoryInfo
-	20, // 17: umedge.router.v1.RouteResponse.decision:type_name -> umedge.router.v1.Decision
-	21, // 18: umedge.router.v1.RouteResponse.rejection:type_name -> umedge.router.v1.Rejection
-	5,  // 19: umedge.router.v1.Decision.service:type_name -> umedge.router.v1.Service
-	6,  // 20: umedge.router.v1.Rejection.reason:type_name -> umedge.router.v1.Reason
-	7,  // 21: umedge.router.v1.Router.Table:input_type -> umedge.router.v1.TableRequest
-	15, // 22: umedge.router.v1.Router.Route:input_type -> umedge.router.v1.RouteRequest
-	8,  // 23: umedge.router.v1.Router.Table:output_type -> umedge.router.v1.TableResponse
-	19, // 24: umedge.router.v1.Router.Route:output_type -> umedge.router.v1.RouteResponse
-	23, // [23:25] is the sub-list for method output_type
-	21, // [21:23] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	15, // 11: umedge.router.v1.Pool.backends:type_name -> umedge.router.v1.Backend
+	7,  // 12: umedge.router.v1.Pool.action:type_name -> umedge.router.v1.Action
+	23, // 13: umedge.router.v1.Backend.ping:type_name -> google.protobuf.Duration
+	17, // 14: umedge.router.v1.RouteRequest.call:type_name -> umedge.router.v1.Call
+	0,  // 15: umedge.router.v1.Call.transport:type_name -> umedge.router.v1.Transport
+	18, // 16: umedge.router.v1.Call.diversion:type_name -> umedge.router.v1.Diversion
+	19, // 17: umedge.router.v1.Call.history_info:type_name -> umedge.router.v1.HistoryInfo
+	21, // 18: umedge.router.v1.RouteResponse.decision:type_name -> umedge.router.v1.Decision
+	22, // 19: umedge.router.v1.RouteResponse.rejection:type_name -> umedge.router.v1.Rejection
+	5,  // 20: umedge.router.v1.Decision.service:type_name -> umedge.router.v1.Service
+	6,  // 21: umedge.router.v1.Rejection.reason:type_name -> umedge.router.v1.Reason
+	8,  // 22: umedge.router.v1.Router.Table:input_type -> umedge.router.v1.TableRequest
+	16, // 23: umedge.router.v1.Router.Route:input_type -> umedge.router.v1.RouteRequest
+	9,  // 24: umedge.router.v1.Router.Table:output_type -> umedge.router.v1.TableResponse
+	20, // 25: umedge.router.v1.Router.Route:output_type -> umedge.router.v1.RouteResponse
+	24, // [24:26] is the sub-list for method output_type
+	22, // [22:24] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_core_sdk_router_proto_router_proto_init() }
@@ -1659,7 +1730,7 @@ func file_core_sdk_router_proto_router_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_core_sdk_router_proto_router_proto_rawDesc), len(file_core_sdk_router_proto_router_proto_rawDesc)),
-			NumEnums:      7,
+			NumEnums:      8,
 			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
