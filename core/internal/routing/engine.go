@@ -55,6 +55,9 @@ type Health interface {
 type Target struct {
 	Decision *router.Decision
 	Backend  *router.Backend
+	Action   router.Action   // of the decision's pool: redirect (302) or proxy (B2BUA)
+	Security router.Security // of the decision's dial plan
+	MaxCalls int             // the calling gateway's MaxConcurrentCalls; 0 = unlimited
 }
 
 // Done receives the answer to a call handed to Ask. It is called once,
@@ -372,6 +375,7 @@ type table struct {
 }
 
 type pool struct {
+	action   router.Action
 	backends []*router.Backend
 	names    []string // health target names, parallel to backends
 	seeds    []uint64 // rendezvous hash seeds, parallel to backends
@@ -399,7 +403,7 @@ func newTable(c *router.Compiled, old *table) *table {
 		}
 	}
 	for _, p := range t.Pools {
-		np := &pool{}
+		np := &pool{action: p.Action}
 		for i := range p.Backends {
 			b := &p.Backends[i]
 			name := BackendTarget(p.Name, b.Name)
@@ -432,11 +436,17 @@ func (e *Engine) target(t *table, call *router.Call, d *router.Decision) (Target
 	if p == nil {
 		return Target{Decision: d}, fmt.Errorf("%w: pool %q is not in the routing table", ErrBadDecision, d.Pool)
 	}
-	be := p.pick(call, e.health)
-	if be == nil {
-		return Target{Decision: d}, fmt.Errorf("%w: pool %s", ErrNoBackend, d.Pool)
+	tg := Target{Decision: d, Action: p.action}
+	if dp := t.compiled.DialPlan(d.DialPlan); dp != nil {
+		tg.Security = dp.Security
 	}
-	return Target{Decision: d, Backend: be}, nil
+	if g := t.compiled.Gateway(call); g != nil {
+		tg.MaxCalls = g.MaxConcurrentCalls
+	}
+	if tg.Backend = p.pick(call, tg.Action, e.health); tg.Backend == nil {
+		return tg, fmt.Errorf("%w: pool %s", ErrNoBackend, d.Pool)
+	}
+	return tg, nil
 }
 
 // GatewayTarget names the health target of a gateway.
@@ -445,17 +455,19 @@ func GatewayTarget(gw string) string { return "gateway/" + gw }
 // BackendTarget names the health target of a back end.
 func BackendTarget(pool, backend string) string { return "backend/" + pool + "/" + backend }
 
-// pick chooses a healthy back end that serves the call's transport, by
-// rendezvous hashing of the Call-ID, so that a retransmitted INVITE gets
-// the same back end and calls spread evenly. Back ends without a health
-// probe count as healthy.
-func (p *pool) pick(call *router.Call, h Health) *router.Backend {
+// pick chooses a healthy back end that serves the call, by rendezvous
+// hashing of the Call-ID, so that a retransmitted INVITE gets the same back
+// end and calls spread evenly. A redirect needs the port of the caller's
+// transport (the 302 keeps it, UDP moved to TCP); a proxy call leaves on
+// whichever transport the back end has. Back ends without a health probe
+// count as healthy.
+func (p *pool) pick(call *router.Call, action router.Action, h Health) *router.Backend {
 	key := hash64(call.CallID)
 	tls := call.Transport == router.TLS
 	var best *router.Backend
 	var bestScore uint64
 	for i, b := range p.backends {
-		if tls && b.TLSPort == 0 || !tls && b.TCPPort == 0 {
+		if action != router.Proxy && (tls && b.TLSPort == 0 || !tls && b.TCPPort == 0) {
 			continue
 		}
 		if b.Ping > 0 && !h.Up(p.names[i]) {

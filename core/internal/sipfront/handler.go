@@ -11,6 +11,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/umedge/umedge/core/internal/b2bua"
 	"github.com/umedge/umedge/core/internal/routing"
 	"github.com/umedge/umedge/core/internal/sipheader"
 	"github.com/umedge/umedge/core/sdk/router"
@@ -20,9 +21,10 @@ import (
 type peer struct {
 	transport router.Transport
 	src       netip.AddrPort
-	names     []string  // verified TLS client certificate names
-	reply     replyPath // how answers leave: the reader's UDP socket or stream connection
-	scan      scan      // scratch space reused for each message from this peer
+	local     netip.AddrPort // the listener's address (UDP) or our end of the connection
+	names     []string       // verified TLS client certificate names
+	reply     replyPath      // how answers leave: the reader's UDP socket or stream connection
+	scan      scan           // scratch space reused for each message from this peer
 }
 
 // handleMessage answers one parsed message into out (left empty when the
@@ -31,7 +33,11 @@ func (s *Server) handleMessage(msg sip.Message, p *peer, out *bytes.Buffer) neti
 	out.Reset()
 	req, ok := msg.(*sip.Request)
 	if !ok {
-		return netip.AddrPort{} // a stray response: a redirect server sends no requests
+		// A response: to a request of the B2BUA's, or a stray one.
+		if b := s.b2b.Load(); b != nil && b.Has(msg) {
+			b.Handle(msg, s.inbound(p, nil))
+		}
+		return netip.AddrPort{}
 	}
 	st := s.state.Load()
 	s.metrics.SIPRequests.WithLabelValues(methodLabel(req.Method), string(p.transport)).Inc()
@@ -45,6 +51,9 @@ func (s *Server) handleMessage(msg sip.Message, p *peer, out *bytes.Buffer) neti
 		}
 		writeResponse(out, req, p, sc.vias, br.code, br.phrase, append(br.extra, warning(st.fqdn, br.detail))...)
 		return responseAddr(req, p)
+	}
+	if b := s.b2b.Load(); b != nil && b.Has(msg) && b.Handle(msg, s.inbound(p, req)) {
+		return netip.AddrPort{} // a message of a proxy call: the B2BUA sent what it needs
 	}
 	switch req.Method {
 	case sip.ACK:
@@ -118,6 +127,10 @@ func (s *Server) invite(req *sip.Request, p *peer, sc *scan, st *state, out *byt
 		s.ask(req, p, sc, st, out, call, target, key, start)
 		return
 	}
+	if err == nil && target.Action == router.Proxy {
+		s.proxy(req, p, target)
+		return
+	}
 	ans := s.answerOf(req, p, target, err)
 	if key != 0 && target.Decision != nil {
 		// Only answers to known gateways are kept: a flood of spoofed
@@ -142,7 +155,7 @@ func (s *Server) ask(req *sip.Request, p *peer, sc *scan, st *state, out *bytes.
 	if key != 0 {
 		s.answers.pend(key, start) // before Ask: a retransmission now finds it pending
 	}
-	pp := peer{transport: p.transport, src: p.src, names: p.names}
+	pp := peer{transport: p.transport, src: p.src, local: p.local, names: p.names, reply: p.reply}
 	rep := p.replierFor(req)
 	tx := key // the same transaction key, already hashed over UDP
 	if tx == 0 {
@@ -154,6 +167,10 @@ func (s *Server) ask(req *sip.Request, p *peer, sc *scan, st *state, out *bytes.
 			return // cancelled meanwhile: the 487 went out
 		}
 		// On a routing worker: the reader has moved on, so work on copies.
+		if err == nil && target.Action == router.Proxy {
+			s.proxy(req, &pp, target)
+			return
+		}
 		var vsc scan
 		scanHeaders(req, &vsc)
 		ans := s.answerOf(req, &pp, target, err)
@@ -177,6 +194,30 @@ func (s *Server) ask(req *sip.Request, p *peer, sc *scan, st *state, out *bytes.
 	if p.transport != router.UDP {
 		s.writeAnswer(out, req, p, sc.vias, st, answer{pending: true})
 	}
+}
+
+// proxy hands a call of a proxy pool to the B2BUA.
+func (s *Server) proxy(req *sip.Request, p *peer, tg routing.Target) {
+	s.metrics.Proxied.WithLabelValues(tg.Decision.Pool, tg.Backend.Name).Inc()
+	in := s.inbound(p, req)
+	b := s.b2b.Load()
+	if b == nil {
+		st := s.state.Load()
+		in.Reply.Send(responseBytes(req, p, 503, "Service Unavailable", st.retryAfter, warning(st.fqdn, "proxy pool "+tg.Decision.Pool+" but no SBC")))
+		return
+	}
+	b.Invite(req, in, b2bua.Target{
+		Gateway: tg.Decision.Gateway, DialPlan: tg.Decision.DialPlan, Pool: tg.Decision.Pool,
+		Backend: tg.Backend, Security: tg.Security, User: targetUser(req), MaxGatewayCalls: tg.MaxCalls,
+	})
+}
+
+func responseBytes(req *sip.Request, p *peer, code int, phrase string, extra ...string) []byte {
+	var sc scan
+	scanHeaders(req, &sc)
+	var buf bytes.Buffer
+	writeResponse(&buf, req, p, sc.vias, code, phrase, extra...)
+	return buf.Bytes()
 }
 
 // answerOf turns a routing result into the answer to give, and counts and
@@ -295,17 +336,8 @@ func contact(req *sip.Request, tp router.Transport, b *router.Backend) string {
 	var sb strings.Builder
 	sb.Grow(64)
 	sb.WriteString("<sip:")
-	switch {
-	case req.Recipient.User != "" && !strings.EqualFold(req.Recipient.Scheme, "tel"):
-		writeUser(&sb, req.Recipient.User)
-		sb.WriteByte('@')
-	case uriUser(&req.Recipient) != "":
-		writeUser(&sb, url.PathEscape(uriUser(&req.Recipient)))
-		sb.WriteByte('@')
-	case req.To() != nil && uriUser(&req.To().Address) != "":
-		// No user in the Request-URI: the call was routed by the To user,
-		// so the UM side must see that number.
-		writeUser(&sb, url.PathEscape(uriUser(&req.To().Address)))
+	if u := targetUser(req); u != "" {
+		sb.WriteString(u)
 		sb.WriteByte('@')
 	}
 	if strings.IndexByte(b.Host, ':') >= 0 && !strings.HasPrefix(b.Host, "[") {
@@ -323,40 +355,20 @@ func contact(req *sip.Request, tp router.Transport, b *router.Backend) string {
 	return sb.String()
 }
 
-// writeUser writes a user part as received where it keeps to the RFC 3261
-// user grammar (§25.1: unreserved, escaped, user-unreserved), and
-// %-escapes every other byte, so that no caller can close the URI early
-// and smuggle maddr, transport or a second Contact into our 302.
-func writeUser(sb *strings.Builder, u string) {
-	const hex = "0123456789ABCDEF"
-	for i := 0; i < len(u); i++ {
-		c := u[i]
-		switch {
-		case c == '%' && i+2 < len(u) && isHex(u[i+1]) && isHex(u[i+2]):
-			sb.WriteString(u[i : i+3])
-			i += 2
-		case userByte(c):
-			sb.WriteByte(c)
-		default:
-			sb.WriteByte('%')
-			sb.WriteByte(hex[c>>4])
-			sb.WriteByte(hex[c&15])
-		}
-	}
-}
-
-// userByte reports whether c may stand unescaped in a SIP URI user part:
-// alphanum, mark (-_.!~*'()) or user-unreserved (&=+$,;?/).
-func userByte(c byte) bool {
+// targetUser is the user part the back end must see, escaped: the
+// Request-URI's as received, or, with none there, the To user's (the call
+// was routed by it).
+func targetUser(req *sip.Request) string {
+	var sb strings.Builder
 	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
+	case req.Recipient.User != "" && !strings.EqualFold(req.Recipient.Scheme, "tel"):
+		sipheader.WriteUser(&sb, req.Recipient.User)
+	case uriUser(&req.Recipient) != "":
+		sipheader.WriteUser(&sb, url.PathEscape(uriUser(&req.Recipient)))
+	case req.To() != nil && uriUser(&req.To().Address) != "":
+		sipheader.WriteUser(&sb, url.PathEscape(uriUser(&req.To().Address)))
 	}
-	return strings.IndexByte("-_.!~*'()&=+$,;?/", c) >= 0
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+	return sb.String()
 }
 
 func writeInt(sb *strings.Builder, n int) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/umedge/umedge/core/internal/sipheader"
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
@@ -24,7 +25,7 @@ func writeResponse(out *bytes.Buffer, req *sip.Request, p *peer, vias []sip.Head
 	out.WriteString("\r\n")
 	for i, h := range vias {
 		if v, ok := h.(*sip.ViaHeader); ok && i == 0 {
-			v = received(v, p.src)
+			v = sipheader.Received(v, p.src)
 			v.StringWrite(out)
 		} else {
 			h.StringWrite(out)
@@ -54,24 +55,6 @@ func writeResponse(out *bytes.Buffer, req *sip.Request, p *peer, vias []sip.Head
 		out.WriteString("\r\n")
 	}
 	out.WriteString("Server: umedge\r\nContent-Length: 0\r\n\r\n")
-}
-
-// received returns the top Via with the received and rport parameters a
-// server adds, whatever the transport (RFC 3261 §18.2.1, RFC 3581 §4).
-func received(v *sip.ViaHeader, src netip.AddrPort) *sip.ViaHeader {
-	rport, hasRport := v.Params.Get("rport")
-	ip := src.Addr().Unmap().String()
-	if !(hasRport && rport == "") && v.Host == ip {
-		return v
-	}
-	v = v.Clone()
-	if v.Host != ip || hasRport {
-		v.Params.Add("received", ip)
-	}
-	if hasRport && rport == "" {
-		v.Params.Add("rport", strconv.Itoa(int(src.Port())))
-	}
-	return v
 }
 
 // responseAddr is where a UDP response to req goes (RFC 3261 §18.2.2 with

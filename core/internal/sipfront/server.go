@@ -17,6 +17,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/umedge/umedge/core/internal/b2bua"
 	"github.com/umedge/umedge/core/internal/routing"
 	"github.com/umedge/umedge/core/internal/telemetry"
 	"github.com/umedge/umedge/core/sdk/router"
@@ -82,6 +83,8 @@ type Server struct {
 	known      func(netip.Addr) bool  // configured peers (WithKnownSource); nil = none
 	asking     pendingAsks            // INVITEs waiting for the router plugin, for CANCEL
 	answers    *answers               // recent UDP INVITE answers, for retransmissions
+	b2b        atomic.Pointer[b2bua.Engine]
+	out        outbound // connections we opened for the B2BUA
 
 	mu          sync.Mutex
 	listeners   map[listenerKey]*listener
@@ -106,7 +109,8 @@ type listenerKey struct {
 type listener struct {
 	key    listenerKey
 	closer interface{ Close() error }
-	conns  sync.Map // net.Conn → struct{}, open stream connections
+	udp    *net.UDPConn // UDP listeners: the socket, which also sends the B2BUA's requests
+	conns  sync.Map     // net.Conn → struct{}, open stream connections
 }
 
 // Option adjusts a Server.
@@ -290,14 +294,14 @@ func (s *Server) open(k listenerKey, udpBuffer int) (*listener, error) {
 					"want", udpBuffer, "got", got, "err", err)
 			}
 		}
-		l.closer = pc
+		l.closer, l.udp = pc, pc
 		// Several readers per socket: a datagram is handled start to end
 		// on the goroutine that read it, with no hand-off.
 		for range max(runtime.GOMAXPROCS(0), 2) {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				s.serveUDP(pc)
+				s.serveUDP(pc, k.addr)
 			}()
 		}
 	case router.TCP, router.TLS:
@@ -319,10 +323,10 @@ func (s *Server) open(k listenerKey, udpBuffer int) (*listener, error) {
 // the parser sees it whole and refuses one over maxMessage with 513.
 const maxDatagram = 65535
 
-func (s *Server) serveUDP(pc *net.UDPConn) {
+func (s *Server) serveUDP(pc *net.UDPConn, local netip.AddrPort) {
 	buf := make([]byte, maxDatagram)
 	var out bytes.Buffer
-	p := peer{transport: router.UDP}
+	p := peer{transport: router.UDP, local: local}
 	p.reply = replyPath{udp: pc}
 	for {
 		n, src, err := pc.ReadFromUDPAddrPort(buf)

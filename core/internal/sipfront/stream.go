@@ -73,6 +73,15 @@ func (s *Server) accept(ln net.Listener, l *listener) {
 // a trunk taking 17,000 calls/s on one connection could not be held.
 const streamSendBuffer = 256 << 10
 
+// localAddr is our end of a connection, IPv4 unmapped.
+func localAddr(c net.Conn) netip.AddrPort {
+	var ap netip.AddrPort
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		ap = a.AddrPort()
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
 // remoteAddr is the peer's address, IPv4 unmapped.
 func remoteAddr(c net.Conn) netip.AddrPort {
 	var ap netip.AddrPort
@@ -125,6 +134,15 @@ func (s *Server) serveConn(c net.Conn, src netip.AddrPort, tp router.Transport) 
 		p.names = peerNames(tc.ConnectionState())
 		c = tc
 	}
+	s.readStream(c, raw, p, nil)
+}
+
+// readStream reads SIP messages from a stream connection, ours (dialed
+// for the B2BUA) or a peer's, until it closes; ready, when set, gets the
+// connection's sending side before the first read.
+func (s *Server) readStream(c, raw net.Conn, p peer, ready func(*streamConn)) {
+	tp, src := p.transport, p.src
+	p.local = localAddr(raw)
 	sc := newStreamConn(c, raw, s.writeTimeout, func(reason string) {
 		s.metrics.SIPConnsDropped.WithLabelValues(reason).Inc()
 		s.logInput("peer does not read its answers, closing connection", "transport", tp, "peer", src, "reason", reason)
@@ -133,6 +151,9 @@ func (s *Server) serveConn(c net.Conn, src netip.AddrPort, tp router.Transport) 
 	sc.start()
 	defer sc.finish()
 	p.reply = replyPath{stream: sc}
+	if ready != nil {
+		ready(sc)
+	}
 	ps := s.parser.NewSIPStream()
 	defer ps.Close()
 	buf := make([]byte, readBuffer)

@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -221,4 +222,58 @@ func reasonCause(reason string) string {
 		return m[1]
 	}
 	return ""
+}
+
+// WriteUser writes a user part as received where it keeps to the RFC 3261
+// user grammar (§25.1: unreserved, escaped, user-unreserved), and
+// %-escapes every other byte, so that no caller can close the URI early
+// and smuggle maddr, transport or a second Contact into our 302.
+func WriteUser(sb *strings.Builder, u string) {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(u); i++ {
+		c := u[i]
+		switch {
+		case c == '%' && i+2 < len(u) && isHex(u[i+1]) && isHex(u[i+2]):
+			sb.WriteString(u[i : i+3])
+			i += 2
+		case userByte(c):
+			sb.WriteByte(c)
+		default:
+			sb.WriteByte('%')
+			sb.WriteByte(hex[c>>4])
+			sb.WriteByte(hex[c&15])
+		}
+	}
+}
+
+// userByte reports whether c may stand unescaped in a SIP URI user part:
+// alphanum, mark (-_.!~*'()) or user-unreserved (&=+$,;?/).
+func userByte(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-_.!~*'()&=+$,;?/", c) >= 0
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// Received returns the top Via with the received and rport parameters a
+// server adds, whatever the transport (RFC 3261 §18.2.1, RFC 3581 §4).
+func Received(v *sip.ViaHeader, src netip.AddrPort) *sip.ViaHeader {
+	rport, hasRport := v.Params.Get("rport")
+	ip := src.Addr().Unmap().String()
+	if !(hasRport && rport == "") && v.Host == ip {
+		return v
+	}
+	v = v.Clone()
+	if v.Host != ip || hasRport {
+		v.Params.Add("received", ip)
+	}
+	if hasRport && rport == "" {
+		v.Params.Add("rport", strconv.Itoa(int(src.Port())))
+	}
+	return v
 }

@@ -56,6 +56,7 @@ type Metrics struct {
 	SIPBadRequests  *prometheus.CounterVec   // transport
 	Calls           *prometheus.CounterVec   // transport
 	Redirects       *prometheus.CounterVec   // pool, backend
+	Proxied         *prometheus.CounterVec   // pool, backend: calls handed to the B2BUA
 	Rejections      *prometheus.CounterVec   // reason
 	RouteLatency    *prometheus.HistogramVec // transport; INVITE received → final response written
 	Retransmissions prometheus.Counter       // UDP INVITE retransmissions answered from memory
@@ -84,6 +85,9 @@ func NewMetrics() *Metrics {
 	m.Redirects = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "umedge_router_redirects_total", Help: "Calls redirected with 302, by pool and back end.",
 	}, []string{"pool", "backend"})
+	m.Proxied = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "umedge_router_proxied_total", Help: "Calls of proxy pools handed to the B2BUA, by pool and back end.",
+	}, []string{"pool", "backend"})
 	m.Rejections = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "umedge_router_rejections_total", Help: "Calls rejected, by stable reason code.",
 	}, []string{"reason"})
@@ -107,7 +111,7 @@ func NewMetrics() *Metrics {
 		Name: "umedge_sip_connections_dropped_total",
 		Help: "SIP TCP and TLS connections closed because the peer did not read its answers, by how it showed.",
 	}, []string{"reason"})
-	for _, c := range []prometheus.Collector{m.SIPRequests, m.SIPBadRequests, m.Calls, m.Redirects, m.Rejections,
+	for _, c := range []prometheus.Collector{m.SIPRequests, m.SIPBadRequests, m.Calls, m.Redirects, m.Proxied, m.Rejections,
 		m.RouteLatency, m.Retransmissions, m.SIPConnsOpen, m.SIPConnsRefused, m.SIPConnsDropped} {
 		f(c)
 	}

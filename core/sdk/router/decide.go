@@ -222,6 +222,14 @@ func (c *Compiled) Table() *Table { return c.table }
 
 func portOrNone(p int) bool { return p >= 0 && p <= 65535 }
 
+// DialPlan returns the dial plan called name, or nil.
+func (c *Compiled) DialPlan(name string) *DialPlan {
+	if p := c.plans[name]; p != nil {
+		return p.src
+	}
+	return nil
+}
+
 // Pool returns the pool called name, or nil.
 func (c *Compiled) Pool(name string) *Pool { return c.pools[name] }
 

@@ -1,0 +1,374 @@
+package b2bua
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/umedge/umedge/core/sdk/router"
+)
+
+// Config tunes the engine. Zero values take the defaults named.
+type Config struct {
+	FQDN         string        // our identity: host of the From we send on leg B
+	MaxCalls     int           // calls at once, all gateways; 0 = unlimited
+	MaxRedirects int           // 3xx followed per call; 0 = DefaultMaxRedirects
+	RetryAfter   time.Duration // of a 503; 0 = 30 s
+	T1           time.Duration // RFC 3261 round-trip estimate; 0 = 500 ms
+	T2           time.Duration // RFC 3261 retransmission cap; 0 = 4 s
+	// RingTimeout ends a call the back end has not answered within it
+	// after a provisional answer (RFC 3261 §16.6 Timer C); 0 = 3 min.
+	RingTimeout time.Duration
+}
+
+// DefaultMaxRedirects is how many 3xx one call follows when Config leaves
+// it 0: the UM service's redirect to a worker is one.
+const DefaultMaxRedirects = 5
+
+func (c *Config) defaults() {
+	if c.MaxRedirects <= 0 {
+		c.MaxRedirects = DefaultMaxRedirects
+	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = 30 * time.Second
+	}
+	if c.T1 <= 0 {
+		c.T1 = 500 * time.Millisecond
+	}
+	if c.T2 <= 0 {
+		c.T2 = 4 * time.Second
+	}
+	if c.RingTimeout <= 0 {
+		c.RingTimeout = 3 * time.Minute
+	}
+}
+
+// Sender queues one SIP message towards a peer; it never blocks.
+type Sender interface{ Send(b []byte) }
+
+// Inbound is leg A as the front received it.
+type Inbound struct {
+	Transport router.Transport
+	Source    netip.AddrPort // where the INVITE came from
+	Local     netip.AddrPort // the listener it came to: our address in leg A's Contact
+	Reply     Sender         // answers to the caller's requests (RFC 3261 §18.2.2)
+	// Requests carries our requests to the caller (BYE, re-INVITE): over
+	// UDP to the address the INVITE came from, so that a caller behind NAT
+	// gets them (R-SBC-2, RFC 3581); over a stream, on its connection.
+	Requests Sender
+}
+
+// Transport sends leg B's messages. The SIP front implements it.
+type Transport interface {
+	// Send queues msg to dst over tp: from our UDP socket, or on an open
+	// TCP/TLS connection to dst, or one it opens (verifying serverName's
+	// certificate over TLS). It never blocks on the network.
+	Send(tp router.Transport, dst netip.AddrPort, serverName string, msg []byte) error
+	// Local is our address for tp towards dst: the sent-by of our Via and
+	// the host of our Contact.
+	Local(tp router.Transport, dst netip.Addr) (netip.AddrPort, error)
+	// Resolve returns the addresses of host ("" error when it has none).
+	Resolve(host string) (netip.Addr, error)
+}
+
+// Target is where the router sent a proxy call.
+type Target struct {
+	Gateway  string // the calling gateway
+	DialPlan string
+	Pool     string
+	Backend  *router.Backend
+	Security router.Security // of the dial plan: SIPSecured and Secured call the back end over TLS
+	// User is the Request-URI user for the back end, escaped, as a 302
+	// Contact would carry it.
+	User string
+	// MaxGatewayCalls is the gateway's MaxConcurrentCalls; 0 = unlimited.
+	MaxGatewayCalls int
+}
+
+// Side names a leg to the media engine.
+type Side int
+
+// The legs.
+const (
+	SideA Side = iota // the caller's
+	SideB             // the back end's
+)
+
+// Media creates a call's media session.
+type Media interface {
+	NewSession(callID string, t *Target, onTimeout func()) (MediaSession, error)
+}
+
+// MediaSession is one call's anchored media (core/internal/media).
+type MediaSession interface {
+	Offer(from Side, sdp []byte) ([]byte, error)
+	Answer(from Side, sdp []byte) ([]byte, error)
+	Reject(from Side)
+	Close()
+	Stats() any // JSON-encodable, for /calls and the CDR
+}
+
+// Errors a Media returns (wrapped with detail).
+var (
+	ErrNoMediaPorts = errors.New("no media ports free")         // → 503 + Retry-After
+	ErrSDP          = errors.New("session description refused") // → 488 with a Warning
+)
+
+// Engine runs the proxy calls.
+type Engine struct {
+	cfg   Config
+	log   *slog.Logger
+	tp    Transport
+	media Media
+	cdr   *CDRWriter
+
+	mu        sync.Mutex
+	byA       map[string]*call // by leg A's Call-ID
+	byB       map[string]*call // by leg B's Call-ID
+	active    int              // calls holding an admission slot
+	perGW     map[string]int
+	perBE     map[string]int // by pool/backend
+	closed    bool
+	nextSeq   atomic.Uint64
+	callsDone sync.WaitGroup
+
+	Metrics Counters
+}
+
+// Counters are the engine's totals since it started.
+type Counters struct {
+	Calls, Answered, Failed, Refused, Redirects atomic.Uint64
+}
+
+// New returns an engine that sends through tp and anchors media with m;
+// cdr may be nil (no records).
+func New(cfg Config, tp Transport, m Media, cdr *CDRWriter, log *slog.Logger) *Engine {
+	cfg.defaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Engine{cfg: cfg, log: log, tp: tp, media: m, cdr: cdr,
+		byA: map[string]*call{}, byB: map[string]*call{}, perGW: map[string]int{}, perBE: map[string]int{}}
+}
+
+// Invite takes a new call of a proxy pool: it answers the caller with 100
+// Trying (or a rejection) and places leg B. req must have passed the
+// front's checks (one Via at least, From and To tags as RFC 3261 asks).
+func (e *Engine) Invite(req *sip.Request, in Inbound, t Target) {
+	c := newCall(e, req, in, t)
+	if st := e.admit(c); st != nil {
+		if st.code == 0 {
+			return // a retransmission that overtook its first copy's admission
+		}
+		e.Metrics.Refused.Add(1)
+		c.a.respond(st.code, st.phrase, st.extra...)
+		return
+	}
+	e.Metrics.Calls.Add(1)
+	if _, err := netip.ParseAddr(t.Backend.Host); err == nil {
+		c.start()
+		return
+	}
+	go c.start() // a back end named by DNS: not on the front's reader
+}
+
+type status struct {
+	code   int
+	phrase string
+	extra  []string
+}
+
+// admit takes an admission slot for c and registers it, or says why not.
+func (e *Engine) admit(c *call) *status {
+	ra := fmt.Sprintf("Retry-After: %d", max(int(e.cfg.RetryAfter/time.Second), 1))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	gw, be := c.target.Gateway, c.beKey()
+	switch {
+	case e.closed:
+		return &status{503, "Service Unavailable", []string{ra, e.warning("shutting down")}}
+	case e.cfg.MaxCalls > 0 && e.active >= e.cfg.MaxCalls:
+		return &status{503, "Service Unavailable", []string{ra, e.warning("call limit of the appliance reached")}}
+	case c.target.MaxGatewayCalls > 0 && e.perGW[gw] >= c.target.MaxGatewayCalls:
+		return &status{503, "Service Unavailable", []string{ra, e.warning("call limit of gateway " + gw + " reached")}}
+	case c.target.Backend.MaxCallsAllowed > 0 && e.perBE[be] >= c.target.Backend.MaxCallsAllowed:
+		return &status{503, "Service Unavailable", []string{ra, e.warning("back end " + c.target.Backend.Name + " is full")}}
+	}
+	if old := e.byA[c.a.callID]; old != nil && old.a.branch == c.a.branch {
+		return &status{}
+	} else if old != nil {
+		// The same Call-ID again with another transaction: a merged or
+		// looped request (RFC 3261 §8.2.2.2).
+		return &status{482, "Loop Detected", []string{e.warning("Call-ID of a call in progress")}}
+	}
+	e.active++
+	e.perGW[gw]++
+	e.perBE[be]++
+	e.byA[c.a.callID] = c
+	e.byB[c.b.callID] = c
+	e.callsDone.Add(1)
+	return nil
+}
+
+// release gives c's admission slot back; its map entries stay until
+// forget, so that late retransmissions are still absorbed.
+func (e *Engine) release(c *call) {
+	e.mu.Lock()
+	e.active--
+	if e.perGW[c.target.Gateway]--; e.perGW[c.target.Gateway] <= 0 {
+		delete(e.perGW, c.target.Gateway)
+	}
+	if e.perBE[c.beKey()]--; e.perBE[c.beKey()] <= 0 {
+		delete(e.perBE, c.beKey())
+	}
+	e.mu.Unlock()
+	e.callsDone.Done()
+}
+
+func (e *Engine) forget(c *call) {
+	e.mu.Lock()
+	if e.byA[c.a.callID] == c {
+		delete(e.byA, c.a.callID)
+	}
+	if e.byB[c.b.callID] == c {
+		delete(e.byB, c.b.callID)
+	}
+	e.mu.Unlock()
+}
+
+// Has reports whether msg's Call-ID is one of the engine's calls: a map
+// lookup, for the front to call on every message.
+func (e *Engine) Has(msg sip.Message) bool {
+	h := msg.CallID()
+	if h == nil {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.byA) == 0 && len(e.byB) == 0 {
+		return false
+	}
+	id := string(*h)
+	return e.byA[id] != nil || e.byB[id] != nil
+}
+
+// Handle takes a message of one of the engine's calls and reports true, or
+// reports false for a message that belongs to none (the front handles it).
+// src is where it came from; in is how to answer it (for leg A's
+// messages).
+func (e *Engine) Handle(msg sip.Message, in Inbound) bool {
+	var id string
+	if h := msg.CallID(); h != nil {
+		id = string(*h)
+	}
+	if id == "" {
+		return false
+	}
+	e.mu.Lock()
+	if len(e.byA) == 0 && len(e.byB) == 0 {
+		e.mu.Unlock()
+		return false
+	}
+	ca, cb := e.byA[id], e.byB[id]
+	e.mu.Unlock()
+	switch {
+	case cb != nil && cb.fromB(in.Source):
+		cb.handleB(msg, in)
+		return true
+	case ca != nil && ca.fromA(in):
+		return ca.handleA(msg, in)
+	}
+	return false
+}
+
+// Shutdown ends every call (BYE on both legs, CDR reason "shutdown") and
+// waits until they are ended or ctx-free timeout passes.
+func (e *Engine) Shutdown(timeout time.Duration) {
+	e.mu.Lock()
+	e.closed = true
+	calls := make([]*call, 0, len(e.byA))
+	for _, c := range e.byA {
+		calls = append(calls, c)
+	}
+	e.mu.Unlock()
+	for _, c := range calls {
+		c.hangup("shutdown")
+	}
+	done := make(chan struct{})
+	go func() { e.callsDone.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		e.log.Warn("calls still ending at shutdown", "timeout", timeout)
+	}
+	if e.cdr != nil {
+		if err := e.cdr.Close(); err != nil {
+			e.log.Error("closing the call detail records", "err", err)
+		}
+	}
+}
+
+// CallInfo is one active call as /calls shows it.
+type CallInfo struct {
+	ID       string    `json:"id"`
+	State    string    `json:"state"`
+	Gateway  string    `json:"gateway"`
+	Pool     string    `json:"pool"`
+	Backend  string    `json:"backend"`
+	From     string    `json:"from"`
+	To       string    `json:"to"`
+	Started  time.Time `json:"started"`
+	Answered time.Time `json:"answered,omitzero"`
+	LegA     LegInfo   `json:"leg_a"`
+	LegB     LegInfo   `json:"leg_b"`
+	Media    any       `json:"media,omitempty"`
+}
+
+// LegInfo is one leg's signalling.
+type LegInfo struct {
+	Transport router.Transport `json:"transport"`
+	Peer      string           `json:"peer"`
+	CallID    string           `json:"call_id"`
+}
+
+// Calls lists the calls in progress, oldest first.
+func (e *Engine) Calls() []CallInfo {
+	e.mu.Lock()
+	calls := make([]*call, 0, len(e.byA))
+	for _, c := range e.byA {
+		calls = append(calls, c)
+	}
+	e.mu.Unlock()
+	out := make([]CallInfo, 0, len(calls))
+	for _, c := range calls {
+		if ci, ok := c.info(); ok {
+			out = append(out, ci)
+		}
+	}
+	slices.SortFunc(out, func(x, y CallInfo) int {
+		if c := x.Started.Compare(y.Started); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+	return out
+}
+
+// Active is the number of calls holding an admission slot.
+func (e *Engine) Active() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.active
+}
+
+func (e *Engine) warning(text string) string {
+	return "Warning: 399 " + e.cfg.FQDN + ` "` + warningText(text) + `"`
+}

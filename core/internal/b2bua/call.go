@@ -1,0 +1,517 @@
+package b2bua
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/umedge/umedge/core/sdk/router"
+)
+
+// errNoAnswer is a late offer's ACK without the caller's SDP answer.
+var errNoAnswer = errors.New("ACK without SDP answer to the back end's offer")
+
+type callState int
+
+const (
+	calling   callState = iota // leg B's INVITE sent, nothing back yet
+	early                      // leg B answered provisionally
+	answered                   // leg B's 2xx relayed to the caller, its ACK awaited
+	confirmed                  // both legs established
+	ended
+)
+
+var stateNames = [...]string{"calling", "early", "answered", "confirmed", "ended"}
+
+func (s callState) String() string { return stateNames[s] }
+
+// call is one proxy call: leg A (we are the caller's UAS) and leg B (we
+// are the back end's UAC). Its mutex guards everything below it; sends
+// never block, so they happen with it held.
+type call struct {
+	e      *Engine
+	target Target
+
+	mu        sync.Mutex
+	state     callState
+	a         aLeg
+	b         bLeg
+	media     MediaSession
+	lateOffer bool // the caller's INVITE had no SDP: leg B's 2xx offers, the caller's ACK answers
+	cancelled bool // the caller cancelled before leg B answered provisionally
+	redirects int
+	reinvite  *reinvite // the re-INVITE in progress, one at a time
+	started   time.Time
+	answerAt  time.Time
+	endAt     time.Time
+	reason    string // why the call ended, for the CDR
+	finalCode int    // the final answer the caller got
+	ring      *time.Timer
+	released  bool
+}
+
+// aLeg is the caller's side: we answer its INVITE.
+type aLeg struct {
+	in        Inbound
+	invite    *sip.Request
+	callID    string
+	branch    string // of the INVITE's top Via
+	localTag  string // our To tag
+	remoteTag string // the caller's From tag
+	remoteURI string // the caller's Contact: the Request-URI of our requests
+	cseq      uint32 // of our last request to the caller
+	last      []byte // our last answer to the INVITE, for its retransmissions
+	final     *retrans
+	out       *retrans // our request to the caller in progress (BYE)
+}
+
+// bLeg is the back end's side: we call it.
+type bLeg struct {
+	tp         router.Transport
+	dst        netip.AddrPort
+	serverName string
+	peers      []netip.Addr // every address leg B was sent to: its messages come from one of them
+	ruri       string       // Request-URI of the INVITE
+	to         string       // To of the dialog, without tag
+	callID     string
+	localTag   string
+	remoteTag  string
+	cseq       uint32 // of our last request on leg B
+	inviteCSeq uint32 // of the INVITE transaction in progress (a 3xx starts another)
+	branch     string
+	local      netip.AddrPort
+	offer      []byte // our SDP offer in the INVITE, sent again after a 3xx
+	invite     []byte // the INVITE in progress, for retransmission
+	inviteTx   *retrans
+	provisonal bool
+	target     string // the back end's Contact from its 2xx: Request-URI in the dialog
+	routeSet   []string
+	ack        []byte // our ACK of the 2xx, for the 2xx's retransmissions
+	reAck      []byte // our ACK of the last re-INVITE's 2xx, likewise
+	reAckCSeq  uint32
+	out        *retrans
+	from       string // our From line
+}
+
+// reinvite is a re-INVITE relayed from one leg to the other.
+type reinvite struct {
+	from   Side
+	req    *sip.Request // as received
+	in     Inbound      // where it came from (for the answers)
+	cseq   uint32       // of our re-INVITE on the other leg
+	branch string
+	msg    []byte
+	tx     *retrans
+	final  *retrans // our 2xx to its sender, until ACK
+	acked  bool
+}
+
+func newCall(e *Engine, req *sip.Request, in Inbound, t Target) *call {
+	c := &call{e: e, target: t, started: time.Now()}
+	c.a = aLeg{in: in, invite: req, branch: branchOf(req), localTag: token()}
+	if id := req.CallID(); id != nil {
+		c.a.callID = string(*id)
+	}
+	if f := req.From(); f != nil {
+		c.a.remoteTag = tagOf(f.Params)
+	}
+	if ct := req.Contact(); ct != nil {
+		c.a.remoteURI = ct.Address.String()
+	} else {
+		c.a.remoteURI = req.From().Address.String()
+	}
+	c.b = bLeg{callID: "umedge-" + token(), localTag: token(), cseq: 1, inviteCSeq: 1}
+	return c
+}
+
+func (c *call) beKey() string { return c.target.Pool + "/" + c.target.Backend.Name }
+
+func (c *call) fromA(in Inbound) bool { return in.Source.Addr() == c.a.in.Source.Addr() }
+
+func (c *call) fromB(src netip.AddrPort) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range c.b.peers {
+		if a == src.Addr() {
+			return true
+		}
+	}
+	return false
+}
+
+// start places leg B. Called once, after admission.
+func (c *call) start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	req := c.a.invite
+	mf, ok := maxForwards(req)
+	if !ok {
+		c.reject(483, "Too Many Hops", "caller's Max-Forwards is 0")
+		return
+	}
+	if ext := unsupported(req); ext != "" {
+		c.reject(420, "Bad Extension", "", "Unsupported: "+ext)
+		return
+	}
+	ms, err := c.e.media.NewSession(c.b.callID, &c.target, func() { c.hangup("media timeout") })
+	if err != nil {
+		c.mediaFailed(err)
+		return
+	}
+	c.media = ms
+	var offer []byte
+	if sdp := sdpOf(req); sdp != nil {
+		if offer, err = ms.Offer(SideA, sdp); err != nil {
+			c.mediaFailed(err)
+			return
+		}
+	} else {
+		c.lateOffer = true
+	}
+	c.a.respondLocked(c, 100, "Trying")
+	if err := c.route(c.target.Backend, c.target.User); err != nil {
+		c.reject(503, "Service Unavailable", err.Error(), c.retryAfter())
+		return
+	}
+	c.sendInvite(mf, offer)
+}
+
+func (c *call) retryAfter() string {
+	return "Retry-After: " + strconv.Itoa(max(int(c.e.cfg.RetryAfter/time.Second), 1))
+}
+
+// mediaFailed rejects the call for a media error: 503 when the port pool
+// is empty, 488 when the SDP is refused.
+func (c *call) mediaFailed(err error) {
+	if errors.Is(err, ErrNoMediaPorts) {
+		c.reject(503, "Service Unavailable", err.Error(), c.retryAfter())
+		return
+	}
+	c.reject(488, "Not Acceptable Here", err.Error())
+}
+
+// unsupported returns the first option the caller requires that the
+// engine does not do (RFC 3261 §8.2.2.3), or "".
+func unsupported(req *sip.Request) string {
+	for _, h := range req.GetHeaders("Require") {
+		for _, opt := range strings.Split(h.Value(), ",") {
+			if opt = strings.TrimSpace(opt); opt != "" {
+				return opt
+			}
+		}
+	}
+	return ""
+}
+
+// route points leg B at a back end: its transport by the dial plan's
+// security (secured plans over TLS), else TCP, else UDP.
+func (c *call) route(b *router.Backend, user string) error {
+	tp, port := router.TCP, b.TCPPort
+	switch {
+	case c.target.Security != router.Unsecured && c.target.Security != "":
+		tp, port = router.TLS, b.TLSPort
+	case b.TCPPort == 0 && b.UDPPort != 0:
+		tp, port = router.UDP, b.UDPPort
+	case b.TCPPort == 0:
+		tp, port = router.TLS, b.TLSPort
+	}
+	if port == 0 {
+		return fmt.Errorf("back end %s has no %s port", b.Name, tp)
+	}
+	uri := "sip:"
+	if user != "" {
+		uri += user + "@"
+	}
+	host := b.Host
+	if strings.IndexByte(host, ':') >= 0 {
+		host = "[" + host + "]"
+	}
+	uri += host + ":" + strconv.Itoa(port)
+	return c.routeTo(tp, b.Host, port, uri, uri)
+}
+
+// routeTo resolves host and sets leg B's destination and Request-URI.
+func (c *call) routeTo(tp router.Transport, host string, port int, ruri, to string) error {
+	addr, err := c.e.tp.Resolve(host)
+	if err != nil {
+		return fmt.Errorf("back end %s: %w", host, err)
+	}
+	c.b.tp, c.b.dst, c.b.serverName = tp, netip.AddrPortFrom(addr, uint16(port)), host
+	if tp != router.UDP && tp != router.TLS {
+		ruri += ";transport=tcp"
+	}
+	if tp == router.TLS {
+		ruri = "sips:" + strings.TrimPrefix(ruri, "sip:")
+	}
+	c.b.ruri, c.b.to = ruri, to
+	c.b.peers = append(c.b.peers, addr)
+	local, err := c.e.tp.Local(tp, addr)
+	if err != nil {
+		return fmt.Errorf("no %s listener towards %s: %w", tp, addr, err)
+	}
+	c.b.local = local
+	return nil
+}
+
+// sendInvite sends leg B's INVITE (a new transaction: after a 3xx too).
+func (c *call) sendInvite(mf int, offer []byte) {
+	req := c.a.invite
+	c.b.branch = token()
+	c.b.from = "From: " + displayName(req) + "<sip:" + fromUser(req) + "@" + c.e.cfg.FQDN + ">;tag=" + c.b.localTag
+	var w wire
+	w.line("INVITE ", c.b.ruri, " SIP/2.0")
+	w.line(via(c.b.tp, c.b.local, c.b.branch))
+	w.line("Max-Forwards: ", strconv.Itoa(mf))
+	w.line(c.b.from)
+	w.line("To: <", c.b.to, ">")
+	w.line("Call-ID: ", c.b.callID)
+	w.line("CSeq: ", strconv.FormatUint(uint64(c.b.cseq), 10), " INVITE")
+	w.line(contactOf(c.b.tp, c.b.local))
+	w.line(allow)
+	for _, name := range copied {
+		for _, h := range req.GetHeaders(name) {
+			w.line(name, ": ", h.Value())
+		}
+	}
+	c.b.offer = offer
+	c.b.invite = w.end(offer)
+	c.b.provisonal = false
+	c.sendB(c.b.invite)
+	c.b.inviteTx = c.transaction(c.b.tp, true, func() { c.sendB(c.b.invite) }, func() {
+		// Timer B: the back end never answered.
+		c.failA(408, "Request Timeout", "no answer from back end "+c.target.Backend.Name)
+	})
+}
+
+func (c *call) sendB(msg []byte) {
+	if err := c.e.tp.Send(c.b.tp, c.b.dst, c.b.serverName, msg); err != nil {
+		c.e.log.Debug("sending to back end", "call_id", c.b.callID, "dst", c.b.dst, "err", err)
+	}
+}
+
+// reject answers the caller's INVITE with a final non-2xx answer and ends
+// the call.
+func (c *call) reject(code int, phrase, why string, extra ...string) {
+	if why != "" {
+		extra = append(extra, c.e.warning(why))
+	}
+	c.a.finalLocked(c, code, phrase, extra, nil)
+	c.end(fmt.Sprintf("%d %s", code, phrase))
+}
+
+// failA is reject for a call whose leg B is gone or never came.
+func (c *call) failA(code int, phrase, why string) {
+	if c.state >= answered {
+		return
+	}
+	c.e.Metrics.Failed.Add(1)
+	c.reject(code, phrase, why)
+}
+
+// end marks the call ended: media stops, the admission slot is released,
+// the CDR written; the call stays findable for 64×T1 so that late
+// retransmissions are absorbed, not taken for new calls.
+func (c *call) end(reason string) {
+	if c.state == ended {
+		return
+	}
+	c.state, c.endAt, c.reason = ended, time.Now(), reason
+	if c.ring != nil {
+		c.ring.Stop()
+	}
+	c.b.inviteTx.stop()
+	if c.media != nil {
+		c.media.Close()
+	}
+	if !c.released {
+		c.released = true
+		c.e.release(c)
+	}
+	if c.e.cdr != nil {
+		c.e.cdr.Write(c.record())
+	}
+	time.AfterFunc(64*c.e.cfg.T1, func() { c.e.forget(c) })
+}
+
+// hangup ends the call from the core's side: BYE to both legs once
+// answered; before that CANCEL to leg B and 503 (or 487) to the caller.
+func (c *call) hangup(reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.state {
+	case ended:
+		return
+	case calling, early:
+		c.cancelB()
+		c.a.finalLocked(c, 503, "Service Unavailable", []string{c.e.warning(reason), c.retryAfter()}, nil)
+	default:
+		c.byeA()
+		c.byeB()
+	}
+	c.end(reason)
+}
+
+// cancelB cancels leg B's INVITE (RFC 3261 §9.1): at once when the back end
+// answered provisionally, else once it does (a CANCEL before that may
+// overtake the INVITE).
+func (c *call) cancelB() {
+	c.cancelled = true
+	if !c.b.provisonal {
+		return
+	}
+	c.b.inviteTx.stop()
+	var w wire
+	w.line("CANCEL ", c.b.ruri, " SIP/2.0")
+	w.line(via(c.b.tp, c.b.local, c.b.branch))
+	w.line("Max-Forwards: 70")
+	w.line(c.b.from)
+	w.line("To: <", c.b.to, ">")
+	w.line("Call-ID: ", c.b.callID)
+	w.line("CSeq: ", strconv.FormatUint(uint64(c.b.cseq), 10), " CANCEL")
+	msg := w.end(nil)
+	c.sendB(msg)
+	c.b.out = c.transaction(c.b.tp, false, func() { c.sendB(msg) }, nil)
+}
+
+// inDialogB writes a request in leg B's dialog.
+func (c *call) inDialogB(method string, cseq uint32, branch string, body []byte) []byte {
+	var w wire
+	target := c.b.target
+	if target == "" {
+		target = c.b.ruri
+	}
+	w.line(method, " ", target, " SIP/2.0")
+	w.line(via(c.b.tp, c.b.local, branch))
+	w.line("Max-Forwards: 70")
+	for _, r := range c.b.routeSet {
+		w.line("Route: ", r)
+	}
+	w.line(c.b.from)
+	w.line("To: <", c.b.to, ">;tag=", c.b.remoteTag)
+	w.line("Call-ID: ", c.b.callID)
+	w.line("CSeq: ", strconv.FormatUint(uint64(cseq), 10), " ", method)
+	if method == "INVITE" {
+		w.line(contactOf(c.b.tp, c.b.local))
+		w.line(allow)
+	}
+	return w.end(body)
+}
+
+func (c *call) byeB() {
+	if c.b.remoteTag == "" {
+		return
+	}
+	c.b.cseq++
+	msg := c.inDialogB("BYE", c.b.cseq, token(), nil)
+	c.sendB(msg)
+	c.b.out = c.transaction(c.b.tp, false, func() { c.sendB(msg) }, nil)
+}
+
+// inDialogA writes a request in leg A's dialog: From and To swapped, our
+// tag on From.
+func (c *call) inDialogA(method string, cseq uint32, branch string, body []byte) []byte {
+	req := c.a.invite
+	tp, local := c.a.in.Transport, c.a.in.Local
+	var w wire
+	w.line(method, " ", c.a.remoteURI, " SIP/2.0")
+	w.line(via(tp, local, branch))
+	w.line("Max-Forwards: 70")
+	to := req.To()
+	w.line("From: ", to.Value(), ";tag=", c.a.localTag)
+	w.line("To: ", req.From().Value())
+	w.line("Call-ID: ", c.a.callID)
+	w.line("CSeq: ", strconv.FormatUint(uint64(cseq), 10), " ", method)
+	if method == "INVITE" {
+		w.line(contactOf(tp, local))
+		w.line(allow)
+	}
+	return w.end(body)
+}
+
+func (c *call) byeA() {
+	c.a.cseq++
+	msg := c.inDialogA("BYE", c.a.cseq, token(), nil)
+	c.a.in.Requests.Send(msg)
+	c.a.out = c.transaction(c.a.in.Transport, false, func() { c.a.in.Requests.Send(msg) }, nil)
+}
+
+// respondLocked answers the caller's INVITE provisionally.
+func (a *aLeg) respondLocked(c *call, code int, phrase string, extra ...string) {
+	tag := a.localTag
+	if code == 100 {
+		tag = ""
+	}
+	a.last = response(a.invite, a.in.Source, tag, code, phrase, extra, nil)
+	a.in.Reply.Send(a.last)
+}
+
+// respond answers the caller's INVITE with a final answer before any call
+// state exists (admission refused).
+func (a *aLeg) respond(code int, phrase string, extra ...string) {
+	a.in.Reply.Send(response(a.invite, a.in.Source, a.localTag, code, phrase, extra, nil))
+}
+
+// finalLocked sends the final answer to the caller's INVITE and, over UDP,
+// retransmits it until the caller's ACK (Timer G; a 2xx per RFC 6026).
+func (a *aLeg) finalLocked(c *call, code int, phrase string, extra []string, body []byte) {
+	if code >= 200 && code < 300 {
+		extra = append([]string{contactOf(a.in.Transport, a.in.Local), allow}, extra...)
+	}
+	c.finalCode = code
+	a.last = response(a.invite, a.in.Source, a.localTag, code, phrase, extra, body)
+	msg := a.last
+	a.in.Reply.Send(msg)
+	onTimeout := func() {}
+	if code < 300 {
+		onTimeout = func() { // Timer H for a 2xx: no ACK, the caller is gone
+			c.byeA()
+			c.byeB()
+			c.end("no ACK from caller")
+		}
+	}
+	a.final = c.transaction(a.in.Transport, false, func() { a.in.Reply.Send(msg) }, onTimeout)
+}
+
+// provisional relays a provisional answer of leg B to the caller.
+func (c *call) provisional(res *sip.Response) {
+	if res.StatusCode == 100 {
+		return
+	}
+	var body []byte
+	if sdp := sdpOf(res); sdp != nil && !c.lateOffer {
+		var err error
+		if body, err = c.media.Answer(SideB, sdp); err != nil {
+			c.e.log.Info("early media answer refused", "call_id", c.b.callID, "err", err)
+			body = nil
+		}
+	}
+	extra := []string{contactOf(c.a.in.Transport, c.a.in.Local)}
+	c.a.last = response(c.a.invite, c.a.in.Source, c.a.localTag, res.StatusCode, res.Reason, extra, body)
+	c.a.in.Reply.Send(c.a.last)
+}
+
+// info is the call as /calls shows it.
+func (c *call) info() (CallInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == ended {
+		return CallInfo{}, false
+	}
+	ci := CallInfo{
+		ID: c.b.callID, State: c.state.String(), Gateway: c.target.Gateway, Pool: c.target.Pool,
+		Backend: c.target.Backend.Name, From: fromUser(c.a.invite), To: c.target.User,
+		Started: c.started, Answered: c.answerAt,
+		LegA: LegInfo{Transport: c.a.in.Transport, Peer: c.a.in.Source.String(), CallID: c.a.callID},
+		LegB: LegInfo{Transport: c.b.tp, Peer: c.b.dst.String(), CallID: c.b.callID},
+	}
+	if c.media != nil {
+		ci.Media = c.media.Stats()
+	}
+	return ci, true
+}

@@ -1,0 +1,232 @@
+package b2bua
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/umedge/umedge/core/internal/sipheader"
+	"github.com/umedge/umedge/core/sdk/router"
+)
+
+// Every message the engine sends is written here, from scratch. What one
+// leg sent reaches the other only through these functions, which copy
+// nothing but the fields named.
+
+// copied are the headers of the caller's INVITE leg B gets: call data the
+// UM side needs (who diverted the call, who calls, privacy), none of them
+// addressing the caller's network.
+var copied = []string{"Diversion", "History-Info", "P-Asserted-Identity", "Privacy", "Subject", "Priority"}
+
+// allow is what both legs are told the engine takes in a dialog.
+const allow = "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS"
+
+const sdpType = "application/sdp"
+
+// token is a fresh random token for tags, branches and Call-IDs: 96 bits,
+// so that nobody who has not seen a dialog's messages can forge its ids.
+func token() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// wire is a message being written.
+type wire struct{ bytes.Buffer }
+
+func (w *wire) line(parts ...string) {
+	for _, p := range parts {
+		w.WriteString(p)
+	}
+	w.WriteString("\r\n")
+}
+
+// end writes the body (none when empty) and returns the message.
+func (w *wire) end(body []byte) []byte {
+	if len(body) > 0 {
+		w.line("Content-Type: ", sdpType)
+	}
+	w.line("Content-Length: ", strconv.Itoa(len(body)))
+	w.WriteString("\r\n")
+	w.Write(body)
+	return w.Bytes()
+}
+
+// transportName is the Via transport token.
+func transportName(tp router.Transport) string {
+	switch tp {
+	case router.TCP:
+		return "TCP"
+	case router.TLS:
+		return "TLS"
+	}
+	return "UDP"
+}
+
+// hostPort writes an address as a SIP host:port (IPv6 in brackets).
+func hostPort(a netip.AddrPort) string {
+	if a.Addr().Is6() {
+		return "[" + a.Addr().String() + "]:" + strconv.Itoa(int(a.Port()))
+	}
+	return a.String()
+}
+
+// via is our Via header for a request.
+func via(tp router.Transport, local netip.AddrPort, branch string) string {
+	return "Via: SIP/2.0/" + transportName(tp) + " " + hostPort(local) + ";branch=z9hG4bK" + branch + ";rport"
+}
+
+// contactOf is our Contact for a leg.
+func contactOf(tp router.Transport, local netip.AddrPort) string {
+	scheme, param := "sip:", ""
+	switch tp {
+	case router.TCP:
+		param = ";transport=tcp"
+	case router.TLS:
+		scheme, param = "sips:", ""
+	}
+	return "Contact: <" + scheme + hostPort(local) + param + ">"
+}
+
+// response writes a response to req, a request that came from src (RFC
+// 3261 §8.2.6): its Vias, the first with received and rport; From, To
+// (with toTag added when To has none and toTag is set), Call-ID, CSeq;
+// then extra lines and the body.
+func response(req *sip.Request, src netip.AddrPort, toTag string, code int, phrase string, extra []string, body []byte) []byte {
+	var w wire
+	w.line("SIP/2.0 ", strconv.Itoa(code), " ", phrase)
+	for i, h := range req.GetHeaders("Via") {
+		if v, ok := h.(*sip.ViaHeader); ok && i == 0 {
+			w.line(sipheader.Received(v, src).String())
+			continue
+		}
+		w.line(h.Name(), ": ", h.Value())
+	}
+	if from := req.From(); from != nil {
+		w.line(from.String())
+	}
+	if to := req.To(); to != nil {
+		w.WriteString(to.String())
+		if _, ok := to.Params.Get("tag"); !ok && toTag != "" {
+			w.WriteString(";tag=")
+			w.WriteString(toTag)
+		}
+		w.WriteString("\r\n")
+	}
+	if id := req.CallID(); id != nil {
+		w.line(id.String())
+	}
+	if cs := req.CSeq(); cs != nil {
+		w.line(cs.String())
+	}
+	for _, e := range extra {
+		w.line(e)
+	}
+	return w.end(body)
+}
+
+// fromUser is the caller's user part for leg B's From, escaped.
+func fromUser(req *sip.Request) string {
+	from := req.From()
+	if from == nil {
+		return ""
+	}
+	u := from.Address.User
+	if strings.EqualFold(from.Address.Scheme, "tel") {
+		u = from.Address.Raw()
+	}
+	var sb strings.Builder
+	sipheader.WriteUser(&sb, u)
+	return sb.String()
+}
+
+// displayName is the caller's display name as a quoted string, or "": a
+// name is call data (caller ID), but only its printable characters
+// other than quote and backslash pass.
+func displayName(req *sip.Request) string {
+	from := req.From()
+	if from == nil || from.DisplayName == "" {
+		return ""
+	}
+	var sb strings.Builder
+	sb.WriteByte('"')
+	for _, r := range strings.Trim(from.DisplayName, `"`) {
+		if r >= 0x20 && r != 0x7f && r != '"' && r != '\\' {
+			sb.WriteRune(r)
+		}
+	}
+	sb.WriteString(`" `)
+	return sb.String()
+}
+
+// warningText makes text safe inside a Warning's quoted string.
+func warningText(s string) string {
+	var sb strings.Builder
+	for _, r := range s {
+		if r >= 0x20 && r != 0x7f && r != '"' && r != '\\' {
+			sb.WriteRune(r)
+		}
+	}
+	return sb.String()
+}
+
+// maxForwards is what leg B's INVITE carries: one less than the caller's,
+// 70 when it had none; ok is false when the caller's was 0 (483).
+func maxForwards(req *sip.Request) (n int, ok bool) {
+	h := req.GetHeader("Max-Forwards")
+	if h == nil {
+		return 70, true
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(h.Value()))
+	if err != nil || v <= 0 {
+		return 0, false
+	}
+	return min(v-1, 70), true
+}
+
+// message is what the helpers below read of a request or response.
+type message interface {
+	GetHeader(name string) sip.Header
+	Body() []byte
+}
+
+func headerValue(m message, name string) string {
+	if h := m.GetHeader(name); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+func isSDP(m message) bool {
+	ct := headerValue(m, "Content-Type")
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.EqualFold(strings.TrimSpace(ct), sdpType) && len(m.Body()) > 0
+}
+
+// sdpOf is m's SDP body, or nil.
+func sdpOf(m message) []byte {
+	if isSDP(m) {
+		return m.Body()
+	}
+	return nil
+}
+
+func tagOf(p sip.HeaderParams) string {
+	t, _ := p.Get("tag")
+	return t
+}
+
+func branchOf(req *sip.Request) string {
+	if v := req.Via(); v != nil {
+		b, _ := v.Params.Get("branch")
+		return b
+	}
+	return ""
+}

@@ -1,0 +1,60 @@
+package b2bua
+
+import (
+	"time"
+
+	"github.com/umedge/umedge/core/sdk/router"
+)
+
+// retrans is one transaction's timer: over UDP it retransmits a message
+// (RFC 3261 §17: Timer A for an INVITE, doubling; Timers E and G for the
+// rest, doubling up to T2), and on every transport it ends the
+// transaction after 64×T1 (Timers B, F, H) with its timeout. Its methods
+// run with the call's mutex held.
+type retrans struct {
+	t       *time.Timer
+	stopped bool
+}
+
+// transaction starts a retrans for a message just sent; resend sends it
+// again, timeout (may be nil) runs when no answer came in time. Called
+// with c.mu held; both callbacks run with it held.
+func (c *call) transaction(tp router.Transport, invite bool, resend, timeout func()) *retrans {
+	r := &retrans{}
+	t1, t2 := c.e.cfg.T1, c.e.cfg.T2
+	deadline := time.Now().Add(64 * t1)
+	interval := t1
+	first := t1
+	if tp != router.UDP {
+		first = 64 * t1 // a reliable transport retransmits for us
+	}
+	r.t = time.AfterFunc(first, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if r.stopped {
+			return
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			r.stopped = true
+			if timeout != nil {
+				timeout()
+			}
+			return
+		}
+		resend()
+		if interval *= 2; !invite {
+			interval = min(interval, t2)
+		}
+		r.t.Reset(min(interval, left))
+	})
+	return r
+}
+
+// stop ends the retransmissions; nil-safe.
+func (r *retrans) stop() {
+	if r != nil && !r.stopped {
+		r.stopped = true
+		r.t.Stop()
+	}
+}

@@ -1,0 +1,271 @@
+package sipfront
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/umedge/umedge/core/internal/b2bua"
+	"github.com/umedge/umedge/core/sdk/router"
+)
+
+// The front end is the B2BUA's transport (b2bua.Transport): leg B's UDP
+// messages leave from our listening socket, so that the back end's answers
+// come back to it; TCP and TLS ones on connections we open, read by the
+// same code as accepted ones. Either way, whatever arrives reaches
+// handleMessage and from there the engine.
+
+// SetB2BUA hands the calls of proxy pools to e; nil sends them 503.
+func (s *Server) SetB2BUA(e *b2bua.Engine) { s.b2b.Store(e) }
+
+var _ b2bua.Transport = (*Server)(nil)
+
+// dialTimeout bounds opening a connection to a back end, TLS included.
+const dialTimeout = 5 * time.Second
+
+// maxPending bounds the messages queued for a connection still opening.
+const maxPending = 256
+
+// outbound is the connections we opened, by transport and address.
+type outbound struct {
+	mu    sync.Mutex
+	conns map[listenerKey]*outConn
+}
+
+// outConn is one connection we opened: messages queue in pending until it
+// is up.
+type outConn struct {
+	mu      sync.Mutex
+	sc      *streamConn // nil while opening
+	pending [][]byte
+	failed  bool
+}
+
+func (oc *outConn) send(b []byte) error {
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	switch {
+	case oc.failed:
+		return errConnFailed
+	case oc.sc != nil:
+		if !oc.sc.enqueue(b) {
+			return errConnFailed
+		}
+	case len(oc.pending) >= maxPending:
+		return errConnBusy
+	default:
+		oc.pending = append(oc.pending, b)
+	}
+	return nil
+}
+
+var (
+	errConnFailed = errors.New("connection failed")
+	errConnBusy   = errors.New("connection still opening, queue full")
+	errNoListener = errors.New("no listener")
+)
+
+// Send implements b2bua.Transport.
+func (s *Server) Send(tp router.Transport, dst netip.AddrPort, serverName string, msg []byte) error {
+	if tp == router.UDP {
+		pc := s.udpSocket(dst.Addr())
+		if pc == nil {
+			return fmt.Errorf("udp to %s: %w", dst, errNoListener)
+		}
+		_, err := pc.WriteToUDPAddrPort(msg, dst)
+		return err
+	}
+	key := listenerKey{tp, dst}
+	s.out.mu.Lock()
+	if s.out.conns == nil {
+		s.out.conns = map[listenerKey]*outConn{}
+	}
+	oc := s.out.conns[key]
+	if oc == nil {
+		oc = &outConn{}
+		s.out.conns[key] = oc
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.dial(key, serverName, oc)
+		}()
+	}
+	s.out.mu.Unlock()
+	return oc.send(msg)
+}
+
+// dial opens an outbound connection and reads it until it closes.
+func (s *Server) dial(key listenerKey, serverName string, oc *outConn) {
+	defer func() {
+		s.out.mu.Lock()
+		if s.out.conns[key] == oc {
+			delete(s.out.conns, key)
+		}
+		s.out.mu.Unlock()
+		oc.mu.Lock()
+		oc.failed, oc.pending = true, nil
+		oc.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	defer cancel()
+	raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", key.addr.String())
+	if err != nil {
+		s.log.Info("cannot reach back end", "transport", key.transport, "addr", key.addr.String(), "err", err)
+		return
+	}
+	if tc, ok := raw.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(streamSendBuffer)
+		_ = setUserTimeout(tc, max(s.writeTimeout(), minUserTimeout))
+	}
+	c := raw
+	if key.transport == router.TLS {
+		tc := tls.Client(raw, s.clientTLS(serverName))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			s.log.Info("tls handshake with back end failed", "addr", key.addr.String(), "server_name", serverName, "err", err)
+			_ = raw.Close()
+			return
+		}
+		c = tc
+	}
+	s.metrics.SIPConnsOpen.Inc()
+	defer s.metrics.SIPConnsOpen.Dec()
+	defer c.Close()
+	s.readStream(c, raw, peer{transport: key.transport, src: remoteAddr(raw)}, func(sc *streamConn) {
+		oc.mu.Lock()
+		oc.sc = sc
+		for _, b := range oc.pending {
+			sc.enqueue(b)
+		}
+		oc.pending = nil
+		oc.mu.Unlock()
+	})
+}
+
+// clientTLS is the TLS client side of the listener's configuration: our
+// certificate (mutual TLS, R-SEC-3), the configured CA bundle as roots.
+func (s *Server) clientTLS(serverName string) *tls.Config {
+	st := s.state.Load()
+	cfg := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12}
+	if st.tls != nil {
+		cfg.Certificates = st.tls.Certificates
+		cfg.RootCAs = st.tls.ClientCAs
+		cfg.MinVersion = st.tls.MinVersion
+		cfg.CipherSuites = st.tls.CipherSuites
+	}
+	return cfg
+}
+
+// udpSocket returns a UDP listener's socket of dst's address family.
+func (s *Server) udpSocket(dst netip.Addr) *net.UDPConn {
+	l := s.listenerFor(router.UDP, dst)
+	if l == nil {
+		return nil
+	}
+	return l.udp
+}
+
+// listenerFor returns an open listener of tp whose address family is
+// dst's, preferring a loopback one for a loopback dst and else a
+// non-loopback one.
+func (s *Server) listenerFor(tp router.Transport, dst netip.Addr) *listener {
+	dst = dst.Unmap()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var best *listener
+	for k, l := range s.listeners {
+		a := k.addr.Addr()
+		if k.transport != tp || a.Is4() != dst.Is4() {
+			continue
+		}
+		if best == nil || a.IsLoopback() == dst.IsLoopback() && best.key.addr.Addr().IsLoopback() != dst.IsLoopback() {
+			best = l
+		}
+	}
+	return best
+}
+
+// Local implements b2bua.Transport: our listener's address for tp towards
+// dst; an unspecified listener address is replaced by the one the kernel
+// would send from.
+func (s *Server) Local(tp router.Transport, dst netip.Addr) (netip.AddrPort, error) {
+	l := s.listenerFor(tp, dst)
+	if l == nil && tp == router.TCP {
+		l = s.listenerFor(router.UDP, dst) // a UDP-only front still has our port
+	}
+	if l == nil {
+		return netip.AddrPort{}, fmt.Errorf("%s towards %s: %w", tp, dst, errNoListener)
+	}
+	ap := l.key.addr
+	if ap.Addr().IsUnspecified() {
+		a, err := sourceFor(dst)
+		if err != nil {
+			return netip.AddrPort{}, err
+		}
+		ap = netip.AddrPortFrom(a, ap.Port())
+	}
+	return ap, nil
+}
+
+// sourceFor asks the kernel which address it sends to dst from: a
+// connected UDP socket sends nothing.
+func sourceFor(dst netip.Addr) (netip.Addr, error) {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9)))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("no route to %s: %w", dst, err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
+}
+
+// Resolve implements b2bua.Transport. A back end named by DNS is looked
+// up with a short deadline.
+func (s *Server) Resolve(host string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Unmap(), nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	as, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if len(as) == 0 {
+		return netip.Addr{}, fmt.Errorf("%s has no address", host)
+	}
+	return as[0].Unmap(), nil
+}
+
+// inbound describes the peer of a message for the B2BUA.
+func (s *Server) inbound(p *peer, req *sip.Request) b2bua.Inbound {
+	in := b2bua.Inbound{Transport: p.transport, Source: p.src, Local: p.local}
+	if in.Local.Addr().IsUnspecified() {
+		if a, err := sourceFor(p.src.Addr()); err == nil {
+			in.Local = netip.AddrPortFrom(a, in.Local.Port())
+		}
+	}
+	switch rp := p.reply; {
+	case rp.stream != nil:
+		in.Reply, in.Requests = sender{rp.stream}, sender{rp.stream}
+	case rp.udp != nil:
+		dst := p.src
+		if req != nil {
+			dst = responseAddr(req, p)
+		}
+		in.Reply, in.Requests = sender{udpReplier{rp.udp, dst}}, sender{udpReplier{rp.udp, p.src}}
+	default:
+		in.Reply, in.Requests = sender{noReply{}}, sender{noReply{}}
+	}
+	return in
+}
+
+// sender adapts a replier to b2bua.Sender.
+type sender struct{ r replier }
+
+func (s sender) Send(b []byte) { s.r.reply(b) }
