@@ -18,6 +18,7 @@ type Config struct {
 	Admin      Admin             `toml:"admin"`
 	SIP        SIP               `toml:"sip"`
 	Media      Media             `toml:"media"`
+	SBC        SBC               `toml:"sbc"`
 	PluginHost PluginHost        `toml:"plugin_host"`
 	Plugins    map[string]Plugin `toml:"plugins"` // key = plugin instance name
 
@@ -92,6 +93,36 @@ type TLS struct {
 type Media struct {
 	PortMin int `toml:"port_min"` // first RTP port, even
 	PortMax int `toml:"port_max"` // last port of the range
+}
+
+// SBC configures the B2BUA that runs the calls of proxy pools (a router
+// pool with action = "proxy").
+type SBC struct {
+	MaxCalls     int      `toml:"max_calls"`     // calls at once through the B2BUA, all gateways; 0 = unlimited
+	MaxRedirects int      `toml:"max_redirects"` // 3xx of a back end followed per call
+	RingTimeout  Duration `toml:"ring_timeout"`  // a back end that rings longer is cancelled (RFC 3261 Timer C)
+	CDRFile      string   `toml:"cdr_file"`      // call detail records, JSON lines; "" = none
+	// Peers are media profiles by the name of a router gateway (the
+	// caller's leg) or pool (the back end's leg).
+	Peers map[string]SBCPeer `toml:"peers"`
+}
+
+// MediaSecurity is a leg's media security (R-SBC-6).
+type MediaSecurity string
+
+// The media security modes.
+const (
+	MediaAsIs MediaSecurity = "as-is" // what the other leg does: SRTP passed through, or RTP
+	MediaRTP  MediaSecurity = "rtp"   // Not secured: plain RTP only
+	MediaSRTP MediaSecurity = "srtp"  // Secured only: SRTP required
+	MediaBoth MediaSecurity = "both"  // SRTP offered, either accepted
+)
+
+// SBCPeer is the media profile of one leg.
+type SBCPeer struct {
+	MediaSecurity MediaSecurity `toml:"media_security"` // as-is|rtp|srtp|both; "" = as-is, or srtp towards a Secured dial plan's pool
+	Codecs        []string      `toml:"codecs"`         // allowed codecs in preference order, e.g. ["PCMA", "PCMU"]; empty = as offered
+	DropDTMF      bool          `toml:"drop_dtmf"`      // strip telephone-event (RFC 4733) from this leg's SDP
 }
 
 // PluginHost configures how plugin binaries are found, pinned and run.
@@ -180,6 +211,7 @@ func Default() Config {
 			TCPWriteTimeout:         Duration{2 * time.Second},
 		},
 		Media: Media{PortMin: 16384, PortMax: 32767},
+		SBC: SBC{MaxRedirects: 5, RingTimeout: Duration{3 * time.Minute}, Peers: map[string]SBCPeer{}},
 		PluginHost: PluginHost{
 			Dir:               "bin/plugins",
 			CallTimeout:       Duration{500 * time.Millisecond},

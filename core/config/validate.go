@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -49,6 +51,7 @@ func (c *Config) validate(pre []problem, failed map[string]bool) error {
 	adm := v.admin()
 	listen := v.sip()
 	v.media()
+	v.sbc()
 	v.pluginHost()
 	v.plugins()
 	v.conflicts(listen, adm)
@@ -270,6 +273,50 @@ func fmtDur(d time.Duration) string {
 		s = s[:len(s)-2]
 	}
 	return s
+}
+
+func (v *validator) sbc() {
+	s := v.c.SBC
+	v.intRange("sbc.max_calls", s.MaxCalls, 0, 1_000_000)
+	v.intRange("sbc.max_redirects", s.MaxRedirects, 1, 20)
+	v.durRange("sbc.ring_timeout", s.RingTimeout, time.Second, time.Hour)
+	if s.CDRFile != "" {
+		if dir := filepath.Dir(s.CDRFile); !isDir(dir) {
+			v.addf("sbc.cdr_file", ErrInvalid, "directory %s does not exist", dir)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Peers)) {
+		p := s.Peers[name]
+		path := joinKey("sbc.peers", name)
+		switch p.MediaSecurity {
+		case "", MediaAsIs, MediaRTP, MediaSRTP, MediaBoth:
+		default:
+			v.addf(path+".media_security", ErrInvalid, "%q is not one of as-is, rtp, srtp, both", p.MediaSecurity)
+		}
+		for i, c := range p.Codecs {
+			if !isCodecName(c) {
+				v.addf(fmt.Sprintf("%s.codecs[%d]", path, i), ErrInvalid, "%q is no codec name (an SDP encoding name such as PCMA)", c)
+			}
+		}
+	}
+}
+
+// isCodecName reports whether s can be an SDP rtpmap encoding name.
+func isCodecName(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }
 
 func (v *validator) media() {

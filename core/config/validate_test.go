@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,6 +76,7 @@ func clone(c Config) Config {
 		plugins[k] = v
 	}
 	c.Plugins = plugins
+	c.SBC.Peers = maps.Clone(c.SBC.Peers)
 	return c
 }
 
@@ -302,6 +304,28 @@ func TestValidateMedia(t *testing.T) {
 			wantPath: "media.port_max", wantErr: ErrConflict},
 		{name: "port_max too big", give: func(c *Config) { c.Media.PortMax = 65536 },
 			wantPath: "media.port_max", wantErr: ErrOutOfRange},
+	})
+}
+
+func TestValidateSBC(t *testing.T) {
+	dir := t.TempDir()
+	runValidateCases(t, []validateCase{
+		{name: "profiles and a CDR file", give: func(c *Config) {
+			c.SBC.CDRFile = filepath.Join(dir, "cdr.jsonl")
+			c.SBC.Peers = map[string]SBCPeer{"gw": {MediaSecurity: MediaSRTP, Codecs: []string{"PCMA", "telephone-event"}}}
+		}},
+		{name: "unknown media security", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"my gw": {MediaSecurity: "srtp-please"}}
+		}, wantPath: `sbc.peers."my gw".media_security`, wantErr: ErrInvalid},
+		{name: "codec name with a separator", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"gw": {Codecs: []string{"PCMA", "PCMU/8000\r\na=x"}}}
+		}, wantPath: "sbc.peers.gw.codecs[1]", wantErr: ErrInvalid},
+		{name: "CDR directory missing", give: func(c *Config) { c.SBC.CDRFile = filepath.Join(dir, "no", "cdr.jsonl") },
+			wantPath: "sbc.cdr_file", wantErr: ErrInvalid},
+		{name: "negative call limit", give: func(c *Config) { c.SBC.MaxCalls = -1 },
+			wantPath: "sbc.max_calls", wantErr: ErrOutOfRange},
+		{name: "ring timeout too short", give: func(c *Config) { c.SBC.RingTimeout = Duration{time.Millisecond} },
+			wantPath: "sbc.ring_timeout", wantErr: ErrOutOfRange},
 	})
 }
 

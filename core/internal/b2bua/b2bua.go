@@ -102,9 +102,10 @@ const (
 	SideB             // the back end's
 )
 
-// Media creates a call's media session.
+// Media creates a call's media session; aLocal and bLocal are our
+// addresses on each leg, which its media binds and announces.
 type Media interface {
-	NewSession(callID string, t *Target, onTimeout func()) (MediaSession, error)
+	NewSession(callID string, t *Target, aLocal, bLocal netip.Addr, onTimeout func()) (MediaSession, error)
 }
 
 // MediaSession is one call's anchored media (core/internal/media).
@@ -294,12 +295,8 @@ func (e *Engine) Handle(msg sip.Message, in Inbound) bool {
 func (e *Engine) Shutdown(timeout time.Duration) {
 	e.mu.Lock()
 	e.closed = true
-	calls := make([]*call, 0, len(e.byA))
-	for _, c := range e.byA {
-		calls = append(calls, c)
-	}
 	e.mu.Unlock()
-	for _, c := range calls {
+	for _, c := range e.snapshot() {
 		c.hangup("shutdown")
 	}
 	done := make(chan struct{})
@@ -341,12 +338,7 @@ type LegInfo struct {
 
 // Calls lists the calls in progress, oldest first.
 func (e *Engine) Calls() []CallInfo {
-	e.mu.Lock()
-	calls := make([]*call, 0, len(e.byA))
-	for _, c := range e.byA {
-		calls = append(calls, c)
-	}
-	e.mu.Unlock()
+	calls := e.snapshot()
 	out := make([]CallInfo, 0, len(calls))
 	for _, c := range calls {
 		if ci, ok := c.info(); ok {
@@ -360,6 +352,17 @@ func (e *Engine) Calls() []CallInfo {
 		return strings.Compare(x.ID, y.ID)
 	})
 	return out
+}
+
+// snapshot returns the calls known now, ended ones included.
+func (e *Engine) snapshot() []*call {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	calls := make([]*call, 0, len(e.byA))
+	for _, c := range e.byA {
+		calls = append(calls, c)
+	}
+	return calls
 }
 
 // Active is the number of calls holding an admission slot.

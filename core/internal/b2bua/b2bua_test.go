@@ -109,7 +109,7 @@ type fakeMedia struct {
 
 type fakeSession struct{ m *fakeMedia }
 
-func (m *fakeMedia) NewSession(string, *Target, func()) (MediaSession, error) {
+func (m *fakeMedia) NewSession(string, *Target, netip.Addr, netip.Addr, func()) (MediaSession, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.noPorts {

@@ -159,7 +159,11 @@ func (c *call) start() {
 		c.reject(420, "Bad Extension", "", "Unsupported: "+ext)
 		return
 	}
-	ms, err := c.e.media.NewSession(c.b.callID, &c.target, func() { c.hangup("media timeout") })
+	if err := c.route(c.target.Backend, c.target.User); err != nil {
+		c.reject(503, "Service Unavailable", err.Error(), c.retryAfter())
+		return
+	}
+	ms, err := c.e.media.NewSession(c.b.callID, &c.target, c.a.in.Local.Addr(), c.b.local.Addr(), func() { c.hangup("media timeout") })
 	if err != nil {
 		c.mediaFailed(err)
 		return
@@ -175,10 +179,6 @@ func (c *call) start() {
 		c.lateOffer = true
 	}
 	c.a.respondLocked(c, 100, "Trying")
-	if err := c.route(c.target.Backend, c.target.User); err != nil {
-		c.reject(503, "Service Unavailable", err.Error(), c.retryAfter())
-		return
-	}
 	c.sendInvite(mf, offer)
 }
 
