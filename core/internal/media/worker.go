@@ -42,14 +42,14 @@ type worker struct {
 	reads   atomic.Uint64 // datagrams read
 	txDrops atomic.Uint64 // datagrams the kernel refused (full send buffer)
 
-	ev    [events]unix.EpollEvent
-	rhdr  [batch]mmsghdr
-	riov  [batch]unix.Iovec
-	rname [batch][sockaddrLen]byte
-	rbuf  [batch][bufSize]byte
-	plain [batch][bufSize]byte // decrypted SRTP, valid until the batch is flushed
-	hdr     rtp.Header  // scratch for pion/srtp, reused
-	rtcpHdr rtcp.Header // likewise for SRTCP
+	ev      [events]unix.EpollEvent
+	rhdr    [batch]mmsghdr
+	riov    [batch]unix.Iovec
+	rname   [batch][sockaddrLen]byte
+	rbuf    [batch][bufSize]byte
+	plain   [batch][bufSize]byte // decrypted SRTP, valid until the batch is flushed
+	hdr     rtp.Header           // scratch for pion/srtp, reused
+	rtcpHdr rtcp.Header          // likewise for SRTCP
 
 	tx    [batch]txItem
 	ntx   int
