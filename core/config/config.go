@@ -89,10 +89,14 @@ type TLS struct {
 	CipherSuites []string `toml:"cipher_suites"` // crypto/tls names; empty = Go defaults
 }
 
-// Media configures the RTP/RTCP port range.
+// Media configures the media engine: its RTP/RTCP port range, its event-loop
+// workers, latching and the inactivity timeout.
 type Media struct {
-	PortMin int `toml:"port_min"` // first RTP port, even
-	PortMax int `toml:"port_max"` // last port of the range
+	PortMin           int      `toml:"port_min"`           // first RTP port, even
+	PortMax           int      `toml:"port_max"`           // last port of the range
+	Workers           int      `toml:"workers"`            // event-loop workers; 0 = GOMAXPROCS
+	LatchWindow       Duration `toml:"latch_window"`       // how long after each answer a leg learns its peer's address
+	InactivityTimeout Duration `toml:"inactivity_timeout"` // no packet from either side this long ends the call; 0 = off
 }
 
 // SBC configures the B2BUA that runs the calls of proxy pools (a router
@@ -210,7 +214,15 @@ func Default() Config {
 			MaxConnectionsPerSource: 64,
 			TCPWriteTimeout:         Duration{2 * time.Second},
 		},
-		Media: Media{PortMin: 16384, PortMax: 32767},
+		Media: Media{
+			PortMin: 16384, PortMax: 32767,
+			// Ten seconds covers the slowest first packet seen in practice
+			// (a gateway that starts media only after its own ring-back
+			// or an ICE check round) while keeping the time in which a
+			// stranger could take over a plain-RTP leg short.
+			LatchWindow:       Duration{10 * time.Second},
+			InactivityTimeout: Duration{60 * time.Second},
+		},
 		SBC: SBC{MaxRedirects: 5, RingTimeout: Duration{3 * time.Minute}, Peers: map[string]SBCPeer{}},
 		PluginHost: PluginHost{
 			Dir:               "bin/plugins",

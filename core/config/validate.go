@@ -329,6 +329,11 @@ func (v *validator) media() {
 	} else if m.PortMax <= m.PortMin {
 		v.addf("media.port_max", ErrConflict, "%d is not above media.port_min %d", m.PortMax, m.PortMin)
 	}
+	v.intRange("media.workers", m.Workers, 0, 256)
+	v.durRange("media.latch_window", m.LatchWindow, 100*time.Millisecond, 5*time.Minute)
+	if m.InactivityTimeout.Duration != 0 {
+		v.durRange("media.inactivity_timeout", m.InactivityTimeout, time.Second, 24*time.Hour)
+	}
 }
 
 func (v *validator) pluginHost() {

@@ -294,8 +294,8 @@ func TestValidateSIPTLS(t *testing.T) {
 
 func TestValidateMedia(t *testing.T) {
 	runValidateCases(t, []validateCase{
-		{name: "up to 65535", give: func(c *Config) { c.Media = Media{PortMin: 10000, PortMax: 65535} }},
-		{name: "sip and admin ports below range", give: func(c *Config) { c.Media = Media{PortMin: 10000, PortMax: 10001} }},
+		{name: "up to 65535", give: func(c *Config) { c.Media.PortMin, c.Media.PortMax = 10000, 65535 }},
+		{name: "sip and admin ports below range", give: func(c *Config) { c.Media.PortMin, c.Media.PortMax = 10000, 10001 }},
 		{name: "port_min below 1024", give: func(c *Config) { c.Media.PortMin = 80 },
 			wantPath: "media.port_min", wantErr: ErrOutOfRange},
 		{name: "odd port_min", give: func(c *Config) { c.Media.PortMin = 16385 },
@@ -304,6 +304,16 @@ func TestValidateMedia(t *testing.T) {
 			wantPath: "media.port_max", wantErr: ErrConflict},
 		{name: "port_max too big", give: func(c *Config) { c.Media.PortMax = 65536 },
 			wantPath: "media.port_max", wantErr: ErrOutOfRange},
+		{name: "workers 0 means GOMAXPROCS", give: func(c *Config) { c.Media.Workers = 0 }},
+		{name: "negative workers", give: func(c *Config) { c.Media.Workers = -1 },
+			wantPath: "media.workers", wantErr: ErrOutOfRange},
+		{name: "latch window zero", give: func(c *Config) { c.Media.LatchWindow = Duration{} },
+			wantPath: "media.latch_window", wantErr: ErrOutOfRange},
+		{name: "latch window an hour", give: func(c *Config) { c.Media.LatchWindow = Duration{time.Hour} },
+			wantPath: "media.latch_window", wantErr: ErrOutOfRange},
+		{name: "inactivity timeout off", give: func(c *Config) { c.Media.InactivityTimeout = Duration{} }},
+		{name: "inactivity timeout below a second", give: func(c *Config) { c.Media.InactivityTimeout = Duration{500 * time.Millisecond} },
+			wantPath: "media.inactivity_timeout", wantErr: ErrOutOfRange},
 	})
 }
 

@@ -1,0 +1,34 @@
+// Package media is the core's one media engine: a port pool, a few epoll
+// event-loop workers over many non-blocking UDP sockets, and sessions of two
+// legs whose packets end in a sink.
+//
+// # Packet path
+//
+// A Session has two legs, A (the caller's) and B (the callee's). Each leg owns
+// an RTP socket on an even port and an RTCP socket on the next port, bound to
+// the leg's local address, and a sink that takes the plain RTP and RTCP the
+// leg received. By default a leg's sink is the other leg (relay); Attach puts
+// a local terminator there instead (the UM worker's player and recorder), and
+// Send is how a terminator puts media out of a leg. Relay is one sink kind,
+// not a special case of the loop.
+//
+// All four sockets of a session live on one worker, so the session's mutex is
+// only contended by the control path (Offer, Answer, Stats). A worker wakes
+// once per epoll batch, reads each ready socket with one recvmmsg and writes
+// what the batch produced with one sendmmsg, into buffers it owns: a relayed
+// packet costs no allocation.
+//
+// On the way in a leg demultiplexes STUN and RTP/RTCP (RFC 7983, RFC 5761),
+// answers STUN binding requests (ICE-lite when the leg's offer carried ICE),
+// decrypts SRTP with replay protection, latches the peer's source address
+// (symmetric RTP, RFC 7362) and keeps RFC 3550 receiver statistics. On the way
+// out it encrypts when it speaks SRTP and sends to the latched address, or to
+// the address of the peer's SDP until a packet has been seen.
+//
+// # Signalling
+//
+// Offer and Answer rewrite SDP (pion/sdp/v3) between the legs: the engine's
+// own origin, addresses and ports, the security each leg's profile asks for
+// (SDES keys generated per leg, RFC 4568; opportunistic SRTP, RFC 8643),
+// codec filtering and order, ICE-lite and rtcp-mux per leg.
+package media

@@ -1,0 +1,293 @@
+package media
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config is the [media] table of the core's configuration.
+type Config struct {
+	PortMin, PortMax  int           // RTP/RTCP range: even start, RTCP = RTP+1
+	Workers           int           // event-loop workers; 0 = GOMAXPROCS
+	LatchWindow       time.Duration // after each answer, how long a new source with a new SSRC re-latches a plain leg
+	InactivityTimeout time.Duration // no packet from either leg this long calls the session's onTimeout; 0 = off
+}
+
+// Engine is the media engine: the port pool, the workers and the sessions.
+type Engine struct {
+	cfg     Config
+	log     *slog.Logger
+	pool    *portPool
+	workers []*worker
+	wg      sync.WaitGroup
+	stop    chan struct{}
+
+	mu       sync.Mutex
+	sessions map[*Session]struct{}
+	closed   bool
+
+	noPorts0 uint64 // the kernel's UDP NoPorts counter when the engine started
+}
+
+// EngineStats is the engine-wide view.
+type EngineStats struct {
+	PortsInUse, PortsFree int // ports, two per pair
+	Sessions              int
+	Wakeups               uint64 // epoll wake-ups of all workers
+	Datagrams             uint64 // datagrams the workers read
+	TxDrops               uint64 // datagrams the kernel did not take
+	// UnallocatedDrops counts UDP datagrams that reached no socket since
+	// the engine started: the kernel's Udp NoPorts counter of the network
+	// namespace (/proc/net/snmp), which includes the media ports not
+	// handed out. Such a port has no socket, so a flood there costs the
+	// engine nothing: no wake-up, no read; the kernel counts and drops.
+	UnallocatedDrops uint64
+}
+
+// New starts an engine with cfg.Workers event loops.
+func New(cfg Config, log *slog.Logger) (*Engine, error) {
+	pool, err := newPortPool(cfg.PortMin, cfg.PortMax)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.LatchWindow <= 0 {
+		return nil, fmt.Errorf("media: latch window %s: must be positive", cfg.LatchWindow)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n := cfg.Workers
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	e := &Engine{cfg: cfg, log: log, pool: pool, stop: make(chan struct{}), sessions: make(map[*Session]struct{})}
+	e.noPorts0, _ = udpNoPorts()
+	for range n {
+		w, err := newWorker()
+		if err != nil {
+			e.Close()
+			return nil, err
+		}
+		e.workers = append(e.workers, w)
+		e.wg.Go(w.run)
+	}
+	if cfg.InactivityTimeout > 0 {
+		e.wg.Go(e.watchInactivity)
+	}
+	return e, nil
+}
+
+// Close ends every session and stops the workers.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	ss := make([]*Session, 0, len(e.sessions))
+	for s := range e.sessions {
+		ss = append(ss, s)
+	}
+	e.mu.Unlock()
+	for _, s := range ss {
+		s.Close()
+	}
+	close(e.stop)
+	for _, w := range e.workers {
+		w.stop()
+	}
+	e.wg.Wait()
+	for _, w := range e.workers {
+		w.closeFDs()
+	}
+	return nil
+}
+
+// Stats returns the engine-wide counters.
+func (e *Engine) Stats() EngineStats {
+	inUse, free := e.pool.counts()
+	st := EngineStats{PortsInUse: 2 * inUse, PortsFree: 2 * free}
+	e.mu.Lock()
+	st.Sessions = len(e.sessions)
+	e.mu.Unlock()
+	for _, w := range e.workers {
+		st.Wakeups += w.wakeups.Load()
+		st.Datagrams += w.reads.Load()
+		st.TxDrops += w.txDrops.Load()
+	}
+	if n, err := udpNoPorts(); err == nil && n >= e.noPorts0 {
+		st.UnallocatedDrops = n - e.noPorts0
+	}
+	return st
+}
+
+// NewSession allocates the ports of both legs (ErrNoPorts when the pool is
+// empty) and places the session on the least loaded worker. onTimeout is
+// called once, on its own goroutine, when no packet came from either leg
+// for the configured inactivity timeout after media started.
+func (e *Engine) NewSession(id string, a, b LegProfile, onTimeout func()) (*Session, error) {
+	for side, p := range []LegProfile{a, b} {
+		if !p.Local.IsValid() || p.Local.IsUnspecified() {
+			return nil, fmt.Errorf("media: session %s: leg %s: local address %q: want a unicast address", id, Side(side), p.Local)
+		}
+	}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, ErrClosed
+	}
+	e.mu.Unlock()
+
+	w := e.workers[0]
+	for _, o := range e.workers[1:] {
+		if o.load() < w.load() {
+			w = o
+		}
+	}
+	s := &Session{id: id, e: e, w: w, onTimeout: onTimeout, started: time.Now()}
+	s.lastPacket = s.started.UnixNano()
+	s.origin = [2]origin{{id: randUint63()}, {id: randUint63()}}
+	for side, p := range []LegProfile{a, b} {
+		l := &leg{sess: s, side: Side(side), prof: p}
+		if err := e.openLeg(l); err != nil {
+			s.release()
+			return nil, fmt.Errorf("media: session %s: leg %s: %w", id, Side(side), err)
+		}
+		s.legs[side] = l
+	}
+	for side, l := range s.legs {
+		l.own = relay{to: s.legs[1-side], w: w}
+		l.sink = &l.own
+	}
+	for _, l := range s.legs {
+		for _, k := range []*sock{l.rtp, l.rtcp} {
+			if err := w.add(k); err != nil {
+				s.release()
+				return nil, fmt.Errorf("media: session %s: %w", id, err)
+			}
+		}
+	}
+	w.mu.Lock()
+	w.nsess++
+	w.mu.Unlock()
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		s.Close()
+		return nil, ErrClosed
+	}
+	e.sessions[s] = struct{}{}
+	e.mu.Unlock()
+	return s, nil
+}
+
+// openLeg takes a port pair and binds both sockets, skipping pairs another
+// program holds (they go back to the end of the queue).
+func (e *Engine) openLeg(l *leg) error {
+	var busy []int
+	defer func() {
+		for _, p := range busy {
+			e.pool.put(p)
+		}
+	}()
+	for {
+		port, ok := e.pool.get()
+		if !ok {
+			return fmt.Errorf("%w: %d ports of %d-%d in use", ErrNoPorts, e.Stats().PortsInUse, e.cfg.PortMin, e.cfg.PortMax)
+		}
+		rfd, err := openUDP(l.prof.Local, port)
+		if err != nil {
+			busy = append(busy, port)
+			if errors.Is(err, unix.EADDRINUSE) {
+				continue
+			}
+			return err
+		}
+		cfd, err := openUDP(l.prof.Local, port+1)
+		if err != nil {
+			unix.Close(rfd)
+			busy = append(busy, port)
+			if errors.Is(err, unix.EADDRINUSE) {
+				continue
+			}
+			return err
+		}
+		l.rtp = &sock{fd: rfd, port: port, leg: l}
+		l.rtcp = &sock{fd: cfd, port: port + 1, rtcp: true, leg: l}
+		return nil
+	}
+}
+
+func (w *worker) load() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nsess
+}
+
+// watchInactivity calls the onTimeout of sessions whose media went quiet.
+func (e *Engine) watchInactivity() {
+	tick := min(e.cfg.InactivityTimeout/4, time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case now := <-t.C:
+			e.mu.Lock()
+			ss := make([]*Session, 0, len(e.sessions))
+			for s := range e.sessions {
+				ss = append(ss, s)
+			}
+			e.mu.Unlock()
+			for _, s := range ss {
+				s.checkInactive(now, e.cfg.InactivityTimeout)
+			}
+		}
+	}
+}
+
+func (e *Engine) forget(s *Session) {
+	e.mu.Lock()
+	delete(e.sessions, s)
+	e.mu.Unlock()
+}
+
+// udpNoPorts reads Udp NoPorts from /proc/net/snmp.
+func udpNoPorts() (uint64, error) {
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return 0, err
+	}
+	var names []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := bytes.Fields(sc.Bytes())
+		if len(f) == 0 || string(f[0]) != "Udp:" {
+			continue
+		}
+		if names == nil {
+			for _, n := range f {
+				names = append(names, string(n))
+			}
+			continue
+		}
+		for i, v := range f {
+			if i < len(names) && names[i] == "NoPorts" {
+				return strconv.ParseUint(string(v), 10, 64)
+			}
+		}
+	}
+	return 0, errors.New("media: no Udp NoPorts in /proc/net/snmp")
+}

@@ -1,0 +1,291 @@
+package media
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/pion/srtp/v3"
+)
+
+// latchQuiet is how long a latched source must have been silent before a
+// new source with a new SSRC may take its place outside the learning window
+// (a peer that moved its media without signalling it).
+const latchQuiet = 2 * time.Second
+
+// leg is one side of a session. All fields are guarded by the session's
+// mutex.
+type leg struct {
+	sess *Session
+	side Side
+	prof LegProfile
+	rtp  *sock
+	rtcp *sock
+	sink Sink
+	own  relay // the relay sink towards the other leg
+
+	// What the peer's SDP says (zero until an answer made it current).
+	sdpRTP, sdpRTCP netip.AddrPort
+	hold            bool // c=0.0.0.0: send nothing
+	mux             bool // RTCP on the RTP port, both ways
+	pt              [128]ptInfo
+	ptKnown         bool // pt was filled from SDP; other payload types are strays
+	codec           string
+
+	// Latching (RFC 7362).
+	latchRTP, latchRTCP netip.AddrPort
+	ssrc                uint32
+	learnUntil          int64 // unix ns; a new SSRC from a new source re-latches before this
+	lastLatched         int64 // unix ns of the last RTP from the latched source
+
+	// SRTP. rx decrypts what the peer sends, tx encrypts what we send it.
+	// passthrough: both legs As is and the offer was SRTP: the keys are the
+	// endpoints' own and packets pass untouched.
+	secure      bool
+	passthrough bool
+	rx, tx      *srtp.Context
+	rxKey       sdesKey // the peer's key, to keep rx (ROC, replay window) across a repeated answer
+	txKey       sdesKey
+	ownKeys     [len(suites)]sdesKey
+
+	ice *iceCreds // ICE-lite: our credentials on this leg; nil when the leg's offer had no ICE
+
+	stats legCounters
+	recv  recvStats
+
+	sendBuf [bufSize]byte // terminator path (Session.Send)
+}
+
+// ptInfo is what the SDP said about one payload type.
+type ptInfo struct {
+	known bool
+	clock uint32
+}
+
+// legCounters are the leg's raw counters; LegStats is their public copy.
+type legCounters struct {
+	packetsIn, packetsOut uint64
+	bytesIn, bytesOut     uint64
+	strays                uint64
+	srtpFailures          uint64
+	replays               uint64
+}
+
+// receive runs one datagram read on s through the leg. i is the datagram's
+// index in the worker's batch (its plain buffer).
+func (l *leg) receive(w *worker, s *sock, i int, pkt []byte, src netip.AddrPort, now int64) {
+	if len(pkt) < 4 {
+		l.stats.strays++
+		return
+	}
+	switch b0 := pkt[0]; {
+	case b0 < 4:
+		l.stun(w, s, pkt, src)
+	case b0>>6 == 2 && (s.rtcp || (pkt[1] >= 192 && pkt[1] <= 223)): // RFC 5761 §4
+		l.receiveRTCP(w, i, pkt, src)
+	case b0>>6 == 2:
+		l.receiveRTP(w, i, pkt, src, now)
+	default: // DTLS, ZRTP, garbage
+		l.stats.strays++
+	}
+}
+
+func (l *leg) receiveRTP(w *worker, i int, pkt []byte, src netip.AddrPort, now int64) {
+	if len(pkt) < 12 {
+		l.stats.strays++
+		return
+	}
+	pt := pkt[1] & 0x7f
+	if l.ptKnown && !l.pt[pt].known {
+		l.stats.strays++
+		return
+	}
+	ssrc := binary.BigEndian.Uint32(pkt[8:])
+	plain := pkt
+	if l.secure {
+		if l.rx == nil {
+			l.stats.strays++
+			return
+		}
+		out, err := l.rx.DecryptRTP(w.plain[i][:0], pkt, &w.hdr)
+		if err != nil {
+			l.countSRTPError(err)
+			return
+		}
+		plain = out
+		// An authenticated packet is the peer's wherever it comes from.
+		l.latch(src, ssrc, now)
+	} else if !l.accept(src, ssrc, now) {
+		l.stats.strays++
+		return
+	}
+	l.lastLatched = now
+	l.stats.packetsIn++
+	l.stats.bytesIn += uint64(len(pkt))
+	if l.recv.ssrc != ssrc || !l.recv.started {
+		l.recv.reset(ssrc)
+	}
+	l.recv.update(binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]),
+		(now-l.sess.started.UnixNano())/1e3, l.pt[pt].clock)
+	l.sink.RTP(plain)
+}
+
+// accept decides whether a plain RTP packet from src with ssrc is the peer's,
+// latching or re-latching as R-SBC-2 says.
+func (l *leg) accept(src netip.AddrPort, ssrc uint32, now int64) bool {
+	switch {
+	case !l.latchRTP.IsValid():
+		// The first packet: nothing to protect yet.
+	case src == l.latchRTP:
+		l.ssrc = ssrc // the same source with a new SSRC (a new stream of the same peer)
+		return true
+	case ssrc != l.ssrc && (now < l.learnUntil || now-l.lastLatched > int64(latchQuiet)):
+		// A new source with a new SSRC while learning, or after the
+		// latched source fell silent: re-latch.
+	default:
+		return false
+	}
+	l.latch(src, ssrc, now)
+	return true
+}
+
+func (l *leg) latch(src netip.AddrPort, ssrc uint32, now int64) {
+	if src != l.latchRTP {
+		l.latchRTP = src
+		if l.latchRTCP.IsValid() && l.latchRTCP.Addr() != src.Addr() {
+			l.latchRTCP = netip.AddrPort{} // the peer moved: learn its RTCP source again
+		}
+	}
+	l.ssrc = ssrc
+	l.lastLatched = now
+}
+
+func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort) {
+	if len(pkt) < 8 {
+		l.stats.strays++
+		return
+	}
+	plain := pkt
+	if l.secure {
+		if l.rx == nil {
+			l.stats.strays++
+			return
+		}
+		out, err := l.rx.DecryptRTCP(w.plain[i][:0], pkt, &w.rtcpHdr)
+		if err != nil {
+			l.countSRTPError(err)
+			return
+		}
+		plain = out
+		l.latchRTCP = src
+	} else {
+		switch {
+		case src == l.latchRTCP:
+		case !l.latchRTCP.IsValid(), l.latchRTP.IsValid() && src.Addr() == l.latchRTP.Addr():
+			// First RTCP, or the latched RTP peer's address (a NAT may map
+			// its RTCP port anywhere).
+			l.latchRTCP = src
+		default:
+			l.stats.strays++
+			return
+		}
+	}
+	l.stats.packetsIn++
+	l.stats.bytesIn += uint64(len(pkt))
+	l.sink.RTCP(plain)
+}
+
+var errReplay = replayError()
+
+// replayError captures pion/srtp's unexported sentinel for a replayed packet
+// by replaying one, so the hot path tells replays from forgeries without
+// formatting the error.
+func replayError() error {
+	key, salt := make([]byte, 16), make([]byte, 14)
+	enc, err1 := srtp.CreateContext(key, salt, srtp.ProtectionProfileAes128CmHmacSha1_80)
+	dec, err2 := srtp.CreateContext(key, salt, srtp.ProtectionProfileAes128CmHmacSha1_80, srtp.SRTPReplayProtection(64))
+	if err1 != nil || err2 != nil {
+		panic("media: srtp self-test: " + errors.Join(err1, err2).Error())
+	}
+	p, err := enc.EncryptRTP(nil, []byte{0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xff}, nil)
+	if err != nil {
+		panic("media: srtp self-test: " + err.Error())
+	}
+	if _, err := dec.DecryptRTP(nil, p, nil); err != nil {
+		panic("media: srtp self-test: " + err.Error())
+	}
+	_, err = dec.DecryptRTP(nil, p, nil)
+	if u := errors.Unwrap(err); u != nil {
+		return u
+	}
+	panic("media: srtp self-test: a replayed packet was accepted")
+}
+
+func (l *leg) countSRTPError(err error) {
+	if errors.Is(err, errReplay) {
+		l.stats.replays++
+	} else {
+		l.stats.srtpFailures++
+	}
+}
+
+// rtpDst is where RTP to the peer goes: the latched source, else the SDP.
+func (l *leg) rtpDst() netip.AddrPort {
+	if l.latchRTP.IsValid() {
+		return l.latchRTP
+	}
+	return l.sdpRTP
+}
+
+func (l *leg) rtcpDst() (fd int, dst netip.AddrPort) {
+	if l.mux {
+		return l.rtp.fd, l.rtpDst()
+	}
+	if l.latchRTCP.IsValid() {
+		return l.rtcp.fd, l.latchRTCP
+	}
+	return l.rtcp.fd, l.sdpRTCP
+}
+
+// sendRTP queues a plain RTP packet towards the peer of l.
+func (l *leg) sendRTP(w *worker, pkt []byte) {
+	dst := l.rtpDst()
+	if !dst.IsValid() || l.hold {
+		return
+	}
+	out := pkt
+	if l.secure {
+		if l.tx == nil {
+			return
+		}
+		var err error
+		if out, err = l.tx.EncryptRTP(w.tbuf[w.ntx][:0], pkt, &w.hdr); err != nil {
+			return
+		}
+	}
+	l.stats.packetsOut++
+	l.stats.bytesOut += uint64(len(out))
+	w.queue(l.rtp.fd, dst, out)
+}
+
+// sendRTCP queues a plain RTCP packet towards the peer of l.
+func (l *leg) sendRTCP(w *worker, pkt []byte) {
+	fd, dst := l.rtcpDst()
+	if !dst.IsValid() || l.hold {
+		return
+	}
+	out := pkt
+	if l.secure {
+		if l.tx == nil {
+			return
+		}
+		var err error
+		if out, err = l.tx.EncryptRTCP(w.tbuf[w.ntx][:0], pkt, &w.rtcpHdr); err != nil {
+			return
+		}
+	}
+	l.stats.packetsOut++
+	l.stats.bytesOut += uint64(len(out))
+	w.queue(fd, dst, out)
+}

@@ -1,0 +1,75 @@
+package media
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRelayLoopback runs a plain call between two real sockets through the
+// engine: both directions, RTCP on RTP+1, addresses hidden, counters kept.
+func TestRelayLoopback(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b := newPeer(t), newPeer(t)
+	s, toA, toB, offerToB, answerToA := call(t, e, plain, plain,
+		a.sdp("RTP/AVP", "0 8 101", "rtpmap:101 telephone-event/8000", "fmtp:101 0-15", "sendrecv"),
+		func([]byte) []byte { return b.sdp("RTP/AVP", "0 101", "rtpmap:101 telephone-event/8000") })
+
+	t.Logf("offer to B:\n%s\nanswer to A:\n%s", offerToB, answerToA)
+	for _, body := range [][]byte{offerToB, answerToA} {
+		if bytes.Contains(body, []byte("10.9.9.9")) || bytes.Contains(body, []byte("secret-inside")) {
+			t.Errorf("the other side's origin leaked:\n%s", body)
+		}
+		if !bytes.Contains(body, []byte("o=umedge ")) {
+			t.Errorf("no o=umedge origin:\n%s", body)
+		}
+	}
+	if !strings.Contains(string(offerToB), "a=rtpmap:101 telephone-event/8000") || !strings.Contains(string(offerToB), "a=sendrecv") {
+		t.Errorf("telephone-event or direction lost:\n%s", offerToB)
+	}
+
+	// A → engine (A leg) → B, and B → engine (B leg) → A.
+	for i := range 20 {
+		pkt := rtpPacket(0, uint16(100+i), uint32(160*i), 0xA)
+		if _, err := a.rtp.WriteToUDPAddrPort(pkt, toA); err != nil {
+			t.Fatal(err)
+		}
+		got, from := recv(t, b.rtp, 2*time.Second)
+		if !bytes.Equal(got, pkt) {
+			t.Fatalf("B got %x, want %x", got[:12], pkt[:12])
+		}
+		if from != toB {
+			t.Fatalf("B got media from %s, want the engine's B-leg address %s", from, toB)
+		}
+		back := rtpPacket(0, uint16(500+i), uint32(160*i), 0xB)
+		if _, err := b.rtp.WriteToUDPAddrPort(back, toB); err != nil {
+			t.Fatal(err)
+		}
+		got, from = recv(t, a.rtp, 2*time.Second)
+		if !bytes.Equal(got, back) || from != toA {
+			t.Fatalf("A got %d bytes from %s, want the packet from %s", len(got), from, toA)
+		}
+	}
+	// RTCP from A's RTCP port to the engine's RTP+1 arrives at B's RTP+1.
+	rr := []byte{0x81, 201, 0, 7, 0, 0, 0, 0xA, 0, 0, 0, 0xB, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	rtcpOf := func(ap netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(ap.Addr(), ap.Port()+1) }
+	if _, err := a.rtcp.WriteToUDPAddrPort(rr, rtcpOf(toA)); err != nil {
+		t.Fatal(err)
+	}
+	got, from := recv(t, b.rtcp, 2*time.Second)
+	if !bytes.Equal(got, rr) || from != rtcpOf(toB) {
+		t.Fatalf("B's RTCP port got %x from %s, want the report from %s", got, from, rtcpOf(toB))
+	}
+	st := s.Stats()
+	if st.Legs[SideA].PacketsIn != 21 || st.Legs[SideB].PacketsOut != 21 || st.Legs[SideB].PacketsIn != 20 || st.Legs[SideA].PacketsOut != 20 {
+		t.Errorf("counters = %+v", st.Legs)
+	}
+	if st.Legs[SideA].Remote != a.addr() || st.Legs[SideB].Remote != b.addr() {
+		t.Errorf("latched = %s, %s, want %s, %s", st.Legs[SideA].Remote, st.Legs[SideB].Remote, a.addr(), b.addr())
+	}
+	if st.Legs[SideA].Codec != "PCMU" || st.Legs[SideA].Lost != 0 {
+		t.Errorf("leg A codec %q lost %d, want PCMU, 0", st.Legs[SideA].Codec, st.Legs[SideA].Lost)
+	}
+}

@@ -1,0 +1,240 @@
+package media
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Side names a leg of a session.
+type Side int
+
+// The two legs: A is the caller's, B the callee's.
+const (
+	SideA Side = iota
+	SideB
+)
+
+func (s Side) String() string {
+	if s == SideA {
+		return "A"
+	}
+	return "B"
+}
+
+func (s Side) other() Side { return 1 - s }
+
+// Security is a leg's media security mode (R-SBC-4, AudioCodes' "SBC Media
+// Security Mode").
+type Security int
+
+const (
+	// SecurityAsIs mirrors the other leg: SRTP passes through untouched
+	// (the endpoints' own keys) when both legs are As is, otherwise the leg
+	// speaks SRTP with our keys exactly when the other leg does.
+	SecurityAsIs Security = iota
+	// SecurityRTP ("Not secured") speaks plain RTP; an RTP/SAVP offer is
+	// not acceptable, opportunistic crypto (RFC 8643) is declined.
+	SecurityRTP
+	// SecuritySRTP ("Secured only") requires SRTP: an offer without an
+	// acceptable key is not acceptable, offers go out as RTP/SAVP.
+	SecuritySRTP
+	// SecurityBoth offers SRTP opportunistically (RTP/AVP with a=crypto)
+	// and accepts either.
+	SecurityBoth
+)
+
+func (s Security) String() string {
+	switch s {
+	case SecurityAsIs:
+		return "as is"
+	case SecurityRTP:
+		return "not secured"
+	case SecuritySRTP:
+		return "secured only"
+	case SecurityBoth:
+		return "both"
+	}
+	return fmt.Sprintf("security(%d)", int(s))
+}
+
+// LegProfile is what the peer of one leg gets.
+type LegProfile struct {
+	Local    netip.Addr // address this leg's media binds and announces (IPv4 or IPv6)
+	Security Security
+	Codecs   []string // allowed encoding names in preference order, e.g. "PCMU","PCMA","G722"; empty = all offered; telephone-event always kept unless DropDTMF
+	DropDTMF bool
+}
+
+// LegStats are the counters of one leg.
+type LegStats struct {
+	Local        netip.AddrPort // our RTP address on this leg
+	Remote       netip.AddrPort // where RTP to the peer goes: the latched source, else the SDP's
+	Codec        string         // first codec of the answer
+	Secure       bool           // the leg carries SRTP
+	PacketsIn    uint64         // RTP and RTCP accepted from the peer
+	PacketsOut   uint64         // RTP and RTCP sent to the peer
+	BytesIn      uint64
+	BytesOut     uint64
+	Lost         uint64  // RTP packets lost from the peer (RFC 3550 A.3)
+	JitterMs     float64 // interarrival jitter of the peer's RTP (RFC 3550 A.8)
+	Strays       uint64  // datagrams dropped: not from the latched source, not RTP, unknown payload type
+	SRTPFailures uint64  // SRTP/SRTCP packets that failed authentication
+	SRTPReplays  uint64  // SRTP/SRTCP packets replayed inside the 64-packet window
+}
+
+// SessionStats are the counters of a session.
+type SessionStats struct {
+	ID         string
+	Legs       [2]LegStats // indexed by Side
+	Started    time.Time
+	LastPacket time.Time
+}
+
+// Session is one call's media: two legs and their negotiation.
+type Session struct {
+	id        string
+	e         *Engine
+	w         *worker
+	onTimeout func()
+	started   time.Time
+
+	mu         sync.Mutex
+	legs       [2]*leg
+	closed     bool
+	lastPacket int64 // unix ns of the last datagram read on any leg
+	mediaUp    bool  // an answer was applied: the inactivity clock runs
+	timedOut   bool
+	pending    *negotiation // an offer waiting for its answer
+	last       *negotiation // the last answered offer, for a repeated answer (183 then 200)
+	origin     [2]origin    // o= of the SDP we send to each side
+}
+
+// origin is our o= towards one side: a stable session id, a version bumped
+// with each new description.
+type origin struct{ id, version uint64 }
+
+// Close stops the session's media and returns its ports; idempotent.
+func (s *Session) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.release()
+	s.w.mu.Lock()
+	s.w.nsess--
+	s.w.mu.Unlock()
+	s.e.forget(s)
+}
+
+// release closes the sockets opened so far and returns their ports. The
+// session is closed (or was never published), so no worker touches them.
+func (s *Session) release() {
+	for _, l := range s.legs {
+		if l == nil || l.rtp == nil {
+			continue
+		}
+		for _, k := range []*sock{l.rtp, l.rtcp} {
+			s.w.remove(k)
+			unix.Close(k.fd)
+		}
+		s.e.pool.put(l.rtp.port)
+	}
+}
+
+// Stats returns the session's counters.
+func (s *Session) Stats() SessionStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := SessionStats{ID: s.id, Started: s.started, LastPacket: time.Unix(0, s.lastPacket)}
+	for i, l := range s.legs {
+		st.Legs[i] = LegStats{
+			Local:        netip.AddrPortFrom(l.prof.Local, uint16(l.rtp.port)),
+			Remote:       l.rtpDst(),
+			Codec:        l.codec,
+			Secure:       l.secure || l.passthrough,
+			PacketsIn:    l.stats.packetsIn,
+			PacketsOut:   l.stats.packetsOut,
+			BytesIn:      l.stats.bytesIn,
+			BytesOut:     l.stats.bytesOut,
+			Lost:         l.recv.lost(),
+			JitterMs:     l.recv.jitterMs(),
+			Strays:       l.stats.strays,
+			SRTPFailures: l.stats.srtpFailures,
+			SRTPReplays:  l.stats.replays,
+		}
+	}
+	return st
+}
+
+// Attach makes sink the receiver of what leg side takes in, in place of the
+// relay to the other leg; a nil sink puts the relay back.
+func (s *Session) Attach(side Side, sink Sink) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.legs[side]
+	if sink == nil {
+		sink = &l.own
+	}
+	l.sink = sink
+}
+
+// Send puts one plain RTP packet out of leg side towards its peer,
+// encrypted when the leg speaks SRTP: the way a local terminator (a player)
+// sends media.
+func (s *Session) Send(side Side, pkt []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	l := s.legs[side]
+	dst := l.rtpDst()
+	if !dst.IsValid() || l.hold {
+		return fmt.Errorf("media: session %s: leg %s has no peer address yet", s.id, side)
+	}
+	out := pkt
+	if l.secure {
+		var err error
+		if out, err = l.tx.EncryptRTP(l.sendBuf[:0], pkt, nil); err != nil {
+			return fmt.Errorf("media: session %s: leg %s: encrypt: %w", s.id, side, err)
+		}
+	}
+	if err := sendto(l.rtp.fd, out, dst); err != nil {
+		return fmt.Errorf("media: session %s: leg %s: send to %s: %w", s.id, side, dst, err)
+	}
+	l.stats.packetsOut++
+	l.stats.bytesOut += uint64(len(out))
+	return nil
+}
+
+func (s *Session) checkInactive(now time.Time, timeout time.Duration) {
+	s.mu.Lock()
+	fire := !s.closed && s.mediaUp && !s.timedOut && now.UnixNano()-s.lastPacket >= int64(timeout)
+	if fire {
+		s.timedOut = true
+	}
+	s.mu.Unlock()
+	if fire {
+		s.e.log.Info("media inactivity timeout", "call_id", s.id, "timeout", timeout)
+		if s.onTimeout != nil {
+			go s.onTimeout()
+		}
+	}
+}
+
+func randUint63() uint64 {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("media: crypto/rand: " + err.Error())
+	}
+	return binary.BigEndian.Uint64(b[:]) >> 1
+}

@@ -1,0 +1,387 @@
+package media
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestLatching: the SDP announces one address, media comes from another
+// (a NAT): the engine answers where packets come from. A stranger with the
+// latched SSRC is a stray; after the learning window a stranger with a new
+// SSRC is a stray too; a new SSRC inside the window re-latches.
+func TestLatching(t *testing.T) {
+	e := newTestEngine(t, 8, func(c *Config) { c.LatchWindow = 400 * time.Millisecond })
+	a, b, nat, stranger := newPeer(t), newPeer(t), newPeer(t), newPeer(t)
+	s, toA, toB, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"),
+		func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+
+	// A's packets really leave from "nat".
+	nat.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xA), toA)
+	recv(t, b.rtp, 2*time.Second)
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xB), toB)
+	recv(t, nat.rtp, 2*time.Second) // not to the SDP address of A
+	if _, _, err := tryRecv(a.rtp, 100*time.Millisecond); err == nil {
+		t.Fatal("media went to the SDP address after latching")
+	}
+
+	stranger.rtp.WriteToUDPAddrPort(rtpPacket(0, 2, 160, 0xA), toA) // same SSRC, other source
+	if _, _, err := tryRecv(b.rtp, 100*time.Millisecond); err == nil {
+		t.Fatal("a stranger reusing the SSRC was relayed")
+	}
+	time.Sleep(450 * time.Millisecond) // window over; nat keeps talking
+	nat.rtp.WriteToUDPAddrPort(rtpPacket(0, 2, 160, 0xA), toA)
+	recv(t, b.rtp, 2*time.Second)
+	stranger.rtp.WriteToUDPAddrPort(rtpPacket(0, 9, 0, 0x5), toA) // new SSRC, after the window
+	if _, _, err := tryRecv(b.rtp, 100*time.Millisecond); err == nil {
+		t.Fatal("a stranger with a new SSRC took over after the window")
+	}
+	if st := s.Stats().Legs[SideA]; st.Strays != 2 || st.Remote != nat.addr() {
+		t.Errorf("strays %d latched %s, want 2, %s", st.Strays, st.Remote, nat.addr())
+	}
+
+	// A re-INVITE reopens the window: the peer moved, new SSRC, re-latch.
+	if _, err := s.Offer(SideA, a.sdp("RTP/AVP", "0")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Answer(SideB, b.sdp("RTP/AVP", "0")); err != nil {
+		t.Fatal(err)
+	}
+	stranger.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0x77), toA)
+	recv(t, b.rtp, 2*time.Second)
+	if st := s.Stats().Legs[SideA]; st.Remote != stranger.addr() {
+		t.Errorf("after the re-INVITE latched %s, want %s", st.Remote, stranger.addr())
+	}
+}
+
+// TestStrayKinds: datagrams that are not RTP of a negotiated payload type
+// are dropped and counted.
+func TestStrayKinds(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b := newPeer(t), newPeer(t)
+	s, toA, _, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	for _, p := range [][]byte{{1, 2}, []byte("GET / HTTP/1.0\r\n\r\n"), {0x16, 0xfe, 0xfd, 0, 0, 0, 0}, rtpPacket(96, 1, 0, 1), rtpPacket(0, 1, 0, 1)[:11]} {
+		a.rtp.WriteToUDPAddrPort(p, toA)
+	}
+	if got, _, err := tryRecv(b.rtp, 200*time.Millisecond); err == nil {
+		t.Fatalf("junk relayed: %x", got)
+	}
+	if st := s.Stats().Legs[SideA]; st.Strays != 5 || st.PacketsIn != 0 {
+		t.Errorf("strays %d in %d, want 5, 0", st.Strays, st.PacketsIn)
+	}
+}
+
+// TestPortExhaustion: when the pool is empty NewSession says ErrNoPorts;
+// Close returns the ports.
+func TestPortExhaustion(t *testing.T) {
+	e := newTestEngine(t, 4, nil)
+	var ss []*Session
+	for {
+		s, err := e.NewSession("x", plain, plain, nil)
+		if err != nil {
+			if !errors.Is(err, ErrNoPorts) {
+				t.Fatalf("NewSession = %v, want ErrNoPorts", err)
+			}
+			break
+		}
+		ss = append(ss, s)
+	}
+	if len(ss) == 0 || len(ss) > 2 {
+		t.Fatalf("%d sessions from 4 pairs (some may be busy), want 1 or 2", len(ss))
+	}
+	if st := e.Stats(); st.PortsFree > 2 {
+		t.Errorf("after exhaustion %d ports free", st.PortsFree)
+	}
+	for _, s := range ss {
+		s.Close()
+		s.Close() // idempotent
+	}
+	if st := e.Stats(); st.PortsInUse != 0 || st.Sessions != 0 {
+		t.Errorf("after Close: %d ports in use, %d sessions", st.PortsInUse, st.Sessions)
+	}
+	if _, err := e.NewSession("again", plain, plain, nil); err != nil {
+		t.Errorf("NewSession after Close: %v", err)
+	}
+}
+
+// TestInactivityTimeout: media stops → onTimeout once; before an answer the
+// clock does not run.
+func TestInactivityTimeout(t *testing.T) {
+	e := newTestEngine(t, 8, func(c *Config) { c.InactivityTimeout = 300 * time.Millisecond })
+	a, b := newPeer(t), newPeer(t)
+	fired := make(chan struct{}, 2)
+	ringing, err := e.NewSession("ringing", plain, plain, func() { fired <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ringing.Close()
+	if _, err := ringing.Offer(SideA, a.sdp("RTP/AVP", "0")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.NewSession("talking", plain, plain, func() { fired <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Offer(SideA, a.sdp("RTP/AVP", "0"))
+	if _, err := s.Answer(SideB, b.sdp("RTP/AVP", "0")); err != nil {
+		t.Fatal(err)
+	}
+	toA, _ := mediaAddr(t, must(s.Answer(SideB, b.sdp("RTP/AVP", "0"))))
+	stop := time.Now().Add(600 * time.Millisecond)
+	for i := 0; time.Now().Before(stop); i++ {
+		a.rtp.WriteToUDPAddrPort(rtpPacket(0, uint16(i), 0, 1), toA)
+		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-fired:
+			t.Fatal("timeout fired while media flowed")
+		default:
+		}
+	}
+	select {
+	case <-fired:
+	case <-time.After(2 * time.Second):
+		t.Fatal("no timeout after media stopped")
+	}
+	select {
+	case <-fired:
+		t.Fatal("timeout fired twice, or for the session still ringing")
+	case <-time.After(700 * time.Millisecond):
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// TestUnallocatedFlood: datagrams at media ports not handed out reach no
+// socket: the workers never wake, the kernel's NoPorts counter (reported as
+// UnallocatedDrops) takes them.
+func TestUnallocatedFlood(t *testing.T) {
+	e := newTestEngine(t, 64, nil)
+	s, err := e.NewSession("one", plain, plain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	inUse := map[int]bool{}
+	for _, l := range s.legs {
+		inUse[l.rtp.port], inUse[l.rtcp.port] = true, true
+	}
+	port := e.cfg.PortMin
+	for inUse[port] || inUse[port+1] {
+		port += 2
+	}
+	c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before := e.Stats()
+	const n = 5000
+	for range n {
+		c.Write(rtpPacket(0, 1, 0, 1)) // ECONNREFUSED from earlier ICMPs: ignored
+	}
+	time.Sleep(100 * time.Millisecond)
+	after := e.Stats()
+	if after.Wakeups != before.Wakeups || after.Datagrams != before.Datagrams {
+		t.Errorf("a flood at unallocated port %d woke the workers: %d → %d wake-ups", port, before.Wakeups, after.Wakeups)
+	}
+	if got := after.UnallocatedDrops - before.UnallocatedDrops; got < n/2 {
+		// Writes after an ICMP error fail with ECONNREFUSED and never
+		// leave; at least every other one reaches the kernel.
+		t.Errorf("UnallocatedDrops grew by %d, want ≥ %d", got, n/2)
+	}
+}
+
+// recorder is a tiny local terminator: it keeps what a leg received.
+type recorder struct {
+	mu   sync.Mutex
+	rtp  [][]byte
+	rtcp int
+}
+
+func (r *recorder) RTP(p []byte) {
+	r.mu.Lock()
+	r.rtp = append(r.rtp, bytes.Clone(p))
+	r.mu.Unlock()
+}
+func (r *recorder) RTCP([]byte) { r.mu.Lock(); r.rtcp++; r.mu.Unlock() }
+
+func (r *recorder) count() int { r.mu.Lock(); defer r.mu.Unlock(); return len(r.rtp) }
+
+// TestTerminatorSeam: a leg can end in the core as naturally as it is
+// relayed: a recorder takes a Secured leg's decrypted media, and Send plays
+// media out of it, encrypted.
+func TestTerminatorSeam(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b := newPeer(t), newPeer(t)
+	secured := LegProfile{Local: loopback, Security: SecuritySRTP}
+	aKey, aLine := peerKey(t, 1, 0)
+	s, toA, _, _, answerToA := call(t, e, secured, plain, a.sdp("RTP/SAVP", "0", aLine), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	rec := &recorder{}
+	s.Attach(SideA, rec)
+	enc := mustContext(t, aKey, false)
+	pkt := rtpPacket(0, 1, 160, 0xA)
+	out, _ := enc.EncryptRTP(nil, pkt, nil)
+	a.rtp.WriteToUDPAddrPort(out, toA)
+	deadline := time.Now().Add(2 * time.Second)
+	for rec.count() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if rec.count() != 1 || !bytes.Equal(rec.rtp[0], pkt) {
+		t.Fatalf("recorder got %d packets", rec.count())
+	}
+	if _, _, err := tryRecv(b.rtp, 100*time.Millisecond); err == nil {
+		t.Fatal("a terminated leg still relayed")
+	}
+	prompt := rtpPacket(0, 7, 0, 0xC0FFEE)
+	if err := s.Send(SideA, prompt); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := recv(t, a.rtp, 2*time.Second)
+	dec, err := mustContext(t, engineKey(t, answerToA, 1), true).DecryptRTP(nil, got, nil)
+	if err != nil || !bytes.Equal(dec, prompt) {
+		t.Fatalf("played packet: %v", err)
+	}
+	s.Attach(SideA, nil) // back to relay
+	out, _ = enc.EncryptRTP(nil, rtpPacket(0, 2, 320, 0xA), nil)
+	a.rtp.WriteToUDPAddrPort(out, toA)
+	recv(t, b.rtp, 2*time.Second)
+}
+
+// TestSDPRewrite covers codec filtering and order, DTMF, hold, ICE, rtcp-mux
+// and the errors a B2BUA turns into 488.
+func TestSDPRewrite(t *testing.T) {
+	e := newTestEngine(t, 40, nil)
+	a := newPeer(t)
+	offer := func(pa, pb LegProfile, body []byte) (string, error) {
+		s, err := e.NewSession("sdp", pa, pb, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		out, err := s.Offer(SideA, body)
+		return string(out), err
+	}
+	full := a.sdp("RTP/AVP", "0 8 9 18 101", "rtpmap:18 G729/8000", "fmtp:18 annexb=no", "rtpmap:101 telephone-event/8000", "fmtp:101 0-16")
+
+	t.Run("filter and order", func(t *testing.T) {
+		pb := LegProfile{Local: loopback, Codecs: []string{"G722", "pcma"}}
+		out, err := offer(plain, pb, full)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, "m=audio ") || !strings.Contains(out, " RTP/AVP 9 8 101\r\n") || strings.Contains(out, "G729") || strings.Contains(out, "annexb") {
+			t.Errorf("want G722, PCMA, telephone-event only:\n%s", out)
+		}
+	})
+	t.Run("drop DTMF", func(t *testing.T) {
+		out, err := offer(plain, LegProfile{Local: loopback, DropDTMF: true}, full)
+		if err != nil || strings.Contains(out, "telephone-event") || strings.Contains(out, " 101") {
+			t.Errorf("DropDTMF kept telephone-event (%v):\n%s", err, out)
+		}
+	})
+	t.Run("no common codec", func(t *testing.T) {
+		_, err := offer(plain, LegProfile{Local: loopback, Codecs: []string{"opus"}}, full)
+		if !errors.Is(err, ErrNotAcceptable) {
+			t.Errorf("err = %v, want ErrNotAcceptable", err)
+		}
+	})
+	t.Run("hold passes through", func(t *testing.T) {
+		body := bytes.Replace(a.sdp("RTP/AVP", "0", "sendonly"), []byte("c=IN IP4 127.0.0.1"), []byte("c=IN IP4 0.0.0.0"), 1)
+		out, err := offer(plain, plain, body)
+		if err != nil || !strings.Contains(out, "c=IN IP4 0.0.0.0") || !strings.Contains(out, "a=sendonly") {
+			t.Errorf("hold lost (%v):\n%s", err, out)
+		}
+		out, _ = offer(plain, plain, a.sdp("RTP/AVP", "0", "inactive"))
+		if !strings.Contains(out, "a=inactive") {
+			t.Errorf("inactive lost:\n%s", out)
+		}
+	})
+	t.Run("ICE and crypto of the other leg never leak", func(t *testing.T) {
+		_, line := peerKey(t, 1, 0)
+		out, err := offer(LegProfile{Local: loopback}, plain, a.sdp("RTP/AVP", "0", "ice-ufrag:abcd", "ice-pwd:0123456789012345678901",
+			"candidate:1 1 UDP 2130706431 10.1.1.1 5000 typ host", line, "rtcp-mux", "rtcp:9 IN IP4 10.1.1.1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range []string{"ice-", "candidate", "crypto", "10.1.1.1"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("%q leaked to the plain leg:\n%s", bad, out)
+			}
+		}
+		if !strings.Contains(out, "a=rtcp-mux") {
+			t.Errorf("rtcp-mux not offered on:\n%s", out)
+		}
+	})
+	t.Run("second stream declined", func(t *testing.T) {
+		body := append(a.sdp("RTP/AVP", "0"), []byte("m=video 5002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n")...)
+		out, err := offer(plain, plain, body)
+		if err != nil || !strings.Contains(out, "m=video 0 RTP/AVP 96") || strings.Contains(out, "H264") {
+			t.Errorf("video not declined (%v):\n%s", err, out)
+		}
+	})
+	for name, body := range map[string]string{
+		"garbage":       "hello",
+		"no c= line":    "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n",
+		"fqdn in c=":    "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 pbx.example\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n",
+		"bad crypto":    "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:short\r\n",
+		"bad rtpmap":    "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 4000 RTP/AVP 96\r\na=rtpmap:96\r\n",
+		"no audio":      "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=video 4000 RTP/AVP 96\r\n",
+		"format not pt": "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 4000 RTP/AVP abc\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := offer(plain, plain, []byte(body))
+			if !errors.Is(err, ErrBadSDP) && !errors.Is(err, ErrNotAcceptable) {
+				t.Errorf("Offer = %v, want ErrBadSDP or ErrNotAcceptable", err)
+			}
+		})
+	}
+}
+
+// TestOfferAnswerState: a repeated answer gives the same description; an
+// answer without an offer, and Reject, behave.
+func TestOfferAnswerState(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b := newPeer(t), newPeer(t)
+	s, err := e.NewSession("st", plain, plain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Answer(SideB, b.sdp("RTP/AVP", "0")); !errors.Is(err, ErrNoOffer) {
+		t.Errorf("Answer without offer = %v, want ErrNoOffer", err)
+	}
+	s.Offer(SideA, a.sdp("RTP/AVP", "0"))
+	first, err := s.Answer(SideB, b.sdp("RTP/AVP", "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.Answer(SideB, b.sdp("RTP/AVP", "0"))
+	if err != nil || !bytes.Equal(first, second) {
+		t.Errorf("183 then 200: %v\n%s\n%s", err, first, second)
+	}
+	// A re-INVITE from B that fails keeps the old state.
+	if _, err := s.Offer(SideB, b.sdp("RTP/AVP", "8")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Offer(SideA, a.sdp("RTP/AVP", "0")); !errors.Is(err, ErrNotAcceptable) {
+		t.Errorf("glare Offer = %v, want ErrNotAcceptable", err)
+	}
+	s.Reject(SideB)
+	if st := s.Stats(); st.Legs[SideA].Codec != "PCMU" {
+		t.Errorf("codec after Reject = %q, want PCMU", st.Legs[SideA].Codec)
+	}
+	s.Close()
+	if _, err := s.Offer(SideA, a.sdp("RTP/AVP", "0")); !errors.Is(err, ErrClosed) {
+		t.Errorf("Offer after Close = %v, want ErrClosed", err)
+	}
+}

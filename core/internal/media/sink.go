@@ -1,0 +1,27 @@
+package media
+
+// A Sink takes the plain RTP and RTCP packets a leg received, after the leg
+// demultiplexed, decrypted, latched and counted them. The relay to the other
+// leg is one Sink; a local terminator (a player or recorder of the UM
+// worker) is another, put in place with Session.Attach.
+//
+// Calls come from the session's engine worker, one at a time, with the
+// session locked: a Sink must not block, must not call back into the
+// Session, and must copy pkt if it keeps it past the call.
+type Sink interface {
+	RTP(pkt []byte)
+	RTCP(pkt []byte)
+}
+
+// relay is the Sink that forwards to the other leg of the session. Both legs
+// of a session share one worker, so the relay queues straight into that
+// worker's flush.
+type relay struct {
+	to *leg
+	w  *worker
+}
+
+func (r *relay) RTP(pkt []byte)  { r.to.sendRTP(r.w, pkt) }
+func (r *relay) RTCP(pkt []byte) { r.to.sendRTCP(r.w, pkt) }
+
+var _ Sink = (*relay)(nil)

@@ -1,0 +1,229 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	batch   = 32   // datagrams per recvmmsg/sendmmsg
+	bufSize = 2048 // one datagram: a 1500-byte MTU plus SRTP tag and headroom
+	events  = 128  // epoll events per wake-up
+)
+
+// sock is one of a leg's two sockets.
+type sock struct {
+	fd   int
+	port int
+	rtcp bool // the RTCP socket (RTP+1); RTCP may also arrive on the RTP one (rtcp-mux)
+	leg  *leg
+}
+
+// worker is one event loop: an epoll set over the sockets of its sessions.
+// Everything below mu is touched only by the worker goroutine.
+type worker struct {
+	epfd, wakefd int
+
+	mu      sync.Mutex
+	socks   map[int32]*sock
+	nsess   int // sessions placed here, for balancing
+	closing bool
+
+	wakeups atomic.Uint64 // epoll_wait returns that had events
+	reads   atomic.Uint64 // datagrams read
+	txDrops atomic.Uint64 // datagrams the kernel refused (full send buffer)
+
+	ev      [events]unix.EpollEvent
+	rhdr    [batch]mmsghdr
+	riov    [batch]unix.Iovec
+	rname   [batch][sockaddrLen]byte
+	rbuf    [batch][bufSize]byte
+	plain   [batch][bufSize]byte // decrypted SRTP, valid until the batch is flushed
+	hdr     rtp.Header           // scratch for pion/srtp, reused
+	rtcpHdr rtcp.Header          // likewise for SRTCP
+
+	tx    [batch]txItem
+	ntx   int
+	thdr  [batch]mmsghdr
+	tiov  [batch]unix.Iovec
+	tname [batch][sockaddrLen]byte
+	tbuf  [batch][bufSize]byte // encrypted output and STUN answers
+}
+
+// txItem is one datagram queued for the flush at the end of a read.
+type txItem struct {
+	fd  int
+	dst netip.AddrPort
+	b   []byte
+}
+
+func newWorker() (*worker, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("media: epoll_create1: %w", err)
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("media: eventfd: %w", err)
+	}
+	w := &worker{epfd: epfd, wakefd: wakefd, socks: make(map[int32]*sock)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}); err != nil {
+		w.closeFDs()
+		return nil, fmt.Errorf("media: epoll add eventfd: %w", err)
+	}
+	for i := range w.rhdr {
+		w.riov[i].Base = &w.rbuf[i][0]
+		w.rhdr[i].hdr.Iov = &w.riov[i]
+		w.rhdr[i].hdr.SetIovlen(1)
+		w.thdr[i].hdr.Iov = &w.tiov[i]
+		w.thdr[i].hdr.SetIovlen(1)
+		w.thdr[i].hdr.Name = &w.tname[i][0]
+	}
+	return w, nil
+}
+
+func (w *worker) closeFDs() {
+	unix.Close(w.wakefd)
+	unix.Close(w.epfd)
+}
+
+// add registers s with the worker's epoll set.
+func (w *worker) add(s *sock) error {
+	w.mu.Lock()
+	w.socks[int32(s.fd)] = s
+	w.mu.Unlock()
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, s.fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(s.fd)}); err != nil {
+		w.remove(s)
+		return fmt.Errorf("media: epoll add port %d: %w", s.port, err)
+	}
+	return nil
+}
+
+// remove takes s out of the epoll set; the caller closes its descriptor.
+func (w *worker) remove(s *sock) {
+	w.mu.Lock()
+	if w.socks[int32(s.fd)] == s {
+		delete(w.socks, int32(s.fd))
+	}
+	w.mu.Unlock()
+	// ENOENT when add failed half-way: nothing to undo.
+	_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, s.fd, nil)
+}
+
+// stop wakes the loop and makes it return.
+func (w *worker) stop() {
+	w.mu.Lock()
+	w.closing = true
+	w.mu.Unlock()
+	var one [8]byte
+	one[0] = 1 // eventfd takes a native-endian uint64; 1 in any byte order is non-zero
+	_, _ = unix.Write(w.wakefd, one[:])
+}
+
+// run is the event loop.
+func (w *worker) run() {
+	for {
+		n, err := unix.EpollWait(w.epfd, w.ev[:], -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			panic(fmt.Sprintf("media: epoll_wait: %v", err)) // EBADF/EINVAL: a bug, not a runtime condition
+		}
+		w.wakeups.Add(1)
+		now := time.Now().UnixNano()
+		for i := range n {
+			fd := w.ev[i].Fd
+			if int(fd) == w.wakefd {
+				w.mu.Lock()
+				closing := w.closing
+				w.mu.Unlock()
+				if closing {
+					return
+				}
+				continue
+			}
+			w.mu.Lock()
+			s := w.socks[fd]
+			w.mu.Unlock()
+			if s != nil {
+				w.serve(s, now)
+			}
+		}
+	}
+}
+
+// serve reads one batch from s, runs it through s's leg, and flushes what it
+// produced, all under the session's lock so that Close cannot close the
+// descriptors in between.
+func (w *worker) serve(s *sock, now int64) {
+	ss := s.leg.sess
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closed {
+		return
+	}
+	for i := range w.rhdr {
+		w.riov[i].SetLen(bufSize)
+		w.rhdr[i].hdr.Name = &w.rname[i][0]
+		w.rhdr[i].hdr.Namelen = sockaddrLen
+	}
+	n, err := recvmmsg(s.fd, w.rhdr[:])
+	if err != nil || n == 0 {
+		return // EAGAIN: another wake-up took it; an ICMP error surfaced as ECONNREFUSED: nothing to read
+	}
+	w.reads.Add(uint64(n))
+	ss.lastPacket = now
+	for i := range n {
+		src := getSockaddr(&w.rname[i])
+		s.leg.receive(w, s, i, w.rbuf[i][:w.rhdr[i].n], src, now)
+	}
+	w.flush()
+}
+
+// queue adds a datagram to the current flush; the worker's buffers are
+// sized so that one read never queues more than batch datagrams.
+func (w *worker) queue(fd int, dst netip.AddrPort, b []byte) {
+	if w.ntx == len(w.tx) {
+		w.txDrops.Add(1)
+		return
+	}
+	w.tx[w.ntx] = txItem{fd: fd, dst: dst, b: b}
+	w.ntx++
+}
+
+// flush sends the queued datagrams, one sendmmsg per run of the same socket.
+func (w *worker) flush() {
+	for start := 0; start < w.ntx; {
+		end := start + 1
+		for end < w.ntx && w.tx[end].fd == w.tx[start].fd {
+			end++
+		}
+		for i := start; i < end; i++ {
+			it := &w.tx[i]
+			w.tiov[i].Base = unsafe.SliceData(it.b)
+			w.tiov[i].SetLen(len(it.b))
+			w.thdr[i].hdr.Namelen = putSockaddr(&w.tname[i], it.dst)
+		}
+		sent, err := sendmmsg(w.tx[start].fd, w.thdr[start:end])
+		if err != nil {
+			sent = 0
+		}
+		if lost := end - start - sent; lost > 0 {
+			w.txDrops.Add(uint64(lost))
+		}
+		start = end
+	}
+	clear(w.tx[:w.ntx]) // drop references into session buffers
+	w.ntx = 0
+}
