@@ -19,7 +19,9 @@ import (
 
 	"github.com/umedge/umedge/core/config"
 	"github.com/umedge/umedge/core/internal/admin"
+	"github.com/umedge/umedge/core/internal/b2bua"
 	"github.com/umedge/umedge/core/internal/health"
+	"github.com/umedge/umedge/core/internal/media"
 	"github.com/umedge/umedge/core/internal/pluginhost"
 	"github.com/umedge/umedge/core/internal/routing"
 	"github.com/umedge/umedge/core/internal/sipfront"
@@ -39,6 +41,8 @@ type daemon struct {
 	prober *health.Prober
 	engine *routing.Engine // nil without a router plugin
 	front  *sipfront.Server
+	media  *media.Engine // nil without a router plugin
+	b2b    *b2bua.Engine // likewise
 	admin  *admin.Server
 
 	reloadMu sync.Mutex
@@ -109,6 +113,9 @@ func start(ctx context.Context, path string, logOut io.Writer) (_ *daemon, err e
 			return nil, err
 		}
 		if err := d.front.Apply(fc); err != nil {
+			return nil, err
+		}
+		if err := d.startSBC(cfg); err != nil {
 			return nil, err
 		}
 	} else {
@@ -220,12 +227,13 @@ func restartOnly(old, cfg *config.Config) []string {
 	if routerName(old) != routerName(cfg) {
 		keys = append(keys, "the router plugin's instance name")
 	}
-	return keys
+	return append(keys, sbcRestartOnly(old, cfg)...)
 }
 
 // Close stops everything, front first so no call is half-handled.
 func (d *daemon) Close() error {
 	var errs []error
+	d.stopSBC()
 	if d.front != nil {
 		errs = append(errs, d.front.Close())
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"time"
 
+	"github.com/umedge/umedge/core/internal/b2bua"
 	"github.com/umedge/umedge/core/internal/health"
 	"github.com/umedge/umedge/core/internal/routing"
 	"github.com/umedge/umedge/core/internal/telemetry"
@@ -152,4 +153,12 @@ func (d *daemon) Status() any {
 		}
 	}
 	return v
+}
+
+// Calls is the admin API's /calls: the SBC's calls in progress.
+func (d *daemon) Calls() any {
+	if d.b2b == nil {
+		return []b2bua.CallInfo{}
+	}
+	return d.b2b.Calls()
 }

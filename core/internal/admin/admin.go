@@ -25,6 +25,9 @@ type Backend interface {
 	Status() any
 	// Reload re-reads the config file, as SIGHUP does.
 	Reload(ctx context.Context) error
+	// Calls returns a JSON-encodable list of the calls in progress
+	// through the SBC: both legs, codecs, latched addresses, counters.
+	Calls() any
 }
 
 // Config is what the server takes from [admin].
@@ -72,6 +75,12 @@ func New(cfg Config, b Backend, reg *prometheus.Registry, log *slog.Logger) (*Se
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(b.Status())
+	})
+	mux.HandleFunc("GET /calls", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(b.Calls())
 	})
 	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
 		if err := b.Reload(r.Context()); err != nil {

@@ -31,6 +31,7 @@ func (f *fakeBackend) Healthy() error {
 	return f.healthy
 }
 func (f *fakeBackend) Status() any { return map[string]string{"state": "fine"} }
+func (f *fakeBackend) Calls() any  { return []string{"call-1"} }
 func (f *fakeBackend) Reload(context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

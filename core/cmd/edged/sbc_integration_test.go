@@ -1,0 +1,222 @@
+//go:build integration
+
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/umedge/umedge/core/internal/sipptest"
+)
+
+// The SBC against real peers: SIPp as the caller and SIPp as the back end,
+// edged in between running the call as a B2BUA with media anchored.
+
+// sbcLab is the lab with mailbox 1001 in a proxy pool whose one back end
+// is a SIPp callee on 127.0.0.1:calleePort over TCP, CDRs in cdr.
+func sbcLab(t *testing.T, calleePort int, cdr string, extra string) lab {
+	t.Helper()
+	l := newLab(t)
+	l.Mailbox1001Pool = "sbc"
+	l.Raw = l.render(t) + fmt.Sprintf(`
+[plugins.umrouter.settings.pools.sbc]
+action = "proxy"
+[[plugins.umrouter.settings.pools.sbc.backends]]
+name = "callee"
+host = "127.0.0.1"
+tcp_port = %d
+tls_port = 0
+
+[media]
+port_min = 61000
+port_max = 61999
+
+[sbc]
+cdr_file = %q
+%s
+`, calleePort, cdr, extra)
+	return l
+}
+
+// sippProc is a SIPp run outside sipptest's UAC model (a UAS, or a UAC
+// whose message trace the test reads).
+type sippProc struct {
+	cmd  *exec.Cmd
+	out  strings.Builder
+	log  string // -message_file
+	done chan error
+}
+
+func startSIPp(t *testing.T, name string, args ...string) *sippProc {
+	t.Helper()
+	dir := t.TempDir()
+	p := &sippProc{log: filepath.Join(dir, name+"-msg.log"), done: make(chan error, 1)}
+	args = append(args, "-trace_msg", "-message_file", p.log, "-nostdin", "-timeout", "40", "-timeout_error",
+		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"))
+	p.cmd = exec.Command(sipptest.Binary, args...)
+	p.cmd.Dir = dir
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "errors.log"))
+			t.Logf("sipp %s errors:\n%s", name, tail(string(b), 30))
+		}
+	})
+	return p
+}
+
+func (p *sippProc) wait(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("sipp %v: %v\n%s", p.cmd.Args[1:4], err, tail(p.out.String(), 20))
+		}
+	case <-time.After(d):
+		t.Fatalf("sipp %v did not finish in %v", p.cmd.Args[1:4], d)
+	}
+}
+
+// received returns the messages SIPp logged as received.
+func (p *sippProc) received(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, part := range strings.Split(string(b), "----------------------------------------------- ") {
+		if head, msg, ok := strings.Cut(part, "message received"); ok && !strings.Contains(head, "sent") {
+			out = append(out, msg)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no received messages in %s:\n%s", p.log, tail(string(b), 30))
+	}
+	return out
+}
+
+func readCDRs(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var r map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("CDR %q: %v", sc.Text(), err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// leg returns a CDR's media counters of one leg (0 = caller's).
+func leg(t *testing.T, rec map[string]any, i int) map[string]any {
+	t.Helper()
+	m, ok := rec["media"].(map[string]any)
+	if !ok {
+		t.Fatalf("CDR without media: %v", rec)
+	}
+	legs := m["Legs"].([]any)
+	return legs[i].(map[string]any)
+}
+
+func num(m map[string]any, k string) float64 { f, _ := m[k].(float64); return f }
+
+// The acceptance call of issue 6: a UDP caller, a TCP callee, the full
+// call, each side seeing only edged, and each side's pcap arriving at the
+// other.
+func TestIntegrationSBCProxyCall(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	calleePort, calleeMedia, callerPort, callerMedia := freePort(t), freePort(t), freePort(t), freePort(t)
+	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
+	e := startEdged(t, sbcLab(t, calleePort, cdr, ""))
+	testdata := filepath.Join(repoRoot(), "core", "cmd", "edged", "testdata")
+
+	callee := startSIPp(t, "callee", "-sf", filepath.Join(testdata, "sbc_uas.xml"), "-t", "t1",
+		"-i", "127.0.0.1", "-p", strconv.Itoa(calleePort), "-mi", "127.0.0.1", "-mp", strconv.Itoa(calleeMedia), "-m", "1")
+	time.Sleep(300 * time.Millisecond) // listening
+	caller := startSIPp(t, "caller", e.target("udp"), "-sf", filepath.Join(testdata, "sbc_uac.xml"), "-t", "u1",
+		"-i", "127.0.0.1", "-p", strconv.Itoa(callerPort), "-mi", "127.0.0.1", "-mp", strconv.Itoa(callerMedia),
+		"-s", "1001", "-m", "1")
+
+	// While the call is up, /calls shows it with both legs.
+	waitFor(t, 5*time.Second, "the call on /calls", func() bool {
+		res, err := http.Get(e.url("/calls"))
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		var calls []map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&calls)
+		return len(calls) == 1 && calls[0]["state"] == "confirmed" && calls[0]["leg_b"].(map[string]any)["transport"] == "tcp"
+	})
+	caller.wait(t, 30*time.Second)
+	callee.wait(t, 10*time.Second)
+
+	// Topology hiding: neither side got a message naming the other's ports
+	// or tags.
+	for _, m := range caller.received(t) {
+		for _, secret := range []string{":" + strconv.Itoa(calleePort), " " + strconv.Itoa(calleeMedia) + " ", "SIPpTag01"} {
+			if strings.Contains(m, secret) {
+				t.Errorf("the caller got %q of the callee:\n%s", secret, m)
+			}
+		}
+	}
+	for _, m := range callee.received(t) {
+		for _, secret := range []string{":" + strconv.Itoa(callerPort), " " + strconv.Itoa(callerMedia) + " ", "SIPpTag00", "o=caller"} {
+			if strings.Contains(m, secret) {
+				t.Errorf("the callee got %q of the caller:\n%s", secret, m)
+			}
+		}
+	}
+
+	waitFor(t, 5*time.Second, "the CDR", func() bool { _, err := os.Stat(cdr); return err == nil && len(readCDRs(t, cdr)) == 1 })
+	rec := readCDRs(t, cdr)[0]
+	if testing.Verbose() {
+		j, _ := json.MarshalIndent(rec, "", "  ")
+		t.Logf("CDR: %s\ncallee's first message:\n%s", j, callee.received(t)[0])
+	}
+	if rec["status"] != 200.0 || rec["reason"] != "caller hung up" {
+		t.Errorf("CDR status %v reason %v", rec["status"], rec["reason"])
+	}
+	a, b := leg(t, rec, 0), leg(t, rec, 1)
+	// Each SIPp plays 236 packets; what one leg took in, the other sent.
+	for _, dir := range []struct {
+		name    string
+		in, out map[string]any
+	}{{"caller → callee", a, b}, {"callee → caller", b, a}} {
+		in, out := num(dir.in, "PacketsIn"), num(dir.out, "PacketsOut")
+		if in < 200 || out < in*0.99 {
+			t.Errorf("%s: %v packets in, %v relayed out", dir.name, in, out)
+		}
+	}
+	if r := a["Remote"]; r != fmt.Sprintf("127.0.0.1:%d", callerMedia) {
+		t.Errorf("caller leg latched %v, want its media port %d", r, callerMedia)
+	}
+	if r := b["Remote"]; r != fmt.Sprintf("127.0.0.1:%d", calleeMedia) {
+		t.Errorf("callee leg latched %v, want its media port %d", r, calleeMedia)
+	}
+}
