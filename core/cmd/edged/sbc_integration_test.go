@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -164,13 +165,7 @@ func TestIntegrationSBCProxyCall(t *testing.T) {
 
 	// While the call is up, /calls shows it with both legs.
 	waitFor(t, 5*time.Second, "the call on /calls", func() bool {
-		res, err := http.Get(e.url("/calls"))
-		if err != nil {
-			return false
-		}
-		defer res.Body.Close()
-		var calls []map[string]any
-		_ = json.NewDecoder(res.Body).Decode(&calls)
+		calls := e.calls()
 		return len(calls) == 1 && calls[0]["state"] == "confirmed" && calls[0]["leg_b"].(map[string]any)["transport"] == "tcp"
 	})
 	caller.wait(t, 30*time.Second)
@@ -218,5 +213,172 @@ func TestIntegrationSBCProxyCall(t *testing.T) {
 	}
 	if r := b["Remote"]; r != fmt.Sprintf("127.0.0.1:%d", calleeMedia) {
 		t.Errorf("callee leg latched %v, want its media port %d", r, calleeMedia)
+	}
+}
+
+// calls is the admin API's /calls.
+func (e *edged) calls() []map[string]any {
+	res, err := http.Get(e.url("/calls"))
+	if err != nil {
+		return nil
+	}
+	defer res.Body.Close()
+	var calls []map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&calls)
+	return calls
+}
+
+// confirmed waits until n calls are up.
+func (e *edged) confirmed(t *testing.T, n int) {
+	t.Helper()
+	waitFor(t, 5*time.Second, fmt.Sprintf("%d confirmed calls", n), func() bool {
+		calls := e.calls()
+		up := 0
+		for _, c := range calls {
+			if c["state"] == "confirmed" {
+				up++
+			}
+		}
+		return up == n
+	})
+}
+
+func sbcScenario(name string) string {
+	return filepath.Join(repoRoot(), "core", "cmd", "edged", "testdata", name)
+}
+
+// uas starts a SIPp back end on port (TCP) with its media on port+1's
+// neighbourhood.
+func uas(t *testing.T, name, scenario string, port int, extra ...string) *sippProc {
+	t.Helper()
+	args := append([]string{"-sf", sbcScenario(scenario), "-t", "t1", "-i", "127.0.0.1", "-p", strconv.Itoa(port),
+		"-mi", "127.0.0.1", "-mp", strconv.Itoa(freePort(t)), "-m", "1"}, extra...)
+	p := startSIPp(t, name, args...)
+	time.Sleep(300 * time.Millisecond) // listening
+	return p
+}
+
+func uac(t *testing.T, e *edged, name, scenario string) *sippProc {
+	t.Helper()
+	return startSIPp(t, name, e.target("udp"), "-sf", sbcScenario(scenario), "-t", "u1", "-i", "127.0.0.1",
+		"-p", strconv.Itoa(freePort(t)), "-mi", "127.0.0.1", "-mp", strconv.Itoa(freePort(t)), "-s", "1001", "-m", "1")
+}
+
+// The classic SBC in front of Exchange UM: the UM service answers 302 to
+// its worker instance, edged follows it itself (R-CR-5) and the caller
+// never sees it; then the caller holds and resumes the call with
+// re-INVITEs, relayed both ways with the media engine's SDP.
+func TestIntegrationSBCFollowsRedirectAndHolds(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	service, worker := freePort(t), freePort(t)
+	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
+	e := startEdged(t, sbcLab(t, service, cdr, ""))
+	w := uas(t, "worker", "sbc_uas_hold.xml", worker)
+	s := uas(t, "service", "sbc_uas_302.xml", service, "-set", "worker", strconv.Itoa(worker))
+	caller := uac(t, e, "caller", "sbc_uac_hold.xml")
+	caller.wait(t, 30*time.Second)
+	s.wait(t, 5*time.Second)
+	w.wait(t, 5*time.Second)
+
+	for _, m := range caller.received(t) {
+		if strings.HasPrefix(strings.TrimSpace(m[strings.Index(m, "\n"):]), "SIP/2.0 302") {
+			t.Errorf("the caller saw the 302:\n%s", m)
+		}
+	}
+	var held, resumed bool
+	for _, m := range w.received(t) {
+		held = held || strings.Contains(m, "INVITE sip:") && strings.Contains(m, "a=sendonly")
+		resumed = resumed || held && strings.Contains(m, "CSeq: 4 INVITE") && strings.Contains(m, "a=sendrecv")
+	}
+	if !held || !resumed {
+		t.Errorf("the worker did not get the hold (%v) and the resume (%v) re-INVITEs", held, resumed)
+	}
+	var answeredHold bool
+	for _, m := range caller.received(t) {
+		answeredHold = answeredHold || strings.Contains(m, "CSeq: 2 INVITE") && strings.Contains(m, "a=recvonly")
+	}
+	if !answeredHold {
+		t.Error("the caller's hold was not answered recvonly")
+	}
+	waitFor(t, 5*time.Second, "the CDR", func() bool { _, err := os.Stat(cdr); return err == nil && len(readCDRs(t, cdr)) == 1 })
+	if rec := readCDRs(t, cdr)[0]; rec["redirects"] != 1.0 || rec["status"] != 200.0 || rec["reason"] != "caller hung up" {
+		t.Errorf("CDR: redirects %v status %v reason %v", rec["redirects"], rec["status"], rec["reason"])
+	}
+}
+
+// A call with no media ends by the inactivity timeout: BYE to both legs,
+// reason in the CDR. And a call in progress at SIGTERM is ended the same
+// way, its CDR written before edged exits.
+func TestIntegrationSBCEndsCalls(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	t.Run("media timeout", func(t *testing.T) {
+		callee := freePort(t)
+		cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
+		l := sbcLab(t, callee, cdr, "")
+		l.Raw = strings.Replace(l.Raw, "port_max = 61999\n", "port_max = 61999\ninactivity_timeout = \"2s\"\n", 1)
+		e := startEdged(t, l)
+		b := uas(t, "callee", "sbc_uas_quiet.xml", callee)
+		a := uac(t, e, "caller", "sbc_uac_wait.xml")
+		start := time.Now()
+		a.wait(t, 20*time.Second)
+		if d := time.Since(start); d > 6*time.Second {
+			t.Errorf("the call without media lasted %v, timeout 2s", d)
+		}
+		b.wait(t, 5*time.Second)
+		waitFor(t, 5*time.Second, "the CDR", func() bool { _, err := os.Stat(cdr); return err == nil && len(readCDRs(t, cdr)) == 1 })
+		if rec := readCDRs(t, cdr)[0]; rec["reason"] != "media timeout" {
+			t.Errorf("CDR reason %v", rec["reason"])
+		}
+	})
+	t.Run("shutdown", func(t *testing.T) {
+		callee := freePort(t)
+		cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
+		e := startEdged(t, sbcLab(t, callee, cdr, ""))
+		b := uas(t, "callee", "sbc_uas_quiet.xml", callee)
+		a := uac(t, e, "caller", "sbc_uac_wait.xml")
+		e.confirmed(t, 1)
+		_ = e.cmd.Process.Signal(syscall.SIGTERM)
+		a.wait(t, 10*time.Second)
+		b.wait(t, 10*time.Second)
+		select {
+		case <-e.exited:
+		case <-time.After(5 * time.Second):
+			t.Fatal("edged did not exit")
+		}
+		recs := readCDRs(t, cdr)
+		if len(recs) != 1 || recs[0]["reason"] != "shutdown" || recs[0]["status"] != 200.0 {
+			t.Fatalf("CDRs after SIGTERM: %v", recs)
+		}
+	})
+}
+
+// Admission: over sbc.max_calls, and with the media ports used up, a call
+// gets 503 with Retry-After at once.
+func TestIntegrationSBCAdmission(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	for _, tc := range []struct{ name, edit string }{
+		{"call limit", "max_calls = 1\n"},
+		{"media ports", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			callee := freePort(t)
+			l := sbcLab(t, callee, filepath.Join(t.TempDir(), "cdr.jsonl"), tc.edit)
+			if tc.edit == "" { // two port pairs: one call's two legs
+				l.Raw = strings.Replace(l.Raw, "port_max = 61999", "port_max = 61003", 1)
+			}
+			e := startEdged(t, l)
+			b := uas(t, "callee", "sbc_uas.xml", callee)
+			a := uac(t, e, "caller", "sbc_uac.xml")
+			e.confirmed(t, 1)
+			e.sipp(t, sipptest.Run{Scenario: sipptest.UACCode, Codes: []int{503}, RetryAfter: true, Service: "1001"})
+			a.wait(t, 30*time.Second)
+			b.wait(t, 5*time.Second)
+		})
 	}
 }
