@@ -105,7 +105,10 @@ type SBC struct {
 	MaxCalls     int      `toml:"max_calls"`     // calls at once through the B2BUA, all gateways; 0 = unlimited
 	MaxRedirects int      `toml:"max_redirects"` // 3xx of a back end followed per call
 	RingTimeout  Duration `toml:"ring_timeout"`  // a back end that rings longer is cancelled (RFC 3261 Timer C)
-	CDRFile      string   `toml:"cdr_file"`      // call detail records, JSON lines; "" = none
+	// FailoverTimeout: a back end that leaves an INVITE unanswered this
+	// long loses the call to the pool's next back end.
+	FailoverTimeout Duration `toml:"failover_timeout"`
+	CDRFile         string   `toml:"cdr_file"` // call detail records, JSON lines; "" = none
 	// Peers are media profiles by the name of a router gateway (the
 	// caller's leg) or pool (the back end's leg).
 	Peers map[string]SBCPeer `toml:"peers"`
@@ -223,7 +226,8 @@ func Default() Config {
 			LatchWindow:       Duration{10 * time.Second},
 			InactivityTimeout: Duration{60 * time.Second},
 		},
-		SBC: SBC{MaxRedirects: 5, RingTimeout: Duration{3 * time.Minute}, Peers: map[string]SBCPeer{}},
+		SBC: SBC{MaxRedirects: 5, RingTimeout: Duration{3 * time.Minute}, FailoverTimeout: Duration{4 * time.Second},
+			Peers: map[string]SBCPeer{}},
 		PluginHost: PluginHost{
 			Dir:               "bin/plugins",
 			CallTimeout:       Duration{500 * time.Millisecond},

@@ -280,6 +280,7 @@ func (v *validator) sbc() {
 	v.intRange("sbc.max_calls", s.MaxCalls, 0, 1_000_000)
 	v.intRange("sbc.max_redirects", s.MaxRedirects, 1, 20)
 	v.durRange("sbc.ring_timeout", s.RingTimeout, time.Second, time.Hour)
+	v.durRange("sbc.failover_timeout", s.FailoverTimeout, 100*time.Millisecond, 32*time.Second)
 	if s.CDRFile != "" {
 		if dir := filepath.Dir(s.CDRFile); !isDir(dir) {
 			v.addf("sbc.cdr_file", ErrInvalid, "directory %s does not exist", dir)

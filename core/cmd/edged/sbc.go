@@ -34,7 +34,7 @@ func (d *daemon) startSBC(cfg *config.Config) error {
 	}
 	s := cfg.SBC
 	d.b2b = b2bua.New(b2bua.Config{FQDN: cfg.SIP.FQDN, MaxCalls: s.MaxCalls, MaxRedirects: s.MaxRedirects,
-		RetryAfter: cfg.SIP.RetryAfter.Duration, RingTimeout: s.RingTimeout.Duration},
+		RetryAfter: cfg.SIP.RetryAfter.Duration, RingTimeout: s.RingTimeout.Duration, FailoverTimeout: s.FailoverTimeout.Duration},
 		d.front, mediaAdapter{eng: eng, peers: s.Peers}, cdr, d.log.With("component", "b2bua"))
 	d.front.SetB2BUA(d.b2b)
 	return nil
@@ -62,7 +62,7 @@ func sbcRestartOnly(old, cfg *config.Config) []string {
 		keys = append(keys, "media")
 	}
 	o, n := old.SBC, cfg.SBC
-	if o.MaxCalls != n.MaxCalls || o.MaxRedirects != n.MaxRedirects || o.RingTimeout != n.RingTimeout ||
+	if o.MaxCalls != n.MaxCalls || o.MaxRedirects != n.MaxRedirects || o.RingTimeout != n.RingTimeout || o.FailoverTimeout != n.FailoverTimeout ||
 		o.CDRFile != n.CDRFile || fmt.Sprint(o.Peers) != fmt.Sprint(n.Peers) {
 		keys = append(keys, "sbc")
 	}

@@ -487,3 +487,16 @@ media_security = "rtp"
 		t.Errorf("baresip heard %d loud samples in %s (%d bytes): no audio came through", loud, wavs[0], len(pcm))
 	}
 }
+
+// A back end that refuses connections fails the call at once with 503 and
+// the reason, not after Timer B.
+func TestIntegrationSBCDeadBackend(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	e := startEdged(t, sbcLab(t, freePort(t), filepath.Join(t.TempDir(), "cdr.jsonl"), ""))
+	res := e.sipp(t, sipptest.Run{Scenario: sipptest.UACCode, Codes: []int{503}, Service: "1001", RecvTimeout: 3 * time.Second})
+	if res.Duration > 3*time.Second {
+		t.Errorf("the 503 took %v", res.Duration)
+	}
+}

@@ -27,6 +27,11 @@ type Config struct {
 	// RingTimeout ends a call the back end has not answered within it
 	// after a provisional answer (RFC 3261 §16.6 Timer C); 0 = 3 min.
 	RingTimeout time.Duration
+	// FailoverTimeout is how long a back end may leave an INVITE without
+	// any answer before the call moves to the next back end of the pool
+	// (a back end that hangs); 0 = 4 s. Without another back end Timer B
+	// (64×T1) applies.
+	FailoverTimeout time.Duration
 }
 
 // DefaultMaxRedirects is how many 3xx one call follows when Config leaves
@@ -48,6 +53,9 @@ func (c *Config) defaults() {
 	}
 	if c.RingTimeout <= 0 {
 		c.RingTimeout = 3 * time.Minute
+	}
+	if c.FailoverTimeout <= 0 {
+		c.FailoverTimeout = 4 * time.Second
 	}
 }
 
@@ -91,6 +99,10 @@ type Target struct {
 	User string
 	// MaxGatewayCalls is the gateway's MaxConcurrentCalls; 0 = unlimited.
 	MaxGatewayCalls int
+	// Alternates are the pool's other healthy back ends, best first: the
+	// call moves on to the next when its back end cannot be reached, does
+	// not answer within Config.FailoverTimeout, or answers 408 or 5xx.
+	Alternates []*router.Backend
 }
 
 // Side names a leg to the media engine.
@@ -217,6 +229,31 @@ func (e *Engine) admit(c *call) *status {
 	e.byB[c.b.callID] = c
 	e.callsDone.Add(1)
 	return nil
+}
+
+// moveBackend moves c's back-end admission count from one back end to
+// another; false when the other is full.
+func (e *Engine) moveBackend(c *call, from, to *router.Backend) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	kf, kt := c.target.Pool+"/"+from.Name, c.target.Pool+"/"+to.Name
+	if to.MaxCallsAllowed > 0 && e.perBE[kt] >= to.MaxCallsAllowed {
+		return false
+	}
+	if e.perBE[kf]--; e.perBE[kf] <= 0 {
+		delete(e.perBE, kf)
+	}
+	e.perBE[kt]++
+	return true
+}
+
+// Unreachable tells the engine that messages to dst over tp cannot be
+// delivered (the connection could not be opened): calls waiting for that
+// back end move to the next or fail at once, not at Timer B.
+func (e *Engine) Unreachable(tp router.Transport, dst netip.AddrPort) {
+	for _, c := range e.snapshot() {
+		c.unreachable(tp, dst)
+	}
 }
 
 // release gives c's admission slot back; its map entries stay until

@@ -569,3 +569,62 @@ func short(m sip.Message) string {
 	line, _, _ := strings.Cut(m.String(), "\r\n")
 	return line
 }
+
+var secondAddr = netip.MustParseAddrPort("203.0.113.6:5062")
+
+func (h *harness) withAlternate() {
+	h.target.Alternates = []*router.Backend{{Name: "um2", Host: secondAddr.Addr().String(), TCPPort: int(secondAddr.Port())}}
+}
+
+// A back end that refuses, hangs or cannot be reached costs the caller
+// nothing but time: the call moves to the pool's next back end with the
+// same offer (R-SBC-7), and the caller sees only the answer of the one
+// that took it.
+func TestFailover(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fail func(h *harness, inv *sip.Request)
+	}{
+		{"503", func(h *harness, inv *sip.Request) {
+			h.fromBackend(t, answer(t, inv, 503, "Service Unavailable", "x", "", ""), backendAddr)
+			wantRequest(t, h.b.next(t), sip.ACK)
+		}},
+		{"no answer", func(h *harness, inv *sip.Request) {}},
+		{"unreachable", func(h *harness, inv *sip.Request) { h.e.Unreachable(router.TCP, backendAddr) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Config{FailoverTimeout: 100 * time.Millisecond})
+			h.withAlternate()
+			h.e.Invite(invite(t, "c1", "b1", callerSDP), h.inbound(), h.target)
+			wantStatus(t, h.a.next(t), 100)
+			first := wantRequest(t, h.b.next(t), sip.INVITE)
+			tc.fail(h, first)
+			s := h.b.next(t)
+			second := wantRequest(t, s, sip.INVITE)
+			if s.dst != secondAddr || second.Body() == nil || string(second.Body()) != string(first.Body()) {
+				t.Fatalf("second INVITE to %s with body %q", s.dst, second.Body())
+			}
+			h.a.none(t, 50*time.Millisecond) // the caller saw nothing of the failure
+			h.fromBackend(t, answer(t, second, 486, "Busy Here", "y", "", ""), secondAddr)
+			wantRequest(t, h.b.next(t), sip.ACK)
+			wantStatus(t, h.a.next(t), 486) // a 4xx is the callee's answer: relayed, not failed over
+			recs := h.records(t)
+			if len(recs) != 1 || recs[0].Backend != "um2" || recs[0].Status != 486 {
+				t.Fatalf("CDRs = %+v", recs)
+			}
+		})
+	}
+}
+
+// Without another back end an unreachable one fails the call at once, not
+// after Timer B.
+func TestUnreachableWithoutAlternate(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.e.Invite(invite(t, "c1", "b1", callerSDP), h.inbound(), h.target)
+	wantStatus(t, h.a.next(t), 100)
+	wantRequest(t, h.b.next(t), sip.INVITE)
+	h.e.Unreachable(router.TCP, backendAddr)
+	if res := wantStatus(t, h.a.next(t), 503); !strings.Contains(headerValue(res, "Warning"), "unreachable") {
+		t.Errorf("503 without the reason:\n%s", res)
+	}
+}

@@ -283,10 +283,64 @@ func (c *call) sendInvite(mf int, offer []byte) {
 	c.b.invite = w.end(offer)
 	c.b.provisonal = false
 	c.sendB(c.b.invite)
-	c.b.inviteTx = c.transaction(c.b.tp, true, func() { c.sendB(c.b.invite) }, func() {
-		// Timer B: the back end never answered.
-		c.failA(408, "Request Timeout", "no answer from back end "+c.target.Backend.Name)
+	timeout := 64 * c.e.cfg.T1 // Timer B
+	if len(c.target.Alternates) > 0 {
+		timeout = min(timeout, c.e.cfg.FailoverTimeout)
+	}
+	c.b.inviteTx = c.transactionFor(c.b.tp, true, timeout, func() { c.sendB(c.b.invite) }, func() {
+		if !c.failover("no answer from back end " + c.target.Backend.Name) {
+			c.failA(408, "Request Timeout", "no answer from back end "+c.target.Backend.Name)
+		}
 	})
+}
+
+// failover moves a call whose back end failed it before answering to the
+// next back end of the pool, with the same offer; false when there is none
+// left (or the call is past that point).
+func (c *call) failover(why string) bool {
+	if c.state != calling && c.state != early || c.cancelled {
+		return false
+	}
+	for len(c.target.Alternates) > 0 {
+		next := c.target.Alternates[0]
+		c.target.Alternates = c.target.Alternates[1:]
+		if !c.e.moveBackend(c, c.target.Backend, next) {
+			continue // full
+		}
+		c.e.log.Info("back end failed the call, trying the next", "call_id", c.b.callID,
+			"pool", c.target.Pool, "failed", c.target.Backend.Name, "next", next.Name, "why", why)
+		c.target.Backend = next
+		if err := c.route(next, c.target.User); err != nil {
+			continue
+		}
+		c.b.inviteTx.stop()
+		if c.ring != nil {
+			c.ring.Stop()
+			c.ring = nil
+		}
+		c.state = calling
+		c.b.remoteTag = ""
+		c.b.cseq++
+		c.b.inviteCSeq = c.b.cseq
+		mf, _ := maxForwards(c.a.invite)
+		c.sendInvite(mf, c.b.offer)
+		return true
+	}
+	return false
+}
+
+// unreachable fails over (or fails) a call still waiting for dst.
+func (c *call) unreachable(tp router.Transport, dst netip.AddrPort) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != calling || c.b.tp != tp || c.b.dst != dst {
+		return
+	}
+	why := "back end " + c.target.Backend.Name + " unreachable"
+	if !c.failover(why) {
+		c.b.inviteTx.stop()
+		c.failA(503, "Service Unavailable", why)
+	}
 }
 
 func (c *call) sendB(msg []byte) {

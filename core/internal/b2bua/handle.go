@@ -206,6 +206,9 @@ func (c *call) inviteAnswer(res *sip.Response) {
 		if code < 400 && c.follow(res) {
 			return
 		}
+		if (code == 408 || code >= 500 && code < 600) && c.failover(strconv.Itoa(code)+" "+res.Reason) {
+			return
+		}
 		c.e.Metrics.Failed.Add(1)
 		var extra []string
 		if ra := headerValue(res, "Retry-After"); ra != "" {

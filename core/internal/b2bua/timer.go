@@ -20,13 +20,18 @@ type retrans struct {
 // again, timeout (may be nil) runs when no answer came in time. Called
 // with c.mu held; both callbacks run with it held.
 func (c *call) transaction(tp router.Transport, invite bool, resend, timeout func()) *retrans {
+	return c.transactionFor(tp, invite, 64*c.e.cfg.T1, resend, timeout)
+}
+
+// transactionFor is transaction with another deadline than 64×T1.
+func (c *call) transactionFor(tp router.Transport, invite bool, within time.Duration, resend, timeout func()) *retrans {
 	r := &retrans{}
 	t1, t2 := c.e.cfg.T1, c.e.cfg.T2
-	deadline := time.Now().Add(64 * t1)
+	deadline := time.Now().Add(within)
 	interval := t1
-	first := t1
+	first := min(t1, within)
 	if tp != router.UDP {
-		first = 64 * t1 // a reliable transport retransmits for us
+		first = within // a reliable transport retransmits for us
 	}
 	r.t = time.AfterFunc(first, func() {
 		c.mu.Lock()

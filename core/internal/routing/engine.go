@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -58,6 +60,9 @@ type Target struct {
 	Action   router.Action   // of the decision's pool: redirect (302) or proxy (B2BUA)
 	Security router.Security // of the decision's dial plan
 	MaxCalls int             // the calling gateway's MaxConcurrentCalls; 0 = unlimited
+	// Alternates are the pool's other healthy back ends, best first: a
+	// proxy call that its back end fails moves on to them (R-SBC-7).
+	Alternates []*router.Backend
 }
 
 // Done receives the answer to a call handed to Ask. It is called once,
@@ -446,6 +451,9 @@ func (e *Engine) target(t *table, call *router.Call, d *router.Decision) (Target
 	if tg.Backend = p.pick(call, tg.Action, e.health); tg.Backend == nil {
 		return tg, fmt.Errorf("%w: pool %s", ErrNoBackend, d.Pool)
 	}
+	if tg.Action == router.Proxy {
+		tg.Alternates = p.alternates(call, tg.Backend, e.health)
+	}
 	return tg, nil
 }
 
@@ -478,6 +486,29 @@ func (p *pool) pick(call *router.Call, action router.Action, h Health) *router.B
 		}
 	}
 	return best
+}
+
+// alternates returns the healthy back ends of the pool other than first,
+// in the order pick would choose them for call.
+func (p *pool) alternates(call *router.Call, first *router.Backend, h Health) []*router.Backend {
+	key := hash64(call.CallID)
+	type scored struct {
+		b *router.Backend
+		s uint64
+	}
+	var out []scored
+	for i, b := range p.backends {
+		if b == first || b.Ping > 0 && !h.Up(p.names[i]) {
+			continue
+		}
+		out = append(out, scored{b, mix(key ^ p.seeds[i])})
+	}
+	slices.SortFunc(out, func(x, y scored) int { return cmp.Compare(y.s, x.s) })
+	bs := make([]*router.Backend, len(out))
+	for i, o := range out {
+		bs[i] = o.b
+	}
+	return bs
 }
 
 func hash64(s string) uint64 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -583,5 +584,45 @@ func BenchmarkRouteDiverted(b *testing.B) {
 		if _, err := e.Route(calls[i%len(calls)]); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A proxy pool's Target carries the other healthy back ends, in the order
+// the rendezvous hash would pick them, for the B2BUA to fail over to; a
+// redirect gets none (its caller retries elsewhere itself).
+func TestProxyTargetsCarryAlternates(t *testing.T) {
+	tb := testTable(1)
+	tb.Pools[0].Action = router.Proxy
+	tb.Pools[0].Backends = append(tb.Pools[0].Backends,
+		router.Backend{Name: "down", Host: "10.0.0.9", TCPPort: 5062, Ping: time.Second},
+		router.Backend{Name: "udp-only", Host: "10.0.0.8", UDPPort: 5060})
+	e := New(Config{}, &fakeRouter{table: tb}, allUp)
+	t.Cleanup(e.Close)
+	if err := e.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for i := range 200 {
+		tg, err := e.Route(diverted(fmt.Sprintf("+4930%06d", i), "1001"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tg.Action != router.Proxy || tg.Security != router.Unsecured {
+			t.Fatalf("target %+v", tg)
+		}
+		names := []string{tg.Backend.Name}
+		for _, b := range tg.Alternates {
+			names = append(names, b.Name)
+		}
+		if len(names) != 3 || slices.Contains(names, "down") || !slices.Contains(names, "udp-only") {
+			t.Fatalf("back end and alternates %v: want a, b and udp-only (down is down), each once", names)
+		}
+		seen[names[0]]++
+	}
+	if len(seen) != 3 {
+		t.Errorf("first choices %v: calls do not spread over the pool", seen)
+	}
+	if tg, _ := e.Route(diverted("+1", "1002")); len(tg.Alternates) != 0 {
+		t.Errorf("a redirect pool's target has alternates %v", tg.Alternates)
 	}
 }

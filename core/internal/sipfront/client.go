@@ -118,6 +118,7 @@ func (s *Server) dial(key listenerKey, serverName string, oc *outConn) {
 	raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", key.addr.String())
 	if err != nil {
 		s.log.Info("cannot reach back end", "transport", key.transport, "addr", key.addr.String(), "err", err)
+		s.unreachable(key, oc)
 		return
 	}
 	if tc, ok := raw.(*net.TCPConn); ok {
@@ -130,6 +131,7 @@ func (s *Server) dial(key listenerKey, serverName string, oc *outConn) {
 		if err := tc.HandshakeContext(ctx); err != nil {
 			s.log.Info("tls handshake with back end failed", "addr", key.addr.String(), "server_name", serverName, "err", err)
 			_ = raw.Close()
+			s.unreachable(key, oc)
 			return
 		}
 		c = tc
@@ -146,6 +148,22 @@ func (s *Server) dial(key listenerKey, serverName string, oc *outConn) {
 		oc.pending = nil
 		oc.mu.Unlock()
 	})
+}
+
+// unreachable fails the connection oc and tells the B2BUA, so that the
+// calls waiting for it move on at once.
+func (s *Server) unreachable(key listenerKey, oc *outConn) {
+	s.out.mu.Lock()
+	if s.out.conns[key] == oc {
+		delete(s.out.conns, key)
+	}
+	s.out.mu.Unlock()
+	oc.mu.Lock()
+	oc.failed, oc.pending = true, nil
+	oc.mu.Unlock()
+	if b := s.b2b.Load(); b != nil {
+		b.Unreachable(key.transport, key.addr)
+	}
 }
 
 // clientTLS is the TLS client side of the listener's configuration: our

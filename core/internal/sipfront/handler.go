@@ -209,6 +209,7 @@ func (s *Server) proxy(req *sip.Request, p *peer, tg routing.Target) {
 	b.Invite(req, in, b2bua.Target{
 		Gateway: tg.Decision.Gateway, DialPlan: tg.Decision.DialPlan, Pool: tg.Decision.Pool,
 		Backend: tg.Backend, Security: tg.Security, User: targetUser(req), MaxGatewayCalls: tg.MaxCalls,
+		Alternates: tg.Alternates,
 	})
 }
 
