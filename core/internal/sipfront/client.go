@@ -103,16 +103,7 @@ func (s *Server) Send(tp router.Transport, dst netip.AddrPort, serverName string
 
 // dial opens an outbound connection and reads it until it closes.
 func (s *Server) dial(key listenerKey, serverName string, oc *outConn) {
-	defer func() {
-		s.out.mu.Lock()
-		if s.out.conns[key] == oc {
-			delete(s.out.conns, key)
-		}
-		s.out.mu.Unlock()
-		oc.mu.Lock()
-		oc.failed, oc.pending = true, nil
-		oc.mu.Unlock()
-	}()
+	defer s.forgetOut(key, oc)
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 	defer cancel()
 	raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", key.addr.String())
@@ -153,6 +144,15 @@ func (s *Server) dial(key listenerKey, serverName string, oc *outConn) {
 // unreachable fails the connection oc and tells the B2BUA, so that the
 // calls waiting for it move on at once.
 func (s *Server) unreachable(key listenerKey, oc *outConn) {
+	s.forgetOut(key, oc)
+	if b := s.b2b.Load(); b != nil {
+		b.Unreachable(key.transport, key.addr)
+	}
+}
+
+// forgetOut marks oc failed and removes it, so that the next message to
+// its address opens a new connection.
+func (s *Server) forgetOut(key listenerKey, oc *outConn) {
 	s.out.mu.Lock()
 	if s.out.conns[key] == oc {
 		delete(s.out.conns, key)
@@ -161,9 +161,6 @@ func (s *Server) unreachable(key listenerKey, oc *outConn) {
 	oc.mu.Lock()
 	oc.failed, oc.pending = true, nil
 	oc.mu.Unlock()
-	if b := s.b2b.Load(); b != nil {
-		b.Unreachable(key.transport, key.addr)
-	}
 }
 
 // clientTLS is the TLS client side of the listener's configuration: our
