@@ -628,3 +628,83 @@ func TestUnreachableWithoutAlternate(t *testing.T) {
 		t.Errorf("503 without the reason:\n%s", res)
 	}
 }
+
+// confirmedCall sets up a call to the back end and returns leg B's INVITE
+// and our To tag towards the caller.
+func confirmedCall(t *testing.T, h *harness) (*sip.Request, string) {
+	t.Helper()
+	h.e.Invite(invite(t, "call-r", "r1", callerSDP), h.inbound(), h.target)
+	wantStatus(t, h.a.next(t), 100)
+	inv := wantRequest(t, h.b.next(t), sip.INVITE)
+	h.fromBackend(t, answer(t, inv, 200, "OK", "be1", "<sip:um@203.0.113.5:5062;transport=tcp>", "v=0\no=umback 1 1 IN IP4 203.0.113.5\ns=-\nc=IN IP4 203.0.113.5\nt=0 0\nm=audio 30000 RTP/AVP 0\n"), backendAddr)
+	tag := tagOf(wantStatus(t, h.a.next(t), 200).To().Params)
+	h.fromCaller(t, parse(t, "ACK sip:2001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKack\n"+
+		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tag+"\n"+
+		"Call-ID: call-r\nCSeq: 1 ACK\nContent-Length: 0\n\n"))
+	wantRequest(t, h.b.next(t), sip.ACK)
+	return inv, tag
+}
+
+// fromCallerInDialog builds a request of the caller in the dialog.
+func fromCallerInDialog(t *testing.T, method, tag string, cseq int, extra, ctype, body string) *sip.Request {
+	t.Helper()
+	ct := ""
+	if body != "" {
+		ct = "Content-Type: " + ctype + "\n"
+	}
+	return parseWithBody(t, method+" sip:2001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bK"+method+"\n"+
+		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tag+"\n"+
+		fmt.Sprintf("Call-ID: call-r\nCSeq: %d %s\n", cseq, method)+extra+ct+
+		fmt.Sprintf("Content-Length: %d\n\n", len(body)), body).(*sip.Request)
+}
+
+// In-dialog requests other than re-INVITE pass through with their body
+// and the headers they need, and their answers come back.
+func TestInDialogRelay(t *testing.T) {
+	h := newHarness(t, Config{})
+	bInv, tag := confirmedCall(t, h)
+
+	// INFO with a DTMF digit, caller → back end.
+	h.fromCaller(t, fromCallerInDialog(t, "INFO", tag, 2, "", "application/dtmf-relay", "Signal=5\r\nDuration=160\r\n"))
+	info := wantRequest(t, h.b.next(t), sip.INFO)
+	if headerValue(info, "Content-Type") != "application/dtmf-relay" || string(info.Body()) != "Signal=5\r\nDuration=160\r\n" ||
+		string(*info.CallID()) != string(*bInv.CallID()) || info.Recipient.User != "um" {
+		t.Fatalf("INFO on leg B:\n%s", info)
+	}
+	h.fromBackend(t, answer(t, info, 200, "OK", "", "", ""), backendAddr)
+	if res := wantStatus(t, h.a.next(t), 200); res.CSeq().MethodName != sip.INFO || string(*res.CallID()) != "call-r" {
+		t.Fatalf("INFO answer to the caller:\n%s", res)
+	}
+
+	// UPDATE with an offer, caller → back end (a session refresh with a
+	// new offer): the offer and the answer both go through the media
+	// engine.
+	h.fromCaller(t, fromCallerInDialog(t, "UPDATE", tag, 3, "Session-Expires: 1800;refresher=uac\n", "application/sdp", callerSDP))
+	upd := wantRequest(t, h.b.next(t), sip.UPDATE)
+	if !strings.Contains(string(upd.Body()), "offer-from-0") || headerValue(upd, "Session-Expires") != "1800;refresher=uac" {
+		t.Fatalf("UPDATE on leg B:\n%s", upd)
+	}
+	h.fromBackend(t, answer(t, upd, 200, "OK", "", "", "v=0\no=umback 1 2 IN IP4 203.0.113.5\ns=-\nc=IN IP4 203.0.113.5\nt=0 0\nm=audio 30000 RTP/AVP 0\n"), backendAddr)
+	res := wantStatus(t, h.a.next(t), 200)
+	if !strings.Contains(string(res.Body()), "answer-from-1") || strings.Contains(res.String(), "203.0.113.5") {
+		t.Fatalf("UPDATE answer to the caller:\n%s", res)
+	}
+
+	// REFER from the back end (a UM transfer) reaches the caller with its
+	// Refer-To; the 202 goes back.
+	refer := inDialog(t, "REFER", bInv, 7, "203.0.113.5:5062", "")
+	refer.To().Params.Add("tag", tagOf(bInv.From().Params))
+	refer.AppendHeader(sip.NewHeader("Refer-To", "<sip:2002@pbx.example.net>"))
+	h.fromBackend(t, reparse(t, refer.String()), backendAddr)
+	ar := wantRequest(t, h.a.next(t), sip.REFER)
+	if headerValue(ar, "Refer-To") != "<sip:2002@pbx.example.net>" || tagOf(ar.From().Params) != tag || string(*ar.CallID()) != "call-r" {
+		t.Fatalf("REFER to the caller:\n%s", ar)
+	}
+	in := Inbound{Transport: router.UDP, Source: callerAddr, Local: frontAddr, Reply: senderTo{h.a, callerAddr}, Requests: senderTo{h.a, callerAddr}}
+	if !h.e.Handle(answer(t, ar, 202, "Accepted", "", "", ""), in) {
+		t.Fatal("the caller's 202 was not taken")
+	}
+	if res := wantStatus(t, h.b.next(t), 202); res.CSeq().SeqNo != 7 || res.CSeq().MethodName != sip.REFER {
+		t.Fatalf("202 to the back end:\n%s", res)
+	}
+}

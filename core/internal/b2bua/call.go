@@ -46,7 +46,8 @@ type call struct {
 	lateOffer bool // the caller's INVITE had no SDP: leg B's 2xx offers, the caller's ACK answers
 	cancelled bool // the caller cancelled before leg B answered provisionally
 	redirects int
-	reinvite  *reinvite // the re-INVITE in progress, one at a time
+	reinvite  *reinvite                  // the re-INVITE in progress, one at a time
+	relays    map[relayKey]*pendingRelay // other in-dialog requests relayed, by the leg and CSeq they went out with
 	started   time.Time
 	answerAt  time.Time
 	endAt     time.Time
@@ -435,26 +436,58 @@ func (c *call) cancelB() {
 
 // inDialogB writes a request in leg B's dialog.
 func (c *call) inDialogB(method string, cseq uint32, branch string, body []byte) []byte {
+	return c.requestOn(SideB, method, cseq, branch, content{body: body})
+}
+
+// content is what a request carries beyond the dialog's own headers.
+type content struct {
+	headers []string // whole header lines
+	ctype   string   // of body; "" = application/sdp
+	body    []byte
+}
+
+// requestOn writes a request in one leg's dialog: on leg B ours as its
+// UAC; on leg A From and To swapped, our tag on From.
+func (c *call) requestOn(side Side, method string, cseq uint32, branch string, ct content) []byte {
 	var w wire
-	target := c.b.target
-	if target == "" {
-		target = c.b.ruri
+	tp, local := c.b.tp, c.b.local
+	if side == SideA {
+		tp, local = c.a.in.Transport, c.a.in.Local
+		w.line(method, " ", c.a.remoteURI, " SIP/2.0")
+		w.line(via(tp, local, branch))
+		w.line("Max-Forwards: 70")
+		w.line("From: ", c.a.invite.To().Value(), ";tag=", c.a.localTag)
+		w.line("To: ", c.a.invite.From().Value())
+		w.line("Call-ID: ", c.a.callID)
+	} else {
+		target := c.b.target
+		if target == "" {
+			target = c.b.ruri
+		}
+		w.line(method, " ", target, " SIP/2.0")
+		w.line(via(tp, local, branch))
+		w.line("Max-Forwards: 70")
+		for _, r := range c.b.routeSet {
+			w.line("Route: ", r)
+		}
+		w.line(c.b.from)
+		w.line("To: <", c.b.to, ">;tag=", c.b.remoteTag)
+		w.line("Call-ID: ", c.b.callID)
 	}
-	w.line(method, " ", target, " SIP/2.0")
-	w.line(via(c.b.tp, c.b.local, branch))
-	w.line("Max-Forwards: 70")
-	for _, r := range c.b.routeSet {
-		w.line("Route: ", r)
-	}
-	w.line(c.b.from)
-	w.line("To: <", c.b.to, ">;tag=", c.b.remoteTag)
-	w.line("Call-ID: ", c.b.callID)
 	w.line("CSeq: ", strconv.FormatUint(uint64(cseq), 10), " ", method)
+	if method == "INVITE" || method == "UPDATE" || method == "REFER" || method == "NOTIFY" {
+		w.line(contactOf(tp, local)) // target refresh requests (RFC 3261 §12.2, RFC 3311, RFC 3515)
+	}
 	if method == "INVITE" {
-		w.line(contactOf(c.b.tp, c.b.local))
 		w.line(allow)
 	}
-	return w.end(body)
+	for _, h := range ct.headers {
+		w.line(h)
+	}
+	if ct.ctype != "" {
+		return w.endTyped(ct.ctype, ct.body)
+	}
+	return w.end(ct.body)
 }
 
 func (c *call) byeB() {
@@ -467,25 +500,9 @@ func (c *call) byeB() {
 	c.b.out = c.transaction(c.b.tp, false, func() { c.sendB(msg) }, nil)
 }
 
-// inDialogA writes a request in leg A's dialog: From and To swapped, our
-// tag on From.
+// inDialogA writes a request in leg A's dialog.
 func (c *call) inDialogA(method string, cseq uint32, branch string, body []byte) []byte {
-	req := c.a.invite
-	tp, local := c.a.in.Transport, c.a.in.Local
-	var w wire
-	w.line(method, " ", c.a.remoteURI, " SIP/2.0")
-	w.line(via(tp, local, branch))
-	w.line("Max-Forwards: 70")
-	to := req.To()
-	w.line("From: ", to.Value(), ";tag=", c.a.localTag)
-	w.line("To: ", req.From().Value())
-	w.line("Call-ID: ", c.a.callID)
-	w.line("CSeq: ", strconv.FormatUint(uint64(cseq), 10), " ", method)
-	if method == "INVITE" {
-		w.line(contactOf(tp, local))
-		w.line(allow)
-	}
-	return w.end(body)
+	return c.requestOn(SideA, method, cseq, branch, content{body: body})
 }
 
 func (c *call) byeA() {

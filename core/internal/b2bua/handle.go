@@ -72,6 +72,10 @@ func (c *call) requestA(req *sip.Request, in Inbound) bool {
 	case sip.OPTIONS:
 		in.Reply.Send(response(req, in.Source, "", 200, "OK", []string{allow}, nil))
 	default:
+		if _, ok := relayed[req.Method]; ok && ours {
+			c.relay(SideA, req, in)
+			break
+		}
 		in.Reply.Send(response(req, in.Source, "", 501, "Not Implemented", []string{allow}, nil))
 	}
 	return true
@@ -110,6 +114,8 @@ func (c *call) responseA(res *sip.Response) {
 		if ri := c.reinvite; ri != nil && ri.from == SideB && cs.SeqNo == ri.cseq {
 			c.reinviteAnswer(SideA, res)
 		}
+	default:
+		c.relayAnswer(SideA, res)
 	}
 }
 
@@ -148,6 +154,10 @@ func (c *call) requestB(req *sip.Request, in Inbound) {
 	case sip.CANCEL:
 		in.Reply.Send(response(req, in.Source, "", 200, "OK", nil, nil))
 	default:
+		if _, ok := relayed[req.Method]; ok {
+			c.relay(SideB, req, in)
+			break
+		}
 		in.Reply.Send(response(req, in.Source, "", 501, "Not Implemented", []string{allow}, nil))
 	}
 }
@@ -170,6 +180,8 @@ func (c *call) responseB(res *sip.Response) {
 		if res.StatusCode >= 200 {
 			c.b.out.stop()
 		}
+	default:
+		c.relayAnswer(SideB, res)
 	}
 }
 

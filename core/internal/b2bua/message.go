@@ -24,7 +24,7 @@ import (
 var copied = []string{"Diversion", "History-Info", "P-Asserted-Identity", "Privacy", "Subject", "Priority"}
 
 // allow is what both legs are told the engine takes in a dialog.
-const allow = "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS"
+const allow = "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, NOTIFY, MESSAGE"
 
 const sdpType = "application/sdp"
 
@@ -46,10 +46,14 @@ func (w *wire) line(parts ...string) {
 	w.WriteString("\r\n")
 }
 
-// end writes the body (none when empty) and returns the message.
-func (w *wire) end(body []byte) []byte {
+// end writes an SDP body (none when empty) and returns the message.
+func (w *wire) end(body []byte) []byte { return w.endTyped(sdpType, body) }
+
+// endTyped writes a body of type ctype (none when empty) and returns the
+// message.
+func (w *wire) endTyped(ctype string, body []byte) []byte {
 	if len(body) > 0 {
-		w.line("Content-Type: ", sdpType)
+		w.line("Content-Type: ", ctype)
 	}
 	w.line("Content-Length: ", strconv.Itoa(len(body)))
 	w.WriteString("\r\n")
@@ -98,7 +102,12 @@ func contactOf(tp router.Transport, local netip.AddrPort) string {
 // (with toTag added when To has none and toTag is set), Call-ID, CSeq;
 // then extra lines and the body.
 func response(req *sip.Request, src netip.AddrPort, toTag string, code int, phrase string, extra []string, body []byte) []byte {
-	var w wire
+	return head(req, src, toTag, code, phrase, extra).end(body)
+}
+
+// head writes a response's start line and headers.
+func head(req *sip.Request, src netip.AddrPort, toTag string, code int, phrase string, extra []string) *wire {
+	w := &wire{}
 	w.line("SIP/2.0 ", strconv.Itoa(code), " ", phrase)
 	for i, h := range req.GetHeaders("Via") {
 		if v, ok := h.(*sip.ViaHeader); ok && i == 0 {
@@ -127,7 +136,12 @@ func response(req *sip.Request, src netip.AddrPort, toTag string, code int, phra
 	for _, e := range extra {
 		w.line(e)
 	}
-	return w.end(body)
+	return w
+}
+
+// responseTyped is response with a body of another type than SDP.
+func responseTyped(req *sip.Request, src netip.AddrPort, code int, phrase string, extra []string, ctype string, body []byte) []byte {
+	return head(req, src, "", code, phrase, extra).endTyped(ctype, body)
 }
 
 // fromUser is the caller's user part for leg B's From, escaped.
