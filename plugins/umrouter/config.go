@@ -336,7 +336,10 @@ func (b *builder) huntGroups(gateways map[string]*router.Gateway, plans map[stri
 		}
 		owner[gw][key] = name
 		gw.HuntGroups = append(gw.HuntGroups, router.HuntGroup{Pilot: hs.Pilot, DialPlan: dp.Name})
-		if _, noted := needFQDN[gw.Name]; !noted && secured(dp) && gw.FQDN == "" {
+		// A secured plan served through the SBC (its pool proxies) takes
+		// calls that do not come over TLS: no certificate name needed.
+		proxied := b.s.Pools[dp.Pool] != nil && router.Action(b.s.Pools[dp.Pool].Action) == router.Proxy
+		if _, noted := needFQDN[gw.Name]; !noted && secured(dp) && !proxied && gw.FQDN == "" {
 			needFQDN[gw.Name] = fmt.Sprintf("is required: hunt group %s leads to %s dial plan %s, whose peers are identified by TLS certificate",
 				name, dp.Security, dp.Name)
 		}

@@ -163,6 +163,11 @@ host = "127.0.0.1"
 			want: []string{`gateways."a.b".status: must be Enabled, Disabled or NoNewCalls, not "Off"`},
 		},
 		{
+			name: "secured plan served through a proxy pool needs no gateway fqdn",
+			give: strings.Replace(strings.Replace(valid, "pool = \"local\"\n", "pool = \"local\"\nvoip_security = \"Secured\"\n", 1),
+				"[pools.local]\n", "[pools.local]\naction = \"proxy\"\n", 1),
+		},
+		{
 			name: "UDP-only proxy pool is fine",
 			give: "+[pools.trunk]\naction = \"proxy\"\n[[pools.trunk.backends]]\nname = \"t\"\nhost = \"10.0.0.9\"\nudp_port = 5060\ntcp_port = 0\ntls_port = 0\n",
 		},

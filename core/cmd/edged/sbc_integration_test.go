@@ -4,18 +4,24 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/umedge/umedge/core/internal/devpki"
 	"github.com/umedge/umedge/core/internal/sipptest"
 )
 
@@ -498,5 +504,99 @@ func TestIntegrationSBCDeadBackend(t *testing.T) {
 	res := e.sipp(t, sipptest.Run{Scenario: sipptest.UACCode, Codes: []int{503}, Service: "1001", RecvTimeout: 3 * time.Second})
 	if res.Duration > 3*time.Second {
 		t.Errorf("the 503 took %v", res.Duration)
+	}
+}
+
+// tlsFront terminates TLS in front of a TCP SIP peer, demanding a client
+// certificate chaining to ca: a UM back end listening on SIP/TLS with
+// mutual TLS (R-SEC-3). It records the client certificate names it saw.
+type tlsFront struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	names []string
+}
+
+func startTLSFront(t *testing.T, pki devpki.Files, to string) *tlsFront {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(pki.ServerCert, pki.ServerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(pki.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &tlsFront{ln: ln}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				tc := c.(*tls.Conn)
+				if err := tc.Handshake(); err != nil {
+					return
+				}
+				if pc := tc.ConnectionState().PeerCertificates; len(pc) > 0 {
+					f.mu.Lock()
+					f.names = append(f.names, pc[0].Subject.CommonName)
+					f.mu.Unlock()
+				}
+				up, err := net.Dial("tcp", to)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { _, _ = io.Copy(up, tc) }()
+				_, _ = io.Copy(tc, up)
+			}()
+		}
+	}()
+	return f
+}
+
+func (f *tlsFront) port() int { return f.ln.Addr().(*net.TCPAddr).Port }
+
+// The classic SBC in front of Exchange UM: a UDP-only gateway calls a
+// SIPSecured dial plan; edged calls the back end over mutual TLS with its
+// own certificate. (A redirect would have refused the UDP call.)
+func TestIntegrationSBCUDPToTLS(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	calleeTCP := freePort(t)
+	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
+	l := sbcLab(t, 0, cdr, "")
+	front := startTLSFront(t, l.PKI, fmt.Sprintf("127.0.0.1:%d", calleeTCP))
+	l.Raw = strings.Replace(l.Raw, "tcp_port = 0\ntls_port = 0\n", fmt.Sprintf("tcp_port = 0\ntls_port = %d\n", front.port()), 1)
+	l.Raw = strings.Replace(l.Raw, "[plugins.umrouter.settings.dial_plans.lab]\n", "[plugins.umrouter.settings.dial_plans.lab]\nvoip_security = \"SIPSecured\"\n", 1)
+	l.Raw = strings.Replace(l.Raw, "access_numbers = [\"5000\"]\npool = \"a\"", "access_numbers = [\"5000\"]\npool = \"sbc\"", 1)
+	e := startEdged(t, l)
+	b := uas(t, "callee", "sbc_uas_quiet.xml", calleeTCP)
+	a := uac(t, e, "caller", "sbc_uac_wait.xml")
+	e.confirmed(t, 1)
+	calls := e.calls()
+	if lb := calls[0]["leg_b"].(map[string]any); lb["transport"] != "tls" {
+		t.Errorf("leg B over %v, want tls", lb["transport"])
+	}
+	// The caller hangs up by way of the appliance's shutdown: both legs
+	// get their BYE.
+	_ = e.cmd.Process.Signal(syscall.SIGTERM)
+	a.wait(t, 10*time.Second)
+	b.wait(t, 10*time.Second)
+	front.mu.Lock()
+	defer front.mu.Unlock()
+	if len(front.names) == 0 || front.names[0] != "umedge.local" {
+		t.Errorf("the back end saw client certificates %v, want edged's umedge.local", front.names)
 	}
 }

@@ -59,11 +59,15 @@ func Write(dir, server string, clients ...string) (Files, error) {
 	if err := writePEM(f.CA, "CERTIFICATE", caCert.Raw); err != nil {
 		return f, err
 	}
-	if err := issue(caCert, caKey, server, x509.ExtKeyUsageServerAuth, f.ServerCert, f.ServerKey); err != nil {
+	// The appliance's certificate is also its client certificate: as an
+	// SBC it calls back ends over mutual TLS (R-SEC-3), as Exchange UM
+	// servers do with theirs.
+	serverUse := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	if err := issue(caCert, caKey, server, serverUse, f.ServerCert, f.ServerKey); err != nil {
 		return f, err
 	}
 	for _, c := range clients {
-		if err := issue(caCert, caKey, c, x509.ExtKeyUsageClientAuth, f.Clients[c].Cert, f.Clients[c].Key); err != nil {
+		if err := issue(caCert, caKey, c, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, f.Clients[c].Cert, f.Clients[c].Key); err != nil {
 			return f, err
 		}
 	}
@@ -92,7 +96,7 @@ func newCA() (*ecdsa.PrivateKey, *x509.Certificate, error) {
 	return key, cert, err
 }
 
-func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string, usage x509.ExtKeyUsage, certFile, keyFile string) error {
+func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string, usage []x509.ExtKeyUsage, certFile, keyFile string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -105,7 +109,7 @@ func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string, usage x50
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().AddDate(1, 0, 0),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		ExtKeyUsage:  usage,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {

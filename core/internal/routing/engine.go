@@ -441,6 +441,9 @@ func (e *Engine) target(t *table, call *router.Call, d *router.Decision) (Target
 	if p == nil {
 		return Target{Decision: d}, fmt.Errorf("%w: pool %q is not in the routing table", ErrBadDecision, d.Pool)
 	}
+	if err := t.compiled.Secure(call, d); err != nil {
+		return Target{Decision: d}, err // a plugin's answer, or a table one, into a secured plan
+	}
 	tg := Target{Decision: d, Action: p.action}
 	if dp := t.compiled.DialPlan(d.DialPlan); dp != nil {
 		tg.Security = dp.Security

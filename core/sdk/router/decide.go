@@ -233,6 +233,27 @@ func (c *Compiled) DialPlan(name string) *DialPlan {
 // Pool returns the pool called name, or nil.
 func (c *Compiled) Pool(name string) *Pool { return c.pools[name] }
 
+// proxied reports whether pool is a proxy pool.
+func (c *Compiled) proxied(pool string) bool {
+	p := c.pools[pool]
+	return p != nil && p.Action == Proxy
+}
+
+// Secure checks the security of a decision for call: a SIPSecured or
+// Secured dial plan takes calls over mutual TLS only (R-SEC-1), unless the
+// pool the call goes to is a proxy pool — then the SBC secures the leg to
+// the back end (SIP over TLS, SRTP for Secured) whatever the caller's leg
+// is. Decide applies it; the core applies it to the plugin's answers too.
+func (c *Compiled) Secure(call *Call, d *Decision) error {
+	dp := c.plans[d.DialPlan]
+	if dp == nil || !dp.secured || call.Transport == TLS || c.proxied(d.Pool) {
+		return nil
+	}
+	return &Rejection{Reason: ErrSecurityMismatch, Gateway: d.Gateway, DialPlan: d.DialPlan,
+		Detail: fmt.Sprintf("dial plan %s is %s and needs SIP over TLS, the call came over %s, and pool %s is no proxy pool",
+			d.DialPlan, dp.src.Security, transportName(call.Transport), d.Pool)}
+}
+
 // Decide answers one call from the table, in the order of um-spec.md §4:
 // peer (R-ID-1), gateway status (R-ID-2), dial plan (R-ID-3), security
 // (R-SEC-1), calling party (R-ID-5), called party (R-ID-4). It returns a
@@ -241,6 +262,16 @@ func (c *Compiled) Pool(name string) *Pool { return c.pools[name] }
 // plugin — a *Decision with only Gateway and DialPlan set and ErrAskPlugin.
 // It is a pure function of the table and the call.
 func (c *Compiled) Decide(call *Call) (*Decision, error) {
+	d, err := c.decide(call)
+	if err == nil {
+		if err := c.Secure(call, d); err != nil {
+			return nil, err
+		}
+	}
+	return d, err
+}
+
+func (c *Compiled) decide(call *Call) (*Decision, error) {
 	gw, rej := c.peer(call)
 	if rej != nil {
 		return nil, rej
@@ -272,7 +303,7 @@ func (c *Compiled) Decide(call *Call) (*Decision, error) {
 		return nil, &Rejection{Reason: reason, Gateway: g.Name, DialPlan: plan, Detail: fmt.Sprintf(format, args...)}
 	}
 
-	if dp.secured && call.Transport != TLS {
+	if dp.secured && call.Transport != TLS && !c.proxied(dp.src.Pool) {
 		return reject(ErrSecurityMismatch, "dial plan %s is %s and needs SIP over TLS, the call came over %s",
 			plan, dp.src.Security, transportName(call.Transport))
 	}

@@ -66,3 +66,31 @@ func TestCompileRefuses(t *testing.T) {
 		})
 	}
 }
+
+// A secured dial plan takes a call that did not come over TLS only when it
+// goes to a proxy pool: the SBC secures the back-end leg itself.
+func TestSecuredPlanThroughTheSBC(t *testing.T) {
+	tb := validTable()
+	tb.DialPlans[0].Security = Secured
+	tb.DialPlans[0].Mailboxes = append(tb.DialPlans[0].Mailboxes, Mailbox{Number: "1002", Name: "bob", Pool: "r"})
+	tb.Pools[0].Action = Proxy
+	tb.Pools = append(tb.Pools, Pool{Name: "r", Backends: []Backend{{Name: "um2", Host: "um2.example.net", TCPPort: 5062, TLSPort: 5063}}})
+	c, err := Compile(tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp := func(number string) *Call {
+		return &Call{CallID: "x", Transport: UDP, Source: netip.MustParseAddr("192.0.2.1"), RequestURIUser: number, FromUser: "4000"}
+	}
+	if d, err := c.Decide(udp("1001")); err != nil || d.Pool != "p" {
+		t.Errorf("UDP call to 1001 (proxy pool p) = %+v, %v; want decided", d, err)
+	}
+	if _, err := c.Decide(udp("1002")); !errors.Is(err, ErrSecurityMismatch) {
+		t.Errorf("UDP call to 1002 (redirect pool r) = %v, want ErrSecurityMismatch", err)
+	}
+	tls := udp("1002")
+	tls.Transport, tls.PeerNames = TLS, []string{"gw.example.net"}
+	if _, err := c.Decide(tls); err != nil {
+		t.Errorf("TLS call to 1002 = %v", err)
+	}
+}
