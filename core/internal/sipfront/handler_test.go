@@ -22,7 +22,7 @@ import (
 // A call the routing engine defers gets 100 Trying at once and its final
 // answer later, on the same path, over UDP and TCP.
 func TestDeferredAnswer(t *testing.T) {
-	_, port := startServer(t, &fakeRouter{deferred: 50 * time.Millisecond})
+	_, port := startServer(t, &fakeRouter{deferred: 400 * time.Millisecond}) // well past the two 20 ms exchanges below, even on a loaded machine
 	t.Run("udp", func(t *testing.T) {
 		// No 100 over UDP: the client keeps retransmitting, so a lost
 		// final answer is fetched again from memory (RFC 3261 §17.1.1.2).
