@@ -102,7 +102,7 @@ type Media struct {
 // SBC configures the B2BUA that runs the calls of proxy pools (a router
 // pool with action = "proxy").
 type SBC struct {
-	MaxCalls     int      `toml:"max_calls"`     // calls at once through the B2BUA, all gateways; 0 = unlimited
+	MaxCalls     int      `toml:"max_calls"`     // calls at once through the B2BUA, all gateways; 0 = unlimited (bounded by the media ports)
 	MaxRedirects int      `toml:"max_redirects"` // 3xx of a back end followed per call
 	RingTimeout  Duration `toml:"ring_timeout"`  // a back end that rings longer is cancelled (RFC 3261 Timer C)
 	// FailoverTimeout: a back end that leaves an INVITE unanswered this
@@ -226,7 +226,7 @@ func Default() Config {
 			LatchWindow:       Duration{10 * time.Second},
 			InactivityTimeout: Duration{60 * time.Second},
 		},
-		SBC: SBC{MaxRedirects: 5, RingTimeout: Duration{3 * time.Minute}, FailoverTimeout: Duration{4 * time.Second},
+		SBC: SBC{MaxCalls: 2000, MaxRedirects: 5, RingTimeout: Duration{3 * time.Minute}, FailoverTimeout: Duration{4 * time.Second},
 			Peers: map[string]SBCPeer{}},
 		PluginHost: PluginHost{
 			Dir:               "bin/plugins",
