@@ -108,7 +108,12 @@ type SBC struct {
 	// FailoverTimeout: a back end that leaves an INVITE unanswered this
 	// long loses the call to the pool's next back end.
 	FailoverTimeout Duration `toml:"failover_timeout"`
-	CDRFile         string   `toml:"cdr_file"` // call detail records, JSON lines; "" = none
+	// KeepAlive keeps a UDP caller's NAT binding open during its call:
+	// "crlf", "options" (in-dialog OPTIONS; a caller that does not answer
+	// or has lost the call is hung up) or "off"; every KeepAliveInterval.
+	KeepAlive         string   `toml:"keepalive"`
+	KeepAliveInterval Duration `toml:"keepalive_interval"`
+	CDRFile           string   `toml:"cdr_file"` // call detail records, JSON lines; "" = none
 	// Peers are media profiles by the name of a router gateway (the
 	// caller's leg) or pool (the back end's leg).
 	Peers map[string]SBCPeer `toml:"peers"`
@@ -227,6 +232,7 @@ func Default() Config {
 			InactivityTimeout: Duration{60 * time.Second},
 		},
 		SBC: SBC{MaxCalls: 2000, MaxRedirects: 5, RingTimeout: Duration{3 * time.Minute}, FailoverTimeout: Duration{4 * time.Second},
+			KeepAlive: "crlf", KeepAliveInterval: Duration{30 * time.Second},
 			Peers: map[string]SBCPeer{}},
 		PluginHost: PluginHost{
 			Dir:               "bin/plugins",

@@ -281,6 +281,10 @@ func (v *validator) sbc() {
 	v.intRange("sbc.max_redirects", s.MaxRedirects, 1, 20)
 	v.durRange("sbc.ring_timeout", s.RingTimeout, time.Second, time.Hour)
 	v.durRange("sbc.failover_timeout", s.FailoverTimeout, 100*time.Millisecond, 32*time.Second)
+	if !slices.Contains([]string{"off", "crlf", "options"}, s.KeepAlive) {
+		v.addf("sbc.keepalive", ErrInvalid, "%q is not one of off, crlf, options", s.KeepAlive)
+	}
+	v.durRange("sbc.keepalive_interval", s.KeepAliveInterval, time.Second, time.Hour)
 	if s.CDRFile != "" {
 		if dir := filepath.Dir(s.CDRFile); !isDir(dir) {
 			v.addf("sbc.cdr_file", ErrInvalid, "directory %s does not exist", dir)

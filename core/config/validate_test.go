@@ -334,6 +334,8 @@ func TestValidateSBC(t *testing.T) {
 			wantPath: "sbc.cdr_file", wantErr: ErrInvalid},
 		{name: "negative call limit", give: func(c *Config) { c.SBC.MaxCalls = -1 },
 			wantPath: "sbc.max_calls", wantErr: ErrOutOfRange},
+		{name: "unknown keep-alive", give: func(c *Config) { c.SBC.KeepAlive = "stun" },
+			wantPath: "sbc.keepalive", wantErr: ErrInvalid},
 		{name: "ring timeout too short", give: func(c *Config) { c.SBC.RingTimeout = Duration{time.Millisecond} },
 			wantPath: "sbc.ring_timeout", wantErr: ErrOutOfRange},
 	})

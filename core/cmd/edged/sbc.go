@@ -34,10 +34,18 @@ func (d *daemon) startSBC(cfg *config.Config) error {
 	}
 	s := cfg.SBC
 	d.b2b = b2bua.New(b2bua.Config{FQDN: cfg.SIP.FQDN, MaxCalls: s.MaxCalls, MaxRedirects: s.MaxRedirects,
-		RetryAfter: cfg.SIP.RetryAfter.Duration, RingTimeout: s.RingTimeout.Duration, FailoverTimeout: s.FailoverTimeout.Duration},
+		RetryAfter: cfg.SIP.RetryAfter.Duration, RingTimeout: s.RingTimeout.Duration, FailoverTimeout: s.FailoverTimeout.Duration,
+		KeepAlive: keepAlive(s.KeepAlive), KeepAliveInterval: s.KeepAliveInterval.Duration},
 		d.front, mediaAdapter{eng: eng, peers: s.Peers}, cdr, d.log.With("component", "b2bua"))
 	d.front.SetB2BUA(d.b2b)
 	return nil
+}
+
+func keepAlive(mode string) b2bua.KeepAlive {
+	if mode == "off" {
+		return b2bua.KeepAliveOff
+	}
+	return b2bua.KeepAlive(mode)
 }
 
 // stopSBC ends every proxy call (BYE on both legs, CDRs written) while the
@@ -63,6 +71,7 @@ func sbcRestartOnly(old, cfg *config.Config) []string {
 	}
 	o, n := old.SBC, cfg.SBC
 	if o.MaxCalls != n.MaxCalls || o.MaxRedirects != n.MaxRedirects || o.RingTimeout != n.RingTimeout || o.FailoverTimeout != n.FailoverTimeout ||
+		o.KeepAlive != n.KeepAlive || o.KeepAliveInterval != n.KeepAliveInterval ||
 		o.CDRFile != n.CDRFile || fmt.Sprint(o.Peers) != fmt.Sprint(n.Peers) {
 		keys = append(keys, "sbc")
 	}

@@ -32,7 +32,23 @@ type Config struct {
 	// (a back end that hangs); 0 = 4 s. Without another back end Timer B
 	// (64×T1) applies.
 	FailoverTimeout time.Duration
+	// KeepAlive, when set, keeps the NAT binding of a caller over UDP open
+	// for the length of its call (R-SBC-2): every KeepAliveInterval a CRLF
+	// (KeepAliveCRLF) or an in-dialog OPTIONS (KeepAliveOptions), whose
+	// failure (no answer, 481) ends the call on both legs.
+	KeepAlive         KeepAlive
+	KeepAliveInterval time.Duration
 }
+
+// KeepAlive is how calls' UDP callers are kept reachable.
+type KeepAlive string
+
+// Keep-alive modes.
+const (
+	KeepAliveOff     KeepAlive = ""
+	KeepAliveCRLF    KeepAlive = "crlf"
+	KeepAliveOptions KeepAlive = "options"
+)
 
 // DefaultMaxRedirects is how many 3xx one call follows when Config leaves
 // it 0: the UM service's redirect to a worker is one.

@@ -205,6 +205,9 @@ func parseWithBody(t *testing.T, head, body string) sip.Message {
 const callerSDP = "v=0\no=gw 7 7 IN IP4 10.1.1.1\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 4000 RTP/AVP 0\n"
 
 func invite(t *testing.T, callID, branch, sdp string, extra ...string) *sip.Request {
+	for i, e := range extra {
+		extra[i] = strings.ReplaceAll(e, "\r\n", "\n")
+	}
 	body := strings.ReplaceAll(sdp, "\n", "\r\n")
 	ct := ""
 	if body != "" {
@@ -706,5 +709,59 @@ func TestInDialogRelay(t *testing.T) {
 	}
 	if res := wantStatus(t, h.b.next(t), 202); res.CSeq().SeqNo != 7 || res.CSeq().MethodName != sip.REFER {
 		t.Fatalf("202 to the back end:\n%s", res)
+	}
+}
+
+// Session timers (RFC 4028) run end to end through the engine: the
+// caller's request reaches the back end and the back end's answer the
+// caller; of the option tags only "timer" passes (no 100rel: the engine
+// does not do PRACK).
+func TestSessionTimerThrough(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.e.Invite(invite(t, "c1", "b1", callerSDP, "Session-Expires: 1800\r\n", "Min-SE: 90\r\n", "Supported: 100rel, timer\r\n"), h.inbound(), h.target)
+	wantStatus(t, h.a.next(t), 100)
+	inv := wantRequest(t, h.b.next(t), sip.INVITE)
+	if headerValue(inv, "Session-Expires") != "1800" || headerValue(inv, "Min-SE") != "90" || headerValue(inv, "Supported") != "timer" {
+		t.Fatalf("leg B's INVITE:\n%s", inv)
+	}
+	res := answer(t, inv, 200, "OK", "be", "<sip:203.0.113.5:5062;transport=tcp>", "v=0\no=umback 1 1 IN IP4 203.0.113.5\ns=-\nc=IN IP4 203.0.113.5\nt=0 0\nm=audio 30000 RTP/AVP 0\n")
+	res.AppendHeader(sip.NewHeader("Require", "timer"))
+	res.AppendHeader(sip.NewHeader("Session-Expires", "1800;refresher=uac"))
+	h.fromBackend(t, reparse(t, res.String()), backendAddr)
+	ok := wantStatus(t, h.a.next(t), 200)
+	if headerValue(ok, "Session-Expires") != "1800;refresher=uac" || headerValue(ok, "Require") != "timer" {
+		t.Fatalf("the caller's 200:\n%s", ok)
+	}
+}
+
+// A caller over UDP is kept reachable by in-dialog OPTIONS; one that says
+// it lost the dialog, or no longer answers, ends the call on both legs.
+func TestKeepAliveOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer bool
+		reason string
+	}{{"481", true, "caller lost the dialog (keep-alive 481)"}, {"silence", false, "caller unreachable (keep-alive)"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Config{KeepAlive: KeepAliveOptions, KeepAliveInterval: 50 * time.Millisecond, T1: 10 * time.Millisecond})
+			confirmedCall(t, h)
+			opt := wantRequest(t, h.a.next(t), sip.OPTIONS)
+			if string(*opt.CallID()) != "call-r" {
+				t.Fatalf("OPTIONS outside the dialog:\n%s", opt)
+			}
+			if tc.answer {
+				h.fromCaller(t, answer(t, opt, 481, "Call/Transaction Does Not Exist", "", "", ""))
+			}
+			for {
+				s := h.b.next(t)
+				if req, ok := s.msg.(*sip.Request); ok && req.Method == sip.BYE {
+					break
+				}
+			}
+			recs := h.records(t)
+			if len(recs) != 1 || recs[0].Reason != tc.reason {
+				t.Fatalf("CDRs = %+v", recs)
+			}
+		})
 	}
 }

@@ -54,6 +54,8 @@ type call struct {
 	reason    string // why the call ended, for the CDR
 	finalCode int    // the final answer the caller got
 	ring      *time.Timer
+	keep      *time.Timer // keep-alive towards a UDP caller
+	keepTx    *retrans    // the keep-alive OPTIONS in progress
 	released  bool
 }
 
@@ -280,6 +282,9 @@ func (c *call) sendInvite(mf int, offer []byte) {
 			w.line(name, ": ", h.Value())
 		}
 	}
+	for _, h := range sessionTimer(req) {
+		w.line(h)
+	}
 	c.b.offer = offer
 	c.b.invite = w.end(offer)
 	c.b.provisonal = false
@@ -380,6 +385,10 @@ func (c *call) end(reason string) {
 	if c.ring != nil {
 		c.ring.Stop()
 	}
+	if c.keep != nil {
+		c.keep.Stop()
+	}
+	c.keepTx.stop()
 	c.b.inviteTx.stop()
 	if c.media != nil {
 		c.media.Close()
@@ -510,6 +519,38 @@ func (c *call) byeA() {
 	msg := c.inDialogA("BYE", c.a.cseq, token(), nil)
 	c.a.in.Requests.Send(msg)
 	c.a.out = c.transaction(c.a.in.Transport, false, func() { c.a.in.Requests.Send(msg) }, nil)
+}
+
+// startKeepAlive arms the keep-alive of a UDP caller once its call is up.
+func (c *call) startKeepAlive() {
+	cfg := c.e.cfg
+	if cfg.KeepAlive == KeepAliveOff || cfg.KeepAliveInterval <= 0 || c.a.in.Transport != router.UDP || c.keep != nil {
+		return
+	}
+	c.keep = time.AfterFunc(cfg.KeepAliveInterval, c.keepAlive)
+}
+
+func (c *call) keepAlive() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == ended {
+		return
+	}
+	defer c.keep.Reset(c.e.cfg.KeepAliveInterval)
+	if c.e.cfg.KeepAlive == KeepAliveCRLF {
+		c.a.in.Requests.Send([]byte("\r\n\r\n"))
+		return
+	}
+	if c.keepTx != nil && !c.keepTx.stopped {
+		return // the last one is still out
+	}
+	c.a.cseq++
+	msg := c.requestOn(SideA, "OPTIONS", c.a.cseq, token(), content{})
+	c.a.in.Requests.Send(msg)
+	c.keepTx = c.transaction(router.UDP, false, func() { c.a.in.Requests.Send(msg) }, func() {
+		c.byeB()
+		c.end("caller unreachable (keep-alive)")
+	})
 }
 
 // respondLocked answers the caller's INVITE provisionally.

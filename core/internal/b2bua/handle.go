@@ -114,6 +114,15 @@ func (c *call) responseA(res *sip.Response) {
 		if ri := c.reinvite; ri != nil && ri.from == SideB && cs.SeqNo == ri.cseq {
 			c.reinviteAnswer(SideA, res)
 		}
+	case sip.OPTIONS: // our keep-alive
+		if res.StatusCode < 200 || c.keepTx == nil {
+			return
+		}
+		c.keepTx.stop()
+		if res.StatusCode == 481 { // the caller has lost the call
+			c.byeB()
+			c.end("caller lost the dialog (keep-alive 481)")
+		}
 	default:
 		c.relayAnswer(SideA, res)
 	}
@@ -226,6 +235,9 @@ func (c *call) inviteAnswer(res *sip.Response) {
 		if ra := headerValue(res, "Retry-After"); ra != "" {
 			extra = append(extra, "Retry-After: "+ra)
 		}
+		if mse := headerValue(res, "Min-SE"); code == 422 && mse != "" {
+			extra = append(extra, "Min-SE: "+mse) // Session Interval Too Small (RFC 4028 §6)
+		}
 		c.a.finalLocked(c, code, res.Reason, extra, nil)
 		c.end(strconv.Itoa(code) + " " + res.Reason + " from back end")
 	}
@@ -308,7 +320,7 @@ func (c *call) success(res *sip.Response) {
 	}
 	c.state, c.answerAt = answered, time.Now()
 	c.e.Metrics.Answered.Add(1)
-	c.a.finalLocked(c, res.StatusCode, res.Reason, nil, body)
+	c.a.finalLocked(c, res.StatusCode, res.Reason, sessionTimer(res), body)
 }
 
 // follow places leg B again at the Contact of the back end's 3xx (R-CR-5:
@@ -382,6 +394,7 @@ func (c *call) ackFrom(side Side, req *sip.Request) {
 	}
 	c.a.final.stop()
 	c.state = confirmed
+	c.startKeepAlive()
 	var body []byte
 	if c.lateOffer {
 		sdp := sdpOf(req)
@@ -432,14 +445,14 @@ func (c *call) reinviteFrom(side Side, req *sip.Request, in Inbound) {
 	if side == SideA {
 		c.b.cseq++
 		ri.cseq = c.b.cseq
-		ri.msg = c.inDialogB("INVITE", ri.cseq, ri.branch, offer)
+		ri.msg = c.requestOn(SideB, "INVITE", ri.cseq, ri.branch, content{headers: sessionTimer(req), body: offer})
 		c.sendB(ri.msg)
 		ri.tx = c.transaction(c.b.tp, true, func() { c.sendB(ri.msg) }, func() { c.reinviteFailed(ri, 408, "Request Timeout") })
 		return
 	}
 	c.a.cseq++
 	ri.cseq = c.a.cseq
-	ri.msg = c.inDialogA("INVITE", ri.cseq, ri.branch, offer)
+	ri.msg = c.requestOn(SideA, "INVITE", ri.cseq, ri.branch, content{headers: sessionTimer(req), body: offer})
 	c.a.in.Requests.Send(ri.msg)
 	ri.tx = c.transaction(c.a.in.Transport, true, func() { c.a.in.Requests.Send(ri.msg) }, func() { c.reinviteFailed(ri, 408, "Request Timeout") })
 }
@@ -468,7 +481,7 @@ func (c *call) reinviteAnswer(answerer Side, res *sip.Response) {
 			return
 		}
 	}
-	extra := []string{c.contactFor(ri.from), allow}
+	extra := append([]string{c.contactFor(ri.from), allow}, sessionTimer(res)...)
 	tag := c.a.localTag
 	if ri.from == SideB {
 		tag = c.b.localTag

@@ -23,6 +23,38 @@ import (
 // addressing the caller's network.
 var copied = []string{"Diversion", "History-Info", "P-Asserted-Identity", "Privacy", "Subject", "Priority"}
 
+// sessionTimer returns the session-timer headers (RFC 4028) of m that
+// pass to the other leg, so that the two ends run their timer through us:
+// Session-Expires and Min-SE as they are, and of Supported and Require
+// only "timer" (other extensions, 100rel above all, are not ours to
+// promise).
+func sessionTimer(m message) []string {
+	var out []string
+	for _, name := range []string{"Session-Expires", "Min-SE"} {
+		if v := headerValue(m, name); v != "" {
+			out = append(out, name+": "+v)
+		}
+	}
+	for _, name := range []string{"Supported", "Require"} {
+		for _, h := range m.GetHeaders(name) {
+			if hasOption(h.Value(), "timer") {
+				out = append(out, name+": timer")
+				break
+			}
+		}
+	}
+	return out
+}
+
+func hasOption(list, opt string) bool {
+	for _, o := range strings.Split(list, ",") {
+		if strings.EqualFold(strings.TrimSpace(o), opt) {
+			return true
+		}
+	}
+	return false
+}
+
 // allow is what both legs are told the engine takes in a dialog.
 const allow = "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, NOTIFY, MESSAGE"
 
@@ -206,6 +238,7 @@ func maxForwards(req *sip.Request) (n int, ok bool) {
 // message is what the helpers below read of a request or response.
 type message interface {
 	GetHeader(name string) sip.Header
+	GetHeaders(name string) []sip.Header
 	Body() []byte
 }
 
