@@ -135,6 +135,10 @@ type SBCPeer struct {
 	MediaSecurity MediaSecurity `toml:"media_security"` // as-is|rtp|srtp|both; "" = as-is, or srtp towards a Secured dial plan's pool
 	Codecs        []string      `toml:"codecs"`         // allowed codecs in preference order, e.g. ["PCMA", "PCMU"]; empty = as offered
 	DropDTMF      bool          `toml:"drop_dtmf"`      // strip telephone-event (RFC 4733) from this leg's SDP
+	// Early183, for a calling peer: provisional answers with SDP reach it
+	// as 183 only (a 180 as 180 without SDP, then 183): UCMA peers such as
+	// Exchange UM lose the media of SDP in a 180 (R-SBC-9).
+	Early183 bool `toml:"early_183"`
 }
 
 // PluginHost configures how plugin binaries are found, pinned and run.

@@ -35,10 +35,18 @@ func (d *daemon) startSBC(cfg *config.Config) error {
 	s := cfg.SBC
 	d.b2b = b2bua.New(b2bua.Config{FQDN: cfg.SIP.FQDN, MaxCalls: s.MaxCalls, MaxRedirects: s.MaxRedirects,
 		RetryAfter: cfg.SIP.RetryAfter.Duration, RingTimeout: s.RingTimeout.Duration, FailoverTimeout: s.FailoverTimeout.Duration,
-		KeepAlive: keepAlive(s.KeepAlive), KeepAliveInterval: s.KeepAliveInterval.Duration},
+		KeepAlive: keepAlive(s.KeepAlive), KeepAliveInterval: s.KeepAliveInterval.Duration, Peers: peerOptions(s.Peers)},
 		d.front, mediaAdapter{eng: eng, peers: s.Peers}, cdr, d.log.With("component", "b2bua"))
 	d.front.SetB2BUA(d.b2b)
 	return nil
+}
+
+func peerOptions(peers map[string]config.SBCPeer) map[string]b2bua.Peer {
+	out := make(map[string]b2bua.Peer, len(peers))
+	for name, p := range peers {
+		out[name] = b2bua.Peer{Early183: p.Early183}
+	}
+	return out
 }
 
 func keepAlive(mode string) b2bua.KeepAlive {

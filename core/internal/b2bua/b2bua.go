@@ -38,6 +38,17 @@ type Config struct {
 	// failure (no answer, 481) ends the call on both legs.
 	KeepAlive         KeepAlive
 	KeepAliveInterval time.Duration
+	// Peers are per-peer options by router gateway name (the caller's leg).
+	Peers map[string]Peer
+}
+
+// Peer are the options of one calling peer.
+type Peer struct {
+	// Early183 relays provisional answers with SDP to this peer as 183
+	// Session Progress, a 180 as 180 without SDP followed by the 183: UCMA
+	// (Exchange UM, Lync) peers lose the media of SDP in a 180 (R-WK-5,
+	// R-SBC-9).
+	Early183 bool
 }
 
 // KeepAlive is how calls' UDP callers are kept reachable.
@@ -115,6 +126,9 @@ type Target struct {
 	User string
 	// MaxGatewayCalls is the gateway's MaxConcurrentCalls; 0 = unlimited.
 	MaxGatewayCalls int
+	// Call is the call as the router saw it: its parsed Diversion and
+	// History-Info entries, from which leg B's Diversion is written.
+	Call *router.Call
 	// Alternates are the pool's other healthy back ends, best first: the
 	// call moves on to the next when its back end cannot be reached, does
 	// not answer within Config.FailoverTimeout, or answers 408 or 5xx.

@@ -277,6 +277,9 @@ func (c *call) sendInvite(mf int, offer []byte) {
 	w.line("CSeq: ", strconv.FormatUint(uint64(c.b.cseq), 10), " INVITE")
 	w.line(contactOf(c.b.tp, c.b.local))
 	w.line(allow)
+	for _, d := range diversions(c.target.Call, c.e.cfg.FQDN) {
+		w.line(d)
+	}
 	for _, name := range copied {
 		for _, h := range req.GetHeaders(name) {
 			w.line(name, ": ", h.Value())
@@ -604,7 +607,13 @@ func (c *call) provisional(res *sip.Response) {
 		}
 	}
 	extra := []string{contactOf(c.a.in.Transport, c.a.in.Local)}
-	c.a.last = response(c.a.invite, c.a.in.Source, c.a.localTag, res.StatusCode, res.Reason, extra, body)
+	code, reason := res.StatusCode, res.Reason
+	if body != nil && c.e.cfg.Peers[c.target.Gateway].Early183 && code != 183 {
+		// A UCMA peer takes early media from a 183 only (R-SBC-9).
+		c.a.in.Reply.Send(response(c.a.invite, c.a.in.Source, c.a.localTag, code, reason, extra, nil))
+		code, reason = 183, "Session Progress"
+	}
+	c.a.last = response(c.a.invite, c.a.in.Source, c.a.localTag, code, reason, extra, body)
 	c.a.in.Reply.Send(c.a.last)
 }
 

@@ -21,7 +21,69 @@ import (
 // copied are the headers of the caller's INVITE leg B gets: call data the
 // UM side needs (who diverted the call, who calls, privacy), none of them
 // addressing the caller's network.
-var copied = []string{"Diversion", "History-Info", "P-Asserted-Identity", "Privacy", "Subject", "Priority"}
+// Diversion is not among them: it is written anew from what the router
+// parsed (diversions).
+var copied = []string{"History-Info", "P-Asserted-Identity", "Privacy", "Subject", "Priority"}
+
+// diversions are leg B's Diversion headers (RFC 5806, R-SBC-9): the
+// caller's, parsed, without duplicates, on our host; or, when the caller
+// sent only History-Info, the one its entries name, with the reason the
+// cause maps to. Malformed or repeated Diversions, which Exchange refuses
+// (event 1021), never reach the back end.
+func diversions(call *router.Call, host string) []string {
+	if call == nil {
+		return nil
+	}
+	line := func(user, reason string) string {
+		var sb strings.Builder
+		sb.WriteString("Diversion: <sip:")
+		sipheader.WriteUser(&sb, user)
+		sb.WriteString("@" + host + ">")
+		if reason != "" && isToken(reason) {
+			sb.WriteString(";reason=" + reason)
+		}
+		return sb.String()
+	}
+	var out []string
+	seen := map[router.Diversion]bool{}
+	for _, d := range call.Diversion {
+		if d.User == "" || seen[d] {
+			continue
+		}
+		seen[d] = true
+		out = append(out, line(d.User, d.Reason))
+	}
+	if len(out) > 0 {
+		return out
+	}
+	number, via, ok := router.DivertedNumber(call)
+	if !ok || via != "History-Info" || number == "" {
+		return nil
+	}
+	reason := "unknown"
+	for _, h := range call.HistoryInfo {
+		if r, ok := causeReasons[h.Cause]; ok {
+			reason = r
+		}
+	}
+	return []string{line(number, reason)}
+}
+
+// causeReasons map History-Info causes (RFC 4458) to Diversion reasons
+// (RFC 5806).
+var causeReasons = map[string]string{
+	"302": "unconditional", "486": "user-busy", "408": "no-answer", "480": "unavailable",
+	"487": "no-answer", "503": "unavailable", "404": "unknown",
+}
+
+func isToken(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-.!%*_+`'~", c)) {
+			return false
+		}
+	}
+	return s != ""
+}
 
 // sessionTimer returns the session-timer headers (RFC 4028) of m that
 // pass to the other leg, so that the two ends run their timer through us:

@@ -128,7 +128,7 @@ func (s *Server) invite(req *sip.Request, p *peer, sc *scan, st *state, out *byt
 		return
 	}
 	if err == nil && target.Action == router.Proxy {
-		s.proxy(req, p, target)
+		s.proxy(req, p, target, call)
 		return
 	}
 	ans := s.answerOf(req, p, target, err)
@@ -168,7 +168,7 @@ func (s *Server) ask(req *sip.Request, p *peer, sc *scan, st *state, out *bytes.
 		}
 		// On a routing worker: the reader has moved on, so work on copies.
 		if err == nil && target.Action == router.Proxy {
-			s.proxy(req, &pp, target)
+			s.proxy(req, &pp, target, call)
 			return
 		}
 		var vsc scan
@@ -197,7 +197,7 @@ func (s *Server) ask(req *sip.Request, p *peer, sc *scan, st *state, out *bytes.
 }
 
 // proxy hands a call of a proxy pool to the B2BUA.
-func (s *Server) proxy(req *sip.Request, p *peer, tg routing.Target) {
+func (s *Server) proxy(req *sip.Request, p *peer, tg routing.Target, call *router.Call) {
 	s.metrics.Proxied.WithLabelValues(tg.Decision.Pool, tg.Backend.Name).Inc()
 	in := s.inbound(p, req)
 	b := s.b2b.Load()
@@ -209,7 +209,7 @@ func (s *Server) proxy(req *sip.Request, p *peer, tg routing.Target) {
 	b.Invite(req, in, b2bua.Target{
 		Gateway: tg.Decision.Gateway, DialPlan: tg.Decision.DialPlan, Pool: tg.Decision.Pool,
 		Backend: tg.Backend, Security: tg.Security, User: targetUser(req), MaxGatewayCalls: tg.MaxCalls,
-		Alternates: tg.Alternates,
+		Alternates: tg.Alternates, Call: call,
 	})
 }
 
