@@ -333,6 +333,9 @@ func (e *Engine) Has(msg sip.Message) bool {
 // src is where it came from; in is how to answer it (for leg A's
 // messages).
 func (e *Engine) Handle(msg sip.Message, in Inbound) bool {
+	if !complete(msg) {
+		return false // nothing the engine can match or answer: the front drops or refuses it
+	}
 	var id string
 	if h := msg.CallID(); h != nil {
 		id = string(*h)
@@ -355,6 +358,21 @@ func (e *Engine) Handle(msg sip.Message, in Inbound) bool {
 		return ca.handleA(msg, in)
 	}
 	return false
+}
+
+// complete reports whether msg has what every step of the engine reads:
+// Via, From, To, Call-ID and CSeq (the front checks requests; responses
+// come as they are).
+func complete(msg sip.Message) bool {
+	type heads interface {
+		Via() *sip.ViaHeader
+		From() *sip.FromHeader
+		To() *sip.ToHeader
+		CallID() *sip.CallIDHeader
+		CSeq() *sip.CSeqHeader
+	}
+	h, ok := msg.(heads)
+	return ok && h.Via() != nil && h.From() != nil && h.To() != nil && h.CallID() != nil && h.CSeq() != nil
 }
 
 // Shutdown ends every call (BYE on both legs, CDR reason "shutdown") and

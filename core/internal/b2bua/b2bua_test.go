@@ -466,12 +466,14 @@ func TestAdmission(t *testing.T) {
 func TestMediaRefusals(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.e.Invite(invite(t, "c1", "b1", "garbage"), h.inbound(), h.target)
+	wantStatus(t, h.a.next(t), 100)
 	res := wantStatus(t, h.a.next(t), 488)
 	if !strings.Contains(headerValue(res, "Warning"), "garbage") {
 		t.Errorf("488 without the reason:\n%s", res)
 	}
 	h.media.noPorts = true
 	h.e.Invite(invite(t, "c2", "b2", callerSDP), h.inbound(), h.target)
+	wantStatus(t, h.a.next(t), 100)
 	if res := wantStatus(t, h.a.next(t), 503); res.GetHeader("Retry-After") == nil {
 		t.Errorf("port exhaustion 503 without Retry-After:\n%s", res)
 	}
@@ -490,7 +492,9 @@ func TestRedirectElsewhereNotFollowed(t *testing.T) {
 	req := wantRequest(t, h.b.next(t), sip.INVITE)
 	h.fromBackend(t, answer(t, req, 302, "Moved", "x", "<sip:1001@192.0.2.99:5060>", ""), backendAddr)
 	wantRequest(t, h.b.next(t), sip.ACK)
-	wantStatus(t, h.a.next(t), 302)
+	if res := wantStatus(t, h.a.next(t), 502); res.Contact() != nil || strings.Contains(res.String(), "192.0.2.99") {
+		t.Errorf("the refused redirect reached the caller:\n%s", res)
+	}
 	h.b.none(t, 50*time.Millisecond)
 }
 

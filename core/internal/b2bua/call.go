@@ -112,7 +112,11 @@ type reinvite struct {
 	msg    []byte
 	tx     *retrans
 	final  *retrans // our 2xx to its sender, until ACK
-	acked  bool
+	// lateOffer: the re-INVITE came without SDP, so the answerer's 2xx
+	// offers and the sender's ACK answers (RFC 3261 §14.1); the answerer's
+	// ACK waits for that answer.
+	lateOffer bool
+	answerer  Side
 }
 
 func newCall(e *Engine, req *sip.Request, in Inbound, t Target) *call {
@@ -148,13 +152,14 @@ func (c *call) fromB(src netip.AddrPort) bool {
 	return false
 }
 
-// start places leg B. Called once, after admission.
+// start places leg B. Called once, after admission, on the front's
+// reader: nothing here waits — a back end named by DNS is looked up on a
+// goroutine of its own, with the caller told 100 Trying first.
 func (c *call) start() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	req := c.a.invite
-	mf, ok := maxForwards(req)
-	if !ok {
+	if _, ok := maxForwards(req); !ok {
 		c.reject(483, "Too Many Hops", "caller's Max-Forwards is 0")
 		return
 	}
@@ -162,10 +167,43 @@ func (c *call) start() {
 		c.reject(420, "Bad Extension", "", "Unsupported: "+ext)
 		return
 	}
-	if err := c.route(c.target.Backend, c.target.User); err != nil {
-		c.reject(503, "Service Unavailable", err.Error(), c.retryAfter())
+	c.a.respondLocked(c, 100, "Trying")
+	c.resolve(c.target.Backend, c.first)
+}
+
+// resolve finds b's address and calls then with it, c.mu held: at once
+// for an IP literal, else from a goroutine once DNS has answered, and only
+// if the call still waits for b.
+func (c *call) resolve(b *router.Backend, then func(b *router.Backend, addr netip.Addr, err error)) {
+	if a, err := netip.ParseAddr(b.Host); err == nil {
+		then(b, a.Unmap(), nil)
 		return
 	}
+	go func() {
+		addr, err := c.e.tp.Resolve(b.Host)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.state == ended || c.cancelled || c.target.Backend != b {
+			return
+		}
+		then(b, addr, err)
+	}()
+}
+
+// first places the first INVITE of leg B once its back end's address is
+// known: the media session, the caller's offer through it, the INVITE.
+func (c *call) first(b *router.Backend, addr netip.Addr, err error) {
+	if err == nil {
+		err = c.route(b, addr, c.target.User)
+	}
+	if err != nil {
+		c.e.log.Info("back end unavailable", "call_id", c.b.callID, "pool", c.target.Pool, "backend", b.Name, "err", err)
+		if !c.failover("back end " + b.Name + " unavailable") {
+			c.reject(503, "Service Unavailable", "back end unavailable", c.retryAfter())
+		}
+		return
+	}
+	req := c.a.invite
 	ms, err := c.e.media.NewSession(c.b.callID, &c.target, c.a.in.Local.Addr(), c.b.local.Addr(), func() { c.hangup("media timeout") })
 	if err != nil {
 		c.mediaFailed(err)
@@ -181,7 +219,7 @@ func (c *call) start() {
 	} else {
 		c.lateOffer = true
 	}
-	c.a.respondLocked(c, 100, "Trying")
+	mf, _ := maxForwards(req)
 	c.sendInvite(mf, offer)
 }
 
@@ -212,12 +250,12 @@ func unsupported(req *sip.Request) string {
 	return ""
 }
 
-// route points leg B at a back end: its transport by the dial plan's
-// security (secured plans over TLS), else TCP, else UDP.
-func (c *call) route(b *router.Backend, user string) error {
+// route points leg B at a back end at addr: its transport by the dial
+// plan's security (secured plans over TLS), else TCP, else UDP.
+func (c *call) route(b *router.Backend, addr netip.Addr, user string) error {
 	tp, port := router.TCP, b.TCPPort
 	switch {
-	case c.target.Security != router.Unsecured && c.target.Security != "":
+	case c.secured():
 		tp, port = router.TLS, b.TLSPort
 	case b.TCPPort == 0 && b.UDPPort != 0:
 		tp, port = router.UDP, b.UDPPort
@@ -236,16 +274,18 @@ func (c *call) route(b *router.Backend, user string) error {
 		host = "[" + host + "]"
 	}
 	uri += host + ":" + strconv.Itoa(port)
-	return c.routeTo(tp, b.Host, port, uri, uri)
+	return c.routeTo(tp, b.Host, netip.AddrPortFrom(addr, uint16(port)), uri, uri)
 }
 
-// routeTo resolves host and sets leg B's destination and Request-URI.
-func (c *call) routeTo(tp router.Transport, host string, port int, ruri, to string) error {
-	addr, err := c.e.tp.Resolve(host)
-	if err != nil {
-		return fmt.Errorf("back end %s: %w", host, err)
-	}
-	c.b.tp, c.b.dst, c.b.serverName = tp, netip.AddrPortFrom(addr, uint16(port)), host
+// secured reports whether the call's dial plan wants SIP over TLS to the
+// back end.
+func (c *call) secured() bool {
+	return c.target.Security == router.SIPSecured || c.target.Security == router.Secured
+}
+
+// routeTo sets leg B's destination and Request-URI.
+func (c *call) routeTo(tp router.Transport, host string, dst netip.AddrPort, ruri, to string) error {
+	c.b.tp, c.b.dst, c.b.serverName = tp, dst, host
 	if tp != router.UDP && tp != router.TLS {
 		ruri += ";transport=tcp"
 	}
@@ -253,10 +293,10 @@ func (c *call) routeTo(tp router.Transport, host string, port int, ruri, to stri
 		ruri = "sips:" + strings.TrimPrefix(ruri, "sip:")
 	}
 	c.b.ruri, c.b.to = ruri, to
-	c.b.peers = append(c.b.peers, addr)
-	local, err := c.e.tp.Local(tp, addr)
+	c.b.peers = append(c.b.peers, dst.Addr())
+	local, err := c.e.tp.Local(tp, dst.Addr())
 	if err != nil {
-		return fmt.Errorf("no %s listener towards %s: %w", tp, addr, err)
+		return fmt.Errorf("no %s listener towards %s: %w", tp, dst.Addr(), err)
 	}
 	c.b.local = local
 	return nil
@@ -282,7 +322,9 @@ func (c *call) sendInvite(mf int, offer []byte) {
 	}
 	for _, name := range copied {
 		for _, h := range req.GetHeaders(name) {
-			w.line(name, ": ", h.Value())
+			if clean(h.Value()) {
+				w.line(name, ": ", h.Value())
+			}
 		}
 	}
 	for _, h := range sessionTimer(req) {
@@ -298,7 +340,7 @@ func (c *call) sendInvite(mf int, offer []byte) {
 	}
 	c.b.inviteTx = c.transactionFor(c.b.tp, true, timeout, func() { c.sendB(c.b.invite) }, func() {
 		if !c.failover("no answer from back end " + c.target.Backend.Name) {
-			c.failA(408, "Request Timeout", "no answer from back end "+c.target.Backend.Name)
+			c.failA(408, "Request Timeout", "no answer from the back end")
 		}
 	})
 }
@@ -319,9 +361,6 @@ func (c *call) failover(why string) bool {
 		c.e.log.Info("back end failed the call, trying the next", "call_id", c.b.callID,
 			"pool", c.target.Pool, "failed", c.target.Backend.Name, "next", next.Name, "why", why)
 		c.target.Backend = next
-		if err := c.route(next, c.target.User); err != nil {
-			continue
-		}
 		c.b.inviteTx.stop()
 		if c.ring != nil {
 			c.ring.Stop()
@@ -329,13 +368,33 @@ func (c *call) failover(why string) bool {
 		}
 		c.state = calling
 		c.b.remoteTag = ""
-		c.b.cseq++
-		c.b.inviteCSeq = c.b.cseq
-		mf, _ := maxForwards(c.a.invite)
-		c.sendInvite(mf, c.b.offer)
+		if c.media == nil { // the first back end never got its INVITE
+			c.resolve(next, c.first)
+			return true
+		}
+		c.resolve(next, c.again)
 		return true
 	}
 	return false
+}
+
+// again places leg B's INVITE, with the offer already made, at another
+// back end.
+func (c *call) again(b *router.Backend, addr netip.Addr, err error) {
+	if err == nil {
+		err = c.route(b, addr, c.target.User)
+	}
+	if err != nil {
+		c.e.log.Info("back end unavailable", "call_id", c.b.callID, "pool", c.target.Pool, "backend", b.Name, "err", err)
+		if !c.failover("back end " + b.Name + " unavailable") {
+			c.failA(503, "Service Unavailable", "back end unavailable")
+		}
+		return
+	}
+	c.b.cseq++
+	c.b.inviteCSeq = c.b.cseq
+	mf, _ := maxForwards(c.a.invite)
+	c.sendInvite(mf, c.b.offer)
 }
 
 // unreachable fails over (or fails) a call still waiting for dst.
@@ -345,10 +404,9 @@ func (c *call) unreachable(tp router.Transport, dst netip.AddrPort) {
 	if c.state != calling || c.b.tp != tp || c.b.dst != dst {
 		return
 	}
-	why := "back end " + c.target.Backend.Name + " unreachable"
-	if !c.failover(why) {
+	if !c.failover("back end " + c.target.Backend.Name + " unreachable") {
 		c.b.inviteTx.stop()
-		c.failA(503, "Service Unavailable", why)
+		c.failA(503, "Service Unavailable", "back end unreachable")
 	}
 }
 
@@ -393,6 +451,9 @@ func (c *call) end(reason string) {
 	}
 	c.keepTx.stop()
 	c.b.inviteTx.stop()
+	if c.finalCode >= 200 && c.finalCode < 300 {
+		c.a.final.stop() // a 2xx retransmitted after the call ended would restart it for the caller
+	}
 	if c.media != nil {
 		c.media.Close()
 	}
@@ -585,6 +646,9 @@ func (a *aLeg) finalLocked(c *call, code int, phrase string, extra []string, bod
 	onTimeout := func() {}
 	if code < 300 {
 		onTimeout = func() { // Timer H for a 2xx: no ACK, the caller is gone
+			if c.state == ended {
+				return
+			}
 			c.byeA()
 			c.byeB()
 			c.end("no ACK from caller")

@@ -1,10 +1,11 @@
 package b2bua
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -54,8 +55,9 @@ func (c *call) record() Record {
 // whatever records have queued, writes them and fsyncs once per batch
 // (group commit), so a record is on disk within one fsync of its call's end
 // and the call path never waits for the disk. Write never blocks and
-// never drops: the queue grows while the disk is slow. A failing disk is
-// logged (rate-limited) and its records kept queued and retried.
+// never drops: the queue grows while the disk is slow. A failing disk (a
+// full one) is logged (rate-limited), what it took of the batch cut off
+// again, and the records kept queued and retried.
 type CDRWriter struct {
 	log  *slog.Logger
 	f    *os.File
@@ -68,7 +70,7 @@ type CDRWriter struct {
 
 // OpenCDR opens (creating, mode 0640) the record file at path for append.
 func OpenCDR(path string, log *slog.Logger) (*CDRWriter, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o640) // appended by flush, which can cut a torn write off
 	if err != nil {
 		return nil, fmt.Errorf("call detail records: %w", err)
 	}
@@ -110,8 +112,6 @@ func (w *CDRWriter) Close() error {
 
 func (w *CDRWriter) run() {
 	defer close(w.done)
-	bw := bufio.NewWriter(w.f)
-	enc := json.NewEncoder(bw)
 	var lastErr time.Time
 	for range w.wake {
 		for {
@@ -125,7 +125,7 @@ func (w *CDRWriter) run() {
 				}
 				break
 			}
-			err := w.flush(bw, enc, batch)
+			err := w.flush(batch)
 			if err == nil {
 				continue
 			}
@@ -145,17 +145,27 @@ func (w *CDRWriter) run() {
 	}
 }
 
-// flush writes batch and fsyncs. A batch that failed part way may be
-// written again in full: a reader de-duplicates by call_id.
-func (w *CDRWriter) flush(bw *bufio.Writer, enc *json.Encoder, batch []Record) error {
+// flush appends batch and fsyncs. A write that fails part way (a full
+// disk) is cut off again, so that the retry leaves no torn line.
+func (w *CDRWriter) flush(batch []Record) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	for _, r := range batch {
 		if err := enc.Encode(r); err != nil {
 			return err
 		}
 	}
-	if err := bw.Flush(); err != nil {
-		bw.Reset(w.f)
+	end, err := w.f.Seek(0, io.SeekEnd)
+	if err != nil {
 		return err
 	}
-	return w.f.Sync()
+	if _, err := w.f.Write(buf.Bytes()); err != nil {
+		_ = w.f.Truncate(end)
+		return err
+	}
+	if err := w.f.Sync(); err != nil {
+		_ = w.f.Truncate(end)
+		return err
+	}
+	return nil
 }

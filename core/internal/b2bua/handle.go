@@ -9,6 +9,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/umedge/umedge/core/internal/sipheader"
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
@@ -224,7 +225,15 @@ func (c *call) inviteAnswer(res *sip.Response) {
 		if c.state == ended || c.state >= answered {
 			return
 		}
-		if code < 400 && c.follow(res) {
+		if code < 400 {
+			if c.follow(res) {
+				return
+			}
+			// A redirect not followed goes no further: relayed, it would
+			// carry no Contact (the back end's is not the caller's to see).
+			c.e.Metrics.Failed.Add(1)
+			c.a.finalLocked(c, 502, "Bad Gateway", []string{c.e.warning("back end redirected the call elsewhere")}, nil)
+			c.end(strconv.Itoa(code) + " " + res.Reason + " from back end, not followed")
 			return
 		}
 		if (code == 408 || code >= 500 && code < 600) && c.failover(strconv.Itoa(code)+" "+res.Reason) {
@@ -310,7 +319,8 @@ func (c *call) success(res *sip.Response) {
 	if err != nil || body == nil {
 		why := "back end answered without SDP"
 		if err != nil {
-			why = "back end's SDP refused: " + err.Error()
+			c.e.log.Info("back end's SDP refused", "call_id", c.b.callID, "err", err)
+			why = "back end's SDP refused"
 		}
 		c.b.ack = c.inDialogB("ACK", c.b.inviteCSeq, token(), nil)
 		c.sendB(c.b.ack)
@@ -325,8 +335,9 @@ func (c *call) success(res *sip.Response) {
 
 // follow places leg B again at the Contact of the back end's 3xx (R-CR-5:
 // the UM service moves the call to a worker instance). Only a Contact on
-// the back end's own host is followed: a back end cannot make the
-// appliance call elsewhere.
+// the back end's own host is followed — named by the same address or the
+// same name, so no DNS lookup happens here: a back end cannot make the
+// appliance call elsewhere. A secured plan's call stays on TLS.
 func (c *call) follow(res *sip.Response) bool {
 	ct := res.Contact()
 	if ct == nil || c.redirects >= c.e.cfg.MaxRedirects {
@@ -340,6 +351,10 @@ func (c *call) follow(res *sip.Response) bool {
 	case strings.EqualFold(param, "udp"):
 		tp = router.UDP
 	}
+	if c.secured() && tp != router.TLS {
+		c.e.log.Info("redirect off TLS on a secured dial plan not followed", "call_id", c.b.callID, "contact", u.String())
+		return false
+	}
 	port := u.Port
 	if port == 0 {
 		port = 5060
@@ -347,13 +362,13 @@ func (c *call) follow(res *sip.Response) bool {
 			port = 5061
 		}
 	}
-	addr, err := netip.ParseAddr(strings.Trim(u.Host, "[]"))
-	if err != nil {
-		if addr, err = c.e.tp.Resolve(u.Host); err != nil {
-			return false
-		}
-	}
-	if addr.Unmap() != c.b.dst.Addr().Unmap() {
+	host := strings.Trim(u.Host, "[]")
+	addr, err := netip.ParseAddr(host)
+	switch {
+	case err == nil && addr.Unmap() == c.b.dst.Addr().Unmap():
+	case err != nil && strings.EqualFold(host, c.b.serverName):
+		addr = c.b.dst.Addr()
+	default:
 		c.e.log.Info("redirect to another host not followed", "call_id", c.b.callID, "contact", u.String())
 		return false
 	}
@@ -361,10 +376,13 @@ func (c *call) follow(res *sip.Response) bool {
 	c.e.Metrics.Redirects.Add(1)
 	uri := "sip:"
 	if u.User != "" {
-		uri += u.User + "@"
+		var sb strings.Builder
+		sipheader.WriteUser(&sb, u.User)
+		uri += sb.String() + "@"
 	}
-	uri += hostPort(netip.AddrPortFrom(addr, uint16(port)))
-	if err := c.routeTo(tp, u.Host, port, uri, uri); err != nil {
+	dst := netip.AddrPortFrom(addr.Unmap(), uint16(port))
+	uri += hostPort(dst)
+	if err := c.routeTo(tp, c.b.serverName, dst, uri, uri); err != nil {
 		return false
 	}
 	c.b.cseq++
@@ -380,6 +398,17 @@ func (c *call) ackFrom(side Side, req *sip.Request) {
 	if ri := c.reinvite; ri != nil && ri.from == side && req.CSeq().SeqNo == ri.req.CSeq().SeqNo {
 		ri.final.stop()
 		c.reinvite = nil
+		if ri.lateOffer && ri.final != nil {
+			var body []byte
+			if sdp := sdpOf(req); sdp != nil {
+				var err error
+				if body, err = c.media.Answer(side, sdp); err != nil {
+					c.e.log.Info("answer in the ACK of a re-INVITE refused", "call_id", c.b.callID, "err", err)
+					body = nil
+				}
+			}
+			c.ackIn(ri.answerer, ri.cseq, body)
+		}
 		return
 	}
 	if side != SideA {
@@ -439,7 +468,7 @@ func (c *call) reinviteFrom(side Side, req *sip.Request, in Inbound) {
 			return
 		}
 	}
-	ri := &reinvite{from: side, req: req, in: in, branch: token()}
+	ri := &reinvite{from: side, req: req, in: in, branch: token(), lateOffer: offer == nil}
 	c.reinvite = ri
 	in.Reply.Send(response(req, in.Source, "", 100, "Trying", nil, nil))
 	if side == SideA {
@@ -462,7 +491,7 @@ func (c *call) reinviteFrom(side Side, req *sip.Request, in Inbound) {
 func (c *call) reinviteAnswer(answerer Side, res *sip.Response) {
 	ri := c.reinvite
 	if res.StatusCode < 200 {
-		ri.tx.stop()
+		ri.tx.quiet() // the deadline stays: an answerer that goes quiet after 100 gets its 408
 		return
 	}
 	ri.tx.stop()
@@ -471,14 +500,37 @@ func (c *call) reinviteAnswer(answerer Side, res *sip.Response) {
 		c.reinviteFailed(ri, res.StatusCode, res.Reason)
 		return
 	}
-	c.ackIn(answerer, ri.cseq)
+	if ri.final != nil {
+		if !ri.lateOffer {
+			c.ackIn(answerer, ri.cseq, nil) // the 2xx again: our ACK was lost
+		}
+		return
+	}
 	var body []byte
-	if sdp := sdpOf(res); sdp != nil {
-		var err error
-		if body, err = c.media.Answer(answerer, sdp); err != nil {
-			c.e.log.Info("re-INVITE answer refused", "call_id", c.b.callID, "err", err)
-			c.reinviteFailed(ri, 488, "Not Acceptable Here")
-			return
+	sdp := sdpOf(res)
+	switch {
+	case ri.lateOffer:
+		// The 2xx offers; the sender's ACK will answer, and then the
+		// answerer gets its ACK.
+		ri.answerer = answerer
+		if sdp != nil {
+			var err error
+			if body, err = c.media.Offer(answerer, sdp); err != nil {
+				c.e.log.Info("offer in a re-INVITE's 2xx refused", "call_id", c.b.callID, "err", err)
+				c.ackIn(answerer, ri.cseq, nil)
+				c.reinviteFailed(ri, 488, "Not Acceptable Here")
+				return
+			}
+		}
+	default:
+		c.ackIn(answerer, ri.cseq, nil)
+		if sdp != nil {
+			var err error
+			if body, err = c.media.Answer(answerer, sdp); err != nil {
+				c.e.log.Info("re-INVITE answer refused", "call_id", c.b.callID, "err", err)
+				c.reinviteFailed(ri, 488, "Not Acceptable Here")
+				return
+			}
 		}
 	}
 	extra := append([]string{c.contactFor(ri.from), allow}, sessionTimer(res)...)
@@ -496,14 +548,14 @@ func (c *call) reinviteAnswer(answerer Side, res *sip.Response) {
 }
 
 // ackIn sends the ACK of a 2xx to our re-INVITE on one side.
-func (c *call) ackIn(side Side, cseq uint32) {
+func (c *call) ackIn(side Side, cseq uint32, body []byte) {
 	if side == SideB {
-		ack := c.inDialogB("ACK", cseq, token(), nil)
+		ack := c.inDialogB("ACK", cseq, token(), body)
 		c.b.reAck, c.b.reAckCSeq = ack, cseq
 		c.sendB(ack)
 		return
 	}
-	c.a.in.Requests.Send(c.inDialogA("ACK", cseq, token(), nil))
+	c.a.in.Requests.Send(c.inDialogA("ACK", cseq, token(), body))
 }
 
 // ackReinviteFailure ACKs a non-2xx answer to our re-INVITE, in its

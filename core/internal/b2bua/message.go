@@ -85,6 +85,19 @@ func isToken(s string) bool {
 	return s != ""
 }
 
+// clean reports whether a header value may be copied to the other leg:
+// no control characters but HTAB. sipgo keeps a bare LF or a NUL inside a
+// value; passed on, a back end whose parser ends lines at LF would read a
+// header the caller wrote.
+func clean(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // sessionTimer returns the session-timer headers (RFC 4028) of m that
 // pass to the other leg, so that the two ends run their timer through us:
 // Session-Expires and Min-SE as they are, and of Supported and Require
@@ -93,7 +106,7 @@ func isToken(s string) bool {
 func sessionTimer(m message) []string {
 	var out []string
 	for _, name := range []string{"Session-Expires", "Min-SE"} {
-		if v := headerValue(m, name); v != "" {
+		if v := headerValue(m, name); v != "" && clean(v) {
 			out = append(out, name+": "+v)
 		}
 	}

@@ -21,6 +21,11 @@ var relayed = map[sip.RequestMethod][]string{
 	sip.MESSAGE: nil,
 }
 
+// maxRelays bounds the relayed requests of one call waiting for their
+// answers: a peer flooding INFO or MESSAGE into a leg that does not answer
+// gets 503, not memory and timers.
+const maxRelays = 16
+
 // relayedBack are the headers of an answer to a relayed request that go
 // back to its sender.
 var relayedBack = []string{"Session-Expires", "Min-SE", "Retry-After"}
@@ -67,10 +72,16 @@ func (c *call) relay(from Side, req *sip.Request, in Inbound) {
 		in.Reply.Send(response(req, in.Source, "", 481, "Call/Transaction Does Not Exist", nil, nil))
 		return
 	}
+	if len(c.relays) >= maxRelays {
+		in.Reply.Send(response(req, in.Source, "", 503, "Service Unavailable", []string{"Retry-After: 1", c.e.warning("too many requests pending in this call")}, nil))
+		return
+	}
 	ct := content{}
 	for _, name := range relayed[req.Method] {
 		for _, h := range req.GetHeaders(name) {
-			ct.headers = append(ct.headers, name+": "+h.Value())
+			if clean(h.Value()) {
+				ct.headers = append(ct.headers, name+": "+h.Value())
+			}
 		}
 	}
 	p := &pendingRelay{from: from, req: req, in: in}
@@ -83,7 +94,12 @@ func (c *call) relay(from Side, req *sip.Request, in Inbound) {
 		}
 		ct.body, p.offer = sdp, true
 	case len(body) > 0:
-		ct.ctype, ct.body = headerValue(req, "Content-Type"), body
+		ctype := headerValue(req, "Content-Type")
+		if !clean(ctype) {
+			in.Reply.Send(response(req, in.Source, "", 400, "Bad Request", []string{c.e.warning("malformed Content-Type")}, nil))
+			return
+		}
+		ct.ctype, ct.body = ctype, body
 	}
 	to := 1 - from
 	var cseq uint32
@@ -122,7 +138,7 @@ func (c *call) relayAnswer(side Side, res *sip.Response) {
 	delete(c.relays, key)
 	var extra []string
 	for _, name := range relayedBack {
-		if v := headerValue(res, name); v != "" {
+		if v := headerValue(res, name); v != "" && clean(v) {
 			extra = append(extra, name+": "+v)
 		}
 	}
@@ -139,7 +155,7 @@ func (c *call) relayAnswer(side Side, res *sip.Response) {
 		}
 	case p.offer:
 		c.media.Reject(p.from)
-	case len(res.Body()) > 0:
+	case len(res.Body()) > 0 && clean(headerValue(res, "Content-Type")):
 		ctype, body = headerValue(res, "Content-Type"), res.Body()
 	}
 	if ok && p.req.Method == sip.UPDATE {

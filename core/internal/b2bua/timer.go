@@ -14,6 +14,7 @@ import (
 type retrans struct {
 	t       *time.Timer
 	stopped bool
+	silent  bool // answered provisionally: no more retransmissions, the deadline stays
 }
 
 // transaction starts a retrans for a message just sent; resend sends it
@@ -47,6 +48,10 @@ func (c *call) transactionFor(tp router.Transport, invite bool, within time.Dura
 			}
 			return
 		}
+		if r.silent {
+			r.t.Reset(left)
+			return
+		}
 		resend()
 		if interval *= 2; !invite {
 			interval = min(interval, t2)
@@ -54,6 +59,14 @@ func (c *call) transactionFor(tp router.Transport, invite bool, within time.Dura
 		r.t.Reset(min(interval, left))
 	})
 	return r
+}
+
+// quiet stops the retransmissions but keeps the deadline: a provisional
+// answer says the request arrived, not that a final one will; nil-safe.
+func (r *retrans) quiet() {
+	if r != nil {
+		r.silent = true
+	}
 }
 
 // stop ends the retransmissions; nil-safe.
