@@ -193,14 +193,7 @@ func (c *call) resolve(b *router.Backend, then func(b *router.Backend, addr neti
 // first places the first INVITE of leg B once its back end's address is
 // known: the media session, the caller's offer through it, the INVITE.
 func (c *call) first(b *router.Backend, addr netip.Addr, err error) {
-	if err == nil {
-		err = c.route(b, addr, c.target.User)
-	}
-	if err != nil {
-		c.e.log.Info("back end unavailable", "call_id", c.b.callID, "pool", c.target.Pool, "backend", b.Name, "err", err)
-		if !c.failover("back end " + b.Name + " unavailable") {
-			c.reject(503, "Service Unavailable", "back end unavailable", c.retryAfter())
-		}
+	if !c.routed(b, addr, err) {
 		return
 	}
 	req := c.a.invite
@@ -378,17 +371,26 @@ func (c *call) failover(why string) bool {
 	return false
 }
 
-// again places leg B's INVITE, with the offer already made, at another
-// back end.
-func (c *call) again(b *router.Backend, addr netip.Addr, err error) {
+// routed points leg B at b (at addr, unless the lookup failed with err);
+// when b cannot be used the call moves on to the next back end, or fails.
+func (c *call) routed(b *router.Backend, addr netip.Addr, err error) bool {
 	if err == nil {
 		err = c.route(b, addr, c.target.User)
 	}
-	if err != nil {
-		c.e.log.Info("back end unavailable", "call_id", c.b.callID, "pool", c.target.Pool, "backend", b.Name, "err", err)
-		if !c.failover("back end " + b.Name + " unavailable") {
-			c.failA(503, "Service Unavailable", "back end unavailable")
-		}
+	if err == nil {
+		return true
+	}
+	c.e.log.Info("back end unavailable", "call_id", c.b.callID, "pool", c.target.Pool, "backend", b.Name, "err", err)
+	if !c.failover("back end " + b.Name + " unavailable") {
+		c.failA(503, "Service Unavailable", "back end unavailable")
+	}
+	return false
+}
+
+// again places leg B's INVITE, with the offer already made, at another
+// back end.
+func (c *call) again(b *router.Backend, addr netip.Addr, err error) {
+	if !c.routed(b, addr, err) {
 		return
 	}
 	c.b.cseq++
@@ -432,6 +434,10 @@ func (c *call) failA(code int, phrase, why string) {
 		return
 	}
 	c.e.Metrics.Failed.Add(1)
+	if code == 503 {
+		c.reject(code, phrase, why, c.retryAfter())
+		return
+	}
 	c.reject(code, phrase, why)
 }
 
