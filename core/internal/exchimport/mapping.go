@@ -1,0 +1,761 @@
+package exchimport
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/umedge/umedge/core/sdk/router"
+)
+
+// Table paths of the config the mapping writes.
+const (
+	settingsPath = "plugins.umrouter.settings"
+	poolName     = "um" // the one pool of the UM services of the export
+)
+
+// mapping turns the objects of one import into the config text.
+type mapping struct {
+	im *Importer
+	w  *tomlWriter
+
+	gateways   map[string]*gatewayOut // by lower-case name
+	plans      map[string]*planOut
+	policies   map[string]*Object
+	attendants []*Object
+	huntGroups []*huntGroupOut
+	mailboxes  []*mailboxOut
+	services   []*Object
+	routers    []*Object
+
+	reports []ObjectReport
+	losses  map[string]*Loss
+}
+
+type gatewayOut struct {
+	obj       *Object
+	name      string
+	addresses []string
+	fqdn      string
+	status    string
+	defaulted bool
+	became    []string
+	unsecured bool // a hunt group leads to an unsecured plan
+}
+
+type planOut struct {
+	obj       *Object
+	name      string
+	uriType   router.URIType
+	digits    int
+	security  router.Security
+	defaults  map[string]bool
+	context   string   // PhoneContext, lower case
+	access    []string // access numbers, deduplicated
+	accessSrc map[string]string
+	became    []string
+}
+
+type huntGroupOut struct {
+	obj           *Object
+	key           string
+	gateway, plan string
+	pilot         string
+}
+
+type mailboxOut struct {
+	key, display, plan string
+	extension          string
+	e164, sipUser      string
+	secondaryOf        string
+}
+
+func newMapping(im *Importer) *mapping {
+	return &mapping{im: im, w: newTOMLWriter(), gateways: map[string]*gatewayOut{}, plans: map[string]*planOut{},
+		policies: map[string]*Object{}, losses: map[string]*Loss{}}
+}
+
+// identity is how an object is named in property paths and the report.
+func identity(o *Object) string {
+	for _, p := range []string{"Name", "Identity"} {
+		if s := o.Str(p); s != "" {
+			return lastName(s)
+		}
+	}
+	return o.Source
+}
+
+func path(kind, id, prop string) string {
+	p := kind + "[" + id + "]"
+	if prop != "" {
+		p += "." + prop
+	}
+	return p
+}
+
+func (m *mapping) warn(p, format string, args ...any) { m.im.warn(p, format, args...) }
+func (m *mapping) fail(p, format string, args ...any) { m.im.fail(p, format, args...) }
+
+func (m *mapping) report(kind, id, source, result string, became ...string) {
+	m.reports = append(m.reports, ObjectReport{Kind: kind, Identity: id, Source: source, Result: result, Became: became})
+}
+
+// lose records data that cannot be migrated.
+func (m *mapping) lose(what, object, next string) {
+	l := m.losses[what]
+	if l == nil {
+		l = &Loss{What: what, NextStep: next}
+		m.losses[what] = l
+	}
+	l.Objects = append(l.Objects, object)
+}
+
+func (m *mapping) run() {
+	m.dialPlans()
+	m.gatewayObjects()
+	m.huntGroupObjects()
+	m.mailboxObjects()
+	m.policyObjects()
+	m.attendantObjects()
+	m.serverObjects()
+	if len(m.gateways) == 0 {
+		m.fail("UMIPGateway", "the export holds no usable UM IP gateway: umedge needs at least one peer to take calls from")
+	}
+	if len(m.plans) == 0 {
+		m.fail("UMDialPlan", "the export holds no usable UM dial plan")
+	}
+	m.render()
+	m.im.rep.Objects = m.reports
+	for _, l := range m.losses {
+		m.im.rep.NotMigrated = append(m.im.rep.NotMigrated, *l)
+	}
+}
+
+// unique indexes objects of one kind by lower-case name, warning about
+// the second of two objects with one name (AD names are case-insensitive).
+func (m *mapping) unique(kind string, each func(o *Object, id string) bool) {
+	seen := map[string]string{}
+	for _, o := range m.im.objs[kind] {
+		id := identity(o)
+		k := strings.ToLower(id)
+		if first, dup := seen[k]; dup {
+			m.warn(path(kind, id, ""), "listed twice (%s and %s): the second is ignored", first, o.Source)
+			m.report(kind, id, o.Source, resultSkipped)
+			continue
+		}
+		if each(o, id) {
+			seen[k] = o.Source
+		}
+	}
+}
+
+// boolOf reads an exported boolean.
+func boolOf(s string) (value, ok bool) {
+	switch strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), "$") {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	return false, false
+}
+
+// enumOf maps an exported enum, by name or by number (the generic-enum
+// form of a local session, docs/exchange-import.md §3), to its value.
+func enumOf(s string, names map[string]string, numbers map[string]string) (string, bool) {
+	s = strings.TrimSpace(s)
+	for n, v := range names {
+		if strings.EqualFold(n, s) {
+			return v, true
+		}
+	}
+	v, ok := numbers[s]
+	return v, ok
+}
+
+func (m *mapping) dialPlans() {
+	m.unique(KindDialPlan, func(o *Object, id string) bool {
+		p := path(KindDialPlan, id, "")
+		dp := &planOut{obj: o, name: id, defaults: map[string]bool{}, accessSrc: map[string]string{},
+			context: strings.ToLower(o.Str("PhoneContext"))}
+		uri, ok := m.planEnum(dp, p, "URIType", "uri_type", "TelExtn",
+			map[string]string{"TelExtn": "TelExtn", "E164": "E164", "SipName": "SipName"}, map[string]string{"1": "TelExtn", "2": "E164", "3": "SipName"})
+		if !ok {
+			return true
+		}
+		dp.uriType = router.URIType(uri)
+		digits, err := strconv.Atoi(o.Str("NumberOfDigitsInExtension"))
+		if err != nil || digits < router.MinExtensionDigits || digits > router.MaxExtensionDigits {
+			m.warn(p+".NumberOfDigitsInExtension", "%q is not a number of digits from %d to %d: the dial plan is skipped",
+				o.Str("NumberOfDigitsInExtension"), router.MinExtensionDigits, router.MaxExtensionDigits)
+			m.report(KindDialPlan, id, o.Source, resultSkipped)
+			return true
+		}
+		dp.digits = digits
+		sec, ok := m.planEnum(dp, p, "VoIPSecurity", "voip_security", "Unsecured",
+			map[string]string{"Unsecured": "Unsecured", "SIPSecured": "SIPSecured", "Secured": "Secured"}, map[string]string{"1": "SIPSecured", "2": "Unsecured", "3": "Secured"})
+		if !ok {
+			return true
+		}
+		dp.security = router.Security(sec)
+		if dp.security == router.Secured {
+			m.lose("SRTP media of Secured dial plans", p, "umedge's Call Router takes the calls over mutual TLS; SRTP is the UM back end's business and follows when its worker lands")
+		}
+		for i, n := range o.List("AccessTelephoneNumbers") {
+			m.addAccess(dp, n, fmt.Sprintf("%s.AccessTelephoneNumbers[%d]", p, i))
+		}
+		for i, n := range o.List("PilotIdentifierList") {
+			m.addAccess(dp, n, fmt.Sprintf("%s.PilotIdentifierList[%d]", p, i))
+		}
+		if b, _ := boolOf(o.Str("AutomaticSpeechRecognitionEnabled")); b {
+			m.lose("speech recognition (ASR) and grammars", p, "umedge answers by touch-tone (DTMF) only; tell users that voice commands are gone")
+		}
+		for _, f := range []string{"WelcomeGreetingFilename", "InfoAnnouncementFilename"} {
+			if name := o.Str(f); name != "" {
+				m.lose("prompt audio", fmt.Sprintf("%s.%s = %s", p, f, name), promptStep)
+			}
+		}
+		m.plans[strings.ToLower(id)] = dp
+		return true
+	})
+}
+
+// planEnum reads an enum property of a dial plan: Exchange's default when
+// it is missing (said in the config and warned about), false when it has
+// a value umedge does not know, which skips the plan.
+func (m *mapping) planEnum(dp *planOut, p, prop, key, def string, names, numbers map[string]string) (string, bool) {
+	o := dp.obj
+	if o.Str(prop) == "" {
+		dp.defaults[key] = true
+		m.warn(p+"."+prop, "not in the export: imported as Exchange's default %s", def)
+		return def, true
+	}
+	v, ok := enumOf(o.Str(prop), names, numbers)
+	if !ok {
+		m.warn(p+"."+prop, "%q is none of %s: the dial plan is skipped", o.Str(prop), strings.Join(sortedValues(names), ", "))
+		m.report(KindDialPlan, dp.name, o.Source, resultSkipped)
+	}
+	return v, ok
+}
+
+func sortedValues(m map[string]string) []string {
+	var out []string
+	for _, v := range m {
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+const promptStep = "copy the files from the dial plan's or auto attendant's prompt publishing point (the UM system mailbox; Export-UMPrompt in Exchange 2013+) and install them on the UM back end"
+
+// normalNumber drops the spaces, dots, dashes and brackets people write
+// into phone numbers ("+1 (555) 010-5000").
+func normalNumber(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '(', ')', '-', '.':
+			return -1
+		}
+		return r
+	}, strings.TrimSpace(s))
+}
+
+// addAccess adds a subscriber-access number to the plan, in the form its
+// URI type compares.
+func (m *mapping) addAccess(dp *planOut, number, from string) {
+	n := normalNumber(number)
+	if dp.uriType == router.SIPName {
+		n = strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(number), "sip:"), "SIP:")
+		if u, _, ok := strings.Cut(n, "@"); ok {
+			n = u
+		}
+	}
+	if n == "" {
+		return
+	}
+	if !router.ValidAccessNumber(n, dp.uriType) {
+		m.warn(from, "%q is not a %s number umedge can match: not imported as an access number", number, dp.uriType)
+		return
+	}
+	k := router.AccessKey(n, dp.uriType)
+	if _, dup := dp.accessSrc[k]; dup {
+		return
+	}
+	dp.accessSrc[k] = from
+	dp.access = append(dp.access, n)
+}
+
+func (m *mapping) gatewayObjects() {
+	m.unique(KindGateway, func(o *Object, id string) bool {
+		p := path(KindGateway, id, "")
+		if b, _ := boolOf(o.Str("Simulator")); b {
+			m.report(KindGateway, id, o.Source, resultSkipped)
+			m.warn(p+".Simulator", "a UM test simulator, not a peer: skipped")
+			return true
+		}
+		g := &gatewayOut{obj: o, name: id}
+		addr := o.Str("Address")
+		ip, err := netip.ParseAddr(addr)
+		switch {
+		case addr == "":
+			m.warn(p+".Address", "empty: the gateway is skipped, umedge could not tell its calls from anyone's")
+			m.report(KindGateway, id, o.Source, resultSkipped)
+			return true
+		case err == nil:
+			if ip.Zone() != "" {
+				m.warn(p+".Address", "%s: the zone %%%s is dropped, umedge matches peers by address only", addr, ip.Zone())
+				ip = ip.WithZone("")
+			}
+			g.addresses = []string{ip.Unmap().String()}
+		case router.ValidDNSName(addr):
+			g.fqdn = strings.TrimSuffix(addr, ".")
+		default:
+			m.warn(p+".Address", "%q is neither an IP address nor a DNS name: the gateway is skipped", addr)
+			m.report(KindGateway, id, o.Source, resultSkipped)
+			return true
+		}
+		status, ok := enumOf(o.Str("Status"), map[string]string{"Enabled": "Enabled", "Disabled": "Disabled", "NoNewCalls": "NoNewCalls"},
+			map[string]string{"0": "Enabled", "1": "Disabled", "2": "NoNewCalls"})
+		switch {
+		case o.Str("Status") == "":
+			status, g.defaulted = "Enabled", true
+			m.warn(p+".Status", "not in the export: imported as Exchange's default Enabled")
+		case !ok:
+			m.warn(p+".Status", "%q is not Enabled, Disabled or NoNewCalls: imported as Disabled, so that no call is taken by mistake", o.Str("Status"))
+			status = "Disabled"
+		}
+		g.status = status
+		if s := o.Str("GlobalCallRoutingScheme"); s != "" && !strings.EqualFold(s, "None") {
+			m.lose("Lync/Skype for Business and Office 365 routing settings", p+".GlobalCallRoutingScheme = "+s, "not applied by umedge; route those calls on the SBC or the Lync pool")
+		}
+		g.became = []string{settingsPath + ".gateways." + tomlKey(id)}
+		m.gateways[strings.ToLower(id)] = g
+		return true
+	})
+}
+
+func (m *mapping) huntGroupObjects() {
+	type gwPilot struct{ gw, pilot string }
+	owner := map[gwPilot]string{}
+	for _, o := range m.im.objs[KindHuntGroup] {
+		gwRef := o.Str("UMIPGateway")
+		ident := o.Str("Identity")
+		name := o.Str("Name")
+		if gwRef == "" {
+			if g, _, ok := strings.Cut(ident, `\`); ok {
+				gwRef = g
+			}
+		}
+		if name == "" {
+			name = lastName(ident)
+		}
+		gwName := lastName(gwRef)
+		id := gwName + `\` + name
+		p := path(KindHuntGroup, id, "")
+		gw := m.gateways[strings.ToLower(gwName)]
+		dp := m.plans[strings.ToLower(lastName(o.Str("UMDialPlan")))]
+		switch {
+		case gw == nil:
+			m.warn(p+".UMIPGateway", "gateway %q is not in the export (or was skipped): the hunt group is skipped", gwRef)
+		case dp == nil:
+			m.warn(p+".UMDialPlan", "dial plan %q is not in the export (or was skipped): the hunt group is skipped", o.Str("UMDialPlan"))
+		}
+		if gw == nil || dp == nil {
+			m.report(KindHuntGroup, id, o.Source, resultSkipped)
+			continue
+		}
+		if (dp.security == router.SIPSecured || dp.security == router.Secured) && gw.fqdn == "" {
+			m.warn(p+".UMDialPlan", "leads to %s dial plan %s, whose peers are known by TLS certificate, but gateway %s has the IP address %s and no FQDN (Exchange requires one): the hunt group is skipped",
+				dp.security, dp.name, gw.name, gw.obj.Str("Address"))
+			m.report(KindHuntGroup, id, o.Source, resultSkipped)
+			continue
+		}
+		// PilotIdentifier is one string, yet New-UMHuntGroup's own example
+		// gives "5551234,55555": take each.
+		pilots := strings.Split(o.Str("PilotIdentifier"), ",")
+		var became []string
+		for i, pilot := range pilots {
+			pilot = strings.TrimSpace(pilot)
+			key := gw.name + "/" + name
+			if len(pilots) > 1 {
+				key = fmt.Sprintf("%s/%s (%s)", gw.name, name, pilot)
+				if pilot == "" {
+					continue
+				}
+			}
+			if pilot != "" && !router.ValidSIPUser(pilot) {
+				m.warn(fmt.Sprintf("%s.PilotIdentifier[%d]", p, i), "%q holds spaces or control characters, which no called number has: skipped", pilot)
+				continue
+			}
+			k := gwPilot{strings.ToLower(gw.name), strings.ToLower(pilot)}
+			if other, taken := owner[k]; taken {
+				if pilot == "" {
+					m.fail(p+".PilotIdentifier", "gateway %s already has the catch-all hunt group %s: Exchange would not have two", gw.name, other)
+				} else {
+					m.fail(p+".PilotIdentifier", "pilot %q of gateway %s is already used by hunt group %s", pilot, gw.name, other)
+				}
+				continue
+			}
+			owner[k] = id
+			m.huntGroups = append(m.huntGroups, &huntGroupOut{obj: o, key: key, gateway: gw.name, plan: dp.name, pilot: pilot})
+			became = append(became, settingsPath+".hunt_groups."+tomlKey(key))
+			if dp.security == router.Unsecured {
+				gw.unsecured = true
+			}
+			// A call to the pilot that was not diverted is answered with
+			// subscriber access (Outlook Voice Access), as Exchange does.
+			if pilot != "" {
+				m.addAccess(dp, pilot, p+".PilotIdentifier")
+				became = append(became, settingsPath+".dial_plans."+tomlKey(dp.name)+".access_numbers")
+			}
+		}
+		result := resultImported
+		if len(became) == 0 {
+			result = resultSkipped
+		}
+		m.report(KindHuntGroup, id, o.Source, result, became...)
+	}
+	for _, g := range m.gateways {
+		if g.unsecured && len(g.addresses) == 0 {
+			m.warn(path(KindGateway, g.name, "Address"), "%s is a DNS name and the gateway leads to an unsecured dial plan: umedge knows UDP/TCP peers by source address, so add its addresses to gateways.%s.addresses or its calls are refused (403)", g.fqdn, tomlKey(g.name))
+		}
+	}
+}
+
+// mailboxObjects maps the UM-enabled mailboxes: the primary EUM proxy in
+// the mailbox's dial plan is its extension, every other EUM proxy of a
+// TelExtn plan a further entry that reaches the same mailbox.
+func (m *mapping) mailboxObjects() {
+	type idKey struct{ plan, kind, key string }
+	owner := map[idKey]string{}
+	seen := map[string]string{}
+	contexts := map[string]*planOut{}
+	for _, dp := range m.plans {
+		if dp.context != "" {
+			contexts[dp.context] = dp
+		}
+	}
+	claim := func(dp *planOut, kind, key, who, p string) bool {
+		k := idKey{strings.ToLower(dp.name), kind, key}
+		if other, taken := owner[k]; taken {
+			m.fail(p, "%s %s of dial plan %s belongs to both %s and %s", kind, key, dp.name, other, who)
+			return false
+		}
+		owner[k] = who
+		return true
+	}
+	for _, mb := range m.im.mboxes {
+		id := mb.email
+		p := path(KindMailbox, id, "")
+		for _, n := range mb.notes {
+			m.warn(p+"."+n.Path, "%s", n.Message)
+		}
+		if b, ok := boolOf(mb.enabled); ok && !b {
+			m.report(KindMailbox, id, mb.source, resultSkipped)
+			m.warn(p+".UMEnabled", "false: not a UM user, skipped")
+			continue
+		}
+		k := strings.ToLower(id)
+		if first, dup := seen[k]; dup {
+			m.warn(p, "listed twice (%s and %s): the second is ignored", first, mb.source)
+			m.report(KindMailbox, id, mb.source, resultSkipped)
+			continue
+		}
+		seen[k] = mb.source
+		dp := m.plans[strings.ToLower(mb.plan)]
+		if dp == nil {
+			m.warn(p+".UMDialPlan", "dial plan %q is not in the export (or was skipped): the mailbox is skipped", mb.plan)
+			m.report(KindMailbox, id, mb.source, resultSkipped)
+			continue
+		}
+		m.checkPolicyRef(p+".UMMailboxPolicy", mb.policy)
+		out := &mailboxOut{key: id, display: mb.display, plan: dp.name}
+		var extra []*mailboxOut
+		prop := "EmailAddresses"
+		if !mb.hasEmails {
+			prop = "Extensions"
+		}
+		for _, e := range mb.proxies(dp.context) {
+			ep := fmt.Sprintf("%s.%s[%d]", p, prop, e.index)
+			target := dp
+			if e.context != "" && !strings.EqualFold(e.context, dp.context) {
+				target = contexts[strings.ToLower(e.context)]
+				if target == nil {
+					m.warn(ep, "phone-context %s is the context of no dial plan in the export: %s not imported", e.context, e.address)
+					continue
+				}
+			}
+			if strings.Contains(e.address, "@") || strings.HasPrefix(strings.ToLower(e.address), "sip:") {
+				if target == dp && dp.uriType == router.SIPName && out.sipUser == "" {
+					out.sipUser = sipUser(e.address)
+				}
+				continue
+			}
+			if target.uriType == router.E164 && strings.HasPrefix(e.address, "+") {
+				if target == dp && out.e164 == "" {
+					out.e164 = e.address
+				}
+				continue
+			}
+			if _, err := (router.NumberFormat{URIType: router.TelExtn, Digits: target.digits}).Key(e.address); err != nil {
+				m.warn(ep, "%q does not fit dial plan %s (%d digits): not imported", e.address, target.name, target.digits)
+				continue
+			}
+			if target == dp && out.extension == "" && (e.primary || !hasPrimaryIn(mb, dp)) {
+				out.extension = e.address
+				continue
+			}
+			if target.uriType != router.TelExtn {
+				m.lose("further extensions in E164 and SipName dial plans", ep+" = "+e.address,
+					"umedge keys such mailboxes by their E.164 number or SIP address, one entry per mailbox; give the user one extension in that plan")
+				continue
+			}
+			extra = append(extra, &mailboxOut{key: id + "#" + e.address, plan: target.name, extension: e.address, secondaryOf: id})
+		}
+		if out.extension == "" {
+			m.warn(p+"."+prop, "no EUM extension of %d digits in dial plan %s: the mailbox is skipped, as no call could reach it", dp.digits, dp.name)
+			m.report(KindMailbox, id, mb.source, resultSkipped)
+			continue
+		}
+		switch dp.uriType {
+		case router.SIPName:
+			if out.sipUser == "" && mb.sipURI != "" {
+				out.sipUser = sipUser(mb.sipURI)
+			}
+			if out.sipUser == "" {
+				m.warn(p+".SIPResourceIdentifier", "empty in SipName dial plan %s, and no SIP EUM address: the mailbox is skipped", dp.name)
+				m.report(KindMailbox, id, mb.source, resultSkipped)
+				continue
+			}
+		case router.E164:
+			if n := normalNumber(mb.sipURI); out.e164 == "" && strings.HasPrefix(n, "+") {
+				out.e164 = n
+			}
+		}
+		if out.e164 == "" {
+			if n := normalNumber(mb.phone); len(n) > 1 && n[0] == '+' && router.PhoneNumber(n) && len(n) <= 16 {
+				out.e164 = n
+			}
+		}
+		if dp.uriType == router.E164 && out.e164 == "" {
+			m.warn(p+".SIPResourceIdentifier", "no E.164 number in E164 dial plan %s: the mailbox is skipped", dp.name)
+			m.report(KindMailbox, id, mb.source, resultSkipped)
+			continue
+		}
+		ok := claim(dp, "extension", out.extension, id, p+"."+prop)
+		if out.sipUser != "" {
+			ok = claim(dp, "SIP user", strings.ToLower(out.sipUser), id, p+".SIPResourceIdentifier") && ok
+		}
+		if out.e164 != "" {
+			if dp.uriType == router.E164 {
+				ok = claim(dp, "E.164 number", out.e164, id, p+".SIPResourceIdentifier") && ok
+			} else if other, taken := owner[idKey{strings.ToLower(dp.name), "E.164 number", out.e164}]; taken {
+				m.warn(p+".PhoneNumber", "%s is also the number of %s: not imported for this mailbox", out.e164, other)
+				out.e164 = ""
+			} else {
+				owner[idKey{strings.ToLower(dp.name), "E.164 number", out.e164}] = id
+			}
+		}
+		if !ok {
+			m.report(KindMailbox, id, mb.source, resultSkipped)
+			continue
+		}
+		became := []string{settingsPath + ".mailboxes." + tomlKey(out.key)}
+		m.mailboxes = append(m.mailboxes, out)
+		for _, x := range extra {
+			tp := m.plans[strings.ToLower(x.plan)]
+			if claim(tp, "extension", x.extension, id, p+"."+prop) {
+				m.mailboxes = append(m.mailboxes, x)
+				became = append(became, settingsPath+".mailboxes."+tomlKey(x.key))
+			}
+		}
+		m.report(KindMailbox, id, mb.source, resultImported, became...)
+		m.lose("PINs", p, "Exchange keeps PINs encrypted and no cmdlet returns them: plan a PIN-reset mail run at cut-over, so that every user gets a new PIN by mail")
+		m.lose("personal greetings, recorded names, call-answering rules and delivered voice mail", p,
+			"they live in each user's mailbox, not in the UM configuration: users record greetings and names again by phone at their first logon; delivered voice mail stays in the mailbox as e-mail")
+		m.perUser(mb, p)
+	}
+	// An access number that is also a mailbox's number would make the
+	// mailbox unreachable: the mailbox wins, as the caller dialled it.
+	numbers := map[idKey]bool{}
+	for _, x := range m.mailboxes {
+		numbers[idKey{strings.ToLower(x.plan), "n", x.extension}] = true
+	}
+	for _, dp := range m.plans {
+		dp.access = slices.DeleteFunc(dp.access, func(n string) bool {
+			if numbers[idKey{strings.ToLower(dp.name), "n", n}] {
+				m.warn(dp.accessSrc[router.AccessKey(n, dp.uriType)], "%s is also a mailbox extension of dial plan %s: not imported as an access number", n, dp.name)
+				return true
+			}
+			return false
+		})
+	}
+}
+
+func hasPrimaryIn(mb *mailbox, dp *planOut) bool {
+	for _, e := range mb.proxies(dp.context) {
+		if e.primary && (e.context == "" || strings.EqualFold(e.context, dp.context)) && !strings.Contains(e.address, "@") {
+			return true
+		}
+	}
+	return false
+}
+
+// sipUser is the user part of a SIP address: umedge compares SIP names
+// by user part (router.NumberFormat.Key).
+func sipUser(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 4 && strings.EqualFold(s[:4], "sip:") {
+		s = s[4:]
+	}
+	u, _, _ := strings.Cut(s, "@")
+	return u
+}
+
+// perUser records the per-mailbox settings umedge does not apply yet,
+// when they differ from Exchange's defaults.
+func (m *mapping) perUser(mb *mailbox, p string) {
+	const step = "umedge has no per-mailbox UM settings yet: set them again when the UM worker lands (they are listed here and in the report)"
+	if b, _ := boolOf(mb.pinless); b {
+		m.lose("per-mailbox UM settings", p+".PinlessAccessToVoiceMailEnabled = true", step)
+	}
+	if b, ok := boolOf(mb.anonymous); ok && !b {
+		m.lose("per-mailbox UM settings", p+".AnonymousCallersCanLeaveMessages = false", step)
+	}
+	if mb.codec != "" {
+		m.lose("per-mailbox UM settings", p+".CallAnsweringAudioCodec = "+mb.codec, step)
+	}
+}
+
+// checkPolicyRef warns about a reference to a mailbox policy that is not
+// in the export.
+func (m *mapping) checkPolicyRef(p, ref string) {
+	if ref == "" {
+		return
+	}
+	for _, o := range m.im.objs[KindPolicy] {
+		if strings.EqualFold(identity(o), lastName(ref)) {
+			return
+		}
+	}
+	m.warn(p, "mailbox policy %q is not in the export", ref)
+}
+
+func (m *mapping) policyObjects() {
+	m.unique(KindPolicy, func(o *Object, id string) bool {
+		p := path(KindPolicy, id, "")
+		if ref := o.Str("UMDialPlan"); ref != "" && m.plans[strings.ToLower(lastName(ref))] == nil {
+			m.warn(p+".UMDialPlan", "dial plan %q is not in the export (or was skipped)", ref)
+		}
+		reset, resetErr := strconv.Atoi(o.Str("LogonFailuresBeforePINReset"))
+		maxLogon, maxErr := strconv.Atoi(o.Str("MaxLogonAttempts"))
+		if resetErr == nil && maxErr == nil && reset >= maxLogon {
+			m.warn(p+".LogonFailuresBeforePINReset", "%d is not below MaxLogonAttempts %d, which Exchange requires: users are locked out before their PIN is reset", reset, maxLogon)
+		}
+		for _, f := range []string{"ProtectUnauthenticatedVoiceMail", "ProtectAuthenticatedVoiceMail"} {
+			if v := o.Str(f); v != "" && !strings.EqualFold(v, "None") {
+				m.lose("protected voice mail (IRM)", p+"."+f+" = "+v, "umedge does not protect voice mail with IRM; ask users with protected messages to play them in Exchange before it is switched off")
+			}
+		}
+		if v := o.Str("FaxServerURI"); v != "" {
+			m.lose("fax partner", p+".FaxServerURI = "+v, "route fax calls to the fax partner on the SBC or the PBX")
+		}
+		m.policies[strings.ToLower(id)] = o
+		m.lose("mailbox policies", p, "umedge does not enforce PIN rules and feature switches yet: they are kept as comments at the end of the config for the UM worker")
+		m.report(KindPolicy, id, o.Source, resultComments)
+		return true
+	})
+}
+
+func (m *mapping) attendantObjects() {
+	m.unique(KindAutoAttendant, func(o *Object, id string) bool {
+		p := path(KindAutoAttendant, id, "")
+		if ref := o.Str("UMDialPlan"); ref != "" && m.plans[strings.ToLower(lastName(ref))] == nil {
+			m.warn(p+".UMDialPlan", "dial plan %q is not in the export (or was skipped)", ref)
+		}
+		if b, _ := boolOf(o.Str("SpeechEnabled")); b {
+			if o.Str("DTMFFallbackAutoAttendant") == "" {
+				m.warn(p+".DTMFFallbackAutoAttendant", "a speech-enabled auto attendant without a DTMF fallback: callers who cannot speak to it have no way on")
+			}
+			m.lose("speech recognition (ASR) and grammars", p, "umedge answers by touch-tone (DTMF) only; tell users that voice commands are gone")
+		}
+		for _, f := range []string{"BusinessHoursWelcomeGreetingFilename", "BusinessHoursMainMenuCustomPromptFilename", "AfterHoursWelcomeGreetingFilename"} {
+			if name := o.Str(f); name != "" {
+				m.lose("prompt audio", fmt.Sprintf("%s.%s = %s", p, f, name), promptStep)
+			}
+		}
+		for i, h := range o.List("HolidaySchedule") {
+			if parts := strings.Split(h, ","); len(parts) > 1 && strings.TrimSpace(parts[1]) != "" {
+				m.lose("prompt audio", fmt.Sprintf("%s.HolidaySchedule[%d] = %s", p, i, strings.TrimSpace(parts[1])), promptStep)
+			}
+		}
+		for _, f := range []string{"BusinessHoursKeyMapping", "AfterHoursKeyMapping"} {
+			for i, km := range o.List(f) {
+				if parts := strings.Split(km, ","); len(parts) > 4 && strings.TrimSpace(parts[4]) != "" {
+					m.lose("prompt audio", fmt.Sprintf("%s.%s[%d] = %s", p, f, i, strings.TrimSpace(parts[4])), promptStep)
+				}
+			}
+		}
+		pilots := strings.Join(o.List("PilotIdentifierList"), ", ")
+		m.lose("auto attendants", fmt.Sprintf("%s (pilots %s)", p, pilots),
+			"umedge has no auto attendant yet: calls to its pilots are refused (403 from a gateway without a matching hunt group, 404 through a catch-all); its settings are kept as comments at the end of the config; route the pilots to the PBX's own attendant meanwhile")
+		m.attendants = append(m.attendants, o)
+		m.report(KindAutoAttendant, id, o.Source, resultComments)
+		return true
+	})
+}
+
+func (m *mapping) serverObjects() {
+	m.unique(KindService, func(o *Object, id string) bool {
+		m.services = append(m.services, o)
+		p := path(KindService, id, "")
+		if v := o.Str("UMCertificateThumbprint"); v != "" {
+			m.lose("TLS certificates", p+".UMCertificateThumbprint = "+v, certStep)
+		}
+		if v := o.Str("SIPAccessService"); v != "" {
+			m.lose("Lync/Skype for Business and Office 365 routing settings", p+".SIPAccessService = "+v, "not applied by umedge; the Lync integration plugin takes the pool's address")
+		}
+		return true
+	})
+	m.unique(KindCallRouter, func(o *Object, id string) bool {
+		m.routers = append(m.routers, o)
+		if v := o.Str("UMCertificateThumbprint"); v != "" {
+			m.lose("TLS certificates", path(KindCallRouter, id, "UMCertificateThumbprint")+" = "+v, certStep)
+		}
+		return true
+	})
+}
+
+const certStep = "the export holds only the thumbprint: export the certificate with its key (Export-ExchangeCertificate -Thumbprint … -BinaryEncoded -Password …), convert it to PEM, set [sip.tls] cert, key and client_ca, then sip.mode"
+
+// sort puts everything in the report in a stable order, whatever the
+// order of the inputs and objects.
+func (r *Report) sort() {
+	kindOrder := map[string]int{KindGateway: 0, KindHuntGroup: 1, KindDialPlan: 2, KindPolicy: 3, KindAutoAttendant: 4, KindMailbox: 5, KindService: 6, KindCallRouter: 7}
+	sort.SliceStable(r.Objects, func(i, j int) bool {
+		a, b := r.Objects[i], r.Objects[j]
+		if a.Kind != b.Kind {
+			return kindOrder[a.Kind] < kindOrder[b.Kind]
+		}
+		return a.Identity < b.Identity
+	})
+	byPath := func(l []Warning) {
+		sort.SliceStable(l, func(i, j int) bool {
+			if l[i].Path != l[j].Path {
+				return l[i].Path < l[j].Path
+			}
+			return l[i].Message < l[j].Message
+		})
+	}
+	byPath(r.Warnings)
+	byPath(r.Errors)
+	for i := range r.NotMigrated {
+		slices.Sort(r.NotMigrated[i].Objects)
+		r.NotMigrated[i].Objects = slices.Compact(r.NotMigrated[i].Objects)
+	}
+	sort.Slice(r.NotMigrated, func(i, j int) bool { return r.NotMigrated[i].What < r.NotMigrated[j].What })
+}
