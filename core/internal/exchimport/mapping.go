@@ -574,6 +574,10 @@ func (m *mapping) mailboxObjects() {
 			}
 		}
 		m.report(KindMailbox, id, mb.source, resultImported, became...)
+		if dp.uriType == router.SIPName {
+			m.lose("calls to extensions in SipName dial plans", fmt.Sprintf("%s extension %s in %s", p, out.extension, dp.name),
+				"umedge finds the mailboxes of a SipName dial plan by SIP user only, so a call to the extension is refused (404) where Exchange matched the EUM extension too; have the PBX or Lync send the SIP address")
+		}
 		m.lose("PINs", p, "Exchange keeps PINs encrypted and no cmdlet returns them: plan a PIN-reset mail run at cut-over, so that every user gets a new PIN by mail")
 		m.lose("personal greetings, recorded names, call-answering rules and delivered voice mail", p,
 			"they live in each user's mailbox, not in the UM configuration: users record greetings and names again by phone at their first logon; delivered voice mail stays in the mailbox as e-mail")
