@@ -111,9 +111,9 @@ func TestCSVListSeparator(t *testing.T) {
 func TestLastName(t *testing.T) {
 	for give, want := range map[string]string{
 		"EXNET-TelExtn": "EXNET-TelExtn",
-		"example.net/Configuration/Unified Messaging/EXNET-TelExtn": "EXNET-TelExtn",
+		"example.net/Configuration/Unified Messaging/EXNET-TelExtn":              "EXNET-TelExtn",
 		`CN=EXNET-TelExtn,CN=UM DialPlan Container,CN=Example,DC=example,DC=net`: "EXNET-TelExtn",
-		`CN=Smith\, John,CN=Users,DC=example,DC=net`:                           "Smith, John",
+		`CN=Smith\, John,CN=Users,DC=example,DC=net`:                             "Smith, John",
 		`EXNET-GW1\HG-Main`: "HG-Main",
 		" spaced ":          "spaced",
 	} {
