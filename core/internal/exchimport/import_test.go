@@ -263,6 +263,10 @@ func TestExitStatus(t *testing.T) {
 		{"gateway with a zone", func(d map[string][]byte) {
 			d["gw.csv"] = bytes.Replace(d["gw.csv"], []byte("192.0.2.1"), []byte("fe80::1%eth0"), 1)
 		}, ExitWarnings, "UMIPGateway[gw].Address: fe80::1%eth0: the zone %eth0 is dropped"},
+		{"auto attendant menu", func(d map[string][]byte) {
+			d["aa.csv"] = []byte("\"Name\",\"UMDialPlan\",\"Status\",\"PilotIdentifierList\",\"BusinessHoursKeyMapping\",\"AfterHoursKeyMapping\"\r\n" +
+				"\"aa\",\"dp\",\"Enabled\",\"5050\",\"0,Zero,1001,,|1,One,1001,,|1,Again,1001,,|2,Two,1001,other aa,|3,Three,,,,,,nobody@example.net,,|4,Four,,,,\",\"1,Bob,,,,,,a@example.net,,\"\r\n")
+		}, ExitWarnings, ""},
 		{"pilot list", func(d map[string][]byte) {
 			d["hg.csv"] = bytes.Replace(d["hg.csv"], []byte(`"5000"`), []byte(`"5000,5001"`), 1)
 		}, ExitComplete, ""},
@@ -276,7 +280,11 @@ func TestExitStatus(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d := minimal()
 			tt.edit(d)
-			res := importData(t, minimalNames, d)
+			names := slices.Clone(minimalNames)
+			if _, ok := d["aa.csv"]; ok {
+				names = append(names, "aa.csv")
+			}
+			res := importData(t, names, d)
 			if res.Report.ExitStatus != tt.status {
 				t.Errorf("exit status %d, want %d; warnings %v errors %v", res.Report.ExitStatus, tt.status, res.Report.Warnings, res.Report.Errors)
 			}
@@ -287,8 +295,24 @@ func TestExitStatus(t *testing.T) {
 			for _, w := range append(slices.Clone(res.Report.Warnings), res.Report.Errors...) {
 				all = append(all, w.String())
 			}
-			if tt.want != "" && !slices.ContainsFunc(all, func(s string) bool { return strings.Contains(s, tt.want) }) {
-				t.Errorf("no warning or error contains %q:\n%s", tt.want, strings.Join(all, "\n"))
+			wants := []string{tt.want}
+			if tt.name == "auto attendant menu" {
+				wants = []string{
+					`UMAutoAttendant[aa].BusinessHoursKeyMapping[0]: key "0" is not 1–9 or - (timeout)`,
+					`UMAutoAttendant[aa].BusinessHoursKeyMapping[2]: key 1 is also mapped by entry 1`,
+					`UMAutoAttendant[aa].BusinessHoursKeyMapping[3]: key 2 has 2 actions (extension, auto attendant)`,
+					`UMAutoAttendant[aa].BusinessHoursKeyMapping[3]: auto attendant "other aa" is not in the export`,
+					`UMAutoAttendant[aa].BusinessHoursKeyMapping[4]: mailbox "nobody@example.net" is not in the export`,
+					`UMAutoAttendant[aa].BusinessHoursKeyMapping[5]: key 4 has neither an action nor a prompt`,
+				}
+				if n := len(res.Report.Warnings); n != len(wants) {
+					t.Errorf("%d warnings, want %d (the after-hours menu is right)", n, len(wants))
+				}
+			}
+			for _, want := range wants {
+				if want != "" && !slices.ContainsFunc(all, func(s string) bool { return strings.Contains(s, want) }) {
+					t.Errorf("no warning or error contains %q:\n%s", want, strings.Join(all, "\n"))
+				}
 			}
 		})
 	}

@@ -31,6 +31,8 @@ type mapping struct {
 	services   []*Object
 	routers    []*Object
 
+	mailboxNames map[string]bool // lower-case names of the export's mailboxes, built when asked
+
 	reports []ObjectReport
 	losses  map[string]*Loss
 }
@@ -698,11 +700,10 @@ func (m *mapping) attendantObjects() {
 			}
 		}
 		for _, f := range []string{"BusinessHoursKeyMapping", "AfterHoursKeyMapping"} {
-			for i, km := range o.List(f) {
-				if parts := strings.Split(km, ","); len(parts) > 4 && strings.TrimSpace(parts[4]) != "" {
-					m.lose("prompt audio", fmt.Sprintf("%s.%s[%d] = %s", p, f, i, strings.TrimSpace(parts[4])), promptStep)
-				}
-			}
+			m.keyMappings(o, fmt.Sprintf("%s.%s", p, f), o.List(f))
+		}
+		if ref := o.Str("DTMFFallbackAutoAttendant"); ref != "" && !m.isAttendant(ref) {
+			m.warn(p+".DTMFFallbackAutoAttendant", "auto attendant %q is not in the export", ref)
 		}
 		pilots := strings.Join(o.List("PilotIdentifierList"), ", ")
 		m.lose("auto attendants", fmt.Sprintf("%s (pilots %s)", p, pilots),
@@ -711,6 +712,102 @@ func (m *mapping) attendantObjects() {
 		m.report(KindAutoAttendant, id, o.Source, resultComments)
 		return true
 	})
+}
+
+// Fields of a key mapping (CustomMenuKeyMapping's string form): Key,
+// Description, Extension, AutoAttendantName, PromptFileName, AsrPhrases,
+// LeaveVoicemailFor, TransferToMailbox, AnnounceBusinessLocation,
+// AnnounceBusinessHours; the input may stop after 5, 6 or 8 of them.
+const (
+	kmKey = iota
+	kmDescription
+	kmExtension
+	kmAttendant
+	kmPrompt
+	kmASR
+	kmVoicemailFor
+	kmMailbox
+	kmLocation
+	kmHours
+)
+
+// keyMappings checks an auto attendant's menu (docs/exchange-import.md
+// §6): keys 1–9 or "-" (timeout), each once, one action each (or only a
+// prompt), and targets that exist. The prompts it plays are listed.
+func (m *mapping) keyMappings(o *Object, p string, list []string) {
+	seen := map[string]int{}
+	for i, km := range list {
+		ip := fmt.Sprintf("%s[%d]", p, i)
+		f := strings.Split(km, ",")
+		for j := range f {
+			f[j] = strings.TrimSpace(f[j])
+		}
+		if n := len(f); n != 5 && n != 6 && n != 8 && n != 10 {
+			m.warn(ip, "%q has %d comma-separated fields, not 5, 6, 8 or 10", km, n)
+			continue
+		}
+		f = append(f, make([]string, 10-len(f))...)
+		key := f[kmKey]
+		if len(key) != 1 || (key[0] < '1' || key[0] > '9') && key != "-" {
+			m.warn(ip, "key %q is not 1–9 or - (timeout)", key)
+		} else if first, dup := seen[key]; dup {
+			m.warn(ip, "key %s is also mapped by entry %d", key, first)
+		} else {
+			seen[key] = i
+		}
+		var actions []string
+		for _, a := range []struct {
+			field int
+			name  string
+		}{{kmExtension, "extension"}, {kmAttendant, "auto attendant"}, {kmVoicemailFor, "leave voice mail for"},
+			{kmMailbox, "transfer to mailbox"}, {kmLocation, "business location"}, {kmHours, "business hours"}} {
+			v := f[a.field]
+			if b, ok := boolOf(v); v == "" || v == "0" || ok && !b {
+				continue
+			}
+			actions = append(actions, a.name)
+		}
+		if len(actions) > 1 {
+			m.warn(ip, "key %s has %d actions (%s): Exchange allows one", key, len(actions), strings.Join(actions, ", "))
+		}
+		if len(actions) == 0 && f[kmPrompt] == "" {
+			m.warn(ip, "key %s has neither an action nor a prompt", key)
+		}
+		if ref := f[kmAttendant]; ref != "" && !m.isAttendant(ref) {
+			m.warn(ip, "auto attendant %q is not in the export", ref)
+		}
+		for _, ref := range []string{f[kmVoicemailFor], f[kmMailbox]} {
+			if ref != "" && !m.isMailbox(ref) {
+				m.warn(ip, "mailbox %q is not in the export", ref)
+			}
+		}
+		if f[kmPrompt] != "" {
+			m.lose("prompt audio", ip+" = "+f[kmPrompt], promptStep)
+		}
+		if f[kmASR] != "" {
+			m.lose("speech recognition (ASR) and grammars", ip+" = "+f[kmASR], "umedge answers by touch-tone (DTMF) only; tell users that voice commands are gone")
+		}
+	}
+}
+
+func (m *mapping) isAttendant(ref string) bool {
+	return slices.ContainsFunc(m.im.objs[KindAutoAttendant], func(o *Object) bool { return strings.EqualFold(identity(o), lastName(ref)) })
+}
+
+// isMailbox reports whether ref names a mailbox of the export, by
+// address, display name or identity.
+func (m *mapping) isMailbox(ref string) bool {
+	if m.mailboxNames == nil {
+		m.mailboxNames = map[string]bool{}
+		for _, mb := range m.im.mboxes {
+			for _, n := range []string{mb.email, mb.display, lastName(mb.identity)} {
+				if n != "" {
+					m.mailboxNames[strings.ToLower(n)] = true
+				}
+			}
+		}
+	}
+	return m.mailboxNames[strings.ToLower(strings.TrimSpace(ref))] || m.mailboxNames[strings.ToLower(lastName(ref))]
 }
 
 func (m *mapping) serverObjects() {
