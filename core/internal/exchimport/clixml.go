@@ -27,6 +27,8 @@ type clixml struct {
 	types map[string][]string
 	refs  map[string]Value
 	n     int // top-level objects seen
+	// toString is the <ToString> of the top-level object being read.
+	toString string
 }
 
 // readCLIXML walks an Export-Clixml stream token by token and calls each
@@ -166,6 +168,11 @@ func (c *clixml) object(start xml.StartElement) (*Object, string, error) {
 		}
 		switch t := tok.(type) {
 		case xml.EndElement:
+			// A later <Ref> to this object stands for its string form.
+			if id, ok := attr(start, "RefId"); ok {
+				c.refs[id] = Value{Text: c.toString}
+			}
+			c.toString = ""
 			if len(typeNames) > 0 && kind == "" {
 				_, bare := kindOf(typeNames[0])
 				return nil, bare, nil
@@ -188,6 +195,12 @@ func (c *clixml) object(start xml.StartElement) (*Object, string, error) {
 				if kind != "" {
 					o = &Object{Kind: kind, Source: fmt.Sprintf("%s#%d", c.name, c.n), Props: map[string]Value{}}
 				}
+			case "ToString":
+				text, err := c.text()
+				if err != nil {
+					return nil, "", err
+				}
+				c.toString = decodeEscapes(text)
 			case "Props", "MS":
 				// MS holds PSComputerName, RunspaceId and the like from
 				// remoting: ignored, like properties of unknown objects.

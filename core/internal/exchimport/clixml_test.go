@@ -40,7 +40,7 @@ func TestCLIXMLValues(t *testing.T) {
   </Props>
   <MS><S N="Name">from MS, ignored</S></MS>
 </Obj>
-<Obj RefId="7"><TNRef RefId="0" /><Props><S N="Name">second</S><Ref N="AllowedInternationalGroups" RefId="5" /></Props></Obj>
+<Obj RefId="7"><TNRef RefId="0" /><Props><S N="Name">second</S><Ref N="AllowedInternationalGroups" RefId="5" /><Ref N="OperatorExtension" RefId="0" /></Props></Obj>
 <Obj RefId="8"><TN RefId="9"><T>Deserialized.System.Diagnostics.Process</T></TN><Props><S N="Name">x</S></Props></Obj>
 <S>a bare string</S>
 </Objs>`
@@ -76,6 +76,9 @@ func TestCLIXMLValues(t *testing.T) {
 	}
 	if got := objs[1].List("AllowedInternationalGroups"); !slices.Equal(got, []string{"a"}) {
 		t.Errorf("Ref to a skipped property's object = %v, want [a]", got)
+	}
+	if got := objs[1].Str("OperatorExtension"); got != "DP" {
+		t.Errorf("Ref to a top-level object = %q, want its ToString DP", got)
 	}
 	if len(skipped) != 1 || !strings.Contains(skipped[0].Message, "System.Diagnostics.Process skipped") {
 		t.Errorf("skipped %v, want the Process object", skipped)
