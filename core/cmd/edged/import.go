@@ -21,19 +21,23 @@ func importExchange(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("o", "", "write the config to `FILE` instead of standard output")
 	report := fs.String("report", "", "also write the report as JSON to `FILE`")
 	sep := fs.String("list-sep", "|", "the `SEPARATOR` of multi-valued CSV columns")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: edged import exchange [-o FILE] [--report FILE] [--list-sep SEP] EXPORT...")
+	fs.Usage = func() {} // printed below, to the right stream
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "usage: edged import exchange [-o FILE] [--report FILE] [--list-sep SEP] EXPORT...")
+		fs.SetOutput(w)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
 			return 0
 		}
+		usage(stderr) // after the flag package's message
 		return 2
 	}
 	if fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "edged import exchange: name at least one export file")
-		fs.Usage()
+		usage(stderr)
 		return 2
 	}
 	im := exchimport.New(exchimport.Options{ListSep: *sep})

@@ -32,6 +32,7 @@ func TestImportExchangeCommand(t *testing.T) {
 		{"no file", nil, 2, "", "name at least one export file"},
 		{"bad flag", []string{"-x", fixture("sample.clixml")}, 2, "", "flag provided but not defined: -x"},
 		{"import without exchange", []string{}, 2, "", "usage: edged import exchange"},
+		{"-h", []string{"-h"}, 0, "usage: edged import exchange [-o FILE]", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
