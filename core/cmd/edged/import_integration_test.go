@@ -127,6 +127,24 @@ func TestIntegrationImportExchange(t *testing.T) {
 		}
 	})
 
+	t.Run("config check accepts an E164 organisation with a TLS call router", func(t *testing.T) {
+		files, err := filepath.Glob(exchangeFixture("variants/e164/*.csv"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no variant: %v", err)
+		}
+		code, _, stderr := runImport(t, work, append([]string{"-o", "e164.toml"}, files...)...)
+		if code != 1 { // the TLS mode waits for its certificate
+			t.Fatalf("exit status %d, want 1\n%s", code, stderr)
+		}
+		bin, _ := binaries(t)
+		cmd := exec.Command(bin, "config", "check", "e164.toml")
+		cmd.Dir = work
+		if out, err := cmd.CombinedOutput(); err != nil {
+			text, _ := os.ReadFile(filepath.Join(work, "e164.toml"))
+			t.Fatalf("edged config check: %v\n%s\n%s", err, out, text)
+		}
+	})
+
 	t.Run("calls", func(t *testing.T) {
 		if err := sipptest.Available(); err != nil {
 			t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)

@@ -267,6 +267,25 @@ func TestExitStatus(t *testing.T) {
 			d["aa.csv"] = []byte("\"Name\",\"UMDialPlan\",\"Status\",\"PilotIdentifierList\",\"BusinessHoursKeyMapping\",\"AfterHoursKeyMapping\"\r\n" +
 				"\"aa\",\"dp\",\"Enabled\",\"5050\",\"0,Zero,1001,,|1,One,1001,,|1,Again,1001,,|2,Two,1001,other aa,|3,Three,,,,,,nobody@example.net,,|4,Four,,,,\",\"1,Bob,,,,,,a@example.net,,\"\r\n")
 		}, ExitWarnings, ""},
+		{"two gateways with one address", func(d map[string][]byte) {
+			d["gw.csv"] = append(d["gw.csv"], []byte("\"gw2\",\"192.0.2.1\",\"5060\",\"Enabled\"\r\n")...)
+		}, ExitRefused, "UMIPGateway[gw2].Address: 192.0.2.1 is also the address of gateway gw"},
+		{"the same export twice", func(d map[string][]byte) {
+			for k, v := range d {
+				lines := bytes.SplitN(v, []byte("\r\n"), 2)
+				d[k] = append(v, lines[1]...)
+			}
+		}, ExitWarnings, `UMHuntGroup[gw\main]: listed twice (hg.csv:2 and hg.csv:3): the second is ignored`},
+		{"E164 plan", func(d map[string][]byte) {
+			d["dp.csv"] = bytes.Replace(d["dp.csv"], []byte("TelExtn"), []byte("E164"), 1)
+			d["hg.csv"] = bytes.Replace(d["hg.csv"], []byte(`"5000"`), []byte(`"+15550105000"`), 1)
+			d["mb.csv"] = bytes.Replace(d["mb.csv"], []byte("EUM:1001"), []byte("EUM:+15550101001"), 1)
+		}, ExitWarnings, "no EUM extension in E164 dial plan dp: 1001, the last 4 digits of +15550101001, imported as the extension"},
+		{"E164 plan with an extension", func(d map[string][]byte) {
+			d["dp.csv"] = bytes.Replace(d["dp.csv"], []byte("TelExtn"), []byte("E164"), 1)
+			d["hg.csv"] = bytes.Replace(d["hg.csv"], []byte(`"5000"`), []byte(`"+15550105000"`), 1)
+			d["mb.csv"] = bytes.Replace(d["mb.csv"], []byte("EUM:1001;phone-context=dp.example.net"), []byte("EUM:+15550101001;phone-context=dp.example.net|eum:1001;phone-context=dp.example.net"), 1)
+		}, ExitComplete, ""},
 		{"pilot list", func(d map[string][]byte) {
 			d["hg.csv"] = bytes.Replace(d["hg.csv"], []byte(`"5000"`), []byte(`"5000,5001"`), 1)
 		}, ExitComplete, ""},

@@ -292,6 +292,7 @@ func (m *mapping) addAccess(dp *planOut, number, from string) {
 }
 
 func (m *mapping) gatewayObjects() {
+	peers := map[string]string{} // address or lower-case FQDN → gateway
 	m.unique(KindGateway, func(o *Object, id string) bool {
 		p := path(KindGateway, id, "")
 		if b, _ := boolOf(o.Str("Simulator")); b {
@@ -334,6 +335,15 @@ func (m *mapping) gatewayObjects() {
 		if s := o.Str("GlobalCallRoutingScheme"); s != "" && !strings.EqualFold(s, "None") {
 			m.lose("Lync/Skype for Business and Office 365 routing settings", p+".GlobalCallRoutingScheme = "+s, "not applied by umedge; route those calls on the SBC or the Lync pool")
 		}
+		peer := strings.ToLower(g.fqdn)
+		if len(g.addresses) > 0 {
+			peer = g.addresses[0]
+		}
+		if other, taken := peers[peer]; taken {
+			m.fail(p+".Address", "%s is also the address of gateway %s: umedge could not tell their calls apart", addr, other)
+			return true
+		}
+		peers[peer] = id
 		g.became = []string{settingsPath + ".gateways." + tomlKey(id)}
 		m.gateways[strings.ToLower(id)] = g
 		return true
@@ -343,6 +353,7 @@ func (m *mapping) gatewayObjects() {
 func (m *mapping) huntGroupObjects() {
 	type gwPilot struct{ gw, pilot string }
 	owner := map[gwPilot]string{}
+	seenHG := map[string]string{}
 	for _, o := range m.im.objs[KindHuntGroup] {
 		gwRef := o.Str("UMIPGateway")
 		ident := o.Str("Identity")
@@ -358,6 +369,12 @@ func (m *mapping) huntGroupObjects() {
 		gwName := lastName(gwRef)
 		id := gwName + `\` + name
 		p := path(KindHuntGroup, id, "")
+		if first, dup := seenHG[strings.ToLower(id)]; dup {
+			m.warn(p, "listed twice (%s and %s): the second is ignored", first, o.Source)
+			m.report(KindHuntGroup, id, o.Source, resultSkipped)
+			continue
+		}
+		seenHG[strings.ToLower(id)] = o.Source
 		gw := m.gateways[strings.ToLower(gwName)]
 		dp := m.plans[strings.ToLower(lastName(o.Str("UMDialPlan")))]
 		switch {
@@ -518,6 +535,11 @@ func (m *mapping) mailboxObjects() {
 			}
 			extra = append(extra, &mailboxOut{key: id + "#" + e.address, plan: target.name, extension: e.address, secondaryOf: id})
 		}
+		if out.extension == "" && dp.uriType == router.E164 && len(out.e164) > dp.digits {
+			// In an E164 plan the extension is the number's last digits.
+			out.extension = out.e164[len(out.e164)-dp.digits:]
+			m.warn(p+"."+prop, "no EUM extension in E164 dial plan %s: %s, the last %d digits of %s, imported as the extension", dp.name, out.extension, dp.digits, out.e164)
+		}
 		if out.extension == "" {
 			m.warn(p+"."+prop, "no EUM extension of %d digits in dial plan %s: the mailbox is skipped, as no call could reach it", dp.digits, dp.name)
 			m.report(KindMailbox, id, mb.source, resultSkipped)
@@ -604,12 +626,16 @@ func (m *mapping) mailboxObjects() {
 
 func hasPrimaryIn(mb *mailbox, dp *planOut) bool {
 	for _, e := range mb.proxies(dp.context) {
-		if e.primary && (e.context == "" || strings.EqualFold(e.context, dp.context)) && !strings.Contains(e.address, "@") {
+		if e.primary && (e.context == "" || strings.EqualFold(e.context, dp.context)) && isExtension(e.address) {
 			return true
 		}
 	}
 	return false
 }
+
+// isExtension reports whether an EUM address is an extension: digits
+// only, neither a SIP address nor an E.164 number.
+func isExtension(a string) bool { return router.PhoneNumber(a) && !strings.HasPrefix(a, "+") }
 
 // sipUser is the user part of a SIP address: umedge compares SIP names
 // by user part (router.NumberFormat.Key).
