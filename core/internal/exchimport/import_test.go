@@ -286,6 +286,14 @@ func TestExitStatus(t *testing.T) {
 			d["hg.csv"] = bytes.Replace(d["hg.csv"], []byte(`"5000"`), []byte(`"+15550105000"`), 1)
 			d["mb.csv"] = bytes.Replace(d["mb.csv"], []byte("EUM:1001;phone-context=dp.example.net"), []byte("EUM:+15550101001;phone-context=dp.example.net|eum:1001;phone-context=dp.example.net"), 1)
 		}, ExitComplete, ""},
+		{"pilot that is an extension", func(d map[string][]byte) {
+			d["hg.csv"] = bytes.Replace(d["hg.csv"], []byte(`"5000"`), []byte(`"1001"`), 1)
+		}, ExitWarnings, `UMHuntGroup[gw\main].PilotIdentifier: 1001 is also a mailbox's number in dial plan dp: not imported as an access number`},
+		{"two mailboxes with one phone number", func(d map[string][]byte) {
+			d["mb.csv"] = []byte("\"PrimarySmtpAddress\",\"UMEnabled\",\"UMDialPlan\",\"EmailAddresses\",\"PhoneNumber\"\r\n" +
+				"\"a@example.net\",\"True\",\"dp\",\"EUM:1001;phone-context=dp.example.net\",\"+1 555 0100\"\r\n" +
+				"\"b@example.net\",\"True\",\"dp\",\"EUM:1002;phone-context=dp.example.net\",\"+15550100\"\r\n")
+		}, ExitWarnings, "UMMailbox[b@example.net].PhoneNumber: E.164 number +15550100 is also the number of a@example.net"},
 		{"pilot list", func(d map[string][]byte) {
 			d["hg.csv"] = bytes.Replace(d["hg.csv"], []byte(`"5000"`), []byte(`"5000,5001"`), 1)
 		}, ExitComplete, ""},

@@ -449,140 +449,65 @@ func (m *mapping) huntGroupObjects() {
 // the mailbox's dial plan is its extension, every other EUM proxy of a
 // TelExtn plan a further entry that reaches the same mailbox.
 func (m *mapping) mailboxObjects() {
-	type idKey struct{ plan, kind, key string }
-	owner := map[idKey]string{}
-	seen := map[string]string{}
+	c := &claims{m: m, owner: map[claimKey]string{}}
 	contexts := map[string]*planOut{}
 	for _, dp := range m.plans {
 		if dp.context != "" {
 			contexts[dp.context] = dp
 		}
 	}
-	claim := func(dp *planOut, kind, key, who, p string) bool {
-		k := idKey{strings.ToLower(dp.name), kind, key}
-		if other, taken := owner[k]; taken {
-			m.fail(p, "%s %s of dial plan %s belongs to both %s and %s", kind, key, dp.name, other, who)
-			return false
-		}
-		owner[k] = who
-		return true
-	}
+	seen := map[string]string{}
 	for _, mb := range m.im.mboxes {
 		id := mb.email
 		p := path(KindMailbox, id, "")
 		for _, n := range mb.notes {
 			m.warn(p+"."+n.Path, "%s", n.Message)
 		}
-		if b, ok := boolOf(mb.enabled); ok && !b {
+		skip := func(prop, format string, args ...any) {
+			m.warn(p+prop, format, args...)
 			m.report(KindMailbox, id, mb.source, resultSkipped)
-			m.warn(p+".UMEnabled", "false: not a UM user, skipped")
-			continue
 		}
-		k := strings.ToLower(id)
-		if first, dup := seen[k]; dup {
-			m.warn(p, "listed twice (%s and %s): the second is ignored", first, mb.source)
-			m.report(KindMailbox, id, mb.source, resultSkipped)
-			continue
-		}
-		seen[k] = mb.source
 		dp := m.plans[strings.ToLower(mb.plan)]
+		if b, ok := boolOf(mb.enabled); ok && !b {
+			skip(".UMEnabled", "false: not a UM user, skipped")
+			continue
+		}
+		if first, dup := seen[strings.ToLower(id)]; dup {
+			skip("", "listed twice (%s and %s): the second is ignored", first, mb.source)
+			continue
+		}
+		seen[strings.ToLower(id)] = mb.source
 		if dp == nil {
-			m.warn(p+".UMDialPlan", "dial plan %q is not in the export (or was skipped): the mailbox is skipped", mb.plan)
-			m.report(KindMailbox, id, mb.source, resultSkipped)
+			skip(".UMDialPlan", "dial plan %q is not in the export (or was skipped): the mailbox is skipped", mb.plan)
 			continue
 		}
 		m.checkPolicyRef(p+".UMMailboxPolicy", mb.policy)
-		out := &mailboxOut{key: id, display: mb.display, plan: dp.name}
-		var extra []*mailboxOut
-		prop := "EmailAddresses"
+		prop := ".EmailAddresses"
 		if !mb.hasEmails {
-			prop = "Extensions"
+			prop = ".Extensions"
 		}
-		for _, e := range mb.proxies(dp.context) {
-			ep := fmt.Sprintf("%s.%s[%d]", p, prop, e.index)
-			target := dp
-			if e.context != "" && !strings.EqualFold(e.context, dp.context) {
-				target = contexts[strings.ToLower(e.context)]
-				if target == nil {
-					m.warn(ep, "phone-context %s is the context of no dial plan in the export: %s not imported", e.context, e.address)
-					continue
-				}
-			}
-			if strings.Contains(e.address, "@") || strings.HasPrefix(strings.ToLower(e.address), "sip:") {
-				if target == dp && dp.uriType == router.SIPName && out.sipUser == "" {
-					out.sipUser = sipUser(e.address)
-				}
-				continue
-			}
-			if target.uriType == router.E164 && strings.HasPrefix(e.address, "+") {
-				if target == dp && out.e164 == "" {
-					out.e164 = e.address
-				}
-				continue
-			}
-			if _, err := (router.NumberFormat{URIType: router.TelExtn, Digits: target.digits}).Key(e.address); err != nil {
-				m.warn(ep, "%q does not fit dial plan %s (%d digits): not imported", e.address, target.name, target.digits)
-				continue
-			}
-			if target == dp && out.extension == "" && (e.primary || !hasPrimaryIn(mb, dp)) {
-				out.extension = e.address
-				continue
-			}
-			if target.uriType != router.TelExtn {
-				m.lose("further extensions in E164 and SipName dial plans", ep+" = "+e.address,
-					"umedge keys such mailboxes by their E.164 number or SIP address, one entry per mailbox; give the user one extension in that plan")
-				continue
-			}
-			extra = append(extra, &mailboxOut{key: id + "#" + e.address, plan: target.name, extension: e.address, secondaryOf: id})
-		}
-		if out.extension == "" && dp.uriType == router.E164 && len(out.e164) > dp.digits {
-			// In an E164 plan the extension is the number's last digits.
-			out.extension = out.e164[len(out.e164)-dp.digits:]
-			m.warn(p+"."+prop, "no EUM extension in E164 dial plan %s: %s, the last %d digits of %s, imported as the extension", dp.name, out.extension, dp.digits, out.e164)
-		}
-		if out.extension == "" {
-			m.warn(p+"."+prop, "no EUM extension of %d digits in dial plan %s: the mailbox is skipped, as no call could reach it", dp.digits, dp.name)
-			m.report(KindMailbox, id, mb.source, resultSkipped)
+		out, extra := m.mailboxNumbers(mb, dp, p+prop, contexts)
+		switch {
+		case out.extension == "":
+			skip(prop, "no EUM extension of %d digits in dial plan %s: the mailbox is skipped, as no call could reach it", dp.digits, dp.name)
+			continue
+		case dp.uriType == router.SIPName && out.sipUser == "":
+			skip(".SIPResourceIdentifier", "empty in SipName dial plan %s, and no SIP EUM address: the mailbox is skipped", dp.name)
+			continue
+		case dp.uriType == router.E164 && out.e164 == "":
+			skip(".SIPResourceIdentifier", "no E.164 number in E164 dial plan %s: the mailbox is skipped", dp.name)
 			continue
 		}
-		switch dp.uriType {
-		case router.SIPName:
-			if out.sipUser == "" && mb.sipURI != "" {
-				out.sipUser = sipUser(mb.sipURI)
-			}
-			if out.sipUser == "" {
-				m.warn(p+".SIPResourceIdentifier", "empty in SipName dial plan %s, and no SIP EUM address: the mailbox is skipped", dp.name)
-				m.report(KindMailbox, id, mb.source, resultSkipped)
-				continue
-			}
-		case router.E164:
-			if n := normalNumber(mb.sipURI); out.e164 == "" && strings.HasPrefix(n, "+") {
-				out.e164 = n
-			}
-		}
-		if out.e164 == "" {
-			if n := normalNumber(mb.phone); len(n) > 1 && n[0] == '+' && router.PhoneNumber(n) && len(n) <= 16 {
-				out.e164 = n
-			}
-		}
-		if dp.uriType == router.E164 && out.e164 == "" {
-			m.warn(p+".SIPResourceIdentifier", "no E.164 number in E164 dial plan %s: the mailbox is skipped", dp.name)
-			m.report(KindMailbox, id, mb.source, resultSkipped)
-			continue
-		}
-		ok := claim(dp, "extension", out.extension, id, p+"."+prop)
+		ok := c.claim(dp, "extension", out.extension, id, p+prop, true)
 		if out.sipUser != "" {
-			ok = claim(dp, "SIP user", strings.ToLower(out.sipUser), id, p+".SIPResourceIdentifier") && ok
+			ok = c.claim(dp, "SIP user", strings.ToLower(out.sipUser), id, p+".SIPResourceIdentifier", true) && ok
 		}
-		if out.e164 != "" {
-			if dp.uriType == router.E164 {
-				ok = claim(dp, "E.164 number", out.e164, id, p+".SIPResourceIdentifier") && ok
-			} else if other, taken := owner[idKey{strings.ToLower(dp.name), "E.164 number", out.e164}]; taken {
-				m.warn(p+".PhoneNumber", "%s is also the number of %s: not imported for this mailbox", out.e164, other)
-				out.e164 = ""
-			} else {
-				owner[idKey{strings.ToLower(dp.name), "E.164 number", out.e164}] = id
-			}
+		e164Prop := ".PhoneNumber"
+		if dp.uriType == router.E164 {
+			e164Prop = ".SIPResourceIdentifier"
+		}
+		if out.e164 != "" && !c.claim(dp, "E.164 number", out.e164, id, p+e164Prop, dp.uriType == router.E164) {
+			out.e164 = "" // not its key outside E164 plans: the first holder keeps it, warned about
 		}
 		if !ok {
 			m.report(KindMailbox, id, mb.source, resultSkipped)
@@ -591,32 +516,132 @@ func (m *mapping) mailboxObjects() {
 		became := []string{settingsPath + ".mailboxes." + tomlKey(out.key)}
 		m.mailboxes = append(m.mailboxes, out)
 		for _, x := range extra {
-			tp := m.plans[strings.ToLower(x.plan)]
-			if claim(tp, "extension", x.extension, id, p+"."+prop) {
+			if c.claim(m.plans[strings.ToLower(x.plan)], "extension", x.extension, id, p+prop, true) {
 				m.mailboxes = append(m.mailboxes, x)
 				became = append(became, settingsPath+".mailboxes."+tomlKey(x.key))
 			}
 		}
 		m.report(KindMailbox, id, mb.source, resultImported, became...)
-		if dp.uriType == router.SIPName {
-			m.lose("calls to extensions in SipName dial plans", fmt.Sprintf("%s extension %s in %s", p, out.extension, dp.name),
-				"umedge finds the mailboxes of a SipName dial plan by SIP user only, so a call to the extension is refused (404) where Exchange matched the EUM extension too; have the PBX or Lync send the SIP address")
-		}
-		m.lose("PINs", p, "Exchange keeps PINs encrypted and no cmdlet returns them: plan a PIN-reset mail run at cut-over, so that every user gets a new PIN by mail")
-		m.lose("personal greetings, recorded names, call-answering rules and delivered voice mail", p,
-			"they live in each user's mailbox, not in the UM configuration: users record greetings and names again by phone at their first logon; delivered voice mail stays in the mailbox as e-mail")
-		m.perUser(mb, p)
+		m.mailboxLosses(mb, dp, out, p)
 	}
-	// An access number that is also a mailbox's number would make the
-	// mailbox unreachable: the mailbox wins, as the caller dialled it.
-	numbers := map[idKey]bool{}
+	m.dropTakenAccessNumbers()
+}
+
+// mailboxNumbers reads a mailbox's numbers in its dial plan, and the
+// further extensions that become entries of their own.
+func (m *mapping) mailboxNumbers(mb *mailbox, dp *planOut, p string, contexts map[string]*planOut) (*mailboxOut, []*mailboxOut) {
+	out := &mailboxOut{key: mb.email, display: mb.display, plan: dp.name}
+	var extra []*mailboxOut
+	primaryExt := hasPrimaryIn(mb, dp)
+	for _, e := range mb.proxies(dp.context) {
+		ep := fmt.Sprintf("%s[%d]", p, e.index)
+		target := dp
+		if e.context != "" && !strings.EqualFold(e.context, dp.context) {
+			if target = contexts[strings.ToLower(e.context)]; target == nil {
+				m.warn(ep, "phone-context %s is the context of no dial plan in the export: %s not imported", e.context, e.address)
+				continue
+			}
+		}
+		switch {
+		case strings.Contains(e.address, "@") || strings.HasPrefix(strings.ToLower(e.address), "sip:"):
+			if target == dp && dp.uriType == router.SIPName && out.sipUser == "" {
+				out.sipUser = sipUser(e.address)
+			}
+		case target.uriType == router.E164 && strings.HasPrefix(e.address, "+"):
+			if target == dp && out.e164 == "" {
+				out.e164 = e.address
+			}
+		case !fits(e.address, target.digits):
+			m.warn(ep, "%q does not fit dial plan %s (%d digits): not imported", e.address, target.name, target.digits)
+		case target == dp && out.extension == "" && (e.primary || !primaryExt):
+			out.extension = e.address
+		case target.uriType != router.TelExtn:
+			m.lose("further extensions in E164 and SipName dial plans", ep+" = "+e.address,
+				"umedge keys such mailboxes by their E.164 number or SIP address, one entry per mailbox; give the user one extension in that plan")
+		default:
+			extra = append(extra, &mailboxOut{key: mb.email + "#" + e.address, plan: target.name, extension: e.address, secondaryOf: mb.email})
+		}
+	}
+	if out.sipUser == "" && dp.uriType == router.SIPName && mb.sipURI != "" {
+		out.sipUser = sipUser(mb.sipURI)
+	}
+	if n := normalNumber(mb.sipURI); out.e164 == "" && dp.uriType == router.E164 && strings.HasPrefix(n, "+") {
+		out.e164 = n
+	}
+	if n := normalNumber(mb.phone); out.e164 == "" && len(n) > 1 && n[0] == '+' && router.PhoneNumber(n) && len(n) <= 16 {
+		out.e164 = n
+	}
+	if out.extension == "" && dp.uriType == router.E164 && len(out.e164) > dp.digits {
+		// In an E164 plan the extension is the number's last digits.
+		out.extension = out.e164[len(out.e164)-dp.digits:]
+		m.warn(p, "no EUM extension in E164 dial plan %s: %s, the last %d digits of %s, imported as the extension", dp.name, out.extension, dp.digits, out.e164)
+	}
+	return out, extra
+}
+
+// fits reports whether s is an extension of the given length.
+func fits(s string, digits int) bool {
+	_, err := router.NumberFormat{URIType: router.TelExtn, Digits: digits}.Key(s)
+	return err == nil
+}
+
+// claimKey is one number of one dial plan.
+type claimKey struct{ plan, kind, key string }
+
+// claims tracks which mailbox holds each number of each dial plan.
+type claims struct {
+	m     *mapping
+	owner map[claimKey]string
+}
+
+// claim gives the number to who unless another mailbox holds it: then an
+// error when the number is a key the plan looks mailboxes up by
+// (required), a warning otherwise.
+func (c *claims) claim(dp *planOut, kind, key, who, p string, required bool) bool {
+	k := claimKey{strings.ToLower(dp.name), kind, key}
+	other, taken := c.owner[k]
+	switch {
+	case !taken:
+		c.owner[k] = who
+		return true
+	case required:
+		c.m.fail(p, "%s %s of dial plan %s belongs to both %s and %s", kind, key, dp.name, other, who)
+	default:
+		c.m.warn(p, "%s %s is also the number of %s: not imported for this mailbox", kind, key, other)
+	}
+	return false
+}
+
+// mailboxLosses records what of an imported mailbox does not move.
+func (m *mapping) mailboxLosses(mb *mailbox, dp *planOut, out *mailboxOut, p string) {
+	if dp.uriType == router.SIPName {
+		m.lose("calls to extensions in SipName dial plans", fmt.Sprintf("%s extension %s in %s", p, out.extension, dp.name),
+			"umedge finds the mailboxes of a SipName dial plan by SIP user only, so a call to the extension is refused (404) where Exchange matched the EUM extension too; have the PBX or Lync send the SIP address")
+	}
+	m.lose("PINs", p, "Exchange keeps PINs encrypted and no cmdlet returns them: plan a PIN-reset mail run at cut-over, so that every user gets a new PIN by mail")
+	m.lose("personal greetings, recorded names, call-answering rules and delivered voice mail", p,
+		"they live in each user's mailbox, not in the UM configuration: users record greetings and names again by phone at their first logon; delivered voice mail stays in the mailbox as e-mail")
+	m.perUser(mb, p)
+}
+
+// dropTakenAccessNumbers drops the access numbers that are also a
+// mailbox's number in its plan (umrouter would refuse them): the mailbox
+// wins, since the caller dialled it.
+func (m *mapping) dropTakenAccessNumbers() {
+	taken := map[claimKey]bool{}
 	for _, x := range m.mailboxes {
-		numbers[idKey{strings.ToLower(x.plan), "n", x.extension}] = true
+		dp := m.plans[strings.ToLower(x.plan)]
+		for _, n := range []string{x.extension, map[router.URIType]string{router.E164: x.e164, router.SIPName: x.sipUser}[dp.uriType]} {
+			if n != "" {
+				taken[claimKey{strings.ToLower(dp.name), "", router.AccessKey(n, dp.uriType)}] = true
+			}
+		}
 	}
 	for _, dp := range m.plans {
 		dp.access = slices.DeleteFunc(dp.access, func(n string) bool {
-			if numbers[idKey{strings.ToLower(dp.name), "n", n}] {
-				m.warn(dp.accessSrc[router.AccessKey(n, dp.uriType)], "%s is also a mailbox extension of dial plan %s: not imported as an access number", n, dp.name)
+			k := router.AccessKey(n, dp.uriType)
+			if taken[claimKey{strings.ToLower(dp.name), "", k}] {
+				m.warn(dp.accessSrc[k], "%s is also a mailbox's number in dial plan %s: not imported as an access number", n, dp.name)
 				return true
 			}
 			return false
