@@ -179,6 +179,7 @@ func onLoopback(t *testing.T, l *lab, imported string, edit ...[2]string) string
 }
 
 func testImportedCalls(t *testing.T, imported string) {
+	t.Helper()
 	l := newLab(t)
 	l.Raw = onLoopback(t, &l, imported)
 	e := startEdged(t, l)

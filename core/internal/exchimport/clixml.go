@@ -41,7 +41,7 @@ func readCLIXML(r io.Reader, name string, each func(*Object) error, skip func(Wa
 		case "utf-8", "utf8", "utf-16", "utf-16le", "utf-16be", "unicode":
 			return in, nil
 		}
-		return nil, fmt.Errorf("unsupported encoding %q", label)
+		return nil, fmt.Errorf("%w: encoding %q", ErrMalformed, label)
 	}
 	c := &clixml{d: d, name: name, types: map[string][]string{}, refs: map[string]Value{}}
 	root, err := c.start()
@@ -98,7 +98,7 @@ func (c *clixml) malformed(err error) error {
 // token returns the next token, failing at the end of the input.
 func (c *clixml) token() (xml.Token, error) {
 	tok, err := c.d.Token()
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: %s: the file ends inside <Objs>", ErrMalformed, c.name)
 	}
 	if err != nil {
@@ -111,7 +111,7 @@ func (c *clixml) token() (xml.Token, error) {
 func (c *clixml) start() (xml.StartElement, error) {
 	for {
 		tok, err := c.d.Token()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return xml.StartElement{}, fmt.Errorf("%w: %s: no XML element", ErrMalformed, c.name)
 		}
 		if err != nil {
@@ -127,7 +127,7 @@ func (c *clixml) start() (xml.StartElement, error) {
 func (c *clixml) rest() error {
 	for {
 		tok, err := c.d.Token()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {

@@ -94,7 +94,7 @@ func readCSV(r *bufio.Reader, name string, opts Options, each func(*Object) erro
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
-				return fmt.Errorf("%w: %s:%d: %v", ErrMalformed, name, pe.Line+line-1, pe.Err)
+				return fmt.Errorf("%w: %s:%d: %w", ErrMalformed, name, pe.Line+line-1, pe.Err)
 			}
 			return fmt.Errorf("read %s: %w", name, err)
 		}

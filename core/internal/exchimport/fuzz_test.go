@@ -26,6 +26,7 @@ func addSeeds(f *testing.F, pattern string) {
 // import ends with a config or a refusal, never a panic or a hang, and a
 // config only with exit status 0 or 1.
 func fuzzImport(t *testing.T, data []byte) {
+	t.Helper()
 	im := New(Options{})
 	_ = im.Add(bytes.NewReader(data), "fuzz")
 	res := im.Finish()

@@ -3,6 +3,7 @@ package exchimport
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -35,7 +36,7 @@ const (
 func decode(r io.Reader) (io.Reader, string, error) {
 	br := bufio.NewReaderSize(r, sniffBytes)
 	head, err := br.Peek(2)
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, "", err
 	}
 	switch {
@@ -110,7 +111,7 @@ func Read(r io.Reader, name string, opts Options, each func(*Object) error, skip
 	in.Encoding = enc
 	br := bufio.NewReaderSize(dec, sniffBytes)
 	head, err := br.Peek(sniffBytes)
-	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
 		return in, fmt.Errorf("read %s: %w", name, err)
 	}
 	in.Format = sniff(head)

@@ -29,7 +29,7 @@ func writeLargeExport(w io.Writer, n int) error {
 `)
 	for i := range n {
 		ref := 4 + 4*i
-		tn := fmt.Sprintf(`<TN RefId="3"><T>Deserialized.Microsoft.Exchange.Data.Directory.Management.UMMailbox</T><T>Deserialized.System.Object</T></TN>`)
+		tn := `<TN RefId="3"><T>Deserialized.Microsoft.Exchange.Data.Directory.Management.UMMailbox</T><T>Deserialized.System.Object</T></TN>`
 		mvp := `<TN RefId="4"><T>Deserialized.Microsoft.Exchange.Data.ProxyAddressCollection</T><T>Deserialized.System.Object</T></TN>`
 		if i > 0 {
 			tn, mvp = `<TNRef RefId="3" />`, `<TNRef RefId="4" />`

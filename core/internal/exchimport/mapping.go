@@ -58,7 +58,6 @@ type planOut struct {
 	context   string   // PhoneContext, lower case
 	access    []string // access numbers, deduplicated
 	accessSrc map[string]string
-	became    []string
 }
 
 type huntGroupOut struct {
