@@ -37,6 +37,7 @@ type mapping struct {
 	losses  map[string]*Loss
 }
 
+// gatewayOut is a UM IP gateway as it goes into gateways.<name>.
 type gatewayOut struct {
 	obj       *Object
 	name      string
@@ -48,18 +49,20 @@ type gatewayOut struct {
 	unsecured bool // a hunt group leads to an unsecured plan
 }
 
+// planOut is a UM dial plan as it goes into dial_plans.<name>.
 type planOut struct {
 	obj       *Object
 	name      string
 	uriType   router.URIType
 	digits    int
 	security  router.Security
-	defaults  map[string]bool
-	context   string   // PhoneContext, lower case
-	access    []string // access numbers, deduplicated
-	accessSrc map[string]string
+	defaults  map[string]bool   // keys that carry Exchange's default, not an exported value
+	context   string            // PhoneContext, lower case
+	access    []string          // access numbers, deduplicated
+	accessSrc map[string]string // access key → property path it came from
 }
 
+// huntGroupOut is one pilot of a UM hunt group, in hunt_groups.<key>.
 type huntGroupOut struct {
 	obj           *Object
 	key           string
@@ -67,6 +70,8 @@ type huntGroupOut struct {
 	pilot         string
 }
 
+// mailboxOut is one entry of mailboxes.<key>: a mailbox, or a further
+// extension of one (secondaryOf).
 type mailboxOut struct {
 	key, display, plan string
 	extension          string
@@ -101,6 +106,9 @@ func (m *mapping) warn(p, format string, args ...any) { m.im.warn(p, format, arg
 func (m *mapping) fail(p, format string, args ...any) { m.im.fail(p, format, args...) }
 
 func (m *mapping) report(kind, id, source, result string, became ...string) {
+	if became == nil {
+		became = []string{} // [] in JSON, like every other list
+	}
 	m.reports = append(m.reports, ObjectReport{Kind: kind, Identity: id, Source: source, Result: result, Became: became})
 }
 

@@ -50,11 +50,21 @@ type Loss struct {
 	NextStep string   `json:"next_step"`
 }
 
-// WriteJSON writes the report as indented JSON.
+// WriteJSON writes the report as indented JSON; empty lists are [].
 func (r *Report) WriteJSON(w io.Writer) error {
+	out := *r
+	out.Inputs, out.Objects, out.NotMigrated = orEmpty(out.Inputs), orEmpty(out.Objects), orEmpty(out.NotMigrated)
+	out.Warnings, out.Errors = orEmpty(out.Warnings), orEmpty(out.Errors)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	return enc.Encode(&out)
+}
+
+func orEmpty[T any](l []T) []T {
+	if l == nil {
+		return []T{}
+	}
+	return l
 }
 
 // maxListed is how many objects of one loss the text report names.
