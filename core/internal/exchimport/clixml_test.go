@@ -111,6 +111,20 @@ func TestCSVListSeparator(t *testing.T) {
 	}
 }
 
+func TestCSVDelimiters(t *testing.T) {
+	for _, d := range []string{",", ";", "\t"} {
+		csv := strings.Join([]string{`"Name"`, `"Address"`, `"Port"`, `"Status"`}, d) + "\r\n" +
+			strings.Join([]string{`"gw"`, `"192.0.2.1"`, `"5060"`, `"Enabled"`}, d) + "\r\n"
+		var got *Object
+		if _, err := Read(strings.NewReader(csv), "gw.csv", Options{}, func(o *Object) error { got = o; return nil }, func(Warning) {}); err != nil {
+			t.Fatalf("delimiter %q: %v", d, err)
+		}
+		if got == nil || got.Kind != KindGateway || got.Str("Address") != "192.0.2.1" {
+			t.Errorf("delimiter %q: %+v", d, got)
+		}
+	}
+}
+
 func TestLastName(t *testing.T) {
 	for give, want := range map[string]string{
 		"EXNET-TelExtn": "EXNET-TelExtn",

@@ -58,6 +58,7 @@ func readCSV(r *bufio.Reader, name string, opts Options, each func(*Object) erro
 		line++
 	}
 	cr := csv.NewReader(r)
+	cr.Comma = delimiter(r)
 	cr.FieldsPerRecord = -1 // checked below, with a clearer message
 	cr.ReuseRecord = true
 	header, err := cr.Read()
@@ -127,6 +128,20 @@ func readCSV(r *bufio.Reader, name string, opts Options, each func(*Object) erro
 			return err
 		}
 	}
+}
+
+// delimiter tells the field delimiter from the quoted header: ',' as
+// Export-Csv writes by default, or ';' or a tab, which -UseCulture and
+// -Delimiter give (';' is the list separator of most European locales).
+func delimiter(r *bufio.Reader) rune {
+	head, _ := r.Peek(r.Size())
+	line, _, _ := strings.Cut(string(head), "\n")
+	for _, d := range []rune{',', ';', '\t'} {
+		if strings.Contains(line, `"`+string(d)+`"`) {
+			return d
+		}
+	}
+	return ','
 }
 
 func hasAll(col map[string]int, keys []string) bool {
