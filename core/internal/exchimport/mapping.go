@@ -872,6 +872,7 @@ func (m *mapping) serverObjects() {
 	m.unique(KindService, func(o *Object, id string) bool {
 		m.services = append(m.services, o)
 		p := path(KindService, id, "")
+		m.checkPlanRefs(p+".DialPlans", o.List("DialPlans"))
 		if v := o.Str("UMCertificateThumbprint"); v != "" {
 			m.lose("TLS certificates", p+".UMCertificateThumbprint = "+v, certStep)
 		}
@@ -882,11 +883,22 @@ func (m *mapping) serverObjects() {
 	})
 	m.unique(KindCallRouter, func(o *Object, id string) bool {
 		m.routers = append(m.routers, o)
+		m.checkPlanRefs(path(KindCallRouter, id, "DialPlans"), o.List("DialPlans"))
 		if v := o.Str("UMCertificateThumbprint"); v != "" {
 			m.lose("TLS certificates", path(KindCallRouter, id, "UMCertificateThumbprint")+" = "+v, certStep)
 		}
 		return true
 	})
+}
+
+// checkPlanRefs warns about the dial plans of a list that are not in the
+// export.
+func (m *mapping) checkPlanRefs(p string, refs []string) {
+	for i, ref := range refs {
+		if m.plans[strings.ToLower(lastName(ref))] == nil {
+			m.warn(fmt.Sprintf("%s[%d]", p, i), "dial plan %q is not in the export (or was skipped)", ref)
+		}
+	}
 }
 
 const certStep = "the export holds only the thumbprint: export the certificate with its key (Export-ExchangeCertificate -Thumbprint … -BinaryEncoded -Password …), convert it to PEM, set [sip.tls] cert, key and client_ca, then sip.mode"
