@@ -257,6 +257,10 @@ func (c *clixml) props(o *Object) error {
 			return c.skipValue(t)
 		}
 		v, err := c.value(t, 1)
+		if err == nil && multiValued[o.Kind][n] && !v.IsList && naiveCollection.MatchString(strings.TrimSpace(v.Text)) {
+			return fmt.Errorf("%w: %s: object %d: property %s holds %q, the string form PowerShell writes for a collection deeper than Export-Clixml's -Depth; the values are not in the file.\n%s",
+				ErrRefused, c.name, c.n, n, strings.TrimSpace(v.Text), Recipe)
+		}
 		o.Props[n] = v
 		return err
 	})

@@ -169,6 +169,7 @@ func TestRefusedInputs(t *testing.T) {
 		{"XML that is not CLIXML", `<root/>`, "not PowerShell's <Objs"},
 		{"truncated CLIXML", `<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04"><Obj RefId="0">`, "unexpected EOF"},
 		{"TNRef to nothing", `<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04"><Obj RefId="0"><TNRef RefId="9"/></Obj></Objs>`, "names no earlier <TN>"},
+		{"CLIXML exported too shallow", `<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04"><Obj RefId="0"><TN RefId="0"><T>Deserialized.Microsoft.Exchange.Data.Directory.Management.UMMailbox</T></TN><Props><S N="EmailAddresses">System.Collections.ArrayList</S></Props></Obj></Objs>`, "deeper than Export-Clixml's -Depth"},
 		{"ragged CSV", "\"Name\",\"Address\",\"Port\"\r\n\"a\",\"b\"\r\n", "2 fields, the header has 3"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
