@@ -123,9 +123,7 @@ func (m *mapping) renderSIP() {
 	w.kv("tcp_port", m.port(cr, "SipTcpListeningPort", 5060), portNote(cr, "SipTcpListeningPort"))
 	w.kv("tls_port", m.port(cr, "SipTlsListeningPort", 5061), portNote(cr, "SipTlsListeningPort"))
 	if mode == "tls" || mode == "dual" {
-		w.blank()
-		w.comment("[sip.tls]")
-		w.table = "sip.tls"
+		w.commentedHeader("sip.tls", "sip", "tls")
 		w.commentedKV("cert", "/data/etc/umedge/tls/umedge.crt")
 		w.commentedKV("key", "/data/etc/umedge/tls/umedge.key")
 		w.commentedKV("client_ca", "/data/etc/umedge/tls/peers-ca.pem")

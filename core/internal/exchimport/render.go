@@ -35,16 +35,26 @@ func (w *tomlWriter) blank() { w.b.WriteString("\n") }
 // are quoted as TOML needs. norm is the path with names as *.
 func (w *tomlWriter) header(array bool, norm string, parts ...string) {
 	w.blank()
+	w.b.WriteString(headerLine(array, parts) + "\n")
+	w.table = norm
+}
+
+// commentedHeader writes "# [path]", for a table the operator completes.
+func (w *tomlWriter) commentedHeader(norm string, parts ...string) {
+	w.blank()
+	w.b.WriteString("# " + headerLine(false, parts) + "\n")
+	w.table = norm
+}
+
+func headerLine(array bool, parts []string) string {
 	keys := make([]string, len(parts))
 	for i, p := range parts {
 		keys[i] = tomlKey(p)
 	}
-	open, end := "[", "]"
 	if array {
-		open, end = "[[", "]]"
+		return "[[" + strings.Join(keys, ".") + "]]"
 	}
-	w.b.WriteString(open + strings.Join(keys, ".") + end + "\n")
-	w.table = norm
+	return "[" + strings.Join(keys, ".") + "]"
 }
 
 // kv writes key = value with an optional trailing comment.
