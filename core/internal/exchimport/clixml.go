@@ -19,6 +19,12 @@ const psNamespace = "http://schemas.microsoft.com/powershell/2004/04"
 // driving the reader's recursion.
 const maxDepth = 64
 
+// maxValue bounds one property value: UM values are names, numbers and
+// short texts (≤512 characters in Exchange), so a longer one is no export.
+// (encoding/xml has read the text node by then; the bound keeps such
+// values out of the config and the report.)
+const maxValue = 1 << 20
+
 // clixml reads one CLIXML stream. Type-name lists (TN RefId) and nested
 // values (Obj RefId, for Ref) are remembered per file.
 type clixml struct {
@@ -426,6 +432,9 @@ func (c *clixml) text() (string, error) {
 		}
 		switch t := tok.(type) {
 		case xml.CharData:
+			if b.Len()+len(t) > maxValue {
+				return "", fmt.Errorf("%w: %s: a value longer than %d bytes", ErrMalformed, c.name, maxValue)
+			}
 			b.Write(t)
 		case xml.StartElement:
 			if err := c.d.Skip(); err != nil {

@@ -94,6 +94,15 @@ func TestCLIXMLDepthBound(t *testing.T) {
 	}
 }
 
+func TestCLIXMLValueBound(t *testing.T) {
+	doc := objsOpen + `<Obj RefId="0"><TN RefId="0"><T>UMDialPlan</T></TN><Props><S N="Name">` +
+		strings.Repeat("x", maxValue+1) + `</S></Props></Obj></Objs>`
+	_, err := Read(strings.NewReader(doc), "long", Options{}, func(*Object) error { return nil }, func(Warning) {})
+	if err == nil || !strings.Contains(err.Error(), "a value longer than") {
+		t.Fatalf("err = %v, want the value bound", err)
+	}
+}
+
 func TestCSVListSeparator(t *testing.T) {
 	csv := "\"PrimarySmtpAddress\",\"UMDialPlan\",\"EmailAddresses\",\"Extensions\"\r\n" +
 		"\"a@example.net\",\"dp\",\"SMTP:a@example.net;EUM:2001;phone-context=dp.example.net;eum:2101;phone-context=dp.example.net\",\"2001;2101\"\r\n"

@@ -302,7 +302,9 @@ func (m *mapping) renderPools() {
 		m.w.kv("tls_port", 5063, "UM service SIP/TLS")
 		calls := 100
 		note := "imported: default"
-		if s := o.Str("MaxCallsAllowed"); s != "" {
+		if s := o.Str("MaxCallsAllowed"); strings.EqualFold(s, "Unlimited") {
+			calls, note = 0, "MaxCallsAllowed Unlimited"
+		} else if s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 0 {
 				m.warn(path(KindService, id, "MaxCallsAllowed"), "%q is not a number of calls: imported as 100", s)

@@ -295,6 +295,9 @@ func TestExitStatus(t *testing.T) {
 				"\"a@example.net\",\"True\",\"dp\",\"EUM:1001;phone-context=dp.example.net\",\"+1 555 0100\"\r\n" +
 				"\"b@example.net\",\"True\",\"dp\",\"EUM:1002;phone-context=dp.example.net\",\"+15550100\"\r\n")
 		}, ExitWarnings, "UMMailbox[b@example.net].PhoneNumber: E.164 number +15550100 is also the number of a@example.net"},
+		{"unlimited calls", func(d map[string][]byte) {
+			d["svc.csv"] = bytes.Replace(d["svc.csv"], []byte(`"50"`), []byte(`"Unlimited"`), 1)
+		}, ExitComplete, ""},
 		{"dangling dial plan of the call router", func(d map[string][]byte) {
 			d["cr.csv"] = []byte("\"Name\",\"SipTcpListeningPort\",\"UMStartupMode\",\"DialPlans\"\r\n\"um1\",\"5060\",\"TCP\",\"dp|gone\"\r\n")
 		}, ExitWarnings, `UMCallRouterSettings[um1].DialPlans[1]: dial plan "gone" is not in the export`},
