@@ -13,14 +13,12 @@ import (
 // comments, the Exchange settings umedge has no keys for yet.
 func (m *mapping) render() {
 	w := m.w
-	w.comment(fmt.Sprintf(`umedge configuration imported from an Exchange UM export by "edged import exchange":
-%s.
-Lines marked "imported: default" carry a default the export did not set. Settings
-that need files the export cannot carry (TLS certificates) are commented out; the
-import report lists every object, what it became, each warning and what cannot be
-migrated.
-
-Check it with:  edged config check FILE`, m.summary()))
+	w.comment(wrap(`umedge configuration imported from an Exchange UM export by "edged import exchange": `+m.summary()+".", 96))
+	w.comment("")
+	w.comment(wrap(`Lines marked "imported: default" carry a default the export did not set. Settings that need files `+
+		`the export cannot carry (TLS certificates) are commented out. The import report lists every object, `+
+		`what it became, each warning and what cannot be migrated.`, 96))
+	w.comment("\nCheck it with:  edged config check FILE")
 	m.renderSIP()
 	w.header(false, "plugin_host", "plugin_host")
 	w.kv("dir", "bin/plugins", "imported: default; the appliance keeps them in /usr/lib/umedge/plugins")
@@ -114,8 +112,8 @@ func (m *mapping) renderSIP() {
 	default:
 		m.warn(path(KindCallRouter, id, "UMStartupMode"), "%s needs the call router's TLS certificate, which the export does not hold (thumbprint %s): imported as tcp, with sip.mode = %q and [sip.tls] commented out",
 			str("UMStartupMode"), orNone(str("UMCertificateThumbprint")), mode)
-		w.comment(fmt.Sprintf("UMStartupMode %s needs the TLS files below, which the export cannot carry\n(certificate thumbprint %s). Put them in place, uncomment [sip.tls] and:",
-			str("UMStartupMode"), orNone(str("UMCertificateThumbprint"))))
+		w.comment(wrap(fmt.Sprintf("UMStartupMode %s needs the TLS files below, which the export cannot carry (certificate thumbprint %s). Put them in place, uncomment [sip.tls] and:",
+			str("UMStartupMode"), orNone(str("UMCertificateThumbprint"))), 96))
 		w.commentedKV("mode", mode)
 		w.kv("mode", "tcp", "until the certificate is in place")
 	}
@@ -340,6 +338,26 @@ func (m *mapping) renderComments() {
 		m.w.comment("UM service " + strconv.Quote(commentText(identity(o))))
 		m.exchangeComment(o, []string{"UMStartupMode", "IPAddressFamily", "DialPlans", "UMCertificateThumbprint", "SIPAccessService"})
 	}
+}
+
+// wrap breaks text into lines of at most width bytes, between words.
+func wrap(text string, width int) string {
+	var b strings.Builder
+	n := 0
+	for _, word := range strings.Fields(text) {
+		switch {
+		case n == 0:
+		case n+1+len(word) > width:
+			b.WriteByte('\n')
+			n = 0
+		default:
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(word)
+		n += len(word)
+	}
+	return b.String()
 }
 
 // without returns list less the given names.
