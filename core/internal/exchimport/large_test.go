@@ -90,9 +90,14 @@ func TestLargeExport(t *testing.T) {
 	if got := len(res.Report.Objects); got != n+4 {
 		t.Errorf("%d objects reported, want %d", got, n+4)
 	}
-	// Generous for the race detector on a shared two-core machine; without
-	// it the import takes about a second (docs/PERFORMANCE.md).
-	if limit := 60 * time.Second; took > limit {
+	// Without the race detector the import takes 2-4 s on a lightly
+	// loaded two-core VM (docs/PERFORMANCE.md); the bounds leave room for
+	// a machine shared with other builds, as CI's and ours are.
+	limit := 30 * time.Second
+	if raceDetector {
+		limit = 180 * time.Second
+	}
+	if took > limit {
 		t.Errorf("the import took %v, more than %v", took, limit)
 	}
 }
