@@ -32,6 +32,7 @@ type mapping struct {
 	routers    []*Object
 
 	mailboxNames map[string]bool // lower-case names of the export's mailboxes, built when asked
+	policyNames  map[string]bool // and of its mailbox policies
 
 	reports []ObjectReport
 	losses  map[string]*Loss
@@ -701,12 +702,15 @@ func (m *mapping) checkPolicyRef(p, ref string) {
 	if ref == "" {
 		return
 	}
-	for _, o := range m.im.objs[KindPolicy] {
-		if strings.EqualFold(identity(o), lastName(ref)) {
-			return
+	if m.policyNames == nil {
+		m.policyNames = map[string]bool{}
+		for _, o := range m.im.objs[KindPolicy] {
+			m.policyNames[strings.ToLower(identity(o))] = true
 		}
 	}
-	m.warn(p, "mailbox policy %q is not in the export", ref)
+	if !m.policyNames[strings.ToLower(lastName(ref))] {
+		m.warn(p, "mailbox policy %q is not in the export", ref)
+	}
 }
 
 func (m *mapping) policyObjects() {
