@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf16"
 
 	"github.com/umedge/umedge/core/internal/devpki"
@@ -271,4 +272,92 @@ func testImportedCalls(t *testing.T, imported string) {
 			})
 		}
 	})
+}
+
+// writeLargeCSVSet writes the CSV set of an organisation of n mailboxes
+// with 6-digit extensions 100000.., behind one gateway whose pilot is
+// 500000, and returns the files.
+func writeLargeCSVSet(t *testing.T, dir string, n int) []string {
+	t.Helper()
+	small := map[string]string{
+		"gateways.csv":   "\"Name\",\"Address\",\"Port\",\"Status\"\r\n\"GW\",\"10.20.0.11\",\"5060\",\"Enabled\"\r\n",
+		"huntgroups.csv": "\"Identity\",\"Name\",\"UMIPGateway\",\"PilotIdentifier\",\"UMDialPlan\"\r\n\"GW\\HG\",\"HG\",\"GW\",\"500000\",\"DP\"\r\n",
+		"dialplans.csv":  "\"Name\",\"URIType\",\"NumberOfDigitsInExtension\",\"VoIPSecurity\",\"PhoneContext\"\r\n\"DP\",\"TelExtn\",\"6\",\"Unsecured\",\"DP.example.net\"\r\n",
+		"umservice.csv":  "\"Name\",\"MaxCallsAllowed\",\"UMStartupMode\"\r\n\"EX01\",\"100\",\"TCP\"\r\n",
+		"callrouter.csv": "\"Name\",\"SipTcpListeningPort\",\"SipTlsListeningPort\",\"UMStartupMode\",\"IPAddressFamily\"\r\n\"EX01\",\"5060\",\"5061\",\"TCP\",\"Any\"\r\n",
+	}
+	var files []string
+	for name, text := range small {
+		files = append(files, filepath.Join(dir, name))
+		if err := os.WriteFile(files[len(files)-1], []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("\"DisplayName\",\"PrimarySmtpAddress\",\"UMEnabled\",\"UMDialPlan\",\"EmailAddresses\"\r\n")
+	for i := range n {
+		fmt.Fprintf(&b, "\"User %d\",\"user%d@example.net\",\"True\",\"DP\",\"SMTP:user%d@example.net|EUM:%06d;phone-context=DP.example.net\"\r\n", i, i, i, 100000+i)
+	}
+	files = append(files, filepath.Join(dir, "mailboxes.csv"))
+	if err := os.WriteFile(files[len(files)-1], []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// TestIntegrationImportLargeOrganisation: a 50,000-mailbox organisation
+// imports, passes config check as written, and edged routes into it.
+func TestIntegrationImportLargeOrganisation(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	_, plugins := binaries(t)
+	work := t.TempDir()
+	if err := os.Symlink(filepath.Dir(plugins), filepath.Join(work, "bin")); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50_000
+	files := writeLargeCSVSet(t, work, n)
+	start := time.Now()
+	code, _, stderr := runImport(t, work, append([]string{"-o", "large.toml"}, files...)...)
+	t.Logf("edged import exchange of %d mailboxes (CSV set): %v", n, time.Since(start).Round(time.Millisecond))
+	if code != 0 {
+		t.Fatalf("exit status %d, want 0\n%s", code, tail(stderr, 20))
+	}
+	bin, _ := binaries(t)
+	start = time.Now()
+	cmd := exec.Command(bin, "config", "check", "large.toml")
+	cmd.Dir = work
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("edged config check of the %d-mailbox config: %v\n%s", n, err, out)
+	}
+	t.Logf("edged config check: %v", time.Since(start).Round(time.Millisecond))
+
+	imported, err := os.ReadFile(filepath.Join(work, "large.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLab(t)
+	text := string(imported)
+	for _, r := range [][2]string{
+		{`addresses = ["10.20.0.11"]`, `addresses = ["127.0.0.1"]`},
+		{`listen = ["::"]`, `listen = ["127.0.0.1"]`},
+		{"[sip]\n", fmt.Sprintf("[admin]\nlisten = \"127.0.0.1:%d\"\n\n[sip]\n", l.AdminPort)},
+		{"tcp_port = 5060", fmt.Sprintf("tcp_port = %d", l.SIPPort)},
+		{"tls_port = 5061", fmt.Sprintf("tls_port = %d", l.TLSPort)},
+		{`dir = "bin/plugins"`, fmt.Sprintf("dir = %q", l.PluginDir)},
+		{`sha256sums = "bin/plugins.sha256"`, fmt.Sprintf("sha256sums = %q", filepath.Join(filepath.Dir(l.PluginDir), "plugins.sha256"))},
+	} {
+		if !strings.Contains(text, r[0]) {
+			t.Fatalf("the imported config has no %q", r[0])
+		}
+		text = strings.Replace(text, r[0], r[1], 1)
+	}
+	l.Raw = text
+	e := startEdged(t, l)
+	last := fmt.Sprintf("%06d", 100000+n-1)
+	e.sipp(t, sipptest.Run{Scenario: sipptest.UAC302, Transport: "tcp", Service: "500000",
+		Headers: []string{"Diversion: <sip:" + last + "@10.20.0.11>;reason=no-answer"}, ContactPattern: contactRE("500000", "ex01", 5062, "tcp")})
+	e.sipp(t, sipptest.Run{Scenario: sipptest.UACCode, Transport: "tcp", Service: "500000", Codes: []int{404},
+		Headers: []string{"Diversion: <sip:" + fmt.Sprintf("%06d", 100000+n) + "@10.20.0.11>;reason=no-answer"}})
 }

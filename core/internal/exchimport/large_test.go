@@ -2,6 +2,7 @@ package exchimport
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -86,6 +87,9 @@ func TestLargeExport(t *testing.T) {
 		n, st.Size()>>20, took.Round(time.Millisecond), len(res.Config)>>20, ms.HeapAlloc>>20)
 	if res.Report.ExitStatus != ExitComplete {
 		t.Fatalf("exit status %d: %v %v", res.Report.ExitStatus, res.Report.Warnings[:min(5, len(res.Report.Warnings))], res.Report.Errors)
+	}
+	if !bytes.Contains(res.Config, []byte(`call_timeout = "10s"`)) {
+		t.Error("the config of a 50,000-mailbox directory leaves plugin_host.call_timeout at its default")
 	}
 	if got := len(res.Report.Objects); got != n+4 {
 		t.Errorf("%d objects reported, want %d", got, n+4)
