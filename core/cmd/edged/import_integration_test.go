@@ -154,23 +154,21 @@ func TestIntegrationImportExchange(t *testing.T) {
 	})
 }
 
-// onLoopback is the imported config with what a test must change: the
-// gateways' addresses on loopback (EXNET-SBC2, known by FQDN only, gets
-// 127.0.0.2 for TCP), free ports, the plugin paths, and edit's changes.
-func onLoopback(t *testing.T, l *lab, imported string, edit ...[2]string) string {
+// onLoopback is an imported config with what a test must change: free
+// ports on loopback, the plugin paths of the test's build, and edits (the
+// gateways' addresses first of all).
+func onLoopback(t *testing.T, l *lab, imported string, edits ...[2]string) string {
 	t.Helper()
 	sums := filepath.Join(filepath.Dir(l.PluginDir), "plugins.sha256")
 	text := imported
 	for _, r := range append([][2]string{
-		{`addresses = ["10.20.0.11"]`, `addresses = ["127.0.0.1"]`},
-		{`fqdn = "sbc2.example.net"`, "fqdn = \"sbc2.example.net\"\naddresses = [\"127.0.0.2\"]"},
 		{`listen = ["::"]`, `listen = ["127.0.0.1"]`},
 		{"[sip]\n", fmt.Sprintf("[admin]\nlisten = \"127.0.0.1:%d\"\n\n[sip]\n", l.AdminPort)},
 		{"tcp_port = 5060", fmt.Sprintf("tcp_port = %d", l.SIPPort)},
 		{"tls_port = 5061", fmt.Sprintf("tls_port = %d", l.TLSPort)},
 		{`dir = "bin/plugins"`, fmt.Sprintf("dir = %q", l.PluginDir)},
 		{`sha256sums = "bin/plugins.sha256"`, fmt.Sprintf("sha256sums = %q", sums)},
-	}, edit...) {
+	}, edits...) {
 		if !strings.Contains(text, r[0]) {
 			t.Fatalf("the imported config has no %q: the test must follow the importer", r[0])
 		}
@@ -179,10 +177,21 @@ func onLoopback(t *testing.T, l *lab, imported string, edit ...[2]string) string
 	return text
 }
 
+// fixtureOnLoopback is the fixture organisation's config on loopback:
+// EXNET-GW1 at 127.0.0.1, and EXNET-SBC2, known by FQDN only, also at
+// 127.0.0.2 for TCP.
+func fixtureOnLoopback(t *testing.T, l *lab, imported string, edits ...[2]string) string {
+	t.Helper()
+	return onLoopback(t, l, imported, append([][2]string{
+		{`addresses = ["10.20.0.11"]`, `addresses = ["127.0.0.1"]`},
+		{`fqdn = "sbc2.example.net"`, "fqdn = \"sbc2.example.net\"\naddresses = [\"127.0.0.2\"]"},
+	}, edits...)...)
+}
+
 func testImportedCalls(t *testing.T, imported string) {
 	t.Helper()
 	l := newLab(t)
-	l.Raw = onLoopback(t, &l, imported)
+	l.Raw = fixtureOnLoopback(t, &l, imported)
 	e := startEdged(t, l)
 	// The back end of the pool is the Exchange UM service EX01, on its
 	// UM service port: a 302 names it with the number the gateway called.
@@ -234,7 +243,7 @@ func testImportedCalls(t *testing.T, imported string) {
 		}
 		l := newLab(t)
 		tlsTable := fmt.Sprintf("[sip.tls]\ncert = %q\nkey = %q\nclient_ca = %q\n", pki.ServerCert, pki.ServerKey, pki.CA)
-		l.Raw = onLoopback(t, &l, imported,
+		l.Raw = fixtureOnLoopback(t, &l, imported,
 			[2]string{"# mode = \"dual\"\nmode = \"tcp\"", "mode = \"dual\""},
 			[2]string{"# [sip.tls]\n", tlsTable + "# "},
 			[2]string{`status = "NoNewCalls"`, `status = "Enabled"`})
@@ -338,22 +347,7 @@ func TestIntegrationImportLargeOrganisation(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := newLab(t)
-	text := string(imported)
-	for _, r := range [][2]string{
-		{`addresses = ["10.20.0.11"]`, `addresses = ["127.0.0.1"]`},
-		{`listen = ["::"]`, `listen = ["127.0.0.1"]`},
-		{"[sip]\n", fmt.Sprintf("[admin]\nlisten = \"127.0.0.1:%d\"\n\n[sip]\n", l.AdminPort)},
-		{"tcp_port = 5060", fmt.Sprintf("tcp_port = %d", l.SIPPort)},
-		{"tls_port = 5061", fmt.Sprintf("tls_port = %d", l.TLSPort)},
-		{`dir = "bin/plugins"`, fmt.Sprintf("dir = %q", l.PluginDir)},
-		{`sha256sums = "bin/plugins.sha256"`, fmt.Sprintf("sha256sums = %q", filepath.Join(filepath.Dir(l.PluginDir), "plugins.sha256"))},
-	} {
-		if !strings.Contains(text, r[0]) {
-			t.Fatalf("the imported config has no %q", r[0])
-		}
-		text = strings.Replace(text, r[0], r[1], 1)
-	}
-	l.Raw = text
+	l.Raw = onLoopback(t, &l, string(imported), [2]string{`addresses = ["10.20.0.11"]`, `addresses = ["127.0.0.1"]`})
 	e := startEdged(t, l)
 	last := fmt.Sprintf("%06d", 100000+n-1)
 	e.sipp(t, sipptest.Run{Scenario: sipptest.UAC302, Transport: "tcp", Service: "500000",
