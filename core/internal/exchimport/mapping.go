@@ -146,7 +146,7 @@ func (m *mapping) run() {
 
 // unique indexes objects of one kind by lower-case name, warning about
 // the second of two objects with one name (AD names are case-insensitive).
-func (m *mapping) unique(kind string, each func(o *Object, id string) bool) {
+func (m *mapping) unique(kind string, each func(o *Object, id string)) {
 	seen := map[string]string{}
 	for _, o := range m.im.objs[kind] {
 		id := identity(o)
@@ -156,9 +156,8 @@ func (m *mapping) unique(kind string, each func(o *Object, id string) bool) {
 			m.report(kind, id, o.Source, resultSkipped)
 			continue
 		}
-		if each(o, id) {
-			seen[k] = o.Source
-		}
+		seen[k] = o.Source
+		each(o, id)
 	}
 }
 
@@ -187,14 +186,14 @@ func enumOf(s string, names map[string]string, numbers map[string]string) (strin
 }
 
 func (m *mapping) dialPlans() {
-	m.unique(KindDialPlan, func(o *Object, id string) bool {
+	m.unique(KindDialPlan, func(o *Object, id string) {
 		p := path(KindDialPlan, id, "")
 		dp := &planOut{obj: o, name: id, defaults: map[string]bool{}, accessSrc: map[string]string{},
 			context: strings.ToLower(o.Str("PhoneContext"))}
 		uri, ok := m.planEnum(dp, p, "URIType", "uri_type", "TelExtn",
 			map[string]string{"TelExtn": "TelExtn", "E164": "E164", "SipName": "SipName"}, map[string]string{"1": "TelExtn", "2": "E164", "3": "SipName"})
 		if !ok {
-			return true
+			return
 		}
 		dp.uriType = router.URIType(uri)
 		digits, err := strconv.Atoi(o.Str("NumberOfDigitsInExtension"))
@@ -202,13 +201,13 @@ func (m *mapping) dialPlans() {
 			m.warn(p+".NumberOfDigitsInExtension", "%q is not a number of digits from %d to %d: the dial plan is skipped",
 				o.Str("NumberOfDigitsInExtension"), router.MinExtensionDigits, router.MaxExtensionDigits)
 			m.report(KindDialPlan, id, o.Source, resultSkipped)
-			return true
+			return
 		}
 		dp.digits = digits
 		sec, ok := m.planEnum(dp, p, "VoIPSecurity", "voip_security", "Unsecured",
 			map[string]string{"Unsecured": "Unsecured", "SIPSecured": "SIPSecured", "Secured": "Secured"}, map[string]string{"1": "SIPSecured", "2": "Unsecured", "3": "Secured"})
 		if !ok {
-			return true
+			return
 		}
 		dp.security = router.Security(sec)
 		if dp.security == router.Secured {
@@ -229,7 +228,6 @@ func (m *mapping) dialPlans() {
 			}
 		}
 		m.plans[strings.ToLower(id)] = dp
-		return true
 	})
 }
 
@@ -301,12 +299,12 @@ func (m *mapping) addAccess(dp *planOut, number, from string) {
 
 func (m *mapping) gatewayObjects() {
 	peers := map[string]string{} // address or lower-case FQDN → gateway
-	m.unique(KindGateway, func(o *Object, id string) bool {
+	m.unique(KindGateway, func(o *Object, id string) {
 		p := path(KindGateway, id, "")
 		if b, _ := boolOf(o.Str("Simulator")); b {
 			m.report(KindGateway, id, o.Source, resultSkipped)
 			m.warn(p+".Simulator", "a UM test simulator, not a peer: skipped")
-			return true
+			return
 		}
 		g := &gatewayOut{obj: o, name: id}
 		addr := o.Str("Address")
@@ -315,7 +313,7 @@ func (m *mapping) gatewayObjects() {
 		case addr == "":
 			m.warn(p+".Address", "empty: the gateway is skipped, umedge could not tell its calls from anyone's")
 			m.report(KindGateway, id, o.Source, resultSkipped)
-			return true
+			return
 		case err == nil:
 			if ip.Zone() != "" {
 				m.warn(p+".Address", "%s: the zone %%%s is dropped, umedge matches peers by address only", addr, ip.Zone())
@@ -327,7 +325,7 @@ func (m *mapping) gatewayObjects() {
 		default:
 			m.warn(p+".Address", "%q is neither an IP address nor a DNS name: the gateway is skipped", addr)
 			m.report(KindGateway, id, o.Source, resultSkipped)
-			return true
+			return
 		}
 		status, ok := enumOf(o.Str("Status"), map[string]string{"Enabled": "Enabled", "Disabled": "Disabled", "NoNewCalls": "NoNewCalls"},
 			map[string]string{"0": "Enabled", "1": "Disabled", "2": "NoNewCalls"})
@@ -349,12 +347,11 @@ func (m *mapping) gatewayObjects() {
 		}
 		if other, taken := peers[peer]; taken {
 			m.fail(p+".Address", "%s is also the address of gateway %s: umedge could not tell their calls apart", addr, other)
-			return true
+			return
 		}
 		peers[peer] = id
 		g.became = []string{settingsPath + ".gateways." + tomlKey(id)}
 		m.gateways[strings.ToLower(id)] = g
-		return true
 	})
 }
 
@@ -714,7 +711,7 @@ func (m *mapping) checkPolicyRef(p, ref string) {
 }
 
 func (m *mapping) policyObjects() {
-	m.unique(KindPolicy, func(o *Object, id string) bool {
+	m.unique(KindPolicy, func(o *Object, id string) {
 		p := path(KindPolicy, id, "")
 		if ref := o.Str("UMDialPlan"); ref != "" && m.plans[strings.ToLower(lastName(ref))] == nil {
 			m.warn(p+".UMDialPlan", "dial plan %q is not in the export (or was skipped)", ref)
@@ -735,12 +732,11 @@ func (m *mapping) policyObjects() {
 		m.policies[strings.ToLower(id)] = o
 		m.lose("mailbox policies", p, "umedge does not enforce PIN rules and feature switches yet: they are kept as comments at the end of the config for the UM worker")
 		m.report(KindPolicy, id, o.Source, resultComments)
-		return true
 	})
 }
 
 func (m *mapping) attendantObjects() {
-	m.unique(KindAutoAttendant, func(o *Object, id string) bool {
+	m.unique(KindAutoAttendant, func(o *Object, id string) {
 		p := path(KindAutoAttendant, id, "")
 		if ref := o.Str("UMDialPlan"); ref != "" && m.plans[strings.ToLower(lastName(ref))] == nil {
 			m.warn(p+".UMDialPlan", "dial plan %q is not in the export (or was skipped)", ref)
@@ -772,7 +768,6 @@ func (m *mapping) attendantObjects() {
 			"umedge has no auto attendant yet: calls to its pilots are refused (403 from a gateway without a matching hunt group, 404 through a catch-all); its settings are kept as comments at the end of the config; route the pilots to the PBX's own attendant meanwhile")
 		m.attendants = append(m.attendants, o)
 		m.report(KindAutoAttendant, id, o.Source, resultComments)
-		return true
 	})
 }
 
@@ -873,7 +868,7 @@ func (m *mapping) isMailbox(ref string) bool {
 }
 
 func (m *mapping) serverObjects() {
-	m.unique(KindService, func(o *Object, id string) bool {
+	m.unique(KindService, func(o *Object, id string) {
 		m.services = append(m.services, o)
 		p := path(KindService, id, "")
 		m.checkPlanRefs(p+".DialPlans", o.List("DialPlans"))
@@ -883,15 +878,13 @@ func (m *mapping) serverObjects() {
 		if v := o.Str("SIPAccessService"); v != "" {
 			m.lose("Lync/Skype for Business and Office 365 routing settings", p+".SIPAccessService = "+v, "not applied by umedge; the Lync integration plugin takes the pool's address")
 		}
-		return true
 	})
-	m.unique(KindCallRouter, func(o *Object, id string) bool {
+	m.unique(KindCallRouter, func(o *Object, id string) {
 		m.routers = append(m.routers, o)
 		m.checkPlanRefs(path(KindCallRouter, id, "DialPlans"), o.List("DialPlans"))
 		if v := o.Str("UMCertificateThumbprint"); v != "" {
 			m.lose("TLS certificates", path(KindCallRouter, id, "UMCertificateThumbprint")+" = "+v, certStep)
 		}
-		return true
 	})
 }
 
