@@ -42,6 +42,12 @@ func fuzzImport(t *testing.T, data []byte) {
 func FuzzReadCLIXML(f *testing.F) {
 	addSeeds(f, "*.clixml")
 	f.Add([]byte(`<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04"><Obj RefId="0"><TN RefId="0"><T>Deserialized.Microsoft.Exchange.Data.Directory.Management.UMMailbox</T></TN><Props><S N="PrimarySmtpAddress">a_x000D__x000A_b</S><Obj N="EmailAddresses" RefId="1"><LST><S>EUM:1;phone-context=x</S></LST></Obj><Ref N="Extensions" RefId="1"/></Props></Obj></Objs>`))
+	// Small seeds the fuzzer can mutate quickly: one object of each kind.
+	for _, typ := range []string{"UMIPGateway", "UMHuntGroup", "UMDialPlan", "UMMailboxPolicy", "UMAutoAttendant", "UMServer", "SIPFEServerConfiguration"} {
+		f.Add([]byte(objsOpen + `<Obj RefId="0"><TN RefId="0"><T>Deserialized.` + typ + `</T></TN><ToString>x</ToString><Props><S N="Name">x</S>` +
+			`<S N="Address">192.0.2.1</S><S N="UMIPGateway">x</S><S N="UMDialPlan">x</S><S N="PilotIdentifier">1</S><S N="URIType">TelExtn</S>` +
+			`<I32 N="NumberOfDigitsInExtension">1</I32><Obj N="BusinessHoursKeyMapping" RefId="1"><LST><S>1,a,1,,</S></LST></Obj></Props></Obj></Objs>`))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fuzzImport(t, data)
 		fuzzImport(t, windows(data))
