@@ -77,6 +77,8 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzLineIndex -fuzztime $(FUZZTIME) ./core/config
 	$(GO) test -run XXX -fuzz FuzzParseNumber -fuzztime $(FUZZTIME) ./plugins/umrouter
 	$(GO) test -run XXX -fuzz FuzzConfigure -fuzztime $(FUZZTIME) ./plugins/umrouter
+	$(GO) test -run XXX -fuzz FuzzReadCLIXML -fuzztime $(FUZZTIME) ./core/internal/exchimport
+	$(GO) test -run XXX -fuzz FuzzReadCSV -fuzztime $(FUZZTIME) ./core/internal/exchimport
 
 # Regenerates the committed protobuf code (needs protoc, Debian protobuf-compiler).
 proto:

@@ -15,6 +15,7 @@ const defaultConfig = "/etc/umedge/umedge.toml"
 var commands = []struct{ synopsis, what string }{
 	{"edged [run] [-config FILE]", "run the daemon; SIGHUP or POST /reload re-reads FILE"},
 	{"edged config check FILE", "check FILE, including every plugin's settings; exit 1 with every problem"},
+	{"edged import exchange EXPORT...", "turn an Exchange UM export into a config (-o FILE, --report FILE); exit 0 complete, 1 warnings, 2 refused"},
 	{"edged demo-pki DIR", "write a throw-away CA and certificates for the demo config"},
 	{"edged version", "print the version"},
 	{"edged help", "print this help (so do -h and --help)"},
@@ -26,7 +27,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Usage:")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-28s %s\n", c.synopsis, c.what)
+		fmt.Fprintf(w, "  %-31s %s\n", c.synopsis, c.what)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Flags of run:")
