@@ -23,13 +23,6 @@ func (m *mapping) render() {
 	w.header(false, "plugin_host", "plugin_host")
 	w.kv("dir", "bin/plugins", "imported: default; the appliance keeps them in /usr/lib/umedge/plugins")
 	w.kv("sha256sums", "bin/plugins.sha256", "imported: default; `make plugins` writes it")
-	if n := len(m.mailboxes); n >= largeDirectory {
-		// The plugin must load the whole directory within one plugin call:
-		// 50,000 entries took umrouter 2-3 s on a loaded two-core VM, well
-		// past the default 500ms. One second per 5,000 entries doubles that.
-		secs := min(60, max(2, (n+4999)/5000))
-		w.kv("call_timeout", fmt.Sprintf("%ds", secs), fmt.Sprintf("%d mailbox entries for umrouter to load; the default 500ms is for small directories", n))
-	}
 	w.header(false, "plugins.*", "plugins", "umrouter")
 	w.kv("kind", "router", "")
 	w.kv("binary", "umedge-plugin-umrouter", "")
@@ -41,10 +34,6 @@ func (m *mapping) render() {
 	m.renderPools()
 	m.renderComments()
 }
-
-// largeDirectory is the number of mailbox entries from which the config
-// gives plugin calls more time than the default, for umrouter to load them.
-const largeDirectory = 5000
 
 func (m *mapping) summary() string {
 	var parts []string

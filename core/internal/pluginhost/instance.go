@@ -139,7 +139,7 @@ func (in *instance) configure(ctx context.Context, settings []byte) error {
 		return err
 	}
 	defer p.release()
-	cctx, cancel := context.WithTimeout(ctx, in.h.cfg.CallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, max(in.h.cfg.CallTimeout, tableTimeout))
 	defer cancel()
 	if err := p.base.Configure(cctx, settings); err != nil {
 		return unavailable(err)

@@ -257,7 +257,11 @@ func (h *Host) startProcess(ctx context.Context, s Spec) (_ *proc, err error) {
 	}
 	p.info = *info
 
-	if err := p.base.Configure(cctx, s.Settings); err != nil {
+	// Settings with a large directory take longer than a call: Configure
+	// gets the table's deadline.
+	conf, cancelConf := context.WithTimeout(ctx, max(h.cfg.CallTimeout, tableTimeout))
+	defer cancelConf()
+	if err := p.base.Configure(conf, s.Settings); err != nil {
 		return nil, fmt.Errorf("configure: %w", err)
 	}
 
