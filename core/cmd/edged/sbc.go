@@ -60,11 +60,7 @@ func keepAlive(mode string) b2bua.KeepAlive {
 // front can still send, then stops the media.
 func (d *daemon) stopSBC() {
 	if d.b2b != nil {
-		n := d.b2b.Active()
-		d.b2b.Shutdown(2 * time.Second)
-		if n > 0 {
-			time.Sleep(100 * time.Millisecond) // let the BYEs leave before the sockets close
-		}
+		d.b2b.Shutdown(2 * time.Second) // returns once the BYEs are answered, or at the deadline
 	}
 	if d.media != nil {
 		_ = d.media.Close()

@@ -199,7 +199,7 @@ func TestAttackRelayFloodUnbounded(t *testing.T) {
 	_, tag := confirmedCall(t, h)
 	drain(t, h.a)
 	drain(t, h.b)
-	const flood = 3000
+	const flood = 1000
 	t0 := time.Now()
 	for i := range flood {
 		h.fromCaller(t, callerRequest(t, "INFO", tag, 10+i, fmt.Sprintf("info%d", i), "application/dtmf-relay", "Signal=5\r\nDuration=160\r\n"))
@@ -407,5 +407,202 @@ func TestAttackRedirectDowngradesTLS(t *testing.T) {
 				t.Fatal("neither followed nor refused")
 			}
 		})
+	}
+}
+
+// Found by attack: the caller may end an early dialog with BYE (RFC 3261 §15); the
+// engine answers the BYE, cancels leg B and ends the call (byeFrom,
+// handle.go:89-96), but never answers the INVITE: §15.1.2 wants the
+// pending INVITE answered (487 recommended). The gateway's INVITE
+// transaction is left to its own Timer C.
+func TestAttackEarlyByeLeavesInviteUnanswered(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.e.Invite(invite(t, "c-early", "e1", callerSDP), h.inbound(), h.target)
+	wantStatus(t, h.a.next(t), 100)
+	inv := wantRequest(t, h.b.next(t), sip.INVITE)
+	h.fromBackend(t, answer(t, inv, 180, "Ringing", "be1", "", ""), backendAddr)
+	tag := tagOf(wantStatus(t, h.a.next(t), 180).To().Params)
+	h.fromCaller(t, parse(t, "BYE sip:1001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKeb1\n"+
+		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tag+"\n"+
+		"Call-ID: c-early\nCSeq: 2 BYE\nContent-Length: 0\n\n"))
+	wantStatus(t, h.a.next(t), 200) // the BYE's
+	select {
+	case <-h.a.ch:
+		h.a.ch <- struct{}{}
+		if res, ok := h.a.next(t).msg.(*sip.Response); !ok || res.CSeq().MethodName != sip.INVITE || res.StatusCode < 300 {
+			t.Fatalf("after an early BYE the caller got %s, want a final answer to its INVITE", short(res))
+		}
+	case <-time.After(500 * time.Millisecond):
+		t.Fatal("after an early BYE the caller's INVITE got no final answer")
+	}
+}
+
+// Found by attack: the 2xx of the caller to a re-INVITE the back end sent is ACKed
+// once (ackIn, handle.go:493) and not remembered: leg B has reAck for its
+// retransmitted 2xx (handle.go:176-177), leg A nothing. Over UDP one lost
+// ACK makes the gateway retransmit its 200, which the engine drops
+// (responseA, handle.go:113-116, once c.reinvite is cleared), and after
+// 64×T1 the gateway gives up and hangs up the call (RFC 3261 §13.3.1.4).
+func TestAttackLostAckOnLegA(t *testing.T) {
+	h := newHarness(t, Config{})
+	bInv, _ := confirmedCall(t, h)
+	re := inDialog(t, "INVITE", bInv, 2, "203.0.113.5:5062", "v=0\no=umback 1 2 IN IP4 203.0.113.5\ns=-\nc=IN IP4 203.0.113.5\nt=0 0\nm=audio 30000 RTP/AVP 0\na=sendonly\n")
+	re.To().Params.Add("tag", tagOf(bInv.From().Params))
+	re = reparse(t, re.String()).(*sip.Request)
+	h.fromBackend(t, re, backendAddr)
+	wantStatus(t, h.b.next(t), 100)
+	aRe := wantRequest(t, h.a.next(t), sip.INVITE)
+	ok := answer(t, aRe, 200, "OK", "", "<sip:2001@10.1.1.1:5060>", callerSDP)
+	in := h.inbound()
+	h.e.Handle(ok, in)
+	wantRequest(t, h.a.next(t), sip.ACK)
+	wantStatus(t, h.b.next(t), 200)
+	h.fromBackend(t, reparse(t, strings.Replace(strings.Replace(re.String(), "INVITE sip:", "ACK sip:", 1), "2 INVITE", "2 ACK", 1)), backendAddr)
+	// Our ACK was lost: the caller sends its 200 again.
+	h.e.Handle(ok, in)
+	select {
+	case <-h.a.ch:
+		h.a.ch <- struct{}{}
+		wantRequest(t, h.a.next(t), sip.ACK)
+	case <-time.After(500 * time.Millisecond):
+		t.Fatal("the caller's retransmitted 200 to the back end's re-INVITE got no ACK: the caller will hang up")
+	}
+}
+
+// Found by attack: a redirect to an IPv6 literal is never followed: follow() checks
+// the host without its brackets (handle.go:338) but hands routeTo the
+// bracketed u.Host (handle.go:355), whose Resolve (call.go:242; sipfront's
+// client.go:245 likewise) is no IP literal and fails, so the caller gets
+// the back end's 302 itself — the UM service's redirect to its worker
+// fails on an IPv6 back end (R-CR-5).
+func TestAttackRedirectToIPv6Literal(t *testing.T) {
+	h := newHarness(t, Config{})
+	be6 := netip.MustParseAddrPort("[2001:db8::5]:5062")
+	h.target.Backend.Host = be6.Addr().String()
+	h.e.Invite(invite(t, "c-v6", "v1", callerSDP), h.inbound(), h.target)
+	wantStatus(t, h.a.next(t), 100)
+	req := wantRequest(t, h.b.next(t), sip.INVITE)
+	h.fromBackend(t, answer(t, req, 302, "Moved Temporarily", "um-svc", "<sip:1001@[2001:db8::5]:5065;transport=tcp>", ""), be6)
+	wantRequest(t, h.b.next(t), sip.ACK)
+	select {
+	case <-h.b.ch:
+		h.b.ch <- struct{}{}
+		s := h.b.next(t)
+		if r := wantRequest(t, s, sip.INVITE); s.dst.Port() != 5065 {
+			t.Fatalf("redirected INVITE to %s: %s", s.dst, short(r))
+		}
+	case <-h.a.ch:
+		h.a.ch <- struct{}{}
+		t.Fatalf("a 302 to an IPv6 literal of the same back end was not followed: the caller got %s", short(h.a.next(t).msg))
+	case <-time.After(time.Second):
+		t.Fatal("nothing after the 302")
+	}
+}
+
+// Found by attack: a REFER of the back end (a UM transfer) reaches the caller with
+// its Referred-By as it is (relay.go:19, copied verbatim by relay()): the
+// UM server's internal name and address, which R-SBC-1 says never leak
+// outside.
+func TestAttackReferLeaksBackendIdentity(t *testing.T) {
+	h := newHarness(t, Config{})
+	bInv, _ := confirmedCall(t, h)
+	refer := inDialog(t, "REFER", bInv, 7, "203.0.113.5:5062", "")
+	refer.To().Params.Add("tag", tagOf(bInv.From().Params))
+	refer.AppendHeader(sip.NewHeader("Refer-To", "<sip:2002@pbx.example.net>"))
+	refer.AppendHeader(sip.NewHeader("Referred-By", "<sip:um@exch01.corp.internal:5065>"))
+	h.fromBackend(t, reparse(t, refer.String()), backendAddr)
+	ar := wantRequest(t, h.a.next(t), sip.REFER)
+	if l := leaks(ar, "exch01", "corp.internal", "203.0.113.5"); len(l) > 0 {
+		t.Fatalf("the caller's REFER names the back end's %v:\n%s", l, ar)
+	}
+}
+
+// Found by attack: leg B has one slot for our request in progress (b.out) and its
+// answers are matched by method only (responseB, handle.go:179-182). When
+// the caller cancels and the back end answers 200 anyway, the CANCEL's
+// transaction is overwritten by the BYE's (call.go:434 then 500): the
+// back end's 200 to the CANCEL then stops the BYE's retransmissions, while
+// the orphaned CANCEL keeps being retransmitted after its own 200. Over
+// UDP one lost BYE leaves the back end's call up (and its UM port busy).
+func TestAttackCancelAnswerStopsBye(t *testing.T) {
+	h := newHarness(t, Config{T1: 10 * time.Millisecond})
+	h.target.Backend.TCPPort, h.target.Backend.UDPPort = 0, int(backendAddr.Port())
+	h.e.Invite(invite(t, "c-cb", "cb1", callerSDP), h.inbound(), h.target)
+	wantStatus(t, h.a.next(t), 100)
+	inv := wantRequest(t, h.b.next(t), sip.INVITE)
+	h.fromBackend(t, answer(t, inv, 180, "Ringing", "be1", "", ""), backendAddr)
+	wantStatus(t, h.a.next(t), 180)
+	h.fromCaller(t, parse(t, "CANCEL sip:1001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKcb1;rport\n"+
+		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>\nCall-ID: c-cb\nCSeq: 1 CANCEL\nContent-Length: 0\n\n"))
+	cancel := wantRequest(t, h.b.next(t), sip.CANCEL)
+	h.fromBackend(t, answer(t, inv, 200, "OK", "be1", "<sip:um@203.0.113.5:5062>", "v=0\n"), backendAddr)
+	h.fromBackend(t, answer(t, cancel, 200, "OK", "be1", "", ""), backendAddr) // the CANCEL's 200, not the BYE's
+	// Leave the transactions 300 ms (30×T1) and see what leg B gets.
+	byes, cancels := 0, 0
+	deadline := time.After(300 * time.Millisecond)
+	for done := false; !done; {
+		select {
+		case <-h.b.ch:
+			h.b.ch <- struct{}{}
+			if r, ok := h.b.next(t).msg.(*sip.Request); ok {
+				switch r.Method {
+				case sip.BYE:
+					byes++
+				case sip.CANCEL:
+					cancels++
+				}
+			}
+		case <-deadline:
+			done = true
+		}
+	}
+	if byes < 2 {
+		t.Errorf("the unanswered BYE was sent %d times in 30×T1 over UDP: the CANCEL's 200 stopped its retransmissions", byes)
+	}
+	if cancels > 0 {
+		t.Errorf("the answered CANCEL was sent %d more times", cancels)
+	}
+}
+
+// Found by attack: a retransmitted 2xx of leg B before the caller's ACK is
+// recognised only when the first carried a Contact (handle.go:270-271).
+// Without one, each copy runs success() again: Answered counted again and
+// a second 2xx transaction towards the caller (finalLocked) replaces the
+// first, which nobody stops — the caller's ACK stops only the last
+// (handle.go:383) — so the first's Timer H hangs up the confirmed call
+// 64×T1 later (call.go:543-546).
+func TestAttackRetransmitted2xxWithoutContact(t *testing.T) {
+	h := newHarness(t, Config{T1: 10 * time.Millisecond})
+	h.e.Invite(invite(t, "c-2x", "x1", callerSDP), h.inbound(), h.target)
+	wantStatus(t, h.a.next(t), 100)
+	inv := wantRequest(t, h.b.next(t), sip.INVITE)
+	ok := answer(t, inv, 200, "OK", "be1", "", "v=0\no=umback 1 1 IN IP4 203.0.113.5\ns=-\nc=IN IP4 203.0.113.5\nt=0 0\nm=audio 30000 RTP/AVP 0\n")
+	h.fromBackend(t, ok, backendAddr)
+	h.fromBackend(t, ok, backendAddr) // its retransmission
+	tag := tagOf(wantStatus(t, h.a.next(t), 200).To().Params)
+	h.fromCaller(t, parse(t, "ACK sip:2001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKack\n"+
+		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tag+"\n"+
+		"Call-ID: c-2x\nCSeq: 1 ACK\nContent-Length: 0\n\n"))
+	if n := h.e.Metrics.Answered.Load(); n != 1 {
+		t.Errorf("one call answered, Answered = %d", n)
+	}
+	byes := 0
+	deadline := time.After(1200 * time.Millisecond) // 64×T1 = 640 ms
+	for done := false; !done; {
+		select {
+		case <-h.a.ch:
+			h.a.ch <- struct{}{}
+			if r, ok := h.a.next(t).msg.(*sip.Request); ok && r.Method == sip.BYE {
+				byes++
+			}
+		case <-h.b.ch:
+			h.b.ch <- struct{}{}
+			h.b.next(t)
+		case <-deadline:
+			done = true
+		}
+	}
+	if byes > 0 {
+		t.Fatalf("the confirmed call was hung up (%d BYEs to the caller) by a 2xx transaction its ACK did not stop", byes)
 	}
 }

@@ -381,16 +381,39 @@ func (e *Engine) Shutdown(timeout time.Duration) {
 	e.mu.Lock()
 	e.closed = true
 	e.mu.Unlock()
-	for _, c := range e.snapshot() {
+	calls := e.snapshot()
+	for _, c := range calls {
 		c.hangup("shutdown")
 	}
 	done := make(chan struct{})
 	go func() { e.callsDone.Wait(); close(done) }()
+	deadline := time.After(timeout)
 	select {
 	case <-done:
-	case <-time.After(timeout):
+	case <-deadline:
 		e.log.Warn("calls still ending at shutdown", "timeout", timeout)
 	}
+	// Let the BYEs and CANCELs be answered (or time out) while the front
+	// can still carry them: a peer whose BYE is lost keeps its side up.
+	for tick := time.NewTicker(20 * time.Millisecond); ; {
+		if !slices.ContainsFunc(calls, (*call).byePending) {
+			tick.Stop()
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			tick.Stop()
+			e.log.Warn("BYEs unanswered at shutdown", "timeout", timeout)
+			e.closeCDR()
+			return
+		}
+	}
+	e.closeCDR()
+}
+
+// closeCDR closes the record file, logging a failure.
+func (e *Engine) closeCDR() {
 	if e.cdr != nil {
 		if err := e.cdr.Close(); err != nil {
 			e.log.Error("closing the call detail records", "err", err)

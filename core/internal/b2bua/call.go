@@ -71,7 +71,9 @@ type aLeg struct {
 	cseq      uint32 // of our last request to the caller
 	last      []byte // our last answer to the INVITE, for its retransmissions
 	final     *retrans
-	out       *retrans // our request to the caller in progress (BYE)
+	out       *retrans // our BYE to the caller in progress
+	reAck     []byte   // our ACK of the caller's 2xx to the last re-INVITE we relayed to it
+	reAckCSeq uint32
 }
 
 // bLeg is the back end's side: we call it.
@@ -98,8 +100,9 @@ type bLeg struct {
 	ack        []byte // our ACK of the 2xx, for the 2xx's retransmissions
 	reAck      []byte // our ACK of the last re-INVITE's 2xx, likewise
 	reAckCSeq  uint32
-	out        *retrans
-	from       string // our From line
+	cancelTx   *retrans // our CANCEL in progress
+	byeTx      *retrans // our BYE in progress
+	from       string   // our From line
 }
 
 // reinvite is a re-INVITE relayed from one leg to the other.
@@ -473,6 +476,19 @@ func (c *call) end(reason string) {
 	time.AfterFunc(64*c.e.cfg.T1, func() { c.e.forget(c) })
 }
 
+// byePending reports whether a BYE or CANCEL of the call still waits for
+// its answer.
+func (c *call) byePending() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range []*retrans{c.a.out, c.b.byeTx, c.b.cancelTx} {
+		if r != nil && !r.stopped {
+			return true
+		}
+	}
+	return false
+}
+
 // hangup ends the call from the core's side: BYE to both legs once
 // answered; before that CANCEL to leg B and 503 (or 487) to the caller.
 func (c *call) hangup(reason string) {
@@ -482,7 +498,10 @@ func (c *call) hangup(reason string) {
 	case ended:
 		return
 	case calling, early:
-		c.cancelB()
+		// The core goes away: CANCEL now, provisional answer or not, so
+		// that the back end does not ring for a call nobody holds.
+		c.cancelled = true
+		c.sendCancel()
 		c.a.finalLocked(c, 503, "Service Unavailable", []string{c.e.warning(reason), c.retryAfter()}, nil)
 	default:
 		c.byeA()
@@ -496,8 +515,15 @@ func (c *call) hangup(reason string) {
 // overtake the INVITE).
 func (c *call) cancelB() {
 	c.cancelled = true
-	if !c.b.provisonal {
-		return
+	if c.b.provisonal {
+		c.sendCancel()
+	}
+}
+
+// sendCancel sends the CANCEL of leg B's INVITE.
+func (c *call) sendCancel() {
+	if c.b.invite == nil {
+		return // no INVITE went out (its back end was still being looked up)
 	}
 	c.b.inviteTx.stop()
 	var w wire
@@ -510,7 +536,7 @@ func (c *call) cancelB() {
 	w.line("CSeq: ", strconv.FormatUint(uint64(c.b.cseq), 10), " CANCEL")
 	msg := w.end(nil)
 	c.sendB(msg)
-	c.b.out = c.transaction(c.b.tp, false, func() { c.sendB(msg) }, nil)
+	c.b.cancelTx = c.transaction(c.b.tp, false, func() { c.sendB(msg) }, nil)
 }
 
 // inDialogB writes a request in leg B's dialog.
@@ -576,7 +602,7 @@ func (c *call) byeB() {
 	c.b.cseq++
 	msg := c.inDialogB("BYE", c.b.cseq, token(), nil)
 	c.sendB(msg)
-	c.b.out = c.transaction(c.b.tp, false, func() { c.sendB(msg) }, nil)
+	c.b.byeTx = c.transaction(c.b.tp, false, func() { c.sendB(msg) }, nil)
 }
 
 // inDialogA writes a request in leg A's dialog.

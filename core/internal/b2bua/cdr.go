@@ -74,6 +74,9 @@ func OpenCDR(path string, log *slog.Logger) (*CDRWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("call detail records: %w", err)
 	}
+	if log == nil {
+		log = slog.Default()
+	}
 	w := &CDRWriter{log: log, f: f, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go w.run()
 	return w, nil

@@ -89,7 +89,10 @@ func (c *call) byeFrom(side Side) {
 	}
 	if side == SideA {
 		if c.state < answered {
+			// A BYE in the early dialog (RFC 3261 §15.1.2): the INVITE
+			// still gets its answer.
 			c.cancelB()
+			c.a.finalLocked(c, 487, "Request Terminated", nil, nil)
 		} else {
 			c.byeB()
 		}
@@ -114,6 +117,8 @@ func (c *call) responseA(res *sip.Response) {
 	case sip.INVITE:
 		if ri := c.reinvite; ri != nil && ri.from == SideB && cs.SeqNo == ri.cseq {
 			c.reinviteAnswer(SideA, res)
+		} else if res.StatusCode >= 200 && res.StatusCode < 300 && c.a.reAck != nil && cs.SeqNo == c.a.reAckCSeq {
+			c.a.in.Requests.Send(c.a.reAck) // a retransmitted 2xx of a re-INVITE done: our ACK was lost
 		}
 	case sip.OPTIONS: // our keep-alive
 		if res.StatusCode < 200 || c.keepTx == nil {
@@ -186,9 +191,13 @@ func (c *call) responseB(res *sip.Response) {
 		} else if res.StatusCode >= 200 && res.StatusCode < 300 && c.b.reAck != nil && cs.SeqNo == c.b.reAckCSeq {
 			c.sendB(c.b.reAck) // a retransmitted 2xx of a re-INVITE done
 		}
-	case cs.MethodName == sip.BYE || cs.MethodName == sip.CANCEL:
+	case cs.MethodName == sip.BYE:
 		if res.StatusCode >= 200 {
-			c.b.out.stop()
+			c.b.byeTx.stop()
+		}
+	case cs.MethodName == sip.CANCEL:
+		if res.StatusCode >= 200 {
+			c.b.cancelTx.stop()
 		}
 	default:
 		c.relayAnswer(SideB, res)
@@ -288,7 +297,7 @@ func (c *call) success(res *sip.Response) {
 		c.sendB(c.b.ack) // the 2xx again: our ACK was lost
 		return
 	}
-	if c.b.remoteTag != "" && c.b.target != "" && c.state >= answered {
+	if c.state == answered || c.state == confirmed {
 		return // the 2xx again before the caller's ACK: that ACK answers it
 	}
 	c.b.remoteTag = tagOf(res.To().Params)
@@ -555,7 +564,9 @@ func (c *call) ackIn(side Side, cseq uint32, body []byte) {
 		c.sendB(ack)
 		return
 	}
-	c.a.in.Requests.Send(c.inDialogA("ACK", cseq, token(), body))
+	ack := c.inDialogA("ACK", cseq, token(), body)
+	c.a.reAck, c.a.reAckCSeq = ack, cseq
+	c.a.in.Requests.Send(ack)
 }
 
 // ackReinviteFailure ACKs a non-2xx answer to our re-INVITE, in its

@@ -1,8 +1,11 @@
 package b2bua
 
 import (
+	"strings"
+
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/umedge/umedge/core/internal/sipheader"
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
@@ -79,7 +82,15 @@ func (c *call) relay(from Side, req *sip.Request, in Inbound) {
 	ct := content{}
 	for _, name := range relayed[req.Method] {
 		for _, h := range req.GetHeaders(name) {
-			if clean(h.Value()) {
+			switch {
+			case !clean(h.Value()):
+			case name == "Referred-By":
+				// Who referred is the other side's identity: its user
+				// passes, on our host (R-SBC-1).
+				if v, ok := c.referredBy(h.Value()); ok {
+					ct.headers = append(ct.headers, name+": "+v)
+				}
+			default:
 				ct.headers = append(ct.headers, name+": "+h.Value())
 			}
 		}
@@ -166,4 +177,20 @@ func (c *call) relayAnswer(side Side, res *sip.Response) {
 		return
 	}
 	p.in.Reply.Send(response(p.req, p.in.Source, "", res.StatusCode, res.Reason, extra, body))
+}
+
+// referredBy rewrites a Referred-By value onto our host, keeping its user.
+func (c *call) referredBy(v string) (string, bool) {
+	var u sip.Uri
+	if _, err := sip.ParseAddressValue(v, &u, nil); err != nil {
+		return "", false
+	}
+	var sb strings.Builder
+	sb.WriteString("<sip:")
+	if u.User != "" {
+		sipheader.WriteUser(&sb, u.User)
+		sb.WriteByte('@')
+	}
+	sb.WriteString(c.e.cfg.FQDN + ">")
+	return sb.String(), true
 }

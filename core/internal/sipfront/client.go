@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +45,7 @@ type outbound struct {
 type outConn struct {
 	mu      sync.Mutex
 	sc      *streamConn // nil while opening
+	raw     net.Conn    // the TCP connection once dialled, for Close
 	pending [][]byte
 	failed  bool
 }
@@ -104,7 +106,7 @@ func (s *Server) Send(tp router.Transport, dst netip.AddrPort, serverName string
 // dial opens an outbound connection and reads it until it closes.
 func (s *Server) dial(key listenerKey, serverName string, oc *outConn) {
 	defer s.forgetOut(key, oc)
-	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, dialTimeout)
 	defer cancel()
 	raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", key.addr.String())
 	if err != nil {
@@ -115,6 +117,14 @@ func (s *Server) dial(key listenerKey, serverName string, oc *outConn) {
 	if tc, ok := raw.(*net.TCPConn); ok {
 		_ = tc.SetWriteBuffer(streamSendBuffer)
 		_ = setUserTimeout(tc, max(s.writeTimeout(), minUserTimeout))
+	}
+	oc.mu.Lock()
+	oc.raw = raw
+	closed := oc.failed // Close ran while we dialled
+	oc.mu.Unlock()
+	if closed {
+		_ = raw.Close()
+		return
 	}
 	c := raw
 	if key.transport == router.TLS {
@@ -147,6 +157,25 @@ func (s *Server) unreachable(key listenerKey, oc *outConn) {
 	s.forgetOut(key, oc)
 	if b := s.b2b.Load(); b != nil {
 		b.Unreachable(key.transport, key.addr)
+	}
+}
+
+// closeOutbound closes every connection we opened, so that their readers
+// return (Close waits for them).
+func (s *Server) closeOutbound() {
+	s.out.mu.Lock()
+	conns := make([]*outConn, 0, len(s.out.conns))
+	for _, oc := range s.out.conns {
+		conns = append(conns, oc)
+	}
+	s.out.mu.Unlock()
+	for _, oc := range conns {
+		oc.mu.Lock()
+		oc.failed = true
+		if oc.raw != nil {
+			_ = oc.raw.Close()
+		}
+		oc.mu.Unlock()
 	}
 }
 
@@ -268,6 +297,13 @@ func (s *Server) inbound(p *peer, req *sip.Request) b2bua.Inbound {
 	switch rp := p.reply; {
 	case rp.stream != nil:
 		in.Reply, in.Requests = sender{rp.stream}, sender{rp.stream}
+		if req != nil {
+			// Only to the host the peer connected from: a peer's Contact
+			// must not make the appliance connect elsewhere.
+			if dst, name, ok := contactAddr(req, p.transport); ok && dst.Addr() == p.src.Addr() {
+				in.Requests = streamRequests{sc: rp.stream, s: s, tp: p.transport, dst: dst, name: name}
+			}
+		}
 	case rp.udp != nil:
 		dst := p.src
 		if req != nil {
@@ -284,3 +320,47 @@ func (s *Server) inbound(p *peer, req *sip.Request) b2bua.Inbound {
 type sender struct{ r replier }
 
 func (s sender) Send(b []byte) { s.r.reply(b) }
+
+// streamRequests sends our requests to a stream peer on the connection its
+// request came on, and once that has closed on a new connection to its
+// Contact (RFC 3261 §18.1.1): a gateway whose connection idled out or
+// whose NAT rebound still gets the back end's BYE.
+type streamRequests struct {
+	sc   *streamConn
+	s    *Server
+	tp   router.Transport
+	dst  netip.AddrPort
+	name string
+}
+
+func (r streamRequests) Send(b []byte) {
+	if r.sc.enqueue(b) {
+		return
+	}
+	if err := r.s.Send(r.tp, r.dst, r.name, b); err != nil {
+		r.s.log.Debug("request to a stream peer lost", "dst", r.dst, "err", err)
+	}
+}
+
+// contactAddr is where a new connection to req's sender goes: its
+// Contact's host, an IP literal, and port (5060, 5061 for TLS by default).
+// A Contact naming a host by DNS is not dialled: the peer's own connection
+// is all there is then.
+func contactAddr(req *sip.Request, tp router.Transport) (netip.AddrPort, string, bool) {
+	ct := req.Contact()
+	if ct == nil {
+		return netip.AddrPort{}, "", false
+	}
+	a, err := netip.ParseAddr(strings.Trim(ct.Address.Host, "[]"))
+	if err != nil || a.IsUnspecified() || a.IsMulticast() {
+		return netip.AddrPort{}, "", false
+	}
+	port := ct.Address.Port
+	if port == 0 {
+		port = 5060
+		if tp == router.TLS {
+			port = 5061
+		}
+	}
+	return netip.AddrPortFrom(a.Unmap(), uint16(port)), a.String(), true
+}

@@ -2,6 +2,7 @@ package sipfront
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -84,7 +85,9 @@ type Server struct {
 	asking     pendingAsks            // INVITEs waiting for the router plugin, for CANCEL
 	answers    *answers               // recent UDP INVITE answers, for retransmissions
 	b2b        atomic.Pointer[b2bua.Engine]
-	out        outbound // connections we opened for the B2BUA
+	out        outbound           // connections we opened for the B2BUA
+	ctx        context.Context    // ends at Close: bounds dials in progress
+	cancel     context.CancelFunc // of ctx
 
 	mu          sync.Mutex
 	listeners   map[listenerKey]*listener
@@ -142,6 +145,7 @@ func New(r Router, opts ...Option) *Server {
 			refusedPerSource: {interval: refusedLogInterval},
 			refusedGlobal:    {interval: refusedLogInterval},
 		}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, o := range opts {
 		o(s)
 	}
@@ -266,6 +270,8 @@ func (s *Server) Close() error {
 		delete(s.listeners, k)
 	}
 	s.mu.Unlock()
+	s.cancel()
+	s.closeOutbound()
 	s.wg.Wait()
 	return nil
 }
