@@ -5,6 +5,7 @@
 //
 //	edged [run] [-config FILE]    run the daemon (SIGHUP or POST /reload re-reads FILE)
 //	edged config check FILE       check FILE, including every plugin's settings
+//	edged firewall print [-config FILE]  print the nftables ruleset of FILE
 //	edged demo-pki DIR            write a throw-away CA and certificates for the demo config
 //	edged version                 print the version
 //	edged help                    print the usage (so do -h and --help)
@@ -70,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "demo CA %s, server %s (%s), client %s (%s)\n",
 			f.CA, f.ServerCert, demoServer, f.Clients[demoGateway].Cert, demoGateway)
 		return 0
+	case "firewall":
+		return firewallPrint(rest, stdout, stderr)
 	case "config":
 		if len(rest) != 2 || rest[0] != "check" {
 			return badUsage(stderr, "usage: edged config check FILE")
