@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -319,11 +318,10 @@ func (c *Configurator) writeResolvConf() error {
 	for _, a := range all {
 		fmt.Fprintf(&b, "nameserver %s\n", a)
 	}
-	tmp := filepath.Join(filepath.Dir(c.resolvConf), "."+filepath.Base(c.resolvConf)+".tmp")
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
-		return fmt.Errorf("write resolvers: %w", err)
-	}
-	if err := os.Rename(tmp, c.resolvConf); err != nil {
+	// In place, not by rename: the init may have bind-mounted this file
+	// over /etc/resolv.conf, and a bind holds the inode. The file is a few
+	// hundred bytes, written with one write.
+	if err := os.WriteFile(c.resolvConf, []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("write resolvers: %w", err)
 	}
 	return nil

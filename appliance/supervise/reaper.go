@@ -68,8 +68,9 @@ func (r *Reaper) Start(path string, argv []string, attr *os.ProcAttr) (int, <-ch
 	if err != nil {
 		return 0, nil, err
 	}
+	pid := p.Pid // Release sets it to -1
 	ch := make(chan syscall.WaitStatus, 1)
-	r.waiters[p.Pid] = ch
+	r.waiters[pid] = ch
 	_ = p.Release() // the reaper waits for it, by PID
-	return p.Pid, ch, nil
+	return pid, ch, nil
 }

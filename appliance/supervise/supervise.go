@@ -126,6 +126,10 @@ func (s *Supervisor) start() (exited <-chan syscall.WaitStatus, drained chan str
 	}
 	s.mu.Lock()
 	pid, exited, err := s.starter.Start(s.cfg.Path, append([]string{s.cfg.Path}, s.cfg.Args...), attr)
+	if err == nil && pid <= 0 {
+		// kill(2) with 0 or -1 would signal the whole group or every process.
+		err = fmt.Errorf("starter returned pid %d", pid)
+	}
 	if err == nil {
 		s.pid = pid
 		s.starts++

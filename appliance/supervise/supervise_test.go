@@ -176,3 +176,35 @@ func TestReaperReapsOrphans(t *testing.T) {
 		t.Errorf("process %d still exists (a zombie?)", grandchild)
 	}
 }
+
+// TestSupervisorWithReaper: under PID 1's reaper the supervisor knows the
+// daemon's real PID: SIGHUP reaches the daemon and nothing else, and its
+// exit comes back through the reaper.
+func TestSupervisorWithReaper(t *testing.T) {
+	r := NewReaper(nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go r.Run(ctx)
+	out := &lockedBuffer{}
+	s := New(config(script(t, `trap 'echo reloading' HUP; echo up $$; while :; do sleep 0.02; done`), out), r, slog.New(slog.DiscardHandler))
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { s.Run(runCtx); close(done) }()
+	apptest.WaitFor(t, func() bool { return strings.Contains(out.String(), "up ") }, "the daemon is up")
+	pid := strings.Fields(strings.SplitN(out.String(), "up ", 2)[1])[0]
+	s.mu.Lock()
+	known := s.pid
+	s.mu.Unlock()
+	if strconv.Itoa(known) != pid {
+		t.Fatalf("supervisor thinks the daemon is pid %d, it is %s", known, pid)
+	}
+	if err := s.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	apptest.WaitFor(t, func() bool { return strings.Contains(out.String(), "reloading") }, "SIGHUP handled")
+	stop()
+	<-done
+	if s.LastExit() == "" {
+		t.Error("no exit status came back through the reaper")
+	}
+}

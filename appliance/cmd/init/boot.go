@@ -53,6 +53,7 @@ type box struct {
 	stamp   fileStamp
 
 	healthy   atomic.Bool
+	reloaded  atomic.Int64 // unix nanoseconds of the last reload sent to edged
 	lastGood  atomic.Int64 // unix nanoseconds of the last passed health check
 	bootStart time.Time
 }
@@ -234,8 +235,8 @@ func (b *box) apply(ctx context.Context, boot bool) {
 		if err := b.net.Apply(ctx, cfg.Network); err != nil {
 			b.log.Error("network", "err", err)
 		}
-		b.bindResolvConf()
 		if boot {
+			b.bindResolvConf()
 			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			if err := b.net.WaitDHCP(wctx); err != nil {
 				b.log.Warn("booting on without a DHCP lease; the client keeps trying", "err", err)
@@ -299,6 +300,7 @@ func (b *box) reload(ctx context.Context, why string) {
 	b.use(data, choice{cfg: cfg, path: data})
 	b.log.Info("config changed; applying", "why", why, "file", data)
 	b.apply(ctx, false)
+	b.reloaded.Store(time.Now().UnixNano())
 	if err := b.edged.Signal(syscall.SIGHUP); err != nil && !errors.Is(err, supervise.ErrNotRunning) {
 		b.log.Error("reload edged", "err", err)
 	}
@@ -372,6 +374,10 @@ func (b *box) wantPet() bool {
 	return time.Since(time.Unix(0, b.lastGood.Load())) < 30*time.Second
 }
 
+// reloadSettle is how long after a reload a failed check is not counted:
+// the init's probe follows the new file at once, edged a moment later.
+const reloadSettle = 3 * time.Second
+
 // healthLoop checks edged every second. The first pass prints READY and
 // blesses the booted slot. A slot on trial that does not pass within
 // grace reboots, so the firmware falls back to the other slot.
@@ -390,6 +396,9 @@ func (b *box) healthLoop(ctx context.Context, grace time.Duration) {
 		cfg := b.cfg
 		b.mu.Unlock()
 		err := b.check(ctx, cfg)
+		if err != nil && time.Since(time.Unix(0, b.reloaded.Load())) < reloadSettle {
+			continue // edged is still moving to the new config
+		}
 		if err == nil {
 			b.lastGood.Store(time.Now().UnixNano())
 			if !b.healthy.Swap(true) {
