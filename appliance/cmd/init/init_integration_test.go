@@ -102,34 +102,56 @@ func comm(pid int) string {
 	return strings.TrimSpace(string(b))
 }
 
-// TestInitAsPID1 boots the init as PID 1 of new PID, mount, network and
-// UTS namespaces with the shipped configs/appliance.toml (only the paths
-// of the image, the watchdog and NTP changed), a real edged and the real
-// umrouter plugin. It checks the first boot (data layout, config copy,
-// device certificate, log file), the firewall and READY lines, the
-// firewall in the namespace, a refused broken config, a reload that moves
-// the SIP port, a restart of edged after it is killed, and the shutdown.
-func TestInitAsPID1(t *testing.T) {
+// rig is what a boot of the init needs: binaries built once, the shipped
+// config adapted to them, and a work directory outside /tmp (the init
+// mounts a tmpfs there).
+type rig struct {
+	work, defaultConfig, text string
+}
+
+var rigOnce struct {
+	sync.Once
+	r   *rig
+	err string
+}
+
+// TestMain removes the rig's work directory after all tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if rigOnce.r != nil {
+		os.RemoveAll(rigOnce.r.work)
+	}
+	os.Exit(code)
+}
+
+func setup(t *testing.T) *rig {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the init runs as PID 1 of namespaces of its own")
 	}
 	if _, err := exec.LookPath("unshare"); err != nil {
 		t.Fatal("unshare (util-linux) not found")
 	}
+	rigOnce.Do(func() { rigOnce.r, rigOnce.err = makeRig(t) })
+	if rigOnce.r == nil {
+		t.Fatal(rigOnce.err)
+	}
+	return rigOnce.r
+}
+
+func makeRig(t *testing.T) (*rig, string) {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err.Error()
 	}
 	root := strings.TrimSpace(string(out))
-	// Not under /tmp: the init mounts a tmpfs there.
 	work, err := os.MkdirTemp("/var/tmp", "umedge-init-test-")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err.Error()
 	}
-	t.Cleanup(func() { os.RemoveAll(work) })
-	for _, d := range []string{"bin", "plugins", "etc", "data", "run", "efivars"} {
+	for _, d := range []string{"bin", "plugins", "etc"} {
 		if err := os.MkdirAll(filepath.Join(work, d), 0o755); err != nil {
-			t.Fatal(err)
+			return nil, err.Error()
 		}
 	}
 	build(t, root, filepath.Join(work, "bin", "init"), "./appliance/cmd/init")
@@ -138,45 +160,69 @@ func TestInitAsPID1(t *testing.T) {
 	build(t, root, plugin, "./plugins/umrouter")
 	pb, err := os.ReadFile(plugin)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err.Error()
 	}
 	sum := sha256.Sum256(pb)
 	pins := filepath.Join(work, "plugins.sha256")
 	if err := os.WriteFile(pins, []byte(hex.EncodeToString(sum[:])+"  umedge-plugin-umrouter\n"), 0o644); err != nil {
-		t.Fatal(err)
+		return nil, err.Error()
 	}
-
 	shipped, err := os.ReadFile(filepath.Join(root, "configs", "appliance.toml"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err.Error()
 	}
 	text := string(shipped)
 	text = replaceOnce(t, text, `"/usr/lib/umedge/plugins"`, strconv.Quote(filepath.Join(work, "plugins")))
 	text = replaceOnce(t, text, `"/usr/lib/umedge/plugins.sha256"`, strconv.Quote(pins))
 	text = replaceOnce(t, text, `watchdog = "/dev/watchdog"`, `watchdog = ""`) // never arm the host's watchdog
 	text = replaceOnce(t, text, `ntp_servers = ["pool.ntp.org"]`, `ntp_servers = []`)
-	defaultConfig := filepath.Join(work, "etc", "umedge.toml")
-	if err := os.WriteFile(defaultConfig, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
+	def := filepath.Join(work, "etc", "umedge.toml")
+	if err := os.WriteFile(def, []byte(text), 0o644); err != nil {
+		return nil, err.Error()
 	}
-	cmdline := filepath.Join(work, "cmdline")
+	return &rig{work: work, defaultConfig: def, text: text}, ""
+}
+
+// booted is one running init.
+type booted struct {
+	con     *console
+	data    string
+	initPID int
+	exited  chan error
+}
+
+// boot starts the init as PID 1 of new PID, mount, network and UTS
+// namespaces; dataLabel "" uses a plain directory as the data partition.
+func (r *rig) boot(t *testing.T, name, dataLabel string, prepare func(data string)) *booted {
+	t.Helper()
+	dir := filepath.Join(r.work, name)
+	data := filepath.Join(dir, "data")
+	for _, d := range []string{data, filepath.Join(dir, "run"), filepath.Join(dir, "efivars")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if prepare != nil {
+		prepare(data)
+	}
+	cmdline := filepath.Join(dir, "cmdline")
 	if err := os.WriteFile(cmdline, []byte("console=ttyS0 ro appliance.slot=a\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-
-	data := filepath.Join(work, "data")
-	cmd := exec.Command("unshare", "--fork", "--pid", "--mount", "--net", "--uts", "--propagation", "private",
-		filepath.Join(work, "bin", "init"),
-		"-console", "", "-data", data, "-data-label", "", "-esp-label", "",
-		"-default-config", defaultConfig, "-config-link", filepath.Join(work, "run", "umedge.toml"),
-		"-edged", filepath.Join(work, "bin", "edged"), "-resolv-conf", filepath.Join(work, "run", "resolv.conf"),
-		"-cmdline", cmdline, "-efivars", filepath.Join(work, "efivars"), "-health-grace", "60s")
+	// --kill-child: should the test die, the namespace's init dies too,
+	// and with it every process in the namespace.
+	cmd := exec.Command("unshare", "--fork", "--kill-child=SIGKILL", "--pid", "--mount", "--net", "--uts", "--propagation", "private",
+		filepath.Join(r.work, "bin", "init"),
+		"-console", "", "-data", data, "-data-label", dataLabel, "-esp-label", "",
+		"-default-config", r.defaultConfig, "-config-link", filepath.Join(dir, "run", "umedge.toml"),
+		"-edged", filepath.Join(r.work, "bin", "edged"), "-resolv-conf", filepath.Join(dir, "run", "resolv.conf"),
+		"-cmdline", cmdline, "-efivars", filepath.Join(dir, "efivars"), "-health-grace", "60s")
 	pipe, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd.Stderr = cmd.Stdout
-	con := &console{}
+	b := &booted{con: &console{}, data: data, exited: make(chan error, 1)}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -185,27 +231,57 @@ func TestInitAsPID1(t *testing.T) {
 		defer close(scanned)
 		sc := bufio.NewScanner(pipe)
 		for sc.Scan() {
-			con.add(sc.Text())
+			b.con.add(sc.Text())
 		}
 	}()
-	exited := make(chan error, 1)
-	go func() { <-scanned; exited <- cmd.Wait() }()
+	go func() { <-scanned; b.exited <- cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill() // unshare; with it goes the namespace's init and all in it
+		if b.initPID > 0 {
+			_ = syscall.Kill(b.initPID, syscall.SIGKILL) // PID 1 of the namespace: all in it go with it
+		}
+		_ = cmd.Process.Kill()
 		select {
-		case <-exited:
+		case <-b.exited:
 		case <-time.After(5 * time.Second):
 		}
 		if t.Failed() {
-			t.Logf("console:\n%s", con)
+			t.Logf("console of %s:\n%s", name, b.con)
 		}
 	})
+	b.con.waitLine(t, "UMEDGE BOOT", 1, 10*time.Second)
+	kids := children(t, cmd.Process.Pid)
+	if len(kids) != 1 {
+		t.Fatalf("unshare has children %v, want the init", kids)
+	}
+	b.initPID = kids[0]
+	return b
+}
+
+func (b *booted) nft(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("nsenter", "-t", strconv.Itoa(b.initPID), "-n", "nft", "list", "table", "inet", "umedge").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft in the init's namespace: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// TestInitAsPID1 boots the init with the shipped configs/appliance.toml
+// (only the image's paths, the watchdog and NTP changed), a real edged and
+// the real umrouter plugin. It checks the first boot (data layout, config
+// copy, device certificate, log file), the firewall and READY lines, the
+// firewall in the namespace, a refused broken config, a reload that moves
+// the SIP port, a restart of edged after it is killed, and the shutdown.
+func TestInitAsPID1(t *testing.T) {
+	r := setup(t)
+	b := r.boot(t, "first-boot", "", nil)
+	con, data := b.con, b.data
 
 	con.waitLine(t, "UMEDGE FIREWALL loaded rules=", 1, 30*time.Second)
 	con.waitLine(t, "UMEDGE READY slot=a", 1, 60*time.Second)
 
 	// First boot laid out the data partition.
-	if b, err := os.ReadFile(filepath.Join(data, "umedge.toml")); err != nil || string(b) != text {
+	if got, err := os.ReadFile(filepath.Join(data, "umedge.toml")); err != nil || string(got) != r.text {
 		t.Errorf("data/umedge.toml is not the shipped config (%v)", err)
 	}
 	for _, f := range []string{"tls/device.pem", "tls/device-key.pem", "log/umedge.log"} {
@@ -219,26 +295,13 @@ func TestInitAsPID1(t *testing.T) {
 			t.Errorf("log/umedge.log lacks %q", want)
 		}
 	}
-
-	kids := children(t, cmd.Process.Pid)
-	if len(kids) != 1 {
-		t.Fatalf("unshare has children %v, want the init", kids)
-	}
-	initPID := kids[0]
-	nft := func() string {
-		b, err := exec.Command("nsenter", "-t", strconv.Itoa(initPID), "-n", "nft", "list", "table", "inet", "umedge").CombinedOutput()
-		if err != nil {
-			t.Fatalf("nft in the init's namespace: %v\n%s", err, b)
-		}
-		return string(b)
-	}
-	if rules := nft(); !strings.Contains(rules, "udp dport 5060 accept") || !strings.Contains(rules, "policy drop") {
+	if rules := b.nft(t); !strings.Contains(rules, "udp dport 5060 accept") || !strings.Contains(rules, "policy drop") {
 		t.Errorf("the namespace's firewall:\n%s", rules)
 	}
 
 	// A broken file is refused with its key; the running config stays.
 	mine := filepath.Join(data, "umedge.toml")
-	if err := os.WriteFile(mine, []byte(strings.Replace(text, "tcp_port = 5060", "tcp_port = 0", 1)), 0o644); err != nil {
+	if err := os.WriteFile(mine, []byte(strings.Replace(r.text, "tcp_port = 5060", "tcp_port = 0", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	con.waitLine(t, "UMEDGE CONFIG refused", 1, 10*time.Second)
@@ -248,28 +311,27 @@ func TestInitAsPID1(t *testing.T) {
 
 	// A good change is applied: the firewall follows, edged too (its
 	// health check, now on 5070, keeps passing).
-	moved := strings.Replace(text, "tcp_port = 5060", "tcp_port = 5070", 1)
-	if err := os.WriteFile(mine, []byte(moved), 0o644); err != nil {
+	if err := os.WriteFile(mine, []byte(strings.Replace(r.text, "tcp_port = 5060", "tcp_port = 5070", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	con.waitLine(t, "UMEDGE FIREWALL loaded rules=", 2, 10*time.Second)
-	if rules := nft(); !strings.Contains(rules, "udp dport 5070 accept") || strings.Contains(rules, "dport 5060") {
+	if rules := b.nft(t); !strings.Contains(rules, "udp dport 5070 accept") || strings.Contains(rules, "dport 5060") {
 		t.Errorf("after the reload the firewall is:\n%s", rules)
 	}
-	time.Sleep(3 * time.Second)
+	time.Sleep(4 * time.Second)
 	if n := con.count(`msg="health check"`); n != 0 {
 		t.Errorf("%d failed health checks after the reload", n)
 	}
 
 	// edged dies: the supervisor starts it again.
 	var edged int
-	for _, k := range children(t, initPID) {
+	for _, k := range children(t, b.initPID) {
 		if comm(k) == "edged" {
 			edged = k
 		}
 	}
 	if edged == 0 {
-		t.Fatalf("no edged among the init's children %v", children(t, initPID))
+		t.Fatalf("no edged among the init's children %v", children(t, b.initPID))
 	}
 	if err := syscall.Kill(edged, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -278,13 +340,44 @@ func TestInitAsPID1(t *testing.T) {
 	con.waitLine(t, "edged started", 2, 20*time.Second)
 
 	// SIGTERM: an orderly shutdown, then the namespace's init is gone.
-	if err := syscall.Kill(initPID, syscall.SIGTERM); err != nil {
+	if err := syscall.Kill(b.initPID, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	con.waitLine(t, "UMEDGE SHUTDOWN", 1, 10*time.Second)
 	select {
-	case <-exited:
+	case <-b.exited:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the init did not end after SIGTERM")
 	}
+}
+
+// TestInitFallsBack: with a corrupt config on the data partition, and
+// with no data partition at all, the box still comes up on the shipped
+// config, healthy (so its admin API answers /healthz), and the console
+// says why.
+func TestInitFallsBack(t *testing.T) {
+	r := setup(t)
+	t.Run("corrupt config", func(t *testing.T) {
+		b := r.boot(t, "corrupt-config", "", func(data string) {
+			if err := os.WriteFile(filepath.Join(data, "umedge.toml"), []byte("[sip\x00\xff garbage"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		})
+		b.con.waitLine(t, "UMEDGE CONFIG ERROR", 1, 20*time.Second)
+		b.con.waitLine(t, "UMEDGE CONFIG using "+r.defaultConfig, 1, 20*time.Second)
+		b.con.waitLine(t, "UMEDGE READY slot=a", 1, 60*time.Second)
+		if got, _ := os.ReadFile(filepath.Join(b.data, "umedge.toml")); !strings.Contains(string(got), "garbage") {
+			t.Error("the operator's broken file was overwritten; it must stay for them to fix")
+		}
+	})
+	t.Run("no data partition", func(t *testing.T) {
+		b := r.boot(t, "no-data", "umedge-test-no-such-label", nil)
+		b.con.waitLine(t, "UMEDGE DATA ERROR", 1, 20*time.Second)
+		b.con.waitLine(t, "running on a RAM disk", 1, 20*time.Second)
+		b.con.waitLine(t, "UMEDGE READY slot=a", 1, 60*time.Second)
+		// The RAM disk lives in the init's mount namespace only.
+		if entries, _ := os.ReadDir(b.data); len(entries) != 0 {
+			t.Errorf("the data directory outside the namespace holds %d entries, want none", len(entries))
+		}
+	})
 }
