@@ -86,8 +86,7 @@ func (s *Supervisor) Run(ctx context.Context) {
 		} else {
 			select {
 			case st := <-exited:
-				drain(drained)
-				s.exited(st, time.Since(began))
+				s.exited(st, time.Since(began), drained)
 			case <-ctx.Done():
 				s.stop(exited, drained)
 				return
@@ -164,8 +163,17 @@ func drain(drained <-chan struct{}) {
 	}
 }
 
-func (s *Supervisor) exited(st syscall.WaitStatus, ran time.Duration) {
+// exited records the end of a run. What the daemon started and left
+// behind (a crashed edged's plugin processes) goes with it: it ran in a
+// process group of its own. Then the rest of its output is copied.
+func (s *Supervisor) exited(st syscall.WaitStatus, ran time.Duration, drained <-chan struct{}) {
 	why := describe(st)
+	s.mu.Lock()
+	if s.pid > 0 {
+		_ = syscall.Kill(-s.pid, syscall.SIGKILL)
+	}
+	s.mu.Unlock()
+	drain(drained)
 	s.mu.Lock()
 	s.pid = 0
 	s.lastExit = why
@@ -182,16 +190,13 @@ func (s *Supervisor) stop(exited <-chan syscall.WaitStatus, drained <-chan struc
 	defer t.Stop()
 	select {
 	case st := <-exited:
-		drain(drained)
-		s.exited(st, 0)
+		s.exited(st, 0, drained)
 		return
 	case <-t.C:
 	}
 	s.log.Warn("did not stop in time; killing", "path", s.cfg.Path, "pid", pid, "timeout", s.cfg.StopTimeout)
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
-	st := <-exited
-	drain(drained)
-	s.exited(st, 0)
+	s.exited(<-exited, 0, drained)
 }
 
 // ErrNotRunning is what Signal returns between runs.

@@ -208,3 +208,26 @@ func TestSupervisorWithReaper(t *testing.T) {
 		t.Error("no exit status came back through the reaper")
 	}
 }
+
+// TestLeftoversDieWithTheDaemon: what a crashing daemon started (edged's
+// plugin processes) does not outlive it into the next run.
+func TestLeftoversDieWithTheDaemon(t *testing.T) {
+	out := &lockedBuffer{}
+	s := New(config(script(t, `sleep 30 & echo "child $!"; exit 1`), out), Direct, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	apptest.WaitFor(t, func() bool { return strings.Count(out.String(), "child ") >= 2 }, "two runs")
+	cancel()
+	<-done
+	first := strings.Fields(strings.SplitN(out.String(), "child ", 2)[1])[0]
+	pid, err := strconv.Atoi(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Killed, it is gone, or a zombie until whoever inherited it reaps it.
+	apptest.WaitFor(t, func() bool {
+		b, err := os.ReadFile("/proc/" + first + "/stat")
+		return err != nil || strings.Contains(string(b), ") Z ")
+	}, "the first run's child "+strconv.Itoa(pid)+" to be gone")
+}

@@ -44,6 +44,7 @@ type box struct {
 	slot    string
 	net     *netcfg.Configurator
 	edged   *supervise.Supervisor
+	reaper  starter
 	blesser blesser
 	esp     bool // the ESP is mounted on o.espDir
 
@@ -94,7 +95,10 @@ func run(o options) {
 	reaper := supervise.NewReaper(func(pid int, st syscall.WaitStatus) {
 		b.log.Debug("reaped orphan", "pid", pid, "status", st)
 	})
-	go reaper.Run(ctx)
+	// The reaper outlives ctx: the shutdown waits for edged's exit
+	// through it.
+	go reaper.Run(context.Background())
+	b.reaper = reaper
 
 	cmdline, _ := os.ReadFile(o.cmdline)
 	b.slot = cmdlineValue(string(cmdline), "appliance.slot")
@@ -283,11 +287,15 @@ func (b *box) bindResolvConf() {
 	}
 }
 
-// reload applies a changed config file: a file that does not load is
-// refused with every problem on the console, and the running config stays.
+// reload applies a changed config file. A file that does not load, or
+// that edged's own check (plugin settings included) refuses, is refused
+// with every problem on the console, and the running config stays.
 func (b *box) reload(ctx context.Context, why string) {
 	data := filepath.Join(b.o.dataDir, firstboot.ConfigFile)
 	cfg, err := config.Load(data)
+	if err == nil {
+		err = edgedCheck(ctx, b.reaper, b.o.edged, data)
+	}
 	if err != nil {
 		b.mu.Lock()
 		b.stamp = stampOf(data)
@@ -385,6 +393,7 @@ func (b *box) healthLoop(ctx context.Context, grace time.Duration) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var lastErr string
+	var restartedFor int64 // the reload a restart was made for
 	warned := false
 	for {
 		select {
@@ -396,8 +405,20 @@ func (b *box) healthLoop(ctx context.Context, grace time.Duration) {
 		cfg := b.cfg
 		b.mu.Unlock()
 		err := b.check(ctx, cfg)
-		if err != nil && time.Since(time.Unix(0, b.reloaded.Load())) < reloadSettle {
+		sinceReload := time.Since(time.Unix(0, b.reloaded.Load()))
+		if err != nil && sinceReload < reloadSettle {
 			continue // edged is still moving to the new config
+		}
+		if err != nil && b.healthy.Load() && sinceReload < 2*reloadSettle && restartedFor != b.reloaded.Load() {
+			// Healthy before, not on the new config: a change edged
+			// applies only at start (plugin_host, log.format, …). The
+			// file passed edged's check, so a restart takes it.
+			b.say("UMEDGE EDGED restarting to apply the new config (%v)", err)
+			_ = b.edged.Signal(syscall.SIGTERM)
+			now := time.Now().UnixNano()
+			b.reloaded.Store(now) // settle again while it starts,
+			restartedFor = now    // and restart once per reload only
+			continue
 		}
 		if err == nil {
 			b.lastGood.Store(time.Now().UnixNano())

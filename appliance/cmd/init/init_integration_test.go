@@ -244,7 +244,7 @@ func (r *rig) boot(t *testing.T, name, dataLabel string, prepare func(data strin
 		case <-b.exited:
 		case <-time.After(5 * time.Second):
 		}
-		if t.Failed() {
+		if t.Failed() || testing.Verbose() {
 			t.Logf("console of %s:\n%s", name, b.con)
 		}
 	})
@@ -323,6 +323,37 @@ func TestInitAsPID1(t *testing.T) {
 		t.Errorf("%d failed health checks after the reload", n)
 	}
 
+	// Plugin settings the router plugin refuses: the init's own check
+	// cannot see them, edged's config check can; refused, nothing changes.
+	badPlugin := strings.Replace(r.text, `dial_plan = "site"`, `dial_plan = "nowhere"`, 1)
+	if err := os.WriteFile(mine, []byte(strings.Replace(badPlugin, "tcp_port = 5060", "tcp_port = 5090", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	con.waitLine(t, "UMEDGE CONFIG refused", 2, 30*time.Second)
+	if !strings.Contains(con.String(), "plugins.umrouter.settings.hunt_groups.pbx-all.dial_plan") {
+		t.Error("the refusal does not name the plugin setting")
+	}
+	if rules := b.nft(t); !strings.Contains(rules, "udp dport 5070 accept") {
+		t.Errorf("a refused file changed the firewall:\n%s", rules)
+	}
+
+	// A change edged takes only at start (log.format): the init restarts
+	// it, and the health check passes on the new port.
+	restart := strings.Replace(strings.Replace(r.text, `format = "text"`, `format = "json"`, 1), "tcp_port = 5060", "tcp_port = 5080", 1)
+	if err := os.WriteFile(mine, []byte(restart), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	con.waitLine(t, "UMEDGE EDGED restarting to apply the new config", 1, 20*time.Second)
+	con.waitLine(t, "edged started", 2, 20*time.Second)
+	if rules := b.nft(t); !strings.Contains(rules, "udp dport 5080 accept") {
+		t.Errorf("the firewall after the restart:\n%s", rules)
+	}
+	failures := con.count(`msg="health check"`)
+	time.Sleep(4 * time.Second)
+	if n := con.count(`msg="health check"`); n != failures {
+		t.Errorf("health checks still fail after the restart")
+	}
+
 	// edged dies: the supervisor starts it again.
 	var edged int
 	for _, k := range children(t, b.initPID) {
@@ -337,7 +368,7 @@ func TestInitAsPID1(t *testing.T) {
 		t.Fatal(err)
 	}
 	con.waitLine(t, "killed by killed", 1, 10*time.Second)
-	con.waitLine(t, "edged started", 2, 20*time.Second)
+	con.waitLine(t, "edged started", 3, 20*time.Second)
 
 	// SIGTERM: an orderly shutdown, then the namespace's init is gone.
 	if err := syscall.Kill(b.initPID, syscall.SIGTERM); err != nil {
