@@ -380,6 +380,9 @@ func TestInitAsPID1(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the init did not end after SIGTERM")
 	}
+	if con.count("did not stop in time") != 0 {
+		t.Error("edged had to be killed at shutdown; SIGTERM should stop it")
+	}
 }
 
 // TestInitFallsBack: with a corrupt config on the data partition, and
