@@ -11,9 +11,9 @@ appliance-init:
 	@echo "==> building $(BIN)/appliance/$(ARCH)/init"
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/appliance/$(ARCH)/init ./appliance/cmd/init
 
-# The appliance's tests; those in network namespaces need root.
+# The appliance's tests; those in namespaces (firewall, network, init as PID 1) need root.
 appliance-test: test-deps
-	$(GO) test -race -count=1 ./appliance/...
+	$(GO) test -race -count=1 -tags integration ./appliance/...
 
 # The ruleset the appliance installs for FIREWALL_CONFIG.
 firewall-print: build
