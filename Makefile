@@ -11,8 +11,9 @@ PLUGINS     := $(notdir $(wildcard plugins/*))
 # Debian packages the integration tests and benchmarks drive: SIPp and the
 # Kamailio reference (util-linux taskset pins them), and the runtime of the
 # Python router plugin of examples/pyrouter; nftables and iproute2 for the
-# appliance's firewall and network tests in namespaces.
-TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography nftables iproute2
+# appliance's firewall and network tests in namespaces, dosfstools and
+# e2fsprogs for its data-partition test.
+TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography nftables iproute2 dosfstools e2fsprogs
 
 .PHONY: all build plugins run test test-short test-integration test-deps bench-sip \
 	fuzz proto pyproto lint archcheck clean

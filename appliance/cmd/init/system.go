@@ -89,6 +89,11 @@ func findByLabel(sysBlock, label string, wait time.Duration) (string, error) {
 	}
 }
 
+// mountData are the mount options per file system. FAT has no owners or
+// modes: every file is root's and private (the device key lives there),
+// and chmod succeeds quietly instead of failing.
+var mountData = map[string]string{"vfat": "umask=0077,quiet"}
+
 // mountLabel mounts the partition labelled label on dir, trying each file
 // system type in turn.
 func mountLabel(sysBlock, label, dir string, fstypes []string, flags uintptr, wait time.Duration) (string, error) {
@@ -101,7 +106,7 @@ func mountLabel(sysBlock, label, dir string, fstypes []string, flags uintptr, wa
 	}
 	var errs []error
 	for _, fs := range fstypes {
-		err := unix.Mount(dev, dir, fs, flags, "")
+		err := unix.Mount(dev, dir, fs, flags, mountData[fs])
 		if err == nil {
 			return dev, nil
 		}
