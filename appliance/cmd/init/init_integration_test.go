@@ -415,3 +415,17 @@ func TestInitFallsBack(t *testing.T) {
 		}
 	})
 }
+
+// TestShippedConfigChecks: configs/appliance.toml, with the image's paths
+// pointed at the test's binaries, passes `edged config check`, plugin
+// settings included: the image ships it as /etc/umedge/umedge.toml.
+func TestShippedConfigChecks(t *testing.T) {
+	r := setup(t)
+	out, err := exec.Command(filepath.Join(r.work, "bin", "edged"), "config", "check", r.defaultConfig).CombinedOutput()
+	if err != nil {
+		t.Fatalf("edged config check of the shipped appliance config: %v\n%s", err, out)
+	}
+	if !strings.HasSuffix(strings.TrimSpace(string(out)), ": ok") {
+		t.Errorf("edged config check said %q", out)
+	}
+}
