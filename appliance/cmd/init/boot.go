@@ -160,7 +160,10 @@ func (b *box) mountData() {
 	if b.o.dataLabel == "" {
 		return
 	}
-	dev, err := mountLabel("/sys/class/block", b.o.dataLabel, b.o.dataDir, []string{"ext4", "vfat"}, unix.MS_NOSUID|unix.MS_NODEV, 5*time.Second)
+	// The data partition is on the disk the kernel found the root on, so
+	// it is there at once; a boot from an initramfs has no disk at all.
+	// The wait covers a slow partition scan only.
+	dev, err := mountLabel("/sys/class/block", b.o.dataLabel, b.o.dataDir, []string{"ext4", "vfat"}, unix.MS_NOSUID|unix.MS_NODEV, time.Second)
 	if err == nil {
 		b.log.Info("data partition mounted", "device", dev, "dir", b.o.dataDir)
 		return
@@ -178,7 +181,7 @@ func (b *box) mountESP() {
 	if b.o.espLabel == "" {
 		return
 	}
-	dev, err := mountLabel("/sys/class/block", b.o.espLabel, b.o.espDir, []string{"vfat"}, unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, time.Second)
+	dev, err := mountLabel("/sys/class/block", b.o.espLabel, b.o.espDir, []string{"vfat"}, unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, 200*time.Millisecond)
 	if err != nil {
 		b.log.Info("no EFI system partition; the slot will not be blessed", "err", err)
 		return
