@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/umedge/umedge/appliance/internal/apptest"
 )
 
 // console collects the init's console lines for the test to wait on.
@@ -285,9 +287,8 @@ func TestInitAsPID1(t *testing.T) {
 		t.Errorf("data/umedge.toml is not the shipped config (%v)", err)
 	}
 	for _, f := range []string{"tls/device.pem", "tls/device-key.pem", "log/umedge.log"} {
-		if _, err := os.Stat(filepath.Join(data, f)); err != nil {
-			t.Errorf("first boot: %v", err)
-		}
+		// The key is made beside the boot, not before READY.
+		apptest.WaitFor(t, func() bool { _, err := os.Stat(filepath.Join(data, f)); return err == nil }, "first boot: "+f)
 	}
 	logText, _ := os.ReadFile(filepath.Join(data, "log", "umedge.log"))
 	for _, want := range []string{"UMEDGE BOOT slot=a", "UMEDGE READY slot=a", "edged started"} {
