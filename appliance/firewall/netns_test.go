@@ -186,7 +186,7 @@ token_file = %q`, sipPort, tokenFile(t)))
 }
 
 // tokenFile writes an admin token, which a non-loopback admin.listen needs.
-func tokenFile(t *testing.T) string {
+func tokenFile(t testing.TB) string {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "admin.token")
 	if err := os.WriteFile(f, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
