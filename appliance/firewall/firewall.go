@@ -52,7 +52,7 @@ type Ruleset struct {
 
 // Group is the rules of one listener group, e.g. the Call Router's SIP.
 type Group struct {
-	Name  string // comment on each of its rules, e.g. "umedge call-router"
+	Name  string // e.g. "umedge call-router"; each rule's comment starts with it
 	Rules []Listener
 }
 
@@ -63,8 +63,13 @@ type Listener struct {
 	Proto            Proto
 	Addr             netip.Addr
 	PortMin, PortMax uint16
-	Key              string // the config key that asks for it, for error messages and tests
+	Key              string // the config key that opens it, e.g. "sip.tcp_port"
 }
+
+// comment is what the rule says about itself: its group and the config
+// key that opens it, so an operator reading `nft list ruleset` sees why a
+// port is open. Both come from this package, never from the config.
+func (l Listener) comment(g Group) string { return g.Name + ": " + l.Key }
 
 // The listener groups, in the order of the chain.
 const (
@@ -193,7 +198,7 @@ func callRouter(s config.SIP) ([]Listener, error) {
 // media opens the RTP/RTCP range on every address: the media engine binds
 // where the SDP says, not to sip.listen.
 func media(m config.Media) []Listener {
-	return []Listener{{Proto: UDP, PortMin: uint16(m.PortMin), PortMax: uint16(m.PortMax), Key: "media.port_min"}}
+	return []Listener{{Proto: UDP, PortMin: uint16(m.PortMin), PortMax: uint16(m.PortMax), Key: "media.port_min..port_max"}}
 }
 
 // admin opens admin.listen. A host name there may resolve to any of the

@@ -151,10 +151,10 @@ listen = "127.0.0.1:9060"`)
 	}
 	for _, line := range []string{
 		"\t\ticmpv6 type nd-neighbor-solicit accept\n",
-		"\t\tip daddr 192.0.2.10 tcp dport 5060 accept comment \"umedge call-router\"\n",
-		"\t\tip6 daddr 2001:db8::10 udp dport 5060 accept comment \"umedge call-router\"\n",
-		"\t\tudp dport 16384-32767 accept comment \"umedge media\"\n",
-		"\t\tip daddr 127.0.0.1 tcp dport 9060 accept comment \"umedge admin\"\n",
+		"\t\tip daddr 192.0.2.10 tcp dport 5060 accept comment \"umedge call-router: sip.tcp_port\"\n",
+		"\t\tip6 daddr 2001:db8::10 udp dport 5060 accept comment \"umedge call-router: sip.tcp_port\"\n",
+		"\t\tudp dport 16384-32767 accept comment \"umedge media: media.port_min..port_max\"\n",
+		"\t\tip daddr 127.0.0.1 tcp dport 9060 accept comment \"umedge admin: admin.listen\"\n",
 	} {
 		if !strings.Contains(rs.String(), line) {
 			t.Errorf("String() lacks %q:\n%s", line, rs)

@@ -9,7 +9,7 @@ import (
 )
 
 // listenerLine is the only shape a listener rule may print in.
-var listenerLine = regexp.MustCompile(`^\t\t(ip daddr [0-9.]+ |ip6 daddr [0-9a-f:.]+ |meta nfproto ipv4 )?(tcp|udp) dport [0-9]{1,5}(-[0-9]{1,5})? accept comment "umedge (call-router|media|admin)"$`)
+var listenerLine = regexp.MustCompile(`^\t\t(ip daddr [0-9.]+ |ip6 daddr [0-9a-f:.]+ |meta nfproto ipv4 )?(tcp|udp) dport [0-9]{1,5}(-[0-9]{1,5})? accept comment "umedge (call-router: sip\.(tcp|tls)_port|media: media\.port_min\.\.port_max|admin: admin\.listen)"$`)
 
 // FuzzPrintedRuleset feeds arbitrary text to the config keys whose values
 // reach the ruleset. Whatever the config accepts, the printed ruleset keeps

@@ -41,7 +41,7 @@ func Apply(rs Ruleset, opts ...nftables.ConnOption) error {
 				Table:    t,
 				Chain:    ch,
 				Exprs:    append(l.exprs(), accept()),
-				UserData: userdata.AppendString(nil, userdata.TypeComment, g.Name),
+				UserData: userdata.AppendString(nil, userdata.TypeComment, l.comment(g)),
 			})
 		}
 	}

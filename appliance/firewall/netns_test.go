@@ -15,10 +15,14 @@ import (
 	"github.com/umedge/umedge/appliance/internal/nstest"
 )
 
-// probeTimeout is how long a probe waits before it counts as dropped. The
+// dropWait is how long a probe that must be dropped waits for an answer
+// that would prove it passed; passWait bounds a probe that must pass. The
 // peers are two namespaces on one host: an accepted probe answers in
-// microseconds.
-const probeTimeout = 400 * time.Millisecond
+// microseconds, even on a loaded machine in milliseconds.
+const (
+	dropWait = 400 * time.Millisecond
+	passWait = 3 * time.Second
+)
 
 // listenAll opens TCP (accept and hold) and UDP (echo) on every port in ns.
 func listenAll(t *testing.T, ns *nstest.NS, ports ...int) {
@@ -59,14 +63,14 @@ func listenAll(t *testing.T, ns *nstest.NS, ports ...int) {
 }
 
 // reaches reports whether a TCP connection, or a UDP datagram's echo, gets
-// from ns to addr:port; a probe that hears nothing within probeTimeout was
+// from ns to addr:port within wait; a probe that hears nothing was
 // dropped. Any other failure fails the test.
-func reaches(t *testing.T, ns *nstest.NS, proto Proto, addr string, port int) bool {
+func reaches(t *testing.T, ns *nstest.NS, proto Proto, addr string, port int, wait time.Duration) bool {
 	t.Helper()
 	var ok bool
 	ns.Do(t, func() {
 		target := net.JoinHostPort(addr, fmt.Sprint(port))
-		c, err := net.DialTimeout(proto.String(), target, probeTimeout)
+		c, err := net.DialTimeout(proto.String(), target, wait)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -79,13 +83,16 @@ func reaches(t *testing.T, ns *nstest.NS, proto Proto, addr string, port int) bo
 			ok = true
 			return
 		}
-		_ = c.SetDeadline(time.Now().Add(probeTimeout))
-		if _, err := c.Write([]byte("probe")); err != nil {
-			t.Fatalf("udp %s: %v", target, err)
-		}
+		// A datagram may be lost (a link just up): send again every 100 ms.
 		buf := make([]byte, 16)
-		n, err := c.Read(buf)
-		ok = err == nil && string(buf[:n]) == "probe"
+		for end := time.Now().Add(wait); time.Now().Before(end) && !ok; {
+			if _, err := c.Write([]byte("probe")); err != nil {
+				t.Fatalf("udp %s: %v", target, err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			n, err := c.Read(buf)
+			ok = err == nil && string(buf[:n]) == "probe"
+		}
 	})
 	return ok
 }
@@ -103,7 +110,7 @@ func TestFirewallInNamespace(t *testing.T) {
 	listenAll(t, fw, 5060, 5070, 6000, 16384, 9060)
 
 	// Without a firewall every port answers: the probes can tell.
-	if !reaches(t, client, TCP, "192.0.2.1", 6000) || !reaches(t, client, UDP, "192.0.2.1", 6000) {
+	if !reaches(t, client, TCP, "192.0.2.1", 6000, passWait) || !reaches(t, client, UDP, "192.0.2.1", 6000, passWait) {
 		t.Fatal("port 6000 does not answer before the firewall is in; the probes prove nothing")
 	}
 
@@ -134,7 +141,11 @@ token_file = %q`, sipPort, tokenFile(t)))
 		t.Helper()
 		for _, addr := range []string{"192.0.2.1", "2001:db8::1"} {
 			for _, p := range probes {
-				if got := reaches(t, client, p.proto, addr, p.port); got != p.want {
+				wait := dropWait
+				if p.want {
+					wait = passWait
+				}
+				if got := reaches(t, client, p.proto, addr, p.port, wait); got != p.want {
 					t.Errorf("%s: %s [%s]:%d passes = %v, want %v", step, p.proto, addr, p.port, got, p.want)
 				}
 			}
@@ -149,7 +160,7 @@ token_file = %q`, sipPort, tokenFile(t)))
 		{TCP, 5070, false}, {UDP, 5070, false}, {TCP, 6000, false}, {UDP, 6000, false},
 	})
 	// admin listens on 0.0.0.0: IPv4 only.
-	if !reaches(t, client, TCP, "192.0.2.1", 9060) || reaches(t, client, TCP, "2001:db8::1", 9060) {
+	if !reaches(t, client, TCP, "192.0.2.1", 9060, passWait) || reaches(t, client, TCP, "2001:db8::1", 9060, dropWait) {
 		t.Error("admin on 0.0.0.0:9060 must pass on IPv4 and only there")
 	}
 

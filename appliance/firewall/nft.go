@@ -17,7 +17,7 @@ func (rs Ruleset) String() string {
 	}
 	for _, g := range rs.Groups {
 		for _, l := range g.Rules {
-			fmt.Fprintf(&b, "\t\t%s accept comment %q\n", l.nft(), g.Name)
+			fmt.Fprintf(&b, "\t\t%s accept comment %q\n", l.nft(), l.comment(g))
 		}
 	}
 	b.WriteString("\t}\n}\n")

@@ -30,8 +30,8 @@ func TestFirewallPrint(t *testing.T) {
 	for _, want := range []string{
 		"table inet umedge {",
 		"policy drop;",
-		`ip daddr 192.0.2.10 udp dport 5070 accept comment "umedge call-router"`,
-		`ip daddr 127.0.0.1 tcp dport 9060 accept comment "umedge admin"`,
+		`ip daddr 192.0.2.10 udp dport 5070 accept comment "umedge call-router: sip.tcp_port"`,
+		`ip daddr 127.0.0.1 tcp dport 9060 accept comment "umedge admin: admin.listen"`,
 	} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("firewall print lacks %q:\n%s", want, &stdout)
