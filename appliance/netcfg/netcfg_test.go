@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/umedge/umedge/appliance/internal/apptest"
 	"github.com/umedge/umedge/appliance/internal/nstest"
 	"github.com/umedge/umedge/core/config"
 )
@@ -32,8 +34,9 @@ func network(t *testing.T, text string) config.Network {
 }
 
 // dhcpServer answers DISCOVER and REQUEST on link peer0 of ns with a lease
-// of 192.0.2.100/24, router 192.0.2.1 and resolver 192.0.2.53.
-func dhcpServer(t *testing.T, ns *nstest.NS) {
+// of 192.0.2.100/24 for leaseSecs, router 192.0.2.1 and resolver
+// 192.0.2.53. It counts its ACKs in acks.
+func dhcpServer(t *testing.T, ns *nstest.NS, leaseSecs uint32, acks *atomic.Int32) {
 	t.Helper()
 	handler := func(conn net.PacketConn, _ net.Addr, m *dhcpv4.DHCPv4) {
 		var typ dhcpv4.MessageType
@@ -42,6 +45,7 @@ func dhcpServer(t *testing.T, ns *nstest.NS) {
 			typ = dhcpv4.MessageTypeOffer
 		case dhcpv4.MessageTypeRequest:
 			typ = dhcpv4.MessageTypeAck
+			acks.Add(1)
 		default:
 			return
 		}
@@ -53,7 +57,7 @@ func dhcpServer(t *testing.T, ns *nstest.NS) {
 			dhcpv4.WithNetmask(net.CIDRMask(24, 32)),
 			dhcpv4.WithRouter(net.ParseIP("192.0.2.1")),
 			dhcpv4.WithDNS(net.ParseIP("192.0.2.53")),
-			dhcpv4.WithLeaseTime(600),
+			dhcpv4.WithLeaseTime(leaseSecs),
 		)
 		if err != nil {
 			t.Errorf("DHCP reply: %v", err)
@@ -126,7 +130,7 @@ func isZero(m net.IPMask) bool { ones, _ := m.Size(); return ones == 0 }
 func TestApplyInNamespace(t *testing.T) {
 	box, peer := nstest.New(t), nstest.New(t)
 	nstest.Veth(t, box, "eth0", nil, peer, "peer0", []string{"192.0.2.1/24"})
-	dhcpServer(t, peer)
+	dhcpServer(t, peer, 600, new(atomic.Int32))
 	h := box.Netlink(t)
 	resolv := filepath.Join(t.TempDir(), "resolv.conf")
 	c := New(h, slog.New(slog.DiscardHandler), resolv)
@@ -287,4 +291,35 @@ func wantSet(t *testing.T, what string, got []string, want ...string) {
 			t.Errorf("%s = %v, want %s among them", what, got, w)
 		}
 	}
+}
+
+// TestDHCPRenews: a short lease is renewed at half its time, and the
+// address stays with the lifetime the server gives.
+func TestDHCPRenews(t *testing.T) {
+	box, peer := nstest.New(t), nstest.New(t)
+	nstest.Veth(t, box, "eth0", nil, peer, "peer0", []string{"192.0.2.1/24"})
+	var acks atomic.Int32
+	dhcpServer(t, peer, 2, &acks)
+	h := box.Netlink(t)
+	c := New(h, slog.New(slog.DiscardHandler), "")
+	t.Cleanup(c.Close)
+	var err error
+	box.Do(t, func() { err = c.Apply(t.Context(), network(t, "[network.interfaces.eth0]\ndhcp = true\n")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	apptest.WaitFor(t, func() bool { return acks.Load() >= 3 }, "two renewals of a 2 s lease")
+	list, err := h.AddrList(linkOf(t, h, "eth0"), netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range list {
+		if a.IPNet.String() == "192.0.2.100/24" {
+			if a.ValidLft <= 0 || a.ValidLft > 2 {
+				t.Errorf("leased address valid for %d s, want the lease's 2 s at most", a.ValidLft)
+			}
+			return
+		}
+	}
+	t.Errorf("leased address gone after renewals: %v", list)
 }
