@@ -4,9 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
+
+	"github.com/umedge/umedge/appliance/internal/apptest"
 )
 
 // ntpEpoch is 1900-01-01, where NTP timestamps count from.
@@ -24,38 +25,25 @@ func ntpTime(t time.Time) uint64 {
 // answers kiss-of-death packets, which a client must refuse.
 func ntpServer(t *testing.T, ahead time.Duration, stratum byte) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		req := make([]byte, 48)
-		for {
-			n, from, err := pc.ReadFrom(req)
-			if err != nil {
-				return
-			}
-			if n < 48 {
-				continue
-			}
-			now := time.Now().Add(ahead)
-			resp := make([]byte, 48)
-			resp[0] = 0<<6 | 4<<3 | 4 // no leap warning, version 4, server
-			resp[1] = stratum
-			resp[2] = 6                                                           // poll
-			resp[3] = 0xec                                                        // precision 2^-20
-			binary.BigEndian.PutUint32(resp[4:], 0x00000100)                      // root delay
-			binary.BigEndian.PutUint32(resp[8:], 0x00000100)                      // root dispersion
-			copy(resp[12:16], "GPS\x00")                                          // reference ID
-			binary.BigEndian.PutUint64(resp[16:], ntpTime(now.Add(-time.Minute))) // reference time
-			copy(resp[24:32], req[40:48])                                         // origin = the client's transmit time
-			binary.BigEndian.PutUint64(resp[32:], ntpTime(now))                   // receive
-			binary.BigEndian.PutUint64(resp[40:], ntpTime(now))                   // transmit
-			_, _ = pc.WriteTo(resp, from)
+	return apptest.ServeUDP(t, "127.0.0.1:0", func(req []byte) []byte {
+		if len(req) < 48 {
+			return nil
 		}
-	}()
-	return pc.LocalAddr().String()
+		now := time.Now().Add(ahead)
+		resp := make([]byte, 48)
+		resp[0] = 0<<6 | 4<<3 | 4 // no leap warning, version 4, server
+		resp[1] = stratum
+		resp[2] = 6                                                           // poll
+		resp[3] = 0xec                                                        // precision 2^-20
+		binary.BigEndian.PutUint32(resp[4:], 0x00000100)                      // root delay
+		binary.BigEndian.PutUint32(resp[8:], 0x00000100)                      // root dispersion
+		copy(resp[12:16], "GPS\x00")                                          // reference ID
+		binary.BigEndian.PutUint64(resp[16:], ntpTime(now.Add(-time.Minute))) // reference time
+		copy(resp[24:32], req[40:48])                                         // origin = the client's transmit time
+		binary.BigEndian.PutUint64(resp[32:], ntpTime(now))                   // receive
+		binary.BigEndian.PutUint64(resp[40:], ntpTime(now))                   // transmit
+		return resp
+	}).String()
 }
 
 func TestSyncOnce(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/nftables"
 
+	"github.com/umedge/umedge/appliance/internal/apptest"
 	"github.com/umedge/umedge/appliance/internal/nstest"
 )
 
@@ -43,21 +44,7 @@ func listenAll(t *testing.T, ns *nstest.NS, ports ...int) {
 					t.Cleanup(func() { c.Close() })
 				}
 			}()
-			pc, err := net.ListenPacket("udp", fmt.Sprintf(":%d", p))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { pc.Close() })
-			go func() {
-				buf := make([]byte, 64)
-				for {
-					n, from, err := pc.ReadFrom(buf)
-					if err != nil {
-						return
-					}
-					_, _ = pc.WriteTo(buf[:n], from)
-				}
-			}()
+			apptest.ServeUDP(t, fmt.Sprintf(":%d", p), func(b []byte) []byte { return b })
 		}
 	})
 }

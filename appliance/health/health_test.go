@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/umedge/umedge/appliance/internal/apptest"
 	"github.com/umedge/umedge/core/config"
 )
 
@@ -30,24 +31,13 @@ func answer(req, status, callID string) string {
 // udpPeer answers each datagram with reply(request); "" = stay silent.
 func udpPeer(t *testing.T, reply func(string) string) netip.AddrPort {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if r := reply(string(buf[:n])); r != "" {
-				_, _ = pc.WriteTo([]byte(r), from)
-			}
+	addr := apptest.ServeUDP(t, "127.0.0.1:0", func(req []byte) []byte {
+		if r := reply(string(req)); r != "" {
+			return []byte(r)
 		}
-	}()
-	return netip.MustParseAddrPort(pc.LocalAddr().String())
+		return nil
+	})
+	return netip.MustParseAddrPort(addr.String())
 }
 
 func tcpPeer(t *testing.T, reply func(string) string) netip.AddrPort {

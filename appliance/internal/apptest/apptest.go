@@ -2,6 +2,7 @@
 package apptest
 
 import (
+	"net"
 	"testing"
 	"time"
 )
@@ -17,4 +18,29 @@ func WaitFor(t testing.TB, cond func() bool, what string) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// ServeUDP listens on addr (in the caller's network namespace) and answers
+// every datagram with reply(datagram), or not at all when reply returns
+// nil, until the test ends. It returns the address it listens on.
+func ServeUDP(t testing.TB, addr string, reply func([]byte) []byte) net.Addr {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if r := reply(buf[:n]); r != nil {
+				_, _ = pc.WriteTo(r, from)
+			}
+		}
+	}()
+	return pc.LocalAddr()
 }
