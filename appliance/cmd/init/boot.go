@@ -48,6 +48,8 @@ type box struct {
 	blesser blesser
 	esp     bool // the ESP is mounted on o.espDir
 
+	reloadMu sync.Mutex // one reload at a time: SIGHUP and the file watch may coincide
+
 	mu      sync.Mutex
 	cfg     *config.Config
 	cfgFile string // what configLink points at
@@ -305,6 +307,8 @@ func (b *box) bindResolvConf() {
 // that edged's own check (plugin settings included) refuses, is refused
 // with every problem on the console, and the running config stays.
 func (b *box) reload(ctx context.Context, why string) {
+	b.reloadMu.Lock()
+	defer b.reloadMu.Unlock()
 	data := filepath.Join(b.o.dataDir, firstboot.ConfigFile)
 	cfg, err := config.Load(data)
 	if err == nil {
