@@ -15,6 +15,7 @@
 package firewall
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -22,6 +23,10 @@ import (
 
 	"github.com/umedge/umedge/core/config"
 )
+
+// ErrListen means a listen address the ruleset cannot be made from; the
+// config's validation refuses such values before they get here.
+var ErrListen = errors.New("firewall: unusable listen address")
 
 // Table and Chain name what Apply installs: table inet umedge, chain input.
 const (
@@ -167,7 +172,7 @@ func (l Listener) daddr() (netip.Addr, bool) {
 func listenAddr(key, text string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(text)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("firewall: %s: %q is not an IP address", key, text)
+		return netip.Addr{}, fmt.Errorf("%w: %s: %q is not an IP address", ErrListen, key, text)
 	}
 	return a.Unmap().WithZone(""), nil
 }
@@ -210,11 +215,11 @@ func admin(a config.Admin) ([]Listener, error) {
 	}
 	host, portText, err := net.SplitHostPort(a.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("firewall: admin.listen: %q is not host:port: %w", a.Listen, err)
+		return nil, fmt.Errorf("%w: admin.listen: %q is not host:port: %w", ErrListen, a.Listen, err)
 	}
 	port, err := strconv.ParseUint(portText, 10, 16)
 	if err != nil || port == 0 {
-		return nil, fmt.Errorf("firewall: admin.listen: port %q is not in 1..65535", portText)
+		return nil, fmt.Errorf("%w: admin.listen: port %q is not in 1..65535", ErrListen, portText)
 	}
 	p := uint16(port)
 	rule := func(addr netip.Addr) Listener {

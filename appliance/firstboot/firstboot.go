@@ -135,7 +135,7 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	defer os.Remove(tmp.Name()) // after a successful rename there is nothing to remove
+	defer func() { _ = os.Remove(tmp.Name()) }() // after a successful rename there is nothing to remove
 	_, err = tmp.Write(data)
 	if err == nil {
 		err = tmp.Chmod(mode)
@@ -154,7 +154,7 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 	}
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync() // vfat does not support it; the rename is done all the same
-		d.Close()
+		_ = d.Close()
 	}
 	return nil
 }

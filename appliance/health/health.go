@@ -19,6 +19,9 @@ import (
 	"github.com/umedge/umedge/core/config"
 )
 
+// ErrUnhealthy is wrapped by every failed check; the text says what failed.
+var ErrUnhealthy = errors.New("health")
+
 // Target is what Check probes.
 type Target struct {
 	SIP     netip.AddrPort // where the OPTIONS goes
@@ -32,7 +35,7 @@ type Target struct {
 func TargetOf(cfg *config.Config) (Target, error) {
 	s := cfg.SIP
 	if len(s.Listen) == 0 {
-		return Target{}, errors.New("health: sip.listen is empty")
+		return Target{}, fmt.Errorf("%w: sip.listen is empty", ErrUnhealthy)
 	}
 	addr, err := netip.ParseAddr(s.Listen[0])
 	if err != nil {
@@ -89,7 +92,7 @@ func Check(ctx context.Context, t Target) error {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("health: %s: %s: %s", t.Healthz, resp.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("%w: %s: %s: %s", ErrUnhealthy, t.Healthz, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return nil
 }
@@ -123,9 +126,9 @@ func options(ctx context.Context, t Target) error {
 	}
 	switch {
 	case gotID != callID:
-		return fmt.Errorf("health: OPTIONS to %s %s: answer for Call-ID %q, not ours", t.Network, t.SIP, gotID)
+		return fmt.Errorf("%w: OPTIONS to %s %s: answer for Call-ID %q, not ours", ErrUnhealthy, t.Network, t.SIP, gotID)
 	case !strings.HasPrefix(status, "SIP/2.0 2"):
-		return fmt.Errorf("health: OPTIONS to %s %s: %s", t.Network, t.SIP, status)
+		return fmt.Errorf("%w: OPTIONS to %s %s: %s", ErrUnhealthy, t.Network, t.SIP, status)
 	}
 	return nil
 }
@@ -161,7 +164,7 @@ func readResponse(conn net.Conn) (status, callID string, err error) {
 		}
 		line = strings.TrimSpace(line)
 		if line == "" {
-			return status, "", errors.New("answer without Call-ID")
+			return status, "", fmt.Errorf("%w: answer without Call-ID", ErrUnhealthy)
 		}
 		name, value, ok := strings.Cut(line, ":")
 		if n := strings.TrimSpace(name); ok && (strings.EqualFold(n, "Call-ID") || n == "i") {

@@ -107,14 +107,14 @@ func (r *Ring) Persist(dir string) error {
 // rotate moves the current file to Previous and opens a new one.
 func (r *Ring) rotate() error {
 	if r.file != nil {
-		r.file.Close()
+		_ = r.file.Close() // written through append, which kept its errors
 		r.file = nil
 	}
 	cur := filepath.Join(r.dir, Current)
 	if err := os.Rename(cur, filepath.Join(r.dir, Previous)); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("rotate log: %w", err)
 	}
-	f, err := os.OpenFile(cur, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o640)
+	f, err := os.OpenFile(cur, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
 	}

@@ -26,6 +26,12 @@ func (d *dhcpClient) stop() {
 	<-d.done
 }
 
+// Why a lease was not installed.
+var (
+	errNoAddress = errors.New("lease offers no usable address")
+	errStopped   = errors.New("DHCP stopped")
+)
+
 // Without these in the lease, an hour's lease is renewed at half of it.
 const (
 	defaultLease = time.Hour
@@ -80,7 +86,7 @@ func (c *Configurator) WaitDHCP(ctx context.Context) error {
 // lease runs out unrenewed.
 func (c *Configurator) runDHCP(ctx context.Context, name string, cl *nclient4.Client, d *dhcpClient) {
 	defer close(d.done)
-	defer cl.Close()
+	defer func() { _ = cl.Close() }()
 	var lease *nclient4.Lease
 	var held netip.Prefix
 	retry := retryMin
@@ -129,7 +135,7 @@ func (c *Configurator) applyLease(name string, d *dhcpClient, lease *nclient4.Le
 	ack := lease.ACK
 	ip, ok := netip.AddrFromSlice(ack.YourIPAddr.To4())
 	if !ok || !ip.IsGlobalUnicast() {
-		return held, fmt.Errorf("lease from %s offers no usable address (%v)", ack.ServerIPAddr, ack.YourIPAddr)
+		return held, fmt.Errorf("%w: %v from %s", errNoAddress, ack.YourIPAddr, ack.ServerIPAddr)
 	}
 	mask := ack.SubnetMask()
 	if mask == nil {
@@ -142,7 +148,7 @@ func (c *Configurator) applyLease(name string, d *dhcpClient, lease *nclient4.Le
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.dhcp[name] != d {
-		return held, errors.New("DHCP stopped") // Apply dropped the link meanwhile
+		return held, errStopped // Apply dropped the link meanwhile
 	}
 	link, err := c.h.LinkByName(name)
 	if err != nil {

@@ -27,6 +27,9 @@ import (
 	"github.com/umedge/umedge/core/config"
 )
 
+// errNotVLAN means a link of the VLAN's name exists and is something else.
+var errNotVLAN = errors.New("exists and is not that VLAN")
+
 // Configurator applies [network] sections to one network namespace.
 type Configurator struct {
 	h          *netlink.Handle
@@ -156,7 +159,7 @@ func (c *Configurator) vlan(name, parent string, id int) error {
 	if l, err := c.h.LinkByName(name); err == nil {
 		v, ok := l.(*netlink.Vlan)
 		if !ok || v.VlanId != id || v.ParentIndex != p.Attrs().Index {
-			return fmt.Errorf("link %s exists and is not VLAN %d on %s", name, id, parent)
+			return fmt.Errorf("link %s %w (VLAN %d on %s)", name, errNotVLAN, id, parent)
 		}
 		return nil
 	}
@@ -321,7 +324,7 @@ func (c *Configurator) writeResolvConf() error {
 	// In place, not by rename: the init may have bind-mounted this file
 	// over /etc/resolv.conf, and a bind holds the inode. The file is a few
 	// hundred bytes, written with one write.
-	if err := os.WriteFile(c.resolvConf, []byte(b.String()), 0o644); err != nil {
+	if err := os.WriteFile(c.resolvConf, []byte(b.String()), 0o644); err != nil { //nolint:gosec // resolvers are public, every process reads them
 		return fmt.Errorf("write resolvers: %w", err)
 	}
 	return nil

@@ -114,8 +114,8 @@ func (s *Supervisor) start() (exited <-chan syscall.WaitStatus, drained chan str
 	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
-		r.Close()
-		w.Close()
+		_ = r.Close()
+		_ = w.Close()
 		return nil, nil, err
 	}
 	attr := &os.ProcAttr{
@@ -127,17 +127,17 @@ func (s *Supervisor) start() (exited <-chan syscall.WaitStatus, drained chan str
 	pid, exited, err := s.starter.Start(s.cfg.Path, append([]string{s.cfg.Path}, s.cfg.Args...), attr)
 	if err == nil && pid <= 0 {
 		// kill(2) with 0 or -1 would signal the whole group or every process.
-		err = fmt.Errorf("starter returned pid %d", pid)
+		err = fmt.Errorf("%w: %d", errBadPID, pid)
 	}
 	if err == nil {
 		s.pid = pid
 		s.starts++
 	}
 	s.mu.Unlock()
-	w.Close()
-	devnull.Close()
+	_ = w.Close() // the child has its copies
+	_ = devnull.Close()
 	if err != nil {
-		r.Close()
+		_ = r.Close()
 		return nil, nil, err
 	}
 	drained = make(chan struct{})
@@ -201,6 +201,9 @@ func (s *Supervisor) stop(exited <-chan syscall.WaitStatus, drained <-chan struc
 
 // ErrNotRunning is what Signal returns between runs.
 var ErrNotRunning = errors.New("supervise: process not running")
+
+// errBadPID: a Starter returned a PID that kill(2) would take for a group.
+var errBadPID = errors.New("starter returned an unusable pid")
 
 // Signal sends sig to the running process (SIGHUP: reload).
 func (s *Supervisor) Signal(sig syscall.Signal) error {

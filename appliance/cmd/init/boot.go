@@ -171,7 +171,7 @@ func (b *box) mountData() {
 		return
 	}
 	b.say("UMEDGE DATA ERROR %v; running on a RAM disk, nothing will be kept", err)
-	if err := os.MkdirAll(b.o.dataDir, 0o755); err == nil {
+	if err := os.MkdirAll(b.o.dataDir, 0o750); err == nil {
 		err = unix.Mount("tmpfs", b.o.dataDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=64m")
 		if err != nil {
 			b.log.Error("RAM disk for the data partition", "err", err)
@@ -458,7 +458,7 @@ func (b *box) healthLoop(ctx context.Context, grace time.Duration) {
 			warned = true
 			if onTrial(b.o.efivars) {
 				b.say("UMEDGE UNHEALTHY for %s on trial slot %s: rebooting into the other slot", grace, b.slot)
-				b.ring.Sync()
+				_ = b.ring.Sync()
 				_ = unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 			}
 			b.say("UMEDGE UNHEALTHY for %s: %v", grace, err)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +17,9 @@ import (
 type starter interface {
 	Start(path string, argv []string, attr *os.ProcAttr) (int, <-chan syscall.WaitStatus, error)
 }
+
+// errCheck is what a file that edged's config check refuses gets.
+var errCheck = errors.New("edged config check refused the file")
 
 // checkTimeout bounds `edged config check`, which starts every plugin.
 const checkTimeout = 30 * time.Second
@@ -31,7 +35,7 @@ func edgedCheck(ctx context.Context, s starter, edged, file string) error {
 	defer r.Close()
 	pid, exited, err := s.Start(edged, []string{edged, "config", "check", file},
 		&os.ProcAttr{Env: []string{"PATH=/usr/bin:/bin", "TMPDIR=/tmp"}, Files: []*os.File{nil, w, w}})
-	w.Close()
+	_ = w.Close() // the child has its copy
 	if err != nil {
 		return fmt.Errorf("edged config check: %w", err)
 	}
@@ -46,7 +50,7 @@ func edgedCheck(ctx context.Context, s starter, edged, file string) error {
 	case <-t.C:
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		<-exited
-		return fmt.Errorf("edged config check %s: no answer within %s", file, checkTimeout)
+		return fmt.Errorf("%w %s: no answer within %s", errCheck, file, checkTimeout)
 	case <-ctx.Done():
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		<-exited
@@ -59,5 +63,5 @@ func edgedCheck(ctx context.Context, s starter, edged, file string) error {
 	if st.Exited() && st.ExitStatus() == 0 {
 		return nil
 	}
-	return fmt.Errorf("edged config check: %s", strings.TrimSpace(out.String()))
+	return fmt.Errorf("%w:\n%s", errCheck, strings.TrimSpace(out.String()))
 }

@@ -39,7 +39,7 @@ func chooseConfig(dataFile, defaultFile string) choice {
 // rename: edged reads its config through link, so the init can move it
 // from the shipped default to the operator's file without a restart.
 func pointAt(link, target string) error {
-	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(link), 0o750); err != nil {
 		return fmt.Errorf("config link: %w", err)
 	}
 	tmp := link + ".new"

@@ -142,6 +142,7 @@ func setup(t *testing.T) *rig {
 }
 
 func makeRig(t *testing.T) (*rig, string) {
+	t.Helper()
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
 	if err != nil {
 		return nil, err.Error()

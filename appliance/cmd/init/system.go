@@ -38,7 +38,7 @@ func mountEarly() []error {
 			if m.optional {
 				continue
 			}
-			if err := os.MkdirAll(m.target, 0o755); err != nil {
+			if err := os.MkdirAll(m.target, 0o755); err != nil { //nolint:gosec // /proc, /sys, /run… must be traversable by all
 				errs = append(errs, fmt.Errorf("mount %s: %w", m.target, err))
 				continue
 			}
@@ -49,6 +49,12 @@ func mountEarly() []error {
 	}
 	return errs
 }
+
+// Why a partition was not found by its label.
+var (
+	errNoPartition    = errors.New("no partition labelled")
+	errManyPartitions = errors.New("more than one partition labelled")
+)
 
 // findByLabel returns the device node of the GPT partition labelled label,
 // from the PARTNAME= line of each block device's uevent under sysBlock
@@ -81,9 +87,9 @@ func findByLabel(sysBlock, label string, wait time.Duration) (string, error) {
 		case len(found) == 1:
 			return found[0], nil
 		case len(found) > 1:
-			return "", fmt.Errorf("%d partitions are labelled %q (%s); refusing to guess", len(found), label, strings.Join(found, ", "))
+			return "", fmt.Errorf("%w %q (%s); refusing to guess", errManyPartitions, label, strings.Join(found, ", "))
 		case time.Now().After(deadline):
-			return "", fmt.Errorf("no partition labelled %q", label)
+			return "", fmt.Errorf("%w %q", errNoPartition, label)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -101,7 +107,7 @@ func mountLabel(sysBlock, label, dir string, fstypes []string, flags uintptr, wa
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return dev, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	var errs []error

@@ -29,7 +29,7 @@ func ServeUDP(t testing.TB, addr string, reply func([]byte) []byte) net.Addr {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { pc.Close() })
+	t.Cleanup(func() { _ = pc.Close() })
 	go func() {
 		buf := make([]byte, 65535)
 		for {

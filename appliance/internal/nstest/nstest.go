@@ -46,7 +46,7 @@ func New(t testing.TB) *NS {
 	}
 	ns.Handle = h
 	t.Cleanup(func() {
-		h.Close()
+		_ = h.Close()
 		if err := netns.DeleteNamed(ns.Name); err != nil {
 			t.Errorf("delete netns %s: %v", ns.Name, err)
 		}
@@ -84,7 +84,7 @@ func onThread(t testing.TB, fn func()) {
 	if err != nil {
 		t.Fatalf("current netns: %v", err)
 	}
-	defer orig.Close()
+	defer func() { _ = orig.Close() }()
 	defer func() {
 		if err := netns.Set(orig); err != nil {
 			panic("cannot return to the test's netns: " + err.Error()) // the thread is unusable
