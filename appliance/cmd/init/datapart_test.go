@@ -102,3 +102,45 @@ func kernelHas(t *testing.T, fs string) bool {
 	}
 	return false
 }
+
+// TestCorruptDataPartition: a data partition whose file system is
+// damaged does not mount, and the error names the device and says what
+// each file system type answered; the init then runs on a RAM disk
+// (TestInitFallsBack).
+func TestCorruptDataPartition(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a file system needs root")
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "data.img")
+	if out, err := exec.Command("mkfs.ext4", "-q", img, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	// Overwrite the superblock (at 1 KiB) with garbage.
+	f, err := os.OpenFile(img, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte(strings.Repeat("\xde\xad\xbe\xef", 256)), 1024); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	out, err := exec.Command("losetup", "--find", "--show", img).Output()
+	if err != nil {
+		t.Skipf("no loop device on this host: %v", err)
+	}
+	loop := strings.TrimSpace(string(out))
+	t.Cleanup(func() { _ = exec.Command("losetup", "--detach", loop).Run() })
+	sys := fakeBlock(t, map[string]string{filepath.Base(loop): "data"})
+	mnt := filepath.Join(dir, "data")
+	_, err = mountLabel(sys, "data", mnt, []string{"ext4", "vfat"}, unix.MS_NOSUID|unix.MS_NODEV, time.Second)
+	if err == nil {
+		_ = unix.Unmount(mnt, 0)
+		t.Fatal("a damaged file system mounted")
+	}
+	for _, want := range []string{loop, "(data)", "as ext4:", "as vfat:"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
