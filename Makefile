@@ -10,9 +10,10 @@ CONFIG      ?= configs/umedge.toml
 PLUGINS     := $(notdir $(wildcard plugins/*))
 # Debian packages the integration tests and benchmarks drive: SIPp and the
 # Kamailio reference (util-linux taskset pins them), the runtime of the
-# Python router plugin of examples/pyrouter, and baresip (the SRTP
-# softphone of the SBC tests).
-TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography baresip-core
+# Python router plugin of examples/pyrouter, baresip (the SRTP softphone of
+# the SBC tests); nftables and iproute2 for the firewall, network and NAT
+# tests in namespaces, dosfstools and e2fsprogs for the data-partition test.
+TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography baresip-core nftables iproute2 dosfstools e2fsprogs
 
 .PHONY: all build plugins run test test-short test-integration test-deps bench-sip \
 	fuzz proto pyproto lint archcheck clean
@@ -105,3 +106,5 @@ lint: archcheck
 
 clean:
 	rm -rf $(BIN)
+
+include appliance/appliance.mk

@@ -21,6 +21,8 @@ type Config struct {
 	SBC        SBC               `toml:"sbc"`
 	PluginHost PluginHost        `toml:"plugin_host"`
 	Plugins    map[string]Plugin `toml:"plugins"` // key = plugin instance name
+	Appliance  Appliance         `toml:"appliance"`
+	Network    Network           `toml:"network"`
 
 	file string // name given to Parse, for FieldError.File
 	text *text  // the file's bytes and, while needed, its line index; nil when not parsed from text
@@ -248,7 +250,9 @@ func Default() Config {
 			HealthTimeout:     Duration{500 * time.Millisecond},
 			DrainTimeout:      Duration{5 * time.Second},
 		},
-		Plugins: map[string]Plugin{},
+		Plugins:   map[string]Plugin{},
+		Appliance: Appliance{Firewall: true, Watchdog: DefaultWatchdog},
+		Network:   Network{Interfaces: map[string]Interface{}},
 	}
 }
 

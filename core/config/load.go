@@ -206,6 +206,12 @@ func (d *decoder) decodeMap(path string, v any, rv reflect.Value) {
 
 func (d *decoder) decodeSlice(path string, v any, rv reflect.Value) {
 	arr, ok := v.([]any)
+	if tables, isTables := v.([]map[string]any); isTables { // [[path]] sections
+		arr, ok = make([]any, len(tables)), true
+		for i, t := range tables {
+			arr[i] = t
+		}
+	}
 	if !ok {
 		d.wrongType(path, "an array", v)
 		return

@@ -54,6 +54,8 @@ func (c *Config) validate(pre []problem, failed map[string]bool) error {
 	v.sbc()
 	v.pluginHost()
 	v.plugins()
+	v.appliance()
+	v.network()
 	v.conflicts(listen, adm)
 
 	errs := make([]*FieldError, 0, len(pre)+len(v.list))

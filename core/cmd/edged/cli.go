@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/umedge/umedge/appliance/firewall"
+	"github.com/umedge/umedge/core/config"
 )
 
 // defaultConfig is where the appliance keeps its config.
@@ -16,6 +19,7 @@ var commands = []struct{ synopsis, what string }{
 	{"edged [run] [-config FILE]", "run the daemon; SIGHUP or POST /reload re-reads FILE"},
 	{"edged config check FILE", "check FILE, including every plugin's settings; exit 1 with every problem"},
 	{"edged import exchange EXPORT...", "turn an Exchange UM export into a config (-o FILE, --report FILE); exit 0 complete, 1 warnings, 2 refused"},
+	{"edged firewall print [-config FILE]", "print the nftables ruleset the appliance installs for FILE"},
 	{"edged demo-pki DIR", "write a throw-away CA and certificates for the demo config"},
 	{"edged version", "print the version"},
 	{"edged help", "print this help (so do -h and --help)"},
@@ -27,7 +31,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Usage:")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-31s %s\n", c.synopsis, c.what)
+		fmt.Fprintf(w, "  %-36s %s\n", c.synopsis, c.what)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Flags of run:")
@@ -85,4 +89,29 @@ func badUsage(w io.Writer, msg string) int {
 	fmt.Fprintln(w)
 	usage(w)
 	return 2
+}
+
+// firewallPrint is `edged firewall print [-config FILE]`: the ruleset that
+// appliance/firewall generates for FILE, in nft syntax.
+func firewallPrint(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "print" {
+		return badUsage(stderr, "usage: edged firewall print [-config FILE]")
+	}
+	fs, path := runFlags(stderr)
+	fs.Init("edged firewall print", flag.ContinueOnError)
+	if code, ok := parseFlags(fs, args[1:], stdout, stderr); !ok {
+		return code
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, "edged:", err)
+		return 1
+	}
+	rs, err := firewall.FromConfig(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "edged:", err)
+		return 1
+	}
+	fmt.Fprint(stdout, rs)
+	return 0
 }

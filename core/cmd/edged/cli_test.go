@@ -14,6 +14,7 @@ func TestUsage(t *testing.T) {
 		"edged [run] [-config FILE]",
 		"edged config check FILE",
 		"edged demo-pki DIR",
+		"edged firewall print [-config FILE]",
 		"edged version",
 		"edged help",
 		"-config FILE",
@@ -46,6 +47,8 @@ func TestUsage(t *testing.T) {
 			wantFirst: "usage: edged config check FILE"},
 		{name: "demo-pki without a directory", give: []string{"demo-pki"}, wantCode: 2,
 			wantFirst: "usage: edged demo-pki DIR"},
+		{name: "firewall without print", give: []string{"firewall"}, wantCode: 2,
+			wantFirst: "usage: edged firewall print [-config FILE]"},
 		{name: "version with an argument", give: []string{"version", "now"}, wantCode: 2,
 			wantFirst: "edged version takes no arguments"},
 	}

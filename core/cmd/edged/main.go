@@ -6,6 +6,7 @@
 //	edged [run] [-config FILE]    run the daemon (SIGHUP or POST /reload re-reads FILE)
 //	edged config check FILE       check FILE, including every plugin's settings
 //	edged import exchange EXPORT  turn an Exchange UM export into a config (0 complete, 1 warnings, 2 refused)
+//	edged firewall print [-config FILE]  print the nftables ruleset of FILE
 //	edged demo-pki DIR            write a throw-away CA and certificates for the demo config
 //	edged version                 print the version
 //	edged help                    print the usage (so do -h and --help)
@@ -76,6 +77,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return badUsage(stderr, "usage: edged import exchange [-o FILE] [--report FILE] EXPORT...")
 		}
 		return importExchange(rest[1:], stdout, stderr)
+	case "firewall":
+		return firewallPrint(rest, stdout, stderr)
 	case "config":
 		if len(rest) != 2 || rest[0] != "check" {
 			return badUsage(stderr, "usage: edged config check FILE")

@@ -1,0 +1,99 @@
+package firstboot
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestLayout(t *testing.T) {
+	data := t.TempDir()
+	def := filepath.Join(t.TempDir(), "umedge.toml")
+	if err := os.WriteFile(def, []byte("# shipped\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	created, err := Layout(data, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(data, LogDir), filepath.Join(data, TLSDir), filepath.Join(data, ConfigFile)}
+	if !slices.Equal(created, want) {
+		t.Errorf("first boot created %v, want %v", created, want)
+	}
+	if b, _ := os.ReadFile(filepath.Join(data, ConfigFile)); string(b) != "# shipped\n" {
+		t.Errorf("copied config = %q", b)
+	}
+
+	// The operator edits the copy; later boots keep it and create nothing.
+	if err := os.WriteFile(filepath.Join(data, ConfigFile), []byte("# mine\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	created, err = Layout(data, def)
+	if err != nil || len(created) != 0 {
+		t.Errorf("second boot: created %v, err %v; want nothing", created, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(data, ConfigFile)); string(b) != "# mine\n" {
+		t.Errorf("the operator's config was overwritten: %q", b)
+	}
+
+	if _, err := Layout(t.TempDir(), filepath.Join(t.TempDir(), "missing.toml")); err == nil {
+		t.Error("Layout without a default config succeeded")
+	}
+}
+
+func TestDeviceCert(t *testing.T) {
+	data := t.TempDir()
+	now := time.Now()
+	made, err := DeviceCert(data, "edge1.example.net", now)
+	if err != nil || !made {
+		t.Fatalf("first DeviceCert = %v, %v", made, err)
+	}
+	certPath, keyPath := filepath.Join(data, CertFile), filepath.Join(data, KeyFile)
+	if fi, err := os.Stat(keyPath); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leaf.VerifyHostname("edge1.example.net"); err != nil {
+		t.Error(err)
+	}
+	if !leaf.NotBefore.Before(now) || leaf.NotAfter.Before(now.Add(9*365*24*time.Hour)) {
+		t.Errorf("valid %v..%v, want from before now for about ten years", leaf.NotBefore, leaf.NotAfter)
+	}
+	before, _ := os.ReadFile(certPath)
+
+	if made, err := DeviceCert(data, "edge1.example.net", now); err != nil || made {
+		t.Errorf("second DeviceCert = %v, %v; want the pair kept", made, err)
+	}
+	if after, _ := os.ReadFile(certPath); string(after) != string(before) {
+		t.Error("the certificate changed on a boot that needed no new one")
+	}
+
+	// A new FQDN, or a damaged file, gets a new pair.
+	if made, err := DeviceCert(data, "edge2.example.net", now); err != nil || !made {
+		t.Errorf("DeviceCert for a new name = %v, %v", made, err)
+	}
+	if err := os.WriteFile(certPath, []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if made, err := DeviceCert(data, "edge2.example.net", now); err != nil || !made {
+		t.Errorf("DeviceCert after damage = %v, %v", made, err)
+	}
+	if _, err := tls.LoadX509KeyPair(certPath, keyPath); err != nil {
+		t.Errorf("repaired pair does not load: %v", err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(data, TLSDir))
+	if len(entries) != 2 {
+		t.Errorf("tls dir holds %d entries, want the two files and no temporaries", len(entries))
+	}
+}

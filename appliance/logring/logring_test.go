@@ -1,0 +1,98 @@
+package logring
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestRingKeepsTheLastBytes(t *testing.T) {
+	tests := []struct {
+		name   string
+		writes []string
+		want   string
+	}{
+		{"fits", []string{"ab", "cd"}, "abcd"},
+		{"exactly full", []string{"abc", "defgh"}, "abcdefgh"},
+		{"wraps once", []string{"abcdef", "ghij"}, "cdefghij"},
+		{"wraps many times", []string{"abc", "def", "ghi", "jkl", "mno"}, "hijklmno"},
+		{"one write larger than the ring", []string{"x", "0123456789"}, "23456789"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := New(8, 1<<20)
+			for _, w := range tt.writes {
+				if n, err := r.Write([]byte(w)); n != len(w) || err != nil {
+					t.Fatalf("Write(%q) = %d, %v", w, n, err)
+				}
+			}
+			if got := string(r.Bytes()); got != tt.want {
+				t.Errorf("Bytes() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestPersist: the boot's lines from before the data partition was
+// mounted reach the file, later ones follow, the previous boot's file is
+// kept, and the file rotates at its size limit.
+func TestPersist(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, Current), []byte("last boot\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	r := New(1<<10, 64)
+	fmt.Fprintln(r, "early: mounted /proc")
+	if err := r.Persist(dir); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(r, "later: edged started")
+
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if got := read(Current); got != "early: mounted /proc\nlater: edged started\n" {
+		t.Errorf("%s = %q", Current, got)
+	}
+	if got := read(Previous); got != "last boot\n" {
+		t.Errorf("%s = %q, want the last boot's log", Previous, got)
+	}
+
+	line := strings.Repeat("x", 30) + "\n"
+	for range 4 {
+		r.Write([]byte(line))
+	}
+	if got := read(Current); len(got) > 64 || !strings.HasSuffix(got, line) {
+		t.Errorf("after 4 more lines %s holds %d bytes (limit 64): %q", Current, len(got), got)
+	}
+	if r.FileErr() != nil {
+		t.Errorf("FileErr() = %v", r.FileErr())
+	}
+}
+
+func TestConcurrentWrites(t *testing.T) {
+	r := New(1<<16, 1<<20)
+	if err := r.Persist(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for range 100 {
+				fmt.Fprintf(r, "writer %d\n", i)
+			}
+		})
+	}
+	wg.Wait()
+	if n := bytes.Count(r.Bytes(), []byte("\n")); n != 800 {
+		t.Errorf("%d lines, want 800", n)
+	}
+}

@@ -1,0 +1,325 @@
+package netcfg
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/umedge/umedge/appliance/internal/apptest"
+	"github.com/umedge/umedge/appliance/internal/nstest"
+	"github.com/umedge/umedge/core/config"
+)
+
+func network(t *testing.T, text string) config.Network {
+	t.Helper()
+	cfg, err := config.Parse("test.toml", []byte("[sip]\nmode = \"tcp\"\n"+text))
+	if err != nil {
+		t.Fatalf("config:\n%v", err)
+	}
+	return cfg.Network
+}
+
+// dhcpServer answers DISCOVER and REQUEST on link peer0 of ns with a lease
+// of 192.0.2.100/24 for leaseSecs, router 192.0.2.1 and resolver
+// 192.0.2.53. It counts its ACKs in acks.
+func dhcpServer(t *testing.T, ns *nstest.NS, leaseSecs uint32, acks *atomic.Int32) {
+	t.Helper()
+	handler := func(conn net.PacketConn, _ net.Addr, m *dhcpv4.DHCPv4) {
+		var typ dhcpv4.MessageType
+		switch m.MessageType() {
+		case dhcpv4.MessageTypeDiscover:
+			typ = dhcpv4.MessageTypeOffer
+		case dhcpv4.MessageTypeRequest:
+			typ = dhcpv4.MessageTypeAck
+			acks.Add(1)
+		default:
+			return
+		}
+		reply, err := dhcpv4.NewReplyFromRequest(m,
+			dhcpv4.WithMessageType(typ),
+			dhcpv4.WithYourIP(net.ParseIP("192.0.2.100")),
+			dhcpv4.WithServerIP(net.ParseIP("192.0.2.1")),
+			dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP("192.0.2.1"))),
+			dhcpv4.WithNetmask(net.CIDRMask(24, 32)),
+			dhcpv4.WithRouter(net.ParseIP("192.0.2.1")),
+			dhcpv4.WithDNS(net.ParseIP("192.0.2.53")),
+			dhcpv4.WithLeaseTime(leaseSecs),
+		)
+		if err != nil {
+			t.Errorf("DHCP reply: %v", err)
+			return
+		}
+		// The client has no address yet: broadcast.
+		if _, err := conn.WriteTo(reply.ToBytes(), &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}); err != nil {
+			t.Errorf("DHCP send: %v", err)
+		}
+	}
+	ns.Do(t, func() {
+		s, err := server4.NewServer("peer0", &net.UDPAddr{Port: dhcpv4.ServerPort}, handler)
+		if err != nil {
+			t.Fatalf("DHCP server: %v", err)
+		}
+		go func() { _ = s.Serve() }()
+		t.Cleanup(func() { s.Close() })
+	})
+}
+
+func linkOf(t *testing.T, h *netlink.Handle, name string) netlink.Link {
+	t.Helper()
+	link, err := h.LinkByName(name)
+	if err != nil {
+		t.Fatalf("link %s: %v", name, err)
+	}
+	return link
+}
+
+func addrsOf(t *testing.T, h *netlink.Handle, name string) []string {
+	t.Helper()
+	list, err := h.AddrList(linkOf(t, h, name), netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range list {
+		if !a.IP.IsLinkLocalUnicast() {
+			out = append(out, a.IPNet.String())
+		}
+	}
+	return out
+}
+
+func routesOf(t *testing.T, h *netlink.Handle, name string) []string {
+	t.Helper()
+	list, err := h.RouteList(linkOf(t, h, name), netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range list {
+		dst := "default"
+		if r.Dst != nil && !(r.Dst.IP.IsUnspecified() && isZero(r.Dst.Mask)) {
+			dst = r.Dst.String()
+		}
+		if r.Gw != nil {
+			out = append(out, dst+" via "+r.Gw.String())
+		}
+	}
+	return out
+}
+
+func isZero(m net.IPMask) bool { ones, _ := m.Size(); return ones == 0 }
+
+// TestApplyInNamespace configures a namespace's eth0 with static addresses,
+// routes, an MTU, a VLAN and a DHCP lease from a server in a second
+// namespace, then reloads a changed config and checks that what was
+// dropped is gone.
+func TestApplyInNamespace(t *testing.T) {
+	box, peer := nstest.New(t), nstest.New(t)
+	nstest.Veth(t, box, "eth0", nil, peer, "peer0", []string{"192.0.2.1/24"})
+	dhcpServer(t, peer, 600, new(atomic.Int32))
+	h := box.Netlink(t)
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	c := New(h, slog.New(slog.DiscardHandler), resolv)
+	t.Cleanup(c.Close)
+	ctx := t.Context()
+
+	first := network(t, `[network]
+dns = ["198.51.100.53"]
+[network.interfaces.eth0]
+dhcp = true
+mtu = 1400
+addresses = ["198.51.100.10/24", "2001:db8::10/64"]
+routes = [{ to = "203.0.113.0/24", via = "198.51.100.1" }, { to = "::/0", via = "2001:db8::1" }]
+`)
+	var err error
+	box.Do(t, func() { err = c.Apply(ctx, first) })
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := c.WaitDHCP(wctx); err != nil {
+		t.Fatal(err)
+	}
+
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eth0.Attrs().MTU != 1400 || eth0.Attrs().Flags&net.FlagUp == 0 {
+		t.Errorf("eth0 MTU %d flags %v, want 1400 and up", eth0.Attrs().MTU, eth0.Attrs().Flags)
+	}
+	wantSet(t, "eth0 addresses", addrsOf(t, h, "eth0"), "198.51.100.10/24", "2001:db8::10/64", "192.0.2.100/24")
+	wantSet(t, "eth0 routes", routesOf(t, h, "eth0"), "203.0.113.0/24 via 198.51.100.1", "default via 2001:db8::1", "default via 192.0.2.1")
+	data, err := os.ReadFile(resolv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(data); !strings.Contains(got, "nameserver 198.51.100.53\nnameserver 192.0.2.53\n") {
+		t.Errorf("resolv.conf = %q, want network.dns first, then the lease's", got)
+	}
+	// The leased address works: the DHCP server's namespace answers on it.
+	box.Do(t, func() {
+		conn, err := net.DialTimeout("udp", "192.0.2.1:9", time.Second)
+		if err != nil {
+			t.Errorf("dial over the leased address: %v", err)
+			return
+		}
+		if src := netip.MustParseAddrPort(conn.LocalAddr().String()).Addr(); src != netip.MustParseAddr("192.0.2.100") {
+			t.Errorf("source address %s, want the leased 192.0.2.100", src)
+		}
+		conn.Close()
+	})
+
+	// Reload: another static address, one route less, no DHCP.
+	second := network(t, `[network.interfaces.eth0]
+addresses = ["198.51.100.11/24"]
+routes = [{ to = "::/0", via = "fe80::1" }]
+`)
+	box.Do(t, func() { err = c.Apply(ctx, second) })
+	if err != nil {
+		t.Fatalf("Apply (reload): %v", err)
+	}
+	got := addrsOf(t, h, "eth0")
+	wantSet(t, "eth0 addresses after reload", got, "198.51.100.11/24")
+	for _, gone := range []string{"198.51.100.10/24", "2001:db8::10/64"} {
+		if slices.Contains(got, gone) {
+			t.Errorf("%s still on eth0 after the reload dropped it", gone)
+		}
+	}
+	routes := routesOf(t, h, "eth0")
+	if slices.Contains(routes, "203.0.113.0/24 via 198.51.100.1") {
+		t.Errorf("dropped route still there: %v", routes)
+	}
+	wantSet(t, "eth0 routes after reload", routes, "default via fe80::1")
+}
+
+// TestVLANInNamespace creates a VLAN with its address on eth0, and a
+// reload without it deletes it.
+func TestVLANInNamespace(t *testing.T) {
+	box, peer := nstest.New(t), nstest.New(t)
+	nstest.Veth(t, box, "eth0", nil, peer, "peer0", nil)
+	h := box.Netlink(t)
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: "probe", ParentIndex: eth0.Attrs().Index}, VlanId: 9}
+	if err := h.LinkAdd(probe); errors.Is(err, unix.EOPNOTSUPP) {
+		t.Skipf("this host's kernel has no 802.1Q VLAN support (CONFIG_VLAN_8021Q): %v", err)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkDel(probe); err != nil {
+		t.Fatal(err)
+	}
+
+	c := New(h, slog.New(slog.DiscardHandler), "")
+	t.Cleanup(c.Close)
+	with := network(t, `[network.interfaces.eth0]
+[network.interfaces.voice]
+parent = "eth0"
+vlan = 100
+addresses = ["10.100.0.10/24"]
+`)
+	box.Do(t, func() { err = c.Apply(t.Context(), with) })
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	voice, err := h.LinkByName("voice")
+	if err != nil {
+		t.Fatalf("VLAN link: %v", err)
+	}
+	if v, ok := voice.(*netlink.Vlan); !ok || v.VlanId != 100 || v.ParentIndex != eth0.Attrs().Index {
+		t.Errorf("voice = %#v, want VLAN 100 on eth0", voice)
+	}
+	wantSet(t, "voice addresses", addrsOf(t, h, "voice"), "10.100.0.10/24")
+
+	box.Do(t, func() { err = c.Apply(t.Context(), network(t, "[network.interfaces.eth0]\n")) })
+	if err != nil {
+		t.Fatalf("Apply (reload): %v", err)
+	}
+	if _, err := h.LinkByName("voice"); err == nil {
+		t.Error("VLAN voice still exists after the reload dropped it")
+	}
+}
+
+// TestApplyReportsEveryProblem: a missing link is named by its key, and
+// the other interfaces are still configured.
+func TestApplyReportsEveryProblem(t *testing.T) {
+	box, peer := nstest.New(t), nstest.New(t)
+	nstest.Veth(t, box, "eth0", nil, peer, "peer0", nil)
+	h := box.Netlink(t)
+	c := New(h, slog.New(slog.DiscardHandler), "")
+	t.Cleanup(c.Close)
+	n := network(t, `[network.interfaces.eth0]
+addresses = ["198.51.100.10/24"]
+[network.interfaces.eth9]
+addresses = ["198.51.100.20/24"]
+[network.interfaces.tagged]
+parent = "eth8"
+vlan = 7
+`)
+	var err error
+	box.Do(t, func() { err = c.Apply(t.Context(), n) })
+	for _, want := range []string{"network.interfaces.eth9: link eth9", "network.interfaces.tagged: parent eth8"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Apply = %v, want a problem %q", err, want)
+		}
+	}
+	wantSet(t, "eth0 addresses", addrsOf(t, h, "eth0"), "198.51.100.10/24")
+}
+
+func wantSet(t *testing.T, what string, got []string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("%s = %v, want %s among them", what, got, w)
+		}
+	}
+}
+
+// TestDHCPRenews: a short lease is renewed at half its time, and the
+// address stays with the lifetime the server gives.
+func TestDHCPRenews(t *testing.T) {
+	box, peer := nstest.New(t), nstest.New(t)
+	nstest.Veth(t, box, "eth0", nil, peer, "peer0", []string{"192.0.2.1/24"})
+	var acks atomic.Int32
+	dhcpServer(t, peer, 2, &acks)
+	h := box.Netlink(t)
+	c := New(h, slog.New(slog.DiscardHandler), "")
+	t.Cleanup(c.Close)
+	var err error
+	box.Do(t, func() { err = c.Apply(t.Context(), network(t, "[network.interfaces.eth0]\ndhcp = true\n")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	apptest.WaitFor(t, func() bool { return acks.Load() >= 3 }, "two renewals of a 2 s lease")
+	list, err := h.AddrList(linkOf(t, h, "eth0"), netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range list {
+		if a.IPNet.String() == "192.0.2.100/24" {
+			if a.ValidLft <= 0 || a.ValidLft > 2 {
+				t.Errorf("leased address valid for %d s, want the lease's 2 s at most", a.ValidLft)
+			}
+			return
+		}
+	}
+	t.Errorf("leased address gone after renewals: %v", list)
+}
