@@ -80,6 +80,11 @@ type SIP struct {
 	MaxConnections          int      `toml:"max_connections"`            // 0 = RLIMIT_NOFILE less max(256, 10 %) kept for the rest
 	MaxConnectionsPerSource int      `toml:"max_connections_per_source"` // per source address; an IPv6 source counts by its /64
 	TCPWriteTimeout         Duration `toml:"tcp_write_timeout"`          // a peer that takes no answer within it is dropped
+	// A source that is no configured peer with more than BanThreshold
+	// requests refused within 10 s is banned for BanTime: its messages are
+	// dropped unread (R-SBC-8). 0 = no ban list.
+	BanThreshold int      `toml:"ban_threshold"`
+	BanTime      Duration `toml:"ban_time"`
 }
 
 // TLS configures the SIP TLS listener and mutual TLS (um-spec R-SEC-3, R-SEC-6).
@@ -227,6 +232,8 @@ func Default() Config {
 
 			MaxConnectionsPerSource: 64,
 			TCPWriteTimeout:         Duration{2 * time.Second},
+			BanThreshold:            200,
+			BanTime:                 Duration{10 * time.Minute},
 		},
 		Media: Media{
 			PortMin: 16384, PortMax: 32767,

@@ -52,6 +52,7 @@ func (c *Config) validate(pre []problem, failed map[string]bool) error {
 	listen := v.sip()
 	v.media()
 	v.sbc()
+	v.bans()
 	v.pluginHost()
 	v.plugins()
 	v.appliance()
@@ -275,6 +276,12 @@ func fmtDur(d time.Duration) string {
 		s = s[:len(s)-2]
 	}
 	return s
+}
+
+func (v *validator) bans() {
+	s := v.c.SIP
+	v.intRange("sip.ban_threshold", s.BanThreshold, 0, 1_000_000)
+	v.durRange("sip.ban_time", s.BanTime, time.Second, 24*time.Hour)
 }
 
 func (v *validator) sbc() {

@@ -397,6 +397,8 @@ func frontConfig(cfg *config.Config) (sipfront.Config, error) {
 		IdleTimeout: s.TCPIdleTimeout.Duration, RetryAfter: s.RetryAfter.Duration, FQDN: s.FQDN,
 		MaxConnections: s.MaxConnections, MaxConnectionsPerSource: s.MaxConnectionsPerSource,
 		WriteTimeout: s.TCPWriteTimeout.Duration,
+		BanThreshold: s.BanThreshold,
+		BanTime:      s.BanTime.Duration,
 	}
 	for _, a := range s.Listen {
 		ip, err := netip.ParseAddr(a)

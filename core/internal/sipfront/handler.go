@@ -45,6 +45,7 @@ func (s *Server) handleMessage(msg sip.Message, p *peer, out *bytes.Buffer) neti
 	scanHeaders(req, sc)
 	if br := validate(req, sc); br != nil {
 		s.metrics.SIPBadRequests.WithLabelValues(string(p.transport)).Inc()
+		s.refusedFrom(p.src.Addr())
 		s.logInput("bad request", "transport", p.transport, "peer", p.src, "call_id", callID(req), "status", br.code, "detail", br.detail)
 		if req.Method == sip.ACK || !answerable(req) {
 			return netip.AddrPort{} // never answer an ACK; without these headers no response can be formed
@@ -257,6 +258,9 @@ func (s *Server) writeAnswer(out *bytes.Buffer, req *sip.Request, p *peer, vias 
 // suppressed ones says how many were not logged.
 func (s *Server) event(req *sip.Request, p *peer, t *routing.Target, sc status, err error) {
 	s.metrics.Rejections.WithLabelValues(sc.reason).Inc()
+	if !sc.retryAfter { // our own overload is no fault of the peer's
+		s.refusedFrom(p.src.Addr())
+	}
 	attrs := []any{
 		"call_id", callID(req), "peer", p.src.Addr().String(), "transport", p.transport,
 		"status", sc.code, "reason", sc.reason, "detail", err.Error(),

@@ -47,6 +47,7 @@ func connLimit(nofile uint64, configured int) (limit int, clamped bool) {
 const (
 	refusedPerSource = "per-source"
 	refusedGlobal    = "global"
+	refusedBanned    = "banned" // the source is on the ban list (ban.go)
 )
 
 // connTable counts open stream connections per source and in total, across

@@ -47,6 +47,10 @@ type Config struct {
 	// WriteTimeout is the deadline of every TCP/TLS write; a peer that does
 	// not take its answers within it is dropped. 0 means DefaultWriteTimeout.
 	WriteTimeout time.Duration
+	// BanThreshold bans a source that is no configured peer once more than
+	// this many of its requests were refused within 10 s (ban.go); 0 = off.
+	BanThreshold int
+	BanTime      time.Duration // how long a ban lasts
 }
 
 // DefaultWriteTimeout is the stream write deadline when Config leaves it 0.
@@ -84,6 +88,8 @@ type Server struct {
 	known      func(netip.Addr) bool  // configured peers (WithKnownSource); nil = none
 	asking     pendingAsks            // INVITEs waiting for the router plugin, for CANCEL
 	answers    *answers               // recent UDP INVITE answers, for retransmissions
+	bans       *banList               // sources refused too often (ban.go)
+	banning    atomic.Bool            // the ban list is on
 	b2b        atomic.Pointer[b2bua.Engine]
 	out        outbound           // connections we opened for the B2BUA
 	ctx        context.Context    // ends at Close: bounds dials in progress
@@ -139,11 +145,12 @@ func WithMetrics(m *telemetry.Metrics) Option { return func(s *Server) { s.metri
 // Apply is called.
 func New(r Router, opts ...Option) *Server {
 	s := &Server{router: r, log: slog.Default(), parser: newParser(), listeners: map[listenerKey]*listener{},
-		conns: newConnTable(), answers: newAnswers(), rejectLog: logLimiter{interval: rejectLogInterval},
+		conns: newConnTable(), answers: newAnswers(), bans: newBanList(), rejectLog: logLimiter{interval: rejectLogInterval},
 		inputLog: logLimiter{interval: rejectLogInterval},
 		refusedLog: map[string]*logLimiter{
 			refusedPerSource: {interval: refusedLogInterval},
 			refusedGlobal:    {interval: refusedLogInterval},
+			refusedBanned:    {interval: refusedLogInterval},
 		}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, o := range opts {
@@ -186,6 +193,8 @@ func (s *Server) Apply(cfg Config) error {
 			want[listenerKey{router.TLS, netip.AddrPortFrom(a, uint16(cfg.TLSPort))}] = true
 		}
 	}
+	s.bans.set(cfg.BanThreshold, cfg.BanTime)
+	s.banning.Store(cfg.BanThreshold > 0 && cfg.BanTime > 0)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.applyLimits(cfg)
@@ -347,6 +356,9 @@ func (s *Server) serveUDP(pc *net.UDPConn, local netip.AddrPort) {
 		if isKeepAlive(data) {
 			continue // RFC 5626 §3.5.1 CRLF keep-alive over UDP: nothing to answer
 		}
+		if s.isBanned(src.Addr()) {
+			continue
+		}
 		p.src = src
 		dst := s.handleDatagram(data, &p, &out)
 		if out.Len() > 0 && dst.IsValid() {
@@ -388,6 +400,30 @@ func isKeepAlive(data []byte) bool {
 		}
 	}
 	return true
+}
+
+// isBanned reports whether messages from src are dropped unread: the ban
+// list is on, src is banned and is no configured peer.
+func (s *Server) isBanned(src netip.Addr) bool {
+	if !s.banning.Load() || !s.bans.banned(src, time.Now()) || s.knownSource(src) {
+		return false
+	}
+	s.metrics.SIPBannedDrops.Inc()
+	return true
+}
+
+// refusedFrom counts a refused request of a source that is no configured
+// peer towards its ban.
+func (s *Server) refusedFrom(src netip.Addr) {
+	if !s.banning.Load() || s.knownSource(src) {
+		return
+	}
+	if s.bans.refused(src, time.Now()) {
+		s.metrics.SIPBans.Inc()
+		if ok, n := s.refusedLog[refusedBanned].allow(time.Now()); ok {
+			s.log.Warn("source banned: too many refused requests", "peer", src.String(), "ban_time", s.bans.banTime, "bans_unlogged", n)
+		}
+	}
 }
 
 // logInput logs a line about bad input from the network, at most 100 a

@@ -42,6 +42,10 @@ func (s *Server) accept(ln net.Listener, l *listener) {
 			continue
 		}
 		src := remoteAddr(c)
+		if s.isBanned(src.Addr()) {
+			s.refuse(c, src, l.key.transport, refusedBanned, 0)
+			continue
+		}
 		known := s.knownSource(src.Addr())
 		if why, limit := s.conns.acquire(src.Addr(), known); why != "" {
 			s.refuse(c, src, l.key.transport, why, limit)

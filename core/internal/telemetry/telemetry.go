@@ -64,6 +64,8 @@ type Metrics struct {
 	SIPConnsOpen    prometheus.Gauge       // open TCP/TLS connections, all listeners
 	SIPConnsRefused *prometheus.CounterVec // reason: per-source|global
 	SIPConnsDropped *prometheus.CounterVec // reason: send-queue-full|write-timeout|tcp-timeout
+	SIPBans         prometheus.Counter     // sources banned for too many refused requests
+	SIPBannedDrops  prometheus.Counter     // datagrams and connections of banned sources dropped unread
 }
 
 // NewMetrics registers every metric, plus the Go and process collectors,
@@ -111,7 +113,13 @@ func NewMetrics() *Metrics {
 		Name: "umedge_sip_connections_dropped_total",
 		Help: "SIP TCP and TLS connections closed because the peer did not read its answers, by how it showed.",
 	}, []string{"reason"})
-	for _, c := range []prometheus.Collector{m.SIPRequests, m.SIPBadRequests, m.Calls, m.Redirects, m.Proxied, m.Rejections,
+	m.SIPBans = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "umedge_sip_bans_total", Help: "Sources banned for too many refused requests.",
+	})
+	m.SIPBannedDrops = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "umedge_sip_banned_drops_total", Help: "Datagrams and connections of banned sources dropped unread.",
+	})
+	for _, c := range []prometheus.Collector{m.SIPBans, m.SIPBannedDrops, m.SIPRequests, m.SIPBadRequests, m.Calls, m.Redirects, m.Proxied, m.Rejections,
 		m.RouteLatency, m.Retransmissions, m.SIPConnsOpen, m.SIPConnsRefused, m.SIPConnsDropped} {
 		f(c)
 	}
