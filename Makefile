@@ -9,9 +9,10 @@ FUZZTIME    ?= 30s
 CONFIG      ?= configs/umedge.toml
 PLUGINS     := $(notdir $(wildcard plugins/*))
 # Debian packages the integration tests and benchmarks drive: SIPp and the
-# Kamailio reference (util-linux taskset pins them), and the runtime of the
-# Python router plugin of examples/pyrouter.
-TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography
+# Kamailio reference (util-linux taskset pins them), the runtime of the
+# Python router plugin of examples/pyrouter, and ip/nft for the media
+# engine's NAT test (namespaces behind a masquerading router).
+TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography iproute2 nftables
 
 .PHONY: all build plugins run test test-short test-integration test-deps bench-sip \
 	fuzz proto pyproto lint archcheck clean
