@@ -77,6 +77,9 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzLineIndex -fuzztime $(FUZZTIME) ./core/config
 	$(GO) test -run XXX -fuzz FuzzParseNumber -fuzztime $(FUZZTIME) ./plugins/umrouter
 	$(GO) test -run XXX -fuzz FuzzConfigure -fuzztime $(FUZZTIME) ./plugins/umrouter
+	$(GO) test -run XXX -fuzz FuzzSDP -fuzztime $(FUZZTIME) ./core/internal/media
+	$(GO) test -run XXX -fuzz FuzzPacket -fuzztime $(FUZZTIME) ./core/internal/media
+	$(GO) test -run XXX -fuzz FuzzSRTPDecrypt -fuzztime $(FUZZTIME) ./core/internal/media
 
 # Regenerates the committed protobuf code (needs protoc, Debian protobuf-compiler).
 proto:
