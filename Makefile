@@ -14,7 +14,7 @@ PLUGINS     := $(notdir $(wildcard plugins/*))
 # engine's NAT test (namespaces behind a masquerading router).
 TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography iproute2 nftables
 
-.PHONY: all build plugins run test test-short test-integration test-deps bench-sip \
+.PHONY: all build plugins run test test-short test-integration test-deps bench-sip bench-media \
 	fuzz proto pyproto lint archcheck clean
 
 all: build plugins
@@ -68,6 +68,16 @@ test-deps:
 # BENCH_ARGS="-scenarios mix -servers kamailio" narrows it (sipbench -h).
 bench-sip: test-deps build plugins
 	$(GO) run ./core/cmd/sipbench -edged $(BIN)/edged -plugins $(BIN)/plugins $(BENCH_ARGS)
+
+# Ramps concurrent bidirectional G.711 calls through the media engine and
+# through rtpengine (userspace forwarding, driven over its ng protocol), RTP⇄RTP
+# and RTP⇄SRTP, the load on CPU 0 and the server on CPU 1. rtpengine-daemon
+# is a Debian package the benchmark needs; no test does.
+# BENCH_ARGS="-modes rtp -servers umedge" narrows it (mediabench -h).
+bench-media:
+	@dpkg -s rtpengine-daemon >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rtpengine-daemon >/dev/null; }
+	CGO_ENABLED=$(CGO_ENABLED) $(GO) build -o $(BIN)/mediabench ./core/cmd/mediabench
+	taskset -c 0 $(BIN)/mediabench $(BENCH_ARGS)
 
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzDiversion -fuzztime $(FUZZTIME) ./core/internal/sipheader

@@ -1,0 +1,9 @@
+package main
+
+import "golang.org/x/sys/unix"
+
+func closeFDs(fds ...int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
