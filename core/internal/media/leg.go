@@ -83,7 +83,7 @@ func (l *leg) receive(w *worker, s *sock, i int, pkt []byte, src netip.AddrPort,
 	case b0 < 4:
 		l.stun(w, s, pkt, src)
 	case b0>>6 == 2 && (s.rtcp || (pkt[1] >= 192 && pkt[1] <= 223)): // RFC 5761 §4
-		l.receiveRTCP(w, i, pkt, src)
+		l.receiveRTCP(w, i, pkt, src, now)
 	case b0>>6 == 2:
 		l.receiveRTP(w, i, pkt, src, now)
 	default: // DTLS, ZRTP, garbage
@@ -121,6 +121,7 @@ func (l *leg) receiveRTP(w *worker, i int, pkt []byte, src netip.AddrPort, now i
 		return
 	}
 	l.lastLatched = now
+	l.sess.lastPacket = now // strays do not keep a call alive
 	l.stats.packetsIn++
 	l.stats.bytesIn += uint64(len(pkt))
 	if l.recv.ssrc != ssrc || !l.recv.started {
@@ -161,7 +162,7 @@ func (l *leg) latch(src netip.AddrPort, ssrc uint32, now int64) {
 	l.lastLatched = now
 }
 
-func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort) {
+func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort, now int64) {
 	if len(pkt) < 8 {
 		l.stats.strays++
 		return
@@ -191,6 +192,7 @@ func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort) {
 			return
 		}
 	}
+	l.sess.lastPacket = now
 	l.stats.packetsIn++
 	l.stats.bytesIn += uint64(len(pkt))
 	l.sink.RTCP(plain)

@@ -196,7 +196,6 @@ func (w *worker) serve(s *sock, now int64) {
 		return // EAGAIN: another wake-up took it; an ICMP error surfaced as ECONNREFUSED: nothing to read
 	}
 	w.reads.Add(uint64(n))
-	ss.lastPacket = now
 	for i := range n {
 		src := getSockaddr(&w.rname[i])
 		s.leg.receive(w, s, i, w.rbuf[i][:w.rhdr[i].n], src, now)
@@ -228,14 +227,21 @@ func (w *worker) flush() {
 			w.tiov[i].SetLen(len(it.b))
 			w.thdr[i].hdr.Namelen = putSockaddr(&w.tname[i], it.dst)
 		}
-		sent, err := sendmmsg(w.tx[start].fd, w.thdr[start:end])
-		if err != nil {
-			sent = 0
+		for start < end {
+			sent, err := sendmmsg(w.tx[start].fd, w.thdr[start:end])
+			switch {
+			case err != nil:
+				// The first datagram failed (no route, EAGAIN): drop it,
+				// try the rest.
+				w.txDrops.Add(1)
+				start++
+			case sent == 0:
+				w.txDrops.Add(uint64(end - start))
+				start = end
+			default:
+				start += sent
+			}
 		}
-		if lost := end - start - sent; lost > 0 {
-			w.txDrops.Add(uint64(lost))
-		}
-		start = end
 	}
 	clear(w.tx[:w.ntx]) // drop references into session buffers
 	w.ntx = 0
