@@ -62,42 +62,53 @@ func main() {
 		}
 		return
 	}
-	fmt.Printf("mediabench: %s, G.711 172-byte RTP, 50 pkt/s each way per call, server on CPU %d, %s per step\n",
-		time.Now().UTC().Format(time.RFC3339), *serverCPU, *window)
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("mediabench: %s, G.711 172-byte RTP, 50 pkt/s each way per call, server on CPU %d, %s per step, loadavg %s",
+		time.Now().UTC().Format(time.RFC3339), *serverCPU, *window, load)
 	fmt.Printf("%-9s %-4s %6s %9s %9s %7s %7s %7s %9s %6s\n", "server", "mode", "calls", "sent", "recv", "loss%", "p50ms", "p99ms", "cpuµs/pkt", "cpu%")
-	knees := map[string]int{}
-	cpus := map[string]float64{}
+	type key struct{ srv, mode string }
+	knees := map[key]int{}
+	steps := map[key]map[int]result{}
 	for _, mode := range strings.Split(*modes, ",") {
 		for _, srv := range strings.Split(*servers, ",") {
-			knee, cpu, err := ramp(srv, mode, *rtpengine, *serverCPU, *portMin, *portMax, *from, *step, *maxCalls, *window)
+			knee, rs, err := ramp(srv, mode, *rtpengine, *serverCPU, *portMin, *portMax, *from, *step, *maxCalls, *window)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "mediabench: %s %s: %v\n", srv, mode, err)
 				os.Exit(1)
 			}
-			knees[srv+"/"+mode], cpus[srv+"/"+mode] = knee, cpu
+			knees[key{srv, mode}], steps[key{srv, mode}] = knee, rs
 		}
 	}
 	fmt.Println()
 	for _, mode := range strings.Split(*modes, ",") {
-		u, r := knees["umedge/"+mode], knees["rtpengine/"+mode]
+		u, r := knees[key{"umedge", mode}], knees[key{"rtpengine", mode}]
+		us, rs := steps[key{"umedge", mode}], steps[key{"rtpengine", mode}]
+		if us == nil || rs == nil {
+			continue
+		}
 		fmt.Printf("%s: knee umedge %d calls, rtpengine %d calls", mode, u, r)
 		if r > 0 {
 			fmt.Printf(" (%.2f×)", float64(u)/float64(r))
 		}
-		cu, cr := cpus["umedge/"+mode], cpus["rtpengine/"+mode]
-		fmt.Printf("; CPU per packet at the lower knee umedge %.2f µs, rtpengine %.2f µs", cu, cr)
-		if cr > 0 {
-			fmt.Printf(" (%.2f×)", cu/cr)
+		fmt.Println()
+		fmt.Printf("%s: CPU µs per relayed packet, umedge / rtpengine at the same load:", mode)
+		for calls := *from; calls <= *maxCalls; calls += *step {
+			a, okA := us[calls]
+			b, okB := rs[calls]
+			if !okA || !okB {
+				break
+			}
+			fmt.Printf(" %d calls %.2f/%.2f (%.2f×);", calls, a.cpuPerPacket, b.cpuPerPacket, a.cpuPerPacket/b.cpuPerPacket)
 		}
 		fmt.Println()
 	}
 }
 
-// ramp starts one server and steps the call count up until the criteria
-// fail. It returns the knee and the CPU per packet measured at the step
-// both servers are compared at (the first step, 100 calls by default, where
-// neither is saturated).
-func ramp(srv, mode, rtpengineBin string, cpu, portMin, portMax, from, step, maxCalls int, window time.Duration) (int, float64, error) {
+// ramp starts one server and steps the call count up until two steps in a
+// row fail the criteria (one failed step on this shared machine is as often
+// a neighbour's noise as the knee). It returns the knee, the last step that
+// passed, and every step's result.
+func ramp(srv, mode, rtpengineBin string, cpu, portMin, portMax, from, step, maxCalls int, window time.Duration) (int, map[int]result, error) {
 	ngAddr := "127.0.0.1:" + strconv.Itoa(22000+os.Getpid()%1000)
 	var cmd *exec.Cmd
 	switch srv {
@@ -115,45 +126,45 @@ func ramp(srv, mode, rtpengineBin string, cpu, portMin, portMax, from, step, max
 			"--port-min="+strconv.Itoa(portMin), "--port-max="+strconv.Itoa(portMax), "--num-threads=1")
 	case "direct":
 		if mode != "rtp" {
-			return 0, 0, fmt.Errorf("direct (the generator alone, its own latency) runs rtp only")
+			return 0, nil, fmt.Errorf("direct (the generator alone, its own latency) runs rtp only")
 		}
 	default:
-		return 0, 0, fmt.Errorf("unknown server %q", srv)
+		return 0, nil, fmt.Errorf("unknown server %q", srv)
 	}
 	var ng *ngClient
 	pid := os.Getpid()
 	if cmd != nil {
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
-			return 0, 0, err
+			return 0, nil, err
 		}
 		defer func() { cmd.Process.Kill(); cmd.Wait() }()
 		pid = cmd.Process.Pid
 		var err error
 		if ng, err = dialNG(ngAddr); err != nil {
-			return 0, 0, err
+			return 0, nil, err
 		}
 		if err := waitReady(ng); err != nil {
-			return 0, 0, err
+			return 0, nil, err
 		}
 	}
-	knee, cpuAtFirst := 0, 0.0
-	for calls := from; calls <= maxCalls; calls += step {
+	knee, failed := 0, 0
+	results := map[int]result{}
+	for calls := from; calls <= maxCalls && failed < 2; calls += step {
 		r, err := runStep(ng, pid, mode == "srtp", calls, window, fmt.Sprintf("%s-%s-%d", srv, mode, calls))
 		if err != nil {
-			return 0, 0, err
+			return 0, nil, err
 		}
 		fmt.Printf("%-9s %-4s %6d %9d %9d %7.3f %7.2f %7.2f %9.2f %6.1f\n", srv, mode, calls, r.sent, r.received,
 			r.loss*100, r.p50, r.p99, r.cpuPerPacket, r.cpuShare*100)
-		if calls == from {
-			cpuAtFirst = r.cpuPerPacket
-		}
+		results[calls] = r
 		if r.loss >= 0.001 || r.p99 > 5 {
-			break
+			failed++
+			continue
 		}
-		knee = calls
+		knee, failed = calls, 0
 	}
-	return knee, cpuAtFirst, nil
+	return knee, results, nil
 }
 
 func waitReady(ng *ngClient) error {
