@@ -25,6 +25,21 @@
 // out it encrypts when it speaks SRTP and sends to the latched address, or to
 // the address of the peer's SDP until a packet has been seen.
 //
+// # Latching (R-SBC-2, RFC 7362)
+//
+// A leg sends to the address of its peer's SDP until the first valid packet
+// (RTP of a negotiated payload type, or SRTP that authenticates) arrives;
+// from then on it sends where that packet came from, which is how a phone
+// behind a NAT that announced its private address still gets audio. Each
+// answer (the call's and each re-INVITE's) opens a learning window
+// (Config.LatchWindow): inside it a packet from a new source with a new SSRC
+// re-latches. Outside it the latched source is fixed and everything else is
+// counted as a stray and dropped, even while the peer is quiet, so nobody
+// can take over a call on hold. On an SRTP leg an authenticated packet is
+// the peer's wherever it comes from, so the latch follows it at any time;
+// on an ICE-lite leg the nominated pair sets it. RTCP latches separately
+// (a NAT may map RTP+1 anywhere), following the RTP peer's address.
+//
 // # Signalling
 //
 // Offer and Answer rewrite SDP (pion/sdp/v3) between the legs: the engine's

@@ -19,7 +19,7 @@ import (
 type Config struct {
 	PortMin, PortMax  int           // RTP/RTCP range: even start, RTCP = RTP+1
 	Workers           int           // event-loop workers; 0 = GOMAXPROCS
-	LatchWindow       time.Duration // after each answer, how long a new source with a new SSRC re-latches a plain leg
+	LatchWindow       time.Duration // after each answer, how long a new source with a new SSRC re-latches a plain-RTP leg
 	InactivityTimeout time.Duration // no packet from either leg this long calls the session's onTimeout; 0 = off
 }
 
@@ -173,6 +173,9 @@ func (e *Engine) NewSession(id string, a, b LegProfile, onTimeout func()) (*Sess
 	for _, l := range s.legs {
 		for _, k := range []*sock{l.rtp, l.rtcp} {
 			if err := w.add(k); err != nil {
+				s.mu.Lock()
+				s.closed = true // the worker may already serve the sockets added
+				s.mu.Unlock()
 				s.release()
 				return nil, fmt.Errorf("media: session %s: %w", id, err)
 			}

@@ -62,13 +62,12 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 	default:
 		n.xSRTP = usable
 	}
-	if x.savp() && !usable && !(lx.prof.Security == SecurityAsIs && ly.prof.Security == SecurityAsIs) {
-		return nil, fmt.Errorf("%w: %s offer from leg %s has no %s key", ErrNotAcceptable, x.proto, from, suiteNames())
-	}
 	n.xKey = key
 	n.pass = lx.prof.Security == SecurityAsIs && ly.prof.Security == SecurityAsIs && len(x.cryptos) > 0
 	if n.pass {
-		n.xSRTP = false
+		n.xSRTP = false // the endpoints' keys: we neither decrypt nor encrypt
+	} else if x.savp() && !usable {
+		return nil, fmt.Errorf("%w: %s offer from leg %s has no %s key", ErrNotAcceptable, x.proto, from, suiteNames())
 	}
 
 	formats, err := filterFormats(&x, lx.prof, ly.prof)
@@ -145,9 +144,6 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 		if !ySRTP && (n.ySAVP || len(y.cryptos) > 0) {
 			return nil, fmt.Errorf("%w: the answer from leg %s accepts none of the keys offered to it", ErrNotAcceptable, from)
 		}
-	}
-	if ly.prof.Security == SecurityAsIs && !n.pass && n.xSRTP != ySRTP && n.ySAVP {
-		return nil, fmt.Errorf("%w: leg %s mirrors leg %s's SRTP and answered without it", ErrNotAcceptable, from, n.from)
 	}
 
 	// The answer to X is Y's, rewritten for X's leg.
