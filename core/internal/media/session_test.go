@@ -142,6 +142,20 @@ func TestInactivityTimeout(t *testing.T) {
 		default:
 		}
 	}
+	// Strays do not keep the call alive.
+	stranger := newPeer(t)
+	strayStop := make(chan struct{})
+	defer close(strayStop)
+	go func() {
+		for {
+			select {
+			case <-strayStop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				stranger.rtp.WriteToUDPAddrPort([]byte("junk"), toA)
+			}
+		}
+	}()
 	select {
 	case <-fired:
 	case <-time.After(2 * time.Second):

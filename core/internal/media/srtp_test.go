@@ -231,3 +231,31 @@ func TestAsIsPassthrough(t *testing.T) {
 		t.Error("pass-through leg not reported secure")
 	}
 }
+
+// TestSRTPLatchFollowsAuthenticatedSource: on an SRTP leg a packet that
+// authenticates moves the latch even after the learning window (a NAT
+// rebinding), while plain junk from the same new source does not.
+func TestSRTPLatchFollowsAuthenticatedSource(t *testing.T) {
+	e := newTestEngine(t, 8, func(c *Config) { c.LatchWindow = 100 * time.Millisecond })
+	a, b, moved := newPeer(t), newPeer(t), newPeer(t)
+	secured := LegProfile{Local: loopback, Security: SecuritySRTP}
+	aKey, aLine := peerKey(t, 1, 0)
+	s, toA, toB, _, _ := call(t, e, secured, plain, a.sdp("RTP/SAVP", "0", aLine), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	enc := mustContext(t, aKey, false)
+	p1, _ := enc.EncryptRTP(nil, rtpPacket(0, 1, 160, 0xA), nil)
+	a.rtp.WriteToUDPAddrPort(p1, toA)
+	recv(t, b.rtp, 2*time.Second)
+	time.Sleep(150 * time.Millisecond) // the window is over
+	moved.rtp.WriteToUDPAddrPort(rtpPacket(0, 2, 320, 0xA), toA) // plain, unauthenticated
+	if st := s.Stats().Legs[SideA]; st.Remote != a.addr() {
+		t.Fatalf("an unauthenticated packet moved the latch to %s", st.Remote)
+	}
+	p2, _ := enc.EncryptRTP(nil, rtpPacket(0, 3, 480, 0xA), nil)
+	moved.rtp.WriteToUDPAddrPort(p2, toA)
+	recv(t, b.rtp, 2*time.Second)
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xB), toB)
+	recv(t, moved.rtp, 2*time.Second) // media follows the authenticated source
+	if st := s.Stats().Legs[SideA]; st.Remote != moved.addr() || st.SRTPFailures != 1 {
+		t.Errorf("latched %s failures %d, want %s, 1", st.Remote, st.SRTPFailures, moved.addr())
+	}
+}
