@@ -245,7 +245,7 @@ func TestSRTPLatchFollowsAuthenticatedSource(t *testing.T) {
 	p1, _ := enc.EncryptRTP(nil, rtpPacket(0, 1, 160, 0xA), nil)
 	a.rtp.WriteToUDPAddrPort(p1, toA)
 	recv(t, b.rtp, 2*time.Second)
-	time.Sleep(150 * time.Millisecond) // the window is over
+	time.Sleep(150 * time.Millisecond)                           // the window is over
 	moved.rtp.WriteToUDPAddrPort(rtpPacket(0, 2, 320, 0xA), toA) // plain, unauthenticated
 	if st := s.Stats().Legs[SideA]; st.Remote != a.addr() {
 		t.Fatalf("an unauthenticated packet moved the latch to %s", st.Remote)
