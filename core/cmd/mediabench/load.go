@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -37,7 +38,7 @@ type genCall struct {
 // generator batches with sendmmsg/recvmmsg and stays far cheaper per packet
 // than the server it loads.
 type generator struct {
-	fdA, fdB     int
+	connA, connB *net.UDPConn // on the Go netpoller: one thread serves sender and readers
 	addrA, addrB netip.AddrPort
 	srtpMode     bool
 	calls        []*genCall
@@ -53,19 +54,18 @@ type generator struct {
 
 const latBuckets = 20000 // 10 µs each: up to 200 ms; later ones land in the last
 
-func openGenSocket() (int, netip.AddrPort, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+func openGenSocket() (*net.UDPConn, netip.AddrPort, error) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
-		return -1, netip.AddrPort{}, err
+		return nil, netip.AddrPort{}, err
 	}
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 16<<20)
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		return -1, netip.AddrPort{}, err
+	if raw, err := c.SyscallConn(); err == nil {
+		raw.Control(func(fd uintptr) {
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 16<<20)
+		})
 	}
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 100000})
-	sa, _ := unix.Getsockname(fd)
-	return fd, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(sa.(*unix.SockaddrInet4).Port)), nil
+	return c, c.LocalAddr().(*net.UDPAddr).AddrPort(), nil
 }
 
 func sdpFor(ap netip.AddrPort, proto string, extra ...string) string {
@@ -200,17 +200,35 @@ func newBatch(n int) *batch {
 	return b
 }
 
-func mmsg(trap uintptr, fd int, h []mmsghdr, flags int) int {
-	for {
-		n, _, e := unix.Syscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&h[0])), uintptr(len(h)), uintptr(flags), 0, 0)
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0
-		}
-		return int(n)
+// mmsg runs recvmmsg or sendmmsg on c through the netpoller: the goroutine
+// parks while the socket is not ready, no thread blocks in the kernel.
+func mmsg(c *net.UDPConn, trap uintptr, h []mmsghdr) int {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0
 	}
+	n := 0
+	op := func(fd uintptr) bool {
+		for {
+			r, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(&h[0])), uintptr(len(h)), unix.MSG_DONTWAIT, 0, 0)
+			switch e {
+			case 0:
+				n = int(r)
+				return true
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false // park until the socket is ready
+			}
+			return true
+		}
+	}
+	if trap == unix.SYS_RECVMMSG {
+		raw.Read(op)
+	} else {
+		raw.Write(op)
+	}
+	return n
 }
 
 // send paces every call's two streams at 50 packets/s until stop closes.
@@ -232,10 +250,10 @@ func (g *generator) send(stop <-chan struct{}) {
 	na, nb := 0, 0
 	flush := func() {
 		if na > 0 {
-			g.sent.Add(uint64(mmsg(unix.SYS_SENDMMSG, g.fdA, ba.h[:na], 0)))
+			g.sent.Add(uint64(mmsg(g.connA, unix.SYS_SENDMMSG, ba.h[:na])))
 		}
 		if nb > 0 {
-			g.sent.Add(uint64(mmsg(unix.SYS_SENDMMSG, g.fdB, bb.h[:nb], 0)))
+			g.sent.Add(uint64(mmsg(g.connB, unix.SYS_SENDMMSG, bb.h[:nb])))
 		}
 		na, nb = 0, 0
 	}
@@ -290,7 +308,7 @@ func putName(n *unix.RawSockaddrInet4, ap netip.AddrPort) {
 }
 
 // receive reads what the server relayed to one side until stop closes.
-func (g *generator) receive(fd int, secured bool, stop <-chan struct{}) {
+func (g *generator) receive(c *net.UDPConn, secured bool, stop <-chan struct{}) {
 	b := newBatch(256)
 	var hdr rtp.Header
 	plain := make([]byte, 2048)
@@ -303,7 +321,8 @@ func (g *generator) receive(fd int, secured bool, stop <-chan struct{}) {
 		for i := range b.h {
 			b.iov[i].SetLen(2048)
 		}
-		n := mmsg(unix.SYS_RECVMMSG, fd, b.h, unix.MSG_WAITFORONE)
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		n := mmsg(c, unix.SYS_RECVMMSG, b.h)
 		now := uint64(time.Since(g.start))
 		for i := range n {
 			p := b.buf[i][:b.h[i].n]

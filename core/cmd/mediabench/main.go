@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -35,12 +34,6 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "with -serve: write a CPU profile of the engine here")
 	profileFor := flag.Duration("profile-for", 10*time.Second, "with -cpuprofile: how long")
 	flag.Parse()
-	// The generator's readers block in recvmmsg; with one P (taskset -c 0
-	// gives GOMAXPROCS 1) the sender would wait for sysmon to take the P
-	// back from them. More Ps than CPUs keeps the sender on time.
-	if *serve == "" {
-		runtime.GOMAXPROCS(4)
-	}
 
 	if *serve != "" {
 		if *cpuProfile != "" {
@@ -188,21 +181,22 @@ type result struct {
 func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration, run string) (result, error) {
 	g := &generator{srtpMode: secure, start: time.Now()}
 	var err error
-	if g.fdA, g.addrA, err = openGenSocket(); err != nil {
+	if g.connA, g.addrA, err = openGenSocket(); err != nil {
 		return result{}, err
 	}
-	if g.fdB, g.addrB, err = openGenSocket(); err != nil {
+	defer g.connA.Close()
+	if g.connB, g.addrB, err = openGenSocket(); err != nil {
 		return result{}, err
 	}
-	defer closeFDs(g.fdA, g.fdB)
+	defer g.connB.Close()
 	if err := g.setup(ng, calls, run); err != nil {
 		return result{}, err
 	}
 	defer g.teardown(ng, run)
 	stopSend, stopRecv := make(chan struct{}), make(chan struct{})
 	doneRecv := make(chan struct{}, 2)
-	go func() { g.receive(g.fdA, false, stopRecv); doneRecv <- struct{}{} }()
-	go func() { g.receive(g.fdB, secure, stopRecv); doneRecv <- struct{}{} }()
+	go func() { g.receive(g.connA, false, stopRecv); doneRecv <- struct{}{} }()
+	go func() { g.receive(g.connB, secure, stopRecv); doneRecv <- struct{}{} }()
 	go g.send(stopSend)
 	time.Sleep(time.Second) // warm-up: latching, contexts
 	cpu0, err := procCPU(pid)
