@@ -2,20 +2,22 @@ package media
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
 
 // negotiation is one offer and what the engine decided about it.
 type negotiation struct {
-	from  Side // the offerer, X; the answerer is Y
-	idx   int  // the anchored stream
-	x     remoteMedia
-	xKey  cryptoLine // X's key we accept (terminating SRTP on X)
-	xSRTP bool       // X's leg speaks SRTP
-	pass  bool       // SRTP passes through untouched (both legs As is)
-	ySAVP bool       // the offer to Y is RTP/SAVP: its answer must carry crypto
-	yKeys bool       // the offer to Y carries our keys (tag i+1 = suites[i])
+	from    Side // the offerer, X; the answerer is Y
+	idx     int  // the anchored stream
+	x       remoteMedia
+	xKey    cryptoLine // X's key we accept (terminating SRTP on X)
+	xSRTP   bool       // X's leg speaks SRTP
+	pass    bool       // SRTP passes through untouched (both legs As is)
+	ySAVP   bool       // the offer to Y is RTP/SAVP: its answer must carry crypto
+	yKeys   bool       // the offer to Y carries our keys (tag i+1 = suites[i])
+	formats []string   // the payload types offered to Y
 	// version of the answer sent to X, fixed at the first answer so that
 	// a repeated answer is the same description.
 	ansVersion uint64
@@ -74,6 +76,7 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.formats = formats
 	out := outStream{offer: true, formats: formats, mux: x.mux, hold: x.hold, proto: plainProto(x.proto)}
 	switch {
 	case n.pass:
@@ -130,6 +133,11 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 		return nil, err
 	}
 	lx, ly := s.legs[n.from], s.legs[from]
+	y.formats = slices.DeleteFunc(y.formats, func(f string) bool { return !slices.Contains(n.formats, f) })
+	if len(y.formats) == 0 {
+		return nil, fmt.Errorf("%w: the answer from leg %s has none of the payload types offered to it (%s)",
+			ErrNotAcceptable, from, strings.Join(n.formats, " "))
+	}
 
 	// Y's security: its answer to our offer.
 	var yKey cryptoLine
