@@ -48,7 +48,7 @@ type EngineStats struct {
 	TxDrops               uint64 // datagrams the kernel did not take
 	// UnallocatedDrops counts UDP datagrams that reached no socket since
 	// the engine started: the kernel's Udp NoPorts counter of the network
-	// namespace (/proc/net/snmp), which includes the media ports not
+	// namespace (/proc/thread-self/net/snmp), which includes the media ports not
 	// handed out. Such a port has no socket, so a flood there costs the
 	// engine nothing: no wake-up, no read; the kernel counts and drops.
 	UnallocatedDrops uint64
@@ -267,9 +267,11 @@ func (e *Engine) forget(s *Session) {
 	e.mu.Unlock()
 }
 
-// udpNoPorts reads Udp NoPorts from /proc/net/snmp.
+// udpNoPorts reads Udp NoPorts of the calling thread's network namespace.
+// Not /proc/net: that follows the main thread, which a test (or a future
+// namespace-aware caller) may have moved to another namespace.
 func udpNoPorts() (uint64, error) {
-	b, err := os.ReadFile("/proc/net/snmp")
+	b, err := os.ReadFile("/proc/thread-self/net/snmp")
 	if err != nil {
 		return 0, err
 	}
@@ -292,5 +294,5 @@ func udpNoPorts() (uint64, error) {
 			}
 		}
 	}
-	return 0, errors.New("media: no Udp NoPorts in /proc/net/snmp")
+	return 0, errors.New("media: no Udp NoPorts in /proc/thread-self/net/snmp")
 }
