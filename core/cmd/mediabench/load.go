@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"os"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
@@ -59,11 +61,18 @@ func openGenSocket() (*net.UDPConn, netip.AddrPort, error) {
 	if err != nil {
 		return nil, netip.AddrPort{}, err
 	}
-	if raw, err := c.SyscallConn(); err == nil {
-		raw.Control(func(fd uintptr) {
-			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
-			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 16<<20)
+	// 16 MiB each way: a late reader must not be the loss measured.
+	raw, err := c.SyscallConn()
+	var serr error
+	if err == nil {
+		err = raw.Control(func(fd uintptr) {
+			serr = errors.Join(unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20),
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 16<<20))
 		})
+	}
+	if err = errors.Join(err, serr); err != nil {
+		_ = c.Close()
+		return nil, netip.AddrPort{}, fmt.Errorf("socket buffers (needs root): %w", err)
 	}
 	return c, c.LocalAddr().(*net.UDPAddr).AddrPort(), nil
 }
@@ -167,7 +176,9 @@ func (g *generator) teardown(ng *ngClient, run string) {
 		if ng == nil {
 			break
 		}
-		ng.call(map[string]any{"command": "delete", "call-id": fmt.Sprintf("%s-%d", run, i), "from-tag": "a"})
+		if _, err := ng.call(map[string]any{"command": "delete", "call-id": fmt.Sprintf("%s-%d", run, i), "from-tag": "a"}); err != nil {
+			fmt.Fprintln(os.Stderr, "mediabench:", err) // the server keeps a call until its own timeout
+		}
 	}
 	g.calls = nil
 }
@@ -223,10 +234,11 @@ func mmsg(c *net.UDPConn, trap uintptr, h []mmsghdr) int {
 			return true
 		}
 	}
+	// A deadline (the readers' stop check) ends the wait with n = 0.
 	if trap == unix.SYS_RECVMMSG {
-		raw.Read(op)
+		_ = raw.Read(op)
 	} else {
-		raw.Write(op)
+		_ = raw.Write(op)
 	}
 	return n
 }
@@ -321,7 +333,7 @@ func (g *generator) receive(c *net.UDPConn, secured bool, stop <-chan struct{}) 
 		for i := range b.h {
 			b.iov[i].SetLen(2048)
 		}
-		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond)) // a UDP socket: cannot fail
 		n := mmsg(c, unix.SYS_RECVMMSG, b.h)
 		now := uint64(time.Since(g.start))
 		for i := range n {

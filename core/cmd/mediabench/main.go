@@ -42,7 +42,10 @@ func main() {
 				fmt.Fprintln(os.Stderr, "mediabench:", err)
 				os.Exit(1)
 			}
-			pprof.StartCPUProfile(f)
+			if err := pprof.StartCPUProfile(f); err != nil {
+				fmt.Fprintln(os.Stderr, "mediabench:", err)
+				os.Exit(1)
+			}
 			go func() {
 				time.Sleep(*profileFor)
 				pprof.StopCPUProfile()
@@ -131,7 +134,10 @@ func ramp(srv, mode, rtpengineBin string, cpu, portMin, portMax, from, step, max
 		if err := cmd.Start(); err != nil {
 			return 0, nil, err
 		}
-		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+		defer func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait() // killed: the error says so
+		}()
 		pid = cmd.Process.Pid
 		var err error
 		if ng, err = dialNG(ngAddr); err != nil {
@@ -184,11 +190,11 @@ func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration
 	if g.connA, g.addrA, err = openGenSocket(); err != nil {
 		return result{}, err
 	}
-	defer g.connA.Close()
+	defer func() { _ = g.connA.Close() }()
 	if g.connB, g.addrB, err = openGenSocket(); err != nil {
 		return result{}, err
 	}
-	defer g.connB.Close()
+	defer func() { _ = g.connB.Close() }()
 	if err := g.setup(ng, calls, run); err != nil {
 		return result{}, err
 	}

@@ -143,7 +143,7 @@ func (n *ngClient) call(req map[string]any) (map[string]any, error) {
 			return nil, err
 		}
 		resp := make([]byte, 65536)
-		n.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_ = n.c.SetReadDeadline(time.Now().Add(2 * time.Second)) // a UDP socket: cannot fail
 		for {
 			m, err := n.c.Read(resp)
 			if err != nil {

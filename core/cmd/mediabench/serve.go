@@ -20,7 +20,7 @@ func serveNG(listen string, portMin, portMax int) error {
 	if err != nil {
 		return err
 	}
-	defer e.Close()
+	defer func() { _ = e.Close() }()
 	c, err := net.ListenPacket("udp", listen)
 	if err != nil {
 		return err
@@ -90,6 +90,8 @@ func serveNG(listen string, portMin, portMax int) error {
 		out.Write(cookie)
 		out.WriteByte(' ')
 		bencode(&out, resp)
-		c.WriteTo(out.Bytes(), from)
+		if _, err := c.WriteTo(out.Bytes(), from); err != nil {
+			return err
+		}
 	}
 }

@@ -34,6 +34,7 @@ func newRawPeer(b *testing.B) *rawPeer {
 }
 
 func (p *rawPeer) connect(b *testing.B, to netip.AddrPort) {
+	b.Helper()
 	if err := unix.Connect(p.fd, &unix.SockaddrInet4{Addr: to.Addr().As4(), Port: int(to.Port())}); err != nil {
 		b.Fatal(err)
 	}
@@ -57,6 +58,7 @@ func BenchmarkRelay(b *testing.B) {
 }
 
 func benchRelay(b *testing.B, secure bool) {
+	b.Helper()
 	e := newTestEngine(b, 8, func(c *Config) { c.Workers = 1 })
 	pa, pb := newRawPeer(b), newRawPeer(b)
 	profB := plain

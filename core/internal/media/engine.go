@@ -61,7 +61,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		return nil, err
 	}
 	if cfg.LatchWindow <= 0 {
-		return nil, fmt.Errorf("media: latch window %s: must be positive", cfg.LatchWindow)
+		return nil, fmt.Errorf("%w: latch window %s: must be positive", ErrConfig, cfg.LatchWindow)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -75,7 +75,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	for range n {
 		w, err := newWorker()
 		if err != nil {
-			e.Close()
+			_ = e.Close()
 			return nil, err
 		}
 		e.workers = append(e.workers, w)
@@ -139,7 +139,7 @@ func (e *Engine) Stats() EngineStats {
 func (e *Engine) NewSession(id string, a, b LegProfile, onTimeout func()) (*Session, error) {
 	for side, p := range []LegProfile{a, b} {
 		if !p.Local.IsValid() || p.Local.IsUnspecified() {
-			return nil, fmt.Errorf("media: session %s: leg %s: local address %q: want a unicast address", id, Side(side), p.Local)
+			return nil, fmt.Errorf("%w: session %s: leg %s: local address %q: want a unicast address", ErrConfig, id, Side(side), p.Local)
 		}
 	}
 	e.mu.Lock()
@@ -219,7 +219,7 @@ func (e *Engine) openLeg(l *leg) error {
 		}
 		cfd, err := openUDP(l.prof.Local, port+1)
 		if err != nil {
-			unix.Close(rfd)
+			_ = unix.Close(rfd)
 			busy = append(busy, port)
 			if errors.Is(err, unix.EADDRINUSE) {
 				continue
@@ -267,6 +267,8 @@ func (e *Engine) forget(s *Session) {
 	e.mu.Unlock()
 }
 
+var errNoCounter = errors.New("media: no Udp NoPorts in /proc/thread-self/net/snmp")
+
 // udpNoPorts reads Udp NoPorts of the calling thread's network namespace.
 // Not /proc/net: that follows the main thread, which a test (or a future
 // namespace-aware caller) may have moved to another namespace.
@@ -294,5 +296,5 @@ func udpNoPorts() (uint64, error) {
 			}
 		}
 	}
-	return 0, errors.New("media: no Udp NoPorts in /proc/thread-self/net/snmp")
+	return 0, errNoCounter
 }

@@ -60,7 +60,7 @@ func (r *remoteMedia) codec() string {
 func parseSDP(b []byte) (*sdp.SessionDescription, error) {
 	sd := &sdp.SessionDescription{}
 	if err := sd.Unmarshal(b); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 	return sd, nil
 }

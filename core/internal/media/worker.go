@@ -81,7 +81,7 @@ func newWorker() (*worker, error) {
 	}
 	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
-		unix.Close(epfd)
+		_ = unix.Close(epfd)
 		return nil, fmt.Errorf("media: eventfd: %w", err)
 	}
 	w := &worker{epfd: epfd, wakefd: wakefd, socks: make(map[int32]*sock)}
@@ -101,8 +101,8 @@ func newWorker() (*worker, error) {
 }
 
 func (w *worker) closeFDs() {
-	unix.Close(w.wakefd)
-	unix.Close(w.epfd)
+	_ = unix.Close(w.wakefd)
+	_ = unix.Close(w.epfd)
 }
 
 // add registers s with the worker's epoll set.
@@ -223,7 +223,7 @@ func (w *worker) flush() {
 		}
 		for i := start; i < end; i++ {
 			it := &w.tx[i]
-			w.tiov[i].Base = unsafe.SliceData(it.b)
+			w.tiov[i].Base = unsafe.SliceData(it.b) //nolint:gosec // iovec of a buffer the worker keeps until sendmmsg returns
 			w.tiov[i].SetLen(len(it.b))
 			w.thdr[i].hdr.Namelen = putSockaddr(&w.tname[i], it.dst)
 		}
