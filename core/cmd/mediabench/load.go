@@ -1,13 +1,13 @@
 package main
 
 import (
-	"errors"
-	"os"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
