@@ -133,7 +133,17 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 		return nil, err
 	}
 	lx, ly := s.legs[n.from], s.legs[from]
-	y.formats = slices.DeleteFunc(y.formats, func(f string) bool { return !slices.Contains(n.formats, f) })
+	// An answer may use its own number for an offered codec (RFC 3264
+	// §6.1 says SHOULD keep it): each side declares what it receives, so
+	// the relay passes each side's numbers unchanged and nothing is mapped
+	// per packet. What was not offered at all goes.
+	offered := make(map[string]bool, len(n.formats))
+	for _, f := range n.formats {
+		offered[strings.ToLower(n.x.names[f])] = true
+	}
+	y.formats = slices.DeleteFunc(y.formats, func(f string) bool {
+		return !slices.Contains(n.formats, f) && !offered[strings.ToLower(y.names[f])]
+	})
 	if len(y.formats) == 0 {
 		return nil, fmt.Errorf("%w: the answer from leg %s has none of the payload types offered to it (%s)",
 			ErrNotAcceptable, from, strings.Join(n.formats, " "))

@@ -73,3 +73,29 @@ func TestRelayLoopback(t *testing.T) {
 		t.Errorf("leg A codec %q lost %d, want PCMU, 0", st.Legs[SideA].Codec, st.Legs[SideA].Lost)
 	}
 }
+
+// TestTelephoneEventNumbers: the answer numbers telephone-event differently
+// from the offer (RFC 3264 allows it); each side sends the number the other
+// declared and the relay passes RFC 4733 events both ways.
+func TestTelephoneEventNumbers(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b := newPeer(t), newPeer(t)
+	_, toA, toB, _, answerToA := call(t, e, plain, plain,
+		a.sdp("RTP/AVP", "0 101", "rtpmap:101 telephone-event/8000", "fmtp:101 0-15"),
+		func([]byte) []byte {
+			return b.sdp("RTP/AVP", "0 96 97", "rtpmap:96 telephone-event/8000", "fmtp:96 0-15", "rtpmap:97 opus/48000/2")
+		})
+	if !strings.Contains(string(answerToA), "RTP/AVP 0 96\r\n") || !strings.Contains(string(answerToA), "a=rtpmap:96 telephone-event/8000") ||
+		strings.Contains(string(answerToA), "opus") {
+		t.Fatalf("answer to A:\n%s", answerToA)
+	}
+	digit := func(pt uint8) []byte { p := rtpPacket(pt, 1, 0, 0xD); return p[:16] } // one RFC 4733 event
+	a.rtp.WriteToUDPAddrPort(digit(96), toA)
+	if got, _ := recv(t, b.rtp, 2*time.Second); got[1]&0x7f != 96 {
+		t.Fatalf("B got payload type %d", got[1]&0x7f)
+	}
+	b.rtp.WriteToUDPAddrPort(digit(101), toB)
+	if got, _ := recv(t, a.rtp, 2*time.Second); got[1]&0x7f != 101 {
+		t.Fatalf("A got payload type %d", got[1]&0x7f)
+	}
+}
