@@ -259,3 +259,49 @@ func TestSRTPLatchFollowsAuthenticatedSource(t *testing.T) {
 		t.Errorf("latched %s failures %d, want %s, 1", st.Remote, st.SRTPFailures, moved.addr())
 	}
 }
+
+// TestOpportunisticSRTP: a caller like baresip with mediaenc srtp offers
+// RTP/AVP with a=crypto (RFC 8643). A Both leg takes the key and answers
+// RTP/AVP with its own, and the leg carries SRTP; a Not secured leg answers
+// without crypto and stays plain.
+func TestOpportunisticSRTP(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		sec    Security
+		secure bool
+	}{{"both", SecurityBoth, true}, {"as is", SecurityAsIs, true}, {"not secured", SecurityRTP, false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newTestEngine(t, 8, nil)
+			a, b := newPeer(t), newPeer(t)
+			aKey, aLine := peerKey(t, 1, 0)
+			s, toA, toB, _, answerToA := call(t, e, LegProfile{Local: loopback, Security: tt.sec}, plain,
+				a.sdp("RTP/AVP", "0", aLine), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+			if !strings.Contains(string(answerToA), "RTP/AVP") || strings.Contains(string(answerToA), "a=crypto") != tt.secure {
+				t.Fatalf("answer to A:\n%s", answerToA)
+			}
+			pkt := rtpPacket(0, 1, 160, 0xA)
+			out := pkt
+			if tt.secure {
+				out, _ = mustContext(t, aKey, false).EncryptRTP(nil, pkt, nil)
+			}
+			a.rtp.WriteToUDPAddrPort(out, toA)
+			if got, _ := recv(t, b.rtp, 2*time.Second); !bytes.Equal(got, pkt) {
+				t.Fatal("B did not get the caller's packet in the clear")
+			}
+			back := rtpPacket(0, 1, 160, 0xB)
+			b.rtp.WriteToUDPAddrPort(back, toB)
+			got, _ := recv(t, a.rtp, 2*time.Second)
+			if tt.secure {
+				dec, err := mustContext(t, engineKey(t, answerToA, 1), true).DecryptRTP(nil, got, nil)
+				if err != nil || !bytes.Equal(dec, back) {
+					t.Fatalf("A decrypt: %v", err)
+				}
+			} else if !bytes.Equal(got, back) {
+				t.Fatal("A did not get B's packet")
+			}
+			if s.Stats().Legs[SideA].Secure != tt.secure {
+				t.Errorf("leg A Secure = %v, want %v", !tt.secure, tt.secure)
+			}
+		})
+	}
+}
