@@ -415,3 +415,34 @@ func TestOfferAnswerState(t *testing.T) {
 		t.Errorf("Offer after Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestHoldAndResume: a re-INVITE with c=0.0.0.0 (RFC 2543 hold) stops media
+// towards the held side; the next re-INVITE resumes it, latch kept.
+func TestHoldAndResume(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b := newPeer(t), newPeer(t)
+	s, toA, toB, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	a.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xA), toA)
+	recv(t, b.rtp, 2*time.Second)
+
+	hold := bytes.Replace(a.sdp("RTP/AVP", "0", "sendonly"), []byte("c=IN IP4 127.0.0.1"), []byte("c=IN IP4 0.0.0.0"), 1)
+	out, err := s.Offer(SideA, hold)
+	if err != nil || !bytes.Contains(out, []byte("c=IN IP4 0.0.0.0")) || !bytes.Contains(out, []byte("a=sendonly")) {
+		t.Fatalf("hold offer (%v):\n%s", err, out)
+	}
+	if _, err := s.Answer(SideB, b.sdp("RTP/AVP", "0", "recvonly")); err != nil {
+		t.Fatal(err)
+	}
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 2, 160, 0xB), toB)
+	if _, _, err := tryRecv(a.rtp, 200*time.Millisecond); err == nil {
+		t.Fatal("media reached the held side")
+	}
+	if _, err := s.Offer(SideA, a.sdp("RTP/AVP", "0", "sendrecv")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Answer(SideB, b.sdp("RTP/AVP", "0", "sendrecv")); err != nil {
+		t.Fatal(err)
+	}
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 3, 320, 0xB), toB)
+	recv(t, a.rtp, 2*time.Second)
+}
