@@ -62,6 +62,12 @@ func main() {
 	fmt.Printf("mediabench: %s, G.711 172-byte RTP, 50 pkt/s each way per call, server on CPU %d, %s per step, loadavg %s",
 		time.Now().UTC().Format(time.RFC3339), *serverCPU, *window, load)
 	fmt.Printf("%-9s %-4s %6s %9s %9s %7s %7s %7s %9s %6s\n", "server", "mode", "calls", "sent", "recv", "loss%", "p50ms", "p99ms", "cpuµs/pkt", "cpu%")
+	// The generator alone (A and B talk directly) at the first step: its
+	// own latency, the part of the servers' figures that is not theirs.
+	if _, _, err := ramp("direct", "rtp", *rtpengine, *serverCPU, *portMin, *portMax, *from, *step, *from, *window); err != nil {
+		fmt.Fprintln(os.Stderr, "mediabench: direct:", err)
+		os.Exit(1)
+	}
 	type key struct{ srv, mode string }
 	knees := map[key]int{}
 	steps := map[key]map[int]result{}
