@@ -23,7 +23,7 @@ func main() {
 	serve := flag.String("serve", "", "internal: run the engine behind ng on this address")
 	portMin := flag.Int("port-min", 30000, "server media ports: first")
 	portMax := flag.Int("port-max", 59999, "server media ports: last")
-	servers := flag.String("servers", "rtpengine,umedge", "servers to load, in order")
+	servers := flag.String("servers", "rtpengine,umedge", "servers to load, in order: rtpengine, umedge; umedge-profiled also writes mediabench-umedge.prof; direct is the generator alone")
 	modes := flag.String("modes", "rtp,srtp", "rtp: RTP⇄RTP; srtp: RTP⇄SRTP (the B side SDES AES_CM_128_HMAC_SHA1_80)")
 	from := flag.Int("from", 100, "first step, calls")
 	step := flag.Int("step", 100, "ramp step, calls")
