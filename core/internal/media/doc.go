@@ -13,10 +13,15 @@
 // not a special case of the loop.
 //
 // All four sockets of a session live on one worker, so the session's mutex is
-// only contended by the control path (Offer, Answer, Stats). A worker wakes
-// once per epoll batch, reads each ready socket with one recvmmsg and writes
-// what the batch produced with one sendmmsg, into buffers it owns: a relayed
-// packet costs no allocation.
+// only contended by the control path (Offer, Answer, Stats). The cost of a
+// relay is the wake-up, not the copy, so a worker wakes at most once a
+// millisecond: a packet that finds it idle is served at once, the others
+// wait for the next round (≤ 1 ms) and share its wake-up. Each round reads
+// every ready socket with one recvmmsg and writes what that read produced
+// with one sendmmsg, into buffers the worker owns: a relayed packet costs
+// no allocation. A port the pool has not handed out has no socket, so a
+// flood there never wakes a worker; the kernel drops it and counts it
+// (EngineStats.UnallocatedDrops).
 //
 // On the way in a leg demultiplexes STUN and RTP/RTCP (RFC 7983, RFC 5761),
 // answers STUN binding requests (ICE-lite when the leg's offer carried ICE),
