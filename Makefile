@@ -15,7 +15,7 @@ PLUGINS     := $(notdir $(wildcard plugins/*))
 # tests in namespaces, dosfstools and e2fsprogs for the data-partition test.
 TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography baresip-core nftables iproute2 dosfstools e2fsprogs
 
-.PHONY: all build plugins run test test-short test-integration test-deps bench-sip \
+.PHONY: all build plugins run test test-short test-integration test-deps bench-sip bench-media \
 	fuzz proto pyproto lint archcheck clean
 
 all: build plugins
@@ -70,6 +70,16 @@ test-deps:
 bench-sip: test-deps build plugins
 	$(GO) run ./core/cmd/sipbench -edged $(BIN)/edged -plugins $(BIN)/plugins $(BENCH_ARGS)
 
+# Ramps concurrent bidirectional G.711 calls through the media engine and
+# through rtpengine (userspace forwarding, driven over its ng protocol), RTP⇄RTP
+# and RTP⇄SRTP, the load on CPU 0 and the server on CPU 1. rtpengine-daemon
+# is a Debian package the benchmark needs; no test does.
+# BENCH_ARGS="-modes rtp -servers umedge" narrows it (mediabench -h).
+bench-media:
+	@dpkg -s rtpengine-daemon >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rtpengine-daemon >/dev/null; }
+	CGO_ENABLED=$(CGO_ENABLED) $(GO) build -o $(BIN)/mediabench ./core/cmd/mediabench
+	taskset -c 0 $(BIN)/mediabench $(BENCH_ARGS)
+
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzDiversion -fuzztime $(FUZZTIME) ./core/internal/sipheader
 	$(GO) test -run XXX -fuzz FuzzHistoryInfo -fuzztime $(FUZZTIME) ./core/internal/sipheader
@@ -80,6 +90,9 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzConfigure -fuzztime $(FUZZTIME) ./plugins/umrouter
 	$(GO) test -run XXX -fuzz FuzzReadCLIXML -fuzztime $(FUZZTIME) ./core/internal/exchimport
 	$(GO) test -run XXX -fuzz FuzzReadCSV -fuzztime $(FUZZTIME) ./core/internal/exchimport
+	$(GO) test -run XXX -fuzz FuzzSDP -fuzztime $(FUZZTIME) ./core/internal/media
+	$(GO) test -run XXX -fuzz FuzzPacket -fuzztime $(FUZZTIME) ./core/internal/media
+	$(GO) test -run XXX -fuzz FuzzSRTPDecrypt -fuzztime $(FUZZTIME) ./core/internal/media
 
 # Regenerates the committed protobuf code (needs protoc, Debian protobuf-compiler).
 proto:

@@ -13,10 +13,15 @@
 // not a special case of the loop.
 //
 // All four sockets of a session live on one worker, so the session's mutex is
-// only contended by the control path (Offer, Answer, Stats). A worker wakes
-// once per epoll batch, reads each ready socket with one recvmmsg and writes
-// what the batch produced with one sendmmsg, into buffers it owns: a relayed
-// packet costs no allocation.
+// only contended by the control path (Offer, Answer, Stats). The cost of a
+// relay is the wake-up, not the copy, so a worker wakes at most once a
+// millisecond: a packet that finds it idle is served at once, the others
+// wait for the next round (≤ 1 ms) and share its wake-up. Each round reads
+// every ready socket with one recvmmsg and writes what that read produced
+// with one sendmmsg, into buffers the worker owns: a relayed packet costs
+// no allocation. A port the pool has not handed out has no socket, so a
+// flood there never wakes a worker; the kernel drops it and counts it
+// (EngineStats.UnallocatedDrops).
 //
 // On the way in a leg demultiplexes STUN and RTP/RTCP (RFC 7983, RFC 5761),
 // answers STUN binding requests (ICE-lite when the leg's offer carried ICE),
@@ -24,6 +29,21 @@
 // (symmetric RTP, RFC 7362) and keeps RFC 3550 receiver statistics. On the way
 // out it encrypts when it speaks SRTP and sends to the latched address, or to
 // the address of the peer's SDP until a packet has been seen.
+//
+// # Latching (R-SBC-2, RFC 7362)
+//
+// A leg sends to the address of its peer's SDP until the first valid packet
+// (RTP of a negotiated payload type, or SRTP that authenticates) arrives;
+// from then on it sends where that packet came from, which is how a phone
+// behind a NAT that announced its private address still gets audio. Each
+// answer (the call's and each re-INVITE's) opens a learning window
+// (Config.LatchWindow): inside it a packet from a new source with a new SSRC
+// re-latches. Outside it the latched source is fixed and everything else is
+// counted as a stray and dropped, even while the peer is quiet, so nobody
+// can take over a call on hold. On an SRTP leg an authenticated packet is
+// the peer's wherever it comes from, so the latch follows it at any time;
+// on an ICE-lite leg the nominated pair sets it. RTCP latches separately
+// (a NAT may map RTP+1 anywhere), following the RTP peer's address.
 //
 // # Signalling
 //

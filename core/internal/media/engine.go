@@ -19,7 +19,7 @@ import (
 type Config struct {
 	PortMin, PortMax  int           // RTP/RTCP range: even start, RTCP = RTP+1
 	Workers           int           // event-loop workers; 0 = GOMAXPROCS
-	LatchWindow       time.Duration // after each answer, how long a new source with a new SSRC re-latches a plain leg
+	LatchWindow       time.Duration // after each answer, how long a new source with a new SSRC re-latches a plain-RTP leg
 	InactivityTimeout time.Duration // no packet from either leg this long calls the session's onTimeout; 0 = off
 }
 
@@ -48,7 +48,7 @@ type EngineStats struct {
 	TxDrops               uint64 // datagrams the kernel did not take
 	// UnallocatedDrops counts UDP datagrams that reached no socket since
 	// the engine started: the kernel's Udp NoPorts counter of the network
-	// namespace (/proc/net/snmp), which includes the media ports not
+	// namespace (/proc/thread-self/net/snmp), which includes the media ports not
 	// handed out. Such a port has no socket, so a flood there costs the
 	// engine nothing: no wake-up, no read; the kernel counts and drops.
 	UnallocatedDrops uint64
@@ -61,7 +61,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		return nil, err
 	}
 	if cfg.LatchWindow <= 0 {
-		return nil, fmt.Errorf("media: latch window %s: must be positive", cfg.LatchWindow)
+		return nil, fmt.Errorf("%w: latch window %s: must be positive", ErrConfig, cfg.LatchWindow)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -75,7 +75,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	for range n {
 		w, err := newWorker()
 		if err != nil {
-			e.Close()
+			_ = e.Close()
 			return nil, err
 		}
 		e.workers = append(e.workers, w)
@@ -139,7 +139,7 @@ func (e *Engine) Stats() EngineStats {
 func (e *Engine) NewSession(id string, a, b LegProfile, onTimeout func()) (*Session, error) {
 	for side, p := range []LegProfile{a, b} {
 		if !p.Local.IsValid() || p.Local.IsUnspecified() {
-			return nil, fmt.Errorf("media: session %s: leg %s: local address %q: want a unicast address", id, Side(side), p.Local)
+			return nil, fmt.Errorf("%w: session %s: leg %s: local address %q: want a unicast address", ErrConfig, id, Side(side), p.Local)
 		}
 	}
 	e.mu.Lock()
@@ -173,6 +173,9 @@ func (e *Engine) NewSession(id string, a, b LegProfile, onTimeout func()) (*Sess
 	for _, l := range s.legs {
 		for _, k := range []*sock{l.rtp, l.rtcp} {
 			if err := w.add(k); err != nil {
+				s.mu.Lock()
+				s.closed = true // the worker may already serve the sockets added
+				s.mu.Unlock()
 				s.release()
 				return nil, fmt.Errorf("media: session %s: %w", id, err)
 			}
@@ -216,7 +219,7 @@ func (e *Engine) openLeg(l *leg) error {
 		}
 		cfd, err := openUDP(l.prof.Local, port+1)
 		if err != nil {
-			unix.Close(rfd)
+			_ = unix.Close(rfd)
 			busy = append(busy, port)
 			if errors.Is(err, unix.EADDRINUSE) {
 				continue
@@ -264,9 +267,13 @@ func (e *Engine) forget(s *Session) {
 	e.mu.Unlock()
 }
 
-// udpNoPorts reads Udp NoPorts from /proc/net/snmp.
+var errNoCounter = errors.New("media: no Udp NoPorts in /proc/thread-self/net/snmp")
+
+// udpNoPorts reads Udp NoPorts of the calling thread's network namespace.
+// Not /proc/net: that follows the main thread, which a test (or a future
+// namespace-aware caller) may have moved to another namespace.
 func udpNoPorts() (uint64, error) {
-	b, err := os.ReadFile("/proc/net/snmp")
+	b, err := os.ReadFile("/proc/thread-self/net/snmp")
 	if err != nil {
 		return 0, err
 	}
@@ -289,5 +296,5 @@ func udpNoPorts() (uint64, error) {
 			}
 		}
 	}
-	return 0, errors.New("media: no Udp NoPorts in /proc/net/snmp")
+	return 0, errNoCounter
 }

@@ -13,6 +13,12 @@ var (
 	// leg's profile (no common codec, no acceptable crypto on a Secured
 	// leg); wrapped with the detail for a 488 Warning.
 	ErrNotAcceptable = errors.New("media: not acceptable")
+	// ErrConfig means the engine's Config or a leg profile cannot work
+	// (a bad port range, a local address that is not unicast).
+	ErrConfig = errors.New("media: bad configuration")
+	// ErrNoPeer is returned by Send on a leg that knows no peer address
+	// yet (no answer, or on hold).
+	ErrNoPeer = errors.New("media: no peer address")
 	// ErrClosed is returned by a closed Session or Engine.
 	ErrClosed = errors.New("media: closed")
 	// ErrNoOffer is returned by Answer when no offer from the other side

@@ -20,13 +20,13 @@ import (
 func TestICELiteAgainstPionAgent(t *testing.T) {
 	e := newTestEngine(t, 8, nil)
 	b := newPeer(t)
-	agent, err := ice.NewAgent(&ice.AgentConfig{
-		NetworkTypes:    []ice.NetworkType{ice.NetworkTypeUDP4},
-		CandidateTypes:  []ice.CandidateType{ice.CandidateTypeHost},
-		IncludeLoopback: true,
-		InterfaceFilter: func(name string) bool { return name == "lo" },
-		IPFilter:        func(ip net.IP) bool { return ip.IsLoopback() },
-	})
+	agent, err := ice.NewAgentWithOptions(
+		ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4}),
+		ice.WithCandidateTypes([]ice.CandidateType{ice.CandidateTypeHost}),
+		ice.WithIncludeLoopback(),
+		ice.WithInterfaceFilter(func(name string) bool { return name == "lo" }),
+		ice.WithIPFilter(func(ip net.IP) bool { return ip.IsLoopback() }),
+	)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,15 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
-	"time"
 
 	"github.com/pion/srtp/v3"
 )
-
-// latchQuiet is how long a latched source must have been silent before a
-// new source with a new SSRC may take its place outside the learning window
-// (a peer that moved its media without signalling it).
-const latchQuiet = 2 * time.Second
 
 // leg is one side of a session. All fields are guarded by the session's
 // mutex.
@@ -37,7 +31,6 @@ type leg struct {
 	latchRTP, latchRTCP netip.AddrPort
 	ssrc                uint32
 	learnUntil          int64 // unix ns; a new SSRC from a new source re-latches before this
-	lastLatched         int64 // unix ns of the last RTP from the latched source
 
 	// SRTP. rx decrypts what the peer sends, tx encrypts what we send it.
 	// passthrough: both legs As is and the offer was SRTP: the keys are the
@@ -83,7 +76,7 @@ func (l *leg) receive(w *worker, s *sock, i int, pkt []byte, src netip.AddrPort,
 	case b0 < 4:
 		l.stun(w, s, pkt, src)
 	case b0>>6 == 2 && (s.rtcp || (pkt[1] >= 192 && pkt[1] <= 223)): // RFC 5761 §4
-		l.receiveRTCP(w, i, pkt, src)
+		l.receiveRTCP(w, i, pkt, src, now)
 	case b0>>6 == 2:
 		l.receiveRTP(w, i, pkt, src, now)
 	default: // DTLS, ZRTP, garbage
@@ -120,7 +113,7 @@ func (l *leg) receiveRTP(w *worker, i int, pkt []byte, src netip.AddrPort, now i
 		l.stats.strays++
 		return
 	}
-	l.lastLatched = now
+	l.sess.lastPacket = now // strays do not keep a call alive
 	l.stats.packetsIn++
 	l.stats.bytesIn += uint64(len(pkt))
 	if l.recv.ssrc != ssrc || !l.recv.started {
@@ -140,9 +133,11 @@ func (l *leg) accept(src netip.AddrPort, ssrc uint32, now int64) bool {
 	case src == l.latchRTP:
 		l.ssrc = ssrc // the same source with a new SSRC (a new stream of the same peer)
 		return true
-	case ssrc != l.ssrc && (now < l.learnUntil || now-l.lastLatched > int64(latchQuiet)):
-		// A new source with a new SSRC while learning, or after the
-		// latched source fell silent: re-latch.
+	case ssrc != l.ssrc && now < l.learnUntil:
+		// A new source with a new SSRC while learning: re-latch. After
+		// the window a stranger cannot take the leg over, not even
+		// while the peer is quiet (on hold): the next offer/answer
+		// reopens the window.
 	default:
 		return false
 	}
@@ -158,10 +153,9 @@ func (l *leg) latch(src netip.AddrPort, ssrc uint32, now int64) {
 		}
 	}
 	l.ssrc = ssrc
-	l.lastLatched = now
 }
 
-func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort) {
+func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort, now int64) {
 	if len(pkt) < 8 {
 		l.stats.strays++
 		return
@@ -191,6 +185,7 @@ func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort) {
 			return
 		}
 	}
+	l.sess.lastPacket = now
 	l.stats.packetsIn++
 	l.stats.bytesIn += uint64(len(pkt))
 	l.sink.RTCP(plain)

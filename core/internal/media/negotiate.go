@@ -2,20 +2,22 @@ package media
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
 
 // negotiation is one offer and what the engine decided about it.
 type negotiation struct {
-	from  Side // the offerer, X; the answerer is Y
-	idx   int  // the anchored stream
-	x     remoteMedia
-	xKey  cryptoLine // X's key we accept (terminating SRTP on X)
-	xSRTP bool       // X's leg speaks SRTP
-	pass  bool       // SRTP passes through untouched (both legs As is)
-	ySAVP bool       // the offer to Y is RTP/SAVP: its answer must carry crypto
-	yKeys bool       // the offer to Y carries our keys (tag i+1 = suites[i])
+	from    Side // the offerer, X; the answerer is Y
+	idx     int  // the anchored stream
+	x       remoteMedia
+	xKey    cryptoLine // X's key we accept (terminating SRTP on X)
+	xSRTP   bool       // X's leg speaks SRTP
+	pass    bool       // SRTP passes through untouched (both legs As is)
+	ySAVP   bool       // the offer to Y is RTP/SAVP: its answer must carry crypto
+	yKeys   bool       // the offer to Y carries our keys (tag i+1 = suites[i])
+	formats []string   // the payload types offered to Y
 	// version of the answer sent to X, fixed at the first answer so that
 	// a repeated answer is the same description.
 	ansVersion uint64
@@ -62,19 +64,19 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 	default:
 		n.xSRTP = usable
 	}
-	if x.savp() && !usable && !(lx.prof.Security == SecurityAsIs && ly.prof.Security == SecurityAsIs) {
-		return nil, fmt.Errorf("%w: %s offer from leg %s has no %s key", ErrNotAcceptable, x.proto, from, suiteNames())
-	}
 	n.xKey = key
 	n.pass = lx.prof.Security == SecurityAsIs && ly.prof.Security == SecurityAsIs && len(x.cryptos) > 0
 	if n.pass {
-		n.xSRTP = false
+		n.xSRTP = false // the endpoints' keys: we neither decrypt nor encrypt
+	} else if x.savp() && !usable {
+		return nil, fmt.Errorf("%w: %s offer from leg %s has no %s key", ErrNotAcceptable, x.proto, from, suiteNames())
 	}
 
 	formats, err := filterFormats(&x, lx.prof, ly.prof)
 	if err != nil {
 		return nil, err
 	}
+	n.formats = formats
 	out := outStream{offer: true, formats: formats, mux: x.mux, hold: x.hold, proto: plainProto(x.proto)}
 	switch {
 	case n.pass:
@@ -131,6 +133,21 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 		return nil, err
 	}
 	lx, ly := s.legs[n.from], s.legs[from]
+	// An answer may use its own number for an offered codec (RFC 3264
+	// §6.1 says SHOULD keep it): each side declares what it receives, so
+	// the relay passes each side's numbers unchanged and nothing is mapped
+	// per packet. What was not offered at all goes.
+	offered := make(map[string]bool, len(n.formats))
+	for _, f := range n.formats {
+		offered[strings.ToLower(n.x.names[f])] = true
+	}
+	y.formats = slices.DeleteFunc(y.formats, func(f string) bool {
+		return !slices.Contains(n.formats, f) && !offered[strings.ToLower(y.names[f])]
+	})
+	if len(y.formats) == 0 {
+		return nil, fmt.Errorf("%w: the answer from leg %s has none of the payload types offered to it (%s)",
+			ErrNotAcceptable, from, strings.Join(n.formats, " "))
+	}
 
 	// Y's security: its answer to our offer.
 	var yKey cryptoLine
@@ -145,9 +162,6 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 		if !ySRTP && (n.ySAVP || len(y.cryptos) > 0) {
 			return nil, fmt.Errorf("%w: the answer from leg %s accepts none of the keys offered to it", ErrNotAcceptable, from)
 		}
-	}
-	if ly.prof.Security == SecurityAsIs && !n.pass && n.xSRTP != ySRTP && n.ySAVP {
-		return nil, fmt.Errorf("%w: leg %s mirrors leg %s's SRTP and answered without it", ErrNotAcceptable, from, n.from)
 	}
 
 	// The answer to X is Y's, rewritten for X's leg.

@@ -19,7 +19,7 @@ type portPool struct {
 
 func newPortPool(portMin, portMax int) (*portPool, error) {
 	if portMin < 1 || portMin%2 != 0 || portMax > 65535 || portMax <= portMin {
-		return nil, fmt.Errorf("media: port range %d-%d: want an even start and an end above it, at most 65535", portMin, portMax)
+		return nil, fmt.Errorf("%w: port range %d-%d: want an even start and an end above it, at most 65535", ErrConfig, portMin, portMax)
 	}
 	// A last even port without its RTCP partner is never handed out.
 	total := (portMax - portMin + 1) / 2

@@ -2,6 +2,8 @@ package media
 
 import (
 	"bytes"
+	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -71,5 +73,70 @@ func TestRelayLoopback(t *testing.T) {
 	}
 	if st.Legs[SideA].Codec != "PCMU" || st.Legs[SideA].Lost != 0 {
 		t.Errorf("leg A codec %q lost %d, want PCMU, 0", st.Legs[SideA].Codec, st.Legs[SideA].Lost)
+	}
+}
+
+// TestTelephoneEventNumbers: the answer numbers telephone-event differently
+// from the offer (RFC 3264 allows it); each side sends the number the other
+// declared and the relay passes RFC 4733 events both ways.
+func TestTelephoneEventNumbers(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b := newPeer(t), newPeer(t)
+	_, toA, toB, _, answerToA := call(t, e, plain, plain,
+		a.sdp("RTP/AVP", "0 101", "rtpmap:101 telephone-event/8000", "fmtp:101 0-15"),
+		func([]byte) []byte {
+			return b.sdp("RTP/AVP", "0 96 97", "rtpmap:96 telephone-event/8000", "fmtp:96 0-15", "rtpmap:97 opus/48000/2")
+		})
+	if !strings.Contains(string(answerToA), "RTP/AVP 0 96\r\n") || !strings.Contains(string(answerToA), "a=rtpmap:96 telephone-event/8000") ||
+		strings.Contains(string(answerToA), "opus") {
+		t.Fatalf("answer to A:\n%s", answerToA)
+	}
+	digit := func(pt uint8) []byte { p := rtpPacket(pt, 1, 0, 0xD); return p[:16] } // one RFC 4733 event
+	a.rtp.WriteToUDPAddrPort(digit(96), toA)
+	if got, _ := recv(t, b.rtp, 2*time.Second); got[1]&0x7f != 96 {
+		t.Fatalf("B got payload type %d", got[1]&0x7f)
+	}
+	b.rtp.WriteToUDPAddrPort(digit(101), toB)
+	if got, _ := recv(t, a.rtp, 2*time.Second); got[1]&0x7f != 101 {
+		t.Fatalf("A got payload type %d", got[1]&0x7f)
+	}
+}
+
+// TestRelayIPv6AndRTCPMux: leg A on ::1 with rtcp-mux, leg B on 127.0.0.1
+// without: RTP and RTCP cross families, RTCP moves between the muxed RTP
+// port and B's RTP+1.
+func TestRelayIPv6AndRTCPMux(t *testing.T) {
+	c6, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback on this host: %v", err)
+	}
+	defer c6.Close()
+	e := newTestEngine(t, 8, nil)
+	b := newPeer(t)
+	v6 := LegProfile{Local: netip.MustParseAddr("::1"), Security: SecurityRTP}
+	port := c6.LocalAddr().(*net.UDPAddr).Port
+	offer := fmt.Sprintf("v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\na=rtcp-mux\r\n", port)
+	s, toA, toB, offerToB, answerToA := call(t, e, v6, plain, []byte(offer), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	if !strings.Contains(string(answerToA), "c=IN IP6 ::1") || !strings.Contains(string(answerToA), "a=rtcp-mux") ||
+		!strings.Contains(string(offerToB), "c=IN IP4 127.0.0.1") {
+		t.Fatalf("offer to B:\n%s\nanswer to A:\n%s", offerToB, answerToA)
+	}
+	c6.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xA), toA)
+	recv(t, b.rtp, 2*time.Second)
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xB), toB)
+	if got, _ := recv(t, c6, 2*time.Second); got[1] != 0 {
+		t.Fatalf("A got %x", got[:2])
+	}
+	sr := []byte{0x80, 200, 0, 6, 0, 0, 0, 0xA, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	c6.WriteToUDPAddrPort(sr, toA) // RTCP on the RTP port: rtcp-mux
+	if got, _ := recv(t, b.rtcp, 2*time.Second); !bytes.Equal(got, sr) {
+		t.Fatal("B's RTCP port did not get the muxed sender report")
+	}
+	b.rtcp.WriteToUDPAddrPort(sr, netip.AddrPortFrom(toB.Addr(), toB.Port()+1))
+	if got, _ := recv(t, c6, 2*time.Second); !bytes.Equal(got, sr) {
+		t.Fatal("A did not get B's RTCP on its RTP port")
+	}
+	if st := s.Stats().Legs[SideA]; st.Remote.Addr() != netip.MustParseAddr("::1") {
+		t.Errorf("latched %s", st.Remote)
 	}
 }

@@ -81,7 +81,7 @@ func parseCrypto(v string) (cryptoLine, error) {
 	}
 	inline, ok := strings.CutPrefix(f[2], "inline:")
 	if !ok {
-		return cryptoLine{}, fmt.Errorf("%w: a=crypto:%s: key parameter is not inline:", ErrBadSDP, v)
+		return cryptoLine{}, fmt.Errorf("%w: a=crypto:%s: key parameter does not start with inline", ErrBadSDP, v)
 	}
 	b64, rest, _ := strings.Cut(inline, "|")
 	if strings.Contains(rest, ":") {

@@ -60,7 +60,7 @@ func (r *remoteMedia) codec() string {
 func parseSDP(b []byte) (*sdp.SessionDescription, error) {
 	sd := &sdp.SessionDescription{}
 	if err := sd.Unmarshal(b); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 	return sd, nil
 }
@@ -223,6 +223,7 @@ var dropAttr = map[string]bool{
 	"rtcp": true, "rtcp-mux": true, "crypto": true, "fingerprint": true, "setup": true,
 	"ice-ufrag": true, "ice-pwd": true, "ice-lite": true, "ice-options": true, "ice-mismatch": true,
 	"candidate": true, "remote-candidates": true, "end-of-candidates": true,
+	"group": true, // BUNDLE: one transport for several streams; we anchor one
 }
 
 // rewrite turns sd, as one side sent it, into what the engine sends out of

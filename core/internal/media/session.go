@@ -144,7 +144,7 @@ func (s *Session) release() {
 		}
 		for _, k := range []*sock{l.rtp, l.rtcp} {
 			s.w.remove(k)
-			unix.Close(k.fd)
+			_ = unix.Close(k.fd)
 		}
 		s.e.pool.put(l.rtp.port)
 	}
@@ -199,7 +199,7 @@ func (s *Session) Send(side Side, pkt []byte) error {
 	l := s.legs[side]
 	dst := l.rtpDst()
 	if !dst.IsValid() || l.hold {
-		return fmt.Errorf("media: session %s: leg %s has no peer address yet", s.id, side)
+		return fmt.Errorf("%w: session %s: leg %s", ErrNoPeer, s.id, side)
 	}
 	out := pkt
 	if l.secure {

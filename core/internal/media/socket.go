@@ -34,7 +34,7 @@ func openUDP(addr netip.Addr, port int) (int, error) {
 	var sa unix.Sockaddr
 	if addr.Is6() {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
-			unix.Close(fd)
+			_ = unix.Close(fd)
 			return -1, fmt.Errorf("set IPV6_V6ONLY: %w", err)
 		}
 		sa = &unix.SockaddrInet6{Port: port, Addr: addr.As16()}
@@ -42,7 +42,7 @@ func openUDP(addr netip.Addr, port int) (int, error) {
 		sa = &unix.SockaddrInet4{Port: port, Addr: addr.As4()}
 	}
 	if err := unix.Bind(fd, sa); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return -1, fmt.Errorf("bind %s: %w", netip.AddrPortFrom(addr, uint16(port)), err)
 	}
 	return fd, nil
@@ -84,7 +84,7 @@ func getSockaddr(b *[sockaddrLen]byte) netip.AddrPort {
 // recvmmsg reads up to len(h) datagrams from fd without blocking.
 func recvmmsg(fd int, h []mmsghdr) (int, error) {
 	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&h[0])),
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&h[0])), //nolint:gosec // the kernel's mmsghdr array, no wrapper in x/sys
 			uintptr(len(h)), unix.MSG_DONTWAIT, 0, 0)
 		switch {
 		case e == unix.EINTR:
@@ -100,7 +100,7 @@ func recvmmsg(fd int, h []mmsghdr) (int, error) {
 // many the kernel took.
 func sendmmsg(fd int, h []mmsghdr) (int, error) {
 	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&h[0])),
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&h[0])), //nolint:gosec // as above
 			uintptr(len(h)), unix.MSG_DONTWAIT, 0, 0)
 		switch {
 		case e == unix.EINTR:

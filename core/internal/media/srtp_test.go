@@ -231,3 +231,77 @@ func TestAsIsPassthrough(t *testing.T) {
 		t.Error("pass-through leg not reported secure")
 	}
 }
+
+// TestSRTPLatchFollowsAuthenticatedSource: on an SRTP leg a packet that
+// authenticates moves the latch even after the learning window (a NAT
+// rebinding), while plain junk from the same new source does not.
+func TestSRTPLatchFollowsAuthenticatedSource(t *testing.T) {
+	e := newTestEngine(t, 8, func(c *Config) { c.LatchWindow = 100 * time.Millisecond })
+	a, b, moved := newPeer(t), newPeer(t), newPeer(t)
+	secured := LegProfile{Local: loopback, Security: SecuritySRTP}
+	aKey, aLine := peerKey(t, 1, 0)
+	s, toA, toB, _, _ := call(t, e, secured, plain, a.sdp("RTP/SAVP", "0", aLine), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	enc := mustContext(t, aKey, false)
+	p1, _ := enc.EncryptRTP(nil, rtpPacket(0, 1, 160, 0xA), nil)
+	a.rtp.WriteToUDPAddrPort(p1, toA)
+	recv(t, b.rtp, 2*time.Second)
+	time.Sleep(150 * time.Millisecond)                           // the window is over
+	moved.rtp.WriteToUDPAddrPort(rtpPacket(0, 2, 320, 0xA), toA) // plain, unauthenticated
+	if st := s.Stats().Legs[SideA]; st.Remote != a.addr() {
+		t.Fatalf("an unauthenticated packet moved the latch to %s", st.Remote)
+	}
+	p2, _ := enc.EncryptRTP(nil, rtpPacket(0, 3, 480, 0xA), nil)
+	moved.rtp.WriteToUDPAddrPort(p2, toA)
+	recv(t, b.rtp, 2*time.Second)
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xB), toB)
+	recv(t, moved.rtp, 2*time.Second) // media follows the authenticated source
+	if st := s.Stats().Legs[SideA]; st.Remote != moved.addr() || st.SRTPFailures != 1 {
+		t.Errorf("latched %s failures %d, want %s, 1", st.Remote, st.SRTPFailures, moved.addr())
+	}
+}
+
+// TestOpportunisticSRTP: a caller like baresip with mediaenc srtp offers
+// RTP/AVP with a=crypto (RFC 8643). A Both leg takes the key and answers
+// RTP/AVP with its own, and the leg carries SRTP; a Not secured leg answers
+// without crypto and stays plain.
+func TestOpportunisticSRTP(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		sec    Security
+		secure bool
+	}{{"both", SecurityBoth, true}, {"as is", SecurityAsIs, true}, {"not secured", SecurityRTP, false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newTestEngine(t, 8, nil)
+			a, b := newPeer(t), newPeer(t)
+			aKey, aLine := peerKey(t, 1, 0)
+			s, toA, toB, _, answerToA := call(t, e, LegProfile{Local: loopback, Security: tt.sec}, plain,
+				a.sdp("RTP/AVP", "0", aLine), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+			if !strings.Contains(string(answerToA), "RTP/AVP") || strings.Contains(string(answerToA), "a=crypto") != tt.secure {
+				t.Fatalf("answer to A:\n%s", answerToA)
+			}
+			pkt := rtpPacket(0, 1, 160, 0xA)
+			out := pkt
+			if tt.secure {
+				out, _ = mustContext(t, aKey, false).EncryptRTP(nil, pkt, nil)
+			}
+			a.rtp.WriteToUDPAddrPort(out, toA)
+			if got, _ := recv(t, b.rtp, 2*time.Second); !bytes.Equal(got, pkt) {
+				t.Fatal("B did not get the caller's packet in the clear")
+			}
+			back := rtpPacket(0, 1, 160, 0xB)
+			b.rtp.WriteToUDPAddrPort(back, toB)
+			got, _ := recv(t, a.rtp, 2*time.Second)
+			if tt.secure {
+				dec, err := mustContext(t, engineKey(t, answerToA, 1), true).DecryptRTP(nil, got, nil)
+				if err != nil || !bytes.Equal(dec, back) {
+					t.Fatalf("A decrypt: %v", err)
+				}
+			} else if !bytes.Equal(got, back) {
+				t.Fatal("A did not get B's packet")
+			}
+			if s.Stats().Legs[SideA].Secure != tt.secure {
+				t.Errorf("leg A Secure = %v, want %v", !tt.secure, tt.secure)
+			}
+		})
+	}
+}

@@ -1,0 +1,255 @@
+// Command mediabench loads a media relay with concurrent bidirectional
+// G.711-like calls (50 packets/s each way, 172-byte RTP) and ramps the call
+// count to the knee: the last step with < 0.1 % loss and p99 latency ≤ 5 ms.
+// It drives umedge's media engine and rtpengine (userspace forwarding) the
+// same way, over rtpengine's ng protocol, each pinned to its own CPU, and
+// prints loss, latency and the server's CPU time per relayed packet.
+//
+//	taskset -c 0 mediabench [-servers umedge,rtpengine] [-modes rtp,srtp] [-from 100] [-step 100]
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	serve := flag.String("serve", "", "internal: run the engine behind ng on this address")
+	portMin := flag.Int("port-min", 30000, "server media ports: first")
+	portMax := flag.Int("port-max", 59999, "server media ports: last")
+	servers := flag.String("servers", "rtpengine,umedge", "servers to load, in order: rtpengine, umedge; umedge-profiled also writes mediabench-umedge.prof; direct is the generator alone")
+	modes := flag.String("modes", "rtp,srtp", "rtp: RTP⇄RTP; srtp: RTP⇄SRTP (the B side SDES AES_CM_128_HMAC_SHA1_80)")
+	from := flag.Int("from", 100, "first step, calls")
+	step := flag.Int("step", 100, "ramp step, calls")
+	maxCalls := flag.Int("max", 5000, "stop ramping here")
+	window := flag.Duration("window", 5*time.Second, "measured time per step (after 1 s of warm-up)")
+	serverCPU := flag.Int("server-cpu", 1, "CPU the server is pinned to (taskset); run mediabench itself under taskset -c on another")
+	rtpengine := flag.String("rtpengine", "rtpengine", "rtpengine binary")
+	cpuProfile := flag.String("cpuprofile", "", "with -serve: write a CPU profile of the engine here")
+	profileFor := flag.Duration("profile-for", 10*time.Second, "with -cpuprofile: how long")
+	flag.Parse()
+
+	if *serve != "" {
+		if *cpuProfile != "" {
+			f, err := os.Create(*cpuProfile)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "mediabench:", err)
+				os.Exit(1)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				fmt.Fprintln(os.Stderr, "mediabench:", err)
+				os.Exit(1)
+			}
+			go func() {
+				time.Sleep(*profileFor)
+				pprof.StopCPUProfile()
+				f.Close()
+			}()
+		}
+		if err := serveNG(*serve, *portMin, *portMax); err != nil {
+			fmt.Fprintln(os.Stderr, "mediabench serve:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("mediabench: %s, G.711 172-byte RTP, 50 pkt/s each way per call, server on CPU %d, %s per step, loadavg %s",
+		time.Now().UTC().Format(time.RFC3339), *serverCPU, *window, load)
+	fmt.Printf("%-9s %-4s %6s %9s %9s %7s %7s %7s %9s %6s\n", "server", "mode", "calls", "sent", "recv", "loss%", "p50ms", "p99ms", "cpuµs/pkt", "cpu%")
+	// The generator alone (A and B talk directly) at the first step: its
+	// own latency, the part of the servers' figures that is not theirs.
+	if _, _, err := ramp("direct", "rtp", *rtpengine, *serverCPU, *portMin, *portMax, *from, *step, *from, *window); err != nil {
+		fmt.Fprintln(os.Stderr, "mediabench: direct:", err)
+		os.Exit(1)
+	}
+	type key struct{ srv, mode string }
+	knees := map[key]int{}
+	steps := map[key]map[int]result{}
+	for _, mode := range strings.Split(*modes, ",") {
+		for _, srv := range strings.Split(*servers, ",") {
+			knee, rs, err := ramp(srv, mode, *rtpengine, *serverCPU, *portMin, *portMax, *from, *step, *maxCalls, *window)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "mediabench: %s %s: %v\n", srv, mode, err)
+				os.Exit(1)
+			}
+			knees[key{srv, mode}], steps[key{srv, mode}] = knee, rs
+		}
+	}
+	fmt.Println()
+	for _, mode := range strings.Split(*modes, ",") {
+		u, r := knees[key{"umedge", mode}], knees[key{"rtpengine", mode}]
+		us, rs := steps[key{"umedge", mode}], steps[key{"rtpengine", mode}]
+		if us == nil || rs == nil {
+			continue
+		}
+		fmt.Printf("%s: knee umedge %d calls, rtpengine %d calls", mode, u, r)
+		if r > 0 {
+			fmt.Printf(" (%.2f×)", float64(u)/float64(r))
+		}
+		fmt.Println()
+		fmt.Printf("%s: CPU µs per relayed packet, umedge / rtpengine at the same load:", mode)
+		for calls := *from; calls <= *maxCalls; calls += *step {
+			a, okA := us[calls]
+			b, okB := rs[calls]
+			if !okA || !okB {
+				break
+			}
+			fmt.Printf(" %d calls %.2f/%.2f (%.2f×);", calls, a.cpuPerPacket, b.cpuPerPacket, a.cpuPerPacket/b.cpuPerPacket)
+		}
+		fmt.Println()
+	}
+}
+
+// ramp starts one server and steps the call count up until two steps in a
+// row fail the criteria (one failed step on this shared machine is as often
+// a neighbour's noise as the knee). It returns the knee, the last step that
+// passed, and every step's result.
+func ramp(srv, mode, rtpengineBin string, cpu, portMin, portMax, from, step, maxCalls int, window time.Duration) (int, map[int]result, error) {
+	ngAddr := "127.0.0.1:" + strconv.Itoa(22000+os.Getpid()%1000)
+	var cmd *exec.Cmd
+	switch srv {
+	case "umedge-profiled":
+		self, _ := os.Executable()
+		cmd = exec.Command("taskset", "-c", strconv.Itoa(cpu), self, "-serve", ngAddr, "-cpuprofile", "mediabench-umedge.prof",
+			"-profile-for", window.String(), "-port-min", strconv.Itoa(portMin), "-port-max", strconv.Itoa(portMax))
+	case "umedge":
+		self, _ := os.Executable()
+		cmd = exec.Command("taskset", "-c", strconv.Itoa(cpu), self, "-serve", ngAddr,
+			"-port-min", strconv.Itoa(portMin), "-port-max", strconv.Itoa(portMax))
+	case "rtpengine":
+		cmd = exec.Command("taskset", "-c", strconv.Itoa(cpu), rtpengineBin, "--config-file=none", "--foreground", "--log-stderr",
+			"--log-level=3", "--table=-1", "--interface=127.0.0.1", "--listen-ng="+ngAddr,
+			"--port-min="+strconv.Itoa(portMin), "--port-max="+strconv.Itoa(portMax), "--num-threads=1")
+	case "direct":
+		if mode != "rtp" {
+			return 0, nil, fmt.Errorf("direct (the generator alone, its own latency) runs rtp only")
+		}
+	default:
+		return 0, nil, fmt.Errorf("unknown server %q", srv)
+	}
+	var ng *ngClient
+	pid := os.Getpid()
+	if cmd != nil {
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			return 0, nil, err
+		}
+		defer func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait() // killed: the error says so
+		}()
+		pid = cmd.Process.Pid
+		var err error
+		if ng, err = dialNG(ngAddr); err != nil {
+			return 0, nil, err
+		}
+		if err := waitReady(ng); err != nil {
+			return 0, nil, err
+		}
+	}
+	knee, failed := 0, 0
+	results := map[int]result{}
+	for calls := from; calls <= maxCalls && failed < 2; calls += step {
+		r, err := runStep(ng, pid, mode == "srtp", calls, window, fmt.Sprintf("%s-%s-%d", srv, mode, calls))
+		if err != nil {
+			return 0, nil, err
+		}
+		fmt.Printf("%-9s %-4s %6d %9d %9d %7.3f %7.2f %7.2f %9.2f %6.1f\n", srv, mode, calls, r.sent, r.received,
+			r.loss*100, r.p50, r.p99, r.cpuPerPacket, r.cpuShare*100)
+		results[calls] = r
+		if r.loss >= 0.001 || r.p99 > 5 {
+			failed++
+			continue
+		}
+		knee, failed = calls, 0
+	}
+	return knee, results, nil
+}
+
+func waitReady(ng *ngClient) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := ng.call(map[string]any{"command": "ping"}); err == nil || strings.Contains(err.Error(), "pong") {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("server did not answer ng ping")
+}
+
+type result struct {
+	sent, received uint64
+	loss, p50, p99 float64
+	cpuPerPacket   float64 // µs of server CPU per relayed packet
+	cpuShare       float64 // server CPU time / wall time
+}
+
+func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration, run string) (result, error) {
+	g := &generator{srtpMode: secure, start: time.Now()}
+	var err error
+	if g.connA, g.addrA, err = openGenSocket(); err != nil {
+		return result{}, err
+	}
+	defer func() { _ = g.connA.Close() }()
+	if g.connB, g.addrB, err = openGenSocket(); err != nil {
+		return result{}, err
+	}
+	defer func() { _ = g.connB.Close() }()
+	if err := g.setup(ng, calls, run); err != nil {
+		return result{}, err
+	}
+	defer g.teardown(ng, run)
+	stopSend, stopRecv := make(chan struct{}), make(chan struct{})
+	doneRecv := make(chan struct{}, 2)
+	go func() { g.receive(g.connA, false, stopRecv); doneRecv <- struct{}{} }()
+	go func() { g.receive(g.connB, secure, stopRecv); doneRecv <- struct{}{} }()
+	go g.send(stopSend)
+	time.Sleep(time.Second) // warm-up: latching, contexts
+	cpu0, err := procCPU(pid)
+	if err != nil {
+		return result{}, err
+	}
+	sent0, recv0 := g.sent.Load(), g.received.Load()
+	t0 := time.Now()
+	g.measure.Store(true)
+	time.Sleep(window)
+	g.measure.Store(false)
+	cpu1, _ := procCPU(pid)
+	wall := time.Since(t0)
+	sent1, recv1 := g.sent.Load(), g.received.Load()
+	close(stopSend)
+	time.Sleep(300 * time.Millisecond) // drain what is in flight
+	close(stopRecv)
+	<-doneRecv
+	<-doneRecv
+	r := result{sent: g.sent.Load(), received: g.received.Load()}
+	if r.sent > 0 && r.received < r.sent {
+		r.loss = float64(r.sent-r.received) / float64(r.sent)
+	}
+	r.p50, r.p99 = g.percentiles()
+	if d := recv1 - recv0; d > 0 {
+		r.cpuPerPacket = float64((cpu1 - cpu0).Microseconds()) / float64(d)
+	}
+	_ = sent1 - sent0
+	r.cpuShare = float64(cpu1-cpu0) / float64(wall)
+	return r, nil
+}
+
+// procCPU is the user+system time of a process, from /proc/PID/stat.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil // CLK_TCK = 100 on Linux
+}
