@@ -13,7 +13,7 @@ PLUGINS     := $(notdir $(wildcard plugins/*))
 # Python router plugin of examples/pyrouter.
 TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography
 
-.PHONY: all build plugins run test test-short test-integration test-deps bench-sip \
+.PHONY: all build plugins run test test-short test-integration test-deps bench-sip bench-b2bua \
 	fuzz proto pyproto lint archcheck clean
 
 all: build plugins
@@ -67,6 +67,16 @@ test-deps:
 # BENCH_ARGS="-scenarios mix -servers kamailio" narrows it (sipbench -h).
 bench-sip: test-deps build plugins
 	$(GO) run ./core/cmd/sipbench -edged $(BIN)/edged -plugins $(BIN)/plugins $(BENCH_ARGS)
+
+# Full calls of the mix through the proxy action (no media): SIPp over UDP
+# to edged, which runs every pool as a B2BUA, and to Kamailio as a stateful
+# tm + rr proxy, each relaying to SIPp callees on the mailboxes' back-end
+# hosts; calls held for 1 s. Then the memory per active call (2,000 calls
+# placed per 20 s hold). BENCH_ARGS="-backend-transport tcp" moves the back
+# ends to TCP (sipbench -h).
+bench-b2bua: test-deps build plugins
+	$(GO) run ./core/cmd/sipbench -edged $(BIN)/edged -plugins $(BIN)/plugins \
+		-scenarios b2bua -transports udp -start 500 $(BENCH_ARGS)
 
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzDiversion -fuzztime $(FUZZTIME) ./core/internal/sipheader
