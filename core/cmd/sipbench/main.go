@@ -370,12 +370,12 @@ type stage struct {
 
 // prepare starts a stage for calls calls at rate; the calls of scenario
 // b2bua are held for hold.
-func prepare(o options, srv server, scenario, transport string, rate, calls int, hold time.Duration) (st *stage, err error) {
+func prepare(o options, srv server, scenario, transport string, rate, calls int, hold time.Duration) (_ *stage, err error) {
 	dir, err := os.MkdirTemp("", "sipbench-")
 	if err != nil {
 		return nil, fmt.Errorf("create work dir: %w", err)
 	}
-	st = &stage{dir: dir}
+	st := &stage{dir: dir}
 	defer func() {
 		if err != nil {
 			st.close()
