@@ -71,12 +71,12 @@ bench-sip: test-deps build plugins
 # Full calls of the mix through the proxy action (no media): SIPp over UDP
 # to edged, which runs every pool as a B2BUA, and to Kamailio as a stateful
 # tm + rr proxy, each relaying to SIPp callees on the mailboxes' back-end
-# hosts; calls held for 1 s. Then the memory per active call (2,000 calls
-# placed per 20 s hold). BENCH_ARGS="-backend-transport tcp" moves the back
-# ends to TCP (sipbench -h).
+# hosts over UDP, then over TCP; calls held for 1 s. Then the memory per
+# active call (2,000 calls placed per 20 s hold). About 20 minutes;
+# BENCH_ARGS="-backend-transports udp" narrows it (sipbench -h).
 bench-b2bua: test-deps build plugins
 	$(GO) run ./core/cmd/sipbench -edged $(BIN)/edged -plugins $(BIN)/plugins \
-		-scenarios b2bua -transports udp -start 500 $(BENCH_ARGS)
+		-scenarios b2bua -transports udp -backend-transports udp,tcp -start 500 $(BENCH_ARGS)
 
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzDiversion -fuzztime $(FUZZTIME) ./core/internal/sipheader

@@ -170,8 +170,13 @@ func (c *callees) kill() {
 // validateB2BUA checks the flags of scenario b2bua.
 func (o options) validateB2BUA() []string {
 	var bad []string
-	if o.backendTransport != "udp" && o.backendTransport != "tcp" {
-		bad = append(bad, fmt.Sprintf("-backend-transport: %q is not udp or tcp", o.backendTransport))
+	if len(o.backendTransports) == 0 {
+		bad = append(bad, "empty -backend-transports")
+	}
+	for _, bt := range o.backendTransports {
+		if bt != "udp" && bt != "tcp" {
+			bad = append(bad, fmt.Sprintf("-backend-transports: %q is not udp or tcp", bt))
+		}
 	}
 	if o.hold < 0 || o.hold > time.Minute {
 		bad = append(bad, fmt.Sprintf("-hold %v not in 0..1m", o.hold))
@@ -307,9 +312,9 @@ func b2buaEnv(o options) []string {
 		cdr = "CDRs off"
 	}
 	lines := []string{
-		fmt.Sprintf("b2bua: the mix's calls as full calls over UDP from SIPp to the server and over %s to SIPp callees on 127.0.0.1 and 127.0.0.2 "+
+		fmt.Sprintf("b2bua: the mix's calls as full calls from SIPp to the server and over %s to SIPp callees on 127.0.0.1 and 127.0.0.2 "+
 			"(the mailbox's back end by the directory; each must take exactly its calls); 200 with SDP, ACK, %v hold, BYE, 200; the 404 lines end at the server; no RTP",
-			strings.ToUpper(o.backendTransport), o.hold),
+			strings.ToUpper(strings.Join(o.backendTransports, " or ")), o.hold),
 		fmt.Sprintf("b2bua, edged: every pool a proxy pool (B2BUA; media anchored: a session with two RTP/RTCP port pairs per call, ports %d-%d), %s",
 			b2buaMediaPortMin, b2buaMediaPortMax, cdr),
 		"b2bua, kamailio: stateful proxy (tm + rr + maxfwd: record_route, t_relay to the mailbox's back end from the same htable, loose_route in dialog)",

@@ -175,7 +175,7 @@ func TestValidateB2BUA(t *testing.T) {
 	good := options{
 		start: 100, max: 1000, maxSteps: 3, duration: 2 * time.Second, loss: 0.001,
 		servers: []string{"edged"}, transports: []string{"udp"}, scenarios: []string{scenarioB2BUA}, kamChildren: []int{2},
-		mailboxes: 10000, hold: time.Second, backendTransport: "udp", activeCalls: 2000, activeHold: 20 * time.Second,
+		mailboxes: 10000, hold: time.Second, backendTransports: []string{"udp"}, activeCalls: 2000, activeHold: 20 * time.Second,
 	}
 	for _, tt := range []struct {
 		name    string
@@ -183,9 +183,10 @@ func TestValidateB2BUA(t *testing.T) {
 		wantErr string
 	}{
 		{name: "good", give: func(*options) {}},
-		{name: "tcp back end", give: func(o *options) { o.backendTransport = "tcp" }},
+		{name: "both back-end transports", give: func(o *options) { o.backendTransports = []string{"udp", "tcp"} }},
 		{name: "no memory measurement", give: func(o *options) { o.activeCalls, o.activeHold = 0, 0 }},
-		{name: "tls back end", give: func(o *options) { o.backendTransport = "tls" }, wantErr: "-backend-transport"},
+		{name: "tls back end", give: func(o *options) { o.backendTransports = []string{"udp", "tls"} }, wantErr: "-backend-transports"},
+		{name: "no back-end transport", give: func(o *options) { o.backendTransports = nil }, wantErr: "-backend-transports"},
 		{name: "negative hold", give: func(o *options) { o.hold = -time.Second }, wantErr: "-hold"},
 		{name: "hold beyond a minute", give: func(o *options) { o.hold = 2 * time.Minute }, wantErr: "-hold"},
 		{name: "active hold past the media timeout", give: func(o *options) { o.activeHold = time.Minute }, wantErr: "-active-hold"},

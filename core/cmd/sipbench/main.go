@@ -68,16 +68,17 @@ type options struct {
 	maxCalls               int
 	out                    string
 	// scenario b2bua
-	hold             time.Duration // how long an answered call is up
-	backendTransport string        // SIP transport towards the callees
-	noCDR            bool          // edged without CDRs
-	activeCalls      int           // calls up at once for the memory measurement; 0 = none
-	activeHold       time.Duration // their hold time
+	hold              time.Duration // how long an answered call is up
+	backendTransports []string      // SIP transports towards the callees, each measured
+	backendTransport  string        // the one of a measurement
+	noCDR             bool          // edged without CDRs
+	activeCalls       int           // calls up at once for the memory measurement; 0 = none
+	activeHold        time.Duration // their hold time
 }
 
 func main() {
 	var o options
-	var servers, transports, scenarios, children string
+	var servers, transports, scenarios, children, backendTransports string
 	flag.StringVar(&o.edged, "edged", "bin/edged", "edged binary")
 	flag.StringVar(&o.plugins, "plugins", "bin/plugins", "plugin directory, pinned by <dir>.sha256, as built by make plugins")
 	flag.StringVar(&o.config, "config", "configs/umedge.toml", "shipped config the edged bench config is derived from")
@@ -101,7 +102,7 @@ func main() {
 	flag.IntVar(&o.maxCalls, "max-calls-allowed", 0, "max_calls_allowed of edged's back end; 0 = unlimited")
 	flag.StringVar(&o.out, "out", "", "markdown file to append the results to")
 	flag.DurationVar(&o.hold, "hold", time.Second, "b2bua: how long an answered call stays up before the caller's BYE")
-	flag.StringVar(&o.backendTransport, "backend-transport", "udp", "b2bua: SIP transport from the server to the callees, udp or tcp")
+	flag.StringVar(&backendTransports, "backend-transports", "udp", "b2bua: SIP transports from the server to the callees to measure, udp and tcp, comma-separated")
 	flag.BoolVar(&o.noCDR, "no-cdr", false, "b2bua: run edged without CDRs ([sbc] cdr_file unset)")
 	flag.IntVar(&o.activeCalls, "active-calls", 2000, "b2bua: calls held at once to measure the memory per active call; 0 skips it")
 	flag.DurationVar(&o.activeHold, "active-hold", 20*time.Second, "b2bua: hold time of the memory measurement's calls (below edged's media inactivity_timeout of 60s)")
@@ -115,6 +116,7 @@ func main() {
 	o.servers = splitList(servers)
 	o.transports = splitList(transports)
 	o.scenarios = splitList(scenarios)
+	o.backendTransports = splitList(backendTransports)
 	var err error
 	if o.kamChildren, err = parseInts(children); err != nil {
 		fmt.Fprintln(os.Stderr, "sipbench:", err)
@@ -212,47 +214,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	var results []result
 	for _, sc := range o.scenarios {
 		for _, tp := range o.transports {
-			for _, name := range o.servers {
-				chosen := result{best: -1}
-				for _, srv := range candidates[name] {
-					label := name
-					if k, ok := srv.(kamailioServer); ok && len(o.kamChildren) > 1 {
-						label = fmt.Sprintf("kamailio children=%d", k.cfg.Children)
-					}
-					logf("%s, %s over %s:", sc, label, strings.ToUpper(tp))
-					steps, best, err := ramp(ctx, o.rampConfig(), func(ctx context.Context, rate int) (step, error) {
-						return measure(ctx, o, srv, sc, tp, rate)
-					}, logf)
+			for _, ob := range o.perBackend(sc) {
+				for _, name := range o.servers {
+					r, err := measureServer(ctx, ob, name, candidates[name], sc, tp, logf)
 					if err != nil {
-						return fmt.Errorf("%s, %s over %s: %w", sc, label, tp, err)
+						return err
 					}
-					r := result{scenario: sc, transport: tp, server: label, steps: steps, best: best}
-					if sc == scenarioB2BUA {
-						r.transport = tp + "→" + o.backendTransport
-					}
-					if b, ok := r.bestStep(); ok {
-						logf("  best: %.0f calls/s (%s)", b.Achieved(), b.Mem)
-					}
-					if better(r, chosen) {
-						chosen = r
-					}
+					results = append(results, r)
 				}
-				if sc == scenarioB2BUA && o.activeCalls > 0 && chosen.steps != nil {
-					srv := candidates[name][0]
-					for _, c := range candidates[name] {
-						if k, ok := c.(kamailioServer); ok && chosen.server == fmt.Sprintf("kamailio children=%d", k.cfg.Children) {
-							srv = c
-						}
-					}
-					logf("%s, %s over %s: %d calls up at once for %v:", sc, chosen.server, strings.ToUpper(tp), o.activeCalls, o.activeHold)
-					a, err := measureActive(ctx, o, srv, tp)
-					if err != nil {
-						return fmt.Errorf("%s, %s over %s, active calls: %w", sc, chosen.server, tp, err)
-					}
-					logf("  %s", a)
-					chosen.active = &a
-				}
-				results = append(results, chosen)
 			}
 		}
 	}
@@ -265,6 +234,63 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// measureServer ramps each candidate configuration of server name in
+// scenario sc over transport tp and keeps the best; in scenario b2bua it
+// then measures the best one's memory per active call.
+func measureServer(ctx context.Context, o options, name string, candidates []server, sc, tp string, logf func(string, ...any)) (result, error) {
+	chosen, chosenSrv := result{best: -1}, server(nil)
+	for _, srv := range candidates {
+		label := name
+		if k, ok := srv.(kamailioServer); ok && len(o.kamChildren) > 1 {
+			label = fmt.Sprintf("kamailio children=%d", k.cfg.Children)
+		}
+		transport := tp
+		if sc == scenarioB2BUA {
+			transport = tp + "→" + o.backendTransport
+		}
+		logf("%s, %s over %s:", sc, label, strings.ToUpper(transport))
+		steps, best, err := ramp(ctx, o.rampConfig(), func(ctx context.Context, rate int) (step, error) {
+			return measure(ctx, o, srv, sc, tp, rate)
+		}, logf)
+		if err != nil {
+			return result{}, fmt.Errorf("%s, %s over %s: %w", sc, label, transport, err)
+		}
+		r := result{scenario: sc, transport: transport, server: label, steps: steps, best: best}
+		if b, ok := r.bestStep(); ok {
+			logf("  best: %.0f calls/s (%s)", b.Achieved(), b.Mem)
+		}
+		if better(r, chosen) {
+			chosen, chosenSrv = r, srv
+		}
+	}
+	if sc != scenarioB2BUA || o.activeCalls == 0 || chosenSrv == nil {
+		return chosen, nil
+	}
+	logf("%s, %s over %s: %d calls placed per %v hold:", sc, chosen.server, strings.ToUpper(chosen.transport), o.activeCalls, o.activeHold)
+	a, err := measureActive(ctx, o, chosenSrv, tp)
+	if err != nil {
+		return result{}, fmt.Errorf("%s, %s over %s, active calls: %w", sc, chosen.server, chosen.transport, err)
+	}
+	logf("  %s", a)
+	chosen.active = &a
+	return chosen, nil
+}
+
+// perBackend returns o once per back-end transport for scenario b2bua,
+// and o itself for the others.
+func (o options) perBackend(sc string) []options {
+	if sc != scenarioB2BUA {
+		return []options{o}
+	}
+	var out []options
+	for _, bt := range o.backendTransports {
+		ob := o
+		ob.backendTransport = bt
+		out = append(out, ob)
+	}
+	return out
 }
 
 // udpBuffer is the UDP socket buffer both servers may use: edged's
