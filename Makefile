@@ -71,7 +71,7 @@ bench-sip: test-deps build plugins
 # Full calls of the mix through the proxy action (no media): SIPp over UDP
 # to edged, which runs every pool as a B2BUA, and to Kamailio as a stateful
 # tm + rr proxy, each relaying to SIPp callees on the mailboxes' back-end
-# hosts over UDP, then over TCP; calls held for 1 s. Then the memory per
+# hosts over UDP, then over TCP; calls held for 0.5 s. Then the memory per
 # active call (2,000 calls placed per 20 s hold). About 20 minutes;
 # BENCH_ARGS="-backend-transports udp" narrows it (sipbench -h).
 bench-b2bua: test-deps build plugins

@@ -101,7 +101,7 @@ func main() {
 	flag.StringVar(&o.serverCPU, "server-cpu", "1", "CPU list the server is pinned to (taskset -c); empty = unpinned")
 	flag.IntVar(&o.maxCalls, "max-calls-allowed", 0, "max_calls_allowed of edged's back end; 0 = unlimited")
 	flag.StringVar(&o.out, "out", "", "markdown file to append the results to")
-	flag.DurationVar(&o.hold, "hold", time.Second, "b2bua: how long an answered call stays up before the caller's BYE")
+	flag.DurationVar(&o.hold, "hold", 500*time.Millisecond, "b2bua: how long an answered call stays up before the caller's BYE (edged's media ports hold 3,500 calls at once)")
 	flag.StringVar(&backendTransports, "backend-transports", "udp", "b2bua: SIP transports from the server to the callees to measure, udp and tcp, comma-separated")
 	flag.BoolVar(&o.noCDR, "no-cdr", false, "b2bua: run edged without CDRs ([sbc] cdr_file unset)")
 	flag.IntVar(&o.activeCalls, "active-calls", 2000, "b2bua: calls held at once to measure the memory per active call; 0 skips it")
