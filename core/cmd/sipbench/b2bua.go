@@ -116,8 +116,14 @@ func startCallees(o options, w workload, hold time.Duration) (*callees, error) {
 	time.Sleep(500 * time.Millisecond)
 	for i, p := range c.procs {
 		if p.Exited() {
+			res, _ := p.Stop(0)
+			c.procs = slices.Delete(c.procs, i, i+1)
 			c.kill()
-			return nil, fmt.Errorf("%w: the callee on %s ended at startup", errExited, c.hosts[i])
+			out := ""
+			if res != nil {
+				out = strings.TrimSpace(res.Stdout)
+			}
+			return nil, fmt.Errorf("%w: the callee on %s:%d ended at startup: %s", errExited, c.hosts[i], w.backend.port, out)
 		}
 	}
 	return c, nil

@@ -426,7 +426,17 @@ func prepare(o options, srv server, scenario, transport string, rate, calls int,
 	}
 	concurrent := rate * 2
 	if scenario == scenarioB2BUA {
-		if w.backend, err = newBackend(o.backendTransport); err != nil {
+		// The callees listen before the server starts; a port taken by
+		// another program meanwhile gets a new port, as for sippBindFailed.
+		for try := 0; ; try++ {
+			if w.backend, err = newBackend(o.backendTransport); err != nil {
+				return nil, err
+			}
+			if st.callees, err = startCallees(o, w, hold); err == nil || try == 2 {
+				break
+			}
+		}
+		if err != nil {
 			return nil, err
 		}
 		run = sipptest.Run{Scenario: sipptest.UACCallMix, Inject: w.mix.CSV, Hold: hold}
@@ -434,11 +444,6 @@ func prepare(o options, srv server, scenario, transport string, rate, calls int,
 	}
 	if st.p, err = startServer(srv, o.serverCPU, dir, port, w); err != nil {
 		return nil, err
-	}
-	if w.backend != nil {
-		if st.callees, err = startCallees(o, w, hold); err != nil {
-			return nil, err
-		}
 	}
 
 	run.Target = fmt.Sprintf("127.0.0.1:%d", port)
