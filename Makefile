@@ -15,7 +15,7 @@ PLUGINS     := $(notdir $(wildcard plugins/*))
 # tests in namespaces, dosfstools and e2fsprogs for the data-partition test.
 TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography baresip-core nftables iproute2 dosfstools e2fsprogs
 
-.PHONY: all build plugins run test test-short test-integration test-deps bench-sip bench-media \
+.PHONY: all build plugins run test test-short test-integration test-deps bench-sip bench-media bench-b2bua \
 	fuzz proto pyproto lint archcheck clean
 
 all: build plugins
@@ -79,6 +79,16 @@ bench-media:
 	@dpkg -s rtpengine-daemon >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rtpengine-daemon >/dev/null; }
 	CGO_ENABLED=$(CGO_ENABLED) $(GO) build -o $(BIN)/mediabench ./core/cmd/mediabench
 	taskset -c 0 $(BIN)/mediabench $(BENCH_ARGS)
+
+# Full calls of the mix through the proxy action (no media): SIPp over UDP
+# to edged, which runs every pool as a B2BUA, and to Kamailio as a stateful
+# tm + rr proxy, each relaying to SIPp callees on the mailboxes' back-end
+# hosts over UDP, then over TCP; calls held for 0.5 s. Then the memory per
+# active call (2,000 calls placed per 20 s hold). About 20 minutes;
+# BENCH_ARGS="-backend-transports udp" narrows it (sipbench -h).
+bench-b2bua: test-deps build plugins
+	$(GO) run ./core/cmd/sipbench -edged $(BIN)/edged -plugins $(BIN)/plugins \
+		-scenarios b2bua -transports udp -backend-transports udp,tcp -start 500 $(BENCH_ARGS)
 
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzDiversion -fuzztime $(FUZZTIME) ./core/internal/sipheader

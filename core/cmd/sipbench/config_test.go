@@ -46,7 +46,7 @@ func TestEdgedConfig(t *testing.T) {
 		t.Fatalf("shipped config: %v", err)
 	}
 	e := edgedServer{bin: "edged", plugins: "/opt/plugins", template: shipped, maxCalls: 0}
-	b, err := e.config(5090, "127.0.0.1:9999", nil)
+	b, err := e.config(t.TempDir(), 5090, "127.0.0.1:9999", workload{})
 	if err != nil {
 		t.Fatalf("config() = %v", err)
 	}
@@ -101,7 +101,8 @@ func TestRenderTable(t *testing.T) {
 	pass := func(scenario, server string, rate int, mainKiB int64) result {
 		return result{scenario: scenario, transport: "udp", server: server, best: 0, steps: []step{{
 			Rate: rate, Planned: rate * 10, Successful: rate * 10, Elapsed: 10 * time.Second, Pass: true,
-			Mem: memory{Procs: 1, MainKiB: mainKiB, MaxKiB: mainKiB, SumKiB: mainKiB},
+			ServerCPU: time.Duration(rate*10) * 50 * time.Microsecond,
+			Mem:       memory{Procs: 1, MainKiB: mainKiB, MaxKiB: mainKiB, SumKiB: mainKiB},
 		}}}
 	}
 	lossy := pass("mix", "edged", 700, 40*1024)
@@ -114,12 +115,12 @@ func TestRenderTable(t *testing.T) {
 		lossy,
 	})
 	for _, want := range []string{
-		"| single | UDP | kamailio | 1000 | 0.000 | 7.0 / 7.0 / 7.0, 1 | – |",
-		"| single | UDP | edged | 1500 | 0.000 | 30.0 / 30.0 / 30.0, 1 | 1.50× |",
-		"| single | TCP | edged | – | – | – | no step passed: edged exited |",
+		"| single | UDP | kamailio | 1000 | 0.000 | 50 | 7.0 / 7.0 / 7.0, 1 | – |",
+		"| single | UDP | edged | 1500 | 0.000 | 50 | 30.0 / 30.0 / 30.0, 1 | 1.50× |",
+		"| single | TCP | edged | – | – | – | – | no step passed: edged exited |",
 		// The ratio compares with Kamailio in the same scenario.
-		"| mix | UDP | kamailio children=4 | 1400 | 0.000 | 8.0 / 8.0 / 8.0, 1 | – |",
-		"| mix | UDP | edged | 699 | 0.100 | 40.0 / 40.0 / 40.0, 1 | 0.50× |",
+		"| mix | UDP | kamailio children=4 | 1400 | 0.000 | 50 | 8.0 / 8.0 / 8.0, 1 | – |",
+		"| mix | UDP | edged | 699 | 0.100 | 50 | 40.0 / 40.0 / 40.0, 1 | 0.50× |",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
-
-	"github.com/umedge/umedge/core/internal/sipptest"
 )
 
 // edgedServer starts bin/edged with a config derived from the shipped
@@ -24,20 +22,31 @@ type edgedServer struct {
 	plugins  string // plugin directory, pinned by <plugins>.sha256 beside it
 	template string // the shipped config to start from
 	maxCalls int    // max_calls_allowed of the back end; 0 = unlimited
+	noCDR    bool   // scenario b2bua: no [sbc] cdr_file
 }
+
+// The media port range of scenario b2bua: 7,000 RTP/RTCP pairs, two per
+// call, so 3,500 calls at once (at 3,000 calls/s held 1 s the B2BUA
+// answered 3 % with 503 "no media ports free"), below SIPp's own ports
+// (sipptest picks 20000..32000) and the kernel's ephemeral range, and
+// above the ports SIP tests like to take.
+const (
+	b2buaMediaPortMin = 6000
+	b2buaMediaPortMax = 19999
+)
 
 func (e edgedServer) name() string { return "edged" }
 
-// command writes edged.toml, with the mix directory as the router's
-// settings when mix is not nil; edged is ready when /healthz answers 200 and
-// SIP answers an OPTIONS over UDP and accepts TCP connections.
-func (e edgedServer) command(dir string, port int, mix *sipptest.MixFiles) ([]string, func() error, error) {
+// command writes edged.toml for w (see config); edged is ready when
+// /healthz answers 200 and SIP answers an OPTIONS over UDP and accepts TCP
+// connections.
+func (e edgedServer) command(dir string, port int, w workload) ([]string, func() error, error) {
 	admin, err := freePort()
 	if err != nil {
 		return nil, nil, err
 	}
 	adminAddr := fmt.Sprintf("127.0.0.1:%d", admin)
-	b, err := e.config(port, adminAddr, mix)
+	b, err := e.config(dir, port, adminAddr, w)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -63,8 +72,12 @@ func (e edgedServer) command(dir string, port int, mix *sipptest.MixFiles) ([]st
 // config returns the template with the benchmark's overrides: loopback
 // IPv4 only, UDP and TCP on port, no TLS, admin on adminAddr, warnings-only
 // logging, the plugin directory, the mix directory as the router's
-// settings when mix is not nil, and the back ends' call limit.
-func (e edgedServer) config(port int, adminAddr string, mix *sipptest.MixFiles) ([]byte, error) {
+// settings when w has a mix, and the back ends' call limit. With w's back
+// ends (scenario b2bua) every pool is a proxy pool whose back ends listen
+// on w.backend's port and transport only, the media ports cover the
+// concurrent calls, and CDRs go to dir/cdr.jsonl unless noCDR.
+func (e edgedServer) config(dir string, port int, adminAddr string, w workload) ([]byte, error) {
+	mix := w.mix
 	var cfg map[string]any
 	if _, err := toml.DecodeFile(e.template, &cfg); err != nil {
 		return nil, fmt.Errorf("read edged config template: %w", err)
@@ -115,6 +128,27 @@ func (e edgedServer) config(port int, adminAddr string, mix *sipptest.MixFiles) 
 		backends, _ := pm["backends"].([]map[string]any)
 		for _, b := range backends {
 			b["max_calls_allowed"] = e.maxCalls
+		}
+		if w.backend != nil {
+			pm["action"] = "proxy"
+			pm["options_interval"] = "0s"
+			for _, b := range backends {
+				ports := map[string]int{"udp": 0, "tcp": 0, "tls": 0}
+				ports[w.backend.transport] = w.backend.port
+				for tp, p := range ports {
+					b[tp+"_port"] = p
+				}
+			}
+		}
+	}
+	if w.backend != nil {
+		if mix == nil {
+			return nil, fmt.Errorf("%w: the proxy needs the mix's directory", errBadMix)
+		}
+		set([]string{"media", "port_min"}, b2buaMediaPortMin)
+		set([]string{"media", "port_max"}, b2buaMediaPortMax)
+		if !e.noCDR {
+			set([]string{"sbc", "cdr_file"}, filepath.Join(dir, "cdr.jsonl"))
 		}
 	}
 	var buf bytes.Buffer

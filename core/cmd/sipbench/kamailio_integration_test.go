@@ -31,7 +31,7 @@ func testKamailio(t *testing.T) kamailioServer {
 func TestKamailioConfigChecks(t *testing.T) {
 	k := testKamailio(t)
 	dir := t.TempDir()
-	args, _, err := k.command(dir, 5090, nil)
+	args, _, err := k.command(dir, 5090, workload{})
 	if err != nil {
 		t.Fatalf("command() = %v", err)
 	}
@@ -77,7 +77,7 @@ func TestStopKillsTheGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := startServer(k, "", dir, port, nil)
+	p, err := startServer(k, "", dir, port, workload{})
 	if err != nil {
 		t.Fatalf("startServer() = %v", err)
 	}

@@ -20,8 +20,15 @@
 // gives each server's highest passing rate, its failed-call fraction and
 // peak resident memory at that rate, and the ratio edged/Kamailio.
 //
+// A third scenario, b2bua, is not part of the default run (make
+// bench-b2bua runs it): the mix's calls as full calls through a proxy
+// (see b2bua.go): edged with every pool a proxy pool runs them as a
+// B2BUA, Kamailio as a stateful tm + rr proxy, both to SIPp callees on the
+// mix's two back-end hosts. It also measures the memory per active call.
+//
 //	go run ./core/cmd/sipbench -edged bin/edged -plugins bin/plugins
 //	go run ./core/cmd/sipbench -servers kamailio -scenarios mix -transports udp
+//	go run ./core/cmd/sipbench -scenarios b2bua -transports udp -start 500
 package main
 
 import (
@@ -47,6 +54,7 @@ type options struct {
 	edged, plugins, config string
 	kamailio               string
 	kamChildren            []int
+	kamShmMB               int
 	servers, transports    []string
 	scenarios              []string
 	mailboxes              int
@@ -59,16 +67,24 @@ type options struct {
 	sippCPU, serverCPU     string
 	maxCalls               int
 	out                    string
+	// scenario b2bua
+	hold              time.Duration // how long an answered call is up
+	backendTransports []string      // SIP transports towards the callees, each measured
+	backendTransport  string        // the one of a measurement
+	noCDR             bool          // edged without CDRs
+	activeCalls       int           // calls up at once for the memory measurement; 0 = none
+	activeHold        time.Duration // their hold time
 }
 
 func main() {
 	var o options
-	var servers, transports, scenarios, children string
+	var servers, transports, scenarios, children, backendTransports string
 	flag.StringVar(&o.edged, "edged", "bin/edged", "edged binary")
 	flag.StringVar(&o.plugins, "plugins", "bin/plugins", "plugin directory, pinned by <dir>.sha256, as built by make plugins")
 	flag.StringVar(&o.config, "config", "configs/umedge.toml", "shipped config the edged bench config is derived from")
 	flag.StringVar(&o.kamailio, "kamailio", "kamailio", "kamailio binary")
 	flag.StringVar(&children, "kamailio-children", "2,4", "Kamailio children and tcp_children values to try, comma-separated; the best result per transport is kept")
+	flag.IntVar(&o.kamShmMB, "kamailio-shm", 512, "Kamailio's shared memory in MB (-m): the stateful proxy of scenario b2bua keeps every transaction there for its wait timer")
 	flag.StringVar(&servers, "servers", "kamailio,edged", "servers to measure, in order")
 	flag.StringVar(&transports, "transports", "udp,tcp", "SIP transports to measure")
 	flag.StringVar(&scenarios, "scenarios", scenarioSingle+","+scenarioMix, "scenarios to measure, in order: single (one call repeated) and mix (distinct calls for a directory)")
@@ -85,6 +101,11 @@ func main() {
 	flag.StringVar(&o.serverCPU, "server-cpu", "1", "CPU list the server is pinned to (taskset -c); empty = unpinned")
 	flag.IntVar(&o.maxCalls, "max-calls-allowed", 0, "max_calls_allowed of edged's back end; 0 = unlimited")
 	flag.StringVar(&o.out, "out", "", "markdown file to append the results to")
+	flag.DurationVar(&o.hold, "hold", 500*time.Millisecond, "b2bua: how long an answered call stays up before the caller's BYE (edged's media ports hold 3,500 calls at once)")
+	flag.StringVar(&backendTransports, "backend-transports", "udp", "b2bua: SIP transports from the server to the callees to measure, udp and tcp, comma-separated")
+	flag.BoolVar(&o.noCDR, "no-cdr", false, "b2bua: run edged without CDRs ([sbc] cdr_file unset)")
+	flag.IntVar(&o.activeCalls, "active-calls", 2000, "b2bua: calls held at once to measure the memory per active call; 0 skips it")
+	flag.DurationVar(&o.activeHold, "active-hold", 20*time.Second, "b2bua: hold time of the memory measurement's calls (below edged's media inactivity_timeout of 60s)")
 	flag.Parse()
 	for _, p := range []*string{&o.edged, &o.plugins, &o.config} {
 		// The servers run in a temporary directory.
@@ -95,6 +116,7 @@ func main() {
 	o.servers = splitList(servers)
 	o.transports = splitList(transports)
 	o.scenarios = splitList(scenarios)
+	o.backendTransports = splitList(backendTransports)
 	var err error
 	if o.kamChildren, err = parseInts(children); err != nil {
 		fmt.Fprintln(os.Stderr, "sipbench:", err)
@@ -115,13 +137,15 @@ func main() {
 const (
 	scenarioSingle = "single"
 	scenarioMix    = "mix"
+	scenarioB2BUA  = "b2bua"
 )
 
 // result is the outcome for one server in one scenario on one transport.
 type result struct {
 	scenario, transport, server string
 	steps                       []step
-	best                        int // index into steps, -1 = none passed
+	best                        int          // index into steps, -1 = none passed
+	active                      *activeCalls // b2bua: memory per active call; nil = not measured
 }
 
 // better reports whether a beats b: a passing step beats none, a higher
@@ -171,7 +195,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 				return err
 			}
 			for _, n := range o.kamChildren {
-				candidates[name] = append(candidates[name], kamailioServer{bin: o.kamailio, cfg: kamailioConfig{
+				candidates[name] = append(candidates[name], kamailioServer{bin: o.kamailio, shmMB: o.kamShmMB, cfg: kamailioConfig{
 					Children: n, TCPChildren: n, UDPBuffer: udpBuffer, ModuleDir: mods,
 				}})
 			}
@@ -181,7 +205,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 					return fmt.Errorf("edged needs %s (make build plugins): %w", f, err)
 				}
 			}
-			candidates[name] = []server{edgedServer{bin: o.edged, plugins: o.plugins, template: o.config, maxCalls: o.maxCalls}}
+			candidates[name] = []server{edgedServer{bin: o.edged, plugins: o.plugins, template: o.config, maxCalls: o.maxCalls, noCDR: o.noCDR}}
 		default:
 			return fmt.Errorf("%w: -servers: unknown server %q", errBadFlag, name)
 		}
@@ -190,34 +214,19 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	var results []result
 	for _, sc := range o.scenarios {
 		for _, tp := range o.transports {
-			for _, name := range o.servers {
-				chosen := result{best: -1}
-				for _, srv := range candidates[name] {
-					label := name
-					if k, ok := srv.(kamailioServer); ok && len(o.kamChildren) > 1 {
-						label = fmt.Sprintf("kamailio children=%d", k.cfg.Children)
-					}
-					logf("%s, %s over %s:", sc, label, strings.ToUpper(tp))
-					steps, best, err := ramp(ctx, o.rampConfig(), func(ctx context.Context, rate int) (step, error) {
-						return measure(ctx, o, srv, sc, tp, rate)
-					}, logf)
+			for _, ob := range o.perBackend(sc) {
+				for _, name := range o.servers {
+					r, err := measureServer(ctx, ob, name, candidates[name], sc, tp, logf)
 					if err != nil {
-						return fmt.Errorf("%s, %s over %s: %w", sc, label, tp, err)
+						return err
 					}
-					r := result{scenario: sc, transport: tp, server: label, steps: steps, best: best}
-					if b, ok := r.bestStep(); ok {
-						logf("  best: %.0f calls/s (%s)", b.Achieved(), b.Mem)
-					}
-					if better(r, chosen) {
-						chosen = r
-					}
+					results = append(results, r)
 				}
-				results = append(results, chosen)
 			}
 		}
 	}
 
-	table := renderTable(results)
+	table := renderTable(results) + renderActive(results)
 	fmt.Fprint(stdout, table)
 	if o.out != "" {
 		if err := appendReport(o.out, env, table); err != nil {
@@ -225,6 +234,63 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// measureServer ramps each candidate configuration of server name in
+// scenario sc over transport tp and keeps the best; in scenario b2bua it
+// then measures the best one's memory per active call.
+func measureServer(ctx context.Context, o options, name string, candidates []server, sc, tp string, logf func(string, ...any)) (result, error) {
+	chosen, chosenSrv := result{best: -1}, server(nil)
+	for _, srv := range candidates {
+		label := name
+		if k, ok := srv.(kamailioServer); ok && len(o.kamChildren) > 1 {
+			label = fmt.Sprintf("kamailio children=%d", k.cfg.Children)
+		}
+		transport := tp
+		if sc == scenarioB2BUA {
+			transport = tp + "→" + o.backendTransport
+		}
+		logf("%s, %s over %s:", sc, label, strings.ToUpper(transport))
+		steps, best, err := ramp(ctx, o.rampConfig(), func(ctx context.Context, rate int) (step, error) {
+			return measure(ctx, o, srv, sc, tp, rate)
+		}, logf)
+		if err != nil {
+			return result{}, fmt.Errorf("%s, %s over %s: %w", sc, label, transport, err)
+		}
+		r := result{scenario: sc, transport: transport, server: label, steps: steps, best: best}
+		if b, ok := r.bestStep(); ok {
+			logf("  best: %.0f calls/s (%s)", b.Achieved(), b.Mem)
+		}
+		if better(r, chosen) {
+			chosen, chosenSrv = r, srv
+		}
+	}
+	if sc != scenarioB2BUA || o.activeCalls == 0 || chosenSrv == nil {
+		return chosen, nil
+	}
+	logf("%s, %s over %s: %d calls placed per %v hold:", sc, chosen.server, strings.ToUpper(chosen.transport), o.activeCalls, o.activeHold)
+	a, err := measureActive(ctx, o, chosenSrv, tp)
+	if err != nil {
+		return result{}, fmt.Errorf("%s, %s over %s, active calls: %w", sc, chosen.server, chosen.transport, err)
+	}
+	logf("  %s", a)
+	chosen.active = &a
+	return chosen, nil
+}
+
+// perBackend returns o once per back-end transport for scenario b2bua,
+// and o itself for the others.
+func (o options) perBackend(sc string) []options {
+	if sc != scenarioB2BUA {
+		return []options{o}
+	}
+	var out []options
+	for _, bt := range o.backendTransports {
+		ob := o
+		ob.backendTransport = bt
+		out = append(out, ob)
+	}
+	return out
 }
 
 // udpBuffer is the UDP socket buffer both servers may use: edged's
@@ -254,11 +320,14 @@ func (o options) validate() error {
 		bad = append(bad, "empty -servers, -transports, -scenarios or -kamailio-children")
 	}
 	for _, sc := range o.scenarios {
-		if sc != scenarioSingle && sc != scenarioMix {
-			bad = append(bad, fmt.Sprintf("-scenarios: %q is not %s or %s", sc, scenarioSingle, scenarioMix))
+		if sc != scenarioSingle && sc != scenarioMix && sc != scenarioB2BUA {
+			bad = append(bad, fmt.Sprintf("-scenarios: %q is not %s, %s or %s", sc, scenarioSingle, scenarioMix, scenarioB2BUA))
 		}
 	}
-	if slices.Contains(o.scenarios, scenarioMix) && (o.mailboxes < 1 || o.mailboxes > sipptest.MixMaxMailboxes) {
+	if slices.Contains(o.scenarios, scenarioB2BUA) {
+		bad = append(bad, o.validateB2BUA()...)
+	}
+	if (slices.Contains(o.scenarios, scenarioMix) || slices.Contains(o.scenarios, scenarioB2BUA)) && (o.mailboxes < 1 || o.mailboxes > sipptest.MixMaxMailboxes) {
 		bad = append(bad, fmt.Sprintf("-mailboxes %d not in 1..%d", o.mailboxes, sipptest.MixMaxMailboxes))
 	}
 	for _, tp := range o.transports {
@@ -276,77 +345,143 @@ func (o options) validate() error {
 // o.duration, the server's memory, then the server stopped. For the mix the
 // step writes a mix with one line per call, so that no caller repeats.
 func measure(ctx context.Context, o options, srv server, scenario, transport string, rate int) (step, error) {
-	dir, err := os.MkdirTemp("", "sipbench-")
-	if err != nil {
-		return step{}, fmt.Errorf("create work dir: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	port, err := freePort()
+	calls := int(float64(rate) * o.duration.Seconds())
+	st, err := prepare(o, srv, scenario, transport, rate, calls, o.hold)
 	if err != nil {
 		return step{}, err
 	}
-	calls := int(float64(rate) * o.duration.Seconds())
+	defer st.close()
+
+	cpu0, _ := treeCPU("/proc", st.p.cmd.Process.Pid)
+	res, err := st.exec(ctx)
+	if ctx.Err() != nil {
+		return step{}, ctx.Err()
+	}
+	s := step{Rate: rate, Planned: calls, Hold: st.run.Hold}
+	if res != nil {
+		s.Created, s.Successful, s.Failed = res.Created, res.Successful, res.Failed
+		s.Retrans, s.Elapsed, s.SippCPU = res.Retransmissions, res.Elapsed, res.CPU
+		s.Codes, s.Failures = res.Codes, failures(res)
+	}
+	if cpu1, cerr := treeCPU("/proc", st.p.cmd.Process.Pid); cerr == nil {
+		s.ServerCPU = cpu1 - cpu0
+	}
+	if m, merr := treeMemory("/proc", st.p.cmd.Process.Pid); merr == nil {
+		s.Mem = m
+	}
+	var calleeErr error
+	if st.callees != nil {
+		calleeErr = st.callees.stop(&s, o.recvTimeout)
+	}
+	s.judge(o.loss)
+	switch {
+	case !st.p.alive():
+		s.Pass, s.Why = false, fmt.Sprintf("%s exited: %v: %s", st.p.name, st.p.err, st.p.logTail())
+	case err != nil:
+		s.Pass, s.Why = false, fmt.Sprintf("sipp: %v", err)
+	case calleeErr != nil:
+		s.Pass, s.Why = false, calleeErr.Error()
+	}
+	return s, nil
+}
+
+// stage is a step ready to run: the server started for the scenario, the
+// callees of scenario b2bua listening, and the SIPp caller set up.
+type stage struct {
+	dir     string
+	p       *proc
+	run     sipptest.Run
+	callees *callees // scenario b2bua only
+}
+
+// prepare starts a stage for calls calls at rate; the calls of scenario
+// b2bua are held for hold.
+func prepare(o options, srv server, scenario, transport string, rate, calls int, hold time.Duration) (_ *stage, err error) {
+	dir, err := os.MkdirTemp("", "sipbench-")
+	if err != nil {
+		return nil, fmt.Errorf("create work dir: %w", err)
+	}
+	st := &stage{dir: dir}
+	defer func() {
+		if err != nil {
+			st.close()
+		}
+	}()
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	run := sipptest.Run{
 		Scenario:       sipptest.UAC302,
 		Service:        "1001",
 		FromUser:       "4000",
 		ContactPattern: `^<sip:1001@127\.0\.0\.1:5062;transport=tcp>`,
 	}
-	var mix *sipptest.MixFiles
-	if scenario == scenarioMix {
-		if mix, err = sipptest.WriteMix(dir, sipptest.Mix{Seed: o.seed, Mailboxes: o.mailboxes, Calls: calls}); err != nil {
-			return step{}, fmt.Errorf("write the mix: %w", err)
+	var w workload
+	if scenario == scenarioMix || scenario == scenarioB2BUA {
+		if w.mix, err = sipptest.WriteMix(dir, sipptest.Mix{Seed: o.seed, Mailboxes: o.mailboxes, Calls: calls}); err != nil {
+			return nil, fmt.Errorf("write the mix: %w", err)
 		}
-		run = sipptest.Run{Scenario: sipptest.UACMix, Inject: mix.CSV}
+		run = sipptest.Run{Scenario: sipptest.UACMix, Inject: w.mix.CSV}
 	}
-	p, err := startServer(srv, o.serverCPU, dir, port, mix)
-	if err != nil {
-		return step{}, err
+	concurrent := rate * 2
+	if scenario == scenarioB2BUA {
+		// The callees listen before the server starts; a port taken by
+		// another program meanwhile gets a new port, as for sippBindFailed.
+		for try := 0; ; try++ {
+			if w.backend, err = newBackend(o.backendTransport); err != nil {
+				return nil, err
+			}
+			if st.callees, err = startCallees(o, w, hold); err == nil || try == 2 {
+				break
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		run = sipptest.Run{Scenario: sipptest.UACCallMix, Inject: w.mix.CSV, Hold: hold}
+		concurrent = int(float64(rate) * (hold.Seconds() + 2))
 	}
-	defer p.stop()
+	if st.p, err = startServer(srv, o.serverCPU, dir, port, w); err != nil {
+		return nil, err
+	}
 
 	run.Target = fmt.Sprintf("127.0.0.1:%d", port)
 	run.Transport = transport
 	run.Calls = calls
 	run.Rate = float64(rate)
 	run.RatePeriod = time.Second
-	run.MaxConcurrent = max(rate*2, 100)
+	run.MaxConcurrent = max(concurrent, 100)
 	run.CPU = o.sippCPU
 	run.RecvTimeout = o.recvTimeout
-	run.Timeout = 3*o.duration + o.recvTimeout + 30*time.Second
+	run.Timeout = 3*(time.Duration(calls)*time.Second/time.Duration(rate)) + hold + o.recvTimeout + 30*time.Second
 	run.ExtraArgs = []string{
 		"-buff_size", strconv.Itoa(udpBuffer),
 		"-max_recv_loops", "100000",
 		"-max_sched_loops", "100000",
 	}
-	cpu0, _ := treeCPU("/proc", p.cmd.Process.Pid)
-	res, err := run.Exec(ctx, nil)
+	st.run = run
+	return st, nil
+}
+
+// exec runs the SIPp caller, again when it could not bind its ports.
+func (st *stage) exec(ctx context.Context) (*sipptest.Result, error) {
+	res, err := st.run.Exec(ctx, nil)
 	for retry := 0; retry < 2 && sippBindFailed(res) && ctx.Err() == nil; retry++ {
-		res, err = run.Exec(ctx, nil)
+		res, err = st.run.Exec(ctx, nil)
 	}
-	if ctx.Err() != nil {
-		return step{}, ctx.Err()
+	return res, err
+}
+
+// close stops the callees and the server and removes the work files.
+func (st *stage) close() {
+	if st.callees != nil {
+		st.callees.kill()
 	}
-	s := step{Rate: rate, Planned: calls}
-	if res != nil {
-		s.Created, s.Successful, s.Failed = res.Created, res.Successful, res.Failed
-		s.Retrans, s.Elapsed, s.SippCPU = res.Retransmissions, res.Elapsed, res.CPU
-		s.Codes = res.Codes
+	if st.p != nil {
+		st.p.stop()
 	}
-	if cpu1, cerr := treeCPU("/proc", p.cmd.Process.Pid); cerr == nil {
-		s.ServerCPU = cpu1 - cpu0
-	}
-	if m, merr := treeMemory("/proc", p.cmd.Process.Pid); merr == nil {
-		s.Mem = m
-	}
-	s.judge(o.loss)
-	switch {
-	case !p.alive():
-		s.Pass, s.Why = false, fmt.Sprintf("%s exited: %v: %s", p.name, p.err, p.logTail())
-	case err != nil:
-		s.Pass, s.Why = false, fmt.Sprintf("sipp: %v", err)
-	}
-	return s, nil
+	os.RemoveAll(st.dir)
 }
 
 // sippExitBindError is SIPp's exit status when it cannot bind a port
@@ -379,11 +514,14 @@ func describeEnv(o options) ([]string, error) {
 			o.duration, o.start, o.max, 100*o.loss),
 		"command: " + strings.Join(os.Args, " "),
 	}
-	if slices.Contains(o.scenarios, scenarioMix) {
+	if slices.Contains(o.scenarios, scenarioMix) || slices.Contains(o.scenarios, scenarioB2BUA) {
 		env = append(env, fmt.Sprintf("mix: seed %d, %d mailboxes (%d-digit TelExtn extensions, pilot %s), a distinct caller on every call; "+
 			"per 100 calls 80 diverted (60 to the pilot, 20 to the mailbox), 10 direct (7 mailbox, 3 pilot) → 302, "+
 			"9 unknown numbers and 1 non-numeric caller → 404",
 			o.seed, o.mailboxes, sipptest.MixDigits, sipptest.MixPilot))
+	}
+	if slices.Contains(o.scenarios, scenarioB2BUA) {
+		env = append(env, b2buaEnv(o)...)
 	}
 	for _, s := range o.servers {
 		if s == "kamailio" {
@@ -391,8 +529,8 @@ func describeEnv(o options) ([]string, error) {
 			if err != nil {
 				return nil, err
 			}
-			env = append(env, fmt.Sprintf("kamailio: %s, sl_send_reply 302 with append_to_reply Contact (mix: directory in an htable from db_text), children=tcp_children in %v, maxbuffer=%d",
-				v, o.kamChildren, udpBuffer))
+			env = append(env, fmt.Sprintf("kamailio: %s, children=tcp_children in %v, maxbuffer=%d, shared memory %d MB; single and mix: sl_send_reply 302 with append_to_reply Contact (mix: directory in an htable from db_text)",
+				v, o.kamChildren, udpBuffer, o.kamShmMB))
 		}
 	}
 	return env, nil
@@ -431,4 +569,15 @@ func parseInts(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// failures returns SIPp's failed-call counters of res that are not zero.
+func failures(res *sipptest.Result) map[string]int {
+	m := map[string]int{}
+	for k, v := range res.Counters {
+		if strings.HasPrefix(k, "Failed") && k != "FailedCall" && v > 0 {
+			m[k] = v
+		}
+	}
+	return m
 }

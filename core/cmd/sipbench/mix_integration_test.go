@@ -68,7 +68,7 @@ func TestKamailioMixConfigChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := k.command(dir, 5090, f); err != nil {
+	if _, _, err := k.command(dir, 5090, workload{mix: f}); err != nil {
 		t.Fatalf("command() = %v", err)
 	}
 	if out, err := exec.Command(k.bin, "-c", "-f", filepath.Join(dir, "kamailio.cfg")).CombinedOutput(); err != nil {
@@ -102,7 +102,7 @@ func TestIntegrationMixKamailioWithoutDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := startServer(k, "", dir, port, nil)
+	p, err := startServer(k, "", dir, port, workload{})
 	if err != nil {
 		t.Fatalf("startServer() = %v", err)
 	}

@@ -66,7 +66,7 @@ func TestEdgedMixConfig(t *testing.T) {
 	f := testMix(t, 250, 10)
 	shipped := filepath.Join("..", "..", "..", "configs", "umedge.toml")
 	e := edgedServer{bin: "edged", plugins: "/opt/plugins", template: shipped, maxCalls: 7}
-	b, err := e.config(5090, "127.0.0.1:9999", f)
+	b, err := e.config(t.TempDir(), 5090, "127.0.0.1:9999", workload{mix: f})
 	if err != nil {
 		t.Fatalf("config() = %v", err)
 	}

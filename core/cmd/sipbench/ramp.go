@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -11,27 +12,33 @@ import (
 
 // step is one measurement: SIPp at a fixed rate against a fresh server.
 type step struct {
-	Rate       int           // target calls/s
-	Planned    int           // calls SIPp was asked to place
-	Created    int           // calls SIPp placed
-	Successful int           // calls that got the right 302 and were ACKed
-	Failed     int           // calls SIPp counted as failed
-	Retrans    int           // UDP retransmissions by SIPp
-	Codes      map[int]int   // final responses SIPp received, by status code
-	Elapsed    time.Duration // SIPp's run time, start to last statistics dump
-	Mem        memory        // server memory after the step
-	SippCPU    time.Duration // CPU time SIPp used
-	ServerCPU  time.Duration // CPU time the server's processes used during the run
+	Rate       int            // target calls/s
+	Planned    int            // calls SIPp was asked to place
+	Created    int            // calls SIPp placed
+	Successful int            // calls that got the right 302 and were ACKed
+	Failed     int            // calls SIPp counted as failed
+	Retrans    int            // UDP retransmissions by SIPp
+	Codes      map[int]int    // final responses SIPp received, by status code
+	Failures   map[string]int // SIPp's failed-call counters that are not zero ("FailedTimeoutOnRecv" ...)
+	Answered   int            // b2bua: calls the callees completed
+	Misrouted  int            // b2bua: calls at a callee beyond its share of the mix
+	Hold       time.Duration  // b2bua: hold time of the answered calls
+	Elapsed    time.Duration  // SIPp's run time, start to last statistics dump
+	Mem        memory         // server memory after the step
+	SippCPU    time.Duration  // CPU time SIPp used (b2bua: the caller and the callees, on one CPU)
+	ServerCPU  time.Duration  // CPU time the server's processes used during the run
 	Pass       bool
 	Why        string // why the step did not pass
 }
 
-// Achieved is the rate of successful calls over SIPp's run time.
+// Achieved is the rate of successful calls over SIPp's run time, less
+// the hold time of the last calls, during which none is placed.
 func (s step) Achieved() float64 {
-	if s.Elapsed <= 0 {
+	d := s.Elapsed - s.Hold
+	if d <= 0 {
 		return 0
 	}
-	return float64(s.Successful) / s.Elapsed.Seconds()
+	return float64(s.Successful) / d.Seconds()
 }
 
 // FailedFraction counts every planned call that did not succeed, including
@@ -48,9 +55,20 @@ func (s step) String() string {
 	if !s.Pass {
 		v = "FAIL: " + s.Why
 	}
-	return fmt.Sprintf("rate %6d/s: %d/%d successful, %d failed (%.3f%% lost), %d retransmissions, answers %s, achieved %.0f/s in %v; cpu sipp %.0f%% server %.0f%%; %s; %s",
-		s.Rate, s.Successful, s.Planned, s.Failed, 100*s.FailedFraction(), s.Retrans, s.codes(), s.Achieved(),
-		s.Elapsed.Round(time.Millisecond), 100*s.load(s.SippCPU), 100*s.load(s.ServerCPU), s.Mem, v)
+	if len(s.Failures) > 0 {
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(s.Failures)) {
+			parts = append(parts, fmt.Sprintf("%s×%d", strings.TrimPrefix(k, "Failed"), s.Failures[k]))
+		}
+		v += " (" + strings.Join(parts, " ") + ")"
+	}
+	callees := ""
+	if s.Hold > 0 || s.Answered > 0 {
+		callees = fmt.Sprintf(", callees completed %d (%d misrouted)", s.Answered, s.Misrouted)
+	}
+	return fmt.Sprintf("rate %6d/s: %d/%d successful, %d failed (%.3f%% lost), %d retransmissions, answers %s%s, achieved %.0f/s in %v; cpu sipp %.0f%% server %.0f%% (%.0f µs/call); %s; %s",
+		s.Rate, s.Successful, s.Planned, s.Failed, 100*s.FailedFraction(), s.Retrans, s.codes(), callees, s.Achieved(),
+		s.Elapsed.Round(time.Millisecond), 100*s.load(s.SippCPU), 100*s.load(s.ServerCPU), s.cpuPerCall(), s.Mem, v)
 }
 
 // codes lists the final responses as "302×900 404×100".
@@ -63,6 +81,14 @@ func (s step) codes() string {
 		parts = append(parts, fmt.Sprintf("%d×%d", c, s.Codes[c]))
 	}
 	return strings.Join(parts, " ")
+}
+
+// cpuPerCall is the server's CPU time per successful call in µs.
+func (s step) cpuPerCall() float64 {
+	if s.Successful == 0 {
+		return math.NaN()
+	}
+	return float64(s.ServerCPU.Microseconds()) / float64(s.Successful)
 }
 
 // load is cpu as a fraction of the step's run time.

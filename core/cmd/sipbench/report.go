@@ -11,8 +11,8 @@ import (
 // on the same transport.
 func renderTable(results []result) string {
 	var b strings.Builder
-	b.WriteString("| scenario | transport | server | best calls/s | failed % | peak RSS MiB (main / largest / sum, procs) | edged/kamailio |\n")
-	b.WriteString("|---|---|---|--:|--:|---|--:|\n")
+	b.WriteString("| scenario | transport | server | best calls/s | failed % | server CPU µs/call | peak RSS MiB (main / largest / sum, procs) | edged/kamailio |\n")
+	b.WriteString("|---|---|---|--:|--:|--:|---|--:|\n")
 	type key struct{ scenario, transport string }
 	ref := map[key]float64{}
 	for _, r := range results {
@@ -27,15 +27,15 @@ func renderTable(results []result) string {
 			if len(r.steps) > 0 {
 				why += ": " + r.steps[0].Why
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | – | – | – | %s |\n", r.scenario, strings.ToUpper(r.transport), r.server, why)
+			fmt.Fprintf(&b, "| %s | %s | %s | – | – | – | – | %s |\n", r.scenario, strings.ToUpper(r.transport), r.server, why)
 			continue
 		}
 		ratio := "–"
 		if k := ref[key{r.scenario, r.transport}]; r.server == "edged" && k > 0 {
 			ratio = fmt.Sprintf("%.2f×", s.Achieved()/k)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %.3f | %.1f / %.1f / %.1f, %d | %s |\n",
-			r.scenario, strings.ToUpper(r.transport), r.server, s.Achieved(), 100*s.FailedFraction(),
+		fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %.3f | %.0f | %.1f / %.1f / %.1f, %d | %s |\n",
+			r.scenario, strings.ToUpper(r.transport), r.server, s.Achieved(), 100*s.FailedFraction(), s.cpuPerCall(),
 			mib(s.Mem.MainKiB), mib(s.Mem.MaxKiB), mib(s.Mem.SumKiB), s.Mem.Procs, ratio)
 	}
 	return b.String()

@@ -56,20 +56,24 @@ func treeMemory(procfs string, root int) (memory, error) {
 }
 
 // parseVmHWM returns the "VmHWM:" value of a /proc/PID/status file in KiB.
-func parseVmHWM(status []byte) (int64, error) {
-	sc := bufio.NewScanner(bytes.NewReader(status))
+func parseVmHWM(status []byte) (int64, error) { return statusField(status, "VmHWM:") }
+
+// statusField returns the value in KiB of the line "name  N kB" of a
+// /proc/PID/status or smaps_rollup file.
+func statusField(b []byte, name string) (int64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:")
+		rest, ok := strings.CutPrefix(sc.Text(), name)
 		if !ok {
 			continue
 		}
 		f := strings.Fields(rest)
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("parse VmHWM %q", rest)
+			return 0, fmt.Errorf("parse %s %q", name, rest)
 		}
 		return strconv.ParseInt(f[0], 10, 64)
 	}
-	return 0, fmt.Errorf("no VmHWM line")
+	return 0, fmt.Errorf("no %s line", name)
 }
 
 // parsePPID returns the parent pid from the contents of /proc/PID/stat.
@@ -167,4 +171,33 @@ func treeCPU(procfs string, root int) (time.Duration, error) {
 		total += d
 	}
 	return total, nil
+}
+
+// treePss returns the proportional set size of root and all its
+// descendants in KiB: each process's resident pages, shared ones divided
+// among the processes that map them, so that the sum counts Kamailio's
+// shared memory once.
+func treePss(procfs string, root int) (int64, error) {
+	pids, err := descendants(procfs, root)
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	n := 0
+	for _, pid := range append([]int{root}, pids...) {
+		b, err := os.ReadFile(filepath.Join(procfs, strconv.Itoa(pid), "smaps_rollup"))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		kib, err := statusField(b, "Pss:")
+		if err != nil {
+			return 0, fmt.Errorf("pid %d: %w", pid, err)
+		}
+		sum += kib
+		n++
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("%w: pid %d", errExited, root)
+	}
+	return sum, nil
 }

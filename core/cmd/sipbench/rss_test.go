@@ -68,6 +68,12 @@ func TestTreeMemory(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "status"), []byte(status), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		// smaps_rollup: shared pages split, so PSS is below the RSS.
+		rollup := "00400000-7ffd0000 ---p 00000000 00:00 0 [rollup]\nRss:\t" + strconv.FormatInt(hwm, 10) +
+			" kB\nPss:\t" + strconv.FormatInt(hwm/2, 10) + " kB\nPss_Anon:\t1 kB\n"
+		if err := os.WriteFile(filepath.Join(dir, "smaps_rollup"), []byte(rollup), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	write(10, 1, 1000)
 	write(11, 10, 3000)
@@ -87,6 +93,13 @@ func TestTreeMemory(t *testing.T) {
 	}
 	if _, err := treeMemory(procfs, 99); err == nil {
 		t.Errorf("treeMemory() of a missing pid = nil error")
+	}
+	pss, err := treePss(procfs, 10)
+	if err != nil || pss != 2350 {
+		t.Errorf("treePss() = %d, %v; want 2350", pss, err)
+	}
+	if _, err := treePss(procfs, 99); err == nil {
+		t.Errorf("treePss() of a missing pid = nil error")
 	}
 }
 

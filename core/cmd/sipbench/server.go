@@ -20,10 +20,26 @@ import (
 type server interface {
 	name() string
 	// command writes the server's config into dir and returns its command
-	// line for SIP on 127.0.0.1:port (UDP and TCP) and a readiness probe.
-	// With mix the server answers the mix's directory; nil is the single
+	// line for SIP on 127.0.0.1:port (UDP and TCP) and a readiness probe,
+	// set up for w.
+	command(dir string, port int, w workload) (args []string, ready func() error, err error)
+}
+
+// workload is what a server is set up for in one step.
+type workload struct {
+	// mix is the directory the server answers from; nil is the single
 	// repeated call.
-	command(dir string, port int, mix *sipptest.MixFiles) (args []string, ready func() error, err error)
+	mix *sipptest.MixFiles
+	// backend, when set, makes the server relay the mix's calls to the
+	// mailboxes' back ends (scenario b2bua) instead of redirecting them.
+	backend *backend
+}
+
+// backend is where the calls of scenario b2bua go: the mix's back-end
+// hosts (127.0.0.1 and 127.0.0.2), each a SIPp callee on the same port.
+type backend struct {
+	port      int
+	transport string // udp or tcp
 }
 
 // proc is a running server process (and, through Setpgid, its children).
@@ -57,8 +73,8 @@ func stopAll() {
 
 // startServer starts s pinned to cpu (taskset -c; "" = unpinned) and
 // waits until its readiness probe passes.
-func startServer(s server, cpu, dir string, port int, mix *sipptest.MixFiles) (*proc, error) {
-	args, ready, err := s.command(dir, port, mix)
+func startServer(s server, cpu, dir string, port int, w workload) (*proc, error) {
+	args, ready, err := s.command(dir, port, w)
 	if err != nil {
 		return nil, err
 	}

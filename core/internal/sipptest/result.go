@@ -24,6 +24,9 @@ type Result struct {
 	Successful, Failed int
 	// Retransmissions counts requests SIPp resent over UDP.
 	Retransmissions int
+	// Current is the number of calls SIPp had in progress at its last
+	// statistics dump.
+	Current int
 	// Codes counts the final responses SIPp saw, by status code: the
 	// expected ones from the scenario's counters and unexpected ones from
 	// its error codes log.
@@ -111,9 +114,12 @@ func (r *Result) parseStats(b []byte) error {
 			return fmt.Errorf("%w: no %s(C) column", errBadStats, need)
 		}
 	}
-	// TotalCallCreated has no (P)/(C) pair.
+	// TotalCallCreated and CurrentCall have no (P)/(C) pair.
 	if i := slices.Index(header, "TotalCallCreated"); i >= 0 && i < len(row) {
 		r.Created, _ = strconv.Atoi(strings.TrimSpace(row[i]))
+	}
+	if i := slices.Index(header, "CurrentCall"); i >= 0 && i < len(row) {
+		r.Current, _ = strconv.Atoi(strings.TrimSpace(row[i]))
 	}
 	start, errStart := statTime(header, row, "StartTime")
 	end, errEnd := statTime(header, row, "CurrentTime")

@@ -78,6 +78,9 @@ type Run struct {
 	// line per call (MixFiles.CSV). With more Calls than lines SIPp starts
 	// over at the first line.
 	Inject string
+	// Hold is how long UACCallMix keeps an answered call up before its
+	// BYE; zero sends the BYE right after the ACK.
+	Hold time.Duration
 
 	// TLSCert and TLSKey are PEM files SIPp presents for Transport "tls"
 	// (both required by SIPp, also when the server does not ask for a
@@ -280,6 +283,12 @@ func (r Run) validate() error {
 		if r.Transport == "tls" {
 			bad("%s expects the TCP Contact of udp and tcp calls, not tls", UACMix)
 		}
+	}
+	if r.Scenario == UACCallMix && r.Inject == "" {
+		bad("%s needs Inject", UACCallMix)
+	}
+	if r.Hold < 0 {
+		bad("hold %v below 0", r.Hold)
 	}
 	return errors.Join(errs...)
 }

@@ -30,6 +30,11 @@ const (
 	// ACKs the answer. Over udp and tcp only: the expected Contact is the
 	// back end's TCP port.
 	UACMix = "uac_mix.xml"
+	// UACCallMix places the calls of a mix as full calls through a proxy
+	// or B2BUA: a line the Call Router would send to a mailbox must be
+	// answered with 200 (the back end's), is ACKed, held for Run.Hold and
+	// ended with a BYE; any other line must get its final status (404).
+	UACCallMix = "uac_call_mix.xml"
 )
 
 // mixCodes are the final responses besides 302 that UACMix receives and
@@ -52,7 +57,8 @@ type scenarioData struct {
 	FinalCode      int    // uac_code: the last accepted code
 	RetryAfter     bool   // uac_code: require a numeric Retry-After
 	AckBranch      string // SIPp keyword that repeats the INVITE's branch in the ACK
-	MixCodes       []int  // uac_mix: final codes besides 302 that are checked against the line
+	MixCodes       []int  // uac_mix, uac_call_mix: final codes besides 302 (200) that are checked against the line
+	HoldMS         int64  // uac_call_mix: how long an answered call stays up, ms
 }
 
 // Scenarios lists the names of the embedded scenarios.
@@ -148,6 +154,9 @@ func (r Run) scenarioData() (scenarioData, error) {
 		d.AckBranch = branchOffset(3 + len(d.OptionalCodes))
 	case UACMix:
 		d.MixCodes = mixCodes
+	case UACCallMix:
+		d.MixCodes = mixCodes
+		d.HoldMS = r.Hold.Milliseconds()
 	}
 	for _, c := range append(d.OtherCodes, r.Codes...) {
 		if c < 100 || c > 699 {

@@ -1,0 +1,78 @@
+//go:build integration
+
+package main
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/umedge/umedge/core/internal/sipptest"
+)
+
+// checkB2BUAStep runs one short b2bua step against srv per back-end
+// transport: every call gets its answer, each callee takes exactly its
+// host's calls, and the answered calls are held and hung up.
+func checkB2BUAStep(t *testing.T, srv server) {
+	t.Helper()
+	const rate = 100
+	for _, tp := range []string{"udp", "tcp"} {
+		t.Run(tp, func(t *testing.T) {
+			o := options{duration: 2 * time.Second, recvTimeout: 3 * time.Second, loss: 0.001, seed: 1,
+				mailboxes: sipptest.MixMailboxes, hold: 200 * time.Millisecond, backendTransport: tp}
+			f, err := sipptest.WriteMix(t.TempDir(), sipptest.Mix{Seed: o.seed, Mailboxes: o.mailboxes, Calls: 2 * rate})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := wantPerHost(f, backendHosts())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := measure(context.Background(), o, srv, scenarioB2BUA, "udp", rate)
+			if err != nil {
+				t.Fatalf("measure() = %v", err)
+			}
+			t.Logf("%s", s)
+			if !s.Pass || s.Successful != s.Planned || s.Misrouted != 0 || s.Answered != want[0]+want[1] {
+				t.Errorf("step %s, want all %d calls as their lines expect and %d answered by the callees", s, s.Planned, want[0]+want[1])
+			}
+			// A 200 for each INVITE and each BYE of an answered call, a 404 for the rest.
+			if s.Codes[200] != 2*s.Answered || s.Codes[404] != s.Planned-s.Answered {
+				t.Errorf("answers %v, want 200×%d 404×%d", s.Codes, 2*s.Answered, s.Planned-s.Answered)
+			}
+		})
+	}
+}
+
+// Kamailio's own syntax check accepts the stateful proxy config.
+func TestKamailioProxyConfigChecks(t *testing.T) {
+	k := testKamailio(t)
+	dir := t.TempDir()
+	f, err := sipptest.WriteMix(dir, sipptest.Mix{Seed: 1, Calls: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := k.command(dir, 5090, workload{mix: f, backend: &backend{port: 5070, transport: "tcp"}}); err != nil {
+		t.Fatalf("command() = %v", err)
+	}
+	if out, err := exec.Command(k.bin, "-c", "-f", filepath.Join(dir, "kamailio.cfg")).CombinedOutput(); err != nil {
+		t.Fatalf("kamailio -c: %v\n%s", err, out)
+	}
+}
+
+func TestIntegrationB2BUAKamailio(t *testing.T) {
+	k := testKamailio(t)
+	k.shmMB = 256
+	checkB2BUAStep(t, k)
+}
+
+func TestIntegrationB2BUAEdged(t *testing.T) {
+	edged, plugins := builtBinaries(t)
+	template, err := filepath.Abs(filepath.Join("..", "..", "..", "configs", "umedge.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkB2BUAStep(t, edgedServer{bin: edged, plugins: plugins, template: template})
+}

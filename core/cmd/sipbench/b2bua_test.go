@@ -1,0 +1,240 @@
+package main
+
+import (
+	"errors"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+func TestKamailioProxyConfig(t *testing.T) {
+	f := testMix(t, 1000, 10)
+	for _, tp := range []string{"udp", "tcp"} {
+		t.Run(tp, func(t *testing.T) {
+			c := kamailioConfig{Port: 5090, Children: 2, TCPChildren: 2, ModuleDir: "/mods", Mix: newKamailioMix(f),
+				Proxy: &kamailioProxy{Port: 5070, Transport: tp}}
+			b, err := c.render()
+			if err != nil {
+				t.Fatalf("render() = %v", err)
+			}
+			cfg := string(b)
+			for _, want := range []string{
+				`loadmodule "tm.so"`,
+				`loadmodule "rr.so"`,
+				`loadmodule "htable.so"`,
+				`if (!mf_process_maxfwd_header("10")) {`,
+				`if (has_totag()) {`,
+				`if (loose_route()) {`,
+				`if (t_check_trans()) {`,
+				// The same directory lookup as the 302 mix.
+				`if (!($var(n) =~ "^[0-9]{5}$") || $sht(mbx=>$var(n)) == $null) {`,
+				`sl_send_reply("404", "Not Found");`,
+				"record_route();\n",
+				`$du = "sip:" + $var(host) + ":5070;transport=` + tp + `";`,
+				`if (!t_relay()) {`,
+			} {
+				if !strings.Contains(cfg, want) {
+					t.Errorf("proxy config lacks %q:\n%s", want, cfg)
+				}
+			}
+			if strings.Contains(cfg, "append_to_reply") || strings.Contains(cfg, `sl_send_reply("302"`) {
+				t.Errorf("proxy config still redirects:\n%s", cfg)
+			}
+		})
+	}
+	// The redirect configs stay stateless.
+	redirect, err := kamailioConfig{Port: 5090, Children: 2, TCPChildren: 2, ModuleDir: "/mods", Mix: newKamailioMix(f)}.render()
+	if err != nil {
+		t.Fatalf("render() = %v", err)
+	}
+	if strings.Contains(string(redirect), "tm.so") || strings.Contains(string(redirect), "t_relay") {
+		t.Errorf("redirect config is stateful:\n%s", redirect)
+	}
+}
+
+func TestKamailioProxyNeedsMix(t *testing.T) {
+	k := kamailioServer{bin: "kamailio", cfg: kamailioConfig{Children: 2, TCPChildren: 2, ModuleDir: "/mods"}}
+	_, _, err := k.command(t.TempDir(), 5090, workload{backend: &backend{port: 5070, transport: "udp"}})
+	if !errors.Is(err, errBadMix) {
+		t.Errorf("command() = %v, want %v", err, errBadMix)
+	}
+}
+
+func TestKamailioShm(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		giveMB  int
+		wantArg bool
+	}{
+		{name: "default", giveMB: 0},
+		{name: "set", giveMB: 512, wantArg: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			k := kamailioServer{bin: "kamailio", shmMB: tt.giveMB, cfg: kamailioConfig{Children: 2, TCPChildren: 2, ModuleDir: "/mods"}}
+			args, _, err := k.command(t.TempDir(), 5090, workload{})
+			if err != nil {
+				t.Fatalf("command() = %v", err)
+			}
+			if got := strings.Contains(strings.Join(args, " "), " -m 512"); got != tt.wantArg {
+				t.Errorf("args %v: -m 512 present = %v, want %v", args, got, tt.wantArg)
+			}
+		})
+	}
+}
+
+// In scenario b2bua every pool is a proxy pool towards the callees' port
+// on one transport, the media ports are the benchmark's, and CDRs are on
+// unless switched off.
+func TestEdgedB2BUAConfig(t *testing.T) {
+	f := testMix(t, 250, 10)
+	shipped := filepath.Join("..", "..", "..", "configs", "umedge.toml")
+	for _, tt := range []struct {
+		name      string
+		transport string
+		noCDR     bool
+	}{
+		{name: "udp with CDRs", transport: "udp"},
+		{name: "tcp without CDRs", transport: "tcp", noCDR: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			e := edgedServer{bin: "edged", plugins: "/opt/plugins", template: shipped, noCDR: tt.noCDR}
+			b, err := e.config(dir, 5090, "127.0.0.1:9999", workload{mix: f, backend: &backend{port: 5070, transport: tt.transport}})
+			if err != nil {
+				t.Fatalf("config() = %v", err)
+			}
+			var got map[string]any
+			if _, err := toml.Decode(string(b), &got); err != nil {
+				t.Fatalf("decode generated config: %v\n%s", err, b)
+			}
+			pools, _ := dig(got, "plugins", "umrouter", "settings", "pools").(map[string]any)
+			if len(pools) != 2 {
+				t.Fatalf("pools %v, want the mix's two", pools)
+			}
+			for name, p := range pools {
+				pm := p.(map[string]any)
+				if pm["action"] != "proxy" || pm["options_interval"] != "0s" {
+					t.Errorf("pool %s: action %v, options_interval %v, want proxy without OPTIONS", name, pm["action"], pm["options_interval"])
+				}
+				for _, b := range pm["backends"].([]map[string]any) {
+					for _, tp := range []string{"udp", "tcp", "tls"} {
+						want := int64(0)
+						if tp == tt.transport {
+							want = 5070
+						}
+						if b[tp+"_port"] != want {
+							t.Errorf("pool %s: %s_port = %v, want %d", name, tp, b[tp+"_port"], want)
+						}
+					}
+				}
+			}
+			wantCDR := any(filepath.Join(dir, "cdr.jsonl"))
+			if tt.noCDR {
+				wantCDR = nil
+			}
+			for path, want := range map[string]any{
+				"media.port_min": int64(b2buaMediaPortMin), "media.port_max": int64(b2buaMediaPortMax), "sbc.cdr_file": wantCDR,
+			} {
+				if v := dig(got, strings.Split(path, ".")...); v != want {
+					t.Errorf("%s = %#v, want %#v", path, v, want)
+				}
+			}
+		})
+	}
+}
+
+// Each back-end host takes the mix's calls to its mailboxes: the 302 lines
+// by their Contact's host.
+func TestWantPerHost(t *testing.T) {
+	f := testMix(t, 1000, 1000)
+	want, err := wantPerHost(f, backendHosts())
+	if err != nil {
+		t.Fatalf("wantPerHost() = %v", err)
+	}
+	redirected := 0
+	for _, c := range f.Calls {
+		if c.Code == 302 {
+			redirected++
+		}
+	}
+	// 90 % reach a back end; the pilot's calls without Diversion all go to
+	// the dial plan's pool (127.0.0.1), the others about half each.
+	if want[0]+want[1] != redirected || redirected != 900 || want[0] <= want[1] || want[1] < 300 {
+		t.Errorf("wantPerHost() = %v for %d redirected calls, want 900 split with more on 127.0.0.1", want, redirected)
+	}
+	if _, err := wantPerHost(f, []string{"127.0.0.1"}); !errors.Is(err, errBadMix) {
+		t.Errorf("wantPerHost() with one host = %v, want %v", err, errBadMix)
+	}
+}
+
+func TestValidateB2BUA(t *testing.T) {
+	good := options{
+		start: 100, max: 1000, maxSteps: 3, duration: 2 * time.Second, loss: 0.001,
+		servers: []string{"edged"}, transports: []string{"udp"}, scenarios: []string{scenarioB2BUA}, kamChildren: []int{2},
+		mailboxes: 10000, hold: time.Second, backendTransports: []string{"udp"}, activeCalls: 2000, activeHold: 20 * time.Second,
+	}
+	for _, tt := range []struct {
+		name    string
+		give    func(o *options)
+		wantErr string
+	}{
+		{name: "good", give: func(*options) {}},
+		{name: "both back-end transports", give: func(o *options) { o.backendTransports = []string{"udp", "tcp"} }},
+		{name: "no memory measurement", give: func(o *options) { o.activeCalls, o.activeHold = 0, 0 }},
+		{name: "tls back end", give: func(o *options) { o.backendTransports = []string{"udp", "tls"} }, wantErr: "-backend-transports"},
+		{name: "no back-end transport", give: func(o *options) { o.backendTransports = nil }, wantErr: "-backend-transports"},
+		{name: "negative hold", give: func(o *options) { o.hold = -time.Second }, wantErr: "-hold"},
+		{name: "hold beyond a minute", give: func(o *options) { o.hold = 2 * time.Minute }, wantErr: "-hold"},
+		{name: "active hold past the media timeout", give: func(o *options) { o.activeHold = time.Minute }, wantErr: "-active-hold"},
+		{name: "negative active calls", give: func(o *options) { o.activeCalls = -1 }, wantErr: "-active-calls"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := good
+			tt.give(&o)
+			err := o.validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("validate() = %v, want nil", err)
+			case tt.wantErr != "" && (!errors.Is(err, errBadFlag) || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("validate() = %v, want %v naming %s", err, errBadFlag, tt.wantErr)
+			}
+		})
+	}
+}
+
+// The last calls' hold time is no time in which calls are placed.
+func TestAchievedLeavesOutHold(t *testing.T) {
+	s := step{Rate: 100, Planned: 1000, Successful: 1000, Elapsed: 11 * time.Second, Hold: time.Second}
+	if got := s.Achieved(); got != 100 {
+		t.Errorf("Achieved() = %v, want 100", got)
+	}
+	s.judge(0.001)
+	if !s.Pass {
+		t.Errorf("judge: %s, want a pass", s.Why)
+	}
+}
+
+func TestActiveCalls(t *testing.T) {
+	a := activeCalls{Rate: 100, Hold: 20 * time.Second, Up: 1800, IdleKiB: 50 * 1024, ActiveKiB: 50*1024 + 1800*20}
+	if got := a.PerCallKiB(); got != 20 {
+		t.Errorf("PerCallKiB() = %v, want 20", got)
+	}
+	if got := (activeCalls{}).PerCallKiB(); !math.IsNaN(got) {
+		t.Errorf("PerCallKiB() without calls = %v, want NaN", got)
+	}
+	table := renderActive([]result{
+		{scenario: "b2bua", transport: "udp→udp", server: "kamailio"},
+		{scenario: "b2bua", transport: "udp→udp", server: "edged", active: &a},
+	})
+	want := "| b2bua | UDP→UDP | edged | 1800 | 50.0 | 85.2 | 20.0 | 100.000 |"
+	if !strings.Contains(table, want) || strings.Contains(table, "kamailio") {
+		t.Errorf("renderActive() =\n%s\nwant the edged row %q only", table, want)
+	}
+	if got := renderActive([]result{{scenario: "mix"}}); got != "" {
+		t.Errorf("renderActive() without measurements = %q, want empty", got)
+	}
+}
