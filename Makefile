@@ -10,8 +10,10 @@ CONFIG      ?= configs/umedge.toml
 PLUGINS     := $(notdir $(wildcard plugins/*))
 # Debian packages the integration tests and benchmarks drive: SIPp and the
 # Kamailio reference (util-linux taskset pins them), and the runtime of the
-# Python router plugin of examples/pyrouter.
-TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography
+# Python router plugin of examples/pyrouter; qemu, its UEFI firmware and
+# systemd-boot boot the appliance images (images/boottest).
+TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography \
+	qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 systemd-boot-efi
 
 .PHONY: all build plugins run test test-short test-integration test-deps bench-sip \
 	fuzz proto pyproto lint archcheck clean
@@ -102,3 +104,5 @@ lint: archcheck
 
 clean:
 	rm -rf $(BIN)
+
+include images/images.mk
