@@ -11,9 +11,10 @@ PLUGINS     := $(notdir $(wildcard plugins/*))
 # Debian packages the integration tests and benchmarks drive: SIPp and the
 # Kamailio reference (util-linux taskset pins them), and the runtime of the
 # Python router plugin of examples/pyrouter; qemu, its UEFI firmware and
-# systemd-boot boot the appliance images (images/boottest).
+# systemd-boot boot the appliance images (images/boottest), dosfstools
+# checks the FAT file systems they carry.
 TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography \
-	qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 systemd-boot-efi
+	qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 systemd-boot-efi dosfstools
 
 .PHONY: all build plugins run test test-short test-integration test-deps bench-sip \
 	fuzz proto pyproto lint archcheck clean

@@ -16,6 +16,7 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend"
 	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/fat12"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
@@ -151,6 +152,11 @@ func writeESP(c Config, b backend.Storage, p *gpt.Partition) error {
 			return fmt.Errorf("diskimage: ESP mkdir %s: %w", d, err)
 		}
 	}
+	for _, d := range []string{"EFI", "loader", "a", "b"} {
+		if err := fixDotDot(fsys, b, int64(p.Start)*sector, d); err != nil {
+			return fmt.Errorf("diskimage: ESP %s: %w", d, err)
+		}
+	}
 	entry := bootslot.Entry{
 		Title:   fmt.Sprintf("umedge %s (slot a)", c.Release),
 		Version: c.Version,
@@ -179,6 +185,43 @@ func writeESP(c Config, b backend.Storage, p *gpt.Partition) error {
 		}
 	}
 	return nil
+}
+
+// fixDotDot points the ".." entry of the top-level directory dir at
+// cluster 0, as FAT wants for the root directory; go-diskfs v1.9.4 writes
+// the root's cluster number there, which fsck.fat reports and "fixes".
+func fixDotDot(fsys *fat32.FileSystem, b backend.Storage, fsStart int64, dir string) error {
+	f, err := fsys.OpenFile(dir, os.O_RDONLY)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	ranged, ok := f.(interface {
+		GetDiskRanges() ([]fat12.DiskRange, error)
+	})
+	if !ok {
+		return fmt.Errorf("go-diskfs directory has no disk ranges")
+	}
+	ranges, err := ranged.GetDiskRanges()
+	if err != nil || len(ranges) == 0 {
+		return fmt.Errorf("locate directory: %v", err)
+	}
+	w, err := b.Writable()
+	if err != nil {
+		return err
+	}
+	at := fsStart + int64(ranges[0].Offset) + 32 // the second entry
+	var entry [32]byte
+	if _, err := w.ReadAt(entry[:], at); err != nil {
+		return err
+	}
+	if string(entry[:11]) != "..         " {
+		return fmt.Errorf("second directory entry is %q, not ..", entry[:11])
+	}
+	clear(entry[20:22]) // first cluster, high word
+	clear(entry[26:28]) // first cluster, low word
+	_, err = w.WriteAt(entry[:], at)
+	return err
 }
 
 func copyAt(f *os.File, src string, off int64) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -127,5 +128,32 @@ func TestBuildRefusesOversizedRoot(t *testing.T) {
 	c.Out = filepath.Join(t.TempDir(), "disk.img")
 	if err := Build(c); err == nil {
 		t.Fatal("a root larger than its slot was accepted")
+	}
+}
+
+// TestESPPassesFsck runs dosfstools' checker on the built ESP and data
+// partition when it is installed (it is not needed to build).
+func TestESPPassesFsck(t *testing.T) {
+	fsck, err := exec.LookPath("fsck.fat")
+	if err != nil {
+		t.Skip("fsck.fat (dosfstools) not installed")
+	}
+	c := inputs(t)
+	c.Out = filepath.Join(t.TempDir(), "disk.img")
+	if err := Build(c); err != nil {
+		t.Fatal(err)
+	}
+	l := PlanLayout(c.Arch, [32]byte{})
+	for _, i := range []int{0, 3} {
+		p := l.Partitions[i]
+		part := filepath.Join(t.TempDir(), p.Name)
+		img, _ := os.ReadFile(c.Out)
+		if err := os.WriteFile(part, img[p.Start*512:(p.End+1)*512], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(fsck, "-n", part).CombinedOutput()
+		if err != nil {
+			t.Errorf("fsck.fat -n %s: %v\n%s", p.Name, err, out)
+		}
 	}
 }

@@ -103,7 +103,10 @@ func Command(c Config) ([]string, error) {
 	if c.AdminPort != 0 {
 		fwd += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:9060", c.AdminPort)
 	}
-	args = append(args, "-netdev", fwd, "-device", "virtio-net-pci,netdev=n0")
+	// virtio-rng stands in for the hardware RNG (RDRAND, TPM) a real box
+	// has: without it the amd64 guest's getrandom blocks edged for seconds
+	// until the kernel's entropy pool is ready.
+	args = append(args, "-netdev", fwd, "-device", "virtio-net-pci,netdev=n0", "-device", "virtio-rng-pci")
 	return args, nil
 }
 

@@ -41,7 +41,7 @@ func main() {
 	if slot == "" {
 		slot = "initramfs"
 	}
-	say("testinit: slot=%s", slot)
+	say("testinit: slot=%s uptime=%s", slot, uptime(start))
 	if err := network(); err != nil {
 		say("testinit: network: %v", err)
 	}
