@@ -36,6 +36,9 @@ image-bins:
 	done
 	cd $(IMG_DIR)/plugins && sha256sum umedge-plugin-* > ../plugins.sha256
 
+$(EFI_amd64):
+	@echo "$@ is missing: apt-get install systemd-boot-efi" >&2; exit 1
+
 # systemd-boot for arm64 comes from Debian's arm64 package (multiarch).
 efi-arm64: $(EFI_arm64)
 $(EFI_arm64):

@@ -120,9 +120,16 @@ func (b *boot) sipReady(t *testing.T, timeout time.Duration) time.Duration {
 	addr := fmt.Sprintf("127.0.0.1:%d", b.port)
 	deadline := time.Now().Add(timeout)
 	for {
-		if _, err := sipprobe.Options("udp", addr, 250*time.Millisecond); err == nil {
+		_, err := sipprobe.Options("udp", addr, 250*time.Millisecond)
+		if err == nil {
 			break
-		} else if time.Now().After(deadline) {
+		}
+		select {
+		case <-b.vm.Done():
+			t.Fatalf("qemu exited before SIP answered on %s", addr)
+		default:
+		}
+		if time.Now().After(deadline) {
 			t.Fatalf("no SIP OPTIONS answer over UDP on %s within %s: %v", addr, timeout, err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 )
@@ -45,14 +46,18 @@ type Config struct {
 type machine struct {
 	binary   []string
 	console  string
+	append   string // kernel arguments of ModeKernel beyond the console
 	code     string // firmware code, read-only
 	varsTmpl string
 }
 
 var machines = map[string]machine{
 	"amd64": {
-		binary:   []string{"qemu-system-x86_64", "-M", "q35"},
-		console:  "ttyS0",
+		binary:  []string{"qemu-system-x86_64", "-M", "q35"},
+		console: "ttyS0",
+		// The IO-APIC timer check fails under TCG on a loaded host and
+		// panics the kernel (images/diskimage passes the same flag).
+		append:   "no_timer_check",
 		code:     "/usr/share/OVMF/OVMF_CODE_4M.fd",
 		varsTmpl: "/usr/share/OVMF/OVMF_VARS_4M.fd",
 	},
@@ -95,7 +100,7 @@ func Command(c Config) ([]string, error) {
 			return nil, errors.New("qemu: kernel mode needs a kernel and an initramfs")
 		}
 		args = append(args, "-kernel", c.Kernel, "-initrd", c.Initramfs,
-			"-append", "console="+m.console+" quiet panic=-1")
+			"-append", strings.TrimSpace("console="+m.console+" quiet panic=-1 "+m.append))
 	default:
 		return nil, fmt.Errorf("qemu: unknown mode %q (uefi or kernel)", c.Mode)
 	}
@@ -218,6 +223,9 @@ func (vm *VM) WaitFor(ctx context.Context, re *regexp.Regexp, from int) (int, st
 		}
 	}
 }
+
+// Done is closed when qemu has exited.
+func (vm *VM) Done() <-chan struct{} { return vm.done }
 
 // Lines returns the console so far.
 func (vm *VM) Lines() []string {
