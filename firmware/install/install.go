@@ -60,9 +60,14 @@ type Result struct {
 	Manifest bundle.Manifest
 }
 
-// ErrNoActiveEntry means the running slot has no entry to take the kernel
-// command line from.
-var ErrNoActiveEntry = errors.New("install: running slot has no boot entry")
+var (
+	// ErrNoActiveEntry means the running slot has no entry to take the
+	// kernel command line from.
+	ErrNoActiveEntry = errors.New("install: running slot has no boot entry")
+	// ErrActiveOnTrial means the running slot has not been blessed yet: its
+	// health check must pass before the other slot may be replaced.
+	ErrActiveOnTrial = errors.New("install: running slot is not blessed yet")
+)
 
 // Install verifies the bundle at bundlePath and installs it into the slot
 // that is not t.Active. Nothing is written unless the whole bundle passed.
@@ -87,6 +92,11 @@ func Install(bundlePath string, t Target) (Result, error) {
 	}
 	if active == nil {
 		return Result{}, fmt.Errorf("%w: slot %s", ErrNoActiveEntry, t.Active)
+	}
+	// Writing the other slot retires its entry; if the running slot were
+	// still on trial, a failed boot of it would then leave nothing to boot.
+	if active.Name.Counting {
+		return Result{}, fmt.Errorf("%w: slot %s (%s)", ErrActiveOnTrial, t.Active, active.File)
 	}
 	pol := bundle.Policy{Trusted: t.Trusted, Compatible: t.Compat, Installed: installed}
 	m, err := bundle.Verify(bundlePath, pol)

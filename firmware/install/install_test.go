@@ -413,3 +413,25 @@ func TestSecondUpdateGoesToA(t *testing.T) {
 		t.Fatalf("entries %s", got)
 	}
 }
+
+// TestInstallRefusedWhileOnTrial: while the running slot is still on trial
+// the other slot is its only fallback and must not be replaced.
+func TestInstallRefusedWhileOnTrial(t *testing.T) {
+	d := newDevice(t)
+	if _, err := Install(d.bundle(t, compat, 2, d.priv), d.target()); err != nil {
+		t.Fatal(err)
+	}
+	esp := bootslot.DirESP(d.espDir)
+	if _, err := bootslot.TryBoot(esp); err != nil {
+		t.Fatal(err)
+	}
+	tgt := d.target()
+	tgt.Active = "b"
+	before := d.snapshot(t)
+	if _, err := Install(d.bundle(t, compat, 3, d.priv), tgt); !errors.Is(err, ErrActiveOnTrial) {
+		t.Fatalf("Install() while on trial = %v, want ErrActiveOnTrial", err)
+	}
+	if d.snapshot(t) != before {
+		t.Fatal("the refused install changed the device")
+	}
+}

@@ -30,6 +30,16 @@ type artifacts struct {
 	buildTime  time.Duration
 }
 
+// The PID 1 the tests boot. Until appliance/cmd/init is merged it is the
+// test-only init; with the real one, set initPkg to ./appliance/cmd/init
+// and wantFirewall to true (it prints UMEDGE FIREWALL loaded rules=<n>).
+// Either must print UMEDGE READY slot=<x>, UMEDGE BLESSED slot=<x> after
+// blessing, and UMEDGE HEALTH FAILED slot=<x> before an unblessed reboot.
+const (
+	initPkg      = "./images/internal/testinit"
+	wantFirewall = false
+)
+
 var (
 	buildMu    sync.Mutex
 	built      = map[string]*artifacts{}
@@ -144,7 +154,7 @@ func buildArch(tools, arch string) (*artifacts, error) {
 	env := []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=" + arch}
 	plugins := filepath.Join(dir, "plugins")
 	for _, b := range []struct{ out, pkg string }{
-		{dir + "/init", "./images/internal/testinit"},
+		{dir + "/init", initPkg},
 		{dir + "/edged", "./core/cmd/edged"},
 		{plugins + "/umedge-plugin-umrouter", "./plugins/umrouter"},
 	} {
