@@ -22,8 +22,11 @@ const (
 // Device describes the running appliance with its ESP mounted at espDir:
 // the active slot from the kernel command line, the compatible string and
 // the trusted keys from the root, the slots from the partition table.
-func Device(espDir string) (Target, error) {
-	cmdline, err := os.ReadFile("/proc/cmdline")
+func Device(espDir string) (Target, error) { return deviceAt("/", espDir) }
+
+// deviceAt is Device with /proc, /sys and /etc under root (tests).
+func deviceAt(root, espDir string) (Target, error) {
+	cmdline, err := os.ReadFile(filepath.Join(root, "proc/cmdline"))
 	if err != nil {
 		return Target{}, fmt.Errorf("read kernel command line: %w", err)
 	}
@@ -31,17 +34,17 @@ func Device(espDir string) (Target, error) {
 	if err := bootslot.CheckSlot(active); err != nil {
 		return Target{}, fmt.Errorf("kernel command line appliance.slot: %w", err)
 	}
-	compat, err := os.ReadFile(CompatibleFile)
+	compat, err := os.ReadFile(filepath.Join(root, CompatibleFile))
 	if err != nil {
 		return Target{}, fmt.Errorf("read compatible string: %w", err)
 	}
-	trusted, err := keys.LoadTrusted(TrustedDir)
+	trusted, err := keys.LoadTrusted(filepath.Join(root, TrustedDir))
 	if err != nil {
 		return Target{}, fmt.Errorf("load trusted keys: %w", err)
 	}
 	return Target{
 		ESP:      bootslot.DirESP(espDir),
-		OpenSlot: openBlockSlot,
+		OpenSlot: func(slot string) (Partition, error) { return openBlockSlot(root, slot) },
 		Active:   active,
 		Trusted:  trusted,
 		Compat:   strings.TrimSpace(string(compat)),
@@ -50,8 +53,8 @@ func Device(espDir string) (Target, error) {
 
 // openBlockSlot opens the block device whose GPT partition name is
 // root-<slot>.
-func openBlockSlot(slot string) (Partition, error) {
-	dev, err := FindPartition(bootslot.PartLabel(slot))
+func openBlockSlot(root, slot string) (Partition, error) {
+	dev, err := findPartition(root, bootslot.PartLabel(slot))
 	if err != nil {
 		return nil, err
 	}
@@ -69,8 +72,10 @@ func openBlockSlot(slot string) (Partition, error) {
 
 // FindPartition returns the device node of the partition whose GPT name
 // is label, read from sysfs (the appliance has no udev).
-func FindPartition(label string) (string, error) {
-	uevents, err := filepath.Glob("/sys/class/block/*/uevent")
+func FindPartition(label string) (string, error) { return findPartition("/", label) }
+
+func findPartition(root, label string) (string, error) {
+	uevents, err := filepath.Glob(filepath.Join(root, "sys/class/block/*/uevent"))
 	if err != nil {
 		return "", err
 	}
@@ -92,7 +97,7 @@ func FindPartition(label string) (string, error) {
 		}
 		f.Close()
 		if name == label && devname != "" {
-			return "/dev/" + devname, nil
+			return filepath.Join(root, "dev", devname), nil
 		}
 	}
 	return "", fmt.Errorf("no partition named %s", label)
