@@ -12,8 +12,11 @@ PLUGINS     := $(notdir $(wildcard plugins/*))
 # Kamailio reference (util-linux taskset pins them), the runtime of the
 # Python router plugin of examples/pyrouter, baresip (the SRTP softphone of
 # the SBC tests); nftables and iproute2 for the firewall, network and NAT
-# tests in namespaces, dosfstools and e2fsprogs for the data-partition test.
-TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography baresip-core nftables iproute2 dosfstools e2fsprogs
+# tests in namespaces, dosfstools and e2fsprogs for the data-partition
+# tests; qemu, its UEFI firmware and systemd-boot boot the appliance images
+# (images/boottest).
+TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography baresip-core \
+	nftables iproute2 dosfstools e2fsprogs qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 systemd-boot-efi
 
 .PHONY: all build plugins run test test-short test-integration test-deps bench-sip bench-media bench-b2bua \
 	fuzz proto pyproto lint archcheck clean
@@ -131,3 +134,4 @@ clean:
 	rm -rf $(BIN)
 
 include appliance/appliance.mk
+include images/images.mk

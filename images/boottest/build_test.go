@@ -1,0 +1,215 @@
+//go:build integration
+
+package boottest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// artifacts are what one architecture's boot tests need, built once.
+type artifacts struct {
+	arch       string
+	dir        string
+	kernel     string
+	bootloader string // "" when the host has none for this arch
+	initramfs  string
+	root       string // slot A's root, also the good update's
+	badRoot    string // a root whose edged refuses its config
+	image      string // pristine image; tests copy it
+	mkimage    string
+	fw         string
+	buildTime  time.Duration
+}
+
+// The PID 1 the tests boot. Until appliance/cmd/init is merged it is the
+// test-only init; with the real one, set initPkg to ./appliance/cmd/init
+// and wantFirewall to true (it prints UMEDGE FIREWALL loaded rules=<n>).
+// Either must print UMEDGE READY slot=<x>, UMEDGE BLESSED slot=<x> after
+// blessing, and UMEDGE HEALTH FAILED slot=<x> before an unblessed reboot.
+const (
+	initPkg      = "./images/internal/testinit"
+	wantFirewall = false
+)
+
+var (
+	buildMu    sync.Mutex
+	built      = map[string]*artifacts{}
+	buildErrs  = map[string]error{}
+	toolsOnce  sync.Once
+	toolsDir   string
+	toolsErr   error
+	repoRoot   = mustAbs("../..")
+	devKey     = filepath.Join(repoRoot, "firmware/keys/dev/dev-ed25519.key")
+	devTrust   = filepath.Join(repoRoot, "firmware/keys/dev")
+	bootConfig = filepath.Join(repoRoot, "images/internal/testinit/testdata/boot.toml")
+	badConfig  = filepath.Join(repoRoot, "images/internal/testinit/testdata/broken.toml")
+)
+
+func mustAbs(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+var systemdBoot = map[string][]string{
+	"amd64": {"/usr/lib/systemd/boot/efi/systemd-bootx64.efi"},
+	// make efi-arm64 puts it there (Debian's arm64 package, multiarch).
+	"arm64": {filepath.Join(repoRoot, "bin/efi/arm64/systemd-bootaa64.efi"), "/usr/lib/systemd/boot/efi/systemd-bootaa64.efi"},
+}
+
+func run(dir string, env []string, name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func output(dir, name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	return strings.TrimSpace(string(out)), err
+}
+
+// hostTools builds mkimage and umedge-fw for the host once.
+func hostTools(t *testing.T) string {
+	t.Helper()
+	toolsOnce.Do(func() {
+		toolsDir, toolsErr = os.MkdirTemp("", "umedge-boottools")
+		if toolsErr != nil {
+			return
+		}
+		for _, p := range []string{"./images/cmd/mkimage", "./firmware/cmd/umedge-fw"} {
+			if toolsErr = run(repoRoot, nil, "go", "build", "-o", toolsDir+"/", p); toolsErr != nil {
+				return
+			}
+		}
+	})
+	if toolsErr != nil {
+		t.Fatal(toolsErr)
+	}
+	return toolsDir
+}
+
+// build returns arch's artifacts, building them the first time.
+func build(t *testing.T, arch string) *artifacts {
+	t.Helper()
+	tools := hostTools(t)
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if a, ok := built[arch]; ok {
+		return a
+	}
+	if err, ok := buildErrs[arch]; ok {
+		t.Fatal(err)
+	}
+	a, err := buildArch(tools, arch)
+	if err != nil {
+		buildErrs[arch] = err
+		t.Fatal(err)
+	}
+	built[arch] = a
+	t.Logf("%s artifacts built in %.1fs", arch, a.buildTime.Seconds())
+	return a
+}
+
+func buildArch(tools, arch string) (*artifacts, error) {
+	start := time.Now()
+	dir, err := os.MkdirTemp("", "umedge-boot-"+arch)
+	if err != nil {
+		return nil, err
+	}
+	a := &artifacts{arch: arch, dir: dir, mkimage: tools + "/mkimage", fw: tools + "/umedge-fw"}
+	mod := "github.com/gokrazy/kernel." + arch
+	if err := run(repoRoot, nil, "go", "mod", "download", mod); err != nil {
+		return nil, err
+	}
+	kdir, err := output(repoRoot, "go", "list", "-m", "-f", "{{.Dir}}", mod)
+	if err != nil || kdir == "" {
+		return nil, fmt.Errorf("locate %s: %v", mod, err)
+	}
+	a.kernel = filepath.Join(kdir, "vmlinuz")
+	for _, p := range systemdBoot[arch] {
+		if _, err := os.Stat(p); err == nil {
+			a.bootloader = p
+			break
+		}
+	}
+
+	env := []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=" + arch}
+	plugins := filepath.Join(dir, "plugins")
+	for _, b := range []struct{ out, pkg string }{
+		{dir + "/init", initPkg},
+		{dir + "/edged", "./core/cmd/edged"},
+		{plugins + "/umedge-plugin-umrouter", "./plugins/umrouter"},
+	} {
+		if err := run(repoRoot, env, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", b.out, b.pkg); err != nil {
+			return nil, err
+		}
+	}
+	if err := pinPlugins(plugins, filepath.Join(dir, "plugins.sha256")); err != nil {
+		return nil, err
+	}
+
+	common := []string{"-arch", arch, "-init", dir + "/init", "-edged", dir + "/edged", "-plugins", plugins, "-trust", devTrust}
+	a.root, a.badRoot = dir+"/root.squashfs", dir+"/bad-root.squashfs"
+	a.initramfs = dir + "/initramfs.cpio.gz"
+	args := append(common, "-config", bootConfig, "-root-out", a.root, "-initramfs", a.initramfs)
+	if a.bootloader != "" {
+		a.image = dir + "/umedge.img"
+		args = append(args, "-kernel", a.kernel, "-bootloader", a.bootloader, "-out", a.image)
+	}
+	if err := run(repoRoot, nil, a.mkimage, args...); err != nil {
+		return nil, err
+	}
+	if err := run(repoRoot, nil, a.mkimage, append(common, "-config", badConfig, "-root-out", a.badRoot)...); err != nil {
+		return nil, err
+	}
+	a.buildTime = time.Since(start)
+	return a, nil
+}
+
+func pinPlugins(dir, out string) error {
+	files, err := filepath.Glob(filepath.Join(dir, "umedge-plugin-*"))
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(data)
+		fmt.Fprintf(&b, "%s  %s\n", hex.EncodeToString(sum[:]), filepath.Base(f))
+	}
+	return os.WriteFile(out, []byte(b.String()), 0o644)
+}
+
+// bundle signs a bundle of root and the kernel with the dev key.
+func (a *artifacts) bundle(t *testing.T, root string, version int) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), fmt.Sprintf("v%d.bundle", version))
+	err := run(repoRoot, nil, a.fw, "create", "-key", devKey, "-compatible", "umedge-"+a.arch+"-v1",
+		"-version", fmt.Sprint(version), "-release", fmt.Sprintf("test-v%d", version),
+		"-kernel", a.kernel, "-root", root, "-out", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

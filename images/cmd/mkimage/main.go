@@ -1,0 +1,179 @@
+// Command mkimage builds an appliance disk image (and, on request, the
+// initramfs of the fast qemu mode) from edged, its plugins, an init, a
+// kernel and systemd-boot:
+//
+//	mkimage -arch amd64 -kernel vmlinuz -bootloader systemd-bootx64.efi \
+//	    -init bin/amd64/init -edged bin/amd64/edged -plugins bin/amd64/plugins \
+//	    -config configs/appliance.toml -trust firmware/keys/release \
+//	    -out bin/umedge-amd64.img -root-out bin/umedge-amd64.root.squashfs
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/umedge/umedge/firmware/install"
+	"github.com/umedge/umedge/firmware/keys"
+	"github.com/umedge/umedge/images/diskimage"
+	"github.com/umedge/umedge/images/rootfs"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "mkimage:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	arch, kernel, bootloader        string
+	init, edged, plugins, config    string
+	trust, release                  string
+	version                         uint64
+	out, rootOut, initramfs, zstOut string
+}
+
+func run(args []string) error {
+	var o options
+	fs := flag.NewFlagSet("mkimage", flag.ContinueOnError)
+	fs.StringVar(&o.arch, "arch", "amd64", "target architecture: amd64 or arm64")
+	fs.StringVar(&o.kernel, "kernel", "", "kernel image (EFI stub), e.g. the gokrazy kernel module's vmlinuz")
+	fs.StringVar(&o.bootloader, "bootloader", "", "systemd-boot EFI binary (Debian systemd-boot-efi)")
+	fs.StringVar(&o.init, "init", "", "static PID 1 binary, installed as /init")
+	fs.StringVar(&o.edged, "edged", "", "edged binary")
+	fs.StringVar(&o.plugins, "plugins", "", "directory of umedge-plugin-* binaries; its sibling plugins.sha256 pins them")
+	fs.StringVar(&o.config, "config", "", "TOML installed as /etc/umedge/umedge.toml")
+	fs.StringVar(&o.trust, "trust", "firmware/keys/release", "directory of *.pub keys the image accepts update bundles from")
+	fs.StringVar(&o.release, "release", "dev", "human release name")
+	fs.Uint64Var(&o.version, "version", 1, "monotonic firmware version of slot A")
+	fs.StringVar(&o.out, "out", "", "disk image to write (optional)")
+	fs.StringVar(&o.rootOut, "root-out", "", "squashfs root to write (required: it is slot A and a bundle payload)")
+	fs.StringVar(&o.initramfs, "initramfs", "", "also write the same tree as a gzip'd cpio initramfs here")
+	fs.StringVar(&o.zstOut, "zst", "", "also write the disk image zstd-compressed here")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	arch, err := diskimage.ArchNamed(o.arch)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for name, v := range map[string]string{"init": o.init, "edged": o.edged, "plugins": o.plugins, "config": o.config, "root-out": o.rootOut} {
+		if v == "" {
+			missing = append(missing, "-"+name)
+		}
+	}
+	if o.out != "" && (o.kernel == "" || o.bootloader == "") {
+		missing = append(missing, "-kernel and -bootloader (with -out)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing %s", strings.Join(missing, ", "))
+	}
+
+	tree, err := layout(o, arch)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	size, err := rootfs.WriteSquashfs(tree, o.rootOut)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("root %s: %d bytes (%.1fs)\n", o.rootOut, size, time.Since(t0).Seconds())
+	if o.initramfs != "" {
+		if err := rootfs.WriteInitramfs(tree, o.initramfs); err != nil {
+			return err
+		}
+		fmt.Printf("initramfs %s\n", o.initramfs)
+	}
+	if o.out == "" {
+		return nil
+	}
+	err = diskimage.Build(diskimage.Config{
+		Arch: arch, Kernel: o.kernel, Bootloader: o.bootloader, Root: o.rootOut,
+		Version: o.version, Release: o.release, Out: o.out,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("image %s (%.1fs)\n", o.out, time.Since(t0).Seconds())
+	if o.zstOut != "" {
+		n, err := compress(o.out, o.zstOut)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("compressed %s: %d bytes\n", o.zstOut, n)
+	}
+	return nil
+}
+
+// layout is the root file system every image has.
+func layout(o options, arch diskimage.Arch) (*rootfs.Tree, error) {
+	t := &rootfs.Tree{Dirs: []string{"/dev", "/proc", "/sys", "/run", "/tmp", "/boot", "/data", "/var"}}
+	t.Add("/init", 0o755, o.init)
+	t.Add("/usr/bin/edged", 0o755, o.edged)
+	t.Add("/etc/umedge/umedge.toml", 0o644, o.config)
+	plugins, err := filepath.Glob(filepath.Join(o.plugins, "umedge-plugin-*"))
+	if err != nil {
+		return nil, err
+	}
+	if len(plugins) == 0 {
+		return nil, fmt.Errorf("no umedge-plugin-* in %s", o.plugins)
+	}
+	for _, p := range plugins {
+		t.Add("/usr/lib/umedge/plugins/"+filepath.Base(p), 0o755, p)
+	}
+	t.Add("/usr/lib/umedge/plugins.sha256", 0o644, filepath.Join(filepath.Dir(filepath.Clean(o.plugins)), "plugins.sha256"))
+	t.AddData(install.CompatibleFile, 0o644, []byte(arch.Compatible+"\n"))
+	trusted, err := filepath.Glob(filepath.Join(o.trust, "*.pub"))
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range trusted {
+		if _, err := keys.ReadPublic(k); err != nil {
+			return nil, err
+		}
+		t.Add(install.TrustedDir+"/"+filepath.Base(k), 0o644, k)
+	}
+	if len(trusted) == 0 {
+		fmt.Fprintf(os.Stderr, "mkimage: warning: no *.pub in %s: this image refuses every update bundle\n", o.trust)
+	}
+	t.Dirs = append(t.Dirs, install.TrustedDir)
+	return t, nil
+}
+
+func compress(in, out string) (int64, error) {
+	src, err := os.Open(in)
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close()
+	dst, err := os.Create(out)
+	if err != nil {
+		return 0, err
+	}
+	defer dst.Close()
+	zw, err := zstd.NewWriter(dst, zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
+	if err != nil {
+		return 0, err
+	}
+	if _, err := io.Copy(zw, src); err != nil {
+		return 0, errors.Join(err, zw.Close())
+	}
+	if err := zw.Close(); err != nil {
+		return 0, err
+	}
+	st, err := dst.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), dst.Close()
+}
