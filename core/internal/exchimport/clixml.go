@@ -25,6 +25,12 @@ const maxDepth = 64
 // values out of the config and the report.)
 const maxValue = 1 << 20
 
+// maxItems bounds the items of one collection, a <Ref> to an earlier one
+// counted in full: a list of Refs to lists of Refs would otherwise expand
+// a few kilobytes into millions of items (billion laughs). The largest UM
+// collection, a mailbox's EmailAddresses, has tens.
+const maxItems = 100_000
+
 // clixml reads one CLIXML stream. Type-name lists (TN RefId) and nested
 // values (Obj RefId, for Ref) are remembered per file.
 type clixml struct {
@@ -345,6 +351,9 @@ func (c *clixml) value(start xml.StartElement, depth int) (Value, error) {
 // QUE) becomes a list of its items' text; anything else its ToString, or
 // for an enum without one its number.
 func (c *clixml) nested(start xml.StartElement, depth int) (Value, error) {
+	if depth > maxDepth {
+		return Value{}, fmt.Errorf("%w: %s: objects nested more than %d deep", ErrMalformed, c.name, maxDepth)
+	}
 	var (
 		v        Value
 		toString string
@@ -413,8 +422,14 @@ func (c *clixml) items(v *Value, depth int) error {
 			return err
 		case item.Nil:
 		case item.IsList:
+			if len(v.List)+len(item.List) > maxItems {
+				return fmt.Errorf("%w: %s: a collection of more than %d items", ErrMalformed, c.name, maxItems)
+			}
 			v.List = append(v.List, item.List...)
 		default:
+			if len(v.List) >= maxItems {
+				return fmt.Errorf("%w: %s: a collection of more than %d items", ErrMalformed, c.name, maxItems)
+			}
 			v.List = append(v.List, item.Text)
 		}
 		return nil

@@ -2,6 +2,7 @@ package exchimport
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -455,9 +456,16 @@ func (m *mapping) huntGroupObjects() {
 // TelExtn plan a further entry that reaches the same mailbox.
 func (m *mapping) mailboxObjects() {
 	c := &claims{m: m, owner: map[claimKey]string{}}
+	// The first plan by name owns a phone context two plans share, the
+	// same on every run.
 	contexts := map[string]*planOut{}
-	for _, dp := range m.plans {
-		if dp.context != "" {
+	for _, name := range slices.Sorted(maps.Keys(m.plans)) {
+		if dp := m.plans[name]; dp.context != "" {
+			if other, taken := contexts[dp.context]; taken {
+				m.warn(path(KindDialPlan, name, "PhoneContext"), "phone context %q is also dial plan %s's; extensions in it go to %s",
+					dp.context, other.name, other.name)
+				continue
+			}
 			contexts[dp.context] = dp
 		}
 	}
