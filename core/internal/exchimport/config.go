@@ -2,6 +2,7 @@ package exchimport
 
 import (
 	"fmt"
+	"github.com/umedge/umedge/core/sdk/router"
 	"slices"
 	"sort"
 	"strconv"
@@ -295,7 +296,14 @@ func (m *mapping) renderPools() {
 		m.w.header(true, settingsPath+".pools.*.backends", "plugins", "umrouter", "settings", "pools", poolName, "backends")
 		m.w.comment("UM service " + commentText(id) + ": point host at the umedge UM back end that replaces it")
 		m.w.kv("name", strings.ToLower(id), "")
-		m.w.kv("host", strings.ToLower(id), "")
+		host := strings.ToLower(id)
+		if !router.ValidHost(host) {
+			// A service name that is no DNS name: the operator sets the
+			// host of the back end that replaces it anyway.
+			m.w.comment("host " + commentText(host) + " is no DNS name; 127.0.0.1 until the back end is set")
+			host = "127.0.0.1"
+		}
+		m.w.kv("host", host, "")
 		m.w.kv("tcp_port", 5062, "UM service SIP/TCP")
 		m.w.kv("tls_port", 5063, "UM service SIP/TLS")
 		calls := 100

@@ -584,6 +584,18 @@ func (m *mapping) mailboxNumbers(mb *mailbox, dp *planOut, p string, contexts ma
 	if n := normalNumber(mb.phone); out.e164 == "" && len(n) > 1 && n[0] == '+' && router.PhoneNumber(n) && len(n) <= 16 {
 		out.e164 = n
 	}
+	// What umrouter would refuse is left out here, warned about, so that
+	// the config passes edged config check as written.
+	if out.e164 != "" {
+		if _, err := (router.NumberFormat{URIType: router.E164}).Key(out.e164); err != nil {
+			m.warn(p, "E.164 number %q left out: %v", out.e164, err)
+			out.e164 = ""
+		}
+	}
+	if out.sipUser != "" && !router.ValidSIPUser(out.sipUser) {
+		m.warn(p, "SIP user %q left out: not a SIP user part", out.sipUser)
+		out.sipUser = ""
+	}
 	if out.extension == "" && dp.uriType == router.E164 && len(out.e164) > dp.digits {
 		// In an E164 plan the extension is the number's last digits.
 		out.extension = out.e164[len(out.e164)-dp.digits:]

@@ -2,8 +2,13 @@ package exchimport
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/umedge/umedge/core/sdk/router"
 )
 
 // Found by review: the nesting bound was checked in value() only; nested() recurses into
@@ -52,5 +57,105 @@ func TestReviewPhoneContextDeterminism(t *testing.T) {
 		if again := importData(t, minimalNames, d).Config; !bytes.Equal(again, first) {
 			t.Fatalf("run %d gave another config for the same input:\n%s\n---\n%s", i, first, again)
 		}
+	}
+}
+
+// checkLikeConfigCheck decodes the imported config as edged does (BurntSushi
+// TOML) and applies the checks plugins/umrouter/config.go applies to the
+// values the importer writes. It returns the problems found.
+func checkLikeConfigCheck(cfg []byte) []string {
+	var doc struct {
+		Plugins struct {
+			Umrouter struct {
+				Settings struct {
+					DialPlans map[string]struct {
+						URIType string `toml:"uri_type"`
+						Digits  int    `toml:"extension_digits"`
+					} `toml:"dial_plans"`
+					Mailboxes map[string]struct {
+						Extension string `toml:"extension"`
+						DialPlan  string `toml:"dial_plan"`
+						E164      string `toml:"e164"`
+						SIPUser   string `toml:"sip_user"`
+					} `toml:"mailboxes"`
+					Pools map[string]struct {
+						Backends []struct {
+							Host string `toml:"host"`
+						} `toml:"backends"`
+					} `toml:"pools"`
+				} `toml:"settings"`
+			} `toml:"umrouter"`
+		} `toml:"plugins"`
+	}
+	if _, err := toml.Decode(string(cfg), &doc); err != nil {
+		return []string{"TOML: " + err.Error()}
+	}
+	var out []string
+	s := doc.Plugins.Umrouter.Settings
+	for name, mb := range s.Mailboxes {
+		dp := s.DialPlans[mb.DialPlan]
+		if _, err := (router.NumberFormat{URIType: router.TelExtn, Digits: dp.Digits}).Key(mb.Extension); err != nil {
+			out = append(out, fmt.Sprintf("mailboxes.%s.extension: %v", name, err))
+		}
+		if mb.E164 != "" {
+			if _, err := (router.NumberFormat{URIType: router.E164}).Key(mb.E164); err != nil {
+				out = append(out, fmt.Sprintf("mailboxes.%s.e164: %v", name, err))
+			}
+		}
+		if mb.SIPUser != "" && !router.ValidSIPUser(mb.SIPUser) {
+			out = append(out, fmt.Sprintf("mailboxes.%s.sip_user: %q", name, mb.SIPUser))
+		}
+	}
+	for name, p := range s.Pools {
+		for i, b := range p.Backends {
+			if !router.ValidHost(b.Host) {
+				out = append(out, fmt.Sprintf("pools.%s.backends[%d].host: %q", name, i, b.Host))
+			}
+		}
+	}
+	return out
+}
+
+// Found by review: values were written without the checks umrouter applies: e164 from an
+// EUM address or SIPResourceIdentifier only needs a leading "+"
+// (mapping.go:555-558, 573-575), the E164 plan's extension is its last
+// digits whatever they are (mapping.go:579-582), sip_user is any user
+// part (mapping.go:551-554, 570-572), a backend host any service name
+// (config.go:297-298). Exit status 0/1, config check refuses.
+func TestReviewUncheckedValues(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(map[string][]byte)
+	}{
+		{"e164 from EUM", func(d map[string][]byte) {
+			d["dp.csv"] = []byte("\"Name\",\"URIType\",\"NumberOfDigitsInExtension\",\"VoIPSecurity\",\"PhoneContext\"\r\n\"dp\",\"E164\",\"4\",\"Unsecured\",\"dp.example.net\"\r\n")
+			d["hg.csv"] = bytes.Replace(d["hg.csv"], []byte(`"5000"`), []byte(`"+15550005000"`), 1)
+			d["mb.csv"] = []byte("\"PrimarySmtpAddress\",\"UMEnabled\",\"UMDialPlan\",\"EmailAddresses\"\r\n\"a@example.net\",\"True\",\"dp\",\"EUM:+1abc;phone-context=dp.example.net\"\r\n")
+		}},
+		{"e164 from SIPResourceIdentifier", func(d map[string][]byte) {
+			d["dp.csv"] = []byte("\"Name\",\"URIType\",\"NumberOfDigitsInExtension\",\"VoIPSecurity\",\"PhoneContext\"\r\n\"dp\",\"E164\",\"4\",\"Unsecured\",\"dp.example.net\"\r\n")
+			d["hg.csv"] = bytes.Replace(d["hg.csv"], []byte(`"5000"`), []byte(`"+15550005000"`), 1)
+			d["mb.csv"] = []byte("\"PrimarySmtpAddress\",\"UMEnabled\",\"UMDialPlan\",\"SIPResourceIdentifier\",\"EmailAddresses\"\r\n\"a@example.net\",\"True\",\"dp\",\"+1555010100199999999\",\"SMTP:a@example.net|EUM:1001;phone-context=dp.example.net\"\r\n")
+		}},
+		{"sip_user with a space", func(d map[string][]byte) {
+			d["dp.csv"] = []byte("\"Name\",\"URIType\",\"NumberOfDigitsInExtension\",\"VoIPSecurity\",\"PhoneContext\"\r\n\"dp\",\"SipName\",\"4\",\"Unsecured\",\"dp.example.net\"\r\n")
+			d["mb.csv"] = []byte("\"PrimarySmtpAddress\",\"UMEnabled\",\"UMDialPlan\",\"EmailAddresses\"\r\n\"a@example.net\",\"True\",\"dp\",\"EUM:1001;phone-context=dp.example.net|eum:bad user@example.net;phone-context=dp.example.net\"\r\n")
+		}},
+		{"backend host", func(d map[string][]byte) {
+			d["svc.csv"] = []byte("\"Name\",\"MaxCallsAllowed\",\"UMStartupMode\"\r\n\"UM 1\",\"50\",\"TCP\"\r\n")
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := minimal()
+			tc.edit(d)
+			res := importData(t, minimalNames, d)
+			if res.Config == nil {
+				return // refused: fine
+			}
+			if p := checkLikeConfigCheck(res.Config); len(p) > 0 {
+				t.Fatalf("exit status %d, but config check would refuse: %v\n%s", res.Report.ExitStatus, p, res.Config)
+			}
+		})
 	}
 }
