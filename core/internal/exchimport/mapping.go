@@ -25,6 +25,7 @@ type mapping struct {
 
 	gateways   map[string]*gatewayOut // by lower-case name
 	plans      map[string]*planOut
+	keys       map[string]map[string]bool // TOML keys used, by table (unique)
 	policies   map[string]*Object
 	attendants []*Object
 	huntGroups []*huntGroupOut
@@ -426,6 +427,7 @@ func (m *mapping) huntGroupObjects() {
 				continue
 			}
 			owner[k] = id
+			key = m.uniqueKey("hunt_groups", key)
 			m.huntGroups = append(m.huntGroups, &huntGroupOut{obj: o, key: key, gateway: gw.name, plan: dp.name, pilot: pilot})
 			became = append(became, settingsPath+".hunt_groups."+tomlKey(key))
 			if dp.security == router.Unsecured {
@@ -543,7 +545,7 @@ func (m *mapping) mailboxObjects() {
 // mailboxNumbers reads a mailbox's numbers in its dial plan, and the
 // further extensions that become entries of their own.
 func (m *mapping) mailboxNumbers(mb *mailbox, dp *planOut, p string, contexts map[string]*planOut) (*mailboxOut, []*mailboxOut) {
-	out := &mailboxOut{key: mb.email, display: mb.display, plan: dp.name}
+	out := &mailboxOut{key: m.uniqueKey("mailboxes", mb.email), display: mb.display, plan: dp.name}
 	var extra []*mailboxOut
 	primaryExt := hasPrimaryIn(mb, dp)
 	for _, e := range mb.proxies(dp.context) {
@@ -572,7 +574,7 @@ func (m *mapping) mailboxNumbers(mb *mailbox, dp *planOut, p string, contexts ma
 			m.lose("further extensions in E164 and SipName dial plans", ep+" = "+e.address,
 				"umedge keys such mailboxes by their E.164 number or SIP address, one entry per mailbox; give the user one extension in that plan")
 		default:
-			extra = append(extra, &mailboxOut{key: mb.email + "#" + e.address, plan: target.name, extension: e.address, secondaryOf: mb.email})
+			extra = append(extra, &mailboxOut{key: m.uniqueKey("mailboxes", mb.email+"#"+e.address), plan: target.name, extension: e.address, secondaryOf: mb.email})
 		}
 	}
 	if out.sipUser == "" && dp.uriType == router.SIPName && mb.sipURI != "" {
@@ -602,6 +604,28 @@ func (m *mapping) mailboxNumbers(mb *mailbox, dp *planOut, p string, contexts ma
 		m.warn(p, "no EUM extension in E164 dial plan %s: %s, the last %d digits of %s, imported as the extension", dp.name, out.extension, dp.digits, out.e164)
 	}
 	return out, extra
+}
+
+// uniqueKey returns key, or key with " #2", " #3"… when another entry of
+// the same table already has it: two export objects whose names map to
+// one TOML key (a hunt group "X (6001)" and the pilot 6001 of "X", a
+// mailbox named like another's secondary extension) must not make the
+// config invalid TOML.
+func (m *mapping) uniqueKey(table, key string) string {
+	if m.keys == nil {
+		m.keys = map[string]map[string]bool{}
+	}
+	taken := m.keys[table]
+	if taken == nil {
+		taken = map[string]bool{}
+		m.keys[table] = taken
+	}
+	k := key
+	for n := 2; taken[k]; n++ {
+		k = fmt.Sprintf("%s #%d", key, n)
+	}
+	taken[k] = true
+	return k
 }
 
 // fits reports whether s is an extension of the given length.
