@@ -113,8 +113,8 @@ func (m *mapping) renderSIP() {
 	default:
 		m.warn(path(KindCallRouter, id, "UMStartupMode"), "%s needs the call router's TLS certificate, which the export does not hold (thumbprint %s): imported as tcp, with sip.mode = %q and [sip.tls] commented out",
 			str("UMStartupMode"), orNone(str("UMCertificateThumbprint")), mode)
-		w.comment(wrap(fmt.Sprintf("UMStartupMode %s needs the TLS files below, which the export cannot carry (certificate thumbprint %s). Put them in place, uncomment [sip.tls] and:",
-			str("UMStartupMode"), orNone(str("UMCertificateThumbprint"))), 96))
+		w.comment(wrap(commentText(fmt.Sprintf("UMStartupMode %s needs the TLS files below, which the export cannot carry (certificate thumbprint %s). Put them in place, uncomment [sip.tls] and:",
+			str("UMStartupMode"), orNone(str("UMCertificateThumbprint")))), 96))
 		w.commentedKV("mode", mode)
 		w.kv("mode", "tcp", "until the certificate is in place")
 	}

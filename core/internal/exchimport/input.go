@@ -63,6 +63,10 @@ var (
 )
 
 // sniff tells the format of a decoded input from its first bytes.
+// unquotedCSVHeader is a CSV header line without quotes: property names
+// separated by commas.
+var unquotedCSVHeader = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.]*(,[A-Za-z][A-Za-z0-9_.]*)+$`)
+
 func sniff(head []byte) Format {
 	head = bytes.TrimLeft(head, " \t\r\n")
 	lines := bytes.SplitN(head, []byte("\n"), 3)
@@ -80,6 +84,8 @@ func sniff(head []byte) Format {
 		return FormatList
 	case len(lines) > 1 && formatTableRule.Match(bytes.TrimRight(lines[1], "\r")):
 		return FormatTable
+	case unquotedCSVHeader.Match(bytes.TrimRight(first, "\r")):
+		return FormatCSV // a header without quotes (Excel, a hand-edited file); the columns decide the rest
 	}
 	return FormatUnknown
 }

@@ -97,11 +97,13 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, "  %-22s %s\n", k, strings.Join(parts, ", "))
 	}
+	// One line each, whatever export text a message quotes: no line
+	// breaks or terminal escapes from the export reach the terminal.
 	for _, e := range r.Errors {
-		fmt.Fprintf(&b, "error: %s\n", e)
+		fmt.Fprintf(&b, "error: %s\n", commentText(fmt.Sprint(e)))
 	}
 	for _, wn := range r.Warnings {
-		fmt.Fprintf(&b, "warning: %s\n", wn)
+		fmt.Fprintf(&b, "warning: %s\n", commentText(fmt.Sprint(wn)))
 	}
 	if len(r.NotMigrated) > 0 {
 		b.WriteString("cannot be migrated:\n")

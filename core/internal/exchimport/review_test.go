@@ -159,3 +159,50 @@ func TestReviewUncheckedValues(t *testing.T) {
 		})
 	}
 }
+
+// Found by review: the TLS comment put UMCertificateThumbprint through wrap() only
+// (config.go:115-116), not commentText: a control character (or invalid
+// UTF-8 from a CSV) lands raw in a comment, which TOML forbids.
+func TestReviewCommentControlChar(t *testing.T) {
+	for _, bad := range []string{"AB\x01CD", "AB\xffCD", "AB\x7fCD"} {
+		d := minimal()
+		d["cr.csv"] = []byte("\"Name\",\"SipTcpListeningPort\",\"SipTlsListeningPort\",\"UMStartupMode\",\"IPAddressFamily\",\"UMCertificateThumbprint\"\r\n" +
+			"\"um1\",\"5060\",\"5061\",\"TLS\",\"IPv4Only\",\"" + bad + "\"\r\n")
+		res := importData(t, minimalNames, d)
+		if res.Config != nil {
+			if p := checkLikeConfigCheck(res.Config); len(p) > 0 {
+				t.Errorf("thumbprint %q: exit status %d, but the config fails: %v", bad, res.Report.ExitStatus, p)
+			}
+		}
+	}
+}
+
+// Found by review: a CSV whose header is not quoted (Excel's "Save as CSV", or a
+// hand-edited file, which the docs offer the CSV set for) is refused as
+// "neither CLIXML nor a CSV" by sniff (input.go:77) before the header is
+// looked at.
+func TestReviewUnquotedCSVHeader(t *testing.T) {
+	d := minimal()
+	d["gw.csv"] = []byte("Name,Address,Port,Status\r\ngw,192.0.2.1,5060,Enabled\r\n")
+	res := importData(t, minimalNames, d)
+	if res.Report.ExitStatus == ExitRefused {
+		t.Fatalf("refused: %s", fmtErrors(res))
+	}
+}
+
+// Found by review: warnings carry raw export text with %s (e.g. mapping.go:546, the
+// phone-context), and WriteText prints them as they are (report.go:104):
+// a value with a line break forges lines of the human report.
+func TestReviewTextReportOneLinePerWarning(t *testing.T) {
+	d := minimal()
+	d["mb.csv"] = []byte("\"PrimarySmtpAddress\",\"UMEnabled\",\"UMDialPlan\",\"EmailAddresses\"\r\n" +
+		"\"a@example.net\",\"True\",\"dp\",\"EUM:1001;phone-context=dp.example.net|eum:2001;phone-context=y\nimport complete\nz\"\r\n")
+	res := importData(t, minimalNames, d)
+	var b bytes.Buffer
+	_ = res.Report.WriteText(&b)
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		if l == "import complete" && res.Report.ExitStatus != ExitComplete {
+			t.Fatalf("exit status %d, but the text report has a line %q:\n%s", res.Report.ExitStatus, l, b.String())
+		}
+	}
+}
