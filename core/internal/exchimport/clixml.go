@@ -46,7 +46,8 @@ type clixml struct {
 // readCLIXML walks an Export-Clixml stream token by token and calls each
 // for every top-level object of a known kind.
 func readCLIXML(r io.Reader, name string, each func(*Object) error, skip func(Warning)) error {
-	d := xml.NewDecoder(r)
+	// maxValue of text plus room for its escapes; markup between values is short.
+	d := xml.NewDecoder(&runLimited{r: r, name: name, seps: "<>", limit: 2 * maxValue})
 	// The bytes are UTF-8 by now, whatever the declaration says.
 	d.CharsetReader = func(label string, in io.Reader) (io.Reader, error) {
 		switch strings.ToLower(label) {

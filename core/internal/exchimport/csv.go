@@ -50,14 +50,14 @@ func readCSV(r *bufio.Reader, name string, opts Options, each func(*Object) erro
 	line := 1
 	typeHint := ""
 	if head, _ := r.Peek(5); string(head) == "#TYPE" {
-		first, err := r.ReadString('\n')
+		first, err := readLine(r, maxValue)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("read %s: %w", name, err)
 		}
 		typeHint = strings.TrimSpace(strings.TrimPrefix(first, "#TYPE"))
 		line++
 	}
-	cr := csv.NewReader(r)
+	cr := csv.NewReader(&runLimited{r: r, name: name, seps: "\n", limit: maxRecord})
 	cr.Comma = delimiter(r)
 	cr.FieldsPerRecord = -1 // checked below, with a clearer message
 	cr.ReuseRecord = true
@@ -173,4 +173,19 @@ func splitList(field, sep string, proxies bool) []string {
 		out[i] = strings.TrimSpace(out[i])
 	}
 	return out
+}
+
+// readLine reads one line of at most limit bytes.
+func readLine(r *bufio.Reader, limit int) (string, error) {
+	var b []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		b = append(b, chunk...)
+		if len(b) > limit {
+			return "", fmt.Errorf("%w: a line longer than %d bytes", ErrMalformed, limit)
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return string(b), err
+		}
+	}
 }

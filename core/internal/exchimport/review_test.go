@@ -3,6 +3,7 @@ package exchimport
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -204,5 +205,21 @@ func TestReviewTextReportOneLinePerWarning(t *testing.T) {
 		if l == "import complete" && res.Report.ExitStatus != ExitComplete {
 			t.Fatalf("exit status %d, but the text report has a line %q:\n%s", res.Report.ExitStatus, l, b.String())
 		}
+	}
+}
+
+// Found by review: memory was bounded by the largest single value, not by maxValue:
+// encoding/xml reads a whole text node before text() sees it (the comment at
+// clixml.go:24-26), so a skipped 32 MB property costs 32 MB+.
+func TestReviewHugeValueMemory(t *testing.T) {
+	doc := objsOpen + `<Obj RefId="0"><TN RefId="0"><T>UMDialPlan</T></TN><Props><S N="Unwanted">` +
+		strings.Repeat("x", 32<<20) + `</S></Props></Obj></Objs>`
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, _ = Read(strings.NewReader(doc), "huge", Options{}, func(*Object) error { return nil }, func(Warning) {})
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
+		t.Fatalf("reading one 32 MB value allocated %d MB", got>>20)
 	}
 }
