@@ -256,7 +256,7 @@ func measureActive(ctx context.Context, o options, srv server, transport string)
 	select {
 	case <-time.After(o.activeHold + 3*time.Second):
 	case out := <-done:
-		return a, fmt.Errorf("sipp ended before the calls were up: %v (%v)", out.err, out.res)
+		return a, fmt.Errorf("sipp ended before the calls were up: %w (%v)", out.err, out.res)
 	}
 	if a.Up, err = st.callees.current(); err != nil {
 		return a, err

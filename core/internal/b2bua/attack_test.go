@@ -75,6 +75,7 @@ func callerRequest(t *testing.T, method, tag string, cseq int, branch, ctype, bo
 // drain empties a recorder in the background until the test ends, for
 // floods that would fill its channel; it returns how many messages it took.
 func drain(t *testing.T, r *recorder) func() int {
+	t.Helper()
 	stop := make(chan struct{})
 	var mu sync.Mutex
 	n := 0

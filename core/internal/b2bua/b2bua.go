@@ -180,7 +180,6 @@ type Engine struct {
 	perGW     map[string]int
 	perBE     map[string]int // by pool/backend
 	closed    bool
-	nextSeq   atomic.Uint64
 	callsDone sync.WaitGroup
 
 	Metrics Counters

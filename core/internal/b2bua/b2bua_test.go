@@ -206,6 +206,7 @@ func parseWithBody(t *testing.T, head, body string) sip.Message {
 const callerSDP = "v=0\no=gw 7 7 IN IP4 10.1.1.1\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 4000 RTP/AVP 0\n"
 
 func invite(t *testing.T, callID, branch, sdp string, extra ...string) *sip.Request {
+	t.Helper()
 	for i, e := range extra {
 		extra[i] = strings.ReplaceAll(e, "\r\n", "\n")
 	}

@@ -17,6 +17,9 @@ import (
 // errNoAnswer is a late offer's ACK without the caller's SDP answer.
 var errNoAnswer = errors.New("ACK without SDP answer to the back end's offer")
 
+// errNoPort is a back end without a port for the transport the call needs.
+var errNoPort = errors.New("no port")
+
 type callState int
 
 const (
@@ -259,7 +262,7 @@ func (c *call) route(b *router.Backend, addr netip.Addr, user string) error {
 		tp, port = router.TLS, b.TLSPort
 	}
 	if port == 0 {
-		return fmt.Errorf("back end %s has no %s port", b.Name, tp)
+		return fmt.Errorf("%w: back end %s has no %s port", errNoPort, b.Name, tp)
 	}
 	uri := "sip:"
 	if user != "" {

@@ -51,6 +51,9 @@ func (c *call) record() Record {
 	return r
 }
 
+// errNotWritten counts the records Close could not write.
+var errNotWritten = errors.New("call detail records not written")
+
 // CDRWriter appends records to a file, durably: a writer goroutine takes
 // whatever records have queued, writes them and fsyncs once per batch
 // (group commit), so a record is on disk within one fsync of its call's end
@@ -68,9 +71,9 @@ type CDRWriter struct {
 	shut bool
 }
 
-// OpenCDR opens (creating, mode 0640) the record file at path for append.
+// OpenCDR opens (creating, mode 0600) the record file at path for append.
 func OpenCDR(path string, log *slog.Logger) (*CDRWriter, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o640) // appended by flush, which can cut a torn write off
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600) // appended by flush, which can cut a torn write off
 	if err != nil {
 		return nil, fmt.Errorf("call detail records: %w", err)
 	}
@@ -108,7 +111,7 @@ func (w *CDRWriter) Close() error {
 	w.mu.Unlock()
 	err := w.f.Close()
 	if left > 0 {
-		err = errors.Join(err, fmt.Errorf("call detail records: %d not written", left))
+		err = errors.Join(err, fmt.Errorf("%w: %d", errNotWritten, left))
 	}
 	return err
 }

@@ -148,9 +148,9 @@ type wire struct{ bytes.Buffer }
 
 func (w *wire) line(parts ...string) {
 	for _, p := range parts {
-		w.WriteString(p)
+		_, _ = w.WriteString(p) // a bytes.Buffer write never fails
 	}
-	w.WriteString("\r\n")
+	_, _ = w.WriteString("\r\n")
 }
 
 // end writes an SDP body (none when empty) and returns the message.
@@ -163,8 +163,8 @@ func (w *wire) endTyped(ctype string, body []byte) []byte {
 		w.line("Content-Type: ", ctype)
 	}
 	w.line("Content-Length: ", strconv.Itoa(len(body)))
-	w.WriteString("\r\n")
-	w.Write(body)
+	_, _ = w.WriteString("\r\n")
+	_, _ = w.Write(body)
 	return w.Bytes()
 }
 

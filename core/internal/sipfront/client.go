@@ -72,6 +72,7 @@ var (
 	errConnFailed = errors.New("connection failed")
 	errConnBusy   = errors.New("connection still opening, queue full")
 	errNoListener = errors.New("no listener")
+	errNoAddress  = errors.New("no address")
 )
 
 // Send implements b2bua.Transport.
@@ -139,7 +140,7 @@ func (s *Server) dial(key listenerKey, serverName string, oc *outConn) {
 	}
 	s.metrics.SIPConnsOpen.Inc()
 	defer s.metrics.SIPConnsOpen.Dec()
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	s.readStream(c, raw, peer{transport: key.transport, src: remoteAddr(raw)}, func(sc *streamConn) {
 		oc.mu.Lock()
 		oc.sc = sc
@@ -264,7 +265,7 @@ func sourceFor(dst netip.Addr) (netip.Addr, error) {
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("no route to %s: %w", dst, err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
 }
 
@@ -281,7 +282,7 @@ func (s *Server) Resolve(host string) (netip.Addr, error) {
 		return netip.Addr{}, err
 	}
 	if len(as) == 0 {
-		return netip.Addr{}, fmt.Errorf("%s has no address", host)
+		return netip.Addr{}, fmt.Errorf("%s: %w", host, errNoAddress)
 	}
 	return as[0].Unmap(), nil
 }
