@@ -107,7 +107,7 @@ func readBootCountPath(file string) (string, error) {
 
 func decodeEFIString(data []byte) (string, error) {
 	if len(data) < 4 || (len(data)-4)%2 != 0 {
-		return "", fmt.Errorf("LoaderBootCountPath: malformed variable of %d bytes", len(data))
+		return "", fmt.Errorf("LoaderBootCountPath: %w variable of %d bytes", ErrMalformed, len(data))
 	}
 	u := make([]uint16, 0, (len(data)-4)/2)
 	for i := 4; i+1 < len(data); i += 2 {

@@ -151,7 +151,7 @@ func ParseEntry(data []byte) (Entry, error) {
 		return Entry{}, fmt.Errorf("read entry: %w", err)
 	}
 	if e.Linux == "" {
-		return Entry{}, fmt.Errorf("entry has no linux line")
+		return Entry{}, fmt.Errorf("%w: entry has no linux line", ErrMalformed)
 	}
 	return e, nil
 }

@@ -10,4 +10,6 @@ var (
 	ErrNoEntry = errors.New("bootslot: no bootable entry")
 	// ErrBadSlot means a slot name is not "a" or "b".
 	ErrBadSlot = errors.New("bootslot: slot must be a or b")
+	// ErrMalformed means an entry file or an EFI variable cannot be parsed.
+	ErrMalformed = errors.New("malformed")
 )

@@ -40,10 +40,12 @@ func (d dirESP) ReadDir(dir string) ([]string, error) {
 	return names, nil
 }
 
-func (d dirESP) Open(name string) (io.ReadCloser, error) { return os.Open(d.path(name)) }
+func (d dirESP) Open(name string) (io.ReadCloser, error) {
+	return os.Open(d.path(name)) //nolint:gosec // names are the ESP layout's own, not input
+}
 
 func (d dirESP) Create(name string) (io.WriteCloser, error) {
-	f, err := os.OpenFile(d.path(name), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(d.path(name), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644) //nolint:gosec // ESP files are boot entries and kernels, world-readable like /boot
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +56,7 @@ type syncCloser struct{ *os.File }
 
 func (s syncCloser) Close() error {
 	if err := s.Sync(); err != nil {
-		s.File.Close()
+		_ = s.File.Close()
 		return fmt.Errorf("sync %s: %w", s.Name(), err)
 	}
 	return s.File.Close()
@@ -74,7 +76,9 @@ func (d dirESP) Remove(name string) error {
 	return d.syncDir(path.Dir(name))
 }
 
-func (d dirESP) MkdirAll(dir string) error { return os.MkdirAll(d.path(dir), 0o755) }
+func (d dirESP) MkdirAll(dir string) error {
+	return os.MkdirAll(d.path(dir), 0o755) //nolint:gosec // ESP directories are world-readable like /boot
+}
 
 func (d dirESP) syncDir(dir string) error {
 	f, err := os.Open(d.path(dir))
@@ -105,7 +109,7 @@ func WriteFile(esp ESP, name string, data []byte) error {
 		return err
 	}
 	if _, err := w.Write(data); err != nil {
-		w.Close()
+		_ = w.Close()
 		return err
 	}
 	return w.Close()

@@ -74,7 +74,7 @@ var (
 func (m *Manifest) check() error {
 	var errs []error
 	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: manifest "+format, append([]any{ErrMalformed}, args...)...))
+		errs = append(errs, fmt.Errorf("%w: manifest %s", ErrMalformed, fmt.Sprintf(format, args...)))
 	}
 	if m.Format != Format {
 		bad("format %q, want %q", m.Format, Format)
@@ -148,7 +148,7 @@ func Create(w io.Writer, m Manifest, sources []Source, key ed25519.PrivateKey) e
 			return fmt.Errorf("payload %s: %w", s.Name, err)
 		}
 		err = addEntry(tw, s.Name, f, m.Payloads[i].Size)
-		f.Close()
+		_ = f.Close()
 		if err != nil {
 			return err
 		}
@@ -325,7 +325,7 @@ func Verify(path string, pol Policy) (Manifest, error) {
 	}
 	for {
 		_, pr, err := r.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return r.Manifest, nil
 		}
 		if err != nil {

@@ -4,6 +4,7 @@
 package imagefile
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -37,7 +38,7 @@ func Open(imagePath string) (*Image, error) {
 	}
 	img, err := open(f)
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("%s: %w", imagePath, err)
 	}
 	return img, nil
@@ -65,13 +66,15 @@ func open(f *os.File) (*Image, error) {
 // Close closes the image file.
 func (img *Image) Close() error { return img.f.Close() }
 
+var errNoPartition = errors.New("no partition named")
+
 func (img *Image) partition(name string) (*gpt.Partition, error) {
 	for _, p := range img.table.Partitions {
 		if p != nil && p.Name == name {
 			return p, nil
 		}
 	}
-	return nil, fmt.Errorf("no partition named %s", name)
+	return nil, fmt.Errorf("%w %s", errNoPartition, name)
 }
 
 // OpenSlot returns slot's root partition as a window of the image.

@@ -2,6 +2,7 @@ package install
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -64,7 +65,7 @@ func openBlockSlot(root, slot string) (Partition, error) {
 	}
 	size, err := f.Seek(0, 2)
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("size of %s: %w", dev, err)
 	}
 	return &filePartition{File: f, size: size}, nil
@@ -95,13 +96,18 @@ func findPartition(root, label string) (string, error) {
 				devname = v
 			}
 		}
-		f.Close()
+		_ = f.Close()
 		if name == label && devname != "" {
 			return filepath.Join(root, "dev", devname), nil
 		}
 	}
-	return "", fmt.Errorf("no partition named %s", label)
+	return "", fmt.Errorf("%w %s", errNoPartition, label)
 }
+
+var (
+	errNoPartition = errors.New("no partition named")
+	errOutside     = errors.New("install: out of bounds")
+)
 
 // filePartition is a partition held by an open file: a block device, or a
 // window [off, off+size) of an image file.
@@ -114,7 +120,7 @@ func (p *filePartition) Size() int64 { return p.size }
 
 func (p *filePartition) WriteAt(b []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(b)) > p.size {
-		return 0, fmt.Errorf("write of %d bytes at %d outside a partition of %d", len(b), off, p.size)
+		return 0, fmt.Errorf("%w: write of %d bytes at %d outside a partition of %d", errOutside, len(b), off, p.size)
 	}
 	return p.File.WriteAt(b, p.off+off)
 }

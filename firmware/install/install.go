@@ -108,7 +108,7 @@ func Install(bundlePath string, t Target) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("open slot %s: %w", inactive, err)
 	}
-	defer part.Close()
+	defer func() { _ = part.Close() }()
 	if root, _ := m.Payload(bundle.PayloadRoot); root.Size > part.Size() {
 		return Result{}, fmt.Errorf("%w: root is %d bytes, partition %s holds %d", bundle.ErrPayload, root.Size, bootslot.PartLabel(inactive), part.Size())
 	}
@@ -163,7 +163,7 @@ func writePayloads(bundlePath string, pol bundle.Policy, esp bootslot.ESP, part 
 	}
 	for {
 		p, pr, err := r.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {

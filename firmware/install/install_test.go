@@ -144,17 +144,16 @@ func (w *powerWriter) Close() error { return w.w.Close() }
 
 // device is a test device: slot A installed (version 1), slot B empty.
 type device struct {
-	espDir       string
-	pw           *power
-	slots        map[string]*memPartition
-	kernelA      []byte
-	rootA        []byte
-	pub          ed25519.PublicKey
-	priv         ed25519.PrivateKey
-	newKernel    []byte
-	newRoot      []byte
-	bundleDir    string
-	bundleByName map[string]string
+	espDir    string
+	pw        *power
+	slots     map[string]*memPartition
+	kernelA   []byte
+	rootA     []byte
+	pub       ed25519.PublicKey
+	priv      ed25519.PrivateKey
+	newKernel []byte
+	newRoot   []byte
+	bundleDir string
 }
 
 func random(n int) []byte {

@@ -35,7 +35,7 @@ func Handler(spoolDir string, limit int64, target func() (Target, error)) http.H
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{
+		_ = json.NewEncoder(w).Encode(map[string]any{
 			"slot": res.Slot, "entry": res.Entry, "version": res.Manifest.Version,
 			"release": res.Manifest.Release, "next": "reboot to try the new slot once",
 		})
@@ -49,7 +49,7 @@ func upload(r *http.Request, spoolDir string, limit int64, target func() (Target
 	if err != nil {
 		return Result{}, fmt.Errorf("spool upload: %w", err)
 	}
-	defer os.Remove(f.Name())
+	defer func() { _ = os.Remove(f.Name()) }()
 	defer f.Close()
 	n, err := io.Copy(f, io.LimitReader(r.Body, limit+1))
 	if err != nil {

@@ -1,6 +1,7 @@
 package diskimage
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
@@ -54,11 +55,13 @@ var Arches = map[string]Arch{
 	},
 }
 
+var errUnknownArch = errors.New("diskimage: unknown arch")
+
 // ArchNamed returns the Arch called name.
 func ArchNamed(name string) (Arch, error) {
 	a, ok := Arches[name]
 	if !ok {
-		return Arch{}, fmt.Errorf("diskimage: unknown arch %q (amd64 or arm64)", name)
+		return Arch{}, fmt.Errorf("%w %q (amd64 or arm64)", errUnknownArch, name)
 	}
 	return a, nil
 }

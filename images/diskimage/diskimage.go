@@ -9,6 +9,7 @@ package diskimage
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -87,6 +88,12 @@ func guid(seed [32]byte, name string) string {
 	return fmt.Sprintf("%X-%X-%X-%X-%X", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
 
+var (
+	errRootTooLarge = errors.New("diskimage: root does not fit its slot")
+	errNoRanges     = errors.New("go-diskfs directory has no disk ranges")
+	errNotDotDot    = errors.New("not the .. entry")
+)
+
 // Build writes the image.
 func Build(c Config) error {
 	seed, err := inputSeed(c)
@@ -99,14 +106,16 @@ func Build(c Config) error {
 		return err
 	}
 	if rootInfo.Size() > c.Arch.RootSize {
-		return fmt.Errorf("diskimage: root %s is %d bytes, slot holds %d", c.Root, rootInfo.Size(), c.Arch.RootSize)
+		return fmt.Errorf("%w: root %s is %d bytes, slot holds %d", errRootTooLarge, c.Root, rootInfo.Size(), c.Arch.RootSize)
 	}
 
 	// go-diskfs stamps FAT entries with SOURCE_DATE_EPOCH when it is set.
 	defer restoreEnv("SOURCE_DATE_EPOCH")()
-	os.Setenv("SOURCE_DATE_EPOCH", fmt.Sprint(rootfs.Epoch.Unix()))
+	if err := os.Setenv("SOURCE_DATE_EPOCH", fmt.Sprint(rootfs.Epoch.Unix())); err != nil {
+		return fmt.Errorf("diskimage: %w", err)
+	}
 
-	f, err := os.OpenFile(c.Out, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(c.Out, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644) //nolint:gosec // a disk image to flash or boot, not a secret
 	if err != nil {
 		return err
 	}
@@ -200,11 +209,14 @@ func fixDotDot(fsys *fat32.FileSystem, b backend.Storage, fsStart int64, dir str
 		GetDiskRanges() ([]fat12.DiskRange, error)
 	})
 	if !ok {
-		return fmt.Errorf("go-diskfs directory has no disk ranges")
+		return errNoRanges
 	}
 	ranges, err := ranged.GetDiskRanges()
-	if err != nil || len(ranges) == 0 {
-		return fmt.Errorf("locate directory: %v", err)
+	if err != nil {
+		return fmt.Errorf("locate directory: %w", err)
+	}
+	if len(ranges) == 0 {
+		return fmt.Errorf("locate directory: %w", errNoRanges)
 	}
 	w, err := b.Writable()
 	if err != nil {
@@ -216,7 +228,7 @@ func fixDotDot(fsys *fat32.FileSystem, b backend.Storage, fsStart int64, dir str
 		return err
 	}
 	if string(entry[:11]) != "..         " {
-		return fmt.Errorf("second directory entry is %q, not ..", entry[:11])
+		return fmt.Errorf("second directory entry is %q, %w", entry[:11], errNotDotDot)
 	}
 	clear(entry[20:22]) // first cluster, high word
 	clear(entry[26:28]) // first cluster, low word
@@ -238,14 +250,14 @@ func copyAt(f *os.File, src string, off int64) error {
 func inputSeed(c Config) ([32]byte, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "umedge-image\x00%s\x00%s\x00", c.Arch.Name, c.Release)
-	binary.Write(h, binary.LittleEndian, c.Version)
+	_ = binary.Write(h, binary.LittleEndian, c.Version) // a hash.Hash never fails a write
 	for _, p := range []string{c.Kernel, c.Bootloader, c.Root} {
 		f, err := os.Open(p)
 		if err != nil {
 			return [32]byte{}, fmt.Errorf("diskimage: %w", err)
 		}
 		_, err = io.Copy(h, f)
-		f.Close()
+		_ = f.Close()
 		if err != nil {
 			return [32]byte{}, fmt.Errorf("diskimage: read %s: %w", p, err)
 		}
@@ -259,9 +271,9 @@ func restoreEnv(key string) func() {
 	old, had := os.LookupEnv(key)
 	return func() {
 		if had {
-			os.Setenv(key, old)
+			_ = os.Setenv(key, old)
 		} else {
-			os.Unsetenv(key)
+			_ = os.Unsetenv(key)
 		}
 	}
 }

@@ -6,6 +6,7 @@ package rootfs
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"time"
 )
+
+var errBadPaths = errors.New("rootfs: bad or repeated paths")
 
 // Epoch is the time stamp of every file, directory and superblock the
 // package writes (FAT cannot date anything before 1980).
@@ -56,7 +59,7 @@ func (t *Tree) check() error {
 		seen[f.Path] = true
 	}
 	if len(bad) > 0 {
-		return fmt.Errorf("rootfs: bad or repeated paths: %s", strings.Join(bad, ", "))
+		return fmt.Errorf("%w: %s", errBadPaths, strings.Join(bad, ", "))
 	}
 	return nil
 }

@@ -69,7 +69,7 @@ func WriteSquashfs(t *Tree, out string) (int64, error) {
 func stage(t *Tree, ws string) error {
 	dirs := t.dirs()
 	for _, d := range dirs {
-		if err := os.MkdirAll(filepath.Join(ws, d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(ws, d), 0o755); err != nil { //nolint:gosec // the rootfs image's directories are world-readable
 			return err
 		}
 	}
@@ -91,7 +91,7 @@ func stage(t *Tree, ws string) error {
 	}
 	for _, d := range append(dirs, "/") {
 		p := filepath.Join(ws, d)
-		if err := os.Chmod(p, 0o755); err != nil {
+		if err := os.Chmod(p, 0o755); err != nil { //nolint:gosec // the rootfs image's directories are world-readable
 			return err
 		}
 		if err := os.Chtimes(p, Epoch, Epoch); err != nil {

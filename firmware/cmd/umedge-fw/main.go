@@ -58,7 +58,7 @@ func keygen(args []string) error {
 		return err
 	}
 	if *out == "" {
-		return errors.New("keygen: -out is required")
+		return errKeygenUsage
 	}
 	pub, priv, err := keys.Generate()
 	if err != nil {
@@ -67,8 +67,19 @@ func keygen(args []string) error {
 	if err := os.WriteFile(*out+".key", keys.MarshalPrivate(priv, *comment), 0o600); err != nil {
 		return err
 	}
-	return os.WriteFile(*out+".pub", keys.MarshalPublic(pub, *comment), 0o644)
+	return os.WriteFile(*out+".pub", keys.MarshalPublic(pub, *comment), 0o644) //nolint:gosec // a public key is meant to be read by all
 }
+
+var (
+	errKeygenUsage   = errors.New("keygen: -out is required")
+	errCreateUsage   = errors.New("create: -key, -kernel, -root and -out are required")
+	errInspectUsage  = errors.New("inspect: one bundle file")
+	errPolicyUsage   = errors.New("-trust and -compatible are required")
+	errNoTrusted     = errors.New("no *.pub keys")
+	errVerifyUsage   = errors.New("verify: one bundle file")
+	errInstallUsage  = errors.New("install-image: -image and one bundle file")
+	errImageRequired = errors.New("-image is required")
+)
 
 func create(args []string) error {
 	fs := flag.NewFlagSet("create", flag.ContinueOnError)
@@ -83,7 +94,7 @@ func create(args []string) error {
 		return err
 	}
 	if *key == "" || *kernel == "" || *root == "" || *out == "" {
-		return errors.New("create: -key, -kernel, -root and -out are required")
+		return errCreateUsage
 	}
 	priv, err := keys.ReadPrivate(*key)
 	if err != nil {
@@ -97,7 +108,7 @@ func create(args []string) error {
 	m := bundle.Manifest{Compatible: *compat, Version: *version, Release: *release}
 	src := []bundle.Source{{Name: bundle.PayloadKernel, Path: *kernel}, {Name: bundle.PayloadRoot, Path: *root}}
 	if err := bundle.Create(f, m, src, priv); err != nil {
-		os.Remove(*out)
+		_ = os.Remove(*out)
 		return err
 	}
 	return f.Close()
@@ -105,7 +116,7 @@ func create(args []string) error {
 
 func inspect(args []string) error {
 	if len(args) != 1 {
-		return errors.New("inspect: one bundle file")
+		return errInspectUsage
 	}
 	m, err := bundle.Inspect(args[0])
 	if err != nil {
@@ -135,14 +146,14 @@ func (p *policyFlags) register(fs *flag.FlagSet) {
 
 func (p *policyFlags) load() ([]ed25519.PublicKey, error) {
 	if p.trust == "" || p.compat == "" {
-		return nil, errors.New("-trust and -compatible are required")
+		return nil, errPolicyUsage
 	}
 	trusted, err := keys.LoadTrusted(p.trust)
 	if err != nil {
 		return nil, err
 	}
 	if len(trusted) == 0 {
-		return nil, fmt.Errorf("no *.pub keys in %s", p.trust)
+		return nil, fmt.Errorf("%w in %s", errNoTrusted, p.trust)
 	}
 	return trusted, nil
 }
@@ -156,7 +167,7 @@ func verify(args []string) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("verify: one bundle file")
+		return errVerifyUsage
 	}
 	trusted, err := p.load()
 	if err != nil {
@@ -179,7 +190,7 @@ func installImage(args []string) error {
 		return err
 	}
 	if fs.NArg() != 1 || *image == "" {
-		return errors.New("install-image: -image and one bundle file")
+		return errInstallUsage
 	}
 	trusted, err := p.load()
 	if err != nil {
@@ -189,7 +200,7 @@ func installImage(args []string) error {
 	if err != nil {
 		return err
 	}
-	defer img.Close()
+	defer func() { _ = img.Close() }()
 	t, err := img.Target()
 	if err != nil {
 		return err
@@ -211,7 +222,7 @@ func openImage(args []string, name string) (*imagefile.Image, error) {
 		return nil, err
 	}
 	if *image == "" {
-		return nil, fmt.Errorf("%s: -image is required", name)
+		return nil, fmt.Errorf("%s: %w", name, errImageRequired)
 	}
 	return imagefile.Open(*image)
 }
@@ -221,7 +232,7 @@ func statusImage(args []string) error {
 	if err != nil {
 		return err
 	}
-	defer img.Close()
+	defer func() { _ = img.Close() }()
 	entries, err := bootslot.List(img.ESP)
 	if err != nil {
 		return err
@@ -241,7 +252,7 @@ func bootImage(args []string) error {
 	if err != nil {
 		return err
 	}
-	defer img.Close()
+	defer func() { _ = img.Close() }()
 	e, err := bootslot.TryBoot(img.ESP)
 	if err != nil {
 		return err

@@ -33,6 +33,11 @@ func main() {
 	}
 }
 
+var (
+	errMissing   = errors.New("missing")
+	errNoPlugins = errors.New("no umedge-plugin-*")
+)
+
 type options struct {
 	arch, kernel, bootloader        string
 	init, edged, plugins, config    string
@@ -75,7 +80,7 @@ func run(args []string) error {
 		missing = append(missing, "-kernel and -bootloader (with -out)")
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("missing %s", strings.Join(missing, ", "))
+		return fmt.Errorf("%w %s", errMissing, strings.Join(missing, ", "))
 	}
 
 	tree, err := layout(o, arch)
@@ -126,7 +131,7 @@ func layout(o options, arch diskimage.Arch) (*rootfs.Tree, error) {
 		return nil, err
 	}
 	if len(plugins) == 0 {
-		return nil, fmt.Errorf("no umedge-plugin-* in %s", o.plugins)
+		return nil, fmt.Errorf("%w in %s", errNoPlugins, o.plugins)
 	}
 	for _, p := range plugins {
 		t.Add("/usr/lib/umedge/plugins/"+filepath.Base(p), 0o755, p)

@@ -70,11 +70,18 @@ var machines = map[string]machine{
 	},
 }
 
+var (
+	errUnknownArch  = errors.New("qemu: unknown arch")
+	errUnknownMode  = errors.New("qemu: unknown mode")
+	errUEFIConfig   = errors.New("qemu: uefi mode needs an image and a vars file")
+	errKernelConfig = errors.New("qemu: kernel mode needs a kernel and an initramfs")
+)
+
 // Command returns the qemu command line for c.
 func Command(c Config) ([]string, error) {
 	m, ok := machines[c.Arch]
 	if !ok {
-		return nil, fmt.Errorf("qemu: unknown arch %q", c.Arch)
+		return nil, fmt.Errorf("%w %q", errUnknownArch, c.Arch)
 	}
 	mem := c.MemoryMB
 	if mem == 0 {
@@ -89,7 +96,7 @@ func Command(c Config) ([]string, error) {
 	switch c.Mode {
 	case ModeUEFI:
 		if c.Image == "" || c.Vars == "" {
-			return nil, errors.New("qemu: uefi mode needs an image and a vars file")
+			return nil, errUEFIConfig
 		}
 		args = append(args,
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+m.code,
@@ -97,12 +104,12 @@ func Command(c Config) ([]string, error) {
 			"-drive", "if=virtio,format=raw,file="+c.Image)
 	case ModeKernel:
 		if c.Kernel == "" || c.Initramfs == "" {
-			return nil, errors.New("qemu: kernel mode needs a kernel and an initramfs")
+			return nil, errKernelConfig
 		}
 		args = append(args, "-kernel", c.Kernel, "-initrd", c.Initramfs,
 			"-append", strings.TrimSpace("console="+m.console+" quiet panic=-1 "+m.append))
 	default:
-		return nil, fmt.Errorf("qemu: unknown mode %q (uefi or kernel)", c.Mode)
+		return nil, fmt.Errorf("%w %q (uefi or kernel)", errUnknownMode, c.Mode)
 	}
 	fwd := fmt.Sprintf("user,id=n0,hostfwd=udp:127.0.0.1:%[1]d-:5060,hostfwd=tcp:127.0.0.1:%[1]d-:5060", c.SIPPort)
 	if c.AdminPort != 0 {
@@ -129,7 +136,7 @@ func PrepareVars(c Config) error {
 	if err != nil {
 		return fmt.Errorf("qemu: UEFI variable template (Debian ovmf / qemu-efi-aarch64): %w", err)
 	}
-	return os.WriteFile(c.Vars, tmpl, 0o644)
+	return os.WriteFile(c.Vars, tmpl, 0o600) //nolint:gosec // c.Vars is the test's own scratch path
 }
 
 // VM is a running qemu.
@@ -217,7 +224,11 @@ func (vm *VM) WaitFor(ctx context.Context, re *regexp.Regexp, from int) (int, st
 			if n > from {
 				continue
 			}
-			return 0, "", fmt.Errorf("%w waiting for %q: %v", ErrExited, re, vm.waitErr)
+			err := fmt.Errorf("%w waiting for %q", ErrExited, re)
+			if vm.waitErr != nil {
+				err = fmt.Errorf("%w: %w", err, vm.waitErr)
+			}
+			return 0, "", err
 		case <-ctx.Done():
 			return 0, "", fmt.Errorf("waiting for %q: %w", re, ctx.Err())
 		}
@@ -237,7 +248,7 @@ func (vm *VM) Lines() []string {
 // Stop kills qemu (a power cut for the guest) and waits for it.
 func (vm *VM) Stop() {
 	if vm.cmd.Process != nil {
-		vm.cmd.Process.Kill()
+		_ = vm.cmd.Process.Kill() // it may have exited already; done is closed either way
 	}
 	<-vm.done
 }

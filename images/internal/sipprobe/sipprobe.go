@@ -4,12 +4,16 @@ package sipprobe
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"sync/atomic"
 	"time"
 )
+
+// ErrNotOK means the server answered, but not 200.
+var ErrNotOK = errors.New("sipprobe: not ok")
 
 var seq atomic.Uint64
 
@@ -43,7 +47,7 @@ func Options(network, addr string, timeout time.Duration) (string, error) {
 	}
 	line = strings.TrimSpace(line)
 	if !strings.HasPrefix(line, "SIP/2.0 200") {
-		return line, fmt.Errorf("sipprobe: %s answered %q", addr, line)
+		return line, fmt.Errorf("%w: %s answered %q", ErrNotOK, addr, line)
 	}
 	return line, nil
 }

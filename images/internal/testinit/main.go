@@ -13,6 +13,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -113,13 +114,13 @@ func mountKernelFS() {
 		{"tmpfs", "/run", "tmpfs"},
 		{"tmpfs", "/tmp", "tmpfs"},
 	} {
-		os.MkdirAll(m.dst, 0o755)
-		if err := unix.Mount(m.src, m.dst, m.typ, 0, ""); err != nil && err != unix.EBUSY {
+		_ = os.MkdirAll(m.dst, 0o755) //nolint:gosec // mount points of the guest's root; the mount below reports a missing one
+		if err := unix.Mount(m.src, m.dst, m.typ, 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
 			fmt.Fprintf(os.Stderr, "testinit: mount %s: %v\n", m.dst, err)
 		}
 	}
 	if _, err := os.Stat("/sys/firmware/efi/efivars"); err == nil {
-		unix.Mount("efivarfs", "/sys/firmware/efi/efivars", "efivarfs", 0, "")
+		_ = unix.Mount("efivarfs", "/sys/firmware/efi/efivars", "efivarfs", 0, "") // the tests that need it say so
 	}
 }
 
@@ -129,8 +130,8 @@ func console() {
 	if err != nil {
 		return
 	}
-	unix.Dup2(int(f.Fd()), 1)
-	unix.Dup2(int(f.Fd()), 2)
+	_ = unix.Dup2(int(f.Fd()), 1) // without a console there is nowhere to say so
+	_ = unix.Dup2(int(f.Fd()), 2)
 }
 
 func mountESP() bool {
@@ -151,7 +152,7 @@ func network() error {
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fd)
+	defer func() { _ = unix.Close(fd) }()
 	if err := ifUp(fd, "lo"); err != nil {
 		return err
 	}
@@ -166,7 +167,9 @@ func network() error {
 		return fmt.Errorf("eth0 address: %w", err)
 	}
 	ifr, _ = unix.NewIfreq("eth0")
-	ifr.SetInet4Addr(net.IPv4(255, 255, 255, 0).To4())
+	if err := ifr.SetInet4Addr(net.IPv4(255, 255, 255, 0).To4()); err != nil {
+		return err
+	}
 	if err := unix.IoctlIfreq(fd, unix.SIOCSIFNETMASK, ifr); err != nil {
 		return fmt.Errorf("eth0 netmask: %w", err)
 	}
