@@ -46,7 +46,7 @@ var (
 	buildErrs  = map[string]error{}
 	toolsOnce  sync.Once
 	toolsDir   string
-	toolsErr   error
+	errTools   error
 	repoRoot   = mustAbs("../..")
 	devKey     = filepath.Join(repoRoot, "firmware/keys/dev/dev-ed25519.key")
 	devTrust   = filepath.Join(repoRoot, "firmware/keys/dev")
@@ -90,18 +90,18 @@ func output(dir, name string, args ...string) (string, error) {
 func hostTools(t *testing.T) string {
 	t.Helper()
 	toolsOnce.Do(func() {
-		toolsDir, toolsErr = os.MkdirTemp("", "umedge-boottools")
-		if toolsErr != nil {
+		toolsDir, errTools = os.MkdirTemp("", "umedge-boottools")
+		if errTools != nil {
 			return
 		}
 		for _, p := range []string{"./images/cmd/mkimage", "./firmware/cmd/umedge-fw"} {
-			if toolsErr = run(repoRoot, nil, "go", "build", "-o", toolsDir+"/", p); toolsErr != nil {
+			if errTools = run(repoRoot, nil, "go", "build", "-o", toolsDir+"/", p); errTools != nil {
 				return
 			}
 		}
 	})
-	if toolsErr != nil {
-		t.Fatal(toolsErr)
+	if errTools != nil {
+		t.Fatal(errTools)
 	}
 	return toolsDir
 }

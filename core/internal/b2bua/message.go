@@ -227,12 +227,11 @@ func head(req *sip.Request, src netip.AddrPort, toTag string, code int, phrase s
 		w.line(from.String())
 	}
 	if to := req.To(); to != nil {
-		w.WriteString(to.String())
 		if _, ok := to.Params.Get("tag"); !ok && toTag != "" {
-			w.WriteString(";tag=")
-			w.WriteString(toTag)
+			w.line(to.String(), ";tag=", toTag)
+		} else {
+			w.line(to.String())
 		}
-		w.WriteString("\r\n")
 	}
 	if id := req.CallID(); id != nil {
 		w.line(id.String())
