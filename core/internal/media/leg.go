@@ -244,29 +244,16 @@ func (l *leg) rtcpDst() (fd int, dst netip.AddrPort) {
 }
 
 // sendRTP queues a plain RTP packet towards the peer of l.
-func (l *leg) sendRTP(w *worker, pkt []byte) {
-	dst := l.rtpDst()
-	if !dst.IsValid() || l.hold {
-		return
-	}
-	out := pkt
-	if l.secure {
-		if l.tx == nil {
-			return
-		}
-		var err error
-		if out, err = l.tx.EncryptRTP(w.tbuf[w.ntx][:0], pkt, &w.hdr); err != nil {
-			return
-		}
-	}
-	l.stats.packetsOut++
-	l.stats.bytesOut += uint64(len(out))
-	w.queue(l.rtp.fd, dst, out)
-}
+func (l *leg) sendRTP(w *worker, pkt []byte) { l.send(w, l.rtp.fd, l.rtpDst(), pkt, false) }
 
 // sendRTCP queues a plain RTCP packet towards the peer of l.
 func (l *leg) sendRTCP(w *worker, pkt []byte) {
 	fd, dst := l.rtcpDst()
+	l.send(w, fd, dst, pkt, true)
+}
+
+// send queues pkt to dst from fd, encrypted first on an SRTP leg.
+func (l *leg) send(w *worker, fd int, dst netip.AddrPort, pkt []byte, rtcp bool) {
 	if !dst.IsValid() || l.hold {
 		return
 	}
@@ -276,7 +263,12 @@ func (l *leg) sendRTCP(w *worker, pkt []byte) {
 			return
 		}
 		var err error
-		if out, err = l.tx.EncryptRTCP(w.tbuf[w.ntx][:0], pkt, &w.rtcpHdr); err != nil {
+		if rtcp {
+			out, err = l.tx.EncryptRTCP(w.tbuf[w.ntx][:0], pkt, &w.rtcpHdr)
+		} else {
+			out, err = l.tx.EncryptRTP(w.tbuf[w.ntx][:0], pkt, &w.hdr)
+		}
+		if err != nil {
 			return
 		}
 	}
