@@ -173,7 +173,7 @@ type Engine struct {
 	media Media
 	cdr   *CDRWriter
 
-	mu        sync.Mutex
+	mu        sync.RWMutex // read-locked per SIP message (Has, Handle), write-locked per call
 	byA       map[string]*call // by leg A's Call-ID
 	byB       map[string]*call // by leg B's Call-ID
 	active    int              // calls holding an admission slot
@@ -318,8 +318,8 @@ func (e *Engine) Has(msg sip.Message) bool {
 	if h == nil {
 		return false
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
 	if len(e.byA) == 0 && len(e.byB) == 0 {
 		return false
 	}
@@ -342,13 +342,9 @@ func (e *Engine) Handle(msg sip.Message, in Inbound) bool {
 	if id == "" {
 		return false
 	}
-	e.mu.Lock()
-	if len(e.byA) == 0 && len(e.byB) == 0 {
-		e.mu.Unlock()
-		return false
-	}
+	e.mu.RLock()
 	ca, cb := e.byA[id], e.byB[id]
-	e.mu.Unlock()
+	e.mu.RUnlock()
 	switch {
 	case cb != nil && cb.fromB(in.Source):
 		cb.handleB(msg, in)
@@ -463,8 +459,8 @@ func (e *Engine) Calls() []CallInfo {
 
 // snapshot returns the calls known now, ended ones included.
 func (e *Engine) snapshot() []*call {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
 	calls := make([]*call, 0, len(e.byA))
 	for _, c := range e.byA {
 		calls = append(calls, c)
@@ -474,8 +470,8 @@ func (e *Engine) snapshot() []*call {
 
 // Active is the number of calls holding an admission slot.
 func (e *Engine) Active() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
 	return e.active
 }
 
