@@ -173,7 +173,7 @@ type Engine struct {
 	media Media
 	cdr   *CDRWriter
 
-	mu        sync.RWMutex // read-locked per SIP message (Has, Handle), write-locked per call
+	mu        sync.RWMutex     // read-locked per SIP message (Has, Handle), write-locked per call
 	byA       map[string]*call // by leg A's Call-ID
 	byB       map[string]*call // by leg B's Call-ID
 	active    int              // calls holding an admission slot
