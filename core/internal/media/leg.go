@@ -47,7 +47,7 @@ type leg struct {
 	stats legCounters
 	recv  recvStats
 
-	sendBuf [bufSize]byte // terminator path (Session.Send)
+	sendBuf *[bufSize]byte // terminator path (Session.Send), made on its first use: a relayed leg never needs it
 }
 
 // ptInfo is what the SDP said about one payload type.

@@ -204,6 +204,9 @@ func (s *Session) Send(side Side, pkt []byte) error {
 	out := pkt
 	if l.secure {
 		var err error
+		if l.sendBuf == nil {
+			l.sendBuf = new([bufSize]byte)
+		}
 		if out, err = l.tx.EncryptRTP(l.sendBuf[:0], pkt, nil); err != nil {
 			return fmt.Errorf("media: session %s: leg %s: encrypt: %w", s.id, side, err)
 		}
