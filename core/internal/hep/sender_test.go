@@ -232,7 +232,9 @@ func TestSenderUDPRefused(t *testing.T) {
 // Capture keeps returning at once, the drops are counted, and the memory
 // held stays bounded by the queue.
 func TestSenderSlowTCPCollector(t *testing.T) {
-	defer func(w time.Duration) { writeTimeout = w }(writeTimeout)
+	// Restored after the sender has stopped (cleanups run last in, first out).
+	w := writeTimeout
+	t.Cleanup(func() { writeTimeout = w })
 	writeTimeout = time.Second
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

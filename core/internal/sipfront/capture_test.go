@@ -138,9 +138,10 @@ func TestCaptureOff(t *testing.T) {
 }
 
 // TestCaptureToDeadCollectorKeepsAnswering: a flood of requests while the
-// collector neither exists nor reads (a UDP port nobody listens on, and a
-// TCP one that accepts and never reads): every request still gets its
-// answer, and what capture could not send is counted.
+// collector does not exist or does not read (a UDP port nobody listens
+// on, a UDP socket that never reads, a TCP one that accepts and never
+// reads): every request still gets its answer, and what capture could not
+// send is counted (the kernel drops a blackhole's silently: no count).
 func TestCaptureToDeadCollectorKeepsAnswering(t *testing.T) {
 	dead, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -148,6 +149,13 @@ func TestCaptureToDeadCollectorKeepsAnswering(t *testing.T) {
 	}
 	deadAddr := dead.LocalAddr().(*net.UDPAddr).AddrPort()
 	_ = dead.Close()
+	// A blackhole: bound, never read, its receive buffer soon full.
+	hole, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	_ = hole.SetReadBuffer(4096)
 	slow, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -167,6 +175,7 @@ func TestCaptureToDeadCollectorKeepsAnswering(t *testing.T) {
 		addr          netip.AddrPort
 	}{
 		{"udp nobody listens", "udp", deadAddr},
+		{"udp blackhole", "udp", hole.LocalAddr().(*net.UDPAddr).AddrPort()},
 		{"tcp never reads", "tcp", slow.Addr().(*net.TCPAddr).AddrPort()},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

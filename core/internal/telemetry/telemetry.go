@@ -68,7 +68,7 @@ type Metrics struct {
 	SIPBannedDrops  prometheus.Counter     // datagrams and connections of banned sources dropped unread
 
 	HEPSent    prometheus.Counter     // SIP messages sent to the HEP collector
-	HEPDropped *prometheus.CounterVec // reason: queue-full|collector-down|send-error|too-large
+	HEPDropped *prometheus.CounterVec // reason: queue-full|collector-down|send-error|too-large|shutdown
 }
 
 // NewMetrics registers every metric, plus the Go and process collectors,
@@ -127,7 +127,7 @@ func NewMetrics() *Metrics {
 	})
 	m.HEPDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "umedge_capture_hep_dropped_total",
-		Help: "SIP messages not sent to the HEP capture collector, by why: queue-full, collector-down, send-error, too-large.",
+		Help: "SIP messages not sent to the HEP capture collector, by why: queue-full, collector-down, send-error, too-large, shutdown.",
 	}, []string{"reason"})
 	for _, c := range []prometheus.Collector{m.HEPSent, m.HEPDropped, m.SIPBans, m.SIPBannedDrops, m.SIPRequests, m.SIPBadRequests, m.Calls, m.Redirects, m.Proxied, m.Rejections,
 		m.RouteLatency, m.Retransmissions, m.SIPConnsOpen, m.SIPConnsRefused, m.SIPConnsDropped} {
