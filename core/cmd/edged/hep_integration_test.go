@@ -20,6 +20,7 @@ import (
 
 	"github.com/umedge/umedge/core/internal/hep"
 	"github.com/umedge/umedge/core/internal/sipptest"
+	"github.com/umedge/umedge/core/internal/testutil"
 )
 
 // SIP capture against a real HEP consumer: sngrep (Debian sngrep) listens
@@ -35,15 +36,20 @@ type sngrep struct {
 	done chan error
 }
 
-func startSngrep(t *testing.T, port int) *sngrep {
+func startSngrep(t *testing.T, port int, settings ...string) *sngrep {
 	t.Helper()
 	bin, err := exec.LookPath("sngrep")
 	if err != nil {
 		t.Fatalf("sngrep is required (make test installs it): %v", err)
 	}
 	s := &sngrep{pcap: filepath.Join(t.TempDir(), "hep.pcap"), done: make(chan error, 1)}
-	// -N: no interface, -q: quiet, -F: no config file, -L: listen for HEP.
-	s.cmd = exec.Command(bin, "-N", "-q", "-F", "-L", fmt.Sprintf("udp:127.0.0.1:%d", port), "-O", s.pcap)
+	// -N: no interface, -q: quiet, -F: not the user's config file, -f:
+	// ours (settings, "set NAME VALUE" lines), -L: listen for HEP.
+	conf := filepath.Join(t.TempDir(), "sngreprc")
+	if err := os.WriteFile(conf, []byte(strings.Join(settings, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = exec.Command(bin, "-N", "-q", "-F", "-f", conf, "-L", fmt.Sprintf("udp:127.0.0.1:%d", port), "-O", s.pcap)
 	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -313,5 +319,85 @@ func TestIntegrationHEPCaptureReload(t *testing.T) {
 	}
 	if p, ok := next(time.Second); ok {
 		t.Errorf("captured after capture was turned off: %q", p.Payload)
+	}
+}
+
+// A flood of calls while the collector accepts and never reads: every
+// call still gets its 302, the captures edged could not send are counted,
+// and edged's memory stays bounded.
+func TestIntegrationHEPCaptureFloodSlowCollector(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	slow := testutil.NeverReads(t)
+	l := newLab(t)
+	l.Raw = l.render(t) + fmt.Sprintf("\n[capture]\nhep = %q\nhep_transport = \"tcp\"\nhep_queue = 256\n", slow.String())
+	e := startEdged(t, l)
+	const calls, rate = 4000, 800
+	e.sipp(t, sipptest.Run{Scenario: sipptest.UAC302, Service: "1001", ContactPattern: contactRE("1001", "um-a.test", 5062, "tcp"),
+		Calls: calls, Rate: rate})
+	dropped := 0.0
+	for _, r := range []string{"queue-full", "collector-down", "send-error"} {
+		dropped += e.metric(`umedge_capture_hep_dropped_total{reason="` + r + `"}`)
+	}
+	sent := e.metric("umedge_capture_hep_sent_total")
+	// Each call is an INVITE, its 302 and an ACK, plus the OPTIONS
+	// keep-alives of the lab gateway; most cannot have been sent.
+	if dropped == 0 || sent+dropped < 3*calls {
+		t.Errorf("captures sent %v, dropped %v, for %d calls", sent, dropped, calls)
+	}
+	rss := vmRSS(t, e.cmd.Process.Pid)
+	if rss > 200<<20 {
+		t.Errorf("edged's RSS after the flood is %d MiB", rss>>20)
+	}
+	t.Logf("%d calls at %d/s all answered; captures sent %v, dropped %v; edged RSS %d MiB", calls, rate, sent, dropped, rss>>20)
+}
+
+// vmRSS is a process's resident set size in bytes.
+func vmRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// The HEP auth key reaches the collector where sngrep checks it: with the
+// same password the captures are taken, with another one refused.
+func TestIntegrationHEPCaptureAuthKey(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "hep.password")
+	if err := os.WriteFile(pw, []byte("s3cret-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, listenPass string
+		want             bool
+	}{{"same password", "s3cret-key", true}, {"other password", "not-the-key", false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			port := freePort(t)
+			sg := startSngrep(t, port, "set eep.listen.pass "+tt.listenPass)
+			l := newLab(t)
+			l.Raw = l.render(t) + fmt.Sprintf("\n[capture]\nhep = \"127.0.0.1:%d\"\nhep_password_file = %q\n", port, pw)
+			startEdged(t, l)
+			time.Sleep(time.Second) // the lab gateway's OPTIONS keep-alives, every 100 ms
+			msgs := sg.stop(t)
+			options := 0
+			for _, m := range msgs {
+				if strings.HasPrefix(m.startLine(), "OPTIONS ") {
+					options++
+				}
+			}
+			if got := options > 0; got != tt.want {
+				t.Errorf("sngrep took %d OPTIONS captures (of %d messages), want some: %v", options, len(msgs), tt.want)
+			}
+		})
 	}
 }

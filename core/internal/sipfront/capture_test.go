@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/umedge/umedge/core/internal/devpki"
 	"github.com/umedge/umedge/core/internal/hep"
+	"github.com/umedge/umedge/core/internal/testutil"
 )
 
 // collector is a HEP collector on loopback.
@@ -156,27 +157,14 @@ func TestCaptureToDeadCollectorKeepsAnswering(t *testing.T) {
 	}
 	defer hole.Close()
 	_ = hole.SetReadBuffer(4096)
-	slow, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
-	go func() {
-		for {
-			c, err := slow.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
+	slow := testutil.NeverReads(t)
 	for _, tt := range []struct {
 		name, network string
 		addr          netip.AddrPort
 	}{
 		{"udp nobody listens", "udp", deadAddr},
 		{"udp blackhole", "udp", hole.LocalAddr().(*net.UDPAddr).AddrPort()},
-		{"tcp never reads", "tcp", slow.Addr().(*net.TCPAddr).AddrPort()},
+		{"tcp never reads", "tcp", slow},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s, port := startWith(t, &fakeRouter{}, nil)
@@ -212,7 +200,7 @@ func TestCaptureToDeadCollectorKeepsAnswering(t *testing.T) {
 			}
 			dropped := 0.0
 			for _, r := range []string{"queue-full", "collector-down", "send-error"} {
-				dropped += testutilValue(s, r)
+				dropped += droppedCaptures(s, r)
 			}
 			if tt.network == "udp" && dropped == 0 {
 				t.Error("no drop counted towards a closed port")
@@ -222,6 +210,6 @@ func TestCaptureToDeadCollectorKeepsAnswering(t *testing.T) {
 	}
 }
 
-func testutilValue(s *Server, reason string) float64 {
-	return testutil.ToFloat64(s.metrics.HEPDropped.WithLabelValues(reason))
+func droppedCaptures(s *Server, reason string) float64 {
+	return promtest.ToFloat64(s.metrics.HEPDropped.WithLabelValues(reason))
 }
