@@ -206,3 +206,29 @@ func TestCallID(t *testing.T) {
 		})
 	}
 }
+
+// FuzzNextMessage: a message is the input after its leading CRLFs, cut
+// once; the rest follows it at once. So splitting never loses, reorders or
+// invents a byte but the keep-alives, and always advances.
+func FuzzNextMessage(f *testing.F) {
+	f.Add([]byte("INVITE sip:a SIP/2.0\r\nl: 3\r\n\r\nabc\r\n\r\nSIP/2.0 200 OK\r\nCall-ID: x\r\n\r\n"))
+	f.Add([]byte("\r\n\r\n"))
+	f.Add([]byte("BYE x SIP/2.0\r\nContent-Length: 999999999\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for rest := b; len(rest) > 0; {
+			msg, next := nextMessage(rest)
+			trimmed := bytes.TrimLeft(rest, "\r\n")
+			if !bytes.HasPrefix(trimmed, msg) || !bytes.Equal(next, trimmed[len(msg):]) {
+				t.Fatalf("split %q into %q and %q", rest, msg, next)
+			}
+			if len(msg) == 0 {
+				if len(next) != 0 {
+					t.Fatalf("no progress on %q", rest)
+				}
+				break
+			}
+			_ = callID(msg)
+			rest = next
+		}
+	})
+}
