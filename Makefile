@@ -15,7 +15,7 @@ PLUGINS     := $(notdir $(wildcard plugins/*))
 # tests in namespaces, dosfstools and e2fsprogs for the data-partition
 # tests; qemu, its UEFI firmware and systemd-boot boot the appliance images
 # (images/boottest).
-TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography baresip-core \
+TEST_DEBS   ?= sip-tester sngrep kamailio python3-grpcio python3-protobuf python3-cryptography baresip-core \
 	nftables iproute2 dosfstools e2fsprogs qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 systemd-boot-efi
 
 .PHONY: all build plugins run test test-short test-integration test-deps bench-sip bench-media bench-b2bua \

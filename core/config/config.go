@@ -19,6 +19,7 @@ type Config struct {
 	SIP        SIP               `toml:"sip"`
 	Media      Media             `toml:"media"`
 	SBC        SBC               `toml:"sbc"`
+	Capture    Capture           `toml:"capture"`
 	PluginHost PluginHost        `toml:"plugin_host"`
 	Plugins    map[string]Plugin `toml:"plugins"` // key = plugin instance name
 	Appliance  Appliance         `toml:"appliance"`
@@ -247,6 +248,7 @@ func Default() Config {
 		SBC: SBC{MaxCalls: 2000, MaxRedirects: 5, RingTimeout: Duration{3 * time.Minute}, FailoverTimeout: Duration{4 * time.Second},
 			KeepAlive: "crlf", KeepAliveInterval: Duration{30 * time.Second},
 			Peers: map[string]SBCPeer{}},
+		Capture: Capture{HEPTransport: "udp", HEPID: 1, HEPQueue: 8192},
 		PluginHost: PluginHost{
 			Dir:               "bin/plugins",
 			CallTimeout:       Duration{500 * time.Millisecond},

@@ -53,6 +53,7 @@ func (c *Config) validate(pre []problem, failed map[string]bool) error {
 	v.media()
 	v.sbc()
 	v.bans()
+	v.capture()
 	v.pluginHost()
 	v.plugins()
 	v.appliance()
