@@ -119,7 +119,10 @@ func start(ctx context.Context, path string, logOut io.Writer) (_ *daemon, err e
 			return nil, err
 		}
 		if err := d.applyCapture(ctx, cfg); err != nil {
-			return nil, err
+			// Capture is a diagnostic: a collector that does not resolve
+			// at boot (DNS not up yet) must not keep the box from serving
+			// calls. The next reload tries again.
+			log.Error("sip capture not started: calls are served without it until a reload", "err", err)
 		}
 		if err := d.startSBC(cfg); err != nil {
 			return nil, err

@@ -407,3 +407,20 @@ func TestIntegrationHEPCaptureAuthKey(t *testing.T) {
 		})
 	}
 }
+
+// A collector that does not resolve at boot (DNS not up yet) must not keep
+// the box from serving calls: edged starts, says why capture is off, and
+// routes.
+func TestIntegrationHEPCollectorUnresolvedAtStart(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	l := newLab(t)
+	l.Raw = l.render(t) + "\n[capture]\nhep = \"no-such-host.invalid:9060\"\n"
+	e := startEdged(t, l)
+	if !strings.Contains(e.logText(), "sip capture not started") || !strings.Contains(e.logText(), "capture.hep") {
+		t.Errorf("no log line names capture.hep as the reason capture is off:\n%s", e.logText())
+	}
+	e.sipp(t, sipptest.Run{Scenario: sipptest.UAC302, Service: "1001", ContactPattern: contactRE("1001", "um-a.test", 5062, "tcp"),
+		Calls: 5, Rate: 5})
+}
