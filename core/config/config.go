@@ -146,6 +146,14 @@ type SBCPeer struct {
 	// as 183 only (a 180 as 180 without SDP, then 183): UCMA peers such as
 	// Exchange UM lose the media of SDP in a 180 (R-SBC-9).
 	Early183 bool `toml:"early_183"`
+	// RedirectMode, for a calling peer, is what a back end's 3xx does to
+	// its calls (R-SBC-7): "handle_locally" (the SBC follows it, on the
+	// back end's own host only; the default), "transparent" (relayed with
+	// the back end's Contact as it is: the caller learns the internal
+	// address) or "rewrite" (relayed with the Contact rewritten onto the
+	// SBC, its user a signed marker valid for one minute that the SBC
+	// routes back to the original target).
+	RedirectMode string `toml:"redirect_mode"`
 }
 
 // PluginHost configures how plugin binaries are found, pinned and run.

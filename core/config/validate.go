@@ -307,6 +307,9 @@ func (v *validator) sbc() {
 		default:
 			v.addf(path+".media_security", ErrInvalid, "%q is not one of as-is, rtp, srtp, both", p.MediaSecurity)
 		}
+		if !slices.Contains([]string{"", "handle_locally", "transparent", "rewrite"}, p.RedirectMode) {
+			v.addf(path+".redirect_mode", ErrInvalid, "%q is not one of handle_locally, transparent, rewrite", p.RedirectMode)
+		}
 		for i, c := range p.Codecs {
 			if !isCodecName(c) {
 				v.addf(fmt.Sprintf("%s.codecs[%d]", path, i), ErrInvalid, "%q is no codec name (an SDP encoding name such as PCMA)", c)

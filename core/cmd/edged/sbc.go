@@ -44,7 +44,7 @@ func (d *daemon) startSBC(cfg *config.Config) error {
 func peerOptions(peers map[string]config.SBCPeer) map[string]b2bua.Peer {
 	out := make(map[string]b2bua.Peer, len(peers))
 	for name, p := range peers {
-		out[name] = b2bua.Peer{Early183: p.Early183}
+		out[name] = b2bua.Peer{Early183: p.Early183, RedirectMode: b2bua.RedirectMode(p.RedirectMode)}
 	}
 	return out
 }

@@ -314,6 +314,43 @@ func TestIntegrationSBCFollowsRedirectAndHolds(t *testing.T) {
 	}
 }
 
+// redirect_mode = "rewrite" for the caller: the UM service's 302 reaches
+// the caller with its Contact rewritten onto edged (a signed marker, no
+// back-end address); the caller's INVITE to it is proxied to the worker
+// the 302 named; a forged marker gets 403.
+func TestIntegrationSBCRewritesRedirect(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	service, worker := freePort(t), freePort(t)
+	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
+	e := startEdged(t, sbcLab(t, service, cdr, "[sbc.peers.lab]\nredirect_mode = \"rewrite\"\n"))
+	w := uas(t, "worker", "sbc_uas.xml", worker)
+	s := uas(t, "service", "sbc_uas_302.xml", service, "-set", "worker", strconv.Itoa(worker))
+	caller := uac(t, e, "caller", "sbc_uac_follow.xml")
+	caller.wait(t, 30*time.Second)
+	s.wait(t, 5*time.Second)
+	w.wait(t, 5*time.Second)
+
+	var saw302 bool
+	for _, m := range caller.received(t) {
+		for _, secret := range []string{":" + strconv.Itoa(worker), ":" + strconv.Itoa(service), "SIPpTag02", "SIPpTag01"} {
+			if strings.Contains(m, secret) {
+				t.Errorf("the caller got %q of the back end:\n%s", secret, m)
+			}
+		}
+		saw302 = saw302 || strings.Contains(m, "SIP/2.0 302") && strings.Contains(m, "Contact: <sip:umr.")
+	}
+	if !saw302 {
+		t.Error("the caller got no 302 with a marker Contact")
+	}
+	waitFor(t, 5*time.Second, "the CDRs", func() bool { _, err := os.Stat(cdr); return err == nil && len(readCDRs(t, cdr)) == 2 })
+	recs := readCDRs(t, cdr)
+	if recs[0]["status"] != 302.0 || recs[1]["status"] != 200.0 || recs[1]["reason"] != "caller hung up" {
+		t.Errorf("CDRs: %v / %v", recs[0], recs[1])
+	}
+}
+
 // A call with no media ends by the inactivity timeout: BYE to both legs,
 // reason in the CDR. And a call in progress at SIGTERM is ended the same
 // way, its CDR written before edged exits.

@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,8 +39,12 @@ type Config struct {
 	// failure (no answer, 481) ends the call on both legs.
 	KeepAlive         KeepAlive
 	KeepAliveInterval time.Duration
-	// Peers are per-peer options by router gateway name (the caller's leg).
+	// Peers are per-peer options by router gateway name (the caller's leg)
+	// or pool name (the back end's).
 	Peers map[string]Peer
+	// MarkerTTL is how long the caller may call a Contact that
+	// RedirectRewrite wrote; 0 = DefaultMarkerTTL.
+	MarkerTTL time.Duration
 }
 
 // Peer are the options of one calling peer.
@@ -49,6 +54,9 @@ type Peer struct {
 	// (Exchange UM, Lync) peers lose the media of SDP in a 180 (R-WK-5,
 	// R-SBC-9).
 	Early183 bool
+	// RedirectMode is what a back end's 3xx does to a call from this peer
+	// (R-SBC-7); "" = RedirectLocal.
+	RedirectMode RedirectMode
 }
 
 // KeepAlive is how calls' UDP callers are kept reachable.
@@ -83,6 +91,9 @@ func (c *Config) defaults() {
 	}
 	if c.FailoverTimeout <= 0 {
 		c.FailoverTimeout = 4 * time.Second
+	}
+	if c.MarkerTTL <= 0 {
+		c.MarkerTTL = DefaultMarkerTTL
 	}
 }
 
@@ -172,6 +183,8 @@ type Engine struct {
 	tp    Transport
 	media Media
 	cdr   *CDRWriter
+	// markers signs the Contacts of rewritten 3xx (redirect.go).
+	markers markerKey
 
 	mu        sync.RWMutex     // read-locked per SIP message (Has, Handle), write-locked per call
 	byA       map[string]*call // by leg A's Call-ID
@@ -197,8 +210,10 @@ func New(cfg Config, tp Transport, m Media, cdr *CDRWriter, log *slog.Logger) *E
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Engine{cfg: cfg, log: log, tp: tp, media: m, cdr: cdr,
+	e := &Engine{cfg: cfg, log: log, tp: tp, media: m, cdr: cdr,
 		byA: map[string]*call{}, byB: map[string]*call{}, perGW: map[string]int{}, perBE: map[string]int{}}
+	_, _ = rand.Read(e.markers[:]) // crypto/rand.Read never fails (Go 1.24)
+	return e
 }
 
 // Invite takes a new call of a proxy pool: it answers the caller with 100

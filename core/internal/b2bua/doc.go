@@ -1,7 +1,8 @@
 // Package b2bua runs the calls of proxy pools as a back-to-back user agent:
 // the SBC of DESIGN.md §5.2. The caller's INVITE (leg A) is answered by the
 // core as a UAS; the core places a call of its own (leg B) to the back end
-// the routing table chose, follows the back end's 3xx itself (R-CR-5),
+// the routing table chose, handles the back end's 3xx by the caller's
+// 3xx mode (R-SBC-7, redirect.go: follows it itself, R-CR-5, by default),
 // anchors the media through the media engine and relays what one leg does
 // to the other: provisional and final answers, ACK, CANCEL, BYE and
 // re-INVITE (hold, resume, codec change, re-key).

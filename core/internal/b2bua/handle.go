@@ -1,16 +1,11 @@
 package b2bua
 
 import (
-	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-
-	"github.com/umedge/umedge/core/internal/sipheader"
-	"github.com/umedge/umedge/core/sdk/router"
 )
 
 // handleA takes a message from the caller's side. It reports false for a
@@ -235,7 +230,10 @@ func (c *call) inviteAnswer(res *sip.Response) {
 			return
 		}
 		if code < 400 {
-			if c.follow(res) {
+			switch mode := c.redirectMode(); {
+			case mode == RedirectLocal && c.follow(res):
+				return
+			case mode != RedirectLocal && c.relayRedirect(res, mode == RedirectRewrite):
 				return
 			}
 			// A redirect not followed goes no further: relayed, it would
@@ -343,53 +341,24 @@ func (c *call) success(res *sip.Response) {
 }
 
 // follow places leg B again at the Contact of the back end's 3xx (R-CR-5:
-// the UM service moves the call to a worker instance). Only a Contact on
-// the back end's own host is followed — named by the same address or the
-// same name, so no DNS lookup happens here: a back end cannot make the
-// appliance call elsewhere. A secured plan's call stays on TLS.
+// the UM service moves the call to a worker instance), where
+// redirectTarget allows it.
 func (c *call) follow(res *sip.Response) bool {
 	ct := res.Contact()
 	if ct == nil || c.redirects >= c.e.cfg.MaxRedirects {
 		return false
 	}
 	u := ct.Address
-	tp := router.TCP
-	switch param, _ := u.UriParams.Get("transport"); {
-	case strings.EqualFold(u.Scheme, "sips") || strings.EqualFold(param, "tls"):
-		tp = router.TLS
-	case strings.EqualFold(param, "udp"):
-		tp = router.UDP
-	}
-	if c.secured() && tp != router.TLS {
-		c.e.log.Info("redirect off TLS on a secured dial plan not followed", "call_id", c.b.callID, "contact", u.String())
-		return false
-	}
-	port := u.Port
-	if port == 0 {
-		port = 5060
-		if tp == router.TLS {
-			port = 5061
-		}
-	}
-	host := strings.Trim(u.Host, "[]")
-	addr, err := netip.ParseAddr(host)
-	switch {
-	case err == nil && addr.Unmap() == c.b.dst.Addr().Unmap():
-	case err != nil && strings.EqualFold(host, c.b.serverName):
-		addr = c.b.dst.Addr()
-	default:
-		c.e.log.Info("redirect to another host not followed", "call_id", c.b.callID, "contact", u.String())
+	tp, dst, _, ok := c.redirectTarget(&u)
+	if !ok {
 		return false
 	}
 	c.redirects++
 	c.e.Metrics.Redirects.Add(1)
 	uri := "sip:"
 	if u.User != "" {
-		var sb strings.Builder
-		sipheader.WriteUser(&sb, u.User)
-		uri += sb.String() + "@"
+		uri += escapedUser(&u) + "@"
 	}
-	dst := netip.AddrPortFrom(addr.Unmap(), uint16(port))
 	uri += hostPort(dst)
 	if err := c.routeTo(tp, c.b.serverName, dst, uri, uri); err != nil {
 		return false
