@@ -154,6 +154,20 @@ type SBCPeer struct {
 	// SBC, its user a signed marker valid for one minute that the SBC
 	// routes back to the original target).
 	RedirectMode string `toml:"redirect_mode"`
+	// HeaderRules rewrite the headers of the messages sent to or received
+	// from this peer (R-SBC-10), in order; at most 64.
+	HeaderRules []HeaderRule `toml:"header_rules"`
+}
+
+// HeaderRule is one header manipulation rule ([[sbc.peers.<name>.header_rules]]).
+type HeaderRule struct {
+	Direction    string `toml:"direction"`     // in (received from the peer) | out (sent to it) | both
+	Header       string `toml:"header"`        // the header matched, e.g. "Diversion"
+	Part         string `toml:"part"`          // value | user | host (of its URI); "" = value
+	Match        string `toml:"match"`         // Go regexp (RE2) on the part; "" = every instance
+	Action       string `toml:"action"`        // add | remove | replace | set
+	Value        string `toml:"value"`         // what add, replace and set write; $1 and ${name} expand capture groups
+	TargetHeader string `toml:"target_header"` // the header add and set write; "" = header
 }
 
 // PluginHost configures how plugin binaries are found, pinned and run.

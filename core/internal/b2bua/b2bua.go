@@ -14,6 +14,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/umedge/umedge/core/internal/hdrrules"
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
@@ -57,6 +58,9 @@ type Peer struct {
 	// RedirectMode is what a back end's 3xx does to a call from this peer
 	// (R-SBC-7); "" = RedirectLocal.
 	RedirectMode RedirectMode
+	// Rules rewrite the headers sent to and received from this peer
+	// (R-SBC-10, rules.go); nil = none.
+	Rules *hdrrules.Set
 }
 
 // KeepAlive is how calls' UDP callers are kept reachable.
@@ -201,6 +205,7 @@ type Engine struct {
 // Counters are the engine's totals since it started.
 type Counters struct {
 	Calls, Answered, Failed, Refused, Redirects atomic.Uint64
+	RulesRefused                                atomic.Uint64 // header-rule results not applied: unsafe or over a bound
 }
 
 // New returns an engine that sends through tp and anchors media with m;
@@ -220,7 +225,8 @@ func New(cfg Config, tp Transport, m Media, cdr *CDRWriter, log *slog.Logger) *E
 // Trying (or a rejection) and places leg B. req must have passed the
 // front's checks (one Via at least, From and To tags as RFC 3261 asks).
 func (e *Engine) Invite(req *sip.Request, in Inbound, t Target) {
-	c := newCall(e, req, in, t)
+	e.inviteRules(req, &t)
+	c := newCall(e, req, e.withRules(e.cfg.Peers[t.Gateway].Rules, in), t)
 	if st := e.admit(c); st != nil {
 		if st.code == 0 {
 			return // a retransmission that overtook its first copy's admission
@@ -362,10 +368,14 @@ func (e *Engine) Handle(msg sip.Message, in Inbound) bool {
 	e.mu.RUnlock()
 	switch {
 	case cb != nil && cb.fromB(in.Source):
-		cb.handleB(msg, in)
+		rs := cb.rulesOf(SideB)
+		e.inbound(rs, msg)
+		cb.handleB(msg, e.withRules(rs, in))
 		return true
 	case ca != nil && ca.fromA(in):
-		return ca.handleA(msg, in)
+		rs := ca.rulesOf(SideA)
+		e.inbound(rs, msg)
+		return ca.handleA(msg, e.withRules(rs, in))
 	}
 	return false
 }

@@ -419,7 +419,7 @@ func (c *call) unreachable(tp router.Transport, dst netip.AddrPort) {
 }
 
 func (c *call) sendB(msg []byte) {
-	if err := c.e.tp.Send(c.b.tp, c.b.dst, c.b.serverName, msg); err != nil {
+	if err := c.e.tp.Send(c.b.tp, c.b.dst, c.b.serverName, c.e.outbound(c.rulesOf(SideB), msg)); err != nil {
 		c.e.log.Debug("sending to back end", "call_id", c.b.callID, "dst", c.b.dst, "err", err)
 	}
 }

@@ -13,7 +13,8 @@
 // History-Info, P-Asserted-Identity, Privacy, Subject) is copied across;
 // responses carry status, reason, Retry-After and the rewritten SDP only.
 // Nothing of one leg's Via, Contact, Record-Route or SDP origin reaches
-// the other.
+// the other. A peer's header manipulation rules (R-SBC-10, rules.go) then
+// rewrite what is sent to it and what it sent, never those headers.
 //
 // The package owns no socket. The SIP front hands it the INVITEs of proxy
 // pools and every message whose Call-ID belongs to one of its calls
