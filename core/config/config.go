@@ -154,6 +154,13 @@ type SBCPeer struct {
 	// SBC, its user a signed marker valid for one minute that the SBC
 	// routes back to the original target).
 	RedirectMode string `toml:"redirect_mode"`
+	// ReferMode, for a calling peer, is what a REFER from the back end
+	// does to its calls (R-SBC-7, R-ID-8): "transparent" (passed to the
+	// caller; the default) or "handle_locally" (the SBC answers it,
+	// calls the Refer-To target itself — a back end or gateway the
+	// routing knows, else 403 — and moves the caller's media there with
+	// a re-INVITE: the caller never sees the REFER).
+	ReferMode string `toml:"refer_mode"`
 	// HeaderRules rewrite the headers of the messages sent to or received
 	// from this peer (R-SBC-10), in order; at most 64.
 	HeaderRules []HeaderRule `toml:"header_rules"`

@@ -333,6 +333,9 @@ func TestValidateSBC(t *testing.T) {
 		{name: "3xx modes", give: func(c *Config) {
 			c.SBC.Peers = map[string]SBCPeer{"a": {RedirectMode: "rewrite"}, "b": {RedirectMode: "transparent"}, "c": {RedirectMode: "handle_locally"}}
 		}},
+		{name: "unknown REFER mode", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"gw": {ReferMode: "rewrite"}}
+		}, wantPath: "sbc.peers.gw.refer_mode", wantErr: ErrInvalid},
 		{name: "unknown 3xx mode", give: func(c *Config) {
 			c.SBC.Peers = map[string]SBCPeer{"gw": {RedirectMode: "follow"}}
 		}, wantPath: "sbc.peers.gw.redirect_mode", wantErr: ErrInvalid},

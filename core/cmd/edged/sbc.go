@@ -40,7 +40,8 @@ func (d *daemon) startSBC(cfg *config.Config) error {
 	}
 	d.b2b = b2bua.New(b2bua.Config{FQDN: cfg.SIP.FQDN, MaxCalls: s.MaxCalls, MaxRedirects: s.MaxRedirects,
 		RetryAfter: cfg.SIP.RetryAfter.Duration, RingTimeout: s.RingTimeout.Duration, FailoverTimeout: s.FailoverTimeout.Duration,
-		KeepAlive: keepAlive(s.KeepAlive), KeepAliveInterval: s.KeepAliveInterval.Duration, Peers: peers},
+		KeepAlive: keepAlive(s.KeepAlive), KeepAliveInterval: s.KeepAliveInterval.Duration, Peers: peers,
+		Table: d.routingTable},
 		d.front, mediaAdapter{eng: eng, peers: s.Peers}, cdr, d.log.With("component", "b2bua"))
 	d.front.SetB2BUA(d.b2b)
 	return nil
@@ -61,7 +62,8 @@ func peerOptions(peers map[string]config.SBCPeer) (map[string]b2bua.Peer, error)
 		if err != nil {
 			return nil, fmt.Errorf("sbc.peers.%s.header_rules: %w", name, err)
 		}
-		out[name] = b2bua.Peer{Early183: p.Early183, RedirectMode: b2bua.RedirectMode(p.RedirectMode), Rules: rs}
+		out[name] = b2bua.Peer{Early183: p.Early183, RedirectMode: b2bua.RedirectMode(p.RedirectMode),
+			ReferMode: b2bua.ReferMode(p.ReferMode), Rules: rs}
 	}
 	return out, nil
 }
@@ -71,6 +73,14 @@ func keepAlive(mode string) b2bua.KeepAlive {
 		return b2bua.KeepAliveOff
 	}
 	return b2bua.KeepAlive(mode)
+}
+
+// routingTable is the routing table in force, nil before the first one.
+func (d *daemon) routingTable() *router.Table {
+	if d.engine == nil {
+		return nil
+	}
+	return d.engine.Table()
 }
 
 // stopSBC ends every proxy call (BYE on both legs, CDRs written) while the

@@ -351,6 +351,54 @@ func TestIntegrationSBCRewritesRedirect(t *testing.T) {
 	}
 }
 
+// refer_mode = "handle_locally" for the caller (R-ID-8: CUCM handles UM's
+// REFER badly): the UM back end answers, then transfers with REFER to a
+// target on the caller's gateway; edged answers 202, calls the target
+// itself, moves the caller's media with a re-INVITE and tells UM in
+// NOTIFYs; UM hangs up. The caller never sees a REFER.
+func TestIntegrationSBCReferHandledLocally(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	um, target := freePort(t), freePort(t)
+	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
+	e := startEdged(t, sbcLab(t, um, cdr, "[sbc.peers.lab]\nrefer_mode = \"handle_locally\"\n"))
+	tg := startSIPp(t, "target", "-sf", sbcScenario("sbc_uas_target.xml"), "-t", "u1", "-i", "127.0.0.1", "-p", strconv.Itoa(target),
+		"-mi", "127.0.0.1", "-mp", strconv.Itoa(freePort(t)), "-m", "1")
+	u := uas(t, "um", "sbc_uas_refer.xml", um, "-set", "target", strconv.Itoa(target))
+	caller := uac(t, e, "caller", "sbc_uac_xfer.xml")
+	caller.wait(t, 30*time.Second)
+	u.wait(t, 10*time.Second)
+	tg.wait(t, 10*time.Second)
+
+	for _, m := range caller.received(t) {
+		if strings.Contains(m, "REFER sip:") || strings.Contains(m, "Refer-To") {
+			t.Errorf("the caller saw the REFER:\n%s", m)
+		}
+		for _, secret := range []string{":" + strconv.Itoa(target), ":" + strconv.Itoa(um), "SIPpTag03", "SIPpTag01"} {
+			if strings.Contains(m, secret) {
+				t.Errorf("the caller got %q of the back end or the target:\n%s", secret, m)
+			}
+		}
+	}
+	var notified bool
+	for _, m := range u.received(t) {
+		notified = notified || strings.Contains(m, "NOTIFY sip:") && strings.Contains(m, "SIP/2.0 200 OK") && strings.Contains(m, "terminated")
+	}
+	if !notified {
+		t.Error("UM got no final NOTIFY with the target's 200")
+	}
+	for _, m := range tg.received(t) {
+		if strings.Contains(m, ":"+strconv.Itoa(um)) || strings.Contains(m, "SIPpTag00") {
+			t.Errorf("the target got the back end's or the caller's identifiers:\n%s", m)
+		}
+	}
+	waitFor(t, 5*time.Second, "the CDR", func() bool { _, err := os.Stat(cdr); return err == nil && len(readCDRs(t, cdr)) == 1 })
+	if rec := readCDRs(t, cdr)[0]; rec["status"] != 200.0 || rec["reason"] != "caller hung up" {
+		t.Errorf("CDR: %v", rec)
+	}
+}
+
 // A call with no media ends by the inactivity timeout: BYE to both legs,
 // reason in the CDR. And a call in progress at SIGTERM is ended the same
 // way, its CDR written before edged exits.

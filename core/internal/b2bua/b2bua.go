@@ -43,6 +43,9 @@ type Config struct {
 	// Peers are per-peer options by router gateway name (the caller's leg)
 	// or pool name (the back end's).
 	Peers map[string]Peer
+	// Table is the routing table in force: where a transfer handled
+	// locally may go (transfer.go); nil = nowhere.
+	Table func() *router.Table
 	// MarkerTTL is how long the caller may call a Contact that
 	// RedirectRewrite wrote; 0 = DefaultMarkerTTL.
 	MarkerTTL time.Duration
@@ -61,6 +64,9 @@ type Peer struct {
 	// Rules rewrite the headers sent to and received from this peer
 	// (R-SBC-10, rules.go); nil = none.
 	Rules *hdrrules.Set
+	// ReferMode is what a REFER from the back end does to a call from
+	// this peer (R-SBC-7, R-ID-8, transfer.go); "" = ReferTransparent.
+	ReferMode ReferMode
 }
 
 // KeepAlive is how calls' UDP callers are kept reachable.
@@ -195,7 +201,8 @@ type Engine struct {
 	byB       map[string]*call // by leg B's Call-ID
 	active    int              // calls holding an admission slot
 	perGW     map[string]int
-	perBE     map[string]int // by pool/backend
+	perBE     map[string]int     // by pool/backend
+	moreB     map[*call][]string // leg-B Call-IDs of transfers' new legs, by call
 	closed    bool
 	callsDone sync.WaitGroup
 
@@ -329,6 +336,7 @@ func (e *Engine) forget(c *call) {
 	if e.byB[c.b.callID] == c {
 		delete(e.byB, c.b.callID)
 	}
+	e.forgetMoreB(c)
 	e.mu.Unlock()
 }
 

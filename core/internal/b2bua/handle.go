@@ -110,7 +110,9 @@ func (c *call) responseA(res *sip.Response) {
 			c.a.out.stop()
 		}
 	case sip.INVITE:
-		if ri := c.reinvite; ri != nil && ri.from == SideB && cs.SeqNo == ri.cseq {
+		if x := c.xfer; x != nil && x.aCSeq != 0 && cs.SeqNo == x.aCSeq {
+			c.transferReinvite(x, res)
+		} else if ri := c.reinvite; ri != nil && ri.from == SideB && cs.SeqNo == ri.cseq {
 			c.reinviteAnswer(SideA, res)
 		} else if res.StatusCode >= 200 && res.StatusCode < 300 && c.a.reAck != nil && cs.SeqNo == c.a.reAckCSeq {
 			c.a.in.Requests.Send(c.a.reAck) // a retransmitted 2xx of a re-INVITE done: our ACK was lost
@@ -133,6 +135,9 @@ func (c *call) responseA(res *sip.Response) {
 func (c *call) handleB(msg sip.Message, in Inbound) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.transferMsg(msg, in) {
+		return
+	}
 	switch m := msg.(type) {
 	case *sip.Response:
 		c.responseB(m)
@@ -163,6 +168,12 @@ func (c *call) requestB(req *sip.Request, in Inbound) {
 		in.Reply.Send(response(req, in.Source, "", 200, "OK", []string{allow}, nil))
 	case sip.CANCEL:
 		in.Reply.Send(response(req, in.Source, "", 200, "OK", nil, nil))
+	case sip.REFER:
+		if c.referMode() == ReferLocal {
+			c.referLocal(req, in)
+			break
+		}
+		c.relay(SideB, req, in)
 	default:
 		if _, ok := relayed[req.Method]; ok {
 			c.relay(SideB, req, in)
@@ -434,7 +445,7 @@ func (c *call) reinviteFrom(side Side, req *sip.Request, in Inbound) {
 	case c.state != confirmed:
 		in.Reply.Send(response(req, in.Source, "", 500, "Server Internal Error", []string{"Retry-After: 1"}, nil))
 		return
-	case c.reinvite != nil:
+	case c.reinvite != nil, c.xfer != nil && !c.xfer.swapped:
 		in.Reply.Send(response(req, in.Source, "", 491, "Request Pending", nil, nil))
 		return
 	}
