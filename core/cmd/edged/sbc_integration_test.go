@@ -399,6 +399,59 @@ func TestIntegrationSBCReferHandledLocally(t *testing.T) {
 	}
 }
 
+// Header rules through edged: the caller's inbound rule rewrites the
+// Diversion the back end gets, the pool's outbound rule adds a header to
+// every message to the back end, the caller's outbound rule to every
+// message to the caller.
+func TestIntegrationSBCHeaderRules(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	callee := freePort(t)
+	rules := `
+[[sbc.peers.lab.header_rules]]
+direction = "in"
+header = "Diversion"
+part = "user"
+match = '^1001$'
+action = "replace"
+value = "4001"
+[[sbc.peers.lab.header_rules]]
+direction = "out"
+header = "X-Edge"
+action = "add"
+value = "to-caller"
+[[sbc.peers.sbc.header_rules]]
+direction = "out"
+header = "X-Edge"
+action = "add"
+value = "to-backend"
+`
+	e := startEdged(t, sbcLab(t, callee, filepath.Join(t.TempDir(), "cdr.jsonl"), rules))
+	b := uas(t, "callee", "sbc_uas.xml", callee)
+	a := uac(t, e, "caller", "sbc_uac.xml")
+	a.wait(t, 30*time.Second)
+	b.wait(t, 10*time.Second)
+	var inv, bye bool
+	for _, m := range b.received(t) {
+		if strings.Contains(m, "INVITE sip:") {
+			inv = strings.Contains(m, "Diversion: <sip:4001@") && strings.Contains(m, "X-Edge: to-backend")
+		}
+		bye = bye || strings.Contains(m, "BYE sip:") && strings.Contains(m, "X-Edge: to-backend")
+		if strings.Contains(m, "to-caller") {
+			t.Errorf("the back end got the caller's header:\n%s", m)
+		}
+	}
+	if !inv || !bye {
+		t.Errorf("the back end's INVITE (%v) or BYE (%v) was not rewritten", inv, bye)
+	}
+	for _, m := range a.received(t) {
+		if !strings.Contains(m, "X-Edge: to-caller") || strings.Contains(m, "to-backend") {
+			t.Errorf("a message to the caller without its rule's header:\n%s", m)
+		}
+	}
+}
+
 // A call with no media ends by the inactivity timeout: BYE to both legs,
 // reason in the CDR. And a call in progress at SIGTERM is ended the same
 // way, its CDR written before edged exits.
