@@ -282,6 +282,11 @@ func (k *markerKey) open(user string, caller netip.Addr, now time.Time) (marker,
 	return m, nil
 }
 
+// Marked reports whether req's Request-URI user is shaped like a marker
+// of a rewritten 3xx Contact: a prefix test, so that the front asks
+// Redirect (and builds its Inbound) only then.
+func Marked(req *sip.Request) bool { return strings.HasPrefix(req.Recipient.User, markerPrefix) }
+
 // Redirect takes a new INVITE whose Request-URI user is a marker of a
 // rewritten 3xx Contact (RedirectRewrite) and reports true; false for any
 // other INVITE (the front routes it). A valid marker's call is proxied to
@@ -290,7 +295,7 @@ func (k *markerKey) open(user string, caller netip.Addr, now time.Time) (marker,
 // logged: the marker is no open relay. call is the call as the front
 // parsed it (its Diversion and History-Info for leg B).
 func (e *Engine) Redirect(req *sip.Request, in Inbound, call *router.Call) bool {
-	if !strings.HasPrefix(req.Recipient.User, markerPrefix) {
+	if !Marked(req) {
 		return false
 	}
 	m, err := e.markers.open(req.Recipient.User, in.Source.Addr(), time.Now())

@@ -224,3 +224,21 @@ func FuzzApply(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkApplyMessage: the example rules over an INVITE as the B2BUA
+// writes it (each message to a peer with rules pays this once per send).
+func BenchmarkApplyMessage(b *testing.B) {
+	s, err := Compile(allExamples())
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := []byte("INVITE sip:1001@203.0.113.5:5062;transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP 198.51.100.1:5060;branch=z9hG4bK1;rport\r\n" +
+		"Max-Forwards: 69\r\nFrom: \"Alice\" <sip:+14255550123@sbc.example.net>;tag=abc\r\nTo: <sip:1001@203.0.113.5:5062>\r\n" +
+		"Call-ID: umedge-1\r\nCSeq: 1 INVITE\r\nContact: <sip:198.51.100.1:5060;transport=tcp>\r\n" +
+		"Diversion: <sip:1001@sbc.example.net>;reason=no-answer\r\nHistory-Info: <sip:1001@pbx>;index=1\r\n" +
+		"Content-Type: application/sdp\r\nContent-Length: 0\r\n\r\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		s.ApplyMessage(Out, msg)
+	}
+}
