@@ -147,6 +147,35 @@ type SBCPeer struct {
 	// as 183 only (a 180 as 180 without SDP, then 183): UCMA peers such as
 	// Exchange UM lose the media of SDP in a 180 (R-SBC-9).
 	Early183 bool `toml:"early_183"`
+	// RedirectMode, for a calling peer, is what a back end's 3xx does to
+	// its calls (R-SBC-7): "handle_locally" (the SBC follows it, on the
+	// back end's own host only; the default), "transparent" (relayed with
+	// the back end's Contact as it is: the caller learns the internal
+	// address) or "rewrite" (relayed with the Contact rewritten onto the
+	// SBC, its user a signed marker valid for one minute that the SBC
+	// routes back to the original target).
+	RedirectMode string `toml:"redirect_mode"`
+	// ReferMode, for a calling peer, is what a REFER from the back end
+	// does to its calls (R-SBC-7, R-ID-8): "transparent" (passed to the
+	// caller; the default) or "handle_locally" (the SBC answers it,
+	// calls the Refer-To target itself — a back end or gateway the
+	// routing knows, else 403 — and moves the caller's media there with
+	// a re-INVITE: the caller never sees the REFER).
+	ReferMode string `toml:"refer_mode"`
+	// HeaderRules rewrite the headers of the messages sent to or received
+	// from this peer (R-SBC-10), in order; at most 64.
+	HeaderRules []HeaderRule `toml:"header_rules"`
+}
+
+// HeaderRule is one header manipulation rule ([[sbc.peers.<name>.header_rules]]).
+type HeaderRule struct {
+	Direction    string `toml:"direction"`     // in (received from the peer) | out (sent to it) | both
+	Header       string `toml:"header"`        // the header matched, e.g. "Diversion"
+	Part         string `toml:"part"`          // value | user | host (of its URI); "" = value
+	Match        string `toml:"match"`         // Go regexp (RE2) on the part; "" = every instance
+	Action       string `toml:"action"`        // add | remove | replace | set
+	Value        string `toml:"value"`         // what add, replace and set write; $1 and ${name} expand capture groups
+	TargetHeader string `toml:"target_header"` // the header add and set write; "" = header
 }
 
 // PluginHost configures how plugin binaries are found, pinned and run.

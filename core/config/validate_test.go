@@ -330,6 +330,15 @@ func TestValidateSBC(t *testing.T) {
 		{name: "codec name with a separator", give: func(c *Config) {
 			c.SBC.Peers = map[string]SBCPeer{"gw": {Codecs: []string{"PCMA", "PCMU/8000\r\na=x"}}}
 		}, wantPath: "sbc.peers.gw.codecs[1]", wantErr: ErrInvalid},
+		{name: "3xx modes", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"a": {RedirectMode: "rewrite"}, "b": {RedirectMode: "transparent"}, "c": {RedirectMode: "handle_locally"}}
+		}},
+		{name: "unknown REFER mode", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"gw": {ReferMode: "rewrite"}}
+		}, wantPath: "sbc.peers.gw.refer_mode", wantErr: ErrInvalid},
+		{name: "unknown 3xx mode", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"gw": {RedirectMode: "follow"}}
+		}, wantPath: "sbc.peers.gw.redirect_mode", wantErr: ErrInvalid},
 		{name: "CDR directory missing", give: func(c *Config) { c.SBC.CDRFile = filepath.Join(dir, "no", "cdr.jsonl") },
 			wantPath: "sbc.cdr_file", wantErr: ErrInvalid},
 		{name: "negative call limit", give: func(c *Config) { c.SBC.MaxCalls = -1 },

@@ -8,6 +8,7 @@ import (
 
 	"github.com/umedge/umedge/core/config"
 	"github.com/umedge/umedge/core/internal/b2bua"
+	"github.com/umedge/umedge/core/internal/hdrrules"
 	"github.com/umedge/umedge/core/internal/media"
 	"github.com/umedge/umedge/core/sdk/router"
 )
@@ -33,20 +34,38 @@ func (d *daemon) startSBC(cfg *config.Config) error {
 		}
 	}
 	s := cfg.SBC
+	peers, err := peerOptions(s.Peers)
+	if err != nil {
+		return err
+	}
 	d.b2b = b2bua.New(b2bua.Config{FQDN: cfg.SIP.FQDN, MaxCalls: s.MaxCalls, MaxRedirects: s.MaxRedirects,
 		RetryAfter: cfg.SIP.RetryAfter.Duration, RingTimeout: s.RingTimeout.Duration, FailoverTimeout: s.FailoverTimeout.Duration,
-		KeepAlive: keepAlive(s.KeepAlive), KeepAliveInterval: s.KeepAliveInterval.Duration, Peers: peerOptions(s.Peers)},
+		KeepAlive: keepAlive(s.KeepAlive), KeepAliveInterval: s.KeepAliveInterval.Duration, Peers: peers,
+		Table: d.routingTable},
 		d.front, mediaAdapter{eng: eng, peers: s.Peers}, cdr, d.log.With("component", "b2bua"))
 	d.front.SetB2BUA(d.b2b)
 	return nil
 }
 
-func peerOptions(peers map[string]config.SBCPeer) map[string]b2bua.Peer {
+// peerOptions are the B2BUA's per-peer options; its error names the peer
+// whose header rules do not compile (config validation has checked them,
+// so this is a bug, not an operator's mistake).
+func peerOptions(peers map[string]config.SBCPeer) (map[string]b2bua.Peer, error) {
 	out := make(map[string]b2bua.Peer, len(peers))
 	for name, p := range peers {
-		out[name] = b2bua.Peer{Early183: p.Early183}
+		rules := make([]hdrrules.Rule, len(p.HeaderRules))
+		for i, r := range p.HeaderRules {
+			rules[i] = hdrrules.Rule{Direction: hdrrules.Direction(r.Direction), Header: r.Header, Part: hdrrules.Part(r.Part),
+				Match: r.Match, Action: hdrrules.Action(r.Action), Value: r.Value, TargetHeader: r.TargetHeader}
+		}
+		rs, err := hdrrules.Compile(rules)
+		if err != nil {
+			return nil, fmt.Errorf("sbc.peers.%s.header_rules: %w", name, err)
+		}
+		out[name] = b2bua.Peer{Early183: p.Early183, RedirectMode: b2bua.RedirectMode(p.RedirectMode),
+			ReferMode: b2bua.ReferMode(p.ReferMode), Rules: rs}
 	}
-	return out
+	return out, nil
 }
 
 func keepAlive(mode string) b2bua.KeepAlive {
@@ -54,6 +73,14 @@ func keepAlive(mode string) b2bua.KeepAlive {
 		return b2bua.KeepAliveOff
 	}
 	return b2bua.KeepAlive(mode)
+}
+
+// routingTable is the routing table in force, nil before the first one.
+func (d *daemon) routingTable() *router.Table {
+	if d.engine == nil {
+		return nil
+	}
+	return d.engine.Table()
 }
 
 // stopSBC ends every proxy call (BYE on both legs, CDRs written) while the
