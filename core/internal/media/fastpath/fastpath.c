@@ -102,12 +102,15 @@ struct {
 	__type(value, __u64);
 } stats_map SEC(".maps");
 
+// pass counts reason and hands the packet on unchanged: TC_ACT_UNSPEC is
+// TCX_NEXT, so programs after ours on the interface still see it (TC_ACT_OK
+// would end the chain), and with cls_bpf the next filter or the stack.
 static __always_inline int pass(__u32 reason)
 {
 	__u64 *n = bpf_map_lookup_elem(&stats_map, &reason);
 	if (n)
 		*n += 1;
-	return TC_ACT_OK;
+	return TC_ACT_UNSPEC;
 }
 
 #define IP4_OFF ETH_HLEN

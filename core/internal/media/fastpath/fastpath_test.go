@@ -35,8 +35,8 @@ var (
 )
 
 const (
-	actOK       = 0 // TC_ACT_OK
-	actRedirect = 7 // TC_ACT_REDIRECT
+	actNext     = 0xffffffff // TC_ACT_UNSPEC (-1), TCX_NEXT: on to the next program or the stack
+	actRedirect = 7          // TC_ACT_REDIRECT
 )
 
 // lab is the namespace, the loaded program and the veth's index.
@@ -391,8 +391,8 @@ func TestProgramPasses(t *testing.T) {
 	for _, c := range cases {
 		before := l.reason(c.reason)
 		ret, out := l.run(t, c.pkt)
-		if ret != actOK {
-			t.Errorf("%s: verdict %d, want TC_ACT_OK", c.name, ret)
+		if ret != actNext {
+			t.Errorf("%s: verdict %d, want TC_ACT_UNSPEC (next)", c.name, ret)
 		}
 		if !bytes.Equal(out, c.pkt) {
 			t.Errorf("%s: the packet was changed", c.name)
@@ -414,8 +414,8 @@ func TestProgramNoRoute(t *testing.T) {
 	far := netip.MustParseAddrPort("192.0.2.50:6000") // TEST-NET-1, no route in the lab
 	must(t, l.p.Put(Entry{Local: local4, Peer: peer4, Src: src4, Dst: far, PayloadTypes: ptMask(0)}))
 	pkt := udpPacket(peer4, local4, rtp(0), pktOpts{})
-	if ret, out := l.run(t, pkt); ret != actOK || !bytes.Equal(out, pkt) {
-		t.Errorf("verdict %d, want TC_ACT_OK with the packet unchanged", ret)
+	if ret, out := l.run(t, pkt); ret != actNext || !bytes.Equal(out, pkt) {
+		t.Errorf("verdict %d, want TC_ACT_UNSPEC (next) with the packet unchanged", ret)
 	}
 	if l.reason("no_route") != 1 {
 		t.Errorf("reasons %v, want one no_route", l.p.Reasons())
@@ -433,7 +433,7 @@ func TestEntryLifecycle(t *testing.T) {
 		t.Errorf("counters of a deleted entry: %v, want ErrKeyNotExist", err)
 	}
 	pkt := udpPacket(peer4, local4, rtp(0), pktOpts{})
-	if ret, _ := l.run(t, pkt); ret != actOK {
+	if ret, _ := l.run(t, pkt); ret != actNext {
 		t.Errorf("a deleted entry still forwards (verdict %d)", ret)
 	}
 	if err := l.p.Put(Entry{Local: local4, Peer: peer6, Src: src4, Dst: dst4}); !errors.Is(err, ErrFamily) {
