@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -37,16 +38,7 @@ func newOffloadLab(t *testing.T, mode fastpath.Mode, mod func(*Config)) *offload
 	tag := fmt.Sprintf("%04x", rand.IntN(1<<16))
 	x := 16 + rand.IntN(200)
 	l := &offloadLab{engineNS: netns("um-fe-" + tag), callerNS: netns("um-fa-" + tag), calleeNS: netns("um-fb-" + tag), mode: mode}
-	for i, n := range []netns{l.engineNS, l.callerNS, l.calleeNS} {
-		if out, err := exec.Command("ip", "netns", "add", string(n)).CombinedOutput(); err != nil {
-			if i == 0 && strings.Contains(string(out), "not permitted") {
-				t.Skipf("this host cannot make network namespaces (no CAP_SYS_ADMIN?): %s", out)
-			}
-			t.Fatalf("ip netns add %s: %v\n%s", n, err, out)
-		}
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", string(n)).Run() })
-		n.run(t, "link", "set", "lo", "up")
-	}
+	addNetns(t, l.engineNS, l.callerNS, l.calleeNS)
 	l.aLocal = netip.MustParseAddr(fmt.Sprintf("10.%d.1.1", x))
 	l.callerAddr = netip.MustParseAddr(fmt.Sprintf("10.%d.1.2", x))
 	l.bLocal = netip.MustParseAddr(fmt.Sprintf("10.%d.2.1", x))
@@ -398,3 +390,49 @@ type discard struct{}
 
 func (discard) RTP([]byte)  {}
 func (discard) RTCP([]byte) {}
+
+// TestFastPathAbsent: where the program cannot attach (here: a namespace
+// with no Ethernet interface), auto relays in userspace with one log line
+// and a count, and tc refuses to start, naming the setting.
+func TestFastPathAbsent(t *testing.T) {
+	natLabAvailable(t)
+	ns := netns(fmt.Sprintf("um-fn-%04x", rand.IntN(1<<16)))
+	addNetns(t, ns)
+	var logs strings.Builder
+	var auto, tc *Engine
+	var errAuto, errTC error
+	ns.do(t, func() {
+		base := 20000 + 2*rand.IntN(15000)
+		cfg := Config{PortMin: base, PortMax: base + 15, Workers: 1, LatchWindow: time.Second, FastPath: fastpath.Auto}
+		auto, errAuto = New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+		cfg.FastPath = fastpath.TC
+		tc, errTC = New(cfg, nil)
+	})
+	if errAuto != nil {
+		t.Fatalf("auto without a usable interface: %v, want userspace", errAuto)
+	}
+	defer auto.Close()
+	st := auto.FastPath()
+	if st.Active || st.Unavail != 1 || !strings.Contains(st.Why, "no interface") {
+		t.Errorf("auto: %+v, want inactive, counted once, saying why", st)
+	}
+	if n := strings.Count(logs.String(), "media fast path off"); n != 1 {
+		t.Errorf("auto logged %d lines saying the fast path is off, want 1:\n%s", n, logs.String())
+	}
+	if errTC == nil {
+		tc.Close()
+		t.Fatal("tc without a usable interface started")
+	}
+	if !errors.Is(errTC, fastpath.ErrUnavailable) || !strings.Contains(errTC.Error(), `fast_path = "tc"`) {
+		t.Errorf("tc: %v, want ErrUnavailable naming fast_path", errTC)
+	}
+	// A session on the engine that fell back relays as before.
+	s, err := auto.NewSession("absent", plain, plain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if p := s.Stats().Legs[SideA].Path; p != PathUserspace {
+		t.Errorf("leg on %s, want userspace", p)
+	}
+}
