@@ -27,7 +27,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/umedge/umedge/core/internal/media/fastpath"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -88,7 +90,7 @@ func main() {
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("mediabench: %s, G.711 172-byte RTP, 50 pkt/s each way per call, server on CPU %d, %s per step, loadavg %s",
 		time.Now().UTC().Format(time.RFC3339), *serverCPU, *window, load)
-	fmt.Printf("%-9s %-4s %6s %9s %9s %7s %7s %7s %9s %6s %9s\n", "server", "mode", "calls", "sent", "recv", "loss%", "p50ms", "p99ms", "cpuµs/pkt", "cpu%", "allµs/pkt")
+	fmt.Printf("%-9s %-4s %6s %9s %9s %7s %7s %7s %9s %6s %9s %9s\n", "server", "mode", "calls", "sent", "recv", "loss%", "p50ms", "p99ms", "cpuµs/pkt", "cpu%", "allµs/pkt", "bpfµs/pkt")
 	// The generator alone (A and B talk directly) at the first step: its
 	// own latency, the part of the servers' figures that is not theirs.
 	if _, _, err := ramp("direct", "rtp", *rtpengine, *serverCPU, *portMin, *portMax, *from, *step, *from, *window); err != nil {
@@ -195,6 +197,15 @@ func ramp(srv, mode, rtpengineBin string, cpu, portMin, portMax, from, step, max
 			return 0, nil, err
 		}
 	}
+	if srv == "umedge-tc" {
+		// The kernel's BPF run-time statistics: the program's own CPU time
+		// per packet (bpfµs/pkt), which no process's CPU time contains.
+		stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+		if err != nil {
+			return 0, nil, fmt.Errorf("enable BPF statistics: %w", err)
+		}
+		defer func() { _ = stats.Close() }()
+	}
 	knee, failed := 0, 0
 	results := map[int]result{}
 	for calls := from; calls <= maxCalls && failed < 2; calls += step {
@@ -202,8 +213,8 @@ func ramp(srv, mode, rtpengineBin string, cpu, portMin, portMax, from, step, max
 		if err != nil {
 			return 0, nil, err
 		}
-		fmt.Printf("%-9s %-4s %6d %9d %9d %7.3f %7.2f %7.2f %9.2f %6.1f %9.2f\n", srv, mode, calls, r.sent, r.received,
-			r.loss*100, r.p50, r.p99, r.cpuPerPacket, r.cpuShare*100, r.allPerPacket)
+		fmt.Printf("%-9s %-4s %6d %9d %9d %7.3f %7.2f %7.2f %9.2f %6.1f %9.2f %9.2f\n", srv, mode, calls, r.sent, r.received,
+			r.loss*100, r.p50, r.p99, r.cpuPerPacket, r.cpuShare*100, r.allPerPacket, r.bpfPerPacket)
 		results[calls] = r
 		if r.loss >= 0.001 || r.p99 > 5 {
 			failed++
@@ -231,6 +242,7 @@ type result struct {
 	cpuPerPacket   float64 // µs of server CPU per relayed packet
 	cpuShare       float64 // server CPU time / wall time
 	allPerPacket   float64 // µs of the whole machine's busy CPU per relayed packet, generator included
+	bpfPerPacket   float64 // µs the fast-path program ran per packet it saw (kernel BPF statistics)
 }
 
 func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration, run string) (result, error) {
@@ -256,6 +268,7 @@ func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration
 	time.Sleep(time.Second)      // warm-up: latching, contexts
 	cpu0, cpuErr := procCPU(pid) // on failure, stop the load before returning
 	busy0 := machineBusy()
+	prog0, runs0 := programRuntime()
 	sent0, recv0 := g.sent.Load(), g.received.Load()
 	t0 := time.Now()
 	g.measure.Store(true)
@@ -263,6 +276,7 @@ func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration
 	g.measure.Store(false)
 	cpu1, _ := procCPU(pid)
 	busy1 := machineBusy()
+	prog1, runs1 := programRuntime()
 	wall := time.Since(t0)
 	sent1, recv1 := g.sent.Load(), g.received.Load()
 	close(stopSend)
@@ -281,6 +295,9 @@ func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration
 	if d := recv1 - recv0; d > 0 {
 		r.cpuPerPacket = float64((cpu1 - cpu0).Microseconds()) / float64(d)
 		r.allPerPacket = float64((busy1 - busy0).Microseconds()) / float64(d)
+	}
+	if runs1 > runs0 {
+		r.bpfPerPacket = float64(prog1-prog0) / 1e3 / float64(runs1-runs0)
 	}
 	_ = sent1 - sent0
 	r.cpuShare = float64(cpu1-cpu0) / float64(wall)

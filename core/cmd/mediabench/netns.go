@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cilium/ebpf"
 )
 
 // Set by flags: where the generator and the server bind, and the server's
@@ -78,4 +80,32 @@ func machineBusy() time.Duration {
 		}
 	}
 	return time.Duration(busy) * 10 * time.Millisecond // USER_HZ = 100
+}
+
+// progName is the fast-path program's name in the kernel (fastpath.c).
+const progName = "umedge_fastpath"
+
+// programRuntime sums the kernel's run time and run count (BPF statistics,
+// enabled by ramp for umedge-tc) of the loaded programs named progName.
+func programRuntime() (time.Duration, uint64) {
+	var rt time.Duration
+	var n uint64
+	for id := ebpf.ProgramID(0); ; {
+		next, err := ebpf.ProgramGetNextID(id)
+		if err != nil {
+			return rt, n // ErrNotExist: the last one
+		}
+		id = next
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue // unloaded meanwhile
+		}
+		if info, err := p.Info(); err == nil && info.Name == progName {
+			if st, err := p.Stats(); err == nil {
+				rt += st.Runtime
+				n += st.RunCount
+			}
+		}
+		_ = p.Close()
+	}
 }

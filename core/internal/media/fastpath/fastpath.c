@@ -37,7 +37,8 @@ struct fp_key {
 	__u8 pad;
 };
 
-#define FP_RTCP 1 // the entry is an RTCP socket's: any RTP-version packet passes
+#define FP_RTCP 1   // the entry is an RTCP socket's: any RTP-version packet passes
+#define FP_NO_FIB 2 // set by the program: the FIB refused (FWD_DISABLED), go straight to the engine's interface
 
 // fp_fwd is what becomes of a packet that matches: it must come from
 // peer:peer_port and leaves from src:src_port to dst:dst_port.
@@ -174,9 +175,13 @@ static __always_inline int redirect(struct __sk_buff *skb, struct bpf_fib_lookup
 // route decides whether a packet of tot_len bytes can leave towards the
 // rewritten destination: the FIB's answer, or for FWD_DISABLED the engine's
 // interface and its MTU.
-static __always_inline int route(struct __sk_buff *skb, struct bpf_fib_lookup *fib, const struct fp_fwd *f, __u32 tot_len)
+static __always_inline int route(struct __sk_buff *skb, struct bpf_fib_lookup *fib, struct fp_fwd *f, __u32 tot_len)
 {
-	int rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+	// On a host that does not forward the lookup is refused every time:
+	// the entry remembers, and later packets skip it.
+	int rc = BPF_FIB_LKUP_RET_FWD_DISABLED;
+	if (!(f->flags & FP_NO_FIB))
+		rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
 	switch (rc) {
 	case BPF_FIB_LKUP_RET_SUCCESS:
 	case BPF_FIB_LKUP_RET_NO_NEIGH:
@@ -185,6 +190,7 @@ static __always_inline int route(struct __sk_buff *skb, struct bpf_fib_lookup *f
 		return -ST_TOO_BIG;
 	case BPF_FIB_LKUP_RET_FWD_DISABLED:
 		if (f->ifindex) {
+			f->flags |= FP_NO_FIB;
 			__u32 mtu = 0;
 			if (bpf_check_mtu(skb, f->ifindex, &mtu, 0, 0))
 				return -ST_TOO_BIG;
