@@ -34,24 +34,32 @@ type offloadLab struct {
 
 func newOffloadLab(t *testing.T, mode fastpath.Mode, mod func(*Config)) *offloadLab {
 	t.Helper()
+	return newOffloadLabFamily(t, mode, false, mod)
+}
+
+// newOffloadLabFamily is the lab on IPv6 addresses when v6.
+func newOffloadLabFamily(t *testing.T, mode fastpath.Mode, v6 bool, mod func(*Config)) *offloadLab {
+	t.Helper()
 	natLabAvailable(t)
 	tag := fmt.Sprintf("%04x", rand.IntN(1<<16))
 	x := 16 + rand.IntN(200)
 	l := &offloadLab{engineNS: netns("um-fe-" + tag), callerNS: netns("um-fa-" + tag), calleeNS: netns("um-fb-" + tag), mode: mode}
 	addNetns(t, l.engineNS, l.callerNS, l.calleeNS)
-	l.aLocal = netip.MustParseAddr(fmt.Sprintf("10.%d.1.1", x))
-	l.callerAddr = netip.MustParseAddr(fmt.Sprintf("10.%d.1.2", x))
-	l.bLocal = netip.MustParseAddr(fmt.Sprintf("10.%d.2.1", x))
-	l.calleeAddr = netip.MustParseAddr(fmt.Sprintf("10.%d.2.2", x))
+	addr, plen := "10.%d.%d.%d", "/24"
+	if v6 {
+		addr, plen = "fd00:%x:%x::%x", "/64"
+	}
+	a := func(n, h int) netip.Addr { return netip.MustParseAddr(fmt.Sprintf(addr, x, n, h)) }
+	l.aLocal, l.callerAddr, l.bLocal, l.calleeAddr = a(1, 1), a(1, 2), a(2, 1), a(2, 2)
 	for _, side := range []struct {
 		ns          netns
 		local, peer netip.Addr
 	}{{l.callerNS, l.aLocal, l.callerAddr}, {l.calleeNS, l.bLocal, l.calleeAddr}} {
 		dev := "e" + string(side.ns)[4:5] // ea, eb
 		l.engineNS.run(t, "link", "add", dev, "type", "veth", "peer", "name", "p0", "netns", string(side.ns))
-		l.engineNS.run(t, "addr", "add", side.local.String()+"/24", "dev", dev)
+		l.engineNS.run(t, "addr", "add", side.local.String()+plen, "dev", dev, "nodad")
 		l.engineNS.run(t, "link", "set", dev, "up")
-		side.ns.run(t, "addr", "add", side.peer.String()+"/24", "dev", "p0")
+		side.ns.run(t, "addr", "add", side.peer.String()+plen, "dev", "p0", "nodad")
 		side.ns.run(t, "link", "set", "p0", "up")
 	}
 	var err error
@@ -79,7 +87,7 @@ func (l *offloadLab) listen(t *testing.T, ns netns, a netip.Addr) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
 	var err error
-	ns.do(t, func() { c, err = net.ListenUDP("udp4", &net.UDPAddr{IP: a.AsSlice()}) })
+	ns.do(t, func() { c, err = net.ListenUDP("udp", &net.UDPAddr{IP: a.AsSlice()}) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,8 +97,12 @@ func (l *offloadLab) listen(t *testing.T, ns netns, a netip.Addr) *net.UDPConn {
 
 func sdpFor(c *net.UDPConn, version int) []byte {
 	ap := c.LocalAddr().(*net.UDPAddr).AddrPort()
-	return fmt.Appendf(nil, "v=0\r\no=- 1 %d IN IP4 %[2]s\r\ns=-\r\nc=IN IP4 %[2]s\r\nt=0 0\r\nm=audio %d RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n",
-		version, ap.Addr(), ap.Port())
+	fam := "IP4"
+	if ap.Addr().Unmap().Is6() {
+		fam = "IP6"
+	}
+	return fmt.Appendf(nil, "v=0\r\no=- 1 %d IN %[2]s %[3]s\r\ns=-\r\nc=IN %[2]s %[3]s\r\nt=0 0\r\nm=audio %[4]d RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n",
+		version, fam, ap.Addr().Unmap(), ap.Port())
 }
 
 // call opens a session between the peers (caller offers) and returns where
@@ -206,6 +218,22 @@ func TestOffloadRelay(t *testing.T) {
 				t.Errorf("%d entries left after the call ended", l.e.FastPath().Entries)
 			}
 		})
+	}
+}
+
+// TestOffloadRelayIPv6: the same over IPv6.
+func TestOffloadRelayIPv6(t *testing.T) {
+	l := newOffloadLabFamily(t, fastpath.TC, true, nil)
+	s, toA, toB := l.call(t, nil)
+	exchange(t, l.caller, l.callee, toA, toB, 1, 1, 0xA, 0xB)
+	waitPath(t, s, PathKernel)
+	fwd0 := forwarded(l.e)
+	exchange(t, l.caller, l.callee, toA, toB, 100, 2, 0xA, 0xB)
+	if fwd := forwarded(l.e) - fwd0; fwd < 198 {
+		t.Errorf("the kernel forwarded %d of 200 IPv6 packets", fwd)
+	}
+	if st := s.Stats().Legs[SideB]; st.PacketsIn != 101 || st.PacketsOut != 101 {
+		t.Errorf("leg B counted %d in, %d out; want 101 each", st.PacketsIn, st.PacketsOut)
 	}
 }
 
