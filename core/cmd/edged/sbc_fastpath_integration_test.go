@@ -108,18 +108,27 @@ func nsClient(ns string) *http.Client {
 	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dial}}
 }
 
-// fastPathCall runs one call through edged with media.fast_path = mode.
-func fastPathCall(t *testing.T, mode string) {
+// nsEdged is edged running in a lab's namespace.
+type nsEdged struct {
+	l          nsLab
+	lb         lab
+	hc         *http.Client
+	admin, cdr string
+	calleePort int
+}
+
+// startNSEdged runs edged in l's middle namespace with media.fast_path =
+// mode and the extra [media] lines.
+func startNSEdged(t *testing.T, l nsLab, mode, media string) *nsEdged {
 	t.Helper()
-	l := newNSLab(t)
-	calleePort, calleeMedia, callerPort, callerMedia := freePort(t), freePort(t), freePort(t), freePort(t)
+	calleePort := freePort(t)
 	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
 	lb := sbcLab(t, calleePort, cdr, "")
 	raw := strings.Replace(lb.Raw, `listen = ["127.0.0.1", "::1"]`, fmt.Sprintf(`listen = [%q, %q, "127.0.0.1"]`, l.aIP, l.bIP), 1)
 	raw = strings.Replace(raw, fmt.Sprintf("host = \"127.0.0.1\"\ntcp_port = %d", calleePort), fmt.Sprintf("host = %q\ntcp_port = %d", l.calleeIP, calleePort), 1)
 	raw = strings.Replace(raw, "[plugins.umrouter.settings.gateways.lab]\naddresses = [\"127.0.0.1\", \"::1\"]",
 		fmt.Sprintf("[plugins.umrouter.settings.gateways.lab]\naddresses = [%q, \"127.0.0.1\", \"::1\"]", l.callerIP), 1)
-	raw = strings.Replace(raw, "port_max = 61999\n", "port_max = 61999\nfast_path = \""+mode+"\"\n", 1)
+	raw = strings.Replace(raw, "port_max = 61999\n", "port_max = 61999\nfast_path = \""+mode+"\"\n"+media, 1)
 	if !strings.Contains(raw, l.calleeIP) || !strings.Contains(raw, `addresses = ["`+l.callerIP) || !strings.Contains(raw, "fast_path") {
 		t.Fatalf("the lab config changed shape; cannot place it in namespaces:\n%s", lb.Raw)
 	}
@@ -162,6 +171,16 @@ func fastPathCall(t *testing.T, mode string) {
 		r.Body.Close()
 		return r.StatusCode == 200
 	})
+	return &nsEdged{l: l, lb: lb, hc: hc, admin: admin, cdr: cdr, calleePort: calleePort}
+}
+
+// fastPathCall runs one call through edged with media.fast_path = mode.
+func fastPathCall(t *testing.T, mode string) {
+	t.Helper()
+	l := newNSLab(t)
+	e := startNSEdged(t, l, mode, "")
+	lb, hc, admin, cdr, calleePort := e.lb, e.hc, e.admin, e.cdr, e.calleePort
+	calleeMedia, callerPort, callerMedia := freePort(t), freePort(t), freePort(t)
 
 	testdata := filepath.Join(repoRoot(), "core", "cmd", "edged", "testdata")
 	callee := startSIPpIn(t, l.callee, "callee", "-sf", filepath.Join(testdata, "sbc_uas.xml"), "-t", "t1",
@@ -239,4 +258,41 @@ func scrape(t *testing.T, hc *http.Client, admin, name string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// TestIntegrationSBCFastPathInactivity: media the kernel forwards keeps the
+// call up (edged reads the entries' last-seen time); once both SIPps fall
+// silent the inactivity timeout ends it, as in userspace.
+func TestIntegrationSBCFastPathInactivity(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces and BPF need root")
+	}
+	l := newNSLab(t)
+	e := startNSEdged(t, l, "tc", "inactivity_timeout = \"2s\"\n")
+	testdata := filepath.Join(repoRoot(), "core", "cmd", "edged", "testdata")
+	callee := startSIPpIn(t, l.callee, "callee", "-sf", filepath.Join(testdata, "sbc_uas.xml"), "-t", "t1",
+		"-i", l.calleeIP, "-p", strconv.Itoa(e.calleePort), "-mi", l.calleeIP, "-mp", strconv.Itoa(freePort(t)), "-m", "1")
+	time.Sleep(300 * time.Millisecond) // listening
+	start := time.Now()
+	caller := startSIPpIn(t, l.caller, "caller", fmt.Sprintf("%s:%d", l.aIP, e.lb.SIPPort), "-sf", filepath.Join(testdata, "sbc_uac_play_wait.xml"),
+		"-t", "u1", "-i", l.callerIP, "-p", strconv.Itoa(freePort(t)), "-mi", l.callerIP, "-mp", strconv.Itoa(freePort(t)), "-s", "1001", "-m", "1")
+	caller.wait(t, 30*time.Second)
+	callee.wait(t, 10*time.Second)
+	// The pcap plays 4.7 s, entirely on the kernel path after the first
+	// packets; then 2 s of silence end the call.
+	if d := time.Since(start); d < 6*time.Second || d > 11*time.Second {
+		t.Errorf("the call lasted %v; want the 4.7 s of media, then the 2 s timeout", d)
+	}
+	waitFor(t, 5*time.Second, "the CDR", func() bool { _, err := os.Stat(e.cdr); return err == nil && len(readCDRs(t, e.cdr)) == 1 })
+	rec := readCDRs(t, e.cdr)[0]
+	if rec["reason"] != "media timeout" {
+		t.Errorf("CDR reason %v, want media timeout", rec["reason"])
+	}
+	total := num(leg(t, rec, 0), "PacketsIn") + num(leg(t, rec, 1), "PacketsIn")
+	if fwd, _ := scrape(t, e.hc, e.admin, `umedge_media_fastpath_packets_total{verdict="forwarded"}`); total != 472 || fwd < 0.97*total {
+		t.Errorf("%v packets in the CDR (want 472), %v forwarded by the kernel", total, fwd)
+	}
 }
