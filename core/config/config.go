@@ -105,6 +105,11 @@ type Media struct {
 	Workers           int      `toml:"workers"`            // event-loop workers; 0 = GOMAXPROCS
 	LatchWindow       Duration `toml:"latch_window"`       // how long after each answer a leg learns its peer's address
 	InactivityTimeout Duration `toml:"inactivity_timeout"` // no packet from either side this long ends the call; 0 = off
+	// FastPath is the kernel fast path for latched legs that need no
+	// payload work (eBPF at TC ingress): "off", "auto" (on where the kernel
+	// allows, else userspace with one log line) or "tc" (refuse to start
+	// without it).
+	FastPath string `toml:"fast_path"`
 }
 
 // SBC configures the B2BUA that runs the calls of proxy pools (a router
@@ -273,6 +278,7 @@ func Default() Config {
 			// stranger could take over a plain-RTP leg short.
 			LatchWindow:       Duration{10 * time.Second},
 			InactivityTimeout: Duration{60 * time.Second},
+			FastPath:          "auto",
 		},
 		SBC: SBC{MaxCalls: 2000, MaxRedirects: 5, RingTimeout: Duration{3 * time.Minute}, FailoverTimeout: Duration{4 * time.Second},
 			KeepAlive: "crlf", KeepAliveInterval: Duration{30 * time.Second},

@@ -444,6 +444,11 @@ func (v *validator) media() {
 	if m.InactivityTimeout.Duration != 0 {
 		v.durRange("media.inactivity_timeout", m.InactivityTimeout, time.Second, 24*time.Hour)
 	}
+	switch m.FastPath {
+	case "off", "auto", "tc":
+	default:
+		v.addf("media.fast_path", ErrInvalid, "%q: want off, auto or tc", m.FastPath)
+	}
 }
 
 func (v *validator) pluginHost() {

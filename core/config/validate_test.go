@@ -314,6 +314,10 @@ func TestValidateMedia(t *testing.T) {
 		{name: "inactivity timeout off", give: func(c *Config) { c.Media.InactivityTimeout = Duration{} }},
 		{name: "inactivity timeout below a second", give: func(c *Config) { c.Media.InactivityTimeout = Duration{500 * time.Millisecond} },
 			wantPath: "media.inactivity_timeout", wantErr: ErrOutOfRange},
+		{name: "fast path forced", give: func(c *Config) { c.Media.FastPath = "tc" }},
+		{name: "fast path off", give: func(c *Config) { c.Media.FastPath = "off" }},
+		{name: "fast path unknown", give: func(c *Config) { c.Media.FastPath = "xdp" },
+			wantPath: "media.fast_path", wantErr: ErrInvalid, wantText: "off, auto or tc"},
 	})
 }
 

@@ -6,10 +6,13 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/umedge/umedge/appliance/firewall"
 	"github.com/umedge/umedge/core/config"
 	"github.com/umedge/umedge/core/internal/b2bua"
 	"github.com/umedge/umedge/core/internal/hdrrules"
 	"github.com/umedge/umedge/core/internal/media"
+	"github.com/umedge/umedge/core/internal/media/fastpath"
+	"github.com/umedge/umedge/core/internal/telemetry"
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
@@ -20,13 +23,19 @@ import (
 // proxy calls.
 func (d *daemon) startSBC(cfg *config.Config) error {
 	m := cfg.Media
+	allow, err := firewallAllows(cfg)
+	if err != nil {
+		return fmt.Errorf("media engine: %w", err)
+	}
 	eng, err := media.New(media.Config{PortMin: m.PortMin, PortMax: m.PortMax, Workers: m.Workers,
-		LatchWindow: m.LatchWindow.Duration, InactivityTimeout: m.InactivityTimeout.Duration},
+		LatchWindow: m.LatchWindow.Duration, InactivityTimeout: m.InactivityTimeout.Duration,
+		FastPath: fastpath.Mode(m.FastPath), FastPathAllow: allow},
 		d.log.With("component", "media"))
 	if err != nil {
 		return fmt.Errorf("media engine: %w", err)
 	}
 	d.media = eng
+	d.metrics.WatchFastPath(d.fastPathSample)
 	var cdr *b2bua.CDRWriter
 	if cfg.SBC.CDRFile != "" {
 		if cdr, err = b2bua.OpenCDR(cfg.SBC.CDRFile, d.log.With("component", "cdr")); err != nil {
@@ -45,6 +54,32 @@ func (d *daemon) startSBC(cfg *config.Config) error {
 		d.front, mediaAdapter{eng: eng, peers: s.Peers}, cdr, d.log.With("component", "b2bua"))
 	d.front.SetB2BUA(d.b2b)
 	return nil
+}
+
+// firewallAllows is the policy of the firewall the appliance installs for
+// cfg (appliance/firewall): whether UDP to a local media port is accepted.
+// Packets on the kernel fast path never meet netfilter, so the engine
+// offloads only legs whose ports it accepts.
+func firewallAllows(cfg *config.Config) (func(netip.AddrPort) bool, error) {
+	rs, err := firewall.FromConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return func(ap netip.AddrPort) bool { return len(rs.Find(firewall.UDP, ap.Addr(), ap.Port())) > 0 }, nil
+}
+
+// fastPathSample is the media fast path's metrics.
+func (d *daemon) fastPathSample() telemetry.FastPathSample {
+	st := d.media.FastPath()
+	s := telemetry.FastPathSample{Active: st.Active, Unavailable: st.Unavail, Sessions: st.Offloaded,
+		Offloads: st.Offloads, Refused: st.Refused}
+	if st.Active {
+		s.Packets = make(map[string]uint64, len(st.Reasons))
+		for i, n := range st.Reasons {
+			s.Packets[fastpath.Reasons[i]] = n
+		}
+	}
+	return s
 }
 
 // peerOptions are the B2BUA's per-peer options; its error names the peer

@@ -65,11 +65,20 @@ type sippProc struct {
 
 func startSIPp(t *testing.T, name string, args ...string) *sippProc {
 	t.Helper()
+	return startSIPpIn(t, "", name, args...)
+}
+
+// startSIPpIn runs SIPp in network namespace ns ("" = the test's).
+func startSIPpIn(t *testing.T, ns, name string, args ...string) *sippProc {
+	t.Helper()
 	dir := t.TempDir()
 	p := &sippProc{log: filepath.Join(dir, name+"-msg.log"), done: make(chan error, 1)}
 	args = append(args, "-trace_msg", "-message_file", p.log, "-nostdin", "-timeout", "40", "-timeout_error",
 		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"))
 	p.cmd = exec.Command(sipptest.Binary, args...)
+	if ns != "" {
+		p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns, sipptest.Binary}, args...)...) // ip execs SIPp: Kill reaches it
+	}
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	if err := p.cmd.Start(); err != nil {

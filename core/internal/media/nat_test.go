@@ -52,6 +52,22 @@ func (n netns) do(t *testing.T, fn func()) {
 	}
 }
 
+// addNetns makes the namespaces, loopback up, removed when the test ends;
+// it skips the test on a host that cannot make them.
+func addNetns(t *testing.T, ns ...netns) {
+	t.Helper()
+	for i, n := range ns {
+		if out, err := exec.Command("ip", "netns", "add", string(n)).CombinedOutput(); err != nil {
+			if i == 0 && strings.Contains(string(out), "not permitted") {
+				t.Skipf("this host cannot make network namespaces (no CAP_SYS_ADMIN?): %s", out)
+			}
+			t.Fatalf("ip netns add %s: %v\n%s", n, err, out)
+		}
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", string(n)).Run() })
+		n.run(t, "link", "set", "lo", "up")
+	}
+}
+
 func natLabAvailable(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
@@ -77,16 +93,7 @@ func TestNATLatching(t *testing.T) {
 	tag := fmt.Sprintf("%04x", rand.IntN(1<<16))
 	x := 16 + rand.IntN(200)
 	engineNS, routerNS, callerNS := netns("um-e-"+tag), netns("um-r-"+tag), netns("um-c-"+tag)
-	for i, n := range []netns{engineNS, routerNS, callerNS} {
-		if out, err := exec.Command("ip", "netns", "add", string(n)).CombinedOutput(); err != nil {
-			if i == 0 && strings.Contains(string(out), "not permitted") {
-				t.Skipf("this host cannot make network namespaces (no CAP_SYS_ADMIN?): %s", out)
-			}
-			t.Fatalf("ip netns add %s: %v\n%s", n, err, out)
-		}
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", string(n)).Run() })
-		n.run(t, "link", "set", "lo", "up")
-	}
+	addNetns(t, engineNS, routerNS, callerNS)
 	public := netip.MustParseAddr(fmt.Sprintf("198.18.%d.1", x))
 	routerPublic := netip.MustParseAddr(fmt.Sprintf("198.18.%d.2", x))
 	private := netip.MustParseAddr(fmt.Sprintf("10.%d.0.2", x))
