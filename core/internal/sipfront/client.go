@@ -221,14 +221,40 @@ func (s *Server) udpSocket(dst netip.Addr) *udpSocket {
 func (s *Server) listenerFor(tp router.Transport, dst netip.Addr) *listener {
 	dst = dst.Unmap()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	var best *listener
+	var cands []*listener
 	for k, l := range s.listeners {
-		a := k.addr.Addr()
-		if k.transport != tp || a.Is4() != dst.Is4() {
-			continue
+		if k.transport == tp && k.addr.Addr().Is4() == dst.Is4() {
+			cands = append(cands, l)
 		}
-		if best == nil || a.IsLoopback() == dst.IsLoopback() && best.key.addr.Addr().IsLoopback() != dst.IsLoopback() {
+	}
+	s.mu.Unlock()
+	switch len(cands) {
+	case 0:
+		return nil
+	case 1:
+		return cands[0]
+	}
+	// Several: the one on the address the kernel sends to dst from (on a
+	// box with an inside and an outside interface, the inside back end
+	// must see the inside address in Via, Contact and SDP), else a
+	// wildcard one, else one of dst's kind (loopback or not); ties by
+	// address, so the choice does not change from call to call.
+	src, _ := sourceFor(dst)
+	rank := func(l *listener) int {
+		a := l.key.addr.Addr()
+		switch {
+		case a == src:
+			return 0
+		case a.IsUnspecified():
+			return 1
+		case a.IsLoopback() == dst.IsLoopback():
+			return 2
+		}
+		return 3
+	}
+	best := cands[0]
+	for _, l := range cands[1:] {
+		if r, rb := rank(l), rank(best); r < rb || r == rb && l.key.addr.Compare(best.key.addr) < 0 {
 			best = l
 		}
 	}
