@@ -9,11 +9,20 @@ import (
 	"testing"
 )
 
+// lockOK are the files of edged that lock a thread, each with why no
+// thread of edged ends by it.
+var lockOK = map[string]string{
+	"core/internal/media/fastpath/fastpath.go": "inNS unlocks again; it leaves a thread locked (to end) only " +
+		"when it switched namespaces and could not switch back, and it switches only for a caller in another " +
+		"namespace than the program's (tests, mediabench), never in edged",
+}
+
 // TestNoThreadLockingInEdged keeps plugins alive as long as edged: the
 // plugin host asks the kernel to kill a plugin when the thread that forked
 // it exits (PR_SET_PDEATHSIG), and the Go runtime ends a thread only when a
-// goroutine locked to it returns still locked. So no code that goes into
-// edged or a plugin may lock a thread; tests may.
+// goroutine locked to it returns still locked. So code that goes into edged
+// or a plugin locks a thread only where lockOK says why that thread lives
+// on; tests may.
 func TestNoThreadLockingInEdged(t *testing.T) {
 	root := filepath.Join("..", "..", "..")
 	for _, dir := range []string{"core", "plugins"} {
@@ -28,7 +37,8 @@ func TestNoThreadLockingInEdged(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if bytes.Contains(src, []byte("LockOSThread(")) {
+			rel, _ := filepath.Rel(root, path)
+			if _, ok := lockOK[filepath.ToSlash(rel)]; !ok && bytes.Contains(src, []byte("LockOSThread(")) {
 				t.Errorf("%s locks an OS thread: a plugin forked from that thread would be killed when it ends", path)
 			}
 			return nil
