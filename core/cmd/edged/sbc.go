@@ -27,9 +27,15 @@ func (d *daemon) startSBC(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("media engine: %w", err)
 	}
+	fc, err := frontConfig(cfg)
+	if err != nil {
+		return err
+	}
+	// Media binds where SIP listens (a leg's local address is the one its
+	// SIP came in on or goes out from), so those are the media interfaces.
 	eng, err := media.New(media.Config{PortMin: m.PortMin, PortMax: m.PortMax, Workers: m.Workers,
 		LatchWindow: m.LatchWindow.Duration, InactivityTimeout: m.InactivityTimeout.Duration,
-		FastPath: fastpath.Mode(m.FastPath), FastPathAllow: allow},
+		FastPath: fastpath.Mode(m.FastPath), FastPathAllow: allow, FastPathAddrs: fc.Listen},
 		d.log.With("component", "media"))
 	if err != nil {
 		return fmt.Errorf("media engine: %w", err)

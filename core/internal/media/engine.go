@@ -25,6 +25,10 @@ type Config struct {
 	LatchWindow       time.Duration // after each answer, how long a new source with a new SSRC re-latches a plain-RTP leg
 	InactivityTimeout time.Duration // no packet from either leg this long calls the session's onTimeout; 0 = off
 	FastPath          fastpath.Mode // the kernel fast path (offload.go); "" = off
+	// FastPathAddrs are the local addresses media binds to: the program
+	// goes on the interfaces that hold them (a wildcard: every Ethernet
+	// interface), so an engine on loopback touches no interface at all.
+	FastPathAddrs []netip.Addr
 	// FastPathAllow is the firewall's policy: whether a packet to a local
 	// media port is accepted. Offloaded packets bypass netfilter, so a leg
 	// whose ports it refuses is not offloaded. Nil accepts all.

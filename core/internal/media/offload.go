@@ -91,9 +91,9 @@ func (e *Engine) startFastPath() error {
 	p, err := fastpath.Load(e.cfg.PortMax - e.cfg.PortMin + 1)
 	if err == nil {
 		var n int
-		n, err = p.AttachAll()
+		n, err = p.AttachAll(e.cfg.FastPathAddrs)
 		if err == nil && n == 0 {
-			err = fmt.Errorf("%w: no interface to attach to (none up with an Ethernet header)", fastpath.ErrUnavailable)
+			err = fmt.Errorf("%w: no interface to attach to (none up with an Ethernet header holds a media address %v)", fastpath.ErrUnavailable, e.cfg.FastPathAddrs)
 		}
 		if err != nil && (mode == fastpath.TC || n == 0) {
 			_ = p.Close()

@@ -248,13 +248,28 @@ func (p *Path) Attached() map[int]string {
 }
 
 // AttachAll attaches to every interface of the namespace that is up, has
-// an Ethernet header and is not loopback: the media interfaces. It returns
-// how many it attached and the failures.
-func (p *Path) AttachAll() (int, error) {
+// an Ethernet header, is not loopback and holds one of addrs (the media
+// addresses; none, or a wildcard among them, takes every such interface):
+// the media interfaces, and no other. It returns how many it attached and
+// the failures.
+func (p *Path) AttachAll(addrs []netip.Addr) (int, error) {
+	all := len(addrs) == 0 || slices.ContainsFunc(addrs, netip.Addr.IsUnspecified)
 	var links []netlink.Link
+	held := map[int]bool{}
 	err := p.inNS(func() (err error) {
-		links, err = netlink.LinkList()
-		return err
+		if links, err = netlink.LinkList(); err != nil || all {
+			return err
+		}
+		as, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && slices.Contains(addrs, ip.Unmap()) {
+				held[a.LinkIndex] = true
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("%w: list interfaces: %w", ErrUnavailable, err)
@@ -263,7 +278,7 @@ func (p *Path) AttachAll() (int, error) {
 	n := 0
 	for _, l := range links {
 		a := l.Attrs()
-		if a.Flags&unix.IFF_UP == 0 || a.Flags&unix.IFF_LOOPBACK != 0 || a.EncapType != "ether" {
+		if a.Flags&unix.IFF_UP == 0 || a.Flags&unix.IFF_LOOPBACK != 0 || a.EncapType != "ether" || !all && !held[a.Index] {
 			continue
 		}
 		if err := p.Attach(a.Index); err != nil {

@@ -443,7 +443,7 @@ func TestEntryLifecycle(t *testing.T) {
 
 func TestAttach(t *testing.T) {
 	l := newLab(t, true)
-	n, err := l.p.AttachAll()
+	n, err := l.p.AttachAll(nil)
 	if err != nil || n != 2 {
 		t.Fatalf("AttachAll: %d, %v; want the veth", n, err)
 	}
@@ -496,5 +496,21 @@ func TestObjectCurrent(t *testing.T) {
 		if !bytes.Equal(built, committed) {
 			t.Errorf("%s is stale: run make bpf and commit it", f)
 		}
+	}
+}
+
+// The program goes only on the interfaces that hold a media address: an
+// engine on loopback attaches to nothing, one on 10.77.0.1 to fp0 and not
+// to fp1 beside it.
+func TestAttachOnlyMediaInterfaces(t *testing.T) {
+	l := newLab(t, true)
+	if n, err := l.p.AttachAll([]netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")}); err != nil || n != 0 {
+		t.Fatalf("AttachAll(loopback) = %d, %v; want none", n, err)
+	}
+	if n, err := l.p.AttachAll([]netip.Addr{netip.MustParseAddr("10.77.0.1")}); err != nil || n != 1 {
+		t.Fatalf("AttachAll(10.77.0.1) = %d, %v; want fp0 only", n, err)
+	}
+	if a := l.p.Attached(); len(a) != 1 || a[l.ifindex] == "" {
+		t.Errorf("attached to %v, want only fp0 (index %d)", a, l.ifindex)
 	}
 }
