@@ -1,0 +1,164 @@
+package sipload
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// tcpReadBuffer is each connection's receive buffer; a message larger
+// than it ends the connection.
+const tcpReadBuffer = 1 << 20
+
+// tcpWire is Config.Conns TCP connections; call i goes over connection
+// i%Conns, its ACK back over the same one.
+type tcpWire struct {
+	e     *engine
+	conns []*tcpConn
+	locs  []*local
+}
+
+type tcpConn struct {
+	c      *net.TCPConn
+	loc    *local
+	out    []byte // the sender's INVITEs of one batch
+	broken atomic.Bool
+}
+
+func dialTCP(ctx context.Context, e *engine, token string) (*tcpWire, error) {
+	w := &tcpWire{e: e}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(e.cfg.LocalIP)}, Timeout: 5 * time.Second}
+	for range e.cfg.Conns {
+		c, err := d.DialContext(ctx, "tcp", e.cfg.Target)
+		if err != nil {
+			w.close()
+			return nil, fmt.Errorf("sipload: connect to %s: %w", e.cfg.Target, err)
+		}
+		tc := c.(*net.TCPConn)
+		la := tc.LocalAddr().(*net.TCPAddr)
+		conn := &tcpConn{c: tc, loc: newLocal(la.AddrPort().Addr().String(), la.Port, "TCP", e.cfg.Target, token)}
+		w.conns = append(w.conns, conn)
+		w.locs = append(w.locs, conn.loc)
+	}
+	return w, nil
+}
+
+func (w *tcpWire) locals() []*local { return w.locs }
+
+// send writes each connection's share of calls with one write. A write
+// that fails or stalls beyond Timeout breaks the connection: its calls in
+// flight then end by Timer B, and later ones fail at once.
+func (w *tcpWire) send(calls []int32, now int64) {
+	for k, c := range calls {
+		tc := w.conns[int(c)%len(w.conns)]
+		if tc.broken.Load() {
+			w.e.fail(calls[k:k+1], failConnection, now)
+			continue
+		}
+		tc.out = append(tc.out, w.e.invite(c)...)
+	}
+	for _, tc := range w.conns {
+		if len(tc.out) == 0 {
+			continue
+		}
+		_ = tc.c.SetWriteDeadline(time.Now().Add(w.e.cfg.Timeout))
+		if _, err := tc.c.Write(tc.out); err != nil {
+			w.e.sender.errs++
+			tc.broken.Store(true)
+			_ = tc.c.Close()
+		}
+		tc.out = tc.out[:0]
+	}
+}
+
+func (w *tcpWire) receive(wg *sync.WaitGroup) []*counters {
+	var cnts []*counters
+	for _, tc := range w.conns {
+		cnt := &counters{}
+		cnts = append(cnts, cnt)
+		wg.Go(func() { w.receiveLoop(tc, cnt) })
+	}
+	return cnts
+}
+
+// receiveLoop frames the messages of one connection by Content-Length,
+// checks each, and writes the ACKs of each read with one write.
+func (w *tcpWire) receiveLoop(tc *tcpConn, cnt *counters) {
+	buf := make([]byte, tcpReadBuffer)
+	ack := make([]byte, 0, 64<<10)
+	start, end := 0, 0
+	var r response
+	for {
+		if start > 0 && start == end {
+			start, end = 0, 0
+		} else if end == len(buf) {
+			if start == 0 {
+				cnt.unexpected++ // a message larger than the buffer
+				w.breakConn(tc, cnt)
+				return
+			}
+			end = copy(buf, buf[start:end])
+			start = 0
+		}
+		n, err := tc.c.Read(buf[end:])
+		if err != nil {
+			if !tc.broken.Load() {
+				w.breakConn(tc, cnt)
+			}
+			return
+		}
+		end += n
+		now := w.e.now()
+		ack = ack[:0]
+		for start < end {
+			// Keep-alive CRLFs (RFC 5626) between messages.
+			if buf[start] == '\r' || buf[start] == '\n' {
+				start++
+				continue
+			}
+			msg := buf[start:end]
+			if !parseMessage(msg, &r) {
+				break
+			}
+			if r.contentLength < -1 {
+				cnt.unexpected++
+				w.breakConn(tc, cnt)
+				return
+			}
+			size := r.headerLen + max(r.contentLength, 0)
+			if size > len(msg) {
+				break
+			}
+			ack = w.e.handleParsed(&r, now, tc.loc, cnt, ack)
+			start += size
+		}
+		if len(ack) > 0 {
+			_ = tc.c.SetWriteDeadline(time.Now().Add(w.e.cfg.Timeout))
+			if _, err := tc.c.Write(ack); err != nil {
+				w.e.acked(cnt)
+				w.breakConn(tc, cnt)
+				return
+			}
+		}
+		w.e.acked(cnt)
+	}
+}
+
+// breakConn counts a connection that broke while the run went on.
+func (w *tcpWire) breakConn(tc *tcpConn, cnt *counters) {
+	if !tc.broken.Swap(true) {
+		cnt.errs++
+	}
+	_ = tc.c.Close()
+}
+
+// close ends every connection; the receive loops then return.
+func (w *tcpWire) close() {
+	for _, tc := range w.conns {
+		tc.broken.Store(true)
+		_ = tc.c.Close()
+	}
+}
