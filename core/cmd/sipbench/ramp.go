@@ -74,9 +74,9 @@ func (s step) String() string {
 	if s.LatP50 > 0 {
 		latency = fmt.Sprintf(", latency p50 %v p99 %v, send lag %v", s.LatP50.Round(10*time.Microsecond), s.LatP99.Round(10*time.Microsecond), s.SendLag.Round(10*time.Microsecond))
 	}
-	return fmt.Sprintf("rate %6d/s: %d/%d successful, %d failed (%.3f%% lost), %d retransmissions, answers %s%s, achieved %.0f/s in %v%s; cpu %s %.0f%% server %.0f%% (%.0f µs/call); %s; %s",
+	return fmt.Sprintf("rate %6d/s: %d/%d successful, %d failed (%.3f%% lost), %d retransmissions, answers %s%s, achieved %.0f/s in %v%s; cpu %s %.0f%% (%.0f µs/call) server %.0f%% (%.0f µs/call); %s; %s",
 		s.Rate, s.Successful, s.Planned, s.Failed, 100*s.FailedFraction(), s.Retrans, s.codes(), callees, s.Achieved(),
-		s.Elapsed.Round(time.Millisecond), latency, s.generator(), 100*s.load(s.LoadCPU), 100*s.load(s.ServerCPU), s.cpuPerCall(), s.Mem, v)
+		s.Elapsed.Round(time.Millisecond), latency, s.generator(), 100*s.load(s.LoadCPU), s.loadCPUPerCall(), 100*s.load(s.ServerCPU), s.cpuPerCall(), s.Mem, v)
 }
 
 // generator names the load generator, SIPp unless the step says.
@@ -100,11 +100,18 @@ func (s step) codes() string {
 }
 
 // cpuPerCall is the server's CPU time per successful call in µs.
-func (s step) cpuPerCall() float64 {
+func (s step) cpuPerCall() float64 { return s.perCall(s.ServerCPU) }
+
+// loadCPUPerCall is the load generator's CPU time per successful call in
+// µs: unlike its share of a core, it holds when other work on the machine
+// takes the generator's CPU.
+func (s step) loadCPUPerCall() float64 { return s.perCall(s.LoadCPU) }
+
+func (s step) perCall(cpu time.Duration) float64 {
 	if s.Successful == 0 {
 		return math.NaN()
 	}
-	return float64(s.ServerCPU.Microseconds()) / float64(s.Successful)
+	return float64(cpu.Microseconds()) / float64(s.Successful)
 }
 
 // load is cpu as a fraction of the step's run time.

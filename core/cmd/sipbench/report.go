@@ -12,7 +12,7 @@ import (
 // on the same transport.
 func renderTable(results []result) string {
 	var b strings.Builder
-	b.WriteString("| scenario | transport | server | best calls/s | failed % | server CPU µs/call | peak RSS MiB (main / largest / sum, procs) | generator, its CPU | latency p50 / p99 ms | edged/kamailio |\n")
+	b.WriteString("| scenario | transport | server | best calls/s | failed % | server CPU µs/call | peak RSS MiB (main / largest / sum, procs) | generator, its CPU (µs/call) | latency p50 / p99 ms | edged/kamailio |\n")
 	b.WriteString("|---|---|---|--:|--:|--:|---|---|--:|--:|\n")
 	type key struct{ scenario, transport string }
 	ref := map[key]float64{}
@@ -39,9 +39,9 @@ func renderTable(results []result) string {
 		if s.LatP50 > 0 {
 			latency = fmt.Sprintf("%.2f / %.2f", ms(s.LatP50), ms(s.LatP99))
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %.3f | %.0f | %.1f / %.1f / %.1f, %d | %s %.0f %% | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %.3f | %.0f | %.1f / %.1f / %.1f, %d | %s %.0f %% (%.0f) | %s | %s |\n",
 			r.scenario, strings.ToUpper(r.transport), r.server, s.Achieved(), 100*s.FailedFraction(), s.cpuPerCall(),
-			mib(s.Mem.MainKiB), mib(s.Mem.MaxKiB), mib(s.Mem.SumKiB), s.Mem.Procs, s.generator(), 100*s.load(s.LoadCPU), latency, ratio)
+			mib(s.Mem.MainKiB), mib(s.Mem.MaxKiB), mib(s.Mem.SumKiB), s.Mem.Procs, s.generator(), 100*s.load(s.LoadCPU), s.loadCPUPerCall(), latency, ratio)
 	}
 	return b.String()
 }

@@ -84,6 +84,8 @@ func (w *tcpWire) receive(wg *sync.WaitGroup) []*counters {
 	return cnts
 }
 
+func (w *tcpWire) poll() {}
+
 // receiveLoop frames the messages of one connection by Content-Length,
 // checks each, and writes the ACKs of each read with one write.
 func (w *tcpWire) receiveLoop(tc *tcpConn, cnt *counters) {

@@ -166,9 +166,12 @@ type wire interface {
 	// send writes the INVITEs of calls; a call it cannot send at all (a
 	// broken connection) it ends as failed.
 	send(calls []int32, now int64)
-	// receive runs the receive loops until close, each counting into a
-	// counters of its own, returned when all have ended.
+	// receive starts the receive loops (in wg) that run until close, each
+	// counting into a counters of its own, returned.
 	receive(wg *sync.WaitGroup) []*counters
+	// poll, called by the sender on every tick, handles what has come
+	// in since the last (UDP, which has no receive loop of its own).
+	poll()
 	close()
 }
 
@@ -324,6 +327,7 @@ func (e *engine) sendLoop(ctx context.Context, w wire) (int64, error) {
 		}
 	}
 	for {
+		w.poll()
 		now := e.now()
 		due := min(e.n, int(float64(now)/period)+1)
 		if next < due {

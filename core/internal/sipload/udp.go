@@ -32,6 +32,7 @@ type udpWire struct {
 	// The sender's batch: ms[k].Buffers is bufs[k:k+1].
 	ms   []ipv4.Message
 	bufs [][]byte
+	r    receiver
 }
 
 func dialUDP(e *engine, token string) (*udpWire, error) {
@@ -48,6 +49,10 @@ func dialUDP(e *engine, token string) (*udpWire, error) {
 	w := &udpWire{e: e, conn: conn, pc: ipv4.NewPacketConn(conn), dst: dst,
 		loc: newLocal(conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr().String(), conn.LocalAddr().(*net.UDPAddr).Port, "UDP", e.cfg.Target, token)}
 	w.ms, w.bufs = newBatch(e.cfg.Batch, dst)
+	if err := w.newReceiver(); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
 	return w, nil
 }
 
@@ -103,81 +108,147 @@ type mmsghdr struct {
 	n   uint32
 }
 
-func (w *udpWire) receive(wg *sync.WaitGroup) []*counters {
-	cnt := &counters{}
-	wg.Go(func() { w.receiveLoop(cnt) })
-	return []*counters{cnt}
+// receiver is the UDP receive side, run by the sender goroutine on every
+// tick: one goroutine and no wake-up per datagram, so a tick drains
+// the socket in a few recvmmsg calls of up to Batch datagrams each. It
+// reads with recvmmsg itself because x/net's ReadBatch allocates an
+// address for every datagram, which the UAC has no use for (it finds
+// calls by Call-ID); it asks the kernel for each datagram's arrival time
+// (SO_TIMESTAMPNS), so the latency does not include the wait for the
+// tick.
+type receiver struct {
+	rc      syscall.RawConn
+	hs      []mmsghdr
+	iovs    []unix.Iovec
+	bufs    [][]byte
+	oob     [][]byte
+	stamps  bool  // SO_TIMESTAMPNS is on
+	wall0   int64 // the run's start in Unix ns, for the kernel's stamps
+	got     int
+	errno   syscall.Errno
+	recv    func(fd uintptr) bool
+	ackMs   []ipv4.Message
+	ackBufs [][]byte
+	ack     []byte
+	ends    []int
+	cnt     counters
 }
 
-// receiveLoop reads answers in batches with recvmmsg until the socket is
-// closed, and writes the ACKs of each batch with one sendmmsg. It reads
-// with recvmmsg itself because x/net's ReadBatch allocates an address for
-// every datagram, which the UAC has no use for (it finds calls by
-// Call-ID); with no address asked for, the loop allocates nothing.
-func (w *udpWire) receiveLoop(cnt *counters) {
+// oobSize holds one SCM_TIMESTAMPNS message.
+const oobSize = 64
+
+func (w *udpWire) receive(*sync.WaitGroup) []*counters {
+	return []*counters{&w.r.cnt}
+}
+
+func (w *udpWire) newReceiver() error {
 	n := w.e.cfg.Batch
-	hs, iovs, bufs := make([]mmsghdr, n), make([]unix.Iovec, n), make([][]byte, n)
-	for k := range hs {
-		bufs[k] = make([]byte, maxDatagram)
-		iovs[k].Base = &bufs[k][0]
-		iovs[k].SetLen(maxDatagram)
-		hs[k].hdr.Iov = &iovs[k]
-		hs[k].hdr.SetIovlen(1)
+	r := &w.r
+	r.hs, r.iovs, r.bufs, r.oob = make([]mmsghdr, n), make([]unix.Iovec, n), make([][]byte, n), make([][]byte, n)
+	for k := range r.hs {
+		r.bufs[k], r.oob[k] = make([]byte, maxDatagram), make([]byte, oobSize)
+		r.iovs[k].Base = &r.bufs[k][0]
+		r.iovs[k].SetLen(maxDatagram)
+		r.hs[k].hdr.Iov = &r.iovs[k]
+		r.hs[k].hdr.SetIovlen(1)
 	}
-	ackMs, ackBufs := newBatch(n, w.dst)
-	ack := make([]byte, 0, n*1024)
-	ends := make([]int, 0, n)
-	rc, err := w.conn.SyscallConn()
-	if err != nil {
-		cnt.errs++
-		return
+	r.ackMs, r.ackBufs = newBatch(n, w.dst)
+	r.ack = make([]byte, 0, n*1024)
+	r.ends = make([]int, 0, n)
+	var err error
+	if r.rc, err = w.conn.SyscallConn(); err != nil {
+		return fmt.Errorf("sipload: udp socket: %w", err)
 	}
-	var got int
-	var errno syscall.Errno
-	recv := func(fd uintptr) bool {
+	_ = r.rc.Control(func(fd uintptr) {
+		r.stamps = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) == nil
+	})
+	r.recv = func(fd uintptr) bool {
+		for k := range r.hs {
+			r.hs[k].hdr.Flags = 0
+			if r.stamps {
+				r.hs[k].hdr.Control = &r.oob[k][0]
+				r.hs[k].hdr.SetControllen(oobSize)
+			}
+		}
 		for {
 			// #nosec G103 -- hs outlives the call; the kernel writes only within its lengths.
-			r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&hs[0])), uintptr(len(hs)), unix.MSG_DONTWAIT, 0, 0)
-			switch e {
-			case unix.EINTR:
+			n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hs[0])), uintptr(len(r.hs)), unix.MSG_DONTWAIT, 0, 0)
+			if e == unix.EINTR {
 				continue
-			case unix.EAGAIN:
-				return false
 			}
-			got, errno = int(r), e
-			return true
+			r.got, r.errno = int(n), e
+			if e != 0 {
+				r.got = 0
+			}
+			return true // never wait: the sender's tick comes back
 		}
+	}
+	return nil
+}
+
+// poll reads and handles every datagram that has come in, and writes the
+// ACKs of each batch with one sendmmsg.
+func (w *udpWire) poll() {
+	r := &w.r
+	if r.wall0 == 0 {
+		r.wall0 = w.e.start.UnixNano()
 	}
 	for {
-		if err := rc.Read(recv); err != nil {
+		if err := r.rc.Read(r.recv); err != nil {
 			return // closed
 		}
-		if errno != 0 {
-			cnt.errs++
-			continue
+		if r.errno != 0 && r.errno != unix.EAGAIN {
+			r.cnt.errs++
+		}
+		if r.got == 0 {
+			return
 		}
 		now := w.e.now()
-		ack, ends = ack[:0], ends[:0]
-		for k := range got {
-			if hs[k].hdr.Flags&unix.MSG_TRUNC != 0 {
-				cnt.unexpected++
+		r.ack, r.ends = r.ack[:0], r.ends[:0]
+		for k := range r.got {
+			h := &r.hs[k]
+			if h.hdr.Flags&unix.MSG_TRUNC != 0 {
+				r.cnt.unexpected++
 				continue
 			}
-			if ack = w.e.handle(bufs[k][:hs[k].n], now, w.loc, cnt, ack); len(ack) > last(ends) {
-				ends = append(ends, len(ack))
+			at := now
+			if r.stamps {
+				if ts, ok := stamp(r.oob[k][:h.hdr.Controllen]); ok {
+					at = min(now, ts-r.wall0)
+				}
 			}
-			hs[k].hdr.Flags = 0
+			if r.ack = w.e.handle(r.bufs[k][:h.n], at, w.loc, &r.cnt, r.ack); len(r.ack) > last(r.ends) {
+				r.ends = append(r.ends, len(r.ack))
+			}
 		}
-		for k, end := range ends {
+		for k, end := range r.ends {
 			start := 0
 			if k > 0 {
-				start = ends[k-1]
+				start = r.ends[k-1]
 			}
-			ackBufs[k] = ack[start:end]
+			r.ackBufs[k] = r.ack[start:end]
 		}
-		cnt.errs += w.write(ackMs[:len(ends)])
-		w.e.acked(cnt)
+		r.cnt.errs += w.write(r.ackMs[:len(r.ends)])
+		w.e.acked(&r.cnt)
+		if r.got < len(r.hs) {
+			return
+		}
 	}
+}
+
+// stamp returns the SCM_TIMESTAMPNS time (Unix ns) in a control message.
+func stamp(oob []byte) (int64, bool) {
+	if len(oob) < unix.SizeofCmsghdr+int(unsafe.Sizeof(unix.Timespec{})) {
+		return 0, false
+	}
+	// #nosec G103 -- the length is checked above; the kernel aligns control messages.
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	if h.Level != unix.SOL_SOCKET || h.Type != unix.SCM_TIMESTAMPNS {
+		return 0, false
+	}
+	// #nosec G103 -- as above.
+	ts := (*unix.Timespec)(unsafe.Pointer(&oob[unix.SizeofCmsghdr]))
+	return ts.Nano(), true
 }
 
 func last(s []int) int {
