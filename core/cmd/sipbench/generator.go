@@ -53,6 +53,7 @@ func uacMain(args []string) error {
 	fs.Float64Var(&cfg.Rate, "rate", 0, "calls/s")
 	fs.DurationVar(&cfg.Timeout, "timeout", 0, "Timer B")
 	fs.IntVar(&cfg.Conns, "conns", 1, "TCP connections")
+	fs.DurationVar(&cfg.Tick, "tick", 0, "sender tick")
 	fs.StringVar(&out, "out", "", "result file (JSON)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errBadFlag, err)
@@ -93,7 +94,7 @@ func singleCSV(dir string) (string, error) {
 
 // execGo runs the step's calls with the Go UAC: the sipbench binary
 // again, pinned as SIPp would be, reading the same injection file.
-func (st *stage) execGo(ctx context.Context, conns int) (*sipload.Result, error) {
+func (st *stage) execGo(ctx context.Context, conns int, tick time.Duration) (*sipload.Result, error) {
 	csv := st.run.Inject
 	if csv == "" {
 		var err error
@@ -110,6 +111,9 @@ func (st *stage) execGo(ctx context.Context, conns int) (*sipload.Result, error)
 		"-target", st.run.Target, "-transport", st.run.Transport, "-csv", csv,
 		"-calls", strconv.Itoa(st.run.Calls), "-rate", strconv.FormatFloat(st.run.Rate, 'f', -1, 64),
 		"-timeout", st.run.RecvTimeout.String(), "-conns", strconv.Itoa(max(conns, 1)), "-out", out}
+	if tick > 0 {
+		args = append(args, "-tick", tick.String())
+	}
 	if st.run.CPU != "" {
 		args = append([]string{"taskset", "-c", st.run.CPU}, args...)
 	}
@@ -145,4 +149,10 @@ func (s *step) fromUAC(res *sipload.Result) {
 		}
 	}
 	s.LatP50, s.LatP99, s.SendLag = res.Latency.P50, res.Latency.P99, res.SendLag
+	if res.Unexpected > 0 || res.Duplicates > 0 || res.TransportErrors > 0 {
+		s.GenNotes = fmt.Sprintf("%d unexpected messages, %d duplicate answers, %d socket errors", res.Unexpected, res.Duplicates, res.TransportErrors)
+		if res.FirstError != "" {
+			s.GenNotes += " (first: " + res.FirstError + ")"
+		}
+	}
 }

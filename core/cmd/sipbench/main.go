@@ -14,8 +14,13 @@
 //     a db_text table; edged runs with the directory as umrouter's settings.
 //
 // For each scenario and transport it measures Kamailio first, then edged:
-// SIPp runs pinned to one CPU at a fixed rate for -duration against a
-// fresh server pinned to another CPU. The rate doubles until a step loses
+// the load generator runs pinned to one CPU at a fixed rate for -duration
+// against a fresh server pinned to another CPU. The generator is SIPp
+// (-generator sipp) or the Go UAC of core/internal/sipload (-generator
+// go), which places the same CSV lines with the same checks at a small
+// part of SIPp's CPU per call, so that it is not the limit; sipbench runs
+// it as a child of its own binary (SIPBENCH_UAC=1), pinned as SIPp would
+// be. Scenario b2bua always uses SIPp. The rate doubles until a step loses
 // -loss of its calls or cannot hold its rate, then is bisected. The table
 // gives each server's highest passing rate, its failed-call fraction and
 // peak resident memory at that rate, and the ratio edged/Kamailio.
@@ -66,8 +71,9 @@ type options struct {
 	recvTimeout            time.Duration
 	loss                   float64
 	sippCPU, serverCPU     string
-	generator              string // sipp or go: who places the calls of scenarios single and mix
-	genConns               int    // go: TCP connections
+	generator              string        // sipp or go: who places the calls of scenarios single and mix
+	genConns               int           // go: TCP connections
+	genTick                time.Duration // go: the sender's tick; 0 = sipload's default
 	maxCalls               int
 	out                    string
 	// scenario b2bua
@@ -102,8 +108,9 @@ func main() {
 	flag.DurationVar(&o.recvTimeout, "recv-timeout", 5*time.Second, "a call without its 302 after this long fails")
 	flag.Float64Var(&o.loss, "loss", 0.001, "largest failed-call fraction a passing step may have")
 	flag.StringVar(&o.sippCPU, "sipp-cpu", "0", "CPU list the load generator (SIPp or the Go UAC) is pinned to (taskset -c); empty = unpinned")
-	flag.StringVar(&o.generator, "generator", generatorSIPp, "load generator of scenarios single and mix: sipp, or go (sipload, built into sipbench: sendmmsg/recvmmsg, one pre-rendered INVITE per call); b2bua always uses SIPp")
+	flag.StringVar(&o.generator, "generator", generatorGo, "load generator of scenarios single and mix: sipp, or go (sipload, built into sipbench: sendmmsg/recvmmsg, one pre-rendered INVITE per call); b2bua always uses SIPp")
 	flag.IntVar(&o.genConns, "generator-conns", 1, "go generator: TCP connections the calls are spread over (1 = one gateway)")
+	flag.DurationVar(&o.genTick, "generator-tick", 0, "go generator: how often it sends what is due and drains the answers; 0 = 1ms")
 	flag.StringVar(&o.serverCPU, "server-cpu", "1", "CPU list the server is pinned to (taskset -c); empty = unpinned")
 	flag.IntVar(&o.maxCalls, "max-calls-allowed", 0, "max_calls_allowed of edged's back end; 0 = unlimited")
 	flag.StringVar(&o.out, "out", "", "markdown file to append the results to")
@@ -373,7 +380,7 @@ func measure(ctx context.Context, o options, srv server, scenario, transport str
 	s := step{Rate: rate, Planned: calls, Hold: st.run.Hold}
 	if o.usesGo(scenario) {
 		var res *sipload.Result
-		res, err = st.execGo(ctx, o.genConns)
+		res, err = st.execGo(ctx, o.genConns, o.genTick)
 		if res != nil {
 			s.fromUAC(res)
 		}

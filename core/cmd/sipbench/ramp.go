@@ -30,6 +30,7 @@ type step struct {
 	LatP50     time.Duration  // go: INVITE to final answer, median over the answered calls
 	LatP99     time.Duration  // go: … 99th percentile
 	SendLag    time.Duration  // go: the most an INVITE went out after its scheduled time
+	GenNotes   string         // go: unexpected messages, duplicates and socket errors, when any
 	ServerCPU  time.Duration  // CPU time the server's processes used during the run
 	Pass       bool
 	Why        string // why the step did not pass
@@ -73,6 +74,9 @@ func (s step) String() string {
 	latency := ""
 	if s.LatP50 > 0 {
 		latency = fmt.Sprintf(", latency p50 %v p99 %v, send lag %v", s.LatP50.Round(10*time.Microsecond), s.LatP99.Round(10*time.Microsecond), s.SendLag.Round(10*time.Microsecond))
+	}
+	if s.GenNotes != "" {
+		latency += ", " + s.GenNotes
 	}
 	return fmt.Sprintf("rate %6d/s: %d/%d successful, %d failed (%.3f%% lost), %d retransmissions, answers %s%s, achieved %.0f/s in %v%s; cpu %s %.0f%% (%.0f µs/call) server %.0f%% (%.0f µs/call); %s; %s",
 		s.Rate, s.Successful, s.Planned, s.Failed, 100*s.FailedFraction(), s.Retrans, s.codes(), callees, s.Achieved(),

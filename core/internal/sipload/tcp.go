@@ -66,7 +66,7 @@ func (w *tcpWire) send(calls []int32, now int64) {
 		}
 		_ = tc.c.SetWriteDeadline(time.Now().Add(w.e.cfg.Timeout))
 		if _, err := tc.c.Write(tc.out); err != nil {
-			w.e.sender.errs++
+			w.e.sender.fail(fmt.Errorf("write to %s: %w", w.e.cfg.Target, err))
 			tc.broken.Store(true)
 			_ = tc.c.Close()
 		}
@@ -98,8 +98,8 @@ func (w *tcpWire) receiveLoop(tc *tcpConn, cnt *counters) {
 			start, end = 0, 0
 		} else if end == len(buf) {
 			if start == 0 {
-				cnt.unexpected++ // a message larger than the buffer
-				w.breakConn(tc, cnt)
+				cnt.unexpected++
+				w.breakConn(tc, cnt, fmt.Errorf("%w: a message from %s larger than %d bytes", errFraming, w.e.cfg.Target, tcpReadBuffer))
 				return
 			}
 			end = copy(buf, buf[start:end])
@@ -108,7 +108,7 @@ func (w *tcpWire) receiveLoop(tc *tcpConn, cnt *counters) {
 		n, err := tc.c.Read(buf[end:])
 		if err != nil {
 			if !tc.broken.Load() {
-				w.breakConn(tc, cnt)
+				w.breakConn(tc, cnt, fmt.Errorf("read from %s: %w", w.e.cfg.Target, err))
 			}
 			return
 		}
@@ -127,7 +127,7 @@ func (w *tcpWire) receiveLoop(tc *tcpConn, cnt *counters) {
 			}
 			if r.contentLength < -1 {
 				cnt.unexpected++
-				w.breakConn(tc, cnt)
+				w.breakConn(tc, cnt, fmt.Errorf("%w: bad Content-Length from %s", errFraming, w.e.cfg.Target))
 				return
 			}
 			size := r.headerLen + max(r.contentLength, 0)
@@ -141,7 +141,7 @@ func (w *tcpWire) receiveLoop(tc *tcpConn, cnt *counters) {
 			_ = tc.c.SetWriteDeadline(time.Now().Add(w.e.cfg.Timeout))
 			if _, err := tc.c.Write(ack); err != nil {
 				w.e.acked(cnt)
-				w.breakConn(tc, cnt)
+				w.breakConn(tc, cnt, fmt.Errorf("write ACKs to %s: %w", w.e.cfg.Target, err))
 				return
 			}
 		}
@@ -150,9 +150,9 @@ func (w *tcpWire) receiveLoop(tc *tcpConn, cnt *counters) {
 }
 
 // breakConn counts a connection that broke while the run went on.
-func (w *tcpWire) breakConn(tc *tcpConn, cnt *counters) {
+func (w *tcpWire) breakConn(tc *tcpConn, cnt *counters, err error) {
 	if !tc.broken.Swap(true) {
-		cnt.errs++
+		cnt.fail(err)
 	}
 	_ = tc.c.Close()
 }

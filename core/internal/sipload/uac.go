@@ -18,6 +18,7 @@ import (
 const (
 	DefaultT1    = 500 * time.Millisecond
 	DefaultBatch = 64
+	DefaultTick  = time.Millisecond
 )
 
 // Config says what Run places and where.
@@ -49,6 +50,11 @@ type Config struct {
 	// Batch is the number of datagrams per sendmmsg or recvmmsg; default
 	// DefaultBatch.
 	Batch int
+	// Tick is how often the sender wakes to send what is due, run the
+	// timers and (UDP) drain the answers; default DefaultTick. Each
+	// wake-up costs the Go runtime a few µs of scheduling whatever the
+	// rate, so a longer tick costs less at the price of burstier sends.
+	Tick time.Duration
 }
 
 // Result is what one run did.
@@ -71,6 +77,8 @@ type Result struct {
 	// run; Duplicates final answers again for a call that had one (each
 	// ACKed again); TransportErrors failed socket writes and reads.
 	Unexpected, Duplicates, TransportErrors int
+	// FirstError is the first socket error, for the log.
+	FirstError string `json:",omitempty"`
 	// Elapsed runs from the first INVITE to the last call's end.
 	Elapsed time.Duration
 	// Latency is the time from a call's first INVITE to its final answer,
@@ -134,6 +142,16 @@ type counters struct {
 	// written yet; it adds them to engine.finished after the write, so
 	// that the run does not close the socket before the last ACK.
 	ended int
+	// firstErr is the first socket error this goroutine met.
+	firstErr error
+}
+
+// fail counts a socket error.
+func (c *counters) fail(err error) {
+	c.errs++
+	if c.firstErr == nil {
+		c.firstErr = err
+	}
 }
 
 // engine is one run: the calls' state shared by the sender and the
@@ -239,6 +257,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Batch == 0 {
 		c.Batch = DefaultBatch
 	}
+	if c.Tick == 0 {
+		c.Tick = DefaultTick
+	}
 	host, _, err := net.SplitHostPort(c.Target)
 	ip := net.ParseIP(host)
 	if c.LocalIP == "" && ip != nil {
@@ -263,8 +284,9 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Lines) == 0 || c.Calls < 1 {
 		add("%d lines, %d calls", len(c.Lines), c.Calls)
 	}
-	if c.Rate <= 0 || c.T1 < time.Millisecond || c.Timeout < c.T1 || c.Conns < 1 || c.Conns > 1024 || c.Batch < 1 || c.Batch > 1024 {
-		add("rate %g, t1 %v, timeout %v, conns %d (1..1024), batch %d (1..1024)", c.Rate, c.T1, c.Timeout, c.Conns, c.Batch)
+	if c.Rate <= 0 || c.T1 < time.Millisecond || c.Timeout < c.T1 || c.Conns < 1 || c.Conns > 1024 || c.Batch < 1 || c.Batch > 1024 ||
+		c.Tick < 100*time.Microsecond || c.Tick > c.T1/10 {
+		add("rate %g, t1 %v, timeout %v, conns %d (1..1024), batch %d (1..1024), tick %v (100µs..t1/10)", c.Rate, c.T1, c.Timeout, c.Conns, c.Batch, c.Tick)
 	}
 	return c, errors.Join(bad...)
 }
@@ -318,7 +340,7 @@ func (e *engine) sendLoop(ctx context.Context, w wire) (int64, error) {
 		timerB       = int64(e.cfg.Timeout)
 		period       = 1e9 / e.cfg.Rate
 	)
-	tick := time.NewTicker(time.Millisecond)
+	tick := time.NewTicker(e.cfg.Tick)
 	defer tick.Stop()
 	flush := func(now int64) {
 		if len(batch) > 0 {
@@ -465,7 +487,7 @@ func (e *engine) handleParsed(r *response, now int64, loc *local, cnt *counters,
 		if why >= 0 {
 			cnt.failures[why]++
 		}
-		e.lat[i] = uint32(min((now-e.sent[i].Load())/1000+1, 1<<32-1)) // 0 = no answer
+		e.lat[i] = uint32(min(max(now-e.sent[i].Load(), 0)/1000+1, 1<<32-1)) // 0 = no answer
 	} else {
 		cnt.duplicates++
 	}
@@ -514,6 +536,9 @@ func (e *engine) result(cnts []*counters) *Result {
 		res.Duplicates += c.duplicates
 		res.Retransmissions += c.retrans
 		res.TransportErrors += c.errs
+		if c.firstErr != nil && res.FirstError == "" {
+			res.FirstError = c.firstErr.Error()
+		}
 	}
 	if len(lats) > 0 {
 		slices.Sort(lats)

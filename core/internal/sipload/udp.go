@@ -13,7 +13,7 @@ import (
 )
 
 // udpBuffer is the socket buffer the UAC asks for both ways (SIPp's
-// -buff_size in sipbench; the kernel caps it at rmem_max and wmem_max).
+// -buff_size in sipbench, edged's sip.udp_buffer_bytes).
 const udpBuffer = 8 << 20
 
 // maxDatagram is the receive buffer per datagram: SIP over UDP stays
@@ -44,8 +44,7 @@ func dialUDP(e *engine, token string) (*udpWire, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sipload: bind udp on %s: %w", e.cfg.LocalIP, err)
 	}
-	_ = conn.SetReadBuffer(udpBuffer)
-	_ = conn.SetWriteBuffer(udpBuffer)
+	setBuffers(conn)
 	w := &udpWire{e: e, conn: conn, pc: ipv4.NewPacketConn(conn), dst: dst,
 		loc: newLocal(conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr().String(), conn.LocalAddr().(*net.UDPAddr).Port, "UDP", e.cfg.Target, token)}
 	w.ms, w.bufs = newBatch(e.cfg.Batch, dst)
@@ -54,6 +53,19 @@ func dialUDP(e *engine, token string) (*udpWire, error) {
 		return nil, err
 	}
 	return w, nil
+}
+
+// setBuffers asks for udpBuffer both ways, past rmem_max and wmem_max
+// where allowed (SO_RCVBUFFORCE needs CAP_NET_ADMIN, as edged's does).
+func setBuffers(conn *net.UDPConn) {
+	_ = conn.SetReadBuffer(udpBuffer)
+	_ = conn.SetWriteBuffer(udpBuffer)
+	if rc, err := conn.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpBuffer)
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, udpBuffer)
+		})
+	}
 }
 
 // newLocal describes the UAC at ip:port.
@@ -81,25 +93,22 @@ func (w *udpWire) send(calls []int32, _ int64) {
 		for j, c := range calls[:k] {
 			w.bufs[j] = w.e.invite(c)
 		}
-		w.e.sender.errs += w.write(w.ms[:k])
+		w.write(w.ms[:k], &w.e.sender)
 		calls = calls[k:]
 	}
 }
 
-// write sends ms whole, and returns the number of failed writes. A
-// datagram that does not go out is lost as if on the wire: Timer A sends
-// it again.
-func (w *udpWire) write(ms []ipv4.Message) int {
-	errs := 0
+// write sends ms whole, counting failed writes in cnt. A datagram that
+// does not go out is lost as if on the wire: Timer A sends it again.
+func (w *udpWire) write(ms []ipv4.Message, cnt *counters) {
 	for len(ms) > 0 {
 		n, err := w.pc.WriteBatch(ms, 0)
 		if err != nil {
-			errs++
+			cnt.fail(fmt.Errorf("send to %s: %w", w.e.cfg.Target, err))
 			n = max(n, 1) // skip the datagram the kernel refused
 		}
 		ms = ms[n:]
 	}
-	return errs
 }
 
 // mmsghdr is struct mmsghdr of recvmmsg(2); Go pads it as C does.
@@ -198,7 +207,7 @@ func (w *udpWire) poll() {
 			return // closed
 		}
 		if r.errno != 0 && r.errno != unix.EAGAIN {
-			r.cnt.errs++
+			r.cnt.fail(fmt.Errorf("recvmmsg: %w", r.errno))
 		}
 		if r.got == 0 {
 			return
@@ -228,7 +237,7 @@ func (w *udpWire) poll() {
 			}
 			r.ackBufs[k] = r.ack[start:end]
 		}
-		r.cnt.errs += w.write(r.ackMs[:len(r.ends)])
+		w.write(r.ackMs[:len(r.ends)], &r.cnt)
 		w.e.acked(&r.cnt)
 		if r.got < len(r.hs) {
 			return
