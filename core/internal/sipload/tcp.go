@@ -24,8 +24,17 @@ type tcpWire struct {
 type tcpConn struct {
 	c      *net.TCPConn
 	loc    *local
-	out    []byte // the sender's INVITEs of one batch
+	out    []byte      // the INVITEs due, written at the end of the tick
+	taken  []byte      // the ACKs taken from acks for that write
+	vec    net.Buffers // taken and out, for one writev
 	broken atomic.Bool
+
+	// The receive loop queues its ACKs here and never writes: a server
+	// that stops reading while its answers pile up (it drops a peer whose
+	// queue is full) must not stop the loop from reading.
+	mu       sync.Mutex
+	acks     []byte
+	acksDone int // calls whose ACKs are in acks
 }
 
 func dialTCP(ctx context.Context, e *engine, token string) (*tcpWire, error) {
@@ -48,9 +57,7 @@ func dialTCP(ctx context.Context, e *engine, token string) (*tcpWire, error) {
 
 func (w *tcpWire) locals() []*local { return w.locs }
 
-// send writes each connection's share of calls with one write. A write
-// that fails or stalls beyond Timeout breaks the connection: its calls in
-// flight then end by Timer B, and later ones fail at once.
+// send queues each connection's share of calls for flush.
 func (w *tcpWire) send(calls []int32, now int64) {
 	for k, c := range calls {
 		tc := w.conns[int(c)%len(w.conns)]
@@ -60,17 +67,32 @@ func (w *tcpWire) send(calls []int32, now int64) {
 		}
 		tc.out = append(tc.out, w.e.invite(c)...)
 	}
+}
+
+func (w *tcpWire) poll() {}
+
+// flush writes each connection's queued ACKs and INVITEs with one write.
+// A write that fails or stalls beyond Timeout breaks the connection: its
+// calls in flight then end by Timer B, and later ones fail at once.
+func (w *tcpWire) flush() {
 	for _, tc := range w.conns {
-		if len(tc.out) == 0 {
-			continue
-		}
-		_ = tc.c.SetWriteDeadline(time.Now().Add(w.e.cfg.Timeout))
-		if _, err := tc.c.Write(tc.out); err != nil {
-			w.e.sender.fail(fmt.Errorf("write to %s: %w", w.e.cfg.Target, err))
-			tc.broken.Store(true)
-			_ = tc.c.Close()
+		tc.mu.Lock()
+		tc.acks, tc.taken = tc.taken[:0], tc.acks
+		ended := tc.acksDone
+		tc.acksDone = 0
+		tc.mu.Unlock()
+		if len(tc.taken)+len(tc.out) > 0 && !tc.broken.Load() {
+			// The ACKs first: they answer what came before the INVITEs due now.
+			tc.vec = append(tc.vec[:0], tc.taken, tc.out)
+			_ = tc.c.SetWriteDeadline(time.Now().Add(w.e.cfg.Timeout))
+			if _, err := tc.vec.WriteTo(tc.c); err != nil {
+				w.e.sender.fail(fmt.Errorf("write to %s: %w", w.e.cfg.Target, err))
+				tc.broken.Store(true)
+				_ = tc.c.Close()
+			}
 		}
 		tc.out = tc.out[:0]
+		w.e.finished.Add(int64(ended))
 	}
 }
 
@@ -84,10 +106,8 @@ func (w *tcpWire) receive(wg *sync.WaitGroup) []*counters {
 	return cnts
 }
 
-func (w *tcpWire) poll() {}
-
 // receiveLoop frames the messages of one connection by Content-Length,
-// checks each, and writes the ACKs of each read with one write.
+// checks each, and queues the ACKs of each read for the sender's flush.
 func (w *tcpWire) receiveLoop(tc *tcpConn, cnt *counters) {
 	buf := make([]byte, tcpReadBuffer)
 	ack := make([]byte, 0, 64<<10)
@@ -137,15 +157,13 @@ func (w *tcpWire) receiveLoop(tc *tcpConn, cnt *counters) {
 			ack = w.e.handleParsed(&r, now, tc.loc, cnt, ack)
 			start += size
 		}
-		if len(ack) > 0 {
-			_ = tc.c.SetWriteDeadline(time.Now().Add(w.e.cfg.Timeout))
-			if _, err := tc.c.Write(ack); err != nil {
-				w.e.acked(cnt)
-				w.breakConn(tc, cnt, fmt.Errorf("write ACKs to %s: %w", w.e.cfg.Target, err))
-				return
-			}
+		if len(ack) > 0 || cnt.ended > 0 {
+			tc.mu.Lock()
+			tc.acks = append(tc.acks, ack...)
+			tc.acksDone += cnt.ended
+			tc.mu.Unlock()
+			cnt.ended = 0
 		}
-		w.e.acked(cnt)
 	}
 }
 

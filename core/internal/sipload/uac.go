@@ -181,9 +181,12 @@ type wire interface {
 	// locals are the UAC's addresses, one per connection; call i uses
 	// locals()[i%len].
 	locals() []*local
-	// send writes the INVITEs of calls; a call it cannot send at all (a
-	// broken connection) it ends as failed.
+	// send writes (UDP) or queues for flush (TCP) the INVITEs of calls; a
+	// call it cannot send at all (a broken connection) it ends as failed.
 	send(calls []int32, now int64)
+	// flush, called by the sender at the end of every tick, writes what
+	// send and the receive loops queued (TCP: one write per connection).
+	flush()
 	// receive starts the receive loops (in wg) that run until close, each
 	// counting into a counters of its own, returned.
 	receive(wg *sync.WaitGroup) []*counters
@@ -390,6 +393,7 @@ func (e *engine) sendLoop(ctx context.Context, w wire) (int64, error) {
 				e.finished.Add(1)
 			}
 		}
+		w.flush()
 		if next == e.n && e.finished.Load() == int64(e.n) {
 			return lag, nil
 		}

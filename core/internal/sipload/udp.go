@@ -87,6 +87,8 @@ func newBatch(n int, dst net.Addr) ([]ipv4.Message, [][]byte) {
 
 func (w *udpWire) locals() []*local { return []*local{w.loc} }
 
+func (w *udpWire) flush() {}
+
 func (w *udpWire) send(calls []int32, _ int64) {
 	for len(calls) > 0 {
 		k := min(len(calls), len(w.ms))
