@@ -149,8 +149,9 @@ func (s *step) fromUAC(res *sipload.Result) {
 		}
 	}
 	s.LatP50, s.LatP99, s.SendLag = res.Latency.P50, res.Latency.P99, res.SendLag
-	if res.Unexpected > 0 || res.Duplicates > 0 || res.TransportErrors > 0 {
-		s.GenNotes = fmt.Sprintf("%d unexpected messages, %d duplicate answers, %d socket errors", res.Unexpected, res.Duplicates, res.TransportErrors)
+	if res.Unexpected > 0 || res.Duplicates > 0 || res.Late > 0 || res.TransportErrors > 0 {
+		s.GenNotes = fmt.Sprintf("%d unexpected messages, %d duplicate answers, %d answers after Timer B, %d socket errors",
+			res.Unexpected, res.Duplicates, res.Late, res.TransportErrors)
 		if res.FirstError != "" {
 			s.GenNotes += " (first: " + res.FirstError + ")"
 		}

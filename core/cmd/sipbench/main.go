@@ -415,6 +415,11 @@ func measure(ctx context.Context, o options, srv server, scenario, transport str
 	case calleeErr != nil:
 		s.Pass, s.Why = false, calleeErr.Error()
 	}
+	if !s.Pass {
+		if tail := lastLogLine(st.p.logTail()); tail != "" {
+			s.Why += "; server log: " + tail
+		}
+	}
 	return s, nil
 }
 
@@ -515,6 +520,17 @@ func (st *stage) close() {
 		st.p.stop()
 	}
 	os.RemoveAll(st.dir)
+}
+
+// lastLogLine returns the last line of a server's log tail, shortened.
+func lastLogLine(tail string) string {
+	if i := strings.LastIndexByte(tail, '\n'); i >= 0 {
+		tail = tail[i+1:]
+	}
+	if len(tail) > 300 {
+		tail = tail[:300] + "…"
+	}
+	return tail
 }
 
 // sippExitBindError is SIPp's exit status when it cannot bind a port

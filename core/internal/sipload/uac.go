@@ -74,9 +74,10 @@ type Result struct {
 	// broke before its INVITE went out).
 	Failures map[string]int
 	// Unexpected counts messages that are no answer to an INVITE of the
-	// run; Duplicates final answers again for a call that had one (each
-	// ACKed again); TransportErrors failed socket writes and reads.
-	Unexpected, Duplicates, TransportErrors int
+	// run; Duplicates final answers again for a call that had one, Late
+	// final answers for a call Timer B had failed (each ACKed);
+	// TransportErrors failed socket writes and reads.
+	Unexpected, Duplicates, Late, TransportErrors int
 	// FirstError is the first socket error, for the log.
 	FirstError string `json:",omitempty"`
 	// Elapsed runs from the first INVITE to the last call's end.
@@ -119,7 +120,8 @@ const (
 	stateCalling           // INVITE sent, no answer yet (Timer A runs over UDP)
 	stateProceeding        // a provisional answer came: no more retransmissions
 	stateSuccessful        // its line's final answer came
-	stateFailed            // another final answer, or none in time
+	stateFailed            // another final answer
+	stateTimedOut          // no final answer within Timeout (Timer B)
 )
 
 // The reasons a call fails, as Result.Failures names them.
@@ -135,9 +137,9 @@ var failureNames = [nFailures]string{"FailedUnexpectedStatus", "FailedContactMis
 
 // counters are one goroutine's counts, merged into the Result at the end.
 type counters struct {
-	codes                                 [700]int
-	failures                              [nFailures]int
-	unexpected, duplicates, retrans, errs int
+	codes                                       [700]int
+	failures                                    [nFailures]int
+	unexpected, duplicates, late, retrans, errs int
 	// ended counts the calls a receive loop ended whose ACKs it has not
 	// written yet; it adds them to engine.finished after the write, so
 	// that the run does not close the socket before the last ACK.
@@ -388,7 +390,7 @@ func (e *engine) sendLoop(ctx context.Context, w wire) (int64, error) {
 			flush(now)
 		}
 		for ; b0 < next && e.sent[b0].Load()+timerB <= now; b0++ {
-			if e.finish(b0, stateFailed, now) {
+			if e.finish(b0, stateTimedOut, now) {
 				e.sender.failures[failTimeout]++
 				e.finished.Add(1)
 			}
@@ -492,6 +494,8 @@ func (e *engine) handleParsed(r *response, now int64, loc *local, cnt *counters,
 			cnt.failures[why]++
 		}
 		e.lat[i] = uint32(min(max(now-e.sent[i].Load(), 0)/1000+1, 1<<32-1)) // 0 = no answer
+	} else if e.state[i].Load() == stateTimedOut {
+		cnt.late++
 	} else {
 		cnt.duplicates++
 	}
@@ -517,7 +521,7 @@ func (e *engine) result(cnts []*counters) *Result {
 			continue
 		case stateSuccessful:
 			res.Successful++
-		case stateFailed:
+		case stateFailed, stateTimedOut:
 			res.Failed++
 		}
 		res.Created++
@@ -538,6 +542,7 @@ func (e *engine) result(cnts []*counters) *Result {
 		}
 		res.Unexpected += c.unexpected
 		res.Duplicates += c.duplicates
+		res.Late += c.late
 		res.Retransmissions += c.retrans
 		res.TransportErrors += c.errs
 		if c.firstErr != nil && res.FirstError == "" {

@@ -36,7 +36,10 @@ type fakeRouter struct {
 	invites atomic.Int64
 }
 
-type spoilHow struct{ drop, silent, trying bool }
+type spoilHow struct {
+	drop, silent, trying bool
+	delay                time.Duration // answer this late
+}
 
 func newFakeRouter(t *testing.T, calls int) (*fakeRouter, []Line) {
 	t.Helper()
@@ -121,6 +124,9 @@ func (f *fakeRouter) answer(req string) []string {
 		return fmt.Sprintf("SIP/2.0 %d %s\r\nVia: %s\r\nFrom: %s\r\nTo: %s;tag=fake\r\nCall-ID: %s\r\nCSeq: %s\r\n%sContent-Length: 0\r\n\r\n",
 			code, map[int]string{100: "Trying", 302: "Moved Temporarily", 404: "Not Found"}[code],
 			hdr["Via"], hdr["From"], hdr["To"], hdr["Call-ID"], hdr["CSeq"], extra)
+	}
+	if how.delay > 0 {
+		time.Sleep(how.delay)
 	}
 	var out []string
 	if how.trying {
@@ -333,7 +339,7 @@ func TestRunWrongAnswersFail(t *testing.T) {
 // not sent again (the transaction is Proceeding) and fails at Timer B.
 func TestRunUDPTimers(t *testing.T) {
 	f, lines := newFakeRouter(t, 200)
-	const t1 = 100 * time.Millisecond
+	const t1 = 200 * time.Millisecond // well above the fake's latency under the race detector on a busy machine
 	f.spoil = func(n, code int, host string) (int, string, spoilHow) {
 		switch n % 10 {
 		case 1:
@@ -365,6 +371,29 @@ func TestRunUDPTimers(t *testing.T) {
 	f.mu.Unlock()
 	if res.Latency.Max < t1 || res.Latency.N != 200-s-p {
 		t.Errorf("latency %+v, want %d samples and at least T1 %v for the retransmitted calls", res.Latency, 200-s-p, t1)
+	}
+}
+
+// Over TCP an answer that comes after Timer B does not save its call: the
+// call fails on the timeout and the answer counts as late (and is ACKed).
+func TestRunLateAnswer(t *testing.T) {
+	f, lines := newFakeRouter(t, 20)
+	f.spoil = func(n, code int, host string) (int, string, spoilHow) {
+		if n == 5 {
+			return code, host, spoilHow{delay: 300 * time.Millisecond}
+		}
+		return code, host, spoilHow{}
+	}
+	res := run(t, Config{Target: f.serveTCP(), Transport: "tcp", Lines: lines, Rate: 100, T1: 20 * time.Millisecond, Timeout: 200 * time.Millisecond})
+	// The fake serves one connection in order: the calls behind the late
+	// one (sent at 50 ms, answered at 350 ms) wait with it; those sent
+	// before 150 ms pass Timer B first, the later ones succeed, and all
+	// the answers come before the last call ends.
+	if res.Late < 2 || res.Failures["FailedTimeoutOnRecv"] != res.Late || res.Successful != 20-res.Late || res.Successful < 5 || res.Duplicates != 0 {
+		t.Errorf("result %s, want each call held past Timer B failed and its answer late", res)
+	}
+	if want := int64(res.Successful + res.Late); !waitFor(func() bool { return f.acks.Load() == want }) {
+		t.Errorf("server got %d ACKs, want %d", f.acks.Load(), want)
 	}
 }
 
