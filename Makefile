@@ -65,8 +65,9 @@ test-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# Ramps SIPp against Kamailio's stateless redirect and edged, side by side,
-# over UDP and TCP, on two scenarios: the single repeated call, and the mix
+# Ramps the load generator (sipbench's Go UAC, core/internal/sipload;
+# -generator sipp for SIPp) against Kamailio's stateless redirect and edged,
+# side by side, over UDP and TCP, on two scenarios: the single repeated call, and the mix
 # (a distinct caller on every call, a 10,000-mailbox directory; Kamailio
 # holds it in an htable from db_text, both modules of the kamailio package).
 # BENCH_ARGS="-scenarios mix -servers kamailio" narrows it (sipbench -h).

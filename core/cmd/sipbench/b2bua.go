@@ -145,7 +145,7 @@ func (c *callees) current() (int, error) {
 
 // stop waits up to wait for the callees to take their calls and end, and
 // records in s what they took and the CPU they used (added to the
-// caller's in s.SippCPU: they share its CPU): a host that took more calls than the mix
+// caller's in s.LoadCPU: they share its CPU): a host that took more calls than the mix
 // sends it got calls meant for another, and each such call is taken off
 // s.Successful.
 func (c *callees) stop(s *step, wait time.Duration) error {
@@ -157,7 +157,7 @@ func (c *callees) stop(s *step, wait time.Duration) error {
 			continue
 		}
 		s.Answered += r.Successful
-		s.SippCPU += r.CPU
+		s.LoadCPU += r.CPU
 		s.Misrouted += max(0, r.Created-c.want[i])
 	}
 	c.procs = nil
@@ -271,7 +271,7 @@ func measureActive(ctx context.Context, o options, srv server, transport string)
 	s := step{Rate: rate, Planned: calls, Hold: o.activeHold}
 	if out.res != nil {
 		s.Created, s.Successful, s.Failed = out.res.Created, out.res.Successful, out.res.Failed
-		s.Retrans, s.Elapsed, s.SippCPU = out.res.Retransmissions, out.res.Elapsed, out.res.CPU
+		s.Retrans, s.Elapsed, s.LoadCPU = out.res.Retransmissions, out.res.Elapsed, out.res.CPU
 		s.Codes, s.Failures = out.res.Codes, failures(out.res)
 	}
 	if cpu1, err := treeCPU("/proc", pid); err == nil {

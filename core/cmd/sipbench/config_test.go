@@ -105,22 +105,25 @@ func TestRenderTable(t *testing.T) {
 			Mem:       memory{Procs: 1, MainKiB: mainKiB, MaxKiB: mainKiB, SumKiB: mainKiB},
 		}}}
 	}
+	goKam := pass("mix", "kamailio children=4", 1400, 8*1024)
+	goKam.steps[0].Generator, goKam.steps[0].LoadCPU = "go", 4*time.Second
+	goKam.steps[0].LatP50, goKam.steps[0].LatP99 = 250*time.Microsecond, 1500*time.Microsecond
 	lossy := pass("mix", "edged", 700, 40*1024)
 	lossy.steps[0].Successful = 6993
 	got := renderTable([]result{
 		pass("single", "kamailio", 1000, 7*1024),
 		pass("single", "edged", 1500, 30*1024),
 		{scenario: "single", transport: "tcp", server: "edged", best: -1, steps: []step{{Rate: 1000, Why: "edged exited"}}},
-		pass("mix", "kamailio children=4", 1400, 8*1024),
+		goKam,
 		lossy,
 	})
 	for _, want := range []string{
-		"| single | UDP | kamailio | 1000 | 0.000 | 50 | 7.0 / 7.0 / 7.0, 1 | – |",
-		"| single | UDP | edged | 1500 | 0.000 | 50 | 30.0 / 30.0 / 30.0, 1 | 1.50× |",
-		"| single | TCP | edged | – | – | – | – | no step passed: edged exited |",
+		"| single | UDP | kamailio | 1000 | 0.000 | 50 | 7.0 / 7.0 / 7.0, 1 | sipp 0 % (0) | – | – |",
+		"| single | UDP | edged | 1500 | 0.000 | 50 | 30.0 / 30.0 / 30.0, 1 | sipp 0 % (0) | – | 1.50× |",
+		"| single | TCP | edged | – | – | – | – | – | – | no step passed: edged exited |",
 		// The ratio compares with Kamailio in the same scenario.
-		"| mix | UDP | kamailio children=4 | 1400 | 0.000 | 50 | 8.0 / 8.0 / 8.0, 1 | – |",
-		"| mix | UDP | edged | 699 | 0.100 | 50 | 40.0 / 40.0 / 40.0, 1 | 0.50× |",
+		"| mix | UDP | kamailio children=4 | 1400 | 0.000 | 50 | 8.0 / 8.0 / 8.0, 1 | go 40 % (286) | 0.25 / 1.50 | – |",
+		"| mix | UDP | edged | 699 | 0.100 | 50 | 40.0 / 40.0 / 40.0, 1 | sipp 0 % (0) | – | 0.50× |",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)

@@ -14,8 +14,13 @@
 //     a db_text table; edged runs with the directory as umrouter's settings.
 //
 // For each scenario and transport it measures Kamailio first, then edged:
-// SIPp runs pinned to one CPU at a fixed rate for -duration against a
-// fresh server pinned to another CPU. The rate doubles until a step loses
+// the load generator runs pinned to one CPU at a fixed rate for -duration
+// against a fresh server pinned to another CPU. The generator is SIPp
+// (-generator sipp) or the Go UAC of core/internal/sipload (-generator
+// go), which places the same CSV lines with the same checks at a small
+// part of SIPp's CPU per call, so that it is not the limit; sipbench runs
+// it as a child of its own binary (SIPBENCH_UAC=1), pinned as SIPp would
+// be. Scenario b2bua always uses SIPp. The rate doubles until a step loses
 // -loss of its calls or cannot hold its rate, then is bisected. The table
 // gives each server's highest passing rate, its failed-call fraction and
 // peak resident memory at that rate, and the ratio edged/Kamailio.
@@ -47,6 +52,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/umedge/umedge/core/internal/sipload"
 	"github.com/umedge/umedge/core/internal/sipptest"
 )
 
@@ -65,6 +71,9 @@ type options struct {
 	recvTimeout            time.Duration
 	loss                   float64
 	sippCPU, serverCPU     string
+	generator              string        // sipp or go: who places the calls of scenarios single and mix
+	genConns               int           // go: TCP connections
+	genTick                time.Duration // go: the sender's tick; 0 = sipload's default
 	maxCalls               int
 	out                    string
 	// scenario b2bua
@@ -77,6 +86,7 @@ type options struct {
 }
 
 func main() {
+	uacChild()
 	var o options
 	var servers, transports, scenarios, children, backendTransports string
 	flag.StringVar(&o.edged, "edged", "bin/edged", "edged binary")
@@ -97,7 +107,10 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of one step")
 	flag.DurationVar(&o.recvTimeout, "recv-timeout", 5*time.Second, "a call without its 302 after this long fails")
 	flag.Float64Var(&o.loss, "loss", 0.001, "largest failed-call fraction a passing step may have")
-	flag.StringVar(&o.sippCPU, "sipp-cpu", "0", "CPU list SIPp is pinned to (taskset -c); empty = unpinned")
+	flag.StringVar(&o.sippCPU, "sipp-cpu", "0", "CPU list the load generator (SIPp or the Go UAC) is pinned to (taskset -c); empty = unpinned")
+	flag.StringVar(&o.generator, "generator", generatorGo, "load generator of scenarios single and mix: sipp, or go (sipload, built into sipbench: sendmmsg/recvmmsg, one pre-rendered INVITE per call); b2bua always uses SIPp")
+	flag.IntVar(&o.genConns, "generator-conns", 1, "go generator: TCP connections the calls are spread over (1 = one gateway)")
+	flag.DurationVar(&o.genTick, "generator-tick", 0, "go generator: how often it sends what is due and drains the answers; 0 = 1ms")
 	flag.StringVar(&o.serverCPU, "server-cpu", "1", "CPU list the server is pinned to (taskset -c); empty = unpinned")
 	flag.IntVar(&o.maxCalls, "max-calls-allowed", 0, "max_calls_allowed of edged's back end; 0 = unlimited")
 	flag.StringVar(&o.out, "out", "", "markdown file to append the results to")
@@ -313,6 +326,12 @@ func (o options) validate() error {
 	if o.duration < time.Second {
 		bad = append(bad, fmt.Sprintf("-duration %v below 1s", o.duration))
 	}
+	if o.generator != "" && o.generator != generatorSIPp && o.generator != generatorGo {
+		bad = append(bad, fmt.Sprintf("-generator %q is not %s or %s", o.generator, generatorSIPp, generatorGo))
+	}
+	if o.genConns < 0 || o.genConns > 1024 {
+		bad = append(bad, fmt.Sprintf("-generator-conns %d not in 1..1024", o.genConns))
+	}
 	if o.loss <= 0 || o.loss >= 1 {
 		bad = append(bad, fmt.Sprintf("-loss %v not in (0,1)", o.loss))
 	}
@@ -341,7 +360,12 @@ func (o options) validate() error {
 	return nil
 }
 
-// measure runs one step of scenario: a fresh server, SIPp at rate for
+// usesGo reports whether the Go UAC places scenario's calls.
+func (o options) usesGo(scenario string) bool {
+	return o.generator == generatorGo && scenario != scenarioB2BUA
+}
+
+// measure runs one step of scenario: a fresh server, the load generator at rate for
 // o.duration, the server's memory, then the server stopped. For the mix the
 // step writes a mix with one line per call, so that no caller repeats.
 func measure(ctx context.Context, o options, srv server, scenario, transport string, rate int) (step, error) {
@@ -353,15 +377,24 @@ func measure(ctx context.Context, o options, srv server, scenario, transport str
 	defer st.close()
 
 	cpu0, _ := treeCPU("/proc", st.p.cmd.Process.Pid)
-	res, err := st.exec(ctx)
+	s := step{Rate: rate, Planned: calls, Hold: st.run.Hold}
+	if o.usesGo(scenario) {
+		var res *sipload.Result
+		res, err = st.execGo(ctx, o.genConns, o.genTick)
+		if res != nil {
+			s.fromUAC(res)
+		}
+	} else {
+		var res *sipptest.Result
+		res, err = st.exec(ctx)
+		if res != nil {
+			s.Created, s.Successful, s.Failed = res.Created, res.Successful, res.Failed
+			s.Retrans, s.Elapsed, s.LoadCPU = res.Retransmissions, res.Elapsed, res.CPU
+			s.Codes, s.Failures = res.Codes, failures(res)
+		}
+	}
 	if ctx.Err() != nil {
 		return step{}, ctx.Err()
-	}
-	s := step{Rate: rate, Planned: calls, Hold: st.run.Hold}
-	if res != nil {
-		s.Created, s.Successful, s.Failed = res.Created, res.Successful, res.Failed
-		s.Retrans, s.Elapsed, s.SippCPU = res.Retransmissions, res.Elapsed, res.CPU
-		s.Codes, s.Failures = res.Codes, failures(res)
 	}
 	if cpu1, cerr := treeCPU("/proc", st.p.cmd.Process.Pid); cerr == nil {
 		s.ServerCPU = cpu1 - cpu0
@@ -378,9 +411,14 @@ func measure(ctx context.Context, o options, srv server, scenario, transport str
 	case !st.p.alive():
 		s.Pass, s.Why = false, fmt.Sprintf("%s exited: %v: %s", st.p.name, st.p.err, st.p.logTail())
 	case err != nil:
-		s.Pass, s.Why = false, fmt.Sprintf("sipp: %v", err)
+		s.Pass, s.Why = false, fmt.Sprintf("%s: %v", s.generator(), err)
 	case calleeErr != nil:
 		s.Pass, s.Why = false, calleeErr.Error()
+	}
+	if !s.Pass {
+		if tail := lastLogLine(st.p.logTail()); tail != "" {
+			s.Why += "; server log: " + tail
+		}
 	}
 	return s, nil
 }
@@ -484,6 +522,17 @@ func (st *stage) close() {
 	os.RemoveAll(st.dir)
 }
 
+// lastLogLine returns the last line of a server's log tail, shortened.
+func lastLogLine(tail string) string {
+	if i := strings.LastIndexByte(tail, '\n'); i >= 0 {
+		tail = tail[i+1:]
+	}
+	if len(tail) > 300 {
+		tail = tail[:300] + "…"
+	}
+	return tail
+}
+
 // sippExitBindError is SIPp's exit status when it cannot bind a port
 // (EXIT_BIND_ERROR).
 const sippExitBindError = 254
@@ -509,7 +558,8 @@ func describeEnv(o options) ([]string, error) {
 		"date: " + time.Now().UTC().Format(time.RFC3339),
 		fmt.Sprintf("machine: %s, %d CPUs, %s/%s", cpuModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH),
 		"sipp: " + sippLine,
-		fmt.Sprintf("pinning: sipp on CPU %q, server on CPU %q (taskset -c)", o.sippCPU, o.serverCPU),
+		fmt.Sprintf("pinning: load generator on CPU %q, server on CPU %q (taskset -c)", o.sippCPU, o.serverCPU),
+		"generator: " + o.describeGenerator(),
 		fmt.Sprintf("steps: %v each, start %d/s, max %d/s, pass = under %.2f%% failed calls and the rate held within 5%%",
 			o.duration, o.start, o.max, 100*o.loss),
 		"command: " + strings.Join(os.Args, " "),
@@ -534,6 +584,19 @@ func describeEnv(o options) ([]string, error) {
 		}
 	}
 	return env, nil
+}
+
+// describeGenerator says who places the calls.
+func (o options) describeGenerator() string {
+	if o.generator != generatorGo {
+		return "sipp for every scenario"
+	}
+	d := fmt.Sprintf("go (core/internal/sipload: open-loop at the rate, UDP Timer A from T1 500 ms and Timer B at -recv-timeout, TCP over %d connection(s), sendmmsg/recvmmsg batches of %d) for single and mix",
+		o.genConns, sipload.DefaultBatch)
+	if slices.Contains(o.scenarios, scenarioB2BUA) {
+		d += "; sipp for b2bua"
+	}
+	return d
 }
 
 func cpuModel() string {

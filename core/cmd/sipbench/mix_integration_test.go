@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/umedge/umedge/core/internal/sipload"
 	"github.com/umedge/umedge/core/internal/sipptest"
 )
 
@@ -36,15 +37,17 @@ func wantMixCodes(t *testing.T, o options, calls int) map[int]int {
 	return want
 }
 
-// checkMixStep runs one mix step against srv and wants every call to get
-// its line's answer.
+// checkMixStep runs one mix step against srv with each load generator
+// and wants every call to get its line's answer.
 func checkMixStep(t *testing.T, srv server) {
 	t.Helper()
 	o := mixOptions()
 	const rate = 200
 	want := wantMixCodes(t, o, rate*3)
-	for _, tp := range []string{"udp", "tcp"} {
-		t.Run(tp, func(t *testing.T) {
+	for _, c := range []struct{ gen, tp string }{{generatorSIPp, "udp"}, {generatorSIPp, "tcp"}, {generatorGo, "udp"}, {generatorGo, "tcp"}} {
+		o.generator = c.gen
+		tp := c.tp
+		t.Run(c.gen+"/"+tp, func(t *testing.T) {
 			s, err := measure(context.Background(), o, srv, scenarioMix, tp, rate)
 			if err != nil {
 				t.Fatalf("measure() = %v", err)
@@ -55,6 +58,9 @@ func checkMixStep(t *testing.T, srv server) {
 			}
 			if s.Codes[302] != want[302] || s.Codes[404] != want[404] || len(s.Codes) != 2 {
 				t.Errorf("answers %v, want %v", s.Codes, want)
+			}
+			if s.generator() != c.gen || s.LoadCPU <= 0 || (c.gen == generatorGo) != (s.LatP50 > 0) {
+				t.Errorf("step by %s with cpu %v and latency p50 %v, want %s with its cpu (and latency for go)", s.generator(), s.LoadCPU, s.LatP50, c.gen)
 			}
 		})
 	}
@@ -83,8 +89,9 @@ func TestIntegrationMixKamailio(t *testing.T) {
 }
 
 // Kamailio with the single call's config (a 302 to 127.0.0.1 for every
-// INVITE) fails exactly the mix lines that expect anything else: the mix
-// step checks the answers, not just that there is one.
+// INVITE) fails exactly the mix lines that expect anything else, with SIPp
+// and with the Go generator: the mix step checks the answers, not just
+// that there is one.
 func TestIntegrationMixKamailioWithoutDirectory(t *testing.T) {
 	k := testKamailio(t)
 	dir := t.TempDir()
@@ -116,6 +123,31 @@ func TestIntegrationMixKamailioWithoutDirectory(t *testing.T) {
 	}
 	if res.Successful != right || res.Failed != len(f.Calls)-right || right == 0 || right == len(f.Calls) {
 		t.Errorf("result %s, want %d successful (the lines that expect a 302 to 127.0.0.1) of %d", res, right, len(f.Calls))
+	}
+
+	// The Go generator fails the same calls, each for its reason: a line
+	// expecting 404 got a 302, a line expecting 127.0.0.2 got 127.0.0.1.
+	wrongStatus := 0
+	for _, c := range f.Calls {
+		if c.Code != 302 {
+			wrongStatus++
+		}
+	}
+	lines, err := sipload.ReadCSV(f.CSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tp := range []string{"udp", "tcp"} {
+		gres, err := sipload.Run(ctx, sipload.Config{Target: fmt.Sprintf("127.0.0.1:%d", port), Transport: tp, Lines: lines, Rate: 400, Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatalf("sipload.Run(%s) = %v", tp, err)
+		}
+		t.Logf("go %s: %s", tp, gres)
+		if gres.Successful != right || gres.Failures["FailedUnexpectedStatus"] != wrongStatus ||
+			gres.Failures["FailedContactMismatch"] != len(f.Calls)-right-wrongStatus || gres.Failed != len(f.Calls)-right {
+			t.Errorf("go generator over %s: %s, want %d successful, %d with the wrong status, %d with the wrong Contact",
+				tp, gres, right, wrongStatus, len(f.Calls)-right-wrongStatus)
+		}
 	}
 }
 

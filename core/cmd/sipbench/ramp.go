@@ -25,7 +25,12 @@ type step struct {
 	Hold       time.Duration  // b2bua: hold time of the answered calls
 	Elapsed    time.Duration  // SIPp's run time, start to last statistics dump
 	Mem        memory         // server memory after the step
-	SippCPU    time.Duration  // CPU time SIPp used (b2bua: the caller and the callees, on one CPU)
+	Generator  string         // the load generator: sipp or go
+	LoadCPU    time.Duration  // CPU time the load generator used (b2bua: SIPp's caller and callees, on one CPU)
+	LatP50     time.Duration  // go: INVITE to final answer, median over the answered calls
+	LatP99     time.Duration  // go: … 99th percentile
+	SendLag    time.Duration  // go: the most an INVITE went out after its scheduled time
+	GenNotes   string         // go: unexpected messages, duplicates and socket errors, when any
 	ServerCPU  time.Duration  // CPU time the server's processes used during the run
 	Pass       bool
 	Why        string // why the step did not pass
@@ -66,9 +71,24 @@ func (s step) String() string {
 	if s.Hold > 0 || s.Answered > 0 {
 		callees = fmt.Sprintf(", callees completed %d (%d misrouted)", s.Answered, s.Misrouted)
 	}
-	return fmt.Sprintf("rate %6d/s: %d/%d successful, %d failed (%.3f%% lost), %d retransmissions, answers %s%s, achieved %.0f/s in %v; cpu sipp %.0f%% server %.0f%% (%.0f µs/call); %s; %s",
+	latency := ""
+	if s.LatP50 > 0 {
+		latency = fmt.Sprintf(", latency p50 %v p99 %v, send lag %v", s.LatP50.Round(10*time.Microsecond), s.LatP99.Round(10*time.Microsecond), s.SendLag.Round(10*time.Microsecond))
+	}
+	if s.GenNotes != "" {
+		latency += ", " + s.GenNotes
+	}
+	return fmt.Sprintf("rate %6d/s: %d/%d successful, %d failed (%.3f%% lost), %d retransmissions, answers %s%s, achieved %.0f/s in %v%s; cpu %s %.0f%% (%.0f µs/call) server %.0f%% (%.0f µs/call); %s; %s",
 		s.Rate, s.Successful, s.Planned, s.Failed, 100*s.FailedFraction(), s.Retrans, s.codes(), callees, s.Achieved(),
-		s.Elapsed.Round(time.Millisecond), 100*s.load(s.SippCPU), 100*s.load(s.ServerCPU), s.cpuPerCall(), s.Mem, v)
+		s.Elapsed.Round(time.Millisecond), latency, s.generator(), 100*s.load(s.LoadCPU), s.loadCPUPerCall(), 100*s.load(s.ServerCPU), s.cpuPerCall(), s.Mem, v)
+}
+
+// generator names the load generator, SIPp unless the step says.
+func (s step) generator() string {
+	if s.Generator == "" {
+		return generatorSIPp
+	}
+	return s.Generator
 }
 
 // codes lists the final responses as "302×900 404×100".
@@ -84,11 +104,18 @@ func (s step) codes() string {
 }
 
 // cpuPerCall is the server's CPU time per successful call in µs.
-func (s step) cpuPerCall() float64 {
+func (s step) cpuPerCall() float64 { return s.perCall(s.ServerCPU) }
+
+// loadCPUPerCall is the load generator's CPU time per successful call in
+// µs: unlike its share of a core, it holds when other work on the machine
+// takes the generator's CPU.
+func (s step) loadCPUPerCall() float64 { return s.perCall(s.LoadCPU) }
+
+func (s step) perCall(cpu time.Duration) float64 {
 	if s.Successful == 0 {
 		return math.NaN()
 	}
-	return float64(s.ServerCPU.Microseconds()) / float64(s.Successful)
+	return float64(cpu.Microseconds()) / float64(s.Successful)
 }
 
 // load is cpu as a fraction of the step's run time.
@@ -106,12 +133,12 @@ func (s *step) judge(loss float64) {
 	switch {
 	case s.FailedFraction() >= loss:
 		s.Pass, s.Why = false, fmt.Sprintf("%.3f%% failed calls, limit %.3f%%", 100*s.FailedFraction(), 100*loss)
-	case s.Achieved() < 0.95*float64(s.Rate) && s.load(s.SippCPU) >= 0.9:
-		s.Pass, s.Why = false, fmt.Sprintf("rate not held: %.0f/s of %d/s; SIPp used %.0f%% of its CPU, so the load generator may be the limit",
-			s.Achieved(), s.Rate, 100*s.load(s.SippCPU))
-	case s.Achieved() < 0.95*float64(s.Rate) && s.load(s.ServerCPU) < 0.8 && s.SippCPU > 0:
-		s.Pass, s.Why = false, fmt.Sprintf("rate not held: %.0f/s of %d/s; neither SIPp (%.0f%%) nor the server (%.0f%%) was CPU-bound, so other load on the machine may have interfered",
-			s.Achieved(), s.Rate, 100*s.load(s.SippCPU), 100*s.load(s.ServerCPU))
+	case s.Achieved() < 0.95*float64(s.Rate) && s.load(s.LoadCPU) >= 0.9:
+		s.Pass, s.Why = false, fmt.Sprintf("rate not held: %.0f/s of %d/s; the load generator (%s) used %.0f%% of its CPU, so it may be the limit",
+			s.Achieved(), s.Rate, s.generator(), 100*s.load(s.LoadCPU))
+	case s.Achieved() < 0.95*float64(s.Rate) && s.load(s.ServerCPU) < 0.8 && s.LoadCPU > 0:
+		s.Pass, s.Why = false, fmt.Sprintf("rate not held: %.0f/s of %d/s; neither the load generator (%s, %.0f%%) nor the server (%.0f%%) was CPU-bound, so other load on the machine may have interfered",
+			s.Achieved(), s.Rate, s.generator(), 100*s.load(s.LoadCPU), 100*s.load(s.ServerCPU))
 	case s.Achieved() < 0.95*float64(s.Rate):
 		s.Pass, s.Why = false, fmt.Sprintf("rate not held: %.0f/s of %d/s", s.Achieved(), s.Rate)
 	default:

@@ -116,8 +116,8 @@ func TestJudge(t *testing.T) {
 		{name: "calls never placed count as lost", give: step{Rate: 1000, Planned: 10000, Created: 5000, Successful: 5000, Elapsed: 5 * time.Second}},
 		{name: "rate not held", give: step{Rate: 1000, Planned: 10000, Successful: 10000, Elapsed: 11 * time.Second}},
 		{name: "nothing planned", give: step{Rate: 1000}},
-		{name: "rate not held, sipp saturated", give: step{Rate: 1000, Planned: 10000, Successful: 10000, Elapsed: 11 * time.Second, SippCPU: 11 * time.Second}},
-		{name: "rate not held, nobody saturated", give: step{Rate: 1000, Planned: 10000, Successful: 10000, Elapsed: 11 * time.Second, SippCPU: time.Second, ServerCPU: time.Second}},
+		{name: "rate not held, sipp saturated", give: step{Rate: 1000, Planned: 10000, Successful: 10000, Elapsed: 11 * time.Second, LoadCPU: 11 * time.Second}},
+		{name: "rate not held, nobody saturated", give: step{Rate: 1000, Planned: 10000, Successful: 10000, Elapsed: 11 * time.Second, LoadCPU: time.Second, ServerCPU: time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

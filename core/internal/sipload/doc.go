@@ -1,0 +1,22 @@
+// Package sipload places the Call Router benchmark's calls as a SIP UAC
+// fast enough to outrun the servers it measures.
+//
+// It sends the calls of a SIPp injection file (sipptest.WriteMix's CSV,
+// one call per line: caller;called;reason;diverted;code;contact) as
+// SIPp's uac_mix.xml does: one INVITE per line (with a Diversion when the
+// line names one), open-loop at a fixed rate, and checks each answer: the
+// final status must be the line's and, for a 302, the Contact's
+// user@host:port the line's; every final answer is ACKed (RFC 3261
+// 17.1.1.3). Over UDP it is an RFC 3261 INVITE client transaction: Timer A
+// retransmits from T1 (500 ms) until a provisional or final answer, and
+// Timer B ends an unanswered call; over TCP it writes every call on one
+// connection (or Config.Conns), as a gateway does.
+//
+// The run is built for speed on one core: every INVITE is rendered into
+// one byte arena before the first is sent, UDP goes out and comes in with
+// sendmmsg and recvmmsg in batches, and the receive loop parses only the
+// status line, Call-ID, CSeq, To and Contact, without allocating. Result
+// holds the per-call latency (INVITE to final answer) and the CPU time
+// the process used, so a benchmark shows whether the generator or the
+// server saturated.
+package sipload
