@@ -53,20 +53,54 @@ type streamConn struct {
 	local        netip.AddrPort       // our end
 	remote       netip.AddrPort       // and the peer's
 
-	mu      sync.Mutex
-	queue   []byte // bytes not yet handed to the writer
-	spare   []byte // the writer's last batch, for the queue to reuse; never the batch being written
-	closing bool   // no more enqueues; the writer flushes and closes
-	closed  bool   // the connection is closed
-	wake    chan struct{}
-	done    chan struct{} // closed when the writer has returned
+	mu       sync.Mutex
+	queue    []byte        // bytes not yet handed to the writer
+	inflight int           // bytes of the batch the writer is writing
+	drained  chan struct{} // a batch was written (cap 1)
+	spare    []byte        // the writer's last batch, for the queue to reuse; never the batch being written
+	closing  bool          // no more enqueues; the writer flushes and closes
+	closed   bool          // the connection is closed
+	wake     chan struct{}
+	done     chan struct{} // closed when the writer has returned
 }
 
 // newStreamConn returns the sending side of c, which runs over raw (the
 // same connection unless c is TLS).
 func newStreamConn(c, raw net.Conn, writeTimeout func() time.Duration, onDrop func(string)) *streamConn {
 	return &streamConn{c: c, raw: raw, writeTimeout: writeTimeout, onDrop: onDrop,
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
+		wake: make(chan struct{}, 1), drained: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// readPause is how much may wait for the peer (queued or being written)
+// before its reader stops reading, until the writer is down to a quarter:
+// a peer that reads slower than it sends (a trunk on an overloaded box)
+// is slowed by TCP's own flow control instead of losing its connection
+// when the queue overflows. A peer that stops reading still hits the write
+// deadline, which drops it.
+const readPause = maxSendQueue / 2
+
+// waitWriter blocks while more than readPause bytes wait for the peer,
+// until they are down to readPause/2; it reports false once the connection
+// is closed.
+func (sc *streamConn) waitWriter() bool {
+	limit := readPause
+	for {
+		sc.mu.Lock()
+		open, waiting := !sc.closing && !sc.closed, len(sc.queue)+sc.inflight
+		sc.mu.Unlock()
+		if !open {
+			return false
+		}
+		if waiting <= limit {
+			return true
+		}
+		limit = readPause / 2
+		select {
+		case <-sc.drained:
+		case <-sc.done:
+			return false
+		}
+	}
 }
 
 // enqueue queues b for the writer and returns at once. It reports false
@@ -142,13 +176,20 @@ func (sc *streamConn) writeLoop() {
 			}
 			// The batch is the writer's until it is written; enqueue
 			// appends to the other buffer meanwhile.
-			sc.queue, sc.spare = sc.spare[:0], nil
+			sc.queue, sc.spare, sc.inflight = sc.spare[:0], nil, len(batch)
 			sc.mu.Unlock()
 			if d := sc.writeTimeout(); d > 0 {
 				_ = sc.c.SetWriteDeadline(time.Now().Add(d))
 			}
 			_, err := sc.c.Write(batch)
 			sc.release(len(batch))
+			sc.mu.Lock()
+			sc.inflight = 0
+			sc.mu.Unlock()
+			select {
+			case sc.drained <- struct{}{}:
+			default:
+			}
 			if err != nil {
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					sc.drop(dropWriteTimeout)

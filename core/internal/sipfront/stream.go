@@ -198,7 +198,7 @@ func (s *Server) readStream(c, raw net.Conn, p peer, ready func(*streamConn)) {
 		if cur.Len() == 0 && cur.Cap() > readBuffer {
 			cur = bytes.Buffer{} // a large message's buffer is not kept for the connection's lifetime
 		}
-		if !sc.enqueue(pending.Bytes()) || lost {
+		if !sc.enqueue(pending.Bytes()) || lost || !sc.waitWriter() {
 			return
 		}
 		if pending.Len() > 0 {

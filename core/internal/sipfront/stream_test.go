@@ -2,6 +2,7 @@ package sipfront
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -311,5 +312,44 @@ func TestHeaderEndInItsOwnSegment(t *testing.T) {
 	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if resp := readResponse(t, bufio.NewReader(c)); statusOf(resp) != 302 {
 		t.Errorf("answer = %q, want 302", firstLine(resp))
+	}
+}
+
+// A peer that reads slower than it sends (a trunk whose box, or ours, is
+// overloaded) is slowed down by TCP's flow control, not dropped: its reader
+// stops reading while half the send queue waits, so the queue never
+// overflows; every request gets its answer once the peer reads again.
+func TestSlowReaderIsSlowedNotDropped(t *testing.T) {
+	s, port := startWith(t, &fakeRouter{}, func(c *Config) { c.WriteTimeout = 2 * time.Second })
+	raw := dialFrom(t, "127.0.0.1", "127.0.0.1", port)
+	defer raw.Close()
+	// A fixed window (no autotuning), so the kernel takes only ~100 KB of
+	// the answers while the peer does not read.
+	if err := raw.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	const n = 12000 // ~4 MB of 200s: four times the send queue
+	req := []byte(optionsOver("TCP"))
+	go func() {
+		for range n {
+			if _, err := raw.Write(req); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // not reading, well inside the write timeout
+	_ = raw.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, buf, tail := 0, make([]byte, 64<<10), []byte(nil)
+	for got < n {
+		k, err := raw.Read(buf)
+		if err != nil {
+			t.Fatalf("%d of %d answers, then %v (drops: queue-full %v, write-timeout %v)", got, n, err,
+				testutil.ToFloat64(s.metrics.SIPConnsDropped.WithLabelValues(dropQueueFull)),
+				testutil.ToFloat64(s.metrics.SIPConnsDropped.WithLabelValues(dropWriteTimeout)))
+		}
+		pat := []byte("SIP/2.0 200 ")
+		data := append(tail, buf[:k]...)
+		got += bytes.Count(data, pat) // a match lies in the new bytes, at least its end: the tail is shorter than it
+		tail = append(tail[:0:0], data[max(0, len(data)-len(pat)+1):]...)
 	}
 }
