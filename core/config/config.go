@@ -146,6 +146,16 @@ type SBCPeer struct {
 	// as 183 only (a 180 as 180 without SDP, then 183): UCMA peers such as
 	// Exchange UM lose the media of SDP in a 180 (R-SBC-9).
 	Early183 bool `toml:"early_183"`
+	// OPTIONS keep-alive of the peer (R-SBC-6): of a gateway's probe, or
+	// of the probes of a pool's back ends. The router's options_interval
+	// turns probing on and is the interval while the peer is up;
+	// OptionsIntervalDown is the interval while it is down (0 = the
+	// same); a down peer is up again after OptionsUpAfter answers in a
+	// row, an up one down after OptionsDownAfter failures in a row (0 =
+	// 1 and 2). Any answer but 5xx counts: a 404 says the peer is alive.
+	OptionsIntervalDown Duration `toml:"options_interval_down"`
+	OptionsUpAfter      int      `toml:"options_up_after"`
+	OptionsDownAfter    int      `toml:"options_down_after"`
 }
 
 // PluginHost configures how plugin binaries are found, pinned and run.

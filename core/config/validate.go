@@ -307,6 +307,11 @@ func (v *validator) sbc() {
 		default:
 			v.addf(path+".media_security", ErrInvalid, "%q is not one of as-is, rtp, srtp, both", p.MediaSecurity)
 		}
+		if p.OptionsIntervalDown.Duration != 0 {
+			v.durRange(path+".options_interval_down", p.OptionsIntervalDown, 100*time.Millisecond, time.Hour)
+		}
+		v.intRange(path+".options_up_after", p.OptionsUpAfter, 0, 100)
+		v.intRange(path+".options_down_after", p.OptionsDownAfter, 0, 100)
 		for i, c := range p.Codecs {
 			if !isCodecName(c) {
 				v.addf(fmt.Sprintf("%s.codecs[%d]", path, i), ErrInvalid, "%q is no codec name (an SDP encoding name such as PCMA)", c)

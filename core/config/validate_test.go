@@ -330,6 +330,12 @@ func TestValidateSBC(t *testing.T) {
 		{name: "codec name with a separator", give: func(c *Config) {
 			c.SBC.Peers = map[string]SBCPeer{"gw": {Codecs: []string{"PCMA", "PCMU/8000\r\na=x"}}}
 		}, wantPath: "sbc.peers.gw.codecs[1]", wantErr: ErrInvalid},
+		{name: "keep-alive interval when down too short", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"trunk": {OptionsIntervalDown: Duration{time.Millisecond}}}
+		}, wantPath: "sbc.peers.trunk.options_interval_down", wantErr: ErrOutOfRange},
+		{name: "negative keep-alive threshold", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"trunk": {OptionsUpAfter: 3, OptionsDownAfter: -1}}
+		}, wantPath: "sbc.peers.trunk.options_down_after", wantErr: ErrOutOfRange},
 		{name: "CDR directory missing", give: func(c *Config) { c.SBC.CDRFile = filepath.Join(dir, "no", "cdr.jsonl") },
 			wantPath: "sbc.cdr_file", wantErr: ErrInvalid},
 		{name: "negative call limit", give: func(c *Config) { c.SBC.MaxCalls = -1 },

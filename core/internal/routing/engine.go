@@ -24,6 +24,10 @@ type Config struct {
 	AskWorkers int           // goroutines that call the plugin's Route
 	AskQueue   int           // calls waiting for a worker at most
 	AskTimeout time.Duration // deadline of one ask, counted from when it is queued
+	// Probes are per-peer OPTIONS keep-alive settings (R-SBC-6) by the
+	// name of a gateway (its probe) or a pool (the probes of its back
+	// ends); the interval when up is the table's Ping.
+	Probes map[string]health.Tuning
 }
 
 // Defaults for zero Config fields.
@@ -186,7 +190,7 @@ func (e *Engine) Refresh(ctx context.Context) (err error) {
 		return fmt.Errorf("routing table refused: %w", err)
 	}
 	old := e.tbl.Load()
-	nt := newTable(c, old)
+	nt := newTable(c, old, e.cfg.Probes)
 	e.tbl.Store(nt)
 	e.health.Set(nt.targets)
 	if old == nil || old.gen != nt.gen {
@@ -386,7 +390,7 @@ type pool struct {
 	seeds    []uint64 // rendezvous hash seeds, parallel to backends
 }
 
-func newTable(c *router.Compiled, old *table) *table {
+func newTable(c *router.Compiled, old *table, probes map[string]health.Tuning) *table {
 	t := c.Table()
 	nt := &table{
 		compiled: c, gen: t.Generation,
@@ -404,6 +408,7 @@ func newTable(c *router.Compiled, old *table) *table {
 		if g.Ping > 0 && g.PingTarget != "" {
 			nt.targets = append(nt.targets, health.Target{
 				Name: GatewayTarget(g.Name), Addr: g.PingTarget, Transport: string(g.PingTransport), Interval: g.Ping,
+				Tuning: probes[g.Name],
 			})
 		}
 	}
@@ -415,15 +420,32 @@ func newTable(c *router.Compiled, old *table) *table {
 			np.backends = append(np.backends, b)
 			np.names = append(np.names, name)
 			np.seeds = append(np.seeds, hash64(name))
-			if b.Ping > 0 && b.TCPPort > 0 {
+			if tp, port := probeTransport(p.Action, b); b.Ping > 0 && port > 0 {
 				nt.targets = append(nt.targets, health.Target{
-					Name: name, Addr: net.JoinHostPort(b.Host, strconv.Itoa(b.TCPPort)), Transport: "tcp", Interval: b.Ping,
+					Name: name, Addr: net.JoinHostPort(b.Host, strconv.Itoa(port)), Transport: tp, Interval: b.Ping,
+					Tuning: probes[p.Name],
 				})
 			}
 		}
 		nt.pools[p.Name] = np
 	}
 	return nt
+}
+
+// probeTransport is how a back end's OPTIONS go: over TCP when it has a
+// TCP port, else TLS; a proxy pool's back end (any SIP peer) over UDP when
+// that is all it speaks, the way the B2BUA calls it. Without a port it is
+// not probed (port 0).
+func probeTransport(action router.Action, b *router.Backend) (string, int) {
+	switch {
+	case b.TCPPort > 0:
+		return health.TransportTCP, b.TCPPort
+	case action == router.Proxy && b.UDPPort > 0:
+		return health.TransportUDP, b.UDPPort
+	case b.TLSPort > 0:
+		return health.TransportTLS, b.TLSPort
+	}
+	return "", 0
 }
 
 func (t *table) allow(gateway string, now time.Time) bool {
