@@ -109,9 +109,12 @@ type Media struct {
 // SBC configures the B2BUA that runs the calls of proxy pools (a router
 // pool with action = "proxy").
 type SBC struct {
-	MaxCalls     int      `toml:"max_calls"`     // calls at once through the B2BUA, all gateways; 0 = unlimited (bounded by the media ports)
-	MaxRedirects int      `toml:"max_redirects"` // 3xx of a back end followed per call
-	RingTimeout  Duration `toml:"ring_timeout"`  // a back end that rings longer is cancelled (RFC 3261 Timer C)
+	MaxCalls int `toml:"max_calls"` // calls at once through the B2BUA, all gateways; 0 = unlimited (bounded by the media ports)
+	// CallsPerSecond bounds new calls through the B2BUA, all gateways
+	// (R-SBC-8); more get 503 with Retry-After. 0 = unlimited.
+	CallsPerSecond float64  `toml:"calls_per_second"`
+	MaxRedirects   int      `toml:"max_redirects"` // 3xx of a back end followed per call
+	RingTimeout    Duration `toml:"ring_timeout"`  // a back end that rings longer is cancelled (RFC 3261 Timer C)
 	// FailoverTimeout: a back end that leaves an INVITE unanswered this
 	// long loses the call to the pool's next back end.
 	FailoverTimeout Duration `toml:"failover_timeout"`
@@ -154,8 +157,12 @@ type SBCPeer struct {
 	// row, an up one down after OptionsDownAfter failures in a row (0 =
 	// 1 and 2). Any answer but 5xx counts: a 404 says the peer is alive.
 	OptionsIntervalDown Duration `toml:"options_interval_down"`
-	OptionsUpAfter      int      `toml:"options_up_after"`
-	OptionsDownAfter    int      `toml:"options_down_after"`
+	// CallsPerSecond bounds the new calls from this gateway, or to this
+	// pool, through the B2BUA (R-SBC-8); 0 = unlimited. (The router's
+	// calls_per_second of a gateway holds too, for every call.)
+	CallsPerSecond   float64 `toml:"calls_per_second"`
+	OptionsUpAfter   int     `toml:"options_up_after"`
+	OptionsDownAfter int     `toml:"options_down_after"`
 }
 
 // PluginHost configures how plugin binaries are found, pinned and run.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -336,6 +337,15 @@ func TestValidateSBC(t *testing.T) {
 		{name: "negative keep-alive threshold", give: func(c *Config) {
 			c.SBC.Peers = map[string]SBCPeer{"trunk": {OptionsUpAfter: 3, OptionsDownAfter: -1}}
 		}, wantPath: "sbc.peers.trunk.options_down_after", wantErr: ErrOutOfRange},
+		{name: "negative appliance call rate", give: func(c *Config) { c.SBC.CallsPerSecond = -1 },
+			wantPath: "sbc.calls_per_second", wantErr: ErrOutOfRange},
+		{name: "call rate not a number", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"trunk": {CallsPerSecond: math.NaN()}}
+		}, wantPath: "sbc.peers.trunk.calls_per_second", wantErr: ErrOutOfRange},
+		{name: "call rates", give: func(c *Config) {
+			c.SBC.CallsPerSecond = 50
+			c.SBC.Peers = map[string]SBCPeer{"trunk": {CallsPerSecond: 0.5}}
+		}},
 		{name: "CDR directory missing", give: func(c *Config) { c.SBC.CDRFile = filepath.Join(dir, "no", "cdr.jsonl") },
 			wantPath: "sbc.cdr_file", wantErr: ErrInvalid},
 		{name: "negative call limit", give: func(c *Config) { c.SBC.MaxCalls = -1 },

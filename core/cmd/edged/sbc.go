@@ -9,6 +9,7 @@ import (
 	"github.com/umedge/umedge/core/config"
 	"github.com/umedge/umedge/core/internal/b2bua"
 	"github.com/umedge/umedge/core/internal/media"
+	"github.com/umedge/umedge/core/internal/telemetry"
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
@@ -33,18 +34,25 @@ func (d *daemon) startSBC(cfg *config.Config) error {
 		}
 	}
 	s := cfg.SBC
-	d.b2b = b2bua.New(b2bua.Config{FQDN: cfg.SIP.FQDN, MaxCalls: s.MaxCalls, MaxRedirects: s.MaxRedirects,
+	d.b2b = b2bua.New(b2bua.Config{FQDN: cfg.SIP.FQDN, MaxCalls: s.MaxCalls, CallsPerSecond: s.CallsPerSecond, MaxRedirects: s.MaxRedirects,
 		RetryAfter: cfg.SIP.RetryAfter.Duration, RingTimeout: s.RingTimeout.Duration, FailoverTimeout: s.FailoverTimeout.Duration,
 		KeepAlive: keepAlive(s.KeepAlive), KeepAliveInterval: s.KeepAliveInterval.Duration, Peers: peerOptions(s.Peers)},
 		d.front, mediaAdapter{eng: eng, peers: s.Peers}, cdr, d.log.With("component", "b2bua"))
 	d.front.SetB2BUA(d.b2b)
+	d.metrics.WatchSBC(d.sbcSample)
 	return nil
+}
+
+func (d *daemon) sbcSample() telemetry.SBCSample {
+	m := &d.b2b.Metrics
+	return telemetry.SBCSample{Active: d.b2b.Active(), Calls: m.Calls.Load(), Answered: m.Answered.Load(), Failed: m.Failed.Load(),
+		Refused: m.Refused.Load(), Limited: m.RateLimited.Load()}
 }
 
 func peerOptions(peers map[string]config.SBCPeer) map[string]b2bua.Peer {
 	out := make(map[string]b2bua.Peer, len(peers))
 	for name, p := range peers {
-		out[name] = b2bua.Peer{Early183: p.Early183}
+		out[name] = b2bua.Peer{Early183: p.Early183, CallsPerSecond: p.CallsPerSecond}
 	}
 	return out
 }
@@ -74,7 +82,7 @@ func sbcRestartOnly(old, cfg *config.Config) []string {
 		keys = append(keys, "media")
 	}
 	o, n := old.SBC, cfg.SBC
-	if o.MaxCalls != n.MaxCalls || o.MaxRedirects != n.MaxRedirects || o.RingTimeout != n.RingTimeout || o.FailoverTimeout != n.FailoverTimeout ||
+	if o.MaxCalls != n.MaxCalls || o.CallsPerSecond != n.CallsPerSecond || o.MaxRedirects != n.MaxRedirects || o.RingTimeout != n.RingTimeout || o.FailoverTimeout != n.FailoverTimeout ||
 		o.KeepAlive != n.KeepAlive || o.KeepAliveInterval != n.KeepAliveInterval ||
 		o.CDRFile != n.CDRFile || fmt.Sprint(o.Peers) != fmt.Sprint(n.Peers) {
 		keys = append(keys, "sbc")

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -173,4 +174,68 @@ options_down_after = 2
 	if v := e.metric(`umedge_health_up{target="backend/trunk/first"}`); v != 1 {
 		t.Errorf("umedge_health_up of first = %v once up", v)
 	}
+}
+
+// R-SBC-8 against a SIPp burst: with a limit of r calls a second (the
+// appliance's sbc.calls_per_second, or the calling gateway's
+// [sbc.peers.lab] one), of 30 calls sent at 100/s about a second's worth
+// get through (r, and what the bucket refills during the burst); every
+// other one gets 503 with Retry-After and the limit at once and is
+// counted in umedge_sbc_calls_total{outcome="rate-limited"}.
+func TestIntegrationSBCCallRate(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	for _, tt := range []struct {
+		name, sbc, warning string
+		rate               int
+	}{
+		{"appliance", "calls_per_second = 5\n", "appliance over 5 calls/s", 5},
+		{"gateway", "calls_per_second = 50\n[sbc.peers.lab]\ncalls_per_second = 3\n", "gateway lab over 3 calls/s", 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) { callBurst(t, tt.sbc, tt.warning, tt.rate) })
+	}
+}
+
+func callBurst(t *testing.T, sbc, warning string, rate int) {
+	t.Helper()
+	callee := freePort(t)
+	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
+	e := startEdged(t, sbcLab(t, callee, cdr, sbc))
+	peer(t, "callee", "t1", callee, 200)
+	const calls = 30
+	start := time.Now()
+	burst := startSIPp(t, "burst", e.target("udp"), "-sf", sbcScenario("sbc_uac_burst.xml"), "-t", "u1", "-i", "127.0.0.1",
+		"-p", strconv.Itoa(freePort(t)), "-mi", "127.0.0.1", "-mp", strconv.Itoa(freePort(t)), "-s", "1001",
+		"-m", strconv.Itoa(calls), "-r", "100")
+	burst.wait(t, 30*time.Second)
+	took := time.Since(start)
+
+	refused := 0
+	for _, m := range burst.received(t) {
+		if strings.Contains(m, "SIP/2.0 503 ") {
+			refused++
+			if !strings.Contains(m, "Retry-After: ") || !strings.Contains(m, warning) {
+				t.Errorf("a 503 without Retry-After or %q:\n%s", warning, m)
+			}
+		}
+	}
+	admitted := calls - refused
+	waitFor(t, 5*time.Second, "the CDRs", func() bool {
+		_, err := os.Stat(cdr)
+		return err == nil && len(readCDRs(t, cdr)) == admitted
+	})
+	// The burst lasts about 0.3 s; SIPp's own pace may stretch it.
+	if most := rate + int(float64(rate)*took.Seconds()) + 1; admitted < rate || admitted > most {
+		t.Errorf("%d of %d calls admitted in %v, want %d..%d", admitted, calls, took, rate, most)
+	}
+	for _, rec := range readCDRs(t, cdr) {
+		if rec["status"] != 200.0 {
+			t.Errorf("an admitted call ended %v %v", rec["status"], rec["reason"])
+		}
+	}
+	if got := e.metric(`umedge_sbc_calls_total{outcome="rate-limited"}`); got != float64(refused) {
+		t.Errorf("rate-limited counter %v, SIPp got %d 503s", got, refused)
+	}
+	t.Logf("%d of %d calls admitted, %d refused with 503 in %v", admitted, calls, refused, took)
 }

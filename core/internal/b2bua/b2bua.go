@@ -13,17 +13,21 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/umedge/umedge/core/internal/ratelimit"
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
 // Config tunes the engine. Zero values take the defaults named.
 type Config struct {
-	FQDN         string        // our identity: host of the From we send on leg B
-	MaxCalls     int           // calls at once, all gateways; 0 = unlimited
-	MaxRedirects int           // 3xx followed per call; 0 = DefaultMaxRedirects
-	RetryAfter   time.Duration // of a 503; 0 = 30 s
-	T1           time.Duration // RFC 3261 round-trip estimate; 0 = 500 ms
-	T2           time.Duration // RFC 3261 retransmission cap; 0 = 4 s
+	FQDN     string // our identity: host of the From we send on leg B
+	MaxCalls int    // calls at once, all gateways; 0 = unlimited
+	// CallsPerSecond bounds new calls, all gateways (R-SBC-8); 0 =
+	// unlimited. A token bucket: one second's worth may come at once.
+	CallsPerSecond float64
+	MaxRedirects   int           // 3xx followed per call; 0 = DefaultMaxRedirects
+	RetryAfter     time.Duration // of a 503; 0 = 30 s
+	T1             time.Duration // RFC 3261 round-trip estimate; 0 = 500 ms
+	T2             time.Duration // RFC 3261 retransmission cap; 0 = 4 s
 	// RingTimeout ends a call the back end has not answered within it
 	// after a provisional answer (RFC 3261 §16.6 Timer C); 0 = 3 min.
 	RingTimeout time.Duration
@@ -38,7 +42,8 @@ type Config struct {
 	// failure (no answer, 481) ends the call on both legs.
 	KeepAlive         KeepAlive
 	KeepAliveInterval time.Duration
-	// Peers are per-peer options by router gateway name (the caller's leg).
+	// Peers are per-peer options by router gateway name (the caller's
+	// leg) or pool name (the back end's).
 	Peers map[string]Peer
 }
 
@@ -49,6 +54,9 @@ type Peer struct {
 	// (Exchange UM, Lync) peers lose the media of SDP in a 180 (R-WK-5,
 	// R-SBC-9).
 	Early183 bool
+	// CallsPerSecond bounds the new calls from this gateway, or to this
+	// pool (R-SBC-8); 0 = unlimited.
+	CallsPerSecond float64
 }
 
 // KeepAlive is how calls' UDP callers are kept reachable.
@@ -182,12 +190,16 @@ type Engine struct {
 	closed    bool
 	callsDone sync.WaitGroup
 
+	rate     *ratelimit.Bucket            // all calls; nil = unlimited
+	peerRate map[string]*ratelimit.Bucket // by gateway or pool name
+
 	Metrics Counters
 }
 
 // Counters are the engine's totals since it started.
 type Counters struct {
 	Calls, Answered, Failed, Refused, Redirects atomic.Uint64
+	RateLimited                                 atomic.Uint64 // of Refused: over a calls-per-second limit
 }
 
 // New returns an engine that sends through tp and anchors media with m;
@@ -197,8 +209,18 @@ func New(cfg Config, tp Transport, m Media, cdr *CDRWriter, log *slog.Logger) *E
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Engine{cfg: cfg, log: log, tp: tp, media: m, cdr: cdr,
-		byA: map[string]*call{}, byB: map[string]*call{}, perGW: map[string]int{}, perBE: map[string]int{}}
+	e := &Engine{cfg: cfg, log: log, tp: tp, media: m, cdr: cdr,
+		byA: map[string]*call{}, byB: map[string]*call{}, perGW: map[string]int{}, perBE: map[string]int{},
+		peerRate: map[string]*ratelimit.Bucket{}}
+	if cfg.CallsPerSecond > 0 {
+		e.rate = ratelimit.New(cfg.CallsPerSecond)
+	}
+	for name, p := range cfg.Peers {
+		if p.CallsPerSecond > 0 {
+			e.peerRate[name] = ratelimit.New(p.CallsPerSecond)
+		}
+	}
+	return e
 }
 
 // Invite takes a new call of a proxy pool: it answers the caller with 100
@@ -229,27 +251,37 @@ type status struct {
 }
 
 // admit takes an admission slot for c and registers it, or says why not.
+// The rate limits come last: only a call that would be admitted takes a
+// token.
 func (e *Engine) admit(c *call) *status {
 	ra := fmt.Sprintf("Retry-After: %d", max(int(e.cfg.RetryAfter/time.Second), 1))
+	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	gw, be := c.target.Gateway, c.beKey()
-	switch {
-	case e.closed:
-		return &status{503, "Service Unavailable", []string{ra, e.warning("shutting down")}}
-	case e.cfg.MaxCalls > 0 && e.active >= e.cfg.MaxCalls:
-		return &status{503, "Service Unavailable", []string{ra, e.warning("call limit of the appliance reached")}}
-	case c.target.MaxGatewayCalls > 0 && e.perGW[gw] >= c.target.MaxGatewayCalls:
-		return &status{503, "Service Unavailable", []string{ra, e.warning("call limit of gateway " + gw + " reached")}}
-	case c.target.Backend.MaxCallsAllowed > 0 && e.perBE[be] >= c.target.Backend.MaxCallsAllowed:
-		return &status{503, "Service Unavailable", []string{ra, e.warning("back end " + c.target.Backend.Name + " is full")}}
-	}
 	if old := e.byA[c.a.callID]; old != nil && old.a.branch == c.a.branch {
 		return &status{}
 	} else if old != nil {
 		// The same Call-ID again with another transaction: a merged or
 		// looped request (RFC 3261 §8.2.2.2).
 		return &status{482, "Loop Detected", []string{e.warning("Call-ID of a call in progress")}}
+	}
+	gw, be := c.target.Gateway, c.beKey()
+	unavailable := func(why string) *status {
+		return &status{503, "Service Unavailable", []string{ra, e.warning(why)}}
+	}
+	switch {
+	case e.closed:
+		return unavailable("shutting down")
+	case e.cfg.MaxCalls > 0 && e.active >= e.cfg.MaxCalls:
+		return unavailable("call limit of the appliance reached")
+	case c.target.MaxGatewayCalls > 0 && e.perGW[gw] >= c.target.MaxGatewayCalls:
+		return unavailable("call limit of gateway " + gw + " reached")
+	case c.target.Backend.MaxCallsAllowed > 0 && e.perBE[be] >= c.target.Backend.MaxCallsAllowed:
+		return unavailable("back end " + c.target.Backend.Name + " is full")
+	}
+	if why := e.overRate(c.target, now); why != "" {
+		e.Metrics.RateLimited.Add(1)
+		return unavailable(why)
 	}
 	e.active++
 	e.perGW[gw]++
@@ -258,6 +290,20 @@ func (e *Engine) admit(c *call) *status {
 	e.byB[c.b.callID] = c
 	e.callsDone.Add(1)
 	return nil
+}
+
+// overRate says which calls-per-second limit a new call to t is over, or
+// "": the calling gateway's, the pool's, the appliance's (R-SBC-8).
+func (e *Engine) overRate(t Target, now time.Time) string {
+	for _, l := range []struct{ name, what string }{{t.Gateway, "gateway "}, {t.Pool, "pool "}} {
+		if b := e.peerRate[l.name]; b != nil && !b.Allow(now) {
+			return fmt.Sprintf("%s%s over %g calls/s", l.what, l.name, b.Rate())
+		}
+	}
+	if e.rate != nil && !e.rate.Allow(now) {
+		return fmt.Sprintf("appliance over %g calls/s", e.rate.Rate())
+	}
+	return ""
 }
 
 // moveBackend moves c's back-end admission count from one back end to

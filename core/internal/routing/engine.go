@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/umedge/umedge/core/internal/health"
+	"github.com/umedge/umedge/core/internal/ratelimit"
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
@@ -377,7 +378,7 @@ func (e *Engine) ask(j *job) (Target, error) {
 type table struct {
 	compiled *router.Compiled
 	gen      uint64
-	buckets  map[string]*bucket // by gateway name; absent = unlimited
+	buckets  map[string]*ratelimit.Bucket // by gateway name; absent = unlimited
 	rates    map[string]float64
 	pools    map[string]*pool
 	targets  []health.Target
@@ -394,7 +395,7 @@ func newTable(c *router.Compiled, old *table, probes map[string]health.Tuning) *
 	t := c.Table()
 	nt := &table{
 		compiled: c, gen: t.Generation,
-		buckets: map[string]*bucket{}, rates: map[string]float64{}, pools: map[string]*pool{},
+		buckets: map[string]*ratelimit.Bucket{}, rates: map[string]float64{}, pools: map[string]*pool{},
 	}
 	for _, g := range t.Gateways {
 		if g.CallsPerSecond > 0 {
@@ -402,7 +403,7 @@ func newTable(c *router.Compiled, old *table, probes map[string]health.Tuning) *
 			if old != nil && old.buckets[g.Name] != nil && old.rates[g.Name] == g.CallsPerSecond {
 				nt.buckets[g.Name] = old.buckets[g.Name] // the calls already counted stay counted
 			} else {
-				nt.buckets[g.Name] = newBucket(g.CallsPerSecond)
+				nt.buckets[g.Name] = ratelimit.New(g.CallsPerSecond)
 			}
 		}
 		if g.Ping > 0 && g.PingTarget != "" {
@@ -450,7 +451,7 @@ func probeTransport(action router.Action, b *router.Backend) (string, int) {
 
 func (t *table) allow(gateway string, now time.Time) bool {
 	b := t.buckets[gateway]
-	return b == nil || b.allow(now)
+	return b == nil || b.Allow(now)
 }
 
 func (t *table) rateError(gateway string) error {
@@ -551,33 +552,4 @@ func mix(x uint64) uint64 {
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return x
-}
-
-// bucket is a token bucket holding at most one second of calls.
-type bucket struct {
-	mu     sync.Mutex
-	rate   float64
-	tokens float64
-	last   time.Time
-}
-
-func newBucket(rate float64) *bucket {
-	return &bucket{rate: rate, tokens: max(rate, 1)}
-}
-
-func (b *bucket) allow(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.last.IsZero() {
-		b.tokens += now.Sub(b.last).Seconds() * b.rate
-		if b.tokens > max(b.rate, 1) {
-			b.tokens = max(b.rate, 1)
-		}
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }
