@@ -396,6 +396,7 @@ func (e *Engine) Handle(msg sip.Message, in Inbound) bool {
 		cb.handleB(msg, in)
 		return true
 	case ca != nil && ca.fromA(in):
+		ca.relatch(msg, in)
 		return ca.handleA(msg, in)
 	}
 	return false
