@@ -15,10 +15,10 @@ PLUGINS     := $(notdir $(wildcard plugins/*))
 # tests in namespaces, dosfstools and e2fsprogs for the data-partition
 # tests; qemu, its UEFI firmware and systemd-boot boot the appliance images
 # (images/boottest).
-TEST_DEBS   ?= sip-tester kamailio python3-grpcio python3-protobuf python3-cryptography baresip-core \
+TEST_DEBS   ?= sip-tester sngrep kamailio python3-grpcio python3-protobuf python3-cryptography baresip-core \
 	nftables iproute2 dosfstools e2fsprogs qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 systemd-boot-efi
 
-.PHONY: all build plugins run test test-short test-integration test-deps bench-sip bench-media bench-b2bua \
+.PHONY: all build plugins run test test-short test-integration test-deps bench-sip bench-media bench-b2bua bpf \
 	fuzz proto pyproto lint archcheck clean
 
 all: build plugins
@@ -73,15 +73,25 @@ test-deps:
 bench-sip: test-deps build plugins
 	$(GO) run ./core/cmd/sipbench -edged $(BIN)/edged -plugins $(BIN)/plugins $(BENCH_ARGS)
 
-# Ramps concurrent bidirectional G.711 calls through the media engine and
-# through rtpengine (userspace forwarding, driven over its ng protocol), RTP⇄RTP
-# and RTP⇄SRTP, the load on CPU 0 and the server on CPU 1. rtpengine-daemon
-# is a Debian package the benchmark needs; no test does.
-# BENCH_ARGS="-modes rtp -servers umedge" narrows it (mediabench -h).
+# Ramps concurrent bidirectional G.711 calls through the media engine (its
+# userspace relay, and umedge-tc: the kernel fast path) and through rtpengine
+# (userspace forwarding, driven over its ng protocol), RTP⇄RTP and RTP⇄SRTP,
+# the load on CPU 0 and the server on CPU 1, generator and server in two
+# network namespaces on a veth (-netns; TC does not run on loopback).
+# rtpengine-daemon is a Debian package the benchmark needs; no test does.
+# BENCH_ARGS="-modes rtp -servers umedge-tc" narrows it (mediabench -h).
 bench-media:
 	@dpkg -s rtpengine-daemon >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rtpengine-daemon >/dev/null; }
 	CGO_ENABLED=$(CGO_ENABLED) $(GO) build -o $(BIN)/mediabench ./core/cmd/mediabench
-	taskset -c 0 $(BIN)/mediabench $(BENCH_ARGS)
+	taskset -c 0 $(BIN)/mediabench -netns -servers rtpengine,umedge,umedge-tc $(BENCH_ARGS)
+
+# The media fast path's eBPF object and its Go bindings (committed, so the
+# build and CI need no compiler): Debian clang, llvm and libbpf-dev.
+BPF_DIR := core/internal/media/fastpath
+bpf:
+	@command -v clang >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm libbpf-dev >/dev/null; }
+	cd $(BPF_DIR) && GOPACKAGE=fastpath $(GO) tool bpf2go -target bpfel -type fp_key -type fp_fwd -type fp_count \
+		bpf fastpath.c -- -O2 -g -Wall -Werror -I/usr/include/$$(uname -m)-linux-gnu
 
 # Full calls of the mix through the proxy action (no media): SIPp over UDP
 # to edged, which runs every pool as a B2BUA, and to Kamailio as a stateful

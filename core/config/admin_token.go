@@ -12,7 +12,7 @@ const minTokenLen = 16
 
 var (
 	errTokenShort    = fmt.Errorf("shorter than %d characters", minTokenLen)
-	errTokenChars    = errors.New("holds spaces or control characters inside the token")
+	errTokenChars    = errors.New("holds spaces or control characters inside")
 	errTokenReadable = errors.New("readable by every user; chmod o-r it")
 )
 
@@ -24,27 +24,39 @@ func (a Admin) Token() ([]byte, error) {
 	if a.TokenFile == "" {
 		return nil, nil
 	}
-	data, err := readSmallFile(a.TokenFile)
+	tok, err := readSecret(a.TokenFile, "admin token")
 	if err != nil {
-		return nil, fmt.Errorf("read admin token: %w", err)
+		return nil, err
 	}
-	st, err := os.Stat(a.TokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("read admin token: %w", err)
-	}
-	if st.Mode().Perm()&0o004 != 0 {
-		return nil, fmt.Errorf("admin token %s: %w", a.TokenFile, errTokenReadable)
-	}
-	tok := trimSpace(data)
 	if len(tok) < minTokenLen {
 		return nil, fmt.Errorf("admin token %s: %w", a.TokenFile, errTokenShort)
 	}
-	for _, c := range tok {
+	return tok, nil
+}
+
+// readSecret reads a secret (an admin token, a HEP password) from file:
+// its text without surrounding white space. A file every user may read,
+// or a secret with spaces or control characters inside, is refused.
+// Errors name the file as what, never its content.
+func readSecret(file, what string) ([]byte, error) {
+	data, err := readSmallFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	if st.Mode().Perm()&0o004 != 0 {
+		return nil, fmt.Errorf("%s %s: %w", what, file, errTokenReadable)
+	}
+	secret := trimSpace(data)
+	for _, c := range secret {
 		if c <= ' ' || c >= 0x7f {
-			return nil, fmt.Errorf("admin token %s: %w", a.TokenFile, errTokenChars)
+			return nil, fmt.Errorf("%s %s: %w", what, file, errTokenChars)
 		}
 	}
-	return tok, nil
+	return secret, nil
 }
 
 // trimSpace drops ASCII white space at both ends.

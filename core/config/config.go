@@ -19,6 +19,7 @@ type Config struct {
 	SIP        SIP               `toml:"sip"`
 	Media      Media             `toml:"media"`
 	SBC        SBC               `toml:"sbc"`
+	Capture    Capture           `toml:"capture"`
 	PluginHost PluginHost        `toml:"plugin_host"`
 	Plugins    map[string]Plugin `toml:"plugins"` // key = plugin instance name
 	Appliance  Appliance         `toml:"appliance"`
@@ -104,6 +105,11 @@ type Media struct {
 	Workers           int      `toml:"workers"`            // event-loop workers; 0 = GOMAXPROCS
 	LatchWindow       Duration `toml:"latch_window"`       // how long after each answer a leg learns its peer's address
 	InactivityTimeout Duration `toml:"inactivity_timeout"` // no packet from either side this long ends the call; 0 = off
+	// FastPath is the kernel fast path for latched legs that need no
+	// payload work (eBPF at TC ingress): "off", "auto" (on where the kernel
+	// allows, else userspace with one log line) or "tc" (refuse to start
+	// without it).
+	FastPath string `toml:"fast_path"`
 }
 
 // SBC configures the B2BUA that runs the calls of proxy pools (a router
@@ -149,6 +155,10 @@ type SBCPeer struct {
 	// as 183 only (a 180 as 180 without SDP, then 183): UCMA peers such as
 	// Exchange UM lose the media of SDP in a 180 (R-SBC-9).
 	Early183 bool `toml:"early_183"`
+	// CallsPerSecond bounds the new calls from this gateway, or to this
+	// pool, through the B2BUA (R-SBC-8); 0 = unlimited. (The router's
+	// calls_per_second of a gateway holds too, for every call.)
+	CallsPerSecond float64 `toml:"calls_per_second"`
 	// OPTIONS keep-alive of the peer (R-SBC-6): of a gateway's probe, or
 	// of the probes of a pool's back ends. The router's options_interval
 	// turns probing on and is the interval while the peer is up;
@@ -157,12 +167,37 @@ type SBCPeer struct {
 	// row, an up one down after OptionsDownAfter failures in a row (0 =
 	// 1 and 2). Any answer but 5xx counts: a 404 says the peer is alive.
 	OptionsIntervalDown Duration `toml:"options_interval_down"`
-	// CallsPerSecond bounds the new calls from this gateway, or to this
-	// pool, through the B2BUA (R-SBC-8); 0 = unlimited. (The router's
-	// calls_per_second of a gateway holds too, for every call.)
-	CallsPerSecond   float64 `toml:"calls_per_second"`
-	OptionsUpAfter   int     `toml:"options_up_after"`
-	OptionsDownAfter int     `toml:"options_down_after"`
+	OptionsUpAfter      int      `toml:"options_up_after"`
+	OptionsDownAfter    int      `toml:"options_down_after"`
+	// RedirectMode, for a calling peer, is what a back end's 3xx does to
+	// its calls (R-SBC-7): "handle_locally" (the SBC follows it, on the
+	// back end's own host only; the default), "transparent" (relayed with
+	// the back end's Contact as it is: the caller learns the internal
+	// address) or "rewrite" (relayed with the Contact rewritten onto the
+	// SBC, its user a signed marker valid for one minute that the SBC
+	// routes back to the original target).
+	RedirectMode string `toml:"redirect_mode"`
+	// ReferMode, for a calling peer, is what a REFER from the back end
+	// does to its calls (R-SBC-7, R-ID-8): "transparent" (passed to the
+	// caller; the default) or "handle_locally" (the SBC answers it,
+	// calls the Refer-To target itself — a back end or gateway the
+	// routing knows, else 403 — and moves the caller's media there with
+	// a re-INVITE: the caller never sees the REFER).
+	ReferMode string `toml:"refer_mode"`
+	// HeaderRules rewrite the headers of the messages sent to or received
+	// from this peer (R-SBC-10), in order; at most 64.
+	HeaderRules []HeaderRule `toml:"header_rules"`
+}
+
+// HeaderRule is one header manipulation rule ([[sbc.peers.<name>.header_rules]]).
+type HeaderRule struct {
+	Direction    string `toml:"direction"`     // in (received from the peer) | out (sent to it) | both
+	Header       string `toml:"header"`        // the header matched, e.g. "Diversion"
+	Part         string `toml:"part"`          // value | user | host (of its URI); "" = value
+	Match        string `toml:"match"`         // Go regexp (RE2) on the part; "" = every instance
+	Action       string `toml:"action"`        // add | remove | replace | set
+	Value        string `toml:"value"`         // what add, replace and set write; $1 and ${name} expand capture groups
+	TargetHeader string `toml:"target_header"` // the header add and set write; "" = header
 }
 
 // PluginHost configures how plugin binaries are found, pinned and run.
@@ -260,10 +295,12 @@ func Default() Config {
 			// stranger could take over a plain-RTP leg short.
 			LatchWindow:       Duration{10 * time.Second},
 			InactivityTimeout: Duration{60 * time.Second},
+			FastPath:          "auto",
 		},
 		SBC: SBC{MaxCalls: 2000, MaxRedirects: 5, RingTimeout: Duration{3 * time.Minute}, FailoverTimeout: Duration{4 * time.Second},
 			KeepAlive: "crlf", KeepAliveInterval: Duration{30 * time.Second},
 			Peers: map[string]SBCPeer{}},
+		Capture: Capture{HEPTransport: "udp", HEPID: 1, HEPQueue: 8192},
 		PluginHost: PluginHost{
 			Dir:               "bin/plugins",
 			CallTimeout:       Duration{500 * time.Millisecond},

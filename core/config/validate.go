@@ -53,6 +53,7 @@ func (c *Config) validate(pre []problem, failed map[string]bool) error {
 	v.media()
 	v.sbc()
 	v.bans()
+	v.capture()
 	v.pluginHost()
 	v.plugins()
 	v.appliance()
@@ -321,12 +322,107 @@ func (v *validator) sbc() {
 		v.rate(path+".calls_per_second", p.CallsPerSecond)
 		v.intRange(path+".options_up_after", p.OptionsUpAfter, 0, 100)
 		v.intRange(path+".options_down_after", p.OptionsDownAfter, 0, 100)
+		if !slices.Contains([]string{"", "handle_locally", "transparent", "rewrite"}, p.RedirectMode) {
+			v.addf(path+".redirect_mode", ErrInvalid, "%q is not one of handle_locally, transparent, rewrite", p.RedirectMode)
+		}
+		if !slices.Contains([]string{"", "transparent", "handle_locally"}, p.ReferMode) {
+			v.addf(path+".refer_mode", ErrInvalid, "%q is not one of transparent, handle_locally", p.ReferMode)
+		}
+		v.headerRules(path+".header_rules", p.HeaderRules)
 		for i, c := range p.Codecs {
 			if !isCodecName(c) {
 				v.addf(fmt.Sprintf("%s.codecs[%d]", path, i), ErrInvalid, "%q is no codec name (an SDP encoding name such as PCMA)", c)
 			}
 		}
 	}
+}
+
+// Bounds of header rules (R-SBC-10); the engine, core/internal/hdrrules,
+// holds the same.
+const (
+	maxHeaderRules   = 64
+	maxRulePattern   = 1024
+	maxRuleValue     = 2048
+	ruleOwnedHeaders = "via call-id i cseq contact m route record-route max-forwards content-type c content-length l"
+)
+
+// headerRules checks one peer's header rules: every field by itself, and
+// no rule on a header the B2BUA writes itself (From and To only by their
+// URI's user or host, which leaves the tags alone).
+func (v *validator) headerRules(path string, rules []HeaderRule) {
+	if len(rules) > maxHeaderRules {
+		v.addf(path, ErrOutOfRange, "%d rules, at most %d", len(rules), maxHeaderRules)
+	}
+	owned := strings.Fields(ruleOwnedHeaders)
+	for i, r := range rules {
+		key := fmt.Sprintf("%s[%d]", path, i)
+		bad := func(field string, sentinel error, format string, args ...any) {
+			v.add(key+"."+field, fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...)), key)
+		}
+		if !slices.Contains([]string{"in", "out", "both"}, r.Direction) {
+			bad("direction", ErrInvalid, "%q is not one of in, out, both", r.Direction)
+		}
+		if !slices.Contains([]string{"add", "remove", "replace", "set"}, r.Action) {
+			bad("action", ErrInvalid, "%q is not one of add, remove, replace, set", r.Action)
+		}
+		if !slices.Contains([]string{"", "value", "user", "host"}, r.Part) {
+			bad("part", ErrInvalid, "%q is not one of value, user, host", r.Part)
+		}
+		fromTo := strings.EqualFold(r.Header, "from") || strings.EqualFold(r.Header, "to") || r.Header == "f" || r.Header == "t"
+		switch {
+		case !isHeaderName(r.Header):
+			bad("header", ErrInvalid, "%q is no header name", r.Header)
+		case slices.Contains(owned, strings.ToLower(r.Header)):
+			bad("header", ErrInvalid, "%s is written by the B2BUA itself (Via, Call-ID, CSeq, Contact, Route, Record-Route, Max-Forwards, Content-Type, Content-Length)", r.Header)
+		case fromTo && (r.Action != "replace" || r.Part == "" || r.Part == "value"):
+			bad("header", ErrInvalid, "%s carries the B2BUA's tag: only replace on its user or host", r.Header)
+		}
+		if r.TargetHeader != "" {
+			switch {
+			case r.Action != "add" && r.Action != "set":
+				bad("target_header", ErrInvalid, "only add and set write another header")
+			case !isHeaderName(r.TargetHeader):
+				bad("target_header", ErrInvalid, "%q is no header name", r.TargetHeader)
+			case slices.Contains(owned, strings.ToLower(r.TargetHeader)) || slices.Contains([]string{"from", "to", "f", "t"}, strings.ToLower(r.TargetHeader)):
+				bad("target_header", ErrInvalid, "%s is written by the B2BUA itself", r.TargetHeader)
+			}
+		} else if (r.Action == "add" || r.Action == "set") && r.Part != "" && r.Part != "value" {
+			bad("part", ErrInvalid, "add and set write whole values; part %q is for matching another header (target_header)", r.Part)
+		}
+		switch {
+		case len(r.Match) > maxRulePattern:
+			bad("match", ErrOutOfRange, "%d bytes, at most %d", len(r.Match), maxRulePattern)
+		case r.Match != "":
+			if _, err := regexp.Compile(r.Match); err != nil {
+				bad("match", ErrInvalid, "%v", err)
+			}
+		case r.Action == "replace":
+			bad("match", ErrRequired, "replace needs a match")
+		}
+		switch {
+		case len(r.Value) > maxRuleValue:
+			bad("value", ErrOutOfRange, "%d bytes, at most %d", len(r.Value), maxRuleValue)
+		case strings.ContainsFunc(r.Value, func(c rune) bool { return c < 0x20 && c != '\t' || c == 0x7f }):
+			bad("value", ErrInvalid, "control characters would break the message")
+		case r.Action == "remove" && r.Value != "":
+			bad("value", ErrInvalid, "remove writes nothing")
+		case (r.Action == "add" || r.Action == "set") && strings.TrimSpace(r.Value) == "":
+			bad("value", ErrRequired, "%s needs a value", r.Action)
+		}
+	}
+}
+
+// isHeaderName reports whether s is an RFC 3261 token of at most 64 bytes.
+func isHeaderName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-.!%*_+`'~", c)) {
+			return false
+		}
+	}
+	return true
 }
 
 // isCodecName reports whether s can be an SDP rtpmap encoding name.
@@ -361,6 +457,11 @@ func (v *validator) media() {
 	v.durRange("media.latch_window", m.LatchWindow, 100*time.Millisecond, 5*time.Minute)
 	if m.InactivityTimeout.Duration != 0 {
 		v.durRange("media.inactivity_timeout", m.InactivityTimeout, time.Second, 24*time.Hour)
+	}
+	switch m.FastPath {
+	case "off", "auto", "tc":
+	default:
+		v.addf("media.fast_path", ErrInvalid, "%q: want off, auto or tc", m.FastPath)
 	}
 }
 

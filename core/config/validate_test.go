@@ -315,6 +315,10 @@ func TestValidateMedia(t *testing.T) {
 		{name: "inactivity timeout off", give: func(c *Config) { c.Media.InactivityTimeout = Duration{} }},
 		{name: "inactivity timeout below a second", give: func(c *Config) { c.Media.InactivityTimeout = Duration{500 * time.Millisecond} },
 			wantPath: "media.inactivity_timeout", wantErr: ErrOutOfRange},
+		{name: "fast path forced", give: func(c *Config) { c.Media.FastPath = "tc" }},
+		{name: "fast path off", give: func(c *Config) { c.Media.FastPath = "off" }},
+		{name: "fast path unknown", give: func(c *Config) { c.Media.FastPath = "xdp" },
+			wantPath: "media.fast_path", wantErr: ErrInvalid, wantText: "off, auto or tc"},
 	})
 }
 
@@ -346,6 +350,15 @@ func TestValidateSBC(t *testing.T) {
 			c.SBC.CallsPerSecond = 50
 			c.SBC.Peers = map[string]SBCPeer{"trunk": {CallsPerSecond: 0.5}}
 		}},
+		{name: "3xx modes", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"a": {RedirectMode: "rewrite"}, "b": {RedirectMode: "transparent"}, "c": {RedirectMode: "handle_locally"}}
+		}},
+		{name: "unknown REFER mode", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"gw": {ReferMode: "rewrite"}}
+		}, wantPath: "sbc.peers.gw.refer_mode", wantErr: ErrInvalid},
+		{name: "unknown 3xx mode", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"gw": {RedirectMode: "follow"}}
+		}, wantPath: "sbc.peers.gw.redirect_mode", wantErr: ErrInvalid},
 		{name: "CDR directory missing", give: func(c *Config) { c.SBC.CDRFile = filepath.Join(dir, "no", "cdr.jsonl") },
 			wantPath: "sbc.cdr_file", wantErr: ErrInvalid},
 		{name: "negative call limit", give: func(c *Config) { c.SBC.MaxCalls = -1 },
@@ -556,5 +569,51 @@ func TestFieldErrorFormat(t *testing.T) {
 				t.Errorf("errors.Is(fe, fe.Err) = false")
 			}
 		})
+	}
+}
+
+func TestValidateCapture(t *testing.T) {
+	good := writeToken(t, "hep-secret\n", 0o600)
+	public := writeToken(t, "hep-secret", 0o644)
+	spaced := writeToken(t, "hep secret", 0o600)
+	empty := writeToken(t, "\n", 0o600)
+	runValidateCases(t, []validateCase{
+		{name: "off by default", give: func(*Config) {}},
+		{name: "udp collector by address", give: func(c *Config) { c.Capture.HEP = "192.0.2.50:9060" }},
+		{name: "tcp collector by name with a password", give: func(c *Config) {
+			c.Capture.HEP, c.Capture.HEPTransport, c.Capture.HEPPasswordFile = "homer.example.net:9061", "tcp", good
+		}},
+		{name: "ipv6 collector", give: func(c *Config) { c.Capture.HEP = "[2001:db8::50]:9060" }},
+		{name: "no port", give: func(c *Config) { c.Capture.HEP = "192.0.2.50" },
+			wantPath: "capture.hep", wantErr: ErrInvalid, wantText: "host:port"},
+		{name: "port zero", give: func(c *Config) { c.Capture.HEP = "192.0.2.50:0" },
+			wantPath: "capture.hep", wantErr: ErrOutOfRange},
+		{name: "unspecified address", give: func(c *Config) { c.Capture.HEP = "[::]:9060" },
+			wantPath: "capture.hep", wantErr: ErrInvalid},
+		{name: "bad host name", give: func(c *Config) { c.Capture.HEP = "homer_.example..net:9060" },
+			wantPath: "capture.hep", wantErr: ErrInvalid},
+		{name: "transport", give: func(c *Config) { c.Capture.HEPTransport = "tls" },
+			wantPath: "capture.hep_transport", wantErr: ErrInvalid},
+		{name: "agent id too large", give: func(c *Config) { c.Capture.HEPID = 1 << 32 },
+			wantPath: "capture.hep_id", wantErr: ErrOutOfRange},
+		{name: "queue too small", give: func(c *Config) { c.Capture.HEPQueue = 0 },
+			wantPath: "capture.hep_queue", wantErr: ErrOutOfRange},
+		{name: "world-readable password", give: func(c *Config) { c.Capture.HEPPasswordFile = public },
+			wantPath: "capture.hep_password_file", wantErr: errTokenReadable},
+		{name: "password with a space", give: func(c *Config) { c.Capture.HEPPasswordFile = spaced },
+			wantPath: "capture.hep_password_file", wantErr: errTokenChars},
+		{name: "empty password", give: func(c *Config) { c.Capture.HEPPasswordFile = empty },
+			wantPath: "capture.hep_password_file", wantErr: errHEPPasswordEmpty},
+	})
+}
+
+func TestHEPPassword(t *testing.T) {
+	f := writeToken(t, "  s3cret\n", 0o600)
+	pw, err := Capture{HEPPasswordFile: f}.HEPPassword()
+	if err != nil || string(pw) != "s3cret" {
+		t.Errorf("HEPPassword = %q, %v", pw, err)
+	}
+	if pw, err := (Capture{}).HEPPassword(); pw != nil || err != nil {
+		t.Errorf("no file: %q, %v", pw, err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/umedge/umedge/core/internal/admin"
 	"github.com/umedge/umedge/core/internal/b2bua"
 	"github.com/umedge/umedge/core/internal/health"
+	"github.com/umedge/umedge/core/internal/hep"
 	"github.com/umedge/umedge/core/internal/media"
 	"github.com/umedge/umedge/core/internal/pluginhost"
 	"github.com/umedge/umedge/core/internal/routing"
@@ -44,6 +45,8 @@ type daemon struct {
 	media  *media.Engine // nil without a router plugin
 	b2b    *b2bua.Engine // likewise
 	admin  *admin.Server
+
+	capture hep.Config // what the front end's HEP sender was made with; zero = capture off
 
 	reloadMu sync.Mutex
 }
@@ -115,6 +118,12 @@ func start(ctx context.Context, path string, logOut io.Writer) (_ *daemon, err e
 		if err := d.front.Apply(fc); err != nil {
 			return nil, err
 		}
+		if err := d.applyCapture(ctx, cfg); err != nil {
+			// Capture is a diagnostic: a collector that does not resolve
+			// at boot (DNS not up yet) must not keep the box from serving
+			// calls. The next reload tries again.
+			log.Error("sip capture not started: calls are served without it until a reload", "err", err)
+		}
 		if err := d.startSBC(cfg); err != nil {
 			return nil, err
 		}
@@ -180,7 +189,7 @@ func (d *daemon) Reload(ctx context.Context) error {
 		if err == nil {
 			err = d.front.Apply(fc)
 		}
-		errs = append(errs, err)
+		errs = append(errs, err, d.applyCapture(ctx, cfg))
 	}
 	if cfg.Admin.Listen != old.Admin.Listen {
 		errs = append(errs, d.moveAdmin(cfg.Admin.Listen))
@@ -237,6 +246,7 @@ func (d *daemon) Close() error {
 	d.stopSBC()
 	if d.front != nil {
 		errs = append(errs, d.front.Close())
+		d.stopCapture()
 	}
 	if d.engine != nil {
 		d.engine.Close()

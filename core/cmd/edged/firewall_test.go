@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/umedge/umedge/core/config"
 )
 
 // TestFirewallPrint: `edged firewall print` prints the ruleset of the
@@ -45,5 +48,25 @@ func TestFirewallPrint(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "sip.tcp_port") || stdout.Len() != 0 {
 		t.Errorf("bad config: stdout %q, stderr %q; want the key on stderr only", &stdout, &stderr)
+	}
+}
+
+// TestFirewallAllowsMedia: the media engine offloads a leg to the kernel
+// fast path only where the firewall of the same config accepts its ports.
+func TestFirewallAllowsMedia(t *testing.T) {
+	cfg := config.Default()
+	cfg.Media.PortMin, cfg.Media.PortMax = 30000, 30099
+	allow, err := firewallAllows(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ap, want := range map[string]bool{
+		"192.0.2.10:30000": true, "[2001:db8::1]:30099": true, // the media range, any address
+		"192.0.2.10:30100": false, "192.0.2.10:29998": false, // outside it
+		"192.0.2.10:9060": false, // TCP-only admin port
+	} {
+		if got := allow(netip.MustParseAddrPort(ap)); got != want {
+			t.Errorf("allow(%s) = %t, want %t", ap, got, want)
+		}
 	}
 }

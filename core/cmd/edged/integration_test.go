@@ -259,7 +259,7 @@ func startEdgedIn(t *testing.T, l lab, ns netnstest.NS) *edged {
 	e.cmd = exec.Command(bin, "-config", e.cfg)
 	if ns != "" {
 		e.cmd = ns.Command(bin, "-config", e.cfg)
-		e.client = nsClient(ns)
+		e.client = nsClient(string(ns)) // sbc_fastpath_integration_test.go
 	}
 	e.cmd.Stdout, e.cmd.Stderr = &e.log, &e.log
 	if err := e.cmd.Start(); err != nil {
@@ -308,19 +308,6 @@ func (e *edged) get(path string) (*http.Response, error) {
 		c = http.DefaultClient
 	}
 	return c.Get(e.url(path))
-}
-
-// nsClient is an HTTP client whose connections are opened inside ns.
-func nsClient(ns netnstest.NS) *http.Client {
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		var err error
-		if nerr := ns.In(func() { c, err = (&net.Dialer{}).DialContext(ctx, network, addr) }); nerr != nil {
-			return nil, nerr
-		}
-		return c, err
-	}
-	return &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}, Timeout: 5 * time.Second}
 }
 
 // healthz returns /healthz's status code and body.

@@ -6,9 +6,12 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/umedge/umedge/appliance/firewall"
 	"github.com/umedge/umedge/core/config"
 	"github.com/umedge/umedge/core/internal/b2bua"
+	"github.com/umedge/umedge/core/internal/hdrrules"
 	"github.com/umedge/umedge/core/internal/media"
+	"github.com/umedge/umedge/core/internal/media/fastpath"
 	"github.com/umedge/umedge/core/internal/telemetry"
 	"github.com/umedge/umedge/core/sdk/router"
 )
@@ -20,13 +23,19 @@ import (
 // proxy calls.
 func (d *daemon) startSBC(cfg *config.Config) error {
 	m := cfg.Media
+	allow, err := firewallAllows(cfg)
+	if err != nil {
+		return fmt.Errorf("media engine: %w", err)
+	}
 	eng, err := media.New(media.Config{PortMin: m.PortMin, PortMax: m.PortMax, Workers: m.Workers,
-		LatchWindow: m.LatchWindow.Duration, InactivityTimeout: m.InactivityTimeout.Duration},
+		LatchWindow: m.LatchWindow.Duration, InactivityTimeout: m.InactivityTimeout.Duration,
+		FastPath: fastpath.Mode(m.FastPath), FastPathAllow: allow},
 		d.log.With("component", "media"))
 	if err != nil {
 		return fmt.Errorf("media engine: %w", err)
 	}
 	d.media = eng
+	d.metrics.WatchFastPath(d.fastPathSample)
 	var cdr *b2bua.CDRWriter
 	if cfg.SBC.CDRFile != "" {
 		if cdr, err = b2bua.OpenCDR(cfg.SBC.CDRFile, d.log.With("component", "cdr")); err != nil {
@@ -34,9 +43,14 @@ func (d *daemon) startSBC(cfg *config.Config) error {
 		}
 	}
 	s := cfg.SBC
+	peers, err := peerOptions(s.Peers)
+	if err != nil {
+		return err
+	}
 	d.b2b = b2bua.New(b2bua.Config{FQDN: cfg.SIP.FQDN, MaxCalls: s.MaxCalls, CallsPerSecond: s.CallsPerSecond, MaxRedirects: s.MaxRedirects,
 		RetryAfter: cfg.SIP.RetryAfter.Duration, RingTimeout: s.RingTimeout.Duration, FailoverTimeout: s.FailoverTimeout.Duration,
-		KeepAlive: keepAlive(s.KeepAlive), KeepAliveInterval: s.KeepAliveInterval.Duration, Peers: peerOptions(s.Peers)},
+		KeepAlive: keepAlive(s.KeepAlive), KeepAliveInterval: s.KeepAliveInterval.Duration, Peers: peers,
+		Table: d.routingTable},
 		d.front, mediaAdapter{eng: eng, peers: s.Peers}, cdr, d.log.With("component", "b2bua"))
 	d.front.SetB2BUA(d.b2b)
 	d.metrics.WatchSBC(d.sbcSample)
@@ -49,12 +63,51 @@ func (d *daemon) sbcSample() telemetry.SBCSample {
 		Refused: m.Refused.Load(), Limited: m.RateLimited.Load()}
 }
 
-func peerOptions(peers map[string]config.SBCPeer) map[string]b2bua.Peer {
+// firewallAllows is the policy of the firewall the appliance installs for
+// cfg (appliance/firewall): whether UDP to a local media port is accepted.
+// Packets on the kernel fast path never meet netfilter, so the engine
+// offloads only legs whose ports it accepts.
+func firewallAllows(cfg *config.Config) (func(netip.AddrPort) bool, error) {
+	rs, err := firewall.FromConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return func(ap netip.AddrPort) bool { return len(rs.Find(firewall.UDP, ap.Addr(), ap.Port())) > 0 }, nil
+}
+
+// fastPathSample is the media fast path's metrics.
+func (d *daemon) fastPathSample() telemetry.FastPathSample {
+	st := d.media.FastPath()
+	s := telemetry.FastPathSample{Active: st.Active, Unavailable: st.Unavail, Sessions: st.Offloaded,
+		Offloads: st.Offloads, Refused: st.Refused}
+	if st.Active {
+		s.Packets = make(map[string]uint64, len(st.Reasons))
+		for i, n := range st.Reasons {
+			s.Packets[fastpath.Reasons[i]] = n
+		}
+	}
+	return s
+}
+
+// peerOptions are the B2BUA's per-peer options; its error names the peer
+// whose header rules do not compile (config validation has checked them,
+// so this is a bug, not an operator's mistake).
+func peerOptions(peers map[string]config.SBCPeer) (map[string]b2bua.Peer, error) {
 	out := make(map[string]b2bua.Peer, len(peers))
 	for name, p := range peers {
-		out[name] = b2bua.Peer{Early183: p.Early183, CallsPerSecond: p.CallsPerSecond}
+		rules := make([]hdrrules.Rule, len(p.HeaderRules))
+		for i, r := range p.HeaderRules {
+			rules[i] = hdrrules.Rule{Direction: hdrrules.Direction(r.Direction), Header: r.Header, Part: hdrrules.Part(r.Part),
+				Match: r.Match, Action: hdrrules.Action(r.Action), Value: r.Value, TargetHeader: r.TargetHeader}
+		}
+		rs, err := hdrrules.Compile(rules)
+		if err != nil {
+			return nil, fmt.Errorf("sbc.peers.%s.header_rules: %w", name, err)
+		}
+		out[name] = b2bua.Peer{Early183: p.Early183, RedirectMode: b2bua.RedirectMode(p.RedirectMode),
+			ReferMode: b2bua.ReferMode(p.ReferMode), Rules: rs, CallsPerSecond: p.CallsPerSecond}
 	}
-	return out
+	return out, nil
 }
 
 func keepAlive(mode string) b2bua.KeepAlive {
@@ -62,6 +115,14 @@ func keepAlive(mode string) b2bua.KeepAlive {
 		return b2bua.KeepAliveOff
 	}
 	return b2bua.KeepAlive(mode)
+}
+
+// routingTable is the routing table in force, nil before the first one.
+func (d *daemon) routingTable() *router.Table {
+	if d.engine == nil {
+		return nil
+	}
+	return d.engine.Table()
 }
 
 // stopSBC ends every proxy call (BYE on both legs, CDRs written) while the

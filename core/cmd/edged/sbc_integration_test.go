@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/umedge/umedge/core/internal/devpki"
-	"github.com/umedge/umedge/core/internal/netnstest"
 	"github.com/umedge/umedge/core/internal/sipptest"
 )
 
@@ -68,8 +67,8 @@ func startSIPp(t *testing.T, name string, args ...string) *sippProc {
 	return startSIPpIn(t, "", name, args...)
 }
 
-// startSIPpIn is startSIPp in network namespace ns ("" = the test's).
-func startSIPpIn(t *testing.T, ns netnstest.NS, name string, args ...string) *sippProc {
+// startSIPpIn runs SIPp in network namespace ns ("" = the test's).
+func startSIPpIn(t *testing.T, ns, name string, args ...string) *sippProc {
 	t.Helper()
 	dir := t.TempDir()
 	p := &sippProc{log: filepath.Join(dir, name+"-msg.log"), done: make(chan error, 1)}
@@ -77,7 +76,7 @@ func startSIPpIn(t *testing.T, ns netnstest.NS, name string, args ...string) *si
 		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"))
 	p.cmd = exec.Command(sipptest.Binary, args...)
 	if ns != "" {
-		p.cmd = ns.Command(sipptest.Binary, args...)
+		p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns, sipptest.Binary}, args...)...) // ip execs SIPp: Kill reaches it
 	}
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
@@ -327,6 +326,144 @@ func TestIntegrationSBCFollowsRedirectAndHolds(t *testing.T) {
 	waitFor(t, 5*time.Second, "the CDR", func() bool { _, err := os.Stat(cdr); return err == nil && len(readCDRs(t, cdr)) == 1 })
 	if rec := readCDRs(t, cdr)[0]; rec["redirects"] != 1.0 || rec["status"] != 200.0 || rec["reason"] != "caller hung up" {
 		t.Errorf("CDR: redirects %v status %v reason %v", rec["redirects"], rec["status"], rec["reason"])
+	}
+}
+
+// redirect_mode = "rewrite" for the caller: the UM service's 302 reaches
+// the caller with its Contact rewritten onto edged (a signed marker, no
+// back-end address); the caller's INVITE to it is proxied to the worker
+// the 302 named; a forged marker gets 403.
+func TestIntegrationSBCRewritesRedirect(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	service, worker := freePort(t), freePort(t)
+	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
+	e := startEdged(t, sbcLab(t, service, cdr, "[sbc.peers.lab]\nredirect_mode = \"rewrite\"\n"))
+	w := uas(t, "worker", "sbc_uas.xml", worker)
+	s := uas(t, "service", "sbc_uas_302.xml", service, "-set", "worker", strconv.Itoa(worker))
+	caller := uac(t, e, "caller", "sbc_uac_follow.xml")
+	caller.wait(t, 30*time.Second)
+	s.wait(t, 5*time.Second)
+	w.wait(t, 5*time.Second)
+
+	var saw302 bool
+	for _, m := range caller.received(t) {
+		for _, secret := range []string{":" + strconv.Itoa(worker), ":" + strconv.Itoa(service), "SIPpTag02", "SIPpTag01"} {
+			if strings.Contains(m, secret) {
+				t.Errorf("the caller got %q of the back end:\n%s", secret, m)
+			}
+		}
+		saw302 = saw302 || strings.Contains(m, "SIP/2.0 302") && strings.Contains(m, "Contact: <sip:umr.")
+	}
+	if !saw302 {
+		t.Error("the caller got no 302 with a marker Contact")
+	}
+	waitFor(t, 5*time.Second, "the CDRs", func() bool { _, err := os.Stat(cdr); return err == nil && len(readCDRs(t, cdr)) == 2 })
+	recs := readCDRs(t, cdr)
+	if recs[0]["status"] != 302.0 || recs[1]["status"] != 200.0 || recs[1]["reason"] != "caller hung up" {
+		t.Errorf("CDRs: %v / %v", recs[0], recs[1])
+	}
+}
+
+// refer_mode = "handle_locally" for the caller (R-ID-8: CUCM handles UM's
+// REFER badly): the UM back end answers, then transfers with REFER to a
+// target on the caller's gateway; edged answers 202, calls the target
+// itself, moves the caller's media with a re-INVITE and tells UM in
+// NOTIFYs; UM hangs up. The caller never sees a REFER.
+func TestIntegrationSBCReferHandledLocally(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	um, target := freePort(t), freePort(t)
+	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
+	e := startEdged(t, sbcLab(t, um, cdr, "[sbc.peers.lab]\nrefer_mode = \"handle_locally\"\n"))
+	tg := startSIPp(t, "target", "-sf", sbcScenario("sbc_uas_target.xml"), "-t", "u1", "-i", "127.0.0.1", "-p", strconv.Itoa(target),
+		"-mi", "127.0.0.1", "-mp", strconv.Itoa(freePort(t)), "-m", "1")
+	u := uas(t, "um", "sbc_uas_refer.xml", um, "-set", "target", strconv.Itoa(target))
+	caller := uac(t, e, "caller", "sbc_uac_xfer.xml")
+	caller.wait(t, 30*time.Second)
+	u.wait(t, 10*time.Second)
+	tg.wait(t, 10*time.Second)
+
+	for _, m := range caller.received(t) {
+		if strings.Contains(m, "REFER sip:") || strings.Contains(m, "Refer-To") {
+			t.Errorf("the caller saw the REFER:\n%s", m)
+		}
+		for _, secret := range []string{":" + strconv.Itoa(target), ":" + strconv.Itoa(um), "SIPpTag03", "SIPpTag01"} {
+			if strings.Contains(m, secret) {
+				t.Errorf("the caller got %q of the back end or the target:\n%s", secret, m)
+			}
+		}
+	}
+	var notified bool
+	for _, m := range u.received(t) {
+		notified = notified || strings.Contains(m, "NOTIFY sip:") && strings.Contains(m, "SIP/2.0 200 OK") && strings.Contains(m, "terminated")
+	}
+	if !notified {
+		t.Error("UM got no final NOTIFY with the target's 200")
+	}
+	for _, m := range tg.received(t) {
+		if strings.Contains(m, ":"+strconv.Itoa(um)) || strings.Contains(m, "SIPpTag00") {
+			t.Errorf("the target got the back end's or the caller's identifiers:\n%s", m)
+		}
+	}
+	waitFor(t, 5*time.Second, "the CDR", func() bool { _, err := os.Stat(cdr); return err == nil && len(readCDRs(t, cdr)) == 1 })
+	if rec := readCDRs(t, cdr)[0]; rec["status"] != 200.0 || rec["reason"] != "caller hung up" {
+		t.Errorf("CDR: %v", rec)
+	}
+}
+
+// Header rules through edged: the caller's inbound rule rewrites the
+// Diversion the back end gets, the pool's outbound rule adds a header to
+// every message to the back end, the caller's outbound rule to every
+// message to the caller.
+func TestIntegrationSBCHeaderRules(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	callee := freePort(t)
+	rules := `
+[[sbc.peers.lab.header_rules]]
+direction = "in"
+header = "Diversion"
+part = "user"
+match = '^1001$'
+action = "replace"
+value = "4001"
+[[sbc.peers.lab.header_rules]]
+direction = "out"
+header = "X-Edge"
+action = "add"
+value = "to-caller"
+[[sbc.peers.sbc.header_rules]]
+direction = "out"
+header = "X-Edge"
+action = "add"
+value = "to-backend"
+`
+	e := startEdged(t, sbcLab(t, callee, filepath.Join(t.TempDir(), "cdr.jsonl"), rules))
+	b := uas(t, "callee", "sbc_uas.xml", callee)
+	a := uac(t, e, "caller", "sbc_uac.xml")
+	a.wait(t, 30*time.Second)
+	b.wait(t, 10*time.Second)
+	var inv, bye bool
+	for _, m := range b.received(t) {
+		if strings.Contains(m, "INVITE sip:") {
+			inv = strings.Contains(m, "Diversion: <sip:4001@") && strings.Contains(m, "X-Edge: to-backend")
+		}
+		bye = bye || strings.Contains(m, "BYE sip:") && strings.Contains(m, "X-Edge: to-backend")
+		if strings.Contains(m, "to-caller") {
+			t.Errorf("the back end got the caller's header:\n%s", m)
+		}
+	}
+	if !inv || !bye {
+		t.Errorf("the back end's INVITE (%v) or BYE (%v) was not rewritten", inv, bye)
+	}
+	for _, m := range a.received(t) {
+		if !strings.Contains(m, "X-Edge: to-caller") || strings.Contains(m, "to-backend") {
+			t.Errorf("a message to the caller without its rule's header:\n%s", m)
+		}
 	}
 }
 

@@ -66,12 +66,12 @@ func natCall(t *testing.T, keepAlive string) {
 }
 `, callerMedia), "nft", "-f", "-")
 
-	callee := startSIPpIn(t, nat.Public, "callee", "-sf", sbcScenario("sbc_uas_nat.xml"), "-t", "t1",
+	callee := startSIPpIn(t, string(nat.Public), "callee", "-sf", sbcScenario("sbc_uas_nat.xml"), "-t", "t1",
 		"-i", "127.0.0.1", "-p", strconv.Itoa(calleePort), "-mi", "127.0.0.1", "-mp", strconv.Itoa(calleeMedia),
 		"-m", "1")
 	time.Sleep(300 * time.Millisecond) // listening
 	priv := nat.PrivateAddr.String()
-	caller := startSIPpIn(t, nat.Caller, "caller", fmt.Sprintf("%s:%d", nat.PublicAddr, l.SIPPort),
+	caller := startSIPpIn(t, string(nat.Caller), "caller", fmt.Sprintf("%s:%d", nat.PublicAddr, l.SIPPort),
 		"-sf", sbcScenario("sbc_uac_nat.xml"), "-t", "u1", "-i", priv, "-p", strconv.Itoa(callerPort),
 		"-mi", priv, "-mp", strconv.Itoa(callerMedia), "-s", "1001", "-m", "1", "-aa")
 	caller.wait(t, 40*time.Second)

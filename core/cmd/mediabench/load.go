@@ -57,7 +57,7 @@ type generator struct {
 const latBuckets = 20000 // 10 µs each: up to 200 ms; later ones land in the last
 
 func openGenSocket() (*net.UDPConn, netip.AddrPort, error) {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: genAddr.AsSlice()})
 	if err != nil {
 		return nil, netip.AddrPort{}, err
 	}
@@ -78,7 +78,7 @@ func openGenSocket() (*net.UDPConn, netip.AddrPort, error) {
 }
 
 func sdpFor(ap netip.AddrPort, proto string, extra ...string) string {
-	s := "v=0\r\no=gen 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio " +
+	s := "v=0\r\no=gen 1 1 IN IP4 " + ap.Addr().String() + "\r\ns=-\r\nc=IN IP4 " + ap.Addr().String() + "\r\nt=0 0\r\nm=audio " +
 		strconv.Itoa(int(ap.Port())) + " " + proto + " 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
 	for _, e := range extra {
 		s += "a=" + e + "\r\n"

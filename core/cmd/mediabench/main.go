@@ -6,17 +6,30 @@
 // prints loss, latency and the server's CPU time per relayed packet.
 //
 //	taskset -c 0 mediabench [-servers umedge,rtpengine] [-modes rtp,srtp] [-from 100] [-step 100]
+//
+// With -netns the generator and the server run in two network namespaces
+// joined by a veth (the path a real interface takes, which loopback does
+// not), and the server umedge-tc is umedge with the kernel fast path
+// (media.fast_path = "tc"): the kernel relays, so besides the server
+// process's CPU the table shows the whole machine's busy CPU per relayed
+// packet (allµs/pkt, the generator included: compare servers by it).
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/umedge/umedge/core/internal/media/fastpath"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -33,7 +46,23 @@ func main() {
 	rtpengine := flag.String("rtpengine", "rtpengine", "rtpengine binary")
 	cpuProfile := flag.String("cpuprofile", "", "with -serve: write a CPU profile of the engine here")
 	profileFor := flag.Duration("profile-for", 10*time.Second, "with -cpuprofile: how long")
+	inNetns := flag.Bool("netns", false, "run generator and server in two network namespaces on a veth (needed by umedge-tc)")
+	gen := flag.String("gen-addr", "127.0.0.1", "internal (set by -netns): the generator's address")
+	srv := flag.String("srv-addr", "127.0.0.1", "internal (set by -netns): the server's address")
+	flag.StringVar(&srvNetns, "srv-netns", "", "internal (set by -netns): the server's network namespace")
+	fastPath := flag.String("fast-path", "off", "with -serve: the engine's media.fast_path")
 	flag.Parse()
+	var err error
+	if genAddr, err = netip.ParseAddr(*gen); err == nil {
+		srvAddr, err = netip.ParseAddr(*srv)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mediabench:", err)
+		os.Exit(2)
+	}
+	if *inNetns && *serve == "" {
+		os.Exit(runInNetns())
+	}
 
 	if *serve != "" {
 		if *cpuProfile != "" {
@@ -52,7 +81,7 @@ func main() {
 				f.Close()
 			}()
 		}
-		if err := serveNG(*serve, *portMin, *portMax); err != nil {
+		if err := serveNG(*serve, *portMin, *portMax, srvAddr, fastpath.Mode(*fastPath)); err != nil {
 			fmt.Fprintln(os.Stderr, "mediabench serve:", err)
 			os.Exit(1)
 		}
@@ -61,7 +90,7 @@ func main() {
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("mediabench: %s, G.711 172-byte RTP, 50 pkt/s each way per call, server on CPU %d, %s per step, loadavg %s",
 		time.Now().UTC().Format(time.RFC3339), *serverCPU, *window, load)
-	fmt.Printf("%-9s %-4s %6s %9s %9s %7s %7s %7s %9s %6s\n", "server", "mode", "calls", "sent", "recv", "loss%", "p50ms", "p99ms", "cpuµs/pkt", "cpu%")
+	fmt.Printf("%-9s %-4s %6s %9s %9s %7s %7s %7s %9s %6s %9s %9s\n", "server", "mode", "calls", "sent", "recv", "loss%", "p50ms", "p99ms", "cpuµs/pkt", "cpu%", "allµs/pkt", "bpfµs/pkt")
 	// The generator alone (A and B talk directly) at the first step: its
 	// own latency, the part of the servers' figures that is not theirs.
 	if _, _, err := ramp("direct", "rtp", *rtpengine, *serverCPU, *portMin, *portMax, *from, *step, *from, *window); err != nil {
@@ -83,27 +112,32 @@ func main() {
 	}
 	fmt.Println()
 	for _, mode := range strings.Split(*modes, ",") {
-		u, r := knees[key{"umedge", mode}], knees[key{"rtpengine", mode}]
-		us, rs := steps[key{"umedge", mode}], steps[key{"rtpengine", mode}]
-		if us == nil || rs == nil {
-			continue
+		for _, srv := range []string{"umedge", "umedge-tc"} {
+			compare(srv, mode, knees[key{srv, mode}], knees[key{"rtpengine", mode}], steps[key{srv, mode}], steps[key{"rtpengine", mode}], *from, *step, *maxCalls)
 		}
-		fmt.Printf("%s: knee umedge %d calls, rtpengine %d calls", mode, u, r)
-		if r > 0 {
-			fmt.Printf(" (%.2f×)", float64(u)/float64(r))
-		}
-		fmt.Println()
-		fmt.Printf("%s: CPU µs per relayed packet, umedge / rtpengine at the same load:", mode)
-		for calls := *from; calls <= *maxCalls; calls += *step {
-			a, okA := us[calls]
-			b, okB := rs[calls]
-			if !okA || !okB {
-				break
-			}
-			fmt.Printf(" %d calls %.2f/%.2f (%.2f×);", calls, a.cpuPerPacket, b.cpuPerPacket, a.cpuPerPacket/b.cpuPerPacket)
-		}
-		fmt.Println()
 	}
+}
+
+// compare prints srv's knee and CPU per packet against rtpengine's.
+func compare(srv, mode string, u, r int, us, rs map[int]result, from, step, maxCalls int) {
+	if us == nil || rs == nil {
+		return
+	}
+	fmt.Printf("%s: knee %s %d calls, rtpengine %d calls", mode, srv, u, r)
+	if r > 0 {
+		fmt.Printf(" (%.2f×)", float64(u)/float64(r))
+	}
+	fmt.Println()
+	fmt.Printf("%s: CPU µs per relayed packet, %s / rtpengine at the same load (server process; whole machine):", mode, srv)
+	for calls := from; calls <= maxCalls; calls += step {
+		a, okA := us[calls]
+		b, okB := rs[calls]
+		if !okA || !okB {
+			break
+		}
+		fmt.Printf(" %d calls %.2f/%.2f; %.2f/%.2f;", calls, a.cpuPerPacket, b.cpuPerPacket, a.allPerPacket, b.allPerPacket)
+	}
+	fmt.Println()
 }
 
 // ramp starts one server and steps the call count up until two steps in a
@@ -111,20 +145,27 @@ func main() {
 // a neighbour's noise as the knee). It returns the knee, the last step that
 // passed, and every step's result.
 func ramp(srv, mode, rtpengineBin string, cpu, portMin, portMax, from, step, maxCalls int, window time.Duration) (int, map[int]result, error) {
-	ngAddr := "127.0.0.1:" + strconv.Itoa(22000+os.Getpid()%1000)
+	ngAddr := netip.AddrPortFrom(srvAddr, uint16(22000+os.Getpid()%1000)).String() //nolint:gosec // < 23000
 	var cmd *exec.Cmd
 	switch srv {
 	case "umedge-profiled":
 		self, _ := os.Executable()
 		cmd = exec.Command("taskset", "-c", strconv.Itoa(cpu), self, "-serve", ngAddr, "-cpuprofile", "mediabench-umedge.prof",
 			"-profile-for", window.String(), "-port-min", strconv.Itoa(portMin), "-port-max", strconv.Itoa(portMax))
-	case "umedge":
+	case "umedge", "umedge-tc":
+		if srv == "umedge-tc" && srvNetns == "" {
+			return 0, nil, errors.New("umedge-tc (the kernel fast path) needs -netns: TC does not run on loopback")
+		}
+		fp := "off"
+		if srv == "umedge-tc" {
+			fp = "tc"
+		}
 		self, _ := os.Executable()
-		cmd = exec.Command("taskset", "-c", strconv.Itoa(cpu), self, "-serve", ngAddr,
+		cmd = exec.Command("taskset", "-c", strconv.Itoa(cpu), self, "-serve", ngAddr, "-srv-addr", srvAddr.String(), "-fast-path", fp,
 			"-port-min", strconv.Itoa(portMin), "-port-max", strconv.Itoa(portMax))
 	case "rtpengine":
 		cmd = exec.Command("taskset", "-c", strconv.Itoa(cpu), rtpengineBin, "--config-file=none", "--foreground", "--log-stderr",
-			"--log-level=3", "--table=-1", "--interface=127.0.0.1", "--listen-ng="+ngAddr,
+			"--log-level=3", "--table=-1", "--interface="+srvAddr.String(), "--listen-ng="+ngAddr,
 			"--port-min="+strconv.Itoa(portMin), "--port-max="+strconv.Itoa(portMax), "--num-threads=1")
 	case "direct":
 		if mode != "rtp" {
@@ -135,6 +176,9 @@ func ramp(srv, mode, rtpengineBin string, cpu, portMin, portMax, from, step, max
 	}
 	var ng *ngClient
 	pid := os.Getpid()
+	if cmd != nil && srvNetns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", srvNetns}, cmd.Args...)...) // ip and taskset exec: the pid is the server's
+	}
 	if cmd != nil {
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
@@ -153,6 +197,15 @@ func ramp(srv, mode, rtpengineBin string, cpu, portMin, portMax, from, step, max
 			return 0, nil, err
 		}
 	}
+	if srv == "umedge-tc" {
+		// The kernel's BPF run-time statistics: the program's own CPU time
+		// per packet (bpfµs/pkt), which no process's CPU time contains.
+		stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+		if err != nil {
+			return 0, nil, fmt.Errorf("enable BPF statistics: %w", err)
+		}
+		defer func() { _ = stats.Close() }()
+	}
 	knee, failed := 0, 0
 	results := map[int]result{}
 	for calls := from; calls <= maxCalls && failed < 2; calls += step {
@@ -160,8 +213,8 @@ func ramp(srv, mode, rtpengineBin string, cpu, portMin, portMax, from, step, max
 		if err != nil {
 			return 0, nil, err
 		}
-		fmt.Printf("%-9s %-4s %6d %9d %9d %7.3f %7.2f %7.2f %9.2f %6.1f\n", srv, mode, calls, r.sent, r.received,
-			r.loss*100, r.p50, r.p99, r.cpuPerPacket, r.cpuShare*100)
+		fmt.Printf("%-9s %-4s %6d %9d %9d %7.3f %7.2f %7.2f %9.2f %6.1f %9.2f %9.2f\n", srv, mode, calls, r.sent, r.received,
+			r.loss*100, r.p50, r.p99, r.cpuPerPacket, r.cpuShare*100, r.allPerPacket, r.bpfPerPacket)
 		results[calls] = r
 		if r.loss >= 0.001 || r.p99 > 5 {
 			failed++
@@ -188,6 +241,8 @@ type result struct {
 	loss, p50, p99 float64
 	cpuPerPacket   float64 // µs of server CPU per relayed packet
 	cpuShare       float64 // server CPU time / wall time
+	allPerPacket   float64 // µs of the whole machine's busy CPU per relayed packet, generator included
+	bpfPerPacket   float64 // µs the fast-path program ran per packet it saw (kernel BPF statistics)
 }
 
 func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration, run string) (result, error) {
@@ -210,17 +265,18 @@ func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration
 	go func() { g.receive(g.connA, false, stopRecv); doneRecv <- struct{}{} }()
 	go func() { g.receive(g.connB, secure, stopRecv); doneRecv <- struct{}{} }()
 	go g.send(stopSend)
-	time.Sleep(time.Second) // warm-up: latching, contexts
-	cpu0, err := procCPU(pid)
-	if err != nil {
-		return result{}, err
-	}
+	time.Sleep(time.Second)      // warm-up: latching, contexts
+	cpu0, cpuErr := procCPU(pid) // on failure, stop the load before returning
+	busy0 := machineBusy()
+	prog0, runs0 := programRuntime()
 	sent0, recv0 := g.sent.Load(), g.received.Load()
 	t0 := time.Now()
 	g.measure.Store(true)
 	time.Sleep(window)
 	g.measure.Store(false)
 	cpu1, _ := procCPU(pid)
+	busy1 := machineBusy()
+	prog1, runs1 := programRuntime()
 	wall := time.Since(t0)
 	sent1, recv1 := g.sent.Load(), g.received.Load()
 	close(stopSend)
@@ -228,6 +284,9 @@ func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration
 	close(stopRecv)
 	<-doneRecv
 	<-doneRecv
+	if cpuErr != nil {
+		return result{}, fmt.Errorf("server CPU time: %w", cpuErr)
+	}
 	r := result{sent: g.sent.Load(), received: g.received.Load()}
 	if r.sent > 0 && r.received < r.sent {
 		r.loss = float64(r.sent-r.received) / float64(r.sent)
@@ -235,6 +294,10 @@ func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration
 	r.p50, r.p99 = g.percentiles()
 	if d := recv1 - recv0; d > 0 {
 		r.cpuPerPacket = float64((cpu1 - cpu0).Microseconds()) / float64(d)
+		r.allPerPacket = float64((busy1 - busy0).Microseconds()) / float64(d)
+	}
+	if runs1 > runs0 {
+		r.bpfPerPacket = float64(prog1-prog0) / 1e3 / float64(runs1-runs0)
 	}
 	_ = sent1 - sent0
 	r.cpuShare = float64(cpu1-cpu0) / float64(wall)

@@ -10,13 +10,15 @@ import (
 	"sync"
 
 	"github.com/umedge/umedge/core/internal/media"
+	"github.com/umedge/umedge/core/internal/media/fastpath"
 )
 
 // serveNG runs the media engine behind the subset of the ng protocol the
 // load generator uses (offer, answer, delete, ping), so that umedge and
 // rtpengine are driven by the same code.
-func serveNG(listen string, portMin, portMax int) error {
-	e, err := media.New(media.Config{PortMin: portMin, PortMax: portMax, LatchWindow: 10e9}, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+func serveNG(listen string, portMin, portMax int, local netip.Addr, fastPath fastpath.Mode) error {
+	e, err := media.New(media.Config{PortMin: portMin, PortMax: portMax, LatchWindow: 10e9, FastPath: fastPath},
+		slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		return err
 	}
@@ -25,7 +27,6 @@ func serveNG(listen string, portMin, portMax int) error {
 	if err != nil {
 		return err
 	}
-	local := netip.MustParseAddr("127.0.0.1")
 	var mu sync.Mutex
 	calls := map[string]*media.Session{}
 	buf := make([]byte, 65536)

@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/umedge/umedge/core/internal/hdrrules"
 	"github.com/umedge/umedge/core/internal/ratelimit"
 	"github.com/umedge/umedge/core/sdk/router"
 )
@@ -42,9 +44,15 @@ type Config struct {
 	// failure (no answer, 481) ends the call on both legs.
 	KeepAlive         KeepAlive
 	KeepAliveInterval time.Duration
-	// Peers are per-peer options by router gateway name (the caller's
-	// leg) or pool name (the back end's).
+	// Peers are per-peer options by router gateway name (the caller's leg)
+	// or pool name (the back end's).
 	Peers map[string]Peer
+	// Table is the routing table in force: where a transfer handled
+	// locally may go (transfer.go); nil = nowhere.
+	Table func() *router.Table
+	// MarkerTTL is how long the caller may call a Contact that
+	// RedirectRewrite wrote; 0 = DefaultMarkerTTL.
+	MarkerTTL time.Duration
 }
 
 // Peer are the options of one calling peer.
@@ -54,6 +62,15 @@ type Peer struct {
 	// (Exchange UM, Lync) peers lose the media of SDP in a 180 (R-WK-5,
 	// R-SBC-9).
 	Early183 bool
+	// RedirectMode is what a back end's 3xx does to a call from this peer
+	// (R-SBC-7); "" = RedirectLocal.
+	RedirectMode RedirectMode
+	// Rules rewrite the headers sent to and received from this peer
+	// (R-SBC-10, rules.go); nil = none.
+	Rules *hdrrules.Set
+	// ReferMode is what a REFER from the back end does to a call from
+	// this peer (R-SBC-7, R-ID-8, transfer.go); "" = ReferTransparent.
+	ReferMode ReferMode
 	// CallsPerSecond bounds the new calls from this gateway, or to this
 	// pool (R-SBC-8); 0 = unlimited.
 	CallsPerSecond float64
@@ -91,6 +108,9 @@ func (c *Config) defaults() {
 	}
 	if c.FailoverTimeout <= 0 {
 		c.FailoverTimeout = 4 * time.Second
+	}
+	if c.MarkerTTL <= 0 {
+		c.MarkerTTL = DefaultMarkerTTL
 	}
 }
 
@@ -180,13 +200,16 @@ type Engine struct {
 	tp    Transport
 	media Media
 	cdr   *CDRWriter
+	// markers signs the Contacts of rewritten 3xx (redirect.go).
+	markers markerKey
 
 	mu        sync.RWMutex     // read-locked per SIP message (Has, Handle), write-locked per call
 	byA       map[string]*call // by leg A's Call-ID
 	byB       map[string]*call // by leg B's Call-ID
 	active    int              // calls holding an admission slot
 	perGW     map[string]int
-	perBE     map[string]int // by pool/backend
+	perBE     map[string]int     // by pool/backend
+	moreB     map[*call][]string // leg-B Call-IDs of transfers' new legs, by call
 	closed    bool
 	callsDone sync.WaitGroup
 
@@ -199,6 +222,7 @@ type Engine struct {
 // Counters are the engine's totals since it started.
 type Counters struct {
 	Calls, Answered, Failed, Refused, Redirects atomic.Uint64
+	RulesRefused                                atomic.Uint64 // header-rule results not applied: unsafe or over a bound
 	RateLimited                                 atomic.Uint64 // of Refused: over a calls-per-second limit
 }
 
@@ -212,6 +236,7 @@ func New(cfg Config, tp Transport, m Media, cdr *CDRWriter, log *slog.Logger) *E
 	e := &Engine{cfg: cfg, log: log, tp: tp, media: m, cdr: cdr,
 		byA: map[string]*call{}, byB: map[string]*call{}, perGW: map[string]int{}, perBE: map[string]int{},
 		peerRate: map[string]*ratelimit.Bucket{}}
+	_, _ = rand.Read(e.markers[:]) // crypto/rand.Read never fails (Go 1.24)
 	if cfg.CallsPerSecond > 0 {
 		e.rate = ratelimit.New(cfg.CallsPerSecond)
 	}
@@ -227,7 +252,8 @@ func New(cfg Config, tp Transport, m Media, cdr *CDRWriter, log *slog.Logger) *E
 // Trying (or a rejection) and places leg B. req must have passed the
 // front's checks (one Via at least, From and To tags as RFC 3261 asks).
 func (e *Engine) Invite(req *sip.Request, in Inbound, t Target) {
-	c := newCall(e, req, in, t)
+	e.inviteRules(req, &t)
+	c := newCall(e, req, e.withRules(e.cfg.Peers[t.Gateway].Rules, in), t)
 	if st := e.admit(c); st != nil {
 		if st.code == 0 {
 			return // a retransmission that overtook its first copy's admission
@@ -354,6 +380,7 @@ func (e *Engine) forget(c *call) {
 	if e.byB[c.b.callID] == c {
 		delete(e.byB, c.b.callID)
 	}
+	e.forgetMoreB(c)
 	e.mu.Unlock()
 }
 
@@ -393,9 +420,14 @@ func (e *Engine) Handle(msg sip.Message, in Inbound) bool {
 	e.mu.RUnlock()
 	switch {
 	case cb != nil && cb.fromB(in.Source):
-		cb.handleB(msg, in)
+		rs := cb.rulesOf(SideB)
+		e.inbound(rs, msg)
+		cb.handleB(msg, e.withRules(rs, in))
 		return true
 	case ca != nil && ca.fromA(in):
+		rs := ca.rulesOf(SideA)
+		e.inbound(rs, msg)
+		in = e.withRules(rs, in)
 		ca.relatch(msg, in)
 		return ca.handleA(msg, in)
 	}

@@ -50,6 +50,7 @@ type call struct {
 	cancelled bool // the caller cancelled before leg B answered provisionally
 	redirects int
 	reinvite  *reinvite                  // the re-INVITE in progress, one at a time
+	xfer      *transfer                  // the REFER the engine carries out itself (transfer.go)
 	relays    map[relayKey]*pendingRelay // other in-dialog requests relayed, by the leg and CSeq they went out with
 	started   time.Time
 	answerAt  time.Time
@@ -287,20 +288,25 @@ func (c *call) secured() bool {
 
 // routeTo sets leg B's destination and Request-URI.
 func (c *call) routeTo(tp router.Transport, host string, dst netip.AddrPort, ruri, to string) error {
-	c.b.tp, c.b.dst, c.b.serverName = tp, dst, host
+	return c.legTo(&c.b, tp, host, dst, ruri, to)
+}
+
+// legTo sets a back-end side leg's destination and Request-URI.
+func (c *call) legTo(l *bLeg, tp router.Transport, host string, dst netip.AddrPort, ruri, to string) error {
+	l.tp, l.dst, l.serverName = tp, dst, host
 	if tp != router.UDP && tp != router.TLS {
 		ruri += ";transport=tcp"
 	}
 	if tp == router.TLS {
 		ruri = "sips:" + strings.TrimPrefix(ruri, "sip:")
 	}
-	c.b.ruri, c.b.to = ruri, to
-	c.b.peers = append(c.b.peers, dst.Addr())
+	l.ruri, l.to = ruri, to
+	l.peers = append(l.peers, dst.Addr())
 	local, err := c.e.tp.Local(tp, dst.Addr())
 	if err != nil {
 		return fmt.Errorf("no %s listener towards %s: %w", tp, dst.Addr(), err)
 	}
-	c.b.local = local
+	l.local = local
 	return nil
 }
 
@@ -421,9 +427,12 @@ func (c *call) unreachable(tp router.Transport, dst netip.AddrPort) {
 	}
 }
 
-func (c *call) sendB(msg []byte) {
-	if err := c.e.tp.Send(c.b.tp, c.b.dst, c.b.serverName, msg); err != nil {
-		c.e.log.Debug("sending to back end", "call_id", c.b.callID, "dst", c.b.dst, "err", err)
+func (c *call) sendB(msg []byte) { c.sendLeg(&c.b, msg) }
+
+// sendLeg sends msg on a back-end side leg (leg B, or a transfer's new leg).
+func (c *call) sendLeg(l *bLeg, msg []byte) {
+	if err := c.e.tp.Send(l.tp, l.dst, l.serverName, c.e.outbound(c.rulesOf(SideB), msg)); err != nil {
+		c.e.log.Debug("sending to back end", "call_id", l.callID, "dst", l.dst, "err", err)
 	}
 }
 
@@ -466,6 +475,7 @@ func (c *call) end(reason string) {
 	}
 	c.keepTx.stop()
 	c.b.inviteTx.stop()
+	c.abandonTransfer()
 	if c.finalCode >= 200 && c.finalCode < 300 {
 		c.a.final.stop() // a 2xx retransmitted after the call ended would restart it for the caller
 	}
@@ -479,7 +489,49 @@ func (c *call) end(reason string) {
 	if c.e.cdr != nil {
 		c.e.cdr.Write(c.record())
 	}
+	c.shed()
 	time.AfterFunc(64*c.e.cfg.T1, func() { c.e.forget(c) })
+}
+
+// shed drops what an ended call no longer reads during the 64×T1 it stays
+// findable (it answers retransmissions from bytes it keeps): the closed
+// media session, whose stats are in the CDR; of the caller's INVITE all but
+// the headers an answer copies; the INVITE and offer towards leg B once no
+// CANCEL needs them. At thousands of calls a second the ended calls
+// outnumber the live ones ten to one.
+func (c *call) shed() {
+	c.media = endedMedia{}
+	c.a.invite = dialogOnly(c.a.invite)
+	c.b.offer = nil
+	if !c.cancelled || c.b.provisonal {
+		c.b.invite = nil // else the CANCEL still waits for leg B's first provisional (sendCancel)
+	}
+}
+
+// endedMedia stands in for the media session of an ended call: no offer or
+// answer is taken any more.
+type endedMedia struct{}
+
+func (endedMedia) Offer(Side, []byte) ([]byte, error)  { return nil, errCallEnded }
+func (endedMedia) Answer(Side, []byte) ([]byte, error) { return nil, errCallEnded }
+func (endedMedia) Reject(Side)                         {}
+func (endedMedia) Close()                              {}
+func (endedMedia) Stats() any                          { return nil }
+
+var errCallEnded = fmt.Errorf("%w: the call has ended", ErrSDP)
+
+// dialogOnly returns a copy of req with only the headers an answer or a
+// request in its dialog is built from.
+func dialogOnly(req *sip.Request) *sip.Request {
+	r := sip.NewRequest(req.Method, req.Recipient)
+	r.SipVersion = req.SipVersion
+	for _, h := range req.Headers() {
+		switch strings.ToLower(h.Name()) {
+		case "via", "from", "to", "call-id", "cseq", "record-route", "contact", "max-forwards":
+			r.AppendHeader(h)
+		}
+	}
+	return r
 }
 
 // byePending reports whether a BYE or CANCEL of the call still waits for
@@ -560,31 +612,42 @@ type content struct {
 // requestOn writes a request in one leg's dialog: on leg B ours as its
 // UAC; on leg A From and To swapped, our tag on From.
 func (c *call) requestOn(side Side, method string, cseq uint32, branch string, ct content) []byte {
-	var w wire
-	tp, local := c.b.tp, c.b.local
-	if side == SideA {
-		tp, local = c.a.in.Transport, c.a.in.Local
-		w.line(method, " ", c.a.remoteURI, " SIP/2.0")
-		w.line(via(tp, local, branch))
-		w.line("Max-Forwards: 70")
-		w.line("From: ", c.a.invite.To().Value(), ";tag=", c.a.localTag)
-		w.line("To: ", c.a.invite.From().Value())
-		w.line("Call-ID: ", c.a.callID)
-	} else {
-		target := c.b.target
-		if target == "" {
-			target = c.b.ruri
-		}
-		w.line(method, " ", target, " SIP/2.0")
-		w.line(via(tp, local, branch))
-		w.line("Max-Forwards: 70")
-		for _, r := range c.b.routeSet {
-			w.line("Route: ", r)
-		}
-		w.line(c.b.from)
-		w.line("To: <", c.b.to, ">;tag=", c.b.remoteTag)
-		w.line("Call-ID: ", c.b.callID)
+	if side == SideB {
+		return c.legRequest(&c.b, method, cseq, branch, ct)
 	}
+	var w wire
+	tp, local := c.a.in.Transport, c.a.in.Local
+	w.line(method, " ", c.a.remoteURI, " SIP/2.0")
+	w.line(via(tp, local, branch))
+	w.line("Max-Forwards: 70")
+	w.line("From: ", c.a.invite.To().Value(), ";tag=", c.a.localTag)
+	w.line("To: ", c.a.invite.From().Value())
+	w.line("Call-ID: ", c.a.callID)
+	return c.requestEnd(&w, tp, local, method, cseq, ct)
+}
+
+// legRequest writes a request in a back-end side leg's dialog (leg B, or
+// a transfer's new leg), ours as its UAC.
+func (c *call) legRequest(l *bLeg, method string, cseq uint32, branch string, ct content) []byte {
+	var w wire
+	target := l.target
+	if target == "" {
+		target = l.ruri
+	}
+	w.line(method, " ", target, " SIP/2.0")
+	w.line(via(l.tp, l.local, branch))
+	w.line("Max-Forwards: 70")
+	for _, r := range l.routeSet {
+		w.line("Route: ", r)
+	}
+	w.line(l.from)
+	w.line("To: <", l.to, ">;tag=", l.remoteTag)
+	w.line("Call-ID: ", l.callID)
+	return c.requestEnd(&w, l.tp, l.local, method, cseq, ct)
+}
+
+// requestEnd writes the rest of an in-dialog request.
+func (c *call) requestEnd(w *wire, tp router.Transport, local netip.AddrPort, method string, cseq uint32, ct content) []byte {
 	w.line("CSeq: ", strconv.FormatUint(uint64(cseq), 10), " ", method)
 	if method == "INVITE" || method == "UPDATE" || method == "REFER" || method == "NOTIFY" {
 		w.line(contactOf(tp, local)) // target refresh requests (RFC 3261 §12.2, RFC 3311, RFC 3515)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -56,8 +57,9 @@ var errNotWritten = errors.New("call detail records not written")
 
 // CDRWriter appends records to a file, durably: a writer goroutine takes
 // whatever records have queued, writes them and fsyncs once per batch
-// (group commit), so a record is on disk within one fsync of its call's end
-// and the call path never waits for the disk. Write never blocks and
+// (group commit, at most one per syncEvery), so a record is on disk within
+// syncEvery and one fsync of its call's end, and the call path never waits
+// for the disk. Write never blocks and
 // never drops: the queue grows while the disk is slow. A failing disk (a
 // full one) is logged (rate-limited), what it took of the batch cut off
 // again, and the records kept queued and retried.
@@ -69,6 +71,8 @@ type CDRWriter struct {
 	wake chan struct{}
 	done chan struct{}
 	shut bool
+
+	syncs atomic.Uint64 // batches written and fsynced
 }
 
 // OpenCDR opens (creating, mode 0600) the record file at path for append.
@@ -116,11 +120,26 @@ func (w *CDRWriter) Close() error {
 	return err
 }
 
+// syncEvery is the least time between two fsyncs: records that end within
+// it share one. At thousands of calls a second an fsync per wake-up cost
+// more CPU than the records (perf: 7 % of edged at 1,500 calls/s); now a
+// record waits at most this long more before its fsync starts.
+const syncEvery = 20 * time.Millisecond
+
 func (w *CDRWriter) run() {
 	defer close(w.done)
-	var lastErr time.Time
+	var lastErr, lastSync time.Time
 	for range w.wake {
 		for {
+			if wait := syncEvery - time.Since(lastSync); wait > 0 {
+				w.mu.Lock()
+				shut := w.shut
+				w.mu.Unlock()
+				if !shut {
+					time.Sleep(wait)
+				}
+			}
+			lastSync = time.Now()
 			w.mu.Lock()
 			batch, shut := w.q, w.shut
 			w.q = nil
@@ -173,5 +192,6 @@ func (w *CDRWriter) flush(batch []Record) error {
 		_ = w.f.Truncate(end)
 		return err
 	}
+	w.syncs.Add(1)
 	return nil
 }

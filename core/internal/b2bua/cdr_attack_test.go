@@ -4,7 +4,9 @@ package b2bua
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -76,5 +78,36 @@ func TestAttackCDRFullDiskNeverRecovers(t *testing.T) {
 	}
 	if lines < n {
 		t.Fatalf("%d of %d records on disk once it had room again", lines, n)
+	}
+}
+
+// Records of calls that end close together share an fsync (group commit
+// with a floor between syncs), and every one of them is written.
+func TestCDRGroupCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cdr.jsonl")
+	w, err := OpenCDR(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	start := time.Now()
+	for i := range n {
+		w.Write(Record{CallID: fmt.Sprintf("c%d", i), Reason: "test"})
+		time.Sleep(100 * time.Microsecond) // 2,000–10,000 calls/s ending
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	// One sync per 20 ms at most (syncEvery), plus the one Close makes.
+	if max := uint64(took/(20*time.Millisecond)) + 2; w.syncs.Load() > max {
+		t.Errorf("%d records in %v took %d fsyncs, want at most %d", n, took, w.syncs.Load(), max)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := bytes.Count(data, []byte("\n")); lines != n {
+		t.Errorf("%d lines written, want %d", lines, n)
 	}
 }

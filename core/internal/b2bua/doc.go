@@ -1,10 +1,13 @@
 // Package b2bua runs the calls of proxy pools as a back-to-back user agent:
 // the SBC of DESIGN.md §5.2. The caller's INVITE (leg A) is answered by the
 // core as a UAS; the core places a call of its own (leg B) to the back end
-// the routing table chose, follows the back end's 3xx itself (R-CR-5),
+// the routing table chose, handles the back end's 3xx by the caller's
+// 3xx mode (R-SBC-7, redirect.go: follows it itself, R-CR-5, by default),
 // anchors the media through the media engine and relays what one leg does
 // to the other: provisional and final answers, ACK, CANCEL, BYE and
-// re-INVITE (hold, resume, codec change, re-key).
+// re-INVITE (hold, resume, codec change, re-key); a back end's REFER is
+// passed on or, by the caller's REFER mode, carried out by the engine
+// itself (transfer.go).
 //
 // Topology hiding (R-SBC-1) is by construction: leg B's messages are built
 // from scratch — our Via, our Contact, our Call-ID and tags, our SDP — and
@@ -12,7 +15,8 @@
 // History-Info, P-Asserted-Identity, Privacy, Subject) is copied across;
 // responses carry status, reason, Retry-After and the rewritten SDP only.
 // Nothing of one leg's Via, Contact, Record-Route or SDP origin reaches
-// the other.
+// the other. A peer's header manipulation rules (R-SBC-10, rules.go) then
+// rewrite what is sent to it and what it sent, never those headers.
 //
 // The package owns no socket. The SIP front hands it the INVITEs of proxy
 // pools and every message whose Call-ID belongs to one of its calls

@@ -1,16 +1,11 @@
 package b2bua
 
 import (
-	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-
-	"github.com/umedge/umedge/core/internal/sipheader"
-	"github.com/umedge/umedge/core/sdk/router"
 )
 
 // handleA takes a message from the caller's side. It reports false for a
@@ -115,7 +110,9 @@ func (c *call) responseA(res *sip.Response) {
 			c.a.out.stop()
 		}
 	case sip.INVITE:
-		if ri := c.reinvite; ri != nil && ri.from == SideB && cs.SeqNo == ri.cseq {
+		if x := c.xfer; x != nil && x.aCSeq != 0 && cs.SeqNo == x.aCSeq {
+			c.transferReinvite(x, res)
+		} else if ri := c.reinvite; ri != nil && ri.from == SideB && cs.SeqNo == ri.cseq {
 			c.reinviteAnswer(SideA, res)
 		} else if res.StatusCode >= 200 && res.StatusCode < 300 && c.a.reAck != nil && cs.SeqNo == c.a.reAckCSeq {
 			c.a.in.Requests.Send(c.a.reAck) // a retransmitted 2xx of a re-INVITE done: our ACK was lost
@@ -138,6 +135,9 @@ func (c *call) responseA(res *sip.Response) {
 func (c *call) handleB(msg sip.Message, in Inbound) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.transferMsg(msg, in) {
+		return
+	}
 	switch m := msg.(type) {
 	case *sip.Response:
 		c.responseB(m)
@@ -168,6 +168,12 @@ func (c *call) requestB(req *sip.Request, in Inbound) {
 		in.Reply.Send(response(req, in.Source, "", 200, "OK", []string{allow}, nil))
 	case sip.CANCEL:
 		in.Reply.Send(response(req, in.Source, "", 200, "OK", nil, nil))
+	case sip.REFER:
+		if c.referMode() == ReferLocal {
+			c.referLocal(req, in)
+			break
+		}
+		c.relay(SideB, req, in)
 	default:
 		if _, ok := relayed[req.Method]; ok {
 			c.relay(SideB, req, in)
@@ -235,7 +241,10 @@ func (c *call) inviteAnswer(res *sip.Response) {
 			return
 		}
 		if code < 400 {
-			if c.follow(res) {
+			switch mode := c.redirectMode(); {
+			case mode == RedirectLocal && c.follow(res):
+				return
+			case mode != RedirectLocal && c.relayRedirect(res, mode == RedirectRewrite):
 				return
 			}
 			// A redirect not followed goes no further: relayed, it would
@@ -343,53 +352,24 @@ func (c *call) success(res *sip.Response) {
 }
 
 // follow places leg B again at the Contact of the back end's 3xx (R-CR-5:
-// the UM service moves the call to a worker instance). Only a Contact on
-// the back end's own host is followed — named by the same address or the
-// same name, so no DNS lookup happens here: a back end cannot make the
-// appliance call elsewhere. A secured plan's call stays on TLS.
+// the UM service moves the call to a worker instance), where
+// redirectTarget allows it.
 func (c *call) follow(res *sip.Response) bool {
 	ct := res.Contact()
 	if ct == nil || c.redirects >= c.e.cfg.MaxRedirects {
 		return false
 	}
 	u := ct.Address
-	tp := router.TCP
-	switch param, _ := u.UriParams.Get("transport"); {
-	case strings.EqualFold(u.Scheme, "sips") || strings.EqualFold(param, "tls"):
-		tp = router.TLS
-	case strings.EqualFold(param, "udp"):
-		tp = router.UDP
-	}
-	if c.secured() && tp != router.TLS {
-		c.e.log.Info("redirect off TLS on a secured dial plan not followed", "call_id", c.b.callID, "contact", u.String())
-		return false
-	}
-	port := u.Port
-	if port == 0 {
-		port = 5060
-		if tp == router.TLS {
-			port = 5061
-		}
-	}
-	host := strings.Trim(u.Host, "[]")
-	addr, err := netip.ParseAddr(host)
-	switch {
-	case err == nil && addr.Unmap() == c.b.dst.Addr().Unmap():
-	case err != nil && strings.EqualFold(host, c.b.serverName):
-		addr = c.b.dst.Addr()
-	default:
-		c.e.log.Info("redirect to another host not followed", "call_id", c.b.callID, "contact", u.String())
+	tp, dst, _, ok := c.redirectTarget(&u)
+	if !ok {
 		return false
 	}
 	c.redirects++
 	c.e.Metrics.Redirects.Add(1)
 	uri := "sip:"
 	if u.User != "" {
-		var sb strings.Builder
-		sipheader.WriteUser(&sb, u.User)
-		uri += sb.String() + "@"
+		uri += escapedUser(&u) + "@"
 	}
-	dst := netip.AddrPortFrom(addr.Unmap(), uint16(port))
 	uri += hostPort(dst)
 	if err := c.routeTo(tp, c.b.serverName, dst, uri, uri); err != nil {
 		return false
@@ -465,7 +445,7 @@ func (c *call) reinviteFrom(side Side, req *sip.Request, in Inbound) {
 	case c.state != confirmed:
 		in.Reply.Send(response(req, in.Source, "", 500, "Server Internal Error", []string{"Retry-After: 1"}, nil))
 		return
-	case c.reinvite != nil:
+	case c.reinvite != nil, c.xfer != nil && !c.xfer.swapped:
 		in.Reply.Send(response(req, in.Source, "", 491, "Request Pending", nil, nil))
 		return
 	}

@@ -45,6 +45,20 @@
 // on an ICE-lite leg the nominated pair sets it. RTCP latches separately
 // (a NAT may map RTP+1 anywhere), following the RTP peer's address.
 //
+// # Kernel fast path (Config.FastPath)
+//
+// With fast_path "auto" or "tc" the engine loads an eBPF program at TC
+// ingress of the media interfaces (package fastpath). Once both legs of a
+// session are latched and neither needs payload work (no SRTP terminated,
+// no terminator attached, no DTMF dropped, not on hold, the firewall's
+// policy open for its ports), the session's forwarding is written into the
+// program's map and the kernel relays its packets; the legs' sockets stay
+// open and get whatever the program passes up (another source, STUN, an
+// unnamed payload type), so latching works as above. Any change (an offer,
+// a re-latch, Attach, Close) removes the entries at once. The kernel's
+// counters and last-seen times are folded into the legs' counters and the
+// inactivity clock whenever they are read (offload.go).
+//
 // # Signalling
 //
 // Offer and Answer rewrite SDP (pion/sdp/v3) between the legs: the engine's

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/umedge/umedge/core/internal/media/fastpath"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,6 +24,11 @@ type Config struct {
 	Workers           int           // event-loop workers; 0 = GOMAXPROCS
 	LatchWindow       time.Duration // after each answer, how long a new source with a new SSRC re-latches a plain-RTP leg
 	InactivityTimeout time.Duration // no packet from either leg this long calls the session's onTimeout; 0 = off
+	FastPath          fastpath.Mode // the kernel fast path (offload.go); "" = off
+	// FastPathAllow is the firewall's policy: whether a packet to a local
+	// media port is accepted. Offloaded packets bypass netfilter, so a leg
+	// whose ports it refuses is not offloaded. Nil accepts all.
+	FastPathAllow func(local netip.AddrPort) bool
 }
 
 // Engine is the media engine: the port pool, the workers and the sessions.
@@ -37,6 +45,10 @@ type Engine struct {
 	closed   bool
 
 	noPorts0 uint64 // the kernel's UDP NoPorts counter when the engine started
+
+	fp            *offloader // nil: no kernel fast path
+	fpWhy         string     // why not, when the mode wanted one
+	fpUnavailable atomic.Uint64
 }
 
 // EngineStats is the engine-wide view.
@@ -81,6 +93,10 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		e.workers = append(e.workers, w)
 		e.wg.Go(w.run)
 	}
+	if err := e.startFastPath(); err != nil {
+		_ = e.Close()
+		return nil, err
+	}
 	if cfg.InactivityTimeout > 0 {
 		e.wg.Go(e.watchInactivity)
 	}
@@ -110,6 +126,9 @@ func (e *Engine) Close() error {
 	e.wg.Wait()
 	for _, w := range e.workers {
 		w.closeFDs()
+	}
+	if e.fp != nil {
+		return e.fp.close()
 	}
 	return nil
 }
@@ -248,13 +267,7 @@ func (e *Engine) watchInactivity() {
 		case <-e.stop:
 			return
 		case now := <-t.C:
-			e.mu.Lock()
-			ss := make([]*Session, 0, len(e.sessions))
-			for s := range e.sessions {
-				ss = append(ss, s)
-			}
-			e.mu.Unlock()
-			for _, s := range ss {
+			for _, s := range e.sessionList() {
 				s.checkInactive(now, e.cfg.InactivityTimeout)
 			}
 		}

@@ -47,7 +47,7 @@ type leg struct {
 	stats legCounters
 	recv  recvStats
 
-	sendBuf [bufSize]byte // terminator path (Session.Send)
+	sendBuf *[bufSize]byte // terminator path (Session.Send), made on its first use: a relayed leg never needs it
 }
 
 // ptInfo is what the SDP said about one payload type.
@@ -151,6 +151,7 @@ func (l *leg) latch(src netip.AddrPort, ssrc uint32, now int64) {
 		if l.latchRTCP.IsValid() && l.latchRTCP.Addr() != src.Addr() {
 			l.latchRTCP = netip.AddrPort{} // the peer moved: learn its RTCP source again
 		}
+		l.sess.offloadUpdate()
 	}
 	l.ssrc = ssrc
 }
@@ -180,6 +181,7 @@ func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort, now 
 			// First RTCP, or the latched RTP peer's address (a NAT may map
 			// its RTCP port anywhere).
 			l.latchRTCP = src
+			l.sess.offloadUpdate()
 		default:
 			l.stats.strays++
 			return

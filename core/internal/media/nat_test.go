@@ -10,6 +10,34 @@ import (
 	"github.com/umedge/umedge/core/internal/netnstest"
 )
 
+// netns is a namespace of the labs of offload_test.go, on netnstest.
+type netns string
+
+func (n netns) run(t *testing.T, args ...string) {
+	t.Helper()
+	netnstest.NS(n).Run(t, args...)
+}
+
+// do runs fn on a thread inside n; sockets fn opens stay in n.
+func (n netns) do(t *testing.T, fn func()) {
+	t.Helper()
+	netnstest.NS(n).Do(t, fn)
+}
+
+// addNetns makes the namespaces, loopback up, removed when the test ends;
+// it skips the test on a host that cannot make them.
+func addNetns(t *testing.T, ns ...netns) {
+	t.Helper()
+	for _, n := range ns {
+		netnstest.Add(t, netnstest.NS(n))
+	}
+}
+
+func natLabAvailable(t *testing.T) {
+	t.Helper()
+	netnstest.Available(t)
+}
+
 // TestNATLatching puts the caller in a namespace behind a masquerading
 // router namespace (nftables, fully random source ports). The caller
 // announces its private address in SDP; the engine, in a third namespace

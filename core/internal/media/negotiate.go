@@ -102,6 +102,7 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 		return nil, err
 	}
 	s.pending = n
+	s.offloadUpdate() // an offer changes the media: off the kernel path until its answer
 	return b, nil
 }
 
@@ -223,6 +224,7 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 	}
 	s.mediaUp = true
 	s.last, s.pending = n, nil
+	s.offloadUpdate()
 	return b, nil
 }
 
@@ -233,6 +235,7 @@ func (s *Session) Reject(from Side) {
 	defer s.mu.Unlock()
 	if s.pending != nil && s.pending.from == from {
 		s.pending = nil
+		s.offloadUpdate()
 	}
 }
 

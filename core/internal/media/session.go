@@ -86,6 +86,7 @@ type LegStats struct {
 	Strays       uint64  // datagrams dropped: not from the latched source, not RTP, unknown payload type
 	SRTPFailures uint64  // SRTP/SRTCP packets that failed authentication
 	SRTPReplays  uint64  // SRTP/SRTCP packets replayed inside the 64-packet window
+	Path         string  // PathKernel when the peer's RTP is forwarded by the kernel fast path, else PathUserspace
 }
 
 // SessionStats are the counters of a session.
@@ -113,6 +114,7 @@ type Session struct {
 	pending    *negotiation // an offer waiting for its answer
 	last       *negotiation // the last answered offer, for a repeated answer (183 then 200)
 	origin     [2]origin    // o= of the SDP we send to each side
+	fp         offloadState // the kernel fast path's entries (offload.go)
 }
 
 // origin is our o= towards one side: a stable session id, a version bumped
@@ -127,6 +129,7 @@ func (s *Session) Close() {
 		return
 	}
 	s.closed = true
+	s.offloadRemove()
 	s.mu.Unlock()
 	s.release()
 	s.w.mu.Lock()
@@ -154,6 +157,7 @@ func (s *Session) release() {
 func (s *Session) Stats() SessionStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.offloadSync()
 	st := SessionStats{ID: s.id, Started: s.started, LastPacket: time.Unix(0, s.lastPacket)}
 	for i, l := range s.legs {
 		st.Legs[i] = LegStats{
@@ -170,6 +174,7 @@ func (s *Session) Stats() SessionStats {
 			Strays:       l.stats.strays,
 			SRTPFailures: l.stats.srtpFailures,
 			SRTPReplays:  l.stats.replays,
+			Path:         s.offloadPath(Side(i)),
 		}
 	}
 	return st
@@ -185,6 +190,7 @@ func (s *Session) Attach(side Side, sink Sink) {
 		sink = &l.own
 	}
 	l.sink = sink
+	s.offloadUpdate() // a terminator takes the payload: off the kernel path
 }
 
 // Send puts one plain RTP packet out of leg side towards its peer,
@@ -204,6 +210,9 @@ func (s *Session) Send(side Side, pkt []byte) error {
 	out := pkt
 	if l.secure {
 		var err error
+		if l.sendBuf == nil {
+			l.sendBuf = new([bufSize]byte)
+		}
 		if out, err = l.tx.EncryptRTP(l.sendBuf[:0], pkt, nil); err != nil {
 			return fmt.Errorf("media: session %s: leg %s: encrypt: %w", s.id, side, err)
 		}
@@ -218,6 +227,7 @@ func (s *Session) Send(side Side, pkt []byte) error {
 
 func (s *Session) checkInactive(now time.Time, timeout time.Duration) {
 	s.mu.Lock()
+	s.offloadSync()
 	fire := !s.closed && s.mediaUp && !s.timedOut && now.UnixNano()-s.lastPacket >= int64(timeout)
 	if fire {
 		s.timedOut = true

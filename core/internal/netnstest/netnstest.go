@@ -104,6 +104,22 @@ func Available(t testing.TB) {
 	}
 }
 
+// Add makes the namespaces with their loopback up, removed when the test
+// ends; it skips the test on a host that cannot make them.
+func Add(t testing.TB, ns ...NS) {
+	t.Helper()
+	for i, n := range ns {
+		if out, err := exec.Command("ip", "netns", "add", string(n)).CombinedOutput(); err != nil {
+			if i == 0 && strings.Contains(string(out), "not permitted") {
+				t.Skipf("this host cannot make network namespaces (no CAP_SYS_ADMIN?): %s", out)
+			}
+			t.Fatalf("ip netns add %s: %v\n%s", n, err, out)
+		}
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", string(n)).Run() })
+		n.Run(t, "link", "set", "lo", "up")
+	}
+}
+
 // NAT is the lab: Public (where the service under test runs) — Router —
 // Caller. The caller's private network is masqueraded behind the router's
 // public address with fully random source ports, and Public has no route
@@ -125,16 +141,7 @@ func NewNAT(t testing.TB) *NAT {
 		PublicAddr:  netip.MustParseAddr(fmt.Sprintf("198.18.%d.1", x)),
 		RouterAddr:  netip.MustParseAddr(fmt.Sprintf("198.18.%d.2", x)),
 		PrivateAddr: netip.MustParseAddr(fmt.Sprintf("10.%d.0.2", x))}
-	for i, n := range []NS{l.Public, l.Router, l.Caller} {
-		if out, err := exec.Command("ip", "netns", "add", string(n)).CombinedOutput(); err != nil {
-			if i == 0 && strings.Contains(string(out), "not permitted") {
-				t.Skipf("this host cannot make network namespaces (no CAP_SYS_ADMIN?): %s", out)
-			}
-			t.Fatalf("ip netns add %s: %v\n%s", n, err, out)
-		}
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", string(n)).Run() })
-		n.Run(t, "link", "set", "lo", "up")
-	}
+	Add(t, l.Public, l.Router, l.Caller)
 	l.Public.Run(t, "link", "add", "e0", "type", "veth", "peer", "name", "r1", "netns", string(l.Router))
 	l.Router.Run(t, "link", "add", "r0", "type", "veth", "peer", "name", "c0", "netns", string(l.Caller))
 	l.Public.Run(t, "addr", "add", l.PublicAddr.String()+"/24", "dev", "e0")

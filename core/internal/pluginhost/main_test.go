@@ -31,6 +31,9 @@ var testBinary, testSum string
 const testBinaryName = "umedge-plugin-test"
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(childHostEnv); dir != "" {
+		os.Exit(runChildHost(dir))
+	}
 	os.Exit(run(m))
 }
 

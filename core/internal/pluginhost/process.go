@@ -188,6 +188,7 @@ func (h *Host) startProcess(ctx context.Context, s Spec) (_ *proc, err error) {
 
 	hs := newHostServices(h.log, s.Name)
 	cmd := exec.Command(path)
+	dieWithHost(cmd)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  base.Handshake,
 		Plugins:          pluginSet(hs),

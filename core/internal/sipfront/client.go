@@ -78,12 +78,11 @@ var (
 // Send implements b2bua.Transport.
 func (s *Server) Send(tp router.Transport, dst netip.AddrPort, serverName string, msg []byte) error {
 	if tp == router.UDP {
-		pc := s.udpSocket(dst.Addr())
-		if pc == nil {
+		u := s.udpSocket(dst.Addr())
+		if u == nil {
 			return fmt.Errorf("udp to %s: %w", dst, errNoListener)
 		}
-		_, err := pc.WriteToUDPAddrPort(msg, dst)
-		return err
+		return u.send(msg, dst)
 	}
 	key := listenerKey{tp, dst}
 	s.out.mu.Lock()
@@ -208,7 +207,7 @@ func (s *Server) clientTLS(serverName string) *tls.Config {
 }
 
 // udpSocket returns a UDP listener's socket of dst's address family.
-func (s *Server) udpSocket(dst netip.Addr) *net.UDPConn {
+func (s *Server) udpSocket(dst netip.Addr) *udpSocket {
 	l := s.listenerFor(router.UDP, dst)
 	if l == nil {
 		return nil

@@ -3,10 +3,13 @@ package sipfront
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/umedge/umedge/core/sdk/router"
 )
 
 // maxSendQueue bounds the bytes waiting for one stream connection's writer:
@@ -45,6 +48,10 @@ type streamConn struct {
 	onDrop       func(reason string)  // called once when the connection is dropped for the peer's sake
 	budget       *atomic.Int64        // bytes queued on all connections; nil = unbounded
 	budgetMax    int64                // what budget may reach: maxQueuedTotal
+	tap          *tap                 // captures what is queued; nil = none
+	tp           router.Transport     // for the capture: the transport,
+	local        netip.AddrPort       // our end
+	remote       netip.AddrPort       // and the peer's
 
 	mu      sync.Mutex
 	queue   []byte // bytes not yet handed to the writer
@@ -82,6 +89,7 @@ func (sc *streamConn) enqueue(b []byte) bool {
 	}
 	sc.queue = append(sc.queue, b...)
 	sc.mu.Unlock()
+	sc.tap.capture(sc.tp, sc.local, sc.remote, b)
 	select {
 	case sc.wake <- struct{}{}:
 	default: // the writer is already due to look

@@ -123,6 +123,9 @@ func (s *Server) invite(req *sip.Request, p *peer, sc *scan, st *state, out *byt
 		writeResponse(out, req, p, sc.vias, 400, "Bad Request", warning(st.fqdn, err.Error()))
 		return
 	}
+	if b := s.b2b.Load(); b != nil && b2bua.Marked(req) && b.Redirect(req, s.inbound(p, req), call) {
+		return // the caller follows a 3xx the SBC rewrote onto itself (R-SBC-7)
+	}
 	target, err := s.router.Route(call)
 	if errors.Is(err, router.ErrAskPlugin) {
 		s.ask(req, p, sc, st, out, call, target, key, start)

@@ -1,7 +1,6 @@
 package sipfront
 
 import (
-	"net"
 	"net/netip"
 
 	"github.com/emiago/sipgo/sip"
@@ -13,8 +12,8 @@ type replier interface{ reply(b []byte) }
 // replyPath is how answers to one reader's messages leave: its UDP socket
 // or its stream connection. The reader that owns the peer sets it once.
 type replyPath struct {
-	udp    *net.UDPConn // UDP readers
-	stream *streamConn  // TCP and TLS readers
+	udp    *udpSocket  // UDP readers
+	stream *streamConn // TCP and TLS readers
 }
 
 // replierFor returns a replier for answers to req sent after the reader
@@ -37,13 +36,13 @@ func (p *peer) replierFor(req *sip.Request) replier {
 // for the peer: the kernel queues the datagram or drops it, and the client
 // retransmits (RFC 3261 §17.1.1.2).
 type udpReplier struct {
-	pc  *net.UDPConn
+	pc  *udpSocket
 	dst netip.AddrPort
 }
 
 func (u udpReplier) reply(b []byte) {
 	if len(b) > 0 && u.dst.IsValid() {
-		_, _ = u.pc.WriteToUDPAddrPort(b, u.dst)
+		_ = u.pc.send(b, u.dst)
 	}
 }
 

@@ -36,7 +36,7 @@ func TestUDPReplierOutlivesThePeer(t *testing.T) {
 	defer client.Close()
 
 	p := &peer{transport: router.UDP, src: client.LocalAddr().(*net.UDPAddr).AddrPort()}
-	p.reply = replyPath{udp: server}
+	p.reply = replyPath{udp: &udpSocket{pc: server}}
 	r := p.replierFor(parseRequest(t, invite(""))) // Via has rport: answer to the source
 	p.src = netip.MustParseAddrPort("127.0.0.1:9") // the reader moved on
 

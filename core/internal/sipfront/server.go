@@ -91,6 +91,7 @@ type Server struct {
 	bans       *banList               // sources refused too often (ban.go)
 	banning    atomic.Bool            // the ban list is on
 	b2b        atomic.Pointer[b2bua.Engine]
+	capture    tap                // the HEP sender, when capture is on (capture.go)
 	out        outbound           // connections we opened for the B2BUA
 	ctx        context.Context    // ends at Close: bounds dials in progress
 	cancel     context.CancelFunc // of ctx
@@ -118,8 +119,8 @@ type listenerKey struct {
 type listener struct {
 	key    listenerKey
 	closer interface{ Close() error }
-	udp    *net.UDPConn // UDP listeners: the socket, which also sends the B2BUA's requests
-	conns  sync.Map     // net.Conn → struct{}, open stream connections
+	udp    *udpSocket // UDP listeners: the socket, which also sends the B2BUA's requests
+	conns  sync.Map   // net.Conn → struct{}, open stream connections
 }
 
 // Option adjusts a Server.
@@ -309,14 +310,14 @@ func (s *Server) open(k listenerKey, udpBuffer int) (*listener, error) {
 					"want", udpBuffer, "got", got, "err", err)
 			}
 		}
-		l.closer, l.udp = pc, pc
+		l.closer, l.udp = pc, &udpSocket{pc: pc, local: k.addr, tap: &s.capture}
 		// Several readers per socket: a datagram is handled start to end
 		// on the goroutine that read it, with no hand-off.
 		for range max(runtime.GOMAXPROCS(0), 2) {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				s.serveUDP(pc, k.addr)
+				s.serveUDP(l.udp)
 			}()
 		}
 	case router.TCP, router.TLS:
@@ -338,13 +339,13 @@ func (s *Server) open(k listenerKey, udpBuffer int) (*listener, error) {
 // the parser sees it whole and refuses one over maxMessage with 513.
 const maxDatagram = 65535
 
-func (s *Server) serveUDP(pc *net.UDPConn, local netip.AddrPort) {
+func (s *Server) serveUDP(u *udpSocket) {
 	buf := make([]byte, maxDatagram)
 	var out bytes.Buffer
-	p := peer{transport: router.UDP, local: local}
-	p.reply = replyPath{udp: pc}
+	p := peer{transport: router.UDP, local: u.local}
+	p.reply = replyPath{udp: u}
 	for {
-		n, src, err := pc.ReadFromUDPAddrPort(buf)
+		n, src, err := u.pc.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -362,7 +363,7 @@ func (s *Server) serveUDP(pc *net.UDPConn, local netip.AddrPort) {
 		p.src = src
 		dst := s.handleDatagram(data, &p, &out)
 		if out.Len() > 0 && dst.IsValid() {
-			if _, err := pc.WriteToUDPAddrPort(out.Bytes(), dst); err != nil {
+			if err := u.send(out.Bytes(), dst); err != nil {
 				s.log.Debug("udp write", "dst", dst, "err", err)
 			}
 		}
@@ -371,6 +372,7 @@ func (s *Server) serveUDP(pc *net.UDPConn, local netip.AddrPort) {
 
 // handleDatagram parses and answers one UDP datagram.
 func (s *Server) handleDatagram(data []byte, p *peer, out *bytes.Buffer) netip.AddrPort {
+	s.capture.received(p, data)
 	msg, err := s.parser.ParseSIP(data)
 	if err != nil {
 		s.metrics.SIPBadRequests.WithLabelValues(string(p.transport)).Inc()

@@ -152,6 +152,7 @@ func (s *Server) readStream(c, raw net.Conn, p peer, ready func(*streamConn)) {
 		s.logInput("peer does not read its answers, closing connection", "transport", tp, "peer", src, "reason", reason)
 	})
 	sc.budget, sc.budgetMax = &s.queued, maxQueuedTotal
+	sc.tap, sc.tp, sc.local, sc.remote = &s.capture, tp, p.local, src
 	sc.start()
 	defer sc.finish()
 	p.reply = replyPath{stream: sc}
@@ -224,12 +225,14 @@ func (s *Server) parseStream(ps *sip.ParserStream, p *peer, cur, out, pending *b
 		msg, used, err := ps.ParseNext()
 		switch {
 		case err == nil:
+			s.capture.received(p, cur.Bytes()[:used])
 			cur.Next(used)
 			s.handleMessage(msg, p, out)
 			pending.Write(out.Bytes())
 		case errors.Is(err, io.ErrUnexpectedEOF):
 			return false // the rest of the message is still to come
 		default:
+			s.capture.received(p, cur.Bytes())
 			s.refuseMessage(msg, err, p, bytes.TrimLeft(cur.Bytes(), "\r\n"), out)
 			pending.Write(out.Bytes())
 			return true

@@ -66,6 +66,9 @@ type Metrics struct {
 	SIPConnsDropped *prometheus.CounterVec // reason: send-queue-full|write-timeout|tcp-timeout
 	SIPBans         prometheus.Counter     // sources banned for too many refused requests
 	SIPBannedDrops  prometheus.Counter     // datagrams and connections of banned sources dropped unread
+
+	HEPSent    prometheus.Counter     // SIP messages sent to the HEP collector
+	HEPDropped *prometheus.CounterVec // reason: queue-full|collector-down|send-error|too-large|shutdown
 }
 
 // NewMetrics registers every metric, plus the Go and process collectors,
@@ -119,7 +122,14 @@ func NewMetrics() *Metrics {
 	m.SIPBannedDrops = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "umedge_sip_banned_drops_total", Help: "Datagrams and connections of banned sources dropped unread.",
 	})
-	for _, c := range []prometheus.Collector{m.SIPBans, m.SIPBannedDrops, m.SIPRequests, m.SIPBadRequests, m.Calls, m.Redirects, m.Proxied, m.Rejections,
+	m.HEPSent = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "umedge_capture_hep_sent_total", Help: "SIP messages sent to the HEP capture collector.",
+	})
+	m.HEPDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "umedge_capture_hep_dropped_total",
+		Help: "SIP messages not sent to the HEP capture collector, by why: queue-full, collector-down, send-error, too-large, shutdown.",
+	}, []string{"reason"})
+	for _, c := range []prometheus.Collector{m.HEPSent, m.HEPDropped, m.SIPBans, m.SIPBannedDrops, m.SIPRequests, m.SIPBadRequests, m.Calls, m.Redirects, m.Proxied, m.Rejections,
 		m.RouteLatency, m.Retransmissions, m.SIPConnsOpen, m.SIPConnsRefused, m.SIPConnsDropped} {
 		f(c)
 	}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+)
+
+// Set by flags: where the generator and the server bind, and the server's
+// namespace under -netns.
+var (
+	genAddr, srvAddr netip.Addr
+	srvNetns         string
+)
+
+// runInNetns makes the two namespaces and the veth between them, runs this
+// benchmark again inside the generator's (with the same arguments, the
+// server's namespace and both addresses added) and removes them; it
+// returns the exit status.
+func runInNetns() int {
+	tag := strconv.Itoa(os.Getpid())
+	gen, srv := "mb-gen-"+tag, "mb-srv-"+tag
+	g, s := netip.MustParseAddr("10.251.0.2"), netip.MustParseAddr("10.251.0.1")
+	defer func() {
+		for _, n := range []string{gen, srv} {
+			_ = exec.Command("ip", "netns", "del", n).Run() // best effort: the veth goes with them
+		}
+	}()
+	steps := [][]string{
+		{"netns", "add", gen}, {"netns", "add", srv},
+		{"-n", gen, "link", "set", "lo", "up"}, {"-n", srv, "link", "set", "lo", "up"},
+		{"-n", gen, "link", "add", "g0", "type", "veth", "peer", "name", "s0", "netns", srv},
+		{"-n", gen, "addr", "add", g.String() + "/24", "dev", "g0"}, {"-n", srv, "addr", "add", s.String() + "/24", "dev", "s0"},
+		{"-n", gen, "link", "set", "g0", "up"}, {"-n", srv, "link", "set", "s0", "up"},
+	}
+	for _, st := range steps {
+		if out, err := exec.Command("ip", st...).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "mediabench: ip %s: %v\n%s", strings.Join(st, " "), err, out)
+			return 1
+		}
+	}
+	self, _ := os.Executable()
+	var args []string
+	for _, a := range os.Args[1:] {
+		if a != "-netns" && a != "--netns" && a != "-netns=true" {
+			args = append(args, a)
+		}
+	}
+	args = append(args, "-gen-addr", g.String(), "-srv-addr", s.String(), "-srv-netns", srv)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", gen, self}, args...)...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	time.Sleep(100 * time.Millisecond) // the veth's carrier
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "mediabench:", err)
+		return 1
+	}
+	return 0
+}
+
+// machineBusy is the busy time of all CPUs so far (/proc/stat: everything
+// but idle and iowait).
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var busy int64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i != 3 && i != 4 && i < 8 { // user nice system [idle iowait] irq softirq steal
+			busy += n
+		}
+	}
+	return time.Duration(busy) * 10 * time.Millisecond // USER_HZ = 100
+}
+
+// progName is the fast-path program's name in the kernel (fastpath.c).
+const progName = "umedge_fastpath"
+
+// programRuntime sums the kernel's run time and run count (BPF statistics,
+// enabled by ramp for umedge-tc) of the loaded programs named progName.
+func programRuntime() (time.Duration, uint64) {
+	var rt time.Duration
+	var n uint64
+	for id := ebpf.ProgramID(0); ; {
+		next, err := ebpf.ProgramGetNextID(id)
+		if err != nil {
+			return rt, n // ErrNotExist: the last one
+		}
+		id = next
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue // unloaded meanwhile
+		}
+		if info, err := p.Info(); err == nil && info.Name == progName {
+			if st, err := p.Stats(); err == nil {
+				rt += st.Runtime
+				n += st.RunCount
+			}
+		}
+		_ = p.Close()
+	}
+}

@@ -1,0 +1,466 @@
+package media
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/umedge/umedge/core/internal/media/fastpath"
+)
+
+// The kernel fast path end to end: a caller namespace and a callee
+// namespace on veths to the engine's namespace, plain UDP peers sending
+// RTP both ways. Each test runs with fast_path = "tc" and again with "off",
+// where everything but the path must come out the same.
+
+// offloadLab is the three namespaces, the engine and the two peers.
+type offloadLab struct {
+	engineNS, callerNS, calleeNS netns
+	e                            *Engine
+	mode                         fastpath.Mode
+	aLocal, bLocal               netip.Addr // the engine's address towards each side
+	callerAddr, calleeAddr       netip.Addr
+	caller, callee               *net.UDPConn
+}
+
+func newOffloadLab(t *testing.T, mode fastpath.Mode, mod func(*Config)) *offloadLab {
+	t.Helper()
+	return newOffloadLabFamily(t, mode, false, mod)
+}
+
+// newOffloadLabFamily is the lab on IPv6 addresses when v6.
+func newOffloadLabFamily(t *testing.T, mode fastpath.Mode, v6 bool, mod func(*Config)) *offloadLab {
+	t.Helper()
+	natLabAvailable(t)
+	tag := fmt.Sprintf("%04x", rand.IntN(1<<16))
+	x := 16 + rand.IntN(200)
+	l := &offloadLab{engineNS: netns("um-fe-" + tag), callerNS: netns("um-fa-" + tag), calleeNS: netns("um-fb-" + tag), mode: mode}
+	addNetns(t, l.engineNS, l.callerNS, l.calleeNS)
+	addr, plen := "10.%d.%d.%d", "/24"
+	if v6 {
+		addr, plen = "fd00:%x:%x::%x", "/64"
+	}
+	a := func(n, h int) netip.Addr { return netip.MustParseAddr(fmt.Sprintf(addr, x, n, h)) }
+	l.aLocal, l.callerAddr, l.bLocal, l.calleeAddr = a(1, 1), a(1, 2), a(2, 1), a(2, 2)
+	for _, side := range []struct {
+		ns          netns
+		local, peer netip.Addr
+	}{{l.callerNS, l.aLocal, l.callerAddr}, {l.calleeNS, l.bLocal, l.calleeAddr}} {
+		dev := "e" + string(side.ns)[4:5] // ea, eb
+		l.engineNS.run(t, "link", "add", dev, "type", "veth", "peer", "name", "p0", "netns", string(side.ns))
+		l.engineNS.run(t, "addr", "add", side.local.String()+plen, "dev", dev, "nodad")
+		l.engineNS.run(t, "link", "set", dev, "up")
+		side.ns.run(t, "addr", "add", side.peer.String()+plen, "dev", "p0", "nodad")
+		side.ns.run(t, "link", "set", "p0", "up")
+	}
+	var err error
+	l.engineNS.do(t, func() {
+		base := 20000 + 2*rand.IntN(15000)
+		cfg := Config{PortMin: base, PortMax: base + 63, Workers: 1, LatchWindow: 3 * time.Second, FastPath: mode}
+		if mod != nil {
+			mod(&cfg)
+		}
+		l.e, err = New(cfg, nil)
+	})
+	if err != nil {
+		if errors.Is(err, fastpath.ErrUnavailable) {
+			t.Skipf("no kernel fast path here: %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.e.Close() })
+	l.caller = l.listen(t, l.callerNS, l.callerAddr)
+	l.callee = l.listen(t, l.calleeNS, l.calleeAddr)
+	return l
+}
+
+func (l *offloadLab) listen(t *testing.T, ns netns, a netip.Addr) *net.UDPConn {
+	t.Helper()
+	var c *net.UDPConn
+	var err error
+	ns.do(t, func() { c, err = net.ListenUDP("udp", &net.UDPAddr{IP: a.AsSlice()}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func sdpFor(c *net.UDPConn, version int) []byte {
+	ap := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	fam := "IP4"
+	if ap.Addr().Unmap().Is6() {
+		fam = "IP6"
+	}
+	return fmt.Appendf(nil, "v=0\r\no=- 1 %d IN %[2]s %[3]s\r\ns=-\r\nc=IN %[2]s %[3]s\r\nt=0 0\r\nm=audio %[4]d RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n",
+		version, fam, ap.Addr().Unmap(), ap.Port())
+}
+
+// call opens a session between the peers (caller offers) and returns where
+// each peer sends.
+func (l *offloadLab) call(t *testing.T, onTimeout func()) (s *Session, toA, toB netip.AddrPort) {
+	t.Helper()
+	var err error
+	l.engineNS.do(t, func() {
+		s, err = l.e.NewSession("fp-"+t.Name(), LegProfile{Local: l.aLocal, Security: SecurityRTP}, LegProfile{Local: l.bLocal, Security: SecurityRTP}, onTimeout)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	offerToB, err := s.Offer(SideA, sdpFor(l.caller, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answerToA, err := s.Answer(SideB, sdpFor(l.callee, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	toA, _ = mediaAddr(t, answerToA)
+	toB, _ = mediaAddr(t, offerToB)
+	return s, toA, toB
+}
+
+// exchange sends n packets each way, each read by the other peer, and
+// fails on a lost or changed one.
+func exchange(t *testing.T, a, b *net.UDPConn, toA, toB netip.AddrPort, n int, seq0 uint16, ssrcA, ssrcB uint32) {
+	t.Helper()
+	for i := range n {
+		seq := seq0 + uint16(i) //nolint:gosec // wraps like RTP
+		for _, d := range []struct {
+			from, to *net.UDPConn
+			dst      netip.AddrPort
+			ssrc     uint32
+		}{{a, b, toA, ssrcA}, {b, a, toB, ssrcB}} {
+			pkt := rtpPacket(0, seq, uint32(seq)*160, d.ssrc)
+			if _, err := d.from.WriteToUDPAddrPort(pkt, d.dst); err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := tryRecv(d.to, 2*time.Second)
+			if err != nil {
+				t.Fatalf("packet %d from %s: %v", i, d.from.LocalAddr(), err)
+			}
+			if !bytes.Equal(got, pkt) {
+				t.Fatalf("packet %d from %s arrived changed", i, d.from.LocalAddr())
+			}
+		}
+	}
+}
+
+// waitPath waits until both legs of s are on want.
+func waitPath(t *testing.T, s *Session, want string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		st := s.Stats()
+		if st.Legs[SideA].Path == want && st.Legs[SideB].Path == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("legs on %s and %s, want both on %s", st.Legs[SideA].Path, st.Legs[SideB].Path, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (l *offloadLab) wantPath() string {
+	if l.mode == fastpath.TC {
+		return PathKernel
+	}
+	return PathUserspace
+}
+
+func forwarded(e *Engine) uint64 { return e.FastPath().Reasons[0] }
+
+// testModes: each test with the kernel path, then forced off.
+var testModes = []fastpath.Mode{fastpath.TC, fastpath.Off}
+
+// TestOffloadRelay: once both legs latched, the kernel carries the call;
+// the legs' counters count every packet either path carried.
+func TestOffloadRelay(t *testing.T) {
+	for _, mode := range testModes {
+		t.Run("fast_path="+string(mode), func(t *testing.T) {
+			l := newOffloadLab(t, mode, nil)
+			s, toA, toB := l.call(t, nil)
+			exchange(t, l.caller, l.callee, toA, toB, 1, 1, 0xA, 0xB) // latches both legs
+			waitPath(t, s, l.wantPath())
+			reads0, fwd0 := l.e.Stats().Datagrams, forwarded(l.e)
+			const n = 300
+			exchange(t, l.caller, l.callee, toA, toB, n, 2, 0xA, 0xB)
+			reads, fwd := l.e.Stats().Datagrams-reads0, forwarded(l.e)-fwd0
+			if mode == fastpath.TC {
+				if fwd < 2*n*99/100 {
+					t.Errorf("the kernel forwarded %d of %d packets after latching, want ≥ 99 %%", fwd, 2*n)
+				}
+			} else if fwd != 0 || reads != 2*n {
+				t.Errorf("fast path off: kernel forwarded %d, workers read %d; want 0 and %d", fwd, reads, 2*n)
+			}
+			t.Logf("after latching: kernel %d, userspace %d of %d", fwd, reads, 2*n)
+			st := s.Stats()
+			for _, side := range []Side{SideA, SideB} {
+				lg := st.Legs[side]
+				if lg.PacketsIn != n+1 || lg.PacketsOut != n+1 || lg.BytesIn != (n+1)*172 || lg.BytesOut != (n+1)*172 {
+					t.Errorf("leg %s: in %d/%d B, out %d/%d B; want %d packets and %d bytes each way",
+						side, lg.PacketsIn, lg.BytesIn, lg.PacketsOut, lg.BytesOut, n+1, (n+1)*172)
+				}
+			}
+			s.Close()
+			if mode == fastpath.TC && l.e.FastPath().Entries != 0 {
+				t.Errorf("%d entries left after the call ended", l.e.FastPath().Entries)
+			}
+		})
+	}
+}
+
+// TestOffloadRelayIPv6: the same over IPv6.
+func TestOffloadRelayIPv6(t *testing.T) {
+	l := newOffloadLabFamily(t, fastpath.TC, true, nil)
+	s, toA, toB := l.call(t, nil)
+	exchange(t, l.caller, l.callee, toA, toB, 1, 1, 0xA, 0xB)
+	waitPath(t, s, PathKernel)
+	fwd0 := forwarded(l.e)
+	exchange(t, l.caller, l.callee, toA, toB, 100, 2, 0xA, 0xB)
+	if fwd := forwarded(l.e) - fwd0; fwd < 198 {
+		t.Errorf("the kernel forwarded %d of 200 IPv6 packets", fwd)
+	}
+	if st := s.Stats().Legs[SideB]; st.PacketsIn != 101 || st.PacketsOut != 101 {
+		t.Errorf("leg B counted %d in, %d out; want 101 each", st.PacketsIn, st.PacketsOut)
+	}
+}
+
+// TestOffloadReinvite: a re-INVITE moves the callee's media to another
+// port; its first packet from there re-latches in userspace (the kernel
+// passes a new source up) and the call goes back on the kernel path towards
+// the new address.
+func TestOffloadReinvite(t *testing.T) {
+	for _, mode := range testModes {
+		t.Run("fast_path="+string(mode), func(t *testing.T) {
+			l := newOffloadLab(t, mode, nil)
+			s, toA, toB := l.call(t, nil)
+			exchange(t, l.caller, l.callee, toA, toB, 20, 1, 0xA, 0xB)
+			waitPath(t, s, l.wantPath())
+
+			moved := l.listen(t, l.calleeNS, l.calleeAddr)
+			if _, err := s.Offer(SideA, sdpFor(l.caller, 2)); err != nil {
+				t.Fatal(err)
+			}
+			if p := s.Stats().Legs[SideA].Path; p != PathUserspace {
+				t.Errorf("with an offer pending the caller's leg is on %s, want userspace", p)
+			}
+			if _, err := s.Answer(SideB, sdpFor(moved, 2)); err != nil {
+				t.Fatal(err)
+			}
+			// The callee speaks first from its new port, with a new SSRC.
+			sendFirst(t, moved, l.caller, toB, 0xB2)
+			exchange(t, l.caller, moved, toA, toB, 1, 100, 0xA, 0xB2)
+			waitPath(t, s, l.wantPath())
+			fwd0 := forwarded(l.e)
+			exchange(t, l.caller, moved, toA, toB, 50, 200, 0xA, 0xB2)
+			if got := s.Stats().Legs[SideB].Remote; got != moved.LocalAddr().(*net.UDPAddr).AddrPort() {
+				t.Errorf("leg B sends to %s, want the new port %s", got, moved.LocalAddr())
+			}
+			if fwd := forwarded(l.e) - fwd0; mode == fastpath.TC && fwd < 99 {
+				t.Errorf("after the move the kernel forwarded %d of 100", fwd)
+			}
+			if _, _, err := tryRecv(l.callee, 100*time.Millisecond); err == nil {
+				t.Error("the callee's old port still gets media")
+			}
+		})
+	}
+}
+
+// sendFirst: b sends one packet to toB, which a must receive.
+func sendFirst(t *testing.T, b, a *net.UDPConn, toB netip.AddrPort, ssrcB uint32) {
+	t.Helper()
+	pkt := rtpPacket(0, 1000, 160000, ssrcB)
+	if _, err := b.WriteToUDPAddrPort(pkt, toB); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := tryRecv(a, 2*time.Second); err != nil || !bytes.Equal(got, pkt) {
+		t.Fatalf("the first packet from the moved callee: %v", err)
+	}
+}
+
+// TestOffloadNATRebind: the caller's NAT gives it a new source port
+// mid-call; the kernel passes the new source up, the leg re-latches in
+// userspace (inside the learning window, new SSRC as the engine wants it)
+// and is offloaded again from the new source.
+func TestOffloadNATRebind(t *testing.T) {
+	for _, mode := range testModes {
+		t.Run("fast_path="+string(mode), func(t *testing.T) {
+			l := newOffloadLab(t, mode, nil)
+			s, toA, toB := l.call(t, nil)
+			exchange(t, l.caller, l.callee, toA, toB, 20, 1, 0xA, 0xB)
+			waitPath(t, s, l.wantPath())
+			rebound := l.listen(t, l.callerNS, l.callerAddr)
+			exchange(t, rebound, l.callee, toA, toB, 1, 100, 0xA2, 0xB)
+			if got := s.Stats().Legs[SideA].Remote; got != rebound.LocalAddr().(*net.UDPAddr).AddrPort() {
+				t.Fatalf("leg A latched %s, want the rebound %s", got, rebound.LocalAddr())
+			}
+			waitPath(t, s, l.wantPath())
+			fwd0 := forwarded(l.e)
+			exchange(t, rebound, l.callee, toA, toB, 50, 101, 0xA2, 0xB)
+			if fwd := forwarded(l.e) - fwd0; mode == fastpath.TC && fwd < 99 {
+				t.Errorf("after the rebind the kernel forwarded %d of 100", fwd)
+			}
+			if _, _, err := tryRecv(l.caller, 100*time.Millisecond); err == nil {
+				t.Error("the caller's old port still gets media")
+			}
+		})
+	}
+}
+
+// TestOffloadInactivity: media the kernel carries keeps the call alive
+// (the engine reads the entries' last-seen time); silence still ends it.
+func TestOffloadInactivity(t *testing.T) {
+	for _, mode := range testModes {
+		t.Run("fast_path="+string(mode), func(t *testing.T) {
+			const timeout = 1200 * time.Millisecond
+			l := newOffloadLab(t, mode, func(c *Config) { c.InactivityTimeout = timeout })
+			var fired atomic.Int64
+			s, toA, toB := l.call(t, func() { fired.Store(time.Now().UnixNano()) })
+			exchange(t, l.caller, l.callee, toA, toB, 1, 1, 0xA, 0xB)
+			waitPath(t, s, l.wantPath())
+			start := time.Now()
+			for seq := uint16(2); time.Since(start) < 2*timeout; seq++ {
+				exchange(t, l.caller, l.callee, toA, toB, 1, seq, 0xA, 0xB)
+				time.Sleep(20 * time.Millisecond)
+			}
+			if fired.Load() != 0 {
+				t.Fatal("the inactivity timeout ended a call whose media flowed")
+			}
+			silent := time.Now()
+			for fired.Load() == 0 && time.Since(silent) < 3*timeout {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if fired.Load() == 0 {
+				t.Fatalf("a call silent for %s was not timed out", 3*timeout)
+			}
+			if d := time.Duration(fired.Load() - silent.UnixNano()); d < timeout-100*time.Millisecond {
+				t.Errorf("timed out %s after the last packet, want ≥ %s", d, timeout)
+			}
+		})
+	}
+}
+
+// TestOffloadFirewallClosed: a leg whose port the firewall closes is not
+// offloaded, so netfilter's drop holds: nothing reaches the callee.
+func TestOffloadFirewallClosed(t *testing.T) {
+	var closed atomic.Int32 // the port the policy closes
+	l := newOffloadLab(t, fastpath.TC, func(c *Config) {
+		c.FastPathAllow = func(ap netip.AddrPort) bool { return int32(ap.Port()) != closed.Load() }
+	})
+	var s *Session
+	var err error
+	l.engineNS.do(t, func() {
+		s, err = l.e.NewSession("fw", LegProfile{Local: l.aLocal, Security: SecurityRTP}, LegProfile{Local: l.bLocal, Security: SecurityRTP}, nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	offerToB, _ := s.Offer(SideA, sdpFor(l.caller, 1))
+	answerToA, _ := s.Answer(SideB, sdpFor(l.callee, 1))
+	toA, _ := mediaAddr(t, answerToA)
+	toB, _ := mediaAddr(t, offerToB)
+	closed.Store(int32(toA.Port()))
+	// The firewall of the engine's namespace closes that port too.
+	nft := exec.Command("ip", "netns", "exec", string(l.engineNS), "nft", "-f", "-")
+	nft.Stdin = strings.NewReader(fmt.Sprintf("table inet umfw {\n chain input {\n  type filter hook input priority 0; policy accept;\n  udp dport %d drop\n }\n}\n", toA.Port()))
+	if out, err := nft.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	// Latch B (its port is open), then A's packets: the firewall drops them.
+	pkt := rtpPacket(0, 1, 0, 0xB)
+	l.callee.WriteToUDPAddrPort(pkt, toB)
+	for i := range 20 {
+		l.caller.WriteToUDPAddrPort(rtpPacket(0, uint16(i), 0, 0xA), toA) //nolint:gosec // small
+	}
+	if _, _, err := tryRecv(l.callee, 300*time.Millisecond); err == nil {
+		t.Fatal("a packet to the port the firewall closes reached the callee")
+	}
+	st := s.Stats()
+	if st.Legs[SideA].Path != PathUserspace || l.e.FastPath().Entries != 0 {
+		t.Errorf("leg A on %s with %d entries: the closed port was offloaded", st.Legs[SideA].Path, l.e.FastPath().Entries)
+	}
+	if fwd := forwarded(l.e); fwd != 0 {
+		t.Errorf("the kernel forwarded %d packets", fwd)
+	}
+}
+
+// TestOffloadNotEligible: a leg that needs payload work stays in userspace.
+func TestOffloadNotEligible(t *testing.T) {
+	l := newOffloadLab(t, fastpath.TC, nil)
+	s, toA, toB := l.call(t, nil)
+	exchange(t, l.caller, l.callee, toA, toB, 1, 1, 0xA, 0xB)
+	waitPath(t, s, PathKernel)
+	s.Attach(SideA, discard{}) // a recorder/player takes A's media
+	if st := s.Stats(); st.Legs[SideA].Path != PathUserspace || st.Legs[SideB].Path != PathUserspace {
+		t.Errorf("with a terminator attached the legs are on %s/%s, want userspace", st.Legs[SideA].Path, st.Legs[SideB].Path)
+	}
+	s.Attach(SideA, nil)
+	waitPath(t, s, PathKernel)
+	if st := l.e.FastPath(); st.Offloads != 2 || st.Removals != 1 || st.Offloaded != 1 {
+		t.Errorf("fast path stats %+v, want 2 offloads, 1 removal, 1 session on it", st)
+	}
+}
+
+type discard struct{}
+
+func (discard) RTP([]byte)  {}
+func (discard) RTCP([]byte) {}
+
+// TestFastPathAbsent: where the program cannot attach (here: a namespace
+// with no Ethernet interface), auto relays in userspace with one log line
+// and a count, and tc refuses to start, naming the setting.
+func TestFastPathAbsent(t *testing.T) {
+	natLabAvailable(t)
+	ns := netns(fmt.Sprintf("um-fn-%04x", rand.IntN(1<<16)))
+	addNetns(t, ns)
+	var logs strings.Builder
+	var auto, tc *Engine
+	var errAuto, errTC error
+	ns.do(t, func() {
+		base := 20000 + 2*rand.IntN(15000)
+		cfg := Config{PortMin: base, PortMax: base + 15, Workers: 1, LatchWindow: time.Second, FastPath: fastpath.Auto}
+		auto, errAuto = New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+		cfg.FastPath = fastpath.TC
+		tc, errTC = New(cfg, nil)
+	})
+	if errAuto != nil {
+		t.Fatalf("auto without a usable interface: %v, want userspace", errAuto)
+	}
+	defer auto.Close()
+	st := auto.FastPath()
+	if st.Active || st.Unavail != 1 || !strings.Contains(st.Why, "no interface") {
+		t.Errorf("auto: %+v, want inactive, counted once, saying why", st)
+	}
+	if n := strings.Count(logs.String(), "media fast path off"); n != 1 {
+		t.Errorf("auto logged %d lines saying the fast path is off, want 1:\n%s", n, logs.String())
+	}
+	if errTC == nil {
+		tc.Close()
+		t.Fatal("tc without a usable interface started")
+	}
+	if !errors.Is(errTC, fastpath.ErrUnavailable) || !strings.Contains(errTC.Error(), `fast_path = "tc"`) {
+		t.Errorf("tc: %v, want ErrUnavailable naming fast_path", errTC)
+	}
+	// A session on the engine that fell back relays as before.
+	s, err := auto.NewSession("absent", plain, plain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if p := s.Stats().Legs[SideA].Path; p != PathUserspace {
+		t.Errorf("leg on %s, want userspace", p)
+	}
+}
