@@ -115,9 +115,12 @@ type Media struct {
 // SBC configures the B2BUA that runs the calls of proxy pools (a router
 // pool with action = "proxy").
 type SBC struct {
-	MaxCalls     int      `toml:"max_calls"`     // calls at once through the B2BUA, all gateways; 0 = unlimited (bounded by the media ports)
-	MaxRedirects int      `toml:"max_redirects"` // 3xx of a back end followed per call
-	RingTimeout  Duration `toml:"ring_timeout"`  // a back end that rings longer is cancelled (RFC 3261 Timer C)
+	MaxCalls int `toml:"max_calls"` // calls at once through the B2BUA, all gateways; 0 = unlimited (bounded by the media ports)
+	// CallsPerSecond bounds new calls through the B2BUA, all gateways
+	// (R-SBC-8); more get 503 with Retry-After. 0 = unlimited.
+	CallsPerSecond float64  `toml:"calls_per_second"`
+	MaxRedirects   int      `toml:"max_redirects"` // 3xx of a back end followed per call
+	RingTimeout    Duration `toml:"ring_timeout"`  // a back end that rings longer is cancelled (RFC 3261 Timer C)
 	// FailoverTimeout: a back end that leaves an INVITE unanswered this
 	// long loses the call to the pool's next back end.
 	FailoverTimeout Duration `toml:"failover_timeout"`
@@ -152,6 +155,20 @@ type SBCPeer struct {
 	// as 183 only (a 180 as 180 without SDP, then 183): UCMA peers such as
 	// Exchange UM lose the media of SDP in a 180 (R-SBC-9).
 	Early183 bool `toml:"early_183"`
+	// CallsPerSecond bounds the new calls from this gateway, or to this
+	// pool, through the B2BUA (R-SBC-8); 0 = unlimited. (The router's
+	// calls_per_second of a gateway holds too, for every call.)
+	CallsPerSecond float64 `toml:"calls_per_second"`
+	// OPTIONS keep-alive of the peer (R-SBC-6): of a gateway's probe, or
+	// of the probes of a pool's back ends. The router's options_interval
+	// turns probing on and is the interval while the peer is up;
+	// OptionsIntervalDown is the interval while it is down (0 = the
+	// same); a down peer is up again after OptionsUpAfter answers in a
+	// row, an up one down after OptionsDownAfter failures in a row (0 =
+	// 1 and 2). Any answer but 5xx counts: a 404 says the peer is alive.
+	OptionsIntervalDown Duration `toml:"options_interval_down"`
+	OptionsUpAfter      int      `toml:"options_up_after"`
+	OptionsDownAfter    int      `toml:"options_down_after"`
 	// RedirectMode, for a calling peer, is what a back end's 3xx does to
 	// its calls (R-SBC-7): "handle_locally" (the SBC follows it, on the
 	// back end's own host only; the default), "transparent" (relayed with

@@ -144,6 +144,15 @@ func (d *decoder) decode(path string, v any, rv reflect.Value) {
 			return
 		}
 		rv.SetInt(n)
+	case reflect.Float64:
+		switch n := v.(type) {
+		case float64:
+			rv.SetFloat(n)
+		case int64: // calls_per_second = 5
+			rv.SetFloat(float64(n))
+		default:
+			d.wrongType(path, "a number", v)
+		}
 	default:
 		// Only reachable if the schema gains a field type this decoder lacks.
 		d.fail(path, fmt.Errorf("%w: unsupported field type %s", ErrInvalid, rv.Type()))

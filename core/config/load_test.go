@@ -100,6 +100,21 @@ func TestParse(t *testing.T) {
 			},
 		},
 		{
+			name: "numbers: an integer or a float for a rate",
+			give: "[sip]\nmode = \"tcp\"\n[sbc]\ncalls_per_second = 5\n[sbc.peers.trunk]\ncalls_per_second = 0.5\n",
+			wantCheck: func(t *testing.T, c *Config) {
+				t.Helper()
+				if c.SBC.CallsPerSecond != 5 || c.SBC.Peers["trunk"].CallsPerSecond != 0.5 {
+					t.Errorf("calls_per_second %v, trunk's %v", c.SBC.CallsPerSecond, c.SBC.Peers["trunk"].CallsPerSecond)
+				}
+			},
+		},
+		{
+			name:     "a rate that is no number",
+			give:     "[sip]\nmode = \"tcp\"\n[sbc]\ncalls_per_second = \"5/s\"\n",
+			wantErrs: []string{"4 sbc.calls_per_second"},
+		},
+		{
 			name:     "unknown keys everywhere",
 			give:     "lgo = 1\n[sip]\nmode = \"tcp\"\ntcp_prot = 1\n[sip.tls]\nciphers = []\n[plugins.r]\nkind = \"router\"\nbin = \"b\"\n[extra.table]\n",
 			wantErrs: []string{"1 lgo", "4 sip.tcp_prot", "6 sip.tls.ciphers", "7 plugins.r.binary", "7 plugins.r.sha256", "9 plugins.r.bin", "10 extra"},

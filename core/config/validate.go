@@ -259,6 +259,13 @@ func (v *validator) intRange(path string, n, lo, hi int) bool {
 	return true
 }
 
+// rate checks a calls-per-second limit: 0 (none) or a positive number.
+func (v *validator) rate(path string, r float64) {
+	if !(r >= 0 && r <= 100_000) { // NaN fails both
+		v.addf(path, ErrOutOfRange, "%g not in 0..100000 calls/s", r)
+	}
+}
+
 func (v *validator) durRange(path string, d Duration, lo, hi time.Duration) bool {
 	if d.Duration < lo || d.Duration > hi {
 		v.addf(path, ErrOutOfRange, "%s not in %s..%s", fmtDur(d.Duration), fmtDur(lo), fmtDur(hi))
@@ -288,6 +295,7 @@ func (v *validator) bans() {
 func (v *validator) sbc() {
 	s := v.c.SBC
 	v.intRange("sbc.max_calls", s.MaxCalls, 0, 1_000_000)
+	v.rate("sbc.calls_per_second", s.CallsPerSecond)
 	v.intRange("sbc.max_redirects", s.MaxRedirects, 1, 20)
 	v.durRange("sbc.ring_timeout", s.RingTimeout, time.Second, time.Hour)
 	v.durRange("sbc.failover_timeout", s.FailoverTimeout, 100*time.Millisecond, 32*time.Second)
@@ -308,6 +316,12 @@ func (v *validator) sbc() {
 		default:
 			v.addf(path+".media_security", ErrInvalid, "%q is not one of as-is, rtp, srtp, both", p.MediaSecurity)
 		}
+		if p.OptionsIntervalDown.Duration != 0 {
+			v.durRange(path+".options_interval_down", p.OptionsIntervalDown, 100*time.Millisecond, time.Hour)
+		}
+		v.rate(path+".calls_per_second", p.CallsPerSecond)
+		v.intRange(path+".options_up_after", p.OptionsUpAfter, 0, 100)
+		v.intRange(path+".options_down_after", p.OptionsDownAfter, 0, 100)
 		if !slices.Contains([]string{"", "handle_locally", "transparent", "rewrite"}, p.RedirectMode) {
 			v.addf(path+".redirect_mode", ErrInvalid, "%q is not one of handle_locally, transparent, rewrite", p.RedirectMode)
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -334,6 +335,21 @@ func TestValidateSBC(t *testing.T) {
 		{name: "codec name with a separator", give: func(c *Config) {
 			c.SBC.Peers = map[string]SBCPeer{"gw": {Codecs: []string{"PCMA", "PCMU/8000\r\na=x"}}}
 		}, wantPath: "sbc.peers.gw.codecs[1]", wantErr: ErrInvalid},
+		{name: "keep-alive interval when down too short", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"trunk": {OptionsIntervalDown: Duration{time.Millisecond}}}
+		}, wantPath: "sbc.peers.trunk.options_interval_down", wantErr: ErrOutOfRange},
+		{name: "negative keep-alive threshold", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"trunk": {OptionsUpAfter: 3, OptionsDownAfter: -1}}
+		}, wantPath: "sbc.peers.trunk.options_down_after", wantErr: ErrOutOfRange},
+		{name: "negative appliance call rate", give: func(c *Config) { c.SBC.CallsPerSecond = -1 },
+			wantPath: "sbc.calls_per_second", wantErr: ErrOutOfRange},
+		{name: "call rate not a number", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"trunk": {CallsPerSecond: math.NaN()}}
+		}, wantPath: "sbc.peers.trunk.calls_per_second", wantErr: ErrOutOfRange},
+		{name: "call rates", give: func(c *Config) {
+			c.SBC.CallsPerSecond = 50
+			c.SBC.Peers = map[string]SBCPeer{"trunk": {CallsPerSecond: 0.5}}
+		}},
 		{name: "3xx modes", give: func(c *Config) {
 			c.SBC.Peers = map[string]SBCPeer{"a": {RedirectMode: "rewrite"}, "b": {RedirectMode: "transparent"}, "c": {RedirectMode: "handle_locally"}}
 		}},

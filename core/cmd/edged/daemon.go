@@ -230,7 +230,8 @@ func restartOnly(old, cfg *config.Config) []string {
 	if old.Log.Format != cfg.Log.Format {
 		keys = append(keys, "log.format")
 	}
-	if engineConfig(old) != engineConfig(cfg) { // the engine's queue and workers are made once
+	if o, n := old.SIP, cfg.SIP; o.AskWorkers != n.AskWorkers || o.AskQueue != n.AskQueue || o.AskTimeout != n.AskTimeout {
+		// the engine's queue and workers are made once
 		keys = append(keys, "sip.ask_workers, sip.ask_queue, sip.ask_timeout")
 	}
 	if routerName(old) != routerName(cfg) {
@@ -390,7 +391,18 @@ func routerName(cfg *config.Config) string {
 
 func engineConfig(cfg *config.Config) routing.Config {
 	s := cfg.SIP
-	return routing.Config{AskWorkers: s.AskWorkers, AskQueue: s.AskQueue, AskTimeout: s.AskTimeout.Duration}
+	return routing.Config{AskWorkers: s.AskWorkers, AskQueue: s.AskQueue, AskTimeout: s.AskTimeout.Duration,
+		Probes: probeTuning(cfg.SBC.Peers)}
+}
+
+// probeTuning is the OPTIONS keep-alive settings of [sbc.peers.<name>]
+// (R-SBC-6) for the probes of that gateway or of that pool's back ends.
+func probeTuning(peers map[string]config.SBCPeer) map[string]health.Tuning {
+	out := map[string]health.Tuning{}
+	for name, p := range peers {
+		out[name] = health.Tuning{IntervalDown: p.OptionsIntervalDown.Duration, UpAfter: p.OptionsUpAfter, DownAfter: p.OptionsDownAfter}
+	}
+	return out
 }
 
 func (d *daemon) routingSample() telemetry.RoutingSample {

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/umedge/umedge/core/internal/devpki"
+	"github.com/umedge/umedge/core/internal/netnstest"
 	"github.com/umedge/umedge/core/internal/sipptest"
 	"github.com/umedge/umedge/core/internal/testutil"
 )
@@ -214,6 +215,7 @@ type edged struct {
 	lab    lab
 	log    testutil.LockedBuffer
 	exited chan struct{}
+	client *http.Client // of the admin API: nil = http.DefaultClient
 }
 
 func (e *edged) logText() string { return e.log.String() }
@@ -245,10 +247,20 @@ func (l lab) render(t *testing.T) string {
 // startEdged writes l's config and runs edged on it until the test ends.
 func startEdged(t *testing.T, l lab) *edged {
 	t.Helper()
+	return startEdgedIn(t, l, "")
+}
+
+// startEdgedIn is startEdged in network namespace ns ("" = the test's).
+func startEdgedIn(t *testing.T, l lab, ns netnstest.NS) *edged {
+	t.Helper()
 	bin, _ := binaries(t)
 	e := &edged{t: t, cfg: filepath.Join(t.TempDir(), "umedge.toml"), lab: l, exited: make(chan struct{})}
 	e.writeConfig(l.render(t))
 	e.cmd = exec.Command(bin, "-config", e.cfg)
+	if ns != "" {
+		e.cmd = ns.Command(bin, "-config", e.cfg)
+		e.client = nsClient(string(ns)) // sbc_fastpath_integration_test.go
+	}
 	e.cmd.Stdout, e.cmd.Stderr = &e.log, &e.log
 	if err := e.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -289,9 +301,18 @@ func (e *edged) url(path string) string {
 	return fmt.Sprintf("http://127.0.0.1:%d%s", e.lab.AdminPort, path)
 }
 
+// get fetches path from the admin API.
+func (e *edged) get(path string) (*http.Response, error) {
+	c := e.client
+	if c == nil {
+		c = http.DefaultClient
+	}
+	return c.Get(e.url(path))
+}
+
 // healthz returns /healthz's status code and body.
 func (e *edged) healthz() (int, string) {
-	resp, err := http.Get(e.url("/healthz"))
+	resp, err := e.get("/healthz")
 	if err != nil {
 		return 0, err.Error()
 	}
@@ -309,7 +330,7 @@ func (e *edged) waitHealthy() {
 			e.t.Fatalf("edged exited:\n%s", e.logText())
 		default:
 		}
-		if resp, err := http.Get(e.url("/healthz")); err == nil {
+		if resp, err := e.get("/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return
@@ -349,7 +370,7 @@ type status struct {
 
 func (e *edged) status() status {
 	e.t.Helper()
-	resp, err := http.Get(e.url("/status"))
+	resp, err := e.get("/status")
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -373,7 +394,7 @@ func (e *edged) plugin(name string) pluginStatus {
 
 func (e *edged) metric(name string) float64 {
 	e.t.Helper()
-	resp, err := http.Get(e.url("/metrics"))
+	resp, err := e.get("/metrics")
 	if err != nil {
 		e.t.Fatal(err)
 	}

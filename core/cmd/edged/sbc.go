@@ -53,13 +53,20 @@ func (d *daemon) startSBC(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	d.b2b = b2bua.New(b2bua.Config{FQDN: cfg.SIP.FQDN, MaxCalls: s.MaxCalls, MaxRedirects: s.MaxRedirects,
+	d.b2b = b2bua.New(b2bua.Config{FQDN: cfg.SIP.FQDN, MaxCalls: s.MaxCalls, CallsPerSecond: s.CallsPerSecond, MaxRedirects: s.MaxRedirects,
 		RetryAfter: cfg.SIP.RetryAfter.Duration, RingTimeout: s.RingTimeout.Duration, FailoverTimeout: s.FailoverTimeout.Duration,
 		KeepAlive: keepAlive(s.KeepAlive), KeepAliveInterval: s.KeepAliveInterval.Duration, Peers: peers,
 		Table: d.routingTable},
 		d.front, mediaAdapter{eng: eng, peers: s.Peers}, cdr, d.log.With("component", "b2bua"))
 	d.front.SetB2BUA(d.b2b)
+	d.metrics.WatchSBC(d.sbcSample)
 	return nil
+}
+
+func (d *daemon) sbcSample() telemetry.SBCSample {
+	m := &d.b2b.Metrics
+	return telemetry.SBCSample{Active: d.b2b.Active(), Calls: m.Calls.Load(), Answered: m.Answered.Load(), Failed: m.Failed.Load(),
+		Refused: m.Refused.Load(), Limited: m.RateLimited.Load()}
 }
 
 // firewallAllows is the policy of the firewall the appliance installs for
@@ -104,7 +111,7 @@ func peerOptions(peers map[string]config.SBCPeer) (map[string]b2bua.Peer, error)
 			return nil, fmt.Errorf("sbc.peers.%s.header_rules: %w", name, err)
 		}
 		out[name] = b2bua.Peer{Early183: p.Early183, RedirectMode: b2bua.RedirectMode(p.RedirectMode),
-			ReferMode: b2bua.ReferMode(p.ReferMode), Rules: rs}
+			ReferMode: b2bua.ReferMode(p.ReferMode), Rules: rs, CallsPerSecond: p.CallsPerSecond}
 	}
 	return out, nil
 }
@@ -142,7 +149,7 @@ func sbcRestartOnly(old, cfg *config.Config) []string {
 		keys = append(keys, "media")
 	}
 	o, n := old.SBC, cfg.SBC
-	if o.MaxCalls != n.MaxCalls || o.MaxRedirects != n.MaxRedirects || o.RingTimeout != n.RingTimeout || o.FailoverTimeout != n.FailoverTimeout ||
+	if o.MaxCalls != n.MaxCalls || o.CallsPerSecond != n.CallsPerSecond || o.MaxRedirects != n.MaxRedirects || o.RingTimeout != n.RingTimeout || o.FailoverTimeout != n.FailoverTimeout ||
 		o.KeepAlive != n.KeepAlive || o.KeepAliveInterval != n.KeepAliveInterval ||
 		o.CDRFile != n.CDRFile || fmt.Sprint(o.Peers) != fmt.Sprint(n.Peers) {
 		keys = append(keys, "sbc")

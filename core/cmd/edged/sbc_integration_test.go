@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,6 +158,21 @@ func leg(t *testing.T, rec map[string]any, i int) map[string]any {
 
 func num(m map[string]any, k string) float64 { f, _ := m[k].(float64); return f }
 
+// relayedBothWays checks a CDR's legs: at least least packets came in on
+// each, and what one leg took in, the other sent.
+func relayedBothWays(t *testing.T, a, b map[string]any, least float64) {
+	t.Helper()
+	for _, dir := range []struct {
+		name    string
+		in, out map[string]any
+	}{{"caller → callee", a, b}, {"callee → caller", b, a}} {
+		in, out := num(dir.in, "PacketsIn"), num(dir.out, "PacketsOut")
+		if in < least || out < in*0.99 {
+			t.Errorf("%s: %v packets in, %v relayed out", dir.name, in, out)
+		}
+	}
+}
+
 // The acceptance call of issue 6: a UDP caller, a TCP callee, the full
 // call, each side seeing only edged, and each side's pcap arriving at the
 // other.
@@ -214,15 +228,7 @@ func TestIntegrationSBCProxyCall(t *testing.T) {
 	}
 	a, b := leg(t, rec, 0), leg(t, rec, 1)
 	// Each SIPp plays 236 packets; what one leg took in, the other sent.
-	for _, dir := range []struct {
-		name    string
-		in, out map[string]any
-	}{{"caller → callee", a, b}, {"callee → caller", b, a}} {
-		in, out := num(dir.in, "PacketsIn"), num(dir.out, "PacketsOut")
-		if in < 200 || out < in*0.99 {
-			t.Errorf("%s: %v packets in, %v relayed out", dir.name, in, out)
-		}
-	}
+	relayedBothWays(t, a, b, 200)
 	if r := a["Remote"]; r != fmt.Sprintf("127.0.0.1:%d", callerMedia) {
 		t.Errorf("caller leg latched %v, want its media port %d", r, callerMedia)
 	}
@@ -233,7 +239,7 @@ func TestIntegrationSBCProxyCall(t *testing.T) {
 
 // calls is the admin API's /calls.
 func (e *edged) calls() []map[string]any {
-	res, err := http.Get(e.url("/calls"))
+	res, err := e.get("/calls")
 	if err != nil {
 		return nil
 	}

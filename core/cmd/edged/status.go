@@ -58,6 +58,7 @@ type backendView struct {
 	Host            string     `json:"host"`
 	TCPPort         int        `json:"tcp_port"`
 	TLSPort         int        `json:"tls_port"`
+	UDPPort         int        `json:"udp_port,omitempty"`
 	MaxCallsAllowed int        `json:"max_calls_allowed"`
 	Healthy         bool       `json:"healthy"`
 	Probe           *probeView `json:"probe,omitempty"` // nil: not probed, assumed healthy
@@ -71,6 +72,13 @@ type probeView struct {
 	LastRTT    string    `json:"last_rtt,omitempty"`
 	LastError  string    `json:"last_error,omitempty"`
 	LastChange time.Time `json:"last_change"`
+	// The keep-alive's state (R-SBC-6): the current run of answers or
+	// failures, the interval in force (slower while down when so set).
+	ConsecutiveOK     int    `json:"consecutive_ok"`
+	ConsecutiveFailed int    `json:"consecutive_failed"`
+	Interval          string `json:"interval"`
+	Probes            uint64 `json:"probes"`
+	Failures          uint64 `json:"failures"`
 }
 
 // routingView is the routing table in force and what the engine did.
@@ -116,7 +124,9 @@ func (d *daemon) Status() any {
 		if !ok {
 			return nil
 		}
-		pv := &probeView{Target: st.Addr + "/" + st.Transport, Up: st.Up, LastCode: st.LastCode, LastError: st.LastError, LastChange: st.LastChange}
+		pv := &probeView{Target: st.Addr + "/" + st.Transport, Up: st.Up, LastCode: st.LastCode, LastError: st.LastError, LastChange: st.LastChange,
+			ConsecutiveOK: st.ConsecutiveOK, ConsecutiveFailed: st.ConsecutiveFailed, Interval: st.Interval.String(),
+			Probes: st.Probes, Failures: st.Failures}
 		if st.LastRTT > 0 {
 			pv.LastRTT = st.LastRTT.String()
 		}
@@ -141,7 +151,7 @@ func (d *daemon) Status() any {
 		for _, p := range t.Pools {
 			pv := poolView{Name: p.Name, Backends: []backendView{}}
 			for _, b := range p.Backends {
-				bv := backendView{Name: b.Name, Host: b.Host, TCPPort: b.TCPPort, TLSPort: b.TLSPort,
+				bv := backendView{Name: b.Name, Host: b.Host, TCPPort: b.TCPPort, TLSPort: b.TLSPort, UDPPort: b.UDPPort,
 					MaxCallsAllowed: b.MaxCallsAllowed, Healthy: true}
 				if b.Ping > 0 {
 					bv.Probe = probe(routing.BackendTarget(p.Name, b.Name))

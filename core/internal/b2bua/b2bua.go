@@ -15,17 +15,21 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/umedge/umedge/core/internal/hdrrules"
+	"github.com/umedge/umedge/core/internal/ratelimit"
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
 // Config tunes the engine. Zero values take the defaults named.
 type Config struct {
-	FQDN         string        // our identity: host of the From we send on leg B
-	MaxCalls     int           // calls at once, all gateways; 0 = unlimited
-	MaxRedirects int           // 3xx followed per call; 0 = DefaultMaxRedirects
-	RetryAfter   time.Duration // of a 503; 0 = 30 s
-	T1           time.Duration // RFC 3261 round-trip estimate; 0 = 500 ms
-	T2           time.Duration // RFC 3261 retransmission cap; 0 = 4 s
+	FQDN     string // our identity: host of the From we send on leg B
+	MaxCalls int    // calls at once, all gateways; 0 = unlimited
+	// CallsPerSecond bounds new calls, all gateways (R-SBC-8); 0 =
+	// unlimited. A token bucket: one second's worth may come at once.
+	CallsPerSecond float64
+	MaxRedirects   int           // 3xx followed per call; 0 = DefaultMaxRedirects
+	RetryAfter     time.Duration // of a 503; 0 = 30 s
+	T1             time.Duration // RFC 3261 round-trip estimate; 0 = 500 ms
+	T2             time.Duration // RFC 3261 retransmission cap; 0 = 4 s
 	// RingTimeout ends a call the back end has not answered within it
 	// after a provisional answer (RFC 3261 §16.6 Timer C); 0 = 3 min.
 	RingTimeout time.Duration
@@ -67,6 +71,9 @@ type Peer struct {
 	// ReferMode is what a REFER from the back end does to a call from
 	// this peer (R-SBC-7, R-ID-8, transfer.go); "" = ReferTransparent.
 	ReferMode ReferMode
+	// CallsPerSecond bounds the new calls from this gateway, or to this
+	// pool (R-SBC-8); 0 = unlimited.
+	CallsPerSecond float64
 }
 
 // KeepAlive is how calls' UDP callers are kept reachable.
@@ -206,6 +213,9 @@ type Engine struct {
 	closed    bool
 	callsDone sync.WaitGroup
 
+	rate     *ratelimit.Bucket            // all calls; nil = unlimited
+	peerRate map[string]*ratelimit.Bucket // by gateway or pool name
+
 	Metrics Counters
 }
 
@@ -213,6 +223,7 @@ type Engine struct {
 type Counters struct {
 	Calls, Answered, Failed, Refused, Redirects atomic.Uint64
 	RulesRefused                                atomic.Uint64 // header-rule results not applied: unsafe or over a bound
+	RateLimited                                 atomic.Uint64 // of Refused: over a calls-per-second limit
 }
 
 // New returns an engine that sends through tp and anchors media with m;
@@ -223,8 +234,17 @@ func New(cfg Config, tp Transport, m Media, cdr *CDRWriter, log *slog.Logger) *E
 		log = slog.Default()
 	}
 	e := &Engine{cfg: cfg, log: log, tp: tp, media: m, cdr: cdr,
-		byA: map[string]*call{}, byB: map[string]*call{}, perGW: map[string]int{}, perBE: map[string]int{}}
+		byA: map[string]*call{}, byB: map[string]*call{}, perGW: map[string]int{}, perBE: map[string]int{},
+		peerRate: map[string]*ratelimit.Bucket{}}
 	_, _ = rand.Read(e.markers[:]) // crypto/rand.Read never fails (Go 1.24)
+	if cfg.CallsPerSecond > 0 {
+		e.rate = ratelimit.New(cfg.CallsPerSecond)
+	}
+	for name, p := range cfg.Peers {
+		if p.CallsPerSecond > 0 {
+			e.peerRate[name] = ratelimit.New(p.CallsPerSecond)
+		}
+	}
 	return e
 }
 
@@ -257,27 +277,37 @@ type status struct {
 }
 
 // admit takes an admission slot for c and registers it, or says why not.
+// The rate limits come last: only a call that would be admitted takes a
+// token.
 func (e *Engine) admit(c *call) *status {
 	ra := fmt.Sprintf("Retry-After: %d", max(int(e.cfg.RetryAfter/time.Second), 1))
+	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	gw, be := c.target.Gateway, c.beKey()
-	switch {
-	case e.closed:
-		return &status{503, "Service Unavailable", []string{ra, e.warning("shutting down")}}
-	case e.cfg.MaxCalls > 0 && e.active >= e.cfg.MaxCalls:
-		return &status{503, "Service Unavailable", []string{ra, e.warning("call limit of the appliance reached")}}
-	case c.target.MaxGatewayCalls > 0 && e.perGW[gw] >= c.target.MaxGatewayCalls:
-		return &status{503, "Service Unavailable", []string{ra, e.warning("call limit of gateway " + gw + " reached")}}
-	case c.target.Backend.MaxCallsAllowed > 0 && e.perBE[be] >= c.target.Backend.MaxCallsAllowed:
-		return &status{503, "Service Unavailable", []string{ra, e.warning("back end " + c.target.Backend.Name + " is full")}}
-	}
 	if old := e.byA[c.a.callID]; old != nil && old.a.branch == c.a.branch {
 		return &status{}
 	} else if old != nil {
 		// The same Call-ID again with another transaction: a merged or
 		// looped request (RFC 3261 §8.2.2.2).
 		return &status{482, "Loop Detected", []string{e.warning("Call-ID of a call in progress")}}
+	}
+	gw, be := c.target.Gateway, c.beKey()
+	unavailable := func(why string) *status {
+		return &status{503, "Service Unavailable", []string{ra, e.warning(why)}}
+	}
+	switch {
+	case e.closed:
+		return unavailable("shutting down")
+	case e.cfg.MaxCalls > 0 && e.active >= e.cfg.MaxCalls:
+		return unavailable("call limit of the appliance reached")
+	case c.target.MaxGatewayCalls > 0 && e.perGW[gw] >= c.target.MaxGatewayCalls:
+		return unavailable("call limit of gateway " + gw + " reached")
+	case c.target.Backend.MaxCallsAllowed > 0 && e.perBE[be] >= c.target.Backend.MaxCallsAllowed:
+		return unavailable("back end " + c.target.Backend.Name + " is full")
+	}
+	if why := e.overRate(c.target, now); why != "" {
+		e.Metrics.RateLimited.Add(1)
+		return unavailable(why)
 	}
 	e.active++
 	e.perGW[gw]++
@@ -286,6 +316,20 @@ func (e *Engine) admit(c *call) *status {
 	e.byB[c.b.callID] = c
 	e.callsDone.Add(1)
 	return nil
+}
+
+// overRate says which calls-per-second limit a new call to t is over, or
+// "": the calling gateway's, the pool's, the appliance's (R-SBC-8).
+func (e *Engine) overRate(t Target, now time.Time) string {
+	for _, l := range []struct{ name, what string }{{t.Gateway, "gateway "}, {t.Pool, "pool "}} {
+		if b := e.peerRate[l.name]; b != nil && !b.Allow(now) {
+			return fmt.Sprintf("%s%s over %g calls/s", l.what, l.name, b.Rate())
+		}
+	}
+	if e.rate != nil && !e.rate.Allow(now) {
+		return fmt.Sprintf("appliance over %g calls/s", e.rate.Rate())
+	}
+	return ""
 }
 
 // moveBackend moves c's back-end admission count from one back end to
@@ -383,7 +427,9 @@ func (e *Engine) Handle(msg sip.Message, in Inbound) bool {
 	case ca != nil && ca.fromA(in):
 		rs := ca.rulesOf(SideA)
 		e.inbound(rs, msg)
-		return ca.handleA(msg, e.withRules(rs, in))
+		in = e.withRules(rs, in)
+		ca.relatch(msg, in)
+		return ca.handleA(msg, in)
 	}
 	return false
 }

@@ -464,6 +464,53 @@ func TestAdmission(t *testing.T) {
 	}
 }
 
+// Calls-per-second admission (R-SBC-8): a burst beyond a limit gets 503
+// with Retry-After and the limit in the Warning, counted; the appliance's
+// limit, the calling gateway's and the pool's each hold.
+func TestRateAdmission(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		give     Config
+		wantWarn string
+	}{
+		{name: "appliance", give: Config{CallsPerSecond: 2}, wantWarn: "appliance over 2 calls/s"},
+		{name: "gateway", give: Config{Peers: map[string]Peer{"gw": {CallsPerSecond: 2}}}, wantWarn: "gateway gw over 2 calls/s"},
+		{name: "pool", give: Config{CallsPerSecond: 100, Peers: map[string]Peer{"um": {CallsPerSecond: 2}, "other": {CallsPerSecond: 1}}},
+			wantWarn: "pool um over 2 calls/s"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.give)
+			for i := range 2 {
+				id := fmt.Sprintf("c%d", i)
+				h.e.Invite(invite(t, id, "b"+id, callerSDP), h.inbound(), h.target)
+				wantStatus(t, h.a.next(t), 100)
+				h.b.next(t)
+			}
+			h.e.Invite(invite(t, "c9", "b9", callerSDP), h.inbound(), h.target)
+			res := wantStatus(t, h.a.next(t), 503)
+			if res.GetHeader("Retry-After") == nil || !strings.Contains(headerValue(res, "Warning"), tt.wantWarn) {
+				t.Errorf("503 without Retry-After or %q:\n%s", tt.wantWarn, res)
+			}
+			h.b.none(t, 50*time.Millisecond)
+			if got := h.e.Metrics.RateLimited.Load(); got != 1 || h.e.Metrics.Refused.Load() != 1 || h.e.Active() != 2 {
+				t.Errorf("rate-limited %d, refused %d, active %d: want 1, 1, 2", got, h.e.Metrics.Refused.Load(), h.e.Active())
+			}
+		})
+	}
+	// A call over the concurrent limit is refused as such, not counted as
+	// rate-limited.
+	h := newHarness(t, Config{MaxCalls: 1, CallsPerSecond: 1})
+	h.e.Invite(invite(t, "c1", "b1", callerSDP), h.inbound(), h.target)
+	wantStatus(t, h.a.next(t), 100)
+	h.e.Invite(invite(t, "c2", "b2", callerSDP), h.inbound(), h.target)
+	if res := wantStatus(t, h.a.next(t), 503); !strings.Contains(headerValue(res, "Warning"), "call limit") {
+		t.Errorf("want the call limit's 503:\n%s", res)
+	}
+	if h.e.Metrics.RateLimited.Load() != 0 {
+		t.Error("a call over the concurrent limit counted as rate-limited")
+	}
+}
+
 func TestMediaRefusals(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.e.Invite(invite(t, "c1", "b1", "garbage"), h.inbound(), h.target)

@@ -78,6 +78,9 @@ type aLeg struct {
 	out       *retrans // our BYE to the caller in progress
 	reAck     []byte   // our ACK of the caller's 2xx to the last re-INVITE we relayed to it
 	reAckCSeq uint32
+	// requestsTo is where in.Requests sends since the caller's NAT
+	// mapping moved (nat.go); zero: in.Source.
+	requestsTo netip.AddrPort
 }
 
 // bLeg is the back end's side: we call it.

@@ -27,7 +27,9 @@
 // answers until ACK) and absorbs the peers' retransmissions.
 //
 // Call admission (R-SBC-8): at most Config.MaxCalls calls at once, at most a
-// gateway's MaxConcurrentCalls and a back end's MaxCallsAllowed; a call
+// gateway's MaxConcurrentCalls and a back end's MaxCallsAllowed, at most
+// Config.CallsPerSecond new calls a second and a gateway's or pool's
+// Peer.CallsPerSecond (token buckets, core/internal/ratelimit); a call
 // over a limit, or one the media engine has no ports for, gets 503 with
 // Retry-After. Every ended call leaves a call detail record (cdr.go).
 package b2bua

@@ -8,8 +8,9 @@
 // (R-WK-3, R-ERR-3) and must stop receiving calls. A timeout or a transport
 // error counts as a failure. After Config.FailAfter consecutive failures the
 // target goes down; after Config.OKAfter consecutive successes it is up again
-// (R-HLTH-1). Each transition is logged once and reported to the OnChange
-// callback.
+// (R-HLTH-1). A target may set its own thresholds and a slower (or faster)
+// interval while it is down (Tuning: the per-peer keep-alive of R-SBC-6).
+// Each transition is logged once and reported to the OnChange callback.
 //
 // Up is the hot-path query used by call routing; it is lock-free.
 package health
@@ -48,6 +49,15 @@ type Target struct {
 	Addr      string        // host:port; host is an IP address or a DNS name
 	Transport string        // "udp", "tcp" or "tls"
 	Interval  time.Duration // time between probes; must be > 0
+	Tuning
+}
+
+// Tuning is a target's own probe settings; zero fields take the
+// Prober's (Config) or the target's Interval.
+type Tuning struct {
+	IntervalDown time.Duration // time between probes while the target is down
+	UpAfter      int           // consecutive successes that bring a down target up
+	DownAfter    int           // consecutive failures that take an up target down
 }
 
 // Validate reports every problem with t that does not depend on the
@@ -77,6 +87,12 @@ func (t Target) Validate() error {
 	}
 	if t.Interval <= 0 {
 		bad("interval %s: must be > 0", t.Interval)
+	}
+	if t.IntervalDown < 0 {
+		bad("interval when down %s: must not be negative", t.IntervalDown)
+	}
+	if t.UpAfter < 0 || t.DownAfter < 0 {
+		bad("up after %d, down after %d: must not be negative", t.UpAfter, t.DownAfter)
 	}
 	return errors.Join(errs...)
 }
@@ -123,6 +139,11 @@ type TargetStatus struct {
 	// Probes and Failures count probes sent and probes failed since the
 	// target was configured.
 	Probes, Failures uint64
+	// ConsecutiveOK and ConsecutiveFailed are the current run of
+	// successful or failed probes (one of them is 0).
+	ConsecutiveOK, ConsecutiveFailed int
+	// Interval is the time between probes in the target's current state.
+	Interval time.Duration
 }
 
 // Option adjusts a Prober beyond its Config.
@@ -199,7 +220,7 @@ func New(cfg Config, opts ...Option) (*Prober, error) {
 
 // Set replaces the target set, for example on reload. A target whose Name,
 // Addr and Transport are unchanged keeps its state and counters (a changed
-// Interval applies from its next probe); a target that is new or whose
+// Interval or Tuning applies from its next probe); a target that is new or whose
 // address or transport changed starts fresh; targets no longer listed are
 // stopped before Set returns. When a name appears twice, the first entry
 // wins.
@@ -227,7 +248,7 @@ func (p *Prober) Set(targets []Target) {
 		err := p.validate(tg)
 		if cur, ok := old[tg.Name]; ok && err == nil && cur.invalid == nil &&
 			cur.spec.Addr == tg.Addr && cur.spec.Transport == tg.Transport {
-			cur.setInterval(tg.Interval)
+			cur.retune(tg.Interval, tg.Tuning)
 			next[tg.Name] = cur
 			continue
 		}
@@ -322,7 +343,7 @@ func (p *Prober) record(t *target, res result) {
 		if st.LastCode != 0 {
 			attrs = append(attrs, "code", st.LastCode)
 		}
-		attrs = append(attrs, "error", st.LastError, "failures", p.cfg.FailAfter)
+		attrs = append(attrs, "error", st.LastError, "failures", st.ConsecutiveFailed)
 		p.log.Warn("SIP peer did not respond as expected to a SIP OPTIONS request", attrs...)
 	}
 	if p.onChange != nil {

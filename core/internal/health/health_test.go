@@ -467,9 +467,7 @@ func TestSet(t *testing.T) {
 	if st := statusOf(t, p, "c"); st.Addr != other.addr {
 		t.Errorf("duplicate c: Addr = %s, want the first entry %s", st.Addr, other.addr)
 	}
-	if n := countGoroutines(probeLoop); n != 2 {
-		t.Errorf("%d probe goroutines after Set, want 2", n)
-	}
+	waitFor(t, deadline, "2 probe goroutines after Set (b's gone)", func() bool { return countGoroutines(probeLoop) == 2 })
 
 	waitFor(t, deadline, "a and c keep probing", func() bool {
 		return statusOf(t, p, "a").Probes >= aAfter.Probes+3 && other.hits.Load() >= 3
@@ -494,9 +492,12 @@ func TestSet(t *testing.T) {
 	}
 
 	p.Set(nil)
-	if n := countGoroutines(probeLoop); n != 0 || len(p.Status()) != 0 {
-		t.Errorf("after Set(nil): %d probe goroutines, status %v", n, p.Status())
+	if len(p.Status()) != 0 {
+		t.Errorf("after Set(nil): status %v", p.Status())
 	}
+	// Set waits for each probe loop to close its done channel; the
+	// goroutine itself returns a moment later.
+	waitFor(t, deadline, "no probe goroutine after Set(nil)", func() bool { return countGoroutines(probeLoop) == 0 })
 }
 
 // TestCloseLeavesNothingRunning probes every kind of peer, closes the
@@ -638,5 +639,48 @@ func TestTCPPeerRestart(t *testing.T) {
 	}
 	if got := ch.list(); len(got) != 2 || got[0].up || !got[1].up {
 		t.Errorf("OnChange calls = %+v, want [down, up]", got)
+	}
+}
+
+// A target's own tuning (R-SBC-6): it goes down after its DownAfter
+// failures, is probed every IntervalDown while down, and comes up after
+// its UpAfter successes, whatever the Prober's defaults say; /status shows
+// the runs and the interval in force.
+func TestTuning(t *testing.T) {
+	srv := startSIPServer(t, "udp", 200, nil)
+	var ch changes
+	p := newProber(t, Config{FailAfter: 5, OKAfter: 1}, WithOnChange(ch.record))
+	down := 10 * tick
+	name := "backend/trunk/udp"
+	p.Set([]Target{{Name: name, Addr: srv.addr, Transport: "udp", Interval: tick,
+		Tuning: Tuning{IntervalDown: down, UpAfter: 3, DownAfter: 1}}})
+	waitFor(t, deadline, "two good probes", func() bool { return statusOf(t, p, name).ConsecutiveOK >= 2 })
+	if st := statusOf(t, p, name); !st.Up || st.Interval != tick {
+		t.Fatalf("healthy peer: %+v", st)
+	}
+
+	srv.setCode(503)
+	waitFor(t, deadline, "down", func() bool { return !p.Up(name) })
+	st := statusOf(t, p, name)
+	if st.ConsecutiveFailed != 1 || st.Interval != down {
+		t.Errorf("down after %d failures with interval %s, want DownAfter = 1 and %s", st.ConsecutiveFailed, st.Interval, down)
+	}
+	// While down, probes come every IntervalDown, not every Interval.
+	hits, start := srv.hits.Load(), time.Now()
+	waitFor(t, deadline, "three probes while down", func() bool { return srv.hits.Load() >= hits+3 })
+	// Two whole intervals at least, less the ±10 % jitter (at the up
+	// interval they would take 2 × tick).
+	if took := time.Since(start); took < down*3/2 {
+		t.Errorf("3 probes while down took %s, want at least 1.5 × %s", took, down)
+	}
+
+	srv.setCode(404) // any answer but 5xx says the peer is alive
+	waitFor(t, 3*deadline, "up again", func() bool { return p.Up(name) })
+	got := ch.list()
+	if len(got) != 2 || got[1].st.ConsecutiveOK != 3 || got[1].st.LastCode != 404 {
+		t.Fatalf("changes %+v: want down, then up after UpAfter = 3 answers (404)", got)
+	}
+	if st := statusOf(t, p, name); st.Interval != tick {
+		t.Errorf("up again: interval %s, want %s", st.Interval, tick)
 	}
 }

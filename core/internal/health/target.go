@@ -21,6 +21,7 @@ type target struct {
 	st    TargetStatus // Up is kept in up
 	fails int          // consecutive failures
 	oks   int          // consecutive successes
+	tune  Tuning
 
 	// Owned by the probe goroutine.
 	client *sipClient
@@ -50,6 +51,7 @@ func newTarget(spec Target, invalid error) *target {
 		},
 	}
 	t.interval.Store(int64(spec.Interval))
+	t.tune = spec.Tuning
 	if invalid != nil {
 		t.st.LastError = invalid.Error()
 	} else {
@@ -58,14 +60,25 @@ func newTarget(spec Target, invalid error) *target {
 	return t
 }
 
-func (t *target) setInterval(d time.Duration) {
-	if time.Duration(t.interval.Swap(int64(d))) == d {
+// retune applies a new interval and tuning from the next probe on.
+func (t *target) retune(d time.Duration, tu Tuning) {
+	t.mu.Lock()
+	changed := t.tune != tu
+	t.tune = tu
+	t.mu.Unlock()
+	if time.Duration(t.interval.Swap(int64(d))) == d && !changed {
 		return
 	}
 	select {
 	case t.poke <- struct{}{}:
 	default:
 	}
+}
+
+func (t *target) tuning() Tuning {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.tune
 }
 
 // start launches the probe goroutine.
@@ -111,13 +124,28 @@ func (t *target) run(ctx context.Context, p *Prober) {
 	}
 }
 
-func (t *target) period() time.Duration { return time.Duration(t.interval.Load()) }
+// period is the time between probes: the target's interval, or its
+// interval when down while it is down.
+func (t *target) period() time.Duration {
+	if !t.up.Load() {
+		if d := t.tuning().IntervalDown; d > 0 {
+			return d
+		}
+	}
+	return time.Duration(t.interval.Load())
+}
 
 // record applies res and returns the new status and whether Up changed.
 func (t *target) record(res result, failAfter, okAfter int) (TargetStatus, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 
+	if t.tune.DownAfter > 0 {
+		failAfter = t.tune.DownAfter
+	}
+	if t.tune.UpAfter > 0 {
+		okAfter = t.tune.UpAfter
+	}
 	t.st.Probes++
 	t.st.LastCode = res.code
 	t.st.LastRTT = res.rtt
@@ -144,16 +172,23 @@ func (t *target) record(res result, failAfter, okAfter int) (TargetStatus, bool)
 		t.up.Store(up)
 		t.st.LastChange = time.Now()
 	}
-	st := t.st
-	st.Up = up
-	return st, changed
+	return t.statusLocked(), changed
 }
 
 func (t *target) status() TargetStatus {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.statusLocked()
+}
+
+func (t *target) statusLocked() TargetStatus {
 	st := t.st
 	st.Up = t.up.Load()
+	st.ConsecutiveOK, st.ConsecutiveFailed = t.oks, t.fails
+	st.Interval = time.Duration(t.interval.Load())
+	if !st.Up && t.tune.IntervalDown > 0 {
+		st.Interval = t.tune.IntervalDown
+	}
 	return st
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/umedge/umedge/core/internal/health"
+	"github.com/umedge/umedge/core/internal/ratelimit"
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
@@ -24,6 +25,10 @@ type Config struct {
 	AskWorkers int           // goroutines that call the plugin's Route
 	AskQueue   int           // calls waiting for a worker at most
 	AskTimeout time.Duration // deadline of one ask, counted from when it is queued
+	// Probes are per-peer OPTIONS keep-alive settings (R-SBC-6) by the
+	// name of a gateway (its probe) or a pool (the probes of its back
+	// ends); the interval when up is the table's Ping.
+	Probes map[string]health.Tuning
 }
 
 // Defaults for zero Config fields.
@@ -186,7 +191,7 @@ func (e *Engine) Refresh(ctx context.Context) (err error) {
 		return fmt.Errorf("routing table refused: %w", err)
 	}
 	old := e.tbl.Load()
-	nt := newTable(c, old)
+	nt := newTable(c, old, e.cfg.Probes)
 	e.tbl.Store(nt)
 	e.health.Set(nt.targets)
 	if old == nil || old.gen != nt.gen {
@@ -373,7 +378,7 @@ func (e *Engine) ask(j *job) (Target, error) {
 type table struct {
 	compiled *router.Compiled
 	gen      uint64
-	buckets  map[string]*bucket // by gateway name; absent = unlimited
+	buckets  map[string]*ratelimit.Bucket // by gateway name; absent = unlimited
 	rates    map[string]float64
 	pools    map[string]*pool
 	targets  []health.Target
@@ -386,11 +391,11 @@ type pool struct {
 	seeds    []uint64 // rendezvous hash seeds, parallel to backends
 }
 
-func newTable(c *router.Compiled, old *table) *table {
+func newTable(c *router.Compiled, old *table, probes map[string]health.Tuning) *table {
 	t := c.Table()
 	nt := &table{
 		compiled: c, gen: t.Generation,
-		buckets: map[string]*bucket{}, rates: map[string]float64{}, pools: map[string]*pool{},
+		buckets: map[string]*ratelimit.Bucket{}, rates: map[string]float64{}, pools: map[string]*pool{},
 	}
 	for _, g := range t.Gateways {
 		if g.CallsPerSecond > 0 {
@@ -398,12 +403,13 @@ func newTable(c *router.Compiled, old *table) *table {
 			if old != nil && old.buckets[g.Name] != nil && old.rates[g.Name] == g.CallsPerSecond {
 				nt.buckets[g.Name] = old.buckets[g.Name] // the calls already counted stay counted
 			} else {
-				nt.buckets[g.Name] = newBucket(g.CallsPerSecond)
+				nt.buckets[g.Name] = ratelimit.New(g.CallsPerSecond)
 			}
 		}
 		if g.Ping > 0 && g.PingTarget != "" {
 			nt.targets = append(nt.targets, health.Target{
 				Name: GatewayTarget(g.Name), Addr: g.PingTarget, Transport: string(g.PingTransport), Interval: g.Ping,
+				Tuning: probes[g.Name],
 			})
 		}
 	}
@@ -415,9 +421,10 @@ func newTable(c *router.Compiled, old *table) *table {
 			np.backends = append(np.backends, b)
 			np.names = append(np.names, name)
 			np.seeds = append(np.seeds, hash64(name))
-			if b.Ping > 0 && b.TCPPort > 0 {
+			if tp, port := probeTransport(p.Action, b); b.Ping > 0 && port > 0 {
 				nt.targets = append(nt.targets, health.Target{
-					Name: name, Addr: net.JoinHostPort(b.Host, strconv.Itoa(b.TCPPort)), Transport: "tcp", Interval: b.Ping,
+					Name: name, Addr: net.JoinHostPort(b.Host, strconv.Itoa(port)), Transport: tp, Interval: b.Ping,
+					Tuning: probes[p.Name],
 				})
 			}
 		}
@@ -426,9 +433,25 @@ func newTable(c *router.Compiled, old *table) *table {
 	return nt
 }
 
+// probeTransport is how a back end's OPTIONS go: over TCP when it has a
+// TCP port, else TLS; a proxy pool's back end (any SIP peer) over UDP when
+// that is all it speaks, the way the B2BUA calls it. Without a port it is
+// not probed (port 0).
+func probeTransport(action router.Action, b *router.Backend) (string, int) {
+	switch {
+	case b.TCPPort > 0:
+		return health.TransportTCP, b.TCPPort
+	case action == router.Proxy && b.UDPPort > 0:
+		return health.TransportUDP, b.UDPPort
+	case b.TLSPort > 0:
+		return health.TransportTLS, b.TLSPort
+	}
+	return "", 0
+}
+
 func (t *table) allow(gateway string, now time.Time) bool {
 	b := t.buckets[gateway]
-	return b == nil || b.allow(now)
+	return b == nil || b.Allow(now)
 }
 
 func (t *table) rateError(gateway string) error {
@@ -529,33 +552,4 @@ func mix(x uint64) uint64 {
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return x
-}
-
-// bucket is a token bucket holding at most one second of calls.
-type bucket struct {
-	mu     sync.Mutex
-	rate   float64
-	tokens float64
-	last   time.Time
-}
-
-func newBucket(rate float64) *bucket {
-	return &bucket{rate: rate, tokens: max(rate, 1)}
-}
-
-func (b *bucket) allow(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.last.IsZero() {
-		b.tokens += now.Sub(b.last).Seconds() * b.rate
-		if b.tokens > max(b.rate, 1) {
-			b.tokens = max(b.rate, 1)
-		}
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }

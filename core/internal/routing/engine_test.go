@@ -626,3 +626,61 @@ func TestProxyTargetsCarryAlternates(t *testing.T) {
 		t.Errorf("a redirect pool's target has alternates %v", tg.Alternates)
 	}
 }
+
+// recordingHealth keeps the targets the engine hands it.
+type recordingHealth struct {
+	fakeHealth
+	mu      sync.Mutex
+	targets []health.Target
+}
+
+func (h *recordingHealth) Set(ts []health.Target) {
+	h.mu.Lock()
+	h.targets = ts
+	h.mu.Unlock()
+}
+
+// Every back end with a Ping gets a probe over a transport it speaks: a
+// proxy pool's UDP-only trunk over UDP, a TLS-only back end over TLS
+// (before, only TCP ports were probed, and a probed back end without one
+// was never up); per-peer tuning comes from Config.Probes by pool or
+// gateway name (R-SBC-6).
+func TestProbeTargets(t *testing.T) {
+	tbl := testTable(1)
+	tbl.Gateways[0].Ping, tbl.Gateways[0].PingTarget, tbl.Gateways[0].PingTransport = time.Second, "192.0.2.10:5060", router.UDP
+	tbl.Pools = append(tbl.Pools,
+		router.Pool{Name: "trunk", Action: router.Proxy, Backends: []router.Backend{
+			{Name: "udp", Host: "10.0.1.1", UDPPort: 5070, Ping: time.Second},
+			{Name: "tls", Host: "10.0.1.2", TLSPort: 5071, Ping: time.Second},
+			{Name: "both", Host: "10.0.1.3", UDPPort: 5060, TCPPort: 5060, Ping: time.Second},
+			{Name: "quiet", Host: "10.0.1.4", UDPPort: 5060},
+		}})
+	trunk := health.Tuning{IntervalDown: 5 * time.Second, UpAfter: 3, DownAfter: 2}
+	gw := health.Tuning{UpAfter: 4}
+	h := &recordingHealth{fakeHealth: allUp}
+	e := New(Config{Probes: map[string]health.Tuning{"trunk": trunk, "gw": gw}}, &fakeRouter{table: tbl}, h)
+	t.Cleanup(e.Close)
+	if err := e.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]health.Target{
+		"gateway/gw":         {Addr: "192.0.2.10:5060", Transport: "udp", Tuning: gw},
+		"backend/p/a":        {Addr: "10.0.0.1:5062", Transport: "tcp"},
+		"backend/p/b":        {Addr: "10.0.0.2:5062", Transport: "tcp"},
+		"backend/trunk/udp":  {Addr: "10.0.1.1:5070", Transport: "udp", Tuning: trunk},
+		"backend/trunk/tls":  {Addr: "10.0.1.2:5071", Transport: "tls", Tuning: trunk},
+		"backend/trunk/both": {Addr: "10.0.1.3:5060", Transport: "tcp", Tuning: trunk},
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.targets) != len(want) {
+		t.Errorf("%d targets, want %d: %+v", len(h.targets), len(want), h.targets)
+	}
+	for _, got := range h.targets {
+		w, ok := want[got.Name]
+		w.Name, w.Interval = got.Name, time.Second
+		if !ok || got != w {
+			t.Errorf("target %+v, want %+v", got, w)
+		}
+	}
+}

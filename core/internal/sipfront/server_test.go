@@ -241,6 +241,17 @@ func TestOptionsAndTCP(t *testing.T) {
 	if pong, err := rd.ReadString('\n'); err != nil || pong != "\r\n" {
 		t.Errorf("keep-alive pong = %q, %v", pong, err)
 	}
+	// A ping in two segments is a ping too (R-SBC-6: stream transports
+	// accept RFC 5626 keep-alives however TCP cuts them).
+	for _, part := range []string{"\r\n", "\r\n"} {
+		if _, err := c.Write([]byte(part)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if pong, err := rd.ReadString('\n'); err != nil || pong != "\r\n" {
+		t.Errorf("pong to a ping in two segments = %q, %v", pong, err)
+	}
 }
 
 func readResponse(t *testing.T, rd *bufio.Reader) string {

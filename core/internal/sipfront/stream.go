@@ -166,6 +166,7 @@ func (s *Server) readStream(c, raw net.Conn, p peer, ready func(*streamConn)) {
 	// byte: sipgo drains header lines as it parses them, and an answer to a
 	// message it refuses is formed from the raw text.
 	var out, pending, cur bytes.Buffer
+	pinged := 0 // CRLF bytes of a keep-alive ping read so far
 	for {
 		if st := s.state.Load(); st.idle > 0 {
 			_ = c.SetReadDeadline(time.Now().Add(st.idle))
@@ -183,12 +184,16 @@ func (s *Server) readStream(c, raw net.Conn, p peer, ready func(*streamConn)) {
 		data := buf[:n]
 		if isKeepAlive(cur.Bytes()) && isKeepAlive(data) {
 			// Between messages. RFC 5626 §3.5.1: a double-CRLF ping gets
-			// a CRLF pong.
-			if len(data) >= 4 && !sc.enqueue(crlf) {
-				return
+			// a CRLF pong, also when it arrives in pieces.
+			if pinged += len(data); pinged >= 4 {
+				pinged = 0
+				if !sc.enqueue(crlf) {
+					return
+				}
 			}
 			continue
 		}
+		pinged = 0
 		cur.Write(data)
 		_, _ = ps.Write(data)
 		// Answers to every message of this read are queued as one batch:

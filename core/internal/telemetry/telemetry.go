@@ -231,6 +231,44 @@ func (c *routingCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(badTablesDesc, prometheus.CounterValue, float64(s.BadTables))
 }
 
+// SBCSample is what the SBC (B2BUA) reports at a scrape.
+type SBCSample struct {
+	Active                                    int    // calls holding an admission slot now
+	Calls, Answered, Failed, Refused, Limited uint64 // totals; Limited: of Refused, over a calls-per-second limit
+}
+
+// WatchSBC exports umedge_sbc_calls_total{outcome} (admitted, answered,
+// failed, refused, rate-limited) and umedge_sbc_active_calls, read from fn
+// at every scrape.
+func (m *Metrics) WatchSBC(fn func() SBCSample) {
+	m.Registry.MustRegister(&sbcCollector{fn: fn})
+}
+
+var (
+	sbcCallsDesc = prometheus.NewDesc("umedge_sbc_calls_total",
+		"Calls of proxy pools by outcome: admitted, answered, failed, refused at admission, and of those rate-limited (R-SBC-8).",
+		[]string{"outcome"}, nil)
+	sbcActiveDesc = prometheus.NewDesc("umedge_sbc_active_calls", "Calls through the SBC now.", nil, nil)
+)
+
+type sbcCollector struct{ fn func() SBCSample }
+
+func (c *sbcCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- sbcCallsDesc
+	ch <- sbcActiveDesc
+}
+
+func (c *sbcCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.fn()
+	for _, o := range []struct {
+		name string
+		n    uint64
+	}{{"admitted", s.Calls}, {"answered", s.Answered}, {"failed", s.Failed}, {"refused", s.Refused}, {"rate-limited", s.Limited}} {
+		ch <- prometheus.MustNewConstMetric(sbcCallsDesc, prometheus.CounterValue, float64(o.n), o.name)
+	}
+	ch <- prometheus.MustNewConstMetric(sbcActiveDesc, prometheus.GaugeValue, float64(s.Active))
+}
+
 // HealthSample is one probed target at a scrape.
 type HealthSample struct {
 	Target string
