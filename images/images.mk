@@ -8,9 +8,10 @@
 
 ARCH         ?= amd64
 IMG_DIR      := $(BIN)/$(ARCH)
-# The PID 1 of the image (appliance/cmd/init). Before it exists on a
-# branch, INIT_PKG=./images/internal/testinit builds the test-only one.
+# The PID 1 of the image.
 INIT_PKG     ?= ./appliance/cmd/init
+# Further kernel arguments of slot A, e.g. appliance.health_grace=45s.
+KERNEL_ARGS  ?=
 IMAGE_CONFIG ?= configs/appliance.toml
 # Public keys the image accepts bundles from. The release list ships no
 # development key; FW_TRUST=firmware/keys/dev makes a dev image.
@@ -55,6 +56,7 @@ image: image-bins $(EFI_$(ARCH))
 		-kernel "$$($(GO) list -m -f '{{.Dir}}' $(KERNEL_MOD))/vmlinuz" -bootloader $(EFI_$(ARCH)) \
 		-init $(IMG_DIR)/init -edged $(IMG_DIR)/edged -plugins $(IMG_DIR)/plugins \
 		-config $(IMAGE_CONFIG) -trust $(FW_TRUST) -version $(FW_VERSION) -release $(FW_RELEASE) \
+		-kernel-args '$(KERNEL_ARGS)' \
 		-root-out $(IMG_DIR)/root.squashfs -initramfs $(IMG_DIR)/initramfs.cpio.gz \
 		-out $(IMG_DIR)/umedge.img -zst $(IMG_DIR)/umedge.img.zst
 

@@ -42,7 +42,22 @@ type Admin struct {
 	// TokenFile holds the bearer token that POST /reload and other mutating
 	// calls must carry; required when Listen is not loopback-only.
 	TokenFile string `toml:"token_file"`
+	// FirmwareDir turns on POST /firmware, the upload of a signed update
+	// bundle: the body is spooled into this directory (on the appliance
+	// the data partition, /data/firmware), verified, and installed into
+	// the inactive slot. "" = no upload. The upload needs the bearer
+	// token of TokenFile even on a loopback-only listener.
+	FirmwareDir string `toml:"firmware_dir"`
+	// FirmwareMaxBytes bounds an uploaded bundle.
+	FirmwareMaxBytes int `toml:"firmware_max_bytes"`
 }
+
+// Firmware upload size bounds: the default holds the arm64 bundle (a
+// 59 MB kernel and the root) with room to grow.
+const (
+	DefaultFirmwareMaxBytes = 128 << 20
+	maxFirmwareMaxBytes     = 1 << 30
+)
 
 // Mode is the SIP startup mode of um-spec R-SEC-2.
 type Mode string
@@ -266,7 +281,7 @@ func (r *RawSection) UnmarshalTOML(v any) error {
 func Default() Config {
 	return Config{
 		Log:   Log{Level: "info", Format: "text"},
-		Admin: Admin{Listen: "127.0.0.1:9060"},
+		Admin: Admin{Listen: "127.0.0.1:9060", FirmwareMaxBytes: DefaultFirmwareMaxBytes},
 		SIP: SIP{
 			FQDN:           "umedge.local",
 			Listen:         []string{"127.0.0.1", "::1"},

@@ -131,6 +131,10 @@ type endpoint struct {
 // admin checks [admin] and returns its endpoint, or nil when disabled or bad.
 func (v *validator) admin() *endpoint {
 	a := v.c.Admin
+	if a.FirmwareDir != "" && !filepath.IsAbs(a.FirmwareDir) {
+		v.addf("admin.firmware_dir", ErrInvalid, "%q is not an absolute path", a.FirmwareDir)
+	}
+	v.intRange("admin.firmware_max_bytes", a.FirmwareMaxBytes, 1<<20, maxFirmwareMaxBytes)
 	if a.Listen == "" {
 		return nil
 	}

@@ -168,6 +168,13 @@ func TestValidateAdmin(t *testing.T) {
 			wantPath: "admin.listen", wantErr: ErrInvalid},
 		{name: "bad host", give: func(c *Config) { c.Admin.Listen = "bad_host!:9060" },
 			wantPath: "admin.listen", wantErr: ErrInvalid},
+		{name: "firmware upload", give: func(c *Config) { c.Admin.FirmwareDir = "/data/firmware" }},
+		{name: "relative firmware dir", give: func(c *Config) { c.Admin.FirmwareDir = "data/firmware" },
+			wantPath: "admin.firmware_dir", wantErr: ErrInvalid, wantText: "absolute"},
+		{name: "firmware limit too small", give: func(c *Config) { c.Admin.FirmwareMaxBytes = 1000 },
+			wantPath: "admin.firmware_max_bytes", wantErr: ErrOutOfRange},
+		{name: "firmware limit too big", give: func(c *Config) { c.Admin.FirmwareMaxBytes = 2 << 30 },
+			wantPath: "admin.firmware_max_bytes", wantErr: ErrOutOfRange},
 	})
 }
 

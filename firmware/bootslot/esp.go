@@ -62,9 +62,23 @@ func (s syncCloser) Close() error {
 	return s.File.Close()
 }
 
+// Rename renames and makes the new name durable. On vfat the renamed
+// file's directory entry gets its start cluster only when the file's own
+// inode is written back: syncing the directory alone leaves an entry with
+// cluster 0 on disk (a power cut then leaves an unreadable entry, seen in
+// the boot test), so the file is synced too.
 func (d dirESP) Rename(oldname, newname string) error {
 	if err := os.Rename(d.path(oldname), d.path(newname)); err != nil {
 		return err
+	}
+	f, err := os.Open(d.path(newname))
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	_ = f.Close()
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", newname, err)
 	}
 	return d.syncDir(path.Dir(newname))
 }

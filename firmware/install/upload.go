@@ -7,9 +7,13 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync"
 
 	"github.com/umedge/umedge/firmware/bundle"
 )
+
+// ESPDir is where the appliance's init mounts the EFI system partition.
+const ESPDir = "/boot"
 
 // OnDevice installs the bundle at bundlePath on the running appliance
 // whose ESP is mounted at espDir. A reboot then tries the new slot once.
@@ -21,15 +25,31 @@ func OnDevice(bundlePath, espDir string) (Result, error) {
 	return Install(bundlePath, t)
 }
 
+// installing lets one upload at a time through: two installs into the
+// same inactive slot would write over each other.
+var installing sync.Mutex
+
 // Handler takes a bundle as the body of a request (the admin API's
 // upload; authentication is the admin server's), spools it to a file in
 // spoolDir (on the data partition: the bundle is verified from the file
 // before anything is written to a slot), installs it into target() and
-// answers the Result as JSON. Bundles are refused with 400 and the reason,
-// bodies over limit bytes with 413. It does not reboot.
+// answers the Result as JSON. A body over limit bytes is refused with 413
+// (at once when Content-Length says so), a bundle that does not verify or
+// a body cut short with 400 and the reason, an upload while another runs
+// or while the running slot is still on trial with 409. It does not
+// reboot.
 func Handler(spoolDir string, limit int64, target func() (Target, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		res, err := upload(r, spoolDir, limit, target)
+		if r.ContentLength > limit {
+			http.Error(w, fmt.Sprintf("%v (%d bytes, limit %d)", errTooLarge, r.ContentLength, limit), http.StatusRequestEntityTooLarge)
+			return
+		}
+		if !installing.TryLock() {
+			http.Error(w, errBusy.Error(), http.StatusConflict)
+			return
+		}
+		defer installing.Unlock()
+		res, err := upload(w, r, spoolDir, limit, target)
 		if err != nil {
 			http.Error(w, err.Error(), uploadStatus(err))
 			return
@@ -42,21 +62,31 @@ func Handler(spoolDir string, limit int64, target func() (Target, error)) http.H
 	})
 }
 
-var errTooLarge = errors.New("install: bundle larger than the upload limit")
+var (
+	errTooLarge = errors.New("install: bundle larger than the upload limit")
+	errBusy     = errors.New("install: another firmware upload is being installed")
+	errCut      = errors.New("install: upload cut short")
+)
 
-func upload(r *http.Request, spoolDir string, limit int64, target func() (Target, error)) (Result, error) {
+func upload(w http.ResponseWriter, r *http.Request, spoolDir string, limit int64, target func() (Target, error)) (Result, error) {
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		return Result{}, fmt.Errorf("spool upload: %w", err)
+	}
 	f, err := os.CreateTemp(spoolDir, "upload-*.bundle")
 	if err != nil {
 		return Result{}, fmt.Errorf("spool upload: %w", err)
 	}
 	defer func() { _ = os.Remove(f.Name()) }()
 	defer f.Close()
-	n, err := io.Copy(f, io.LimitReader(r.Body, limit+1))
-	if err != nil {
+	n, err := io.Copy(f, http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return Result{}, fmt.Errorf("%w (limit %d bytes)", errTooLarge, limit)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return Result{}, fmt.Errorf("%w after %d bytes", errCut, n)
+	case err != nil:
 		return Result{}, fmt.Errorf("receive upload: %w", err)
-	}
-	if n > limit {
-		return Result{}, fmt.Errorf("%w (%d bytes)", errTooLarge, limit)
 	}
 	if err := f.Sync(); err != nil {
 		return Result{}, fmt.Errorf("spool upload: %w", err)
@@ -72,7 +102,9 @@ func uploadStatus(err error) int {
 	switch {
 	case errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, bundle.ErrMalformed), errors.Is(err, bundle.ErrTruncated),
+	case errors.Is(err, ErrActiveOnTrial):
+		return http.StatusConflict
+	case errors.Is(err, errCut), errors.Is(err, bundle.ErrMalformed), errors.Is(err, bundle.ErrTruncated),
 		errors.Is(err, bundle.ErrSignature), errors.Is(err, bundle.ErrIncompatible),
 		errors.Is(err, bundle.ErrDowngrade), errors.Is(err, bundle.ErrPayload):
 		return http.StatusBadRequest

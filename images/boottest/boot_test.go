@@ -4,6 +4,7 @@ package boottest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -82,20 +83,21 @@ func consoleLog(t *testing.T, name string) io.Writer {
 }
 
 type boot struct {
-	vm   *qemu.VM
-	port int
-	at   int // console line index to look from
+	vm     *qemu.VM
+	port   int
+	closed int // host port forwarded to a guest port the firewall drops
+	at     int // console line index to look from
 }
 
 func startVM(t *testing.T, c qemu.Config, name string) *boot {
 	t.Helper()
-	c.SIPPort = freePort(t)
+	c.SIPPort, c.ClosedPort = freePort(t), freePort(t)
 	vm, err := qemu.Start(c, consoleLog(t, name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(vm.Stop)
-	return &boot{vm: vm, port: c.SIPPort}
+	return &boot{vm: vm, port: c.SIPPort, closed: c.ClosedPort}
 }
 
 // expect waits for a console line matching pattern after the last one
@@ -144,8 +146,35 @@ func (b *boot) sipReady(t *testing.T, timeout time.Duration) time.Duration {
 	return ready
 }
 
-// TestBootKernel boots kernel + initramfs (the fast mode) and needs SIP
-// OPTIONS answered on 5060 through the forwarded port, UDP and TCP.
+// dropped checks that a connection to a guest port nobody opens is
+// dropped by the firewall. slirp accepts the host's connection at once
+// and sends the SYN on to the guest: a guest without the ruleset answers
+// RST and slirp closes the host's connection within milliseconds; with
+// it, nothing comes back and the connection stays silent.
+func (b *boot) dropped(t *testing.T) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", b.closed)
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("connect to the forwarded closed port %s: %v", addr, err)
+	}
+	defer c.Close()
+	const silent = 3 * time.Second
+	_ = c.SetReadDeadline(time.Now().Add(silent))
+	start := time.Now()
+	n, err := c.Read(make([]byte, 1))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("guest TCP port %d answered after %s (read %d bytes, %v): not dropped, the firewall is not in force",
+			qemu.ClosedGuestPort, time.Since(start).Round(time.Millisecond), n, err)
+	}
+	t.Logf("guest TCP port %d: no answer in %s (dropped)", qemu.ClosedGuestPort, silent)
+}
+
+// TestBootKernel boots kernel + initramfs (the fast mode) with the shipped
+// init and config and needs SIP OPTIONS answered on 5060 through the
+// forwarded port, UDP and TCP, the firewall loaded, and a port the config
+// does not open dropped.
 func TestBootKernel(t *testing.T) {
 	for _, arch := range []string{"amd64", "arm64"} {
 		t.Run(arch, func(t *testing.T) {
@@ -154,10 +183,9 @@ func TestBootKernel(t *testing.T) {
 			b := startVM(t, qemu.Config{Arch: arch, Mode: qemu.ModeKernel, Kernel: a.kernel, Initramfs: a.initramfs, NoReboot: true}, "kernel-"+arch)
 			ready := b.sipReady(t, 90*time.Second)
 			line := b.expect(t, `UMEDGE READY slot=`, 10*time.Second)
-			if wantFirewall {
-				fw := &boot{vm: b.vm} // the firewall comes up before edged: look from the start
-				t.Logf("firewall: %s", fw.expect(t, `UMEDGE FIREWALL loaded rules=[1-9]`, 30*time.Second))
-			}
+			fw := &boot{vm: b.vm} // the firewall comes up before edged: look from the start
+			t.Logf("firewall: %s", fw.expect(t, `UMEDGE FIREWALL loaded rules=[1-9]`, 10*time.Second))
+			b.dropped(t)
 			t.Logf("%s kernel+initramfs: SIP OPTIONS answered %.1fs after power-on (host clock); console: %s", arch, ready.Seconds(), line)
 		})
 	}
@@ -166,8 +194,9 @@ func TestBootKernel(t *testing.T) {
 // TestBootUEFIUpdateRollback boots the disk image through UEFI firmware
 // and systemd-boot: a good bundle installed into the image boots slot B,
 // which blesses itself and stays after a power cycle; then a bundle whose
-// health check fails boots once into A, is not blessed, and the firmware
-// falls back to B by itself.
+// edged cannot run boots once into A, never passes the init's health
+// check, is not blessed, the init reboots after appliance.health_grace,
+// and the firmware falls back to B by itself.
 func TestBootUEFIUpdateRollback(t *testing.T) {
 	for _, arch := range []string{"amd64", "arm64"} {
 		t.Run(arch, func(t *testing.T) {
@@ -208,7 +237,8 @@ func TestBootUEFIUpdateRollback(t *testing.T) {
 			bad := a.bundle(t, a.badRoot, 3)
 			installInto(t, a, img, bad, "a")
 			b = startVM(t, cfg, "rollback-"+arch)
-			b.expect(t, `UMEDGE HEALTH FAILED slot=a`, 3*time.Minute)
+			b.expect(t, `UMEDGE BOOT slot=a`, 3*time.Minute)
+			b.expect(t, `UMEDGE UNHEALTHY for `+healthGrace+` on trial slot a .*rebooting into the other slot`, 3*time.Minute)
 			b.expect(t, `UMEDGE READY slot=b`, 3*time.Minute)
 			b.sipReady(t, 30*time.Second)
 			b.vm.Stop()

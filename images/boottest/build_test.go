@@ -3,6 +3,7 @@
 package boottest
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -23,35 +24,53 @@ type artifacts struct {
 	bootloader string // "" when the host has none for this arch
 	initramfs  string
 	root       string // slot A's root, also the good update's
-	badRoot    string // a root whose edged refuses its config
+	badRoot    string // a root whose edged cannot run: it never becomes healthy
 	image      string // pristine image; tests copy it
 	mkimage    string
 	fw         string
 	buildTime  time.Duration
 }
 
-// The PID 1 the tests boot. Until appliance/cmd/init is merged it is the
-// test-only init; with the real one, set initPkg to ./appliance/cmd/init
-// and wantFirewall to true (it prints UMEDGE FIREWALL loaded rules=<n>).
-// Either must print UMEDGE READY slot=<x>, UMEDGE BLESSED slot=<x> after
-// blessing, and UMEDGE HEALTH FAILED slot=<x> before an unblessed reboot.
-const (
-	initPkg      = "./images/internal/testinit"
-	wantFirewall = false
-)
+// The tests boot the shipped init and config: what `make image` puts
+// on the box, with one change (testConfig).
+const initPkg = "./appliance/cmd/init"
+
+// ntpLine is the shipped config's NTP setting. The test images have none:
+// slirp passes the guest's traffic on to the host's network, and tests
+// send nothing beyond loopback.
+const ntpLine = `ntp_servers = ["pool.ntp.org"]`
+
+// testConfig writes the shipped config without NTP servers to dir.
+func testConfig(dir string) (string, error) {
+	data, err := os.ReadFile(shippedConfig)
+	if err != nil {
+		return "", err
+	}
+	if !bytes.Contains(data, []byte(ntpLine)) {
+		return "", fmt.Errorf("%s has no line %s to turn NTP off with; update boottest", shippedConfig, ntpLine)
+	}
+	out := filepath.Join(dir, "umedge.toml")
+	return out, os.WriteFile(out, bytes.Replace(data, []byte(ntpLine), []byte("ntp_servers = []"), 1), 0o600)
+}
+
+// healthGrace is the kernel command line's appliance.health_grace of the
+// test images: how long a slot on trial has to become healthy before the
+// init reboots it. The product's default (90 s) is for real hardware; a
+// good slot passes within ~10 s under TCG, a third of this on a loaded
+// host, and the rollback test waits this long for the bad one.
+const healthGrace = "45s"
 
 var (
-	buildMu    sync.Mutex
-	built      = map[string]*artifacts{}
-	buildErrs  = map[string]error{}
-	toolsOnce  sync.Once
-	toolsDir   string
-	errTools   error
-	repoRoot   = mustAbs("../..")
-	devKey     = filepath.Join(repoRoot, "firmware/keys/dev/dev-ed25519.key")
-	devTrust   = filepath.Join(repoRoot, "firmware/keys/dev")
-	bootConfig = filepath.Join(repoRoot, "images/internal/testinit/testdata/boot.toml")
-	badConfig  = filepath.Join(repoRoot, "images/internal/testinit/testdata/broken.toml")
+	buildMu       sync.Mutex
+	built         = map[string]*artifacts{}
+	buildErrs     = map[string]error{}
+	toolsOnce     sync.Once
+	toolsDir      string
+	errTools      error
+	repoRoot      = mustAbs("../..")
+	devKey        = filepath.Join(repoRoot, "firmware/keys/dev/dev-ed25519.key")
+	devTrust      = filepath.Join(repoRoot, "firmware/keys/dev")
+	shippedConfig = filepath.Join(repoRoot, "configs/appliance.toml")
 )
 
 func mustAbs(p string) string {
@@ -166,22 +185,44 @@ func buildArch(tools, arch string) (*artifacts, error) {
 		return nil, err
 	}
 
-	common := []string{"-arch", arch, "-init", dir + "/init", "-edged", dir + "/edged", "-plugins", plugins, "-trust", devTrust}
+	bootConfig, err := testConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	common := []string{"-arch", arch, "-init", dir + "/init", "-plugins", plugins, "-trust", devTrust, "-config", bootConfig}
 	a.root, a.badRoot = dir+"/root.squashfs", dir+"/bad-root.squashfs"
 	a.initramfs = dir + "/initramfs.cpio.gz"
-	args := append(common, "-config", bootConfig, "-root-out", a.root, "-initramfs", a.initramfs)
+	args := append(common, "-edged", dir+"/edged", "-root-out", a.root, "-initramfs", a.initramfs)
 	if a.bootloader != "" {
 		a.image = dir + "/umedge.img"
-		args = append(args, "-kernel", a.kernel, "-bootloader", a.bootloader, "-out", a.image)
+		args = append(args, "-kernel", a.kernel, "-bootloader", a.bootloader, "-out", a.image,
+			"-kernel-args", "appliance.health_grace="+healthGrace)
 	}
 	if err := run(repoRoot, nil, a.mkimage, args...); err != nil {
 		return nil, err
 	}
-	if err := run(repoRoot, nil, a.mkimage, append(common, "-config", badConfig, "-root-out", a.badRoot)...); err != nil {
+	// The bad update: a broken build whose edged was cut short. It is
+	// signed like any other, installs, and boots; edged exits at once
+	// every time the supervisor starts it, so the slot never passes its
+	// health check and is never blessed.
+	bad := dir + "/edged-truncated"
+	if err := truncatedCopy(dir+"/edged", bad, 64<<10); err != nil {
+		return nil, err
+	}
+	if err := run(repoRoot, nil, a.mkimage, append(common, "-edged", bad, "-root-out", a.badRoot)...); err != nil {
 		return nil, err
 	}
 	a.buildTime = time.Since(start)
 	return a, nil
+}
+
+// truncatedCopy writes the first n bytes of src to dst, executable.
+func truncatedCopy(src, dst string, n int64) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data[:min(n, int64(len(data)))], 0o755) //nolint:gosec // an executable for the image
 }
 
 func pinPlugins(dir, out string) error {

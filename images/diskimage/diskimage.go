@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"strings"
 
 	"github.com/diskfs/go-diskfs/backend"
 	"github.com/diskfs/go-diskfs/backend/file"
@@ -39,6 +40,9 @@ type Config struct {
 	Version    uint64 // monotonic firmware version of slot A
 	Release    string // human release name
 	Out        string // the disk image to write
+	// KernelArgs are appended to slot A's kernel command line (an update
+	// copies the running slot's), e.g. appliance.health_grace=45s.
+	KernelArgs string
 }
 
 const sector = 512
@@ -170,7 +174,7 @@ func writeESP(c Config, b backend.Storage, p *gpt.Partition) error {
 		Title:   fmt.Sprintf("umedge %s (slot a)", c.Release),
 		Version: c.Version,
 		Linux:   "/" + bootslot.KernelPath("a"),
-		Options: c.Arch.Cmdline("a"),
+		Options: strings.TrimSpace(c.Arch.Cmdline("a") + " " + c.KernelArgs),
 	}
 	files := []struct {
 		name string

@@ -55,6 +55,13 @@ type box struct {
 	cfgFile string // what configLink points at
 	stamp   fileStamp
 
+	// diskless: the kernel was given no root= (an initramfs boot), so
+	// there is no disk to wait for partitions on.
+	diskless bool
+	// rebootReq asks the main loop for a clean reboot (edged stopped, log
+	// synced, file systems unmounted); the text says why.
+	rebootReq chan string
+
 	healthy   atomic.Bool
 	reloaded  atomic.Int64 // unix nanoseconds of the last reload sent to edged
 	lastGood  atomic.Int64 // unix nanoseconds of the last passed health check
@@ -83,7 +90,7 @@ func run(o options) {
 	ring := logring.New(ringBytes, logFileBytes)
 	out := io.MultiWriter(console, ring)
 	b := &box{
-		o: o, out: out, ring: ring, bootStart: time.Now(), blesser: defaultBlesser,
+		o: o, out: out, ring: ring, bootStart: time.Now(), blesser: defaultBlesser, rebootReq: make(chan string, 1),
 		log: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "init"),
 	}
 	for _, err := range early {
@@ -104,6 +111,7 @@ func run(o options) {
 
 	cmdline, _ := os.ReadFile(o.cmdline)
 	b.slot = cmdlineValue(string(cmdline), "appliance.slot")
+	b.diskless = o.mounts && cmdlineValue(string(cmdline), "root") == ""
 	grace := o.healthGrace
 	if g := cmdlineValue(string(cmdline), "appliance.health_grace"); g != "" {
 		if d, err := time.ParseDuration(g); err == nil && d > 0 {
@@ -142,17 +150,34 @@ func run(o options) {
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR2, syscall.SIGHUP)
-	for s := range sig {
-		if s == syscall.SIGHUP {
-			b.reload(ctx, "SIGHUP")
-			continue
+	for {
+		select {
+		case why := <-b.rebootReq:
+			b.shutdown(cancel, edgedDone, unix.LINUX_REBOOT_CMD_RESTART, why)
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				b.reload(ctx, "SIGHUP")
+				continue
+			}
+			cmd := unix.LINUX_REBOOT_CMD_RESTART
+			if s == syscall.SIGUSR2 {
+				cmd = unix.LINUX_REBOOT_CMD_POWER_OFF
+			}
+			b.shutdown(cancel, edgedDone, cmd, "on "+s.String())
 		}
-		cmd := unix.LINUX_REBOOT_CMD_RESTART
-		if s == syscall.SIGUSR2 {
-			cmd = unix.LINUX_REBOOT_CMD_POWER_OFF
-		}
-		b.shutdown(cancel, edgedDone, cmd, "on "+s.String())
 	}
+}
+
+// partitionWait is how long init waits for a partition by its label: the
+// data partition and the ESP are on the disk the kernel found the root
+// on, so they are there at once; the wait covers a slow partition scan.
+// A boot from an initramfs (no root= on the command line) has no disk at
+// all and does not wait.
+func (b *box) partitionWait(d time.Duration) time.Duration {
+	if b.diskless {
+		return 0
+	}
+	return d
 }
 
 // mountData mounts the data partition; when there is none or it does not
@@ -162,10 +187,7 @@ func (b *box) mountData() {
 	if b.o.dataLabel == "" {
 		return
 	}
-	// The data partition is on the disk the kernel found the root on, so
-	// it is there at once; a boot from an initramfs has no disk at all.
-	// The wait covers a slow partition scan only.
-	dev, err := mountLabel("/sys/class/block", b.o.dataLabel, b.o.dataDir, []string{"ext4", "vfat"}, unix.MS_NOSUID|unix.MS_NODEV, time.Second)
+	dev, err := mountLabel("/sys/class/block", b.o.dataLabel, b.o.dataDir, []string{"ext4", "vfat"}, unix.MS_NOSUID|unix.MS_NODEV, b.partitionWait(time.Second))
 	if err == nil {
 		b.log.Info("data partition mounted", "device", dev, "dir", b.o.dataDir)
 		return
@@ -183,7 +205,7 @@ func (b *box) mountESP() {
 	if b.o.espLabel == "" {
 		return
 	}
-	dev, err := mountLabel("/sys/class/block", b.o.espLabel, b.o.espDir, []string{"vfat"}, unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, 200*time.Millisecond)
+	dev, err := mountLabel("/sys/class/block", b.o.espLabel, b.o.espDir, []string{"vfat"}, unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, b.partitionWait(200*time.Millisecond))
 	if err != nil {
 		b.log.Info("no EFI system partition; the slot will not be blessed", "err", err)
 		return
@@ -243,7 +265,7 @@ func (b *box) use(data string, c choice) choice {
 	return c
 }
 
-// apply brings hostname, network and firewall to the running config.
+// apply brings hostname, firewall and network to the running config.
 func (b *box) apply(ctx context.Context, boot bool) {
 	b.mu.Lock()
 	cfg := b.cfg
@@ -251,6 +273,8 @@ func (b *box) apply(ctx context.Context, boot bool) {
 	if err := unix.Sethostname([]byte(hostnameOf(cfg))); err != nil {
 		b.log.Error("hostname", "err", err)
 	}
+	// The ruleset is in place before the links come up.
+	b.applyFirewall(cfg)
 	if b.net != nil {
 		if err := b.net.Apply(ctx, cfg.Network); err != nil {
 			b.log.Error("network", "err", err)
@@ -264,7 +288,6 @@ func (b *box) apply(ctx context.Context, boot bool) {
 			cancel()
 		}
 	}
-	b.applyFirewall(cfg)
 	if boot && len(cfg.Appliance.NTPServers) > 0 {
 		s := &clock.Syncer{Servers: cfg.Appliance.NTPServers, Log: b.log.With("component", "clock")}
 		go s.Run(ctx)
@@ -457,9 +480,14 @@ func (b *box) healthLoop(ctx context.Context, grace time.Duration) {
 		if !b.healthy.Load() && time.Since(b.bootStart) > grace && !warned {
 			warned = true
 			if onTrial(b.o.efivars) {
-				b.say("UMEDGE UNHEALTHY for %s on trial slot %s: rebooting into the other slot", grace, b.slot)
-				_ = b.ring.Sync()
-				_ = unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+				// Unblessed, the entry has no tries left: the firmware
+				// boots the other slot.
+				b.say("UMEDGE UNHEALTHY for %s on trial slot %s (%v): rebooting into the other slot", grace, b.slot, err)
+				select {
+				case b.rebootReq <- "unhealthy on trial":
+				default:
+				}
+				return
 			}
 			b.say("UMEDGE UNHEALTHY for %s: %v", grace, err)
 		}
@@ -484,6 +512,7 @@ func (b *box) bless() {
 		b.say("UMEDGE BLESS ERROR slot=%s: %v", b.slot, err)
 		return
 	}
+	unix.Sync() // the bless is what keeps this slot: on disk before anything else happens
 	b.say("UMEDGE BLESSED slot=%s", b.slot)
 }
 

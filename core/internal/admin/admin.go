@@ -41,7 +41,15 @@ type Config struct {
 	// loopback-only server then lets mutating calls through without one,
 	// any other refuses them all.
 	Token func() ([]byte, error)
+	// Firmware, when set, serves POST /firmware: the upload of a signed
+	// update bundle (firmware/install.Handler). The guard lets it through
+	// only with the bearer token, on loopback too, and only with the body
+	// as application/octet-stream.
+	Firmware http.Handler
 }
+
+// FirmwarePath is the upload's path.
+const FirmwarePath = "/firmware"
 
 // Server is the admin HTTP server.
 type Server struct {
@@ -89,6 +97,9 @@ func New(cfg Config, b Backend, reg *prometheus.Registry, log *slog.Logger) (*Se
 		}
 		_, _ = w.Write([]byte("reloaded\n"))
 	})
+	if cfg.Firmware != nil {
+		mux.Handle("POST "+FirmwarePath, cfg.Firmware)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	s := &Server{
 		srv: &http.Server{Handler: g.wrap(mux), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10},

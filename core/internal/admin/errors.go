@@ -13,6 +13,7 @@ var (
 	errUnauthorized     = errors.New("admin: missing or wrong bearer token")
 	errNoToken          = errors.New("admin: the listener is not loopback-only and no admin.token_file is set, so mutating calls are refused")
 	errTokenUnavailable = errors.New("admin: the admin token cannot be read")
+	errFirmwareNoToken  = errors.New("admin: firmware upload needs a bearer token, also on loopback, and no admin.token_file is set")
 )
 
 // refusalStatus is the one mapping from a refusal to its HTTP status.
@@ -25,6 +26,7 @@ var refusalStatus = []struct {
 	{errContentType, http.StatusUnsupportedMediaType},
 	{errUnauthorized, http.StatusUnauthorized},
 	{errNoToken, http.StatusForbidden},
+	{errFirmwareNoToken, http.StatusForbidden},
 	{errTokenUnavailable, http.StatusServiceUnavailable},
 }
 

@@ -79,8 +79,39 @@ func (g *guard) check(r *http.Request) error {
 	if err := checkSameOrigin(r); err != nil {
 		return err
 	}
+	if r.URL.Path == FirmwarePath {
+		return g.checkFirmware(r)
+	}
 	if err := checkContentType(r); err != nil {
 		return err
+	}
+	return g.checkToken(r)
+}
+
+// checkFirmware guards the firmware upload. Its body is the bundle, sent
+// as application/octet-stream: a type no form can send and no page can
+// without a CORS preflight. It always needs the token: a process on the
+// box (a plugin, say) reaches loopback too, and an upload replaces the
+// software the box runs next, even though only a bundle signed by a
+// trusted key installs.
+func (g *guard) checkFirmware(r *http.Request) error {
+	types := r.Header.Values("Content-Type")
+	if len(types) != 1 {
+		return fmt.Errorf("%w: the upload needs one Content-Type application/octet-stream, got %d", errContentType, len(types))
+	}
+	if mt, _, err := mime.ParseMediaType(types[0]); err != nil || mt != "application/octet-stream" {
+		return fmt.Errorf("%w: the upload takes application/octet-stream, not %q", errContentType, types[0])
+	}
+	if g.token == nil {
+		return errFirmwareNoToken
+	}
+	tok, err := g.token()
+	if err != nil {
+		g.log.Error("admin token unreadable, firmware upload refused", "err", err)
+		return errTokenUnavailable
+	}
+	if len(tok) == 0 {
+		return errFirmwareNoToken
 	}
 	return g.checkToken(r)
 }

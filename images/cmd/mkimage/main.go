@@ -41,7 +41,7 @@ var (
 type options struct {
 	arch, kernel, bootloader        string
 	init, edged, plugins, config    string
-	trust, release                  string
+	trust, release, kernelArgs      string
 	version                         uint64
 	out, rootOut, initramfs, zstOut string
 }
@@ -58,6 +58,7 @@ func run(args []string) error {
 	fs.StringVar(&o.config, "config", "", "TOML installed as /etc/umedge/umedge.toml")
 	fs.StringVar(&o.trust, "trust", "firmware/keys/release", "directory of *.pub keys the image accepts update bundles from")
 	fs.StringVar(&o.release, "release", "dev", "human release name")
+	fs.StringVar(&o.kernelArgs, "kernel-args", "", "further kernel command line arguments of slot A, e.g. appliance.health_grace=45s")
 	fs.Uint64Var(&o.version, "version", 1, "monotonic firmware version of slot A")
 	fs.StringVar(&o.out, "out", "", "disk image to write (optional)")
 	fs.StringVar(&o.rootOut, "root-out", "", "squashfs root to write (required: it is slot A and a bundle payload)")
@@ -104,7 +105,7 @@ func run(args []string) error {
 	}
 	err = diskimage.Build(diskimage.Config{
 		Arch: arch, Kernel: o.kernel, Bootloader: o.bootloader, Root: o.rootOut,
-		Version: o.version, Release: o.release, Out: o.out,
+		Version: o.version, Release: o.release, Out: o.out, KernelArgs: o.kernelArgs,
 	})
 	if err != nil {
 		return err

@@ -41,7 +41,15 @@ type Config struct {
 	AdminPort int    // host port forwarded to guest 9060 (0 = none)
 	MemoryMB  int    // default 512
 	NoReboot  bool   // a guest reboot ends qemu
+	// ClosedPort is a host port forwarded to guest TCP port ClosedGuestPort,
+	// which no listener opens: the firewall's drop is seen from the host
+	// (0 = none).
+	ClosedPort int
 }
+
+// ClosedGuestPort is the guest port Config.ClosedPort reaches: TCP port 1
+// (tcpmux), which the appliance neither listens on nor opens.
+const ClosedGuestPort = 1
 
 type machine struct {
 	binary   []string
@@ -89,7 +97,9 @@ func Command(c Config) ([]string, error) {
 	}
 	args := append([]string{}, m.binary...)
 	args = append(args, "-accel", "tcg", "-smp", "1", "-m", fmt.Sprint(mem),
-		"-display", "none", "-serial", "stdio", "-monitor", "none")
+		// -nodefaults: no VGA, CD-ROM, floppy or parallel port to probe
+		// at boot; the serial console is named below.
+		"-nodefaults", "-display", "none", "-serial", "stdio", "-monitor", "none")
 	if c.NoReboot {
 		args = append(args, "-no-reboot")
 	}
@@ -115,10 +125,15 @@ func Command(c Config) ([]string, error) {
 	if c.AdminPort != 0 {
 		fwd += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:9060", c.AdminPort)
 	}
+	if c.ClosedPort != 0 {
+		fwd += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", c.ClosedPort, ClosedGuestPort)
+	}
 	// virtio-rng stands in for the hardware RNG (RDRAND, TPM) a real box
 	// has: without it the amd64 guest's getrandom blocks edged for seconds
 	// until the kernel's entropy pool is ready.
-	args = append(args, "-netdev", fwd, "-device", "virtio-net-pci,netdev=n0", "-device", "virtio-rng-pci")
+	// romfile= leaves out the NIC's iPXE option ROM: the firmware has no
+	// network boot to offer, and loading the ROM costs seconds under TCG.
+	args = append(args, "-netdev", fwd, "-device", "virtio-net-pci,netdev=n0,romfile=", "-device", "virtio-rng-pci")
 	return args, nil
 }
 

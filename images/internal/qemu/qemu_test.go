@@ -17,6 +17,8 @@ func TestCommand(t *testing.T) {
 				"hostfwd=udp:127.0.0.1:15060-:5060", "hostfwd=tcp:127.0.0.1:15060-:5060", "hostfwd=tcp:127.0.0.1:19060-:9060", "-accel tcg"}},
 		{name: "arm64 kernel", give: Config{Arch: "arm64", Mode: ModeKernel, Kernel: "Image", Initramfs: "i.gz", SIPPort: 5060, NoReboot: true},
 			want: []string{"qemu-system-aarch64 -M virt -cpu cortex-a57", "-kernel Image -initrd i.gz", "console=ttyAMA0", "-no-reboot"}},
+		{name: "closed port", give: Config{Arch: "amd64", Mode: ModeKernel, Kernel: "k", Initramfs: "i", SIPPort: 15060, ClosedPort: 15070},
+			want: []string{"hostfwd=tcp:127.0.0.1:15070-:1 ", "-nodefaults", "romfile="}},
 		{name: "unknown arch", give: Config{Arch: "riscv64", Mode: ModeKernel}, wantErr: "unknown arch"},
 		{name: "uefi without image", give: Config{Arch: "amd64", Mode: ModeUEFI}, wantErr: "needs an image"},
 		{name: "kernel without initramfs", give: Config{Arch: "amd64", Mode: ModeKernel, Kernel: "k"}, wantErr: "needs a kernel and an initramfs"},
