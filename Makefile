@@ -9,13 +9,14 @@ FUZZTIME    ?= 30s
 CONFIG      ?= configs/umedge.toml
 PLUGINS     := $(notdir $(wildcard plugins/*))
 # Debian packages the integration tests and benchmarks drive: SIPp and the
-# Kamailio reference (util-linux taskset pins them), the runtime of the
+# Kamailio reference (util-linux taskset pins them), rtpengine (the media of
+# the SBC reference, and of bench-media), sngrep (the HEP collector), the runtime of the
 # Python router plugin of examples/pyrouter, baresip (the SRTP softphone of
 # the SBC tests); nftables and iproute2 for the firewall, network and NAT
 # tests in namespaces, dosfstools and e2fsprogs for the data-partition
 # tests; qemu, its UEFI firmware and systemd-boot boot the appliance images
 # (images/boottest).
-TEST_DEBS   ?= sip-tester sngrep kamailio python3-grpcio python3-protobuf python3-cryptography baresip-core \
+TEST_DEBS   ?= sip-tester sngrep kamailio rtpengine-daemon python3-grpcio python3-protobuf python3-cryptography baresip-core \
 	nftables iproute2 dosfstools e2fsprogs qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 systemd-boot-efi
 
 .PHONY: all build plugins run test test-short test-integration test-deps bench-sip bench-media bench-b2bua bpf \
@@ -95,13 +96,16 @@ bpf:
 		bpf fastpath.c -- -O2 -g -Wall -Werror -I/usr/include/$$(uname -m)-linux-gnu
 
 # Full calls of the mix through the proxy action (no media): SIPp over UDP
-# to edged, which runs every pool as a B2BUA, and to Kamailio as a stateful
-# tm + rr proxy, each relaying to SIPp callees on the mailboxes' back-end
-# hosts over UDP, then over TCP; calls held for 0.5 s. Then the memory per
+# to edged, which runs every pool as a B2BUA with the media anchored, to
+# Kamailio as a stateful tm + rr proxy (no media: the issue's reference) and
+# to Kamailio with its media anchored in rtpengine (the SBC an operator
+# builds from them: the same work as edged's), each relaying to SIPp callees
+# on the mailboxes' back-end hosts over UDP, then over TCP; calls held for
+# 0.5 s. Then the memory per
 # active call (2,000 calls placed per 20 s hold). About 20 minutes;
 # BENCH_ARGS="-backend-transports udp" narrows it (sipbench -h).
 bench-b2bua: test-deps build plugins
-	$(GO) run ./core/cmd/sipbench -edged $(BIN)/edged -plugins $(BIN)/plugins \
+	$(GO) run ./core/cmd/sipbench -edged $(BIN)/edged -plugins $(BIN)/plugins -servers kamailio,kamailio+rtpengine,edged \
 		-scenarios b2bua -transports udp -backend-transports udp,tcp -start 500 $(BENCH_ARGS)
 
 fuzz:

@@ -60,12 +60,42 @@ func TestKamailioProxyConfigChecks(t *testing.T) {
 	if out, err := exec.Command(k.bin, "-c", "-f", filepath.Join(dir, "kamailio.cfg")).CombinedOutput(); err != nil {
 		t.Fatalf("kamailio -c: %v\n%s", err, out)
 	}
+	k.rtpengine = testRTPEngine(t)
+	args, _, err := k.command(dir, 5090, workload{mix: f, backend: &backend{port: 5070, transport: "udp"}})
+	if err != nil {
+		t.Fatalf("command() with rtpengine = %v", err)
+	}
+	if args[0] != "sh" {
+		t.Fatalf("command with rtpengine = %q, want the shell that starts rtpengine first", args)
+	}
+	if out, err := exec.Command(k.bin, "-c", "-f", filepath.Join(dir, "kamailio.cfg")).CombinedOutput(); err != nil {
+		t.Fatalf("kamailio -c with rtpengine: %v\n%s", err, out)
+	}
 }
 
 func TestIntegrationB2BUAKamailio(t *testing.T) {
 	k := testKamailio(t)
 	k.shmMB = 256
 	checkB2BUAStep(t, k)
+}
+
+// The SBC reference with media: Kamailio's proxy refuses a call whose
+// offer rtpengine did not take, so every answered call here had its media
+// anchored there.
+func TestIntegrationB2BUAKamailioRTPEngine(t *testing.T) {
+	k := testKamailio(t)
+	k.shmMB = 256
+	k.rtpengine = testRTPEngine(t)
+	checkB2BUAStep(t, k)
+}
+
+func testRTPEngine(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("rtpengine")
+	if err != nil {
+		t.Fatalf("rtpengine is required (make test installs rtpengine-daemon): %v", err)
+	}
+	return bin
 }
 
 func TestIntegrationB2BUAEdged(t *testing.T) {

@@ -119,11 +119,11 @@ func TestRenderTable(t *testing.T) {
 	})
 	for _, want := range []string{
 		"| single | UDP | kamailio | 1000 | 0.000 | 50 | 7.0 / 7.0 / 7.0, 1 | sipp 0 % (0) | – | – |",
-		"| single | UDP | edged | 1500 | 0.000 | 50 | 30.0 / 30.0 / 30.0, 1 | sipp 0 % (0) | – | 1.50× |",
+		"| single | UDP | edged | 1500 | 0.000 | 50 | 30.0 / 30.0 / 30.0, 1 | sipp 0 % (0) | – | 1.50× kamailio |",
 		"| single | TCP | edged | – | – | – | – | – | – | no step passed: edged exited |",
 		// The ratio compares with Kamailio in the same scenario.
 		"| mix | UDP | kamailio children=4 | 1400 | 0.000 | 50 | 8.0 / 8.0 / 8.0, 1 | go 40 % (286) | 0.25 / 1.50 | – |",
-		"| mix | UDP | edged | 699 | 0.100 | 50 | 40.0 / 40.0 / 40.0, 1 | sipp 0 % (0) | – | 0.50× |",
+		"| mix | UDP | edged | 699 | 0.100 | 50 | 40.0 / 40.0 / 40.0, 1 | sipp 0 % (0) | – | 0.50× kamailio |",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)

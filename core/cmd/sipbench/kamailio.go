@@ -38,6 +38,11 @@ type kamailioConfig struct {
 	// Proxy makes Kamailio a stateful proxy that relays the mix's calls
 	// to their back ends instead of redirecting them; it needs Mix.
 	Proxy *kamailioProxy
+	// RTPEngine, with Proxy, anchors every call's media in rtpengine at
+	// this ng address (rtpengine_manage on offers and answers,
+	// rtpengine_delete at the end): the SBC as Kamailio users build it,
+	// doing the media work edged's B2BUA does.
+	RTPEngine string
 }
 
 // kamailioProxy is where the stateful proxy relays a call: the back end's
@@ -112,6 +117,13 @@ loadmodule "rr.so"
 loadmodule "maxfwd.so"
 loadmodule "siputils.so"
 {{- end}}
+{{- with .RTPEngine}}
+loadmodule "rtpengine.so"
+modparam("rtpengine", "rtpengine_sock", "udp:{{.}}")
+# rtpengine is up before Kamailio starts; should a ping still fail, try
+# again after a second, not after the default minute.
+modparam("rtpengine", "rtpengine_disable_tout", 1)
+{{- end}}
 
 request_route {
 {{- if .Proxy}}
@@ -131,6 +143,14 @@ request_route {
 	}
 	if (has_totag()) {
 		if (loose_route()) {
+{{- if .RTPEngine}}
+			if (is_method("BYE")) {
+				rtpengine_delete();
+			} else if (has_body("application/sdp")) {
+				rtpengine_manage("replace-origin replace-session-connection");
+				t_on_reply("MEDIA");
+			}
+{{- end}}
 			t_relay();
 			exit;
 		}
@@ -191,6 +211,16 @@ request_route {
 		# The call goes to the mailbox's back end itself, where the Call
 		# Router's 302 would send the caller.
 		record_route();
+{{- if $.RTPEngine}}
+		# No call without its media anchored: a failed offer is refused,
+		# not passed through untouched.
+		if (!rtpengine_manage("replace-origin replace-session-connection")) {
+			sl_send_reply("503", "Media Relay Unavailable");
+			exit;
+		}
+		t_on_reply("MEDIA");
+		t_on_failure("MEDIA_FAILED");
+{{- end}}
 		$du = "sip:" + $var(host) + ":{{.Port}};transport={{.Transport}}";
 		if (!t_relay()) {
 			sl_reply_error();
@@ -214,6 +244,18 @@ request_route {
 	sl_send_reply("405", "Method Not Allowed");
 	exit;
 }
+{{- if .RTPEngine}}
+
+onreply_route[MEDIA] {
+	if (has_body("application/sdp")) {
+		rtpengine_manage("replace-origin replace-session-connection");
+	}
+}
+
+failure_route[MEDIA_FAILED] {
+	rtpengine_delete();
+}
+{{- end}}
 `))
 
 func (c kamailioConfig) render() ([]byte, error) {
@@ -249,9 +291,20 @@ type kamailioServer struct {
 	bin   string
 	cfg   kamailioConfig
 	shmMB int // shared memory (-m); 0 = Kamailio's default of 64 MB
+	// rtpengine, when set, is the rtpengine binary: scenario b2bua then
+	// anchors the media in it (server "kamailio+rtpengine").
+	rtpengine string
 }
 
-func (k kamailioServer) name() string { return "kamailio" }
+func (k kamailioServer) name() string {
+	if k.rtpengine != "" {
+		return serverKamailioRTPEngine
+	}
+	return "kamailio"
+}
+
+// serverKamailioRTPEngine is the SBC reference with media anchored.
+const serverKamailioRTPEngine = "kamailio+rtpengine"
 
 // command writes kamailio.cfg, for the mix when w has one and as the
 // stateful proxy to w's back ends when it has them; Kamailio is ready when
@@ -263,11 +316,17 @@ func (k kamailioServer) command(dir string, port int, w workload) ([]string, fun
 	if w.mix != nil {
 		c.Mix = newKamailioMix(w.mix)
 	}
+	if k.rtpengine != "" && w.backend == nil {
+		return nil, nil, fmt.Errorf("%w: %s is a reference for scenario b2bua only", errBadFlag, k.name())
+	}
 	if w.backend != nil {
 		if w.mix == nil {
 			return nil, nil, fmt.Errorf("%w: the proxy needs the mix's directory", errBadMix)
 		}
 		c.Proxy = &kamailioProxy{Port: w.backend.port, Transport: w.backend.transport}
+		if k.rtpengine != "" {
+			c.RTPEngine = "127.0.0.1:" + strconv.Itoa(port+3)
+		}
 	}
 	b, err := c.render()
 	if err != nil {
@@ -283,5 +342,31 @@ func (k kamailioServer) command(dir string, port int, w workload) ([]string, fun
 	if k.shmMB > 0 {
 		args = append(args, "-m", strconv.Itoa(k.shmMB))
 	}
+	if c.RTPEngine != "" {
+		args = k.withRTPEngine(c.RTPEngine, args)
+	}
 	return args, func() error { return sipReady(port) }, nil
+}
+
+// withRTPEngine wraps Kamailio's command line: a shell starts rtpengine,
+// waits for its ng port and execs Kamailio, so both are one process tree
+// on the server's CPU (their CPU and memory are counted together, as
+// edged's B2BUA and media engine are) and one process group to stop.
+func (k kamailioServer) withRTPEngine(ng string, kamailio []string) []string {
+	_, port, _ := strings.Cut(ng, ":")
+	rtp := []string{k.rtpengine, "--config-file=none", "--foreground", "--log-stderr", "--log-level=3", "--table=-1",
+		"--interface=127.0.0.1", "--listen-ng=" + ng, "--num-threads=1",
+		"--port-min=" + strconv.Itoa(b2buaMediaPortMin), "--port-max=" + strconv.Itoa(b2buaMediaPortMax)}
+	script := shellQuote(rtp) + " &\n" +
+		"i=0; until ss -Hlun 'sport = :" + port + "' | grep -q .; do i=$((i+1)); [ $i -gt 200 ] && { echo rtpengine did not listen >&2; exit 1; }; sleep 0.05; done\n" +
+		"exec " + shellQuote(kamailio)
+	return []string{"sh", "-c", script}
+}
+
+func shellQuote(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
 }

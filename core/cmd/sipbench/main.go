@@ -59,6 +59,7 @@ import (
 type options struct {
 	edged, plugins, config string
 	kamailio               string
+	rtpengine              string
 	kamChildren            []int
 	kamShmMB               int
 	servers, transports    []string
@@ -93,6 +94,7 @@ func main() {
 	flag.StringVar(&o.plugins, "plugins", "bin/plugins", "plugin directory, pinned by <dir>.sha256, as built by make plugins")
 	flag.StringVar(&o.config, "config", "configs/umedge.toml", "shipped config the edged bench config is derived from")
 	flag.StringVar(&o.kamailio, "kamailio", "kamailio", "kamailio binary")
+	flag.StringVar(&o.rtpengine, "rtpengine", "rtpengine", "rtpengine binary, for server "+serverKamailioRTPEngine+" (scenario b2bua: Kamailio's stateful proxy with the media anchored in rtpengine)")
 	flag.StringVar(&children, "kamailio-children", "2,4", "Kamailio children and tcp_children values to try, comma-separated; the best result per transport is kept")
 	flag.IntVar(&o.kamShmMB, "kamailio-shm", 512, "Kamailio's shared memory in MB (-m): the stateful proxy of scenario b2bua keeps every transaction there for its wait timer")
 	flag.StringVar(&servers, "servers", "kamailio,edged", "servers to measure, in order")
@@ -211,6 +213,18 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 				candidates[name] = append(candidates[name], kamailioServer{bin: o.kamailio, shmMB: o.kamShmMB, cfg: kamailioConfig{
 					Children: n, TCPChildren: n, UDPBuffer: udpBuffer, ModuleDir: mods,
 				}})
+			}
+		case serverKamailioRTPEngine:
+			mods, err := findKamailioModules()
+			if err != nil {
+				return err
+			}
+			if _, err := exec.LookPath(o.rtpengine); err != nil {
+				return fmt.Errorf("%s needs rtpengine (Debian rtpengine-daemon): %w", name, err)
+			}
+			for _, n := range o.kamChildren {
+				candidates[name] = append(candidates[name], kamailioServer{bin: o.kamailio, shmMB: o.kamShmMB, rtpengine: o.rtpengine,
+					cfg: kamailioConfig{Children: n, TCPChildren: n, UDPBuffer: udpBuffer, ModuleDir: mods}})
 			}
 		case "edged":
 			for _, f := range []string{o.edged, filepath.Clean(o.plugins) + ".sha256", o.config} {

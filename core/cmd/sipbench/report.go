@@ -14,11 +14,12 @@ func renderTable(results []result) string {
 	var b strings.Builder
 	b.WriteString("| scenario | transport | server | best calls/s | failed % | server CPU µs/call | peak RSS MiB (main / largest / sum, procs) | generator, its CPU (µs/call) | latency p50 / p99 ms | edged/kamailio |\n")
 	b.WriteString("|---|---|---|--:|--:|--:|---|---|--:|--:|\n")
-	type key struct{ scenario, transport string }
+	type key struct{ scenario, transport, server string }
 	ref := map[key]float64{}
 	for _, r := range results {
 		if s, ok := r.bestStep(); ok && strings.HasPrefix(r.server, "kamailio") {
-			ref[key{r.scenario, r.transport}] = s.Achieved()
+			name, _, _ := strings.Cut(r.server, " ") // "kamailio children=4"
+			ref[key{r.scenario, r.transport, name}] = s.Achieved()
 		}
 	}
 	for _, r := range results {
@@ -32,8 +33,16 @@ func renderTable(results []result) string {
 			continue
 		}
 		ratio := "–"
-		if k := ref[key{r.scenario, r.transport}]; r.server == "edged" && k > 0 {
-			ratio = fmt.Sprintf("%.2f×", s.Achieved()/k)
+		if r.server == "edged" {
+			var rs []string
+			for _, k := range []string{"kamailio", serverKamailioRTPEngine} {
+				if v := ref[key{r.scenario, r.transport, k}]; v > 0 {
+					rs = append(rs, fmt.Sprintf("%.2f× %s", s.Achieved()/v, k))
+				}
+			}
+			if len(rs) > 0 {
+				ratio = strings.Join(rs, ", ")
+			}
 		}
 		latency := "–"
 		if s.LatP50 > 0 {
