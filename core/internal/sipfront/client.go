@@ -239,7 +239,7 @@ func (s *Server) listenerFor(tp router.Transport, dst netip.Addr) *listener {
 	// must see the inside address in Via, Contact and SDP), else a
 	// wildcard one, else one of dst's kind (loopback or not); ties by
 	// address, so the choice does not change from call to call.
-	src, _ := sourceFor(dst)
+	src, _ := s.sources.lookup(dst)
 	rank := func(l *listener) int {
 		a := l.key.addr.Addr()
 		switch {
@@ -274,7 +274,7 @@ func (s *Server) Local(tp router.Transport, dst netip.Addr) (netip.AddrPort, err
 	}
 	ap := l.key.addr
 	if ap.Addr().IsUnspecified() {
-		a, err := sourceFor(dst)
+		a, err := s.sources.lookup(dst)
 		if err != nil {
 			return netip.AddrPort{}, err
 		}
@@ -292,6 +292,53 @@ func sourceFor(dst netip.Addr) (netip.Addr, error) {
 	}
 	defer func() { _ = c.Close() }()
 	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
+}
+
+// kernelSource is sourceFor; a var for tests.
+var kernelSource = sourceFor
+
+// sourceTTL is how long the kernel's source address towards a peer is
+// remembered: asking costs a socket, a connect and a close (~20 µs), and
+// listenerFor asks for every UDP message the B2BUA sends when several
+// listeners share a family. A route change shows within it.
+const sourceTTL = time.Second
+
+// maxSources bounds the peers remembered; past it the cache starts over.
+const maxSources = 4096
+
+// sourceCache remembers the kernel's source address towards peers.
+type sourceCache struct {
+	mu  sync.Mutex
+	m   map[netip.Addr]sourceEntry
+	now func() time.Time // nil = time.Now; for tests
+}
+
+type sourceEntry struct {
+	src netip.Addr
+	err error
+	at  time.Time
+}
+
+// lookup is sourceFor(dst), asked at most once per sourceTTL.
+func (c *sourceCache) lookup(dst netip.Addr) (netip.Addr, error) {
+	now := time.Now()
+	if c.now != nil {
+		now = c.now()
+	}
+	c.mu.Lock()
+	e, ok := c.m[dst]
+	c.mu.Unlock()
+	if ok && now.Sub(e.at) < sourceTTL {
+		return e.src, e.err
+	}
+	src, err := kernelSource(dst)
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxSources {
+		c.m = make(map[netip.Addr]sourceEntry)
+	}
+	c.m[dst] = sourceEntry{src: src, err: err, at: now}
+	c.mu.Unlock()
+	return src, err
 }
 
 // Resolve implements b2bua.Transport. A back end named by DNS is looked
@@ -316,7 +363,7 @@ func (s *Server) Resolve(host string) (netip.Addr, error) {
 func (s *Server) inbound(p *peer, req *sip.Request) b2bua.Inbound {
 	in := b2bua.Inbound{Transport: p.transport, Source: p.src, Local: p.local}
 	if in.Local.Addr().IsUnspecified() {
-		if a, err := sourceFor(p.src.Addr()); err == nil {
+		if a, err := s.sources.lookup(p.src.Addr()); err == nil {
 			in.Local = netip.AddrPortFrom(a, in.Local.Port())
 		}
 	}

@@ -185,3 +185,44 @@ func TestStreamConnSharedBudget(t *testing.T) {
 		t.Errorf("budget after a closed = %d, want 0", got)
 	}
 }
+
+// A reader waiting for the writer (waitWriter) returns false at once when
+// the connection is closed from elsewhere, a replier's drop or Close, not
+// after the write timeout; and true once a peer reads the queue down.
+func TestWaitWriterWakesOnCloseAndDrain(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		end  func(sc *streamConn, far net.Conn)
+		want bool
+	}{
+		{name: "closed", end: func(sc *streamConn, _ net.Conn) { sc.close() }, want: false},
+		{name: "drained", end: func(_ *streamConn, far net.Conn) { go func() { _, _ = io.Copy(io.Discard, far) }() }, want: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			near, far := net.Pipe() // nobody reads far until end: writes block
+			defer far.Close()
+			sc := newStreamConn(near, near, func() time.Duration { return time.Minute }, nil)
+			sc.start()
+			defer sc.finish()
+			if !sc.enqueue(make([]byte, readPause+1)) {
+				t.Fatal("enqueue refused")
+			}
+			got := make(chan bool, 1)
+			go func() { got <- sc.waitWriter() }()
+			select {
+			case v := <-got:
+				t.Fatalf("waitWriter = %v with %d bytes unwritten, want it to wait", v, readPause+1)
+			case <-time.After(100 * time.Millisecond):
+			}
+			tt.end(sc, far)
+			select {
+			case v := <-got:
+				if v != tt.want {
+					t.Errorf("waitWriter = %v, want %v", v, tt.want)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("waitWriter still waiting 2 s later (the write timeout is a minute)")
+			}
+		})
+	}
+}

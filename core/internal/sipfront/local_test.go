@@ -45,3 +45,38 @@ func TestLocalPicksTheListenerTowardsThePeer(t *testing.T) {
 		}
 	}
 }
+
+// The kernel's source address towards a peer is asked once and then
+// remembered for sourceTTL: listenerFor runs for every UDP message the
+// B2BUA sends when several listeners share a family, and each question
+// costs a socket, a connect and a close (~20 µs on a loaded 2-vCPU box:
+// some 100 µs of a call's CPU).
+func TestListenerForAsksTheKernelOncePerPeer(t *testing.T) {
+	defer func(f func(netip.Addr) (netip.Addr, error)) { kernelSource = f }(kernelSource)
+	asked := 0
+	kernelSource = func(dst netip.Addr) (netip.Addr, error) {
+		asked++
+		return netip.MustParseAddr("127.0.0.1"), nil
+	}
+	s := New(&fakeRouter{}, WithLogger(slog.New(slog.DiscardHandler)))
+	s.listeners = map[listenerKey]*listener{}
+	for _, a := range []string{"127.0.0.1", "127.0.0.2"} {
+		k := listenerKey{router.UDP, netip.AddrPortFrom(netip.MustParseAddr(a), 5060)}
+		s.listeners[k] = &listener{key: k}
+	}
+	dst := netip.MustParseAddr("127.0.0.9")
+	for range 100 {
+		if l := s.listenerFor(router.UDP, dst); l == nil || l.key.addr.Addr() != netip.MustParseAddr("127.0.0.1") {
+			t.Fatalf("listenerFor = %v, want the one on the kernel's source 127.0.0.1", l)
+		}
+	}
+	if asked != 1 {
+		t.Errorf("the kernel was asked %d times for 100 messages to one peer, want 1", asked)
+	}
+	// Past sourceTTL a route change shows.
+	s.sources.now = func() time.Time { return time.Now().Add(2 * sourceTTL) }
+	s.listenerFor(router.UDP, dst)
+	if asked != 2 {
+		t.Errorf("the kernel was asked %d times after sourceTTL, want 2", asked)
+	}
+}

@@ -93,6 +93,7 @@ type Server struct {
 	b2b        atomic.Pointer[b2bua.Engine]
 	capture    tap                // the HEP sender, when capture is on (capture.go)
 	out        outbound           // connections we opened for the B2BUA
+	sources    sourceCache        // the kernel's source address towards peers
 	ctx        context.Context    // ends at Close: bounds dials in progress
 	cancel     context.CancelFunc // of ctx
 

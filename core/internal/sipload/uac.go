@@ -83,7 +83,9 @@ type Result struct {
 	// Elapsed runs from the first INVITE to the last call's end.
 	Elapsed time.Duration
 	// Latency is the time from a call's first INVITE to its final answer,
-	// over the calls that got one.
+	// over the calls that got one; for a call whose INVITE the sender
+	// could not send on time (a TCP write the server did not take, or the
+	// generator's own work: SendLag) from the time it was due.
 	Latency Latency
 	// SendLag is the most an INVITE went out after its scheduled time:
 	// near zero unless the generator could not keep the rate.
@@ -169,8 +171,13 @@ type engine struct {
 	// the sender and read by the receive loops; lat (µs to the final
 	// answer) by the receive loop that ended the call, read after all
 	// loops ended.
-	state    []atomic.Uint32
-	sent     []atomic.Int64
+	state []atomic.Uint32
+	sent  []atomic.Int64
+	// from is where call i's latency starts: its first send, or the time
+	// it was due when the sender was held up past it (its own work, or a
+	// TCP write the server did not take): an open-loop latency counts the
+	// wait the server caused.
+	from     []atomic.Int64
 	lat      []uint32
 	finished atomic.Int64 // calls ended (and ACKed)
 	last     atomic.Int64 // ns after start of the last call's end
@@ -210,8 +217,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &engine{cfg: cfg, n: cfg.Calls,
-		state: make([]atomic.Uint32, cfg.Calls), sent: make([]atomic.Int64, cfg.Calls), lat: make([]uint32, cfg.Calls)}
+	e := newEngine(cfg)
 	var w wire
 	switch cfg.Transport {
 	case "udp":
@@ -241,6 +247,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return res, fmt.Errorf("sipload: %w", err)
 	}
 	return res, nil
+}
+
+func newEngine(cfg Config) *engine {
+	return &engine{cfg: cfg, n: cfg.Calls, state: make([]atomic.Uint32, cfg.Calls),
+		sent: make([]atomic.Int64, cfg.Calls), from: make([]atomic.Int64, cfg.Calls), lat: make([]uint32, cfg.Calls)}
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -344,6 +355,7 @@ func (e *engine) sendLoop(ctx context.Context, w wire) (int64, error) {
 		t1           = int64(e.cfg.T1)
 		timerB       = int64(e.cfg.Timeout)
 		period       = 1e9 / e.cfg.Rate
+		busy         int64 // when the last tick's work ended: a call due before it waited for the sender
 	)
 	tick := time.NewTicker(e.cfg.Tick)
 	defer tick.Stop()
@@ -362,6 +374,14 @@ func (e *engine) sendLoop(ctx context.Context, w wire) (int64, error) {
 		}
 		for ; next < due; next++ {
 			e.sent[next].Store(now)
+			// Due while the sender was held up: the wait counts. Due while
+			// it slept for the tick: it does not (the tick is the
+			// generator's grain, not the server's latency).
+			from := now
+			if at := int64(float64(next) * period); at < busy {
+				from = at
+			}
+			e.from[next].Store(from)
 			e.state[next].Store(stateCalling)
 			if batch = append(batch, int32(next)); len(batch) == cap(batch) {
 				flush(now)
@@ -399,6 +419,7 @@ func (e *engine) sendLoop(ctx context.Context, w wire) (int64, error) {
 		if next == e.n && e.finished.Load() == int64(e.n) {
 			return lag, nil
 		}
+		busy = e.now()
 		select {
 		case <-ctx.Done():
 			return lag, ctx.Err()
@@ -493,7 +514,7 @@ func (e *engine) handleParsed(r *response, now int64, loc *local, cnt *counters,
 		if why >= 0 {
 			cnt.failures[why]++
 		}
-		e.lat[i] = uint32(min(max(now-e.sent[i].Load(), 0)/1000+1, 1<<32-1)) // 0 = no answer
+		e.lat[i] = uint32(min(max(now-e.from[i].Load(), 0)/1000+1, 1<<32-1)) // 0 = no answer
 	} else if e.state[i].Load() == stateTimedOut {
 		cnt.late++
 	} else {

@@ -504,7 +504,8 @@ func TestConfigInvalid(t *testing.T) {
 func TestHandleAllocs(t *testing.T) {
 	l := newLocal("127.0.0.1", 5070, "UDP", "127.0.0.1:5060", "tok")
 	lines := []Line{{Caller: "1", Called: "80000", Code: 302, Contact: "80000@127.0.0.1:5062"}}
-	e := &engine{cfg: Config{Lines: lines}, n: 1, state: make([]atomic.Uint32, 1), sent: make([]atomic.Int64, 1), lat: make([]uint32, 1), start: time.Now()}
+	e := newEngine(Config{Lines: lines, Calls: 1})
+	e.start = time.Now()
 	e.state[0].Store(stateCalling)
 	msg := []byte("SIP/2.0 302 Moved\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-tok-0\r\nFrom: <sip:1@127.0.0.1:5070>;tag=tok-0\r\n" +
 		"To: <sip:80000@127.0.0.1:5060>;tag=s\r\nCall-ID: 0-tok@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:80000@127.0.0.1:5062;transport=tcp>\r\nContent-Length: 0\r\n\r\n")
