@@ -107,7 +107,10 @@ func (e *Engine) startFastPath() error {
 		e.fpUnavailable.Add(1)
 		e.fpWhy = err.Error()
 		if p == nil {
-			e.log.Warn("media fast path off, relaying in userspace", "fast_path", mode, "reason", err)
+			// auto asked for the fast path only where it can run: its
+			// absence is the expected case on loopback or an old kernel,
+			// not a fault (the metric counts it).
+			e.log.Info("media fast path off, relaying in userspace", "fast_path", mode, "reason", err)
 			return nil
 		}
 		e.log.Warn("media fast path not on every interface", "fast_path", mode, "reason", err)
