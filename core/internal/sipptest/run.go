@@ -141,9 +141,29 @@ func (r Run) Exec(ctx context.Context, log Logger) (*Result, error) {
 			log.Logf("sipptest: sipp has no TLS; bridging its TCP through %s to %s over TLS", target, r.Target)
 		}
 	}
+	for attempt := 1; ; attempt++ {
+		res, exit, err := r.execOnce(ctx, log, dir, scenario, target, transport)
+		// SIPp's ports are checked free before it starts, and another test
+		// may take one in between: SIPp then exits 254 before it sends
+		// anything, and a run on other ports is the same run.
+		if err == nil || exit != 254 || res == nil || !strings.Contains(res.Stderr, "Unable to bind") || attempt == 3 {
+			return res, err
+		}
+		if log != nil {
+			log.Logf("sipptest: sipp could not bind its ports (attempt %d), again on others: %s", attempt, lastLine(res.Stderr))
+		}
+		for _, f := range []string{"stat.csv", "errors.log"} {
+			_ = os.Remove(filepath.Join(dir, f))
+		}
+	}
+}
+
+// execOnce runs SIPp once on freshly picked ports and reports its exit
+// status with the result.
+func (r Run) execOnce(ctx context.Context, log Logger, dir, scenario, target, transport string) (*Result, int, error) {
 	args, err := r.args(dir, scenario, target, transport)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	bin := Binary
 	if r.CPU != "" {
@@ -181,28 +201,28 @@ func (r Run) Exec(ctx context.Context, log Logger) (*Result, error) {
 		res.Errors = truncate(string(b), 64<<10)
 	}
 	if err := ctx.Err(); err != nil {
-		return res, fmt.Errorf("run sipp: %w", err)
+		return res, 0, fmt.Errorf("run sipp: %w", err)
 	}
 	if err := runCtx.Err(); err != nil {
-		return res, fmt.Errorf("%w after %v: %w", ErrTimeout, res.Duration.Round(time.Millisecond), err)
+		return res, 0, fmt.Errorf("%w after %v: %w", ErrTimeout, res.Duration.Round(time.Millisecond), err)
 	}
 	exit := 0
 	if runErr != nil {
 		var ee *exec.ExitError
 		if !errors.As(runErr, &ee) {
-			return res, fmt.Errorf("run sipp: %w", runErr)
+			return res, 0, fmt.Errorf("run sipp: %w", runErr)
 		}
 		exit = ee.ExitCode()
 	}
 	res.ExitCode = exit
 
 	if err := res.readStats(filepath.Join(dir, "stat.csv")); err != nil {
-		return res, fmt.Errorf("%w (exit status %d): %w; stderr: %s", ErrSIPp, exit, err, lastLine(res.Stderr))
+		return res, exit, fmt.Errorf("%w (exit status %d): %w; stderr: %s", ErrSIPp, exit, err, lastLine(res.Stderr))
 	}
 	if counts, _ := filepath.Glob(filepath.Join(dir, "*_counts.csv")); len(counts) > 0 {
 		if b, err := os.ReadFile(counts[0]); err == nil {
 			if err := res.addCounts(b); err != nil {
-				return res, err
+				return res, exit, err
 			}
 		}
 	}
@@ -216,10 +236,10 @@ func (r Run) Exec(ctx context.Context, log Logger) (*Result, error) {
 	}
 	switch exit {
 	case 0, 1:
-		return res, nil
+		return res, exit, nil
 	default:
 		// -timeout_error and fatal errors end here; 99 means no call ran.
-		return res, fmt.Errorf("%w: exit status %d: %s", ErrSIPp, exit, lastLine(res.Stderr))
+		return res, exit, fmt.Errorf("%w: exit status %d: %s", ErrSIPp, exit, lastLine(res.Stderr))
 	}
 }
 
