@@ -1,6 +1,10 @@
 package hep
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/umedge/umedge/core/internal/sipheader"
+)
 
 // What the sender needs to know of SIP: where one message ends in bytes
 // written to a stream, and its Call-ID.
@@ -18,7 +22,7 @@ func nextMessage(b []byte) (msg, rest []byte) {
 		return b, nil
 	}
 	cl := headerValue(b[:h+2], "content-length", "l")
-	n, ok := atoi(cl)
+	n, ok := sipheader.Number(cl)
 	if !ok {
 		return b, nil
 	}
@@ -67,19 +71,4 @@ func headerValue(head []byte, long, short string) []byte {
 		}
 	}
 	return nil
-}
-
-// atoi parses a non-negative decimal of at most 9 digits.
-func atoi(b []byte) (int, bool) {
-	if len(b) == 0 || len(b) > 9 {
-		return 0, false
-	}
-	n := 0
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, true
 }

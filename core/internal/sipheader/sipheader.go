@@ -277,3 +277,20 @@ func Received(v *sip.ViaHeader, src netip.AddrPort) *sip.ViaHeader {
 	}
 	return v
 }
+
+// Number parses a header's non-negative decimal of at most 9 digits (a
+// Content-Length, a status code, a CSeq number) without allocating; false
+// for anything else, so a crafted value cannot overflow.
+func Number(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}

@@ -148,3 +148,17 @@ func FuzzHistoryInfo(f *testing.F) {
 		}
 	})
 }
+
+func TestNumber(t *testing.T) {
+	for in, want := range map[string]int{"0": 0, "200": 200, "999999999": 999999999} {
+		if n, ok := Number([]byte(in)); !ok || n != want {
+			t.Errorf("Number(%q) = %d, %v; want %d", in, n, ok, want)
+		}
+	}
+	// Overflow, signs, spaces, empty: refused, never wrapped.
+	for _, in := range []string{"", "1000000000", "99999999999999999999", "-1", "+1", " 1", "1 ", "1a", "０"} {
+		if n, ok := Number([]byte(in)); ok {
+			t.Errorf("Number(%q) = %d, true; want refused", in, n)
+		}
+	}
+}

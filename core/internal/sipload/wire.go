@@ -2,6 +2,7 @@ package sipload
 
 import (
 	"bytes"
+	"github.com/umedge/umedge/core/internal/sipheader"
 	"strconv"
 )
 
@@ -168,7 +169,7 @@ func parseMessage(msg []byte, r *response) bool {
 	nl := bytes.Index(head, crlf)
 	line := head[:nl]
 	if len(line) >= 12 && string(line[:8]) == "SIP/2.0 " && line[11] == ' ' {
-		if code, ok := atoi(line[8:11]); ok && code >= 100 && code <= 699 {
+		if code, ok := sipheader.Number(line[8:11]); ok && code >= 100 && code <= 699 {
 			r.code = code
 		}
 	}
@@ -196,7 +197,7 @@ func parseMessage(msg []byte, r *response) bool {
 				r.contact = value
 			}
 		case isHeader(name, "content-length", "l"):
-			n, ok := atoi(value)
+			n, ok := sipheader.Number(value)
 			if !ok {
 				n = -2
 			}
@@ -226,20 +227,6 @@ func isHeader(name []byte, long, short string) bool {
 		}
 	}
 	return true
-}
-
-func atoi(b []byte) (int, bool) {
-	if len(b) == 0 || len(b) > 9 {
-		return 0, false
-	}
-	n := 0
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, true
 }
 
 // contactTarget returns the user@host:port of a Contact value
