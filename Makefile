@@ -16,7 +16,7 @@ PLUGINS     := $(notdir $(wildcard plugins/*))
 # tests in namespaces, dosfstools and e2fsprogs for the data-partition
 # tests; qemu, its UEFI firmware and systemd-boot boot the appliance images
 # (images/boottest).
-TEST_DEBS   ?= sip-tester sngrep kamailio rtpengine-daemon python3-grpcio python3-protobuf python3-cryptography baresip-core \
+TEST_DEBS   ?= sip-tester ethtool sngrep kamailio rtpengine-daemon python3-grpcio python3-protobuf python3-cryptography baresip-core \
 	nftables iproute2 dosfstools e2fsprogs qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 systemd-boot-efi
 
 .PHONY: all build plugins run test test-short test-integration test-deps bench-sip bench-media bench-b2bua bpf \
@@ -92,7 +92,7 @@ bench-media:
 BPF_DIR := core/internal/media/fastpath
 bpf:
 	@command -v clang >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm libbpf-dev >/dev/null; }
-	cd $(BPF_DIR) && GOPACKAGE=fastpath $(GO) tool bpf2go -target bpfel -type fp_key -type fp_fwd -type fp_count \
+	cd $(BPF_DIR) && GOPACKAGE=fastpath $(GO) tool bpf2go -target bpfel -type fp_key -type fp_fwd \
 		bpf fastpath.c -- -O2 -g -Wall -Werror -I/usr/include/$$(uname -m)-linux-gnu
 
 # Full calls of the mix through the proxy action (no media): SIPp over UDP

@@ -42,7 +42,7 @@ func main() {
 	step := flag.Int("step", 100, "ramp step, calls")
 	maxCalls := flag.Int("max", 5000, "stop ramping here")
 	window := flag.Duration("window", 5*time.Second, "measured time per step (after 1 s of warm-up)")
-	serverCPU := flag.Int("server-cpu", 1, "CPU the server is pinned to (taskset); run mediabench itself under taskset -c on another")
+	flag.IntVar(&serverCPU, "server-cpu", 1, "CPU the server is pinned to (taskset); run mediabench itself under taskset -c on another")
 	rtpengine := flag.String("rtpengine", "rtpengine", "rtpengine binary")
 	cpuProfile := flag.String("cpuprofile", "", "with -serve: write a CPU profile of the engine here")
 	profileFor := flag.Duration("profile-for", 10*time.Second, "with -cpuprofile: how long")
@@ -89,11 +89,14 @@ func main() {
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("mediabench: %s, G.711 172-byte RTP, 50 pkt/s each way per call, server on CPU %d, %s per step, loadavg %s",
-		time.Now().UTC().Format(time.RFC3339), *serverCPU, *window, load)
-	fmt.Printf("%-9s %-4s %6s %9s %9s %7s %7s %7s %9s %6s %9s %9s\n", "server", "mode", "calls", "sent", "recv", "loss%", "p50ms", "p99ms", "cpuµs/pkt", "cpu%", "allµs/pkt", "bpfµs/pkt")
+		time.Now().UTC().Format(time.RFC3339), serverCPU, *window, load)
+	if genCPU = ownCPU(); genCPU < 0 {
+		fmt.Println("mediabench: not pinned to one CPU (taskset -c N): the gen% and srv% columns are left out")
+	}
+	fmt.Printf("%-9s %-4s %6s %9s %9s %7s %7s %7s %9s %6s %9s %9s %6s %6s\n", "server", "mode", "calls", "sent", "recv", "loss%", "p50ms", "p99ms", "cpuµs/pkt", "cpu%", "allµs/pkt", "bpfµs/pkt", "gen%", "srv%")
 	// The generator alone (A and B talk directly) at the first step: its
 	// own latency, the part of the servers' figures that is not theirs.
-	if _, _, err := ramp("direct", "rtp", *rtpengine, *serverCPU, *portMin, *portMax, *from, *step, *from, *window); err != nil {
+	if _, _, err := ramp("direct", "rtp", *rtpengine, serverCPU, *portMin, *portMax, *from, *step, *from, *window); err != nil {
 		fmt.Fprintln(os.Stderr, "mediabench: direct:", err)
 		os.Exit(1)
 	}
@@ -102,7 +105,7 @@ func main() {
 	steps := map[key]map[int]result{}
 	for _, mode := range strings.Split(*modes, ",") {
 		for _, srv := range strings.Split(*servers, ",") {
-			knee, rs, err := ramp(srv, mode, *rtpengine, *serverCPU, *portMin, *portMax, *from, *step, *maxCalls, *window)
+			knee, rs, err := ramp(srv, mode, *rtpengine, serverCPU, *portMin, *portMax, *from, *step, *maxCalls, *window)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "mediabench: %s %s: %v\n", srv, mode, err)
 				os.Exit(1)
@@ -213,8 +216,8 @@ func ramp(srv, mode, rtpengineBin string, cpu, portMin, portMax, from, step, max
 		if err != nil {
 			return 0, nil, err
 		}
-		fmt.Printf("%-9s %-4s %6d %9d %9d %7.3f %7.2f %7.2f %9.2f %6.1f %9.2f %9.2f\n", srv, mode, calls, r.sent, r.received,
-			r.loss*100, r.p50, r.p99, r.cpuPerPacket, r.cpuShare*100, r.allPerPacket, r.bpfPerPacket)
+		fmt.Printf("%-9s %-4s %6d %9d %9d %7.3f %7.2f %7.2f %9.2f %6.1f %9.2f %9.2f %6.1f %6.1f\n", srv, mode, calls, r.sent, r.received,
+			r.loss*100, r.p50, r.p99, r.cpuPerPacket, r.cpuShare*100, r.allPerPacket, r.bpfPerPacket, r.genBusy*100, r.srvBusy*100)
 		results[calls] = r
 		if r.loss >= 0.001 || r.p99 > 5 {
 			failed++
@@ -243,6 +246,11 @@ type result struct {
 	cpuShare       float64 // server CPU time / wall time
 	allPerPacket   float64 // µs of the whole machine's busy CPU per relayed packet, generator included
 	bpfPerPacket   float64 // µs the fast-path program ran per packet it saw (kernel BPF statistics)
+	// The busy share of the generator's CPU and of the server's over the
+	// window (/proc/stat, softirq included: on a veth the kernel fast
+	// path's work is the sending CPU's, the generator's). A generator CPU
+	// near 100 % is the generator, not the server, giving out.
+	genBusy, srvBusy float64
 }
 
 func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration, run string) (result, error) {
@@ -268,6 +276,7 @@ func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration
 	time.Sleep(time.Second)      // warm-up: latching, contexts
 	cpu0, cpuErr := procCPU(pid) // on failure, stop the load before returning
 	busy0 := machineBusy()
+	gen0, srv0 := cpuBusy(fmt.Sprint("cpu", genCPU)), cpuBusy(fmt.Sprint("cpu", serverCPU))
 	prog0, runs0 := programRuntime()
 	sent0, recv0 := g.sent.Load(), g.received.Load()
 	t0 := time.Now()
@@ -276,6 +285,7 @@ func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration
 	g.measure.Store(false)
 	cpu1, _ := procCPU(pid)
 	busy1 := machineBusy()
+	gen1, srv1 := cpuBusy(fmt.Sprint("cpu", genCPU)), cpuBusy(fmt.Sprint("cpu", serverCPU))
 	prog1, runs1 := programRuntime()
 	wall := time.Since(t0)
 	sent1, recv1 := g.sent.Load(), g.received.Load()
@@ -301,6 +311,7 @@ func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration
 	}
 	_ = sent1 - sent0
 	r.cpuShare = float64(cpu1-cpu0) / float64(wall)
+	r.genBusy, r.srvBusy = float64(gen1-gen0)/float64(wall), float64(srv1-srv0)/float64(wall)
 	return r, nil
 }
 

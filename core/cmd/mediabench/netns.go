@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // Set by flags: where the generator and the server bind, and the server's
@@ -17,6 +18,9 @@ import (
 var (
 	genAddr, srvAddr netip.Addr
 	srvNetns         string
+	// The CPUs the generator (this process: taskset) and the server are
+	// pinned to.
+	genCPU, serverCPU int
 )
 
 // runInNetns makes the two namespaces and the veth between them, runs this
@@ -65,21 +69,45 @@ func runInNetns() int {
 
 // machineBusy is the busy time of all CPUs so far (/proc/stat: everything
 // but idle and iowait).
-func machineBusy() time.Duration {
+func machineBusy() time.Duration { return cpuBusy("cpu") }
+
+// cpuBusy is the busy time so far of the /proc/stat line named name ("cpu"
+// for all CPUs, "cpu0" for CPU 0): user, nice, system, irq, softirq and
+// steal (time the hypervisor gave to another guest: not ours, but not free
+// either), not idle or iowait.
+func cpuBusy(name string) time.Duration {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	var busy int64
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseInt(v, 10, 64)
-		if i != 3 && i != 4 && i < 8 { // user nice system [idle iowait] irq softirq steal
-			busy += n
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 9 || f[0] != name {
+			continue
+		}
+		var busy int64
+		for i, v := range f[1:] {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			if i != 3 && i != 4 && i < 8 { // user nice system [idle iowait] irq softirq steal
+				busy += n
+			}
+		}
+		return time.Duration(busy) * 10 * time.Millisecond // USER_HZ = 100
+	}
+	return 0
+}
+
+// ownCPU is the one CPU this process is pinned to (taskset -c N), or -1.
+func ownCPU() int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil || set.Count() != 1 {
+		return -1
+	}
+	for i := 0; ; i++ {
+		if set.IsSet(i) {
+			return i
 		}
 	}
-	return time.Duration(busy) * 10 * time.Millisecond // USER_HZ = 100
 }
 
 // progName is the fast-path program's name in the kernel (fastpath.c).

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -235,6 +237,84 @@ func TestOffloadRelayIPv6(t *testing.T) {
 	if st := s.Stats().Legs[SideB]; st.PacketsIn != 101 || st.PacketsOut != 101 {
 		t.Errorf("leg B counted %d in, %d out; want 101 each", st.PacketsIn, st.PacketsOut)
 	}
+}
+
+// TestOffloadChecksums: the UDP checksum of a packet the kernel rewrote is
+// right on the wire, whether it arrived with the sender's checksum left
+// to the hardware (CHECKSUM_PARTIAL: only the pseudo-header sum is in the
+// field) or complete. The engine's veths compute checksums in software on
+// the way out (tx offload off: the kernel finishes a partial one from the
+// field), and the peers' veths check every received one (rx offload off),
+// so a wrong checksum is a packet the receiving socket never gets, counted
+// in the namespace's UDP InCsumErrors.
+func TestOffloadChecksums(t *testing.T) {
+	if _, err := exec.LookPath("ethtool"); err != nil {
+		t.Fatalf("ethtool is required (make test installs it): %v", err)
+	}
+	for _, v6 := range []bool{false, true} {
+		for _, senderOffload := range []string{"on", "off"} {
+			t.Run(fmt.Sprintf("ipv6=%v/sender_tx_offload=%s", v6, senderOffload), func(t *testing.T) {
+				l := newOffloadLabFamily(t, fastpath.TC, v6, nil)
+				ethtool := func(ns netns, args ...string) {
+					t.Helper()
+					if out, err := exec.Command("ip", append([]string{"netns", "exec", string(ns), "ethtool", "-K"}, args...)...).CombinedOutput(); err != nil {
+						t.Fatalf("ethtool -K %v in %s: %v\n%s", args, ns, err, out)
+					}
+				}
+				for _, dev := range []string{"ea", "eb"} {
+					ethtool(l.engineNS, dev, "tx", "off")
+				}
+				for _, ns := range []netns{l.callerNS, l.calleeNS} {
+					ethtool(ns, "p0", "rx", "off", "tx", senderOffload)
+				}
+				s, toA, toB := l.call(t, nil)
+				exchange(t, l.caller, l.callee, toA, toB, 1, 1, 0xA, 0xB)
+				waitPath(t, s, PathKernel)
+				fwd0 := forwarded(l.e)
+				exchange(t, l.caller, l.callee, toA, toB, 50, 2, 0xA, 0xB) // fails on a packet the receiver dropped
+				if fwd := forwarded(l.e) - fwd0; fwd < 99 {
+					t.Errorf("the kernel forwarded %d of 100 packets", fwd)
+				}
+				for _, ns := range []netns{l.callerNS, l.calleeNS} {
+					if n := udpCsumErrors(t, ns, v6); n != 0 {
+						t.Errorf("%s counted %d UDP checksum errors", ns, n)
+					}
+				}
+			})
+		}
+	}
+}
+
+// udpCsumErrors is a namespace's UDP (or UDP6) InCsumErrors counter.
+func udpCsumErrors(t *testing.T, ns netns, v6 bool) int {
+	t.Helper()
+	file, field := "/proc/net/snmp", "InCsumErrors"
+	if v6 {
+		file, field = "/proc/net/snmp6", "Udp6InCsumErrors"
+	}
+	out, err := exec.Command("ip", "netns", "exec", string(ns), "cat", file).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(out), "\n")
+	for i, line := range lines {
+		f := strings.Fields(line)
+		if v6 {
+			if len(f) == 2 && f[0] == field {
+				n, _ := strconv.Atoi(f[1])
+				return n
+			}
+			continue
+		}
+		// "Udp: InDatagrams ... InCsumErrors ..." then "Udp: 1 2 ...".
+		if len(f) > 0 && f[0] == "Udp:" && i+1 < len(lines) && slices.Contains(f, field) {
+			vals := strings.Fields(lines[i+1])
+			n, _ := strconv.Atoi(vals[slices.Index(f, field)])
+			return n
+		}
+	}
+	t.Fatalf("no %s in %s of %s", field, file, ns)
+	return 0
 }
 
 // TestOffloadReinvite: a re-INVITE moves the callee's media to another

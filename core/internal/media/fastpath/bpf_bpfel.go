@@ -13,13 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type bpfFpCount struct {
-	_       structs.HostLayout
-	Packets uint64
-	Bytes   uint64
-	LastNs  uint64
-}
-
 type bpfFpFwd struct {
 	_        structs.HostLayout
 	Peer     [16]uint8
@@ -33,6 +26,9 @@ type bpfFpFwd struct {
 	Ifindex  uint32
 	_        [4]byte
 	PtMask   [2]uint64
+	Packets  uint64
+	Bytes    uint64
+	LastNs   uint64
 }
 
 type bpfFpKey struct {
@@ -47,7 +43,6 @@ type bpfFpKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapCountMap        = "count_map"
 	bpfMapFwdMap          = "fwd_map"
 	bpfMapStatsMap        = "stats_map"
 	bpfProgUmedgeFastpath = "umedge_fastpath"
@@ -102,7 +97,6 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	CountMap *ebpf.MapSpec `ebpf:"count_map"`
 	FwdMap   *ebpf.MapSpec `ebpf:"fwd_map"`
 	StatsMap *ebpf.MapSpec `ebpf:"stats_map"`
 }
@@ -133,14 +127,12 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	CountMap *ebpf.Map `ebpf:"count_map"`
 	FwdMap   *ebpf.Map `ebpf:"fwd_map"`
 	StatsMap *ebpf.Map `ebpf:"stats_map"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
-		m.CountMap,
 		m.FwdMap,
 		m.StatsMap,
 	)

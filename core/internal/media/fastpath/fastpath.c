@@ -41,7 +41,10 @@ struct fp_key {
 #define FP_NO_FIB 2 // set by the program: the FIB refused (FWD_DISABLED), go straight to the engine's interface
 
 // fp_fwd is what becomes of a packet that matches: it must come from
-// peer:peer_port and leaves from src:src_port to dst:dst_port.
+// peer:peer_port and leaves from src:src_port to dst:dst_port. The map is
+// per CPU: every CPU has its own copy of the rule (written together by the
+// engine) followed by its own counters, so a packet costs one lookup and
+// no shared cache line is written.
 struct fp_fwd {
 	__u8 peer[16];
 	__u8 src[16];
@@ -53,11 +56,8 @@ struct fp_fwd {
 	__u8 pad;
 	__u32 ifindex;     // egress interface the engine's route lookup chose
 	__u64 pt_mask[2];  // RTP payload types the answer named: bit n = PT n
-};
-
-// fp_count is one entry's per-CPU counters: packets and UDP payload bytes
-// forwarded, and bpf_ktime_get_ns of the last one.
-struct fp_count {
+	// This CPU's counters: packets and UDP payload bytes forwarded, and
+	// bpf_ktime_get_ns of the last one.
 	__u64 packets;
 	__u64 bytes;
 	__u64 last_ns;
@@ -83,18 +83,11 @@ enum {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct fp_key);
 	__type(value, struct fp_fwd);
 } fwd_map SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct fp_key);
-	__type(value, struct fp_count);
-} count_map SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -144,14 +137,34 @@ static __always_inline int payload_ok(const struct fp_fwd *f, const __u8 *p, __u
 	return -1;
 }
 
-static __always_inline void count(const struct fp_key *k, __u16 plen)
+static __always_inline void count(struct fp_fwd *f, __u16 plen)
 {
-	struct fp_count *c = bpf_map_lookup_elem(&count_map, k);
-	if (c) {
-		c->packets++;
-		c->bytes += plen;
-		c->last_ns = bpf_ktime_get_ns();
-	}
+	f->packets++;
+	f->bytes += plen;
+	f->last_ns = bpf_ktime_get_ns();
+}
+
+// The checksum arithmetic of RFC 1624, done here rather than by helpers:
+// csum_add adds the 16-bit words of the 32-bit value v (as they lie in
+// memory) to the running one's-complement sum s, csum_sub their
+// complement; fold16 folds the carries. One's-complement sums are the same
+// in either byte order, so memory-order words need no swapping.
+static __always_inline __u64 csum_add(__u64 s, __u32 v)
+{
+	return s + (v & 0xffff) + (v >> 16);
+}
+
+static __always_inline __u64 csum_sub(__u64 s, __u32 v)
+{
+	return csum_add(s, ~v);
+}
+
+static __always_inline __u16 fold16(__u64 s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)s;
 }
 
 // redirect sends the rewritten packet on: through the FIB's next hop when
@@ -159,14 +172,10 @@ static __always_inline void count(const struct fp_key *k, __u16 plen)
 // egress interface the engine chose (bpf_fib_lookup refuses with
 // FWD_DISABLED on a host that does not forward, which a media relay need
 // not: the packet is ours, not routed).
-static __always_inline int redirect(struct __sk_buff *skb, struct bpf_fib_lookup *fib, int rc, __u32 ifindex)
+static __always_inline int redirect(struct bpf_fib_lookup *fib, int rc, __u32 ifindex)
 {
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		if (bpf_skb_store_bytes(skb, 0, fib->dmac, ETH_ALEN, 0) ||
-		    bpf_skb_store_bytes(skb, ETH_ALEN, fib->smac, ETH_ALEN, 0))
-			return pass(ST_REWRITE);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
 		return bpf_redirect(fib->ifindex, 0);
-	}
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return bpf_redirect_neigh(fib->ifindex, 0, 0, 0);
 	return bpf_redirect_neigh(ifindex, 0, 0, 0);
@@ -254,33 +263,40 @@ static __always_inline int ipv4(struct __sk_buff *skb)
 	if (rc < 0)
 		return pass(-rc);
 
-	// The rewrite: addresses (IP header checksum, UDP pseudo-header),
-	// ports (UDP checksum), TTL - 1 (IP header checksum).
-	struct {
-		__be32 s, d;
-	} oa = {ip->saddr, ip->daddr}, na = {src, dst};
-	struct {
-		__be16 s, d;
-	} op = {udp->source, udp->dest}, np = {f->src_port, f->dst_port};
-	__be16 ottl = *(__be16 *)&ip->ttl; // ttl and protocol
-	__u8 nttl[2] = {ip->ttl - 1, IPPROTO_UDP};
+	// The rewrite, written straight into the packet: MACs when the FIB
+	// resolved the next hop, addresses, TTL - 1 and the IP header
+	// checksum (RFC 1624; a header with a right checksum sums to the same
+	// before and after, so a CHECKSUM_COMPLETE skb->csum stays right), the
+	// ports. Then the UDP checksum by the kernel's helpers, which know how
+	// the skb carries it (CHECKSUM_PARTIAL: only the pseudo-header part is
+	// in the field; a zero IPv4 checksum stays zero).
+	__be32 os = ip->saddr, od = ip->daddr;
+	__u32 oports = *(__u32 *)&udp->source, nports;
+	__be16 np[2] = {f->src_port, f->dst_port};
+	__builtin_memcpy(&nports, np, 4);
+	__u16 ottl = *(__u16 *)&ip->ttl; // ttl and protocol
 	__u32 ifindex = f->ifindex;
-	__s64 da = bpf_csum_diff((__be32 *)&oa, sizeof(oa), (__be32 *)&na, sizeof(na), 0);
-	__s64 dp = bpf_csum_diff((__be32 *)&op, sizeof(op), (__be32 *)&np, sizeof(np), 0);
-	if (da < 0 || dp < 0)
-		return pass(ST_REWRITE);
 	__u16 plen = ulen - 8;
-	if (bpf_l3_csum_replace(skb, IP4_CSUM_OFF, 0, da, 0) ||
-	    bpf_l3_csum_replace(skb, IP4_CSUM_OFF, ottl, *(__be16 *)nttl, 2) ||
-	    bpf_l4_csum_replace(skb, UDP4_OFF + UDP_CSUM, 0, da, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
-	    bpf_l4_csum_replace(skb, UDP4_OFF + UDP_CSUM, 0, dp, BPF_F_MARK_MANGLED_0) ||
-	    bpf_skb_store_bytes(skb, IP4_TTL_OFF, nttl, 1, BPF_F_RECOMPUTE_CSUM) ||
-	    bpf_skb_store_bytes(skb, IP4_ADDR_OFF, &na, sizeof(na), BPF_F_RECOMPUTE_CSUM) ||
-	    bpf_skb_store_bytes(skb, UDP4_OFF, &np, sizeof(np), BPF_F_RECOMPUTE_CSUM))
-		return pass(ST_REWRITE); // the packet may be half rewritten: the stack drops it on its checksum
-	count(&k, plen);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		__builtin_memcpy(data, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(data + ETH_ALEN, fib.smac, ETH_ALEN);
+	}
+	ip->ttl--;
+	__u64 hc = (__u16)~ip->check;
+	hc = csum_sub(csum_sub(hc, os), od);
+	hc = csum_add(csum_add(hc, src), dst);
+	hc = csum_add(csum_sub(hc, ottl), *(__u16 *)&ip->ttl);
+	ip->check = ~fold16(hc);
+	ip->saddr = src;
+	ip->daddr = dst;
+	*(__u32 *)&udp->source = nports;
+	__u32 da = fold16(csum_add(csum_add(csum_sub(csum_sub(0, os), od), src), dst));
+	count(f, plen);
+	if (bpf_l4_csum_replace(skb, UDP4_OFF + UDP_CSUM, 0, da, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
+	    bpf_l4_csum_replace(skb, UDP4_OFF + UDP_CSUM, oports, nports, 4 | BPF_F_MARK_MANGLED_0))
+		return pass(ST_REWRITE); // the UDP checksum is wrong: the peer drops it
 	pass(ST_FORWARDED);
-	return redirect(skb, &fib, rc, ifindex);
+	return redirect(&fib, rc, ifindex);
 }
 
 // same6 compares two IPv6 addresses (no memcmp in BPF).
@@ -335,32 +351,35 @@ static __always_inline int ipv6(struct __sk_buff *skb)
 	if (rc < 0)
 		return pass(-rc);
 
-	struct {
-		__u8 s[16], d[16];
-	} oa, na;
-	__builtin_memcpy(oa.s, &ip->saddr, 16);
-	__builtin_memcpy(oa.d, &ip->daddr, 16);
-	__builtin_memcpy(na.s, f->src, 16);
-	__builtin_memcpy(na.d, f->dst, 16);
-	struct {
-		__be16 s, d;
-	} op = {udp->source, udp->dest}, np = {f->src_port, f->dst_port};
-	__u8 hop = ip->hop_limit - 1;
+	// The rewrite, as for IPv4 (no IP header checksum in IPv6).
+	__u32 oports = *(__u32 *)&udp->source, nports;
+	__be16 np[2] = {f->src_port, f->dst_port};
+	__builtin_memcpy(&nports, np, 4);
+	__u64 sum = 0;
+	const __u32 *oa = (const __u32 *)&ip->saddr, *ns = (const __u32 *)f->src, *nd = (const __u32 *)f->dst;
+#pragma unroll
+	for (int i = 0; i < 8; i++) // saddr and daddr lie back to back
+		sum = csum_sub(sum, oa[i]);
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		sum = csum_add(csum_add(sum, ns[i]), nd[i]);
+	__u32 da = fold16(sum);
 	__u32 ifindex = f->ifindex;
-	__s64 da = bpf_csum_diff((__be32 *)&oa, sizeof(oa), (__be32 *)&na, sizeof(na), 0);
-	__s64 dp = bpf_csum_diff((__be32 *)&op, sizeof(op), (__be32 *)&np, sizeof(np), 0);
-	if (da < 0 || dp < 0)
-		return pass(ST_REWRITE);
 	__u16 plen = ulen - 8;
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		__builtin_memcpy(data, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(data + ETH_ALEN, fib.smac, ETH_ALEN);
+	}
+	ip->hop_limit--;
+	__builtin_memcpy(&ip->saddr, f->src, 16);
+	__builtin_memcpy(&ip->daddr, f->dst, 16);
+	*(__u32 *)&udp->source = nports;
+	count(f, plen);
 	if (bpf_l4_csum_replace(skb, UDP6_OFF + UDP_CSUM, 0, da, BPF_F_PSEUDO_HDR) ||
-	    bpf_l4_csum_replace(skb, UDP6_OFF + UDP_CSUM, 0, dp, 0) ||
-	    bpf_skb_store_bytes(skb, IP6_HOP_OFF, &hop, 1, BPF_F_RECOMPUTE_CSUM) ||
-	    bpf_skb_store_bytes(skb, IP6_ADDR_OFF, &na, sizeof(na), BPF_F_RECOMPUTE_CSUM) ||
-	    bpf_skb_store_bytes(skb, UDP6_OFF, &np, sizeof(np), BPF_F_RECOMPUTE_CSUM))
+	    bpf_l4_csum_replace(skb, UDP6_OFF + UDP_CSUM, oports, nports, 4))
 		return pass(ST_REWRITE);
-	count(&k, plen);
 	pass(ST_FORWARDED);
-	return redirect(skb, &fib, rc, ifindex);
+	return redirect(&fib, rc, ifindex);
 }
 
 SEC("tc")

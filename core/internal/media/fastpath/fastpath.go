@@ -108,9 +108,7 @@ func Load(maxEntries int) (*Path, error) {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if maxEntries > 0 {
-		for _, m := range []string{bpfMapFwdMap, bpfMapCountMap} {
-			spec.Maps[m].MaxEntries = uint32(maxEntries) //nolint:gosec // bounded by the port range
-		}
+		spec.Maps[bpfMapFwdMap].MaxEntries = uint32(maxEntries) //nolint:gosec // bounded by the port range
 	}
 	ns, err := netns.Get()
 	if err != nil {
@@ -345,7 +343,10 @@ func key(ap netip.AddrPort) bpfFpKey {
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // Put installs e (replacing an entry for the same Local) with its counters
-// at zero.
+// at zero. The map is per CPU and the kernel updates an existing per-CPU
+// element in place, which a packet on another CPU could see half written:
+// an entry is therefore deleted and inserted anew, never overwritten (a
+// packet in between misses and takes the stack, which is always right).
 func (p *Path) Put(e Entry) error {
 	fam := e.Local.Addr().Unmap().Is4()
 	for _, ap := range []netip.AddrPort{e.Peer, e.Src, e.Dst} {
@@ -353,19 +354,20 @@ func (p *Path) Put(e Entry) error {
 			return fmt.Errorf("%w: %s from %s → %s to %s", ErrFamily, e.Local, e.Peer, e.Src, e.Dst)
 		}
 	}
-	k := key(e.Local)
 	v := bpfFpFwd{Peer: e.Peer.Addr().Unmap().As16(), Src: e.Src.Addr().Unmap().As16(), Dst: e.Dst.Addr().Unmap().As16(),
 		PeerPort: htons(e.Peer.Port()), SrcPort: htons(e.Src.Port()), DstPort: htons(e.Dst.Port()),
 		Ifindex: uint32(e.Ifindex), PtMask: e.PayloadTypes} //nolint:gosec // an interface index
 	if e.RTCP {
 		v.Flags = 1
 	}
-	zero := make([]bpfFpCount, ebpf.MustPossibleCPU())
-	if err := p.objs.CountMap.Update(k, zero, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("fastpath: counters for %s: %w", e.Local, err)
+	per := make([]bpfFpFwd, ebpf.MustPossibleCPU())
+	for i := range per {
+		per[i] = v
 	}
-	if err := p.objs.FwdMap.Update(k, v, ebpf.UpdateAny); err != nil {
-		_ = p.objs.CountMap.Delete(k)
+	if err := p.Delete(e.Local); err != nil {
+		return err
+	}
+	if err := p.objs.FwdMap.Update(key(e.Local), per, ebpf.UpdateNoExist); err != nil {
 		return fmt.Errorf("fastpath: entry for %s: %w", e.Local, err)
 	}
 	return nil
@@ -374,15 +376,7 @@ func (p *Path) Put(e Entry) error {
 // Delete removes the entry for local and its counters; a missing entry is
 // not an error.
 func (p *Path) Delete(local netip.AddrPort) error {
-	k := key(local)
-	err := p.objs.FwdMap.Delete(k)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		err = nil
-	}
-	if cerr := p.objs.CountMap.Delete(k); cerr != nil && !errors.Is(cerr, ebpf.ErrKeyNotExist) {
-		err = errors.Join(err, cerr)
-	}
-	if err != nil {
+	if err := p.objs.FwdMap.Delete(key(local)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("fastpath: delete entry for %s: %w", local, err)
 	}
 	return nil
@@ -390,8 +384,8 @@ func (p *Path) Delete(local netip.AddrPort) error {
 
 // Counters sums the per-CPU counters of the entry for local.
 func (p *Path) Counters(local netip.AddrPort) (Counters, error) {
-	var per []bpfFpCount
-	if err := p.objs.CountMap.Lookup(key(local), &per); err != nil {
+	var per []bpfFpFwd
+	if err := p.objs.FwdMap.Lookup(key(local), &per); err != nil {
 		return Counters{}, fmt.Errorf("fastpath: counters for %s: %w", local, err)
 	}
 	var c Counters
@@ -412,7 +406,7 @@ func (p *Path) Entries() int {
 	n := 0
 	it := p.objs.FwdMap.Iterate()
 	var k bpfFpKey
-	var v bpfFpFwd
+	var v []bpfFpFwd
 	for it.Next(&k, &v) {
 		n++
 	}

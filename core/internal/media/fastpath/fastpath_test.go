@@ -482,7 +482,7 @@ func TestObjectCurrent(t *testing.T) {
 	dir := t.TempDir()
 	arch, err := exec.Command("uname", "-m").Output()
 	must(t, err)
-	cmd := exec.Command("go", "tool", "bpf2go", "-output-dir", dir, "-target", "bpfel", "-type", "fp_key", "-type", "fp_fwd", "-type", "fp_count",
+	cmd := exec.Command("go", "tool", "bpf2go", "-output-dir", dir, "-target", "bpfel", "-type", "fp_key", "-type", "fp_fwd",
 		"bpf", "fastpath.c", "--", "-O2", "-g", "-Wall", "-Werror", "-I/usr/include/"+string(bytes.TrimSpace(arch))+"-linux-gnu")
 	cmd.Env = append(os.Environ(), "GOPACKAGE=fastpath")
 	if out, err := cmd.CombinedOutput(); err != nil {
