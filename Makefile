@@ -46,8 +46,8 @@ run: build plugins
 	$(BIN)/edged -config $(CONFIG)
 
 # The README's test command, and CI's: unit, fuzz seeds and integration
-# tests against real peers.
-test: test-deps
+# tests against real peers (the boot tests need arm64's systemd-boot).
+test: test-deps efi-arm64
 	@echo "==> vet"
 	$(GO) vet ./...
 	@echo "==> unit and integration tests"

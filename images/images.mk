@@ -4,7 +4,7 @@
 #   make image ARCH=amd64|arm64     bin/<arch>/umedge.img (+ .img.zst, root.squashfs, initramfs.cpio.gz)
 #   make bundle ARCH=… FW_VERSION=N bin/<arch>/umedge-N.bundle, signed with FW_KEY
 #   make qemu ARCH=… [MODE=uefi|kernel]
-#   make test-boot-arm64-uefi       the UEFI update/rollback test on arm64 (not in make test: CI time)
+#   make test-boot-arm64-uefi       the UEFI update/rollback test on arm64 alone (make test runs it too)
 
 ARCH         ?= amd64
 IMG_DIR      := $(BIN)/$(ARCH)
@@ -73,4 +73,4 @@ qemu:
 		-kernel "$$($(GO) list -m -f '{{.Dir}}' $(KERNEL_MOD))/vmlinuz" -initramfs $(IMG_DIR)/initramfs.cpio.gz
 
 test-boot-arm64-uefi: test-deps efi-arm64
-	UMEDGE_BOOT_ARM64_UEFI=1 $(GO) test -tags integration -count=1 -v -timeout 20m -run 'TestBootUEFIUpdateRollback/arm64' ./images/boottest
+	$(GO) test -tags integration -count=1 -v -timeout 20m -run 'TestBootUEFIUpdateRollback/arm64' ./images/boottest

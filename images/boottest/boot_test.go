@@ -204,9 +204,6 @@ func TestBootKernel(t *testing.T) {
 func TestBootUEFIUpdateRollback(t *testing.T) {
 	for _, arch := range []string{"amd64", "arm64"} {
 		t.Run(arch, func(t *testing.T) {
-			if arch == "arm64" && os.Getenv("UMEDGE_BOOT_ARM64_UEFI") == "" {
-				t.Skip("arm64 UEFI boots take ~2 min of TCG; run make test-boot-arm64-uefi")
-			}
 			needQemu(t, arch)
 			a := build(t, arch)
 			if a.bootloader == "" {
