@@ -255,8 +255,8 @@ func fastPathCall(t *testing.T, mode string) {
 // kernel carried ≥ 99 % of the packets after both legs latched (the legs'
 // PacketsKernel against what userspace took in after latching:
 // PacketsLatchedUserspace), and the program's forwarded count is the legs';
-// with the fast path off the kernel carried nothing and userspace all but
-// the packets before latching (the caller's until the callee's first).
+// with the fast path off the kernel carried nothing and userspace the
+// packets after latching.
 func kernelCarried(t *testing.T, mode string, hc *http.Client, admin string, a, b map[string]any) {
 	t.Helper()
 	kernel := num(a, "PacketsKernel") + num(b, "PacketsKernel")
@@ -266,7 +266,10 @@ func kernelCarried(t *testing.T, mode string, hc *http.Client, admin string, a, 
 	switch {
 	case mode == "off" && (ok || kernel != 0):
 		t.Errorf("fast path off, yet the kernel forwarded %v packets (the legs say %v)", fwd, kernel)
-	case mode == "off" && late < total-10:
+	case mode == "off" && (late < total/2 || late > total):
+		// All but the caller's packets until the callee's first, which
+		// depends on when each SIPp begins to play (up to 330 ms apart
+		// seen on a loaded machine).
 		t.Errorf("fast path off: userspace took %v of %v packets after latching", late, total)
 	case mode == "tc" && kernel < 0.99*(kernel+late):
 		t.Errorf("after latching the kernel carried %v packets, userspace %v: want ≥ 99 %% by the kernel", kernel, late)
