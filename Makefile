@@ -13,11 +13,11 @@ PLUGINS     := $(notdir $(wildcard plugins/*))
 # the SBC reference, and of bench-media), sngrep (the HEP collector), the runtime of the
 # Python router plugin of examples/pyrouter, baresip (the SRTP softphone of
 # the SBC tests); nftables and iproute2 for the firewall, network and NAT
-# tests in namespaces, dosfstools and e2fsprogs for the data-partition
+# tests in namespaces, conntrack for the NAT that rebinds, dosfstools and e2fsprogs for the data-partition
 # tests; qemu, its UEFI firmware and systemd-boot boot the appliance images
 # (images/boottest).
 TEST_DEBS   ?= sip-tester ethtool sngrep kamailio rtpengine-daemon python3-grpcio python3-protobuf python3-cryptography baresip-core \
-	nftables iproute2 dosfstools e2fsprogs qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 systemd-boot-efi
+	nftables iproute2 conntrack dosfstools e2fsprogs qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 systemd-boot-efi
 
 .PHONY: all build plugins run test test-short test-integration test-deps bench-sip bench-media bench-b2bua bpf \
 	fuzz proto pyproto lint archcheck clean

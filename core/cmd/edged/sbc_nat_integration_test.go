@@ -184,11 +184,5 @@ func natForgets(t *testing.T, nat *netnstest.NAT) {
 // nftCounter reads the packets of the umtest table's one counter in ns.
 func nftCounter(t *testing.T, ns netnstest.NS) int {
 	t.Helper()
-	out := ns.Output(t, "nft", "list", "table", "inet", "umtest")
-	m := regexp.MustCompile(`counter packets (\d+)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no counter in:\n%s", out)
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
+	return nftCounters(t, ns)[0]
 }

@@ -38,7 +38,9 @@
 // behind a NAT that announced its private address still gets audio. Each
 // answer (the call's and each re-INVITE's) opens a learning window
 // (Config.LatchWindow): inside it a packet from a new source with a new SSRC
-// re-latches. Outside it the latched source is fixed and everything else is
+// re-latches, and so does one from the address the peer's latest SDP names
+// whatever its SSRC (a peer that moved by re-INVITE keeps its stream).
+// Outside it the latched source is fixed and everything else is
 // counted as a stray and dropped, even while the peer is quiet, so nobody
 // can take over a call on hold. On an SRTP leg an authenticated packet is
 // the peer's wherever it comes from, so the latch follows it at any time;

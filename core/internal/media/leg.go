@@ -63,6 +63,8 @@ type legCounters struct {
 	strays                uint64
 	srtpFailures          uint64
 	replays               uint64
+	kernelIn              uint64 // of packetsIn, those the kernel fast path forwarded
+	latchedIn             uint64 // of packetsIn, those userspace took after both legs had latched
 }
 
 // receive runs one datagram read on s through the leg. i is the datagram's
@@ -95,6 +97,7 @@ func (l *leg) receiveRTP(w *worker, i int, pkt []byte, src netip.AddrPort, now i
 		return
 	}
 	ssrc := binary.BigEndian.Uint32(pkt[8:])
+	latched := l.sess.latched()
 	plain := pkt
 	if l.secure {
 		if l.rx == nil {
@@ -116,6 +119,9 @@ func (l *leg) receiveRTP(w *worker, i int, pkt []byte, src netip.AddrPort, now i
 	l.sess.lastPacket = now // strays do not keep a call alive
 	l.stats.packetsIn++
 	l.stats.bytesIn += uint64(len(pkt))
+	if latched {
+		l.stats.latchedIn++
+	}
 	if l.recv.ssrc != ssrc || !l.recv.started {
 		l.recv.reset(ssrc)
 	}
@@ -133,11 +139,14 @@ func (l *leg) accept(src netip.AddrPort, ssrc uint32, now int64) bool {
 	case src == l.latchRTP:
 		l.ssrc = ssrc // the same source with a new SSRC (a new stream of the same peer)
 		return true
-	case ssrc != l.ssrc && now < l.learnUntil:
-		// A new source with a new SSRC while learning: re-latch. After
-		// the window a stranger cannot take the leg over, not even
-		// while the peer is quiet (on hold): the next offer/answer
-		// reopens the window.
+	case now < l.learnUntil && (ssrc != l.ssrc || src == l.sdpRTP):
+		// A new source with a new SSRC while learning: re-latch. So does
+		// the address the peer's latest SDP names, whatever the SSRC: a
+		// peer that moved its media by re-INVITE goes on with its stream
+		// (RFC 3550 keeps the SSRC), and signalling said it would be
+		// there. After the window a stranger cannot take the leg over,
+		// not even while the peer is quiet (on hold): the next
+		// offer/answer reopens the window.
 	default:
 		return false
 	}
@@ -161,6 +170,7 @@ func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort, now 
 		l.stats.strays++
 		return
 	}
+	latched := l.sess.latched()
 	plain := pkt
 	if l.secure {
 		if l.rx == nil {
@@ -190,6 +200,9 @@ func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort, now 
 	l.sess.lastPacket = now
 	l.stats.packetsIn++
 	l.stats.bytesIn += uint64(len(pkt))
+	if latched {
+		l.stats.latchedIn++
+	}
 	l.sink.RTCP(plain)
 }
 

@@ -312,6 +312,7 @@ func (s *Session) offloadSync() {
 		dp, db := c.Packets-in.base.Packets, c.Bytes-in.base.Bytes
 		rx, tx := s.legs[in.rx], s.legs[in.rx.other()]
 		rx.stats.packetsIn += dp
+		rx.stats.kernelIn += dp
 		rx.stats.bytesIn += db
 		tx.stats.packetsOut += dp
 		tx.stats.bytesOut += db

@@ -214,6 +214,16 @@ func TestOffloadRelay(t *testing.T) {
 					t.Errorf("leg %s: in %d/%d B, out %d/%d B; want %d packets and %d bytes each way",
 						side, lg.PacketsIn, lg.BytesIn, lg.PacketsOut, lg.BytesOut, n+1, (n+1)*172)
 				}
+				// The split of PacketsIn: the kernel's share, what userspace
+				// took after latching, and (the first packet of A, which
+				// latched before B had) the rest.
+				if lg.PacketsKernel+lg.PacketsLatchedUserspace > lg.PacketsIn || (mode == fastpath.Off) != (lg.PacketsKernel == 0) {
+					t.Errorf("leg %s: %d of %d packets in by the kernel, %d by userspace after latching",
+						side, lg.PacketsKernel, lg.PacketsIn, lg.PacketsLatchedUserspace)
+				}
+			}
+			if k := st.Legs[SideA].PacketsKernel + st.Legs[SideB].PacketsKernel; k != forwarded(l.e) {
+				t.Errorf("the legs count %d packets by the kernel, the program forwarded %d", k, forwarded(l.e))
 			}
 			s.Close()
 			if mode == fastpath.TC && l.e.FastPath().Entries != 0 {
@@ -323,38 +333,45 @@ func udpCsumErrors(t *testing.T, ns netns, v6 bool) int {
 // the new address.
 func TestOffloadReinvite(t *testing.T) {
 	for _, mode := range testModes {
-		t.Run("fast_path="+string(mode), func(t *testing.T) {
-			l := newOffloadLab(t, mode, nil)
-			s, toA, toB := l.call(t, nil)
-			exchange(t, l.caller, l.callee, toA, toB, 20, 1, 0xA, 0xB)
-			waitPath(t, s, l.wantPath())
+		for _, ssrc := range []uint32{0xB2, 0xB} {
+			t.Run(fmt.Sprintf("fast_path=%s/ssrc=%#x", mode, ssrc), func(t *testing.T) { offloadReinvite(t, mode, ssrc) })
+		}
+	}
+}
 
-			moved := l.listen(t, l.calleeNS, l.calleeAddr)
-			if _, err := s.Offer(SideA, sdpFor(l.caller, 2)); err != nil {
-				t.Fatal(err)
-			}
-			if p := s.Stats().Legs[SideA].Path; p != PathUserspace {
-				t.Errorf("with an offer pending the caller's leg is on %s, want userspace", p)
-			}
-			if _, err := s.Answer(SideB, sdpFor(moved, 2)); err != nil {
-				t.Fatal(err)
-			}
-			// The callee speaks first from its new port, with a new SSRC.
-			sendFirst(t, moved, l.caller, toB, 0xB2)
-			exchange(t, l.caller, moved, toA, toB, 1, 100, 0xA, 0xB2)
-			waitPath(t, s, l.wantPath())
-			fwd0 := forwarded(l.e)
-			exchange(t, l.caller, moved, toA, toB, 50, 200, 0xA, 0xB2)
-			if got := s.Stats().Legs[SideB].Remote; got != moved.LocalAddr().(*net.UDPAddr).AddrPort() {
-				t.Errorf("leg B sends to %s, want the new port %s", got, moved.LocalAddr())
-			}
-			if fwd := forwarded(l.e) - fwd0; mode == fastpath.TC && fwd < 99 {
-				t.Errorf("after the move the kernel forwarded %d of 100", fwd)
-			}
-			if _, _, err := tryRecv(l.callee, 100*time.Millisecond); err == nil {
-				t.Error("the callee's old port still gets media")
-			}
-		})
+// offloadReinvite: the callee moves and speaks from there with ssrc (0xB
+// is the one it had: a stream that goes on).
+func offloadReinvite(t *testing.T, mode fastpath.Mode, ssrc uint32) {
+	t.Helper()
+	l := newOffloadLab(t, mode, nil)
+	s, toA, toB := l.call(t, nil)
+	exchange(t, l.caller, l.callee, toA, toB, 20, 1, 0xA, 0xB)
+	waitPath(t, s, l.wantPath())
+
+	moved := l.listen(t, l.calleeNS, l.calleeAddr)
+	if _, err := s.Offer(SideA, sdpFor(l.caller, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if p := s.Stats().Legs[SideA].Path; p != PathUserspace {
+		t.Errorf("with an offer pending the caller's leg is on %s, want userspace", p)
+	}
+	if _, err := s.Answer(SideB, sdpFor(moved, 2)); err != nil {
+		t.Fatal(err)
+	}
+	// The callee speaks first from its new port.
+	sendFirst(t, moved, l.caller, toB, ssrc)
+	exchange(t, l.caller, moved, toA, toB, 1, 100, 0xA, ssrc)
+	waitPath(t, s, l.wantPath())
+	fwd0 := forwarded(l.e)
+	exchange(t, l.caller, moved, toA, toB, 50, 200, 0xA, ssrc)
+	if got := s.Stats().Legs[SideB].Remote; got != moved.LocalAddr().(*net.UDPAddr).AddrPort() {
+		t.Errorf("leg B sends to %s, want the new port %s", got, moved.LocalAddr())
+	}
+	if fwd := forwarded(l.e) - fwd0; mode == fastpath.TC && fwd < 99 {
+		t.Errorf("after the move the kernel forwarded %d of 100", fwd)
+	}
+	if _, _, err := tryRecv(l.callee, 100*time.Millisecond); err == nil {
+		t.Error("the callee's old port still gets media")
 	}
 }
 

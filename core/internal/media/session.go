@@ -87,6 +87,14 @@ type LegStats struct {
 	SRTPFailures uint64  // SRTP/SRTCP packets that failed authentication
 	SRTPReplays  uint64  // SRTP/SRTCP packets replayed inside the 64-packet window
 	Path         string  // PathKernel when the peer's RTP is forwarded by the kernel fast path, else PathUserspace
+	// Of PacketsIn, the packets the kernel fast path forwarded, and those
+	// userspace took in after both legs had latched: with the fast path on,
+	// the second is what the kernel did not carry although it could have
+	// (its entries not in yet, an offer pending, a peer that moved), so
+	// PacketsKernel / (PacketsKernel + PacketsLatchedUserspace) is the
+	// kernel's share after latching.
+	PacketsKernel           uint64
+	PacketsLatchedUserspace uint64
 }
 
 // SessionStats are the counters of a session.
@@ -175,6 +183,9 @@ func (s *Session) Stats() SessionStats {
 			SRTPFailures: l.stats.srtpFailures,
 			SRTPReplays:  l.stats.replays,
 			Path:         s.offloadPath(Side(i)),
+
+			PacketsKernel:           l.stats.kernelIn,
+			PacketsLatchedUserspace: l.stats.latchedIn,
 		}
 	}
 	return st
@@ -223,6 +234,12 @@ func (s *Session) Send(side Side, pkt []byte) error {
 	l.stats.packetsOut++
 	l.stats.bytesOut += uint64(len(out))
 	return nil
+}
+
+// latched reports whether both legs have latched their peer's RTP source.
+// Called with s.mu held.
+func (s *Session) latched() bool {
+	return s.legs[SideA].latchRTP.IsValid() && s.legs[SideB].latchRTP.IsValid()
 }
 
 func (s *Session) checkInactive(now time.Time, timeout time.Duration) {

@@ -59,6 +59,85 @@ func TestLatching(t *testing.T) {
 	}
 }
 
+// TestLatchFollowsSDPMove: a peer that moves its media by re-INVITE and
+// goes on with the same SSRC re-latches at the address its new SDP names,
+// inside the window; a stranger sending that SSRC from elsewhere does not,
+// and after the window not even the SDP address takes the leg over.
+func TestLatchFollowsSDPMove(t *testing.T) {
+	e := newTestEngine(t, 8, func(c *Config) { c.LatchWindow = 400 * time.Millisecond })
+	a, b, moved, stranger := newPeer(t), newPeer(t), newPeer(t), newPeer(t)
+	s, toA, toB, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	a.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xA), toA)
+	recv(t, b.rtp, 2*time.Second)
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xB), toB)
+	recv(t, a.rtp, 2*time.Second)
+
+	// The callee re-INVITEs with its media on another port.
+	if _, err := s.Offer(SideB, moved.sdp("RTP/AVP", "0")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Answer(SideA, a.sdp("RTP/AVP", "0")); err != nil {
+		t.Fatal(err)
+	}
+	stranger.rtp.WriteToUDPAddrPort(rtpPacket(0, 2, 160, 0xB), toB) // the SSRC, not the SDP's address
+	if _, _, err := tryRecv(a.rtp, 100*time.Millisecond); err == nil {
+		t.Fatal("a stranger reusing the SSRC was relayed")
+	}
+	moved.rtp.WriteToUDPAddrPort(rtpPacket(0, 3, 320, 0xB), toB) // same SSRC, from the new SDP address
+	recv(t, a.rtp, 2*time.Second)
+	a.rtp.WriteToUDPAddrPort(rtpPacket(0, 2, 160, 0xA), toA)
+	recv(t, moved.rtp, 2*time.Second) // the caller's media follows
+	if _, _, err := tryRecv(b.rtp, 100*time.Millisecond); err == nil {
+		t.Fatal("the callee's old port still gets media")
+	}
+	if st := s.Stats().Legs[SideB]; st.Remote != moved.addr() || st.Strays != 1 {
+		t.Errorf("leg B latched %s with %d strays, want %s and 1", st.Remote, st.Strays, moved.addr())
+	}
+
+	// Once the window is over the SDP address is no key either: b, which
+	// the SDP named before, cannot come back with the SSRC.
+	if _, err := s.Offer(SideB, b.sdp("RTP/AVP", "0")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Answer(SideA, a.sdp("RTP/AVP", "0")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(450 * time.Millisecond)
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 4, 480, 0xB), toB)
+	if _, _, err := tryRecv(a.rtp, 100*time.Millisecond); err == nil {
+		t.Fatal("the SDP address re-latched after the window")
+	}
+	if st := s.Stats().Legs[SideB]; st.Remote != moved.addr() {
+		t.Errorf("leg B latched %s after the window, want still %s", st.Remote, moved.addr())
+	}
+}
+
+// TestLatchedCounter: PacketsLatchedUserspace counts what userspace took
+// in after both legs had latched, not the packets before.
+func TestLatchedCounter(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b := newPeer(t), newPeer(t)
+	s, toA, toB, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	for i := range 3 { // before B latched: not counted
+		a.rtp.WriteToUDPAddrPort(rtpPacket(0, uint16(i), 0, 0xA), toA)
+		recv(t, b.rtp, 2*time.Second)
+	}
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xB), toB) // latches B: not counted either
+	recv(t, a.rtp, 2*time.Second)
+	for i := range 5 {
+		a.rtp.WriteToUDPAddrPort(rtpPacket(0, uint16(10+i), 0, 0xA), toA)
+		recv(t, b.rtp, 2*time.Second)
+		b.rtp.WriteToUDPAddrPort(rtpPacket(0, uint16(10+i), 0, 0xB), toB)
+		recv(t, a.rtp, 2*time.Second)
+	}
+	st := s.Stats()
+	if la, lb := st.Legs[SideA], st.Legs[SideB]; la.PacketsIn != 8 || la.PacketsLatchedUserspace != 5 ||
+		lb.PacketsIn != 6 || lb.PacketsLatchedUserspace != 5 || la.PacketsKernel != 0 || lb.PacketsKernel != 0 {
+		t.Errorf("A in %d latched %d kernel %d, B in %d latched %d kernel %d; want 8 5 0, 6 5 0",
+			la.PacketsIn, la.PacketsLatchedUserspace, la.PacketsKernel, lb.PacketsIn, lb.PacketsLatchedUserspace, lb.PacketsKernel)
+	}
+}
+
 // TestStrayKinds: datagrams that are not RTP of a negotiated payload type
 // are dropped and counted.
 func TestStrayKinds(t *testing.T) {

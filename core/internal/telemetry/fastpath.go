@@ -9,6 +9,7 @@ type FastPathSample struct {
 	Unavailable uint64 // times the fast path was wanted (auto) and could not start
 	Sessions    int    // calls on the kernel path now
 	Offloads    uint64 // calls put on the kernel path
+	Removals    uint64 // and taken off it (an offer, a re-latch, hold, the end of the call)
 	Refused     uint64 // calls that qualified but stayed in userspace (no route, attach failed)
 	// Packets are the program's verdicts by reason: "forwarded", and the
 	// reasons a packet went to userspace ("miss", "wrong_source", ...).
@@ -17,8 +18,9 @@ type FastPathSample struct {
 
 // WatchFastPath exports umedge_media_fastpath_active,
 // umedge_media_fastpath_unavailable_total, umedge_media_fastpath_sessions,
-// umedge_media_fastpath_offloads_total, umedge_media_fastpath_refused_total
-// and umedge_media_fastpath_packets_total{verdict}, read from fn at every
+// umedge_media_fastpath_offloads_total, umedge_media_fastpath_removals_total,
+// umedge_media_fastpath_refused_total and
+// umedge_media_fastpath_packets_total{verdict}, read from fn at every
 // scrape.
 func (m *Metrics) WatchFastPath(fn func() FastPathSample) {
 	m.Registry.MustRegister(&fastPathCollector{fn: fn})
@@ -33,6 +35,8 @@ var (
 		"Calls whose media the kernel forwards now.", nil, nil)
 	fpOffloadsDesc = prometheus.NewDesc("umedge_media_fastpath_offloads_total",
 		"Calls put on the kernel path (again after each re-latch or re-INVITE).", nil, nil)
+	fpRemovalsDesc = prometheus.NewDesc("umedge_media_fastpath_removals_total",
+		"Calls taken off the kernel path: at an offer (re-INVITE), a re-latch, hold, a terminator attached, the end of the call.", nil, nil)
 	fpRefusedDesc = prometheus.NewDesc("umedge_media_fastpath_refused_total",
 		"Calls that qualified for the kernel path but stayed in userspace: no route, attach failed, map full.", nil, nil)
 	fpPacketsDesc = prometheus.NewDesc("umedge_media_fastpath_packets_total",
@@ -42,7 +46,7 @@ var (
 type fastPathCollector struct{ fn func() FastPathSample }
 
 func (c *fastPathCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{fpActiveDesc, fpUnavailDesc, fpSessionsDesc, fpOffloadsDesc, fpRefusedDesc, fpPacketsDesc} {
+	for _, d := range []*prometheus.Desc{fpActiveDesc, fpUnavailDesc, fpSessionsDesc, fpOffloadsDesc, fpRemovalsDesc, fpRefusedDesc, fpPacketsDesc} {
 		ch <- d
 	}
 }
@@ -57,6 +61,7 @@ func (c *fastPathCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(fpUnavailDesc, prometheus.CounterValue, float64(s.Unavailable))
 	ch <- prometheus.MustNewConstMetric(fpSessionsDesc, prometheus.GaugeValue, float64(s.Sessions))
 	ch <- prometheus.MustNewConstMetric(fpOffloadsDesc, prometheus.CounterValue, float64(s.Offloads))
+	ch <- prometheus.MustNewConstMetric(fpRemovalsDesc, prometheus.CounterValue, float64(s.Removals))
 	ch <- prometheus.MustNewConstMetric(fpRefusedDesc, prometheus.CounterValue, float64(s.Refused))
 	for v, n := range s.Packets {
 		ch <- prometheus.MustNewConstMetric(fpPacketsDesc, prometheus.CounterValue, float64(n), v)

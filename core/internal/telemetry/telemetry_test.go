@@ -69,3 +69,30 @@ umedge_router_ask_failures_total{reason="queue-full"} 2
 		t.Error(err)
 	}
 }
+
+func TestWatchFastPath(t *testing.T) {
+	m := NewMetrics()
+	m.WatchFastPath(func() FastPathSample {
+		return FastPathSample{Active: true, Sessions: 1, Offloads: 3, Removals: 2, Refused: 1,
+			Packets: map[string]uint64{"forwarded": 470, "wrong_source": 1}}
+	})
+	want := `
+# HELP umedge_media_fastpath_active 1 when the kernel fast path (eBPF at TC ingress) is loaded and attached.
+# TYPE umedge_media_fastpath_active gauge
+umedge_media_fastpath_active 1
+# HELP umedge_media_fastpath_offloads_total Calls put on the kernel path (again after each re-latch or re-INVITE).
+# TYPE umedge_media_fastpath_offloads_total counter
+umedge_media_fastpath_offloads_total 3
+# HELP umedge_media_fastpath_removals_total Calls taken off the kernel path: at an offer (re-INVITE), a re-latch, hold, a terminator attached, the end of the call.
+# TYPE umedge_media_fastpath_removals_total counter
+umedge_media_fastpath_removals_total 2
+# HELP umedge_media_fastpath_packets_total Packets the kernel program saw, by verdict: forwarded, or the reason it went to userspace.
+# TYPE umedge_media_fastpath_packets_total counter
+umedge_media_fastpath_packets_total{verdict="forwarded"} 470
+umedge_media_fastpath_packets_total{verdict="wrong_source"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want), "umedge_media_fastpath_active",
+		"umedge_media_fastpath_offloads_total", "umedge_media_fastpath_removals_total", "umedge_media_fastpath_packets_total"); err != nil {
+		t.Error(err)
+	}
+}
