@@ -42,7 +42,11 @@
 // whatever its SSRC (a peer that moved by re-INVITE keeps its stream).
 // Outside it the latched source is fixed and everything else is
 // counted as a stray and dropped, even while the peer is quiet, so nobody
-// can take over a call on hold. On an SRTP leg an authenticated packet is
+// can take over a call on hold, with one exception at any time: a NAT that
+// rebinds, i.e. a packet from a new port of the latched address that goes
+// on with the latched stream (its SSRC, a sequence number at most 512
+// ahead, counting what the kernel forwarded) once the latched port has
+// been quiet for 100 ms (leg.rebound). On an SRTP leg an authenticated packet is
 // the peer's wherever it comes from, so the latch follows it at any time;
 // on an ICE-lite leg the nominated pair sets it. RTCP latches separately
 // (a NAT may map RTP+1 anywhere), following the RTP peer's address.

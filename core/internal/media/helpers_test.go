@@ -41,9 +41,16 @@ type peer struct {
 
 func newPeer(t testing.TB) *peer {
 	t.Helper()
+	return newPeerOn(t, net.IPv4(127, 0, 0, 1))
+}
+
+// newPeerOn is a test endpoint on another loopback address, ip: a host
+// other than the usual peers' 127.0.0.1.
+func newPeerOn(t testing.TB, ip net.IP) *peer {
+	t.Helper()
 	p := &peer{t: t}
 	for range 50 {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +59,7 @@ func newPeer(t testing.TB) *peer {
 			c.Close()
 			continue
 		}
-		c2, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1})
+		c2, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip, Port: port + 1})
 		if err != nil {
 			c.Close()
 			continue
@@ -71,7 +78,7 @@ func (p *peer) addr() netip.AddrPort { return p.rtp.LocalAddr().(*net.UDPAddr).A
 // lines for the audio stream.
 func (p *peer) sdp(proto string, formats string, extra ...string) []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, "v=0\r\no=peer 1 1 IN IP4 10.9.9.9\r\ns=secret-inside\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n")
+	fmt.Fprintf(&b, "v=0\r\no=peer 1 1 IN IP4 10.9.9.9\r\ns=secret-inside\r\nc=IN IP4 %s\r\nt=0 0\r\n", p.addr().Addr())
 	fmt.Fprintf(&b, "m=audio %d %s %s\r\n", p.addr().Port(), proto, formats)
 	for _, l := range extra {
 		b.WriteString("a=" + l + "\r\n")

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"time"
 
 	"github.com/pion/srtp/v3"
 )
@@ -30,7 +31,9 @@ type leg struct {
 	// Latching (RFC 7362).
 	latchRTP, latchRTCP netip.AddrPort
 	ssrc                uint32
-	learnUntil          int64 // unix ns; a new SSRC from a new source re-latches before this
+	learnUntil          int64  // unix ns; a new SSRC from a new source re-latches before this
+	lastIn              int64  // unix ns of the last RTP packet taken from the peer, by either path
+	kernelSeen          uint64 // RTP packets of the peer the kernel forwarded since userspace took one
 
 	// SRTP. rx decrypts what the peer sends, tx encrypts what we send it.
 	// passthrough: both legs As is and the offer was SRTP: the keys are the
@@ -112,11 +115,12 @@ func (l *leg) receiveRTP(w *worker, i int, pkt []byte, src netip.AddrPort, now i
 		plain = out
 		// An authenticated packet is the peer's wherever it comes from.
 		l.latch(src, ssrc, now)
-	} else if !l.accept(src, ssrc, now) {
+	} else if !l.accept(src, ssrc, binary.BigEndian.Uint16(pkt[2:]), now) {
 		l.stats.strays++
 		return
 	}
 	l.sess.lastPacket = now // strays do not keep a call alive
+	l.lastIn, l.kernelSeen = now, 0
 	l.stats.packetsIn++
 	l.stats.bytesIn += uint64(len(pkt))
 	if latched {
@@ -130,9 +134,23 @@ func (l *leg) receiveRTP(w *worker, i int, pkt []byte, src netip.AddrPort, now i
 	l.sink.RTP(plain)
 }
 
-// accept decides whether a plain RTP packet from src with ssrc is the peer's,
-// latching or re-latching as R-SBC-2 says.
-func (l *leg) accept(src netip.AddrPort, ssrc uint32, now int64) bool {
+// A NAT that rebinds (its mapping timed out, was flushed or the router
+// restarted) sends the peer's stream on from a new port of the same
+// address: the leg follows it at any time, not only in the learning window,
+// once the latched source has been quiet for rebindQuiet (so two live
+// sources cannot take turns) and the packet goes on with the latched
+// stream: its SSRC, and a sequence number at most rebindSeqAhead past the
+// last one (about 10 s of loss at 50 packets/s). A stranger would need the
+// peer's address, its SSRC and where its sequence is.
+const (
+	rebindQuiet    = 100 * time.Millisecond
+	rebindSeqAhead = 512
+)
+
+// accept decides whether a plain RTP packet from src with ssrc and
+// sequence number seq is the peer's, latching or re-latching as R-SBC-2
+// says.
+func (l *leg) accept(src netip.AddrPort, ssrc uint32, seq uint16, now int64) bool {
 	switch {
 	case !l.latchRTP.IsValid():
 		// The first packet: nothing to protect yet.
@@ -147,11 +165,34 @@ func (l *leg) accept(src netip.AddrPort, ssrc uint32, now int64) bool {
 		// there. After the window a stranger cannot take the leg over,
 		// not even while the peer is quiet (on hold): the next
 		// offer/answer reopens the window.
+	case l.rebound(src, ssrc, seq, now):
 	default:
 		return false
 	}
 	l.latch(src, ssrc, now)
 	return true
+}
+
+// rebound says whether a packet from src is the latched stream coming on
+// from a NAT's new port (see rebindQuiet). While the kernel carries the
+// leg userspace sees none of the stream: its counters (read here, a rare
+// packet's cost) say how far the sequence went and when the last packet
+// came.
+func (l *leg) rebound(src netip.AddrPort, ssrc uint32, seq uint16, now int64) bool {
+	if src.Addr() != l.latchRTP.Addr() || ssrc != l.ssrc || !l.recv.started || l.recv.ssrc != ssrc {
+		return false
+	}
+	if len(l.sess.fp.entries) > 0 {
+		l.sess.offloadSync()
+	}
+	if now-l.lastIn < int64(rebindQuiet) {
+		return false
+	}
+	if l.kernelSeen >= 1<<16-rebindSeqAhead {
+		return true // the sequence wrapped in the kernel: the SSRC and the address must do
+	}
+	ahead := uint64(seq - l.recv.maxSeq)
+	return ahead != 0 && ahead <= rebindSeqAhead+l.kernelSeen
 }
 
 func (l *leg) latch(src netip.AddrPort, ssrc uint32, now int64) {

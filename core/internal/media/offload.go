@@ -319,6 +319,14 @@ func (s *Session) offloadSync() {
 		if !c.Last.IsZero() && c.Last.UnixNano() > s.lastPacket {
 			s.lastPacket = c.Last.UnixNano()
 		}
+		if !in.e.RTCP {
+			// What userspace did not see of the peer's stream, for the
+			// NAT-rebind check (leg.rebound).
+			rx.kernelSeen += dp
+			if !c.Last.IsZero() {
+				rx.lastIn = max(rx.lastIn, c.Last.UnixNano())
+			}
+		}
 		in.base = c
 	}
 }

@@ -14,10 +14,12 @@ import (
 // TestLatching: the SDP announces one address, media comes from another
 // (a NAT): the engine answers where packets come from. A stranger with the
 // latched SSRC is a stray; after the learning window a stranger with a new
-// SSRC is a stray too; a new SSRC inside the window re-latches.
+// SSRC is a stray too; a new SSRC inside the window re-latches. (The
+// stranger is on another address: one on the peer's, with its SSRC and
+// sequence, is what a NAT that rebinds looks like, TestLatchNATRebind.)
 func TestLatching(t *testing.T) {
 	e := newTestEngine(t, 8, func(c *Config) { c.LatchWindow = 400 * time.Millisecond })
-	a, b, nat, stranger := newPeer(t), newPeer(t), newPeer(t), newPeer(t)
+	a, b, nat, stranger := newPeer(t), newPeer(t), newPeer(t), newPeerOn(t, net.IPv4(127, 0, 0, 2))
 	s, toA, toB, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"),
 		func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
 
@@ -65,7 +67,7 @@ func TestLatching(t *testing.T) {
 // and after the window not even the SDP address takes the leg over.
 func TestLatchFollowsSDPMove(t *testing.T) {
 	e := newTestEngine(t, 8, func(c *Config) { c.LatchWindow = 400 * time.Millisecond })
-	a, b, moved, stranger := newPeer(t), newPeer(t), newPeer(t), newPeer(t)
+	a, b, moved, stranger := newPeer(t), newPeerOn(t, net.IPv4(127, 0, 0, 3)), newPeer(t), newPeerOn(t, net.IPv4(127, 0, 0, 2))
 	s, toA, toB, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
 	a.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xA), toA)
 	recv(t, b.rtp, 2*time.Second)
@@ -110,6 +112,54 @@ func TestLatchFollowsSDPMove(t *testing.T) {
 	if st := s.Stats().Legs[SideB]; st.Remote != moved.addr() {
 		t.Errorf("leg B latched %s after the window, want still %s", st.Remote, moved.addr())
 	}
+}
+
+// TestLatchNATRebind: after the learning window a peer whose NAT rebinds
+// (the same address, a new port, its stream going on: SSRC and sequence)
+// is followed once its old port has been quiet for rebindQuiet; a new port
+// is refused while the old one still sends, with another SSRC, with a
+// sequence number far off, or from another address.
+func TestLatchNATRebind(t *testing.T) {
+	e := newTestEngine(t, 8, func(c *Config) { c.LatchWindow = 200 * time.Millisecond })
+	a, b, rebound := newPeer(t), newPeer(t), newPeer(t)
+	elsewhere, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer elsewhere.Close()
+	s, toA, toB, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	for seq := range uint16(5) {
+		a.rtp.WriteToUDPAddrPort(rtpPacket(0, 100+seq, 160*uint32(seq), 0xA), toA)
+		recv(t, b.rtp, 2*time.Second)
+	}
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xB), toB)
+	recv(t, a.rtp, 2*time.Second)
+	time.Sleep(250 * time.Millisecond) // the window is over
+
+	refused := func(what string, c *net.UDPConn, pkt []byte) {
+		t.Helper()
+		c.WriteToUDPAddrPort(pkt, toA)
+		if _, _, err := tryRecv(b.rtp, 100*time.Millisecond); err == nil {
+			t.Fatalf("%s was relayed", what)
+		}
+	}
+	a.rtp.WriteToUDPAddrPort(rtpPacket(0, 105, 800, 0xA), toA) // the old port still sends
+	recv(t, b.rtp, 2*time.Second)
+	refused("a new port while the old one sends", rebound.rtp, rtpPacket(0, 106, 960, 0xA))
+	time.Sleep(rebindQuiet)
+	refused("another SSRC", rebound.rtp, rtpPacket(0, 106, 960, 0xC))
+	refused("a sequence number far ahead", rebound.rtp, rtpPacket(0, 105+rebindSeqAhead+1, 960, 0xA))
+	refused("a sequence number behind", rebound.rtp, rtpPacket(0, 104, 960, 0xA))
+	refused("another address", elsewhere, rtpPacket(0, 106, 960, 0xA))
+
+	rebound.rtp.WriteToUDPAddrPort(rtpPacket(0, 107, 1120, 0xA), toA) // one packet lost at the rebind
+	recv(t, b.rtp, 2*time.Second)
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 2, 160, 0xB), toB)
+	recv(t, rebound.rtp, 2*time.Second) // the callee's media follows
+	if st := s.Stats().Legs[SideA]; st.Remote != rebound.addr() || st.Strays != 5 {
+		t.Errorf("leg A latched %s with %d strays, want %s and 5", st.Remote, st.Strays, rebound.addr())
+	}
+	refused("the old port after the rebind", a.rtp, rtpPacket(0, 108, 1280, 0xA))
 }
 
 // TestLatchedCounter: PacketsLatchedUserspace counts what userspace took
