@@ -616,12 +616,31 @@ media_security = "rtp"
 		t.Errorf("leg A secure %v, leg B secure %v: want SRTP to baresip, RTP to the callee", a["Secure"], bl["Secure"])
 	}
 	// baresip sends 50 RTP packets a second for the call's 9 s: every one
-	// of them must authenticate. Its SRTCP is another matter: of its few
-	// RTCP datagrams, libre 1.0 sends one too short to be SRTCP and the
-	// last (its RTCP BYE) fails authentication; both are dropped and
-	// counted, as any packet that is not valid SRTP must be.
-	if in := num(a, "PacketsIn"); in < 400 || num(a, "Strays") != 0 || num(a, "SRTPFailures") > 2 {
-		t.Errorf("leg A: %v packets in, %v strays, %v SRTP failures", in, num(a, "Strays"), num(a, "SRTPFailures"))
+	// of them must authenticate, and so must all of its SRTCP. baresip
+	// 1.0 also sends plain RTCP on its SRTP session (captured: the RTCP
+	// APP "PING" of its stream start, before its srtp module is on, and
+	// the RTCP BYE of its teardown, after the module's helper is gone;
+	// media's TestSRTCPDropped has both byte for byte): dropped and
+	// counted as unprotected, not as failures. The BYE races the SIP BYE
+	// that ends the call, so it may not be read at all.
+	if in := num(a, "PacketsIn"); in < 400 || num(a, "Strays") != 0 || num(a, "SRTPFailures") != 0 || num(a, "SRTPReplays") != 0 {
+		t.Errorf("leg A: %v packets in, %v strays, %v SRTP failures, %v replays", in, num(a, "Strays"), num(a, "SRTPFailures"), num(a, "SRTPReplays"))
+	}
+	if u := num(a, "Unprotected"); u < 1 || u > 2 {
+		t.Errorf("leg A: %v unprotected RTCP, want baresip's plain APP and at most its BYE", u)
+	}
+	// RTCP both ways: baresip's SRTCP (its APP again, encrypted, and its
+	// sender reports) reaches the callee decrypted; the callee sends no
+	// RTCP, so baresip gets the engine's own receiver reports as SRTCP
+	// under our key, and takes them (it would log a failed decryption).
+	if in := num(a, "RTCPIn"); in < 2 || num(bl, "RTCPOut") != in {
+		t.Errorf("baresip → callee RTCP: %v in on leg A, %v out on leg B", in, num(bl, "RTCPOut"))
+	}
+	if own := num(a, "RTCPOwn"); own < 1 || num(a, "RTCPOut") != own {
+		t.Errorf("RTCP to baresip: %v out, %v of them our own reports; want ≥ 1, all ours", num(a, "RTCPOut"), own)
+	}
+	if strings.Contains(out.String(), "failed to decrypt") {
+		t.Errorf("baresip could not decrypt what we sent:\n%s", tail(out.String(), 40))
 	}
 	if num(bl, "PacketsIn") < 200 || num(a, "PacketsOut") < num(bl, "PacketsIn")*0.99 {
 		t.Errorf("callee → baresip: %v packets in on leg B, %v out on leg A", num(bl, "PacketsIn"), num(a, "PacketsOut"))

@@ -44,8 +44,9 @@ type leg struct {
 
 	ice *iceCreds // ICE-lite: our credentials on this leg; nil when the leg's offer had no ICE
 
-	stats legCounters
-	recv  recvStats
+	stats  legCounters
+	recv   recvStats
+	report reportState // the engine's own RTCP towards an SRTP peer (rtcp.go)
 
 	sendBuf *[bufSize]byte // terminator path (Session.Send), made on its first use: a relayed leg never needs it
 }
@@ -63,6 +64,9 @@ type legCounters struct {
 	strays                uint64
 	srtpFailures          uint64
 	replays               uint64
+	rtcpIn, rtcpOut       uint64 // of packetsIn/packetsOut: RTCP
+	rtcpOwn               uint64 // of rtcpOut: the engine's own reports (rtcp.go)
+	unprotected           uint64 // plain RTCP on an SRTP leg, dropped (rtcp.go)
 }
 
 // receive runs one datagram read on s through the leg. i is the datagram's
@@ -169,11 +173,16 @@ func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort, now 
 		}
 		out, err := l.rx.DecryptRTCP(w.plain[i][:0], pkt, &w.rtcpHdr)
 		if err != nil {
+			if !errors.Is(err, errReplay) && plainRTCP(pkt) {
+				l.stats.unprotected++ // the peer leaking plain RTCP, not a forgery (rtcp.go)
+				return
+			}
 			l.countSRTPError(err)
 			return
 		}
 		plain = out
 		l.latchRTCP = src
+		l.report.noteSR(plain, now)
 	} else {
 		switch {
 		case src == l.latchRTCP:
@@ -189,6 +198,7 @@ func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort, now 
 	}
 	l.sess.lastPacket = now
 	l.stats.packetsIn++
+	l.stats.rtcpIn++
 	l.stats.bytesIn += uint64(len(pkt))
 	l.sink.RTCP(plain)
 }
@@ -276,5 +286,8 @@ func (l *leg) send(w *worker, fd int, dst netip.AddrPort, pkt []byte, rtcp bool)
 	}
 	l.stats.packetsOut++
 	l.stats.bytesOut += uint64(len(out))
+	if rtcp {
+		l.stats.rtcpOut++
+	}
 	w.queue(fd, dst, out)
 }
