@@ -386,16 +386,7 @@ func TestIntegrationSBCReferHandledLocally(t *testing.T) {
 	u.wait(t, 10*time.Second)
 	tg.wait(t, 10*time.Second)
 
-	for _, m := range caller.received(t) {
-		if strings.Contains(m, "REFER sip:") || strings.Contains(m, "Refer-To") {
-			t.Errorf("the caller saw the REFER:\n%s", m)
-		}
-		for _, secret := range []string{":" + strconv.Itoa(target), ":" + strconv.Itoa(um), "SIPpTag03", "SIPpTag01"} {
-			if strings.Contains(m, secret) {
-				t.Errorf("the caller got %q of the back end or the target:\n%s", secret, m)
-			}
-		}
-	}
+	hidden(t, "the caller", caller.received(t), true, ":"+strconv.Itoa(target), ":"+strconv.Itoa(um), "SIPpTag03", "SIPpTag01")
 	var notified bool
 	for _, m := range u.received(t) {
 		notified = notified || strings.Contains(m, "NOTIFY sip:") && strings.Contains(m, "SIP/2.0 200 OK") && strings.Contains(m, "terminated")
@@ -403,13 +394,63 @@ func TestIntegrationSBCReferHandledLocally(t *testing.T) {
 	if !notified {
 		t.Error("UM got no final NOTIFY with the target's 200")
 	}
-	for _, m := range tg.received(t) {
-		if strings.Contains(m, ":"+strconv.Itoa(um)) || strings.Contains(m, "SIPpTag00") {
-			t.Errorf("the target got the back end's or the caller's identifiers:\n%s", m)
-		}
-	}
+	hidden(t, "the target", tg.received(t), false, ":"+strconv.Itoa(um), "SIPpTag00")
 	waitFor(t, 5*time.Second, "the CDR", func() bool { _, err := os.Stat(cdr); return err == nil && len(readCDRs(t, cdr)) == 1 })
 	if rec := readCDRs(t, cdr)[0]; rec["status"] != 200.0 || rec["reason"] != "caller hung up" {
+		t.Errorf("CDR: %v", rec)
+	}
+}
+
+// hidden checks that no message who received (a transfer's peer) is a
+// REFER, when refer, or shows any of secrets: the other peers' ports and
+// tags.
+func hidden(t *testing.T, who string, msgs []string, refer bool, secrets ...string) {
+	t.Helper()
+	for _, m := range msgs {
+		if refer && (strings.Contains(m, "REFER sip:") || strings.Contains(m, "Refer-To")) {
+			t.Errorf("%s saw the REFER:\n%s", who, m)
+		}
+		for _, secret := range secrets {
+			if strings.Contains(m, secret) {
+				t.Errorf("%s got %q of another peer:\n%s", who, secret, m)
+			}
+		}
+	}
+}
+
+// refer_mode = "handle_locally" for the back end's pool (R-ID-8, R-SBC-7,
+// the other direction): the caller transfers the call with REFER to a
+// target on its gateway; edged answers 202, calls the target itself,
+// moves the back end's media to it with a re-INVITE and tells the caller
+// in NOTIFYs (100 Trying, then the target's 200 OK); the caller hangs up,
+// released, and the call goes on between the back end and the target
+// until the back end hangs up. The back end never sees a REFER.
+func TestIntegrationSBCCallerReferHandledLocally(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	um, target := freePort(t), freePort(t)
+	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
+	e := startEdged(t, sbcLab(t, um, cdr, "[sbc.peers.sbc]\nrefer_mode = \"handle_locally\"\n"))
+	tg := startSIPp(t, "target", "-sf", sbcScenario("sbc_uas_target.xml"), "-t", "u1", "-i", "127.0.0.1", "-p", strconv.Itoa(target),
+		"-mi", "127.0.0.1", "-mp", strconv.Itoa(freePort(t)), "-m", "1")
+	u := uas(t, "um", "sbc_uas_moved.xml", um)
+	callerPort := freePort(t)
+	caller := startSIPp(t, "caller", e.target("udp"), "-sf", sbcScenario("sbc_uac_refer.xml"), "-t", "u1", "-i", "127.0.0.1",
+		"-p", strconv.Itoa(callerPort), "-mi", "127.0.0.1", "-mp", strconv.Itoa(freePort(t)), "-s", "1001", "-m", "1",
+		"-set", "target", strconv.Itoa(target))
+	caller.wait(t, 30*time.Second)
+	u.wait(t, 10*time.Second)
+	tg.wait(t, 10*time.Second)
+
+	hidden(t, "the back end", u.received(t), true, ":"+strconv.Itoa(target), ":"+strconv.Itoa(callerPort), "SIPpTag03", "SIPpTag00")
+	got := tg.received(t)
+	hidden(t, "the target", got, false, ":"+strconv.Itoa(um), ":"+strconv.Itoa(callerPort), "SIPpTag00", "SIPpTag01")
+	if len(got) == 0 || !strings.Contains(got[0], "INVITE sip:2002@") {
+		t.Errorf("the target got no INVITE first: %q", got)
+	}
+	waitFor(t, 5*time.Second, "the CDR", func() bool { _, err := os.Stat(cdr); return err == nil && len(readCDRs(t, cdr)) == 1 })
+	if rec := readCDRs(t, cdr)[0]; rec["status"] != 200.0 || rec["reason"] != "callee hung up" {
 		t.Errorf("CDR: %v", rec)
 	}
 }
