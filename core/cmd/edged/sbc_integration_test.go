@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -583,6 +584,99 @@ func TestIntegrationSBCAdmission(t *testing.T) {
 	}
 }
 
+// pcapWithRTCP writes a copy of SIPp's G.711 pcap into dir with an RTCP
+// sender report (and CNAME) of its stream on RTP+1 at each offset from its
+// first packet, and a scenario that is sbc_uas.xml playing it; it returns
+// the scenario's path. SIPp plays every packet of a pcap to the remote
+// media port plus the packet's offset from the pcap's lowest port, so the
+// reports reach the RTCP port of edged's leg.
+func pcapWithRTCP(t *testing.T, dir string, at ...time.Duration) string {
+	t.Helper()
+	const src = "/usr/share/sip-tester/g711a.pcap"
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	le := binary.LittleEndian
+	if len(b) < 24 || le.Uint32(b) != 0xa1b2c3d4 || le.Uint32(b[20:]) != 1 {
+		t.Fatalf("%s: not a little-endian Ethernet pcap", src)
+	}
+	const eth, ip, udp = 14, 20, 8
+	out := append([]byte{}, b[:24]...)
+	var first []byte // the first frame: the template of the reports
+	var t0 int64
+	for off := 24; off+16 <= len(b); {
+		n := int(le.Uint32(b[off+8:]))
+		rec := b[off : off+16+n]
+		off += 16 + n
+		ts := int64(le.Uint32(rec))*1e6 + int64(le.Uint32(rec[4:]))
+		if first == nil {
+			first, t0 = rec[16:], ts
+		}
+		for len(at) > 0 && ts-t0 >= at[0].Microseconds() {
+			out = append(out, rtcpFrame(first, t0+at[0].Microseconds())...)
+			at = at[1:]
+		}
+		out = append(out, rec...)
+	}
+	if first == nil || len(first) < eth+ip+udp+12 {
+		t.Fatalf("%s: no RTP", src)
+	}
+	pcap := filepath.Join(dir, "g711a-rtcp.pcap")
+	if err := os.WriteFile(pcap, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := os.ReadFile(sbcScenario("sbc_uas.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scenario := filepath.Join(dir, "sbc_uas_rtcp.xml")
+	if err := os.WriteFile(scenario, []byte(strings.Replace(string(sc), src, pcap, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return scenario
+}
+
+// rtcpFrame is a pcap record at ts (µs) of an RTCP SR and SDES CNAME of
+// the RTP stream of frame (Ethernet, IPv4, UDP, RTP), from and to the
+// ports after its own.
+func rtcpFrame(frame []byte, ts int64) []byte {
+	const eth, ip, udp = 14, 20, 8
+	ssrc := frame[eth+ip+udp+8 : eth+ip+udp+12]
+	cname := "callee"
+	sr := []byte{0x80, 200, 0, 6}
+	sr = append(sr, ssrc...)
+	sr = binary.BigEndian.AppendUint64(sr, uint64(ts)<<12) // an NTP-ish time: only relayed
+	sr = append(sr, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 160)  // RTP time, packets, octets
+	sdes := []byte{0x81, 202, 0, byte((8 + 2 + len(cname) + 2) / 4)}
+	sdes = append(sdes, ssrc...)
+	sdes = append(sdes, 1, byte(len(cname)))
+	sdes = append(sdes, cname...)
+	sdes = append(sdes, 0, 0)
+	payload := append(sr, sdes...)
+	f := append([]byte{}, frame[:eth+ip+udp]...)
+	binary.BigEndian.PutUint16(f[eth+2:], uint16(ip+udp+len(payload)))
+	f[eth+10], f[eth+11] = 0, 0
+	var sum uint32
+	for i := eth; i < eth+ip; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(f[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(f[eth+10:], ^uint16(sum))
+	binary.BigEndian.PutUint16(f[eth+ip:], binary.BigEndian.Uint16(f[eth+ip:])+1)
+	binary.BigEndian.PutUint16(f[eth+ip+2:], binary.BigEndian.Uint16(f[eth+ip+2:])+1)
+	binary.BigEndian.PutUint16(f[eth+ip+4:], uint16(udp+len(payload)))
+	f[eth+ip+6], f[eth+ip+7] = 0, 0
+	f = append(f, payload...)
+	rec := binary.LittleEndian.AppendUint32(nil, uint32(ts/1e6))
+	rec = binary.LittleEndian.AppendUint32(rec, uint32(ts%1e6))
+	rec = binary.LittleEndian.AppendUint32(rec, uint32(len(f)))
+	rec = binary.LittleEndian.AppendUint32(rec, uint32(len(f)))
+	return append(rec, f...)
+}
+
 // baresipConfig is a baresip that dials with SRTP (mediaenc=srtp: RFC
 // 8643 opportunistic SRTP, RTP/AVP with a=crypto), sends a sine wave and
 // records what it hears into dir (sndfile).
@@ -623,9 +717,13 @@ media_security = "srtp"
 [sbc.peers.sbc]
 media_security = "rtp"
 `))
-	b := uas(t, "callee", "sbc_uas.xml", callee)
-
+	// The callee's pcap carries two RTCP sender reports early on, then
+	// none: they reach baresip relayed, then the engine's own reports do.
 	dir := t.TempDir()
+	b := startSIPp(t, "callee", "-sf", pcapWithRTCP(t, dir, 200*time.Millisecond, 400*time.Millisecond), "-t", "t1", "-i", "127.0.0.1",
+		"-p", strconv.Itoa(callee), "-mi", "127.0.0.1", "-mp", strconv.Itoa(freePort(t)), "-m", "1")
+	time.Sleep(300 * time.Millisecond) // listening
+
 	rec := filepath.Join(dir, "rec")
 	if err := os.Mkdir(rec, 0o755); err != nil {
 		t.Fatal(err)
@@ -671,14 +769,15 @@ media_security = "rtp"
 		t.Errorf("leg A: %v unprotected RTCP, want baresip's plain APP and at most its BYE", u)
 	}
 	// RTCP both ways: baresip's SRTCP (its APP again, encrypted, and its
-	// sender reports) reaches the callee decrypted; the callee sends no
-	// RTCP, so baresip gets the engine's own receiver reports as SRTCP
-	// under our key, and takes them (it would log a failed decryption).
+	// sender reports) reaches the callee decrypted; the callee's two
+	// reports reach baresip as SRTCP under our key, and once the callee
+	// is quiet for 5 s the engine's own receiver reports do; baresip takes
+	// them all (it would log a failed decryption).
 	if in := num(a, "RTCPIn"); in < 2 || num(bl, "RTCPOut") != in {
 		t.Errorf("baresip → callee RTCP: %v in on leg A, %v out on leg B", in, num(bl, "RTCPOut"))
 	}
-	if own := num(a, "RTCPOwn"); own < 1 || num(a, "RTCPOut") != own {
-		t.Errorf("RTCP to baresip: %v out, %v of them our own reports; want ≥ 1, all ours", num(a, "RTCPOut"), own)
+	if in, own := num(bl, "RTCPIn"), num(a, "RTCPOwn"); in != 2 || own < 1 || num(a, "RTCPOut") != in+own {
+		t.Errorf("callee → baresip RTCP: %v in on leg B, %v out on leg A of which %v our own; want 2, 2 + own, ≥ 1", in, num(a, "RTCPOut"), own)
 	}
 	if strings.Contains(out.String(), "failed to decrypt") {
 		t.Errorf("baresip could not decrypt what we sent:\n%s", tail(out.String(), 40))
