@@ -28,7 +28,9 @@
 // decrypts SRTP with replay protection, latches the peer's source address
 // (symmetric RTP, RFC 7362) and keeps RFC 3550 receiver statistics. On the way
 // out it encrypts when it speaks SRTP and sends to the latched address, or to
-// the address of the peer's SDP until a packet has been seen.
+// the address of the peer's SDP until a packet has been seen. RTCP is relayed
+// end to end; a leg where the engine terminates SRTP also gets the engine's
+// own receiver reports while its other side sends none (rtcp.go).
 //
 // # Latching (R-SBC-2, RFC 7362)
 //
