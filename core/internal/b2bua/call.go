@@ -804,7 +804,7 @@ func (c *call) info() (CallInfo, bool) {
 		ID: c.b.callID, State: c.state.String(), Gateway: c.target.Gateway, Pool: c.target.Pool,
 		Backend: c.target.Backend.Name, From: fromUser(c.a.invite), To: c.target.User,
 		Started: c.started, Answered: c.answerAt,
-		LegA: LegInfo{Transport: c.a.in.Transport, Peer: c.a.in.Source.String(), CallID: c.a.callID},
+		LegA: c.legAInfo(),
 		LegB: LegInfo{Transport: c.b.tp, Peer: c.b.dst.String(), CallID: c.b.callID},
 	}
 	if c.media != nil {

@@ -1,8 +1,19 @@
 package b2bua
 
 import (
+	"net/netip"
+
 	"github.com/emiago/sipgo/sip"
 )
+
+// legAInfo is side A for the CDR and /calls: the caller, or leg C once a
+// caller's transfer made it side A.
+func (c *call) legAInfo() LegInfo {
+	if l := c.a.called; l != nil {
+		return LegInfo{Transport: l.tp, Peer: l.dst.String(), CallID: l.callID}
+	}
+	return LegInfo{Transport: c.a.in.Transport, Peer: c.a.in.Source.String(), CallID: c.a.callID}
+}
 
 // A REFER from the caller (a PBX transferring the call it made to the
 // back end, or a trunk's caller, R-ID-8) is handled by the REFER mode of
@@ -125,17 +136,14 @@ func (c *call) callerTransferMsg(x *transfer, msg sip.Message, in Inbound) bool 
 func (c *call) swapA(x *transfer) {
 	l := &x.leg
 	x.oldA = c.a
-	c.a = aLeg{
-		// Source stays the caller's: its messages (its BYE) still find
-		// the call by leg A's Call-ID (Engine.Handle, fromA).
-		in:       Inbound{Transport: l.tp, Source: x.oldA.in.Source, Local: l.local, Reply: x.oldA.in.Reply, Requests: legSender{c, l}},
-		invite:   x.oldA.invite, // the CDR's From: the original caller
-		callID:   l.callID,
-		branch:   x.oldA.branch,
-		localTag: l.localTag,
-		cseq:     l.cseq,
-		called:   l,
-	}
+	// Field by field: in.Source stays the caller's, so that its messages
+	// (its BYE) still find the call by leg A's Call-ID (Engine.Handle,
+	// fromA, which reads it without the call's lock). invite stays the
+	// caller's INVITE: the CDR's From is the original caller.
+	c.a.in.Transport, c.a.in.Local, c.a.in.Requests = l.tp, l.local, legSender{c, l}
+	c.a.callID, c.a.localTag, c.a.remoteTag, c.a.remoteURI = l.callID, l.localTag, l.remoteTag, l.target
+	c.a.cseq, c.a.last, c.a.final, c.a.out, c.a.reAck, c.a.reAckCSeq, c.a.requestsTo = l.cseq, nil, nil, nil, nil, 0, netip.AddrPort{}
+	c.a.called = l
 	x.swapped = true
 	if c.keep != nil {
 		c.keep.Stop() // the keep-alive was for the caller's NAT

@@ -262,8 +262,9 @@ func TestCallerReferHandledLocally(t *testing.T) {
 		t.Fatalf("the back end's BYE went to %s:\n%s", cb.dst, b)
 	}
 	h.a.none(t, 30*time.Millisecond)
-	if recs := h.records(t); len(recs) != 1 || recs[0].Reason != "callee hung up" {
-		t.Errorf("CDRs %+v", recs)
+	if recs := h.records(t); len(recs) != 1 || recs[0].Reason != "callee hung up" || recs[0].From != "2001" ||
+		recs[0].LegA.CallID != string(*cInv.CallID()) || recs[0].LegA.Peer != pbxAddr.String() {
+		t.Errorf("CDRs %+v: want the caller's From, leg C as leg A", recs)
 	}
 }
 
