@@ -21,8 +21,9 @@ type leg struct {
 
 	// What the peer's SDP says (zero until an answer made it current).
 	sdpRTP, sdpRTCP netip.AddrPort
-	hold            bool // c=0.0.0.0: send nothing
-	mux             bool // RTCP on the RTP port, both ways
+	peerSDP         netip.AddrPort // the last RTP address of an SDP not on hold: who the peer is
+	hold            bool           // c=0.0.0.0: send nothing
+	mux             bool           // RTCP on the RTP port, both ways
 	pt              [128]ptInfo
 	ptKnown         bool // pt was filled from SDP; other payload types are strays
 	codec           string

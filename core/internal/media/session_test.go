@@ -446,3 +446,41 @@ func TestHoldAndResume(t *testing.T) {
 	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 3, 320, 0xB), toB)
 	recv(t, a.rtp, 2*time.Second)
 }
+
+// TestNewPeerRelearnsLatch: a re-offer from another peer (a transfer's new
+// leg: another SDP address) sends the other side's media to that peer's
+// SDP address at once, not on to the old peer's latched source, and the
+// new peer's first packet latches; a re-offer from the same SDP address
+// (a NATed phone's re-INVITE) keeps the latch.
+func TestNewPeerRelearnsLatch(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b, nat, c := newPeer(t), newPeer(t), newPeer(t), newPeer(t)
+	s, toA, toB, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	nat.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xA), toA) // A behind a NAT
+	recv(t, b.rtp, 2*time.Second)
+
+	reoffer := func(p *peer) {
+		t.Helper()
+		if _, err := s.Offer(SideA, p.sdp("RTP/AVP", "0")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Answer(SideB, b.sdp("RTP/AVP", "0")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reoffer(a) // the same phone again
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 2, 160, 0xB), toB)
+	recv(t, nat.rtp, 2*time.Second)
+
+	reoffer(c) // the call moved to c
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 3, 320, 0xB), toB)
+	recv(t, c.rtp, 2*time.Second)
+	if p, _, err := tryRecv(nat.rtp, 100*time.Millisecond); err == nil {
+		t.Fatalf("the old peer still got media after the move: %x", p[:12])
+	}
+	c.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xC), toA)
+	recv(t, b.rtp, 2*time.Second)
+	if st := s.Stats().Legs[SideA]; st.Remote != c.addr() {
+		t.Errorf("leg A sends to %s, want the new peer %s", st.Remote, c.addr())
+	}
+}
