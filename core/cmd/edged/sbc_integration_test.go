@@ -433,8 +433,9 @@ func TestIntegrationSBCCallerReferHandledLocally(t *testing.T) {
 	um, target := freePort(t), freePort(t)
 	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
 	e := startEdged(t, sbcLab(t, um, cdr, "[sbc.peers.sbc]\nrefer_mode = \"handle_locally\"\n"))
+	targetMedia := freePort(t)
 	tg := startSIPp(t, "target", "-sf", sbcScenario("sbc_uas_target.xml"), "-t", "u1", "-i", "127.0.0.1", "-p", strconv.Itoa(target),
-		"-mi", "127.0.0.1", "-mp", strconv.Itoa(freePort(t)), "-m", "1")
+		"-mi", "127.0.0.1", "-mp", strconv.Itoa(targetMedia), "-rtp_echo", "-m", "1")
 	u := uas(t, "um", "sbc_uas_moved.xml", um)
 	callerPort := freePort(t)
 	caller := startSIPp(t, "caller", e.target("udp"), "-sf", sbcScenario("sbc_uac_refer.xml"), "-t", "u1", "-i", "127.0.0.1",
@@ -451,8 +452,17 @@ func TestIntegrationSBCCallerReferHandledLocally(t *testing.T) {
 		t.Errorf("the target got no INVITE first: %q", got)
 	}
 	waitFor(t, 5*time.Second, "the CDR", func() bool { _, err := os.Stat(cdr); return err == nil && len(readCDRs(t, cdr)) == 1 })
-	if rec := readCDRs(t, cdr)[0]; rec["status"] != 200.0 || rec["reason"] != "callee hung up" {
+	rec := readCDRs(t, cdr)[0]
+	if rec["status"] != 200.0 || rec["reason"] != "callee hung up" {
 		t.Errorf("CDR: %v", rec)
+	}
+	// The back end's media went to the target, which echoed it (SIPp
+	// -rtp_echo) back through edged, not to the caller, whose media was
+	// latched before the transfer.
+	a, b := leg(t, rec, 0), leg(t, rec, 1)
+	if a["Remote"] != "127.0.0.1:"+strconv.Itoa(targetMedia) || num(b, "PacketsIn") < 30 || num(a, "PacketsOut") < 30 || num(a, "PacketsIn") < 30 {
+		t.Errorf("media after the transfer: leg A sends to %v, %v out, %v in; leg B %v in; want the target's %d, ≥ 30 each",
+			a["Remote"], num(a, "PacketsOut"), num(a, "PacketsIn"), num(b, "PacketsIn"), targetMedia)
 	}
 }
 
