@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -241,5 +242,44 @@ func drain(c *net.UDPConn) {
 		if _, _, err := tryRecv(c, 20*time.Millisecond); err != nil {
 			return
 		}
+	}
+}
+
+// TestSRTCPMux: with rtcp-mux on the SRTP leg, SRTCP arrives on the RTP
+// port and is told from SRTP by its packet type (RFC 5761 §4: 192–223),
+// so it is decrypted as SRTCP (the RTP context would fail it) and reaches
+// the plain callee's RTCP port; the callee's RTCP goes back as SRTCP on
+// the caller's RTP port.
+func TestSRTCPMux(t *testing.T) {
+	e := newTestEngine(t, 8, func(cfg *Config) { cfg.ReportInterval = -1 })
+	a, b := newPeer(t), newPeer(t)
+	secured := LegProfile{Local: loopback, Security: SecuritySRTP}
+	aKey, aLine := peerKey(t, 1, 0)
+	s, toA, toB, _, answerToA := call(t, e, secured, plain, a.sdp("RTP/SAVP", "0", aLine, "rtcp-mux"),
+		func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	if !strings.Contains(string(answerToA), "a=rtcp-mux") {
+		t.Fatalf("rtcp-mux not answered:\n%s", answerToA)
+	}
+	aEnc, aDec := mustContext(t, aKey, false), mustContext(t, engineKey(t, answerToA, 1), true)
+	for _, pt := range []uint8{200, 201, 203} { // SR, RR, BYE
+		p := marshalRTCP(t, &rtcp.ReceiverReport{SSRC: 0xA})
+		p[1] = pt
+		enc, err := aEnc.EncryptRTCP(nil, p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.rtp.WriteToUDPAddrPort(enc, toA)
+		if got, _ := recv(t, b.rtcp, 2*time.Second); !bytes.Equal(got, p) {
+			t.Fatalf("PT %d: the callee's RTCP port got %x, want %x", pt, got, p)
+		}
+	}
+	rr := marshalRTCP(t, &rtcp.ReceiverReport{SSRC: 0xB})
+	b.rtcp.WriteToUDPAddrPort(rr, rtcpPort(toB))
+	got, _ := recv(t, a.rtp, 2*time.Second)
+	if dec, err := aDec.DecryptRTCP(nil, got, nil); err != nil || !bytes.Equal(dec, rr) {
+		t.Fatalf("the caller's RTP port got %x: %v", got, err)
+	}
+	if st := s.Stats().Legs[SideA]; st.SRTPFailures != 0 || st.RTCPIn != 3 || st.RTCPOut != 1 {
+		t.Errorf("failures %d, RTCP in %d out %d; want 0, 3, 1", st.SRTPFailures, st.RTCPIn, st.RTCPOut)
 	}
 }
