@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -386,16 +387,7 @@ func TestIntegrationSBCReferHandledLocally(t *testing.T) {
 	u.wait(t, 10*time.Second)
 	tg.wait(t, 10*time.Second)
 
-	for _, m := range caller.received(t) {
-		if strings.Contains(m, "REFER sip:") || strings.Contains(m, "Refer-To") {
-			t.Errorf("the caller saw the REFER:\n%s", m)
-		}
-		for _, secret := range []string{":" + strconv.Itoa(target), ":" + strconv.Itoa(um), "SIPpTag03", "SIPpTag01"} {
-			if strings.Contains(m, secret) {
-				t.Errorf("the caller got %q of the back end or the target:\n%s", secret, m)
-			}
-		}
-	}
+	hidden(t, "the caller", caller.received(t), true, ":"+strconv.Itoa(target), ":"+strconv.Itoa(um), "SIPpTag03", "SIPpTag01")
 	var notified bool
 	for _, m := range u.received(t) {
 		notified = notified || strings.Contains(m, "NOTIFY sip:") && strings.Contains(m, "SIP/2.0 200 OK") && strings.Contains(m, "terminated")
@@ -403,14 +395,74 @@ func TestIntegrationSBCReferHandledLocally(t *testing.T) {
 	if !notified {
 		t.Error("UM got no final NOTIFY with the target's 200")
 	}
-	for _, m := range tg.received(t) {
-		if strings.Contains(m, ":"+strconv.Itoa(um)) || strings.Contains(m, "SIPpTag00") {
-			t.Errorf("the target got the back end's or the caller's identifiers:\n%s", m)
-		}
-	}
+	hidden(t, "the target", tg.received(t), false, ":"+strconv.Itoa(um), "SIPpTag00")
 	waitFor(t, 5*time.Second, "the CDR", func() bool { _, err := os.Stat(cdr); return err == nil && len(readCDRs(t, cdr)) == 1 })
 	if rec := readCDRs(t, cdr)[0]; rec["status"] != 200.0 || rec["reason"] != "caller hung up" {
 		t.Errorf("CDR: %v", rec)
+	}
+}
+
+// hidden checks that no message who received (a transfer's peer) is a
+// REFER, when refer, or shows any of secrets: the other peers' ports and
+// tags.
+func hidden(t *testing.T, who string, msgs []string, refer bool, secrets ...string) {
+	t.Helper()
+	for _, m := range msgs {
+		if refer && (strings.Contains(m, "REFER sip:") || strings.Contains(m, "Refer-To")) {
+			t.Errorf("%s saw the REFER:\n%s", who, m)
+		}
+		for _, secret := range secrets {
+			if strings.Contains(m, secret) {
+				t.Errorf("%s got %q of another peer:\n%s", who, secret, m)
+			}
+		}
+	}
+}
+
+// refer_mode = "handle_locally" for the back end's pool (R-ID-8, R-SBC-7,
+// the other direction): the caller transfers the call with REFER to a
+// target on its gateway; edged answers 202, calls the target itself,
+// moves the back end's media to it with a re-INVITE and tells the caller
+// in NOTIFYs (100 Trying, then the target's 200 OK); the caller hangs up,
+// released, and the call goes on between the back end and the target
+// until the back end hangs up. The back end never sees a REFER.
+func TestIntegrationSBCCallerReferHandledLocally(t *testing.T) {
+	if err := sipptest.Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+	um, target := freePort(t), freePort(t)
+	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
+	e := startEdged(t, sbcLab(t, um, cdr, "[sbc.peers.sbc]\nrefer_mode = \"handle_locally\"\n"))
+	targetMedia := freePort(t)
+	tg := startSIPp(t, "target", "-sf", sbcScenario("sbc_uas_target.xml"), "-t", "u1", "-i", "127.0.0.1", "-p", strconv.Itoa(target),
+		"-mi", "127.0.0.1", "-mp", strconv.Itoa(targetMedia), "-rtp_echo", "-m", "1")
+	u := uas(t, "um", "sbc_uas_moved.xml", um)
+	callerPort := freePort(t)
+	caller := startSIPp(t, "caller", e.target("udp"), "-sf", sbcScenario("sbc_uac_refer.xml"), "-t", "u1", "-i", "127.0.0.1",
+		"-p", strconv.Itoa(callerPort), "-mi", "127.0.0.1", "-mp", strconv.Itoa(freePort(t)), "-s", "1001", "-m", "1",
+		"-set", "target", strconv.Itoa(target))
+	caller.wait(t, 30*time.Second)
+	u.wait(t, 10*time.Second)
+	tg.wait(t, 10*time.Second)
+
+	hidden(t, "the back end", u.received(t), true, ":"+strconv.Itoa(target), ":"+strconv.Itoa(callerPort), "SIPpTag03", "SIPpTag00")
+	got := tg.received(t)
+	hidden(t, "the target", got, false, ":"+strconv.Itoa(um), ":"+strconv.Itoa(callerPort), "SIPpTag00", "SIPpTag01")
+	if len(got) == 0 || !strings.Contains(got[0], "INVITE sip:2002@") {
+		t.Errorf("the target got no INVITE first: %q", got)
+	}
+	waitFor(t, 5*time.Second, "the CDR", func() bool { _, err := os.Stat(cdr); return err == nil && len(readCDRs(t, cdr)) == 1 })
+	rec := readCDRs(t, cdr)[0]
+	if rec["status"] != 200.0 || rec["reason"] != "callee hung up" {
+		t.Errorf("CDR: %v", rec)
+	}
+	// The back end's media went to the target, which echoed it (SIPp
+	// -rtp_echo) back through edged, not to the caller, whose media was
+	// latched before the transfer.
+	a, b := leg(t, rec, 0), leg(t, rec, 1)
+	if a["Remote"] != "127.0.0.1:"+strconv.Itoa(targetMedia) || num(b, "PacketsIn") < 30 || num(a, "PacketsOut") < 30 || num(a, "PacketsIn") < 30 {
+		t.Errorf("media after the transfer: leg A sends to %v, %v out, %v in; leg B %v in; want the target's %d, ≥ 30 each",
+			a["Remote"], num(a, "PacketsOut"), num(a, "PacketsIn"), num(b, "PacketsIn"), targetMedia)
 	}
 }
 
@@ -542,6 +594,99 @@ func TestIntegrationSBCAdmission(t *testing.T) {
 	}
 }
 
+// pcapWithRTCP writes a copy of SIPp's G.711 pcap into dir with an RTCP
+// sender report (and CNAME) of its stream on RTP+1 at each offset from its
+// first packet, and a scenario that is sbc_uas.xml playing it; it returns
+// the scenario's path. SIPp plays every packet of a pcap to the remote
+// media port plus the packet's offset from the pcap's lowest port, so the
+// reports reach the RTCP port of edged's leg.
+func pcapWithRTCP(t *testing.T, dir string, at ...time.Duration) string {
+	t.Helper()
+	const src = "/usr/share/sip-tester/g711a.pcap"
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	le := binary.LittleEndian
+	if len(b) < 24 || le.Uint32(b) != 0xa1b2c3d4 || le.Uint32(b[20:]) != 1 {
+		t.Fatalf("%s: not a little-endian Ethernet pcap", src)
+	}
+	const eth, ip, udp = 14, 20, 8
+	out := append([]byte{}, b[:24]...)
+	var first []byte // the first frame: the template of the reports
+	var t0 int64
+	for off := 24; off+16 <= len(b); {
+		n := int(le.Uint32(b[off+8:]))
+		rec := b[off : off+16+n]
+		off += 16 + n
+		ts := int64(le.Uint32(rec))*1e6 + int64(le.Uint32(rec[4:]))
+		if first == nil {
+			first, t0 = rec[16:], ts
+		}
+		for len(at) > 0 && ts-t0 >= at[0].Microseconds() {
+			out = append(out, rtcpFrame(first, t0+at[0].Microseconds())...)
+			at = at[1:]
+		}
+		out = append(out, rec...)
+	}
+	if first == nil || len(first) < eth+ip+udp+12 {
+		t.Fatalf("%s: no RTP", src)
+	}
+	pcap := filepath.Join(dir, "g711a-rtcp.pcap")
+	if err := os.WriteFile(pcap, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := os.ReadFile(sbcScenario("sbc_uas.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scenario := filepath.Join(dir, "sbc_uas_rtcp.xml")
+	if err := os.WriteFile(scenario, []byte(strings.Replace(string(sc), src, pcap, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return scenario
+}
+
+// rtcpFrame is a pcap record at ts (µs) of an RTCP SR and SDES CNAME of
+// the RTP stream of frame (Ethernet, IPv4, UDP, RTP), from and to the
+// ports after its own.
+func rtcpFrame(frame []byte, ts int64) []byte {
+	const eth, ip, udp = 14, 20, 8
+	ssrc := frame[eth+ip+udp+8 : eth+ip+udp+12]
+	cname := "callee"
+	sr := []byte{0x80, 200, 0, 6}
+	sr = append(sr, ssrc...)
+	sr = binary.BigEndian.AppendUint64(sr, uint64(ts)<<12) // an NTP-ish time: only relayed
+	sr = append(sr, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 160)  // RTP time, packets, octets
+	sdes := []byte{0x81, 202, 0, byte((8 + 2 + len(cname) + 2) / 4)}
+	sdes = append(sdes, ssrc...)
+	sdes = append(sdes, 1, byte(len(cname)))
+	sdes = append(sdes, cname...)
+	sdes = append(sdes, 0, 0)
+	payload := append(sr, sdes...)
+	f := append([]byte{}, frame[:eth+ip+udp]...)
+	binary.BigEndian.PutUint16(f[eth+2:], uint16(ip+udp+len(payload)))
+	f[eth+10], f[eth+11] = 0, 0
+	var sum uint32
+	for i := eth; i < eth+ip; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(f[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(f[eth+10:], ^uint16(sum))
+	binary.BigEndian.PutUint16(f[eth+ip:], binary.BigEndian.Uint16(f[eth+ip:])+1)
+	binary.BigEndian.PutUint16(f[eth+ip+2:], binary.BigEndian.Uint16(f[eth+ip+2:])+1)
+	binary.BigEndian.PutUint16(f[eth+ip+4:], uint16(udp+len(payload)))
+	f[eth+ip+6], f[eth+ip+7] = 0, 0
+	f = append(f, payload...)
+	rec := binary.LittleEndian.AppendUint32(nil, uint32(ts/1e6))
+	rec = binary.LittleEndian.AppendUint32(rec, uint32(ts%1e6))
+	rec = binary.LittleEndian.AppendUint32(rec, uint32(len(f)))
+	rec = binary.LittleEndian.AppendUint32(rec, uint32(len(f)))
+	return append(rec, f...)
+}
+
 // baresipConfig is a baresip that dials with SRTP (mediaenc=srtp: RFC
 // 8643 opportunistic SRTP, RTP/AVP with a=crypto), sends a sine wave and
 // records what it hears into dir (sndfile).
@@ -582,9 +727,13 @@ media_security = "srtp"
 [sbc.peers.sbc]
 media_security = "rtp"
 `))
-	b := uas(t, "callee", "sbc_uas.xml", callee)
-
+	// The callee's pcap carries two RTCP sender reports early on, then
+	// none: they reach baresip relayed, then the engine's own reports do.
 	dir := t.TempDir()
+	b := startSIPp(t, "callee", "-sf", pcapWithRTCP(t, dir, 200*time.Millisecond, 400*time.Millisecond), "-t", "t1", "-i", "127.0.0.1",
+		"-p", strconv.Itoa(callee), "-mi", "127.0.0.1", "-mp", strconv.Itoa(freePort(t)), "-m", "1")
+	time.Sleep(300 * time.Millisecond) // listening
+
 	rec := filepath.Join(dir, "rec")
 	if err := os.Mkdir(rec, 0o755); err != nil {
 		t.Fatal(err)
@@ -616,12 +765,32 @@ media_security = "rtp"
 		t.Errorf("leg A secure %v, leg B secure %v: want SRTP to baresip, RTP to the callee", a["Secure"], bl["Secure"])
 	}
 	// baresip sends 50 RTP packets a second for the call's 9 s: every one
-	// of them must authenticate. Its SRTCP is another matter: of its few
-	// RTCP datagrams, libre 1.0 sends one too short to be SRTCP and the
-	// last (its RTCP BYE) fails authentication; both are dropped and
-	// counted, as any packet that is not valid SRTP must be.
-	if in := num(a, "PacketsIn"); in < 400 || num(a, "Strays") != 0 || num(a, "SRTPFailures") > 2 {
-		t.Errorf("leg A: %v packets in, %v strays, %v SRTP failures", in, num(a, "Strays"), num(a, "SRTPFailures"))
+	// of them must authenticate, and so must all of its SRTCP. baresip
+	// 1.0 also sends plain RTCP on its SRTP session (captured: the RTCP
+	// APP "PING" of its stream start, before its srtp module is on, and
+	// the RTCP BYE of its teardown, after the module's helper is gone;
+	// media's TestSRTCPDropped has both byte for byte): dropped and
+	// counted as unprotected, not as failures. The BYE races the SIP BYE
+	// that ends the call, so it may not be read at all.
+	if in := num(a, "PacketsIn"); in < 400 || num(a, "Strays") != 0 || num(a, "SRTPFailures") != 0 || num(a, "SRTPReplays") != 0 {
+		t.Errorf("leg A: %v packets in, %v strays, %v SRTP failures, %v replays", in, num(a, "Strays"), num(a, "SRTPFailures"), num(a, "SRTPReplays"))
+	}
+	if u := num(a, "Unprotected"); u < 1 || u > 2 {
+		t.Errorf("leg A: %v unprotected RTCP, want baresip's plain APP and at most its BYE", u)
+	}
+	// RTCP both ways: baresip's SRTCP (its APP again, encrypted, and its
+	// sender reports) reaches the callee decrypted; the callee's two
+	// reports reach baresip as SRTCP under our key, and once the callee
+	// is quiet for 5 s the engine's own receiver reports do; baresip takes
+	// them all (it would log a failed decryption).
+	if in := num(a, "RTCPIn"); in < 2 || num(bl, "RTCPOut") != in {
+		t.Errorf("baresip → callee RTCP: %v in on leg A, %v out on leg B", in, num(bl, "RTCPOut"))
+	}
+	if in, own := num(bl, "RTCPIn"), num(a, "RTCPOwn"); in != 2 || own < 1 || num(a, "RTCPOut") != in+own {
+		t.Errorf("callee → baresip RTCP: %v in on leg B, %v out on leg A of which %v our own; want 2, 2 + own, ≥ 1", in, num(a, "RTCPOut"), own)
+	}
+	if strings.Contains(out.String(), "failed to decrypt") {
+		t.Errorf("baresip could not decrypt what we sent:\n%s", tail(out.String(), 40))
 	}
 	if num(bl, "PacketsIn") < 200 || num(a, "PacketsOut") < num(bl, "PacketsIn")*0.99 {
 		t.Errorf("callee → baresip: %v packets in on leg B, %v out on leg A", num(bl, "PacketsIn"), num(a, "PacketsOut"))

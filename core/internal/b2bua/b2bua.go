@@ -69,7 +69,9 @@ type Peer struct {
 	// (R-SBC-10, rules.go); nil = none.
 	Rules *hdrrules.Set
 	// ReferMode is what a REFER from the back end does to a call from
-	// this peer (R-SBC-7, R-ID-8, transfer.go); "" = ReferTransparent.
+	// this peer (R-SBC-7, R-ID-8, transfer.go), and for a pool what a
+	// REFER from the caller does to a call to it (transfer_caller.go);
+	// "" = ReferTransparent.
 	ReferMode ReferMode
 	// CallsPerSecond bounds the new calls from this gateway, or to this
 	// pool (R-SBC-8); 0 = unlimited.

@@ -81,6 +81,9 @@ type aLeg struct {
 	// requestsTo is where in.Requests sends since the caller's NAT
 	// mapping moved (nat.go); zero: in.Source.
 	requestsTo netip.AddrPort
+	// called is leg C of a caller's transfer once it replaced the caller
+	// (transfer_caller.go): our requests on side A are its dialog's.
+	called *bLeg
 }
 
 // bLeg is the back end's side: we call it.
@@ -615,14 +618,22 @@ func (c *call) requestOn(side Side, method string, cseq uint32, branch string, c
 	if side == SideB {
 		return c.legRequest(&c.b, method, cseq, branch, ct)
 	}
+	if c.a.called != nil {
+		return c.legRequest(c.a.called, method, cseq, branch, ct)
+	}
+	return c.aRequest(&c.a, method, cseq, branch, ct)
+}
+
+// aRequest writes a request in the caller's dialog a, ours as its UAS.
+func (c *call) aRequest(a *aLeg, method string, cseq uint32, branch string, ct content) []byte {
 	var w wire
-	tp, local := c.a.in.Transport, c.a.in.Local
-	w.line(method, " ", c.a.remoteURI, " SIP/2.0")
+	tp, local := a.in.Transport, a.in.Local
+	w.line(method, " ", a.remoteURI, " SIP/2.0")
 	w.line(via(tp, local, branch))
 	w.line("Max-Forwards: 70")
-	w.line("From: ", c.a.invite.To().Value(), ";tag=", c.a.localTag)
-	w.line("To: ", c.a.invite.From().Value())
-	w.line("Call-ID: ", c.a.callID)
+	w.line("From: ", a.invite.To().Value(), ";tag=", a.localTag)
+	w.line("To: ", a.invite.From().Value())
+	w.line("Call-ID: ", a.callID)
 	return c.requestEnd(&w, tp, local, method, cseq, ct)
 }
 
@@ -698,7 +709,7 @@ func (c *call) startKeepAlive() {
 func (c *call) keepAlive() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state == ended {
+	if c.state == ended || c.a.called != nil { // a caller's transfer replaced the caller (transfer_caller.go)
 		return
 	}
 	defer c.keep.Reset(c.e.cfg.KeepAliveInterval)
@@ -793,7 +804,7 @@ func (c *call) info() (CallInfo, bool) {
 		ID: c.b.callID, State: c.state.String(), Gateway: c.target.Gateway, Pool: c.target.Pool,
 		Backend: c.target.Backend.Name, From: fromUser(c.a.invite), To: c.target.User,
 		Started: c.started, Answered: c.answerAt,
-		LegA: LegInfo{Transport: c.a.in.Transport, Peer: c.a.in.Source.String(), CallID: c.a.callID},
+		LegA: c.legAInfo(),
 		LegB: LegInfo{Transport: c.b.tp, Peer: c.b.dst.String(), CallID: c.b.callID},
 	}
 	if c.media != nil {

@@ -40,7 +40,7 @@ func (c *call) record() Record {
 		Backend: c.target.Backend.Name, From: fromUser(c.a.invite), To: c.target.User,
 		Start: c.started, Answer: c.answerAt, End: c.endAt, Status: c.finalCode, Reason: c.reason,
 		Redirects: c.redirects,
-		LegA:      LegInfo{Transport: c.a.in.Transport, Peer: c.a.in.Source.String(), CallID: c.a.callID},
+		LegA:      c.legAInfo(),
 		LegB:      LegInfo{Transport: c.b.tp, Peer: c.b.dst.String(), CallID: c.b.callID},
 	}
 	if !c.answerAt.IsZero() {

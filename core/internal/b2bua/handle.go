@@ -13,6 +13,9 @@ import (
 func (c *call) handleA(msg sip.Message, in Inbound) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.callerTransferA(msg, in) {
+		return true
+	}
 	switch m := msg.(type) {
 	case *sip.Request:
 		return c.requestA(m, in)
@@ -67,6 +70,15 @@ func (c *call) requestA(req *sip.Request, in Inbound) bool {
 		c.byeFrom(SideA)
 	case sip.OPTIONS:
 		in.Reply.Send(response(req, in.Source, "", 200, "OK", []string{allow}, nil))
+	case sip.REFER:
+		switch {
+		case ours && c.referMode(SideA) == ReferLocal:
+			c.referLocal(SideA, req, in)
+		case ours:
+			c.relay(SideA, req, in)
+		default:
+			in.Reply.Send(response(req, in.Source, "", 501, "Not Implemented", []string{allow}, nil))
+		}
 	default:
 		if _, ok := relayed[req.Method]; ok && ours {
 			c.relay(SideA, req, in)
@@ -110,7 +122,7 @@ func (c *call) responseA(res *sip.Response) {
 			c.a.out.stop()
 		}
 	case sip.INVITE:
-		if x := c.xfer; x != nil && x.aCSeq != 0 && cs.SeqNo == x.aCSeq {
+		if x := c.xfer; x != nil && x.by == SideB && x.reCSeq != 0 && cs.SeqNo == x.reCSeq {
 			c.transferReinvite(x, res)
 		} else if ri := c.reinvite; ri != nil && ri.from == SideB && cs.SeqNo == ri.cseq {
 			c.reinviteAnswer(SideA, res)
@@ -169,8 +181,8 @@ func (c *call) requestB(req *sip.Request, in Inbound) {
 	case sip.CANCEL:
 		in.Reply.Send(response(req, in.Source, "", 200, "OK", nil, nil))
 	case sip.REFER:
-		if c.referMode() == ReferLocal {
-			c.referLocal(req, in)
+		if c.referMode(SideB) == ReferLocal {
+			c.referLocal(SideB, req, in)
 			break
 		}
 		c.relay(SideB, req, in)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/umedge/umedge/core/internal/sipheader"
 	"github.com/umedge/umedge/core/sdk/router"
 )
 
@@ -22,47 +23,81 @@ import (
 // with that offer so that the caller's media now flows to leg C, and
 // tells the back end how the transfer goes in NOTIFYs (message/sipfrag);
 // once leg C is up it is the call's leg B, and the back end hangs up (or
-// is hung up after 64×T1).
+// is hung up after 64×T1). A REFER from the caller is the same the other
+// way round, by the REFER mode of the back end's pool (transfer_caller.go).
 // Only targets the routing table knows are called — a back end of a pool
 // or a gateway's address — anything else gets 403: a REFER cannot make
-// the appliance call where routing would not. A REFER from the caller is
-// always passed through.
+// the appliance call where routing would not.
 
-// ReferMode is what the engine does with a REFER from the back end.
+// ReferMode is what the engine does with a REFER.
 type ReferMode string
 
 // The REFER modes.
 const (
-	ReferTransparent ReferMode = "transparent" // relayed to the caller (the default)
+	ReferTransparent ReferMode = "transparent" // relayed to the other side (the default)
 	ReferLocal       ReferMode = "handle_locally"
 )
 
 const sipfrag = "message/sipfrag;version=2.0"
 
-// transfer is a REFER the engine carries out itself.
+// transfer is a REFER the engine carries out itself. by is the side that
+// sent it, the transferor, whose leg leg C replaces; the other side stays
+// and is re-INVITEd onto leg C.
 type transfer struct {
+	by        Side
 	referCSeq uint32 // of the REFER: the id of its subscription
-	leg       bLeg   // leg C, to the Refer-To target
+	leg       bLeg   // leg C, to the Refer-To target; after a back end's transfer, the old leg B
 	inviteTx  *retrans
 	ringing   bool
-	aCSeq     uint32 // our re-INVITE to the caller, once leg C answered
-	aBranch   string
-	aTx       *retrans
-	offerC    bool // the caller's media is offered leg C's (media.Offer pending)
-	swapped   bool // leg C became leg B; leg is then the old leg B
-	oldGone   bool // the old leg B hung up during the transfer
+	reCSeq    uint32 // our re-INVITE to the side that stays, once leg C answered
+	reBranch  string
+	reTx      *retrans
+	offerC    bool // leg C's offer is with the media engine (Offer(by) pending)
+	swapped   bool // leg C replaced the transferor's leg
+	oldA      aLeg // after a caller's transfer, the caller (transfer_caller.go)
+	oldGone   bool // the transferor hung up
 	notifies  []*retrans
 }
 
-func (c *call) referMode() ReferMode {
-	if m := c.e.cfg.Peers[c.target.Gateway].ReferMode; m != "" {
+// stay is the side that stays: the other one than the transferor's.
+func (x *transfer) stay() Side {
+	if x.by == SideA {
+		return SideB
+	}
+	return SideA
+}
+
+// transferor names side by for the log.
+func transferor(by Side) string {
+	if by == SideA {
+		return "caller"
+	}
+	return "back end"
+}
+
+// referMode is what a REFER from side by does: the mode of the peer that
+// would receive it — the caller's gateway for the back end's REFER, the
+// back end's pool for the caller's.
+func (c *call) referMode(by Side) ReferMode {
+	peer := c.target.Gateway
+	if by == SideA {
+		peer = c.target.Pool
+	}
+	if m := c.e.cfg.Peers[peer].ReferMode; m != "" {
 		return m
 	}
 	return ReferTransparent
 }
 
-// referLocal takes a REFER from the back end in ReferLocal mode.
-func (c *call) referLocal(req *sip.Request, in Inbound) {
+// busy reports whether a REFER or re-INVITE must wait for x: until leg C
+// replaced the transferor, and after a caller's transfer until the caller
+// is gone (its old dialog is still x's).
+func (x *transfer) busy() bool {
+	return x != nil && (!x.swapped || x.by == SideA && !x.oldGone)
+}
+
+// referLocal takes a REFER from side by in ReferLocal mode.
+func (c *call) referLocal(by Side, req *sip.Request, in Inbound) {
 	refuse := func(code int, phrase, why string) {
 		c.e.log.Info("transfer refused", "call_id", c.b.callID, "refer_to", headerValue(req, "Refer-To"), "status", code, "why", why)
 		in.Reply.Send(response(req, in.Source, "", code, phrase, []string{c.e.warning(why)}, nil))
@@ -71,7 +106,7 @@ func (c *call) referLocal(req *sip.Request, in Inbound) {
 	case c.state != confirmed:
 		refuse(481, "Call/Transaction Does Not Exist", "no call to transfer")
 		return
-	case c.xfer != nil && !c.xfer.swapped || c.reinvite != nil:
+	case c.xfer.busy() || c.reinvite != nil:
 		refuse(491, "Request Pending", "a transfer or re-INVITE is in progress")
 		return
 	}
@@ -89,7 +124,7 @@ func (c *call) referLocal(req *sip.Request, in Inbound) {
 		refuse(403, "Forbidden", "transfer target is no back end or gateway the routing knows")
 		return
 	}
-	x := &transfer{referCSeq: req.CSeq().SeqNo}
+	x := &transfer{by: by, referCSeq: req.CSeq().SeqNo}
 	l := &x.leg
 	*l = bLeg{callID: "umedge-" + token(), localTag: token(), cseq: 1, inviteCSeq: 1, branch: token()}
 	ruri := "sip:"
@@ -103,12 +138,11 @@ func (c *call) referLocal(req *sip.Request, in Inbound) {
 	}
 	c.e.addB(c, l.callID)
 	c.b.peers = append(c.b.peers, dst.Addr()) // leg C's messages come in as leg B's
-	in.Reply.Send(response(req, in.Source, "", 202, "Accepted", []string{contactOf(c.b.tp, c.b.local)}, nil))
+	in.Reply.Send(response(req, in.Source, "", 202, "Accepted", []string{c.contactFor(by)}, nil))
 	c.xfer = x
 	c.notify(x, "SIP/2.0 100 Trying", false)
 
-	caller := c.a.invite
-	l.from = "From: " + displayName(caller) + "<sip:" + fromUser(caller) + "@" + c.e.cfg.FQDN + ">;tag=" + l.localTag
+	l.from = c.transferFrom(by) + ";tag=" + l.localTag
 	w := inviteTxRequest(l, "INVITE")
 	w.line(contactOf(l.tp, l.local))
 	w.line(allow)
@@ -117,12 +151,30 @@ func (c *call) referLocal(req *sip.Request, in Inbound) {
 			w.line("Referred-By: ", v)
 		}
 	}
-	l.invite = w.end(nil) // no offer: leg C's answer offers, the caller answers
+	l.invite = w.end(nil) // no offer: leg C's answer offers, the side that stays answers
 	c.sendLeg(l, l.invite)
 	x.inviteTx = c.transactionFor(l.tp, true, c.e.cfg.RingTimeout, func() { c.sendLeg(l, l.invite) }, func() {
 		c.transferFailed(x, 408, "Request Timeout")
 	})
-	c.e.log.Info("transfer handled locally", "call_id", c.b.callID, "target", l.ruri)
+	c.e.log.Info("transfer handled locally", "call_id", c.b.callID, "by", transferor(by), "target", l.ruri)
+}
+
+// transferFrom is leg C's From, without tag: the party that stays, on
+// our host — the caller for the back end's transfer, the one the caller
+// called for the caller's.
+func (c *call) transferFrom(by Side) string {
+	caller := c.a.invite
+	if by == SideB {
+		return "From: " + displayName(caller) + "<sip:" + fromUser(caller) + "@" + c.e.cfg.FQDN + ">"
+	}
+	var sb strings.Builder
+	sb.WriteString("From: <sip:")
+	if to := caller.To(); to != nil && to.Address.User != "" {
+		sipheader.WriteUser(&sb, to.Address.User)
+		sb.WriteByte('@')
+	}
+	sb.WriteString(c.e.cfg.FQDN + ">")
+	return sb.String()
 }
 
 // transferTarget is where a Refer-To may send the call: a back end of a
@@ -205,13 +257,9 @@ func (c *call) transferOK(tp router.Transport, dst netip.AddrPort, host string) 
 	return tp, dst, host, true
 }
 
-// notify tells the back end how the transfer goes (RFC 3515 §2.4.4): a
-// NOTIFY in the old leg B's dialog with the status line of leg C.
+// notify tells the transferor how the transfer goes (RFC 3515 §2.4.4): a
+// NOTIFY in its dialog with the status line of leg C.
 func (c *call) notify(x *transfer, status string, final bool) {
-	l := &c.b
-	if x.swapped {
-		l = &x.leg
-	}
 	if x.oldGone || len(x.notifies) >= 4 {
 		return
 	}
@@ -219,21 +267,41 @@ func (c *call) notify(x *transfer, status string, final bool) {
 	if final {
 		state = "terminated;reason=noresource"
 	}
-	l.cseq++
-	msg := c.legRequest(l, "NOTIFY", l.cseq, token(), content{
+	ct := content{
 		headers: []string{"Event: refer;id=" + strconv.FormatUint(uint64(x.referCSeq), 10), "Subscription-State: " + state},
 		ctype:   sipfrag, body: []byte(status + "\r\n"),
-	})
+	}
+	if x.by == SideA {
+		if x.swapped {
+			return // the final NOTIFY went out before the swap
+		}
+		c.a.cseq++
+		msg := c.aRequest(&c.a, "NOTIFY", c.a.cseq, token(), ct)
+		send := c.a.in.Requests // the caller's, even once leg C replaced it
+		send.Send(msg)
+		x.notifies = append(x.notifies, c.transaction(c.a.in.Transport, false, func() { send.Send(msg) }, nil))
+		return
+	}
+	l := &c.b
+	if x.swapped {
+		l = &x.leg
+	}
+	l.cseq++
+	msg := c.legRequest(l, "NOTIFY", l.cseq, token(), ct)
 	c.sendLeg(l, msg)
 	x.notifies = append(x.notifies, c.transaction(l.tp, false, func() { c.sendLeg(l, msg) }, nil))
 }
 
 // transferMsg takes a message of leg C, or of the old leg B once leg C
-// replaced it, and reports true; false for anything else.
+// replaced it, or the answer of the side that stays to our re-INVITE
+// when that is leg B, and reports true; false for anything else.
 func (c *call) transferMsg(msg sip.Message, in Inbound) bool {
 	x := c.xfer
 	if x == nil {
 		return false
+	}
+	if x.by == SideA {
+		return c.callerTransferMsg(x, msg, in) // transfer_caller.go
 	}
 	id := ""
 	if h := msg.CallID(); h != nil {
@@ -274,17 +342,25 @@ func (c *call) transferMsg(msg sip.Message, in Inbound) bool {
 		}
 		return true
 	}
+	c.legCMsg(x, msg, in)
+	return true
+}
+
+// legCMsg takes a message of leg C before it replaced the transferor.
+func (c *call) legCMsg(x *transfer, msg sip.Message, in Inbound) {
 	switch m := msg.(type) {
 	case *sip.Request:
 		if m.Method != sip.ACK {
 			in.Reply.Send(response(m, in.Source, "", 481, "Call/Transaction Does Not Exist", nil, nil))
 		}
 	case *sip.Response:
-		if m.CSeq().MethodName == sip.INVITE && m.CSeq().SeqNo == 1 {
+		switch cs := m.CSeq(); {
+		case cs.MethodName == sip.INVITE && cs.SeqNo == 1:
 			c.transferAnswer(x, m)
+		case cs.MethodName == sip.BYE && m.StatusCode >= 200:
+			x.leg.byeTx.stop()
 		}
 	}
-	return true
 }
 
 // transferAnswer takes leg C's answer to its INVITE.
@@ -331,7 +407,7 @@ func (c *call) transferAnswer(x *transfer, res *sip.Response) {
 			c.transferFailed(x, 488, "Not Acceptable Here")
 			return
 		}
-		offer, err := c.media.Offer(SideB, sdp)
+		offer, err := c.media.Offer(x.by, sdp) // leg C takes the transferor's side
 		if err != nil {
 			c.e.log.Info("transfer target's SDP refused", "call_id", c.b.callID, "err", err)
 			c.dropLegC(x)
@@ -339,42 +415,53 @@ func (c *call) transferAnswer(x *transfer, res *sip.Response) {
 			return
 		}
 		x.offerC = true
-		// The caller's media moves to leg C: its offer, through us.
-		c.a.cseq++
-		x.aCSeq, x.aBranch = c.a.cseq, token()
-		msg := c.requestOn(SideA, "INVITE", x.aCSeq, x.aBranch, content{body: offer})
-		c.a.in.Requests.Send(msg)
-		x.aTx = c.transaction(c.a.in.Transport, true, func() { c.a.in.Requests.Send(msg) }, func() {
+		// The media of the side that stays moves to leg C: its offer,
+		// through us.
+		stay := x.stay()
+		cseq := &c.a.cseq
+		if stay == SideB {
+			cseq = &c.b.cseq
+		}
+		*cseq++
+		x.reCSeq, x.reBranch = *cseq, token()
+		msg := c.requestOn(stay, "INVITE", x.reCSeq, x.reBranch, content{body: offer})
+		c.sendOn(stay, msg)
+		x.reTx = c.transaction(c.transportOf(stay), true, func() { c.sendOn(stay, msg) }, func() {
 			c.transferReinviteFailed(x)
 		})
 	}
 }
 
-// transferReinvite takes the caller's answer to the re-INVITE that moves
-// its media to leg C.
+// transferReinvite takes the answer of the side that stays to the
+// re-INVITE that moves its media to leg C.
 func (c *call) transferReinvite(x *transfer, res *sip.Response) {
+	stay := x.stay()
 	if res.StatusCode < 200 {
-		x.aTx.quiet()
+		x.reTx.quiet()
 		return
 	}
 	if x.swapped {
 		if res.StatusCode < 300 {
-			c.a.in.Requests.Send(c.a.reAck) // the 2xx again: our ACK was lost
+			reAck := c.a.reAck
+			if stay == SideB {
+				reAck = c.b.reAck
+			}
+			c.sendOn(stay, reAck) // the 2xx again: our ACK was lost
 		}
 		return
 	}
-	x.aTx.stop()
+	x.reTx.stop()
 	if res.StatusCode >= 300 {
-		c.a.in.Requests.Send(c.inDialogA("ACK", x.aCSeq, x.aBranch, nil))
+		c.sendOn(stay, c.requestOn(stay, "ACK", x.reCSeq, x.reBranch, content{}))
 		c.transferReinviteFailed(x)
 		return
 	}
-	c.ackIn(SideA, x.aCSeq, nil)
+	c.ackIn(stay, x.reCSeq, nil)
 	var answer []byte
 	if sdp := sdpOf(res); sdp != nil {
 		var err error
-		if answer, err = c.media.Answer(SideA, sdp); err != nil {
-			c.e.log.Info("caller's answer for the transfer refused", "call_id", c.b.callID, "err", err)
+		if answer, err = c.media.Answer(stay, sdp); err != nil {
+			c.e.log.Info("answer for the transfer refused", "call_id", c.b.callID, "side", transferor(stay), "err", err)
 			answer = nil
 		}
 	}
@@ -383,19 +470,24 @@ func (c *call) transferReinvite(x *transfer, res *sip.Response) {
 	l.ack = c.legRequest(l, "ACK", 1, token(), content{body: answer})
 	c.sendLeg(l, l.ack)
 	if answer == nil {
-		c.media.Reject(SideB) // the media stays with the old leg B
-		c.dropLegC(x)         // ACKed; now BYE
+		c.media.Reject(x.by) // the media stays with the transferor's leg
+		c.dropLegC(x)        // ACKed; now BYE
 		c.transferFailed(x, 488, "Not Acceptable Here")
 		return
 	}
-	// Leg C is the call's leg B from now on; the old leg B gets the
-	// final NOTIFY and our BYE.
-	old := c.b
-	c.b = *l
-	c.b.peers = old.peers
-	x.leg = old
-	x.swapped = true
-	c.notify(x, "SIP/2.0 200 OK", true)
+	if x.by == SideA {
+		c.notify(x, "SIP/2.0 200 OK", true)
+		c.swapA(x) // transfer_caller.go
+	} else {
+		// Leg C is the call's leg B from now on; the old leg B gets the
+		// final NOTIFY and our BYE.
+		old := c.b
+		c.b = *l
+		c.b.peers = old.peers
+		x.leg = old
+		x.swapped = true
+		c.notify(x, "SIP/2.0 200 OK", true)
+	}
 	if !x.oldGone {
 		// The transferor hangs up once told (RFC 3515 §2.4.5, as UM
 		// does); one that does not is hung up after 64×T1.
@@ -403,24 +495,38 @@ func (c *call) transferReinvite(x *transfer, res *sip.Response) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			if c.xfer == x && !x.oldGone {
-				x.oldGone = true
-				ol := &x.leg
-				ol.cseq++
-				bye := c.legRequest(ol, "BYE", ol.cseq, token(), content{})
-				c.sendLeg(ol, bye)
-				ol.byeTx = c.transaction(ol.tp, false, func() { c.sendLeg(ol, bye) }, nil)
+				c.byeTransferor(x)
 			}
 		})
 	}
-	c.e.log.Info("call transferred", "call_id", c.b.callID, "target", c.b.ruri)
+	c.e.log.Info("call transferred", "call_id", c.b.callID, "by", transferor(x.by), "target", l.ruri)
 }
 
-// transferReinviteFailed gives up a transfer whose caller refused (or
-// never answered) the move to leg C: leg C is hung up, the call stays as
-// it was.
+// byeTransferor hangs up the transferor's old leg once leg C replaced it.
+func (c *call) byeTransferor(x *transfer) {
+	x.oldGone = true
+	if x.by == SideA {
+		a := &x.oldA
+		a.cseq++
+		bye := c.aRequest(a, "BYE", a.cseq, token(), content{})
+		send := a.in.Requests
+		send.Send(bye)
+		a.out = c.transaction(a.in.Transport, false, func() { send.Send(bye) }, nil)
+		return
+	}
+	ol := &x.leg
+	ol.cseq++
+	bye := c.legRequest(ol, "BYE", ol.cseq, token(), content{})
+	c.sendLeg(ol, bye)
+	ol.byeTx = c.transaction(ol.tp, false, func() { c.sendLeg(ol, bye) }, nil)
+}
+
+// transferReinviteFailed gives up a transfer whose side that stays
+// refused (or never answered) the move to leg C: leg C is hung up, the
+// call stays as it was.
 func (c *call) transferReinviteFailed(x *transfer) {
 	if x.offerC {
-		c.media.Reject(SideB)
+		c.media.Reject(x.by)
 		x.offerC = false
 	}
 	c.dropLegC(x)
@@ -441,8 +547,9 @@ func (c *call) dropLegC(x *transfer) {
 	l.byeTx = c.transaction(l.tp, false, func() { c.sendLeg(l, bye) }, nil)
 }
 
-// transferFailed ends a transfer that did not reach its target: the back
-// end hears why; the call goes on with it — or ends, when it hung up.
+// transferFailed ends a transfer that did not reach its target: the
+// transferor hears why; the call goes on with it — or ends, when it hung
+// up.
 func (c *call) transferFailed(x *transfer, code int, phrase string) {
 	if c.xfer != x || x.swapped {
 		return
@@ -450,22 +557,35 @@ func (c *call) transferFailed(x *transfer, code int, phrase string) {
 	c.e.log.Info("transfer failed", "call_id", c.b.callID, "target", x.leg.ruri, "status", code)
 	c.notify(x, "SIP/2.0 "+strconv.Itoa(code)+" "+statusText(phrase), true)
 	c.xfer = nil
-	if x.oldGone && c.state != ended {
+	if !x.oldGone || c.state == ended {
+		return
+	}
+	if x.by == SideB {
 		c.byeA()
 		c.end("transfer failed after the back end hung up")
+		return
 	}
+	c.byeB()
+	c.end("transfer failed after the caller hung up")
 }
 
-// abandonTransfer is end's part for a transfer in progress: leg C is
-// cancelled or hung up.
+// abandonTransfer is end's part for a transfer: leg C is cancelled or
+// hung up while it has not replaced the transferor; once it has, a
+// caller still in its old dialog is hung up.
 func (c *call) abandonTransfer() {
 	x := c.xfer
-	if x == nil || x.swapped {
+	if x == nil {
+		return
+	}
+	if x.swapped {
+		if x.by == SideA && !x.oldGone {
+			c.byeTransferor(x)
+		}
 		return
 	}
 	c.xfer = nil
 	x.inviteTx.stop()
-	x.aTx.stop()
+	x.reTx.stop()
 	l := &x.leg
 	switch {
 	case l.remoteTag != "":

@@ -13,10 +13,14 @@ import (
 
 var pbxAddr = netip.MustParseAddrPort("192.0.2.50:5070")
 
-func transferHarness(t *testing.T) *harness {
+// transferHarness is a harness whose peer (gw, the caller's gateway, or
+// um, the back end's pool) has REFER handled locally, with timer T1 t1
+// (0 = the default); the PBX at pbxAddr is a gateway of the routing
+// table.
+func transferHarness(t *testing.T, peer string, t1 time.Duration) *harness {
 	t.Helper()
 	tbl := &router.Table{Gateways: []router.Gateway{{Name: "pbx", Addresses: []netip.Addr{pbxAddr.Addr()}}}}
-	return newHarness(t, Config{Peers: map[string]Peer{"gw": {ReferMode: ReferLocal}}, Table: func() *router.Table { return tbl }})
+	return newHarness(t, Config{T1: t1, Peers: map[string]Peer{peer: {ReferMode: ReferLocal}}, Table: func() *router.Table { return tbl }})
 }
 
 func referFrom(t *testing.T, bInv *sip.Request, cseq int, referTo string) *sip.Request {
@@ -55,7 +59,7 @@ func startTransfer(t *testing.T, h *harness) (*sip.Request, sent) {
 // the caller's media there with a re-INVITE and reports in NOTIFYs; UM
 // hangs up. Leg C is then the call's leg B.
 func TestReferHandledLocally(t *testing.T) {
-	h := transferHarness(t)
+	h := transferHarness(t, "gw", 0)
 	bInv, cs := startTransfer(t, h)
 	cInv := cs.msg.(*sip.Request)
 	if cs.dst != pbxAddr || cs.tp != router.UDP || cInv.Recipient.User != "2002" || len(cInv.Body()) != 0 ||
@@ -105,7 +109,7 @@ func TestReferHandledLocally(t *testing.T) {
 // Only targets the routing knows: anything else gets 403 and no call;
 // an attended transfer (Refer-To with Replaces) is not done locally.
 func TestReferLocalTargetsRefused(t *testing.T) {
-	h := transferHarness(t)
+	h := transferHarness(t, "gw", 0)
 	bInv, _ := confirmedCall(t, h)
 	for i, target := range []string{"<sip:2002@192.0.2.99:5060>", "<sip:2002@evil.example.net>", "<tel:+14255550100>"} {
 		h.fromBackend(t, referFrom(t, bInv, 10+i, target), backendAddr)
@@ -123,27 +127,32 @@ func TestReferLocalTargetsRefused(t *testing.T) {
 // the call goes on with it.
 // A transferor that does not hang up once told is hung up after 64×T1.
 func TestReferLocalTransferorHungUp(t *testing.T) {
-	tbl := &router.Table{Gateways: []router.Gateway{{Name: "pbx", Addresses: []netip.Addr{pbxAddr.Addr()}}}}
-	h := newHarness(t, Config{T1: 5 * time.Millisecond, Peers: map[string]Peer{"gw": {ReferMode: ReferLocal}}, Table: func() *router.Table { return tbl }})
+	h := transferHarness(t, "gw", 5*time.Millisecond)
 	bInv, cs := startTransfer(t, h)
 	cInv := cs.msg.(*sip.Request)
 	h.fromBackend(t, answer(t, cInv, 200, "OK", "pbx1", "<sip:2002@192.0.2.50:5070>",
 		"v=0\no=pbx 1 1 IN IP4 192.0.2.50\ns=-\nc=IN IP4 192.0.2.50\nt=0 0\nm=audio 7000 RTP/AVP 0\n"), pbxAddr)
 	reinv := wantRequest(t, h.a.next(t), sip.INVITE)
 	h.fromCaller(t, answer(t, reinv, 200, "OK", "", "<sip:2001@10.1.1.1>", callerSDP))
+	if s := nextRequest(t, h.b, sip.BYE); s.dst != backendAddr || string(*s.msg.CallID()) != string(*bInv.CallID()) {
+		t.Fatalf("BYE to %s:\n%s", s.dst, s.msg)
+	}
+}
+
+// nextRequest waits for the next request of method on r, skipping
+// whatever comes before it (retransmissions, NOTIFYs).
+func nextRequest(t *testing.T, r *recorder, method sip.RequestMethod) sent {
+	t.Helper()
 	for {
-		s := h.b.next(t)
-		if req, ok := s.msg.(*sip.Request); ok && req.Method == sip.BYE {
-			if s.dst != backendAddr || string(*req.CallID()) != string(*bInv.CallID()) {
-				t.Fatalf("BYE to %s:\n%s", s.dst, req)
-			}
-			return
+		s := r.next(t)
+		if req, ok := s.msg.(*sip.Request); ok && req.Method == method {
+			return s
 		}
 	}
 }
 
 func TestReferLocalTargetBusy(t *testing.T) {
-	h := transferHarness(t)
+	h := transferHarness(t, "gw", 0)
 	_, cs := startTransfer(t, h)
 	cInv := cs.msg.(*sip.Request)
 	h.fromBackend(t, answer(t, cInv, 486, "Busy Here", "pbx1", "", ""), pbxAddr)
@@ -153,4 +162,199 @@ func TestReferLocalTargetBusy(t *testing.T) {
 		t.Fatalf("%d calls after a failed transfer, want the call kept", n)
 	}
 	h.a.none(t, 30*time.Millisecond)
+}
+
+const targetSDP = "v=0\no=pbx 1 1 IN IP4 192.0.2.50\ns=-\nc=IN IP4 192.0.2.50\nt=0 0\nm=audio 7000 RTP/AVP 0\n"
+
+// startCallerTransfer confirms a call and has the caller REFER it to the
+// PBX; it returns leg B's INVITE, our tag towards the caller and leg C's
+// INVITE as sent.
+func startCallerTransfer(t *testing.T, h *harness) (*sip.Request, string, sent) {
+	t.Helper()
+	bInv, tag := confirmedCall(t, h)
+	h.fromCaller(t, fromCallerInDialog(t, "REFER", tag, 2, "Refer-To: <sip:2002@192.0.2.50:5070>\nReferred-By: <sip:2001@10.1.1.1>\n", "", ""))
+	if res := wantStatus(t, h.a.next(t), 202); res.CSeq().MethodName != sip.REFER {
+		t.Fatalf("202 for %s", res.CSeq())
+	}
+	n := h.a.next(t)
+	wantSipfrag(t, n, "SIP/2.0 100", "active")
+	if req := n.msg.(*sip.Request); string(*req.CallID()) != "call-r" || tagOf(req.To().Params) != "caller1" || tagOf(req.From().Params) != tag {
+		t.Fatalf("NOTIFY outside the caller's dialog:\n%s", req)
+	}
+	h.fromCaller(t, answer(t, n.msg, 200, "OK", "", "", ""))
+	cs := h.b.next(t)
+	wantRequest(t, cs, sip.INVITE)
+	return bInv, tag, cs
+}
+
+// R-ID-8 the other way: the caller transfers the back end with REFER; the
+// back end never sees it. The engine answers 202, calls the target
+// itself, moves the back end's media there with a re-INVITE and tells
+// the caller in NOTIFYs; the caller hangs up and the call goes on between
+// the back end and the target, which is side A from then on.
+func TestCallerReferHandledLocally(t *testing.T) {
+	h := transferHarness(t, "um", 0)
+	bInv, _, cs := startCallerTransfer(t, h)
+	cInv := cs.msg.(*sip.Request)
+	if cs.dst != pbxAddr || cs.tp != router.UDP || cInv.Recipient.User != "2002" || len(cInv.Body()) != 0 ||
+		string(*cInv.CallID()) == string(*bInv.CallID()) || !strings.Contains(headerValue(cInv, "Referred-By"), "2001@sbc.example.net") ||
+		cInv.From().Address.User != "1001" {
+		t.Fatalf("INVITE to the target (%s over %s):\n%s", cs.dst, cs.tp, cInv)
+	}
+	if l := leaks(cInv, "10.1.1.1", "caller1", "call-r", "203.0.113.5", "be1"); len(l) > 0 {
+		t.Errorf("leg C's INVITE leaks %v:\n%s", l, cInv)
+	}
+
+	h.fromBackend(t, answer(t, cInv, 180, "Ringing", "pbx1", "", ""), pbxAddr)
+	wantSipfrag(t, h.a.next(t), "SIP/2.0 180", "active")
+	h.fromBackend(t, answer(t, cInv, 200, "OK", "pbx1", "<sip:2002@192.0.2.50:5070>", targetSDP), pbxAddr)
+	rs := h.b.next(t)
+	reinv := wantRequest(t, rs, sip.INVITE)
+	if rs.dst != backendAddr || !strings.Contains(string(reinv.Body()), "offer-from-0") || string(*reinv.CallID()) != string(*bInv.CallID()) {
+		t.Fatalf("re-INVITE to the back end (%s):\n%s", rs.dst, reinv)
+	}
+	h.fromBackend(t, answer(t, reinv, 200, "OK", "", "<sip:um@203.0.113.5:5062;transport=tcp>", "v=0\no=umback 1 2 IN IP4 203.0.113.5\ns=-\nc=IN IP4 203.0.113.5\nt=0 0\nm=audio 30000 RTP/AVP 0\n"), backendAddr)
+	if ab := h.b.next(t); ab.dst != backendAddr || wantRequest(t, ab, sip.ACK).CSeq().SeqNo != reinv.CSeq().SeqNo {
+		t.Fatalf("ACK of the re-INVITE went to %s", ab.dst)
+	}
+	ackC := h.b.next(t)
+	if ack := wantRequest(t, ackC, sip.ACK); ackC.dst != pbxAddr || !strings.Contains(string(ack.Body()), "answer-from-1") {
+		t.Fatalf("ACK to leg C (%s):\n%s", ackC.dst, ack)
+	}
+	final := h.a.next(t)
+	wantSipfrag(t, final, "SIP/2.0 200", "terminated")
+	h.b.none(t, 30*time.Millisecond) // no REFER for the back end, ever
+
+	// The caller hangs up, told: its BYE is answered and ends nothing.
+	h.fromCaller(t, answer(t, final.msg, 200, "OK", "", "", ""))
+	h.fromCaller(t, fromCallerInDialog(t, "BYE", tagOf(final.msg.(*sip.Request).From().Params), 3, "", "", ""))
+	wantStatus(t, h.a.next(t), 200)
+	h.b.none(t, 30*time.Millisecond)
+	if n := h.e.Active(); n != 1 {
+		t.Fatalf("%d calls after the caller's BYE, want the transferred call", n)
+	}
+
+	// The back end re-INVITEs (hold): the offer goes to leg C, in its
+	// dialog, the answer comes back.
+	hold := inDialog(t, "INVITE", bInv, 10, "203.0.113.5:5062", "v=0\no=umback 1 3 IN IP4 203.0.113.5\ns=-\nc=IN IP4 0.0.0.0\nt=0 0\nm=audio 30000 RTP/AVP 0\n")
+	hold.To().Params.Add("tag", tagOf(bInv.From().Params))
+	h.fromBackend(t, reparse(t, hold.String()), backendAddr)
+	hs := h.b.next(t)
+	if res, ok := hs.msg.(*sip.Response); ok && res.StatusCode == 100 {
+		hs = h.b.next(t)
+	}
+	if hc := wantRequest(t, hs, sip.INVITE); hs.dst != pbxAddr || string(*hc.CallID()) != string(*cInv.CallID()) ||
+		tagOf(hc.To().Params) != "pbx1" || hc.Recipient.User != "2002" {
+		t.Fatalf("the back end's re-INVITE went to %s:\n%s", hs.dst, hc)
+	} else {
+		h.fromBackend(t, answer(t, hc, 200, "OK", "", "<sip:2002@192.0.2.50:5070>", targetSDP), pbxAddr)
+	}
+	wantRequest(t, h.b.next(t), sip.ACK) // to leg C
+	wantStatus(t, h.b.next(t), 200)      // to the back end
+
+	// The back end hangs up: leg C gets the BYE, the caller nothing.
+	bye := inDialog(t, "BYE", bInv, 11, "203.0.113.5:5062", "")
+	bye.To().Params.Add("tag", tagOf(bInv.From().Params))
+	h.fromBackend(t, reparse(t, bye.String()), backendAddr)
+	wantStatus(t, h.b.next(t), 200)
+	cb := h.b.next(t)
+	if b := wantRequest(t, cb, sip.BYE); cb.dst != pbxAddr || string(*b.CallID()) != string(*cInv.CallID()) {
+		t.Fatalf("the back end's BYE went to %s:\n%s", cb.dst, b)
+	}
+	h.a.none(t, 30*time.Millisecond)
+	if recs := h.records(t); len(recs) != 1 || recs[0].Reason != "callee hung up" || recs[0].From != "2001" ||
+		recs[0].LegA.CallID != string(*cInv.CallID()) || recs[0].LegA.Peer != pbxAddr.String() {
+		t.Errorf("CDRs %+v: want the caller's From, leg C as leg A", recs)
+	}
+}
+
+// A caller that does not hang up once told is hung up after 64×T1; leg
+// C hanging up then ends the call towards the back end.
+func TestCallerReferTransferorHungUp(t *testing.T) {
+	h := transferHarness(t, "um", 5*time.Millisecond)
+	bInv, tag, cs := startCallerTransfer(t, h)
+	cInv := cs.msg.(*sip.Request)
+	h.fromBackend(t, answer(t, cInv, 200, "OK", "pbx1", "<sip:2002@192.0.2.50:5070>", targetSDP), pbxAddr)
+	reinv := wantRequest(t, h.b.next(t), sip.INVITE)
+	h.fromBackend(t, answer(t, reinv, 200, "OK", "", "<sip:um@203.0.113.5:5062;transport=tcp>", "v=0\no=umback 1 2 IN IP4 203.0.113.5\ns=-\nc=IN IP4 203.0.113.5\nt=0 0\nm=audio 30000 RTP/AVP 0\n"), backendAddr)
+	if req := nextRequest(t, h.a, sip.BYE).msg.(*sip.Request); string(*req.CallID()) != "call-r" || tagOf(req.From().Params) != tag || tagOf(req.To().Params) != "caller1" {
+		t.Fatalf("BYE to the caller:\n%s", req)
+	}
+	// Leg C, now side A, hangs up: the back end gets the BYE.
+	cBye := inDialog(t, "BYE", cInv, 2, "192.0.2.50:5070", "")
+	cBye.From().Params.Add("tag", "pbx1") // the target's tag, not the harness's
+	cBye.To().Params.Add("tag", tagOf(cInv.From().Params))
+	h.fromBackend(t, reparse(t, cBye.String()), pbxAddr)
+	if s := nextRequest(t, h.b, sip.BYE); s.dst != backendAddr || string(*s.msg.CallID()) != string(*bInv.CallID()) {
+		t.Fatalf("leg C's BYE went to %s:\n%s", s.dst, s.msg)
+	}
+}
+
+// A target that refuses: the caller hears it in the final NOTIFY and the
+// call goes on with it; the caller's BYE then ends it as ever.
+func TestCallerReferTargetBusy(t *testing.T) {
+	h := transferHarness(t, "um", 0)
+	_, tag, cs := startCallerTransfer(t, h)
+	cInv := cs.msg.(*sip.Request)
+	h.fromBackend(t, answer(t, cInv, 486, "Busy Here", "pbx1", "", ""), pbxAddr)
+	wantRequest(t, h.b.next(t), sip.ACK)
+	wantSipfrag(t, h.a.next(t), "SIP/2.0 486", "terminated")
+	if n := h.e.Active(); n != 1 {
+		t.Fatalf("%d calls after a failed transfer, want the call kept", n)
+	}
+	h.fromCaller(t, fromCallerInDialog(t, "BYE", tag, 5, "", "", ""))
+	wantStatus(t, h.a.next(t), 200)
+	if s := h.b.next(t); s.dst != backendAddr {
+		t.Fatalf("BYE went to %s", s.dst)
+	} else {
+		wantRequest(t, s, sip.BYE)
+	}
+}
+
+// A caller that hangs up during the transfer does not end the call; when
+// the transfer then fails, the call ends towards the back end.
+func TestCallerReferFailsAfterCallerLeft(t *testing.T) {
+	h := transferHarness(t, "um", 0)
+	_, tag, cs := startCallerTransfer(t, h)
+	h.fromCaller(t, fromCallerInDialog(t, "BYE", tag, 3, "", "", ""))
+	wantStatus(t, h.a.next(t), 200)
+	h.b.none(t, 30*time.Millisecond)
+	h.fromBackend(t, answer(t, cs.msg, 603, "Decline", "pbx1", "", ""), pbxAddr)
+	wantRequest(t, h.b.next(t), sip.ACK)
+	if s := h.b.next(t); s.dst != backendAddr {
+		t.Fatalf("BYE went to %s", s.dst)
+	} else {
+		wantRequest(t, s, sip.BYE)
+	}
+	if recs := h.records(t); len(recs) != 1 || recs[0].Reason != "transfer failed after the caller hung up" {
+		t.Errorf("CDRs %+v", recs)
+	}
+}
+
+// Only targets the routing knows; a second REFER while one is in progress
+// is 491; with the pool's REFER mode transparent (the default) the
+// caller's REFER reaches the back end.
+func TestCallerReferRefusedAndTransparent(t *testing.T) {
+	h := transferHarness(t, "um", 0)
+	_, tag := confirmedCall(t, h)
+	for i, target := range []string{"<sip:2002@192.0.2.99:5060>", "<sip:2002@evil.example.net>", "<tel:+14255550100>"} {
+		h.fromCaller(t, fromCallerInDialog(t, "REFER", tag, 10+i, "Refer-To: "+target+"\n", "", ""))
+		if res := wantStatus(t, h.a.next(t), 403); !strings.Contains(headerValue(res, "Warning"), "transfer target") {
+			t.Errorf("%s: %s", target, res)
+		}
+	}
+	h.fromCaller(t, fromCallerInDialog(t, "REFER", tag, 20, "Refer-To: <sip:2002@192.0.2.50:5070>\n", "", ""))
+	wantStatus(t, h.a.next(t), 202)
+	wantSipfrag(t, h.a.next(t), "SIP/2.0 100", "active")
+	wantRequest(t, h.b.next(t), sip.INVITE)
+	h.fromCaller(t, fromCallerInDialog(t, "REFER", tag, 21, "Refer-To: <sip:2002@192.0.2.50:5070>\n", "", ""))
+	wantStatus(t, h.a.next(t), 491)
+
+	plain := newHarness(t, Config{})
+	_, ptag := confirmedCall(t, plain)
+	plain.fromCaller(t, fromCallerInDialog(t, "REFER", ptag, 2, "Refer-To: <sip:2002@192.0.2.50:5070>\n", "", ""))
+	if r := wantRequest(t, plain.b.next(t), sip.REFER); r.Recipient.User != "um" {
+		t.Errorf("REFER relayed to %s", r.Recipient.String())
+	}
+	plain.a.none(t, 30*time.Millisecond)
 }

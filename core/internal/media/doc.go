@@ -28,7 +28,9 @@
 // decrypts SRTP with replay protection, latches the peer's source address
 // (symmetric RTP, RFC 7362) and keeps RFC 3550 receiver statistics. On the way
 // out it encrypts when it speaks SRTP and sends to the latched address, or to
-// the address of the peer's SDP until a packet has been seen.
+// the address of the peer's SDP until a packet has been seen. RTCP is relayed
+// end to end; a leg where the engine terminates SRTP also gets the engine's
+// own receiver reports while its other side sends none (rtcp.go).
 //
 // # Latching (R-SBC-2, RFC 7362)
 //
@@ -39,7 +41,11 @@
 // answer (the call's and each re-INVITE's) opens a learning window
 // (Config.LatchWindow): inside it a packet from a new source with a new SSRC
 // re-latches, and so does one from the address the peer's latest SDP names
-// whatever its SSRC (a peer that moved by re-INVITE keeps its stream).
+// whatever its SSRC (a peer that moved by re-INVITE keeps its stream). An
+// answer naming another address (a transfer's new peer) drops the latch:
+// media goes to the new SDP address at once, and the new peer is learnt
+// from its first packet as at the start, except from the old peer's SSRC
+// sent from elsewhere.
 // Outside it the latched source is fixed and everything else is
 // counted as a stray and dropped, even while the peer is quiet, so nobody
 // can take over a call on hold, with one exception at any time: a NAT that

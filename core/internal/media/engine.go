@@ -33,6 +33,10 @@ type Config struct {
 	// media port is accepted. Offloaded packets bypass netfilter, so a leg
 	// whose ports it refuses is not offloaded. Nil accepts all.
 	FastPathAllow func(local netip.AddrPort) bool
+	// ReportInterval is how long a leg where the engine terminates SRTP
+	// goes without RTCP towards it before the engine sends its own
+	// receiver report (rtcp.go); 0 = DefaultReportInterval, < 0 = never.
+	ReportInterval time.Duration
 }
 
 // Engine is the media engine: the port pool, the workers and the sessions.
@@ -101,8 +105,11 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		_ = e.Close()
 		return nil, err
 	}
-	if cfg.InactivityTimeout > 0 {
-		e.wg.Go(e.watchInactivity)
+	if cfg.ReportInterval == 0 {
+		e.cfg.ReportInterval = DefaultReportInterval
+	}
+	if cfg.InactivityTimeout > 0 || e.cfg.ReportInterval > 0 {
+		e.wg.Go(e.housekeep)
 	}
 	return e, nil
 }
@@ -261,9 +268,16 @@ func (w *worker) load() int {
 	return w.nsess
 }
 
-// watchInactivity calls the onTimeout of sessions whose media went quiet.
-func (e *Engine) watchInactivity() {
-	tick := min(e.cfg.InactivityTimeout/4, time.Second)
+// housekeep calls the onTimeout of sessions whose media went quiet and
+// sends the own RTCP reports that are due (rtcp.go).
+func (e *Engine) housekeep() {
+	tick := time.Second
+	if to := e.cfg.InactivityTimeout; to > 0 {
+		tick = min(to/4, tick)
+	}
+	if ri := e.cfg.ReportInterval; ri > 0 {
+		tick = min(ri/4, tick)
+	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -272,7 +286,12 @@ func (e *Engine) watchInactivity() {
 			return
 		case now := <-t.C:
 			for _, s := range e.sessionList() {
-				s.checkInactive(now, e.cfg.InactivityTimeout)
+				if e.cfg.InactivityTimeout > 0 {
+					s.checkInactive(now, e.cfg.InactivityTimeout)
+				}
+				if e.cfg.ReportInterval > 0 {
+					s.checkReports(now, e.cfg.ReportInterval)
+				}
 			}
 		}
 	}

@@ -104,16 +104,21 @@ func FuzzSRTPDecrypt(f *testing.F) {
 		c, _ := enc.EncryptRTCP(nil, []byte{0x81, 201, 0, 7, 0, 0, 0, 42, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, nil)
 		f.Add(c, uint8(i), true)
 	}
+	f.Add(baresipPlainBye, uint8(0), true) // plain RTCP on an SRTP leg (rtcp_test.go)
 	f.Fuzz(func(t *testing.T, pkt []byte, suite uint8, onRTCP bool) {
 		w, s := harness(t, LegProfile{Local: loopback, Security: SecuritySRTP}, plain)
 		a, b := s.legs[SideA], s.legs[SideB]
-		a.secure, a.rx = true, mustContext(t, keys[int(suite)%len(keys)], true)
+		k := keys[int(suite)%len(keys)]
+		a.secure, a.rx, a.tx = true, mustContext(t, k, true), mustContext(t, k, false)
 		b.sdpRTP, b.sdpRTCP = netip.MustParseAddrPort("127.0.0.1:9"), netip.MustParseAddrPort("127.0.0.1:10")
 		receiveOne(w, a, onRTCP, pkt)
 		before := a.stats.packetsIn
 		receiveOne(w, a, onRTCP, pkt) // the same packet again is a replay, never accepted twice
 		if a.stats.packetsIn != before {
 			t.Fatalf("a replayed packet was accepted (%d bytes)", len(pkt))
+		}
+		if _, err := a.ownReport(time.Now().UnixNano()); err != nil { // on whatever the packet left in the stats
+			t.Fatalf("own report after %x: %v", pkt, err)
 		}
 	})
 }

@@ -22,8 +22,9 @@ type leg struct {
 
 	// What the peer's SDP says (zero until an answer made it current).
 	sdpRTP, sdpRTCP netip.AddrPort
-	hold            bool // c=0.0.0.0: send nothing
-	mux             bool // RTCP on the RTP port, both ways
+	peerSDP         netip.AddrPort // the last RTP address of an SDP not on hold: who the peer is
+	hold            bool           // c=0.0.0.0: send nothing
+	mux             bool           // RTCP on the RTP port, both ways
 	pt              [128]ptInfo
 	ptKnown         bool // pt was filled from SDP; other payload types are strays
 	codec           string
@@ -32,6 +33,7 @@ type leg struct {
 	latchRTP, latchRTCP netip.AddrPort
 	ssrc                uint32
 	learnUntil          int64  // unix ns; a new SSRC from a new source re-latches before this
+	relearn             bool   // the latch was dropped for a new peer (apply): ssrc is the old peer's
 	lastIn              int64  // unix ns of the last RTP packet taken from the peer, by either path
 	kernelSeen          uint64 // RTP packets of the peer the kernel forwarded since userspace took one
 
@@ -47,8 +49,9 @@ type leg struct {
 
 	ice *iceCreds // ICE-lite: our credentials on this leg; nil when the leg's offer had no ICE
 
-	stats legCounters
-	recv  recvStats
+	stats  legCounters
+	recv   recvStats
+	report reportState // the engine's own RTCP towards an SRTP peer (rtcp.go)
 
 	sendBuf *[bufSize]byte // terminator path (Session.Send), made on its first use: a relayed leg never needs it
 }
@@ -68,6 +71,9 @@ type legCounters struct {
 	replays               uint64
 	kernelIn              uint64 // of packetsIn, those the kernel fast path forwarded
 	latchedIn             uint64 // of packetsIn, those userspace took after both legs had latched
+	rtcpIn, rtcpOut       uint64 // of packetsIn/packetsOut: RTCP
+	rtcpOwn               uint64 // of rtcpOut: the engine's own reports (rtcp.go)
+	unprotected           uint64 // plain RTCP on an SRTP leg, dropped (rtcp.go)
 }
 
 // receive runs one datagram read on s through the leg. i is the datagram's
@@ -152,6 +158,10 @@ const (
 // says.
 func (l *leg) accept(src netip.AddrPort, ssrc uint32, seq uint16, now int64) bool {
 	switch {
+	case !l.latchRTP.IsValid() && l.relearn && ssrc == l.ssrc && src != l.sdpRTP:
+		// A new peer (a re-offer from another address) is learnt afresh,
+		// but not from the old peer's stream sent from elsewhere.
+		return false
 	case !l.latchRTP.IsValid():
 		// The first packet: nothing to protect yet.
 	case src == l.latchRTP:
@@ -196,6 +206,7 @@ func (l *leg) rebound(src netip.AddrPort, ssrc uint32, seq uint16, now int64) bo
 }
 
 func (l *leg) latch(src netip.AddrPort, ssrc uint32, now int64) {
+	l.relearn = false
 	if src != l.latchRTP {
 		l.latchRTP = src
 		if l.latchRTCP.IsValid() && l.latchRTCP.Addr() != src.Addr() {
@@ -220,11 +231,16 @@ func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort, now 
 		}
 		out, err := l.rx.DecryptRTCP(w.plain[i][:0], pkt, &w.rtcpHdr)
 		if err != nil {
+			if !errors.Is(err, errReplay) && plainRTCP(pkt) {
+				l.stats.unprotected++ // the peer leaking plain RTCP, not a forgery (rtcp.go)
+				return
+			}
 			l.countSRTPError(err)
 			return
 		}
 		plain = out
 		l.latchRTCP = src
+		l.report.noteSR(plain, now)
 	} else {
 		switch {
 		case src == l.latchRTCP:
@@ -240,6 +256,7 @@ func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort, now 
 	}
 	l.sess.lastPacket = now
 	l.stats.packetsIn++
+	l.stats.rtcpIn++
 	l.stats.bytesIn += uint64(len(pkt))
 	if latched {
 		l.stats.latchedIn++
@@ -330,5 +347,8 @@ func (l *leg) send(w *worker, fd int, dst netip.AddrPort, pkt []byte, rtcp bool)
 	}
 	l.stats.packetsOut++
 	l.stats.bytesOut += uint64(len(out))
+	if rtcp {
+		l.stats.rtcpOut++
+	}
 	w.queue(fd, dst, out)
 }

@@ -2,6 +2,7 @@ package media
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -241,6 +242,18 @@ func (s *Session) Reject(from Side) {
 
 // apply makes r the leg's peer: addresses, rtcp-mux, payload types and keys.
 func (l *leg) apply(r *remoteMedia, secure, pass bool, theirs, ours sdesKey) error {
+	if !r.hold {
+		// Another peer — the SDP's address or port changed, a hold
+		// aside: a transfer's new leg, a phone on a new socket — is
+		// learnt afresh. Until its first packet media goes to its SDP
+		// address, never on to the old peer's latched source.
+		// The old peer's SSRC is kept: a stranger replaying the old
+		// stream from elsewhere is refused (leg.accept).
+		if l.peerSDP.IsValid() && r.rtp != l.peerSDP {
+			l.latchRTP, l.latchRTCP, l.relearn = netip.AddrPort{}, netip.AddrPort{}, true
+		}
+		l.peerSDP = r.rtp
+	}
 	l.sdpRTP, l.sdpRTCP, l.hold, l.mux = r.rtp, r.rtcp, r.hold, r.mux
 	if r.mux {
 		l.sdpRTCP = r.rtp

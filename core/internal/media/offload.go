@@ -316,6 +316,10 @@ func (s *Session) offloadSync() {
 		rx.stats.bytesIn += db
 		tx.stats.packetsOut += dp
 		tx.stats.bytesOut += db
+		if in.e.RTCP {
+			rx.stats.rtcpIn += dp
+			tx.stats.rtcpOut += dp
+		}
 		if !c.Last.IsZero() && c.Last.UnixNano() > s.lastPacket {
 			s.lastPacket = c.Last.UnixNano()
 		}

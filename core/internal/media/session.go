@@ -86,6 +86,10 @@ type LegStats struct {
 	Strays       uint64  // datagrams dropped: not from the latched source, not RTP, unknown payload type
 	SRTPFailures uint64  // SRTP/SRTCP packets that failed authentication
 	SRTPReplays  uint64  // SRTP/SRTCP packets replayed inside the 64-packet window
+	Unprotected  uint64  // plain RTCP on an SRTP leg (no SRTCP index and tag): dropped, not forwarded
+	RTCPIn       uint64  // of PacketsIn: RTCP accepted from the peer
+	RTCPOut      uint64  // of PacketsOut: RTCP sent to the peer, relayed or the engine's own
+	RTCPOwn      uint64  // of RTCPOut: the engine's own receiver reports (an SRTP leg whose other side sends no RTCP)
 	Path         string  // PathKernel when the peer's RTP is forwarded by the kernel fast path, else PathUserspace
 	// Of PacketsIn, the packets the kernel fast path forwarded, and those
 	// userspace took in after both legs had latched: with the fast path on,
@@ -182,6 +186,10 @@ func (s *Session) Stats() SessionStats {
 			Strays:       l.stats.strays,
 			SRTPFailures: l.stats.srtpFailures,
 			SRTPReplays:  l.stats.replays,
+			Unprotected:  l.stats.unprotected,
+			RTCPIn:       l.stats.rtcpIn,
+			RTCPOut:      l.stats.rtcpOut,
+			RTCPOwn:      l.stats.rtcpOwn,
 			Path:         s.offloadPath(Side(i)),
 
 			PacketsKernel:           l.stats.kernelIn,

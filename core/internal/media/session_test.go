@@ -96,21 +96,24 @@ func TestLatchFollowsSDPMove(t *testing.T) {
 		t.Errorf("leg B latched %s with %d strays, want %s and 1", st.Remote, st.Strays, moved.addr())
 	}
 
-	// Once the window is over the SDP address is no key either: b, which
-	// the SDP named before, cannot come back with the SSRC.
+	// A re-offer naming another address is a new peer, learnt afresh
+	// whenever its first packet comes (as at the call's start), but not
+	// from the old peer's stream sent from elsewhere.
 	if _, err := s.Offer(SideB, b.sdp("RTP/AVP", "0")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Answer(SideA, a.sdp("RTP/AVP", "0")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(450 * time.Millisecond)
-	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 4, 480, 0xB), toB)
+	time.Sleep(450 * time.Millisecond) // after the window
+	stranger.rtp.WriteToUDPAddrPort(rtpPacket(0, 4, 480, 0xB), toB)
 	if _, _, err := tryRecv(a.rtp, 100*time.Millisecond); err == nil {
-		t.Fatal("the SDP address re-latched after the window")
+		t.Fatal("a stranger replaying the old peer's SSRC took the new peer's place")
 	}
-	if st := s.Stats().Legs[SideB]; st.Remote != moved.addr() {
-		t.Errorf("leg B latched %s after the window, want still %s", st.Remote, moved.addr())
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 5, 640, 0xB), toB)
+	recv(t, a.rtp, 2*time.Second)
+	if st := s.Stats().Legs[SideB]; st.Remote != b.addr() {
+		t.Errorf("leg B latched %s, want the new peer %s", st.Remote, b.addr())
 	}
 }
 
@@ -574,4 +577,42 @@ func TestHoldAndResume(t *testing.T) {
 	}
 	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 3, 320, 0xB), toB)
 	recv(t, a.rtp, 2*time.Second)
+}
+
+// TestNewPeerRelearnsLatch: a re-offer from another peer (a transfer's new
+// leg: another SDP address) sends the other side's media to that peer's
+// SDP address at once, not on to the old peer's latched source, and the
+// new peer's first packet latches; a re-offer from the same SDP address
+// (a NATed phone's re-INVITE) keeps the latch.
+func TestNewPeerRelearnsLatch(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b, nat, c := newPeer(t), newPeer(t), newPeer(t), newPeer(t)
+	s, toA, toB, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	nat.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xA), toA) // A behind a NAT
+	recv(t, b.rtp, 2*time.Second)
+
+	reoffer := func(p *peer) {
+		t.Helper()
+		if _, err := s.Offer(SideA, p.sdp("RTP/AVP", "0")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Answer(SideB, b.sdp("RTP/AVP", "0")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reoffer(a) // the same phone again
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 2, 160, 0xB), toB)
+	recv(t, nat.rtp, 2*time.Second)
+
+	reoffer(c) // the call moved to c
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 3, 320, 0xB), toB)
+	recv(t, c.rtp, 2*time.Second)
+	if p, _, err := tryRecv(nat.rtp, 100*time.Millisecond); err == nil {
+		t.Fatalf("the old peer still got media after the move: %x", p[:12])
+	}
+	c.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xC), toA)
+	recv(t, b.rtp, 2*time.Second)
+	if st := s.Stats().Legs[SideA]; st.Remote != c.addr() {
+		t.Errorf("leg A sends to %s, want the new peer %s", st.Remote, c.addr())
+	}
 }
