@@ -41,7 +41,9 @@
 // answer (the call's and each re-INVITE's) opens a learning window
 // (Config.LatchWindow): inside it a packet from a new source with a new SSRC
 // re-latches, and so does one from the address the peer's latest SDP names
-// whatever its SSRC (a peer that moved by re-INVITE keeps its stream). An
+// whatever its SSRC (a peer that moved by re-INVITE keeps its stream), and
+// one from a new port of the latched address (a NAT that forgot the
+// mapping while the peer was quiet). An
 // answer naming another address (a transfer's new peer) drops the latch:
 // media goes to the new SDP address at once, and the new peer is learnt
 // from its first packet as at the start, except from the old peer's SSRC

@@ -167,12 +167,14 @@ func (l *leg) accept(src netip.AddrPort, ssrc uint32, seq uint16, now int64) boo
 	case src == l.latchRTP:
 		l.ssrc = ssrc // the same source with a new SSRC (a new stream of the same peer)
 		return true
-	case now < l.learnUntil && (ssrc != l.ssrc || src == l.sdpRTP):
+	case now < l.learnUntil && (ssrc != l.ssrc || src == l.sdpRTP || src.Addr() == l.latchRTP.Addr()):
 		// A new source with a new SSRC while learning: re-latch. So does
 		// the address the peer's latest SDP names, whatever the SSRC: a
 		// peer that moved its media by re-INVITE goes on with its stream
 		// (RFC 3550 keeps the SSRC), and signalling said it would be
-		// there. After the window a stranger cannot take the leg over,
+		// there; and a new port of the latched address (a NAT that
+		// forgot the mapping while the peer was quiet, say on hold,
+		// however the stream goes on). After the window a stranger cannot take the leg over,
 		// not even while the peer is quiet (on hold): the next
 		// offer/answer reopens the window.
 	case l.rebound(src, ssrc, seq, now):

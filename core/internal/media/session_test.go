@@ -165,6 +165,22 @@ func TestLatchNATRebind(t *testing.T) {
 	refused("the old port after the rebind", a.rtp, rtpPacket(0, 108, 1280, 0xA))
 }
 
+// TestLatchNewPortInWindow: inside the learning window (after a
+// re-INVITE, say) a new port of the latched address re-latches with the
+// same SSRC whatever its sequence numbers: a NAT that forgot the mapping
+// while the peer was quiet, and a peer (SIPp) that replays its stream.
+func TestLatchNewPortInWindow(t *testing.T) {
+	e := newTestEngine(t, 8, func(c *Config) { c.LatchWindow = 5 * time.Second })
+	a, b, rebound := newPeer(t), newPeer(t), newPeer(t)
+	_, toA, _, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	for seq := range uint16(3) {
+		a.rtp.WriteToUDPAddrPort(rtpPacket(0, 100+seq, 160*uint32(seq), 0xA), toA)
+		recv(t, b.rtp, 2*time.Second)
+	}
+	rebound.rtp.WriteToUDPAddrPort(rtpPacket(0, 100, 0, 0xA), toA) // the stream from its start again
+	recv(t, b.rtp, 2*time.Second)
+}
+
 // TestLatchedCounter: PacketsLatchedUserspace counts what userspace took
 // in after both legs had latched, not the packets before.
 func TestLatchedCounter(t *testing.T) {
