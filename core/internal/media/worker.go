@@ -121,9 +121,7 @@ func (w *worker) add(s *sock) error {
 	}
 	w.socks[s.fd] = s
 	w.mu.Unlock()
-	// Edge-triggered: serve reads a socket until it is empty, so epoll need
-	// not look at it again at the next wait only to find it so.
-	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, s.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(s.fd)}); err != nil {
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, s.fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(s.fd)}); err != nil {
 		w.remove(s)
 		return fmt.Errorf("media: epoll add port %d: %w", s.port, err)
 	}
@@ -237,11 +235,12 @@ func (w *worker) wait(timeout int) (int, error) {
 	return int(n), nil
 }
 
-// serve reads s until it is empty (its epoll registration is edge-triggered:
-// no new event comes for what is left), runs each batch through s's leg and
-// flushes what it produced, all under the session's lock so that Close
-// cannot close the descriptors in between. It returns the number of
-// datagrams read.
+// serve reads one batch from s, runs it through s's leg, and flushes what it
+// produced, all under the session's lock so that Close cannot close the
+// descriptors in between. It returns the number of datagrams read. One
+// batch, not all that is queued: epoll is level-triggered, so a socket with
+// more left is served again at the next wait, after the other ready ones (a
+// flood at one port cannot starve the others).
 func (w *worker) serve(s *sock, now int64) int {
 	ss := s.leg.sess
 	ss.mu.Lock()
@@ -249,36 +248,23 @@ func (w *worker) serve(s *sock, now int64) int {
 	if ss.closed {
 		return 0
 	}
-	served := 0
-	retried := false
-	for {
-		// recvmmsg writes back only the address lengths (and msg_len) of
-		// the entries it filled: put back the room of those, not of all.
-		for i := range w.rused {
-			w.rhdr[i].hdr.Namelen = sockaddrLen
-		}
-		n, err := recvmmsg(s.fd, w.rhdr[:])
-		w.rused = n // a failed entry is left as it was
-		if err != nil {
-			if errors.Is(err, unix.EAGAIN) || retried {
-				return served
-			}
-			// A pending socket error took this read, not the datagrams
-			// behind it: no new event would come for those.
-			retried = true
-			continue
-		}
-		w.reads.Add(uint64(n))
-		for i := range n {
-			src := getSockaddr(&w.rname[i])
-			s.leg.receive(w, s, i, w.rbuf[i][:w.rhdr[i].n], src, now)
-		}
-		w.flush()
-		served += n
-		if n < len(w.rhdr) {
-			return served // recvmmsg stops short only at an empty queue
-		}
+	// recvmmsg writes back only the address lengths (and msg_len) of the
+	// entries it filled: put back the room of those, not of all.
+	for i := range w.rused {
+		w.rhdr[i].hdr.Namelen = sockaddrLen
 	}
+	n, err := recvmmsg(s.fd, w.rhdr[:])
+	w.rused = n // a failed entry is left as it was
+	if err != nil || n == 0 {
+		return 0 // EAGAIN: another wake-up took it; an ICMP error surfaced as ECONNREFUSED: nothing to read
+	}
+	w.reads.Add(uint64(n))
+	for i := range n {
+		src := getSockaddr(&w.rname[i])
+		s.leg.receive(w, s, i, w.rbuf[i][:w.rhdr[i].n], src, now)
+	}
+	w.flush()
+	return n
 }
 
 // queue adds a datagram to the current flush; the worker's buffers are
