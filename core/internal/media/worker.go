@@ -205,6 +205,9 @@ func (w *worker) round() (served int, took time.Duration, closing bool) {
 			return served, time.Since(woke), false
 		}
 		n, err = w.wait(0)
+		// A busy round can last (a sustained flood): keep the clock of
+		// latching, jitter and inactivity current.
+		now = time.Now().UnixNano()
 	}
 }
 
