@@ -28,12 +28,12 @@ func newBareWorker(t *testing.T) *worker {
 }
 
 // addSocks opens n sockets on addr in w, each the RTP socket of its own leg
-// that hands what it takes to sink.
+// (and session) that hands what it takes to sink.
 func addSocks(t *testing.T, w *worker, addr netip.Addr, n int, sink Sink) []*sock {
 	t.Helper()
-	sess := &Session{id: "round", e: &Engine{}, w: w, started: time.Now()}
 	socks := make([]*sock, n)
 	for i := range socks {
+		sess := &Session{id: "round", e: &Engine{}, w: w, started: time.Now()}
 		fd, err := openUDP(addr, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -113,6 +113,15 @@ func TestRoundServesMoreSocketsThanOneWait(t *testing.T) {
 	}
 	if served != n || sink.rtp != n {
 		t.Errorf("one round with %d sockets ready served %d datagrams, sink got %d; want %d", n, served, sink.rtp, n)
+	}
+	// The round's clock moves on with its polls: the sessions served by
+	// the last poll saw a later time than those of the first wait.
+	first, last := socks[0].leg.sess.lastPacket, socks[0].leg.sess.lastPacket
+	for _, s := range socks {
+		first, last = min(first, s.leg.sess.lastPacket), max(last, s.leg.sess.lastPacket)
+	}
+	if last <= first {
+		t.Errorf("every session of a %d-socket round has lastPacket %d: the round's clock stood still", n, first)
 	}
 }
 
