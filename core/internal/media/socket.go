@@ -112,6 +112,22 @@ func sendmmsg(fd int, h []mmsghdr) (int, error) {
 	}
 }
 
+// sendtoRaw writes b from fd to the sockaddr in name without blocking: the
+// worker's path for a single datagram.
+func sendtoRaw(fd int, b []byte, name *[sockaddrLen]byte, namelen uint32) error {
+	for {
+		_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), //nolint:gosec // a buffer the worker keeps until the call returns
+			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(name)), uintptr(namelen)) //nolint:gosec // and its sockaddr
+		switch {
+		case e == unix.EINTR:
+			continue
+		case e != 0:
+			return e
+		}
+		return nil
+	}
+}
+
 // sendto writes one datagram from fd to ap (the terminator path, off the
 // workers).
 func sendto(fd int, b []byte, ap netip.AddrPort) error {
