@@ -50,6 +50,7 @@ func addSocks(t *testing.T, w *worker, addr netip.Addr, n int, sink Sink) []*soc
 			port = sa.Port
 		}
 		l := &leg{sess: sess, sink: sink}
+		sess.legs = [2]*leg{l, {sess: sess, side: SideB, sink: sink}}
 		s := &sock{fd: fd, port: port, leg: l}
 		l.rtp = s
 		if err := w.add(s); err != nil {
