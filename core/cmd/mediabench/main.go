@@ -25,6 +25,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -184,6 +185,7 @@ func ramp(srv, mode, rtpengineBin string, cpu, portMin, portMax, from, step, max
 	}
 	if cmd != nil {
 		cmd.Stderr = os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // a killed mediabench leaves no server behind
 		if err := cmd.Start(); err != nil {
 			return 0, nil, err
 		}
@@ -272,7 +274,8 @@ func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration
 	doneRecv := make(chan struct{}, 2)
 	go func() { g.receive(g.connA, false, stopRecv); doneRecv <- struct{}{} }()
 	go func() { g.receive(g.connB, secure, stopRecv); doneRecv <- struct{}{} }()
-	go g.send(stopSend)
+	sendDone := make(chan struct{})
+	go func() { g.send(stopSend); close(sendDone) }()
 	time.Sleep(time.Second)      // warm-up: latching, contexts
 	cpu0, cpuErr := procCPU(pid) // on failure, stop the load before returning
 	busy0 := machineBusy()
@@ -290,6 +293,7 @@ func runStep(ng *ngClient, pid int, secure bool, calls int, window time.Duration
 	wall := time.Since(t0)
 	sent1, recv1 := g.sent.Load(), g.received.Load()
 	close(stopSend)
+	<-sendDone                         // before the teardown takes the calls away
 	time.Sleep(300 * time.Millisecond) // drain what is in flight
 	close(stopRecv)
 	<-doneRecv

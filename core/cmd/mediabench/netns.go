@@ -5,8 +5,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -59,8 +61,28 @@ func runInNetns() int {
 	args = append(args, "-gen-addr", g.String(), "-srv-addr", s.String(), "-srv-netns", srv)
 	cmd := exec.Command("ip", append([]string{"netns", "exec", gen, self}, args...)...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Interrupted, the run still removes its namespaces (the deferred
+	// deletes): the generator is stopped and waited for first.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	time.Sleep(100 * time.Millisecond) // the veth's carrier
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "mediabench:", err)
+		return 1
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-waited:
+	case sig := <-sigs:
+		_ = cmd.Process.Kill()
+		<-waited
+		err = fmt.Errorf("stopped by %v", sig)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "mediabench:", err)
 		return 1
 	}
