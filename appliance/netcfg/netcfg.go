@@ -27,6 +27,9 @@ import (
 	"github.com/umedge/umedge/core/config"
 )
 
+// ErrNo8021Q means the running kernel cannot make VLAN interfaces.
+var ErrNo8021Q = errors.New("this kernel lacks 802.1Q VLAN support (CONFIG_VLAN_8021Q, module 8021q)")
+
 // errNotVLAN means a link of the VLAN's name exists and is something else.
 var errNotVLAN = errors.New("exists and is not that VLAN")
 
@@ -164,7 +167,10 @@ func (c *Configurator) vlan(name, parent string, id int) error {
 		return nil
 	}
 	v := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: name, ParentIndex: p.Attrs().Index}, VlanId: id}
-	if err := c.h.LinkAdd(v); err != nil {
+	if err := c.h.LinkAdd(v); errors.Is(err, unix.EOPNOTSUPP) {
+		// rtnetlink knows no link kind "vlan" (and could not load it).
+		return fmt.Errorf("create VLAN %d on %s: %w: %w", id, parent, ErrNo8021Q, err)
+	} else if err != nil {
 		return fmt.Errorf("create VLAN %d on %s: %w", id, parent, err)
 	}
 	c.vlans = append(c.vlans, name)
