@@ -1,0 +1,164 @@
+// Package modules picks the kernel modules an image carries out of a
+// kernel's module tree (/lib/modules/<release> of Debian's linux-image
+// package): the named ones and everything they depend on, read from each
+// .ko's .modinfo, and writes modules.dep and modules.alias for that
+// subset, which appliance/kmod reads on the box (Debian's package ships
+// neither: its postinst runs depmod).
+package modules
+
+import (
+	"bytes"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/umedge/umedge/appliance/kmod"
+)
+
+// ErrUnknown means a named module (or one it depends on) is not in the tree.
+var ErrUnknown = errors.New("modules: no such module")
+
+var errNotModule = errors.New("no .modinfo section (not a kernel module)")
+
+// Info is what one module's .modinfo says.
+type Info struct {
+	Name    string
+	File    string   // relative to the tree, slash-separated
+	Depends []string // module names
+	Aliases []string // modalias patterns
+}
+
+// Selection is the modules an image carries.
+type Selection struct {
+	Release string // the tree's directory name: the kernel release
+	Dir     string // the tree
+	Modules []Info // sorted by file
+}
+
+// Select reads every .ko under dir and keeps names and their dependencies.
+func Select(dir string, names []string) (*Selection, error) {
+	all := map[string]Info{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.HasSuffix(p, ".ko") {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		info, err := ReadInfo(p)
+		if err != nil {
+			return err
+		}
+		info.File = filepath.ToSlash(rel)
+		all[info.Name] = info
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("modules: %w", err)
+	}
+	s := &Selection{Release: filepath.Base(filepath.Clean(dir)), Dir: dir}
+	keep := map[string]bool{}
+	var add func(name, from string) error
+	add = func(name, from string) error {
+		name = kmod.Name(name)
+		if keep[name] {
+			return nil
+		}
+		info, ok := all[name]
+		if !ok {
+			if from != "" {
+				return fmt.Errorf("%w %s (needed by %s) in %s", ErrUnknown, name, from, dir)
+			}
+			return fmt.Errorf("%w %s in %s", ErrUnknown, name, dir)
+		}
+		keep[name] = true
+		s.Modules = append(s.Modules, info)
+		for _, d := range info.Depends {
+			if err := add(d, name); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, n := range names {
+		if err := add(n, ""); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(s.Modules, func(a, b Info) int { return strings.Compare(a.File, b.File) })
+	return s, nil
+}
+
+// ReadInfo reads a module file's .modinfo section.
+func ReadInfo(file string) (Info, error) {
+	f, err := elf.Open(file)
+	if err != nil {
+		return Info{}, fmt.Errorf("modules: %s: %w", file, err)
+	}
+	defer func() { _ = f.Close() }()
+	sec := f.Section(".modinfo")
+	if sec == nil {
+		return Info{}, fmt.Errorf("modules: %s: %w", file, errNotModule)
+	}
+	data, err := sec.Data()
+	if err != nil {
+		return Info{}, fmt.Errorf("modules: %s: .modinfo: %w", file, err)
+	}
+	info := Info{Name: kmod.Name(file)}
+	for _, kv := range bytes.Split(data, []byte{0}) {
+		k, v, ok := strings.Cut(string(kv), "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			info.Name = kmod.Name(v)
+		case "depends":
+			for _, d := range strings.Split(v, ",") {
+				if d != "" {
+					info.Depends = append(info.Depends, kmod.Name(d))
+				}
+			}
+		case "alias":
+			info.Aliases = append(info.Aliases, v)
+		}
+	}
+	return info, nil
+}
+
+// Dep is the selection's modules.dep: "file: dependency files", the
+// format of depmod(8).
+func (s *Selection) Dep() []byte {
+	files := map[string]string{}
+	for _, m := range s.Modules {
+		files[m.Name] = m.File
+	}
+	var b bytes.Buffer
+	for _, m := range s.Modules {
+		b.WriteString(m.File + ":")
+		for _, d := range m.Depends {
+			b.WriteString(" " + files[d])
+		}
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// Alias is the selection's modules.alias: "alias PATTERN module".
+func (s *Selection) Alias() []byte {
+	var b bytes.Buffer
+	for _, m := range s.Modules {
+		for _, a := range m.Aliases {
+			fmt.Fprintf(&b, "alias %s %s\n", a, m.Name)
+		}
+	}
+	return b.Bytes()
+}
