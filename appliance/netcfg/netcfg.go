@@ -154,6 +154,10 @@ func (c *Configurator) up(name string, mtu int) error {
 }
 
 // vlan makes sure link name is VLAN id on parent, creating it if missing.
+// The parent gets strict reverse-path filtering: Linux takes a packet for
+// any of its addresses on any link (the weak host model), so without it
+// an untagged frame from a VLAN's subnet reaches the VLAN's address and
+// its listeners, and the answer leaves tagged.
 func (c *Configurator) vlan(name, parent string, id int) error {
 	p, err := c.h.LinkByName(parent)
 	if err != nil {
@@ -164,7 +168,7 @@ func (c *Configurator) vlan(name, parent string, id int) error {
 		if !ok || v.VlanId != id || v.ParentIndex != p.Attrs().Index {
 			return fmt.Errorf("link %s %w (VLAN %d on %s)", name, errNotVLAN, id, parent)
 		}
-		return nil
+		return strictRP(parent)
 	}
 	v := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: name, ParentIndex: p.Attrs().Index}, VlanId: id}
 	if err := c.h.LinkAdd(v); errors.Is(err, unix.EOPNOTSUPP) {
@@ -174,6 +178,16 @@ func (c *Configurator) vlan(name, parent string, id int) error {
 		return fmt.Errorf("create VLAN %d on %s: %w", id, parent, err)
 	}
 	c.vlans = append(c.vlans, name)
+	return strictRP(parent)
+}
+
+// strictRP turns on strict reverse-path filtering (rp_filter 1) on link:
+// a packet whose source is routed through another link is dropped.
+func strictRP(link string) error {
+	// /proc/sys/net shows the network namespace of the thread that opens it.
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+link+"/rp_filter", []byte("1\n"), 0o644); err != nil { //nolint:gosec // a sysctl, not a file of ours
+		return fmt.Errorf("strict reverse-path filter on %s: %w", link, err)
+	}
 	return nil
 }
 

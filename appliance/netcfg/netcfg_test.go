@@ -242,6 +242,11 @@ addresses = ["10.100.0.10/24"]
 		t.Errorf("voice = %#v, want VLAN 100 on eth0", voice)
 	}
 	wantSet(t, "voice addresses", addrsOf(t, h, "voice"), "10.100.0.10/24")
+	box.Do(t, func() {
+		if rp, err := os.ReadFile("/proc/sys/net/ipv4/conf/eth0/rp_filter"); err != nil || string(rp) != "1\n" {
+			t.Errorf("eth0 rp_filter = %q, %v; want 1 (strict) on a VLAN's parent", rp, err)
+		}
+	})
 
 	box.Do(t, func() { err = c.Apply(t.Context(), network(t, "[network.interfaces.eth0]\n")) })
 	if err != nil {
