@@ -21,6 +21,8 @@ import (
 // debianKernelMeta is the Debian package whose dependency is the current
 // cloud kernel: a kernel with 802.1Q (8021q), TC-BPF and the virtio
 // drivers as modules, which the gokrazy kernel the images ship lacks.
+// UMEDGE_DEBIAN_KERNEL names another (linux-image-amd64, the generic
+// kernel with the drivers of real hardware) to measure it the same way.
 var debianKernelMeta = map[string]string{"amd64": "linux-image-cloud-amd64"}
 
 // debianKernel returns the vmlinuz and module directory of Debian's cloud
@@ -30,14 +32,15 @@ var debianKernelMeta = map[string]string{"amd64": "linux-image-cloud-amd64"}
 func debianKernel(t *testing.T, arch string) (vmlinuz, modDir string) {
 	t.Helper()
 	cache := filepath.Join(repoRoot, "bin/debian-kernel", arch)
-	pkg, err := debianKernelPackage(arch)
+	meta, pkg, err := debianKernelPackage(arch)
+	resolved := filepath.Join(cache, meta+".resolved") // what meta stood for last time
 	if err != nil {
-		// No apt metadata: a package unpacked before will do.
-		if dirs, _ := filepath.Glob(filepath.Join(cache, "linux-image-*")); len(dirs) > 0 {
-			pkg = filepath.Base(dirs[len(dirs)-1])
-		} else {
+		// No apt metadata: the package unpacked before will do.
+		last, rerr := os.ReadFile(resolved)
+		if rerr != nil {
 			t.Skipf("no Debian kernel for %s: %v (apt-get update?)", arch, err)
 		}
+		pkg = strings.TrimSpace(string(last))
 	}
 	dir := filepath.Join(cache, pkg)
 	if _, err := os.Stat(dir); err != nil {
@@ -63,6 +66,9 @@ func debianKernel(t *testing.T, arch string) (vmlinuz, modDir string) {
 			t.Fatal(err)
 		}
 	}
+	if err := os.WriteFile(resolved, []byte(pkg+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	release := strings.TrimPrefix(pkg, "linux-image-")
 	vmlinuz = filepath.Join(dir, "boot", "vmlinuz-"+release)
 	modDir = filepath.Join(dir, "lib/modules", release)
@@ -74,22 +80,25 @@ func debianKernel(t *testing.T, arch string) (vmlinuz, modDir string) {
 	return vmlinuz, modDir
 }
 
-// debianKernelPackage resolves the meta package to the kernel package.
-func debianKernelPackage(arch string) (string, error) {
+// debianKernelPackage resolves arch's meta package to the kernel package.
+func debianKernelPackage(arch string) (meta, pkg string, err error) {
 	meta, ok := debianKernelMeta[arch]
+	if m := os.Getenv("UMEDGE_DEBIAN_KERNEL"); m != "" {
+		meta, ok = m, true
+	}
 	if !ok {
-		return "", fmt.Errorf("no Debian kernel package known for %s", arch)
+		return "", "", fmt.Errorf("no Debian kernel package known for %s", arch)
 	}
 	out, err := output(repoRoot, "apt-cache", "depends", meta)
 	if err != nil {
-		return "", fmt.Errorf("apt-cache depends %s: %w", meta, err)
+		return meta, "", fmt.Errorf("apt-cache depends %s: %w", meta, err)
 	}
 	for _, line := range strings.Split(out, "\n") {
 		if dep, ok := strings.CutPrefix(strings.TrimSpace(line), "Depends: "); ok && strings.HasPrefix(dep, "linux-image-") {
-			return dep, nil
+			return meta, dep, nil
 		}
 	}
-	return "", fmt.Errorf("apt-cache depends %s names no linux-image-* package:\n%s", meta, out)
+	return meta, "", fmt.Errorf("apt-cache depends %s names no linux-image-* package:\n%s", meta, out)
 }
 
 // initramfs builds an initramfs of a's init, edged and plugins with cfg
@@ -100,8 +109,7 @@ func (a *artifacts) initramfsWith(t *testing.T, cfg, modDir string) string {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "initramfs.cpio.gz")
 	args := []string{"-arch", a.arch, "-init", a.dir + "/init", "-edged", a.dir + "/edged",
-		"-plugins", a.dir + "/plugins", "-trust", devTrust, "-config", cfg,
-		"-root-out", dir + "/root.squashfs", "-initramfs", out}
+		"-plugins", a.dir + "/plugins", "-trust", devTrust, "-config", cfg, "-initramfs", out}
 	if modDir != "" {
 		args = append(args, "-modules", modDir)
 	}

@@ -69,7 +69,7 @@ func run(args []string) error {
 	fs.StringVar(&o.kernelArgs, "kernel-args", "", "further kernel command line arguments of slot A, e.g. appliance.health_grace=45s")
 	fs.Uint64Var(&o.version, "version", 1, "monotonic firmware version of slot A")
 	fs.StringVar(&o.out, "out", "", "disk image to write (optional)")
-	fs.StringVar(&o.rootOut, "root-out", "", "squashfs root to write (required: it is slot A and a bundle payload)")
+	fs.StringVar(&o.rootOut, "root-out", "", "squashfs root to write (required unless only -initramfs is written: it is slot A and a bundle payload)")
 	fs.StringVar(&o.initramfs, "initramfs", "", "also write the same tree as a gzip'd cpio initramfs here")
 	fs.StringVar(&o.zstOut, "zst", "", "also write the disk image zstd-compressed here")
 	fs.StringVar(&o.modules, "modules", "", "a kernel's module `dir` (/lib/modules/<release>, e.g. of Debian's linux-image package) to take modules from; empty for a kernel with everything built in (gokrazy's)")
@@ -82,7 +82,11 @@ func run(args []string) error {
 		return err
 	}
 	var missing []string
-	for name, v := range map[string]string{"init": o.init, "edged": o.edged, "plugins": o.plugins, "config": o.config, "root-out": o.rootOut} {
+	required := map[string]string{"init": o.init, "edged": o.edged, "plugins": o.plugins, "config": o.config}
+	if o.initramfs == "" || o.out != "" {
+		required["root-out"] = o.rootOut // an initramfs alone needs no squashfs root
+	}
+	for name, v := range required {
 		if v == "" {
 			missing = append(missing, "-"+name)
 		}
@@ -99,11 +103,13 @@ func run(args []string) error {
 		return err
 	}
 	t0 := time.Now()
-	size, err := rootfs.WriteSquashfs(tree, o.rootOut)
-	if err != nil {
-		return err
+	if o.rootOut != "" {
+		size, err := rootfs.WriteSquashfs(tree, o.rootOut)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("root %s: %d bytes (%.1fs)\n", o.rootOut, size, time.Since(t0).Seconds())
 	}
-	fmt.Printf("root %s: %d bytes (%.1fs)\n", o.rootOut, size, time.Since(t0).Seconds())
 	if o.initramfs != "" {
 		if err := rootfs.WriteInitramfs(tree, o.initramfs); err != nil {
 			return err
