@@ -38,7 +38,9 @@ type Set struct {
 	files   map[string]string   // module name → file, relative to dir
 	deps    map[string][]string // module name → names it needs
 	aliases []alias
-	loaded  map[string]bool // inserted (or found loaded) through this Set
+	softPre map[string][]string // module name → names or aliases to load before it, best effort
+	loaded  map[string]bool     // inserted (or found loaded) through this Set
+	trying  map[string]bool     // soft dependencies being loaded (a cycle stops)
 	// Insert loads one module file; finit_module by default, replaced
 	// in tests.
 	Insert func(file string) error
@@ -76,7 +78,7 @@ func Open(dir string) (*Set, error) {
 		return nil, fmt.Errorf("kmod: %w", err)
 	}
 	defer f.Close()
-	s := &Set{dir: dir, files: map[string]string{}, deps: map[string][]string{}, loaded: map[string]bool{}}
+	s := &Set{dir: dir, files: map[string]string{}, deps: map[string][]string{}, loaded: map[string]bool{}, softPre: map[string][]string{}, trying: map[string]bool{}}
 	s.Insert = s.finit
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -101,7 +103,45 @@ func Open(dir string) (*Set, error) {
 	if err := s.readAliases(); err != nil {
 		return nil, err
 	}
+	if err := s.readSoftdeps(); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// readSoftdeps reads modules.softdep's "softdep MODULE pre: A B post: C"
+// lines; only the pre: part matters for loading.
+func (s *Set) readSoftdeps() error {
+	data, err := os.ReadFile(filepath.Join(s.dir, "modules.softdep"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("kmod: %w", err)
+	}
+	for n, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if len(f) < 3 || f[0] != "softdep" {
+			return fmt.Errorf("%w %s/modules.softdep:%d: want \"softdep MODULE pre: …\", got %q", errMalformed, s.dir, n+1, line)
+		}
+		pre := false
+		for _, w := range f[2:] {
+			switch w {
+			case "pre:":
+				pre = true
+			case "post:":
+				pre = false
+			default:
+				if pre {
+					s.softPre[Name(f[1])] = append(s.softPre[Name(f[1])], w)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Set) readAliases() error {
@@ -208,12 +248,30 @@ func (s *Set) Load(names ...string) error {
 		if s.loaded[Name(f)] {
 			continue
 		}
+		s.loadSoft(Name(f))
 		if err := s.Insert(f); err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("kmod: load %s: %w", Name(f), err)
 		}
 		s.loaded[Name(f)] = true
 	}
 	return nil
+}
+
+// loadSoft loads name's soft pre-dependencies that the set has, as
+// modprobe does; one that fails or is missing is not an error (a crc32c
+// implementation for a CPU that lacks its instructions refuses to load,
+// and the generic one does).
+func (s *Set) loadSoft(name string) {
+	for _, soft := range s.softPre[name] {
+		for _, m := range s.Lookup(soft) {
+			if s.loaded[m] || s.trying[m] {
+				continue
+			}
+			s.trying[m] = true
+			_ = s.Load(m)
+			delete(s.trying, m)
+		}
+	}
 }
 
 // finit inserts one module file with finit_module(2); the kernel itself

@@ -200,3 +200,32 @@ func TestColdplug(t *testing.T) {
 		t.Errorf("inserted %v, want %v", *got, want)
 	}
 }
+
+// TestSoftdepLoadedFirst: libcrc32c's "pre: crc32c" loads the crc32c
+// implementations first, by alias; one refusing to load (crc32c_intel on
+// a CPU without SSE4.2: ENODEV) does not fail libcrc32c.
+func TestSoftdepLoadedFirst(t *testing.T) {
+	dir := tree(t, map[string]string{
+		"modules.dep": "kernel/lib/libcrc32c.ko:\nkernel/crypto/crc32c_generic.ko:\nkernel/arch/x86/crypto/crc32c-intel.ko:\n" +
+			"kernel/net/netfilter/nf_tables.ko: kernel/lib/libcrc32c.ko\n",
+		"modules.alias":   "alias crc32c crc32c_generic\nalias crc32c crc32c_intel\n",
+		"modules.softdep": "# Soft dependencies extracted from modules themselves.\nsoftdep libcrc32c pre: crc32c post: nothing_here\n",
+	})
+	s, got := recorder(t, dir)
+	s.Insert = func(f string) error {
+		*got = append(*got, Name(f))
+		if Name(f) == "crc32c_intel" {
+			return unix.ENODEV
+		}
+		return nil
+	}
+	if err := s.Load("nf_tables"); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"crc32c_generic", "crc32c_intel", "libcrc32c", "nf_tables"}; !slices.Equal(*got, want) {
+		t.Errorf("inserted %v, want %v", *got, want)
+	}
+	if _, err := Open(tree(t, map[string]string{"modules.dep": "", "modules.softdep": "softdep x\n"})); err == nil || !strings.Contains(err.Error(), "modules.softdep:1") {
+		t.Errorf("Open of a bad modules.softdep = %v", err)
+	}
+}

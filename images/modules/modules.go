@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -30,6 +31,11 @@ type Info struct {
 	File    string   // relative to the tree, slash-separated
 	Depends []string // module names
 	Aliases []string // modalias patterns
+	// SoftPre are the names or aliases of "softdep=pre:": modules the
+	// module needs loaded first but does not link against (libcrc32c
+	// needs a crc32c implementation); without modprobe nobody else
+	// loads them.
+	SoftPre []string
 }
 
 // Selection is the modules an image carries.
@@ -86,6 +92,15 @@ func Select(dir string, names []string) (*Selection, error) {
 				return err
 			}
 		}
+		// A soft dependency is what the tree has of it, by name or
+		// alias; none is fine (built in, or not needed here).
+		for _, soft := range info.SoftPre {
+			for _, m := range matching(all, soft) {
+				if err := add(m, name); err != nil {
+					return err
+				}
+			}
+		}
 		return nil
 	}
 	for _, n := range names {
@@ -95,6 +110,25 @@ func Select(dir string, names []string) (*Selection, error) {
 	}
 	slices.SortFunc(s.Modules, func(a, b Info) int { return strings.Compare(a.File, b.File) })
 	return s, nil
+}
+
+// matching returns the modules of all named name or with an alias
+// matching it, sorted.
+func matching(all map[string]Info, name string) []string {
+	if _, ok := all[kmod.Name(name)]; ok {
+		return []string{kmod.Name(name)}
+	}
+	var out []string
+	for _, m := range all {
+		for _, a := range m.Aliases {
+			if ok, _ := path.Match(a, name); ok {
+				out = append(out, m.Name)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // ReadInfo reads a module file's .modinfo section.
@@ -129,6 +163,20 @@ func ReadInfo(file string) (Info, error) {
 			}
 		case "alias":
 			info.Aliases = append(info.Aliases, v)
+		case "softdep": // "pre: a b post: c"
+			pre := false
+			for _, w := range strings.Fields(v) {
+				switch w {
+				case "pre:":
+					pre = true
+				case "post:":
+					pre = false
+				default:
+					if pre {
+						info.SoftPre = append(info.SoftPre, w)
+					}
+				}
+			}
 		}
 	}
 	return info, nil
@@ -148,6 +196,17 @@ func (s *Selection) Dep() []byte {
 			b.WriteString(" " + files[d])
 		}
 		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// Softdep is the selection's modules.softdep: "softdep module pre: …".
+func (s *Selection) Softdep() []byte {
+	var b bytes.Buffer
+	for _, m := range s.Modules {
+		if len(m.SoftPre) > 0 {
+			fmt.Fprintf(&b, "softdep %s pre: %s\n", m.Name, strings.Join(m.SoftPre, " "))
+		}
 	}
 	return b.Bytes()
 }

@@ -92,6 +92,16 @@ func TestSelectWritesWhatKmodReads(t *testing.T) {
 		t.Errorf("loaded %v, want mrp llc stp garp 8021q", got)
 	}
 
+	fakeKo(t, dir+"/kernel/lib/libcrc32c.ko", "softdep=pre: crc32c", "depends=", "name=libcrc32c")
+	fakeKo(t, dir+"/kernel/crypto/crc32c_generic.ko", "alias=crypto-crc32c", "alias=crc32c", "depends=", "name=crc32c_generic")
+	soft, err := Select(dir, []string{"libcrc32c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(soft.Modules) != 2 || string(soft.Softdep()) != "softdep libcrc32c pre: crc32c\n" {
+		t.Errorf("libcrc32c: %+v, softdep %q; want crc32c_generic along (by alias) and the softdep line", soft.Modules, soft.Softdep())
+	}
+
 	if _, err := Select(dir, []string{"8021q", "nf_tables"}); !errors.Is(err, ErrUnknown) || !strings.Contains(err.Error(), "nf_tables") {
 		t.Errorf("Select of a missing module = %v", err)
 	}

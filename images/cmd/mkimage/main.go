@@ -178,8 +178,8 @@ func layout(o options, arch diskimage.Arch) (*rootfs.Tree, error) {
 }
 
 // addModules installs names and their dependencies from dir under
-// /lib/modules/<release>, with the modules.dep and modules.alias the
-// init's loader reads.
+// /lib/modules/<release>, with the modules.dep, modules.alias and
+// modules.softdep the init's loader reads.
 func addModules(t *rootfs.Tree, dir string, names []string) error {
 	sel, err := modules.Select(dir, names)
 	if err != nil {
@@ -191,6 +191,7 @@ func addModules(t *rootfs.Tree, dir string, names []string) error {
 	}
 	t.AddData(base+"/modules.dep", 0o644, sel.Dep())
 	t.AddData(base+"/modules.alias", 0o644, sel.Alias())
+	t.AddData(base+"/modules.softdep", 0o644, sel.Softdep())
 	return nil
 }
 
