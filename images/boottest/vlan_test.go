@@ -16,6 +16,7 @@ import (
 
 	"github.com/umedge/umedge/images/internal/frame"
 	"github.com/umedge/umedge/images/internal/qemu"
+	"github.com/umedge/umedge/images/modules"
 )
 
 // debianKernelMeta is the Debian package whose dependency is the current
@@ -101,10 +102,10 @@ func debianKernelPackage(arch string) (meta, pkg string, err error) {
 	return meta, "", fmt.Errorf("apt-cache depends %s names no linux-image-* package:\n%s", meta, out)
 }
 
-// initramfs builds an initramfs of a's init, edged and plugins with cfg
-// as the shipped config and, unless modDir is "", the modules mkimage
-// installs by default from that kernel module directory.
-func (a *artifacts) initramfsWith(t *testing.T, cfg, modDir string) string {
+// initramfsWith builds an initramfs of a's init, edged and plugins with
+// cfg as the shipped config and, unless modDir is "", modules from that
+// kernel module directory: names, or by default those mkimage picks.
+func (a *artifacts) initramfsWith(t *testing.T, cfg, modDir string, names ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "initramfs.cpio.gz")
@@ -112,6 +113,9 @@ func (a *artifacts) initramfsWith(t *testing.T, cfg, modDir string) string {
 		"-plugins", a.dir + "/plugins", "-trust", devTrust, "-config", cfg, "-initramfs", out}
 	if modDir != "" {
 		args = append(args, "-modules", modDir)
+	}
+	if len(names) > 0 {
+		args = append(args, "-module-names", strings.Join(names, ","))
 	}
 	if err := run(repoRoot, nil, a.mkimage, args...); err != nil {
 		t.Fatal(err)
@@ -403,4 +407,58 @@ func TestIntegrationBootDebianKernel(t *testing.T) {
 	t.Logf("firewall: %s", (&boot{vm: b.vm}).expect(t, `UMEDGE FIREWALL loaded rules=[1-9]`, time.Second))
 	b.dropped(t)
 	t.Logf("Debian kernel %s kernel+initramfs: SIP OPTIONS answered %.1fs after power-on (host clock); console: %s", filepath.Base(vmlinuz), ready.Seconds(), line)
+}
+
+// TestIntegrationFirewallWithoutNftables boots the Debian kernel with an
+// nf_tables module the kernel refuses (its vermagic changed): nfnetlink,
+// its dependency, is loaded, so the kernel takes the firewall's batch
+// and answers all of it with one error. google/nftables waits for an
+// acknowledgement per message; before firewall.Apply had a deadline the
+// init hung there (seen with Debian's generic kernel). Now the console
+// says UMEDGE FIREWALL ERROR and the box comes up.
+func TestIntegrationFirewallWithoutNftables(t *testing.T) {
+	const arch = "amd64"
+	needQemu(t, arch)
+	vmlinuz, modDir := debianKernel(t, arch)
+	a := build(t, arch)
+	cfg, err := testConfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A module tree of what the image needs, nf_tables spoiled.
+	broken := filepath.Join(t.TempDir(), filepath.Base(modDir))
+	sel, err := modules.Select(modDir, []string{"virtio_pci", "virtio_net", "virtio_rng", "nf_tables", "nft_ct"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range sel.Modules {
+		data, err := os.ReadFile(filepath.Join(modDir, m.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Name == "nf_tables" {
+			i := bytes.Index(data, []byte("vermagic="))
+			if i < 0 {
+				t.Fatal("nf_tables.ko has no vermagic")
+			}
+			data[i+len("vermagic=")] ^= 1 // "6.1.0-…" → "7.1.0-…": the kernel refuses it (ENOEXEC)
+		}
+		out := filepath.Join(broken, m.File)
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(out, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	initramfs := a.initramfsWith(t, cfg, broken, "virtio_pci", "virtio_net", "virtio_rng", "nf_tables", "nft_ct")
+	b := startVM(t, qemu.Config{Arch: arch, Mode: qemu.ModeKernel, Kernel: vmlinuz, Initramfs: initramfs, NoReboot: true}, "debian-nonft-"+arch)
+	line := b.expect(t, `UMEDGE FIREWALL`, 90*time.Second)
+	if !strings.Contains(line, "UMEDGE FIREWALL ERROR") {
+		t.Fatalf("firewall without nf_tables: %q, want UMEDGE FIREWALL ERROR", line)
+	}
+	(&boot{vm: b.vm}).expect(t, `kernel module.*nf_tables`, time.Second)
+	ready := b.sipReady(t, 60*time.Second)
+	b.expect(t, `UMEDGE READY slot=`, 10*time.Second)
+	t.Logf("%s; SIP answered %.1fs after power-on", line, ready.Seconds())
 }

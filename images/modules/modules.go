@@ -197,7 +197,7 @@ func (s *Selection) Dep() []byte {
 		}
 		b.WriteByte('\n')
 	}
-	return b.Bytes()
+	return nonNil(b.Bytes())
 }
 
 // Softdep is the selection's modules.softdep: "softdep module pre: …".
@@ -208,7 +208,7 @@ func (s *Selection) Softdep() []byte {
 			fmt.Fprintf(&b, "softdep %s pre: %s\n", m.Name, strings.Join(m.SoftPre, " "))
 		}
 	}
-	return b.Bytes()
+	return nonNil(b.Bytes())
 }
 
 // Alias is the selection's modules.alias: "alias PATTERN module".
@@ -219,5 +219,14 @@ func (s *Selection) Alias() []byte {
 			fmt.Fprintf(&b, "alias %s %s\n", a, m.Name)
 		}
 	}
-	return b.Bytes()
+	return nonNil(b.Bytes())
+}
+
+// nonNil: an empty file's content is empty, not absent (rootfs reads a
+// File's Source when Data is nil).
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }

@@ -64,6 +64,9 @@ func TestSelectWritesWhatKmodReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if sel.Softdep() == nil {
+		t.Error("Softdep of a selection without soft dependencies is nil: the image would have no modules.softdep file")
+	}
 	if sel.Release != "6.1.0-57-cloud-amd64" || len(sel.Modules) != 5 {
 		t.Fatalf("Select = %s with %+v, want the release and 8021q's 5 modules", sel.Release, sel.Modules)
 	}
