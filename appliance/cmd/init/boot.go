@@ -95,20 +95,7 @@ func run(o options) {
 		o: o, out: out, ring: ring, bootStart: time.Now(), blesser: defaultBlesser, rebootReq: make(chan string, 1),
 		log: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "init"),
 	}
-	if o.mounts { // on the box: a test's namespace shares its host's kernel
-		mods, err := openModules()
-		modErrs := []error{err}
-		if b.mods = mods; mods != nil {
-			var loaded []string
-			loaded, early, modErrs = bootModules(b.mods, early)
-			b.log.Info("kernel modules loaded", "modules", loaded)
-		}
-		for _, err := range modErrs {
-			if err != nil {
-				b.log.Error("kernel modules", "err", err)
-			}
-		}
-	}
+	early = b.loadBootModules(early)
 	for _, err := range early {
 		b.log.Error("early mount", "err", err)
 	}

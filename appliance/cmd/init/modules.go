@@ -31,6 +31,29 @@ func openModules() (*kmod.Set, error) {
 	return s, err
 }
 
+// loadBootModules runs bootModules on the box (not in a test's
+// namespaces, which share their host's kernel) and returns early without
+// what it fixed.
+func (b *box) loadBootModules(early []error) []error {
+	if !b.o.mounts {
+		return early
+	}
+	mods, err := openModules()
+	if err != nil {
+		b.log.Error("kernel modules", "err", err)
+	}
+	if mods == nil {
+		return early
+	}
+	b.mods = mods
+	loaded, rest, errs := bootModules(mods, early)
+	b.log.Info("kernel modules loaded", "modules", loaded)
+	for _, err := range errs {
+		b.log.Error("kernel modules", "err", err)
+	}
+	return rest
+}
+
 // bootModules loads the drivers of the devices present (coldplug by
 // modalias) and the file systems init mounts, and mounts efivarfs if its
 // module came only now; the early mount's failure for want of it is
