@@ -293,6 +293,9 @@ func TestIntegrationVLAN(t *testing.T) {
 	if !strings.Contains(fw, "loaded") {
 		t.Errorf("firewall on the Debian kernel: %s", fw)
 	}
+	// The shipped config's fast_path = "tc": on 6.1 (no TCX) a clsact
+	// qdisc and cls_bpf filter on the VLAN interface, modules the init loads.
+	t.Logf("fast path: %s", (&boot{vm: vm}).expect(t, `media fast path on`, time.Second))
 
 	// Who has 10.0.100.2, on VLAN 100?
 	var guestMAC net.HardwareAddr
@@ -381,9 +384,10 @@ func TestIntegrationVLANNeeds8021Q(t *testing.T) {
 
 // TestIntegrationBootDebianKernel is TestBootKernel's amd64 boot on
 // Debian's cloud kernel instead of gokrazy's: the init loads virtio_pci,
-// virtio_net, virtio_rng and nftables from the initramfs, and SIP answers
-// through the forwarded port with the firewall loaded and a closed port
-// dropped. The boot time it logs is the figure to hold against
+// virtio_net, virtio_rng, nftables, sch_ingress and cls_bpf from the
+// initramfs, and SIP answers through the forwarded port with the
+// firewall loaded, a closed port dropped and the media fast path on
+// (clsact: 6.1 has no TCX). The boot time it logs is the figure to hold against
 // TestBootKernel's when choosing the kernel.
 func TestIntegrationBootDebianKernel(t *testing.T) {
 	const arch = "amd64"
@@ -405,6 +409,7 @@ func TestIntegrationBootDebianKernel(t *testing.T) {
 	all := &boot{vm: b.vm}
 	t.Logf("modules: %s", all.expect(t, `kernel modules loaded`, time.Second))
 	t.Logf("firewall: %s", (&boot{vm: b.vm}).expect(t, `UMEDGE FIREWALL loaded rules=[1-9]`, time.Second))
+	t.Logf("fast path: %s", (&boot{vm: b.vm}).expect(t, `media fast path on`, time.Second))
 	b.dropped(t)
 	t.Logf("Debian kernel %s kernel+initramfs: SIP OPTIONS answered %.1fs after power-on (host clock); console: %s", filepath.Base(vmlinuz), ready.Seconds(), line)
 }
@@ -427,7 +432,7 @@ func TestIntegrationFirewallWithoutNftables(t *testing.T) {
 	}
 	// A module tree of what the image needs, nf_tables spoiled.
 	broken := filepath.Join(t.TempDir(), filepath.Base(modDir))
-	sel, err := modules.Select(modDir, []string{"virtio_pci", "virtio_net", "virtio_rng", "nf_tables", "nft_ct"})
+	sel, err := modules.Select(modDir, []string{"virtio_pci", "virtio_net", "virtio_rng", "nf_tables", "nft_ct", "sch_ingress", "cls_bpf"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +456,7 @@ func TestIntegrationFirewallWithoutNftables(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	initramfs := a.initramfsWith(t, cfg, broken, "virtio_pci", "virtio_net", "virtio_rng", "nf_tables", "nft_ct")
+	initramfs := a.initramfsWith(t, cfg, broken, sel.Names()...)
 	b := startVM(t, qemu.Config{Arch: arch, Mode: qemu.ModeKernel, Kernel: vmlinuz, Initramfs: initramfs, NoReboot: true}, "debian-nonft-"+arch)
 	line := b.expect(t, `UMEDGE FIREWALL`, 90*time.Second)
 	if !strings.Contains(line, "UMEDGE FIREWALL ERROR") {

@@ -182,6 +182,15 @@ func ReadInfo(file string) (Info, error) {
 	return info, nil
 }
 
+// Names are the selected modules' names.
+func (s *Selection) Names() []string {
+	out := make([]string, len(s.Modules))
+	for i, m := range s.Modules {
+		out[i] = m.Name
+	}
+	return out
+}
+
 // Dep is the selection's modules.dep: "file: dependency files", the
 // format of depmod(8).
 func (s *Selection) Dep() []byte {

@@ -91,7 +91,8 @@ func bootModules(s *kmod.Set, early []error) (loaded []string, rest []error, err
 }
 
 // featureModules are the modules the config's features need: 802.1Q for
-// VLANs, nftables with conntrack for the firewall.
+// VLANs, nftables with conntrack for the firewall, TC for the media fast
+// path.
 func featureModules(cfg *config.Config) []string {
 	var out []string
 	for _, ifc := range cfg.Network.Interfaces {
@@ -102,6 +103,11 @@ func featureModules(cfg *config.Config) []string {
 	}
 	if cfg.Appliance.Firewall {
 		out = append(out, "nf_tables", "nft_ct")
+	}
+	// The media fast path attaches by TCX, or on kernels before 6.6 by a
+	// clsact qdisc (sch_ingress) with a cls_bpf filter.
+	if cfg.Media.FastPath != "" && cfg.Media.FastPath != "off" {
+		out = append(out, "sch_ingress", "cls_bpf")
 	}
 	return out
 }

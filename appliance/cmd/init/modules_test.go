@@ -24,13 +24,16 @@ func TestFeatureModules(t *testing.T) {
 		}
 		return c
 	}
-	plain := parse("[appliance]\nfirewall = false\n[network.interfaces.eth0]\ndhcp = true\n")
+	plain := parse("[appliance]\nfirewall = false\n[media]\nfast_path = \"off\"\n[network.interfaces.eth0]\ndhcp = true\n")
 	if got := featureModules(plain); len(got) != 0 {
 		t.Errorf("no VLAN, no firewall: %v", got)
 	}
-	vlan := parse("[appliance]\nfirewall = true\n[network.interfaces.eth0]\n[network.interfaces.voice]\nparent = \"eth0\"\nvlan = 100\n")
+	vlan := parse("[appliance]\nfirewall = true\n[media]\nfast_path = \"off\"\n[network.interfaces.eth0]\n[network.interfaces.voice]\nparent = \"eth0\"\nvlan = 100\n")
 	if got := featureModules(vlan); !slices.Equal(got, []string{"8021q", "nf_tables", "nft_ct"}) {
 		t.Errorf("VLAN and firewall: %v", got)
+	}
+	if got := featureModules(parse("[media]\nfast_path = \"tc\"\n")); !slices.Contains(got, "sch_ingress") || !slices.Contains(got, "cls_bpf") {
+		t.Errorf("fast_path tc: %v, want sch_ingress and cls_bpf", got)
 	}
 
 	dir := t.TempDir()

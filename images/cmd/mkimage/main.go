@@ -51,8 +51,9 @@ type options struct {
 // defaultModules are what -modules installs unless -module-names says
 // otherwise: the drivers of qemu's virtual machine and the features the
 // init uses (the ESP and data partition, EFI variables, VLANs, the
-// firewall's nftables with conntrack). Their dependencies come along.
-const defaultModules = "virtio_pci,virtio_net,virtio_blk,virtio_rng,squashfs,vfat,efivarfs,8021q,nf_tables,nft_ct"
+// firewall's nftables with conntrack, the media fast path's clsact and
+// cls_bpf). Their dependencies come along.
+const defaultModules = "virtio_pci,virtio_net,virtio_blk,virtio_rng,squashfs,vfat,efivarfs,8021q,nf_tables,nft_ct,sch_ingress,cls_bpf"
 
 func run(args []string) error {
 	var o options
