@@ -2,20 +2,30 @@ package firewall
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
+
+// replyTimeout bounds the wait for the kernel's answers to a batch.
+// nftables.Conn.Flush waits for one acknowledgement per message, but a
+// kernel without nf_tables (a module that is not loaded) answers the
+// whole batch with one error: without a deadline the init hung there.
+const replyTimeout = 10 * time.Second
+
+func deadline(c *netlink.Conn) error { return c.SetDeadline(time.Now().Add(replyTimeout)) }
 
 // Apply installs rs as table inet umedge in one netlink transaction: the
 // old table, if any, is deleted and the new one created in the same batch,
 // so the box is never without its firewall nor with half of one. opts go to
 // nftables.New (a test passes nftables.WithNetNSFd).
 func Apply(rs Ruleset, opts ...nftables.ConnOption) error {
-	c, err := nftables.New(opts...)
+	c, err := nftables.New(append(opts, nftables.WithSockOptions(deadline))...)
 	if err != nil {
 		return fmt.Errorf("firewall: open netlink: %w", err)
 	}
@@ -53,7 +63,7 @@ func Apply(rs Ruleset, opts ...nftables.ConnOption) error {
 
 // Remove deletes table inet umedge; it is not an error if there is none.
 func Remove(opts ...nftables.ConnOption) error {
-	c, err := nftables.New(opts...)
+	c, err := nftables.New(append(opts, nftables.WithSockOptions(deadline))...)
 	if err != nil {
 		return fmt.Errorf("firewall: open netlink: %w", err)
 	}

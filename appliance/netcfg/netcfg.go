@@ -27,6 +27,9 @@ import (
 	"github.com/umedge/umedge/core/config"
 )
 
+// ErrNo8021Q means the running kernel cannot make VLAN interfaces.
+var ErrNo8021Q = errors.New("this kernel lacks 802.1Q VLAN support (CONFIG_VLAN_8021Q, module 8021q)")
+
 // errNotVLAN means a link of the VLAN's name exists and is something else.
 var errNotVLAN = errors.New("exists and is not that VLAN")
 
@@ -151,6 +154,10 @@ func (c *Configurator) up(name string, mtu int) error {
 }
 
 // vlan makes sure link name is VLAN id on parent, creating it if missing.
+// The parent gets strict reverse-path filtering: Linux takes a packet for
+// any of its addresses on any link (the weak host model), so without it
+// an untagged frame from a VLAN's subnet reaches the VLAN's address and
+// its listeners, and the answer leaves tagged.
 func (c *Configurator) vlan(name, parent string, id int) error {
 	p, err := c.h.LinkByName(parent)
 	if err != nil {
@@ -161,13 +168,26 @@ func (c *Configurator) vlan(name, parent string, id int) error {
 		if !ok || v.VlanId != id || v.ParentIndex != p.Attrs().Index {
 			return fmt.Errorf("link %s %w (VLAN %d on %s)", name, errNotVLAN, id, parent)
 		}
-		return nil
+		return strictRP(parent)
 	}
 	v := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: name, ParentIndex: p.Attrs().Index}, VlanId: id}
-	if err := c.h.LinkAdd(v); err != nil {
+	if err := c.h.LinkAdd(v); errors.Is(err, unix.EOPNOTSUPP) {
+		// rtnetlink knows no link kind "vlan" (and could not load it).
+		return fmt.Errorf("create VLAN %d on %s: %w: %w", id, parent, ErrNo8021Q, err)
+	} else if err != nil {
 		return fmt.Errorf("create VLAN %d on %s: %w", id, parent, err)
 	}
 	c.vlans = append(c.vlans, name)
+	return strictRP(parent)
+}
+
+// strictRP turns on strict reverse-path filtering (rp_filter 1) on link:
+// a packet whose source is routed through another link is dropped.
+func strictRP(link string) error {
+	// /proc/sys/net shows the network namespace of the thread that opens it.
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+link+"/rp_filter", []byte("1\n"), 0o644); err != nil { //nolint:gosec // a sysctl, not a file of ours
+		return fmt.Errorf("strict reverse-path filter on %s: %w", link, err)
+	}
 	return nil
 }
 

@@ -218,14 +218,8 @@ func TestVLANInNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	probe := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: "probe", ParentIndex: eth0.Attrs().Index}, VlanId: 9}
-	if err := h.LinkAdd(probe); errors.Is(err, unix.EOPNOTSUPP) {
-		t.Skipf("this host's kernel has no 802.1Q VLAN support (CONFIG_VLAN_8021Q): %v", err)
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkDel(probe); err != nil {
-		t.Fatal(err)
+	if !has8021Q(t, h, eth0) {
+		t.Skip("this host's kernel has no 802.1Q VLAN support (CONFIG_VLAN_8021Q); TestVLANWithout8021Q runs instead, and images/boottest's TestIntegrationVLAN boots a kernel with it")
 	}
 
 	c := New(h, slog.New(slog.DiscardHandler), "")
@@ -248,6 +242,11 @@ addresses = ["10.100.0.10/24"]
 		t.Errorf("voice = %#v, want VLAN 100 on eth0", voice)
 	}
 	wantSet(t, "voice addresses", addrsOf(t, h, "voice"), "10.100.0.10/24")
+	box.Do(t, func() {
+		if rp, err := os.ReadFile("/proc/sys/net/ipv4/conf/eth0/rp_filter"); err != nil || string(rp) != "1\n" {
+			t.Errorf("eth0 rp_filter = %q, %v; want 1 (strict) on a VLAN's parent", rp, err)
+		}
+	})
 
 	box.Do(t, func() { err = c.Apply(t.Context(), network(t, "[network.interfaces.eth0]\n")) })
 	if err != nil {
@@ -255,6 +254,59 @@ addresses = ["10.100.0.10/24"]
 	}
 	if _, err := h.LinkByName("voice"); err == nil {
 		t.Error("VLAN voice still exists after the reload dropped it")
+	}
+}
+
+// has8021Q tells whether the kernel makes VLAN links, by making one.
+func has8021Q(t *testing.T, h *netlink.Handle, parent netlink.Link) bool {
+	t.Helper()
+	probe := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: "probe", ParentIndex: parent.Attrs().Index}, VlanId: 9}
+	if err := h.LinkAdd(probe); errors.Is(err, unix.EOPNOTSUPP) {
+		return false
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkDel(probe); err != nil {
+		t.Fatal(err)
+	}
+	return true
+}
+
+// TestVLANWithout8021Q: on a kernel without 802.1Q the VLAN's key and the
+// missing kernel feature are named, and the other interfaces (the parent
+// with its address, a VLAN-less second link) are still configured.
+func TestVLANWithout8021Q(t *testing.T) {
+	box, peer := nstest.New(t), nstest.New(t)
+	nstest.Veth(t, box, "eth0", nil, peer, "peer0", nil)
+	nstest.Veth(t, box, "eth1", nil, peer, "peer1", nil)
+	h := box.Netlink(t)
+	if has8021Q(t, h, linkOf(t, h, "eth0")) {
+		t.Skip("this host's kernel has 802.1Q; TestVLANInNamespace runs instead")
+	}
+	c := New(h, slog.New(slog.DiscardHandler), "")
+	t.Cleanup(c.Close)
+	n := network(t, `[network.interfaces.eth0]
+addresses = ["198.51.100.10/24"]
+[network.interfaces.eth1]
+addresses = ["203.0.113.10/24"]
+[network.interfaces.voice]
+parent = "eth0"
+vlan = 100
+addresses = ["10.100.0.10/24"]
+`)
+	var err error
+	box.Do(t, func() { err = c.Apply(t.Context(), n) })
+	if !errors.Is(err, ErrNo8021Q) {
+		t.Fatalf("Apply = %v, want ErrNo8021Q", err)
+	}
+	const want = "network.interfaces.voice: create VLAN 100 on eth0: this kernel lacks 802.1Q VLAN support"
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("Apply = %q, want it to contain %q", err, want)
+	}
+	wantSet(t, "eth0 addresses", addrsOf(t, h, "eth0"), "198.51.100.10/24")
+	wantSet(t, "eth1 addresses", addrsOf(t, h, "eth1"), "203.0.113.10/24")
+	if _, err := h.LinkByName("voice"); err == nil {
+		t.Error("a link voice exists although the kernel cannot make VLANs")
 	}
 }
 
@@ -270,13 +322,14 @@ func TestApplyReportsEveryProblem(t *testing.T) {
 addresses = ["198.51.100.10/24"]
 [network.interfaces.eth9]
 addresses = ["198.51.100.20/24"]
+[network.interfaces.eth8]
 [network.interfaces.tagged]
 parent = "eth8"
 vlan = 7
 `)
 	var err error
 	box.Do(t, func() { err = c.Apply(t.Context(), n) })
-	for _, want := range []string{"network.interfaces.eth9: link eth9", "network.interfaces.tagged: parent eth8"} {
+	for _, want := range []string{"network.interfaces.eth9: link eth9", "network.interfaces.eth8: link eth8", "network.interfaces.tagged: parent eth8"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Apply = %v, want a problem %q", err, want)
 		}

@@ -74,8 +74,21 @@ func (v *validator) network() {
 		case ifc.Parent == "" && ifc.VLAN != 0:
 			v.addf(path+".vlan", ErrInvalid, "a VLAN needs parent, the interface it is tagged on")
 		case ifc.Parent != "":
-			if !ifName.MatchString(ifc.Parent) || ifc.Parent == name {
+			parent, known := n.Interfaces[ifc.Parent]
+			switch {
+			case !ifName.MatchString(ifc.Parent) || ifc.Parent == name:
 				v.addf(path+".parent", ErrInvalid, "%q is not another interface's name", ifc.Parent)
+			case !known:
+				// The init brings up only the interfaces the config
+				// names; a VLAN on a parent left down carries nothing.
+				v.addf(path+".parent", ErrInvalid, "%q is not in network.interfaces; add [%s] (it may be empty) so it is brought up",
+					ifc.Parent, joinKey("network.interfaces", ifc.Parent))
+			case parent.Parent != "":
+				v.addf(path+".parent", ErrInvalid, "%s is itself a VLAN; VLANs in VLANs (802.1ad, QinQ) are not supported", joinKey("network.interfaces", ifc.Parent))
+			}
+			if ifc.VLAN == 0 {
+				v.add(path+".vlan", ErrRequired)
+				break
 			}
 			if !v.intRange(path+".vlan", ifc.VLAN, 1, 4094) {
 				break

@@ -21,6 +21,7 @@ import (
 	"github.com/umedge/umedge/appliance/firewall"
 	"github.com/umedge/umedge/appliance/firstboot"
 	"github.com/umedge/umedge/appliance/health"
+	"github.com/umedge/umedge/appliance/kmod"
 	"github.com/umedge/umedge/appliance/logring"
 	"github.com/umedge/umedge/appliance/netcfg"
 	"github.com/umedge/umedge/appliance/supervise"
@@ -43,6 +44,7 @@ type box struct {
 	log     *slog.Logger
 	slot    string
 	net     *netcfg.Configurator
+	mods    *kmod.Set // the kernel's modules; nil when it has everything built in
 	edged   *supervise.Supervisor
 	reaper  starter
 	blesser blesser
@@ -93,6 +95,7 @@ func run(o options) {
 		o: o, out: out, ring: ring, bootStart: time.Now(), blesser: defaultBlesser, rebootReq: make(chan string, 1),
 		log: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "init"),
 	}
+	early = b.loadBootModules(early)
 	for _, err := range early {
 		b.log.Error("early mount", "err", err)
 	}
@@ -127,7 +130,9 @@ func run(o options) {
 	b.firstBoot()
 	b.loadConfig()
 
-	h, err := netlink.NewHandle()
+	// Route only: a handle of every family fails on a kernel that has
+	// XFRM as a module not loaded (Debian's: "protocol not supported").
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		b.log.Error("netlink", "err", err)
 	} else {
@@ -273,11 +278,13 @@ func (b *box) apply(ctx context.Context, boot bool) {
 	if err := unix.Sethostname([]byte(hostnameOf(cfg))); err != nil {
 		b.log.Error("hostname", "err", err)
 	}
+	b.loadFeatureModules(cfg)
 	// The ruleset is in place before the links come up.
 	b.applyFirewall(cfg)
 	if b.net != nil {
 		if err := b.net.Apply(ctx, cfg.Network); err != nil {
-			b.log.Error("network", "err", err)
+			// One line per problem, each naming its key; the rest is up.
+			b.say("%s", indent("UMEDGE NETWORK ERROR ", err))
 		}
 		if boot {
 			b.bindResolvConf()

@@ -10,6 +10,7 @@
 //
 //	UMEDGE FIREWALL loaded rules=<n>   the ruleset is installed
 //	UMEDGE READY slot=<a|b>            edged answers SIP OPTIONS and /healthz
+//	UMEDGE NETWORK ERROR <key>: <why>  a [network] setting not applied; the rest is
 //
 // The kernel passes no arguments to init; the flags are for tests, which
 // run it as PID 1 of namespaces of their own. Kernel command line keys:

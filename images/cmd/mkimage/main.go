@@ -23,6 +23,7 @@ import (
 	"github.com/umedge/umedge/firmware/install"
 	"github.com/umedge/umedge/firmware/keys"
 	"github.com/umedge/umedge/images/diskimage"
+	"github.com/umedge/umedge/images/modules"
 	"github.com/umedge/umedge/images/rootfs"
 )
 
@@ -44,7 +45,15 @@ type options struct {
 	trust, release, kernelArgs      string
 	version                         uint64
 	out, rootOut, initramfs, zstOut string
+	modules, moduleNames            string
 }
+
+// defaultModules are what -modules installs unless -module-names says
+// otherwise: the drivers of qemu's virtual machine and the features the
+// init uses (the ESP and data partition, EFI variables, VLANs, the
+// firewall's nftables with conntrack, the media fast path's clsact and
+// cls_bpf). Their dependencies come along.
+const defaultModules = "virtio_pci,virtio_net,virtio_blk,virtio_rng,squashfs,vfat,efivarfs,8021q,nf_tables,nft_ct,sch_ingress,cls_bpf"
 
 func run(args []string) error {
 	var o options
@@ -61,9 +70,11 @@ func run(args []string) error {
 	fs.StringVar(&o.kernelArgs, "kernel-args", "", "further kernel command line arguments of slot A, e.g. appliance.health_grace=45s")
 	fs.Uint64Var(&o.version, "version", 1, "monotonic firmware version of slot A")
 	fs.StringVar(&o.out, "out", "", "disk image to write (optional)")
-	fs.StringVar(&o.rootOut, "root-out", "", "squashfs root to write (required: it is slot A and a bundle payload)")
+	fs.StringVar(&o.rootOut, "root-out", "", "squashfs root to write (required unless only -initramfs is written: it is slot A and a bundle payload)")
 	fs.StringVar(&o.initramfs, "initramfs", "", "also write the same tree as a gzip'd cpio initramfs here")
 	fs.StringVar(&o.zstOut, "zst", "", "also write the disk image zstd-compressed here")
+	fs.StringVar(&o.modules, "modules", "", "a kernel's module `dir` (/lib/modules/<release>, e.g. of Debian's linux-image package) to take modules from; empty for a kernel with everything built in (gokrazy's)")
+	fs.StringVar(&o.moduleNames, "module-names", defaultModules, "comma-separated `modules` -modules installs, with their dependencies")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -72,7 +83,11 @@ func run(args []string) error {
 		return err
 	}
 	var missing []string
-	for name, v := range map[string]string{"init": o.init, "edged": o.edged, "plugins": o.plugins, "config": o.config, "root-out": o.rootOut} {
+	required := map[string]string{"init": o.init, "edged": o.edged, "plugins": o.plugins, "config": o.config}
+	if o.initramfs == "" || o.out != "" {
+		required["root-out"] = o.rootOut // an initramfs alone needs no squashfs root
+	}
+	for name, v := range required {
 		if v == "" {
 			missing = append(missing, "-"+name)
 		}
@@ -89,11 +104,13 @@ func run(args []string) error {
 		return err
 	}
 	t0 := time.Now()
-	size, err := rootfs.WriteSquashfs(tree, o.rootOut)
-	if err != nil {
-		return err
+	if o.rootOut != "" {
+		size, err := rootfs.WriteSquashfs(tree, o.rootOut)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("root %s: %d bytes (%.1fs)\n", o.rootOut, size, time.Since(t0).Seconds())
 	}
-	fmt.Printf("root %s: %d bytes (%.1fs)\n", o.rootOut, size, time.Since(t0).Seconds())
 	if o.initramfs != "" {
 		if err := rootfs.WriteInitramfs(tree, o.initramfs); err != nil {
 			return err
@@ -153,7 +170,30 @@ func layout(o options, arch diskimage.Arch) (*rootfs.Tree, error) {
 		fmt.Fprintf(os.Stderr, "mkimage: warning: no *.pub in %s: this image refuses every update bundle\n", o.trust)
 	}
 	t.Dirs = append(t.Dirs, install.TrustedDir)
+	if o.modules != "" {
+		if err := addModules(t, o.modules, strings.Split(o.moduleNames, ",")); err != nil {
+			return nil, err
+		}
+	}
 	return t, nil
+}
+
+// addModules installs names and their dependencies from dir under
+// /lib/modules/<release>, with the modules.dep, modules.alias and
+// modules.softdep the init's loader reads.
+func addModules(t *rootfs.Tree, dir string, names []string) error {
+	sel, err := modules.Select(dir, names)
+	if err != nil {
+		return err
+	}
+	base := "/lib/modules/" + sel.Release
+	for _, m := range sel.Modules {
+		t.Add(base+"/"+m.File, 0o644, filepath.Join(dir, filepath.FromSlash(m.File)))
+	}
+	t.AddData(base+"/modules.dep", 0o644, sel.Dep())
+	t.AddData(base+"/modules.alias", 0o644, sel.Alias())
+	t.AddData(base+"/modules.softdep", 0o644, sel.Softdep())
+	return nil
 }
 
 func compress(in, out string) (int64, error) {

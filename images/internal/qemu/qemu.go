@@ -45,6 +45,13 @@ type Config struct {
 	// which no listener opens: the firewall's drop is seen from the host
 	// (0 = none).
 	ClosedPort int
+	// Netdev replaces the user-mode network (and with it the forwards
+	// above) with this -netdev (its id must be n0), e.g.
+	// "socket,id=n0,udp=127.0.0.1:P,localaddr=127.0.0.1:Q": the VM's
+	// Ethernet frames as UDP datagrams, for a test to be its peer.
+	Netdev string
+	// Append are further kernel arguments of ModeKernel.
+	Append string
 }
 
 // ClosedGuestPort is the guest port Config.ClosedPort reaches: TCP port 1
@@ -117,7 +124,7 @@ func Command(c Config) ([]string, error) {
 			return nil, errKernelConfig
 		}
 		args = append(args, "-kernel", c.Kernel, "-initrd", c.Initramfs,
-			"-append", strings.TrimSpace("console="+m.console+" quiet panic=-1 "+m.append))
+			"-append", strings.TrimSpace("console="+m.console+" quiet panic=-1 "+m.append+" "+c.Append))
 	default:
 		return nil, fmt.Errorf("%w %q (uefi or kernel)", errUnknownMode, c.Mode)
 	}
@@ -133,6 +140,9 @@ func Command(c Config) ([]string, error) {
 	// until the kernel's entropy pool is ready.
 	// romfile= leaves out the NIC's iPXE option ROM: the firmware has no
 	// network boot to offer, and loading the ROM costs seconds under TCG.
+	if c.Netdev != "" {
+		fwd = c.Netdev
+	}
 	args = append(args, "-netdev", fwd, "-device", "virtio-net-pci,netdev=n0,romfile=", "-device", "virtio-rng-pci")
 	return args, nil
 }
