@@ -79,7 +79,7 @@ func runInNetns() int {
 	case err = <-waited:
 	case sig := <-sigs:
 		_ = cmd.Process.Kill()
-		<-waited
+		_ = <-waited // killed: the error says so
 		err = fmt.Errorf("stopped by %v", sig)
 	}
 	if err != nil {
