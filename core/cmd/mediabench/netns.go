@@ -79,8 +79,7 @@ func runInNetns() int {
 	case err = <-waited:
 	case sig := <-sigs:
 		_ = cmd.Process.Kill()
-		_ = <-waited // killed: the error says so
-		err = fmt.Errorf("stopped by %v", sig)
+		err = fmt.Errorf("stopped by %v (the generator: %v)", sig, <-waited)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mediabench:", err)
