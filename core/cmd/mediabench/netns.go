@@ -79,7 +79,7 @@ func runInNetns() int {
 	case err = <-waited:
 	case sig := <-sigs:
 		_ = cmd.Process.Kill()
-		err = fmt.Errorf("stopped by %v (the generator: %v)", sig, <-waited)
+		err = fmt.Errorf("stopped by %v (the generator: %w)", sig, <-waited)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mediabench:", err)
