@@ -184,6 +184,7 @@ func Start(c Config, log io.Writer) (*VM, error) {
 		return nil, err
 	}
 	cmd := exec.Command(args[0], args[1:]...)
+	dieWithParent(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
