@@ -1,7 +1,7 @@
 # Appliance images, firmware bundles and qemu (images/README.md). Included
 # from the Makefile; every recipe is a plain go (or apt) command.
 #
-#   make image ARCH=amd64|arm64     bin/<arch>/umedge.img (+ .img.zst, root.squashfs, initramfs.cpio.gz)
+#   make image ARCH=amd64|arm64     bin/<arch>/umedge.img (+ .img.zst, root.squashfs, initramfs.cpio.lz4)
 #   make bundle ARCH=… FW_VERSION=N bin/<arch>/umedge-N.bundle, signed with FW_KEY
 #   make qemu ARCH=… [MODE=uefi|kernel]
 #   make test-boot-arm64-uefi       the UEFI update/rollback test on arm64 alone (make test runs it too)
@@ -57,7 +57,7 @@ image: image-bins $(EFI_$(ARCH))
 		-init $(IMG_DIR)/init -edged $(IMG_DIR)/edged -plugins $(IMG_DIR)/plugins \
 		-config $(IMAGE_CONFIG) -trust $(FW_TRUST) -version $(FW_VERSION) -release $(FW_RELEASE) \
 		-kernel-args '$(KERNEL_ARGS)' \
-		-root-out $(IMG_DIR)/root.squashfs -initramfs $(IMG_DIR)/initramfs.cpio.gz \
+		-root-out $(IMG_DIR)/root.squashfs -initramfs $(IMG_DIR)/initramfs.cpio.lz4 \
 		-out $(IMG_DIR)/umedge.img -zst $(IMG_DIR)/umedge.img.zst
 
 # A bundle of the root and kernel that `make image` last built.
@@ -70,7 +70,7 @@ bundle:
 
 qemu:
 	$(GO) run ./images/cmd/qemu -arch $(ARCH) -mode $(MODE) -image $(IMG_DIR)/umedge.img \
-		-kernel "$$($(GO) list -m -f '{{.Dir}}' $(KERNEL_MOD))/vmlinuz" -initramfs $(IMG_DIR)/initramfs.cpio.gz
+		-kernel "$$($(GO) list -m -f '{{.Dir}}' $(KERNEL_MOD))/vmlinuz" -initramfs $(IMG_DIR)/initramfs.cpio.lz4
 
 test-boot-arm64-uefi: test-deps efi-arm64
 	$(GO) test -tags integration -count=1 -v -timeout 20m -run 'TestBootUEFIUpdateRollback/arm64' ./images/boottest

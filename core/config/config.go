@@ -9,7 +9,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/umedge/umedge/core/sdk/base"
+	"github.com/umedge/umedge/core/sdk/kind"
 )
 
 // Config is the whole edged TOML file. Field tags are the TOML keys, verbatim.
@@ -233,7 +233,7 @@ type PluginHost struct {
 
 // Plugin is one [plugins.<name>] instance.
 type Plugin struct {
-	Kind      base.Kind  `toml:"kind"`      // router|worker|integration
+	Kind      kind.Kind  `toml:"kind"`      // router|worker|integration
 	Binary    string     `toml:"binary"`    // file name inside plugin_host.dir
 	SHA256    string     `toml:"sha256"`    // hex pin; "" = pinned by plugin_host.sha256sums
 	Instances []string   `toml:"instances"` // run as one process per name ("<name>/<instance>"); empty = one process

@@ -16,8 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/umedge/umedge/core/sdk/base"
-	"github.com/umedge/umedge/core/sdk/router"
+	"github.com/umedge/umedge/core/sdk/hostname"
+	"github.com/umedge/umedge/core/sdk/kind"
 )
 
 // Validate checks the configuration and returns every problem, joined with
@@ -540,7 +540,7 @@ func (v *validator) plugins() {
 		switch p.Kind {
 		case "":
 			v.add(path+".kind", ErrRequired, path)
-		case base.KindRouter:
+		case kind.Router:
 			if router != "" {
 				v.addf(path+".kind", ErrConflict, "a second router plugin; %s is already the router", joinKey("plugins", router))
 			} else {
@@ -549,7 +549,7 @@ func (v *validator) plugins() {
 			if p.Instances != nil {
 				v.addf(path+".instances", ErrInvalid, "a router plugin runs as one process; remove instances")
 			}
-		case base.KindWorker, base.KindIntegration:
+		case kind.Worker, kind.Integration:
 		default:
 			v.addf(path+".kind", ErrInvalid, "%q is not one of router, worker, integration", p.Kind)
 		}
@@ -601,5 +601,5 @@ func validHostname(s string) bool {
 	if _, err := netip.ParseAddr(strings.TrimSuffix(s, ".")); err == nil {
 		return false
 	}
-	return router.ValidDNSName(s)
+	return hostname.ValidDNSName(s)
 }

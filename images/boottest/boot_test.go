@@ -43,24 +43,13 @@ func needQemu(t *testing.T, arch string) {
 	}
 }
 
-// freePort returns a port free for both UDP and TCP on 127.0.0.1.
 func freePort(t *testing.T) int {
 	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
+	p, err := qemu.FreePort()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port")
-	return 0
+	return p
 }
 
 // consoleLog keeps a VM's console in the test's temp dir and prints it if
@@ -83,10 +72,11 @@ func consoleLog(t *testing.T, name string) io.Writer {
 }
 
 type boot struct {
-	vm     *qemu.VM
-	port   int
-	closed int // host port forwarded to a guest port the firewall drops
-	at     int // console line index to look from
+	vm       *qemu.VM
+	readyCPU time.Duration // qemu's CPU time when SIP answered
+	port     int
+	closed   int // host port forwarded to a guest port the firewall drops
+	at       int // console line index to look from
 }
 
 func startVM(t *testing.T, c qemu.Config, name string) *boot {
@@ -138,6 +128,7 @@ func (b *boot) sipReady(t *testing.T, timeout time.Duration) time.Duration {
 		}
 	}
 	ready := time.Since(b.vm.Started)
+	b.readyCPU = b.vm.CPUTime()
 	if line, err := sipprobe.Options("tcp", addr, 5*time.Second); err != nil {
 		t.Fatalf("SIP OPTIONS over TCP on %s: %v", addr, err)
 	} else {
@@ -190,7 +181,8 @@ func TestBootKernel(t *testing.T) {
 			// start without it.
 			t.Logf("fast path: %s", fw.expect(t, `media fast path on`, 10*time.Second))
 			b.dropped(t)
-			t.Logf("%s kernel+initramfs: SIP OPTIONS answered %.1fs after power-on (host clock); console: %s", arch, ready.Seconds(), line)
+			t.Logf("%s kernel+initramfs: SIP OPTIONS answered %.1fs after power-on (host clock; qemu CPU %.1fs, load %s); console: %s",
+				arch, ready.Seconds(), b.readyCPU.Seconds(), loadAverage(), line)
 		})
 	}
 }
@@ -223,10 +215,11 @@ func TestBootUEFIUpdateRollback(t *testing.T) {
 			b := startVM(t, cfg, "update-"+arch)
 			b.expect(t, `UMEDGE READY slot=b`, 3*time.Minute)
 			b.expect(t, `UMEDGE BLESSED slot=b`, 30*time.Second)
-			blessed := time.Since(start)
+			blessed, blessedCPU := time.Since(start), b.vm.CPUTime()
 			ready := b.sipReady(t, 30*time.Second)
 			b.vm.Stop()
-			t.Logf("%s UEFI: install %.2fs, install → blessed %.1fs, power-on → SIP answered %.1fs (host clock)", arch, installed.Seconds(), blessed.Seconds(), ready.Seconds())
+			t.Logf("%s UEFI: install %.2fs, install → blessed %.1fs (qemu CPU %.1fs), power-on → SIP answered %.1fs (host clock, load %s)",
+				arch, installed.Seconds(), blessed.Seconds(), blessedCPU.Seconds(), ready.Seconds(), loadAverage())
 			wantEntries(t, img, "slot-a.conf", "slot-b.conf")
 
 			b = startVM(t, cfg, "reboot-"+arch)
@@ -247,6 +240,16 @@ func TestBootUEFIUpdateRollback(t *testing.T) {
 			wantEntries(t, img, "slot-a+0-1.conf", "slot-b.conf")
 		})
 	}
+}
+
+// loadAverage is the host's 1, 5 and 15 minute load average: a boot time
+// means little without it on a shared machine.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 func installInto(t *testing.T, a *artifacts, img, bundlePath, wantSlot string) {

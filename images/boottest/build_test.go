@@ -191,7 +191,7 @@ func buildArch(tools, arch string) (*artifacts, error) {
 	}
 	common := []string{"-arch", arch, "-init", dir + "/init", "-plugins", plugins, "-trust", devTrust, "-config", bootConfig}
 	a.root, a.badRoot = dir+"/root.squashfs", dir+"/bad-root.squashfs"
-	a.initramfs = dir + "/initramfs.cpio.gz"
+	a.initramfs = dir + "/initramfs.cpio.lz4"
 	args := append(common, "-edged", dir+"/edged", "-root-out", a.root, "-initramfs", a.initramfs)
 	if a.bootloader != "" {
 		a.image = dir + "/umedge.img"

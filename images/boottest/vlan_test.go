@@ -108,7 +108,7 @@ func debianKernelPackage(arch string) (meta, pkg string, err error) {
 func (a *artifacts) initramfsWith(t *testing.T, cfg, modDir string, names ...string) string {
 	t.Helper()
 	dir := t.TempDir()
-	out := filepath.Join(dir, "initramfs.cpio.gz")
+	out := filepath.Join(dir, "initramfs.cpio.lz4")
 	args := []string{"-arch", a.arch, "-init", a.dir + "/init", "-edged", a.dir + "/edged",
 		"-plugins", a.dir + "/plugins", "-trust", devTrust, "-config", cfg, "-initramfs", out}
 	if modDir != "" {

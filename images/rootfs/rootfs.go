@@ -1,5 +1,5 @@
 // Package rootfs lays out an appliance root file system and writes it as a
-// squashfs image (the A/B root slots) or a gzip'd newc cpio archive (the
+// squashfs image (the A/B root slots) or an LZ4 newc cpio archive (the
 // initramfs of the fast qemu mode), byte for byte the same for the same
 // inputs.
 package rootfs

@@ -2,7 +2,6 @@ package rootfs
 
 import (
 	"bytes"
-	"compress/gzip"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/squashfs"
+	"github.com/pierrec/lz4/v4"
 )
 
 func testTree(t *testing.T) *Tree {
@@ -79,20 +79,23 @@ func TestTreeRefusesBadPaths(t *testing.T) {
 	}
 }
 
-// TestInitramfs reads the newc archive back: every entry's header fields
-// as the kernel's unpacker reads them.
+// TestInitramfs reads the newc archive back: LZ4 in the legacy frame
+// format (the kernel's unpacker reads no other LZ4 framing), and every
+// entry's header fields as the unpacker reads them.
 func TestInitramfs(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "initramfs.cpio.gz")
+	p := filepath.Join(t.TempDir(), "initramfs.cpio.lz4")
 	if err := WriteInitramfs(testTree(t), p); err != nil {
 		t.Fatal(err)
 	}
-	f, _ := os.Open(p)
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
+	raw, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := io.ReadAll(zr)
+	// lib/decompress_unlz4.c: ARCHIVE_MAGICNUMBER 0x184C2102, little endian.
+	if len(raw) < 4 || !bytes.Equal(raw[:4], []byte{0x02, 0x21, 0x4c, 0x18}) {
+		t.Fatalf("initramfs starts % x, want the LZ4 legacy magic 02 21 4c 18", raw[:min(4, len(raw))])
+	}
+	data, err := io.ReadAll(lz4.NewReader(bytes.NewReader(raw)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+
+	"github.com/umedge/umedge/core/sdk/kind"
 )
 
 // APIVersion is the version of the plugin SDK contract. The host refuses a
@@ -14,14 +16,16 @@ import (
 // as an enum and adds Drain and the Host service.
 const APIVersion = 2
 
-// Kind names the role a plugin plays; the host dispenses the matching shim.
-type Kind string
+// Kind names the role a plugin plays; the host dispenses the matching
+// shim. It is kind.Kind, which code that only reads a config names
+// without linking this package's gRPC machinery.
+type Kind = kind.Kind
 
 // The plugin kinds of DESIGN.md §2.
 const (
-	KindRouter      Kind = "router"
-	KindWorker      Kind = "worker"
-	KindIntegration Kind = "integration"
+	KindRouter      = kind.Router
+	KindWorker      = kind.Worker
+	KindIntegration = kind.Integration
 )
 
 // Info describes a plugin binary. The host checks it before Configure.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/umedge/umedge/core/sdk/hostname"
 )
 
 // Compiled is a Table checked and indexed for the per-call path. It is
@@ -436,31 +438,9 @@ func IsRejection(err error) bool {
 
 // ValidHost reports whether s can stand as the host of a SIP URI the core
 // writes: an IP address without zone, or a DNS name. Anything else could
-// carry URI syntax into the 302's Contact.
-func ValidHost(s string) bool {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Zone() == ""
-	}
-	return ValidDNSName(s)
-}
+// carry URI syntax into the 302's Contact. It is hostname.ValidHost.
+func ValidHost(s string) bool { return hostname.ValidHost(s) }
 
 // ValidDNSName reports whether s is a DNS host name: RFC 1123 labels, an
-// optional trailing dot, no wildcard.
-func ValidDNSName(s string) bool {
-	s = strings.TrimSuffix(s, ".")
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for label := range strings.SplitSeq(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
-}
+// optional trailing dot, no wildcard. It is hostname.ValidDNSName.
+func ValidDNSName(s string) bool { return hostname.ValidDNSName(s) }

@@ -71,7 +71,7 @@ func run(args []string) error {
 	fs.Uint64Var(&o.version, "version", 1, "monotonic firmware version of slot A")
 	fs.StringVar(&o.out, "out", "", "disk image to write (optional)")
 	fs.StringVar(&o.rootOut, "root-out", "", "squashfs root to write (required unless only -initramfs is written: it is slot A and a bundle payload)")
-	fs.StringVar(&o.initramfs, "initramfs", "", "also write the same tree as a gzip'd cpio initramfs here")
+	fs.StringVar(&o.initramfs, "initramfs", "", "also write the same tree as an LZ4 (legacy frame) cpio initramfs here")
 	fs.StringVar(&o.zstOut, "zst", "", "also write the disk image zstd-compressed here")
 	fs.StringVar(&o.modules, "modules", "", "a kernel's module `dir` (/lib/modules/<release>, e.g. of Debian's linux-image package) to take modules from; empty for a kernel with everything built in (gokrazy's)")
 	fs.StringVar(&o.moduleNames, "module-names", defaultModules, "comma-separated `modules` -modules installs, with their dependencies")

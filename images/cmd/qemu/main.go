@@ -2,7 +2,7 @@
 // SIP (UDP and TCP) and the admin port forwarded to 127.0.0.1:
 //
 //	qemu -arch amd64 -mode uefi -image bin/amd64/umedge.img
-//	qemu -arch arm64 -mode kernel -kernel vmlinuz -initramfs bin/arm64/initramfs.cpio.gz
+//	qemu -arch arm64 -mode kernel -kernel vmlinuz -initramfs bin/arm64/initramfs.cpio.lz4
 //
 // The serial console is on the terminal; Ctrl-C ends the VM.
 package main

@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +43,12 @@ type Config struct {
 	AdminPort int    // host port forwarded to guest 9060 (0 = none)
 	MemoryMB  int    // default 512
 	NoReboot  bool   // a guest reboot ends qemu
+	// Append is further kernel arguments of ModeKernel, after the
+	// defaults (e.g. "loglevel=7" to see the kernel's own lines).
+	Append string
+	// Extra is further qemu arguments, e.g. "-icount", "shift=0" for a
+	// guest clock that counts instructions (measurements, not tests).
+	Extra []string
 	// ClosedPort is a host port forwarded to guest TCP port ClosedGuestPort,
 	// which no listener opens: the firewall's drop is seen from the host
 	// (0 = none).
@@ -50,8 +58,6 @@ type Config struct {
 	// "socket,id=n0,udp=127.0.0.1:P,localaddr=127.0.0.1:Q": the VM's
 	// Ethernet frames as UDP datagrams, for a test to be its peer.
 	Netdev string
-	// Append are further kernel arguments of ModeKernel.
-	Append string
 }
 
 // ClosedGuestPort is the guest port Config.ClosedPort reaches: TCP port 1
@@ -90,6 +96,7 @@ var (
 	errUnknownMode  = errors.New("qemu: unknown mode")
 	errUEFIConfig   = errors.New("qemu: uefi mode needs an image and a vars file")
 	errKernelConfig = errors.New("qemu: kernel mode needs a kernel and an initramfs")
+	errNoPort       = errors.New("qemu: no port of 127.0.0.1 free for both UDP and TCP")
 )
 
 // Command returns the qemu command line for c.
@@ -124,7 +131,7 @@ func Command(c Config) ([]string, error) {
 			return nil, errKernelConfig
 		}
 		args = append(args, "-kernel", c.Kernel, "-initrd", c.Initramfs,
-			"-append", strings.TrimSpace("console="+m.console+" quiet panic=-1 "+m.append+" "+c.Append))
+			"-append", strings.Join(strings.Fields("console="+m.console+" quiet panic=-1 "+m.append+" "+c.Append), " "))
 	default:
 		return nil, fmt.Errorf("%w %q (uefi or kernel)", errUnknownMode, c.Mode)
 	}
@@ -144,7 +151,7 @@ func Command(c Config) ([]string, error) {
 		fwd = c.Netdev
 	}
 	args = append(args, "-netdev", fwd, "-device", "virtio-net-pci,netdev=n0,romfile=", "-device", "virtio-rng-pci")
-	return args, nil
+	return append(args, c.Extra...), nil
 }
 
 // PrepareVars copies the firmware's empty variable store to c.Vars unless
@@ -185,6 +192,7 @@ func Start(c Config, log io.Writer) (*VM, error) {
 		return nil, err
 	}
 	cmd := exec.Command(args[0], args[1:]...)
+	dieWithParent(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -258,6 +266,67 @@ func (vm *VM) WaitFor(ctx context.Context, re *regexp.Regexp, from int) (int, st
 			return 0, "", fmt.Errorf("waiting for %q: %w", re, ctx.Err())
 		}
 	}
+}
+
+// CPUTime is the CPU time (user and system) qemu has used so far: under
+// TCG the guest's own work, which a busy host stretches much less than it
+// stretches the wall time. Zero when it cannot be read.
+func (vm *VM) CPUTime() time.Duration {
+	if vm.cmd.Process == nil {
+		return 0
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", vm.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	return cpuTimeOf(string(stat))
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's times: 100 on
+// every Linux architecture Go runs on.
+const clockTicks = 100
+
+// cpuTimeOf reads utime + stime out of a /proc/PID/stat line. The command
+// name (field 2) is in parentheses and may hold spaces: fields are
+// counted from the last ')'.
+func cpuTimeOf(stat string) time.Duration {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(stat[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// FreePort returns a port of 127.0.0.1 free for both UDP and TCP, for
+// Config.SIPPort.
+func FreePort() (int, error) {
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		_ = l.Close() // only probed
+		if err == nil {
+			_ = u.Close()
+			return port, nil
+		}
+	}
+	return 0, errNoPort
 }
 
 // Done is closed when qemu has exited.

@@ -3,6 +3,7 @@ package qemu
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCommand(t *testing.T) {
@@ -19,6 +20,9 @@ func TestCommand(t *testing.T) {
 			want: []string{"qemu-system-aarch64 -M virt -cpu cortex-a57", "-kernel Image -initrd i.gz", "console=ttyAMA0", "-no-reboot"}},
 		{name: "closed port", give: Config{Arch: "amd64", Mode: ModeKernel, Kernel: "k", Initramfs: "i", SIPPort: 15060, ClosedPort: 15070},
 			want: []string{"hostfwd=tcp:127.0.0.1:15070-:1 ", "-nodefaults", "romfile="}},
+		{name: "extra kernel and qemu arguments", give: Config{Arch: "amd64", Mode: ModeKernel, Kernel: "k", Initramfs: "i", SIPPort: 15060,
+			Append: "loglevel=7", Extra: []string{"-icount", "shift=0"}},
+			want: []string{"panic=-1 no_timer_check loglevel=7 -netdev", "virtio-rng-pci -icount shift=0"}},
 		{name: "unknown arch", give: Config{Arch: "riscv64", Mode: ModeKernel}, wantErr: "unknown arch"},
 		{name: "uefi without image", give: Config{Arch: "amd64", Mode: ModeUEFI}, wantErr: "needs an image"},
 		{name: "kernel without initramfs", give: Config{Arch: "amd64", Mode: ModeKernel, Kernel: "k"}, wantErr: "needs a kernel and an initramfs"},
@@ -46,5 +50,26 @@ func TestCommand(t *testing.T) {
 				t.Errorf("admin forwarded though not asked: %s", line)
 			}
 		})
+	}
+}
+
+func TestCPUTimeOf(t *testing.T) {
+	// utime 250 and stime 53 ticks: 3.03 s. The command name may hold
+	// spaces and parentheses.
+	stat := "4242 (qemu (x86) 7) S 1 4242 4242 0 -1 4194560 9116 0 0 0 250 53 0 0 20 0 3 0 1234 1000 100"
+	if got, want := cpuTimeOf(stat), 3030*time.Millisecond; got != want {
+		t.Errorf("cpuTimeOf = %v, want %v", got, want)
+	}
+	for _, bad := range []string{"", "4242 (qemu) S 1 2", "4242 qemu S 1 4242 4242 0 -1 4194560 9116 0 0 0 250 53"} {
+		if got := cpuTimeOf(bad); got != 0 {
+			t.Errorf("cpuTimeOf(%q) = %v, want 0", bad, got)
+		}
+	}
+}
+
+func TestFreePort(t *testing.T) {
+	p, err := FreePort()
+	if err != nil || p <= 0 || p > 65535 {
+		t.Fatalf("FreePort() = %d, %v", p, err)
 	}
 }
