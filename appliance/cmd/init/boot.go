@@ -430,6 +430,13 @@ func (b *box) wantPet() bool {
 	return time.Since(time.Unix(0, b.lastGood.Load())) < 30*time.Second
 }
 
+// crashLoopStarts is how many starts of edged that never became healthy
+// make a slot on trial fail at once, before appliance.health_grace: a
+// slow first start under load may end once or twice (a plugin's first
+// answer too late), a broken build ends every time (the supervisor's
+// backoff puts five starts about 4 s apart in all).
+const crashLoopStarts = 5
+
 // reloadSettle is how long after a reload a failed check is not counted:
 // the init's probe follows the new file at once, edged a moment later.
 const reloadSettle = 3 * time.Second
@@ -486,12 +493,19 @@ func (b *box) healthLoop(ctx context.Context, grace time.Duration) {
 			b.log.Warn("health check", "err", err)
 			lastLogged = time.Now()
 		}
-		if !b.healthy.Load() && time.Since(b.bootStart) > grace && !warned {
+		// edged that never came up and keeps ending is a broken slot:
+		// on trial there is no need to wait out the grace.
+		crashLoop := b.edged.Starts() >= crashLoopStarts
+		if !b.healthy.Load() && (time.Since(b.bootStart) > grace || crashLoop && onTrial(b.o.efivars)) && !warned {
 			warned = true
 			if onTrial(b.o.efivars) {
 				// Unblessed, the entry has no tries left: the firmware
 				// boots the other slot.
-				b.say("UMEDGE UNHEALTHY for %s on trial slot %s (%v): rebooting into the other slot", grace, b.slot, err)
+				why := fmt.Sprintf("for %s", grace)
+				if crashLoop {
+					why = fmt.Sprintf("after %d starts of edged (last: %s)", b.edged.Starts(), b.edged.LastExit())
+				}
+				b.say("UMEDGE UNHEALTHY %s on trial slot %s (%v): rebooting into the other slot", why, b.slot, err)
 				select {
 				case b.rebootReq <- "unhealthy on trial":
 				default:
