@@ -243,7 +243,7 @@ func (c *call) mediaFailed(err error) {
 // unsupported returns the first option the caller requires that the
 // engine does not do (RFC 3261 §8.2.2.3), or "".
 func unsupported(req *sip.Request) string {
-	for _, h := range req.GetHeaders("Require") {
+	for h := range named(req, "Require") {
 		for _, opt := range strings.Split(h.Value(), ",") {
 			if opt = strings.TrimSpace(opt); opt != "" {
 				return opt
@@ -329,7 +329,7 @@ func (c *call) sendInvite(mf int, offer []byte) {
 		w.line(d)
 	}
 	for _, name := range copied {
-		for _, h := range req.GetHeaders(name) {
+		for h := range named(req, name) {
 			if clean(h.Value()) {
 				w.line(name, ": ", h.Value())
 			}

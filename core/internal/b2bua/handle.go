@@ -314,7 +314,7 @@ func (c *call) success(res *sip.Response) {
 		c.b.target = ct.Address.String()
 	}
 	c.b.routeSet = c.b.routeSet[:0]
-	for _, h := range res.GetHeaders("Record-Route") {
+	for h := range named(res, "Record-Route") {
 		c.b.routeSet = append(c.b.routeSet, h.Value())
 	}
 	slices.Reverse(c.b.routeSet)
