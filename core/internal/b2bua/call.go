@@ -490,19 +490,20 @@ func (c *call) end(reason string) {
 		c.e.cdr.Write(c.record())
 	}
 	c.shed()
-	time.AfterFunc(64*c.e.cfg.T1, func() { c.e.forget(c) })
+	c.e.forgetLater(c)
 }
 
 // shed drops what an ended call no longer reads during the 64×T1 it stays
 // findable (it answers retransmissions from bytes it keeps): the closed
-// media session, whose stats are in the CDR; of the caller's INVITE all but
-// the headers an answer copies; the INVITE and offer towards leg B once no
-// CANCEL needs them. At thousands of calls a second the ended calls
-// outnumber the live ones ten to one.
+// media session, whose stats are in the CDR; of the caller's INVITE all
+// but the headers an answer copies; the router's view of the call; the
+// INVITE and offer towards leg B once no CANCEL needs them. At thousands
+// of calls a second the ended calls outnumber the live ones ten to one.
 func (c *call) shed() {
 	c.media = endedMedia{}
 	c.a.invite = dialogOnly(c.a.invite)
 	c.b.offer = nil
+	c.target.Call, c.target.Alternates = nil, nil // the router's view, read only to place leg B
 	if !c.cancelled || c.b.provisonal {
 		c.b.invite = nil // else the CANCEL still waits for leg B's first provisional (sendCancel)
 	}
