@@ -522,13 +522,14 @@ func (endedMedia) Stats() any                          { return nil }
 var errCallEnded = fmt.Errorf("%w: the call has ended", ErrSDP)
 
 // dialogOnly returns a copy of req with only the headers an answer or a
-// request in its dialog is built from.
+// request in its dialog is built from (an ended call sends none but
+// answers; the caller's Contact is in c.a.remoteURI).
 func dialogOnly(req *sip.Request) *sip.Request {
 	r := sip.NewRequest(req.Method, req.Recipient)
 	r.SipVersion = req.SipVersion
 	for _, h := range req.Headers() {
 		switch strings.ToLower(h.Name()) {
-		case "via", "from", "to", "call-id", "cseq", "record-route", "contact", "max-forwards":
+		case "via", "from", "to", "call-id", "cseq":
 			r.AppendHeader(h)
 		}
 	}
