@@ -317,12 +317,12 @@ func (c *call) sendInvite(mf int, offer []byte) {
 	c.b.from = "From: " + displayName(req) + "<sip:" + fromUser(req) + "@" + c.e.cfg.FQDN + ">;tag=" + c.b.localTag
 	var w wire
 	w.line("INVITE ", c.b.ruri, " SIP/2.0")
-	w.line(via(c.b.tp, c.b.local, c.b.branch))
+	w.via(c.b.tp, c.b.local, c.b.branch)
 	w.line("Max-Forwards: ", strconv.Itoa(mf))
 	w.line(c.b.from)
 	w.line("To: <", c.b.to, ">")
 	w.line("Call-ID: ", c.b.callID)
-	w.line("CSeq: ", strconv.FormatUint(uint64(c.b.cseq), 10), " INVITE")
+	w.cseq(c.b.cseq, " INVITE")
 	w.line(contactOf(c.b.tp, c.b.local))
 	w.line(allow)
 	for _, d := range diversions(c.target.Call, c.e.cfg.FQDN) {
@@ -588,12 +588,12 @@ func (c *call) sendCancel() {
 	c.b.inviteTx.stop()
 	var w wire
 	w.line("CANCEL ", c.b.ruri, " SIP/2.0")
-	w.line(via(c.b.tp, c.b.local, c.b.branch))
+	w.via(c.b.tp, c.b.local, c.b.branch)
 	w.line("Max-Forwards: 70")
 	w.line(c.b.from)
 	w.line("To: <", c.b.to, ">")
 	w.line("Call-ID: ", c.b.callID)
-	w.line("CSeq: ", strconv.FormatUint(uint64(c.b.cseq), 10), " CANCEL")
+	w.cseq(c.b.cseq, " CANCEL")
 	msg := w.end(nil)
 	c.sendB(msg)
 	c.b.cancelTx = c.transaction(c.b.tp, false, func() { c.sendB(msg) }, nil)
@@ -620,7 +620,7 @@ func (c *call) requestOn(side Side, method string, cseq uint32, branch string, c
 	var w wire
 	tp, local := c.a.in.Transport, c.a.in.Local
 	w.line(method, " ", c.a.remoteURI, " SIP/2.0")
-	w.line(via(tp, local, branch))
+	w.via(tp, local, branch)
 	w.line("Max-Forwards: 70")
 	w.line("From: ", c.a.invite.To().Value(), ";tag=", c.a.localTag)
 	w.line("To: ", c.a.invite.From().Value())
@@ -637,7 +637,7 @@ func (c *call) legRequest(l *bLeg, method string, cseq uint32, branch string, ct
 		target = l.ruri
 	}
 	w.line(method, " ", target, " SIP/2.0")
-	w.line(via(l.tp, l.local, branch))
+	w.via(l.tp, l.local, branch)
 	w.line("Max-Forwards: 70")
 	for _, r := range l.routeSet {
 		w.line("Route: ", r)
@@ -650,7 +650,7 @@ func (c *call) legRequest(l *bLeg, method string, cseq uint32, branch string, ct
 
 // requestEnd writes the rest of an in-dialog request.
 func (c *call) requestEnd(w *wire, tp router.Transport, local netip.AddrPort, method string, cseq uint32, ct content) []byte {
-	w.line("CSeq: ", strconv.FormatUint(uint64(cseq), 10), " ", method)
+	w.cseq(cseq, " ", method)
 	if method == "INVITE" || method == "UPDATE" || method == "REFER" || method == "NOTIFY" {
 		w.line(contactOf(tp, local)) // target refresh requests (RFC 3261 §12.2, RFC 3311, RFC 3515)
 	}

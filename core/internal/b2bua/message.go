@@ -226,9 +226,33 @@ func hostPort(a netip.AddrPort) string {
 	return a.String()
 }
 
-// via is our Via header for a request.
-func via(tp router.Transport, local netip.AddrPort, branch string) string {
-	return "Via: SIP/2.0/" + transportName(tp) + " " + hostPort(local) + ";branch=z9hG4bK" + branch + ";rport"
+// via writes our Via header line for a request.
+func (w *wire) via(tp router.Transport, local netip.AddrPort, branch string) {
+	w.write("Via: SIP/2.0/", transportName(tp), " ")
+	w.hostPort(local)
+	w.line(";branch=z9hG4bK", branch, ";rport")
+}
+
+// hostPort writes an address as a SIP host:port (IPv6 in brackets).
+func (w *wire) hostPort(a netip.AddrPort) {
+	if w.b == nil {
+		w.b = scratch.Get().(*[]byte)
+	}
+	if a.Addr().Is6() {
+		*w.b = append(*w.b, '[')
+		*w.b = a.Addr().AppendTo(*w.b)
+		*w.b = append(*w.b, ']', ':')
+		*w.b = strconv.AppendUint(*w.b, uint64(a.Port()), 10)
+		return
+	}
+	*w.b = a.AppendTo(*w.b)
+}
+
+// cseq writes a CSeq header line.
+func (w *wire) cseq(n uint32, method ...string) {
+	_, _ = w.WriteString("CSeq: ")
+	w.int(int(n))
+	w.line(method...)
 }
 
 // contactOf is our Contact for a leg.
