@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -521,19 +522,22 @@ func (endedMedia) Stats() any                          { return nil }
 
 var errCallEnded = fmt.Errorf("%w: the call has ended", ErrSDP)
 
-// dialogOnly returns a copy of req with only the headers an answer or a
-// request in its dialog is built from (an ended call sends none but
-// answers; the caller's Contact is in c.a.remoteURI).
+// dialogOnly strips req, in place, to the headers an answer or a request
+// in its dialog is built from (an ended call sends none but answers; the
+// caller's Contact is in c.a.remoteURI) and drops its body. In place: a
+// copy was two more objects (its Request alone 512 bytes) per ended call.
+// Called with c.mu held; nothing else holds the INVITE.
 func dialogOnly(req *sip.Request) *sip.Request {
-	r := sip.NewRequest(req.Method, req.Recipient)
-	r.SipVersion = req.SipVersion
-	for _, h := range req.Headers() {
+	for _, h := range slices.Clone(req.Headers()) {
 		switch strings.ToLower(h.Name()) {
 		case "via", "from", "to", "call-id", "cseq":
-			r.AppendHeader(h)
+		default:
+			req.RemoveHeader(h.Name())
 		}
 	}
-	return r
+	req.SetBody(nil)
+	req.RemoveHeader("Content-Length")
+	return req
 }
 
 // byePending reports whether a BYE or CANCEL of the call still waits for
