@@ -57,6 +57,10 @@ func (c *call) record() Record {
 // errNotWritten counts the records Close could not write.
 var errNotWritten = errors.New("call detail records not written")
 
+// errNotJSON is a record value JSON cannot carry (encoding/json refuses
+// it too).
+var errNotJSON = errors.New("call detail record value not encodable as JSON")
+
 // CDRWriter appends records to a file, durably: a writer goroutine takes
 // whatever records have queued, writes them and fsyncs once per batch
 // (group commit, at most one per syncEvery), so a record is on disk within
@@ -271,7 +275,7 @@ func (l *LegInfo) appendJSON(b []byte) []byte {
 // appendJSONTime appends t as time.Time's MarshalJSON does.
 func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
 	if y := t.Year(); y < 0 || y > 9999 {
-		return b, fmt.Errorf("call detail record: time %v outside of JSON's years", t)
+		return b, fmt.Errorf("%w: time %v outside of years 0-9999", errNotJSON, t)
 	}
 	b = append(b, '"')
 	b = t.AppendFormat(b, time.RFC3339Nano)
@@ -281,7 +285,7 @@ func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
 // appendJSONFloat appends f as encoding/json writes a float64.
 func appendJSONFloat(b []byte, f float64) ([]byte, error) {
 	if math.IsInf(f, 0) || math.IsNaN(f) {
-		return b, fmt.Errorf("call detail record: duration %v is no JSON number", f)
+		return b, fmt.Errorf("%w: duration %v", errNotJSON, f)
 	}
 	format := byte('f')
 	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
