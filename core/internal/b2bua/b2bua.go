@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -539,7 +540,12 @@ func (e *Engine) Shutdown(timeout time.Duration) {
 	}
 	done := make(chan struct{})
 	go func() { e.callsDone.Wait(); close(done) }()
-	deadline := time.After(timeout)
+	// A channel that stays closed once the time is up: both waits below
+	// see it (a time.After channel delivers once, and the second wait then
+	// ran on until the BYEs timed out, 64×T1).
+	expired, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	deadline := expired.Done()
 	select {
 	case <-done:
 	case <-deadline:

@@ -116,3 +116,17 @@ func TestEndedCallsForgottenInTurn(t *testing.T) {
 		t.Fatalf("forgotten %v after it ended, before 64×T1", g.Sub(at4))
 	}
 }
+
+// Shutdown keeps to its timeout even when the time is up before the calls
+// have ended: BYEs nobody answers do not hold it for their 64×T1.
+func TestShutdownKeepsItsTimeout(t *testing.T) {
+	for range 20 { // the first wait sees the calls ended or the time up, either
+		h := newHarness(t, Config{})
+		confirmedCall(t, h)
+		start := time.Now()
+		h.e.Shutdown(0)
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("Shutdown(0) took %v with a BYE unanswered", d)
+		}
+	}
+}
