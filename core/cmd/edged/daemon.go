@@ -48,6 +48,8 @@ type daemon struct {
 
 	capture hep.Config // what the front end's HEP sender was made with; zero = capture off
 
+	gcPercent atomic.Int64 // the GOGC tuneGC set last; 0 = none yet
+
 	reloadMu sync.Mutex
 }
 
@@ -105,10 +107,12 @@ func start(ctx context.Context, path string, logOut io.Writer) (_ *daemon, err e
 				return
 			}
 			_ = d.engine.Refresh(context.Background()) // logs and keeps its failure for /healthz
+			d.tuneGC()
 		})
 		if err := d.engine.Refresh(ctx); err != nil {
 			return nil, err
 		}
+		d.tuneGC()
 		d.front = sipfront.New(d.engine, sipfront.WithLogger(log.With("component", "sip")), sipfront.WithMetrics(d.metrics),
 			sipfront.WithKnownSource(d.engine.KnownSource))
 		fc, err := frontConfig(cfg)
@@ -185,6 +189,7 @@ func (d *daemon) Reload(ctx context.Context) error {
 		if err := d.engine.Refresh(ctx); err != nil {
 			errs = append(errs, err)
 		}
+		d.tuneGC()
 		fc, err := frontConfig(cfg)
 		if err == nil {
 			err = d.front.Apply(fc)

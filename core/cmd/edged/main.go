@@ -36,8 +36,9 @@ func main() {
 	// what is live at Go's default GOGC=100. An appliance keeps memory
 	// down instead: GOGC=50 took edged with a 10,000-mailbox directory
 	// from 58–66 to 48–56 MiB peak RSS at 20,000–24,000 calls/s, for 5–20 %
-	// more CPU per call (docs/PERFORMANCE.md). The GOGC environment
-	// variable still wins.
+	// more CPU per call (docs/PERFORMANCE.md). A routing table with proxy
+	// pools moves it to 100 (gc.go: the B2BUA's ended calls). The GOGC
+	// environment variable still wins.
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}

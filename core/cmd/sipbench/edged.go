@@ -18,6 +18,7 @@ import (
 // 127.0.0.1:5062/5063. For the mix the router's settings are the mix
 // directory instead (sipptest.WriteMix).
 type edgedServer struct {
+	label    string // "edged", or serverEdgedBase for the -edged-base binary
 	bin      string
 	plugins  string // plugin directory, pinned by <plugins>.sha256 beside it
 	template string // the shipped config to start from
@@ -41,7 +42,17 @@ const (
 // not of the server (the reference has none).
 const b2buaMaxCalls = (b2buaMediaPortMax - b2buaMediaPortMin + 1) / 4
 
-func (e edgedServer) name() string { return "edged" }
+// serverEdgedBase is the server name of the -edged-base binary: edged as
+// it was, measured beside the new one in the same run (a shared machine's
+// load moves between runs, not within one).
+const serverEdgedBase = "edged-base"
+
+func (e edgedServer) name() string {
+	if e.label == "" {
+		return "edged"
+	}
+	return e.label
+}
 
 // command writes edged.toml for w (see config); edged is ready when
 // /healthz answers 200 and SIP answers an OPTIONS over UDP and accepts TCP

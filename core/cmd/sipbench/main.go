@@ -58,6 +58,7 @@ import (
 
 type options struct {
 	edged, plugins, config string
+	edgedBase              string // second edged binary, server "edged-base": before/after in one run
 	kamailio               string
 	rtpengine              string
 	kamChildren            []int
@@ -91,6 +92,7 @@ func main() {
 	var o options
 	var servers, transports, scenarios, children, backendTransports string
 	flag.StringVar(&o.edged, "edged", "bin/edged", "edged binary")
+	flag.StringVar(&o.edgedBase, "edged-base", "", "another edged binary, measured as server "+serverEdgedBase+" (e.g. the tree before a change, in the same run as the new one)")
 	flag.StringVar(&o.plugins, "plugins", "bin/plugins", "plugin directory, pinned by <dir>.sha256, as built by make plugins")
 	flag.StringVar(&o.config, "config", "configs/umedge.toml", "shipped config the edged bench config is derived from")
 	flag.StringVar(&o.kamailio, "kamailio", "kamailio", "kamailio binary")
@@ -122,9 +124,9 @@ func main() {
 	flag.IntVar(&o.activeCalls, "active-calls", 2000, "b2bua: calls held at once to measure the memory per active call; 0 skips it")
 	flag.DurationVar(&o.activeHold, "active-hold", 20*time.Second, "b2bua: hold time of the memory measurement's calls (below edged's media inactivity_timeout of 60s)")
 	flag.Parse()
-	for _, p := range []*string{&o.edged, &o.plugins, &o.config} {
+	for _, p := range []*string{&o.edged, &o.edgedBase, &o.plugins, &o.config} {
 		// The servers run in a temporary directory.
-		if abs, err := filepath.Abs(*p); err == nil {
+		if abs, err := filepath.Abs(*p); err == nil && *p != "" {
 			*p = abs
 		}
 	}
@@ -226,13 +228,19 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 				candidates[name] = append(candidates[name], kamailioServer{bin: o.kamailio, shmMB: o.kamShmMB, rtpengine: o.rtpengine,
 					cfg: kamailioConfig{Children: n, TCPChildren: n, UDPBuffer: udpBuffer, ModuleDir: mods}})
 			}
-		case "edged":
-			for _, f := range []string{o.edged, filepath.Clean(o.plugins) + ".sha256", o.config} {
-				if _, err := os.Stat(f); err != nil {
-					return fmt.Errorf("edged needs %s (make build plugins): %w", f, err)
+		case "edged", serverEdgedBase:
+			bin := o.edged
+			if name == serverEdgedBase {
+				if bin = o.edgedBase; bin == "" {
+					return fmt.Errorf("%w: -servers %s needs -edged-base", errBadFlag, name)
 				}
 			}
-			candidates[name] = []server{edgedServer{bin: o.edged, plugins: o.plugins, template: o.config, maxCalls: o.maxCalls, noCDR: o.noCDR}}
+			for _, f := range []string{bin, filepath.Clean(o.plugins) + ".sha256", o.config} {
+				if _, err := os.Stat(f); err != nil {
+					return fmt.Errorf("%s needs %s (make build plugins): %w", name, f, err)
+				}
+			}
+			candidates[name] = []server{edgedServer{label: name, bin: bin, plugins: o.plugins, template: o.config, maxCalls: o.maxCalls, noCDR: o.noCDR}}
 		default:
 			return fmt.Errorf("%w: -servers: unknown server %q", errBadFlag, name)
 		}

@@ -33,7 +33,7 @@ func renderTable(results []result) string {
 			continue
 		}
 		ratio := "–"
-		if r.server == "edged" {
+		if r.server == "edged" || r.server == serverEdgedBase {
 			var rs []string
 			for _, k := range []string{"kamailio", serverKamailioRTPEngine} {
 				if v := ref[key{r.scenario, r.transport, k}]; v > 0 {

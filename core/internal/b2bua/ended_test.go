@@ -28,6 +28,14 @@ func TestEndedCallKeepsOnlyWhatRetransmissionsNeed(t *testing.T) {
 	}
 	c.mu.Lock()
 	inv, media, offer := c.a.invite, c.media, c.b.offer
+	for name, r := range map[string]*retrans{"INVITE to the back end": c.b.inviteTx, "2xx to the caller": c.a.final, "BYE to the back end": c.b.byeTx} {
+		if r == nil || !r.stopped || r.t != nil {
+			t.Errorf("the %s transaction of an ended call still holds its timer and callbacks: %+v", name, r)
+		}
+	}
+	if c.target.Call != nil {
+		t.Error("an ended call still holds the router's view of it")
+	}
 	c.mu.Unlock()
 	if _, ok := media.(endedMedia); !ok {
 		t.Errorf("an ended call still holds its media session %T", media)
@@ -53,5 +61,72 @@ func TestEndedCallKeepsOnlyWhatRetransmissionsNeed(t *testing.T) {
 
 	if recs := h.records(t); len(recs) != 1 || recs[0].Reason != "caller hung up" {
 		t.Fatalf("CDRs = %+v", recs)
+	}
+}
+
+// Ended calls are forgotten 64×T1 after each ended, not before and not
+// all at once: one timer serves them in the order they ended.
+func TestEndedCallsForgottenInTurn(t *testing.T) {
+	e := New(Config{T1: time.Millisecond}, nil, nil, nil, nil) // 64 ms
+	ended := func(id string) (*call, time.Time) {
+		c := &call{e: e, a: aLeg{callID: id + "-a"}, b: bLeg{callID: id + "-b"}}
+		e.mu.Lock()
+		e.byA[c.a.callID], e.byB[c.b.callID] = c, c
+		e.mu.Unlock()
+		at := time.Now()
+		e.forgetLater(c)
+		return c, at
+	}
+	known := func(c *call) bool {
+		e.mu.RLock()
+		defer e.mu.RUnlock()
+		return e.byA[c.a.callID] == c || e.byB[c.b.callID] == c
+	}
+	gone := func(c *call) time.Time {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if !known(c) {
+				return time.Now()
+			}
+		}
+		t.Fatalf("call %s never forgotten", c.a.callID)
+		return time.Time{}
+	}
+	c1, at1 := ended("one")
+	time.Sleep(40 * time.Millisecond)
+	c2, at2 := ended("two")
+	c3, at3 := ended("three")
+	if g := gone(c1); g.Sub(at1) < 64*time.Millisecond {
+		t.Fatalf("forgotten %v after it ended, before 64×T1", g.Sub(at1))
+	}
+	if time.Since(at2) < 64*time.Millisecond && !known(c2) {
+		t.Fatal("the later call was forgotten with the first, before its time")
+	}
+	for _, x := range []struct {
+		c  *call
+		at time.Time
+	}{{c2, at2}, {c3, at3}} {
+		if g := gone(x.c); g.Sub(x.at) < 64*time.Millisecond {
+			t.Fatalf("forgotten %v after it ended, before 64×T1", g.Sub(x.at))
+		}
+	}
+	// The queue works again once empty.
+	c4, at4 := ended("four")
+	if g := gone(c4); g.Sub(at4) < 64*time.Millisecond {
+		t.Fatalf("forgotten %v after it ended, before 64×T1", g.Sub(at4))
+	}
+}
+
+// Shutdown keeps to its timeout even when the time is up before the calls
+// have ended: BYEs nobody answers do not hold it for their 64×T1.
+func TestShutdownKeepsItsTimeout(t *testing.T) {
+	for range 20 { // the first wait sees the calls ended or the time up, either
+		h := newHarness(t, Config{})
+		confirmedCall(t, h)
+		start := time.Now()
+		h.e.Shutdown(0)
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("Shutdown(0) took %v with a BYE unanswered", d)
+		}
 	}
 }

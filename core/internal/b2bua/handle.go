@@ -296,14 +296,14 @@ func (c *call) ringTimeout() {
 func (c *call) ackFailure(res *sip.Response) {
 	var w wire
 	w.line("ACK ", c.b.ruri, " SIP/2.0")
-	w.line(via(c.b.tp, c.b.local, c.b.branch))
+	w.via(c.b.tp, c.b.local, c.b.branch)
 	w.line("Max-Forwards: 70")
 	w.line(c.b.from)
 	if to := res.To(); to != nil {
 		w.line(to.String())
 	}
 	w.line("Call-ID: ", c.b.callID)
-	w.line("CSeq: ", strconv.FormatUint(uint64(c.b.inviteCSeq), 10), " ACK")
+	w.cseq(c.b.inviteCSeq, " ACK")
 	c.sendB(w.end(nil))
 }
 
@@ -326,7 +326,7 @@ func (c *call) success(res *sip.Response) {
 		c.b.target = ct.Address.String()
 	}
 	c.b.routeSet = c.b.routeSet[:0]
-	for _, h := range res.GetHeaders("Record-Route") {
+	for h := range named(res, "Record-Route") {
 		c.b.routeSet = append(c.b.routeSet, h.Value())
 	}
 	slices.Reverse(c.b.routeSet)

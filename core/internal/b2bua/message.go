@@ -3,6 +3,7 @@ package b2bua
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"iter"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -111,7 +112,7 @@ func sessionTimer(m message) []string {
 		}
 	}
 	for _, name := range []string{"Supported", "Require"} {
-		for _, h := range m.GetHeaders(name) {
+		for h := range named(m, name) {
 			if hasOption(h.Value(), "timer") {
 				out = append(out, name+": timer")
 				break
@@ -153,13 +154,34 @@ type wire struct{ b *[]byte }
 var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
 func (w *wire) line(parts ...string) {
+	w.write(parts...)
+	_, _ = w.WriteString("\r\n")
+}
+
+// write appends parts, no line end.
+func (w *wire) write(parts ...string) {
+	for _, p := range parts {
+		_, _ = w.WriteString(p)
+	}
+}
+
+// WriteString appends s: the wire is an io.StringWriter, so that sipgo's
+// headers write themselves into it (StringWrite) instead of into a string
+// of their own first.
+func (w *wire) WriteString(s string) (int, error) {
 	if w.b == nil {
 		w.b = scratch.Get().(*[]byte)
 	}
-	for _, p := range parts {
-		*w.b = append(*w.b, p...)
+	*w.b = append(*w.b, s...)
+	return len(s), nil
+}
+
+// int appends n in decimal.
+func (w *wire) int(n int) {
+	if w.b == nil {
+		w.b = scratch.Get().(*[]byte)
 	}
-	*w.b = append(*w.b, "\r\n"...)
+	*w.b = strconv.AppendInt(*w.b, int64(n), 10)
 }
 
 // end writes an SDP body (none when empty) and returns the message.
@@ -204,9 +226,33 @@ func hostPort(a netip.AddrPort) string {
 	return a.String()
 }
 
-// via is our Via header for a request.
-func via(tp router.Transport, local netip.AddrPort, branch string) string {
-	return "Via: SIP/2.0/" + transportName(tp) + " " + hostPort(local) + ";branch=z9hG4bK" + branch + ";rport"
+// via writes our Via header line for a request.
+func (w *wire) via(tp router.Transport, local netip.AddrPort, branch string) {
+	w.write("Via: SIP/2.0/", transportName(tp), " ")
+	w.hostPort(local)
+	w.line(";branch=z9hG4bK", branch, ";rport")
+}
+
+// hostPort writes an address as a SIP host:port (IPv6 in brackets).
+func (w *wire) hostPort(a netip.AddrPort) {
+	if w.b == nil {
+		w.b = scratch.Get().(*[]byte)
+	}
+	if a.Addr().Is6() {
+		*w.b = append(*w.b, '[')
+		*w.b = a.Addr().AppendTo(*w.b)
+		*w.b = append(*w.b, ']', ':')
+		*w.b = strconv.AppendUint(*w.b, uint64(a.Port()), 10)
+		return
+	}
+	*w.b = a.AppendTo(*w.b)
+}
+
+// cseq writes a CSeq header line.
+func (w *wire) cseq(n uint32, method ...string) {
+	_, _ = w.WriteString("CSeq: ")
+	w.int(int(n))
+	w.line(method...)
 }
 
 // contactOf is our Contact for a leg.
@@ -226,45 +272,116 @@ func contactOf(tp router.Transport, local netip.AddrPort) string {
 // (with toTag added when To has none and toTag is set), Call-ID, CSeq;
 // then extra lines and the body.
 func response(req *sip.Request, src netip.AddrPort, toTag string, code int, phrase string, extra []string, body []byte) []byte {
-	return head(req, src, toTag, code, phrase, extra).end(body)
+	var w wire
+	head(&w, req, src, toTag, code, phrase, extra)
+	return w.end(body)
 }
 
-// head writes a response's start line and headers.
-func head(req *sip.Request, src netip.AddrPort, toTag string, code int, phrase string, extra []string) *wire {
-	w := &wire{}
-	w.line("SIP/2.0 ", strconv.Itoa(code), " ", phrase)
-	for i, h := range req.GetHeaders("Via") {
-		if v, ok := h.(*sip.ViaHeader); ok && i == 0 {
-			w.line(sipheader.Received(v, src).String())
-			continue
+// head writes a response's start line and headers into w, each header
+// straight from sipgo's parsed form (no string per header on the way).
+func head(w *wire, req *sip.Request, src netip.AddrPort, toTag string, code int, phrase string, extra []string) {
+	_, _ = w.WriteString("SIP/2.0 ")
+	w.int(code)
+	w.line(" ", phrase)
+	first := true
+	for h := range named(req, "Via") {
+		if v, ok := h.(*sip.ViaHeader); ok && first {
+			writeReceived(w, v, src)
+		} else {
+			h.StringWrite(w)
 		}
-		w.line(h.Name(), ": ", h.Value())
+		first = false
+		w.line()
 	}
 	if from := req.From(); from != nil {
-		w.line(from.String())
+		from.StringWrite(w)
+		w.line()
 	}
 	if to := req.To(); to != nil {
+		to.StringWrite(w)
 		if _, ok := to.Params.Get("tag"); !ok && toTag != "" {
-			w.line(to.String(), ";tag=", toTag)
+			w.line(";tag=", toTag)
 		} else {
-			w.line(to.String())
+			w.line()
 		}
 	}
 	if id := req.CallID(); id != nil {
-		w.line(id.String())
+		w.line("Call-ID: ", string(*id))
 	}
 	if cs := req.CSeq(); cs != nil {
-		w.line(cs.String())
+		_, _ = w.WriteString("CSeq: ")
+		w.int(int(cs.SeqNo))
+		w.line(" ", string(cs.MethodName))
 	}
 	for _, e := range extra {
 		w.line(e)
 	}
-	return w
+}
+
+// writeReceived writes the top Via of a request from src as
+// sipheader.Received returns it — received added when the sent-by host
+// is not src's address or rport was asked for, an empty rport filled with
+// src's port (RFC 3261 §18.2.1, RFC 3581 §4) — without cloning it.
+func writeReceived(w *wire, v *sip.ViaHeader, src netip.AddrPort) {
+	rport, hasRport := v.Params.Get("rport")
+	var ipb [64]byte
+	ip := src.Addr().Unmap().AppendTo(ipb[:0])
+	sameHost := v.Host == string(ip)
+	fillRport := hasRport && rport == ""
+	if !fillRport && sameHost {
+		v.StringWrite(w)
+		return
+	}
+	addReceived := !sameHost || hasRport
+	w.write("Via: ", v.ProtocolName, "/", v.ProtocolVersion, "/", v.Transport, " ")
+	if a, err := netip.ParseAddr(v.Host); err == nil && a.Is6() && !a.Is4In6() {
+		w.write("[", v.Host, "]") // as sipgo writes an IPv6 host
+	} else {
+		w.write(v.Host)
+	}
+	if v.Port > 0 {
+		_, _ = w.WriteString(":")
+		w.int(v.Port)
+	}
+	hadReceived := false
+	for _, kv := range v.Params {
+		val := kv.V
+		switch {
+		case kv.K == "received" && addReceived:
+			val, hadReceived = string(ip), true
+		case kv.K == "rport" && fillRport:
+			_, _ = w.WriteString(";rport=")
+			w.int(int(src.Port()))
+			continue
+		}
+		writeParam(w, kv.K, val)
+	}
+	if addReceived && !hadReceived {
+		_, _ = w.WriteString(";received=")
+		*w.b = append(*w.b, ip...)
+	}
+}
+
+// writeParam writes ";key=value" as sipgo writes a header parameter:
+// quoted when the value holds a space or tab, bare key when it is empty.
+func writeParam(w *wire, key, val string) {
+	_, _ = w.WriteString(";")
+	_, _ = w.WriteString(key)
+	switch {
+	case val == "":
+	case strings.ContainsAny(val, " \t"):
+		w.write(`="`, val, `"`)
+	default:
+		_, _ = w.WriteString("=")
+		_, _ = w.WriteString(val)
+	}
 }
 
 // responseTyped is response with a body of another type than SDP.
 func responseTyped(req *sip.Request, src netip.AddrPort, code int, phrase string, extra []string, ctype string, body []byte) []byte {
-	return head(req, src, "", code, phrase, extra).endTyped(ctype, body)
+	var w wire
+	head(&w, req, src, "", code, phrase, extra)
+	return w.endTyped(ctype, body)
 }
 
 // fromUser is the caller's user part for leg B's From, escaped.
@@ -315,7 +432,7 @@ func warningText(s string) string {
 // maxForwards is what leg B's INVITE carries: one less than the caller's,
 // 70 when it had none; ok is false when the caller's was 0 (483).
 func maxForwards(req *sip.Request) (n int, ok bool) {
-	h := req.GetHeader("Max-Forwards")
+	h := firstNamed(req, "Max-Forwards")
 	if h == nil {
 		return 70, true
 	}
@@ -328,13 +445,35 @@ func maxForwards(req *sip.Request) (n int, ok bool) {
 
 // message is what the helpers below read of a request or response.
 type message interface {
-	GetHeader(name string) sip.Header
-	GetHeaders(name string) []sip.Header
+	Headers() []sip.Header
 	Body() []byte
 }
 
+// named yields m's headers called name (any case), in order. sipgo's
+// GetHeaders and GetHeader lower-case every header name they pass that is
+// not one of a few common ones (an allocation each: a Diversion, a
+// P-Asserted-Identity) and GetHeaders allocates its result; the engine
+// looks headers up several times per message.
+func named(m message, name string) iter.Seq[sip.Header] {
+	return func(yield func(sip.Header) bool) {
+		for _, h := range m.Headers() {
+			if strings.EqualFold(h.Name(), name) && !yield(h) {
+				return
+			}
+		}
+	}
+}
+
+// firstNamed is m's first header called name (any case), or nil.
+func firstNamed(m message, name string) sip.Header {
+	for h := range named(m, name) {
+		return h
+	}
+	return nil
+}
+
 func headerValue(m message, name string) string {
-	if h := m.GetHeader(name); h != nil {
+	if h := firstNamed(m, name); h != nil {
 		return h.Value()
 	}
 	return ""

@@ -42,7 +42,7 @@ func (c *call) transactionFor(tp router.Transport, invite bool, within time.Dura
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			r.stopped = true
+			r.stopped, r.t = true, nil
 			if timeout != nil {
 				timeout()
 			}
@@ -69,10 +69,14 @@ func (r *retrans) quiet() {
 	}
 }
 
-// stop ends the retransmissions; nil-safe.
+// stop ends the retransmissions; nil-safe. The timer goes with them, and
+// with it the callbacks and the message they hold: an ended call keeps
+// its stopped transactions for 64×T1, and each would pin three more
+// objects for the collector to mark.
 func (r *retrans) stop() {
 	if r != nil && !r.stopped {
 		r.stopped = true
 		r.t.Stop()
+		r.t = nil
 	}
 }

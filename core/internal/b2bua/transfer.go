@@ -377,7 +377,7 @@ func (c *call) transferAnswer(x *transfer, res *sip.Response) {
 		x.inviteTx.stop()
 		var w wire
 		w.line("ACK ", l.ruri, " SIP/2.0")
-		w.line(via(l.tp, l.local, l.branch))
+		w.via(l.tp, l.local, l.branch)
 		w.line("Max-Forwards: 70")
 		w.line(l.from)
 		if to := res.To(); to != nil {
@@ -600,7 +600,7 @@ func (c *call) abandonTransfer() {
 func inviteTxRequest(l *bLeg, method string) *wire {
 	w := &wire{}
 	w.line(method, " ", l.ruri, " SIP/2.0")
-	w.line(via(l.tp, l.local, l.branch))
+	w.via(l.tp, l.local, l.branch)
 	w.line("Max-Forwards: 70")
 	w.line(l.from)
 	w.line("To: <", l.to, ">")

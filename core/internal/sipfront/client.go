@@ -378,11 +378,16 @@ func (s *Server) inbound(p *peer, req *sip.Request) b2bua.Inbound {
 			}
 		}
 	case rp.udp != nil:
-		dst := p.src
+		// One boxed sender when answers and requests go to the same
+		// address (the usual case: no Via sent-by elsewhere): this runs
+		// for every message of a proxy call.
+		requests := b2bua.Sender(udpReplier{rp.udp, p.src})
+		in.Reply, in.Requests = requests, requests
 		if req != nil {
-			dst = responseAddr(req, p)
+			if dst := responseAddr(req, p); dst != p.src {
+				in.Reply = udpReplier{rp.udp, dst}
+			}
 		}
-		in.Reply, in.Requests = sender{udpReplier{rp.udp, dst}}, sender{udpReplier{rp.udp, p.src}}
 	default:
 		in.Reply, in.Requests = sender{noReply{}}, sender{noReply{}}
 	}
