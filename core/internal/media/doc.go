@@ -14,12 +14,16 @@
 //
 // All four sockets of a session live on one worker, so the session's mutex is
 // only contended by the control path (Offer, Answer, Stats). The cost of a
-// relay is the wake-up, not the copy, so a worker wakes at most once a
-// millisecond: a packet that finds it idle is served at once, the others
-// wait for the next round (≤ 1 ms) and share its wake-up. Each round reads
-// every ready socket with one recvmmsg and writes what that read produced
-// with one sendmmsg, into buffers the worker owns: a relayed packet costs
-// no allocation. A port the pool has not handed out has no socket, so a
+// relay is the wake-up, not the copy, so a worker that served a small
+// round rests until a millisecond has passed since it woke: a packet that
+// finds it idle is served at once, the others wait for the next round
+// (≤ 1 ms) and share its wake-up. A round serves every ready socket (it
+// polls again while a wait comes back full) and one that served many
+// datagrams is followed by no rest, so under load the rest does not cap
+// the rate. Each ready socket gets one recvmmsg per round (a flooded port
+// cannot hold the others up) and what a round produced for a socket goes
+// out with one sendto or sendmmsg, from buffers the worker owns: a relayed
+// packet costs no allocation. A port the pool has not handed out has no socket, so a
 // flood there never wakes a worker; the kernel drops it and counts it
 // (EngineStats.UnallocatedDrops).
 //
