@@ -269,8 +269,12 @@ static __always_inline int ipv4(struct __sk_buff *skb)
 	// before and after, so a CHECKSUM_COMPLETE skb->csum stays right), the
 	// ports. Then the UDP checksum by the kernel's helpers, which know how
 	// the skb carries it (CHECKSUM_PARTIAL: only the pseudo-header part is
-	// in the field; a zero IPv4 checksum stays zero).
+	// in the field; a zero IPv4 checksum stays zero) and keep skb->csum
+	// right, except with no checksum: nothing then makes up for the new
+	// ports, so they are added to skb->csum here (bpf_csum_update changes
+	// only a CHECKSUM_COMPLETE one).
 	__be32 os = ip->saddr, od = ip->daddr;
+	__u16 ocsum = udp->check;
 	__u32 oports = *(__u32 *)&udp->source, nports;
 	__be16 np[2] = {f->src_port, f->dst_port};
 	__builtin_memcpy(&nports, np, 4);
@@ -295,6 +299,8 @@ static __always_inline int ipv4(struct __sk_buff *skb)
 	if (bpf_l4_csum_replace(skb, UDP4_OFF + UDP_CSUM, 0, da, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
 	    bpf_l4_csum_replace(skb, UDP4_OFF + UDP_CSUM, oports, nports, 4 | BPF_F_MARK_MANGLED_0))
 		return pass(ST_REWRITE); // the UDP checksum is wrong: the peer drops it
+	if (!ocsum)
+		bpf_csum_update(skb, fold16(csum_add(csum_sub(0, oports), nports)));
 	pass(ST_FORWARDED);
 	return redirect(&fib, rc, ifindex);
 }
@@ -351,7 +357,12 @@ static __always_inline int ipv6(struct __sk_buff *skb)
 	if (rc < 0)
 		return pass(-rc);
 
-	// The rewrite, as for IPv4 (no IP header checksum in IPv6).
+	// The rewrite, as for IPv4 (no IP header checksum in IPv6). The
+	// pseudo-header helper takes the address change off a
+	// CHECKSUM_COMPLETE skb->csum as it does for IPv4, where the header
+	// checksum makes up for the addresses; here nothing does (the addresses
+	// are in the sum), so it is given back, and the hop limit's change is
+	// added (BPF_F_IPV6, which skips the first, is Linux 6.16 and later).
 	__u32 oports = *(__u32 *)&udp->source, nports;
 	__be16 np[2] = {f->src_port, f->dst_port};
 	__builtin_memcpy(&nports, np, 4);
@@ -370,7 +381,9 @@ static __always_inline int ipv6(struct __sk_buff *skb)
 		__builtin_memcpy(data, fib.dmac, ETH_ALEN);
 		__builtin_memcpy(data + ETH_ALEN, fib.smac, ETH_ALEN);
 	}
+	__u16 ohop = *(__u16 *)&ip->nexthdr; // next header and hop limit
 	ip->hop_limit--;
+	__u32 dcsum = fold16(csum_add(csum_sub(da, ohop), *(__u16 *)&ip->nexthdr));
 	__builtin_memcpy(&ip->saddr, f->src, 16);
 	__builtin_memcpy(&ip->daddr, f->dst, 16);
 	*(__u32 *)&udp->source = nports;
@@ -378,6 +391,7 @@ static __always_inline int ipv6(struct __sk_buff *skb)
 	if (bpf_l4_csum_replace(skb, UDP6_OFF + UDP_CSUM, 0, da, BPF_F_PSEUDO_HDR) ||
 	    bpf_l4_csum_replace(skb, UDP6_OFF + UDP_CSUM, oports, nports, 4))
 		return pass(ST_REWRITE);
+	bpf_csum_update(skb, dcsum);
 	pass(ST_FORWARDED);
 	return redirect(&fib, rc, ifindex);
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // The program itself, run by the kernel on crafted packets
@@ -512,5 +513,53 @@ func TestAttachOnlyMediaInterfaces(t *testing.T) {
 	}
 	if a := l.p.Attached(); len(a) != 1 || a[l.ifindex] == "" {
 		t.Errorf("attached to %v, want only fp0 (index %d)", a, l.ifindex)
+	}
+}
+
+// TestProgramChecksumComplete: a NIC that hands the stack CHECKSUM_COMPLETE
+// (skb->csum is the sum of the packet after the Ethernet header) gets back a
+// packet whose skb->csum still matches its bytes after the rewrite; a wrong
+// one is a "hw csum failure" (a kernel warning with a stack trace, and the
+// checksum done again in software) wherever the packet is received again,
+// as after a redirect into a veth. BPF_F_TEST_SKB_CHECKSUM_COMPLETE (Linux
+// 6.16) makes BPF_PROG_TEST_RUN set skb->csum before the run and check it
+// after (EBADMSG when it is wrong).
+func TestProgramChecksumComplete(t *testing.T) {
+	const testSkbChecksumComplete = 1 << 2
+	l := newLab(t, true)
+	// The lab's IPv6 entry changes the address sum by exactly what the
+	// hop limit takes away, which hides a wrong skb->csum: this one does not.
+	local6b, peer6b, dst6b := netip.AddrPortFrom(local6.Addr(), 40004), netip.AddrPortFrom(dst6.Addr(), 5004), netip.AddrPortFrom(peer6.Addr(), 6000)
+	must(t, l.p.Put(Entry{Local: local6b, Peer: peer6b, Src: src6, Dst: dst6b, PayloadTypes: ptMask(0), Ifindex: l.ifindex}))
+	cases := []struct {
+		name string
+		pkt  []byte
+		from netip.AddrPort
+		to   netip.AddrPort
+	}{
+		{"IPv4", udpPacket(peer4, local4, rtp(0), pktOpts{}), src4, dst4},
+		{"IPv4 without UDP checksum", udpPacket(peer4, local4, rtp(0), pktOpts{noCsum: true}), src4, dst4},
+		{"IPv4 RTCP", udpPacket(rtcpOf(peer4), rtcpOf(local4), []byte{0x81, 201, 0, 1, 1, 2, 3, 4}, pktOpts{}), rtcpOf(src4), rtcpOf(dst4)},
+		{"IPv6", udpPacket(peer6, local6, rtp(0), pktOpts{}), src6, dst6},
+		{"IPv6, other addresses", udpPacket(peer6b, local6b, rtp(0), pktOpts{ttl: 9}), src6, dst6b},
+	}
+	for _, c := range cases {
+		ctx := make([]byte, 192)
+		binary.NativeEndian.PutUint32(ctx[36:], uint32(l.ifindex)) //nolint:gosec // ingress_ifindex
+		binary.NativeEndian.PutUint32(ctx[40:], uint32(l.ifindex)) //nolint:gosec // ifindex
+		out := make([]byte, len(c.pkt)+256)
+		ret, err := l.p.Program().Run(&ebpf.RunOptions{Data: c.pkt, DataOut: out, Context: ctx, Flags: testSkbChecksumComplete})
+		if errors.Is(err, unix.EINVAL) {
+			t.Skip("this kernel's BPF_PROG_TEST_RUN has no BPF_F_TEST_SKB_CHECKSUM_COMPLETE (6.16)")
+		}
+		if err != nil {
+			t.Errorf("%s: skb->csum after the rewrite: %v (EBADMSG: it no longer matches the packet)", c.name, err)
+			continue
+		}
+		if ret != actRedirect {
+			t.Errorf("%s: verdict %d, want TC_ACT_REDIRECT; reasons %v", c.name, ret, l.p.Reasons())
+			continue
+		}
+		checkRewritten(t, c.pkt, out[:len(c.pkt)], c.from, c.to, true)
 	}
 }
