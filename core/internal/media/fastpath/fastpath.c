@@ -8,8 +8,9 @@
 // latched, leaves with the other leg's local address and port as its source
 // and the other leg's peer as its destination, without waking userspace.
 // Everything else (a miss, another source, a fragment, IP options, not UDP,
-// a datagram too short for RTP/RTCP, STUN, a payload type the answer did not
-// name, a TTL about to expire, no route or a packet above the egress MTU)
+// a datagram too short for RTP/RTCP, lengths beyond the frame, STUN, a
+// payload type the answer did not name, a TTL about to expire, no route or
+// a packet above the egress MTU)
 // goes on to the normal stack unchanged, so the engine still sees it.
 //
 // Regenerate the object and its Go bindings with `make bpf` (Debian clang,
@@ -215,6 +216,8 @@ static __always_inline int ipv4(struct __sk_buff *skb)
 	struct iphdr *ip = data + IP4_OFF;
 	if ((void *)(ip + 1) > end)
 		return pass(ST_SHORT);
+	if (ip->version != 4)
+		return pass(ST_NOT_IP);
 	if (ip->ihl != 5)
 		return pass(ST_IP_OPTIONS);
 	if (ip->frag_off & bpf_htons(0x3fff)) // MF or an offset
@@ -226,7 +229,9 @@ static __always_inline int ipv4(struct __sk_buff *skb)
 	if ((void *)(p + 2) > end)
 		return pass(ST_SHORT);
 	__u16 ulen = bpf_ntohs(udp->len), tot = bpf_ntohs(ip->tot_len);
-	if (ulen < 8 + 8 || tot < 20 + ulen)
+	// Lengths that do not fit in each other or in the frame (which the
+	// stack drops as truncated; Ethernet padding may follow them).
+	if (ulen < 8 + 8 || tot < 20 + ulen || tot > skb->len - IP4_OFF)
 		return pass(ST_SHORT);
 
 	struct fp_key k = {.port = udp->dest, .family = 4};
@@ -318,6 +323,8 @@ static __always_inline int ipv6(struct __sk_buff *skb)
 	struct ipv6hdr *ip = data + IP6_OFF;
 	if ((void *)(ip + 1) > end)
 		return pass(ST_SHORT);
+	if (ip->version != 6)
+		return pass(ST_NOT_IP);
 	if (ip->nexthdr == 44) // a fragment header
 		return pass(ST_FRAGMENT);
 	if (ip->nexthdr != IPPROTO_UDP) // other extension headers included
@@ -327,7 +334,7 @@ static __always_inline int ipv6(struct __sk_buff *skb)
 	if ((void *)(p + 2) > end)
 		return pass(ST_SHORT);
 	__u16 ulen = bpf_ntohs(udp->len), plen6 = bpf_ntohs(ip->payload_len);
-	if (ulen < 8 + 8 || plen6 < ulen)
+	if (ulen < 8 + 8 || plen6 < ulen || 40 + plen6 > skb->len - IP6_OFF)
 		return pass(ST_SHORT);
 
 	struct fp_key k = {.port = udp->dest, .family = 6};

@@ -162,6 +162,8 @@ type pktOpts struct {
 	options  bool   // IPv4: one 4-byte NOP option
 	proto    uint8
 	udpLen   int // 0 = right
+	ipLen    int // IPv4 total length, IPv6 payload length; 0 = right
+	version  uint8
 	noCsum   bool
 	fragHdr6 bool
 }
@@ -190,8 +192,14 @@ func udpPacket(src, dst netip.AddrPort, payload []byte, o pktOpts) []byte {
 			hl = 24
 		}
 		ip := make([]byte, hl)
-		ip[0] = 0x40 | byte(hl/4)
+		if o.version == 0 {
+			o.version = 4
+		}
+		ip[0] = o.version<<4 | byte(hl/4)
 		binary.BigEndian.PutUint16(ip[2:], uint16(hl+len(udp))) //nolint:gosec // test sizes
+		if o.ipLen != 0 {
+			binary.BigEndian.PutUint16(ip[2:], uint16(o.ipLen)) //nolint:gosec // test sizes
+		}
 		binary.BigEndian.PutUint16(ip[6:], o.frag)
 		ip[8], ip[9] = o.ttl, o.proto
 		s, d := src.Addr().As4(), dst.Addr().As4()
@@ -208,8 +216,14 @@ func udpPacket(src, dst netip.AddrPort, payload []byte, o pktOpts) []byte {
 	}
 	binary.BigEndian.PutUint16(eth[12:], 0x86dd)
 	ip := make([]byte, 40)
-	ip[0] = 0x60
+	if o.version == 0 {
+		o.version = 6
+	}
+	ip[0] = o.version << 4
 	binary.BigEndian.PutUint16(ip[4:], uint16(len(udp))) //nolint:gosec // test sizes
+	if o.ipLen != 0 {
+		binary.BigEndian.PutUint16(ip[4:], uint16(o.ipLen)) //nolint:gosec // test sizes
+	}
 	ip[6], ip[7] = o.proto, o.ttl
 	if o.fragHdr6 {
 		ip[6] = 44
@@ -385,6 +399,13 @@ func TestProgramPasses(t *testing.T) {
 		{"UDP shorter than an RTCP header", "short", udpPacket(peer4, local4, []byte{0x80, 0, 0, 1}, pktOpts{})},
 		{"RTP shorter than its header", "short", udpPacket(peer4, local4, []byte{0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0}, pktOpts{})},
 		{"UDP length beyond the IP packet", "short", udpPacket(peer4, local4, rtp(0), pktOpts{udpLen: 400})},
+		// Lengths beyond the frame, which the stack drops as truncated
+		// (the kernel forwarding them counted bytes nobody sent).
+		{"IPv4 and UDP lengths beyond the frame", "short", udpPacket(peer4, local4, rtp(0), pktOpts{udpLen: 1008, ipLen: 1028})},
+		{"IPv4 total length beyond the frame", "short", udpPacket(peer4, local4, rtp(0), pktOpts{ipLen: 1028})},
+		{"IPv6 and UDP lengths beyond the frame", "short", udpPacket(peer6, local6, rtp(0), pktOpts{udpLen: 1008, ipLen: 1008})},
+		{"an IPv4 frame with an IPv6 header version", "not_ip", udpPacket(peer4, local4, rtp(0), pktOpts{version: 6})},
+		{"an IPv6 frame with an IPv4 header version", "not_ip", udpPacket(peer6, local6, rtp(0), pktOpts{version: 4})},
 		{"STUN", "not_rtp", udpPacket(peer4, local4, append([]byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42}, make([]byte, 12)...), pktOpts{})},
 		{"a payload type the answer did not name", "payload_type", udpPacket(peer4, local4, rtp(18), pktOpts{})},
 		{"TTL 1", "ttl", udpPacket(peer4, local4, rtp(0), pktOpts{ttl: 1})},
