@@ -59,7 +59,10 @@
 // been quiet for 100 ms (leg.rebound). On an SRTP leg an authenticated packet is
 // the peer's wherever it comes from, so the latch follows it at any time;
 // on an ICE-lite leg the nominated pair sets it. RTCP latches separately
-// (a NAT may map RTP+1 anywhere), following the RTP peer's address.
+// (a NAT may map RTP+1 anywhere), following the RTP peer's address: any
+// port of it inside the window, after it only a report with the peer's
+// SSRC (the other side's reports name the peer's SSRC and sequence, all a
+// rebind asks).
 //
 // # Kernel fast path (Config.FastPath)
 //

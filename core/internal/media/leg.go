@@ -255,9 +255,14 @@ func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort, now 
 	} else {
 		switch {
 		case src == l.latchRTCP:
-		case !l.latchRTCP.IsValid(), l.latchRTP.IsValid() && src.Addr() == l.latchRTP.Addr():
+		case !l.latchRTCP.IsValid(), l.latchRTP.IsValid() && src.Addr() == l.latchRTP.Addr() &&
+			(now < l.learnUntil || binary.BigEndian.Uint32(pkt[4:]) == l.ssrc):
 			// First RTCP, or the latched RTP peer's address (a NAT may map
-			// its RTCP port anywhere).
+			// its RTCP port anywhere): inside the learning window, or
+			// sending as the peer's stream (RFC 3550: the first report's
+			// SSRC is the sender's). Anyone else behind that address
+			// would get the other side's reports, which name the peer's
+			// SSRC and how far its sequence went: all leg.rebound asks.
 			l.latchRTCP = src
 			l.sess.offloadUpdate()
 		default:

@@ -209,6 +209,45 @@ func TestLatchReofferBehindNAT(t *testing.T) {
 	}
 }
 
+// TestLatchRTCPNewPort: after the learning window RTCP from a new port of
+// the latched RTP address re-latches the leg's RTCP only with the peer's
+// SSRC (a NAT that rebound the RTCP mapping): anyone else behind the same
+// address (a carrier-grade or office NAT) would get the other side's
+// reports, and with them the peer's SSRC and sequence number that
+// leg.rebound takes as proof of the peer's stream.
+func TestLatchRTCPNewPort(t *testing.T) {
+	e := newTestEngine(t, 8, func(c *Config) { c.LatchWindow = 200 * time.Millisecond })
+	a, b, neighbour, rebound := newPeer(t), newPeer(t), newPeer(t), newPeer(t)
+	_, toA, toB, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	rtcpOf := func(ap netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(ap.Addr(), ap.Port()+1) }
+	rr := func(ssrc byte) []byte {
+		return []byte{0x81, 201, 0, 7, 0, 0, 0, ssrc, 0, 0, 0, 0xB, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	}
+	a.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xA), toA)
+	recv(t, b.rtp, 2*time.Second)
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xB), toB)
+	recv(t, a.rtp, 2*time.Second)
+	a.rtcp.WriteToUDPAddrPort(rr(0xA), rtcpOf(toA))
+	recv(t, b.rtcp, 2*time.Second)
+	time.Sleep(250 * time.Millisecond) // the window is over
+
+	bReports := func(to *net.UDPConn) {
+		t.Helper()
+		b.rtcp.WriteToUDPAddrPort(rr(0xB), rtcpOf(toB))
+		if _, _, err := tryRecv(to, time.Second); err != nil {
+			t.Fatalf("B's report did not reach %s", to.LocalAddr())
+		}
+	}
+	neighbour.rtcp.WriteToUDPAddrPort(rr(0x5), rtcpOf(toA))
+	if _, _, err := tryRecv(b.rtcp, 100*time.Millisecond); err == nil {
+		t.Fatal("RTCP with another SSRC from a new port of the peer's address was relayed")
+	}
+	bReports(a.rtcp) // not to the neighbour
+	rebound.rtcp.WriteToUDPAddrPort(rr(0xA), rtcpOf(toA))
+	recv(t, b.rtcp, 2*time.Second)
+	bReports(rebound.rtcp)
+}
+
 // TestLatchNewPortInWindow: inside the learning window (after a
 // re-INVITE, say) a new port of the latched address re-latches with the
 // same SSRC whatever its sequence numbers: a NAT that forgot the mapping
