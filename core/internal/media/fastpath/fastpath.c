@@ -8,10 +8,10 @@
 // latched, leaves with the other leg's local address and port as its source
 // and the other leg's peer as its destination, without waking userspace.
 // Everything else (a miss, another source, a fragment, IP options, not UDP,
-// a datagram too short for RTP/RTCP, lengths beyond the frame, STUN, a
-// payload type the answer did not name, a TTL about to expire, no route or
-// a packet above the egress MTU)
-// goes on to the normal stack unchanged, so the engine still sees it.
+// a datagram too short for RTP/RTCP, lengths beyond the frame, IPv6 UDP
+// without a checksum, STUN, a payload type the answer did not name, a TTL
+// about to expire, no route or a packet above the egress MTU) goes on to
+// the normal stack unchanged, so the engine still sees it.
 //
 // Regenerate the object and its Go bindings with `make bpf` (Debian clang,
 // llvm, libbpf-dev). GPL because bpf_fib_lookup is a GPL-only helper.
@@ -80,6 +80,7 @@ enum {
 	ST_NO_ROUTE,
 	ST_TOO_BIG,
 	ST_REWRITE,
+	ST_NO_CHECKSUM,
 	ST_MAX,
 };
 
@@ -336,6 +337,8 @@ static __always_inline int ipv6(struct __sk_buff *skb)
 	__u16 ulen = bpf_ntohs(udp->len), plen6 = bpf_ntohs(ip->payload_len);
 	if (ulen < 8 + 8 || plen6 < ulen || 40 + plen6 > skb->len - IP6_OFF)
 		return pass(ST_SHORT);
+	if (!udp->check) // IPv6 has no UDP datagram without a checksum: the stack drops it (RFC 8200 §8.1)
+		return pass(ST_NO_CHECKSUM);
 
 	struct fp_key k = {.port = udp->dest, .family = 6};
 	__builtin_memcpy(k.addr, &ip->daddr, 16);

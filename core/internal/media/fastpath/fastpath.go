@@ -77,7 +77,7 @@ type Counters struct {
 
 // Reasons names the program's per-CPU reason counters, in index order.
 var Reasons = [...]string{"forwarded", "miss", "not_ip", "not_udp", "fragment", "ip_options", "short",
-	"wrong_source", "not_rtp", "payload_type", "ttl", "no_route", "too_big", "rewrite"}
+	"wrong_source", "not_rtp", "payload_type", "ttl", "no_route", "too_big", "rewrite", "no_checksum"}
 
 // Path is the loaded program and its maps, attached to some interfaces of
 // the network namespace it was loaded in.

@@ -231,7 +231,9 @@ func udpPacket(src, dst netip.AddrPort, payload []byte, o pktOpts) []byte {
 	s, d := src.Addr().As16(), dst.Addr().As16()
 	copy(ip[8:], s[:])
 	copy(ip[24:], d[:])
-	binary.BigEndian.PutUint16(udp[6:], udpCsum(ip[8:40], udp))
+	if !o.noCsum {
+		binary.BigEndian.PutUint16(udp[6:], udpCsum(ip[8:40], udp))
+	}
 	return append(append(eth, ip...), udp...)
 }
 
@@ -404,6 +406,7 @@ func TestProgramPasses(t *testing.T) {
 		{"IPv4 and UDP lengths beyond the frame", "short", udpPacket(peer4, local4, rtp(0), pktOpts{udpLen: 1008, ipLen: 1028})},
 		{"IPv4 total length beyond the frame", "short", udpPacket(peer4, local4, rtp(0), pktOpts{ipLen: 1028})},
 		{"IPv6 and UDP lengths beyond the frame", "short", udpPacket(peer6, local6, rtp(0), pktOpts{udpLen: 1008, ipLen: 1008})},
+		{"IPv6 UDP without a checksum", "no_checksum", udpPacket(peer6, local6, rtp(0), pktOpts{noCsum: true})},
 		{"an IPv4 frame with an IPv6 header version", "not_ip", udpPacket(peer4, local4, rtp(0), pktOpts{version: 6})},
 		{"an IPv6 frame with an IPv4 header version", "not_ip", udpPacket(peer6, local6, rtp(0), pktOpts{version: 4})},
 		{"STUN", "not_rtp", udpPacket(peer4, local4, append([]byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42}, make([]byte, 12)...), pktOpts{})},
