@@ -82,9 +82,9 @@ var Reasons = [...]string{"forwarded", "miss", "not_ip", "not_udp", "fragment", 
 // Path is the loaded program and its maps, attached to some interfaces of
 // the network namespace it was loaded in.
 type Path struct {
-	objs  bpfObjects
-	ns    netns.NsHandle
-	mono0 time.Time // wall time when CLOCK_MONOTONIC was 0
+	objs bpfObjects
+	ns   netns.NsHandle
+	now  func() time.Time // the wall clock (tests step it)
 
 	mu       sync.Mutex
 	attached map[int]attachment // ifindex → attachment
@@ -114,7 +114,7 @@ func Load(maxEntries int) (*Path, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: network namespace: %w", ErrUnavailable, err)
 	}
-	p := &Path{ns: ns, attached: make(map[int]attachment)}
+	p := &Path{ns: ns, now: time.Now, attached: make(map[int]attachment)}
 	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
 		_ = ns.Close()
 		if ve := (*ebpf.VerifierError)(nil); errors.As(err, &ve) {
@@ -122,12 +122,6 @@ func Load(maxEntries int) (*Path, error) {
 		}
 		return nil, fmt.Errorf("%w: load program: %w", ErrUnavailable, err)
 	}
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		_ = p.Close()
-		return nil, fmt.Errorf("%w: clock_gettime: %w", ErrUnavailable, err)
-	}
-	p.mono0 = time.Now().Add(-time.Duration(ts.Nano()))
 	return p, nil
 }
 
@@ -396,7 +390,14 @@ func (p *Path) Counters(local netip.AddrPort) (Counters, error) {
 		last = max(last, v.LastNs)
 	}
 	if last != 0 {
-		c.Last = p.mono0.Add(time.Duration(last)) //nolint:gosec // ns since boot fit an int64
+		// bpf_ktime_get_ns is CLOCK_MONOTONIC: how long ago the last
+		// packet was, on the wall clock as it is now (one taken at Load
+		// would be off by every step of the clock since).
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			return Counters{}, fmt.Errorf("fastpath: counters for %s: clock_gettime: %w", local, err)
+		}
+		c.Last = p.now().Add(-time.Duration(ts.Nano() - int64(last))) //nolint:gosec // ns since boot fit an int64
 	}
 	return c, nil
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
@@ -585,5 +586,26 @@ func TestProgramChecksumComplete(t *testing.T) {
 			continue
 		}
 		checkRewritten(t, c.pkt, out[:len(c.pkt)], c.from, c.to, true)
+	}
+}
+
+// TestCountersLastAfterClockStep: the last-seen time of an entry is on the
+// wall clock as it is when the counters are read, not as it was when the
+// program was loaded: a clock stepped after the start (NTP setting the
+// clock of a box without an RTC) would otherwise put every kernel-carried
+// packet that far in the past, and the inactivity timeout would end every
+// call on the kernel path (or, stepped back, none).
+func TestCountersLastAfterClockStep(t *testing.T) {
+	l := newLab(t, true)
+	for _, step := range []time.Duration{time.Hour, -time.Hour} {
+		l.p.now = func() time.Time { return time.Now().Add(step) }
+		if ret, _ := l.run(t, udpPacket(peer4, local4, rtp(0), pktOpts{})); ret != actRedirect {
+			t.Fatalf("verdict %d, want TC_ACT_REDIRECT", ret)
+		}
+		c, err := l.p.Counters(local4)
+		must(t, err)
+		if d := l.p.now().Sub(c.Last); d < 0 || d > 5*time.Second {
+			t.Errorf("clock stepped by %s: the packet just forwarded was seen %s ago", step, d)
+		}
 	}
 }
