@@ -208,6 +208,42 @@ func (p *Path) attachClsact(ifindex int) (*netlink.BpfFilter, error) {
 	return f, nil
 }
 
+// RemoveStale deletes the clsact filters of the program that an earlier
+// process left on the calling thread's network namespace, and says how
+// many. A cls_bpf filter holds its program and map, so the program of an
+// edged that died (killed, out of memory) on a kernel without TCX goes on
+// forwarding that process's calls (to whatever reuses their ports from
+// the same peers) until a new one attaches to the same interface, and for
+// good if the new one runs with the fast path off or on other interfaces.
+// A TCX link is the process's: it goes with it. One edged per namespace:
+// another's live filter is stale to this one.
+func RemoveStale() (int, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	links, err := netlink.LinkList()
+	if err != nil {
+		return 0, fmt.Errorf("fastpath: stale filters: list interfaces: %w", err)
+	}
+	n := 0
+	var errs []error
+	for _, l := range links {
+		fs, err := netlink.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+		if err != nil {
+			continue // no clsact qdisc, or an interface that went away
+		}
+		for _, f := range fs {
+			if bf, ok := f.(*netlink.BpfFilter); ok && bf.Name == filterName {
+				if err := netlink.FilterDel(bf); err != nil {
+					errs = append(errs, fmt.Errorf("fastpath: stale filter on %s: %w", l.Attrs().Name, err))
+					continue
+				}
+				n++
+			}
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
 func (p *Path) detach(ifindex int, a attachment) error {
 	if a.link != nil {
 		return a.link.Close()

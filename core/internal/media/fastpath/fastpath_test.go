@@ -609,3 +609,35 @@ func TestCountersLastAfterClockStep(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoveStale: the clsact filter of a process that died stays on the
+// interface with its program (the filter holds it); RemoveStale takes it
+// away and leaves other filters alone.
+func TestRemoveStale(t *testing.T) {
+	l := newLab(t, true)
+	lb := &Path{objs: l.p.objs, ns: l.p.ns}
+	must(t, lb.inNS(func() (err error) { _, err = lb.attachClsact(l.ifindex); return err }))
+	other := &netlink.BpfFilter{
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: l.ifindex, Parent: netlink.HANDLE_MIN_INGRESS, Handle: 2, Protocol: unix.ETH_P_ALL, Priority: 2},
+		Fd:          l.p.objs.UmedgeFastpath.FD(), Name: "someone_else", DirectAction: true,
+	}
+	must(t, netlink.FilterAdd(other))
+	must(t, l.p.objs.Close()) // the process's descriptors go, as when it dies
+	lnk, err := netlink.LinkByIndex(l.ifindex)
+	must(t, err)
+	if fs, err := netlink.FilterList(lnk, netlink.HANDLE_MIN_INGRESS); err != nil || len(fs) != 2 {
+		t.Fatalf("filters after the process's descriptors closed: %v, %v; want ours and the other", fs, err)
+	}
+	n, err := RemoveStale()
+	if err != nil || n != 1 {
+		t.Fatalf("RemoveStale = %d, %v; want 1", n, err)
+	}
+	fs, err := netlink.FilterList(lnk, netlink.HANDLE_MIN_INGRESS)
+	must(t, err)
+	if len(fs) != 1 || fs[0].(*netlink.BpfFilter).Name != "someone_else" {
+		t.Errorf("filters left: %v, want only the other one", fs)
+	}
+	if n, err := RemoveStale(); err != nil || n != 0 {
+		t.Errorf("RemoveStale again = %d, %v; want 0", n, err)
+	}
+}
