@@ -121,7 +121,7 @@ func (l *leg) receiveRTP(w *worker, i int, pkt []byte, src netip.AddrPort, now i
 		}
 		plain = out
 		// An authenticated packet is the peer's wherever it comes from.
-		l.latch(src, ssrc, now)
+		l.latch(src, ssrc)
 	} else if !l.accept(src, ssrc, binary.BigEndian.Uint16(pkt[2:]), now) {
 		l.stats.strays++
 		return
@@ -190,7 +190,7 @@ func (l *leg) accept(src netip.AddrPort, ssrc uint32, seq uint16, now int64) boo
 	default:
 		return false
 	}
-	l.latch(src, ssrc, now)
+	l.latch(src, ssrc)
 	return true
 }
 
@@ -216,7 +216,7 @@ func (l *leg) rebound(src netip.AddrPort, ssrc uint32, seq uint16, now int64) bo
 	return ahead != 0 && ahead <= rebindSeqAhead+l.kernelSeen
 }
 
-func (l *leg) latch(src netip.AddrPort, ssrc uint32, now int64) {
+func (l *leg) latch(src netip.AddrPort, ssrc uint32) {
 	l.relearn = false
 	if src != l.latchRTP {
 		l.latchRTP = src

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
+	"github.com/pion/stun/v4"
 	"github.com/umedge/umedge/core/internal/media/fastpath"
 )
 
@@ -505,6 +507,66 @@ func TestOffloadFirewallClosed(t *testing.T) {
 	if fwd := forwarded(l.e); fwd != 0 {
 		t.Errorf("the kernel forwarded %d packets", fwd)
 	}
+}
+
+// TestOffloadICENomination: on an ICE-lite leg the nominated pair sets the
+// latch (a check with USE-CANDIDATE); a new nomination while the kernel
+// carries the call moves the entries as a re-latch does, so the other
+// side's media goes to the newly nominated address, not on to the old one.
+func TestOffloadICENomination(t *testing.T) {
+	l := newOffloadLab(t, fastpath.TC, nil)
+	var s *Session
+	var err error
+	l.engineNS.do(t, func() {
+		s, err = l.e.NewSession("ice", LegProfile{Local: l.aLocal}, LegProfile{Local: l.bLocal, Security: SecurityRTP}, nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ca := l.caller.LocalAddr().(*net.UDPAddr).AddrPort()
+	offer := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 %[1]s\r\ns=-\r\nc=IN IP4 %[1]s\r\nt=0 0\r\nm=audio %[2]d RTP/AVP 0\r\n"+
+		"a=ice-ufrag:peerufrag\r\na=ice-pwd:peerpasswordpeerpassword\r\na=candidate:1 1 udp 2130706431 %[1]s %[2]d typ host\r\n",
+		ca.Addr(), ca.Port())
+	offerToB, err := s.Offer(SideA, []byte(offer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := s.Answer(SideB, sdpFor(l.callee, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	toA, sd := mediaAddr(t, answer)
+	toB, _ := mediaAddr(t, offerToB)
+	ufrag, pwd := attr(sd, "ice-ufrag"), attr(sd, "ice-pwd")
+	if len(ufrag) != 1 || len(pwd) != 1 {
+		t.Fatalf("no ICE credentials in the answer:\n%s", answer)
+	}
+	nominate := func(c *net.UDPConn) {
+		t.Helper()
+		req := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.NewUsername(ufrag[0]+":peerufrag"),
+			ice.UseCandidate(), stun.NewShortTermIntegrity(pwd[0]), stun.Fingerprint)
+		if _, err := c.WriteToUDPAddrPort(req.Raw, toA); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := tryRecv(c, 2*time.Second); err != nil {
+			t.Fatalf("the check from %s was not answered: %v", c.LocalAddr(), err)
+		}
+	}
+	nominate(l.caller)
+	exchange(t, l.caller, l.callee, toA, toB, 5, 1, 0xA, 0xB)
+	waitPath(t, s, PathKernel)
+
+	moved := l.listen(t, l.callerNS, l.callerAddr) // the agent nominates another pair
+	nominate(moved)
+	pkt := rtpPacket(0, 100, 16000, 0xB)
+	l.callee.WriteToUDPAddrPort(pkt, toB)
+	if got, _, err := tryRecv(moved, time.Second); err != nil || !bytes.Equal(got, pkt) {
+		_, _, old := tryRecv(l.caller, 100*time.Millisecond)
+		t.Fatalf("the callee's media did not reach the newly nominated address (%v; the old one got it: %v)", err, old == nil)
+	}
+	exchange(t, moved, l.callee, toA, toB, 5, 101, 0xA, 0xB)
+	waitPath(t, s, PathKernel)
 }
 
 // TestOffloadNotEligible: a leg that needs payload work stays in userspace.
