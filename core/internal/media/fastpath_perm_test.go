@@ -55,6 +55,7 @@ func TestFastPathWithoutPermission(t *testing.T) {
 }
 
 func noBPFChild(t *testing.T) {
+	t.Helper()
 	if os.Geteuid() == 0 {
 		t.Fatal("the child runs as root")
 	}
