@@ -304,7 +304,12 @@ static __always_inline int ipv4(struct __sk_buff *skb)
 	count(f, plen);
 	if (bpf_l4_csum_replace(skb, UDP4_OFF + UDP_CSUM, 0, da, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
 	    bpf_l4_csum_replace(skb, UDP4_OFF + UDP_CSUM, oports, nports, 4 | BPF_F_MARK_MANGLED_0))
-		return pass(ST_REWRITE); // the UDP checksum is wrong: the peer drops it
+		// Not seen: the offsets are in the checked linear part and the
+		// flags valid. The packet is rewritten by now, so unlike every
+		// other pass it reaches the stack changed, addressed to the other
+		// peer: dropped there (or routed, with a wrong UDP checksum, on a
+		// host that forwards). Counted, so it would show.
+		return pass(ST_REWRITE);
 	if (!ocsum)
 		bpf_csum_update(skb, fold16(csum_add(csum_sub(0, oports), nports)));
 	pass(ST_FORWARDED);
