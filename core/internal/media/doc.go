@@ -50,8 +50,10 @@
 // mapping while the peer was quiet). An
 // answer naming another address (a transfer's new peer) drops the latch:
 // media goes to the new SDP address at once, and the new peer is learnt
-// from its first packet as at the start, except from the old peer's SSRC
-// sent from elsewhere.
+// from its first packet as at the start, except, inside the window, from
+// the old peer's SSRC sent from anywhere but the new SDP address or a new
+// port of the old source's address (the same peer behind its NAT,
+// re-offering from a new socket).
 // Outside it the latched source is fixed and everything else is
 // counted as a stray and dropped, even while the peer is quiet, so nobody
 // can take over a call on hold, with one exception at any time: a NAT that
@@ -61,7 +63,10 @@
 // been quiet for 100 ms (leg.rebound). On an SRTP leg an authenticated packet is
 // the peer's wherever it comes from, so the latch follows it at any time;
 // on an ICE-lite leg the nominated pair sets it. RTCP latches separately
-// (a NAT may map RTP+1 anywhere), following the RTP peer's address.
+// (a NAT may map RTP+1 anywhere), following the RTP peer's address: any
+// port of it inside the window, after it only a report with the peer's
+// SSRC (the other side's reports name the peer's SSRC and sequence, all a
+// rebind asks).
 //
 // # Kernel fast path (Config.FastPath)
 //

@@ -32,10 +32,11 @@ type leg struct {
 	// Latching (RFC 7362).
 	latchRTP, latchRTCP netip.AddrPort
 	ssrc                uint32
-	learnUntil          int64  // unix ns; a new SSRC from a new source re-latches before this
-	relearn             bool   // the latch was dropped for a new peer (apply): ssrc is the old peer's
-	lastIn              int64  // unix ns of the last RTP packet taken from the peer, by either path
-	kernelSeen          uint64 // RTP packets of the peer the kernel forwarded since userspace took one
+	learnUntil          int64          // unix ns; a new SSRC from a new source re-latches before this
+	relearn             bool           // the latch was dropped for a new peer (apply): ssrc is the old peer's
+	dropped             netip.AddrPort // the RTP source the latch had when apply dropped it
+	lastIn              int64          // unix ns of the last RTP packet taken from the peer, by either path
+	kernelSeen          uint64         // RTP packets of the peer the kernel forwarded since userspace took one
 
 	// SRTP. rx decrypts what the peer sends, tx encrypts what we send it.
 	// passthrough: both legs As is and the offer was SRTP: the keys are the
@@ -120,7 +121,7 @@ func (l *leg) receiveRTP(w *worker, i int, pkt []byte, src netip.AddrPort, now i
 		}
 		plain = out
 		// An authenticated packet is the peer's wherever it comes from.
-		l.latch(src, ssrc, now)
+		l.latch(src, ssrc)
 	} else if !l.accept(src, ssrc, binary.BigEndian.Uint16(pkt[2:]), now) {
 		l.stats.strays++
 		return
@@ -158,9 +159,17 @@ const (
 // says.
 func (l *leg) accept(src netip.AddrPort, ssrc uint32, seq uint16, now int64) bool {
 	switch {
-	case !l.latchRTP.IsValid() && l.relearn && ssrc == l.ssrc && src != l.sdpRTP:
+	case !l.latchRTP.IsValid() && l.relearn && ssrc == l.ssrc && now < l.learnUntil && src != l.sdpRTP &&
+		(src.Addr() != l.dropped.Addr() || src == l.dropped):
 		// A new peer (a re-offer from another address) is learnt afresh,
-		// but not from the old peer's stream sent from elsewhere.
+		// but inside the window not from the old peer's stream sent from
+		// elsewhere, nor going on from where it came: the new SDP address
+		// has the window to be heard first. A new port of the old source's
+		// address with that stream is the peer itself behind its NAT,
+		// re-offering from a new socket (its SDP names its private
+		// address); after the window the first packet latches, as at the
+		// call's start (a peer that went to another network keeps its
+		// SSRC: refusing it for good would leave the call without media).
 		return false
 	case !l.latchRTP.IsValid():
 		// The first packet: nothing to protect yet.
@@ -181,7 +190,7 @@ func (l *leg) accept(src netip.AddrPort, ssrc uint32, seq uint16, now int64) boo
 	default:
 		return false
 	}
-	l.latch(src, ssrc, now)
+	l.latch(src, ssrc)
 	return true
 }
 
@@ -207,7 +216,7 @@ func (l *leg) rebound(src netip.AddrPort, ssrc uint32, seq uint16, now int64) bo
 	return ahead != 0 && ahead <= rebindSeqAhead+l.kernelSeen
 }
 
-func (l *leg) latch(src netip.AddrPort, ssrc uint32, now int64) {
+func (l *leg) latch(src netip.AddrPort, ssrc uint32) {
 	l.relearn = false
 	if src != l.latchRTP {
 		l.latchRTP = src
@@ -246,9 +255,14 @@ func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort, now 
 	} else {
 		switch {
 		case src == l.latchRTCP:
-		case !l.latchRTCP.IsValid(), l.latchRTP.IsValid() && src.Addr() == l.latchRTP.Addr():
+		case !l.latchRTCP.IsValid(), l.latchRTP.IsValid() && src.Addr() == l.latchRTP.Addr() &&
+			(now < l.learnUntil || binary.BigEndian.Uint32(pkt[4:]) == l.ssrc):
 			// First RTCP, or the latched RTP peer's address (a NAT may map
-			// its RTCP port anywhere).
+			// its RTCP port anywhere): inside the learning window, or
+			// sending as the peer's stream (RFC 3550: the first report's
+			// SSRC is the sender's). Anyone else behind that address
+			// would get the other side's reports, which name the peer's
+			// SSRC and how far its sequence went: all leg.rebound asks.
 			l.latchRTCP = src
 			l.sess.offloadUpdate()
 		default:

@@ -250,6 +250,9 @@ func (l *leg) apply(r *remoteMedia, secure, pass bool, theirs, ours sdesKey) err
 		// The old peer's SSRC is kept: a stranger replaying the old
 		// stream from elsewhere is refused (leg.accept).
 		if l.peerSDP.IsValid() && r.rtp != l.peerSDP {
+			if l.latchRTP.IsValid() {
+				l.dropped = l.latchRTP
+			}
 			l.latchRTP, l.latchRTCP, l.relearn = netip.AddrPort{}, netip.AddrPort{}, true
 		}
 		l.peerSDP = r.rtp

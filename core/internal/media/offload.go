@@ -88,6 +88,11 @@ func (e *Engine) startFastPath() error {
 	default:
 		return fmt.Errorf("%w: fast_path %q: want off, auto or tc", ErrConfig, mode)
 	}
+	// An edged that died on a kernel without TCX left its program on
+	// the interfaces, forwarding its calls: gone before ours goes on.
+	if n, err := fastpath.RemoveStale(); n > 0 || err != nil {
+		e.log.Warn("media fast path: removed the program an earlier run left", "filters", n, "reason", err)
+	}
 	p, err := fastpath.Load(e.cfg.PortMax - e.cfg.PortMin + 1)
 	if err == nil {
 		var n int

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
+	"github.com/pion/stun/v4"
 	"github.com/umedge/umedge/core/internal/media/fastpath"
 )
 
@@ -449,8 +451,12 @@ func TestOffloadInactivity(t *testing.T) {
 	}
 }
 
-// TestOffloadFirewallClosed: a leg whose port the firewall closes is not
-// offloaded, so netfilter's drop holds: nothing reaches the callee.
+// TestOffloadFirewallClosed: a leg whose port the firewall's policy closes
+// is not offloaded, so netfilter's drop holds for it: nothing the caller
+// sends there reaches the callee. Both legs latch first (the namespace's
+// nftables accepts until the rule goes in), so the session would qualify
+// but for the policy: a port netfilter drops from the start never latches
+// and could not show the check.
 func TestOffloadFirewallClosed(t *testing.T) {
 	var closed atomic.Int32 // the port the policy closes
 	l := newOffloadLab(t, fastpath.TC, func(c *Config) {
@@ -465,33 +471,102 @@ func TestOffloadFirewallClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	offerToB, _ := s.Offer(SideA, sdpFor(l.caller, 1))
-	answerToA, _ := s.Answer(SideB, sdpFor(l.callee, 1))
+	offerToB, err := s.Offer(SideA, sdpFor(l.caller, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Store(int32(s.Stats().Legs[SideA].Local.Port()))
+	answerToA, err := s.Answer(SideB, sdpFor(l.callee, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
 	toA, _ := mediaAddr(t, answerToA)
 	toB, _ := mediaAddr(t, offerToB)
-	closed.Store(int32(toA.Port()))
-	// The firewall of the engine's namespace closes that port too.
+	if int32(toA.Port()) != closed.Load() {
+		t.Fatalf("the caller sends to %s, not to its leg's port %d", toA, closed.Load())
+	}
+	exchange(t, l.caller, l.callee, toA, toB, 5, 1, 0xA, 0xB) // both legs latch, in userspace
+	time.Sleep(50 * time.Millisecond)                         // time for the offloader, had it been queued
+	st := s.Stats()
+	if st.Legs[SideA].Path != PathUserspace || st.Legs[SideB].Path != PathUserspace || l.e.FastPath().Entries != 0 {
+		t.Fatalf("legs on %s/%s with %d entries: the session with a closed port was offloaded",
+			st.Legs[SideA].Path, st.Legs[SideB].Path, l.e.FastPath().Entries)
+	}
+	// The firewall of the engine's namespace closes that port now.
 	nft := exec.Command("ip", "netns", "exec", string(l.engineNS), "nft", "-f", "-")
 	nft.Stdin = strings.NewReader(fmt.Sprintf("table inet umfw {\n chain input {\n  type filter hook input priority 0; policy accept;\n  udp dport %d drop\n }\n}\n", toA.Port()))
 	if out, err := nft.CombinedOutput(); err != nil {
 		t.Fatalf("nft: %v\n%s", err, out)
 	}
-	// Latch B (its port is open), then A's packets: the firewall drops them.
-	pkt := rtpPacket(0, 1, 0, 0xB)
-	l.callee.WriteToUDPAddrPort(pkt, toB)
 	for i := range 20 {
-		l.caller.WriteToUDPAddrPort(rtpPacket(0, uint16(i), 0, 0xA), toA) //nolint:gosec // small
+		l.caller.WriteToUDPAddrPort(rtpPacket(0, uint16(10+i), 0, 0xA), toA) //nolint:gosec // small
 	}
 	if _, _, err := tryRecv(l.callee, 300*time.Millisecond); err == nil {
 		t.Fatal("a packet to the port the firewall closes reached the callee")
 	}
-	st := s.Stats()
-	if st.Legs[SideA].Path != PathUserspace || l.e.FastPath().Entries != 0 {
-		t.Errorf("leg A on %s with %d entries: the closed port was offloaded", st.Legs[SideA].Path, l.e.FastPath().Entries)
-	}
 	if fwd := forwarded(l.e); fwd != 0 {
 		t.Errorf("the kernel forwarded %d packets", fwd)
 	}
+}
+
+// TestOffloadICENomination: on an ICE-lite leg the nominated pair sets the
+// latch (a check with USE-CANDIDATE); a new nomination while the kernel
+// carries the call moves the entries as a re-latch does, so the other
+// side's media goes to the newly nominated address, not on to the old one.
+func TestOffloadICENomination(t *testing.T) {
+	l := newOffloadLab(t, fastpath.TC, nil)
+	var s *Session
+	var err error
+	l.engineNS.do(t, func() {
+		s, err = l.e.NewSession("ice", LegProfile{Local: l.aLocal}, LegProfile{Local: l.bLocal, Security: SecurityRTP}, nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ca := l.caller.LocalAddr().(*net.UDPAddr).AddrPort()
+	offer := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 %[1]s\r\ns=-\r\nc=IN IP4 %[1]s\r\nt=0 0\r\nm=audio %[2]d RTP/AVP 0\r\n"+
+		"a=ice-ufrag:peerufrag\r\na=ice-pwd:peerpasswordpeerpassword\r\na=candidate:1 1 udp 2130706431 %[1]s %[2]d typ host\r\n",
+		ca.Addr(), ca.Port())
+	offerToB, err := s.Offer(SideA, []byte(offer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := s.Answer(SideB, sdpFor(l.callee, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	toA, sd := mediaAddr(t, answer)
+	toB, _ := mediaAddr(t, offerToB)
+	ufrag, pwd := attr(sd, "ice-ufrag"), attr(sd, "ice-pwd")
+	if len(ufrag) != 1 || len(pwd) != 1 {
+		t.Fatalf("no ICE credentials in the answer:\n%s", answer)
+	}
+	nominate := func(c *net.UDPConn) {
+		t.Helper()
+		req := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.NewUsername(ufrag[0]+":peerufrag"),
+			ice.UseCandidate(), stun.NewShortTermIntegrity(pwd[0]), stun.Fingerprint)
+		if _, err := c.WriteToUDPAddrPort(req.Raw, toA); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := tryRecv(c, 2*time.Second); err != nil {
+			t.Fatalf("the check from %s was not answered: %v", c.LocalAddr(), err)
+		}
+	}
+	nominate(l.caller)
+	exchange(t, l.caller, l.callee, toA, toB, 5, 1, 0xA, 0xB)
+	waitPath(t, s, PathKernel)
+
+	moved := l.listen(t, l.callerNS, l.callerAddr) // the agent nominates another pair
+	nominate(moved)
+	pkt := rtpPacket(0, 100, 16000, 0xB)
+	l.callee.WriteToUDPAddrPort(pkt, toB)
+	if got, _, err := tryRecv(moved, time.Second); err != nil || !bytes.Equal(got, pkt) {
+		_, _, old := tryRecv(l.caller, 100*time.Millisecond)
+		t.Fatalf("the callee's media did not reach the newly nominated address (%v; the old one got it: %v)", err, old == nil)
+	}
+	exchange(t, moved, l.callee, toA, toB, 5, 101, 0xA, 0xB)
+	waitPath(t, s, PathKernel)
 }
 
 // TestOffloadNotEligible: a leg that needs payload work stays in userspace.

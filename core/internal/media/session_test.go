@@ -97,23 +97,27 @@ func TestLatchFollowsSDPMove(t *testing.T) {
 	}
 
 	// A re-offer naming another address is a new peer, learnt afresh
-	// whenever its first packet comes (as at the call's start), but not
-	// from the old peer's stream sent from elsewhere.
+	// from its first packet (as at the call's start), but inside the
+	// window not from the old peer's stream, sent from elsewhere or going
+	// on from its old source.
 	if _, err := s.Offer(SideB, b.sdp("RTP/AVP", "0")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Answer(SideA, a.sdp("RTP/AVP", "0")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(450 * time.Millisecond) // after the window
 	stranger.rtp.WriteToUDPAddrPort(rtpPacket(0, 4, 480, 0xB), toB)
 	if _, _, err := tryRecv(a.rtp, 100*time.Millisecond); err == nil {
 		t.Fatal("a stranger replaying the old peer's SSRC took the new peer's place")
 	}
+	moved.rtp.WriteToUDPAddrPort(rtpPacket(0, 4, 480, 0xB), toB)
+	if _, _, err := tryRecv(a.rtp, 100*time.Millisecond); err == nil {
+		t.Fatal("the old peer's stream going on took the new peer's place")
+	}
 	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 5, 640, 0xB), toB)
 	recv(t, a.rtp, 2*time.Second)
-	if st := s.Stats().Legs[SideB]; st.Remote != b.addr() {
-		t.Errorf("leg B latched %s, want the new peer %s", st.Remote, b.addr())
+	if st := s.Stats().Legs[SideB]; st.Remote != b.addr() || st.Strays != 3 {
+		t.Errorf("leg B latched %s with %d strays, want the new peer %s and 3", st.Remote, st.Strays, b.addr())
 	}
 }
 
@@ -163,6 +167,85 @@ func TestLatchNATRebind(t *testing.T) {
 		t.Errorf("leg A latched %s with %d strays, want %s and 5", st.Remote, st.Strays, rebound.addr())
 	}
 	refused("the old port after the rebind", a.rtp, rtpPacket(0, 108, 1280, 0xA))
+}
+
+// TestLatchReofferBehindNAT: a peer behind a NAT that re-offers from a new
+// socket (its SDP names the private address, a new port) goes on with its
+// stream, the same SSRC (RFC 3550 keeps it), from the NAT's new port of the
+// same public address: it is the peer, latched at once, not the old
+// stream sent from elsewhere. A peer that went to another network (a new
+// public address, its SDP private again) is learnt once the window is over,
+// as any first packet is.
+func TestLatchReofferBehindNAT(t *testing.T) {
+	e := newTestEngine(t, 8, func(c *Config) { c.LatchWindow = 300 * time.Millisecond })
+	a, a2, b, nat, nat2 := newPeer(t), newPeer(t), newPeer(t), newPeer(t), newPeer(t)
+	roamed := newPeerOn(t, net.IPv4(127, 0, 0, 2))
+	s, toA, toB, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	nat.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xA), toA) // A's packets leave from its NAT
+	recv(t, b.rtp, 2*time.Second)
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xB), toB)
+	recv(t, nat.rtp, 2*time.Second)
+
+	reofferA(t, s, a2, b) // a new socket behind the same NAT
+	nat2.rtp.WriteToUDPAddrPort(rtpPacket(0, 2, 160, 0xA), toA)
+	if _, _, err := tryRecv(b.rtp, time.Second); err != nil {
+		t.Fatal("the peer's stream from the NAT's new port after its re-offer was refused")
+	}
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 2, 160, 0xB), toB)
+	recv(t, nat2.rtp, 2*time.Second) // not to the private address of the SDP
+	if st := s.Stats().Legs[SideA]; st.Remote != nat2.addr() {
+		t.Errorf("leg A latched %s, want %s", st.Remote, nat2.addr())
+	}
+
+	reofferA(t, s, a, b) // another network: a new public address
+	roamed.rtp.WriteToUDPAddrPort(rtpPacket(0, 3, 320, 0xA), toA)
+	if _, _, err := tryRecv(b.rtp, 100*time.Millisecond); err == nil {
+		t.Fatal("the old SSRC from another address was relayed inside the window")
+	}
+	time.Sleep(300 * time.Millisecond)
+	roamed.rtp.WriteToUDPAddrPort(rtpPacket(0, 4, 480, 0xA), toA)
+	if _, _, err := tryRecv(b.rtp, time.Second); err != nil {
+		t.Fatal("after the window the peer's stream from its new address is still refused: the leg never latches")
+	}
+}
+
+// TestLatchRTCPNewPort: after the learning window RTCP from a new port of
+// the latched RTP address re-latches the leg's RTCP only with the peer's
+// SSRC (a NAT that rebound the RTCP mapping): anyone else behind the same
+// address (a carrier-grade or office NAT) would get the other side's
+// reports, and with them the peer's SSRC and sequence number that
+// leg.rebound takes as proof of the peer's stream.
+func TestLatchRTCPNewPort(t *testing.T) {
+	e := newTestEngine(t, 8, func(c *Config) { c.LatchWindow = 200 * time.Millisecond })
+	a, b, neighbour, rebound := newPeer(t), newPeer(t), newPeer(t), newPeer(t)
+	_, toA, toB, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	rtcpOf := func(ap netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(ap.Addr(), ap.Port()+1) }
+	rr := func(ssrc byte) []byte {
+		return []byte{0x81, 201, 0, 7, 0, 0, 0, ssrc, 0, 0, 0, 0xB, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	}
+	a.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xA), toA)
+	recv(t, b.rtp, 2*time.Second)
+	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xB), toB)
+	recv(t, a.rtp, 2*time.Second)
+	a.rtcp.WriteToUDPAddrPort(rr(0xA), rtcpOf(toA))
+	recv(t, b.rtcp, 2*time.Second)
+	time.Sleep(250 * time.Millisecond) // the window is over
+
+	bReports := func(to *net.UDPConn) {
+		t.Helper()
+		b.rtcp.WriteToUDPAddrPort(rr(0xB), rtcpOf(toB))
+		if _, _, err := tryRecv(to, time.Second); err != nil {
+			t.Fatalf("B's report did not reach %s", to.LocalAddr())
+		}
+	}
+	neighbour.rtcp.WriteToUDPAddrPort(rr(0x5), rtcpOf(toA))
+	if _, _, err := tryRecv(b.rtcp, 100*time.Millisecond); err == nil {
+		t.Fatal("RTCP with another SSRC from a new port of the peer's address was relayed")
+	}
+	bReports(a.rtcp) // not to the neighbour
+	rebound.rtcp.WriteToUDPAddrPort(rr(0xA), rtcpOf(toA))
+	recv(t, b.rtcp, 2*time.Second)
+	bReports(rebound.rtcp)
 }
 
 // TestLatchNewPortInWindow: inside the learning window (after a
@@ -607,20 +690,11 @@ func TestNewPeerRelearnsLatch(t *testing.T) {
 	nat.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xA), toA) // A behind a NAT
 	recv(t, b.rtp, 2*time.Second)
 
-	reoffer := func(p *peer) {
-		t.Helper()
-		if _, err := s.Offer(SideA, p.sdp("RTP/AVP", "0")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Answer(SideB, b.sdp("RTP/AVP", "0")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	reoffer(a) // the same phone again
+	reofferA(t, s, a, b) // the same phone again
 	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 2, 160, 0xB), toB)
 	recv(t, nat.rtp, 2*time.Second)
 
-	reoffer(c) // the call moved to c
+	reofferA(t, s, c, b) // the call moved to c
 	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 3, 320, 0xB), toB)
 	recv(t, c.rtp, 2*time.Second)
 	if p, _, err := tryRecv(nat.rtp, 100*time.Millisecond); err == nil {
@@ -630,5 +704,16 @@ func TestNewPeerRelearnsLatch(t *testing.T) {
 	recv(t, b.rtp, 2*time.Second)
 	if st := s.Stats().Legs[SideA]; st.Remote != c.addr() {
 		t.Errorf("leg A sends to %s, want the new peer %s", st.Remote, c.addr())
+	}
+}
+
+// reofferA has leg A's peer offer from p (its SDP) and B's peer answer.
+func reofferA(t *testing.T, s *Session, p, answerer *peer) {
+	t.Helper()
+	if _, err := s.Offer(SideA, p.sdp("RTP/AVP", "0")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Answer(SideB, answerer.sdp("RTP/AVP", "0")); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -65,10 +65,13 @@ func (l *leg) stun(w *worker, s *sock, pkt []byte, src netip.AddrPort) {
 			}
 		}
 		if req.Contains(stun.AttrUseCandidate) {
-			if s.rtcp {
+			// The nominated pair is the latch; the kernel's entries
+			// follow a new nomination as they follow a re-latch.
+			if !s.rtcp {
+				l.latch(src, l.ssrc)
+			} else if src != l.latchRTCP {
 				l.latchRTCP = src
-			} else {
-				l.latchRTP = src
+				l.sess.offloadUpdate()
 			}
 		}
 		setters = append(setters, integrity)

@@ -57,3 +57,16 @@ func BenchmarkProgram(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCounters is the cost of reading one entry's counters (a
+// per-CPU map lookup, one syscall): what the engine pays per entry when it
+// folds the kernel's counts in (Stats, the inactivity check, and a packet
+// from a new port of a latched peer's address with its SSRC, leg.rebound).
+func BenchmarkCounters(b *testing.B) {
+	l := newLab(&testing.T{}, true)
+	for b.Loop() {
+		if _, err := l.p.Counters(local4); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

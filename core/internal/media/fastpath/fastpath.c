@@ -8,9 +8,10 @@
 // latched, leaves with the other leg's local address and port as its source
 // and the other leg's peer as its destination, without waking userspace.
 // Everything else (a miss, another source, a fragment, IP options, not UDP,
-// a datagram too short for RTP/RTCP, STUN, a payload type the answer did not
-// name, a TTL about to expire, no route or a packet above the egress MTU)
-// goes on to the normal stack unchanged, so the engine still sees it.
+// a datagram too short for RTP/RTCP, lengths beyond the frame, IPv6 UDP
+// without a checksum, STUN, a payload type the answer did not name, a TTL
+// about to expire, no route or a packet above the egress MTU) goes on to
+// the normal stack unchanged, so the engine still sees it.
 //
 // Regenerate the object and its Go bindings with `make bpf` (Debian clang,
 // llvm, libbpf-dev). GPL because bpf_fib_lookup is a GPL-only helper.
@@ -79,6 +80,7 @@ enum {
 	ST_NO_ROUTE,
 	ST_TOO_BIG,
 	ST_REWRITE,
+	ST_NO_CHECKSUM,
 	ST_MAX,
 };
 
@@ -215,6 +217,8 @@ static __always_inline int ipv4(struct __sk_buff *skb)
 	struct iphdr *ip = data + IP4_OFF;
 	if ((void *)(ip + 1) > end)
 		return pass(ST_SHORT);
+	if (ip->version != 4)
+		return pass(ST_NOT_IP);
 	if (ip->ihl != 5)
 		return pass(ST_IP_OPTIONS);
 	if (ip->frag_off & bpf_htons(0x3fff)) // MF or an offset
@@ -226,7 +230,9 @@ static __always_inline int ipv4(struct __sk_buff *skb)
 	if ((void *)(p + 2) > end)
 		return pass(ST_SHORT);
 	__u16 ulen = bpf_ntohs(udp->len), tot = bpf_ntohs(ip->tot_len);
-	if (ulen < 8 + 8 || tot < 20 + ulen)
+	// Lengths that do not fit in each other or in the frame (which the
+	// stack drops as truncated; Ethernet padding may follow them).
+	if (ulen < 8 + 8 || tot < 20 + ulen || tot > skb->len - IP4_OFF)
 		return pass(ST_SHORT);
 
 	struct fp_key k = {.port = udp->dest, .family = 4};
@@ -269,8 +275,12 @@ static __always_inline int ipv4(struct __sk_buff *skb)
 	// before and after, so a CHECKSUM_COMPLETE skb->csum stays right), the
 	// ports. Then the UDP checksum by the kernel's helpers, which know how
 	// the skb carries it (CHECKSUM_PARTIAL: only the pseudo-header part is
-	// in the field; a zero IPv4 checksum stays zero).
+	// in the field; a zero IPv4 checksum stays zero) and keep skb->csum
+	// right, except with no checksum: nothing then makes up for the new
+	// ports, so they are added to skb->csum here (bpf_csum_update changes
+	// only a CHECKSUM_COMPLETE one).
 	__be32 os = ip->saddr, od = ip->daddr;
+	__u16 ocsum = udp->check;
 	__u32 oports = *(__u32 *)&udp->source, nports;
 	__be16 np[2] = {f->src_port, f->dst_port};
 	__builtin_memcpy(&nports, np, 4);
@@ -294,7 +304,14 @@ static __always_inline int ipv4(struct __sk_buff *skb)
 	count(f, plen);
 	if (bpf_l4_csum_replace(skb, UDP4_OFF + UDP_CSUM, 0, da, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
 	    bpf_l4_csum_replace(skb, UDP4_OFF + UDP_CSUM, oports, nports, 4 | BPF_F_MARK_MANGLED_0))
-		return pass(ST_REWRITE); // the UDP checksum is wrong: the peer drops it
+		// Not seen: the offsets are in the checked linear part and the
+		// flags valid. The packet is rewritten by now, so unlike every
+		// other pass it reaches the stack changed, addressed to the other
+		// peer: dropped there (or routed, with a wrong UDP checksum, on a
+		// host that forwards). Counted, so it would show.
+		return pass(ST_REWRITE);
+	if (!ocsum)
+		bpf_csum_update(skb, fold16(csum_add(csum_sub(0, oports), nports)));
 	pass(ST_FORWARDED);
 	return redirect(&fib, rc, ifindex);
 }
@@ -312,6 +329,8 @@ static __always_inline int ipv6(struct __sk_buff *skb)
 	struct ipv6hdr *ip = data + IP6_OFF;
 	if ((void *)(ip + 1) > end)
 		return pass(ST_SHORT);
+	if (ip->version != 6)
+		return pass(ST_NOT_IP);
 	if (ip->nexthdr == 44) // a fragment header
 		return pass(ST_FRAGMENT);
 	if (ip->nexthdr != IPPROTO_UDP) // other extension headers included
@@ -321,8 +340,10 @@ static __always_inline int ipv6(struct __sk_buff *skb)
 	if ((void *)(p + 2) > end)
 		return pass(ST_SHORT);
 	__u16 ulen = bpf_ntohs(udp->len), plen6 = bpf_ntohs(ip->payload_len);
-	if (ulen < 8 + 8 || plen6 < ulen)
+	if (ulen < 8 + 8 || plen6 < ulen || 40 + plen6 > skb->len - IP6_OFF)
 		return pass(ST_SHORT);
+	if (!udp->check) // IPv6 has no UDP datagram without a checksum: the stack drops it (RFC 8200 §8.1)
+		return pass(ST_NO_CHECKSUM);
 
 	struct fp_key k = {.port = udp->dest, .family = 6};
 	__builtin_memcpy(k.addr, &ip->daddr, 16);
@@ -351,7 +372,12 @@ static __always_inline int ipv6(struct __sk_buff *skb)
 	if (rc < 0)
 		return pass(-rc);
 
-	// The rewrite, as for IPv4 (no IP header checksum in IPv6).
+	// The rewrite, as for IPv4 (no IP header checksum in IPv6). The
+	// pseudo-header helper takes the address change off a
+	// CHECKSUM_COMPLETE skb->csum as it does for IPv4, where the header
+	// checksum makes up for the addresses; here nothing does (the addresses
+	// are in the sum), so it is given back, and the hop limit's change is
+	// added (BPF_F_IPV6, which skips the first, is Linux 6.16 and later).
 	__u32 oports = *(__u32 *)&udp->source, nports;
 	__be16 np[2] = {f->src_port, f->dst_port};
 	__builtin_memcpy(&nports, np, 4);
@@ -370,7 +396,9 @@ static __always_inline int ipv6(struct __sk_buff *skb)
 		__builtin_memcpy(data, fib.dmac, ETH_ALEN);
 		__builtin_memcpy(data + ETH_ALEN, fib.smac, ETH_ALEN);
 	}
+	__u16 ohop = *(__u16 *)&ip->nexthdr; // next header and hop limit
 	ip->hop_limit--;
+	__u32 dcsum = fold16(csum_add(csum_sub(da, ohop), *(__u16 *)&ip->nexthdr));
 	__builtin_memcpy(&ip->saddr, f->src, 16);
 	__builtin_memcpy(&ip->daddr, f->dst, 16);
 	*(__u32 *)&udp->source = nports;
@@ -378,6 +406,7 @@ static __always_inline int ipv6(struct __sk_buff *skb)
 	if (bpf_l4_csum_replace(skb, UDP6_OFF + UDP_CSUM, 0, da, BPF_F_PSEUDO_HDR) ||
 	    bpf_l4_csum_replace(skb, UDP6_OFF + UDP_CSUM, oports, nports, 4))
 		return pass(ST_REWRITE);
+	bpf_csum_update(skb, dcsum);
 	pass(ST_FORWARDED);
 	return redirect(&fib, rc, ifindex);
 }

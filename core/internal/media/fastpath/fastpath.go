@@ -77,14 +77,14 @@ type Counters struct {
 
 // Reasons names the program's per-CPU reason counters, in index order.
 var Reasons = [...]string{"forwarded", "miss", "not_ip", "not_udp", "fragment", "ip_options", "short",
-	"wrong_source", "not_rtp", "payload_type", "ttl", "no_route", "too_big", "rewrite"}
+	"wrong_source", "not_rtp", "payload_type", "ttl", "no_route", "too_big", "rewrite", "no_checksum"}
 
 // Path is the loaded program and its maps, attached to some interfaces of
 // the network namespace it was loaded in.
 type Path struct {
-	objs  bpfObjects
-	ns    netns.NsHandle
-	mono0 time.Time // wall time when CLOCK_MONOTONIC was 0
+	objs bpfObjects
+	ns   netns.NsHandle
+	now  func() time.Time // the wall clock (tests step it)
 
 	mu       sync.Mutex
 	attached map[int]attachment // ifindex → attachment
@@ -114,7 +114,7 @@ func Load(maxEntries int) (*Path, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: network namespace: %w", ErrUnavailable, err)
 	}
-	p := &Path{ns: ns, attached: make(map[int]attachment)}
+	p := &Path{ns: ns, now: time.Now, attached: make(map[int]attachment)}
 	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
 		_ = ns.Close()
 		if ve := (*ebpf.VerifierError)(nil); errors.As(err, &ve) {
@@ -122,12 +122,6 @@ func Load(maxEntries int) (*Path, error) {
 		}
 		return nil, fmt.Errorf("%w: load program: %w", ErrUnavailable, err)
 	}
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		_ = p.Close()
-		return nil, fmt.Errorf("%w: clock_gettime: %w", ErrUnavailable, err)
-	}
-	p.mono0 = time.Now().Add(-time.Duration(ts.Nano()))
 	return p, nil
 }
 
@@ -212,6 +206,42 @@ func (p *Path) attachClsact(ifindex int) (*netlink.BpfFilter, error) {
 		return nil, fmt.Errorf("add cls_bpf filter: %w", err)
 	}
 	return f, nil
+}
+
+// RemoveStale deletes the clsact filters of the program that an earlier
+// process left on the calling thread's network namespace, and says how
+// many. A cls_bpf filter holds its program and map, so the program of an
+// edged that died (killed, out of memory) on a kernel without TCX goes on
+// forwarding that process's calls (to whatever reuses their ports from
+// the same peers) until a new one attaches to the same interface, and for
+// good if the new one runs with the fast path off or on other interfaces.
+// A TCX link is the process's: it goes with it. One edged per namespace:
+// another's live filter is stale to this one.
+func RemoveStale() (int, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	links, err := netlink.LinkList()
+	if err != nil {
+		return 0, fmt.Errorf("fastpath: stale filters: list interfaces: %w", err)
+	}
+	n := 0
+	var errs []error
+	for _, l := range links {
+		fs, err := netlink.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+		if err != nil {
+			continue // no clsact qdisc, or an interface that went away
+		}
+		for _, f := range fs {
+			if bf, ok := f.(*netlink.BpfFilter); ok && bf.Name == filterName {
+				if err := netlink.FilterDel(bf); err != nil {
+					errs = append(errs, fmt.Errorf("fastpath: stale filter on %s: %w", l.Attrs().Name, err))
+					continue
+				}
+				n++
+			}
+		}
+	}
+	return n, errors.Join(errs...)
 }
 
 func (p *Path) detach(ifindex int, a attachment) error {
@@ -396,7 +426,14 @@ func (p *Path) Counters(local netip.AddrPort) (Counters, error) {
 		last = max(last, v.LastNs)
 	}
 	if last != 0 {
-		c.Last = p.mono0.Add(time.Duration(last)) //nolint:gosec // ns since boot fit an int64
+		// bpf_ktime_get_ns is CLOCK_MONOTONIC: how long ago the last
+		// packet was, on the wall clock as it is now (one taken at Load
+		// would be off by every step of the clock since).
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			return Counters{}, fmt.Errorf("fastpath: counters for %s: clock_gettime: %w", local, err)
+		}
+		c.Last = p.now().Add(-time.Duration(ts.Nano() - int64(last))) //nolint:gosec // ns since boot fit an int64
 	}
 	return c, nil
 }

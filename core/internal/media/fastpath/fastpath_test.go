@@ -11,10 +11,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // The program itself, run by the kernel on crafted packets
@@ -161,6 +163,8 @@ type pktOpts struct {
 	options  bool   // IPv4: one 4-byte NOP option
 	proto    uint8
 	udpLen   int // 0 = right
+	ipLen    int // IPv4 total length, IPv6 payload length; 0 = right
+	version  uint8
 	noCsum   bool
 	fragHdr6 bool
 }
@@ -189,8 +193,14 @@ func udpPacket(src, dst netip.AddrPort, payload []byte, o pktOpts) []byte {
 			hl = 24
 		}
 		ip := make([]byte, hl)
-		ip[0] = 0x40 | byte(hl/4)
+		if o.version == 0 {
+			o.version = 4
+		}
+		ip[0] = o.version<<4 | byte(hl/4)
 		binary.BigEndian.PutUint16(ip[2:], uint16(hl+len(udp))) //nolint:gosec // test sizes
+		if o.ipLen != 0 {
+			binary.BigEndian.PutUint16(ip[2:], uint16(o.ipLen)) //nolint:gosec // test sizes
+		}
 		binary.BigEndian.PutUint16(ip[6:], o.frag)
 		ip[8], ip[9] = o.ttl, o.proto
 		s, d := src.Addr().As4(), dst.Addr().As4()
@@ -207,8 +217,14 @@ func udpPacket(src, dst netip.AddrPort, payload []byte, o pktOpts) []byte {
 	}
 	binary.BigEndian.PutUint16(eth[12:], 0x86dd)
 	ip := make([]byte, 40)
-	ip[0] = 0x60
+	if o.version == 0 {
+		o.version = 6
+	}
+	ip[0] = o.version << 4
 	binary.BigEndian.PutUint16(ip[4:], uint16(len(udp))) //nolint:gosec // test sizes
+	if o.ipLen != 0 {
+		binary.BigEndian.PutUint16(ip[4:], uint16(o.ipLen)) //nolint:gosec // test sizes
+	}
 	ip[6], ip[7] = o.proto, o.ttl
 	if o.fragHdr6 {
 		ip[6] = 44
@@ -216,7 +232,9 @@ func udpPacket(src, dst netip.AddrPort, payload []byte, o pktOpts) []byte {
 	s, d := src.Addr().As16(), dst.Addr().As16()
 	copy(ip[8:], s[:])
 	copy(ip[24:], d[:])
-	binary.BigEndian.PutUint16(udp[6:], udpCsum(ip[8:40], udp))
+	if !o.noCsum {
+		binary.BigEndian.PutUint16(udp[6:], udpCsum(ip[8:40], udp))
+	}
 	return append(append(eth, ip...), udp...)
 }
 
@@ -384,6 +402,14 @@ func TestProgramPasses(t *testing.T) {
 		{"UDP shorter than an RTCP header", "short", udpPacket(peer4, local4, []byte{0x80, 0, 0, 1}, pktOpts{})},
 		{"RTP shorter than its header", "short", udpPacket(peer4, local4, []byte{0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0}, pktOpts{})},
 		{"UDP length beyond the IP packet", "short", udpPacket(peer4, local4, rtp(0), pktOpts{udpLen: 400})},
+		// Lengths beyond the frame, which the stack drops as truncated
+		// (the kernel forwarding them counted bytes nobody sent).
+		{"IPv4 and UDP lengths beyond the frame", "short", udpPacket(peer4, local4, rtp(0), pktOpts{udpLen: 1008, ipLen: 1028})},
+		{"IPv4 total length beyond the frame", "short", udpPacket(peer4, local4, rtp(0), pktOpts{ipLen: 1028})},
+		{"IPv6 and UDP lengths beyond the frame", "short", udpPacket(peer6, local6, rtp(0), pktOpts{udpLen: 1008, ipLen: 1008})},
+		{"IPv6 UDP without a checksum", "no_checksum", udpPacket(peer6, local6, rtp(0), pktOpts{noCsum: true})},
+		{"an IPv4 frame with an IPv6 header version", "not_ip", udpPacket(peer4, local4, rtp(0), pktOpts{version: 6})},
+		{"an IPv6 frame with an IPv4 header version", "not_ip", udpPacket(peer6, local6, rtp(0), pktOpts{version: 4})},
 		{"STUN", "not_rtp", udpPacket(peer4, local4, append([]byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42}, make([]byte, 12)...), pktOpts{})},
 		{"a payload type the answer did not name", "payload_type", udpPacket(peer4, local4, rtp(18), pktOpts{})},
 		{"TTL 1", "ttl", udpPacket(peer4, local4, rtp(0), pktOpts{ttl: 1})},
@@ -512,5 +538,106 @@ func TestAttachOnlyMediaInterfaces(t *testing.T) {
 	}
 	if a := l.p.Attached(); len(a) != 1 || a[l.ifindex] == "" {
 		t.Errorf("attached to %v, want only fp0 (index %d)", a, l.ifindex)
+	}
+}
+
+// TestProgramChecksumComplete: a NIC that hands the stack CHECKSUM_COMPLETE
+// (skb->csum is the sum of the packet after the Ethernet header) gets back a
+// packet whose skb->csum still matches its bytes after the rewrite; a wrong
+// one is a "hw csum failure" (a kernel warning with a stack trace, and the
+// checksum done again in software) wherever the packet is received again,
+// as after a redirect into a veth. BPF_F_TEST_SKB_CHECKSUM_COMPLETE (Linux
+// 6.16) makes BPF_PROG_TEST_RUN set skb->csum before the run and check it
+// after (EBADMSG when it is wrong).
+func TestProgramChecksumComplete(t *testing.T) {
+	const testSkbChecksumComplete = 1 << 2
+	l := newLab(t, true)
+	// The lab's IPv6 entry changes the address sum by exactly what the
+	// hop limit takes away, which hides a wrong skb->csum: this one does not.
+	local6b, peer6b, dst6b := netip.AddrPortFrom(local6.Addr(), 40004), netip.AddrPortFrom(dst6.Addr(), 5004), netip.AddrPortFrom(peer6.Addr(), 6000)
+	must(t, l.p.Put(Entry{Local: local6b, Peer: peer6b, Src: src6, Dst: dst6b, PayloadTypes: ptMask(0), Ifindex: l.ifindex}))
+	cases := []struct {
+		name string
+		pkt  []byte
+		from netip.AddrPort
+		to   netip.AddrPort
+	}{
+		{"IPv4", udpPacket(peer4, local4, rtp(0), pktOpts{}), src4, dst4},
+		{"IPv4 without UDP checksum", udpPacket(peer4, local4, rtp(0), pktOpts{noCsum: true}), src4, dst4},
+		{"IPv4 RTCP", udpPacket(rtcpOf(peer4), rtcpOf(local4), []byte{0x81, 201, 0, 1, 1, 2, 3, 4}, pktOpts{}), rtcpOf(src4), rtcpOf(dst4)},
+		{"IPv6", udpPacket(peer6, local6, rtp(0), pktOpts{}), src6, dst6},
+		{"IPv6, other addresses", udpPacket(peer6b, local6b, rtp(0), pktOpts{ttl: 9}), src6, dst6b},
+	}
+	for _, c := range cases {
+		ctx := make([]byte, 192)
+		binary.NativeEndian.PutUint32(ctx[36:], uint32(l.ifindex)) //nolint:gosec // ingress_ifindex
+		binary.NativeEndian.PutUint32(ctx[40:], uint32(l.ifindex)) //nolint:gosec // ifindex
+		out := make([]byte, len(c.pkt)+256)
+		ret, err := l.p.Program().Run(&ebpf.RunOptions{Data: c.pkt, DataOut: out, Context: ctx, Flags: testSkbChecksumComplete})
+		if errors.Is(err, unix.EINVAL) {
+			t.Skip("this kernel's BPF_PROG_TEST_RUN has no BPF_F_TEST_SKB_CHECKSUM_COMPLETE (6.16)")
+		}
+		if err != nil {
+			t.Errorf("%s: skb->csum after the rewrite: %v (EBADMSG: it no longer matches the packet)", c.name, err)
+			continue
+		}
+		if ret != actRedirect {
+			t.Errorf("%s: verdict %d, want TC_ACT_REDIRECT; reasons %v", c.name, ret, l.p.Reasons())
+			continue
+		}
+		checkRewritten(t, c.pkt, out[:len(c.pkt)], c.from, c.to, true)
+	}
+}
+
+// TestCountersLastAfterClockStep: the last-seen time of an entry is on the
+// wall clock as it is when the counters are read, not as it was when the
+// program was loaded: a clock stepped after the start (NTP setting the
+// clock of a box without an RTC) would otherwise put every kernel-carried
+// packet that far in the past, and the inactivity timeout would end every
+// call on the kernel path (or, stepped back, none).
+func TestCountersLastAfterClockStep(t *testing.T) {
+	l := newLab(t, true)
+	for _, step := range []time.Duration{time.Hour, -time.Hour} {
+		l.p.now = func() time.Time { return time.Now().Add(step) }
+		if ret, _ := l.run(t, udpPacket(peer4, local4, rtp(0), pktOpts{})); ret != actRedirect {
+			t.Fatalf("verdict %d, want TC_ACT_REDIRECT", ret)
+		}
+		c, err := l.p.Counters(local4)
+		must(t, err)
+		if d := l.p.now().Sub(c.Last); d < 0 || d > 5*time.Second {
+			t.Errorf("clock stepped by %s: the packet just forwarded was seen %s ago", step, d)
+		}
+	}
+}
+
+// TestRemoveStale: the clsact filter of a process that died stays on the
+// interface with its program (the filter holds it); RemoveStale takes it
+// away and leaves other filters alone.
+func TestRemoveStale(t *testing.T) {
+	l := newLab(t, true)
+	lb := &Path{objs: l.p.objs, ns: l.p.ns}
+	must(t, lb.inNS(func() (err error) { _, err = lb.attachClsact(l.ifindex); return err }))
+	other := &netlink.BpfFilter{
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: l.ifindex, Parent: netlink.HANDLE_MIN_INGRESS, Handle: 2, Protocol: unix.ETH_P_ALL, Priority: 2},
+		Fd:          l.p.objs.UmedgeFastpath.FD(), Name: "someone_else", DirectAction: true,
+	}
+	must(t, netlink.FilterAdd(other))
+	must(t, l.p.objs.Close()) // the process's descriptors go, as when it dies
+	lnk, err := netlink.LinkByIndex(l.ifindex)
+	must(t, err)
+	if fs, err := netlink.FilterList(lnk, netlink.HANDLE_MIN_INGRESS); err != nil || len(fs) != 2 {
+		t.Fatalf("filters after the process's descriptors closed: %v, %v; want ours and the other", fs, err)
+	}
+	n, err := RemoveStale()
+	if err != nil || n != 1 {
+		t.Fatalf("RemoveStale = %d, %v; want 1", n, err)
+	}
+	fs, err := netlink.FilterList(lnk, netlink.HANDLE_MIN_INGRESS)
+	must(t, err)
+	if len(fs) != 1 || fs[0].(*netlink.BpfFilter).Name != "someone_else" {
+		t.Errorf("filters left: %v, want only the other one", fs)
+	}
+	if n, err := RemoveStale(); err != nil || n != 0 {
+		t.Errorf("RemoveStale again = %d, %v; want 0", n, err)
 	}
 }
