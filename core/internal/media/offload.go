@@ -254,6 +254,7 @@ func (s *Session) offloadUpdate() {
 		case s.e.fp.queue <- s:
 			s.fp.queued = true
 		default: // a burst of thousands of latches: this one stays in userspace until its next change
+			s.e.fp.refused.Add(1)
 		}
 	}
 }
@@ -314,30 +315,36 @@ func (s *Session) offloadSync() {
 		if err != nil {
 			continue
 		}
-		dp, db := c.Packets-in.base.Packets, c.Bytes-in.base.Bytes
-		rx, tx := s.legs[in.rx], s.legs[in.rx.other()]
-		rx.stats.packetsIn += dp
-		rx.stats.kernelIn += dp
-		rx.stats.bytesIn += db
-		tx.stats.packetsOut += dp
-		tx.stats.bytesOut += db
-		if in.e.RTCP {
-			rx.stats.rtcpIn += dp
-			tx.stats.rtcpOut += dp
-		}
-		if !c.Last.IsZero() && c.Last.UnixNano() > s.lastPacket {
-			s.lastPacket = c.Last.UnixNano()
-		}
-		if !in.e.RTCP {
-			// What userspace did not see of the peer's stream, for the
-			// NAT-rebind check (leg.rebound).
-			rx.kernelSeen += dp
-			if !c.Last.IsZero() {
-				rx.lastIn = max(rx.lastIn, c.Last.UnixNano())
-			}
-		}
-		in.base = c
+		s.offloadFold(in, c)
 	}
+}
+
+// offloadFold folds counters c of entry in, read from the kernel, into the
+// legs and the session's last-packet time. Called with s.mu held.
+func (s *Session) offloadFold(in *offloaded, c fastpath.Counters) {
+	dp, db := c.Packets-in.base.Packets, c.Bytes-in.base.Bytes
+	rx, tx := s.legs[in.rx], s.legs[in.rx.other()]
+	rx.stats.packetsIn += dp
+	rx.stats.kernelIn += dp
+	rx.stats.bytesIn += db
+	tx.stats.packetsOut += dp
+	tx.stats.bytesOut += db
+	if in.e.RTCP {
+		rx.stats.rtcpIn += dp
+		tx.stats.rtcpOut += dp
+	}
+	if !c.Last.IsZero() && c.Last.UnixNano() > s.lastPacket {
+		s.lastPacket = c.Last.UnixNano()
+	}
+	if !in.e.RTCP {
+		// What userspace did not see of the peer's stream, for the
+		// NAT-rebind check (leg.rebound).
+		rx.kernelSeen += dp
+		if !c.Last.IsZero() {
+			rx.lastIn = max(rx.lastIn, c.Last.UnixNano())
+		}
+	}
+	in.base = c
 }
 
 // offloadRemove takes the session's entries out of the kernel, counters
@@ -347,11 +354,14 @@ func (s *Session) offloadRemove() {
 		s.fp.want = nil
 		return
 	}
-	s.offloadSync()
-	for _, in := range s.fp.entries {
-		if err := s.e.fp.path.Delete(in.e.Local); err != nil {
+	for i := range s.fp.entries {
+		in := &s.fp.entries[i]
+		c, err := s.e.fp.path.Take(in.e.Local)
+		if err != nil {
 			s.e.log.Warn("media fast path: remove entry", "call_id", s.id, "reason", err)
+			continue
 		}
+		s.offloadFold(in, c)
 	}
 	s.fp.entries, s.fp.want = nil, nil
 	s.e.fp.removals.Add(1)

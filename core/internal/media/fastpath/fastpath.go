@@ -418,6 +418,22 @@ func (p *Path) Counters(local netip.AddrPort) (Counters, error) {
 	if err := p.objs.FwdMap.Lookup(key(local), &per); err != nil {
 		return Counters{}, fmt.Errorf("fastpath: counters for %s: %w", local, err)
 	}
+	return p.sum(per, local)
+}
+
+// Take removes the entry for local and returns its final counters, in one
+// step: a packet the program forwards between a read and a delete would
+// be counted nowhere.
+func (p *Path) Take(local netip.AddrPort) (Counters, error) {
+	var per []bpfFpFwd
+	if err := p.objs.FwdMap.LookupAndDelete(key(local), &per); err != nil {
+		return Counters{}, fmt.Errorf("fastpath: take entry for %s: %w", local, err)
+	}
+	return p.sum(per, local)
+}
+
+// sum adds up one entry's per-CPU counters.
+func (p *Path) sum(per []bpfFpFwd, local netip.AddrPort) (Counters, error) {
 	var c Counters
 	var last uint64
 	for _, v := range per {

@@ -453,6 +453,16 @@ func TestEntryLifecycle(t *testing.T) {
 	if n := l.p.Entries(); n != 3 {
 		t.Fatalf("%d entries, want 3", n)
 	}
+	// Take removes an entry with its last counters in one step.
+	if ret, _ := l.run(t, udpPacket(rtcpOf(peer4), rtcpOf(local4), []byte{0x81, 201, 0, 1, 1, 2, 3, 4}, pktOpts{})); ret != actRedirect {
+		t.Fatalf("RTCP entry: verdict %d, want a redirect", ret)
+	}
+	if c, err := l.p.Take(rtcpOf(local4)); err != nil || c.Packets != 1 || c.Bytes != 8 {
+		t.Errorf("Take: %+v, %v; want 1 packet of 8 bytes", c, err)
+	}
+	if _, err := l.p.Take(rtcpOf(local4)); !errors.Is(err, ebpf.ErrKeyNotExist) {
+		t.Errorf("a second Take: %v, want ErrKeyNotExist", err)
+	}
 	must(t, l.p.Delete(local4))
 	must(t, l.p.Delete(local4)) // twice: not an error
 	if _, err := l.p.Counters(local4); !errors.Is(err, ebpf.ErrKeyNotExist) {
