@@ -112,7 +112,39 @@ func Open(dir string) (*Set, error) {
 // readSoftdeps reads modules.softdep's "softdep MODULE pre: A B post: C"
 // lines; only the pre: part matters for loading.
 func (s *Set) readSoftdeps() error {
-	data, err := os.ReadFile(filepath.Join(s.dir, "modules.softdep"))
+	return s.eachLine("modules.softdep", func(f []string) error {
+		if len(f) < 3 || f[0] != "softdep" {
+			return fmt.Errorf("%w: want \"softdep MODULE pre: …\"", errMalformed)
+		}
+		s.softPre[Name(f[1])] = append(s.softPre[Name(f[1])], SoftPre(f[2:])...)
+		return nil
+	})
+}
+
+// SoftPre is the pre: part of a softdep's words ("pre: a b post: c").
+func SoftPre(words []string) []string {
+	var out []string
+	pre := false
+	for _, w := range words {
+		switch w {
+		case "pre:":
+			pre = true
+		case "post:":
+			pre = false
+		default:
+			if pre {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
+}
+
+// eachLine calls fn with the fields of each line of the set's file name
+// that is not empty or a comment; a missing file has no lines. An error
+// of fn is returned naming the file and the line.
+func (s *Set) eachLine(name string, fn func(f []string) error) error {
+	data, err := os.ReadFile(filepath.Join(s.dir, name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -124,48 +156,24 @@ func (s *Set) readSoftdeps() error {
 		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
 			continue
 		}
-		if len(f) < 3 || f[0] != "softdep" {
-			return fmt.Errorf("%w %s/modules.softdep:%d: want \"softdep MODULE pre: …\", got %q", errMalformed, s.dir, n+1, line)
-		}
-		pre := false
-		for _, w := range f[2:] {
-			switch w {
-			case "pre:":
-				pre = true
-			case "post:":
-				pre = false
-			default:
-				if pre {
-					s.softPre[Name(f[1])] = append(s.softPre[Name(f[1])], w)
-				}
-			}
+		if err := fn(f); err != nil {
+			return fmt.Errorf("kmod: %s/%s:%d: %q: %w", s.dir, name, n+1, line, err)
 		}
 	}
 	return nil
 }
 
 func (s *Set) readAliases() error {
-	data, err := os.ReadFile(filepath.Join(s.dir, "modules.alias"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("kmod: %w", err)
-	}
-	for n, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
-			continue
-		}
+	return s.eachLine("modules.alias", func(f []string) error {
 		if len(f) != 3 || f[0] != "alias" {
-			return fmt.Errorf("%w %s/modules.alias:%d: want \"alias PATTERN MODULE\", got %q", errMalformed, s.dir, n+1, line)
+			return fmt.Errorf("%w: want \"alias PATTERN MODULE\"", errMalformed)
 		}
 		if _, err := path.Match(f[1], ""); err != nil {
-			return fmt.Errorf("kmod: %s/modules.alias:%d: pattern %q: %w", s.dir, n+1, f[1], err)
+			return fmt.Errorf("pattern %q: %w", f[1], err)
 		}
 		s.aliases = append(s.aliases, alias{pattern: f[1], module: Name(f[2])})
-	}
-	return nil
+		return nil
+	})
 }
 
 // Has tells whether name is a module of the set (not an alias).

@@ -164,19 +164,7 @@ func ReadInfo(file string) (Info, error) {
 		case "alias":
 			info.Aliases = append(info.Aliases, v)
 		case "softdep": // "pre: a b post: c"
-			pre := false
-			for _, w := range strings.Fields(v) {
-				switch w {
-				case "pre:":
-					pre = true
-				case "post:":
-					pre = false
-				default:
-					if pre {
-						info.SoftPre = append(info.SoftPre, w)
-					}
-				}
-			}
+			info.SoftPre = append(info.SoftPre, kmod.SoftPre(strings.Fields(v))...)
 		}
 	}
 	return info, nil
