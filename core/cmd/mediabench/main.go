@@ -52,6 +52,7 @@ func main() {
 	srv := flag.String("srv-addr", "127.0.0.1", "internal (set by -netns): the server's address")
 	flag.StringVar(&srvNetns, "srv-netns", "", "internal (set by -netns): the server's network namespace")
 	fastPath := flag.String("fast-path", "off", "with -serve: the engine's media.fast_path")
+	flag.BoolVar(&steerRPS, "rps", true, "with -netns: each namespace's veth receives on its own side's CPU (RPS), as a NIC's queue interrupt would; false leaves all receive work on the sending CPU")
 	flag.Parse()
 	var err error
 	if genAddr, err = netip.ParseAddr(*gen); err == nil {

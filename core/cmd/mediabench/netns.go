@@ -23,6 +23,9 @@ var (
 	// The CPUs the generator (this process: taskset) and the server are
 	// pinned to.
 	genCPU, serverCPU int
+	// steerRPS: under -netns, the receive work of each side's veth runs on
+	// that side's CPU (-rps).
+	steerRPS bool
 )
 
 // runInNetns makes the two namespaces and the veth between them, runs this
@@ -48,6 +51,12 @@ func runInNetns() int {
 	for _, st := range steps {
 		if out, err := exec.Command("ip", st...).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "mediabench: ip %s: %v\n%s", strings.Join(st, " "), err, out)
+			return 1
+		}
+	}
+	if steerRPS {
+		if err := steerReceive(map[string]string{gen: "g0", srv: "s0"}, map[string]int{gen: ownCPU(), srv: serverCPU}); err != nil {
+			fmt.Fprintln(os.Stderr, "mediabench:", err)
 			return 1
 		}
 	}
@@ -86,6 +95,30 @@ func runInNetns() int {
 		return 1
 	}
 	return 0
+}
+
+// steerReceive sets the RPS CPU mask of each namespace's veth (by
+// namespace) to that side's CPU. A veth delivers a packet to its peer in
+// the softirq of the CPU that sent it, so without this the server's
+// receive path, and the kernel fast path's whole work, would run on the
+// generator's CPU and load it; with it each side pays for the packets it
+// receives, as it would behind a NIC whose queue interrupt is on its CPU.
+// A side not pinned to one CPU (-1) is left as it is.
+func steerReceive(dev map[string]string, cpu map[string]int) error {
+	for ns, d := range dev {
+		c := cpu[ns]
+		if c < 0 {
+			continue
+		}
+		// sysfs shows the namespace of whoever mounted it: ip netns exec
+		// mounts the namespace's own.
+		path := "/sys/class/net/" + d + "/queues/rx-0/rps_cpus"
+		mask := fmt.Sprintf("%x", uint64(1)<<c)
+		if out, err := exec.Command("ip", "netns", "exec", ns, "sh", "-c", "echo "+mask+" > "+path).CombinedOutput(); err != nil {
+			return fmt.Errorf("steer %s's receive to CPU %d (%s): %v\n%s", d, c, path, err, out)
+		}
+	}
+	return nil
 }
 
 // machineBusy is the busy time of all CPUs so far (/proc/stat: everything
