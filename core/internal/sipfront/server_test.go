@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -370,4 +371,43 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// TestUDPBurstAnswersEachSource queues a burst of INVITEs from many
+// sources, a malformed datagram among them, before the readers take them
+// (in batches): every source gets the answer to its own request — its own
+// Call-ID, the right status — and nothing else.
+func TestUDPBurstAnswersEachSource(t *testing.T) {
+	_, port := startServer(t, &fakeRouter{})
+	const n = 40
+	conns := make([]*net.UDPConn, n)
+	for i := range conns {
+		conns[i] = dialUDP(t, port)
+		defer conns[i].Close()
+	}
+	for i, c := range conns {
+		id := fmt.Sprintf("burst-%d@pc33", i)
+		if i == n/2 {
+			id = "burst\xff\xfe@pc33" // no RFC 3261 word: a bad request
+		}
+		msg := strings.Replace(invite(""), "a84b4c76e66710@pc33", id, 1)
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range conns {
+		resp := readUDP(t, c, 2*time.Second)
+		if i == n/2 {
+			if statusOf(resp) != 400 {
+				t.Errorf("malformed datagram answered %q, want 400", firstLine(resp))
+			}
+			continue
+		}
+		if statusOf(resp) != 302 || header(resp, "Call-ID") != fmt.Sprintf("burst-%d@pc33", i) {
+			t.Errorf("source %d got %q (Call-ID %q), want its own 302", i, firstLine(resp), header(resp, "Call-ID"))
+		}
+		if extra := readUDP(t, c, 20*time.Millisecond); extra != "" {
+			t.Errorf("source %d got a second datagram %q", i, firstLine(extra))
+		}
+	}
 }
