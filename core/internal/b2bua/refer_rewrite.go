@@ -27,8 +27,9 @@ import (
 // The new call is the transferee's call to the target: its caller-side
 // profile is the transferee's peer (the caller's gateway, or the back
 // end's pool), its other side the target's (the target's pool, or for a
-// gateway its name: [sbc.peers.<gateway>]); the dial plan and security
-// stay the transferred call's.
+// gateway its name: [sbc.peers.<gateway>], whose calls_per_second then
+// counts these calls to it too); the dial plan and security stay the
+// transferred call's.
 //
 // An attended transfer (Refer-To with ?Replaces=) is refused 501 with a
 // Warning, as in handle_locally, and so is any other header embedded in
