@@ -16,7 +16,7 @@ var um2Addr = netip.MustParseAddrPort("203.0.113.9:5060")
 // rewriteHarness is a harness whose peer (gw or um) has REFER in rewrite
 // mode; the routing table knows the PBX at pbxAddr (a gateway, by
 // pbx.example.net over TLS) and pool um2's back end at um2Addr.
-func rewriteHarness(t *testing.T, peer string) *harness {
+func rewriteHarness(t testing.TB, peer string) *harness {
 	t.Helper()
 	tbl := &router.Table{
 		Gateways: []router.Gateway{{Name: "pbx", Addresses: []netip.Addr{pbxAddr.Addr()}, FQDN: "pbx.example.net"}},
@@ -300,4 +300,45 @@ func TestReferTransparentUnchanged(t *testing.T) {
 	if u := referToOf(t, wantRequest(t, h.a.next(t), sip.REFER)); u.String() != "sip:2002@192.0.2.50:5070" {
 		t.Errorf("transparent Refer-To became %s", u)
 	}
+}
+
+// FuzzReferRewrite: whatever Refer-To a peer sends, the rewrite never
+// panics, and what it relays is only ever our address with a marker that
+// opens, for the transferee, to a target the routing table names.
+func FuzzReferRewrite(f *testing.F) {
+	for _, s := range []string{"<sip:2002@192.0.2.50:5070>", "<sips:2002@192.0.2.50>", "<sip:3003@203.0.113.9;transport=udp>",
+		"<sip:20%3E02@192.0.2.50?Replaces=a%3Bto-tag%3D1>", "\"a\" <sip:2002@[::ffff:192.0.2.50]:5070;maddr=192.0.2.99>", "<sip:2002@192.0.2.99>"} {
+		f.Add(s)
+	}
+	h := rewriteHarness(f, "gw")
+	f.Fuzz(func(t *testing.T, referTo string) {
+		if strings.ContainsAny(referTo, "\r\n") {
+			return // no header value
+		}
+		msg := "REFER sip:2001@198.51.100.1 SIP/2.0\r\nVia: SIP/2.0/TCP 203.0.113.5:5062;branch=z9hG4bKf\r\nFrom: <sip:um@203.0.113.5>;tag=b\r\n" +
+			"To: <sip:2001@sbc.example.net>;tag=a\r\nCall-ID: f\r\nCSeq: 9 REFER\r\nRefer-To: " + referTo + "\r\nContent-Length: 0\r\n\r\n"
+		m, err := sip.NewParser().ParseSIP([]byte(msg))
+		if err != nil {
+			return
+		}
+		c := newCall(h.e, invite(t, "fz", "fz1", callerSDP), h.inbound(), h.target)
+		c.b.tp, c.b.local, c.b.dst = router.TCP, frontAddr, backendAddr
+		c.mu.Lock()
+		v, st := c.rewriteReferTo(SideB, m.(*sip.Request))
+		c.mu.Unlock()
+		if st != nil {
+			if st.code < 400 || len(st.extra) != 1 {
+				t.Fatalf("refusal %+v", st)
+			}
+			return
+		}
+		var u sip.Uri
+		if _, err := sip.ParseAddressValue(v, &u, nil); err != nil || u.Host != frontAddr.Addr().String() || u.Headers.Length() > 0 {
+			t.Fatalf("%q rewritten to %q (%v)", referTo, v, err)
+		}
+		mk, err := h.e.markers.open(u.User, callerAddr.Addr(), time.Now())
+		if err != nil || mk.kind != markRefer || mk.addr != pbxAddr.Addr() && mk.addr != um2Addr.Addr() {
+			t.Fatalf("%q: marker %+v, %v", referTo, mk, err)
+		}
+	})
 }
