@@ -197,10 +197,16 @@ type SBCPeer struct {
 	// caller; the default) or "handle_locally" (the SBC answers it,
 	// calls the Refer-To target itself — a back end or gateway the
 	// routing knows, else 403 — and moves the caller's media there with
-	// a re-INVITE: the caller never sees the REFER). For a pool, it is
-	// what a REFER from the caller does to calls to the pool, the same
-	// way round: handle_locally moves the back end's media to the
-	// target, which replaces the caller; the back end never sees it.
+	// a re-INVITE: the caller never sees the REFER) or "rewrite"
+	// (passed to the caller with the Refer-To rewritten onto the SBC, its
+	// user a signed marker valid for one minute and for the caller's
+	// address only, that the SBC routes to the original target — the
+	// same targets as handle_locally, else 403; an attended transfer,
+	// Refer-To with Replaces, gets 501). For a pool, it is what a REFER
+	// from the caller does to calls to the pool, the same way round:
+	// handle_locally moves the back end's media to the target, which
+	// replaces the caller; the back end never sees it; rewrite passes it
+	// to the back end with the Refer-To on the SBC.
 	ReferMode string `toml:"refer_mode"`
 	// HeaderRules rewrite the headers of the messages sent to or received
 	// from this peer (R-SBC-10), in order; at most 64.

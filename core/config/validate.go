@@ -329,8 +329,8 @@ func (v *validator) sbc() {
 		if !slices.Contains([]string{"", "handle_locally", "transparent", "rewrite"}, p.RedirectMode) {
 			v.addf(path+".redirect_mode", ErrInvalid, "%q is not one of handle_locally, transparent, rewrite", p.RedirectMode)
 		}
-		if !slices.Contains([]string{"", "transparent", "handle_locally"}, p.ReferMode) {
-			v.addf(path+".refer_mode", ErrInvalid, "%q is not one of transparent, handle_locally", p.ReferMode)
+		if !slices.Contains([]string{"", "transparent", "handle_locally", "rewrite"}, p.ReferMode) {
+			v.addf(path+".refer_mode", ErrInvalid, "%q is not one of transparent, handle_locally, rewrite", p.ReferMode)
 		}
 		v.headerRules(path+".header_rules", p.HeaderRules)
 		for i, c := range p.Codecs {

@@ -360,8 +360,11 @@ func TestValidateSBC(t *testing.T) {
 		{name: "3xx modes", give: func(c *Config) {
 			c.SBC.Peers = map[string]SBCPeer{"a": {RedirectMode: "rewrite"}, "b": {RedirectMode: "transparent"}, "c": {RedirectMode: "handle_locally"}}
 		}},
+		{name: "REFER modes", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"a": {ReferMode: "rewrite"}, "b": {ReferMode: "transparent"}, "c": {ReferMode: "handle_locally"}}
+		}},
 		{name: "unknown REFER mode", give: func(c *Config) {
-			c.SBC.Peers = map[string]SBCPeer{"gw": {ReferMode: "rewrite"}}
+			c.SBC.Peers = map[string]SBCPeer{"gw": {ReferMode: "redirect"}}
 		}, wantPath: "sbc.peers.gw.refer_mode", wantErr: ErrInvalid},
 		{name: "unknown 3xx mode", give: func(c *Config) {
 			c.SBC.Peers = map[string]SBCPeer{"gw": {RedirectMode: "follow"}}

@@ -151,6 +151,10 @@ type Target struct {
 	DialPlan string
 	Pool     string
 	Backend  *router.Backend
+	// Addr, when valid, is Backend's address, checked already (a marker's
+	// target, redirect.go): Backend.Host is then only the name to call it
+	// by, never looked up.
+	Addr     netip.Addr
 	Security router.Security // of the dial plan: SIPSecured and Secured call the back end over TLS
 	// User is the Request-URI user for the back end, escaped, as a 302
 	// Contact would carry it.
@@ -268,7 +272,7 @@ func (e *Engine) Invite(req *sip.Request, in Inbound, t Target) {
 		return
 	}
 	e.Metrics.Calls.Add(1)
-	if _, err := netip.ParseAddr(t.Backend.Host); err == nil {
+	if _, err := netip.ParseAddr(t.Backend.Host); err == nil || t.Addr.IsValid() {
 		c.start()
 		return
 	}

@@ -153,7 +153,7 @@ type harness struct {
 	target Target
 }
 
-func newHarness(t *testing.T, cfg Config) *harness {
+func newHarness(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	h := &harness{a: newRecorder(), b: newRecorder(), media: &fakeMedia{}, cdr: filepath.Join(t.TempDir(), "cdr.jsonl")}
 	w, err := OpenCDR(h.cdr, nil)

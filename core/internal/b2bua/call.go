@@ -186,9 +186,13 @@ func (c *call) start() {
 }
 
 // resolve finds b's address and calls then with it, c.mu held: at once
-// for an IP literal, else from a goroutine once DNS has answered, and only
-// if the call still waits for b.
+// for the call's pinned Target.Addr or an IP literal, else from a
+// goroutine once DNS has answered, and only if the call still waits for b.
 func (c *call) resolve(b *router.Backend, then func(b *router.Backend, addr netip.Addr, err error)) {
+	if b == c.target.Backend && c.target.Addr.IsValid() {
+		then(b, c.target.Addr, nil)
+		return
+	}
 	if a, err := netip.ParseAddr(b.Host); err == nil {
 		then(b, a.Unmap(), nil)
 		return

@@ -5,9 +5,10 @@
 // 3xx mode (R-SBC-7, redirect.go: follows it itself, R-CR-5, by default),
 // anchors the media through the media engine and relays what one leg does
 // to the other: provisional and final answers, ACK, CANCEL, BYE and
-// re-INVITE (hold, resume, codec change, re-key); a back end's REFER is
-// passed on or, by the caller's REFER mode, carried out by the engine
-// itself (transfer.go).
+// re-INVITE (hold, resume, codec change, re-key); a REFER is passed on,
+// passed on with its Refer-To rewritten onto us (refer_rewrite.go), or
+// carried out by the engine itself (transfer.go), by the REFER mode of the
+// peer that would receive it.
 //
 // Topology hiding (R-SBC-1) is by construction: leg B's messages are built
 // from scratch — our Via, our Contact, our Call-ID and tags, our SDP — and

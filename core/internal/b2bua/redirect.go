@@ -139,7 +139,7 @@ func (c *call) relayRedirect(res *sip.Response, rewrite bool) bool {
 		}
 		m := marker{
 			expires: time.Now().Add(c.e.cfg.MarkerTTL), caller: c.a.in.Source.Addr(),
-			tp: tp, port: dst.Port(), host: host, user: escapedUser(&ct.Address),
+			tp: tp, addr: dst.Addr(), port: dst.Port(), host: host, user: escapedUser(&ct.Address),
 			gateway: c.target.Gateway, dialPlan: c.target.DialPlan, pool: c.target.Pool, backend: c.target.Backend.Name,
 			security: c.target.Security, maxGW: c.target.MaxGatewayCalls,
 		}
@@ -167,14 +167,16 @@ func markedContact(tp router.Transport, local netip.AddrPort, user string) strin
 	return ct[:i] + user + "@" + ct[i:]
 }
 
-// marker is what a rewritten Contact's user part carries, signed: where
-// the call goes, for whom, until when.
+// marker is what a rewritten Contact's (or Refer-To's) user part
+// carries, signed: where the call goes, for whom, until when.
 type marker struct {
+	kind     markerKind
 	expires  time.Time
-	caller   netip.Addr // the caller that got the 3xx: only it may call the marker
+	caller   netip.Addr // the caller that got the 3xx (the transferee of a REFER): only it may call the marker
 	tp       router.Transport
+	addr     netip.Addr // where the call goes, as checked when minted: not looked up again
 	port     uint16
-	host     string
+	host     string // the name to call addr by (TLS server name), or the address
 	user     string // escaped
 	gateway  string
 	dialPlan string
@@ -188,7 +190,22 @@ type marker struct {
 // one boot of the appliance only.
 type markerKey [32]byte
 
-const markerVersion = 1
+const markerVersion = 2
+
+// markerKind is what a marker was minted for.
+type markerKind byte
+
+const (
+	markRedirect markerKind = iota // a 3xx Contact (RedirectRewrite)
+	markRefer                      // a REFER's Refer-To (ReferRewrite)
+)
+
+func (k markerKind) String() string {
+	if k == markRefer {
+		return "transfer"
+	}
+	return "redirect"
+}
 
 var transports = []router.Transport{router.UDP, router.TCP, router.TLS}
 
@@ -200,10 +217,11 @@ var errMarkerField = errors.New("marker field longer than 255 bytes")
 // mint returns the user part naming m: prefix, payload and MAC in
 // base64url (RFC 4648 §5: only unreserved characters of RFC 3261).
 func (k *markerKey) mint(m marker) (string, error) {
-	b := []byte{markerVersion}
+	b := []byte{markerVersion, byte(m.kind)}
 	b = binary.BigEndian.AppendUint64(b, uint64(m.expires.Unix()))
-	a16 := m.caller.As16()
+	a16, d16 := m.caller.As16(), m.addr.As16()
 	b = append(b, a16[:]...)
+	b = append(b, d16[:]...)
 	b = append(b, byte(index(transports, m.tp)), byte(index(securities, m.security)))
 	b = binary.BigEndian.AppendUint16(b, m.port)
 	b = binary.BigEndian.AppendUint32(b, uint32(max(m.maxGW, 0)))
@@ -254,18 +272,22 @@ func (k *markerKey) open(user string, caller netip.Addr, now time.Time) (marker,
 		return m, errMarkerForged
 	}
 	// Signed by us: the layout is ours, but read it defensively all the same.
-	const fixed = 1 + 8 + 16 + 2 + 2 + 4
-	if len(b) < fixed || b[0] != markerVersion {
+	const fixed = 2 + 8 + 16 + 16 + 2 + 2 + 4
+	if len(b) < fixed || b[0] != markerVersion || b[1] > byte(markRefer) {
 		return m, errMarkerForged
 	}
-	m.expires = time.Unix(int64(binary.BigEndian.Uint64(b[1:9])), 0)
-	m.caller = netip.AddrFrom16([16]byte(b[9:25])).Unmap()
-	if int(b[25]) >= len(transports) || int(b[26]) >= len(securities) {
+	m.kind = markerKind(b[1])
+	m.expires = time.Unix(int64(binary.BigEndian.Uint64(b[2:10])), 0)
+	m.caller = netip.AddrFrom16([16]byte(b[10:26])).Unmap()
+	if d := netip.AddrFrom16([16]byte(b[26:42])).Unmap(); !d.IsUnspecified() {
+		m.addr = d
+	}
+	if int(b[42]) >= len(transports) || int(b[43]) >= len(securities) {
 		return m, errMarkerForged
 	}
-	m.tp, m.security = transports[b[25]], securities[b[26]]
-	m.port = binary.BigEndian.Uint16(b[27:29])
-	m.maxGW = int(binary.BigEndian.Uint32(b[29:33]))
+	m.tp, m.security = transports[b[42]], securities[b[43]]
+	m.port = binary.BigEndian.Uint16(b[44:46])
+	m.maxGW = int(binary.BigEndian.Uint32(b[46:50]))
 	rest = string(b[fixed:])
 	for _, s := range []*string{&m.host, &m.user, &m.gateway, &m.dialPlan, &m.pool, &m.backend} {
 		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
@@ -288,12 +310,14 @@ func (k *markerKey) open(user string, caller netip.Addr, now time.Time) (marker,
 func Marked(req *sip.Request) bool { return strings.HasPrefix(req.Recipient.User, markerPrefix) }
 
 // Redirect takes a new INVITE whose Request-URI user is a marker of a
-// rewritten 3xx Contact (RedirectRewrite) and reports true; false for any
-// other INVITE (the front routes it). A valid marker's call is proxied to
-// the target it names, as a call of the pool that redirected; a forged,
-// foreign or expired one is refused — 403, or 404 once expired — and
-// logged: the marker is no open relay. call is the call as the front
-// parsed it (its Diversion and History-Info for leg B).
+// rewritten 3xx Contact (RedirectRewrite) or Refer-To (ReferRewrite) and
+// reports true; false for any other INVITE (the front routes it). A valid
+// marker's call is proxied to the target it names — as a call of the pool
+// that redirected, or to the transfer target — at the address checked
+// when it was minted; a forged, foreign or expired one is refused — 403,
+// or 404 once expired — and logged: the marker is no open relay. call is
+// the call as the front parsed it (its Diversion and History-Info for leg
+// B).
 func (e *Engine) Redirect(req *sip.Request, in Inbound, call *router.Call) bool {
 	if !Marked(req) {
 		return false
@@ -305,8 +329,10 @@ func (e *Engine) Redirect(req *sip.Request, in Inbound, call *router.Call) bool 
 			code, phrase = 404, "Not Found"
 		}
 		e.Metrics.Refused.Add(1)
-		e.log.Info("redirect marker refused", "call_id", callIDOf(req), "source", in.Source, "status", code, "why", err.Error())
-		in.Reply.Send(response(req, in.Source, token(), code, phrase, []string{e.warning("redirect marker " + err.Error())}, nil))
+		// A forged marker's kind is not known: "marker refused" covers
+		// both; a genuine one's is logged as what it is.
+		e.log.Info("marker refused", "kind", kindOf(m, err), "call_id", callIDOf(req), "source", in.Source, "status", code, "why", err.Error())
+		in.Reply.Send(response(req, in.Source, token(), code, phrase, []string{e.warning("marker " + err.Error())}, nil))
 		return true
 	}
 	be := &router.Backend{Name: m.backend, Host: m.host}
@@ -318,9 +344,19 @@ func (e *Engine) Redirect(req *sip.Request, in Inbound, call *router.Call) bool 
 	default:
 		be.TCPPort = int(m.port)
 	}
-	e.Invite(req, in, Target{Gateway: m.gateway, DialPlan: m.dialPlan, Pool: m.pool, Backend: be,
+	e.log.Info("marker followed", "kind", m.kind.String(), "call_id", callIDOf(req), "source", in.Source, "pool", m.pool, "backend", m.backend)
+	e.Invite(req, in, Target{Gateway: m.gateway, DialPlan: m.dialPlan, Pool: m.pool, Backend: be, Addr: m.addr,
 		Security: m.security, User: m.user, MaxGatewayCalls: m.maxGW, Call: call})
 	return true
+}
+
+// kindOf names the kind of a refused marker for the log: "" when it did
+// not verify, so what it claims to be is not known.
+func kindOf(m marker, err error) string {
+	if errors.Is(err, errMarkerForged) {
+		return ""
+	}
+	return m.kind.String()
 }
 
 func callIDOf(req *sip.Request) string {

@@ -138,7 +138,8 @@ func TestMarkerRoundTrip(t *testing.T) {
 	var k markerKey
 	k[0] = 7
 	caller := netip.MustParseAddr("2001:db8::1")
-	m := marker{expires: time.Now().Add(time.Minute).Truncate(time.Second), caller: caller, tp: router.TLS, port: 5063,
+	m := marker{kind: markRefer, expires: time.Now().Add(time.Minute).Truncate(time.Second), caller: caller, tp: router.TLS,
+		addr: netip.MustParseAddr("203.0.113.7"), port: 5063,
 		host: "um1.example.net", user: "1001", gateway: "gw", dialPlan: "dp", pool: "um", backend: "um1",
 		security: router.Secured, maxGW: 30}
 	s, err := k.mint(m)

@@ -79,8 +79,21 @@ func (c *call) relay(from Side, req *sip.Request, in Inbound) {
 		in.Reply.Send(response(req, in.Source, "", 503, "Service Unavailable", []string{"Retry-After: 1", c.e.warning("too many requests pending in this call")}, nil))
 		return
 	}
+	referTo := "" // the Refer-To as ReferRewrite writes it (refer_rewrite.go)
+	if req.Method == sip.REFER && c.referMode(from) == ReferRewrite {
+		v, st := c.rewriteReferTo(from, req)
+		if st != nil {
+			in.Reply.Send(response(req, in.Source, "", st.code, st.phrase, st.extra, nil))
+			return
+		}
+		referTo = v
+	}
 	ct := content{}
 	for _, name := range relayed[req.Method] {
+		if name == "Refer-To" && referTo != "" {
+			ct.headers = append(ct.headers, name+": "+referTo)
+			continue
+		}
 		for _, h := range req.GetHeaders(name) {
 			switch {
 			case !clean(h.Value()):

@@ -25,6 +25,8 @@ import (
 // once leg C is up it is the call's leg B, and the back end hangs up (or
 // is hung up after 64×T1). A REFER from the caller is the same the other
 // way round, by the REFER mode of the back end's pool (transfer_caller.go).
+// Rewrite relays the REFER with its Refer-To rewritten onto our own
+// address (refer_rewrite.go): the transferee's new INVITE comes to us.
 // Only targets the routing table knows are called — a back end of a pool
 // or a gateway's address — anything else gets 403: a REFER cannot make
 // the appliance call where routing would not.
@@ -36,6 +38,10 @@ type ReferMode string
 const (
 	ReferTransparent ReferMode = "transparent" // relayed to the other side (the default)
 	ReferLocal       ReferMode = "handle_locally"
+	// ReferRewrite relays the REFER with its Refer-To rewritten onto our
+	// address, its user a signed marker naming the original target, as
+	// RedirectRewrite does for a 3xx Contact (refer_rewrite.go).
+	ReferRewrite ReferMode = "rewrite"
 )
 
 const sipfrag = "message/sipfrag;version=2.0"
@@ -119,11 +125,12 @@ func (c *call) referLocal(by Side, req *sip.Request, in Inbound) {
 		refuse(501, "Not Implemented", "attended transfer (Refer-To with headers) is not handled locally")
 		return
 	}
-	tp, dst, host, ok := c.transferTarget(&u)
+	dest, ok := c.transferTarget(&u)
 	if !ok {
-		refuse(403, "Forbidden", "transfer target is no back end or gateway the routing knows")
+		refuse(403, "Forbidden", errNotTarget)
 		return
 	}
+	tp, dst, host := dest.tp, dest.dst, dest.host
 	x := &transfer{by: by, referCSeq: req.CSeq().SeqNo}
 	l := &x.leg
 	*l = bLeg{callID: "umedge-" + token(), localTag: token(), cseq: 1, inviteCSeq: 1, branch: token()}
@@ -177,16 +184,30 @@ func (c *call) transferFrom(by Side) string {
 	return sb.String()
 }
 
+// errNotTarget is the Warning of a Refer-To the routing does not allow.
+const errNotTarget = "transfer target is no back end or gateway the routing knows"
+
+// xferDest is where a Refer-To may send the call, and which peer that is.
+type xferDest struct {
+	tp   router.Transport
+	dst  netip.AddrPort
+	host string // the name to call it by: its TLS server name, or its address
+	// pool and backend name the peer: a back end of a pool, or for a
+	// gateway its name as both — the profile ([sbc.peers.<name>]) that a
+	// call to it uses.
+	pool, backend string
+}
+
 // transferTarget is where a Refer-To may send the call: a back end of a
 // pool (on one of its ports) or a gateway's address, of the routing table
 // in force; on a secured dial plan over TLS only.
-func (c *call) transferTarget(u *sip.Uri) (tp router.Transport, dst netip.AddrPort, host string, ok bool) {
+func (c *call) transferTarget(u *sip.Uri) (xferDest, bool) {
 	if !strings.EqualFold(u.Scheme, "sip") && !strings.EqualFold(u.Scheme, "sips") || c.e.cfg.Table == nil {
-		return tp, dst, "", false
+		return xferDest{}, false
 	}
 	tbl := c.e.cfg.Table()
 	if tbl == nil {
-		return tp, dst, "", false
+		return xferDest{}, false
 	}
 	param, _ := u.UriParams.Get("transport")
 	name := strings.Trim(u.Host, "[]")
@@ -203,19 +224,22 @@ func (c *call) transferTarget(u *sip.Uri) (tp router.Transport, dst netip.AddrPo
 			if !(strings.EqualFold(b.Host, name) || addr.IsValid() && ba == addr) || !ba.IsValid() {
 				continue // a back end named by DNS: not resolved here, so not a target
 			}
+			d := xferDest{host: b.Host, pool: p.Name, backend: b.Name}
 			switch port := u.Port; {
 			case strings.EqualFold(u.Scheme, "sips") || strings.EqualFold(param, "tls") || port != 0 && port == b.TLSPort:
-				tp, port = router.TLS, cmp0(port, b.TLSPort)
-				return c.transferOK(tp, netip.AddrPortFrom(ba, uint16(port)), b.Host)
+				d.tp, d.dst = router.TLS, netip.AddrPortFrom(ba, uint16(cmp0(port, b.TLSPort)))
+				return c.transferOK(d)
 			case strings.EqualFold(param, "udp") || port != 0 && port == b.UDPPort:
-				return c.transferOK(router.UDP, netip.AddrPortFrom(ba, uint16(cmp0(port, b.UDPPort))), b.Host)
+				d.tp, d.dst = router.UDP, netip.AddrPortFrom(ba, uint16(cmp0(port, b.UDPPort)))
+				return c.transferOK(d)
 			case port == 0 || port == b.TCPPort:
-				return c.transferOK(router.TCP, netip.AddrPortFrom(ba, uint16(cmp0(port, b.TCPPort))), b.Host)
+				d.tp, d.dst = router.TCP, netip.AddrPortFrom(ba, uint16(cmp0(port, b.TCPPort)))
+				return c.transferOK(d)
 			}
 		}
 	}
 	if !addr.IsValid() {
-		return tp, dst, "", false
+		return xferDest{}, false
 	}
 	for _, g := range tbl.Gateways {
 		if !slices.Contains(g.Addresses, addr) {
@@ -238,9 +262,9 @@ func (c *call) transferTarget(u *sip.Uri) (tp router.Transport, dst netip.AddrPo
 		if tp == router.TLS && g.FQDN != "" {
 			host = g.FQDN
 		}
-		return c.transferOK(tp, netip.AddrPortFrom(addr, uint16(port)), host)
+		return c.transferOK(xferDest{tp: tp, dst: netip.AddrPortFrom(addr, uint16(port)), host: host, pool: g.Name, backend: g.Name})
 	}
-	return tp, dst, "", false
+	return xferDest{}, false
 }
 
 func cmp0(a, b int) int {
@@ -250,11 +274,11 @@ func cmp0(a, b int) int {
 	return b
 }
 
-func (c *call) transferOK(tp router.Transport, dst netip.AddrPort, host string) (router.Transport, netip.AddrPort, string, bool) {
-	if dst.Port() == 0 || c.secured() && tp != router.TLS {
-		return tp, dst, "", false
+func (c *call) transferOK(d xferDest) (xferDest, bool) {
+	if d.dst.Port() == 0 || c.secured() && d.tp != router.TLS {
+		return xferDest{}, false
 	}
-	return tp, dst, host, true
+	return d, true
 }
 
 // notify tells the transferor how the transfer goes (RFC 3515 §2.4.4): a
