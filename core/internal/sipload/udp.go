@@ -100,6 +100,16 @@ func (w *udpWire) send(calls []int32, _ int64) {
 	}
 }
 
+// sendBufs writes the messages bufs to the Target.
+func (w *udpWire) sendBufs(bufs [][]byte) {
+	for len(bufs) > 0 {
+		k := min(len(bufs), len(w.ms))
+		copy(w.bufs, bufs[:k])
+		w.write(w.ms[:k], &w.e.sender)
+		bufs = bufs[k:]
+	}
+}
+
 // write sends ms whole, counting failed writes in cnt. A datagram that
 // does not go out is lost as if on the wire: Timer A sends it again.
 func (w *udpWire) write(ms []ipv4.Message, cnt *counters) {
@@ -119,6 +129,76 @@ type mmsghdr struct {
 	n   uint32
 }
 
+// mmsgs are the buffers of one recvmmsg call: Batch datagrams of up to
+// maxDatagram bytes, each with room for its control message (stamps)
+// and its source address (names) when asked.
+type mmsgs struct {
+	hs    []mmsghdr
+	iovs  []unix.Iovec
+	bufs  [][]byte
+	oob   [][]byte
+	names []unix.RawSockaddrAny
+}
+
+// oobSize holds one SCM_TIMESTAMPNS message.
+const oobSize = 64
+
+func newMmsgs(n int, stamps, names bool) mmsgs {
+	m := mmsgs{hs: make([]mmsghdr, n), iovs: make([]unix.Iovec, n), bufs: make([][]byte, n)}
+	if stamps {
+		m.oob = make([][]byte, n)
+	}
+	if names {
+		m.names = make([]unix.RawSockaddrAny, n)
+	}
+	for k := range m.hs {
+		m.bufs[k] = make([]byte, maxDatagram)
+		m.iovs[k].Base = &m.bufs[k][0]
+		m.iovs[k].SetLen(maxDatagram)
+		m.hs[k].hdr.Iov = &m.iovs[k]
+		m.hs[k].hdr.SetIovlen(1)
+		if stamps {
+			m.oob[k] = make([]byte, oobSize)
+		}
+	}
+	return m
+}
+
+// recv reads what has come in on fd, up to len(m.hs) datagrams, without
+// waiting: it returns how many came, or the errno (EAGAIN: none).
+func (m *mmsgs) recv(fd uintptr) (int, syscall.Errno) {
+	for k := range m.hs {
+		h := &m.hs[k].hdr
+		h.Flags = 0
+		if m.oob != nil {
+			h.Control = &m.oob[k][0]
+			h.SetControllen(oobSize)
+		}
+		if m.names != nil {
+			// #nosec G103 -- names outlives the call; the kernel writes only within Namelen.
+			h.Name = (*byte)(unsafe.Pointer(&m.names[k]))
+			h.Namelen = unix.SizeofSockaddrAny
+		}
+	}
+	for {
+		// #nosec G103 -- hs outlives the call; the kernel writes only within its lengths.
+		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hs[0])), uintptr(len(m.hs)), unix.MSG_DONTWAIT, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(n), 0
+	}
+}
+
+// msg returns datagram k of the last recv, and false when it was cut.
+func (m *mmsgs) msg(k int) ([]byte, bool) {
+	h := &m.hs[k]
+	return m.bufs[k][:h.n], h.hdr.Flags&unix.MSG_TRUNC == 0
+}
+
 // receiver is the UDP receive side, run by the sender goroutine on every
 // tick: one goroutine and no wake-up per datagram, so a tick drains
 // the socket in a few recvmmsg calls of up to Batch datagrams each. It
@@ -129,10 +209,7 @@ type mmsghdr struct {
 // tick.
 type receiver struct {
 	rc      syscall.RawConn
-	hs      []mmsghdr
-	iovs    []unix.Iovec
-	bufs    [][]byte
-	oob     [][]byte
+	m       mmsgs
 	stamps  bool  // SO_TIMESTAMPNS is on
 	wall0   int64 // the run's start in Unix ns, for the kernel's stamps
 	got     int
@@ -145,9 +222,6 @@ type receiver struct {
 	cnt     counters
 }
 
-// oobSize holds one SCM_TIMESTAMPNS message.
-const oobSize = 64
-
 func (w *udpWire) receive(*sync.WaitGroup) []*counters {
 	return []*counters{&w.r.cnt}
 }
@@ -155,14 +229,6 @@ func (w *udpWire) receive(*sync.WaitGroup) []*counters {
 func (w *udpWire) newReceiver() error {
 	n := w.e.cfg.Batch
 	r := &w.r
-	r.hs, r.iovs, r.bufs, r.oob = make([]mmsghdr, n), make([]unix.Iovec, n), make([][]byte, n), make([][]byte, n)
-	for k := range r.hs {
-		r.bufs[k], r.oob[k] = make([]byte, maxDatagram), make([]byte, oobSize)
-		r.iovs[k].Base = &r.bufs[k][0]
-		r.iovs[k].SetLen(maxDatagram)
-		r.hs[k].hdr.Iov = &r.iovs[k]
-		r.hs[k].hdr.SetIovlen(1)
-	}
 	r.ackMs, r.ackBufs = newBatch(n, w.dst)
 	r.ack = make([]byte, 0, n*1024)
 	r.ends = make([]int, 0, n)
@@ -173,26 +239,10 @@ func (w *udpWire) newReceiver() error {
 	_ = r.rc.Control(func(fd uintptr) {
 		r.stamps = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) == nil
 	})
+	r.m = newMmsgs(n, r.stamps, false)
 	r.recv = func(fd uintptr) bool {
-		for k := range r.hs {
-			r.hs[k].hdr.Flags = 0
-			if r.stamps {
-				r.hs[k].hdr.Control = &r.oob[k][0]
-				r.hs[k].hdr.SetControllen(oobSize)
-			}
-		}
-		for {
-			// #nosec G103 -- hs outlives the call; the kernel writes only within its lengths.
-			n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hs[0])), uintptr(len(r.hs)), unix.MSG_DONTWAIT, 0, 0)
-			if e == unix.EINTR {
-				continue
-			}
-			r.got, r.errno = int(n), e
-			if e != 0 {
-				r.got = 0
-			}
-			return true // never wait: the sender's tick comes back
-		}
+		r.got, r.errno = r.m.recv(fd)
+		return true // never wait: the sender's tick comes back
 	}
 	return nil
 }
@@ -217,18 +267,18 @@ func (w *udpWire) poll() {
 		now := w.e.now()
 		r.ack, r.ends = r.ack[:0], r.ends[:0]
 		for k := range r.got {
-			h := &r.hs[k]
-			if h.hdr.Flags&unix.MSG_TRUNC != 0 {
+			msg, whole := r.m.msg(k)
+			if !whole {
 				r.cnt.unexpected++
 				continue
 			}
 			at := now
 			if r.stamps {
-				if ts, ok := stamp(r.oob[k][:h.hdr.Controllen]); ok {
+				if ts, ok := stamp(r.m.oob[k][:r.m.hs[k].hdr.Controllen]); ok {
 					at = min(now, ts-r.wall0)
 				}
 			}
-			if r.ack = w.e.handle(r.bufs[k][:h.n], at, w.loc, &r.cnt, r.ack); len(r.ack) > last(r.ends) {
+			if r.ack = w.e.handle(msg, at, w.loc, &r.cnt, r.ack); len(r.ack) > last(r.ends) {
 				r.ends = append(r.ends, len(r.ack))
 			}
 		}
@@ -241,7 +291,7 @@ func (w *udpWire) poll() {
 		}
 		w.write(r.ackMs[:len(r.ends)], &r.cnt)
 		w.e.acked(&r.cnt)
-		if r.got < len(r.hs) {
+		if r.got < len(r.m.hs) {
 			return
 		}
 	}
