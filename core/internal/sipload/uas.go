@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -66,8 +66,8 @@ type uasCall struct {
 	key   string // Call-ID
 	state uint8
 	udp   bool
-	resp  []byte // the 200, until the ACK
-	addr  unix.RawSockaddrAny
+	resp  []byte              // the 200, until the ACK
+	addr  unix.RawSockaddrAny // UDP: where the INVITE came from
 	alen  uint32
 }
 
@@ -84,10 +84,10 @@ type UAS struct {
 	port       int
 	ip4        bool
 	sdp        []byte
-	conn       *net.UDPConn
+	sock       *udpSocket
 	ln         *net.TCPListener
-	rc         syscall.RawConn
 	stop       chan struct{}
+	udpDone    chan struct{}
 	wg         sync.WaitGroup
 	t1, giveUp int64
 	start      time.Time
@@ -124,20 +124,19 @@ func ListenUAS(cfg UASConfig) (*UAS, error) {
 	loc := newLocal(host, p, "", "", "")
 	u.sdp = []byte("v=0\r\no=- 1 1 IN IP" + loc.ipVersion + " " + host + "\r\ns=-\r\nc=IN IP" + loc.ipVersion + " " + host +
 		"\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
-	if u.conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: p}); err != nil {
-		return nil, fmt.Errorf("sipload: uas: %w", err)
-	}
-	setBuffers(u.conn)
-	if u.rc, err = u.conn.SyscallConn(); err != nil {
-		_ = u.conn.Close()
+	if u.sock, err = listenUDP(netip.AddrPortFrom(netip.MustParseAddr(host), uint16(p))); err != nil {
 		return nil, fmt.Errorf("sipload: uas: %w", err)
 	}
 	if u.ln, err = net.ListenTCP("tcp", &net.TCPAddr{IP: ip, Port: p}); err != nil {
-		_ = u.conn.Close()
+		u.sock.close()
 		return nil, fmt.Errorf("sipload: uas: %w", err)
 	}
 	u.start = time.Now()
-	u.wg.Go(u.udpLoop)
+	u.udpDone = make(chan struct{})
+	go func() {
+		defer close(u.udpDone)
+		u.udpLoop()
+	}()
 	u.wg.Go(u.acceptLoop)
 	return u, nil
 }
@@ -161,10 +160,10 @@ func (u *UAS) Stats() UASStats {
 // Close stops the UAS and returns what it did.
 func (u *UAS) Close() UASStats {
 	u.mu.Lock()
-	if !u.closed {
+	first := !u.closed
+	if first {
 		u.closed = true
 		close(u.stop)
-		_ = u.conn.Close()
 		_ = u.ln.Close()
 		for c := range u.conns {
 			_ = c.Close()
@@ -172,6 +171,10 @@ func (u *UAS) Close() UASStats {
 	}
 	u.mu.Unlock()
 	u.wg.Wait()
+	<-u.udpDone
+	if first {
+		u.sock.close() // after the UDP loop: no recv or send on a closed fd
+	}
 	return u.Stats()
 }
 
@@ -184,29 +187,25 @@ func (u *UAS) fail(err error) {
 	}
 }
 
-// out is what one pass answers: the messages in one arena, and over UDP
-// where each goes; over TCP (stream) all of them in buf.
+// out is what one pass answers: the messages, and over UDP where each
+// goes; over TCP (stream) all of them are in buf, in order.
 type out struct {
 	stream bool
-	buf    []byte
-	ends   []int
-	addrs  []*unix.RawSockaddrAny
-	alens  []uint32
-	extra  [][]byte // retransmitted 200s, sent as they are
+	buf    []byte   // the answers rendered in this pass
+	msgs   [][]byte // UDP: each answer, in buf or a call's stored 200
+	to     []sockaddr
 }
 
 func (o *out) reset() {
-	o.buf, o.ends, o.addrs, o.alens = o.buf[:0], o.ends[:0], o.addrs[:0], o.alens[:0]
-	clear(o.extra)
-	o.extra = o.extra[:0]
+	o.buf = o.buf[:0]
+	clear(o.msgs)
+	o.msgs, o.to = o.msgs[:0], o.to[:0]
 }
 
-// added records the message appended to buf since the last one, for addr.
-func (o *out) added(addr *unix.RawSockaddrAny, alen uint32) {
-	if len(o.buf) > last(o.ends) {
-		o.ends = append(o.ends, len(o.buf))
-		o.addrs, o.alens = append(o.addrs, addr), append(o.alens, alen)
-		o.extra = append(o.extra, nil)
+// added records the answer appended to buf from start, for addr.
+func (o *out) added(start int, addr *unix.RawSockaddrAny, alen uint32) {
+	if !o.stream {
+		o.msgs, o.to = append(o.msgs, o.buf[start:]), append(o.to, sockaddr{addr, alen})
 	}
 }
 
@@ -214,38 +213,16 @@ func (o *out) added(addr *unix.RawSockaddrAny, alen uint32) {
 func (o *out) resend(msg []byte, addr *unix.RawSockaddrAny, alen uint32) {
 	if o.stream {
 		o.buf = append(o.buf, msg...)
-		o.added(nil, 0)
 		return
 	}
-	o.ends = append(o.ends, last(o.ends))
-	o.addrs, o.alens = append(o.addrs, addr), append(o.alens, alen)
-	o.extra = append(o.extra, msg)
-}
-
-// message returns message k of o.
-func (o *out) message(k int) []byte {
-	if o.extra[k] != nil {
-		return o.extra[k]
-	}
-	start := 0
-	if k > 0 {
-		start = o.ends[k-1]
-	}
-	return o.buf[start:o.ends[k]]
+	o.msgs, o.to = append(o.msgs, msg), append(o.to, sockaddr{addr, alen})
 }
 
 // udpLoop drains the UDP socket and runs the timers on every tick.
 func (u *UAS) udpLoop() {
 	m := newMmsgs(u.cfg.Batch, false, true)
-	hs := make([]mmsghdr, u.cfg.Batch)
-	iovs := make([]unix.Iovec, u.cfg.Batch)
+	sb := newSendBatch(u.cfg.Batch)
 	var o out
-	var got int
-	var errno syscall.Errno
-	read := func(fd uintptr) bool {
-		got, errno = m.recv(fd)
-		return true
-	}
 	var r response
 	tick := time.NewTicker(u.cfg.Tick)
 	defer tick.Stop()
@@ -256,9 +233,7 @@ func (u *UAS) udpLoop() {
 		case <-tick.C:
 		}
 		for {
-			if err := u.rc.Read(read); err != nil {
-				return // closed
-			}
+			got, errno := u.sock.recv(&m)
 			u.mu.Lock()
 			if errno != 0 && errno != unix.EAGAIN {
 				u.fail(fmt.Errorf("recvmmsg on %s: %w", u.cfg.Addr, errno))
@@ -279,53 +254,18 @@ func (u *UAS) udpLoop() {
 				u.timers(&o)
 			}
 			u.mu.Unlock()
-			u.send(&o, hs, iovs)
+			if err := u.sock.send(&sb, o.msgs, o.to, sockaddr{}); err != nil {
+				u.mu.Lock()
+				u.fail(fmt.Errorf("sendmmsg on %s: %w", u.cfg.Addr, err))
+				u.mu.Unlock()
+			}
+			// The stored 200s belong to their calls: drop the references.
+			clear(o.msgs)
 			if got < len(m.hs) {
 				break
 			}
 		}
 	}
-}
-
-// send writes o's messages with sendmmsg, each to its address.
-func (u *UAS) send(o *out, hs []mmsghdr, iovs []unix.Iovec) {
-	for k0 := 0; k0 < len(o.ends); {
-		n := min(len(o.ends)-k0, len(hs))
-		for j := range n {
-			msg := o.message(k0 + j)
-			iovs[j].Base = &msg[0]
-			iovs[j].SetLen(len(msg))
-			hs[j].hdr = unix.Msghdr{Iov: &iovs[j]}
-			hs[j].hdr.SetIovlen(1)
-			// #nosec G103 -- the address outlives the call.
-			hs[j].hdr.Name = (*byte)(unsafe.Pointer(o.addrs[k0+j]))
-			hs[j].hdr.Namelen = o.alens[k0+j]
-		}
-		var sent int
-		var errno syscall.Errno
-		err := u.rc.Write(func(fd uintptr) bool {
-			// #nosec G103 -- hs outlives the call.
-			r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hs[0])), uintptr(n), unix.MSG_DONTWAIT, 0, 0)
-			if e == unix.EAGAIN || e == unix.EINTR {
-				return false // wait until the socket takes more
-			}
-			sent, errno = int(r), e
-			return true
-		})
-		if err != nil {
-			return // closed
-		}
-		if errno != 0 {
-			// A datagram that does not go out is lost as if on the wire.
-			u.mu.Lock()
-			u.fail(fmt.Errorf("sendmmsg on %s: %w", u.cfg.Addr, errno))
-			u.mu.Unlock()
-			sent = max(sent, 1)
-		}
-		k0 += sent
-	}
-	// The retransmitted 200s belong to their calls: drop the references.
-	clear(o.extra)
 }
 
 // acceptLoop takes the TCP connections.
@@ -374,7 +314,7 @@ func (u *UAS) tcpLoop(c *net.TCPConn) {
 			u.fail(fmt.Errorf("tcp on %s: %w", u.cfg.Addr, err))
 		}
 		u.mu.Unlock()
-		if len(o.ends) > 0 {
+		if len(o.buf) > 0 {
 			if _, werr := c.Write(o.buf); werr != nil {
 				return
 			}
@@ -419,8 +359,9 @@ func (u *UAS) handle(r *response, o *out, udp bool, addr *unix.RawSockaddrAny, a
 		}
 	case "BYE":
 		if !known {
+			start := len(o.buf)
 			o.buf = appendAnswer(o.buf, "481 Call/Transaction Does Not Exist", r, nil)
-			o.added(addr, alen)
+			o.added(start, addr, alen)
 			u.st.Unexpected++
 			return
 		}
@@ -433,11 +374,13 @@ func (u *UAS) handle(r *response, o *out, udp bool, addr *unix.RawSockaddrAny, a
 			u.st.Current--
 		}
 		// A retransmitted BYE gets the same 200 again.
+		start := len(o.buf)
 		o.buf = appendAnswer(o.buf, "200 OK", r, nil)
-		o.added(addr, alen)
+		o.added(start, addr, alen)
 	case "OPTIONS":
+		start := len(o.buf)
 		o.buf = appendAnswer(o.buf, "200 OK", r, nil)
-		o.added(addr, alen)
+		o.added(start, addr, alen)
 	default:
 		u.st.Unexpected++
 	}
