@@ -432,6 +432,7 @@ func (u *UAS) answer(r *response, o *out, udp bool, addr *unix.RawSockaddrAny, a
 		b = append(b, "\r\n\r\n"...)
 		return append(b, u.sdp...)
 	})
+	// &c.addr stays valid when slots grows: the old array keeps the copy.
 	o.resend(c.resp, &c.addr, c.alen)
 	now := u.now()
 	if udp {
