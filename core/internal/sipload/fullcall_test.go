@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // answeredLines are n lines the Call Router would redirect: as full calls
@@ -332,5 +334,70 @@ func TestFullCallsConfigInvalid(t *testing.T) {
 		if _, err := Run(context.Background(), cfg); err == nil {
 			t.Errorf("Run(%+v) = nil error", cfg)
 		}
+	}
+}
+
+// Full calls over IPv6: the UAC's and the UAS's sockets, addresses and
+// URIs ([::1]) as over IPv4.
+func TestFullCallsIPv6(t *testing.T) {
+	l, err := net.ListenPacket("udp", "[::1]:0")
+	if err != nil {
+		t.Fatalf("no IPv6 loopback: %v", err)
+	}
+	port := l.LocalAddr().(*net.UDPAddr).Port
+	l.Close()
+	u := listenUAS(t, UASConfig{Addr: fmt.Sprintf("[::1]:%d", port)})
+	res := run(t, Config{Target: u.Addr(), Lines: answeredLines(10), Rate: 200, FullCalls: true, Hold: 50 * time.Millisecond})
+	if res.Successful != 10 || res.Failed != 0 {
+		t.Errorf("result %s, want 10 full calls over IPv6", res)
+	}
+	if st := u.Stats(); st.Ended != 10 || st.Acked != 10 {
+		t.Errorf("uas %+v", st)
+	}
+}
+
+// The answers of an established call cost no allocation: the UAC's
+// handling of a BYE's 200, the UAS's of an ACK and of a retransmitted BYE.
+func TestFullCallAllocs(t *testing.T) {
+	l := newLocal("127.0.0.1", 5070, "UDP", "127.0.0.1:5060", "tok")
+	e := newEngine(Config{Target: "127.0.0.1:5060", Lines: answeredLines(1), Calls: 1, FullCalls: true})
+	e.start = time.Now()
+	e.state[0].Store(stateHangingUp)
+	byeOK := []byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-tok-0-b\r\nFrom: <sip:1@127.0.0.1:5070>;tag=tok-0\r\n" +
+		"To: <sip:80000@127.0.0.1:5060>;tag=s\r\nCall-ID: 0-tok@127.0.0.1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")
+	var cnt counters
+	if allocs := testing.AllocsPerRun(100, func() { e.handle(byeOK, 1000, l, &cnt, nil) }); allocs != 0 {
+		t.Errorf("the UAC allocates %v times per BYE answer", allocs)
+	}
+	if e.state[0].Load() != stateSuccessful || cnt.codes[200] != 1 || cnt.duplicates != 100 {
+		t.Errorf("state %d, counters %+v", e.state[0].Load(), cnt)
+	}
+
+	u := listenUAS(t, UASConfig{})
+	var o out
+	var r response
+	msg := func(m string) *response {
+		if !parseMessage([]byte(m), &r) {
+			t.Fatalf("parseMessage(%q) = false", m)
+		}
+		return &r
+	}
+	var addr unix.RawSockaddrAny
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.handle(msg(request("INVITE", "a1", "127.0.0.1:5070", "UDP", "", 1)), &o, true, &addr, 16)
+	ack, bye := request("ACK", "a1", "127.0.0.1:5070", "UDP", "uas-1", 1), request("BYE", "a1", "127.0.0.1:5070", "UDP", "uas-1", 2)
+	for name, req := range map[string]string{"ACK": ack, "BYE": bye} {
+		b := []byte(req)
+		if allocs := testing.AllocsPerRun(100, func() {
+			o.reset()
+			parseMessage(b, &r)
+			u.handle(&r, &o, true, &addr, 16)
+		}); allocs != 0 {
+			t.Errorf("the UAS allocates %v times per %s", allocs, name)
+		}
+	}
+	if u.st.Calls != 1 || u.st.Acked != 1 || u.st.Ended != 1 {
+		t.Errorf("uas %+v", u.st)
 	}
 }

@@ -36,9 +36,11 @@ func listenUDP(ap netip.AddrPort) (*udpSocket, error) {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[0], udpBuffer)
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[1], udpBuffer)
 	}
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().Unmap().As4()}
+	var sa unix.Sockaddr
 	if family == unix.AF_INET6 {
 		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().Unmap().As4()}
 	}
 	if err := unix.Bind(fd, sa); err != nil {
 		_ = unix.Close(fd)

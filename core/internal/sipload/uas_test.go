@@ -237,3 +237,24 @@ func TestUASConfigInvalid(t *testing.T) {
 		}
 	}
 }
+
+// Over TCP too a call whose ACK does not come fails at 64·T1, without a
+// retransmitted 200.
+func TestUASMissingAckOverTCP(t *testing.T) {
+	const t1 = 5 * time.Millisecond
+	u := listenUAS(t, UASConfig{T1: t1, Tick: 500 * time.Microsecond})
+	c, err := net.Dial("tcp", u.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte(request("INVITE", "tcp-lost", c.LocalAddr().String(), "TCP", "", 1)))
+	if !waitFor(func() bool { return u.Stats().Calls == 1 }) {
+		t.Fatal("the INVITE was not taken")
+	}
+	// The tick runs the timers: wait for Timer H, then some.
+	time.Sleep(64*t1 + 200*time.Millisecond)
+	if st := u.Stats(); st.Failed != 1 || st.Current != 0 || st.Retransmissions != 0 {
+		t.Errorf("stats %+v, want the call failed without retransmissions", st)
+	}
+}
