@@ -82,7 +82,6 @@ type UAS struct {
 	cfg        UASConfig
 	host       string // as in a URI
 	port       int
-	ip4        bool
 	sdp        []byte
 	sock       *udpSocket
 	ln         *net.TCPListener
@@ -115,13 +114,10 @@ func ListenUAS(cfg UASConfig) (*UAS, error) {
 		cfg.Tick < 100*time.Microsecond || cfg.Tick > cfg.T1/10 {
 		return nil, fmt.Errorf("%w: uas addr %q (ip:port), t1 %v, batch %d (1..1024), tick %v (100µs..t1/10)", ErrInvalidConfig, cfg.Addr, cfg.T1, cfg.Batch, cfg.Tick)
 	}
-	u := &UAS{cfg: cfg, host: host, port: p, ip4: ip.To4() != nil, stop: make(chan struct{}),
+	loc := newLocal(host, p, "", "", "") // the URI and SDP forms of the address
+	u := &UAS{cfg: cfg, host: loc.host, port: p, stop: make(chan struct{}),
 		t1: int64(cfg.T1), giveUp: 64 * int64(cfg.T1), calls: map[string]int32{}, conns: map[*net.TCPConn]struct{}{},
 		g: backoff{t1: int64(cfg.T1), ceiling: t2}}
-	if !u.ip4 {
-		u.host = "[" + host + "]"
-	}
-	loc := newLocal(host, p, "", "", "")
 	u.sdp = []byte("v=0\r\no=- 1 1 IN IP" + loc.ipVersion + " " + host + "\r\ns=-\r\nc=IN IP" + loc.ipVersion + " " + host +
 		"\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
 	if u.sock, err = listenUDP(netip.AddrPortFrom(netip.MustParseAddr(host), uint16(p))); err != nil {
