@@ -95,13 +95,14 @@ bpf:
 	cd $(BPF_DIR) && GOPACKAGE=fastpath $(GO) tool bpf2go -target bpfel -type fp_key -type fp_fwd \
 		bpf fastpath.c -- -O2 -g -Wall -Werror -I/usr/include/$$(uname -m)-linux-gnu
 
-# Full calls of the mix through the proxy action (no media): SIPp over UDP
-# to edged, which runs every pool as a B2BUA with the media anchored, to
-# Kamailio as a stateful tm + rr proxy (no media: the issue's reference) and
-# to Kamailio with its media anchored in rtpengine (the SBC an operator
-# builds from them: the same work as edged's), each relaying to SIPp callees
-# on the mailboxes' back-end hosts over UDP, then over TCP; calls held for
-# 0.5 s. Then the memory per
+# Full calls of the mix through the proxy action (no media): the Go
+# generator (sipload's full-call UAC; BENCH_ARGS="-generator sipp" for SIPp)
+# over UDP to edged, which runs every pool as a B2BUA with the media
+# anchored, to Kamailio as a stateful tm + rr proxy (no media: the issue's
+# reference) and to Kamailio with its media anchored in rtpengine (the SBC
+# an operator builds from them: the same work as edged's), each relaying to
+# the generator's callees (sipload.UAS) on the mailboxes' back-end hosts over
+# UDP, then over TCP; calls held for 0.5 s. Then the memory per
 # active call (2,000 calls placed per 20 s hold). About 20 minutes;
 # BENCH_ARGS="-backend-transports udp" narrows it (sipbench -h).
 bench-b2bua: test-deps build plugins

@@ -15,10 +15,12 @@ import (
 
 // Scenario b2bua: the calls of the mix as full calls through a proxy.
 //
-// SIPp (sipptest.UACCallMix) places one call per mix line over UDP. A line
-// the Call Router would redirect to a mailbox is routed to the mailbox's
-// back end (127.0.0.1 or 127.0.0.2, by the directory), where a SIPp callee
-// (sipptest.UASAnswer) answers with SDP; the caller ACKs, holds
+// The caller (sipload's UAC with Config.FullCalls, or SIPp's
+// sipptest.UACCallMix with -generator sipp) places one call per mix line
+// over UDP. A line the Call Router would redirect to a mailbox is routed
+// to the mailbox's back end (127.0.0.1 or 127.0.0.2, by the directory),
+// where a callee (sipload.UAS in one process for both hosts, or a SIPp
+// sipptest.UASAnswer per host) answers with SDP; the caller ACKs, holds
 // the call for -hold and hangs up with BYE. The other lines get their 404
 // from the server. No RTP flows. edged runs every pool as a proxy pool, so
 // each answered call is a B2BUA call with both legs' media anchored (a
@@ -27,9 +29,11 @@ import (
 // call and keeps no state beyond its transactions. Each callee must take
 // exactly the calls of its host: a call at the wrong back end fails.
 
-// callees are the SIPp back ends of one step, one per back-end host.
+// callees are the back ends of one step, one per back-end host: SIPp
+// processes, or one process of Go callees (sipload.UAS) for all hosts.
 type callees struct {
 	procs []*sipptest.UASProc
+	gop   *goCallees
 	hosts []string
 	want  []int // calls each host must take
 }
@@ -98,6 +102,16 @@ func startCallees(o options, w workload, hold time.Duration) (*callees, error) {
 	if c.want, err = wantPerHost(w.mix, c.hosts); err != nil {
 		return nil, err
 	}
+	if o.usesGo(scenarioB2BUA) {
+		addrs := make([]string, len(c.hosts))
+		for i, h := range c.hosts {
+			addrs[i] = net.JoinHostPort(h, fmt.Sprint(w.backend.port))
+		}
+		if c.gop, err = startGoCallees(addrs, o.sippCPU); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
 	for i, h := range c.hosts {
 		p, err := sipptest.UAS{
 			Addr:        net.JoinHostPort(h, fmt.Sprint(w.backend.port)),
@@ -133,6 +147,13 @@ func startCallees(o options, w workload, hold time.Duration) (*callees, error) {
 // statistics dump.
 func (c *callees) current() (int, error) {
 	n := 0
+	if c.gop != nil {
+		r, err := c.gop.report()
+		for _, h := range r.Hosts {
+			n += h.Current
+		}
+		return n, err
+	}
 	for i, p := range c.procs {
 		r, err := p.Stats()
 		if err != nil {
@@ -149,6 +170,9 @@ func (c *callees) current() (int, error) {
 // sends it got calls meant for another, and each such call is taken off
 // s.Successful.
 func (c *callees) stop(s *step, wait time.Duration) error {
+	if c.gop != nil {
+		return c.stopGo(s, wait)
+	}
 	var errs []error
 	for i, p := range c.procs {
 		r, err := p.Stop(wait)
@@ -165,8 +189,36 @@ func (c *callees) stop(s *step, wait time.Duration) error {
 	return errors.Join(errs...)
 }
 
+// stopGo is stop for the Go callees: a call a host took beyond its share
+// is misrouted, and what went wrong at the callees is noted in the step.
+func (c *callees) stopGo(s *step, wait time.Duration) error {
+	r, cpu, err := c.gop.stop(c.want, wait)
+	c.gop = nil
+	s.LoadCPU += cpu
+	s.CalleeCPU = cpu
+	var failed, noAck, unexpected, sockErrs int
+	for i, h := range r.Hosts {
+		s.Answered += h.Ended
+		s.Misrouted += max(0, h.Calls-c.want[i])
+		failed, noAck, unexpected, sockErrs = failed+h.Failed+h.Current, noAck+h.NoAck, unexpected+h.Unexpected, sockErrs+h.TransportErrors
+		if h.FirstError != "" {
+			s.note("callee " + c.hosts[i] + ": " + h.FirstError)
+		}
+	}
+	if failed+noAck+unexpected+sockErrs > 0 {
+		s.note(fmt.Sprintf("callees: %d calls without ACK or BYE, %d BYEs before the ACK, %d unexpected messages, %d socket errors",
+			failed, noAck, unexpected, sockErrs))
+	}
+	s.Successful = max(0, s.Successful-s.Misrouted)
+	return err
+}
+
 // kill ends callees that are still running.
 func (c *callees) kill() {
+	if c.gop != nil {
+		_, _, _ = c.gop.stop(nil, 0)
+		c.gop = nil
+	}
 	for _, p := range c.procs {
 		_, _ = p.Stop(0)
 	}
@@ -243,20 +295,14 @@ func measureActive(ctx context.Context, o options, srv server, transport string)
 		return a, err
 	}
 
-	type outcome struct {
-		res *sipptest.Result
-		err error
-	}
-	done := make(chan outcome, 1)
+	s := step{Rate: rate, Planned: calls, Hold: o.activeHold}
+	done := make(chan error, 1)
 	cpu0, _ := treeCPU("/proc", pid)
-	go func() {
-		res, err := st.exec(ctx)
-		done <- outcome{res, err}
-	}()
+	go func() { done <- st.place(ctx, o, scenarioB2BUA, &s) }()
 	select {
 	case <-time.After(o.activeHold + 3*time.Second):
-	case out := <-done:
-		return a, fmt.Errorf("sipp ended before the calls were up: %w (%v)", out.err, out.res)
+	case err := <-done:
+		return a, fmt.Errorf("the caller ended before the calls were up: %w (%v)", err, s)
 	}
 	if a.Up, err = st.callees.current(); err != nil {
 		return a, err
@@ -264,15 +310,9 @@ func measureActive(ctx context.Context, o options, srv server, transport string)
 	if a.ActiveKiB, err = treePss("/proc", pid); err != nil {
 		return a, err
 	}
-	out := <-done
+	placeErr := <-done
 	if ctx.Err() != nil {
 		return a, ctx.Err()
-	}
-	s := step{Rate: rate, Planned: calls, Hold: o.activeHold}
-	if out.res != nil {
-		s.Created, s.Successful, s.Failed = out.res.Created, out.res.Successful, out.res.Failed
-		s.Retrans, s.Elapsed, s.LoadCPU = out.res.Retransmissions, out.res.Elapsed, out.res.CPU
-		s.Codes, s.Failures = out.res.Codes, failures(out.res)
 	}
 	if cpu1, err := treeCPU("/proc", pid); err == nil {
 		s.ServerCPU = cpu1 - cpu0
@@ -283,8 +323,8 @@ func measureActive(ctx context.Context, o options, srv server, transport string)
 	calleeErr := st.callees.stop(&s, o.recvTimeout)
 	s.judge(o.loss)
 	switch {
-	case out.err != nil:
-		s.Pass, s.Why = false, fmt.Sprintf("sipp: %v", out.err)
+	case placeErr != nil:
+		s.Pass, s.Why = false, fmt.Sprintf("%s: %v", s.generator(), placeErr)
 	case calleeErr != nil:
 		s.Pass, s.Why = false, calleeErr.Error()
 	}
@@ -318,7 +358,7 @@ func b2buaEnv(o options) []string {
 		cdr = "CDRs off"
 	}
 	lines := []string{
-		fmt.Sprintf("b2bua: the mix's calls as full calls from SIPp to the server and over %s to SIPp callees on 127.0.0.1 and 127.0.0.2 "+
+		fmt.Sprintf("b2bua: the mix's calls as full calls from the generator to the server and over %s to the generator's callees on 127.0.0.1 and 127.0.0.2 "+
 			"(the mailbox's back end by the directory; each must take exactly its calls); 200 with SDP, ACK, %v hold, BYE, 200; the 404 lines end at the server; no RTP",
 			strings.Join(strings.Split(strings.ToUpper(strings.Join(o.backendTransports, ",")), ","), " or "), o.hold),
 		fmt.Sprintf("b2bua, edged: every pool a proxy pool (B2BUA; media anchored: a session with two RTP/RTCP port pairs per call, ports %d-%d, sbc.max_calls %d), %s",

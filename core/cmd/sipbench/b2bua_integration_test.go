@@ -15,13 +15,13 @@ import (
 // checkB2BUAStep runs one short b2bua step against srv per back-end
 // transport: every call gets its answer, each callee takes exactly its
 // host's calls, and the answered calls are held and hung up.
-func checkB2BUAStep(t *testing.T, srv server) {
+func checkB2BUAStep(t *testing.T, srv server, generator string) {
 	t.Helper()
-	const rate = 100
+	const rate = 150
 	for _, tp := range []string{"udp", "tcp"} {
 		t.Run(tp, func(t *testing.T) {
 			o := options{duration: 2 * time.Second, recvTimeout: 3 * time.Second, loss: 0.001, seed: 1,
-				mailboxes: sipptest.MixMailboxes, hold: 200 * time.Millisecond, backendTransport: tp}
+				mailboxes: sipptest.MixMailboxes, hold: 200 * time.Millisecond, backendTransport: tp, generator: generator}
 			f, err := sipptest.WriteMix(t.TempDir(), sipptest.Mix{Seed: o.seed, Mailboxes: o.mailboxes, Calls: 2 * rate})
 			if err != nil {
 				t.Fatal(err)
@@ -41,6 +41,9 @@ func checkB2BUAStep(t *testing.T, srv server) {
 			// A 200 for each INVITE and each BYE of an answered call, a 404 for the rest.
 			if s.Codes[200] != 2*s.Answered || s.Codes[404] != s.Planned-s.Answered {
 				t.Errorf("answers %v, want 200×%d 404×%d", s.Codes, 2*s.Answered, s.Planned-s.Answered)
+			}
+			if s.Generator != generator && generator == generatorGo || s.LoadCPU <= 0 || generator == generatorGo && (s.CalleeCPU <= 0 || s.CalleeCPU >= s.LoadCPU || s.GenNotes != "") {
+				t.Errorf("generator %q cpu %v (callees %v), notes %q: want the %s generator's CPU, caller and callees, and no notes", s.Generator, s.LoadCPU, s.CalleeCPU, s.GenNotes, generator)
 			}
 		})
 	}
@@ -76,7 +79,14 @@ func TestKamailioProxyConfigChecks(t *testing.T) {
 func TestIntegrationB2BUAKamailio(t *testing.T) {
 	k := testKamailio(t)
 	k.shmMB = 256
-	checkB2BUAStep(t, k)
+	checkB2BUAStep(t, k, generatorSIPp)
+}
+
+// The same calls from the Go generator (sipload's UAC and UASes).
+func TestIntegrationB2BUAKamailioGo(t *testing.T) {
+	k := testKamailio(t)
+	k.shmMB = 256
+	checkB2BUAStep(t, k, generatorGo)
 }
 
 // The SBC reference with media: Kamailio's proxy refuses a call whose
@@ -86,7 +96,7 @@ func TestIntegrationB2BUAKamailioRTPEngine(t *testing.T) {
 	k := testKamailio(t)
 	k.shmMB = 256
 	k.rtpengine = testRTPEngine(t)
-	checkB2BUAStep(t, k)
+	checkB2BUAStep(t, k, generatorSIPp)
 }
 
 func testRTPEngine(t *testing.T) string {
@@ -99,10 +109,21 @@ func testRTPEngine(t *testing.T) string {
 }
 
 func TestIntegrationB2BUAEdged(t *testing.T) {
+	checkB2BUAStep(t, testEdged(t), generatorSIPp)
+}
+
+// The same calls from the Go generator (sipload's UAC and UASes).
+func TestIntegrationB2BUAEdgedGo(t *testing.T) {
+	checkB2BUAStep(t, testEdged(t), generatorGo)
+}
+
+// testEdged is edged built from this tree with the shipped config.
+func testEdged(t *testing.T) edgedServer {
+	t.Helper()
 	edged, plugins := builtBinaries(t)
 	template, err := filepath.Abs(filepath.Join("..", "..", "..", "configs", "umedge.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkB2BUAStep(t, edgedServer{bin: edged, plugins: plugins, template: template})
+	return edgedServer{bin: edged, plugins: plugins, template: template}
 }

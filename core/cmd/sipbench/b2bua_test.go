@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"math"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/umedge/umedge/core/internal/sipload"
 )
 
 func TestKamailioProxyConfig(t *testing.T) {
@@ -237,5 +242,84 @@ func TestActiveCalls(t *testing.T) {
 	}
 	if got := renderActive([]result{{scenario: "mix"}}); got != "" {
 		t.Errorf("renderActive() without measurements = %q, want empty", got)
+	}
+}
+
+// The Go callees count the calls each host took: calls at a host beyond
+// its share of the mix are misrouted and taken off the successful ones,
+// and the callees' CPU is the generator's.
+func TestGoCalleesMisrouted(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		want          []int
+		wantMisrouted int
+	}{
+		{"right host", []int{3, 0}, 0},
+		{"wrong host", []int{0, 3}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := newBackend("udp")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var addrs []string
+			for _, h := range backendHosts() {
+				addrs = append(addrs, net.JoinHostPort(h, fmt.Sprint(b.port)))
+			}
+			g, err := startGoCallees(addrs, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &callees{gop: g, hosts: backendHosts(), want: tc.want}
+			defer c.kill()
+			lines := []sipload.Line{{Caller: "4000", Called: "1001", Code: 302}}
+			res, err := sipload.Run(context.Background(), sipload.Config{Target: addrs[0], Lines: lines, Calls: 3, Rate: 100, FullCalls: true, Hold: 300 * time.Millisecond})
+			if err != nil || res.Successful != 3 {
+				t.Fatalf("Run() = %v, %v", res, err)
+			}
+			s := step{Successful: res.Successful}
+			if err := c.stop(&s, time.Second); err != nil {
+				t.Fatalf("stop() = %v", err)
+			}
+			if s.Misrouted != tc.wantMisrouted || s.Successful != 3-tc.wantMisrouted || s.Answered != 3 || s.CalleeCPU <= 0 || s.LoadCPU != s.CalleeCPU {
+				t.Errorf("step %+v, want %d misrouted of 3 answered, the callees' CPU counted", s, tc.wantMisrouted)
+			}
+		})
+	}
+}
+
+// While calls are up the Go callees report them (the memory run reads
+// them), and a callee that cannot bind fails at start with the reason.
+func TestGoCalleesCurrent(t *testing.T) {
+	b, err := newBackend("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(b.port))
+	g, err := startGoCallees([]string{addr}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &callees{gop: g, hosts: []string{"127.0.0.1"}, want: []int{5}}
+	defer c.kill()
+	if _, err := startGoCallees([]string{addr}, ""); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("a second callee on %s: %v, want the bind error", addr, err)
+	}
+	done := make(chan *sipload.Result, 1)
+	go func() {
+		res, _ := sipload.Run(context.Background(), sipload.Config{Target: addr, Lines: []sipload.Line{{Caller: "4000", Called: "1001", Code: 302}},
+			Calls: 5, Rate: 50, FullCalls: true, Hold: 1500 * time.Millisecond})
+		done <- res
+	}()
+	time.Sleep(time.Second)
+	if n, err := c.current(); err != nil || n != 5 {
+		t.Errorf("current() = %d, %v; want 5 calls up", n, err)
+	}
+	if res := <-done; res == nil || res.Successful != 5 {
+		t.Fatalf("Run() = %v", res)
+	}
+	s := step{Successful: 5}
+	if err := c.stop(&s, time.Second); err != nil || s.Answered != 5 || s.Misrouted != 0 {
+		t.Errorf("stop() = %v, step %+v", err, s)
 	}
 }

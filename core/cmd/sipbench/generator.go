@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/umedge/umedge/core/internal/sipload"
+	"github.com/umedge/umedge/core/internal/sipptest"
 )
 
 // The load generators (-generator).
@@ -26,14 +27,21 @@ const (
 // time is its process's.
 const uacEnv = "SIPBENCH_UAC"
 
-// uacChild runs the Go UAC when the process was started as one and
-// reports whether it was; main and TestMain call it first.
+// uacChild runs the Go UAC (or with uasChildValue the Go callees) when
+// the process was started as one and reports whether it was; main and
+// TestMain call it first.
 func uacChild() bool {
-	if os.Getenv(uacEnv) != "1" {
+	var err error
+	switch os.Getenv(uacEnv) {
+	case "1":
+		err = uacMain(os.Args[1:])
+	case uasChildValue:
+		err = uasMain(os.Args[1:])
+	default:
 		return false
 	}
-	if err := uacMain(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "sipbench uac:", err)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sipbench "+os.Getenv(uacEnv)+":", err)
 		os.Exit(1)
 	}
 	os.Exit(0)
@@ -54,6 +62,8 @@ func uacMain(args []string) error {
 	fs.DurationVar(&cfg.Timeout, "timeout", 0, "Timer B")
 	fs.IntVar(&cfg.Conns, "conns", 1, "TCP connections")
 	fs.DurationVar(&cfg.Tick, "tick", 0, "sender tick")
+	fs.BoolVar(&cfg.FullCalls, "full", false, "full calls through a proxy (scenario b2bua)")
+	fs.DurationVar(&cfg.Hold, "hold", 0, "full calls: hold time")
 	fs.StringVar(&out, "out", "", "result file (JSON)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errBadFlag, err)
@@ -114,6 +124,9 @@ func (st *stage) execGo(ctx context.Context, conns int, tick time.Duration) (*si
 	if tick > 0 {
 		args = append(args, "-tick", tick.String())
 	}
+	if st.run.Scenario == sipptest.UACCallMix {
+		args = append(args, "-full", "-hold", st.run.Hold.String())
+	}
 	if st.run.CPU != "" {
 		args = append([]string{"taskset", "-c", st.run.CPU}, args...)
 	}
@@ -150,8 +163,8 @@ func (s *step) fromUAC(res *sipload.Result) {
 	}
 	s.LatP50, s.LatP99, s.SendLag = res.Latency.P50, res.Latency.P99, res.SendLag
 	if res.Unexpected > 0 || res.Duplicates > 0 || res.Late > 0 || res.TransportErrors > 0 {
-		s.GenNotes = fmt.Sprintf("%d unexpected messages, %d duplicate answers, %d answers after Timer B, %d socket errors",
-			res.Unexpected, res.Duplicates, res.Late, res.TransportErrors)
+		s.note(fmt.Sprintf("%d unexpected messages, %d duplicate answers, %d answers after Timer B, %d socket errors",
+			res.Unexpected, res.Duplicates, res.Late, res.TransportErrors))
 		if res.FirstError != "" {
 			s.GenNotes += " (first: " + res.FirstError + ")"
 		}

@@ -20,7 +20,9 @@
 // go), which places the same CSV lines with the same checks at a small
 // part of SIPp's CPU per call, so that it is not the limit; sipbench runs
 // it as a child of its own binary (SIPBENCH_UAC=1), pinned as SIPp would
-// be. Scenario b2bua always uses SIPp. The rate doubles until a step loses
+// be. In scenario b2bua the go generator is also the callees (sipload.UAS,
+// one child process for both back-end hosts, SIPBENCH_UAC=uas), pinned
+// with the caller. The rate doubles until a step loses
 // -loss of its calls or cannot hold its rate, then is bisected. The table
 // gives each server's highest passing rate, its failed-call fraction and
 // peak resident memory at that rate, and the ratio edged/Kamailio.
@@ -28,8 +30,9 @@
 // A third scenario, b2bua, is not part of the default run (make
 // bench-b2bua runs it): the mix's calls as full calls through a proxy
 // (see b2bua.go): edged with every pool a proxy pool runs them as a
-// B2BUA, Kamailio as a stateful tm + rr proxy, both to SIPp callees on the
-// mix's two back-end hosts. It also measures the memory per active call.
+// B2BUA, Kamailio as a stateful tm + rr proxy, both to callees on the
+// mix's two back-end hosts (the go generator's callees, or SIPp's). It
+// also measures the memory per active call.
 //
 //	go run ./core/cmd/sipbench -edged bin/edged -plugins bin/plugins
 //	go run ./core/cmd/sipbench -servers kamailio -scenarios mix -transports udp
@@ -112,7 +115,7 @@ func main() {
 	flag.DurationVar(&o.recvTimeout, "recv-timeout", 5*time.Second, "a call without its 302 after this long fails")
 	flag.Float64Var(&o.loss, "loss", 0.001, "largest failed-call fraction a passing step may have")
 	flag.StringVar(&o.sippCPU, "sipp-cpu", "0", "CPU list the load generator (SIPp or the Go UAC) is pinned to (taskset -c); empty = unpinned")
-	flag.StringVar(&o.generator, "generator", generatorGo, "load generator of scenarios single and mix: sipp, or go (sipload, built into sipbench: sendmmsg/recvmmsg, one pre-rendered INVITE per call); b2bua always uses SIPp")
+	flag.StringVar(&o.generator, "generator", generatorGo, "load generator: sipp, or go (sipload, built into sipbench: sendmmsg/recvmmsg, one pre-rendered INVITE per call; in b2bua also the callees)")
 	flag.IntVar(&o.genConns, "generator-conns", 1, "go generator: TCP connections the calls are spread over (1 = one gateway)")
 	flag.DurationVar(&o.genTick, "generator-tick", 0, "go generator: how often it sends what is due and drains the answers; 0 = 1ms")
 	flag.StringVar(&o.serverCPU, "server-cpu", "1", "CPU list the server is pinned to (taskset -c); empty = unpinned")
@@ -382,10 +385,9 @@ func (o options) validate() error {
 	return nil
 }
 
-// usesGo reports whether the Go UAC places scenario's calls.
-func (o options) usesGo(scenario string) bool {
-	return o.generator == generatorGo && scenario != scenarioB2BUA
-}
+// usesGo reports whether the Go generator places scenario's calls (and
+// in scenario b2bua answers them).
+func (o options) usesGo(string) bool { return o.generator == generatorGo }
 
 // measure runs one step of scenario: a fresh server, the load generator at rate for
 // o.duration, the server's memory, then the server stopped. For the mix the
@@ -400,21 +402,7 @@ func measure(ctx context.Context, o options, srv server, scenario, transport str
 
 	cpu0, _ := treeCPU("/proc", st.p.cmd.Process.Pid)
 	s := step{Rate: rate, Planned: calls, Hold: st.run.Hold}
-	if o.usesGo(scenario) {
-		var res *sipload.Result
-		res, err = st.execGo(ctx, o.genConns, o.genTick)
-		if res != nil {
-			s.fromUAC(res)
-		}
-	} else {
-		var res *sipptest.Result
-		res, err = st.exec(ctx)
-		if res != nil {
-			s.Created, s.Successful, s.Failed = res.Created, res.Successful, res.Failed
-			s.Retrans, s.Elapsed, s.LoadCPU = res.Retransmissions, res.Elapsed, res.CPU
-			s.Codes, s.Failures = res.Codes, failures(res)
-		}
-	}
+	err = st.place(ctx, o, scenario, &s)
 	if ctx.Err() != nil {
 		return step{}, ctx.Err()
 	}
@@ -524,6 +512,25 @@ func prepare(o options, srv server, scenario, transport string, rate, calls int,
 	return st, nil
 }
 
+// place runs the step's caller, the Go UAC or SIPp as o says, and fills
+// s from what it did.
+func (st *stage) place(ctx context.Context, o options, scenario string, s *step) error {
+	if o.usesGo(scenario) {
+		res, err := st.execGo(ctx, o.genConns, o.genTick)
+		if res != nil {
+			s.fromUAC(res)
+		}
+		return err
+	}
+	res, err := st.exec(ctx)
+	if res != nil {
+		s.Created, s.Successful, s.Failed = res.Created, res.Successful, res.Failed
+		s.Retrans, s.Elapsed, s.LoadCPU = res.Retransmissions, res.Elapsed, res.CPU
+		s.Codes, s.Failures = res.Codes, failures(res)
+	}
+	return err
+}
+
 // exec runs the SIPp caller, again when it could not bind its ports.
 func (st *stage) exec(ctx context.Context) (*sipptest.Result, error) {
 	res, err := st.run.Exec(ctx, nil)
@@ -613,10 +620,11 @@ func (o options) describeGenerator() string {
 	if o.generator != generatorGo {
 		return "sipp for every scenario"
 	}
-	d := fmt.Sprintf("go (core/internal/sipload: open-loop at the rate, UDP Timer A from T1 500 ms and Timer B at -recv-timeout, TCP over %d connection(s), sendmmsg/recvmmsg batches of %d) for single and mix",
+	d := fmt.Sprintf("go (core/internal/sipload: open-loop at the rate, UDP Timer A from T1 500 ms and Timer B at -recv-timeout, TCP over %d connection(s), sendmmsg/recvmmsg batches of %d)",
 		o.genConns, sipload.DefaultBatch)
 	if slices.Contains(o.scenarios, scenarioB2BUA) {
-		d += "; sipp for b2bua"
+		d += "; b2bua: full calls from sipload's UAC over UDP (ACK along the route set, BYE with Timers E/F at -recv-timeout) to one process of sipload UASes on the back-end hosts " +
+			"(200 at once, resent over UDP until the ACK), pinned with the caller; generator CPU = caller + callees"
 	}
 	return d
 }

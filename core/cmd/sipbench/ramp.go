@@ -26,7 +26,8 @@ type step struct {
 	Elapsed    time.Duration  // SIPp's run time, start to last statistics dump
 	Mem        memory         // server memory after the step
 	Generator  string         // the load generator: sipp or go
-	LoadCPU    time.Duration  // CPU time the load generator used (b2bua: SIPp's caller and callees, on one CPU)
+	LoadCPU    time.Duration  // CPU time the load generator used (b2bua: the caller and the callees, on one CPU)
+	CalleeCPU  time.Duration  // b2bua, go: the callees' part of LoadCPU
 	LatP50     time.Duration  // go: INVITE to final answer, median over the answered calls
 	LatP99     time.Duration  // go: … 99th percentile
 	SendLag    time.Duration  // go: the most an INVITE went out after its scheduled time
@@ -78,9 +79,20 @@ func (s step) String() string {
 	if s.GenNotes != "" {
 		latency += ", " + s.GenNotes
 	}
+	if s.CalleeCPU > 0 {
+		callees += fmt.Sprintf(", generator cpu caller %.0f%% callees %.0f%%", 100*s.load(s.LoadCPU-s.CalleeCPU), 100*s.load(s.CalleeCPU))
+	}
 	return fmt.Sprintf("rate %6d/s: %d/%d successful, %d failed (%.3f%% lost), %d retransmissions, answers %s%s, achieved %.0f/s in %v%s; cpu %s %.0f%% (%.0f µs/call) server %.0f%% (%.0f µs/call); %s; %s",
 		s.Rate, s.Successful, s.Planned, s.Failed, 100*s.FailedFraction(), s.Retrans, s.codes(), callees, s.Achieved(),
 		s.Elapsed.Round(time.Millisecond), latency, s.generator(), 100*s.load(s.LoadCPU), s.loadCPUPerCall(), 100*s.load(s.ServerCPU), s.cpuPerCall(), s.Mem, v)
+}
+
+// note adds a remark on the generator to the step.
+func (s *step) note(n string) {
+	if s.GenNotes != "" {
+		s.GenNotes += "; "
+	}
+	s.GenNotes += n
 }
 
 // generator names the load generator, SIPp unless the step says.

@@ -19,4 +19,16 @@
 // holds the per-call latency (INVITE to final answer) and the CPU time
 // the process used, so a benchmark shows whether the generator or the
 // server saturated.
+//
+// With Config.FullCalls it places the calls as SIPp's uac_call_mix.xml
+// does, through a proxy or B2BUA (UDP): a line the Call Router would
+// redirect must be answered 200 with SDP by the back end; the 200 is
+// ACKed along its route set to its Contact (RFC 3261 12.1.2, 13.2.2.4:
+// loose routing), the call held for Config.Hold and ended with a BYE in
+// the dialog (Timer E resends it, Timer F fails the call), which must get
+// its 200; every other line must get its status, ACKed in its
+// transaction. UAS is the back end for such calls (SIPp's
+// uas_answer.xml): it answers every INVITE at once with 200 and SDP over
+// UDP and TCP, resends the 200 over UDP until the ACK (Timer G, Timer H
+// fails the call), answers BYEs, and counts the calls it took and has up.
 package sipload

@@ -2,6 +2,7 @@ package sipload
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -106,56 +107,35 @@ func (w *tcpWire) receive(wg *sync.WaitGroup) []*counters {
 	return cnts
 }
 
-// receiveLoop frames the messages of one connection by Content-Length,
-// checks each, and queues the ACKs of each read for the sender's flush.
+// receiveLoop frames the messages of one connection, checks each, and
+// queues the ACKs of each read for the sender's flush.
 func (w *tcpWire) receiveLoop(tc *tcpConn, cnt *counters) {
-	buf := make([]byte, tcpReadBuffer)
+	f := newFramer()
 	ack := make([]byte, 0, 64<<10)
-	start, end := 0, 0
 	var r response
 	for {
-		if start > 0 && start == end {
-			start, end = 0, 0
-		} else if end == len(buf) {
-			if start == 0 {
-				cnt.unexpected++
-				w.breakConn(tc, cnt, fmt.Errorf("%w: a message from %s larger than %d bytes", errFraming, w.e.cfg.Target, tcpReadBuffer))
-				return
-			}
-			end = copy(buf, buf[start:end])
-			start = 0
-		}
-		n, err := tc.c.Read(buf[end:])
-		if err != nil {
+		if err := f.read(tc.c); err != nil {
 			if !tc.broken.Load() {
+				if errors.Is(err, errFraming) {
+					cnt.unexpected++
+				}
 				w.breakConn(tc, cnt, fmt.Errorf("read from %s: %w", w.e.cfg.Target, err))
 			}
 			return
 		}
-		end += n
 		now := w.e.now()
 		ack = ack[:0]
-		for start < end {
-			// Keep-alive CRLFs (RFC 5626) between messages.
-			if buf[start] == '\r' || buf[start] == '\n' {
-				start++
-				continue
-			}
-			msg := buf[start:end]
-			if !parseMessage(msg, &r) {
-				break
-			}
-			if r.contentLength < -1 {
+		for {
+			ok, err := f.next(&r)
+			if err != nil {
 				cnt.unexpected++
-				w.breakConn(tc, cnt, fmt.Errorf("%w: bad Content-Length from %s", errFraming, w.e.cfg.Target))
+				w.breakConn(tc, cnt, fmt.Errorf("from %s: %w", w.e.cfg.Target, err))
 				return
 			}
-			size := r.headerLen + max(r.contentLength, 0)
-			if size > len(msg) {
+			if !ok {
 				break
 			}
 			ack = w.e.handleParsed(&r, now, tc.loc, cnt, ack)
-			start += size
 		}
 		if len(ack) > 0 || cnt.ended > 0 {
 			tc.mu.Lock()
@@ -165,6 +145,53 @@ func (w *tcpWire) receiveLoop(tc *tcpConn, cnt *counters) {
 			cnt.ended = 0
 		}
 	}
+}
+
+// framer cuts a TCP stream into SIP messages by their Content-Length.
+type framer struct {
+	buf        []byte
+	start, end int
+}
+
+func newFramer() *framer { return &framer{buf: make([]byte, tcpReadBuffer)} }
+
+// read reads more of the stream from c; a message larger than the
+// buffer is an errFraming.
+func (f *framer) read(c net.Conn) error {
+	if f.start > 0 && f.start == f.end {
+		f.start, f.end = 0, 0
+	} else if f.end == len(f.buf) {
+		if f.start == 0 {
+			return fmt.Errorf("%w: a message larger than %d bytes", errFraming, tcpReadBuffer)
+		}
+		f.end = copy(f.buf, f.buf[f.start:f.end])
+		f.start = 0
+	}
+	n, err := c.Read(f.buf[f.end:])
+	f.end += n
+	return err
+}
+
+// next parses the next whole message into r and reports whether there
+// was one; a bad Content-Length is an errFraming.
+func (f *framer) next(r *response) (bool, error) {
+	// Keep-alive CRLFs (RFC 5626) between messages.
+	for f.start < f.end && (f.buf[f.start] == '\r' || f.buf[f.start] == '\n') {
+		f.start++
+	}
+	msg := f.buf[f.start:f.end]
+	if len(msg) == 0 || !parseMessage(msg, r) {
+		return false, nil
+	}
+	if r.contentLength < -1 {
+		return false, fmt.Errorf("%w: bad Content-Length", errFraming)
+	}
+	size := r.headerLen + max(r.contentLength, 0)
+	if size > len(msg) {
+		return false, nil
+	}
+	f.start += size
+	return true, nil
 }
 
 // breakConn counts a connection that broke while the run went on.

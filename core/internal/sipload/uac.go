@@ -50,6 +50,15 @@ type Config struct {
 	// Batch is the number of datagrams per sendmmsg or recvmmsg; default
 	// DefaultBatch.
 	Batch int
+	// FullCalls places every call as a full call through a proxy or
+	// B2BUA (SIPp's uac_call_mix.xml): a line the Call Router would
+	// redirect (3xx) must then be answered 200 with SDP by the back end
+	// behind the server, and is ACKed along the route set, held for Hold
+	// and hung up with a BYE in the dialog, which must get its 200; any
+	// other line must get its status, ACKed. UDP only.
+	FullCalls bool
+	// Hold is how long an answered full call stays up before its BYE.
+	Hold time.Duration
 	// Tick is how often the sender wakes to send what is due, run the
 	// timers and (UDP) drain the answers; default DefaultTick. Each
 	// wake-up costs the Go runtime a few µs of scheduling whatever the
@@ -63,15 +72,22 @@ type Result struct {
 	// out; Successful those that got their line's answer (ACKed); Failed
 	// those that got another answer or none in time.
 	Planned, Created, Successful, Failed int
-	// Retransmissions counts INVITEs sent again by Timer A (UDP).
+	// Retransmissions counts INVITEs sent again by Timer A and BYEs by
+	// Timer E (UDP).
 	Retransmissions int
-	// Codes counts the first final answer of each call by status.
+	// Codes counts the first final answer of each call's INVITE and BYE
+	// by status.
 	Codes map[int]int
 	// Failures counts the failed calls by reason: FailedUnexpectedStatus
 	// (a final status not the line's), FailedContactMismatch (a 3xx whose
 	// Contact is not the line's), FailedTimeoutOnRecv (no final answer
 	// within Timeout), FailedConnectionClosed (TCP: the call's connection
-	// broke before its INVITE went out).
+	// broke before its INVITE went out); for full calls also
+	// FailedNoSDP (a 200 without an SDP body), FailedRouteSet (a 200
+	// whose route set or Contact does not lead back to the Target: the
+	// generator sends only there), FailedByeStatus (a BYE answered other
+	// than 200) and FailedByeTimeout (a BYE without a final answer within
+	// Timeout).
 	Failures map[string]int
 	// Unexpected counts messages that are no answer to an INVITE of the
 	// run; Duplicates final answers again for a call that had one, Late
@@ -124,7 +140,12 @@ const (
 	stateSuccessful        // its line's final answer came
 	stateFailed            // another final answer
 	stateTimedOut          // no final answer within Timeout (Timer B)
+	stateAnswered          // full call: its 200 came and was ACKed; held until its BYE
+	stateHangingUp         // full call: BYE sent, no final answer yet (Timer E runs)
 )
+
+// inviting are the states of a call whose INVITE awaits its final answer.
+const inviting = 1<<stateCalling | 1<<stateProceeding
 
 // The reasons a call fails, as Result.Failures names them.
 const (
@@ -132,10 +153,15 @@ const (
 	failContact
 	failTimeout
 	failConnection
+	failNoSDP
+	failRouteSet
+	failByeStatus
+	failByeTimeout
 	nFailures
 )
 
-var failureNames = [nFailures]string{"FailedUnexpectedStatus", "FailedContactMismatch", "FailedTimeoutOnRecv", "FailedConnectionClosed"}
+var failureNames = [nFailures]string{"FailedUnexpectedStatus", "FailedContactMismatch", "FailedTimeoutOnRecv", "FailedConnectionClosed",
+	"FailedNoSDP", "FailedRouteSet", "FailedByeStatus", "FailedByeTimeout"}
 
 // counters are one goroutine's counts, merged into the Result at the end.
 type counters struct {
@@ -182,6 +208,7 @@ type engine struct {
 	finished atomic.Int64 // calls ended (and ACKed)
 	last     atomic.Int64 // ns after start of the last call's end
 	sender   counters
+	dlg      *dialogs // Config.FullCalls only
 }
 
 // wire is a transport: it writes INVITEs from the sender goroutine and
@@ -228,6 +255,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if e.dlg != nil {
+		e.dlg.w = w.(*udpWire) // withDefaults allows full calls over UDP only
+	}
 	e.render(w.locals())
 
 	var ru0, ru1 syscall.Rusage
@@ -250,8 +280,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 func newEngine(cfg Config) *engine {
-	return &engine{cfg: cfg, n: cfg.Calls, state: make([]atomic.Uint32, cfg.Calls),
+	e := &engine{cfg: cfg, n: cfg.Calls, state: make([]atomic.Uint32, cfg.Calls),
 		sent: make([]atomic.Int64, cfg.Calls), from: make([]atomic.Int64, cfg.Calls), lat: make([]uint32, cfg.Calls)}
+	if cfg.FullCalls {
+		e.dlg = newDialogs(cfg)
+	}
+	return e
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -261,20 +295,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Calls == 0 {
 		c.Calls = len(c.Lines)
 	}
-	if c.T1 == 0 {
-		c.T1 = DefaultT1
-	}
+	timingDefaults(&c.T1, &c.Batch, &c.Tick)
 	if c.Timeout == 0 {
 		c.Timeout = 64 * c.T1
 	}
 	if c.Conns == 0 {
 		c.Conns = 1
-	}
-	if c.Batch == 0 {
-		c.Batch = DefaultBatch
-	}
-	if c.Tick == 0 {
-		c.Tick = DefaultTick
 	}
 	host, _, err := net.SplitHostPort(c.Target)
 	ip := net.ParseIP(host)
@@ -304,7 +330,26 @@ func (c Config) withDefaults() (Config, error) {
 		c.Tick < 100*time.Microsecond || c.Tick > c.T1/10 {
 		add("rate %g, t1 %v, timeout %v, conns %d (1..1024), batch %d (1..1024), tick %v (100µs..t1/10)", c.Rate, c.T1, c.Timeout, c.Conns, c.Batch, c.Tick)
 	}
+	if c.FullCalls && c.Transport != "udp" {
+		add("full calls over %s: only over udp", c.Transport)
+	}
+	if c.Hold < 0 || c.Hold > time.Hour || c.Hold > 0 && !c.FullCalls {
+		add("hold %v (0..1h, full calls only)", c.Hold)
+	}
 	return c, errors.Join(bad...)
+}
+
+// timingDefaults sets zero T1, Batch and Tick to their defaults.
+func timingDefaults(t1 *time.Duration, batch *int, tick *time.Duration) {
+	if *t1 == 0 {
+		*t1 = DefaultT1
+	}
+	if *batch == 0 {
+		*batch = DefaultBatch
+	}
+	if *tick == 0 {
+		*tick = DefaultTick
+	}
 }
 
 func newToken() (string, error) {
@@ -343,12 +388,13 @@ type retrans struct {
 	due  int64
 }
 
-// sendLoop sends the calls on schedule, runs Timer A and Timer B, and
-// returns when every call has ended; it returns the worst send lag.
+// sendLoop sends the calls on schedule, runs Timer A and Timer B (and
+// for full calls the hold and the BYE's timers), and returns when every
+// call has ended; it returns the worst send lag.
 func (e *engine) sendLoop(ctx context.Context, w wire) (int64, error) {
 	var (
-		next, a0, b0 int         // next call to send; next to check for Timer A's first firing and for Timer B
-		queues       [][]retrans // Timer A after the k+1-th retransmission: due times rise in each queue
+		next, a0, b0 int // next call to send; next to check for Timer A's first firing and for Timer B
+		timerA       = backoff{t1: int64(e.cfg.T1)}
 		batch        = make([]int32, 0, e.cfg.Batch)
 		lag          int64
 		udp          = e.cfg.Transport == "udp"
@@ -392,21 +438,22 @@ func (e *engine) sendLoop(ctx context.Context, w wire) (int64, error) {
 		if udp {
 			// RFC 3261 17.1.1.2: Timer A fires at T1, then at twice the
 			// interval before, while no answer came.
+			again := func(call int32) bool {
+				if e.state[call].Load() != stateCalling {
+					return false
+				}
+				e.sender.retrans++
+				if batch = append(batch, call); len(batch) == cap(batch) {
+					flush(now)
+				}
+				return true
+			}
 			for ; a0 < next && e.sent[a0].Load()+t1 <= now; a0++ {
-				if e.state[a0].Load() == stateCalling {
-					batch, queues = e.retransmit(w, batch, queues, 0, int32(a0), now)
+				if again(int32(a0)) {
+					timerA.add(int32(a0), 2, now)
 				}
 			}
-			for k := 0; k < len(queues); k++ {
-				q := queues[k]
-				j := 0
-				for ; j < len(q) && q[j].due <= now; j++ {
-					if e.state[q[j].call].Load() == stateCalling {
-						batch, queues = e.retransmit(w, batch, queues, k+1, q[j].call, now)
-					}
-				}
-				queues[k] = q[j:]
-			}
+			timerA.fire(now, again)
 			flush(now)
 		}
 		for ; b0 < next && e.sent[b0].Load()+timerB <= now; b0++ {
@@ -414,6 +461,9 @@ func (e *engine) sendLoop(ctx context.Context, w wire) (int64, error) {
 				e.sender.failures[failTimeout]++
 				e.finished.Add(1)
 			}
+		}
+		if e.dlg != nil {
+			e.dlg.tick(e, now)
 		}
 		w.flush()
 		if next == e.n && e.finished.Load() == int64(e.n) {
@@ -428,27 +478,55 @@ func (e *engine) sendLoop(ctx context.Context, w wire) (int64, error) {
 	}
 }
 
-// retransmit queues call for sending and for its Timer A after level+1
-// retransmissions: T1·2^(level+1) from now.
-func (e *engine) retransmit(w wire, batch []int32, queues [][]retrans, level int, call int32, now int64) ([]int32, [][]retrans) {
-	for len(queues) <= level {
-		queues = append(queues, nil)
-	}
-	queues[level] = append(queues[level], retrans{call: call, due: now + int64(e.cfg.T1)<<(level+1)})
-	e.sender.retrans++
-	if batch = append(batch, call); len(batch) == cap(batch) {
-		w.send(batch, now)
-		batch = batch[:0]
-	}
-	return batch, queues
+// backoff is a retransmission timer (RFC 3261 Timers A, E and G): a
+// message sent n times goes again T1·2^(n-1) later, at most ceiling apart
+// (0 = no ceiling).
+type backoff struct {
+	t1, ceiling int64
+	queues      [][]retrans // queues[k]: calls sent k+1 times; due times rise in each
 }
 
-// finish ends call i in state to unless it has ended; it reports whether
-// this call ended it. The caller counts it in finished.
+// add schedules call, sent sends times by now, for its next sending.
+func (b *backoff) add(call int32, sends int, now int64) {
+	k := sends - 1
+	for len(b.queues) <= k {
+		b.queues = append(b.queues, nil)
+	}
+	d := b.t1 << min(k, 30)
+	if b.ceiling > 0 {
+		d = min(d, b.ceiling)
+	}
+	b.queues[k] = append(b.queues[k], retrans{call: call, due: now + d})
+}
+
+// fire calls again for each call due by now; again sends it and reports
+// whether it did, which schedules it once more.
+func (b *backoff) fire(now int64, again func(call int32) bool) {
+	for k := 0; k < len(b.queues); k++ {
+		q := b.queues[k]
+		j := 0
+		for ; j < len(q) && q[j].due <= now; j++ {
+			if again(q[j].call) {
+				b.add(q[j].call, k+2, now)
+			}
+		}
+		b.queues[k] = q[j:]
+	}
+}
+
+// finish ends call i in state to unless its INVITE has its final answer
+// or Timer B fired; it reports whether this call ended it. The caller
+// counts it in finished.
 func (e *engine) finish(i int, to uint32, now int64) bool {
+	return e.move(i, inviting, to, now)
+}
+
+// move puts call i from one of the states in the mask from into state to
+// (the call's end); it reports whether it did.
+func (e *engine) move(i int, from uint32, to uint32, now int64) bool {
 	for {
 		s := e.state[i].Load()
-		if s != stateCalling && s != stateProceeding {
+		if from&(1<<s) == 0 {
 			return false
 		}
 		if e.state[i].CompareAndSwap(s, to) {
@@ -485,6 +563,10 @@ func (e *engine) handle(msg []byte, now int64, loc *local, cnt *counters, ack []
 }
 
 func (e *engine) handleParsed(r *response, now int64, loc *local, cnt *counters, ack []byte) []byte {
+	if r.code != 0 && e.dlg != nil && isCSeq(r.cseq, 2, "BYE") {
+		e.dlg.byeAnswer(e, r, now, loc, cnt)
+		return ack
+	}
 	if r.code == 0 || !isInviteCSeq(r.cseq) {
 		cnt.unexpected++
 		return ack
@@ -499,28 +581,53 @@ func (e *engine) handleParsed(r *response, now int64, loc *local, cnt *counters,
 		return ack
 	}
 	ln := e.line(i)
+	if e.dlg != nil && r.code/100 == 2 {
+		return e.dlg.answer(e, i, ln, r, now, loc, cnt, ack)
+	}
 	verdict, why := stateSuccessful, -1
 	switch {
-	case r.code != ln.Code:
+	case r.code != e.want(ln):
 		verdict, why = stateFailed, failStatus
 	case ln.Contact != "" && r.code/100 == 3:
 		if got, ok := contactTarget(r.contact); !ok || string(got) != ln.Contact {
 			verdict, why = stateFailed, failContact
 		}
 	}
+	e.end(i, verdict, why, r.code, now, cnt)
+	return loc.appendAck(ack, i, ln, r.to)
+}
+
+// want is the final status line ln must get: its own, or for a full call
+// the back end's 200 where the Call Router would redirect.
+func (e *engine) want(ln *Line) int {
+	if e.dlg != nil && ln.Code/100 == 3 {
+		return 200
+	}
+	return ln.Code
+}
+
+// end puts call i, whose INVITE got the final answer code, in state
+// verdict (failed for reason why, or why -1; answered: a full call is up,
+// not ended) and reports whether this was its first final answer; it
+// counts a repeated or late one.
+func (e *engine) end(i int, verdict uint32, why, code int, now int64, cnt *counters) bool {
 	if e.finish(i, verdict, now) {
-		cnt.codes[r.code]++
-		cnt.ended++
+		cnt.codes[code]++
+		if verdict != stateAnswered {
+			cnt.ended++
+		}
 		if why >= 0 {
 			cnt.failures[why]++
 		}
 		e.lat[i] = uint32(min(max(now-e.from[i].Load(), 0)/1000+1, 1<<32-1)) // 0 = no answer
-	} else if e.state[i].Load() == stateTimedOut {
+		return true
+	}
+	if e.state[i].Load() == stateTimedOut {
 		cnt.late++
 	} else {
 		cnt.duplicates++
 	}
-	return loc.appendAck(ack, i, ln, r.to)
+	return false
 }
 
 // fail ends the unsent-over calls as failed for reason (the sender's).

@@ -143,27 +143,7 @@ func (f *fakeRouter) answer(req string) []string {
 
 // serveUDP answers on a UDP socket until the test ends.
 func (f *fakeRouter) serveUDP() string {
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	f.t.Cleanup(func() { c.Close() })
-	// The race detector slows the fake down: a big buffer keeps it from
-	// dropping the bursts the UAC sends.
-	_ = c.SetReadBuffer(8 << 20)
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := c.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			for _, r := range f.answer(string(buf[:n])) {
-				_, _ = c.WriteToUDP([]byte(r), from)
-			}
-		}
-	}()
-	return c.LocalAddr().String()
+	return serveFake(f.t, func(_ *fakeUDP, req string, _ map[string]string) []string { return f.answer(req) }).addr()
 }
 
 // serveTCP answers on a TCP listener until the test ends.

@@ -2,13 +2,12 @@ package sipload
 
 import (
 	"fmt"
-	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"syscall"
 	"unsafe"
 
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,51 +20,33 @@ const udpBuffer = 8 << 20
 const maxDatagram = 8 << 10
 
 // udpWire is one UDP socket: the sender writes INVITEs and the receive
-// loop ACKs with sendmmsg (x/net's WriteBatch); the receive loop reads
-// with recvmmsg.
+// loop ACKs with sendmmsg; the receive loop reads with recvmmsg.
 type udpWire struct {
 	e    *engine
-	conn *net.UDPConn
-	pc   *ipv4.PacketConn // WriteBatch only; IPv6 messages are the same type
-	dst  *net.UDPAddr
+	sock *udpSocket
+	dst  sockaddr
 	loc  *local
-	// The sender's batch: ms[k].Buffers is bufs[k:k+1].
-	ms   []ipv4.Message
-	bufs [][]byte
+	sb   sendBatch // the sender's
 	r    receiver
 }
 
 func dialUDP(e *engine, token string) (*udpWire, error) {
-	dst, err := net.ResolveUDPAddr("udp", e.cfg.Target)
+	dst, err := netip.ParseAddrPort(e.cfg.Target)
 	if err != nil {
 		return nil, fmt.Errorf("sipload: target: %w", err)
 	}
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(e.cfg.LocalIP)})
+	ip, err := netip.ParseAddr(e.cfg.LocalIP)
 	if err != nil {
-		return nil, fmt.Errorf("sipload: bind udp on %s: %w", e.cfg.LocalIP, err)
+		return nil, fmt.Errorf("sipload: local ip: %w", err)
 	}
-	setBuffers(conn)
-	w := &udpWire{e: e, conn: conn, pc: ipv4.NewPacketConn(conn), dst: dst,
-		loc: newLocal(conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr().String(), conn.LocalAddr().(*net.UDPAddr).Port, "UDP", e.cfg.Target, token)}
-	w.ms, w.bufs = newBatch(e.cfg.Batch, dst)
-	if err := w.newReceiver(); err != nil {
-		_ = conn.Close()
+	sock, err := listenUDP(netip.AddrPortFrom(ip, 0))
+	if err != nil {
 		return nil, err
 	}
+	w := &udpWire{e: e, sock: sock, dst: toSockaddr(dst), sb: newSendBatch(e.cfg.Batch),
+		loc: newLocal(sock.addr.Addr().String(), int(sock.addr.Port()), "UDP", e.cfg.Target, token)}
+	w.newReceiver()
 	return w, nil
-}
-
-// setBuffers asks for udpBuffer both ways, past rmem_max and wmem_max
-// where allowed (SO_RCVBUFFORCE needs CAP_NET_ADMIN, as edged's does).
-func setBuffers(conn *net.UDPConn) {
-	_ = conn.SetReadBuffer(udpBuffer)
-	_ = conn.SetWriteBuffer(udpBuffer)
-	if rc, err := conn.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) {
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpBuffer)
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, udpBuffer)
-		})
-	}
 }
 
 // newLocal describes the UAC at ip:port.
@@ -77,39 +58,30 @@ func newLocal(ip string, port int, transport, remote, token string) *local {
 	return l
 }
 
-func newBatch(n int, dst net.Addr) ([]ipv4.Message, [][]byte) {
-	ms, bufs := make([]ipv4.Message, n), make([][]byte, n)
-	for k := range ms {
-		ms[k].Buffers, ms[k].Addr = bufs[k:k+1], dst
-	}
-	return ms, bufs
-}
-
 func (w *udpWire) locals() []*local { return []*local{w.loc} }
 
 func (w *udpWire) flush() {}
 
 func (w *udpWire) send(calls []int32, _ int64) {
 	for len(calls) > 0 {
-		k := min(len(calls), len(w.ms))
+		k := min(len(calls), len(w.sb.msgs))
 		for j, c := range calls[:k] {
-			w.bufs[j] = w.e.invite(c)
+			w.sb.msgs[j] = w.e.invite(c)
 		}
-		w.write(w.ms[:k], &w.e.sender)
+		w.write(w.sb.msgs[:k], &w.sb, &w.e.sender)
 		calls = calls[k:]
 	}
 }
 
-// write sends ms whole, counting failed writes in cnt. A datagram that
-// does not go out is lost as if on the wire: Timer A sends it again.
-func (w *udpWire) write(ms []ipv4.Message, cnt *counters) {
-	for len(ms) > 0 {
-		n, err := w.pc.WriteBatch(ms, 0)
-		if err != nil {
-			cnt.fail(fmt.Errorf("send to %s: %w", w.e.cfg.Target, err))
-			n = max(n, 1) // skip the datagram the kernel refused
-		}
-		ms = ms[n:]
+// sendBufs writes the messages bufs to the Target.
+func (w *udpWire) sendBufs(bufs [][]byte) { w.write(bufs, &w.sb, &w.e.sender) }
+
+// write sends msgs to the Target with b, counting failed writes in cnt.
+// A datagram that does not go out is lost as if on the wire: the timers
+// send it again.
+func (w *udpWire) write(msgs [][]byte, b *sendBatch, cnt *counters) {
+	if err := w.sock.send(b, msgs, nil, w.dst); err != nil {
+		cnt.fail(fmt.Errorf("send to %s: %w", w.e.cfg.Target, err))
 	}
 }
 
@@ -117,6 +89,76 @@ func (w *udpWire) write(ms []ipv4.Message, cnt *counters) {
 type mmsghdr struct {
 	hdr unix.Msghdr
 	n   uint32
+}
+
+// mmsgs are the buffers of one recvmmsg call: Batch datagrams of up to
+// maxDatagram bytes, each with room for its control message (stamps)
+// and its source address (names) when asked.
+type mmsgs struct {
+	hs    []mmsghdr
+	iovs  []unix.Iovec
+	bufs  [][]byte
+	oob   [][]byte
+	names []unix.RawSockaddrAny
+}
+
+// oobSize holds one SCM_TIMESTAMPNS message.
+const oobSize = 64
+
+func newMmsgs(n int, stamps, names bool) mmsgs {
+	m := mmsgs{hs: make([]mmsghdr, n), iovs: make([]unix.Iovec, n), bufs: make([][]byte, n)}
+	if stamps {
+		m.oob = make([][]byte, n)
+	}
+	if names {
+		m.names = make([]unix.RawSockaddrAny, n)
+	}
+	for k := range m.hs {
+		m.bufs[k] = make([]byte, maxDatagram)
+		m.iovs[k].Base = &m.bufs[k][0]
+		m.iovs[k].SetLen(maxDatagram)
+		m.hs[k].hdr.Iov = &m.iovs[k]
+		m.hs[k].hdr.SetIovlen(1)
+		if stamps {
+			m.oob[k] = make([]byte, oobSize)
+		}
+	}
+	return m
+}
+
+// recv reads what has come in on fd, up to len(m.hs) datagrams, without
+// waiting: it returns how many came, or the errno (EAGAIN: none).
+func (m *mmsgs) recv(fd uintptr) (int, syscall.Errno) {
+	for k := range m.hs {
+		h := &m.hs[k].hdr
+		h.Flags = 0
+		if m.oob != nil {
+			h.Control = &m.oob[k][0]
+			h.SetControllen(oobSize)
+		}
+		if m.names != nil {
+			// #nosec G103 -- names outlives the call; the kernel writes only within Namelen.
+			h.Name = (*byte)(unsafe.Pointer(&m.names[k]))
+			h.Namelen = unix.SizeofSockaddrAny
+		}
+	}
+	for {
+		// #nosec G103 -- hs outlives the call; the kernel writes only within its lengths.
+		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hs[0])), uintptr(len(m.hs)), unix.MSG_DONTWAIT, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(n), 0
+	}
+}
+
+// msg returns datagram k of the last recv, and false when it was cut.
+func (m *mmsgs) msg(k int) ([]byte, bool) {
+	h := &m.hs[k]
+	return m.bufs[k][:h.n], h.hdr.Flags&unix.MSG_TRUNC == 0
 }
 
 // receiver is the UDP receive side, run by the sender goroutine on every
@@ -128,73 +170,27 @@ type mmsghdr struct {
 // (SO_TIMESTAMPNS), so the latency does not include the wait for the
 // tick.
 type receiver struct {
-	rc      syscall.RawConn
-	hs      []mmsghdr
-	iovs    []unix.Iovec
-	bufs    [][]byte
-	oob     [][]byte
-	stamps  bool  // SO_TIMESTAMPNS is on
-	wall0   int64 // the run's start in Unix ns, for the kernel's stamps
-	got     int
-	errno   syscall.Errno
-	recv    func(fd uintptr) bool
-	ackMs   []ipv4.Message
-	ackBufs [][]byte
-	ack     []byte
-	ends    []int
-	cnt     counters
+	m      mmsgs
+	stamps bool  // SO_TIMESTAMPNS is on
+	wall0  int64 // the run's start in Unix ns, for the kernel's stamps
+	sb     sendBatch
+	ack    []byte   // the ACKs of one recvmmsg batch
+	acks   [][]byte // each of them, in ack
+	cnt    counters
 }
-
-// oobSize holds one SCM_TIMESTAMPNS message.
-const oobSize = 64
 
 func (w *udpWire) receive(*sync.WaitGroup) []*counters {
 	return []*counters{&w.r.cnt}
 }
 
-func (w *udpWire) newReceiver() error {
+func (w *udpWire) newReceiver() {
 	n := w.e.cfg.Batch
 	r := &w.r
-	r.hs, r.iovs, r.bufs, r.oob = make([]mmsghdr, n), make([]unix.Iovec, n), make([][]byte, n), make([][]byte, n)
-	for k := range r.hs {
-		r.bufs[k], r.oob[k] = make([]byte, maxDatagram), make([]byte, oobSize)
-		r.iovs[k].Base = &r.bufs[k][0]
-		r.iovs[k].SetLen(maxDatagram)
-		r.hs[k].hdr.Iov = &r.iovs[k]
-		r.hs[k].hdr.SetIovlen(1)
-	}
-	r.ackMs, r.ackBufs = newBatch(n, w.dst)
+	r.sb = newSendBatch(n)
 	r.ack = make([]byte, 0, n*1024)
-	r.ends = make([]int, 0, n)
-	var err error
-	if r.rc, err = w.conn.SyscallConn(); err != nil {
-		return fmt.Errorf("sipload: udp socket: %w", err)
-	}
-	_ = r.rc.Control(func(fd uintptr) {
-		r.stamps = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) == nil
-	})
-	r.recv = func(fd uintptr) bool {
-		for k := range r.hs {
-			r.hs[k].hdr.Flags = 0
-			if r.stamps {
-				r.hs[k].hdr.Control = &r.oob[k][0]
-				r.hs[k].hdr.SetControllen(oobSize)
-			}
-		}
-		for {
-			// #nosec G103 -- hs outlives the call; the kernel writes only within its lengths.
-			n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hs[0])), uintptr(len(r.hs)), unix.MSG_DONTWAIT, 0, 0)
-			if e == unix.EINTR {
-				continue
-			}
-			r.got, r.errno = int(n), e
-			if e != 0 {
-				r.got = 0
-			}
-			return true // never wait: the sender's tick comes back
-		}
-	}
-	return nil
+	r.acks = make([][]byte, 0, n)
+	r.stamps = unix.SetsockoptInt(w.sock.fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) == nil
+	r.m = newMmsgs(n, r.stamps, false)
 }
 
 // poll reads and handles every datagram that has come in, and writes the
@@ -205,43 +201,35 @@ func (w *udpWire) poll() {
 		r.wall0 = w.e.start.UnixNano()
 	}
 	for {
-		if err := r.rc.Read(r.recv); err != nil {
-			return // closed
+		got, errno := w.sock.recv(&r.m)
+		if errno != 0 && errno != unix.EAGAIN {
+			r.cnt.fail(fmt.Errorf("recvmmsg: %w", errno))
 		}
-		if r.errno != 0 && r.errno != unix.EAGAIN {
-			r.cnt.fail(fmt.Errorf("recvmmsg: %w", r.errno))
-		}
-		if r.got == 0 {
+		if got == 0 {
 			return
 		}
 		now := w.e.now()
-		r.ack, r.ends = r.ack[:0], r.ends[:0]
-		for k := range r.got {
-			h := &r.hs[k]
-			if h.hdr.Flags&unix.MSG_TRUNC != 0 {
+		r.ack, r.acks = r.ack[:0], r.acks[:0]
+		for k := range got {
+			msg, whole := r.m.msg(k)
+			if !whole {
 				r.cnt.unexpected++
 				continue
 			}
 			at := now
 			if r.stamps {
-				if ts, ok := stamp(r.oob[k][:h.hdr.Controllen]); ok {
+				if ts, ok := stamp(r.m.oob[k][:r.m.hs[k].hdr.Controllen]); ok {
 					at = min(now, ts-r.wall0)
 				}
 			}
-			if r.ack = w.e.handle(r.bufs[k][:h.n], at, w.loc, &r.cnt, r.ack); len(r.ack) > last(r.ends) {
-				r.ends = append(r.ends, len(r.ack))
+			before := len(r.ack)
+			if r.ack = w.e.handle(msg, at, w.loc, &r.cnt, r.ack); len(r.ack) > before {
+				r.acks = append(r.acks, r.ack[before:])
 			}
 		}
-		for k, end := range r.ends {
-			start := 0
-			if k > 0 {
-				start = r.ends[k-1]
-			}
-			r.ackBufs[k] = r.ack[start:end]
-		}
-		w.write(r.ackMs[:len(r.ends)], &r.cnt)
+		w.write(r.acks, &r.sb, &r.cnt)
 		w.e.acked(&r.cnt)
-		if r.got < len(r.hs) {
+		if got < len(r.m.hs) {
 			return
 		}
 	}
@@ -262,11 +250,4 @@ func stamp(oob []byte) (int64, bool) {
 	return ts.Nano(), true
 }
 
-func last(s []int) int {
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)-1]
-}
-
-func (w *udpWire) close() { _ = w.conn.Close() }
+func (w *udpWire) close() { w.sock.close() }

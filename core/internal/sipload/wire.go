@@ -87,12 +87,18 @@ func (l *local) appendStart(b []byte, method string, i int, ln *Line) []byte {
 	b = append(b, '@')
 	b = append(b, l.remote...)
 	b = append(b, " SIP/2.0\r\n"...)
+	return l.appendViaFrom(b, i, ln, "")
+}
+
+// appendViaFrom appends call i's Via, whose branch ends in suffix, and From.
+func (l *local) appendViaFrom(b []byte, i int, ln *Line, suffix string) []byte {
 	b = append(b, "Via: SIP/2.0/"...)
 	b = append(b, l.transport...)
 	b = append(b, ' ')
 	b = l.appendHostPort(b)
 	b = append(b, ";branch=z9hG4bK-"...)
 	b = l.appendTagged(b, i)
+	b = append(b, suffix...)
 	b = append(b, "\r\nFrom: <sip:"...)
 	b = append(b, ln.Caller...)
 	b = append(b, '@')
@@ -100,6 +106,39 @@ func (l *local) appendStart(b []byte, method string, i int, ln *Line) []byte {
 	b = append(b, ">;tag="...)
 	b = l.appendTagged(b, i)
 	return append(b, "\r\n"...)
+}
+
+// appendInDialog appends a request of call i's dialog (RFC 3261 12.2.1.1)
+// to b: method to the remote target with the route set as Route, the
+// dialog's To (with the callee's tag) and CSeq number cseq, on a branch of
+// its own (suffix; an ACK of a 2xx is a transaction of its own, 17.1.1.3).
+func (l *local) appendInDialog(b []byte, method string, cseq, i int, ln *Line, target []byte, routes [][]byte, to []byte, suffix string) []byte {
+	b = append(b, method...)
+	b = append(b, ' ')
+	b = append(b, target...)
+	b = append(b, " SIP/2.0\r\n"...)
+	b = l.appendViaFrom(b, i, ln, suffix)
+	b = append(b, "To: "...)
+	b = append(b, to...)
+	b = append(b, "\r\nCall-ID: "...)
+	b = l.appendCallID(b, i)
+	b = append(b, "\r\nCSeq: "...)
+	b = strconv.AppendInt(b, int64(cseq), 10)
+	b = append(b, ' ')
+	b = append(b, method...)
+	b = append(b, "\r\n"...)
+	for k, r := range routes {
+		if k == 0 {
+			b = append(b, "Route: "...)
+		} else {
+			b = append(b, ", "...)
+		}
+		b = append(b, r...)
+		if k == len(routes)-1 {
+			b = append(b, "\r\n"...)
+		}
+	}
+	return append(b, "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"...)
 }
 
 func (l *local) appendHostPort(b []byte) []byte {
@@ -142,22 +181,45 @@ func (l *local) callIndex(callID []byte, n int) (int, bool) {
 	return i, true
 }
 
-// response is what the receive loop reads of an answer; the byte slices
-// point into the message.
+// maxVias and maxRoutes bound the Via and Record-Route header lines a
+// message may carry; a message with more is taken as unexpected.
+const (
+	maxVias   = 8
+	maxRoutes = 8
+)
+
+// response is what the receive loops read of a message (an answer for
+// the UAC, a request for the UAS); the byte slices point into the message.
 type response struct {
 	code          int
+	method        []byte // a request's method; nil for an answer
 	callID        []byte
 	cseq          []byte
+	from          []byte
 	to            []byte
 	contact       []byte // the first Contact header's value
 	contentLength int    // -1 when absent
 	headerLen     int    // bytes up to and including the blank line
+	body          []byte // what msg holds of the body
+	// via[:nVia] and route[:nRoute] are the values of the Via and
+	// Record-Route header lines, in order (a line's comma-separated
+	// entries kept together); tooMany is set when there were more than
+	// the arrays hold. (Counts, not slices of the arrays: a response
+	// pointing into itself would not stay on the stack.)
+	via          [maxVias][]byte
+	route        [maxRoutes][]byte
+	nVia, nRoute int
+	tooMany      bool
 }
+
+func (r *response) vias() [][]byte   { return r.via[:r.nVia] }
+func (r *response) routes() [][]byte { return r.route[:r.nRoute] }
 
 // parseMessage reads msg's start line and the headers the checks need.
 // It returns false when msg holds no complete head yet (no blank line);
 // r.code is 0 when the start line is not a SIP status line (a request, a
-// torn line) and r.contentLength -2 when that header is malformed.
+// torn line: a request's method is then in r.method) and r.contentLength
+// -2 when that header is malformed.
 func parseMessage(msg []byte, r *response) bool {
 	*r = response{contentLength: -1}
 	end := bytes.Index(msg, crlf2)
@@ -172,13 +234,15 @@ func parseMessage(msg []byte, r *response) bool {
 		if code, ok := sipheader.Number(line[8:11]); ok && code >= 100 && code <= 699 {
 			r.code = code
 		}
+	} else if sp := bytes.IndexByte(line, ' '); sp > 0 && bytes.HasSuffix(line, []byte(" SIP/2.0")) {
+		r.method = line[:sp]
 	}
 	head = head[nl+2:]
 	for len(head) > 0 {
 		nl = bytes.Index(head, crlf)
 		line, head = head[:nl], head[nl+2:]
 		// Folded continuation lines (RFC 3261 7.3.1) are obsolete and
-		// not in any answer the checks read.
+		// not in any message the checks read.
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
 			continue
@@ -190,8 +254,14 @@ func parseMessage(msg []byte, r *response) bool {
 			r.callID = value
 		case isHeader(name, "cseq", ""):
 			r.cseq = value
+		case isHeader(name, "from", "f"):
+			r.from = value
 		case isHeader(name, "to", "t"):
 			r.to = value
+		case isHeader(name, "via", "v"):
+			r.nVia = r.addHeader(r.via[:], r.nVia, value)
+		case isHeader(name, "record-route", ""):
+			r.nRoute = r.addHeader(r.route[:], r.nRoute, value)
 		case isHeader(name, "contact", "m"):
 			if r.contact == nil {
 				r.contact = value
@@ -204,7 +274,18 @@ func parseMessage(msg []byte, r *response) bool {
 			r.contentLength = n
 		}
 	}
+	r.body = msg[r.headerLen:min(len(msg), r.headerLen+max(r.contentLength, 0))]
 	return true
+}
+
+// addHeader puts v at arr[n] and returns n+1, or sets tooMany when arr is full.
+func (r *response) addHeader(arr [][]byte, n int, v []byte) int {
+	if n == len(arr) {
+		r.tooMany = true
+		return n
+	}
+	arr[n] = v
+	return n + 1
 }
 
 var (
@@ -245,7 +326,109 @@ func contactTarget(v []byte) ([]byte, bool) {
 }
 
 // isInviteCSeq reports whether a CSeq value is the INVITE's, "1 INVITE".
-func isInviteCSeq(v []byte) bool {
-	n, m, ok := bytes.Cut(v, []byte(" "))
-	return ok && string(n) == "1" && string(bytes.TrimLeft(m, " \t")) == "INVITE"
+func isInviteCSeq(v []byte) bool { return isCSeq(v, 1, "INVITE") }
+
+// routeSet appends the route set a UAC takes from an answer's
+// Record-Route values (RFC 3261 12.1.2: the entries in reverse order) to
+// set, each entry "<uri;params>", and reports false when there are more
+// than set's capacity or an entry is not a name-addr.
+func routeSet(set [][]byte, rr [][]byte) ([][]byte, bool) {
+	for k := len(rr) - 1; k >= 0; k-- {
+		v := rr[k]
+		// The entries of one line, last first: split on the commas
+		// outside <…>.
+		end := len(v)
+		for j := len(v) - 1; j >= -1; j-- {
+			if j >= 0 && v[j] != ',' {
+				continue
+			}
+			if j >= 0 && bytes.LastIndexByte(v[:j], '<') > bytes.LastIndexByte(v[:j], '>') {
+				continue // a comma inside <…>
+			}
+			e := bytes.Trim(v[j+1:end], " \t")
+			end = j
+			if len(e) < 2 || e[0] != '<' || bytes.IndexByte(e, '>') < 0 || len(set) == cap(set) {
+				return set, false
+			}
+			set = append(set, e)
+		}
+	}
+	return set, true
+}
+
+// uriOf returns the URI of a name-addr or addr-spec value: inside <…>, or
+// up to the header parameters.
+func uriOf(v []byte) []byte {
+	if lt := bytes.IndexByte(v, '<'); lt >= 0 {
+		if gt := bytes.IndexByte(v[lt:], '>'); gt > 0 {
+			return v[lt+1 : lt+gt]
+		}
+		return nil
+	}
+	if semi := bytes.IndexByte(v, ';'); semi >= 0 {
+		return v[:semi]
+	}
+	return v
+}
+
+// uriHostPort returns the host (IPv6 without brackets) and port of a sip:
+// URI, 5060 when it names none, and false for anything else.
+func uriHostPort(uri []byte) ([]byte, int, bool) {
+	rest, ok := bytes.CutPrefix(uri, []byte("sip:"))
+	if !ok {
+		return nil, 0, false
+	}
+	if at := bytes.IndexByte(rest, '@'); at >= 0 {
+		rest = rest[at+1:]
+	}
+	if end := bytes.IndexAny(rest, ";?>"); end >= 0 {
+		rest = rest[:end]
+	}
+	host, port := rest, []byte(nil)
+	if len(rest) > 0 && rest[0] == '[' {
+		rb := bytes.IndexByte(rest, ']')
+		if rb < 0 {
+			return nil, 0, false
+		}
+		host, port = rest[1:rb], rest[rb+1:]
+	} else if colon := bytes.IndexByte(rest, ':'); colon >= 0 {
+		host, port = rest[:colon], rest[colon:]
+	}
+	if len(host) == 0 {
+		return nil, 0, false
+	}
+	if len(port) == 0 {
+		return host, 5060, true
+	}
+	n, ok := sipheader.Number(port[1:])
+	if port[0] != ':' || !ok || n < 1 || n > 65535 {
+		return nil, 0, false
+	}
+	return host, n, true
+}
+
+// isLooseRoute reports whether a route entry "<uri;…>" carries lr.
+func isLooseRoute(entry []byte) bool {
+	uri := uriOf(entry)
+	for {
+		semi := bytes.IndexByte(uri, ';')
+		if semi < 0 {
+			return false
+		}
+		uri = uri[semi+1:]
+		p := uri
+		if end := bytes.IndexAny(p, ";?"); end >= 0 {
+			p = p[:end]
+		}
+		if isHeader(p, "lr", "") || bytes.HasPrefix(p, []byte("lr=")) {
+			return true
+		}
+	}
+}
+
+// isCSeq reports whether a CSeq value is number n of method.
+func isCSeq(v []byte, n int, method string) bool {
+	num, m, ok := bytes.Cut(v, []byte(" "))
+	got, nok := sipheader.Number(num)
+	return ok && nok && got == n && string(bytes.TrimLeft(m, " \t")) == method
 }
