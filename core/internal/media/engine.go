@@ -328,8 +328,8 @@ func (e *Engine) reuse(l *leg, w *worker, ip *idlePair, early bool) bool {
 	}
 	if early {
 		for i, fd := range ip.fd {
-			ip.w.clearSlot(fd, &ip.mark[i]) // its worker no longer drains it
-			e.idle.arrived.Add(drainSocket(fd))
+			ip.w.clearSlot(fd, &ip.mark[i])        // its worker no longer drains it
+			e.idle.arrived.Add(drainSocket(fd, 0)) // still connected to itself: the loop ends
 		}
 	}
 	for _, fd := range ip.fd {

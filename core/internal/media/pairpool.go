@@ -242,9 +242,10 @@ func (ip *idlePair) close() {
 	}
 }
 
-// drainSocket reads and drops what is queued on fd and returns how many
-// datagrams it read.
-func drainSocket(fd int) uint64 {
+// drainSocket reads and drops what is queued on fd, up to rounds reads of
+// a few datagrams (0: until it is empty, for a socket nothing reaches any
+// more), and returns how many datagrams it read.
+func drainSocket(fd int, rounds int) uint64 {
 	var (
 		buf [64]byte // what a datagram says does not matter: truncated
 		iov [8]unix.Iovec
@@ -257,7 +258,7 @@ func drainSocket(fd int) uint64 {
 		hdr[i].hdr.SetIovlen(1)
 	}
 	var got uint64
-	for {
+	for r := 0; rounds == 0 || r < rounds; r++ {
 		n, err := recvmmsg(fd, hdr[:])
 		switch {
 		case errors.Is(err, unix.ECONNREFUSED):
@@ -270,4 +271,5 @@ func drainSocket(fd int) uint64 {
 			return got
 		}
 	}
+	return got
 }

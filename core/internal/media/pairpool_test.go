@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -43,7 +44,7 @@ func TestIdlePairQuarantine(t *testing.T) {
 	if st := e.Stats(); st.IdlePairs != 4 || st.PortsInUse != 0 || st.PairsReused != 0 {
 		t.Fatalf("after two calls: %d idle pairs, %d ports in use, %d reused; want 4, 0, 0", st.IdlePairs, st.PortsInUse, st.PairsReused)
 	}
-	time.Sleep(300 * time.Millisecond) // the first call's pairs are out of quarantine, the second's not yet
+	time.Sleep(300 * time.Millisecond) // both calls' pairs out of quarantine: the first's are the oldest
 	third := newSession(t, e, plain, plain)
 	if got := ports(third); got != p1 {
 		t.Errorf("after the quarantine the next call got %v, want the oldest idle pairs %v", got, p1)
@@ -374,4 +375,63 @@ func TestIdlePairStateReset(t *testing.T) {
 	if lg.SRTPFailures != 1 || lg.PacketsIn != 1 || lg.Remote != a.addr() {
 		t.Errorf("new leg A: %d SRTP failures, %d in, latched %s; want 1 (the old key), 1, %s", lg.SRTPFailures, lg.PacketsIn, lg.Remote, a.addr())
 	}
+}
+
+// TestIdlePairsConcurrent: sessions opened and closed from many goroutines
+// on two workers, IPv4 and IPv6, while a flood hits the whole range: no
+// error but ErrNoPorts, no port lost, the bound kept.
+func TestIdlePairsConcurrent(t *testing.T) {
+	e := newTestEngine(t, 24, func(c *Config) { c.IdleQuarantine = time.Nanosecond; c.IdlePairs = 12 })
+	v6 := LegProfile{Local: netip.IPv6Loopback(), Security: SecurityRTP}
+	stop := make(chan struct{})
+	var flood sync.WaitGroup
+	flood.Go(func() {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		pkt := rtpPacket(0, 1, 0, 1)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			port := e.cfg.PortMin + i%(e.cfg.PortMax-e.cfg.PortMin+1)
+			c.WriteToUDPAddrPort(pkt, netip.AddrPortFrom(loopback, uint16(port)))
+		}
+	})
+	var wg sync.WaitGroup
+	for g := range 6 {
+		wg.Go(func() {
+			for i := range 150 {
+				a, b := plain, plain
+				if (g+i)%3 == 0 {
+					b = v6
+				}
+				s, err := e.NewSession("c", a, b, nil)
+				if errors.Is(err, ErrNoPorts) {
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				s.Close()
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	flood.Wait()
+	st := e.Stats()
+	if st.PortsInUse != 0 || st.PortsFree != 48 || st.IdlePairs > 12 {
+		t.Errorf("after the calls: %d ports in use, %d free, %d idle pairs; want 0, 48, ≤ 12", st.PortsInUse, st.PortsFree, st.IdlePairs)
+	}
+	if st.PairsReused == 0 {
+		t.Error("no pair was reused")
+	}
+	t.Logf("legs: %d reused (%d early), %d opened", st.PairsReused, st.PairsReusedEarly, st.PairsOpened)
 }

@@ -224,9 +224,12 @@ func (w *worker) round() (served int, took time.Duration, closing bool) {
 			}
 			if s != nil && s.leg == nil {
 				// An idle pair's socket took a datagram whose lookup
-				// raced its connect (pairpool.go): drained under mu,
-				// which the pool holds to take or close the pair.
-				w.idleReads.Add(drainSocket(s.fd))
+				// raced its connect, or one taken by a session not
+				// published yet (pairpool.go): drained under mu, which
+				// the pool holds to take or close the pair; a few reads
+				// at a time, so that a flood at a pair just disconnected
+				// cannot keep the worker (and mu) here.
+				w.idleReads.Add(drainSocket(s.fd, 4))
 				s = nil
 			}
 			w.mu.Unlock()
