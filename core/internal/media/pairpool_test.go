@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/pion/stun/v4"
 	"golang.org/x/sys/unix"
 )
 
@@ -434,4 +435,51 @@ func TestIdlePairsConcurrent(t *testing.T) {
 		t.Error("no pair was reused")
 	}
 	t.Logf("legs: %d reused (%d early), %d opened", st.PairsReused, st.PairsReusedEarly, st.PairsOpened)
+}
+
+// TestIdlePairICEReset: a reused pair's leg has the new call's ICE
+// credentials only: a check made with the old call's is a stray.
+func TestIdlePairICEReset(t *testing.T) {
+	e := newTestEngine(t, 2, func(c *Config) { c.IdleQuarantine = 50 * time.Millisecond })
+	iceCall := func() (*Session, netip.AddrPort, string, string, *peer) {
+		a, b := newPeer(t), newPeer(t)
+		s, toA, _, _, answerToA := call(t, e, plain, plain, a.sdp("RTP/AVP", "0", "ice-ufrag:peerU", "ice-pwd:peerpasswordpeerpassword"),
+			func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+		_, sd := mediaAddr(t, answerToA)
+		u, p := attr(sd, "ice-ufrag"), attr(sd, "ice-pwd")
+		if len(u) != 1 || len(p) != 1 {
+			t.Fatalf("answer without ICE credentials:\n%s", answerToA)
+		}
+		return s, toA, u[0], p[0], a
+	}
+	check := func(a *peer, to netip.AddrPort, ufrag, pwd string) bool {
+		req := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.NewUsername(ufrag+":peerU"),
+			stun.NewShortTermIntegrity(pwd), stun.Fingerprint)
+		a.rtp.WriteToUDPAddrPort(req.Raw, to)
+		_, _, err := tryRecv(a.rtp, 300*time.Millisecond)
+		return err == nil
+	}
+	old, oldTo, oldU, oldP, oldA := iceCall()
+	if !check(oldA, oldTo, oldU, oldP) {
+		t.Fatal("the first call's check was not answered")
+	}
+	p := ports(old)
+	old.Close()
+	time.Sleep(60 * time.Millisecond)
+	s, to, u, pw, a := iceCall()
+	if ports(s) != p || to != oldTo {
+		t.Fatalf("the new call got %v, want the idle pairs %v", ports(s), p)
+	}
+	if u == oldU || pw == oldP {
+		t.Fatal("the new call announced the old call's ICE credentials")
+	}
+	if check(a, to, oldU, oldP) {
+		t.Error("a check with the old call's credentials was answered on the reused pair")
+	}
+	if !check(a, to, u, pw) {
+		t.Error("a check with the new call's credentials was not answered")
+	}
+	if st := s.Stats().Legs[SideA]; st.Strays != 1 {
+		t.Errorf("strays %d, want 1 (the old check)", st.Strays)
+	}
 }
