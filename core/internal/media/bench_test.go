@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
@@ -148,4 +149,49 @@ func readRetry(fd int, buf []byte) (int, error) {
 			return n, err
 		}
 	}
+}
+
+// BenchmarkSessionOpenClose opens and closes a two-leg session per op (no
+// SDP): with idle pairs (the quarantine cut to 1 ns, so that each session
+// takes the pairs the last one freed) and without (every leg opens, binds
+// and closes its two sockets).
+//
+//	go test -run XXX -bench SessionOpenClose -benchmem ./core/internal/media
+func BenchmarkSessionOpenClose(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		mod  func(*Config)
+	}{
+		{"idle-pairs", func(c *Config) { c.IdleQuarantine = time.Nanosecond }},
+		{"no-pool", func(c *Config) { c.IdlePairs = -1 }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			e := newTestEngine(b, 16, bc.mod)
+			b.ReportAllocs()
+			cpu0, n := processCPU(b), 0
+			for b.Loop() {
+				s, err := e.NewSession("bench", plain, plain, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				s.Close()
+				n++
+			}
+			// The machine is shared: the process's CPU time per op says
+			// more than the wall time.
+			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(n), "cpu-ns/op")
+			st := e.Stats()
+			b.ReportMetric(float64(st.PairsReused)/float64(st.PairsReused+st.PairsOpened), "reused/leg")
+		})
+	}
+}
+
+// processCPU is the process's user and system CPU time in ns.
+func processCPU(b *testing.B) int64 {
+	b.Helper()
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }

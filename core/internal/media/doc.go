@@ -23,9 +23,11 @@
 // the rate. Each ready socket gets one recvmmsg per round (a flooded port
 // cannot hold the others up) and what a round produced for a socket goes
 // out with one sendto or sendmmsg, from buffers the worker owns: a relayed
-// packet costs no allocation. A port the pool has not handed out has no socket, so a
-// flood there never wakes a worker; the kernel drops it and counts it
-// (EngineStats.UnallocatedDrops).
+// packet costs no allocation. A port the pool has not handed out has no
+// socket, or the socket of an idle pair kept bound for the next session
+// and connected to itself (pairpool.go), which no datagram from outside
+// reaches: either way a flood there never wakes a worker; the kernel drops
+// it and counts it (EngineStats.UnallocatedDrops).
 //
 // On the way in a leg demultiplexes STUN and RTP/RTCP (RFC 7983, RFC 5761),
 // answers STUN binding requests (ICE-lite when the leg's offer carried ICE),

@@ -37,6 +37,13 @@ type Config struct {
 	// goes without RTCP towards it before the engine sends its own
 	// receiver report (rtcp.go); 0 = DefaultReportInterval, < 0 = never.
 	ReportInterval time.Duration
+	// IdlePairs bounds the RTP/RTCP socket pairs kept bound for the next
+	// session after theirs ended (pairpool.go); 0 derives it from the
+	// descriptor limit and the range, < 0 keeps none.
+	IdlePairs int
+	// IdleQuarantine is how long an idle pair rests before a new session
+	// may take it; 0 = DefaultIdleQuarantine.
+	IdleQuarantine time.Duration
 }
 
 // Engine is the media engine: the port pool, the workers and the sessions.
@@ -44,6 +51,7 @@ type Engine struct {
 	cfg     Config
 	log     *slog.Logger
 	pool    *portPool
+	idle    *idlePool // bound pairs of ended sessions, free in pool's count (pairpool.go)
 	workers []*worker
 	wg      sync.WaitGroup
 	stop    chan struct{}
@@ -71,7 +79,17 @@ type EngineStats struct {
 	// namespace (/proc/thread-self/net/snmp), which includes the media ports not
 	// handed out. Such a port has no socket, so a flood there costs the
 	// engine nothing: no wake-up, no read; the kernel counts and drops.
+	// An idle pair (pairpool.go) is connected to itself: what is sent to
+	// it finds no socket and is counted there too; what an ended session
+	// left unread in its queue is read, dropped and added.
 	UnallocatedDrops uint64
+	// IdlePairs are the pairs kept bound for the next session (counted in
+	// PortsFree); of the legs since the start, PairsReused took one (and
+	// PairsReusedEarly of those one inside its quarantine, nothing else
+	// being free), PairsOpened opened their sockets.
+	IdlePairs                     int
+	PairsReused, PairsReusedEarly uint64
+	PairsOpened                   uint64
 }
 
 // New starts an engine with cfg.Workers event loops.
@@ -83,6 +101,9 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	if cfg.LatchWindow <= 0 {
 		return nil, fmt.Errorf("%w: latch window %s: must be positive", ErrConfig, cfg.LatchWindow)
 	}
+	if cfg.IdleQuarantine < 0 {
+		return nil, fmt.Errorf("%w: idle pair quarantine %s: must not be negative", ErrConfig, cfg.IdleQuarantine)
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -90,7 +111,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
-	e := &Engine{cfg: cfg, log: log, pool: pool, stop: make(chan struct{}), sessions: make(map[*Session]struct{})}
+	e := &Engine{cfg: cfg, log: log, pool: pool, idle: newIdlePool(cfg, pool.total), stop: make(chan struct{}), sessions: make(map[*Session]struct{})}
 	e.noPorts0, _ = udpNoPorts()
 	for range n {
 		w, err := newWorker()
@@ -122,6 +143,7 @@ func (e *Engine) Close() error {
 		return nil
 	}
 	e.closed = true
+	e.idle.closeAll(e.pool) // and the pairs of the sessions below are closed, not kept
 	ss := make([]*Session, 0, len(e.sessions))
 	for s := range e.sessions {
 		ss = append(ss, s)
@@ -146,8 +168,12 @@ func (e *Engine) Close() error {
 
 // Stats returns the engine-wide counters.
 func (e *Engine) Stats() EngineStats {
-	inUse, free := e.pool.counts()
-	st := EngineStats{PortsInUse: 2 * inUse, PortsFree: 2 * free}
+	e.idle.mu.Lock()
+	idle := e.idle.n
+	inUse, free := e.pool.counts() // an idle pair is out of pool's ring: free all the same
+	e.idle.mu.Unlock()
+	st := EngineStats{PortsInUse: 2 * (inUse - idle), PortsFree: 2 * (free + idle), IdlePairs: idle,
+		PairsReused: e.idle.reused.Load(), PairsReusedEarly: e.idle.early.Load(), PairsOpened: e.idle.opened.Load()}
 	e.mu.Lock()
 	st.Sessions = len(e.sessions)
 	e.mu.Unlock()
@@ -158,6 +184,10 @@ func (e *Engine) Stats() EngineStats {
 	}
 	if n, err := udpNoPorts(); err == nil && n >= e.noPorts0 {
 		st.UnallocatedDrops = n - e.noPorts0
+	}
+	st.UnallocatedDrops += e.idle.arrived.Load()
+	for _, w := range e.workers {
+		st.UnallocatedDrops += w.idleReads.Load()
 	}
 	return st
 }
@@ -190,7 +220,7 @@ func (e *Engine) NewSession(id string, a, b LegProfile, onTimeout func()) (*Sess
 	s.origin = [2]origin{{id: randUint63()}, {id: randUint63()}}
 	for side, p := range []LegProfile{a, b} {
 		l := &leg{sess: s, side: Side(side), prof: p}
-		if err := e.openLeg(l); err != nil {
+		if err := e.openLeg(l, w); err != nil {
 			s.release()
 			return nil, fmt.Errorf("media: session %s: leg %s: %w", id, Side(side), err)
 		}
@@ -225,9 +255,17 @@ func (e *Engine) NewSession(id string, a, b LegProfile, onTimeout func()) (*Sess
 	return s, nil
 }
 
-// openLeg takes a port pair and binds both sockets, skipping pairs another
-// program holds (they go back to the end of the queue).
-func (e *Engine) openLeg(l *leg) error {
+// openLeg gives l, of a session on worker w, a port pair: an idle pair on
+// its local address that served its quarantine (w's first), else a closed
+// free pair bound anew (skipping pairs another program holds: they go back
+// to the end of the queue), else, when nothing else is free, an idle pair
+// still in quarantine or one of another local address (pairpool.go).
+func (e *Engine) openLeg(l *leg, w *worker) error {
+	local := l.prof.Local
+	now := time.Now().UnixNano()
+	if ip := e.idle.take(local, w, now, false); ip != nil && e.reuse(l, w, ip, false) {
+		return nil
+	}
 	var busy []int
 	defer func() {
 		for _, p := range busy {
@@ -237,9 +275,22 @@ func (e *Engine) openLeg(l *leg) error {
 	for {
 		port, ok := e.pool.get()
 		if !ok {
-			return fmt.Errorf("%w: %d ports of %d-%d in use", ErrNoPorts, e.Stats().PortsInUse, e.cfg.PortMin, e.cfg.PortMax)
+			ip := e.idle.take(local, w, now, true)
+			if ip == nil {
+				return fmt.Errorf("%w: %d ports of %d-%d in use", ErrNoPorts, e.Stats().PortsInUse, e.cfg.PortMin, e.cfg.PortMax)
+			}
+			if ip.local == local {
+				if e.reuse(l, w, ip, true) {
+					e.idle.early.Add(1)
+					return nil
+				}
+				continue // its port went back to the pool
+			}
+			// Bound to another address: the ports are this leg's.
+			ip.close()
+			port = ip.port
 		}
-		rfd, err := openUDP(l.prof.Local, port)
+		rfd, err := openUDP(local, port)
 		if err != nil {
 			busy = append(busy, port)
 			if errors.Is(err, unix.EADDRINUSE) {
@@ -247,7 +298,7 @@ func (e *Engine) openLeg(l *leg) error {
 			}
 			return err
 		}
-		cfd, err := openUDP(l.prof.Local, port+1)
+		cfd, err := openUDP(local, port+1)
 		if err != nil {
 			_ = unix.Close(rfd)
 			busy = append(busy, port)
@@ -256,10 +307,76 @@ func (e *Engine) openLeg(l *leg) error {
 			}
 			return err
 		}
+		e.idle.opened.Add(1)
 		l.rtp = &sock{fd: rfd, port: port, leg: l}
 		l.rtcp = &sock{fd: cfd, port: port + 1, rtcp: true, leg: l}
 		return nil
 	}
+}
+
+// reuse gives l, of a session on worker w, the idle pair ip: out of its
+// worker's epoll set when that is another, connected to nobody; early (in
+// its quarantine) it is drained first, as its worker may not have been
+// yet. When that fails the pair is closed, its port returned, and l gets
+// none.
+func (e *Engine) reuse(l *leg, w *worker, ip *idlePair, early bool) bool {
+	if ip.w != w {
+		for i, fd := range ip.fd {
+			ip.w.clearSlot(fd, &ip.mark[i])
+			_ = unix.EpollCtl(ip.w.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+		}
+	}
+	if early {
+		for i, fd := range ip.fd {
+			ip.w.clearSlot(fd, &ip.mark[i])        // its worker no longer drains it
+			e.idle.arrived.Add(drainSocket(fd, 0)) // still connected to itself: the loop ends
+		}
+	}
+	for _, fd := range ip.fd {
+		if err := disconnect(fd); err != nil {
+			e.log.Warn("media: idle pair closed", "port", ip.port, "reason", err)
+			ip.close()
+			e.pool.put(ip.port)
+			return false
+		}
+	}
+	e.idle.reused.Add(1)
+	// Until the session's sockets take the marks' places (NewSession), a
+	// datagram arriving is drained by the worker like one at an idle pair.
+	l.rtp = &sock{fd: ip.fd[0], port: ip.port, leg: l, registered: ip.w == w}
+	l.rtcp = &sock{fd: ip.fd[1], port: ip.port + 1, rtcp: true, leg: l, registered: ip.w == w}
+	return true
+}
+
+// keepIdle makes l's pair idle (pairpool.go), in its place in the epoll set
+// of the session's worker w, and reports whether it did. The kernel fast
+// path's entries for its ports go first: a pair whose entry stays is not
+// kept.
+func (e *Engine) keepIdle(l *leg, w *worker, now int64) bool {
+	if !l.rtp.registered || !l.rtcp.registered || !e.idle.room() {
+		return false
+	}
+	if e.fp != nil {
+		for _, k := range []*sock{l.rtp, l.rtcp} {
+			if err := e.fp.path.Delete(l.local(k)); err != nil {
+				e.log.Warn("media fast path: entry of an ended leg stays, its ports are closed", "port", k.port, "reason", err)
+				return false
+			}
+		}
+	}
+	fds := [2]int{l.rtp.fd, l.rtcp.fd}
+	ip := &idlePair{local: l.prof.Local, port: l.rtp.port, fd: fds, w: w, freed: now}
+	for i, fd := range fds {
+		ip.mark[i] = sock{fd: fd, port: l.rtp.port + i, registered: true}
+		w.setSlot(fd, &ip.mark[i])
+	}
+	if !e.idle.idle(ip.local, ip.port, fds) || !e.idle.put(ip) {
+		for i, fd := range fds {
+			w.clearSlot(fd, &ip.mark[i])
+		}
+		return false
+	}
+	return true
 }
 
 func (w *worker) load() int {

@@ -24,4 +24,8 @@ var (
 	// ErrNoOffer is returned by Answer when no offer from the other side
 	// is pending.
 	ErrNoOffer = errors.New("media: no pending offer")
+
+	// errZoned: an idle pair on a zoned IPv6 address is not kept
+	// (pairpool.go): connecting it to itself would need the zone's index.
+	errZoned = errors.New("media: zoned address")
 )

@@ -636,3 +636,49 @@ func TestFastPathAbsent(t *testing.T) {
 		t.Errorf("leg on %s, want userspace", p)
 	}
 }
+
+// TestOffloadIdlePair: no kernel entry of an ended call's leg survives
+// into the idle pool (one the session did not know of, as a removal that
+// failed leaves it, included), and the next call on the reused pairs is
+// carried by the kernel by its own entries.
+func TestOffloadIdlePair(t *testing.T) {
+	l := newOffloadLab(t, fastpath.TC, func(c *Config) { c.IdleQuarantine = 100 * time.Millisecond })
+	s, toA, toB := l.call(t, nil)
+	exchange(t, l.caller, l.callee, toA, toB, 1, 1, 0xA, 0xB)
+	waitPath(t, s, PathKernel)
+	var locals []netip.AddrPort
+	for _, lg := range s.legs {
+		locals = append(locals, lg.local(lg.rtp), lg.local(lg.rtcp))
+	}
+	// An entry the session does not hold: A's RTCP port, forwarding to the callee.
+	stale := fastpath.Entry{Local: locals[1], Peer: l.caller.LocalAddr().(*net.UDPAddr).AddrPort(), Src: locals[3],
+		Dst: l.callee.LocalAddr().(*net.UDPAddr).AddrPort(), Ifindex: 1, RTCP: true}
+	if err := l.e.fp.path.Put(stale); err != nil {
+		t.Fatal(err)
+	}
+	p := ports(s)
+	s.Close()
+	for _, local := range locals {
+		if _, err := l.e.fp.path.Counters(local); err == nil {
+			t.Errorf("a kernel entry for %s outlived its call into the idle pool", local)
+		}
+	}
+	if st := l.e.Stats(); st.IdlePairs != 2 {
+		t.Fatalf("%d idle pairs after the call, want 2", st.IdlePairs)
+	}
+	time.Sleep(150 * time.Millisecond)
+	s2, toA2, toB2 := l.call(t, nil)
+	if got := ports(s2); got != p {
+		t.Fatalf("the next call got %v, want the idle pairs %v", got, p)
+	}
+	exchange(t, l.caller, l.callee, toA2, toB2, 1, 100, 0x1A, 0x1B)
+	waitPath(t, s2, PathKernel)
+	exchange(t, l.caller, l.callee, toA2, toB2, 20, 101, 0x1A, 0x1B)
+	if st := s2.Stats(); st.Legs[SideA].PacketsIn != 21 || st.Legs[SideB].PacketsIn != 21 {
+		t.Errorf("the call on reused pairs counted %d and %d packets in, want 21 each", st.Legs[SideA].PacketsIn, st.Legs[SideB].PacketsIn)
+	}
+	s2.Close()
+	if n := l.e.FastPath().Entries; n != 0 {
+		t.Errorf("%d entries left after the calls ended", n)
+	}
+}

@@ -143,6 +143,11 @@ func (s *Session) Close() {
 	s.closed = true
 	s.offloadRemove()
 	s.mu.Unlock()
+	s.finish()
+}
+
+// finish releases the ports of a session just closed and forgets it.
+func (s *Session) finish() {
 	s.release()
 	s.w.mu.Lock()
 	s.w.nsess--
@@ -150,17 +155,24 @@ func (s *Session) Close() {
 	s.e.forget(s)
 }
 
-// release closes the sockets opened so far and returns their ports. The
-// session is closed (or was never published), so no worker touches them.
+// release takes the sockets opened so far out of the worker and keeps
+// them idle for a later session (pairpool.go), or closes them and returns
+// their ports. The session is closed (or was never published), so no
+// worker touches them.
 func (s *Session) release() {
+	now := time.Now().UnixNano()
 	for _, l := range s.legs {
 		if l == nil || l.rtp == nil {
 			continue
 		}
+		if s.e.keepIdle(l, s.w, now) {
+			continue
+		}
 		for _, k := range []*sock{l.rtp, l.rtcp} {
 			s.w.remove(k)
-			_ = unix.Close(k.fd)
 		}
+		_ = unix.Close(l.rtp.fd)
+		_ = unix.Close(l.rtcp.fd)
 		s.e.pool.put(l.rtp.port)
 	}
 }

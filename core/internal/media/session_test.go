@@ -436,6 +436,14 @@ func TestUnallocatedFlood(t *testing.T) {
 	if port == 0 {
 		t.Fatal("no free port in the engine's range to flood")
 	}
+	floodCostsNothing(t, e, netip.AddrPortFrom(loopback, uint16(port)), "unallocated port")
+}
+
+// floodCostsNothing sends a flood to media port to and checks that it woke
+// no worker, that no worker read any of it and that UnallocatedDrops
+// counts every datagram.
+func floodCostsNothing(t *testing.T, e *Engine, to netip.AddrPort, what string) {
+	t.Helper()
 	// Unconnected: ICMP port unreachable is not reported back, every
 	// datagram leaves.
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -443,7 +451,6 @@ func TestUnallocatedFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	to := netip.AddrPortFrom(loopback, uint16(port))
 	before := e.Stats()
 	const n = 5000
 	pkt := rtpPacket(0, 1, 0, 1)
@@ -455,10 +462,10 @@ func TestUnallocatedFlood(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	after := e.Stats()
 	if after.Wakeups != before.Wakeups || after.Datagrams != before.Datagrams {
-		t.Errorf("a flood at unallocated port %d woke the workers: %d → %d wake-ups", port, before.Wakeups, after.Wakeups)
+		t.Errorf("a flood at %s %s woke the workers: %d → %d wake-ups, %d → %d reads", what, to, before.Wakeups, after.Wakeups, before.Datagrams, after.Datagrams)
 	}
 	if got := after.UnallocatedDrops - before.UnallocatedDrops; got < n {
-		t.Errorf("UnallocatedDrops grew by %d, want ≥ %d", got, n)
+		t.Errorf("a flood at %s %s: UnallocatedDrops grew by %d, want ≥ %d", what, to, got, n)
 	}
 }
 

@@ -48,6 +48,43 @@ func openUDP(addr netip.Addr, port int) (int, error) {
 	return fd, nil
 }
 
+// connectSelf connects fd to ap, its own address: from then on the kernel
+// delivers it only datagrams sent from ap, which nobody else can send from
+// (pairpool.go).
+func connectSelf(fd int, ap netip.AddrPort) error {
+	if ap.Addr().Zone() != "" {
+		return fmt.Errorf("connect %s: %w", ap, errZoned) // not worth an interface lookup: the pair is closed instead
+	}
+	var sa [sockaddrLen]byte
+	if err := connectRaw(fd, &sa, putSockaddr(&sa, ap)); err != nil {
+		return fmt.Errorf("connect %s to itself: %w", ap, err)
+	}
+	return nil
+}
+
+// connectRaw is connect(2) on the sockaddr in sa, without the allocation of
+// unix.Connect.
+func connectRaw(fd int, sa *[sockaddrLen]byte, n uint32) error {
+	e := unix.EINTR
+	for e == unix.EINTR {
+		_, _, e = unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(sa)), uintptr(n)) //nolint:gosec // a sockaddr the kernel reads during the call
+	}
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// disconnect dissolves fd's connection (connect to AF_UNSPEC, which
+// x/sys/unix has no Sockaddr for): it receives from anyone again.
+func disconnect(fd int) error {
+	var sa [sockaddrLen]byte // sa_family 0 = AF_UNSPEC
+	if err := connectRaw(fd, &sa, unix.SizeofSockaddrInet4); err != nil {
+		return fmt.Errorf("disconnect: %w", err)
+	}
+	return nil
+}
+
 // putSockaddr writes ap as a sockaddr_in or sockaddr_in6 into b and returns
 // its length.
 func putSockaddr(b *[sockaddrLen]byte, ap netip.AddrPort) uint32 {

@@ -37,7 +37,10 @@ type sock struct {
 	fd   int
 	port int
 	rtcp bool // the RTCP socket (RTP+1); RTCP may also arrive on the RTP one (rtcp-mux)
-	leg  *leg
+	leg  *leg // nil: the mark of an idle pair's socket (pairpool.go)
+	// registered: the socket is in the epoll set of its session's worker
+	// (an idle pair taken on the worker it idled on is already).
+	registered bool
 }
 
 // worker is one event loop: an epoll set over the sockets of its sessions.
@@ -50,9 +53,10 @@ type worker struct {
 	nsess   int     // sessions placed here, for balancing
 	closing bool
 
-	wakeups atomic.Uint64 // epoll_wait returns that had events
-	reads   atomic.Uint64 // datagrams read
-	txDrops atomic.Uint64 // datagrams the kernel refused (full send buffer)
+	wakeups   atomic.Uint64 // epoll_wait returns that had events
+	idleReads atomic.Uint64 // datagrams drained from idle pairs (pairpool.go)
+	reads     atomic.Uint64 // datagrams read
+	txDrops   atomic.Uint64 // datagrams the kernel refused (full send buffer)
 
 	ev      [events]unix.EpollEvent
 	rhdr    [batch]mmsghdr
@@ -113,25 +117,47 @@ func (w *worker) closeFDs() {
 	_ = unix.Close(w.epfd)
 }
 
-// add registers s with the worker's epoll set.
+// add registers s with the worker's epoll set, or, when it is there
+// already (an idle pair's, pairpool.go), puts it in its mark's place.
 func (w *worker) add(s *sock) error {
-	w.mu.Lock()
-	if s.fd >= len(w.socks) {
-		w.socks = append(w.socks, make([]*sock, s.fd+1-len(w.socks))...)
+	w.setSlot(s.fd, s)
+	if s.registered {
+		return nil
 	}
-	w.socks[s.fd] = s
-	w.mu.Unlock()
 	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, s.fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(s.fd)}); err != nil {
 		w.remove(s)
 		return fmt.Errorf("media: epoll add port %d: %w", s.port, err)
 	}
+	s.registered = true
 	return nil
+}
+
+// setSlot makes s what the worker serves for descriptor fd.
+func (w *worker) setSlot(fd int, s *sock) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if fd >= len(w.socks) {
+		w.socks = append(w.socks, make([]*sock, fd+1-len(w.socks))...)
+	}
+	w.socks[fd] = s
+}
+
+// clearSlot forgets descriptor fd if s is what the worker serves for it.
+// After it returns the worker no longer touches fd for s.
+func (w *worker) clearSlot(fd int, s *sock) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if fd < len(w.socks) && w.socks[fd] == s {
+		w.socks[fd] = nil
+	}
 }
 
 // remove takes s out of the epoll set; the caller closes its descriptor.
 func (w *worker) remove(s *sock) {
 	w.mu.Lock()
-	if s.fd < len(w.socks) && w.socks[s.fd] == s {
+	// Or the mark of the idle pair s came from, when the session that
+	// took it ended before its sockets took the marks' places.
+	if s.fd < len(w.socks) && w.socks[s.fd] != nil && (w.socks[s.fd] == s || w.socks[s.fd].leg == nil) {
 		w.socks[s.fd] = nil
 	}
 	w.mu.Unlock()
@@ -195,6 +221,16 @@ func (w *worker) round() (served int, took time.Duration, closing bool) {
 			var s *sock
 			if int(fd) < len(w.socks) {
 				s = w.socks[fd]
+			}
+			if s != nil && s.leg == nil {
+				// An idle pair's socket took a datagram whose lookup
+				// raced its connect, or one taken by a session not
+				// published yet (pairpool.go): drained under mu, which
+				// the pool holds to take or close the pair; a few reads
+				// at a time, so that a flood at a pair just disconnected
+				// cannot keep the worker (and mu) here.
+				w.idleReads.Add(drainSocket(s.fd, 4))
+				s = nil
 			}
 			w.mu.Unlock()
 			if s != nil {
