@@ -99,6 +99,11 @@ func run(o options) {
 	for _, err := range early {
 		b.log.Error("early mount", "err", err)
 	}
+	if n, err := raiseFileLimit(nrOpen); err != nil {
+		b.log.Warn("edged keeps the kernel's file limit", "err", err)
+	} else {
+		b.log.Info("file limit raised", "nofile", n)
+	}
 	// Ctrl-Alt-Del becomes a SIGINT to init instead of an instant reset.
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
 

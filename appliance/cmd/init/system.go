@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -143,3 +144,33 @@ func onTrial(efivars string) bool {
 
 // isMissing reports whether err says a file does not exist.
 func isMissing(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+// nrOpen is where the kernel says how many descriptors a process may have
+// at most (fs.nr_open).
+const nrOpen = "/proc/sys/fs/nr_open"
+
+// raiseFileLimit lifts init's RLIMIT_NOFILE, which edged inherits, from
+// the kernel's 1024/4096 for PID 1 to the kernel's ceiling (the file at
+// nrOpenPath): edged holds two descriptors per anchored media stream per
+// leg (RTP and RTCP, idle pairs kept bound besides) and one per SIP
+// connection, so a box at its default max_calls of 2,000 needs ~8,000 for
+// media alone. The table grows only as descriptors are opened. It returns
+// the limit set.
+func raiseFileLimit(nrOpenPath string) (uint64, error) {
+	b, err := os.ReadFile(nrOpenPath)
+	if err != nil {
+		return 0, fmt.Errorf("raise the file limit: %w", err)
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("raise the file limit: %s says %q", nrOpenPath, strings.TrimSpace(string(b)))
+	}
+	var cur unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &cur); err == nil && cur.Cur >= n && cur.Max >= n {
+		return cur.Cur, nil // already there (a test's namespace, a kernel that starts higher)
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: n, Max: n}); err != nil {
+		return 0, fmt.Errorf("raise the file limit to %d: %w", n, err)
+	}
+	return n, nil
+}

@@ -3,9 +3,12 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fakeBlock writes a /sys/class/block with one uevent per device.
@@ -77,4 +80,74 @@ func TestOnTrial(t *testing.T) {
 	if !onTrial(dir) {
 		t.Error("not on trial with LoaderBootCountPath set")
 	}
+}
+
+// TestRaiseFileLimit: from PID 1's 1024/4096 the limit goes to what
+// nr_open says, soft and hard, so edged (exec'd by init) inherits it; a
+// nr_open that does not read as a number is an error naming the file, and
+// the limit stays.
+func TestRaiseFileLimit(t *testing.T) {
+	var saved unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &saved); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Setrlimit(unix.RLIMIT_NOFILE, &saved) })
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: 1024, Max: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad")
+	if err := os.WriteFile(bad, []byte("lots\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raiseFileLimit(bad); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("bad nr_open: err %v, want one naming %s", err, bad)
+	}
+	want := uint64(65536)
+	good := filepath.Join(dir, "nr_open")
+	if !hasCap(t, unix.CAP_SYS_RESOURCE) {
+		// Without the capability PID 1 has on the box the hard limit
+		// cannot go up: a clear error, and up to the hard limit works.
+		if err := os.WriteFile(good, []byte("65536\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := raiseFileLimit(good); err == nil || !strings.Contains(err.Error(), "65536") {
+			t.Errorf("without CAP_SYS_RESOURCE: err %v, want one naming the limit", err)
+		}
+		want = 4096
+	}
+	if err := os.WriteFile(good, []byte(strconv.FormatUint(want, 10)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := raiseFileLimit(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var now unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &now); err != nil {
+		t.Fatal(err)
+	}
+	if got != want || now.Cur != want || now.Max != want {
+		t.Errorf("limit %d/%d (returned %d), want %d/%d", now.Cur, now.Max, got, want, want)
+	}
+}
+
+// hasCap reports whether this process has capability c in its effective set.
+func hasCap(t *testing.T, c int) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n&(1<<c) != 0
+		}
+	}
+	t.Fatal("no CapEff in /proc/self/status")
+	return false
 }
