@@ -8,7 +8,6 @@ require (
 	github.com/cilium/ebpf v0.22.0
 	github.com/diskfs/go-diskfs v1.9.4
 	github.com/emiago/sipgo v1.7.3
-	github.com/gokrazy/kernel.amd64 v0.0.0-20260705070735-de680abf072b
 	github.com/gokrazy/kernel.arm64 v0.0.0-20260705071517-37841c4d6ff1
 	github.com/google/nftables v0.3.0
 	github.com/hashicorp/go-hclog v1.6.3

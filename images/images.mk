@@ -5,6 +5,8 @@
 #   make bundle ARCH=… FW_VERSION=N bin/<arch>/umedge-N.bundle, signed with FW_KEY
 #   make qemu ARCH=… [MODE=uefi|kernel]
 #   make test-boot-arm64-uefi       the UEFI update/rollback test on arm64 alone (make test runs it too)
+#   make kernel ARCH=…              rebuild images/kernel/<arch>/{config,vmlinuz,vmlinuz.sha256}
+#                                   from Debian's linux-source-6.12 (KERNEL_DEBS; not in CI: amd64 took 24 min)
 
 ARCH         ?= amd64
 IMG_DIR      := $(BIN)/$(ARCH)
@@ -20,12 +22,23 @@ FW_KEY       ?= firmware/keys/dev/dev-ed25519.key
 FW_VERSION   ?= 1
 FW_RELEASE   ?= $(VERSION)
 MODE         ?= uefi
-KERNEL_MOD   := github.com/gokrazy/kernel.$(ARCH)
+# The kernel the images boot: built by `make kernel` (images/kernel/build.sh)
+# and committed, so an image build needs no kernel toolchain.
+# arm64 boots the gokrazy kernel (pinned in go.mod, images/kernel/pin.go)
+# until images/kernel/arm64/vmlinuz is built and committed.
+KERNEL_amd64 := images/kernel/amd64/vmlinuz
+KERNEL_arm64  = $(shell $(GO) mod download github.com/gokrazy/kernel.arm64 && $(GO) list -m -f '{{.Dir}}' github.com/gokrazy/kernel.arm64)/vmlinuz
+KERNEL        = $(KERNEL_$(ARCH))
+# What `make kernel` needs: Debian's kernel source at the pinned version
+# (images/kernel/debian-version), its build tools and the arm64 cross
+# compiler. Not TEST_DEBS: CI does not build kernels.
+KERNEL_DEBS  ?= linux-source-6.12=$(shell cat images/kernel/debian-version) build-essential bc bison flex \
+	libelf-dev libssl-dev cpio kmod xz-utils gcc-aarch64-linux-gnu
 EFI_amd64    := /usr/lib/systemd/boot/efi/systemd-bootx64.efi
 EFI_arm64    := $(BIN)/efi/arm64/systemd-bootaa64.efi
 GOARCH_ENV   := CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH)
 
-.PHONY: image image-bins bundle qemu test-boot-arm64-uefi efi-arm64
+.PHONY: image image-bins bundle qemu test-boot-arm64-uefi efi-arm64 kernel kernel-deps
 
 image-bins:
 	@echo "==> building $(ARCH) binaries into $(IMG_DIR)"
@@ -51,9 +64,9 @@ $(EFI_arm64):
 
 image: image-bins $(EFI_$(ARCH))
 	@echo "==> assembling $(IMG_DIR)/umedge.img"
-	$(GO) mod download $(KERNEL_MOD)
+	[ ! -f images/kernel/$(ARCH)/vmlinuz.sha256 ] || (cd images/kernel/$(ARCH) && sha256sum -c --quiet vmlinuz.sha256)
 	$(GO) run ./images/cmd/mkimage -arch $(ARCH) \
-		-kernel "$$($(GO) list -m -f '{{.Dir}}' $(KERNEL_MOD))/vmlinuz" -bootloader $(EFI_$(ARCH)) \
+		-kernel $(KERNEL) -bootloader $(EFI_$(ARCH)) \
 		-init $(IMG_DIR)/init -edged $(IMG_DIR)/edged -plugins $(IMG_DIR)/plugins \
 		-config $(IMAGE_CONFIG) -trust $(FW_TRUST) -version $(FW_VERSION) -release $(FW_RELEASE) \
 		-kernel-args '$(KERNEL_ARGS)' \
@@ -65,12 +78,24 @@ bundle:
 	@echo "==> signing $(IMG_DIR)/umedge-$(FW_VERSION).bundle with $(FW_KEY)"
 	$(GO) run ./firmware/cmd/umedge-fw create -key $(FW_KEY) -compatible umedge-$(ARCH)-v1 \
 		-version $(FW_VERSION) -release $(FW_RELEASE) \
-		-kernel "$$($(GO) list -m -f '{{.Dir}}' $(KERNEL_MOD))/vmlinuz" -root $(IMG_DIR)/root.squashfs \
+		-kernel $(KERNEL) -root $(IMG_DIR)/root.squashfs \
 		-out $(IMG_DIR)/umedge-$(FW_VERSION).bundle
 
 qemu:
 	$(GO) run ./images/cmd/qemu -arch $(ARCH) -mode $(MODE) -image $(IMG_DIR)/umedge.img \
-		-kernel "$$($(GO) list -m -f '{{.Dir}}' $(KERNEL_MOD))/vmlinuz" -initramfs $(IMG_DIR)/initramfs.cpio.lz4
+		-kernel $(KERNEL) -initramfs $(IMG_DIR)/initramfs.cpio.lz4
 
 test-boot-arm64-uefi: test-deps efi-arm64
 	$(GO) test -tags integration -count=1 -v -timeout 20m -run 'TestBootUEFIUpdateRollback/arm64' ./images/boottest
+
+kernel-deps:
+	@missing=; for d in $(KERNEL_DEBS); do n=$${d%%=*}; v=$${d#*=}; \
+		have=$$(dpkg-query -W -f '$${Version}' $$n 2>/dev/null); \
+		{ [ -n "$$have" ] && { [ "$$v" = "$$d" ] || [ "$$v" = "$$have" ]; }; } || missing="$$missing $$d"; done; \
+	if [ -n "$$missing" ]; then echo "==> apt-get install$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+# Takes long (amd64: 24 min with -j2, nice 19, on the shared 2-vCPU
+# box at load 2-6; arm64 longer: more drivers); KERNEL_JOBS=N for more jobs.
+kernel: kernel-deps
+	images/kernel/build.sh $(ARCH)

@@ -1,6 +1,6 @@
 // Package kmod loads Linux kernel modules the way modprobe does, for an
 // appliance whose kernel has drivers as modules (Debian's) rather than
-// built in (gokrazy's): a module's dependencies from modules.dep first,
+// built in (the images' own, images/kernel): a module's dependencies from modules.dep first,
 // each with finit_module(2); names may be aliases from modules.alias
 // (pci:v00001AF4d00001000…, fs-vfat); Coldplug loads the drivers of the
 // devices sysfs shows. Depmod writes both files from the .ko files'

@@ -177,8 +177,8 @@ func TestBootKernel(t *testing.T) {
 			fw := &boot{vm: b.vm} // the firewall comes up before edged: look from the start
 			t.Logf("firewall: %s", fw.expect(t, `UMEDGE FIREWALL loaded rules=[1-9]`, 10*time.Second))
 			// The shipped config runs the kernel fast path where it can
-			// (auto): on the appliance kernel it does (TCX, as the gokrazy
-			// kernels have CONFIG_NET_XGRESS).
+			// (auto): on the appliance kernel it does (TCX, CONFIG_NET_XGRESS,
+			// JIT-compiled: images/kernel has CONFIG_BPF_JIT_ALWAYS_ON).
 			t.Logf("fast path: %s", fw.expect(t, `media fast path on`, 10*time.Second))
 			b.dropped(t)
 			t.Logf("%s kernel+initramfs: SIP OPTIONS answered %.1fs after power-on (host clock; qemu CPU %.1fs, load %s); console: %s",

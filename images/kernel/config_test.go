@@ -3,6 +3,8 @@ package kernel
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -14,31 +16,99 @@ import (
 )
 
 // required are the kernel options the images depend on: without any of
-// them an image does not boot, update or bless.
-var required = []string{
+// them an image does not boot, update or bless, or a feature of the
+// config (VLANs, the firewall, the media fast path and its JIT) fails on
+// the box.
+var required = append(bootRequired,
+	"CONFIG_IKCONFIG", "CONFIG_EXT4_FS", "CONFIG_NF_TABLES_INET", "CONFIG_NFT_CT",
+	"CONFIG_VLAN_8021Q", "CONFIG_NET_SCH_INGRESS", "CONFIG_NET_CLS_BPF", "CONFIG_NET_XGRESS",
+	"CONFIG_BPF_SYSCALL", "CONFIG_BPF_JIT", "CONFIG_BPF_JIT_ALWAYS_ON", "CONFIG_WATCHDOG", "CONFIG_RTC_CLASS",
+)
+
+// bootRequired are those of them without which an image does not boot,
+// update or bless; the gokrazy kernel has them (it has no 802.1Q).
+var bootRequired = []string{
 	"CONFIG_SQUASHFS", "CONFIG_SQUASHFS_ZLIB", "CONFIG_VFAT_FS", "CONFIG_EFIVAR_FS", "CONFIG_EFI_STUB",
 	"CONFIG_EFI_PARTITION", "CONFIG_VIRTIO_BLK", "CONFIG_VIRTIO_NET", "CONFIG_DEVTMPFS",
 	"CONFIG_BLK_DEV_INITRD", "CONFIG_RD_LZ4", "CONFIG_NF_TABLES", "CONFIG_HW_RANDOM_VIRTIO",
 }
 
-// TestPinnedKernelConfig reads the configuration embedded in each pinned
-// kernel (CONFIG_IKCONFIG) and checks the options the images need, so that
-// a bump of the pin that drops one fails here rather than at boot.
-func TestPinnedKernelConfig(t *testing.T) {
-	for _, arch := range []string{"amd64", "arm64"} {
+// builtArches are the arches whose kernel images/kernel builds and
+// commits. arm64 boots the gokrazy kernel (pin.go) until its build is
+// committed; TestPinnedKernelConfig checks that one.
+var builtArches = []string{"amd64"}
+
+// absent are options the images' kernel must not have: modules (the
+// image carries none) and ftrace (its trace_eval_sync cost ~1 s of boot
+// under qemu TCG).
+var absent = []string{"CONFIG_MODULES", "CONFIG_FTRACE"}
+
+// TestKernelConfig reads the configuration embedded in each committed
+// kernel (CONFIG_IKCONFIG) and checks the options the images need, so
+// that a rebuild that drops one fails here rather than at boot.
+func TestKernelConfig(t *testing.T) {
+	for _, arch := range builtArches {
 		t.Run(arch, func(t *testing.T) {
-			cfg := kernelConfig(t, "github.com/gokrazy/kernel."+arch)
+			cfg := kernelConfig(t, filepath.Join(arch, "vmlinuz"))
 			for _, opt := range required {
 				if !strings.Contains(cfg, "\n"+opt+"=y\n") {
 					t.Errorf("%s: %s is not built in", arch, opt)
+				}
+			}
+			for _, opt := range absent {
+				if strings.Contains(cfg, "\n"+opt+"=") {
+					t.Errorf("%s: %s is set", arch, opt)
 				}
 			}
 		})
 	}
 }
 
-func kernelConfig(t *testing.T, mod string) string {
-	t.Helper()
+// TestCommittedKernel checks that what is committed under <arch>/ is one
+// build: the vmlinuz matches its sha256 file, its embedded configuration
+// is <arch>/config, and every line of the fragments build.sh merges is in
+// that configuration (a fragment edited without `make kernel` fails).
+func TestCommittedKernel(t *testing.T) {
+	common := fragment(t, "umedge.config")
+	for _, arch := range builtArches {
+		t.Run(arch, func(t *testing.T) {
+			img, err := os.ReadFile(filepath.Join(arch, "vmlinuz"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum, err := os.ReadFile(filepath.Join(arch, "vmlinuz.sha256"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := fmt.Sprintf("%x  vmlinuz\n", sha256.Sum256(img)), string(sum); got != want {
+				t.Errorf("%s/vmlinuz.sha256 is %q, the file's sum is %q", arch, want, got)
+			}
+			committed, err := os.ReadFile(filepath.Join(arch, "config"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if embedded := kernelConfig(t, filepath.Join(arch, "vmlinuz")); embedded != "\n"+string(committed) {
+				t.Errorf("%s/config is not the configuration %s/vmlinuz was built with (make kernel ARCH=%s)", arch, arch, arch)
+			}
+			set := "\n" + string(committed)
+			for _, line := range append(common, fragment(t, filepath.Join(arch, "umedge.config"))...) {
+				if sym, ok := strings.CutPrefix(line, "# "); ok {
+					sym, _, _ = strings.Cut(sym, " ")
+					if strings.Contains(set, "\n"+sym+"=") {
+						t.Errorf("%s/config sets %s, which the fragments turn off", arch, sym)
+					}
+				} else if !strings.Contains(set, "\n"+line+"\n") {
+					t.Errorf("%s/config lacks the fragments' %s", arch, line)
+				}
+			}
+		})
+	}
+}
+
+// TestPinnedKernelConfig checks the gokrazy kernel the arm64 images boot
+// until images/kernel's arm64 build is committed.
+func TestPinnedKernelConfig(t *testing.T) {
+	const mod = "github.com/gokrazy/kernel.arm64"
 	if out, err := exec.Command("go", "mod", "download", mod).CombinedOutput(); err != nil {
 		t.Fatalf("go mod download %s: %v\n%s", mod, err, out)
 	}
@@ -46,7 +116,37 @@ func kernelConfig(t *testing.T, mod string) string {
 	if err != nil {
 		t.Fatalf("go list %s: %v", mod, err)
 	}
-	img, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(dir)), "vmlinuz"))
+	cfg := kernelConfig(t, filepath.Join(strings.TrimSpace(string(dir)), "vmlinuz"))
+	for _, opt := range bootRequired {
+		if !strings.Contains(cfg, "\n"+opt+"=y\n") {
+			t.Errorf("%s: %s is not built in", mod, opt)
+		}
+	}
+}
+
+// fragment returns the settings of a config fragment: CONFIG_X=v and
+// "# CONFIG_X is not set" lines.
+func fragment(t *testing.T, file string) []string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "CONFIG_") || strings.HasPrefix(line, "# CONFIG_") && strings.HasSuffix(line, " is not set") {
+			out = append(out, line)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s has no settings", file)
+	}
+	return out
+}
+
+func kernelConfig(t *testing.T, file string) string {
+	t.Helper()
+	img, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}

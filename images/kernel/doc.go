@@ -1,7 +1,12 @@
-// Package kernel pins the kernels the images boot: the gokrazy kernel
-// modules github.com/gokrazy/kernel.amd64 and .arm64 (prebuilt Linux with
-// virtio, squashfs, vfat, efivarfs and nftables built in, no modules to
-// load). pin.go imports them under the "tools" build tag so that go.mod
-// records their exact versions; images/images.mk finds the files with
-// `go list -m -f '{{.Dir}}'`.
+// Package kernel holds the kernel the images boot: Linux 6.12 LTS from
+// Debian's linux-source-6.12 (the exact package version in debian-version),
+// configured like the gokrazy kernel it replaces (everything built in, no
+// modules) plus 802.1Q VLANs, cls_bpf/clsact and the BPF JIT, without
+// ftrace. build.sh (`make kernel ARCH=amd64|arm64`) builds it from
+// <arch>/gokrazy.config, umedge.config and <arch>/umedge.config and
+// writes <arch>/config, <arch>/vmlinuz and <arch>/vmlinuz.sha256, which
+// are committed: an image build needs no kernel toolchain. The tests check
+// the committed kernels' embedded configuration. The arm64 build's
+// configuration (arm64/config) is committed, its vmlinuz not yet: until
+// it is, the arm64 images boot the gokrazy kernel module pin.go pins.
 package kernel

@@ -2,7 +2,6 @@
 
 package kernel
 
-import (
-	_ "github.com/gokrazy/kernel.amd64"
-	_ "github.com/gokrazy/kernel.arm64"
-)
+// The arm64 images boot the gokrazy kernel until images/kernel/arm64/vmlinuz
+// is built (make kernel ARCH=arm64) and committed; then this pin goes.
+import _ "github.com/gokrazy/kernel.arm64"

@@ -17,7 +17,7 @@ import (
 var bootModuleNames = []string{"vfat", "efivarfs"}
 
 // openModules opens the running kernel's module directory. A kernel with
-// everything built in (the gokrazy kernel the images ship) has none, and
+// everything built in (the kernel the images ship, images/kernel) has none, and
 // every module step is then a no-op.
 func openModules() (*kmod.Set, error) {
 	dir, err := kmod.Dir("/")

@@ -52,7 +52,7 @@ func TestFeatureModules(t *testing.T) {
 	if !slices.Equal(got, []string{"mrp", "8021q"}) {
 		t.Errorf("loaded %v, want mrp then 8021q", got)
 	}
-	(&box{log: slog.New(slog.DiscardHandler)}).loadFeatureModules(vlan) // no modules (gokrazy): nothing, no crash
+	(&box{log: slog.New(slog.DiscardHandler)}).loadFeatureModules(vlan) // no modules (images/kernel): nothing, no crash
 }
 
 // TestBootModulesWithoutModules: on a kernel with everything built in

@@ -59,7 +59,7 @@ func run(args []string) error {
 	var o options
 	fs := flag.NewFlagSet("mkimage", flag.ContinueOnError)
 	fs.StringVar(&o.arch, "arch", "amd64", "target architecture: amd64 or arm64")
-	fs.StringVar(&o.kernel, "kernel", "", "kernel image (EFI stub), e.g. the gokrazy kernel module's vmlinuz")
+	fs.StringVar(&o.kernel, "kernel", "", "kernel image (EFI stub), e.g. images/kernel/amd64/vmlinuz")
 	fs.StringVar(&o.bootloader, "bootloader", "", "systemd-boot EFI binary (Debian systemd-boot-efi)")
 	fs.StringVar(&o.init, "init", "", "static PID 1 binary, installed as /init")
 	fs.StringVar(&o.edged, "edged", "", "edged binary")
@@ -73,7 +73,7 @@ func run(args []string) error {
 	fs.StringVar(&o.rootOut, "root-out", "", "squashfs root to write (required unless only -initramfs is written: it is slot A and a bundle payload)")
 	fs.StringVar(&o.initramfs, "initramfs", "", "also write the same tree as an LZ4 (legacy frame) cpio initramfs here")
 	fs.StringVar(&o.zstOut, "zst", "", "also write the disk image zstd-compressed here")
-	fs.StringVar(&o.modules, "modules", "", "a kernel's module `dir` (/lib/modules/<release>, e.g. of Debian's linux-image package) to take modules from; empty for a kernel with everything built in (gokrazy's)")
+	fs.StringVar(&o.modules, "modules", "", "a kernel's module `dir` (/lib/modules/<release>, e.g. of Debian's linux-image package) to take modules from; empty for a kernel with everything built in (images/kernel's)")
 	fs.StringVar(&o.moduleNames, "module-names", defaultModules, "comma-separated `modules` -modules installs, with their dependencies")
 	if err := fs.Parse(args); err != nil {
 		return err
