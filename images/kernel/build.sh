@@ -52,7 +52,14 @@ fi
 # A reproducible build: the same source, configuration and toolchain give
 # the same image (no date, user or host of the build machine in it).
 # The timestamp is the date of the Debian package's changelog entry.
-KBUILD_BUILD_TIMESTAMP=$(zcat /usr/share/doc/linux-source-6.12/changelog.Debian.gz | sed -n 's/^ -- .*>  //p' | head -n 1)
+# (A pipeline's status is its last command's: an unreadable changelog
+# would leave the timestamp empty and the kernel would take today's date.)
+changelog=/usr/share/doc/linux-source-6.12/changelog.Debian.gz
+KBUILD_BUILD_TIMESTAMP=$(zcat "$changelog" | sed -n 's/^ -- .*>  //p' | head -n 1)
+if [ -z "$KBUILD_BUILD_TIMESTAMP" ]; then
+	echo "build.sh: no changelog date in $changelog for KBUILD_BUILD_TIMESTAMP" >&2
+	exit 1
+fi
 export KBUILD_BUILD_TIMESTAMP
 export KBUILD_BUILD_USER=umedge KBUILD_BUILD_HOST=umedge KBUILD_BUILD_VERSION=1
 export LC_ALL=C TZ=UTC
