@@ -149,6 +149,9 @@ func isMissing(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 // at most (fs.nr_open).
 const nrOpen = "/proc/sys/fs/nr_open"
 
+// errNrOpen is what raiseFileLimit says of an nr_open that is no count.
+var errNrOpen = errors.New("not a positive descriptor count")
+
 // raiseFileLimit lifts init's RLIMIT_NOFILE, which edged inherits, from
 // the kernel's 1024/4096 for PID 1 to the kernel's ceiling (the file at
 // nrOpenPath): edged holds two descriptors per anchored media stream per
@@ -163,7 +166,7 @@ func raiseFileLimit(nrOpenPath string) (uint64, error) {
 	}
 	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 	if err != nil || n == 0 {
-		return 0, fmt.Errorf("raise the file limit: %s says %q", nrOpenPath, strings.TrimSpace(string(b)))
+		return 0, fmt.Errorf("raise the file limit: %s says %q: %w", nrOpenPath, strings.TrimSpace(string(b)), errNrOpen)
 	}
 	var cur unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &cur); err == nil && cur.Cur >= n && cur.Max >= n {

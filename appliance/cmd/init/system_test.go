@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -100,7 +103,7 @@ func TestRaiseFileLimit(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("lots\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := raiseFileLimit(bad); err == nil || !strings.Contains(err.Error(), bad) {
+	if _, err := raiseFileLimit(bad); !errors.Is(err, errNrOpen) || !strings.Contains(err.Error(), bad) {
 		t.Errorf("bad nr_open: err %v, want one naming %s", err, bad)
 	}
 	want := uint64(65536)
@@ -130,6 +133,52 @@ func TestRaiseFileLimit(t *testing.T) {
 	if got != want || now.Cur != want || now.Max != want {
 		t.Errorf("limit %d/%d (returned %d), want %d/%d", now.Cur, now.Max, got, want, want)
 	}
+}
+
+// TestRaiseFileLimitInherited: edged is a child of init, and a Go
+// program that starts with a soft limit below its hard one (PID 1's
+// 1024/4096) raises its own soft limit at start and gives every child it
+// starts the original limit back unless it set the limit itself through
+// syscall's Setrlimit. So the test runs itself again from a shell that
+// sets soft 1024 under this process's hard limit (the test may not raise
+// a hard limit: no CAP_SYS_RESOURCE), with an nr_open at that hard limit,
+// and there checks what a child sees after raiseFileLimit: the limit
+// raised, not the 1024 the runtime would restore.
+func TestRaiseFileLimitInherited(t *testing.T) {
+	if os.Getenv("UMEDGE_TEST_NOFILE_CHILD") == "" {
+		var lim unix.Rlimit
+		if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			t.Fatal(err)
+		}
+		hard := min(lim.Max, 1<<20)
+		if hard <= 1024 {
+			t.Skipf("hard file limit %d leaves no room above a soft 1024", lim.Max)
+		}
+		cmd := exec.Command("/bin/sh", "-c", `ulimit -Hn "$1" && ulimit -Sn 1024 && exec "$0" -test.run='^TestRaiseFileLimitInherited$' -test.v`, //nolint:gosec // the test binary itself
+			os.Args[0], strconv.FormatUint(hard, 10))
+		cmd.Env = append(os.Environ(), "UMEDGE_TEST_NOFILE_CHILD="+strconv.FormatUint(hard, 10))
+		out, err := cmd.CombinedOutput()
+		if want := fmt.Sprintf("child sees %d/%d", hard, hard); err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("child run, want %q: %v\n%s", want, err, out)
+		}
+		return
+	}
+	n := os.Getenv("UMEDGE_TEST_NOFILE_CHILD")
+	nrOpen := filepath.Join(t.TempDir(), "nr_open")
+	if err := os.WriteFile(nrOpen, []byte(n+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raiseFileLimit(nrOpen); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("/bin/sh", "-c", `echo "$(ulimit -Sn)/$(ulimit -Hn)"`).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); got != n+"/"+n {
+		t.Fatalf("a child of the raised process has %s, want %s/%s", got, n, n)
+	}
+	t.Logf("child sees %s", strings.TrimSpace(string(out)))
 }
 
 // hasCap reports whether this process has capability c in its effective set.
