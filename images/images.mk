@@ -24,11 +24,7 @@ FW_RELEASE   ?= $(VERSION)
 MODE         ?= uefi
 # The kernel the images boot: built by `make kernel` (images/kernel/build.sh)
 # and committed, so an image build needs no kernel toolchain.
-# arm64 boots the gokrazy kernel (pinned in go.mod, images/kernel/pin.go)
-# until images/kernel/arm64/vmlinuz is built and committed.
-KERNEL_amd64 := images/kernel/amd64/vmlinuz
-KERNEL_arm64  = $(shell $(GO) mod download github.com/gokrazy/kernel.arm64 && $(GO) list -m -f '{{.Dir}}' github.com/gokrazy/kernel.arm64)/vmlinuz
-KERNEL        = $(KERNEL_$(ARCH))
+KERNEL        = images/kernel/$(ARCH)/vmlinuz
 # What `make kernel` needs: Debian's kernel source at the pinned version
 # (images/kernel/debian-version), its build tools and the arm64 cross
 # compiler. Not TEST_DEBS: CI does not build kernels.

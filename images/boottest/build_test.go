@@ -148,20 +148,8 @@ func build(t *testing.T, arch string) *artifacts {
 }
 
 // kernelOf returns the kernel the images of arch boot: images/kernel's
-// committed build, checked against its sha256, or for arm64, until that
-// is built, the gokrazy kernel module go.mod pins.
+// committed build, checked against its sha256.
 func kernelOf(arch string) (string, error) {
-	if arch == "arm64" {
-		mod := "github.com/gokrazy/kernel." + arch
-		if err := run(repoRoot, nil, "go", "mod", "download", mod); err != nil {
-			return "", err
-		}
-		kdir, err := output(repoRoot, "go", "list", "-m", "-f", "{{.Dir}}", mod)
-		if err != nil || kdir == "" {
-			return "", fmt.Errorf("locate %s: %v", mod, err)
-		}
-		return filepath.Join(kdir, "vmlinuz"), nil
-	}
 	k := filepath.Join(repoRoot, "images/kernel", arch, "vmlinuz")
 	if err := run(filepath.Dir(k), nil, "sha256sum", "-c", "--quiet", "vmlinuz.sha256"); err != nil {
 		return "", fmt.Errorf("the committed %s kernel does not match its sha256 (make kernel ARCH=%s): %w", arch, arch, err)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,7 +30,7 @@ var required = append(bootRequired,
 )
 
 // bootRequired are those of them without which an image does not boot,
-// update or bless; the gokrazy kernel has them (it has no 802.1Q).
+// update or bless.
 var bootRequired = []string{
 	"CONFIG_SQUASHFS", "CONFIG_SQUASHFS_ZLIB", "CONFIG_VFAT_FS", "CONFIG_EFIVAR_FS", "CONFIG_EFI_STUB",
 	"CONFIG_EFI_PARTITION", "CONFIG_VIRTIO_BLK", "CONFIG_VIRTIO_NET", "CONFIG_DEVTMPFS",
@@ -39,9 +38,8 @@ var bootRequired = []string{
 }
 
 // builtArches are the arches whose kernel images/kernel builds and
-// commits. arm64 boots the gokrazy kernel (pin.go) until its build is
-// committed; TestPinnedKernelConfig checks that one.
-var builtArches = []string{"amd64"}
+// commits: all the images'.
+var builtArches = []string{"amd64", "arm64"}
 
 // absent are options the images' kernel must not have: modules (the
 // image carries none) and ftrace (its trace_eval_sync cost ~1 s of boot
@@ -155,25 +153,6 @@ func TestFragmentsMissing(t *testing.T) {
 	} {
 		if got := fragmentsMissing(c.config, lines); !slices.Equal(got, []string{c.want}) {
 			t.Errorf("config %q: %q, want [%q]", c.config, got, c.want)
-		}
-	}
-}
-
-// TestPinnedKernelConfig checks the gokrazy kernel the arm64 images boot
-// until images/kernel's arm64 build is committed.
-func TestPinnedKernelConfig(t *testing.T) {
-	const mod = "github.com/gokrazy/kernel.arm64"
-	if out, err := exec.Command("go", "mod", "download", mod).CombinedOutput(); err != nil {
-		t.Fatalf("go mod download %s: %v\n%s", mod, err, out)
-	}
-	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", mod).Output()
-	if err != nil {
-		t.Fatalf("go list %s: %v", mod, err)
-	}
-	cfg := kernelConfig(t, filepath.Join(strings.TrimSpace(string(dir)), "vmlinuz"))
-	for _, opt := range bootRequired {
-		if !strings.Contains(cfg, "\n"+opt+"=y\n") {
-			t.Errorf("%s: %s is not built in", mod, opt)
 		}
 	}
 }

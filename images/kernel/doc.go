@@ -6,7 +6,8 @@
 // <arch>/gokrazy.config, umedge.config and <arch>/umedge.config and
 // writes <arch>/config, <arch>/vmlinuz and <arch>/vmlinuz.sha256, which
 // are committed: an image build needs no kernel toolchain. The tests check
-// the committed kernels' embedded configuration. The arm64 build's
-// configuration (arm64/config) is committed, its vmlinuz not yet: until
-// it is, the arm64 images boot the gokrazy kernel module pin.go pins.
+// the committed kernels' embedded configuration. The arm64 kernel is
+// for UEFI machines (SystemReady-style boards, servers, VMs): every SoC
+// platform is off (arm64/umedge.config), so a board that needs its SoC's
+// drivers and a device tree from U-Boot is not a target.
 package kernel

@@ -17,8 +17,7 @@ const (
 )
 
 // WriteSquashfs writes t as a zlib-compressed squashfs (the images'
-// kernels, images/kernel's and the gokrazy arm64 one, read no other
-// compression) to out and returns its size.
+// kernels, images/kernel's, read no other compression) to out and returns its size.
 func WriteSquashfs(t *Tree, out string) (int64, error) {
 	if err := t.check(); err != nil {
 		return 0, err
