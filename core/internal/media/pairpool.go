@@ -29,7 +29,7 @@ import (
 // to, and nobody else can send from a port we hold, so whatever arrives at
 // an idle pair finds no socket, exactly as at a port with no socket at
 // all: no queue, no memory, no wake-up of a worker (an idle socket never
-// becomes readable), an ICMP port unreachable, and the kernel's Udp NoPorts
+// becomes readable), an ICMP port unreachable, and the kernel's Udp (Udp6) NoPorts
 // counter, which EngineStats.UnallocatedDrops reports. What was queued
 // before the connect (sent to the ended call, not read yet) is read and
 // dropped by the worker, which finds the socket readable and the pair's
