@@ -281,8 +281,12 @@ func (e *Engine) openLeg(l *leg, w *worker) error {
 				return fmt.Errorf("%w: %d ports of %d-%d in use", ErrNoPorts, e.Stats().PortsInUse, e.cfg.PortMin, e.cfg.PortMax)
 			}
 			if ip.local == local {
-				if e.reuse(l, w, ip, true) {
-					e.idle.early.Add(1)
+				// Early unless it served its quarantine since the take above.
+				early := now-ip.freed < int64(e.idle.quarantine)
+				if e.reuse(l, w, ip, early) {
+					if early {
+						e.idle.early.Add(1)
+					}
 					return nil
 				}
 				continue // its port went back to the pool

@@ -86,3 +86,31 @@ func TestIdlePairFloodIPv6Counted(t *testing.T) {
 		t.Errorf("%d datagrams at an idle pair on ::1, UnallocatedDrops grew by %d", n, got)
 	}
 }
+
+// TestIdlePairEarlyOldest: with nothing else free a leg takes a pair still
+// in quarantine, and then the oldest one on its address, not the youngest
+// because it idles on the leg's worker: the younger the pair, the likelier
+// the old call's peer, which may not have our BYE yet, still sends to it
+// and latches the new call.
+func TestIdlePairEarlyOldest(t *testing.T) {
+	e := newTestEngine(t, 4, func(c *Config) { c.IdleQuarantine = time.Hour })
+	s1 := newSession(t, e, plain, plain) // on workers[0]
+	s2 := newSession(t, e, plain, plain) // on workers[1]
+	if s1.w == s2.w {
+		t.Fatal("both sessions on one worker: the test needs two")
+	}
+	old := ports(s2)
+	s2.Close() // the older pairs, idle on workers[1]
+	time.Sleep(20 * time.Millisecond)
+	s1.Close() // the younger, idle on workers[0], where the next session goes
+	s3 := newSession(t, e, plain, plain)
+	if s3.w != s1.w {
+		t.Fatal("the third session is not on the first's worker: the test did not test")
+	}
+	if got := ports(s3); got != old && got != [2]int{old[1], old[0]} {
+		t.Errorf("with every pair in quarantine the session got %v (the pairs freed last, on its worker), want the oldest %v", got, old)
+	}
+	if st := e.Stats(); st.PairsReusedEarly != 2 {
+		t.Errorf("%d pairs reused early, want 2", st.PairsReusedEarly)
+	}
+}
