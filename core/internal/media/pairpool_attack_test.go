@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -112,5 +113,47 @@ func TestIdlePairEarlyOldest(t *testing.T) {
 	}
 	if st := e.Stats(); st.PairsReusedEarly != 2 {
 		t.Errorf("%d pairs reused early, want 2", st.PairsReusedEarly)
+	}
+}
+
+// TestIdlePairsEngineCloseDuringUse: Engine.Close while goroutines open
+// and close sessions (taking and leaving idle pairs, early too) leaves no
+// descriptor of the engine open once they are done.
+func TestIdlePairsEngineCloseDuringUse(t *testing.T) {
+	before := openFDs(t)
+	e := newTestEngine(t, 8, func(c *Config) { c.IdleQuarantine = 5 * time.Millisecond })
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s, err := e.NewSession("c", plain, plain, nil)
+				if err != nil {
+					if errors.Is(err, ErrClosed) {
+						return
+					}
+					continue
+				}
+				s.Close()
+			}
+		}()
+	}
+	time.Sleep(150 * time.Millisecond)
+	e.Close()
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if st := e.Stats(); st.PairsReused == 0 {
+		t.Fatal("no idle pair was reused: the test did not test")
+	}
+	if n := openFDs(t); n > before {
+		t.Errorf("after Engine.Close and its users done, %d descriptors open, %d before: leaked", n, before)
 	}
 }
