@@ -27,7 +27,8 @@ import (
 // media session and two RTP/RTCP port pairs, although no packet comes);
 // Kamailio is a stateful tm + rr proxy that record-routes and relays the
 // call and keeps no state beyond its transactions. Each callee must take
-// exactly the calls of its host: a call at the wrong back end fails.
+// exactly the calls of its host and end each with its BYE: a call at the
+// wrong back end fails, and so does one no callee ended.
 
 // callees are the back ends of one step, one per back-end host: SIPp
 // processes, or one process of Go callees (sipload.UAS) for all hosts.
