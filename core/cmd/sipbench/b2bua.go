@@ -27,7 +27,8 @@ import (
 // media session and two RTP/RTCP port pairs, although no packet comes);
 // Kamailio is a stateful tm + rr proxy that record-routes and relays the
 // call and keeps no state beyond its transactions. Each callee must take
-// exactly the calls of its host: a call at the wrong back end fails.
+// exactly the calls of its host and end each with its BYE: a call at the
+// wrong back end fails, and so does one no callee ended.
 
 // callees are the back ends of one step, one per back-end host: SIPp
 // processes, or one process of Go callees (sipload.UAS) for all hosts.
@@ -36,6 +37,9 @@ type callees struct {
 	gop   *goCallees
 	hosts []string
 	want  []int // calls each host must take
+	// others are the mix's calls that reach no callee (the lines the Call
+	// Router answers itself): the caller alone judges them.
+	others int
 }
 
 // newBackend picks a port free for UDP and TCP on both back-end hosts.
@@ -101,6 +105,10 @@ func startCallees(o options, w workload, hold time.Duration) (*callees, error) {
 	var err error
 	if c.want, err = wantPerHost(w.mix, c.hosts); err != nil {
 		return nil, err
+	}
+	c.others = len(w.mix.Calls)
+	for _, n := range c.want {
+		c.others -= n
 	}
 	if o.usesGo(scenarioB2BUA) {
 		addrs := make([]string, len(c.hosts))
@@ -168,12 +176,15 @@ func (c *callees) current() (int, error) {
 // records in s what they took and the CPU they used (added to the
 // caller's in s.LoadCPU: they share its CPU): a host that took more calls than the mix
 // sends it got calls meant for another, and each such call is taken off
-// s.Successful.
+// s.Successful; so is each call a host was meant to take and did not end
+// (never reached it, or its BYE did not), whatever the caller saw: a
+// server that answers the INVITE or the BYE itself does not pass.
 func (c *callees) stop(s *step, wait time.Duration) error {
 	if c.gop != nil {
 		return c.stopGo(s, wait)
 	}
 	var errs []error
+	done := make([]int, len(c.procs))
 	for i, p := range c.procs {
 		r, err := p.Stop(wait)
 		if err != nil {
@@ -183,9 +194,10 @@ func (c *callees) stop(s *step, wait time.Duration) error {
 		s.Answered += r.Successful
 		s.LoadCPU += r.CPU
 		s.Misrouted += max(0, r.Created-c.want[i])
+		done[i] = r.Successful
 	}
 	c.procs = nil
-	s.Successful = max(0, s.Successful-s.Misrouted)
+	c.judge(s, done)
 	return errors.Join(errs...)
 }
 
@@ -197,7 +209,11 @@ func (c *callees) stopGo(s *step, wait time.Duration) error {
 	s.LoadCPU += cpu
 	s.CalleeCPU = cpu
 	var failed, noAck, unexpected, sockErrs int
+	done := make([]int, len(c.want))
 	for i, h := range r.Hosts {
+		if i < len(done) {
+			done[i] = h.Ended
+		}
 		s.Answered += h.Ended
 		s.Misrouted += max(0, h.Calls-c.want[i])
 		failed, noAck, unexpected, sockErrs = failed+h.Failed+h.Current, noAck+h.NoAck, unexpected+h.Unexpected, sockErrs+h.TransportErrors
@@ -209,8 +225,22 @@ func (c *callees) stopGo(s *step, wait time.Duration) error {
 		s.note(fmt.Sprintf("callees: %d calls without ACK or BYE, %d BYEs before the ACK, %d unexpected messages, %d socket errors",
 			failed, noAck, unexpected, sockErrs))
 	}
-	s.Successful = max(0, s.Successful-s.Misrouted)
+	c.judge(s, done)
 	return err
+}
+
+// judge takes off s.Successful the misrouted calls, and bounds it by
+// what the callees completed: done[i] calls ended by a BYE at host i,
+// of which at most its share of the mix counts, and the mix's calls that
+// reach no callee.
+func (c *callees) judge(s *step, done []int) {
+	reached := c.others
+	for i, w := range c.want {
+		if i < len(done) {
+			reached += min(done[i], w)
+		}
+	}
+	s.Successful = max(0, min(s.Successful-s.Misrouted, reached))
 }
 
 // kill ends callees that are still running.

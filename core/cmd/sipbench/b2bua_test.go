@@ -323,3 +323,45 @@ func TestGoCalleesCurrent(t *testing.T) {
 		t.Errorf("stop() = %v, step %+v", err, s)
 	}
 }
+
+// A server that answers the caller itself — 200 to the INVITE and to the
+// BYE, the callees never seeing the call or its BYE — must not pass: only
+// the calls a callee ended count as successful, besides the mix's lines
+// that reach no callee.
+func TestGoCalleesUnreached(t *testing.T) {
+	b, err := newBackend("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, h := range backendHosts() {
+		addrs = append(addrs, net.JoinHostPort(h, fmt.Sprint(b.port)))
+	}
+	g, err := startGoCallees(addrs, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &callees{gop: g, hosts: backendHosts(), want: []int{3, 0}, others: 1}
+	defer c.kill()
+	sb, err := newBackend("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := sipload.ListenUAS(sipload.UASConfig{Addr: net.JoinHostPort("127.0.0.1", fmt.Sprint(sb.port))}) // answers locally, calls nobody
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	lines := []sipload.Line{{Caller: "4000", Called: "1001", Code: 302}}
+	res, err := sipload.Run(context.Background(), sipload.Config{Target: server.Addr(), Lines: lines, Calls: 3, Rate: 100, FullCalls: true, Hold: 100 * time.Millisecond})
+	if err != nil || res.Successful != 3 {
+		t.Fatalf("Run() = %v, %v", res, err)
+	}
+	s := step{Successful: res.Successful + 1} // and one line the server answers itself (a 404), right
+	if err := c.stop(&s, 300*time.Millisecond); err != nil {
+		t.Fatalf("stop() = %v", err)
+	}
+	if s.Successful != 1 || s.Answered != 0 {
+		t.Errorf("step %+v: want 1 successful (the line no callee takes), none of the 3 the callees never saw", s)
+	}
+}

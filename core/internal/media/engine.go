@@ -75,8 +75,9 @@ type EngineStats struct {
 	Datagrams             uint64 // datagrams the workers read
 	TxDrops               uint64 // datagrams the kernel did not take
 	// UnallocatedDrops counts UDP datagrams that reached no socket since
-	// the engine started: the kernel's Udp NoPorts counter of the network
-	// namespace (/proc/thread-self/net/snmp), which includes the media ports not
+	// the engine started: the kernel's Udp NoPorts and Udp6NoPorts counters
+	// of the network namespace (/proc/thread-self/net/snmp and snmp6),
+	// which include the media ports not
 	// handed out. Such a port has no socket, so a flood there costs the
 	// engine nothing: no wake-up, no read; the kernel counts and drops.
 	// An idle pair (pairpool.go) is connected to itself: what is sent to
@@ -280,8 +281,12 @@ func (e *Engine) openLeg(l *leg, w *worker) error {
 				return fmt.Errorf("%w: %d ports of %d-%d in use", ErrNoPorts, e.Stats().PortsInUse, e.cfg.PortMin, e.cfg.PortMax)
 			}
 			if ip.local == local {
-				if e.reuse(l, w, ip, true) {
-					e.idle.early.Add(1)
+				// Early unless it served its quarantine since the take above.
+				early := now-ip.freed < int64(e.idle.quarantine)
+				if e.reuse(l, w, ip, early) {
+					if early {
+						e.idle.early.Add(1)
+					}
 					return nil
 				}
 				continue // its port went back to the pool
@@ -422,10 +427,38 @@ func (e *Engine) forget(s *Session) {
 
 var errNoCounter = errors.New("media: no Udp NoPorts in /proc/thread-self/net/snmp")
 
-// udpNoPorts reads Udp NoPorts of the calling thread's network namespace.
-// Not /proc/net: that follows the main thread, which a test (or a future
-// namespace-aware caller) may have moved to another namespace.
+// udpNoPorts reads Udp NoPorts of the calling thread's network namespace,
+// plus Udp6NoPorts (IPv6's datagrams are counted there only; absent when
+// the kernel has no IPv6). Not /proc/net: that follows the main thread,
+// which a test (or a future namespace-aware caller) may have moved to
+// another namespace.
 func udpNoPorts() (uint64, error) {
+	n, err := udp4NoPorts()
+	if err != nil {
+		return 0, err
+	}
+	return n + udp6NoPorts(), nil
+}
+
+// udp6NoPorts reads Udp6NoPorts of the calling thread's network
+// namespace, 0 when there is none.
+func udp6NoPorts() uint64 {
+	b, err := os.ReadFile("/proc/thread-self/net/snmp6")
+	if err != nil {
+		return 0
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if f := bytes.Fields(sc.Bytes()); len(f) == 2 && string(f[0]) == "Udp6NoPorts" {
+			n, _ := strconv.ParseUint(string(f[1]), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// udp4NoPorts reads Udp NoPorts of the calling thread's network namespace.
+func udp4NoPorts() (uint64, error) {
 	b, err := os.ReadFile("/proc/thread-self/net/snmp")
 	if err != nil {
 		return 0, err

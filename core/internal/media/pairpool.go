@@ -29,7 +29,7 @@ import (
 // to, and nobody else can send from a port we hold, so whatever arrives at
 // an idle pair finds no socket, exactly as at a port with no socket at
 // all: no queue, no memory, no wake-up of a worker (an idle socket never
-// becomes readable), an ICMP port unreachable, and the kernel's Udp NoPorts
+// becomes readable), an ICMP port unreachable, and the kernel's Udp (Udp6) NoPorts
 // counter, which EngineStats.UnallocatedDrops reports. What was queued
 // before the connect (sent to the ended call, not read yet) is read and
 // dropped by the worker, which finds the socket readable and the pair's
@@ -169,23 +169,24 @@ func (p *idlePool) put(ip *idlePair) bool {
 // take returns the oldest idle pair on local and w that served its
 // quarantine at now, else the oldest such pair on local of another worker,
 // or nil. With anyPair, what is left when no other pair is free: the
-// oldest pair on local whatever its age (w's first), and else the oldest
-// pair on another address (the caller closes its sockets and binds its
-// ports anew).
+// oldest pair on local whatever its age and worker (the oldest, not w's:
+// the younger a pair, the likelier its old call's peer still sends to
+// it), and else the oldest pair on another address (the caller closes its
+// sockets and binds its ports anew).
 func (p *idlePool) take(local netip.Addr, w *worker, now int64, anyPair bool) *idlePair {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.n == 0 {
 		return nil
 	}
-	ready := func(q []*idlePair) bool { return anyPair || now-q[0].freed >= int64(p.quarantine) }
-	if q := p.queues[idleKey{local, w}]; len(q) > 0 && ready(q) {
+	served := func(q []*idlePair) bool { return now-q[0].freed >= int64(p.quarantine) }
+	if q := p.queues[idleKey{local, w}]; len(q) > 0 && served(q) {
 		return p.pop(idleKey{local, w})
 	}
 	var best idleKey
 	var oldest *idlePair
 	for k, q := range p.queues {
-		if k.local == local && k.w != w && ready(q) && (oldest == nil || q[0].freed < oldest.freed) {
+		if k.local == local && (anyPair || k.w != w && served(q)) && (oldest == nil || q[0].freed < oldest.freed) {
 			best, oldest = k, q[0]
 		}
 	}
