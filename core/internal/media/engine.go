@@ -334,7 +334,11 @@ func (e *Engine) reuse(l *leg, w *worker, ip *idlePair, early bool) bool {
 	if early {
 		for i, fd := range ip.fd {
 			ip.w.clearSlot(fd, &ip.mark[i])        // its worker no longer drains it
-			e.idle.arrived.Add(drainSocket(fd, 0)) // still connected to itself: the loop ends
+			// Still connected to itself, so only what queued before is
+			// there — unless a flood forges the pair's own address as its
+			// source (loopback): bounded by what a receive buffer holds,
+			// not by how long the flood lasts.
+			e.idle.arrived.Add(drainSocket(fd, earlyDrainRounds))
 		}
 	}
 	for _, fd := range ip.fd {

@@ -243,6 +243,11 @@ func (ip *idlePair) close() {
 	}
 }
 
+// earlyDrainRounds bounds the drain of a pair taken inside its quarantine:
+// 64 reads of 8 datagrams are more than a socket's default receive buffer
+// holds of RTP (each datagram costs it ~1 KiB of truesize).
+const earlyDrainRounds = 64
+
 // drainSocket reads and drops what is queued on fd, up to rounds reads of
 // a few datagrams (0: until it is empty, for a socket nothing reaches any
 // more), and returns how many datagrams it read.
