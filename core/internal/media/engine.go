@@ -333,7 +333,7 @@ func (e *Engine) reuse(l *leg, w *worker, ip *idlePair, early bool) bool {
 	}
 	if early {
 		for i, fd := range ip.fd {
-			ip.w.clearSlot(fd, &ip.mark[i])        // its worker no longer drains it
+			ip.w.clearSlot(fd, &ip.mark[i]) // its worker no longer drains it
 			// Still connected to itself, so only what queued before is
 			// there — unless a flood forges the pair's own address as its
 			// source (loopback): bounded by what a receive buffer holds,
