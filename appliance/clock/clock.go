@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/beevik/ntp"
@@ -29,6 +31,11 @@ type Syncer struct {
 	// query; tests replace them.
 	Set   func(time.Time) error
 	Query func(server string) (*ntp.Response, error)
+
+	// Stepped, when set, is called after each step of the clock with its
+	// offset (the init renews a device certificate made while the clock
+	// was wrong).
+	Stepped func(offset time.Duration)
 }
 
 // Defaults for a Syncer's zero fields.
@@ -51,7 +58,7 @@ func (s *Syncer) SyncOnce() (time.Duration, string, error) {
 		}
 	}
 	if set == nil {
-		set = setSystemClock
+		set = setSystemClock(s.Log)
 	}
 	minStep := s.MinStep
 	if minStep == 0 {
@@ -100,6 +107,9 @@ func (s *Syncer) Run(ctx context.Context) {
 		case off != 0:
 			s.Log.Info("clock stepped", "server", server, "offset", off)
 			retry = retryMin
+			if s.Stepped != nil {
+				s.Stepped(off)
+			}
 		default:
 			retry = retryMin
 		}
@@ -113,7 +123,43 @@ func (s *Syncer) Run(ctx context.Context) {
 	}
 }
 
-func setSystemClock(t time.Time) error {
-	ts := unix.NsecToTimespec(t.UnixNano())
-	return unix.ClockSettime(unix.CLOCK_REALTIME, &ts)
+// setSystemClock sets the system clock to t and then the hardware clock
+// (rtcDevice, kept in UTC), so that the next boot starts from the right
+// time before NTP answers: the kernel writes the RTC back by itself only
+// for a clock disciplined through adjtimex, not for a step. A hardware
+// clock that cannot be written is logged, not a failed sync.
+func setSystemClock(log *slog.Logger) func(time.Time) error {
+	return func(t time.Time) error {
+		ts := unix.NsecToTimespec(t.UnixNano())
+		if err := unix.ClockSettime(unix.CLOCK_REALTIME, &ts); err != nil {
+			return err
+		}
+		if err := setRTC(rtcDevice, t); err != nil {
+			log.Warn("the next boot starts from the old time", "err", err)
+		}
+		return nil
+	}
+}
+
+// rtcDevice is the hardware clock.
+const rtcDevice = "/dev/rtc0"
+
+// setRTC writes t, in UTC, to the RTC device dev; a box without one (no
+// such device) is fine.
+func setRTC(dev string, t time.Time) error {
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("clock: hardware clock: %w", err)
+	}
+	defer f.Close()
+	u := t.UTC()
+	rt := unix.RTCTime{Sec: int32(u.Second()), Min: int32(u.Minute()), Hour: int32(u.Hour()), //nolint:gosec // calendar fields
+		Mday: int32(u.Day()), Mon: int32(u.Month()) - 1, Year: int32(u.Year()) - 1900} //nolint:gosec // as above
+	if err := unix.IoctlSetRTCTime(int(f.Fd()), &rt); err != nil { //nolint:gosec // a descriptor
+		return fmt.Errorf("clock: set %s: %w", dev, err)
+	}
+	return nil
 }

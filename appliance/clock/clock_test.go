@@ -1,9 +1,13 @@
 package clock
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,5 +87,49 @@ func TestSyncOnce(t *testing.T) {
 	_, _, err = s.SyncOnce()
 	if !errors.Is(err, ErrNoServer) {
 		t.Errorf("SyncOnce = %v, want ErrNoServer", err)
+	}
+}
+
+// TestRunTellsOfSteps: Run calls Stepped with the offset of each step
+// it makes (the init renews a certificate made in 1970 from it), and not
+// for an answer within MinStep.
+func TestRunTellsOfSteps(t *testing.T) {
+	for _, tt := range []struct {
+		ahead time.Duration
+		want  bool
+	}{{2 * time.Hour, true}, {0, false}} {
+		stepped := make(chan time.Duration, 1)
+		s := &Syncer{Servers: []string{ntpServer(t, tt.ahead, 2)}, Log: slog.New(slog.DiscardHandler),
+			Set:     func(time.Time) error { return nil },
+			Stepped: func(off time.Duration) { stepped <- off }}
+		ctx, cancel := context.WithCancel(context.Background())
+		go s.Run(ctx)
+		select {
+		case off := <-stepped:
+			if !tt.want || off < tt.ahead-time.Minute || off > tt.ahead+time.Minute {
+				t.Errorf("server %v ahead: Stepped(%v)", tt.ahead, off)
+			}
+		case <-time.After(2 * time.Second):
+			if tt.want {
+				t.Errorf("server %v ahead: Stepped not called", tt.ahead)
+			}
+		}
+		cancel()
+	}
+}
+
+// TestSetRTC: a box without a hardware clock is fine; a device that is
+// no RTC is an error naming it.
+func TestSetRTC(t *testing.T) {
+	dir := t.TempDir()
+	if err := setRTC(filepath.Join(dir, "rtc0"), time.Now()); err != nil {
+		t.Errorf("no RTC device: %v, want nil", err)
+	}
+	notRTC := filepath.Join(dir, "file")
+	if err := os.WriteFile(notRTC, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := setRTC(notRTC, time.Now()); err == nil || !strings.Contains(err.Error(), notRTC) {
+		t.Errorf("a plain file as the RTC: %v, want an error naming it", err)
 	}
 }

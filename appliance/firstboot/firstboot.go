@@ -66,13 +66,16 @@ func Layout(dataDir, defaultConfig string) ([]string, error) {
 }
 
 // DeviceCert makes sure dataDir holds a key and a certificate valid for
-// fqdn: it keeps a pair that matches and names fqdn, and otherwise makes a
-// new ECDSA P-256 key and a self-signed certificate for fqdn. It reports
-// whether it made one.
+// fqdn at now: it keeps a pair that matches, names fqdn and is valid at
+// now, and otherwise makes a new ECDSA P-256 key and a self-signed
+// certificate for fqdn. One made while the clock was wrong (a box without
+// a battery-backed clock boots in 1970) is thus replaced once it is right.
+// It reports whether it made one.
 func DeviceCert(dataDir, fqdn string, now time.Time) (bool, error) {
 	certPath, keyPath := filepath.Join(dataDir, CertFile), filepath.Join(dataDir, KeyFile)
 	if pair, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
-		if leaf, err := x509.ParseCertificate(pair.Certificate[0]); err == nil && leaf.VerifyHostname(fqdn) == nil {
+		if leaf, err := x509.ParseCertificate(pair.Certificate[0]); err == nil && leaf.VerifyHostname(fqdn) == nil &&
+			!now.Before(leaf.NotBefore) && now.Before(leaf.NotAfter) {
 			return false, nil
 		}
 	}

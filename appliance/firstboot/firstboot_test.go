@@ -97,3 +97,33 @@ func TestDeviceCert(t *testing.T) {
 		t.Errorf("tls dir holds %d entries, want the two files and no temporaries", len(entries))
 	}
 }
+
+// TestDeviceCertMadeIn1970: a box without a battery-backed clock makes its
+// certificate at first boot in 1970; once NTP has set the clock that pair
+// is not valid now, and DeviceCert makes a new one (a certificate that is
+// not yet valid at now, or expired, is likewise replaced).
+func TestDeviceCertMadeIn1970(t *testing.T) {
+	data := t.TempDir()
+	epoch := time.Unix(3600, 0)
+	if made, err := DeviceCert(data, "edge1.example.net", epoch); err != nil || !made {
+		t.Fatalf("DeviceCert in 1970 = %v, %v", made, err)
+	}
+	now := time.Now()
+	if made, err := DeviceCert(data, "edge1.example.net", now); err != nil || !made {
+		t.Fatalf("DeviceCert after the clock was set = %v, %v; want a new pair", made, err)
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(data, CertFile), filepath.Join(data, KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now.Before(leaf.NotBefore) || !now.Before(leaf.NotAfter) {
+		t.Errorf("renewed certificate valid %v..%v, not now", leaf.NotBefore, leaf.NotAfter)
+	}
+	if made, err := DeviceCert(data, "edge1.example.net", now.Add(11*365*24*time.Hour)); err != nil || !made {
+		t.Errorf("DeviceCert after it expired = %v, %v; want a new pair", made, err)
+	}
+}

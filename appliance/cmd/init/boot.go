@@ -242,20 +242,47 @@ func (b *box) loadConfig() {
 	c := b.use(data, chooseConfig(data, b.o.defaultConfig))
 	// Making a key takes a second under emulation: edged does not wait
 	// for it unless its TLS listener is to use it.
-	cert := filepath.Join(b.o.dataDir, firstboot.CertFile)
-	if t := c.cfg.SIP.TLS; c.cfg.SIP.Mode.UsesTLS() && (t.Cert == cert || t.Key == filepath.Join(b.o.dataDir, firstboot.KeyFile)) {
+	if b.servesDeviceCert(c.cfg) {
 		b.deviceCert(c.cfg.SIP.FQDN)
 	} else {
 		go b.deviceCert(c.cfg.SIP.FQDN)
 	}
 }
 
-func (b *box) deviceCert(fqdn string) {
-	if made, err := firstboot.DeviceCert(b.o.dataDir, fqdn, time.Now()); err != nil {
+func (b *box) deviceCert(fqdn string) bool {
+	made, err := firstboot.DeviceCert(b.o.dataDir, fqdn, time.Now())
+	if err != nil {
 		b.log.Error("device certificate", "err", err)
 	} else if made {
 		b.log.Info("device key and self-signed certificate made", "fqdn", fqdn,
 			"cert", filepath.Join(b.o.dataDir, firstboot.CertFile))
+	}
+	return made
+}
+
+// servesDeviceCert reports whether cfg's TLS listener uses the device's
+// own key or certificate.
+func (b *box) servesDeviceCert(cfg *config.Config) bool {
+	t := cfg.SIP.TLS
+	return cfg.SIP.Mode.UsesTLS() &&
+		(t.Cert == filepath.Join(b.o.dataDir, firstboot.CertFile) || t.Key == filepath.Join(b.o.dataDir, firstboot.KeyFile))
+}
+
+// renewDeviceCert runs after NTP stepped the clock: a device certificate
+// made at the wrong time (1970, on a box without a battery-backed clock)
+// is not valid now and is made again, and edged, if it serves it, reloads
+// it (SIGHUP: edged reads its TLS files on every reload).
+func (b *box) renewDeviceCert() {
+	b.mu.Lock()
+	cfg := b.cfg
+	b.mu.Unlock()
+	if cfg == nil || !b.deviceCert(cfg.SIP.FQDN) {
+		return
+	}
+	if b.servesDeviceCert(cfg) {
+		if err := b.edged.Signal(syscall.SIGHUP); err != nil && !errors.Is(err, supervise.ErrNotRunning) {
+			b.log.Error("reload edged for the new certificate", "err", err)
+		}
 	}
 }
 
@@ -301,7 +328,8 @@ func (b *box) apply(ctx context.Context, boot bool) {
 		}
 	}
 	if boot && len(cfg.Appliance.NTPServers) > 0 {
-		s := &clock.Syncer{Servers: cfg.Appliance.NTPServers, Log: b.log.With("component", "clock")}
+		s := &clock.Syncer{Servers: cfg.Appliance.NTPServers, Log: b.log.With("component", "clock"),
+			Stepped: func(time.Duration) { b.renewDeviceCert() }}
 		go s.Run(ctx)
 	}
 }
