@@ -180,6 +180,10 @@ func TestBootKernel(t *testing.T) {
 			// (auto): on the appliance kernel it does (TCX, CONFIG_NET_XGRESS,
 			// JIT-compiled: images/kernel has CONFIG_BPF_JIT_ALWAYS_ON).
 			t.Logf("fast path: %s", fw.expect(t, `media fast path on`, 10*time.Second))
+			if arch == "amd64" { // qemu's arm64 virt machine has no watchdog device
+				wd := &boot{vm: b.vm} // armed before edged starts: look from the start
+				t.Logf("watchdog: %s", wd.expect(t, `hardware watchdog armed`, 10*time.Second))
+			}
 			b.dropped(t)
 			t.Logf("%s kernel+initramfs: SIP OPTIONS answered %.1fs after power-on (host clock; qemu CPU %.1fs, load %s); console: %s",
 				arch, ready.Seconds(), b.readyCPU.Seconds(), loadAverage(), line)

@@ -74,7 +74,10 @@ type machine struct {
 
 var machines = map[string]machine{
 	"amd64": {
-		binary:  []string{"qemu-system-x86_64", "-M", "q35"},
+		// The i6300ESB is the watchdog of Intel chipsets, which the
+		// images' kernel drives (CONFIG_I6300ESB_WDT): the init arms it as
+		// on a box, and a hung init resets the VM.
+		binary:  []string{"qemu-system-x86_64", "-M", "q35", "-device", "i6300esb"},
 		console: "ttyS0",
 		// The IO-APIC timer check fails under TCG on a loaded host and
 		// panics the kernel (images/diskimage passes the same flag).
