@@ -115,7 +115,7 @@ func steerReceive(dev map[string]string, cpu map[string]int) error {
 		path := "/sys/class/net/" + d + "/queues/rx-0/rps_cpus"
 		mask := fmt.Sprintf("%x", uint64(1)<<c)
 		if out, err := exec.Command("ip", "netns", "exec", ns, "sh", "-c", "echo "+mask+" > "+path).CombinedOutput(); err != nil {
-			return fmt.Errorf("steer %s's receive to CPU %d (%s): %v\n%s", d, c, path, err, out)
+			return fmt.Errorf("steer %s's receive to CPU %d (%s): %w\n%s", d, c, path, err, out)
 		}
 	}
 	return nil
