@@ -258,18 +258,7 @@ func TestGoCalleesMisrouted(t *testing.T) {
 		{"wrong host", []int{0, 3}, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := newBackend("udp")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var addrs []string
-			for _, h := range backendHosts() {
-				addrs = append(addrs, net.JoinHostPort(h, fmt.Sprint(b.port)))
-			}
-			g, err := startGoCallees(addrs, "")
-			if err != nil {
-				t.Fatal(err)
-			}
+			addrs, g := testGoCallees(t)
 			c := &callees{gop: g, hosts: backendHosts(), want: tc.want}
 			defer c.kill()
 			lines := []sipload.Line{{Caller: "4000", Called: "1001", Code: 302}}
@@ -329,18 +318,7 @@ func TestGoCalleesCurrent(t *testing.T) {
 // the calls a callee ended count as successful, besides the mix's lines
 // that reach no callee.
 func TestGoCalleesUnreached(t *testing.T) {
-	b, err := newBackend("udp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var addrs []string
-	for _, h := range backendHosts() {
-		addrs = append(addrs, net.JoinHostPort(h, fmt.Sprint(b.port)))
-	}
-	g, err := startGoCallees(addrs, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, g := testGoCallees(t)
 	c := &callees{gop: g, hosts: backendHosts(), want: []int{3, 0}, others: 1}
 	defer c.kill()
 	sb, err := newBackend("udp")
@@ -364,4 +342,23 @@ func TestGoCalleesUnreached(t *testing.T) {
 	if s.Successful != 1 || s.Answered != 0 {
 		t.Errorf("step %+v: want 1 successful (the line no callee takes), none of the 3 the callees never saw", s)
 	}
+}
+
+// testGoCallees starts the Go callees on a free back-end port of both
+// back-end hosts, as a step does, and returns their addresses.
+func testGoCallees(t *testing.T) ([]string, *goCallees) {
+	t.Helper()
+	b, err := newBackend("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, h := range backendHosts() {
+		addrs = append(addrs, net.JoinHostPort(h, fmt.Sprint(b.port)))
+	}
+	g, err := startGoCallees(addrs, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addrs, g
 }
