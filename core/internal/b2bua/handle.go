@@ -13,7 +13,7 @@ import (
 func (c *call) handleA(msg sip.Message, in Inbound) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.callerTransferA(msg, in) {
+	if c.notifyAnswer(msg) || c.callerTransferA(msg, in) {
 		return true
 	}
 	switch m := msg.(type) {
@@ -147,7 +147,7 @@ func (c *call) responseA(res *sip.Response) {
 func (c *call) handleB(msg sip.Message, in Inbound) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.transferMsg(msg, in) {
+	if c.notifyAnswer(msg) || c.transferMsg(msg, in) {
 		return
 	}
 	switch m := msg.(type) {

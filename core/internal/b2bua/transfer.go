@@ -62,7 +62,6 @@ type transfer struct {
 	swapped   bool // leg C replaced the transferor's leg
 	oldA      aLeg // after a caller's transfer, the caller (transfer_caller.go)
 	oldGone   bool // the transferor hung up
-	notifies  []*retrans
 }
 
 // stay is the side that stays: the other one than the transferor's.
@@ -282,38 +281,117 @@ func (c *call) transferOK(d xferDest) (xferDest, bool) {
 }
 
 // notify tells the transferor how the transfer goes (RFC 3515 §2.4.4): a
-// NOTIFY in its dialog with the status line of leg C.
+// NOTIFY in its dialog with the status line of leg C. The NOTIFYs go out
+// one at a time (c.notes): a transferor that has not answered one gets
+// the next only then, so none arrives out of order over UDP nor before
+// the transferor is done with the last (SIPp's scenarios, and UAs that
+// keep one subscription transaction, are not); a state reached meanwhile
+// replaces one still waiting, as RFC 6665 §4.2.2 lets a notifier do.
 func (c *call) notify(x *transfer, status string, final bool) {
-	if x.oldGone || len(x.notifies) >= 4 {
+	n := &c.notes
+	if n.x != x {
+		n.tx.stop() // a former transfer's subscription: this one replaces it
+		*n = notifier{x: x, callID: c.b.callID}
+		if x.by == SideA {
+			n.callID = c.a.callID
+		}
+	}
+	switch {
+	case x.oldGone || n.done:
+		return
+	case !final && n.sent >= 3:
+		return // a target with many provisional answers: three are told
+	case n.tx != nil:
+		n.next = &notice{status, final}
+		n.done = final
 		return
 	}
+	n.done = final
+	c.sendNotify(n, notice{status, final})
+}
+
+// notifier is the subscription a transfer's REFER made (RFC 3515 §2.4.4)
+// as seen from our end: the NOTIFY awaiting its answer and the state to
+// tell next. It outlives the transfer (c.xfer) when that failed: its
+// final NOTIFY may still be waiting.
+type notifier struct {
+	x          *transfer
+	callID     string   // of the transferor's dialog
+	first, seq uint32   // the CSeqs of our first and latest NOTIFY
+	tx         *retrans // the latest, until answered
+	next       *notice  // to send once it is
+	sent       int
+	done       bool // the final state is out or waiting, or the transferor went silent
+}
+
+type notice struct {
+	status string
+	final  bool
+}
+
+func (c *call) sendNotify(n *notifier, m notice) {
+	x := n.x
 	state := "active;expires=60"
-	if final {
+	if m.final {
 		state = "terminated;reason=noresource"
 	}
 	ct := content{
 		headers: []string{"Event: refer;id=" + strconv.FormatUint(uint64(x.referCSeq), 10), "Subscription-State: " + state},
-		ctype:   sipfrag, body: []byte(status + "\r\n"),
+		ctype:   sipfrag, body: []byte(m.status + "\r\n"),
 	}
+	// A transferor that does not answer in 64×T1 is gone (RFC 6665
+	// §4.2.2): it is told no more.
+	gone := func() { n.tx, n.next, n.done = nil, nil, true }
 	if x.by == SideA {
+		a := &c.a
 		if x.swapped {
-			return // the final NOTIFY went out before the swap
+			a = &x.oldA // leg C replaced the caller: the NOTIFY is the old dialog's
 		}
-		c.a.cseq++
-		msg := c.aRequest(&c.a, "NOTIFY", c.a.cseq, token(), ct)
-		send := c.a.in.Requests // the caller's, even once leg C replaced it
+		a.cseq++
+		n.seq = a.cseq
+		msg := c.aRequest(a, "NOTIFY", a.cseq, token(), ct)
+		send := a.in.Requests
 		send.Send(msg)
-		x.notifies = append(x.notifies, c.transaction(c.a.in.Transport, false, func() { send.Send(msg) }, nil))
-		return
+		n.tx = c.transaction(a.in.Transport, false, func() { send.Send(msg) }, gone)
+	} else {
+		l := &c.b
+		if x.swapped {
+			l = &x.leg
+		}
+		l.cseq++
+		n.seq = l.cseq
+		msg := c.legRequest(l, "NOTIFY", l.cseq, token(), ct)
+		c.sendLeg(l, msg)
+		n.tx = c.transaction(l.tp, false, func() { c.sendLeg(l, msg) }, gone)
 	}
-	l := &c.b
-	if x.swapped {
-		l = &x.leg
+	if n.sent == 0 {
+		n.first = n.seq
 	}
-	l.cseq++
-	msg := c.legRequest(l, "NOTIFY", l.cseq, token(), ct)
-	c.sendLeg(l, msg)
-	x.notifies = append(x.notifies, c.transaction(l.tp, false, func() { c.sendLeg(l, msg) }, nil))
+	n.sent++
+}
+
+// notifyAnswer takes the transferor's answer to one of our NOTIFYs and
+// reports true; a final answer to the latest lets the next go out.
+// Anything else it leaves, false.
+func (c *call) notifyAnswer(msg sip.Message) bool {
+	n := &c.notes
+	res, ok := msg.(*sip.Response)
+	if !ok || n.x == nil || n.sent == 0 {
+		return false
+	}
+	cs, id := res.CSeq(), res.CallID()
+	if cs == nil || cs.MethodName != sip.NOTIFY || id == nil || string(*id) != n.callID || cs.SeqNo < n.first || cs.SeqNo > n.seq {
+		return false
+	}
+	if cs.SeqNo == n.seq && res.StatusCode >= 200 && n.tx != nil {
+		n.tx.stop()
+		n.tx = nil
+		if m := n.next; m != nil {
+			n.next = nil
+			c.sendNotify(n, *m)
+		}
+	}
+	return true
 }
 
 // transferMsg takes a message of leg C, or of the old leg B once leg C
@@ -331,12 +409,8 @@ func (c *call) transferMsg(msg sip.Message, in Inbound) bool {
 	if h := msg.CallID(); h != nil {
 		id = string(*h)
 	}
-	res, isRes := msg.(*sip.Response)
-	if isRes && res.CSeq().MethodName == sip.NOTIFY && res.StatusCode >= 200 {
-		for _, n := range x.notifies {
-			n.stop() // one answer at a time: NOTIFYs go out one by one
-		}
-		return id == x.leg.callID && x.swapped || id == c.b.callID
+	if res, ok := msg.(*sip.Response); ok && res.CSeq().MethodName == sip.NOTIFY {
+		return id == x.leg.callID && x.swapped || id == c.b.callID // not ours (notifyAnswer took those): dropped
 	}
 	if id != x.leg.callID {
 		if req, ok := msg.(*sip.Request); ok && req.Method == sip.BYE && !x.swapped && id == c.b.callID {

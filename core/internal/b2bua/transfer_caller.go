@@ -62,10 +62,7 @@ func (c *call) callerTransferA(msg sip.Message, in Inbound) bool {
 	switch m := msg.(type) {
 	case *sip.Response:
 		switch cs := m.CSeq(); {
-		case cs.MethodName == sip.NOTIFY && m.StatusCode >= 200:
-			for _, n := range x.notifies {
-				n.stop() // one answer at a time: NOTIFYs go out one by one
-			}
+		case cs.MethodName == sip.NOTIFY: // not ours (notifyAnswer took those): dropped
 		case cs.MethodName == sip.BYE && x.swapped && m.StatusCode >= 200:
 			x.oldA.out.stop()
 		case !x.swapped:

@@ -45,13 +45,23 @@ func wantSipfrag(t *testing.T, s sent, status, state string) {
 // PBX; it returns leg B's INVITE and where leg C's INVITE went.
 func startTransfer(t *testing.T, h *harness) (*sip.Request, sent) {
 	t.Helper()
-	bInv, _ := confirmedCall(t, h)
+	bInv, trying, cs := referred(t, h)
+	h.fromBackend(t, answer(t, trying.msg, 200, "OK", "", "", ""), backendAddr)
+	return bInv, cs
+}
+
+// referred is startTransfer that leaves the NOTIFY with 100 Trying
+// unanswered and returns it too.
+func referred(t *testing.T, h *harness) (bInv *sip.Request, trying, cs sent) {
+	t.Helper()
+	bInv, _ = confirmedCall(t, h)
 	h.fromBackend(t, referFrom(t, bInv, 7, "<sip:2002@192.0.2.50:5070>"), backendAddr)
 	wantStatus(t, h.b.next(t), 202)
-	wantSipfrag(t, h.b.next(t), "SIP/2.0 100", "active")
-	cs := h.b.next(t)
+	trying = h.b.next(t)
+	wantSipfrag(t, trying, "SIP/2.0 100", "active")
+	cs = h.b.next(t)
 	wantRequest(t, cs, sip.INVITE)
-	return bInv, cs
+	return bInv, trying, cs
 }
 
 // R-ID-8: UM transfers an answered call with REFER; the caller (CUCM)
@@ -72,7 +82,9 @@ func TestReferHandledLocally(t *testing.T) {
 	h.a.none(t, 30*time.Millisecond) // no REFER for the caller
 
 	h.fromBackend(t, answer(t, cInv, 180, "Ringing", "pbx1", "", ""), pbxAddr)
-	wantSipfrag(t, h.b.next(t), "SIP/2.0 180", "active")
+	ringing := h.b.next(t)
+	wantSipfrag(t, ringing, "SIP/2.0 180", "active")
+	h.fromBackend(t, answer(t, ringing.msg, 200, "OK", "", "", ""), backendAddr)
 	h.fromBackend(t, answer(t, cInv, 200, "OK", "pbx1", "<sip:2002@192.0.2.50:5070>",
 		"v=0\no=pbx 1 1 IN IP4 192.0.2.50\ns=-\nc=IN IP4 192.0.2.50\nt=0 0\nm=audio 7000 RTP/AVP 0\n"), pbxAddr)
 	reinv := wantRequest(t, h.a.next(t), sip.INVITE)
@@ -136,6 +148,64 @@ func TestReferLocalTransferorHungUp(t *testing.T) {
 	h.fromCaller(t, answer(t, reinv, 200, "OK", "", "<sip:2001@10.1.1.1>", callerSDP))
 	if s := nextRequest(t, h.b, sip.BYE); s.dst != backendAddr || string(*s.msg.CallID()) != string(*bInv.CallID()) {
 		t.Fatalf("BYE to %s:\n%s", s.dst, s.msg)
+	}
+}
+
+// The NOTIFYs go out one at a time: a transferor that has not answered
+// the 100 Trying gets nothing more, however the transfer goes on; an
+// answer to another NOTIFY or a provisional one releases nothing; its 200
+// releases the latest state only (the final, the 180 it replaced is
+// never told), in the next CSeq. The CI run that found this: SIPp as UM
+// got the final NOTIFY in the same TCP read as the 100 Trying, before it
+// had answered that, and aborted the call.
+func TestReferNotifiesOneAtATime(t *testing.T) {
+	h := transferHarness(t, "gw", 0)
+	_, trying, cs := referred(t, h)
+	cInv := cs.msg.(*sip.Request)
+
+	h.fromBackend(t, answer(t, cInv, 180, "Ringing", "pbx1", "", ""), pbxAddr)
+	h.fromBackend(t, answer(t, cInv, 200, "OK", "pbx1", "<sip:2002@192.0.2.50:5070>", targetSDP), pbxAddr)
+	reinv := wantRequest(t, h.a.next(t), sip.INVITE)
+	h.fromCaller(t, answer(t, reinv, 200, "OK", "", "<sip:2001@10.1.1.1>", callerSDP))
+	wantRequest(t, h.a.next(t), sip.ACK)
+	wantRequest(t, h.b.next(t), sip.ACK) // to leg C
+	h.b.none(t, 50*time.Millisecond)     // the 100 Trying is not answered: no NOTIFY
+
+	seq := trying.msg.(*sip.Request).CSeq().SeqNo
+	other := answer(t, trying.msg, 200, "OK", "", "", "")
+	other.CSeq().SeqNo = seq - 1
+	h.fromBackend(t, reparse(t, other.String()), backendAddr)
+	h.fromBackend(t, answer(t, trying.msg, 100, "Trying", "", "", ""), backendAddr)
+	h.b.none(t, 50*time.Millisecond)
+
+	h.fromBackend(t, answer(t, trying.msg, 200, "OK", "", "", ""), backendAddr)
+	final := h.b.next(t)
+	wantSipfrag(t, final, "SIP/2.0 200", "terminated")
+	if got := final.msg.(*sip.Request).CSeq().SeqNo; got != seq+1 {
+		t.Errorf("final NOTIFY in CSeq %d, want %d", got, seq+1)
+	}
+	h.fromBackend(t, answer(t, trying.msg, 200, "OK", "", "", ""), backendAddr) // a retransmitted answer
+	h.fromBackend(t, answer(t, final.msg, 200, "OK", "", "", ""), backendAddr)
+	h.b.none(t, 50*time.Millisecond)
+}
+
+// A transferor that leaves a NOTIFY unanswered for 64×T1 is gone (RFC
+// 6665 §4.2.2): the state reached meanwhile is not sent, nor anything
+// later, not even when the answer comes after all.
+func TestReferNotifyUnanswered(t *testing.T) {
+	h := transferHarness(t, "gw", 2*time.Millisecond)
+	_, trying, cs := referred(t, h)
+	cInv := cs.msg.(*sip.Request)
+	h.fromBackend(t, answer(t, cInv, 180, "Ringing", "pbx1", "", ""), pbxAddr)
+	time.Sleep(64*2*time.Millisecond + 100*time.Millisecond)
+	h.fromBackend(t, answer(t, trying.msg, 200, "OK", "", "", ""), backendAddr)
+	time.Sleep(50 * time.Millisecond)
+	h.b.mu.Lock()
+	defer h.b.mu.Unlock()
+	for _, s := range h.b.msgs {
+		if req, ok := s.msg.(*sip.Request); ok && req.Method == sip.NOTIFY && req.CSeq().SeqNo != trying.msg.(*sip.Request).CSeq().SeqNo {
+			t.Fatalf("a NOTIFY after the transferor went silent:\n%s", req)
+		}
 	}
 }
 
@@ -206,7 +276,9 @@ func TestCallerReferHandledLocally(t *testing.T) {
 	}
 
 	h.fromBackend(t, answer(t, cInv, 180, "Ringing", "pbx1", "", ""), pbxAddr)
-	wantSipfrag(t, h.a.next(t), "SIP/2.0 180", "active")
+	ringing := h.a.next(t)
+	wantSipfrag(t, ringing, "SIP/2.0 180", "active")
+	h.fromCaller(t, answer(t, ringing.msg, 200, "OK", "", "", ""))
 	h.fromBackend(t, answer(t, cInv, 200, "OK", "pbx1", "<sip:2002@192.0.2.50:5070>", targetSDP), pbxAddr)
 	rs := h.b.next(t)
 	reinv := wantRequest(t, rs, sip.INVITE)
