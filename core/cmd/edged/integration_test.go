@@ -88,26 +88,11 @@ func repoRoot() string {
 	}
 }
 
+// freePort is a port free for UDP and TCP whose port+1 (the TLS
+// listener's) is free for TCP too.
 func freePort(t *testing.T) int {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		// The SIP port is also bound for UDP and the TLS port is port+1.
-		if u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			u.Close()
-			if l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1)); err == nil {
-				l2.Close()
-				return port
-			}
-		}
-	}
-	t.Fatal("no free port")
-	return 0
+	return testutil.FreeUDPTCPPort(t, 1)
 }
 
 // lab is the test site: three gateways (enabled, disabled, draining), a

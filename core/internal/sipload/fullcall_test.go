@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/umedge/umedge/core/internal/testutil"
 )
 
 // answeredLines are n lines the Call Router would redirect: as full calls
@@ -27,7 +29,7 @@ func answeredLines(n int) []Line {
 func listenUAS(t *testing.T, cfg UASConfig) *UAS {
 	t.Helper()
 	if cfg.Addr == "" {
-		cfg.Addr = "127.0.0.1:" + fmt.Sprint(freeUDPTCPPort(t))
+		cfg.Addr = "127.0.0.1:" + fmt.Sprint(testutil.FreeUDPTCPPort(t))
 	}
 	u, err := ListenUAS(cfg)
 	if err != nil {
@@ -35,25 +37,6 @@ func listenUAS(t *testing.T, cfg UASConfig) *UAS {
 	}
 	t.Cleanup(func() { u.Close() })
 	return u
-}
-
-// freeUDPTCPPort returns a port free for UDP and TCP on 127.0.0.1.
-func freeUDPTCPPort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
 }
 
 // Full calls straight to the UAS: each is answered, ACKed, held, hung up

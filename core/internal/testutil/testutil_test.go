@@ -47,3 +47,23 @@ func TestNeverReads(t *testing.T) {
 		t.Errorf("%d bytes taken by a peer that never reads", total)
 	}
 }
+
+// The port is free for UDP and TCP, and so is port+1 for TCP when asked;
+// each is bindable right after (nothing of the check is left bound).
+func TestFreeUDPTCPPort(t *testing.T) {
+	for range 20 {
+		p := FreeUDPTCPPort(t, 1)
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			t.Fatalf("UDP %d: %v", p, err)
+		}
+		u.Close()
+		for _, q := range []int{p, p + 1} {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", q))
+			if err != nil {
+				t.Fatalf("TCP %d: %v", q, err)
+			}
+			l.Close()
+		}
+	}
+}
