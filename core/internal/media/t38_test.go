@@ -355,3 +355,29 @@ func TestT38KeepsCallAlive(t *testing.T) {
 		t.Fatal("no inactivity timeout after the fax stopped")
 	}
 }
+
+// TestT38AfterSRTPIsPlain: a leg that spoke SRTP (opportunistic, RFC 8643)
+// carries the T.38 that replaces its audio plain: UDPTL never goes through
+// SRTP, nor back.
+func TestT38AfterSRTPIsPlain(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b, fa, fb := newPeer(t), newPeer(t), newPeer(t), newPeer(t)
+	_, line := peerKey(t, 1, 0)
+	s, _, _, offerToB, _ := call(t, e, plain, LegProfile{Local: loopback, Security: SecurityBoth}, a.sdp("RTP/AVP", "0"),
+		func([]byte) []byte { return b.sdp("RTP/AVP", "0", line) })
+	if !strings.Contains(string(offerToB), "a=crypto:") || !s.Stats().Legs[SideB].Secure {
+		t.Fatalf("leg B does not speak SRTP:\n%s", offerToB)
+	}
+	offerToA := must(s.Offer(SideB, desc(loopback, imageSec(fb))))
+	answerToB := must(s.Answer(SideA, desc(loopback, imageSec(fa))))
+	wantT38(t, offerToA, 0, 0)
+	wantT38(t, answerToB, 0, 0)
+	toA, _ := streamAt(t, offerToA, 0)
+	toB, _ := streamAt(t, answerToB, 0)
+	crosses(t, fa.rtp, udptlPacket(0), toA, fb.rtp, toB)
+	crosses(t, fb.rtp, udptlPacket(0), toB, fa.rtp, toA)
+	crosses(t, fb.rtp, rtpPacket(0, 1, 0, 0xB), toB, fa.rtp, toA) // RTP-looking bytes: relayed as they are
+	if st := s.Stats().Legs[SideB]; st.Secure || st.SRTPFailures != 0 || st.PacketsIn != 2 {
+		t.Errorf("leg B after T.38: secure %v, SRTP failures %d, %d in", st.Secure, st.SRTPFailures, st.PacketsIn)
+	}
+}
