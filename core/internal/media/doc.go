@@ -107,12 +107,14 @@
 //
 // The primary stream is the first audio stream of the call's first offer
 // (or its first stream at all, for a call that starts as T.38). Its legs
-// are the session's own, opened with it and kept to its end; SessionStats.Legs,
-// Attach, Send, ICE-lite and the kernel fast path are about it. Another
-// stream's pairs are opened by the offer that adds it and released when
-// an answer declines it (port 0) or the offer fails (Reject); a stream that
-// stays keeps its ports, also when a re-INVITE changes its m-line from
-// audio to image (T.38 in place) and back. SessionStats.Streams lists
+// are the session's own, made with it and kept to its end; SessionStats.Legs,
+// Attach, Send, ICE-lite and the kernel fast path are about it. A stream's
+// pairs are opened by the offer that adds it (or brings it back) and
+// released when an answer declines it (port 0) or the offer fails
+// (Reject); the primary's legs stay, off and without ports, until an offer
+// brings the stream back. A stream that stays keeps its ports, also when a
+// re-INVITE changes its m-line from audio to image (T.38 in place) and
+// back. SessionStats.Streams lists
 // every anchored stream. Each RTP stream is relayed as the primary is,
 // with its own SRTP keys; codec lists (LegProfile.Codecs) apply to audio
 // only; ICE is answered on the primary only (the others carry no

@@ -23,7 +23,8 @@ type leg struct {
 	// The stream the leg carries: its m-line's index, how it is carried,
 	// and off while it is declined (port 0) or, for a stream an offer just
 	// added, not answered yet: an off leg takes nothing in (strays) and
-	// sends nothing.
+	// sends nothing. A declined stream's legs have no sockets (rtp and rtcp
+	// nil) from the answer that declined it on.
 	idx  int
 	kind streamKind
 	off  bool
@@ -171,8 +172,9 @@ func (l *leg) receiveUDPTL(w *worker, s *sock, pkt []byte, src netip.AddrPort, n
 	l.lastIn = now
 	l.stats.packetsIn++
 	l.stats.bytesIn += uint64(len(pkt))
-	to := l.own.to
-	to.send(w, to.rtp.fd, to.rtpDst(), pkt, false)
+	if to := l.own.to; !to.off {
+		to.send(w, to.rtp.fd, to.rtpDst(), pkt, false)
+	}
 }
 
 // A NAT that rebinds (its mapping timed out, was flushed or the router
@@ -367,10 +369,17 @@ func (l *leg) rtcpDst() (fd int, dst netip.AddrPort) {
 }
 
 // sendRTP queues a plain RTP packet towards the peer of l.
-func (l *leg) sendRTP(w *worker, pkt []byte) { l.send(w, l.rtp.fd, l.rtpDst(), pkt, false) }
+func (l *leg) sendRTP(w *worker, pkt []byte) {
+	if !l.off { // an off leg may have no sockets (a declined primary)
+		l.send(w, l.rtp.fd, l.rtpDst(), pkt, false)
+	}
+}
 
 // sendRTCP queues a plain RTCP packet towards the peer of l.
 func (l *leg) sendRTCP(w *worker, pkt []byte) {
+	if l.off {
+		return
+	}
 	fd, dst := l.rtcpDst()
 	l.send(w, fd, dst, pkt, true)
 }

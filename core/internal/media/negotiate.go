@@ -110,6 +110,12 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 		switch {
 		case i == prim:
 			sn.legs = s.legs
+			if s.legs[SideA].rtp == nil { // declined by an earlier answer: back with new ports
+				if err := s.rebind(sn); err != nil {
+					why = append(why, fmt.Errorf("m-line %d (%s): %w", i, m.MediaName.Media, err))
+					continue
+				}
+			}
 		case extra >= maxStreams-1:
 			s.declined++
 			continue
@@ -174,6 +180,21 @@ func (s *Session) openStream(sn *streamNeg) error {
 	for side, l := range sn.legs {
 		l.own = relay{to: sn.legs[1-side], w: s.w}
 		l.sink = &l.own
+	}
+	sn.opened = true
+	return nil
+}
+
+// rebind opens the primary's pairs again for an offer that brings the
+// declined primary stream back. Called with s.mu held.
+func (s *Session) rebind(sn *streamNeg) error {
+	for side, l := range sn.legs {
+		if err := s.bind(l); err != nil {
+			if side == 1 {
+				s.releaseLeg(sn.legs[0])
+			}
+			return err
+		}
 	}
 	sn.opened = true
 	return nil
@@ -266,7 +287,7 @@ type answered struct {
 // from and returns the answer to send to the other side; media flows from
 // then on. A repeated answer to the same offer (183 then 200) is accepted.
 // A stream the answer declines (port 0) is declined towards the offerer
-// too, and its pair released (the primary's is kept, off).
+// too, and its pairs released.
 func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -327,8 +348,8 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 		a.sn.opened = false
 		streams[a.sn.idx] = &stream{legs: a.sn.legs, media: a.sn.media}
 	}
-	// What the answer left out goes: its pair released (the primary's
-	// kept, off), a repeated answer sees it declined.
+	// What the answer left out goes: its pairs released (the primary's
+	// legs stay, off), a repeated answer sees it declined.
 	kept := func(l *leg) bool {
 		for _, st := range streams {
 			if st != nil && st.legs[SideA] == l {
@@ -355,9 +376,11 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 		}
 		n.streams[i] = nil
 	}
-	if !kept(s.legs[SideA]) {
+	if !kept(s.legs[SideA]) && s.legs[SideA].rtp != nil {
+		s.offloadRemove() // the kernel's counters first, then the ports
 		for _, l := range s.legs {
 			l.off = true
+			s.releaseLeg(l)
 		}
 	}
 	s.streams, s.prim, s.primFixed = streams, n.prim, true

@@ -151,10 +151,11 @@ type Session struct {
 	origin     [2]origin    // o= of the SDP we send to each side
 	// streams are the anchored streams by m-line index as the last answer
 	// left them (nil: declined); prim is the primary's index once an
-	// answer fixed it (primFixed). The primary's legs are legs, opened with the
-	// session and kept to its end (declined, they are off); another
-	// stream's legs are opened by the offer that adds it and released when
-	// an answer declines it.
+	// answer fixed it (primFixed). The primary's legs are legs, made with
+	// the session and kept to its end; their pairs, like another stream's,
+	// are released when an answer declines the stream (the legs stay, off)
+	// and opened again by an offer that brings it back. Another stream's
+	// legs are made by the offer that adds it.
 	streams   []*stream
 	prim      int
 	primFixed bool
@@ -218,6 +219,7 @@ func (s *Session) releaseLeg(l *leg) {
 		return
 	}
 	l.rtp.dead, l.rtcp.dead = true, true
+	defer func() { l.rtp, l.rtcp = nil, nil }()
 	if s.freeLeg != nil {
 		_ = s.freeLeg(l)
 		return
@@ -238,19 +240,26 @@ func (s *Session) releaseLeg(l *leg) {
 // Called with s.mu held.
 func (s *Session) newLeg(side Side, idx int) (*leg, error) {
 	l := &leg{sess: s, side: side, prof: s.legs[side].prof, idx: idx, off: true}
+	return l, s.bind(l)
+}
+
+// bind gives leg l, off and without sockets, a pair on the session's
+// worker: a new stream's, or the primary's again after an answer declined
+// it. Called with s.mu held.
+func (s *Session) bind(l *leg) error {
 	if s.openLeg != nil {
-		return l, s.openLeg(l)
+		return s.openLeg(l)
 	}
 	if err := s.e.openLeg(l, s.w); err != nil {
-		return nil, fmt.Errorf("media: session %s: leg %s: %w", s.id, side, err)
+		return fmt.Errorf("media: session %s: leg %s: %w", s.id, l.side, err)
 	}
 	for _, k := range []*sock{l.rtp, l.rtcp} {
 		if err := s.w.add(k); err != nil {
 			s.releaseLeg(l)
-			return nil, fmt.Errorf("media: session %s: %w", s.id, err)
+			return fmt.Errorf("media: session %s: %w", s.id, err)
 		}
 	}
-	return l, nil
+	return nil
 }
 
 // Stats returns the session's counters.
@@ -281,8 +290,12 @@ func (s *Session) legStats(l *leg) LegStats {
 	if l == s.legs[l.side] {
 		path = s.offloadPath(l.side)
 	}
+	var local netip.AddrPort // none while the stream is declined
+	if l.rtp != nil {
+		local = netip.AddrPortFrom(l.prof.Local, uint16(l.rtp.port)) //nolint:gosec // a port
+	}
 	return LegStats{
-		Local:        netip.AddrPortFrom(l.prof.Local, uint16(l.rtp.port)),
+		Local:        local,
 		Remote:       l.rtpDst(),
 		Codec:        l.codec,
 		Secure:       l.secure || l.passthrough,

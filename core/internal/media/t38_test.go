@@ -148,54 +148,69 @@ func TestT38ReINVITEInPlace(t *testing.T) {
 }
 
 // TestT38BesideAudio: the re-INVITE sets the audio m-line to port 0 and adds
-// an image m-line: the fax gets its own pair, the audio is declined (its
-// packets are strays); back to audio, the fax's pair is released when the
-// answer confirms it, not before.
+// an image m-line: the fax gets its own pairs, the audio's are released
+// once the answer confirms it (what is sent there reaches nobody); back to
+// audio, the audio stream gets pairs again and the fax's are released when
+// the answer confirms it, not before.
 func TestT38BesideAudio(t *testing.T) {
 	e := newTestEngine(t, 8, nil)
 	a, b, fa, fb := newPeer(t), newPeer(t), newPeer(t), newPeer(t)
 	s, toA, toB, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
 	inUse := e.Stats().PortsInUse
 	audioOff := "m=audio 0 RTP/AVP 0\r\n"
+	wantInUse := func(when string, n int) {
+		t.Helper()
+		if got := e.Stats().PortsInUse; got != n {
+			t.Fatalf("%s: %d ports in use, want %d", when, got, n)
+		}
+	}
 
 	offerToB := must(s.Offer(SideA, desc(loopback, audioOff, imageSec(fa))))
 	if at, _ := streamAt(t, offerToB, 0); at.Port() != 0 {
 		t.Fatalf("the declined audio stream went out with port %d:\n%s", at.Port(), offerToB)
 	}
 	wantT38(t, offerToB, 1, 0)
+	wantInUse("fax offered", inUse+4)
 	answerToA := must(s.Answer(SideB, desc(loopback, audioOff, imageSec(fb))))
 	wantT38(t, answerToA, 1, 0)
+	wantInUse("fax answered, audio declined", inUse)
 	faxA, _ := streamAt(t, answerToA, 1)
 	faxB, _ := streamAt(t, offerToB, 1)
-	if faxA.Port() == toA.Port() || faxB.Port() == toB.Port() {
+	if faxA == toA || faxB == toB {
 		t.Fatal("the fax took the audio stream's ports")
-	}
-	if got := e.Stats().PortsInUse; got != inUse+4 {
-		t.Fatalf("ports in use %d, want %d (a pair per leg for the fax)", got, inUse+4)
 	}
 	crosses(t, fa.rtp, udptlPacket(0), faxA, fb.rtp, faxB)
 	crosses(t, fb.rtp, udptlPacket(0), faxB, fa.rtp, faxA)
-	dropped(t, "RTP on the declined audio stream", a.rtp, rtpPacket(0, 2, 160, 0xA), toA, b.rtp)
-	if st := s.Stats(); len(st.Streams) != 1 || st.Streams[0].Index != 1 || st.Streams[0].Legs[SideA].PacketsIn != 1 || st.Legs[SideA].Strays != 1 {
+	dropped(t, "RTP to the declined audio stream's port", a.rtp, rtpPacket(0, 2, 160, 0xA), toA, b.rtp)
+	st := s.Stats()
+	if len(st.Streams) != 1 || st.Streams[0].Index != 1 || st.Streams[0].Primary || st.Streams[0].Legs[SideA].PacketsIn != 1 || st.Legs[SideA].Local.IsValid() {
 		t.Fatalf("stats %+v", st)
 	}
 
 	// Back to audio (the callee's side re-INVITEs).
 	imageOff := "m=image 0 udptl t38\r\n"
-	must(s.Offer(SideB, desc(loopback, audioSec(b), imageOff)))
-	if got := e.Stats().PortsInUse; got != inUse+4 {
-		t.Fatalf("ports in use %d before the answer, want %d", got, inUse+4)
-	}
+	offerToA := must(s.Offer(SideB, desc(loopback, audioSec(b), imageOff)))
+	wantInUse("audio offered again", inUse+4)
 	answerToB := must(s.Answer(SideA, desc(loopback, audioSec(a), imageOff)))
 	if at, _ := streamAt(t, answerToB, 1); at.Port() != 0 {
 		t.Fatalf("the declined fax stream went out with port %d", at.Port())
 	}
-	if got := e.Stats().PortsInUse; got != inUse {
-		t.Fatalf("ports in use %d after the answer, want %d (the fax's pairs back)", got, inUse)
-	}
+	wantInUse("audio answered, fax declined", inUse)
+	toA, _ = streamAt(t, offerToA, 0)
+	toB, _ = streamAt(t, answerToB, 0)
 	crosses(t, a.rtp, rtpPacket(0, 3, 320, 0xA), toA, b.rtp, toB)
 	crosses(t, b.rtp, rtpPacket(0, 3, 320, 0xB), toB, a.rtp, toA)
-	dropped(t, "UDPTL at the released pair", fa.rtp, udptlPacket(1), faxA, fb.rtp)
+	dropped(t, "UDPTL to the released pair", fa.rtp, udptlPacket(1), faxA, fb.rtp)
+	if st := s.Stats(); len(st.Streams) != 1 || !st.Streams[0].Primary || st.Legs[SideA].Local != toA || st.Legs[SideA].PacketsIn != 1 {
+		t.Fatalf("stats after the fax %+v", st)
+	}
+
+	// An offer that brings a stream back and fails gives its pairs back.
+	must(s.Offer(SideA, desc(loopback, audioSec(a), imageSec(fa))))
+	wantInUse("fax offered again", inUse+4)
+	s.Reject(SideA)
+	wantInUse("the offer rejected", inUse)
+	crosses(t, a.rtp, rtpPacket(0, 4, 480, 0xA), toA, b.rtp, toB)
 }
 
 // TestAudioAndVideoRelayed: both streams of an audio+video offer are
