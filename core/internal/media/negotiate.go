@@ -93,11 +93,24 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 			return nil, err
 		}
 	}
-	if s.pending != nil {
-		s.pending.releaseOpened(s) // replaced by this offer
-		s.pending = nil
-	}
+	// A pending offer from the same side is replaced once this one is
+	// good; until then it stands. The primary's pairs, if it opened them
+	// again, pass to this offer (and back when it fails).
+	old := s.pending
+	var took *streamNeg
 	n := &negotiation{from: from, prim: prim, streams: make([]*streamNeg, len(sd.MediaDescriptions))}
+	fail := func(err error) ([]byte, error) {
+		if took != nil {
+			for _, sn := range n.streams {
+				if sn != nil && sn.idx == prim {
+					sn.opened = false
+				}
+			}
+			took.opened = true
+		}
+		n.releaseOpened(s)
+		return nil, err
+	}
 	outs := make([]*outStream, len(sd.MediaDescriptions))
 	var why []error
 	extra, anchoredN := 0, 0
@@ -110,11 +123,15 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 		switch {
 		case i == prim:
 			sn.legs = s.legs
-			if s.legs[SideA].rtp == nil { // declined by an earlier answer: back with new ports
+			switch {
+			case s.legs[SideA].rtp == nil: // declined by an earlier answer: back with new ports
 				if err := s.rebind(sn); err != nil {
 					why = append(why, fmt.Errorf("m-line %d (%s): %w", i, m.MediaName.Media, err))
 					continue
 				}
+			case old != nil && prim < len(old.streams) && old.streams[prim] != nil && old.streams[prim].opened:
+				took = old.streams[prim]
+				took.opened, sn.opened = false, true
 			}
 		case extra >= maxStreams-1:
 			s.declined++
@@ -131,14 +148,16 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 		}
 		out, err := s.offerStream(from, sn, sd)
 		if err != nil {
+			if i == prim && took != nil {
+				took.opened, sn.opened, took = true, false, nil // the pending offer's again
+			}
 			if sn.opened {
 				for _, l := range sn.legs {
 					s.releaseLeg(l)
 				}
 			}
 			if i == prim && kind == kindRTP {
-				n.releaseOpened(s)
-				return nil, err
+				return fail(err)
 			}
 			why = append(why, fmt.Errorf("m-line %d (%s): %w", i, m.MediaName.Media, err))
 			continue
@@ -150,14 +169,16 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 		if len(why) == 0 {
 			why = append(why, fmt.Errorf("%w: no stream with a port the engine anchors", ErrNotAcceptable))
 		}
-		return nil, streamErrors(why)
+		return fail(streamErrors(why))
 	}
 	ly := s.legs[from.other()]
 	s.origin[ly.side].version++
 	b, err := rewrite(sd, ly.prof.Local, prim, s.origin[ly.side], outs)
 	if err != nil {
-		n.releaseOpened(s)
-		return nil, err
+		return fail(err)
+	}
+	if old != nil {
+		old.releaseOpened(s) // replaced
 	}
 	s.pending = n
 	s.offloadUpdate() // an offer changes the media: off the kernel path until its answer

@@ -396,3 +396,58 @@ func TestT38AfterSRTPIsPlain(t *testing.T) {
 		t.Errorf("leg B after T.38: secure %v, SRTP failures %d, %d in", st.Secure, st.SRTPFailures, st.PacketsIn)
 	}
 }
+
+// TestOfferReplacedWhilePending: a second offer from the same side while
+// the first waits replaces it once it is good, the first's new pairs
+// released; one that fails leaves the first standing, and with it the
+// primary's pairs it opened again.
+func TestOfferReplacedWhilePending(t *testing.T) {
+	e := newTestEngine(t, 16, nil)
+	a, b, va, vb, fa, fb := newPeer(t), newPeer(t), newPeer(t), newPeer(t), newPeer(t), newPeer(t)
+	s, _, _, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	base := e.Stats().PortsInUse
+	wantInUse := func(when string, n int) {
+		t.Helper()
+		if got := e.Stats().PortsInUse; got != n {
+			t.Fatalf("%s: %d ports in use, want %d", when, got, n)
+		}
+	}
+	must(s.Offer(SideA, desc(loopback, audioSec(a), videoSec(va))))
+	must(s.Offer(SideA, desc(loopback, audioSec(a), videoSec(va))))
+	wantInUse("a video offer replaced by another", base+4)
+	srtp := fmt.Sprintf("m=audio %d RTP/SAVP 0\r\n", a.addr().Port())
+	if _, err := s.Offer(SideA, desc(loopback, srtp, videoSec(va))); !errors.Is(err, ErrNotAcceptable) {
+		t.Fatalf("an SRTP offer on a not-secured leg: %v", err)
+	}
+	wantInUse("the failed offer", base+4)
+	offerToB := must(s.Offer(SideA, desc(loopback, audioSec(a), videoSec(va))))
+	answerToA := must(s.Answer(SideB, desc(loopback, audioSec(b), videoSec(vb))))
+	vidA, _ := streamAt(t, answerToA, 1)
+	vidB, _ := streamAt(t, offerToB, 1)
+	crosses(t, va.rtp, rtpPacket(96, 1, 0, 0xAA), vidA, vb.rtp, vidB)
+	wantInUse("video answered", base+4)
+
+	// Fax beside declined audio, video gone: the audio's pairs go.
+	audioOff, videoOff := "m=audio 0 RTP/AVP 0\r\n", "m=video 0 RTP/AVP 96\r\n"
+	must(s.Offer(SideA, desc(loopback, audioOff, videoOff, imageSec(fa))))
+	must(s.Answer(SideB, desc(loopback, audioOff, videoOff, imageSec(fb))))
+	wantInUse("fax only", base)
+	// The callee brings audio back twice before an answer, then a third
+	// time with an offer that fails: the audio's new pairs pass from offer
+	// to offer and stay with the one pending.
+	imageOff := "m=image 0 udptl t38\r\n"
+	must(s.Offer(SideB, desc(loopback, audioSec(b), videoOff, imageOff)))
+	offerToA := must(s.Offer(SideB, desc(loopback, audioSec(b), videoOff, imageOff)))
+	wantInUse("audio offered again, twice", base+4)
+	bad := fmt.Sprintf("m=audio %d RTP/SAVP 0\r\n", b.addr().Port())
+	if _, err := s.Offer(SideB, desc(loopback, bad, videoOff, imageOff)); !errors.Is(err, ErrNotAcceptable) {
+		t.Fatalf("an SRTP offer on a not-secured leg: %v", err)
+	}
+	wantInUse("the failed offer", base+4)
+	answerToB := must(s.Answer(SideA, desc(loopback, audioSec(a), videoOff, imageOff)))
+	wantInUse("audio answered, fax gone", base)
+	toA, _ := streamAt(t, offerToA, 0)
+	toB, _ := streamAt(t, answerToB, 0)
+	crosses(t, a.rtp, rtpPacket(0, 5, 800, 0xA), toA, b.rtp, toB)
+	crosses(t, b.rtp, rtpPacket(0, 5, 800, 0xB), toB, a.rtp, toA)
+}
