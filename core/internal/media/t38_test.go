@@ -451,3 +451,40 @@ func TestOfferReplacedWhilePending(t *testing.T) {
 	crosses(t, a.rtp, rtpPacket(0, 5, 800, 0xA), toA, b.rtp, toB)
 	crosses(t, b.rtp, rtpPacket(0, 5, 800, 0xB), toB, a.rtp, toA)
 }
+
+// TestImageProtoCaseSignificant: SDP's proto is case-significant (RFC 8866
+// §5) and T.38's is "udptl": an image stream spelled otherwise is declined
+// beside the audio, which goes on.
+func TestImageProtoCaseSignificant(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a := newPeer(t)
+	s, err := e.NewSession("case", plain, plain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out := must(s.Offer(SideA, desc(loopback, audioSec(a), fmt.Sprintf("m=image %d UDPTL t38\r\n", a.addr().Port()+2)+t38Attrs)))
+	if at, m := streamAt(t, out, 1); at.Port() != 0 || m.MediaName.Media != "image" || strings.Join(m.MediaName.Protos, "/") != "UDPTL" || len(m.Attributes) != 0 {
+		t.Fatalf("m=image UDPTL not declined in its place:\n%s", out)
+	}
+	if at, _ := streamAt(t, out, 0); at.Port() == 0 {
+		t.Fatalf("the audio was declined:\n%s", out)
+	}
+}
+
+// TestUDPTLRelayAllocs: a relayed UDPTL datagram costs no allocation, as
+// an RTP packet does not.
+func TestUDPTLRelayAllocs(t *testing.T) {
+	w, s := harness(t, plain, plain)
+	for _, l := range s.legs {
+		l.kind, l.sdpRTP = kindUDPTL, netip.MustParseAddrPort("127.0.0.1:9")
+	}
+	pkt := udptlPacket(1)
+	receiveOne(w, s.legs[SideA], false, pkt) // latches
+	if n := testing.AllocsPerRun(100, func() { receiveOne(w, s.legs[SideA], false, pkt) }); n != 0 {
+		t.Errorf("%v allocations per relayed UDPTL datagram", n)
+	}
+	if st := s.legs[SideA].stats; st.packetsIn != 102 || st.strays != 0 {
+		t.Errorf("%d in, %d strays; want 102, 0", st.packetsIn, st.strays)
+	}
+}
