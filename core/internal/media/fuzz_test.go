@@ -152,3 +152,28 @@ func receiveOne(w *worker, l *leg, onRTCP bool, pkt []byte) {
 	w.flush()
 	l.sess.mu.Unlock()
 }
+
+// FuzzUDPTL runs arbitrary datagrams through a T.38 leg relaying to
+// another: whatever they hold (STUN-, RTP- or DTLS-looking bytes included)
+// each is relayed as it is or counted a stray, never decrypted or parsed.
+func FuzzUDPTL(f *testing.F) {
+	f.Add([]byte{0, 1, 0x06, 0xc0, 0x01, 0x80, 0, 0, 0}, false)
+	f.Add(rtpPacket(0, 1, 160, 1), false)
+	f.Add([]byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, true)
+	f.Add([]byte{}, false)
+	f.Fuzz(func(t *testing.T, pkt []byte, onRTCP bool) {
+		w, s := harness(t, plain, plain)
+		for _, l := range s.legs {
+			l.kind, l.sdpRTP = kindUDPTL, netip.MustParseAddrPort("127.0.0.1:9")
+		}
+		a := s.legs[SideA]
+		receiveOne(w, a, onRTCP, pkt)
+		receiveOne(w, a, onRTCP, pkt)
+		if got := a.stats.packetsIn + a.stats.strays; got != 2 {
+			t.Fatalf("%d of 2 datagrams counted", got)
+		}
+		if b := s.legs[SideB].stats; b.packetsOut != a.stats.packetsIn || a.secure || a.stats.srtpFailures != 0 {
+			t.Fatalf("%d in, %d relayed", a.stats.packetsIn, b.packetsOut)
+		}
+	})
+}
