@@ -90,4 +90,49 @@
 // own origin, addresses and ports, the security each leg's profile asks for
 // (SDES keys generated per leg, RFC 4568; opportunistic SRTP, RFC 8643),
 // codec filtering and order, ICE-lite and rtcp-mux per leg.
+//
+// # Streams: audio, video, T.38 fax
+//
+// Every m-line the engine can carry is anchored, each with its own port
+// pair on each leg, up to maxStreams (4) per session: audio and video over
+// an RTP profile (RTP/AVP, RTP/SAVP, RTP/AVPF, RTP/SAVPF), and image over
+// udptl (T.38, RFC 3362, ITU-T T.38 Annex D). Others (TCP/MSRP, DTLS/SCTP,
+// UDP/TLS/UDPTL, an image proto spelled "UDPTL": SDP is case-significant,
+// RFC 8866 §5) are declined with port 0, as are m-lines past the bound
+// (counted, SessionStats.Declined), so an offer of many m-lines costs at
+// most the bound's pairs. The answer keeps the offer's m-lines in their
+// order (RFC 3264 §8); a declined stream goes out declined. pion/sdp
+// refuses m=image and udptl outright, so parseSDP stands such m-lines in
+// for ones it takes and puts them back.
+//
+// The primary stream is the first audio stream of the call's first offer
+// (or its first stream at all, for a call that starts as T.38). Its legs
+// are the session's own, made with it and kept to its end; SessionStats.Legs,
+// Attach, Send, ICE-lite and the kernel fast path are about it. A stream's
+// pairs are opened by the offer that adds it (or brings it back) and
+// released when an answer declines it (port 0) or the offer fails
+// (Reject); the primary's legs stay, off and without ports, until an offer
+// brings the stream back. A stream that stays keeps its ports, also when a
+// re-INVITE changes its m-line from audio to image (T.38 in place) and
+// back. SessionStats.Streams lists
+// every anchored stream. Each RTP stream is relayed as the primary is,
+// with its own SRTP keys; codec lists (LegProfile.Codecs) apply to audio
+// only; ICE is answered on the primary only (the others carry no
+// candidates; STUN on them is answered without credentials).
+//
+// UDPTL is not RTP: a T.38 leg does no STUN/RTP/RTCP demultiplexing (its
+// first byte is a sequence number's, 0 for the first 256 datagrams), no
+// header or payload-type checks, no SRTP. Latching is by source address,
+// with the rules of an RTP peer that keeps one SSRC: the first datagram
+// latches; inside the learning window the address of the peer's SDP and a
+// new port of the latched address re-latch; everything else is a stray,
+// dropped and counted. Its +1 port is bound (the pool's even/odd pairs)
+// but unused: what arrives there is a stray. T.38 datagrams keep the call
+// alive against the inactivity timeout. The kernel fast path carries RTP
+// only (its program checks the payload type; a UDPTL datagram has none),
+// so a fax stays in userspace. A leg whose profile is "secured only" does
+// not carry T.38 (UDPTL cannot be SRTP, and that operator asked for no
+// media in clear): offered beside audio the fax is declined and the
+// gateway falls back to G.711; offered alone, the offer gets a 488 whose
+// Warning says why.
 package media

@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pion/sdp/v3"
 )
 
 // harness is a session without sockets: the legs' descriptors are -1, so a
@@ -28,6 +26,15 @@ func harness(t testing.TB, pa, pb LegProfile) (*worker, *Session) {
 		l.own = relay{to: s.legs[1-i], w: w}
 		l.sink = &l.own
 	}
+	// A stream an offer adds gets descriptors of -1 too, and ports after
+	// the primary's.
+	next := 30004
+	s.openLeg = func(l *leg) error {
+		l.rtp, l.rtcp = &sock{fd: -1, port: next, leg: l}, &sock{fd: -1, port: next + 1, rtcp: true, leg: l}
+		next += 2
+		return nil
+	}
+	s.freeLeg = func(*leg) error { return nil }
 	return w, s
 }
 
@@ -40,6 +47,12 @@ func FuzzSDP(f *testing.F) {
 		"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4000 RTP/SAVP 0\r\na=" + line + "\r\na=rtcp-mux\r\na=sendonly\r\n",
 		"v=0\r\no=- 1 1 IN IP6 2001:db8::1\r\ns=-\r\nc=IN IP6 2001:db8::1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 9\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=candidate:1 1 UDP 1 2001:db8::1 4000 typ host\r\na=rtcp:4001 IN IP6 2001:db8::1\r\nm=video 4002 RTP/AVP 96\r\n",
 		"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nc=IN IP4 192.0.2.1\r\na=crypto:1 AEAD_AES_128_GCM inline:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\r\n",
+		// T.38 replacing audio, beside a declined audio line, and beside
+		// video; malformed T38 attributes; a proto spelled otherwise.
+		"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=image 4000 udptl t38\r\na=T38FaxVersion:0\r\na=T38MaxBitRate:14400\r\na=T38FaxRateManagement:transferredTCF\r\na=T38FaxUdpEC:t38UDPRedundancy\r\n",
+		"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\nm=image 4002 udptl t38\r\na=T38FaxMaxDatagram\r\na=T38FaxVersion:x:y\r\n",
+		"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nm=video 4002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=image 4004 UDPTL t38\r\nm=image 4006 udptl\r\nm=message 4008 TCP/MSRP *\r\n",
+		"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nm=video 4002 RTP/SAVP 96\r\nm=video 4004 RTP/AVP 97\r\nm=video 4006 RTP/AVP 98\r\nm=video 4008 RTP/AVP 99\r\nm=image 4010 udptl t38\r\n",
 	} {
 		f.Add([]byte(seed), uint8(0), uint8(3))
 	}
@@ -59,8 +72,8 @@ func FuzzSDP(f *testing.F) {
 
 func check(t *testing.T, out []byte) {
 	t.Helper()
-	sd := &sdp.SessionDescription{}
-	if err := sd.Unmarshal(out); err != nil {
+	sd, err := parseSDP(out) // pion's parser with m=image (T.38) let through, as the engine reads
+	if err != nil {
 		t.Fatalf("engine wrote SDP that does not parse: %v\n%s", err, out)
 	}
 	if sd.Origin.Username != "umedge" || sd.Origin.UnicastAddress != "203.0.113.5" {
@@ -138,4 +151,29 @@ func receiveOne(w *worker, l *leg, onRTCP bool, pkt []byte) {
 	l.receive(w, s, 0, w.rbuf[0][:n], netip.MustParseAddrPort("192.0.2.9:5000"), time.Now().UnixNano())
 	w.flush()
 	l.sess.mu.Unlock()
+}
+
+// FuzzUDPTL runs arbitrary datagrams through a T.38 leg relaying to
+// another: whatever they hold (STUN-, RTP- or DTLS-looking bytes included)
+// each is relayed as it is or counted a stray, never decrypted or parsed.
+func FuzzUDPTL(f *testing.F) {
+	f.Add([]byte{0, 1, 0x06, 0xc0, 0x01, 0x80, 0, 0, 0}, false)
+	f.Add(rtpPacket(0, 1, 160, 1), false)
+	f.Add([]byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, true)
+	f.Add([]byte{}, false)
+	f.Fuzz(func(t *testing.T, pkt []byte, onRTCP bool) {
+		w, s := harness(t, plain, plain)
+		for _, l := range s.legs {
+			l.kind, l.sdpRTP = kindUDPTL, netip.MustParseAddrPort("127.0.0.1:9")
+		}
+		a := s.legs[SideA]
+		receiveOne(w, a, onRTCP, pkt)
+		receiveOne(w, a, onRTCP, pkt)
+		if got := a.stats.packetsIn + a.stats.strays; got != 2 {
+			t.Fatalf("%d of 2 datagrams counted", got)
+		}
+		if b := s.legs[SideB].stats; b.packetsOut != a.stats.packetsIn || a.secure || a.stats.srtpFailures != 0 {
+			t.Fatalf("%d in, %d relayed", a.stats.packetsIn, b.packetsOut)
+		}
+	})
 }

@@ -18,7 +18,16 @@ type leg struct {
 	rtp  *sock
 	rtcp *sock
 	sink Sink
-	own  relay // the relay sink towards the other leg
+	own  relay // the relay sink towards the other leg of the stream
+
+	// The stream the leg carries: its m-line's index, how it is carried,
+	// and off while it is declined (port 0) or, for a stream an offer just
+	// added, not answered yet: an off leg takes nothing in (strays) and
+	// sends nothing. A declined stream's legs have no sockets (rtp and rtcp
+	// nil) from the answer that declined it on.
+	idx  int
+	kind streamKind
+	off  bool
 
 	// What the peer's SDP says (zero until an answer made it current).
 	sdpRTP, sdpRTCP netip.AddrPort
@@ -80,6 +89,14 @@ type legCounters struct {
 // receive runs one datagram read on s through the leg. i is the datagram's
 // index in the worker's batch (its plain buffer).
 func (l *leg) receive(w *worker, s *sock, i int, pkt []byte, src netip.AddrPort, now int64) {
+	if l.off {
+		l.stats.strays++
+		return
+	}
+	if l.kind == kindUDPTL {
+		l.receiveUDPTL(w, s, pkt, src, now)
+		return
+	}
 	if len(pkt) < 4 {
 		l.stats.strays++
 		return
@@ -139,6 +156,25 @@ func (l *leg) receiveRTP(w *worker, i int, pkt []byte, src netip.AddrPort, now i
 	l.recv.update(binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]),
 		(now-l.sess.started.UnixNano())/1e3, l.pt[pt].clock)
 	l.sink.RTP(plain)
+}
+
+// receiveUDPTL takes one datagram of a T.38 stream. UDPTL is not RTP: no
+// demultiplexing (its first byte is a sequence number's, often 0, which
+// would read as STUN), no header check, no SRTP. It has no SSRC either: it
+// latches by source address as an RTP peer that keeps one SSRC does (see
+// accept), and the +1 socket takes nothing (strays).
+func (l *leg) receiveUDPTL(w *worker, s *sock, pkt []byte, src netip.AddrPort, now int64) {
+	if s.rtcp || len(pkt) == 0 || !l.accept(src, 0, 0, now) {
+		l.stats.strays++
+		return
+	}
+	l.sess.lastPacket = now // the inactivity clock counts fax too
+	l.lastIn = now
+	l.stats.packetsIn++
+	l.stats.bytesIn += uint64(len(pkt))
+	if to := l.own.to; !to.off {
+		to.send(w, to.rtp.fd, to.rtpDst(), pkt, false)
+	}
 }
 
 // A NAT that rebinds (its mapping timed out, was flushed or the router
@@ -333,17 +369,24 @@ func (l *leg) rtcpDst() (fd int, dst netip.AddrPort) {
 }
 
 // sendRTP queues a plain RTP packet towards the peer of l.
-func (l *leg) sendRTP(w *worker, pkt []byte) { l.send(w, l.rtp.fd, l.rtpDst(), pkt, false) }
+func (l *leg) sendRTP(w *worker, pkt []byte) {
+	if !l.off { // an off leg may have no sockets (a declined primary)
+		l.send(w, l.rtp.fd, l.rtpDst(), pkt, false)
+	}
+}
 
 // sendRTCP queues a plain RTCP packet towards the peer of l.
 func (l *leg) sendRTCP(w *worker, pkt []byte) {
+	if l.off {
+		return
+	}
 	fd, dst := l.rtcpDst()
 	l.send(w, fd, dst, pkt, true)
 }
 
 // send queues pkt to dst from fd, encrypted first on an SRTP leg.
 func (l *leg) send(w *worker, fd int, dst netip.AddrPort, pkt []byte, rtcp bool) {
-	if !dst.IsValid() || l.hold {
+	if !dst.IsValid() || l.hold || l.off {
 		return
 	}
 	out := pkt

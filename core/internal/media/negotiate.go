@@ -6,27 +6,74 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pion/sdp/v3"
 )
 
 // negotiation is one offer and what the engine decided about it.
 type negotiation struct {
-	from    Side // the offerer, X; the answerer is Y
-	idx     int  // the anchored stream
-	x       remoteMedia
-	xKey    cryptoLine // X's key we accept (terminating SRTP on X)
-	xSRTP   bool       // X's leg speaks SRTP
-	pass    bool       // SRTP passes through untouched (both legs As is)
-	ySAVP   bool       // the offer to Y is RTP/SAVP: its answer must carry crypto
-	yKeys   bool       // the offer to Y carries our keys (tag i+1 = suites[i])
-	formats []string   // the payload types offered to Y
+	from    Side         // the offerer, X; the answerer is Y
+	prim    int          // the primary stream's m-line index
+	streams []*streamNeg // by m-line index; nil: declined in the offer to Y
 	// version of the answer sent to X, fixed at the first answer so that
 	// a repeated answer is the same description.
 	ansVersion uint64
 }
 
+// streamNeg is one anchored stream of an offer.
+type streamNeg struct {
+	idx    int
+	kind   streamKind
+	media  string
+	legs   [2]*leg // the stream's legs: the session's own for the primary
+	opened bool    // this offer opened legs: released unless an answer accepts the stream
+	x      remoteMedia
+	xKey   cryptoLine // X's key we accept (terminating SRTP on X)
+	xSRTP  bool       // X's leg speaks SRTP
+	pass   bool       // SRTP passes through untouched (both legs As is)
+	ySAVP  bool       // the offer to Y is RTP/SAVP: its answer must carry crypto
+	yKeys  bool       // the offer to Y carries our keys (tag i+1 = suites[i])
+	// the payload types offered to Y
+	formats []string
+}
+
+// streamErrors are why the streams of an offer or answer were declined:
+// one line (a 488's Warning), and errors.Is finds each cause.
+type streamErrors []error
+
+func (e streamErrors) Error() string {
+	s := make([]string, len(e))
+	for i, err := range e {
+		s[i] = err.Error()
+	}
+	return strings.Join(s, "; ")
+}
+
+func (e streamErrors) Unwrap() []error { return e }
+
+// releaseOpened gives back the pairs this offer opened for streams no
+// answer accepted. Called with s.mu held.
+func (n *negotiation) releaseOpened(s *Session) {
+	for i, sn := range n.streams {
+		if sn != nil && sn.opened {
+			for _, l := range sn.legs {
+				s.releaseLeg(l)
+			}
+			sn.opened = false
+			n.streams[i] = nil
+		}
+	}
+}
+
 // Offer takes an SDP offer that arrived from side from and returns the
 // offer to send to the other side. Errors wrap ErrBadSDP or
-// ErrNotAcceptable with the detail for a 488 Warning.
+// ErrNotAcceptable with the detail for a 488 Warning, or ErrNoPorts.
+//
+// Every m-line the engine anchors (audio and video over RTP, image over
+// udptl) gets a port pair per leg, up to maxStreams per session; the rest
+// go out declined (port 0), in their places (RFC 3264 §8). A stream that
+// stays keeps its ports; one an offer adds is opened here and released
+// when no answer accepts it (Reject, a declining answer).
 func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -40,76 +87,228 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx, err := anchored(sd)
-	if err != nil {
-		return nil, err
-	}
-	x, err := readRemote(sd, idx)
-	if err != nil {
-		return nil, err
-	}
-	lx, ly := s.legs[from], s.legs[from.other()]
-	n := &negotiation{from: from, idx: idx, x: x}
-
-	key, usable := x.firstUsable()
-	switch lx.prof.Security {
-	case SecuritySRTP:
-		if !usable {
-			return nil, fmt.Errorf("%w: leg %s is secured only and the offer has no %s key", ErrNotAcceptable, from, suiteNames())
-		}
-		n.xSRTP = true
-	case SecurityRTP:
-		if x.savp() {
-			return nil, fmt.Errorf("%w: leg %s is not secured and the offer requires SRTP (%s)", ErrNotAcceptable, from, x.proto)
-		}
-	default:
-		n.xSRTP = usable
-	}
-	n.xKey = key
-	n.pass = lx.prof.Security == SecurityAsIs && ly.prof.Security == SecurityAsIs && len(x.cryptos) > 0
-	if n.pass {
-		n.xSRTP = false // the endpoints' keys: we neither decrypt nor encrypt
-	} else if x.savp() && !usable {
-		return nil, fmt.Errorf("%w: %s offer from leg %s has no %s key", ErrNotAcceptable, x.proto, from, suiteNames())
-	}
-
-	formats, err := filterFormats(&x, lx.prof, ly.prof)
-	if err != nil {
-		return nil, err
-	}
-	n.formats = formats
-	out := outStream{offer: true, formats: formats, mux: x.mux, hold: x.hold, proto: plainProto(x.proto)}
-	switch {
-	case n.pass:
-		out.proto = x.proto
-		for _, c := range x.cryptos {
-			out.cryptos = append(out.cryptos, c.raw)
-		}
-	case ly.prof.Security == SecuritySRTP,
-		ly.prof.Security == SecurityAsIs && n.xSRTP && x.savp():
-		out.proto, n.ySAVP, n.yKeys = secureProto(x.proto), true, true
-	case ly.prof.Security == SecurityBoth,
-		ly.prof.Security == SecurityAsIs && n.xSRTP:
-		n.yKeys = true // RFC 8643 opportunistic: RTP/AVP with a=crypto
-	}
-	if n.yKeys {
-		if out.cryptos, err = ly.offerKeys(); err != nil {
+	prim := s.prim
+	if !s.primFixed {
+		if prim, err = anchored(sd); err != nil {
 			return nil, err
 		}
 	}
-	s.origin[ly.side].version++
-	b, err := rewrite(sd, idx, ly, s.origin[ly.side], out)
-	if err != nil {
+	// A pending offer from the same side is replaced once this one is
+	// good; until then it stands. The primary's pairs, if it opened them
+	// again, pass to this offer (and back when it fails).
+	old := s.pending
+	var took *streamNeg
+	n := &negotiation{from: from, prim: prim, streams: make([]*streamNeg, len(sd.MediaDescriptions))}
+	fail := func(err error) ([]byte, error) {
+		if took != nil {
+			for _, sn := range n.streams {
+				if sn != nil && sn.idx == prim {
+					sn.opened = false
+				}
+			}
+			took.opened = true
+		}
+		n.releaseOpened(s)
 		return nil, err
+	}
+	outs := make([]*outStream, len(sd.MediaDescriptions))
+	var why []error
+	extra, anchoredN := 0, 0
+	for i, m := range sd.MediaDescriptions {
+		kind, ok := classify(m)
+		if !ok {
+			continue
+		}
+		sn := &streamNeg{idx: i, kind: kind, media: m.MediaName.Media}
+		switch {
+		case i == prim:
+			sn.legs = s.legs
+			switch {
+			case s.legs[SideA].rtp == nil: // declined by an earlier answer: back with new ports
+				if err := s.rebind(sn); err != nil {
+					why = append(why, fmt.Errorf("m-line %d (%s): %w", i, m.MediaName.Media, err))
+					continue
+				}
+			case old != nil && prim < len(old.streams) && old.streams[prim] != nil && old.streams[prim].opened:
+				took = old.streams[prim]
+				took.opened, sn.opened = false, true
+			}
+		case extra >= maxStreams-1:
+			s.declined++
+			continue
+		case i < len(s.streams) && s.streams[i] != nil:
+			sn.legs = s.streams[i].legs
+			extra++
+		default:
+			if err := s.openStream(sn); err != nil {
+				why = append(why, fmt.Errorf("m-line %d (%s): %w", i, m.MediaName.Media, err))
+				continue
+			}
+			extra++
+		}
+		out, err := s.offerStream(from, sn, sd)
+		if err != nil {
+			if i == prim && took != nil {
+				took.opened, sn.opened, took = true, false, nil // the pending offer's again
+			}
+			if sn.opened {
+				for _, l := range sn.legs {
+					s.releaseLeg(l)
+				}
+			}
+			if i == prim && kind == kindRTP {
+				return fail(err)
+			}
+			why = append(why, fmt.Errorf("m-line %d (%s): %w", i, m.MediaName.Media, err))
+			continue
+		}
+		n.streams[i], outs[i] = sn, out
+		anchoredN++
+	}
+	if anchoredN == 0 {
+		if len(why) == 0 {
+			why = append(why, fmt.Errorf("%w: no stream with a port the engine anchors", ErrNotAcceptable))
+		}
+		return fail(streamErrors(why))
+	}
+	ly := s.legs[from.other()]
+	s.origin[ly.side].version++
+	b, err := rewrite(sd, ly.prof.Local, prim, s.origin[ly.side], outs)
+	if err != nil {
+		return fail(err)
+	}
+	if old != nil {
+		old.releaseOpened(s) // replaced
 	}
 	s.pending = n
 	s.offloadUpdate() // an offer changes the media: off the kernel path until its answer
 	return b, nil
 }
 
+// openStream opens both legs of a stream an offer adds. Called with s.mu
+// held.
+func (s *Session) openStream(sn *streamNeg) error {
+	for side := range sn.legs {
+		l, err := s.newLeg(Side(side), sn.idx)
+		if err != nil {
+			if side == 1 {
+				s.releaseLeg(sn.legs[0])
+			}
+			return err
+		}
+		sn.legs[side] = l
+	}
+	for side, l := range sn.legs {
+		l.own = relay{to: sn.legs[1-side], w: s.w}
+		l.sink = &l.own
+	}
+	sn.opened = true
+	return nil
+}
+
+// rebind opens the primary's pairs again for an offer that brings the
+// declined primary stream back. Called with s.mu held.
+func (s *Session) rebind(sn *streamNeg) error {
+	for side, l := range sn.legs {
+		if err := s.bind(l); err != nil {
+			if side == 1 {
+				s.releaseLeg(sn.legs[0])
+			}
+			return err
+		}
+	}
+	sn.opened = true
+	return nil
+}
+
+// offerStream decides one anchored stream of an offer from side from and
+// says how it goes out to the other side.
+func (s *Session) offerStream(from Side, sn *streamNeg, sd *sdp.SessionDescription) (*outStream, error) {
+	lx, ly := sn.legs[from], sn.legs[from.other()]
+	x, err := readRemote(sd, sn.idx, sn.kind)
+	if err != nil {
+		return nil, err
+	}
+	sn.x = x
+	if sn.kind == kindUDPTL {
+		// UDPTL cannot be SRTP (it is not RTP). A Secured leg's operator
+		// asked that no media cross it in clear: the fax is declined there,
+		// so a gateway offering audio beside it falls back to G.711 and one
+		// offering T.38 alone gets a 488 naming why.
+		for _, l := range []*leg{lx, ly} {
+			if l.prof.Security == SecuritySRTP {
+				return nil, fmt.Errorf("%w: leg %s is secured only and T.38 (m=image udptl) cannot be carried over SRTP", ErrNotAcceptable, l.side)
+			}
+		}
+		return &outStream{l: ly, kind: kindUDPTL, offer: true, proto: x.proto, formats: x.formats, hold: x.hold}, nil
+	}
+	key, usable := x.firstUsable()
+	switch lx.prof.Security {
+	case SecuritySRTP:
+		if !usable {
+			return nil, fmt.Errorf("%w: leg %s is secured only and the offer has no %s key", ErrNotAcceptable, from, suiteNames())
+		}
+		sn.xSRTP = true
+	case SecurityRTP:
+		if x.savp() {
+			return nil, fmt.Errorf("%w: leg %s is not secured and the offer requires SRTP (%s)", ErrNotAcceptable, from, x.proto)
+		}
+	default:
+		sn.xSRTP = usable
+	}
+	sn.xKey = key
+	sn.pass = lx.prof.Security == SecurityAsIs && ly.prof.Security == SecurityAsIs && len(x.cryptos) > 0
+	if sn.pass {
+		sn.xSRTP = false // the endpoints' keys: we neither decrypt nor encrypt
+	} else if x.savp() && !usable {
+		return nil, fmt.Errorf("%w: %s offer from leg %s has no %s key", ErrNotAcceptable, x.proto, from, suiteNames())
+	}
+
+	pfrom, pto := lx.prof, ly.prof
+	if sn.media != "audio" {
+		pfrom.Codecs, pto.Codecs = nil, nil // the codec lists name audio codecs
+	}
+	formats, err := filterFormats(&x, pfrom, pto)
+	if err != nil {
+		return nil, err
+	}
+	sn.formats = formats
+	out := &outStream{l: ly, kind: kindRTP, offer: true, formats: formats, mux: x.mux, hold: x.hold, proto: plainProto(x.proto)}
+	switch {
+	case sn.pass:
+		out.proto = x.proto
+		for _, c := range x.cryptos {
+			out.cryptos = append(out.cryptos, c.raw)
+		}
+	case ly.prof.Security == SecuritySRTP,
+		ly.prof.Security == SecurityAsIs && sn.xSRTP && x.savp():
+		out.proto, sn.ySAVP, sn.yKeys = secureProto(x.proto), true, true
+	case ly.prof.Security == SecurityBoth,
+		ly.prof.Security == SecurityAsIs && sn.xSRTP:
+		sn.yKeys = true // RFC 8643 opportunistic: RTP/AVP with a=crypto
+	}
+	if sn.yKeys {
+		if out.cryptos, err = ly.offerKeys(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// answered is one stream an answer accepted, ready to commit.
+type answered struct {
+	sn    *streamNeg
+	y     remoteMedia
+	ySRTP bool
+	yKey  cryptoLine
+	ourX  sdesKey
+}
+
 // Answer takes the SDP answer (to the pending offer) that arrived from side
 // from and returns the answer to send to the other side; media flows from
 // then on. A repeated answer to the same offer (183 then 200) is accepted.
+// A stream the answer declines (port 0) is declined towards the offerer
+// too, and its pairs released.
 func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -127,99 +326,85 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(sd.MediaDescriptions) <= n.idx || sd.MediaDescriptions[n.idx].MediaName.Port.Value == 0 {
-		return nil, fmt.Errorf("%w: the answer from leg %s declines the audio stream", ErrNotAcceptable, from)
-	}
-	y, err := readRemote(sd, n.idx)
-	if err != nil {
-		return nil, err
-	}
-	lx, ly := s.legs[n.from], s.legs[from]
-	// An answer may use its own number for an offered codec (RFC 3264
-	// §6.1 says SHOULD keep it): each side declares what it receives, so
-	// the relay passes each side's numbers unchanged and nothing is mapped
-	// per packet. What was not offered at all goes.
-	offered := make(map[string]bool, len(n.formats))
-	for _, f := range n.formats {
-		offered[strings.ToLower(n.x.names[f])] = true
-	}
-	y.formats = slices.DeleteFunc(y.formats, func(f string) bool {
-		return !slices.Contains(n.formats, f) && !offered[strings.ToLower(y.names[f])]
-	})
-	if len(y.formats) == 0 {
-		return nil, fmt.Errorf("%w: the answer from leg %s has none of the payload types offered to it (%s)",
-			ErrNotAcceptable, from, strings.Join(n.formats, " "))
-	}
-
-	// Y's security: its answer to our offer.
-	var yKey cryptoLine
-	ySRTP := false
-	if n.yKeys {
-		for _, c := range y.cryptos {
-			if c.suite >= 0 && c.tag == c.suite+1 {
-				yKey, ySRTP = c, true
-				break
+	outs := make([]*outStream, len(sd.MediaDescriptions))
+	var acc []answered
+	var why []error
+	for i, sn := range n.streams {
+		if sn == nil || i >= len(sd.MediaDescriptions) || sd.MediaDescriptions[i].MediaName.Port.Value == 0 {
+			continue
+		}
+		a, out, err := s.answerStream(n, sn, from, sd)
+		if err != nil {
+			if i == n.prim && sn.kind == kindRTP {
+				return nil, err
 			}
+			why = append(why, fmt.Errorf("m-line %d (%s): %w", i, sn.media, err))
+			continue
 		}
-		if !ySRTP && (n.ySAVP || len(y.cryptos) > 0) {
-			return nil, fmt.Errorf("%w: the answer from leg %s accepts none of the keys offered to it", ErrNotAcceptable, from)
-		}
+		outs[i] = out
+		acc = append(acc, a)
 	}
-
-	// The answer to X is Y's, rewritten for X's leg.
-	out := outStream{formats: y.formats, mux: n.x.mux, hold: y.hold, proto: n.x.proto}
-	var ourX sdesKey
-	switch {
-	case n.pass:
-		for _, c := range y.cryptos {
-			out.cryptos = append(out.cryptos, c.raw)
-		}
-	case n.xSRTP:
-		if ourX, err = lx.ownKey(n.xKey.suite); err != nil {
-			return nil, err
-		}
-		out.cryptos = []string{formatCrypto(n.xKey.tag, ourX)}
+	if len(acc) == 0 {
+		why = append(why, fmt.Errorf("%w: the answer from leg %s declines every stream offered to it", ErrNotAcceptable, from))
+		return nil, streamErrors(why)
 	}
-	if n.x.ice {
-		if lx.ice == nil {
-			lx.ice = newICECreds()
-		}
-		out.ice = lx.ice
-	}
+	lx := s.legs[n.from]
 	if n.ansVersion == 0 {
 		s.origin[lx.side].version++
 		n.ansVersion = s.origin[lx.side].version
 	}
-	b, err := rewrite(sd, n.idx, lx, origin{id: s.origin[lx.side].id, version: n.ansVersion}, out)
+	b, err := rewrite(sd, lx.prof.Local, n.prim, origin{id: s.origin[lx.side].id, version: n.ansVersion}, outs)
 	if err != nil {
 		return nil, err
 	}
 
-	// Commit: both legs take the new state.
-	if err := lx.apply(&n.x, n.xSRTP, n.pass, n.xKey.key, ourX); err != nil {
-		return nil, err
-	}
-	var ourY sdesKey
-	if ySRTP {
-		ourY = ly.ownKeys[yKey.suite]
-	}
-	y.mux = y.mux && n.x.mux // we offered rtcp-mux only if X did
-	if err := ly.apply(&y, ySRTP, n.pass, yKey.key, ourY); err != nil {
-		return nil, err
-	}
-	codec := y.codec()
-	lx.codec, ly.codec = codec, codec
-	for _, f := range y.formats {
-		lx.addPT(f, &y)
-		ly.addPT(f, &y)
-	}
-	for _, f := range n.x.formats {
-		lx.addPT(f, &n.x)
-		ly.addPT(f, &n.x)
-	}
+	// Commit: the legs of each accepted stream take the new state.
 	now := time.Now().UnixNano()
 	until := now + int64(s.e.cfg.LatchWindow)
-	lx.learnUntil, ly.learnUntil = until, until
+	streams := make([]*stream, len(n.streams))
+	for _, a := range acc {
+		if err := s.commitStream(n, &a, until); err != nil {
+			return nil, err
+		}
+		a.sn.opened = false
+		streams[a.sn.idx] = &stream{legs: a.sn.legs, media: a.sn.media}
+	}
+	// What the answer left out goes: its pairs released (the primary's
+	// legs stay, off), a repeated answer sees it declined.
+	kept := func(l *leg) bool {
+		for _, st := range streams {
+			if st != nil && st.legs[SideA] == l {
+				return true
+			}
+		}
+		return false
+	}
+	for _, st := range s.streams {
+		if st != nil && st.legs[SideA] != s.legs[SideA] && !kept(st.legs[SideA]) {
+			for _, l := range st.legs {
+				s.releaseLeg(l)
+			}
+		}
+	}
+	for i, sn := range n.streams {
+		if sn == nil || streams[i] != nil {
+			continue
+		}
+		if sn.opened {
+			for _, l := range sn.legs {
+				s.releaseLeg(l)
+			}
+		}
+		n.streams[i] = nil
+	}
+	if !kept(s.legs[SideA]) && s.legs[SideA].rtp != nil {
+		s.offloadRemove() // the kernel's counters first, then the ports
+		for _, l := range s.legs {
+			l.off = true
+			s.releaseLeg(l)
+		}
+	}
+	s.streams, s.prim, s.primFixed = streams, n.prim, true
 	if !s.mediaUp {
 		s.lastPacket = now
 	}
@@ -229,12 +414,137 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 	return b, nil
 }
 
+// answerStream reads Y's answer for one stream and says how it goes out to
+// X; nothing is committed yet.
+func (s *Session) answerStream(n *negotiation, sn *streamNeg, from Side, sd *sdp.SessionDescription) (answered, *outStream, error) {
+	a := answered{sn: sn}
+	y, err := readRemote(sd, sn.idx, sn.kind)
+	if err != nil {
+		return a, nil, err
+	}
+	lx := sn.legs[n.from]
+	if sn.kind == kindUDPTL {
+		a.y = y
+		return a, &outStream{l: lx, kind: kindUDPTL, proto: sn.x.proto, formats: y.formats, hold: y.hold}, nil
+	}
+	// An answer may use its own number for an offered codec (RFC 3264
+	// §6.1 says SHOULD keep it): each side declares what it receives, so
+	// the relay passes each side's numbers unchanged and nothing is mapped
+	// per packet. What was not offered at all goes.
+	offered := make(map[string]bool, len(sn.formats))
+	for _, f := range sn.formats {
+		offered[strings.ToLower(sn.x.names[f])] = true
+	}
+	y.formats = slices.DeleteFunc(y.formats, func(f string) bool {
+		return !slices.Contains(sn.formats, f) && !offered[strings.ToLower(y.names[f])]
+	})
+	if len(y.formats) == 0 {
+		return a, nil, fmt.Errorf("%w: the answer from leg %s has none of the payload types offered to it (%s)",
+			ErrNotAcceptable, from, strings.Join(sn.formats, " "))
+	}
+
+	// Y's security: its answer to our offer.
+	if sn.yKeys {
+		for _, c := range y.cryptos {
+			if c.suite >= 0 && c.tag == c.suite+1 {
+				a.yKey, a.ySRTP = c, true
+				break
+			}
+		}
+		if !a.ySRTP && (sn.ySAVP || len(y.cryptos) > 0) {
+			return a, nil, fmt.Errorf("%w: the answer from leg %s accepts none of the keys offered to it", ErrNotAcceptable, from)
+		}
+	}
+
+	// The answer to X is Y's, rewritten for X's leg.
+	out := &outStream{l: lx, kind: kindRTP, formats: y.formats, mux: sn.x.mux, hold: y.hold, proto: sn.x.proto}
+	switch {
+	case sn.pass:
+		for _, c := range y.cryptos {
+			out.cryptos = append(out.cryptos, c.raw)
+		}
+	case sn.xSRTP:
+		if a.ourX, err = lx.ownKey(sn.xKey.suite); err != nil {
+			return a, nil, err
+		}
+		out.cryptos = []string{formatCrypto(sn.xKey.tag, a.ourX)}
+	}
+	if sn.x.ice && sn.idx == n.prim {
+		if lx.ice == nil {
+			lx.ice = newICECreds()
+		}
+		out.ice = lx.ice
+	}
+	a.y = y
+	return a, out, nil
+}
+
+// commitStream makes an accepted stream's legs take the new state; until
+// is the end of their learning window.
+func (s *Session) commitStream(n *negotiation, a *answered, until int64) error {
+	sn := a.sn
+	lx, ly := sn.legs[n.from], sn.legs[n.from.other()]
+	defer func() {
+		for _, l := range sn.legs {
+			l.idx, l.off = sn.idx, false
+			if l.kind != sn.kind {
+				// Audio became fax, or fax audio, in the same m-line on the
+				// same ports: no stream of the old protocol is the new
+				// one's, so the first datagram latches as at the call's
+				// start (a latch the SDP did not move stays).
+				l.kind, l.ssrc, l.relearn = sn.kind, 0, false
+			}
+		}
+	}()
+	if sn.kind == kindUDPTL {
+		if err := lx.apply(&sn.x, false, false, sdesKey{}, sdesKey{}); err != nil {
+			return err
+		}
+		if err := ly.apply(&a.y, false, false, sdesKey{}, sdesKey{}); err != nil {
+			return err
+		}
+		codec := ""
+		if len(a.y.formats) > 0 {
+			codec = a.y.formats[0]
+		}
+		lx.codec, ly.codec = codec, codec
+		lx.learnUntil, ly.learnUntil = until, until
+		return nil
+	}
+	if err := lx.apply(&sn.x, sn.xSRTP, sn.pass, sn.xKey.key, a.ourX); err != nil {
+		return err
+	}
+	var ourY sdesKey
+	if a.ySRTP {
+		ourY = ly.ownKeys[a.yKey.suite]
+	}
+	y := &a.y
+	y.mux = y.mux && sn.x.mux // we offered rtcp-mux only if X did
+	if err := ly.apply(y, a.ySRTP, sn.pass, a.yKey.key, ourY); err != nil {
+		return err
+	}
+	codec := y.codec()
+	lx.codec, ly.codec = codec, codec
+	for _, f := range y.formats {
+		lx.addPT(f, y)
+		ly.addPT(f, y)
+	}
+	for _, f := range sn.x.formats {
+		lx.addPT(f, &sn.x)
+		ly.addPT(f, &sn.x)
+	}
+	lx.learnUntil, ly.learnUntil = until, until
+	return nil
+}
+
 // Reject abandons the pending offer that came from side from (its
-// transaction failed); the previous media state stays.
+// transaction failed); the previous media state stays, and the pairs the
+// offer opened are released.
 func (s *Session) Reject(from Side) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.pending != nil && s.pending.from == from {
+		s.pending.releaseOpened(s)
 		s.pending = nil
 		s.offloadUpdate()
 	}

@@ -682,3 +682,47 @@ func TestOffloadIdlePair(t *testing.T) {
 		t.Errorf("%d entries left after the calls ended", n)
 	}
 }
+
+// TestOffloadT38InPlace: a call the kernel carries, switched to T.38 in the
+// audio m-line's place on the same sockets, leaves the kernel path (its
+// program knows RTP only) and relays UDPTL in userspace; back to audio it
+// goes back on the kernel path.
+func TestOffloadT38InPlace(t *testing.T) {
+	for _, mode := range testModes {
+		t.Run(fmt.Sprintf("fast_path=%s", mode), func(t *testing.T) {
+			l := newOffloadLab(t, mode, nil)
+			s, toA, toB := l.call(t, nil)
+			exchange(t, l.caller, l.callee, toA, toB, 20, 1, 0xA, 0xB)
+			waitPath(t, s, l.wantPath())
+			image := func(c *net.UDPConn) []byte {
+				ap := c.LocalAddr().(*net.UDPAddr).AddrPort()
+				return desc(ap.Addr(), fmt.Sprintf("m=image %d udptl t38\r\n", ap.Port())+t38Attrs)
+			}
+			if _, err := s.Offer(SideB, image(l.callee)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Answer(SideA, image(l.caller)); err != nil {
+				t.Fatal(err)
+			}
+			fwd0 := forwarded(l.e)
+			for seq := range uint16(20) {
+				crosses(t, l.caller, udptlPacket(seq), toA, l.callee, toB)
+				crosses(t, l.callee, udptlPacket(seq), toB, l.caller, toA)
+			}
+			if fwd := forwarded(l.e) - fwd0; fwd != 0 {
+				t.Errorf("the kernel forwarded %d UDPTL datagrams", fwd)
+			}
+			if st := s.Stats(); st.Legs[SideA].Path != PathUserspace || st.Legs[SideB].Path != PathUserspace || st.Streams[0].Proto != "udptl" {
+				t.Errorf("T.38 on %s/%s as %s", st.Legs[SideA].Path, st.Legs[SideB].Path, st.Streams[0].Proto)
+			}
+			if _, err := s.Offer(SideA, sdpFor(l.caller, 3)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Answer(SideB, sdpFor(l.callee, 3)); err != nil {
+				t.Fatal(err)
+			}
+			exchange(t, l.caller, l.callee, toA, toB, 20, 100, 0xA, 0xB)
+			waitPath(t, s, l.wantPath())
+		})
+	}
+}

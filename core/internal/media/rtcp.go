@@ -95,7 +95,7 @@ func (r *reportState) noteSR(plain []byte, now int64) {
 // session locked.
 func (l *leg) checkReport(now int64, every time.Duration) {
 	r := &l.report
-	if !l.secure || l.tx == nil || l.hold || !l.recv.started {
+	if !l.secure || l.tx == nil || l.hold || l.off || !l.recv.started {
 		r.due = 0
 		return
 	}
@@ -181,5 +181,12 @@ func (s *Session) checkReports(now time.Time, every time.Duration) {
 	}
 	for _, l := range s.legs {
 		l.checkReport(now.UnixNano(), every)
+	}
+	for _, st := range s.streams {
+		if st != nil && st.legs[SideA] != s.legs[SideA] {
+			for _, l := range st.legs {
+				l.checkReport(now.UnixNano(), every)
+			}
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -58,27 +59,156 @@ func (r *remoteMedia) codec() string {
 }
 
 func parseSDP(b []byte) (*sdp.SessionDescription, error) {
+	b, orig, err := maskMedia(b)
+	if err != nil {
+		return nil, err
+	}
 	sd := &sdp.SessionDescription{}
 	if err := sd.Unmarshal(b); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
+	for i, o := range orig {
+		if o.media != "" && i < len(sd.MediaDescriptions) {
+			sd.MediaDescriptions[i].MediaName.Media = o.media
+			sd.MediaDescriptions[i].MediaName.Protos = strings.Split(o.proto, "/")
+		}
+	}
 	return sd, nil
 }
 
-// anchored picks the stream the engine anchors: the first audio m-line with
-// a port and an RTP profile. Other streams are declined (port 0).
-func anchored(sd *sdp.SessionDescription) (int, error) {
-	for i, m := range sd.MediaDescriptions {
-		p := strings.Join(m.MediaName.Protos, "/")
-		if m.MediaName.Media == "audio" && m.MediaName.Port.Value != 0 && strings.HasPrefix(p, "RTP/") {
-			return i, nil
-		}
+// pion/sdp takes only the media types and proto tokens it lists (not
+// image, not udptl: T.38's m=image PORT udptl t38, RFC 3362) and fails the
+// whole description on any other. maskMedia stands such an m-line in for
+// one it takes (m=application PORT UDP FORMATS) and says, by m-line index,
+// what it was; parseSDP puts it back. So T.38 is anchored and any other
+// unknown stream is declined, not the call refused.
+var (
+	pionMedia = map[string]bool{"audio": true, "video": true, "text": true, "application": true, "message": true}
+	pionProto = map[string]bool{"UDP": true, "RTP": true, "AVP": true, "SAVP": true, "SAVPF": true, "TLS": true, "DTLS": true,
+		"SCTP": true, "AVPF": true, "TCP": true, "MSRP": true, "BFCP": true, "UDT": true, "IX": true, "MRCPv2": true, "FEC": true}
+)
+
+type maskedMedia struct{ media, proto string }
+
+func maskMedia(b []byte) ([]byte, []maskedMedia, error) {
+	if !bytes.Contains(b, []byte("m=")) {
+		return b, nil, nil
 	}
-	return 0, fmt.Errorf("%w: no audio stream over RTP with a port", ErrNotAcceptable)
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	var orig []maskedMedia
+	masked := false
+	n := 0
+	for i, line := range lines {
+		if !bytes.HasPrefix(line, []byte("m=")) {
+			continue
+		}
+		n++
+		f := strings.Fields(string(line[2:]))
+		if len(f) < 3 {
+			continue // pion says what is wrong with it
+		}
+		known := pionMedia[f[0]]
+		for p := range strings.SplitSeq(f[2], "/") {
+			known = known && pionProto[p]
+		}
+		if known {
+			continue
+		}
+		for _, tok := range f[:3] {
+			if !isToken(tok) {
+				return nil, nil, fmt.Errorf("%w: m-line %d: %q is not a token", ErrBadSDP, n-1, tok)
+			}
+		}
+		for len(orig) < n {
+			orig = append(orig, maskedMedia{})
+		}
+		orig[n-1] = maskedMedia{media: f[0], proto: f[2]}
+		lines[i] = []byte("m=application " + f[1] + " UDP " + strings.Join(f[3:], " ") + "\r\n")
+		masked = true
+	}
+	if !masked {
+		return b, nil, nil
+	}
+	return bytes.Join(lines, nil), orig, nil
 }
 
-// readRemote reads the anchored stream idx of sd.
-func readRemote(sd *sdp.SessionDescription, idx int) (remoteMedia, error) {
+// isToken reports whether s is an SDP token (RFC 8866 §9) of the
+// characters a media type or proto uses.
+func isToken(s string) bool {
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("/-_.+!#$%&'*^`{|}~", c) >= 0) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// streamKind is how the engine carries an anchored stream.
+type streamKind uint8
+
+const (
+	kindRTP   streamKind = iota // audio or video over RTP/AVP, RTP/SAVP, RTP/AVPF, RTP/SAVPF
+	kindUDPTL                   // image over udptl: T.38 fax (ITU-T T.38 Annex D, RFC 3362)
+)
+
+func (k streamKind) String() string {
+	if k == kindUDPTL {
+		return "udptl"
+	}
+	return "rtp"
+}
+
+// maxStreams bounds the streams one session anchors, each on its own port
+// pair per leg: audio, video and a T.38 fax at once fit. A further m-line
+// is declined (port 0) and counted, so an offer of many m-lines costs at
+// most this many pairs.
+const maxStreams = 4
+
+// classify says whether m-line m is a stream the engine anchors, and how.
+// A port of 0 is a declined stream. Audio and video are anchored over an
+// RTP profile; an image stream over udptl (T.38). The proto is
+// case-significant (RFC 8866 §5; the IANA name is "udptl"): "UDPTL",
+// UDP/TLS/UDPTL (RFC 7345), TCP, MSRP, DTLS/SCTP and the like are declined.
+func classify(m *sdp.MediaDescription) (streamKind, bool) {
+	if m.MediaName.Port.Value == 0 {
+		return 0, false
+	}
+	p := strings.Join(m.MediaName.Protos, "/")
+	switch m.MediaName.Media {
+	case "audio", "video":
+		return kindRTP, strings.HasPrefix(p, "RTP/")
+	case "image":
+		return kindUDPTL, p == "udptl"
+	}
+	return 0, false
+}
+
+// anchored picks the session's primary stream in its first offer: the
+// first audio m-line with a port and an RTP profile, else the first stream
+// the engine anchors at all (a call that starts as T.38). Its legs are the
+// session's own (Session.legs), the ones the stats' old fields, Attach and
+// Send name.
+func anchored(sd *sdp.SessionDescription) (int, error) {
+	first := -1
+	for i, m := range sd.MediaDescriptions {
+		k, ok := classify(m)
+		if ok && k == kindRTP && m.MediaName.Media == "audio" {
+			return i, nil
+		}
+		if ok && first < 0 {
+			first = i
+		}
+	}
+	if first >= 0 {
+		return first, nil
+	}
+	return 0, fmt.Errorf("%w: no audio stream over RTP nor T.38 (image over udptl) with a port", ErrNotAcceptable)
+}
+
+// readRemote reads the anchored stream idx of sd, carried as kind says. Of
+// a udptl stream only the address, port and formats are read: its
+// attributes (T38FaxVersion, T38MaxBitRate, ...) pass through unparsed.
+func readRemote(sd *sdp.SessionDescription, idx int, kind streamKind) (remoteMedia, error) {
 	m := sd.MediaDescriptions[idx]
 	ci := m.ConnectionInformation
 	if ci == nil {
@@ -108,6 +238,9 @@ func readRemote(sd *sdp.SessionDescription, idx int) (remoteMedia, error) {
 	addr = addr.Unmap()
 	r.rtp = netip.AddrPortFrom(addr, uint16(port))
 	r.rtcp = netip.AddrPortFrom(addr, uint16(port+1))
+	if kind == kindUDPTL {
+		return r, nil
+	}
 	for _, f := range r.formats {
 		n, err := strconv.Atoi(f)
 		if err != nil || n < 0 || n > 127 {
@@ -206,8 +339,10 @@ func filterFormats(r *remoteMedia, from, to LegProfile) ([]string, error) {
 	return append(codecs, dtmf...), nil
 }
 
-// outStream is how the anchored stream of an outgoing description looks.
+// outStream is how one anchored stream of an outgoing description looks.
 type outStream struct {
+	l       *leg // the stream's leg on the side the description goes to
+	kind    streamKind
 	proto   string
 	formats []string
 	cryptos []string // a=crypto values
@@ -223,14 +358,15 @@ var dropAttr = map[string]bool{
 	"rtcp": true, "rtcp-mux": true, "crypto": true, "fingerprint": true, "setup": true,
 	"ice-ufrag": true, "ice-pwd": true, "ice-lite": true, "ice-options": true, "ice-mismatch": true,
 	"candidate": true, "remote-candidates": true, "end-of-candidates": true,
-	"group": true, // BUNDLE: one transport for several streams; we anchor one
+	"group": true, // BUNDLE: one transport for several streams; we anchor each on its own
 }
 
 // rewrite turns sd, as one side sent it, into what the engine sends out of
-// leg l: our origin and addresses, stream idx anchored on l's ports as out
-// says, every other stream declined.
-func rewrite(sd *sdp.SessionDescription, idx int, l *leg, o origin, out outStream) ([]byte, error) {
-	local := l.prof.Local
+// the legs on local's side: our origin and address, each stream of outs
+// (by m-line index; nil or missing: declined, port 0) on its leg's ports.
+// prim is the primary stream's index: its hold is the session's c=, and its
+// ICE the only ICE (ICE-lite) the description carries.
+func rewrite(sd *sdp.SessionDescription, local netip.Addr, prim int, o origin, outs []*outStream) ([]byte, error) {
 	addrType := "IP4"
 	if local.Is6() {
 		addrType = "IP6"
@@ -241,28 +377,52 @@ func rewrite(sd *sdp.SessionDescription, idx int, l *leg, o origin, out outStrea
 	}
 	sd.SessionName = "umedge"
 	sd.EmailAddress, sd.PhoneNumber, sd.URI, sd.SessionInformation = nil, nil, nil, nil
+	hold := "0.0.0.0"
+	if local.Is6() {
+		hold = "::"
+	}
+	var po *outStream
+	if prim >= 0 && prim < len(outs) {
+		po = outs[prim]
+	}
+	sessHold := po != nil && po.hold
 	c := local.String()
-	if out.hold {
-		c = "0.0.0.0"
-		if local.Is6() {
-			c = "::"
-		}
+	if sessHold {
+		c = hold
 	}
 	sd.ConnectionInformation = &sdp.ConnectionInformation{NetworkType: "IN", AddressType: addrType, Address: &sdp.Address{Address: c}}
 	sd.Attributes = keepAttrs(sd.Attributes, nil)
-	if out.ice != nil && !out.offer {
+	if po != nil && po.ice != nil && !po.offer {
 		sd.Attributes = append(sd.Attributes, sdp.Attribute{Key: "ice-lite"})
 	}
 	for i, m := range sd.MediaDescriptions {
 		m.ConnectionInformation = nil
-		if i != idx {
+		var out *outStream
+		if i < len(outs) {
+			out = outs[i]
+		}
+		if out == nil {
 			m.MediaName.Port = sdp.RangedPort{Value: 0}
 			m.Attributes = nil
 			continue
 		}
+		if out.hold != sessHold {
+			mc := local.String()
+			if out.hold {
+				mc = hold
+			}
+			m.ConnectionInformation = &sdp.ConnectionInformation{NetworkType: "IN", AddressType: addrType, Address: &sdp.Address{Address: mc}}
+		}
+		l := out.l
 		m.MediaName.Port = sdp.RangedPort{Value: l.rtp.port}
 		m.MediaName.Protos = strings.Split(out.proto, "/")
 		m.MediaName.Formats = out.formats
+		if out.kind == kindUDPTL {
+			// T38* attributes pass untouched; UDPTL has no RTCP, keys or
+			// candidates of ours (our +1 port stays unused).
+			m.Attributes = keepAttrs(m.Attributes, nil)
+			continue
+		}
 		m.Attributes = keepAttrs(m.Attributes, out.formats)
 		if !out.mux || out.offer {
 			m.Attributes = append(m.Attributes, sdp.Attribute{Key: "rtcp", Value: strconv.Itoa(l.rtcp.port)})
@@ -273,7 +433,7 @@ func rewrite(sd *sdp.SessionDescription, idx int, l *leg, o origin, out outStrea
 		for _, v := range out.cryptos {
 			m.Attributes = append(m.Attributes, sdp.Attribute{Key: "crypto", Value: v})
 		}
-		if out.ice != nil {
+		if out.ice != nil && i == prim {
 			m.Attributes = append(m.Attributes,
 				sdp.Attribute{Key: "ice-ufrag", Value: out.ice.ufrag},
 				sdp.Attribute{Key: "ice-pwd", Value: out.ice.pwd},

@@ -103,10 +103,33 @@ type LegStats struct {
 
 // SessionStats are the counters of a session.
 type SessionStats struct {
-	ID         string
+	ID string
+	// Legs are the primary stream's: the first audio stream of the call's
+	// first offer (the one a fax switch may turn into T.38 in its place).
 	Legs       [2]LegStats // indexed by Side
 	Started    time.Time
 	LastPacket time.Time
+	// Streams are all the streams the engine anchors now, the primary
+	// among them, in m-line order.
+	Streams []StreamStats `json:",omitempty"`
+	// Declined counts the m-lines of offers declined (port 0) because the
+	// session anchored maxStreams already.
+	Declined uint64 `json:",omitempty"`
+}
+
+// StreamStats are the counters of one anchored stream.
+type StreamStats struct {
+	Index   int         // its m-line's index
+	Media   string      // audio, video, image
+	Proto   string      // rtp or udptl
+	Primary bool        // the stream of SessionStats.Legs
+	Legs    [2]LegStats // indexed by Side
+}
+
+// stream is one anchored m-line: a leg (its own port pair) on each side.
+type stream struct {
+	legs  [2]*leg
+	media string
 }
 
 // Session is one call's media: two legs and their negotiation.
@@ -126,7 +149,21 @@ type Session struct {
 	pending    *negotiation // an offer waiting for its answer
 	last       *negotiation // the last answered offer, for a repeated answer (183 then 200)
 	origin     [2]origin    // o= of the SDP we send to each side
-	fp         offloadState // the kernel fast path's entries (offload.go)
+	// streams are the anchored streams by m-line index as the last answer
+	// left them (nil: declined); prim is the primary's index once an
+	// answer fixed it (primFixed). The primary's legs are legs, made with
+	// the session and kept to its end; their pairs, like another stream's,
+	// are released when an answer declines the stream (the legs stay, off)
+	// and opened again by an offer that brings it back. Another stream's
+	// legs are made by the offer that adds it.
+	streams   []*stream
+	prim      int
+	primFixed bool
+	declined  uint64
+	// openLeg and freeLeg give a leg added by an offer its ports and take
+	// them back; nil: the engine's (tests without sockets replace them).
+	openLeg, freeLeg func(*leg) error
+	fp               offloadState // the kernel fast path's entries (offload.go)
 }
 
 // origin is our o= towards one side: a stable session id, a version bumped
@@ -160,21 +197,69 @@ func (s *Session) finish() {
 // their ports. The session is closed (or was never published), so no
 // worker touches them.
 func (s *Session) release() {
-	now := time.Now().UnixNano()
 	for _, l := range s.legs {
-		if l == nil || l.rtp == nil {
-			continue
-		}
-		if s.e.keepIdle(l, s.w, now) {
-			continue
-		}
-		for _, k := range []*sock{l.rtp, l.rtcp} {
-			s.w.remove(k)
-		}
-		_ = unix.Close(l.rtp.fd)
-		_ = unix.Close(l.rtcp.fd)
-		s.e.pool.put(l.rtp.port)
+		s.releaseLeg(l)
 	}
+	for _, st := range s.streams {
+		if st != nil && st.legs[SideA] != s.legs[SideA] {
+			for _, l := range st.legs {
+				s.releaseLeg(l)
+			}
+		}
+	}
+	if s.pending != nil {
+		s.pending.releaseOpened(s)
+	}
+}
+
+// releaseLeg gives l's pair back (idle or closed); its sockets are dead to
+// the worker from then on.
+func (s *Session) releaseLeg(l *leg) {
+	if l == nil || l.rtp == nil {
+		return
+	}
+	l.rtp.dead, l.rtcp.dead = true, true
+	defer func() { l.rtp, l.rtcp = nil, nil }()
+	if s.freeLeg != nil {
+		_ = s.freeLeg(l)
+		return
+	}
+	if s.e.keepIdle(l, s.w, time.Now().UnixNano()) {
+		return
+	}
+	for _, k := range []*sock{l.rtp, l.rtcp} {
+		s.w.remove(k)
+	}
+	_ = unix.Close(l.rtp.fd)
+	_ = unix.Close(l.rtcp.fd)
+	s.e.pool.put(l.rtp.port)
+}
+
+// newLeg opens a leg on side for stream idx, added by an offer: its own
+// pair, on the session's worker, off until an answer accepts the stream.
+// Called with s.mu held.
+func (s *Session) newLeg(side Side, idx int) (*leg, error) {
+	l := &leg{sess: s, side: side, prof: s.legs[side].prof, idx: idx, off: true}
+	return l, s.bind(l)
+}
+
+// bind gives leg l, off and without sockets, a pair on the session's
+// worker: a new stream's, or the primary's again after an answer declined
+// it. Called with s.mu held.
+func (s *Session) bind(l *leg) error {
+	if s.openLeg != nil {
+		return s.openLeg(l)
+	}
+	if err := s.e.openLeg(l, s.w); err != nil {
+		return fmt.Errorf("media: session %s: leg %s: %w", s.id, l.side, err)
+	}
+	for _, k := range []*sock{l.rtp, l.rtcp} {
+		if err := s.w.add(k); err != nil {
+			s.releaseLeg(l)
+			return fmt.Errorf("media: session %s: %w", s.id, err)
+		}
+	}
+	return nil
 }
 
 // Stats returns the session's counters.
@@ -182,33 +267,56 @@ func (s *Session) Stats() SessionStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.offloadSync()
-	st := SessionStats{ID: s.id, Started: s.started, LastPacket: time.Unix(0, s.lastPacket)}
+	st := SessionStats{ID: s.id, Started: s.started, LastPacket: time.Unix(0, s.lastPacket), Declined: s.declined}
 	for i, l := range s.legs {
-		st.Legs[i] = LegStats{
-			Local:        netip.AddrPortFrom(l.prof.Local, uint16(l.rtp.port)),
-			Remote:       l.rtpDst(),
-			Codec:        l.codec,
-			Secure:       l.secure || l.passthrough,
-			PacketsIn:    l.stats.packetsIn,
-			PacketsOut:   l.stats.packetsOut,
-			BytesIn:      l.stats.bytesIn,
-			BytesOut:     l.stats.bytesOut,
-			Lost:         l.recv.lost(),
-			JitterMs:     l.recv.jitterMs(),
-			Strays:       l.stats.strays,
-			SRTPFailures: l.stats.srtpFailures,
-			SRTPReplays:  l.stats.replays,
-			Unprotected:  l.stats.unprotected,
-			RTCPIn:       l.stats.rtcpIn,
-			RTCPOut:      l.stats.rtcpOut,
-			RTCPOwn:      l.stats.rtcpOwn,
-			Path:         s.offloadPath(Side(i)),
-
-			PacketsKernel:           l.stats.kernelIn,
-			PacketsLatchedUserspace: l.stats.latchedIn,
+		st.Legs[i] = s.legStats(l)
+	}
+	for i, sm := range s.streams {
+		if sm == nil {
+			continue
 		}
+		ss := StreamStats{Index: i, Media: sm.media, Proto: sm.legs[SideA].kind.String(), Primary: sm.legs[SideA] == s.legs[SideA]}
+		for j, l := range sm.legs {
+			ss.Legs[j] = s.legStats(l)
+		}
+		st.Streams = append(st.Streams, ss)
 	}
 	return st
+}
+
+// legStats is l's public copy. Called with s.mu held.
+func (s *Session) legStats(l *leg) LegStats {
+	path := PathUserspace
+	if l == s.legs[l.side] {
+		path = s.offloadPath(l.side)
+	}
+	var local netip.AddrPort // none while the stream is declined
+	if l.rtp != nil {
+		local = netip.AddrPortFrom(l.prof.Local, uint16(l.rtp.port)) //nolint:gosec // a port
+	}
+	return LegStats{
+		Local:        local,
+		Remote:       l.rtpDst(),
+		Codec:        l.codec,
+		Secure:       l.secure || l.passthrough,
+		PacketsIn:    l.stats.packetsIn,
+		PacketsOut:   l.stats.packetsOut,
+		BytesIn:      l.stats.bytesIn,
+		BytesOut:     l.stats.bytesOut,
+		Lost:         l.recv.lost(),
+		JitterMs:     l.recv.jitterMs(),
+		Strays:       l.stats.strays,
+		SRTPFailures: l.stats.srtpFailures,
+		SRTPReplays:  l.stats.replays,
+		Unprotected:  l.stats.unprotected,
+		RTCPIn:       l.stats.rtcpIn,
+		RTCPOut:      l.stats.rtcpOut,
+		RTCPOwn:      l.stats.rtcpOwn,
+		Path:         path,
+
+		PacketsKernel:           l.stats.kernelIn,
+		PacketsLatchedUserspace: l.stats.latchedIn,
+	}
 }
 
 // Attach makes sink the receiver of what leg side takes in, in place of the
@@ -235,7 +343,7 @@ func (s *Session) Send(side Side, pkt []byte) error {
 	}
 	l := s.legs[side]
 	dst := l.rtpDst()
-	if !dst.IsValid() || l.hold {
+	if !dst.IsValid() || l.hold || l.off {
 		return fmt.Errorf("%w: session %s: leg %s", ErrNoPeer, s.id, side)
 	}
 	out := pkt

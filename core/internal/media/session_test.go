@@ -590,11 +590,13 @@ func TestSDPRewrite(t *testing.T) {
 			t.Errorf("rtcp-mux not offered on:\n%s", out)
 		}
 	})
-	t.Run("second stream declined", func(t *testing.T) {
-		body := append(a.sdp("RTP/AVP", "0"), []byte("m=video 5002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n")...)
+	t.Run("unknown stream declined", func(t *testing.T) {
+		body := append(a.sdp("RTP/AVP", "0"), []byte("m=message 5002 TCP/MSRP *\r\na=path:msrp://10.1.1.1:5002/x;tcp\r\n"+
+			"m=application 5004 UDP/DTLS/SCTP webrtc-datachannel\r\na=sctp-port:5000\r\n")...)
 		out, err := offer(plain, plain, body)
-		if err != nil || !strings.Contains(out, "m=video 0 RTP/AVP 96") || strings.Contains(out, "H264") {
-			t.Errorf("video not declined (%v):\n%s", err, out)
+		if err != nil || !strings.Contains(out, "m=message 0 TCP/MSRP *") || !strings.Contains(out, "m=application 0 UDP/DTLS/SCTP") ||
+			strings.Contains(out, "msrp://") || strings.Contains(out, "sctp-port") {
+			t.Errorf("MSRP and SCTP not declined (%v):\n%s", err, out)
 		}
 	})
 	for name, body := range map[string]string{
@@ -603,7 +605,8 @@ func TestSDPRewrite(t *testing.T) {
 		"fqdn in c=":    "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 pbx.example\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n",
 		"bad crypto":    "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:short\r\n",
 		"bad rtpmap":    "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 4000 RTP/AVP 96\r\na=rtpmap:96\r\n",
-		"no audio":      "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=video 4000 RTP/AVP 96\r\n",
+		"no stream":     "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\nm=message 4000 TCP/MSRP *\r\n",
+		"image UDPTL":   "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=image 4000 UDPTL t38\r\n",
 		"format not pt": "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 4000 RTP/AVP abc\r\n",
 	} {
 		t.Run(name, func(t *testing.T) {

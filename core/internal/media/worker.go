@@ -41,6 +41,10 @@ type sock struct {
 	// registered: the socket is in the epoll set of its session's worker
 	// (an idle pair taken on the worker it idled on is already).
 	registered bool
+	// dead: the session released the socket while it goes on (a stream
+	// declined by a re-INVITE); set under the session's lock, so a worker
+	// that looked the socket up before never reads the descriptor again.
+	dead bool
 }
 
 // worker is one event loop: an epoll set over the sockets of its sessions.
@@ -284,7 +288,7 @@ func (w *worker) serve(s *sock, now int64) int {
 	ss := s.leg.sess
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.closed {
+	if ss.closed || s.dead {
 		return 0
 	}
 	// recvmmsg writes back only the address lengths (and msg_len) of the
