@@ -121,6 +121,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzReadCSV -fuzztime $(FUZZTIME) ./core/internal/exchimport
 	$(GO) test -run XXX -fuzz FuzzSDP -fuzztime $(FUZZTIME) ./core/internal/media
 	$(GO) test -run XXX -fuzz FuzzPacket -fuzztime $(FUZZTIME) ./core/internal/media
+	$(GO) test -run XXX -fuzz FuzzUDPTL -fuzztime $(FUZZTIME) ./core/internal/media
 	$(GO) test -run XXX -fuzz FuzzSRTPDecrypt -fuzztime $(FUZZTIME) ./core/internal/media
 	$(GO) test -run XXX -fuzz FuzzReferRewrite -fuzztime $(FUZZTIME) ./core/internal/b2bua
 

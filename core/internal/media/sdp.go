@@ -395,8 +395,11 @@ func rewrite(sd *sdp.SessionDescription, local netip.Addr, prim int, o origin, o
 	if po != nil && po.ice != nil && !po.offer {
 		sd.Attributes = append(sd.Attributes, sdp.Attribute{Key: "ice-lite"})
 	}
+	sd.EncryptionKey = nil
 	for i, m := range sd.MediaDescriptions {
-		m.ConnectionInformation = nil
+		// A stream's title and k= key are the other side's words (i= may
+		// name its host, k= is its key), not ours to pass on.
+		m.ConnectionInformation, m.MediaTitle, m.EncryptionKey = nil, nil, nil
 		var out *outStream
 		if i < len(outs) {
 			out = outs[i]
@@ -452,12 +455,13 @@ func rewrite(sd *sdp.SessionDescription, local netip.Addr, prim int, o origin, o
 	return b, nil
 }
 
-// keepAttrs drops the attributes of dropAttr and, when formats is not nil,
-// the per-format attributes (rtpmap, fmtp, rtcp-fb) of formats not kept.
+// keepAttrs drops the attributes of dropAttr, those that name an IP
+// address (hasAddr) and, when formats is not nil, the per-format
+// attributes (rtpmap, fmtp, rtcp-fb) of formats not kept.
 func keepAttrs(in []sdp.Attribute, formats []string) []sdp.Attribute {
 	out := in[:0:0]
 	for _, a := range in {
-		if dropAttr[a.Key] {
+		if dropAttr[a.Key] || hasAddr(a.Key) || hasAddr(a.Value) || hasAddr(a.Key+":"+a.Value) {
 			continue
 		}
 		if formats != nil && (a.Key == "rtpmap" || a.Key == "fmtp" || a.Key == "rtcp-fb") {
@@ -469,4 +473,33 @@ func keepAttrs(in []sdp.Attribute, formats []string) []sdp.Attribute {
 		out = append(out, a)
 	}
 	return out
+}
+
+// hasAddr reports whether v holds an IP address literal (IPv4 or IPv6,
+// with or without a port, bracketed or not). dropAttr knows the
+// attributes that carry the other leg's transport; a vendor's own (an
+// a=x-nat-addr:10.1.1.5, a=x-peer:[2001:db8::7]:5060) would otherwise pass
+// the other side's addresses through (R-SBC-1), so any attribute naming
+// an address goes. None that a relayed stream needs does (rtpmap, fmtp,
+// ptime, direction, rtcp-fb, T38*, framerate, label, mid).
+func hasAddr(v string) bool {
+	isAddrRune := func(r rune) bool {
+		return r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F' || r == '.' || r == ':'
+	}
+	for tok := range strings.FieldsFuncSeq(v, func(r rune) bool { return !isAddrRune(r) }) {
+		if !strings.ContainsAny(tok, ".:") {
+			continue
+		}
+		// "::1" as it is; "10.1.1.5." at a sentence's end, ":10.1.1.5"
+		// after a vendor's own separator without it.
+		for _, c := range []string{tok, strings.Trim(tok, ".:")} {
+			if _, err := netip.ParseAddr(c); err == nil {
+				return true
+			}
+			if _, err := netip.ParseAddrPort(c); err == nil {
+				return true
+			}
+		}
+	}
+	return false
 }

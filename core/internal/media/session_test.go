@@ -727,3 +727,36 @@ func reofferA(t *testing.T, s *Session, p, answerer *peer) {
 		t.Fatal(err)
 	}
 }
+
+// R-SBC-1: an attribute that names an address (a vendor's own, which
+// dropAttr cannot know) does not pass to the other side, at session or
+// media level, in any spelling; those a stream needs stay.
+func TestSDPHidesAddressesInAttributes(t *testing.T) {
+	e := newTestEngine(t, 10, nil)
+	a := newPeer(t)
+	s, err := e.NewSession("addr", plain, plain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	body := a.sdp("RTP/AVP", "0 101", "rtpmap:101 telephone-event/8000", "fmtp:101 0-15", "ptime:20",
+		"x-nat-addr:10.1.1.5", "x-peer:[2001:db8::7]:5060", "x-sig:sip:pbx@192.0.2.9:5070;transport=tcp",
+		"x-v6 2001:db8:0:1::99", "x-end 198.51.100.4.", "x-loop ::1", "x-tool:pbx 1.2.3", "framerate:29.97")
+	body = append(body, "a=x-session:10.9.9.9\r\n"...)
+	body = bytes.Replace(body, []byte("t=0 0\r\n"), []byte("t=0 0\r\na=x-origin:203.0.113.77:1234\r\n"), 1)
+	body = bytes.Replace(body, []byte(" 0 101\r\n"), []byte(" 0 101\r\ni=audio from pbx7.inside.example\r\nk=clear:inside-secret\r\n"), 1)
+	out, err := s.Offer(SideA, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, leak := range []string{"pbx7.inside", "inside-secret", "10.1.1.5", "2001:db8::7", "192.0.2.9", "2001:db8:0:1::99", "198.51.100.4", "::1", "10.9.9.9", "203.0.113.77"} {
+		if strings.Contains(string(out), leak) {
+			t.Errorf("%s leaked:\n%s", leak, out)
+		}
+	}
+	for _, keep := range []string{"a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15", "a=ptime:20", "a=x-tool:pbx 1.2.3", "a=framerate:29.97"} {
+		if !strings.Contains(string(out), keep) {
+			t.Errorf("%s dropped:\n%s", keep, out)
+		}
+	}
+}
