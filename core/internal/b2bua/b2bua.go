@@ -549,7 +549,7 @@ func earlier(a, b time.Time) time.Time {
 // tombBranch is the INVITE branch of the tombstone of the call whose leg A
 // has Call-ID id, and whether there is one; e.mu held.
 func (e *Engine) tombBranch(id string) (string, bool) {
-	rec, _ := e.tombs.lookup(id)
+	rec, _ := e.tombs.lookup(id, nil)
 	if rec == nil {
 		return "", false
 	}
@@ -612,7 +612,8 @@ func (e *Engine) Handle(msg sip.Message, in Inbound) bool {
 	var tomb []byte
 	var n uint64
 	if ca == nil && cb == nil {
-		tomb, n = e.tombs.lookup(id)
+		src := in.Source.Addr()
+		tomb, n = e.tombs.lookup(id, func(rec []byte) bool { return tombFrom(rec, id, src) })
 	}
 	e.mu.RUnlock()
 	if tomb != nil {

@@ -110,9 +110,10 @@ func (ts *tombs) newChunk(need int) []byte {
 }
 
 // lookup returns a copy of the record of the tombstone whose Call-ID
-// hashes as id's, and its number; nil when there is none. The caller
-// checks the Call-ID in the record.
-func (ts *tombs) lookup(id string) ([]byte, uint64) {
+// hashes as id's, and its number; nil when there is none or match (nil:
+// any) refuses the record, which it reads in place. The caller checks the
+// Call-ID in the record.
+func (ts *tombs) lookup(id string, match func(rec []byte) bool) ([]byte, uint64) {
 	if ts.len() == 0 {
 		return nil, 0
 	}
@@ -122,7 +123,11 @@ func (ts *tombs) lookup(id string) ([]byte, uint64) {
 	}
 	t := ts.ring[n-ts.base]
 	c := ts.chunks[t.chunk-ts.cbase]
-	return append([]byte(nil), c[t.off:t.off+t.n]...), n
+	rec := c[t.off : t.off+t.n]
+	if match != nil && !match(rec) {
+		return nil, 0
+	}
+	return append([]byte(nil), rec...), n
 }
 
 // has reports whether a tombstone's Call-ID may be id (a hash match).
@@ -334,6 +339,37 @@ func (r *recReader) addrPort() netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return a
+}
+
+// tombFrom reports whether the record rec (as tombstone writes it) is of
+// a call with a leg of Call-ID id whose peer is at src: the check that
+// handleTomb makes, read in place with no allocation, so that messages
+// from elsewhere with an ended call's Call-ID cost no copy and decoding.
+func tombFrom(rec []byte, id string, src netip.Addr) bool {
+	var buf [64]byte
+	s := string(src.AppendTo(buf[:0]))
+	r := recReader{b: rec}
+	aID := r.bytes()
+	r.bytes() // aBranch
+	r.bytes() // aLocalTag
+	if aSrc := r.bytes(); string(aID) == id {
+		return string(aSrc) == s
+	}
+	r.bytes() // aLast
+	r.bytes() // aReAck
+	r.u32()
+	r.bytes() // gateway
+	r.bytes() // pool
+	if string(r.bytes()) != id {
+		return false
+	}
+	r.bytes() // bLocalTag
+	for n := r.u32(); n > 0 && !r.bad; n-- {
+		if string(r.bytes()) == s {
+			return true
+		}
+	}
+	return false
 }
 
 // readTomb decodes a record tombstone wrote; false when it is not one.

@@ -2,6 +2,7 @@ package b2bua
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -130,14 +131,23 @@ func TestTombstoneAnswersAsTheEndedCall(t *testing.T) {
 		{"back end's SUBSCRIBE", false, func() sip.Message { return bCall("SUBSCRIBE", 11, ourB) }, true, "SIP/2.0 501 Not Implemented", "b"},
 		{"back end's OPTIONS", false, func() sip.Message { return bCall("OPTIONS", 12, ourB) }, true, "SIP/2.0 200 OK", "b"},
 		{"back end's ACK", false, func() sip.Message { return bCall("ACK", 1, ourB) }, true, "", ""},
+		{"BYE from elsewhere", true, func() sip.Message { return fromCallerInDialog(t, "BYE", tag, 2, "", "", "") }, false, "", ""},
+		{"2xx from elsewhere", false, func() sip.Message {
+			return answer(t, bInv, 200, "OK", "be1", "<sip:um@203.0.113.5:5062;transport=tcp>", "v=0\n")
+		}, false, "", ""},
 	}
+	elsewhere := netip.MustParseAddrPort("198.18.0.7:5060")
 	run := func(pass string) []string {
 		var out []string
 		for _, p := range probes {
 			var ok bool
-			if p.caller {
+			switch {
+			case strings.HasSuffix(p.name, "from elsewhere"):
+				ok = h.e.Handle(p.msg(), Inbound{Transport: "udp", Source: elsewhere, Local: frontAddr,
+					Reply: senderTo{h.a, elsewhere}, Requests: senderTo{h.a, elsewhere}})
+			case p.caller:
 				ok = h.e.Handle(p.msg(), h.inbound())
-			} else {
+			default:
 				ok = h.e.Handle(p.msg(), Inbound{Transport: "tcp", Source: backendAddr, Local: frontAddr,
 					Reply: senderTo{h.b, backendAddr}, Requests: senderTo{h.b, backendAddr}})
 			}
@@ -197,19 +207,60 @@ func TestTombstoneAnswersAsTheEndedCall(t *testing.T) {
 	}
 }
 
+// A message with an ended call's Call-ID from an address that is none of
+// its peers' costs the tombstone nothing: the record is checked in place,
+// not copied or decoded.
+func TestTombstoneIgnoresStrangersForFree(t *testing.T) {
+	h := newHarness(t, Config{T1: 5 * time.Millisecond})
+	bInv, tag := confirmedCall(t, h)
+	bye := callerHangsUp(t, h, tag)
+	h.fromBackend(t, answer(t, bye, 200, "OK", "", "", ""), backendAddr)
+	buried(t, h, "call-r")
+	h.e.mu.RLock()
+	rec, _ := h.e.tombs.lookup("call-r", nil)
+	h.e.mu.RUnlock()
+	bID := string(*bInv.CallID())
+	for _, c := range []struct {
+		id   string
+		src  netip.AddrPort
+		want bool
+	}{{"call-r", callerAddr, true}, {bID, backendAddr, true}, {"call-r", backendAddr, false}, {bID, callerAddr, false}, {"other", callerAddr, false}} {
+		if got := tombFrom(rec, c.id, c.src.Addr()); got != c.want {
+			t.Errorf("tombFrom(%s, %s) = %v, want %v", c.id, c.src, got, c.want)
+		}
+	}
+	stranger := netip.MustParseAddrPort("198.18.0.7:5060")
+	in := Inbound{Transport: "udp", Source: stranger, Local: frontAddr, Reply: senderTo{h.a, stranger}, Requests: senderTo{h.a, stranger}}
+	msg := fromCallerInDialog(t, "BYE", tag, 2, "", "", "")
+	if allocs := testing.AllocsPerRun(100, func() {
+		if h.e.Handle(msg, in) {
+			t.Fatal("a stranger's BYE was taken")
+		}
+	}); allocs != 0 {
+		t.Errorf("a stranger's message to a tombstone cost %v allocations, want 0", allocs)
+	}
+}
+
+// callerHangsUp sends the caller's BYE of the call with our To tag tag
+// and returns our BYE to the back end, not answered yet (with a short T1
+// the 200 to the INVITE may come again first: skipped).
+func callerHangsUp(t *testing.T, h *harness, tag string) *sip.Request {
+	t.Helper()
+	h.fromCaller(t, fromCallerInDialog(t, "BYE", tag, 2, "", "", ""))
+	for {
+		if req, ok := h.b.next(t).msg.(*sip.Request); ok && req.Method == sip.BYE {
+			return req
+		}
+	}
+}
+
 // A call that has not settled — its BYE to the back end unanswered —
 // stays whole past T1, the BYE still retransmitted and taken; once the
 // 200 comes it becomes a tombstone.
 func TestUnsettledCallStaysWhole(t *testing.T) {
 	h := newHarness(t, Config{T1: 10 * time.Millisecond, T2: 40 * time.Millisecond})
 	_, tag := confirmedCall(t, h)
-	h.fromCaller(t, fromCallerInDialog(t, "BYE", tag, 2, "", "", ""))
-	var bye *sip.Request
-	for bye == nil { // T1 10 ms: the 200 to the INVITE may come again first
-		if req, ok := h.b.next(t).msg.(*sip.Request); ok && req.Method == sip.BYE {
-			bye = req
-		}
-	}
+	bye := callerHangsUp(t, h, tag)
 	time.Sleep(100 * time.Millisecond) // 10×T1
 	if whole(h, "call-r") == nil {
 		t.Fatal("a call whose BYE is unanswered became a tombstone: its BYE's 200 would find no transaction")
@@ -223,14 +274,8 @@ func TestUnsettledCallStaysWhole(t *testing.T) {
 func TestTombstoneExpires(t *testing.T) {
 	h := newHarness(t, Config{T1: 10 * time.Millisecond}) // 64×T1 = 640 ms
 	_, tag := confirmedCall(t, h)
-	h.fromCaller(t, fromCallerInDialog(t, "BYE", tag, 2, "", "", ""))
-	ended := time.Now()
-	var bye *sip.Request
-	for bye == nil {
-		if req, ok := h.b.next(t).msg.(*sip.Request); ok && req.Method == sip.BYE {
-			bye = req
-		}
-	}
+	bye := callerHangsUp(t, h, tag)
+	ended := time.Now() // after the end: the check below errs on the strict side
 	h.fromBackend(t, answer(t, bye, 200, "OK", "", "", ""), backendAddr)
 	buried(t, h, "call-r")
 	probe := fromCallerInDialog(t, "BYE", tag, 2, "", "", "")
@@ -283,7 +328,7 @@ func TestTombsArena(t *testing.T) {
 	}
 	for i := range n {
 		for _, id := range []string{fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i)} {
-			got, _ := ts.lookup(id)
+			got, _ := ts.lookup(id, nil)
 			switch {
 			case i <= n/2 && got != nil:
 				t.Fatalf("expired %s still found", id)
