@@ -81,14 +81,6 @@ func TestTombstoneAnswersAsTheEndedCall(t *testing.T) {
 		req.To().Params.Add("tag", toTag)
 		return reparse(t, req.String())
 	}
-	type probe struct {
-		name   string
-		caller bool // from the caller, else from the back end
-		msg    func() sip.Message
-		taken  bool   // Handle reports it the call's
-		want   string // the first line of the one answer, "" none, "=last"/"=ack" those bytes
-		to     string // "a" or "b": where the answer goes
-	}
 	ourB := tagOf(bInv.From().Params)
 	probes := []probe{
 		{"BYE again", true, func() sip.Message { return fromCallerInDialog(t, "BYE", tag, 2, "", "", "") }, true, "SIP/2.0 200 OK", "a"},
@@ -136,44 +128,8 @@ func TestTombstoneAnswersAsTheEndedCall(t *testing.T) {
 			return answer(t, bInv, 200, "OK", "be1", "<sip:um@203.0.113.5:5062;transport=tcp>", "v=0\n")
 		}, false, "", ""},
 	}
-	elsewhere := netip.MustParseAddrPort("198.18.0.7:5060")
 	run := func(pass string) []string {
-		var out []string
-		for _, p := range probes {
-			var ok bool
-			switch {
-			case strings.HasSuffix(p.name, "from elsewhere"):
-				ok = h.e.Handle(p.msg(), Inbound{Transport: "udp", Source: elsewhere, Local: frontAddr,
-					Reply: senderTo{h.a, elsewhere}, Requests: senderTo{h.a, elsewhere}})
-			case p.caller:
-				ok = h.e.Handle(p.msg(), h.inbound())
-			default:
-				ok = h.e.Handle(p.msg(), Inbound{Transport: "tcp", Source: backendAddr, Local: frontAddr,
-					Reply: senderTo{h.b, backendAddr}, Requests: senderTo{h.b, backendAddr}})
-			}
-			a, b := taken(h.a), taken(h.b)
-			out = append(out, fmt.Sprintf("%s: taken %v\nto caller %q\nto back end %q", p.name, ok, a, b))
-			if ok != p.taken {
-				t.Errorf("%s, %s: taken %v, want %v", pass, p.name, ok, p.taken)
-			}
-			got, other := a, b
-			if p.to == "b" {
-				got, other = b, a
-			}
-			want := p.want
-			switch want {
-			case "=last":
-				want = last
-			case "=ack":
-				want = ack
-			}
-			switch {
-			case len(other) > 0 || len(got) > 1 || want == "" && len(got) > 0:
-				t.Errorf("%s, %s: sent %q to the %s, %q to the other side; want %q", pass, p.name, got, p.to, other, want)
-			case want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], want)):
-				t.Errorf("%s, %s: sent %q, want %q", pass, p.name, got, want)
-			}
-		}
+		out := runProbes(t, h, pass, probes, map[string]string{"=last": last, "=ack": ack})
 		// The caller's INVITE placed again as a new call (the front does
 		// so for a Call-ID Has does not know): its retransmission is
 		// dropped, another transaction with the Call-ID gets 482.
@@ -185,17 +141,7 @@ func TestTombstoneAnswersAsTheEndedCall(t *testing.T) {
 		}
 		return out // the 482's To tag is the new call's own: not compared
 	}
-	first := run("whole")
-	if whole(h, "call-r") == nil {
-		t.Fatal("the ended call became a tombstone during the first pass (the machine took T1 for it): nothing compared")
-	}
-	buried(t, h, "call-r")
-	second := run("tombstone")
-	for i := range first {
-		if first[i] != second[i] {
-			t.Errorf("the tombstone answered otherwise than the ended call:\nwhole:     %s\ntombstone: %s", first[i], second[i])
-		}
-	}
+	compareWholeAndTomb(t, h, run)
 
 	// A new INVITE with the ended call's Call-ID (another branch) is a new
 	// call: the tombstone gives it up.
@@ -239,6 +185,131 @@ func TestTombstoneIgnoresStrangersForFree(t *testing.T) {
 	}); allocs != 0 {
 		t.Errorf("a stranger's message to a tombstone cost %v allocations, want 0", allocs)
 	}
+}
+
+// probe is one message to an ended call and what it must get.
+type probe struct {
+	name   string
+	caller bool // from the caller, else from the back end; "… from elsewhere" from neither
+	msg    func() sip.Message
+	taken  bool   // Handle reports it the call's
+	want   string // the start of the one answer, "" none; a key of runProbes's bytes: those
+	to     string // "a" or "b": where the answer goes
+}
+
+// runProbes sends each probe and checks what it got; it returns the
+// transcript. bytes names whole messages a want may stand for.
+func runProbes(t *testing.T, h *harness, pass string, probes []probe, bytes map[string]string) []string {
+	t.Helper()
+	elsewhere := netip.MustParseAddrPort("198.18.0.7:5060")
+	var out []string
+	for _, p := range probes {
+		var ok bool
+		switch {
+		case strings.HasSuffix(p.name, "from elsewhere"):
+			ok = h.e.Handle(p.msg(), Inbound{Transport: "udp", Source: elsewhere, Local: frontAddr,
+				Reply: senderTo{h.a, elsewhere}, Requests: senderTo{h.a, elsewhere}})
+		case p.caller:
+			ok = h.e.Handle(p.msg(), h.inbound())
+		default:
+			ok = h.e.Handle(p.msg(), Inbound{Transport: "tcp", Source: backendAddr, Local: frontAddr,
+				Reply: senderTo{h.b, backendAddr}, Requests: senderTo{h.b, backendAddr}})
+		}
+		a, b := taken(h.a), taken(h.b)
+		out = append(out, fmt.Sprintf("%s: taken %v\nto caller %q\nto back end %q", p.name, ok, a, b))
+		if ok != p.taken {
+			t.Errorf("%s, %s: taken %v, want %v", pass, p.name, ok, p.taken)
+		}
+		got, other := a, b
+		if p.to == "b" {
+			got, other = b, a
+		}
+		want := p.want
+		if w, ok := bytes[want]; ok {
+			want = w
+		}
+		switch {
+		case len(other) > 0 || len(got) > 1 || want == "" && len(got) > 0:
+			t.Errorf("%s, %s: sent %q to the %s, %q to the other side; want %q", pass, p.name, got, p.to, other, want)
+		case want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], want)):
+			t.Errorf("%s, %s: sent %q, want %q", pass, p.name, got, want)
+		}
+	}
+	return out
+}
+
+// compareWholeAndTomb runs the probes of run against the ended call
+// "call-r" while it is whole, then once it is a tombstone, and compares.
+func compareWholeAndTomb(t *testing.T, h *harness, run func(pass string) []string) {
+	t.Helper()
+	first := run("whole")
+	if whole(h, "call-r") == nil {
+		t.Fatal("the ended call became a tombstone during the first pass (the machine took T1 for it): nothing compared")
+	}
+	buried(t, h, "call-r")
+	second := run("tombstone")
+	for i := range first {
+		if first[i] != second[i] {
+			t.Errorf("the tombstone answered otherwise than the ended call:\nwhole:     %s\ntombstone: %s", first[i], second[i])
+		}
+	}
+}
+
+// A call that had a re-INVITE each way: the 2xx of either, retransmitted
+// after the end, gets our ACK again, from the whole call and from its
+// tombstone alike.
+func TestTombstoneAnswersReinvitesAsTheEndedCall(t *testing.T) {
+	h := newHarness(t, Config{})
+	bInv, tag := confirmedCall(t, h)
+	beSDP := "v=0\no=umback 1 2 IN IP4 203.0.113.5\ns=-\nc=IN IP4 203.0.113.5\nt=0 0\nm=audio 30002 RTP/AVP 0\n"
+
+	// The caller's re-INVITE, answered by the back end.
+	h.fromCaller(t, callerRequest(t, "INVITE", tag, 2, "re1", "application/sdp", callerSDP))
+	wantStatus(t, h.a.next(t), 100)
+	reB := wantRequest(t, h.b.next(t), sip.INVITE)
+	h.fromBackend(t, answer(t, reB, 200, "OK", "", "<sip:um@203.0.113.5:5062;transport=tcp>", beSDP), backendAddr)
+	bAck := wantRequest(t, h.b.next(t), sip.ACK).String()
+	wantStatus(t, h.a.next(t), 200)
+	h.fromCaller(t, parse(t, "ACK sip:2001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKack2\n"+
+		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tag+"\n"+
+		"Call-ID: call-r\nCSeq: 2 ACK\nContent-Length: 0\n\n"))
+
+	// The back end's re-INVITE, answered by the caller.
+	ourB := tagOf(bInv.From().Params)
+	re := inDialog(t, "INVITE", bInv, 10, "203.0.113.5:5062", beSDP)
+	re.To().Params.Add("tag", ourB)
+	h.fromBackend(t, reparse(t, re.String()), backendAddr)
+	wantStatus(t, h.b.next(t), 100)
+	reA := wantRequest(t, h.a.next(t), sip.INVITE)
+	h.fromCaller(t, answer(t, reA, 200, "OK", "", "<sip:2001@10.1.1.1:5060>", callerSDP))
+	aAck := wantRequest(t, h.a.next(t), sip.ACK).String()
+	wantStatus(t, h.b.next(t), 200)
+	ack := inDialog(t, "ACK", bInv, 10, "203.0.113.5:5062", "")
+	ack.To().Params.Add("tag", ourB)
+	h.fromBackend(t, reparse(t, ack.String()), backendAddr)
+
+	h.fromCaller(t, fromCallerInDialog(t, "BYE", tag, 3, "", "", ""))
+	wantStatus(t, h.a.next(t), 200)
+	h.fromBackend(t, answer(t, wantRequest(t, h.b.next(t), sip.BYE), 200, "OK", "", "", ""), backendAddr)
+	taken(h.a)
+	taken(h.b)
+
+	probes := []probe{
+		{"the back end's 2xx to the caller's re-INVITE again", false, func() sip.Message {
+			return answer(t, reB, 200, "OK", "", "<sip:um@203.0.113.5:5062;transport=tcp>", beSDP)
+		}, true, "=bAck", "b"},
+		{"the caller's 2xx to the back end's re-INVITE again", true, func() sip.Message {
+			return answer(t, reA, 200, "OK", "", "<sip:2001@10.1.1.1:5060>", callerSDP)
+		}, true, "=aAck", "a"},
+		{"a 2xx to a re-INVITE never sent", false, func() sip.Message {
+			r := answer(t, reB, 200, "OK", "", "", "")
+			r.CSeq().SeqNo = 9
+			return reparse(t, r.String())
+		}, true, "", ""},
+	}
+	compareWholeAndTomb(t, h, func(pass string) []string {
+		return runProbes(t, h, pass, probes, map[string]string{"=bAck": bAck, "=aAck": aAck})
+	})
 }
 
 // callerHangsUp sends the caller's BYE of the call with our To tag tag
