@@ -458,6 +458,7 @@ func (v *validator) media() {
 		v.addf("media.port_max", ErrConflict, "%d is not above media.port_min %d", m.PortMax, m.PortMin)
 	}
 	v.intRange("media.workers", m.Workers, 0, 256)
+	v.intRange("media.idle_pairs", m.IdlePairs, -1, 1<<15)
 	v.durRange("media.latch_window", m.LatchWindow, 100*time.Millisecond, 5*time.Minute)
 	if m.InactivityTimeout.Duration != 0 {
 		v.durRange("media.inactivity_timeout", m.InactivityTimeout, time.Second, 24*time.Hour)

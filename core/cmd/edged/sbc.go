@@ -19,6 +19,13 @@ import (
 // The SBC: the B2BUA of proxy pools over the one media engine. Both are
 // made once at start; their settings ([media], [sbc]) need a restart.
 
+// mediaConfig is the media engine's configuration from [media].
+func mediaConfig(m config.Media) media.Config {
+	return media.Config{PortMin: m.PortMin, PortMax: m.PortMax, Workers: m.Workers,
+		LatchWindow: m.LatchWindow.Duration, InactivityTimeout: m.InactivityTimeout.Duration,
+		IdlePairs: m.IdlePairs, FastPath: fastpath.Mode(m.FastPath)}
+}
+
 // startSBC starts the media engine and the B2BUA and hands the front its
 // proxy calls.
 func (d *daemon) startSBC(cfg *config.Config) error {
@@ -33,10 +40,9 @@ func (d *daemon) startSBC(cfg *config.Config) error {
 	}
 	// Media binds where SIP listens (a leg's local address is the one its
 	// SIP came in on or goes out from), so those are the media interfaces.
-	eng, err := media.New(media.Config{PortMin: m.PortMin, PortMax: m.PortMax, Workers: m.Workers,
-		LatchWindow: m.LatchWindow.Duration, InactivityTimeout: m.InactivityTimeout.Duration,
-		FastPath: fastpath.Mode(m.FastPath), FastPathAllow: allow, FastPathAddrs: fc.Listen},
-		d.log.With("component", "media"))
+	mc := mediaConfig(m)
+	mc.FastPathAllow, mc.FastPathAddrs = allow, fc.Listen
+	eng, err := media.New(mc, d.log.With("component", "media"))
 	if err != nil {
 		return fmt.Errorf("media engine: %w", err)
 	}

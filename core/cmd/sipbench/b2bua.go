@@ -391,8 +391,8 @@ func b2buaEnv(o options) []string {
 		fmt.Sprintf("b2bua: the mix's calls as full calls from the generator to the server and over %s to the generator's callees on 127.0.0.1 and 127.0.0.2 "+
 			"(the mailbox's back end by the directory; each must take exactly its calls); 200 with SDP, ACK, %v hold, BYE, 200; the 404 lines end at the server; no RTP",
 			strings.Join(strings.Split(strings.ToUpper(strings.Join(o.backendTransports, ",")), ","), " or "), o.hold),
-		fmt.Sprintf("b2bua, edged: every pool a proxy pool (B2BUA; media anchored: a session with two RTP/RTCP port pairs per call, ports %d-%d, sbc.max_calls %d), %s",
-			b2buaMediaPortMin, b2buaMediaPortMax, b2buaMaxCalls, cdr),
+		fmt.Sprintf("b2bua, edged: every pool a proxy pool (B2BUA; media anchored: a session with two RTP/RTCP port pairs per call, ports %d-%d, sbc.max_calls %d, media.idle_pairs %d), %s",
+			b2buaMediaPortMin, b2buaMediaPortMax, b2buaMaxCalls, b2buaIdlePairs, cdr),
 		"b2bua, kamailio: stateful proxy (tm + rr + maxfwd: record_route, t_relay to the mailbox's back end from the same htable, loose_route in dialog)",
 	}
 	if o.activeCalls > 0 {

@@ -143,7 +143,7 @@ func TestEdgedB2BUAConfig(t *testing.T) {
 			}
 			for path, want := range map[string]any{
 				"media.port_min": int64(b2buaMediaPortMin), "media.port_max": int64(b2buaMediaPortMax), "sbc.cdr_file": wantCDR,
-				"sbc.max_calls": int64(b2buaMaxCalls),
+				"sbc.max_calls": int64(b2buaMaxCalls), "media.idle_pairs": int64(b2buaIdlePairs),
 			} {
 				if v := dig(got, strings.Split(path, ".")...); v != want {
 					t.Errorf("%s = %#v, want %#v", path, v, want)

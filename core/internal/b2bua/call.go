@@ -440,8 +440,13 @@ func (c *call) sendB(msg []byte) { c.sendLeg(&c.b, msg) }
 
 // sendLeg sends msg on a back-end side leg (leg B, or a transfer's new leg).
 func (c *call) sendLeg(l *bLeg, msg []byte) {
-	if err := c.e.tp.Send(l.tp, l.dst, l.serverName, c.e.outbound(c.rulesOf(SideB), msg)); err != nil {
-		c.e.log.Debug("sending to back end", "call_id", l.callID, "dst", l.dst, "err", err)
+	c.e.sendBack(c.target.Pool, l.tp, l.dst, l.serverName, l.callID, msg)
+}
+
+// sendBack sends msg on a back-end side leg, rewritten by pool's rules.
+func (e *Engine) sendBack(pool string, tp router.Transport, dst netip.AddrPort, serverName, callID string, msg []byte) {
+	if err := e.tp.Send(tp, dst, serverName, e.outbound(e.cfg.Peers[pool].Rules, msg)); err != nil {
+		e.log.Debug("sending to back end", "call_id", callID, "dst", dst, "err", err)
 	}
 }
 
@@ -470,7 +475,8 @@ func (c *call) failA(code int, phrase, why string) {
 
 // end marks the call ended: media stops, the admission slot is released,
 // the CDR written; the call stays findable for 64×T1 so that late
-// retransmissions are absorbed, not taken for new calls.
+// retransmissions are absorbed, not taken for new calls: whole until it
+// has settled (its transactions done), then as a tombstone (tomb.go).
 func (c *call) end(reason string) {
 	if c.state == ended {
 		return
@@ -507,7 +513,8 @@ func (c *call) end(reason string) {
 // media session, whose stats are in the CDR; of the caller's INVITE all
 // but the headers an answer copies; the router's view of the call; the
 // INVITE and offer towards leg B once no CANCEL needs them. At thousands
-// of calls a second the ended calls outnumber the live ones ten to one.
+// of calls a second the ended calls outnumber the live ones ten to one;
+// most become tombstones T1 later, and this is what the rest keep.
 func (c *call) shed() {
 	c.media = endedMedia{}
 	c.a.invite = dialogOnly(c.a.invite)

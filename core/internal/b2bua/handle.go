@@ -1,11 +1,14 @@
 package b2bua
 
 import (
+	"net/netip"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/umedge/umedge/core/sdk/router"
 )
 
 // handleA takes a message from the caller's side. It reports false for a
@@ -130,7 +133,7 @@ func (c *call) responseA(res *sip.Response) {
 			c.a.in.Requests.Send(c.a.reAck) // a retransmitted 2xx of a re-INVITE done: our ACK was lost
 		}
 	case sip.OPTIONS: // our keep-alive
-		if res.StatusCode < 200 || c.keepTx == nil {
+		if res.StatusCode < 200 || c.keepTx == nil || c.state == ended {
 			return
 		}
 		c.keepTx.stop()
@@ -294,17 +297,23 @@ func (c *call) ringTimeout() {
 // ackFailure ACKs a non-2xx final answer of leg B's INVITE: part of its
 // transaction, with the INVITE's branch (RFC 3261 §17.1.1.3).
 func (c *call) ackFailure(res *sip.Response) {
+	c.sendB(failureAck(c.b.ruri, c.b.tp, c.b.local, c.b.branch, c.b.from, res.To(), c.b.callID, c.b.inviteCSeq))
+}
+
+// failureAck writes the ACK of a non-2xx answer (whose To is to) to the
+// INVITE sent to ruri with branch and cseq.
+func failureAck(ruri string, tp router.Transport, local netip.AddrPort, branch, from string, to *sip.ToHeader, callID string, cseq uint32) []byte {
 	var w wire
-	w.line("ACK ", c.b.ruri, " SIP/2.0")
-	w.via(c.b.tp, c.b.local, c.b.branch)
+	w.line("ACK ", ruri, " SIP/2.0")
+	w.via(tp, local, branch)
 	w.line("Max-Forwards: 70")
-	w.line(c.b.from)
-	if to := res.To(); to != nil {
+	w.line(from)
+	if to != nil {
 		w.line(to.String())
 	}
-	w.line("Call-ID: ", c.b.callID)
-	w.cseq(c.b.inviteCSeq, " ACK")
-	c.sendB(w.end(nil))
+	w.line("Call-ID: ", callID)
+	w.cseq(cseq, " ACK")
+	return w.end(nil)
 }
 
 // success takes leg B's 2xx: the dialog with the back end is established;

@@ -88,10 +88,21 @@ func (c *call) referMode(by Side) ReferMode {
 	if by == SideA {
 		peer = c.target.Pool
 	}
-	if m := c.e.cfg.Peers[peer].ReferMode; m != "" {
+	return c.e.referMode(peer)
+}
+
+// referMode is the REFER mode of the peer named peer.
+func (e *Engine) referMode(peer string) ReferMode {
+	if m := e.cfg.Peers[peer].ReferMode; m != "" {
 		return m
 	}
 	return ReferTransparent
+}
+
+// refuseTransfer refuses a REFER handled locally, with why in a Warning.
+func (e *Engine) refuseTransfer(callID string, req *sip.Request, in Inbound, code int, phrase, why string) {
+	e.log.Info("transfer refused", "call_id", callID, "refer_to", headerValue(req, "Refer-To"), "status", code, "why", why)
+	in.Reply.Send(response(req, in.Source, "", code, phrase, []string{e.warning(why)}, nil))
 }
 
 // busy reports whether a REFER or re-INVITE must wait for x: until leg C
@@ -104,8 +115,7 @@ func (x *transfer) busy() bool {
 // referLocal takes a REFER from side by in ReferLocal mode.
 func (c *call) referLocal(by Side, req *sip.Request, in Inbound) {
 	refuse := func(code int, phrase, why string) {
-		c.e.log.Info("transfer refused", "call_id", c.b.callID, "refer_to", headerValue(req, "Refer-To"), "status", code, "why", why)
-		in.Reply.Send(response(req, in.Source, "", code, phrase, []string{c.e.warning(why)}, nil))
+		c.e.refuseTransfer(c.b.callID, req, in, code, phrase, why)
 	}
 	switch {
 	case c.state != confirmed:

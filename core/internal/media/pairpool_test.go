@@ -276,6 +276,8 @@ func TestIdleBound(t *testing.T) {
 		{name: "no more than the range", pairs: 100, nofile: 1 << 20, want: 100},
 		{name: "capped", pairs: 32768, nofile: 1 << 30, want: maxIdlePairs},
 		{name: "pid 1's default limit", pairs: 8192, nofile: 4096, want: 512},
+		{name: "the appliance's nr_open, the shipped range", pairs: 8192, nofile: 1 << 20, want: 8192},
+		{name: "the appliance's nr_open, a wide range", pairs: 30000, nofile: 1 << 20, want: 16384},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -283,6 +285,22 @@ func TestIdleBound(t *testing.T) {
 				t.Errorf("idleBound(%d, %d) = %d, want %d", tt.pairs, tt.nofile, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestIdleBoundServesCallRates: where the limit and the range allow it,
+// the derived bound keeps an idle pair for every leg that ends within a
+// quarantine at the call rates bench-b2bua runs (4,000 calls/s, two legs
+// each), and never more descriptors than a quarter of the limit.
+func TestIdleBoundServesCallRates(t *testing.T) {
+	need := 4000 * 2 * int(DefaultIdleQuarantine/time.Second)
+	if got := idleBound(30000, 1<<20); got < need {
+		t.Errorf("idleBound under the appliance's limit = %d pairs, want ≥ %d (4,000 calls/s × 2 legs × %v)", got, need, DefaultIdleQuarantine)
+	}
+	for _, nofile := range []uint64{1024, 4096, 20000, 65536, 1 << 20, 1 << 40} {
+		if got := idleBound(1<<20, nofile); uint64(2*got) > nofile/4 {
+			t.Errorf("idleBound(…, %d) = %d pairs: %d descriptors, more than a quarter of the limit", nofile, got, 2*got)
+		}
 	}
 }
 
