@@ -94,6 +94,7 @@ func guid(seed [32]byte, name string) string {
 
 var (
 	errRootTooLarge = errors.New("diskimage: root does not fit its slot")
+	errESPTooSmall  = errors.New("diskimage: ESP too small for an A/B pair of this kernel")
 	errNoRanges     = errors.New("go-diskfs directory has no disk ranges")
 	errNotDotDot    = errors.New("not the .. entry")
 )
@@ -111,6 +112,9 @@ func Build(c Config) error {
 	}
 	if rootInfo.Size() > c.Arch.RootSize {
 		return fmt.Errorf("%w: root %s is %d bytes, slot holds %d", errRootTooLarge, c.Root, rootInfo.Size(), c.Arch.RootSize)
+	}
+	if err := espFits(c); err != nil {
+		return err
 	}
 
 	// go-diskfs stamps FAT entries with SOURCE_DATE_EPOCH when it is set.
@@ -152,6 +156,24 @@ func Build(c Config) error {
 		return err
 	}
 	return f.Close()
+}
+
+// espFits checks that c's kernel and boot loader leave the ESP room for
+// the other slot's kernel (ESPNeed): an update must not find it full.
+func espFits(c Config) error {
+	var size [2]int64
+	for i, f := range []string{c.Kernel, c.Bootloader} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return fmt.Errorf("diskimage: %w", err)
+		}
+		size[i] = fi.Size()
+	}
+	if need := ESPNeed(size[0], size[1]); need > c.Arch.ESPSize {
+		return fmt.Errorf("%w: kernel %s is %d bytes, two of them (the second 25 %% larger) and the boot loader need %d MiB, the %s ESP is %d MiB",
+			errESPTooSmall, c.Kernel, size[0], (need+mib-1)/mib, c.Arch.Name, c.Arch.ESPSize/mib)
+	}
+	return nil
 }
 
 func writeESP(c Config, b backend.Storage, p *gpt.Partition) error {

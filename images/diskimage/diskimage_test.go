@@ -3,9 +3,11 @@ package diskimage
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/diskfs/go-diskfs/backend/file"
@@ -128,6 +130,47 @@ func TestBuildRefusesOversizedRoot(t *testing.T) {
 	c.Out = filepath.Join(t.TempDir(), "disk.img")
 	if err := Build(c); err == nil {
 		t.Fatal("a root larger than its slot was accepted")
+	}
+}
+
+// TestBuildRefusesKernelWithoutRoomForTheOtherSlot builds with a kernel
+// that fits the ESP once but not twice: Build must refuse it, naming the
+// kernel, before writing the image.
+func TestBuildRefusesKernelWithoutRoomForTheOtherSlot(t *testing.T) {
+	c := inputs(t)
+	if err := os.WriteFile(c.Kernel, make([]byte, 20*mib), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.Out = filepath.Join(t.TempDir(), "disk.img")
+	err := Build(c)
+	if !errors.Is(err, errESPTooSmall) || !strings.Contains(err.Error(), c.Kernel) {
+		t.Fatalf("a 20 MiB kernel on a 40 MiB ESP: %v, want %v naming the kernel", err, errESPTooSmall)
+	}
+	if _, err := os.Stat(c.Out); !os.IsNotExist(err) {
+		t.Errorf("the refused image was written (%v)", err)
+	}
+	// 15 MiB: 15 + 18.75 + the loader + 4 MiB of slack fit 40 MiB.
+	if err := os.WriteFile(c.Kernel, make([]byte, 15*mib), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Build(c); err != nil {
+		t.Fatalf("a 15 MiB kernel on a 40 MiB ESP: %v", err)
+	}
+}
+
+// TestArchESPHoldsCommittedKernels checks each arch's ESP against the
+// kernel images/kernel commits for it, with a 1 MiB allowance for
+// systemd-boot (Debian's is ~0.1 MB): a kernel that outgrows the ESP
+// fails here, not at the first update on a box.
+func TestArchESPHoldsCommittedKernels(t *testing.T) {
+	for name, a := range Arches {
+		fi, err := os.Stat(filepath.Join("..", "kernel", name, "vmlinuz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if need := ESPNeed(fi.Size(), mib); need > a.ESPSize {
+			t.Errorf("%s: the %d-byte kernel needs an ESP of %d MiB, it is %d MiB", name, fi.Size(), need/mib, a.ESPSize/mib)
+		}
 	}
 }
 

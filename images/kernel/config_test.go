@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
 )
 
 // required are the kernel options the images depend on: without any of
@@ -183,17 +186,8 @@ func kernelConfig(t *testing.T, file string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// An x86 bzImage carries the kernel zstd-compressed right after its
-	// setup code; the arm64 Image is plain.
-	if i := bytes.Index(img, []byte{0x28, 0xb5, 0x2f, 0xfd}); i >= 0 && i < 64<<10 {
-		zr, err := zstd.NewReader(bytes.NewReader(img[i:]))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer zr.Close()
-		// The compressed kernel is followed by other data; what decoded
-		// before the error is the kernel.
-		img, _ = io.ReadAll(zr)
+	if img, err = kernelOf(img); err != nil {
+		t.Fatalf("%s: %v", file, err)
 	}
 	i := bytes.Index(img, []byte("IKCFG_ST"))
 	if i < 0 {
@@ -209,4 +203,102 @@ func kernelConfig(t *testing.T, file string) string {
 		t.Fatal(err)
 	}
 	return "\n" + string(cfg)
+}
+
+var (
+	errBzImage      = errors.New("bzImage header")
+	errCompression  = errors.New("bzImage payload: unknown compression")
+	errNoKernelData = errors.New("bzImage payload decodes to nothing")
+)
+
+// kernelOf returns the kernel inside img: an x86 bzImage's payload
+// (found by its boot protocol header, the "HdrS" at 0x202) decompressed,
+// the image itself otherwise (the arm64 Image is plain).
+func kernelOf(img []byte) ([]byte, error) {
+	if len(img) < 0x250 || string(img[0x202:0x206]) != "HdrS" {
+		return img, nil
+	}
+	// setup_sects at 0x1f1 (0 means 4), payload_offset and payload_length
+	// at 0x248 and 0x24c, counted from the protected-mode code, which
+	// starts after the setup sectors and the boot sector.
+	setup := int(img[0x1f1])
+	if setup == 0 {
+		setup = 4
+	}
+	off := (setup+1)*512 + int(binary.LittleEndian.Uint32(img[0x248:]))
+	n := int(binary.LittleEndian.Uint32(img[0x24c:]))
+	if n < 4 || off+n > len(img) {
+		return nil, fmt.Errorf("%w: payload %d+%d outside the file's %d bytes", errBzImage, off, n, len(img))
+	}
+	payload := img[off : off+n]
+	var r io.Reader
+	switch {
+	case bytes.HasPrefix(payload, []byte{0x28, 0xb5, 0x2f, 0xfd}): // zstd
+		zr, err := zstd.NewReader(bytes.NewReader(payload))
+		if err != nil {
+			return nil, err
+		}
+		defer zr.Close()
+		r = zr
+	case bytes.HasPrefix(payload, []byte{0x02, 0x21, 0x4c, 0x18}): // LZ4, legacy frame (lz4 -l)
+		r = lz4.NewReader(bytes.NewReader(payload))
+	default:
+		return nil, fmt.Errorf("%w (starts % x)", errCompression, payload[:4])
+	}
+	// The build appends the uncompressed size to the stream, which the
+	// decoders read as a broken frame: what decoded before the error is
+	// the kernel.
+	kernel, _ := io.ReadAll(r)
+	if len(kernel) == 0 {
+		return nil, errNoKernelData
+	}
+	return kernel, nil
+}
+
+// TestKernelOf builds bzImages around an LZ4 and a zstd payload, each
+// followed by the size word the kernel's build appends, and checks that
+// kernelOf finds and inflates them, and refuses an unknown compression
+// and a header that points outside the file.
+func TestKernelOf(t *testing.T) {
+	kernel := bytes.Repeat([]byte("IKCFG_ST kernel text "), 4096)
+	var lz bytes.Buffer
+	lw := lz4.NewWriter(&lz)
+	if err := lw.Apply(lz4.LegacyOption(true)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lw.Write(kernel); err != nil {
+		t.Fatal(err)
+	}
+	if err := lw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	zw, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zs := zw.EncodeAll(kernel, nil)
+	bz := func(payload []byte, length int) []byte {
+		img := make([]byte, 5*512+0x100)
+		copy(img[0x202:], "HdrS")
+		img[0x1f1] = 4
+		binary.LittleEndian.PutUint32(img[0x248:], 0x100)
+		binary.LittleEndian.PutUint32(img[0x24c:], uint32(length))
+		img = append(img, payload...)
+		return binary.LittleEndian.AppendUint32(img, uint32(len(kernel)))
+	}
+	for name, payload := range map[string][]byte{"lz4": lz.Bytes(), "zstd": zs} {
+		got, err := kernelOf(bz(payload, len(payload)+4))
+		if err != nil || !bytes.Equal(got, kernel) {
+			t.Errorf("%s: %d bytes, %v; want the %d-byte kernel", name, len(got), err, len(kernel))
+		}
+	}
+	if _, err := kernelOf(bz(kernel, len(kernel)+4)); !errors.Is(err, errCompression) {
+		t.Errorf("uncompressed payload: %v, want %v", err, errCompression)
+	}
+	if _, err := kernelOf(bz(zs, 1<<20)); !errors.Is(err, errBzImage) {
+		t.Errorf("payload past the end: %v, want %v", err, errBzImage)
+	}
+	if got, err := kernelOf(kernel); err != nil || !bytes.Equal(got, kernel) {
+		t.Errorf("a plain Image: %d bytes, %v; want it unchanged", len(got), err)
+	}
 }

@@ -8,10 +8,15 @@
 //	boottime -arch amd64 -kernel vmlinuz -initramfs bin/amd64/initramfs.cpio.lz4 -n 3
 //	boottime -arch amd64 -mode uefi -image bin/amd64/umedge.img -n 1
 //
-// A UEFI image is copied before each boot (the VM writes to it).
+// A UEFI image is copied before each boot (the VM writes to it). -mark
+// also reports when the first console line matching a regular expression
+// came, e.g. the kernel's first line (shown with loglevel=6 or more):
+//
+//	boottime -append loglevel=6 -mark 'Linux version' -n 3 -q …
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -44,11 +50,21 @@ func main() {
 	flag.IntVar(&n, "n", 1, "boots")
 	flag.BoolVar(&quiet, "q", false, "print only the result of each boot, not the console")
 	flag.DurationVar(&timeout, "timeout", 3*time.Minute, "give a boot up after")
+	var markExpr string
+	flag.StringVar(&markExpr, "mark", "", "also report when the first console line matching this regular expression came")
 	flag.Parse()
+	var mark *regexp.Regexp
+	if markExpr != "" {
+		var err error
+		if mark, err = regexp.Compile(markExpr); err != nil {
+			fmt.Fprintln(os.Stderr, "boottime: -mark:", err)
+			os.Exit(2)
+		}
+	}
 	c.Mode = qemu.Mode(mode)
 	c.Extra = strings.Fields(extra)
 	for i := range n {
-		if err := once(c, i, quiet, timeout); err != nil {
+		if err := once(c, i, quiet, timeout, mark); err != nil {
 			fmt.Fprintln(os.Stderr, "boottime:", err)
 			os.Exit(1)
 		}
@@ -60,7 +76,7 @@ var (
 	errExited   = errors.New("qemu exited before SIP answered")
 )
 
-func once(c qemu.Config, i int, quiet bool, timeout time.Duration) error {
+func once(c qemu.Config, i int, quiet bool, timeout time.Duration, mark *regexp.Regexp) error {
 	port, err := qemu.FreePort()
 	if err != nil {
 		return err
@@ -90,6 +106,15 @@ func once(c qemu.Config, i int, quiet bool, timeout time.Duration) error {
 	if s, ok := console.(*stamped); ok {
 		s.setStart(vm.Started)
 	}
+	marked := make(chan string, 1)
+	if mark != nil {
+		go func() {
+			// WaitFor returns at once when qemu ends, so this ends with the VM.
+			if _, _, err := vm.WaitFor(context.Background(), mark, 0); err == nil {
+				marked <- fmt.Sprintf(", %q at %.2fs (qemu CPU %.2fs)", mark, time.Since(vm.Started).Seconds(), vm.CPUTime().Seconds())
+			}
+		}()
+	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	deadline := vm.Started.Add(timeout)
 	for {
@@ -107,8 +132,16 @@ func once(c qemu.Config, i int, quiet bool, timeout time.Duration) error {
 	}
 	wall, cpu := time.Since(vm.Started), vm.CPUTime()
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("RESULT %s %s boot %d: power-on → SIP answered %.2fs, qemu CPU %.2fs, load %s\n",
-		c.Arch, c.Mode, i, wall.Seconds(), cpu.Seconds(), strings.Join(strings.Fields(string(load))[:3], " "))
+	var at string
+	select {
+	case at = <-marked:
+	default:
+		if mark != nil {
+			at = fmt.Sprintf(", no line matched %q", mark)
+		}
+	}
+	fmt.Printf("RESULT %s %s boot %d: power-on → SIP answered %.2fs, qemu CPU %.2fs%s, load %s\n",
+		c.Arch, c.Mode, i, wall.Seconds(), cpu.Seconds(), at, strings.Join(strings.Fields(string(load))[:3], " "))
 	return nil
 }
 
