@@ -1,0 +1,97 @@
+package media
+
+import (
+	"errors"
+	"strconv"
+	"testing"
+)
+
+// TestStreamFlapNoLeak: a signalling peer that flaps one session's media
+// a thousand times — T.38 in place and back, video added and declined, a
+// fax beside audio, offers replaced, rejected, answered with streams
+// declined, offers the engine refuses — leaves no pair and no descriptor
+// behind: between rounds the session holds exactly what its last answer
+// anchored, and after Close and Engine.Close every socket is gone.
+func TestStreamFlapNoLeak(t *testing.T) {
+	a, b := newPeer(t), newPeer(t)
+	fds := openFDs(t)
+	e := newTestEngine(t, 24, nil)
+	s, err := e.NewSession("flap", plain, plain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := e.Stats().PortsInUse // the session's own pairs
+	audio := func(p *peer) string { return audioSec(p) }
+	audioOff, imageOff, videoOff := "m=audio 0 RTP/AVP 0\r\n", "m=image 0 udptl t38\r\n", "m=video 0 RTP/AVP 96\r\n"
+	offer := func(from Side, sec ...string) []byte {
+		t.Helper()
+		return must(s.Offer(from, desc(loopback, sec...)))
+	}
+	answer := func(from Side, sec ...string) {
+		t.Helper()
+		must(s.Answer(from, desc(loopback, sec...)))
+	}
+	inUse := func(when string, streams int) {
+		t.Helper()
+		if got, want := e.Stats().PortsInUse, base+4*(streams-1); got != want {
+			t.Fatalf("%s: %d ports in use, want %d (%d streams)", when, got, want, streams)
+		}
+	}
+	offer(SideA, audio(a))
+	answer(SideB, audio(b))
+	for i := range 1000 {
+		switch i % 8 {
+		case 0: // T.38 in place, and back
+			offer(SideB, imageSec(b))
+			answer(SideA, imageSec(a))
+			inUse("T.38 in place", 1)
+			offer(SideA, audio(a))
+			answer(SideB, audio(b))
+		case 1: // video added, then declined by the answerer
+			offer(SideA, audio(a), videoSec(a))
+			answer(SideB, audio(b), videoSec(b))
+			inUse("audio and video", 2)
+			offer(SideB, audio(b), videoSec(b))
+			answer(SideA, audio(a), videoOff)
+		case 2: // a fax beside audio, audio declined, and back
+			offer(SideA, audioOff, imageSec(a))
+			answer(SideB, audioOff, imageSec(b))
+			inUse("fax beside declined audio", 1)
+			offer(SideB, audio(b), imageOff)
+			answer(SideA, audio(a), imageOff)
+		case 3: // an offer of three new streams replaced, then the replacement rejected
+			offer(SideA, audio(a), videoSec(a), videoSec(a), imageSec(a))
+			offer(SideA, audio(a), videoSec(a))
+			s.Reject(SideA)
+		case 4: // an offer the engine refuses after opening pairs for it
+			if _, err := s.Offer(SideA, desc(loopback, audio(a)+"a=rtpmap:0 PCMU\r\n", videoSec(a))); !errors.Is(err, ErrBadSDP) {
+				t.Fatalf("an offer whose audio has a bad a=rtpmap: %v", err)
+			}
+		case 5: // an answer declining every added stream
+			offer(SideB, audio(b), videoSec(b), imageSec(b), videoSec(b))
+			answer(SideA, audio(a), videoOff, imageOff, videoOff)
+		case 6: // a pending offer the other side's offer cannot displace (glare)
+			offer(SideA, audio(a), videoSec(a))
+			if _, err := s.Offer(SideB, desc(loopback, audio(b))); !errors.Is(err, ErrNotAcceptable) {
+				t.Fatalf("glare: %v", err)
+			}
+			s.Reject(SideA)
+		case 7: // an answer the engine refuses leaves the offer pending; then rejected
+			offer(SideA, audio(a), videoSec(a), imageSec(a))
+			if _, err := s.Answer(SideB, desc(loopback, "m=audio 9 RTP/AVP 8\r\n", videoOff, imageOff)); err == nil {
+				t.Fatal("an answer without an offered codec was accepted")
+			}
+			s.Reject(SideA)
+		}
+		inUse("after round "+strconv.Itoa(i), 1)
+	}
+	offer(SideA, audio(a), videoSec(a))
+	s.Close()
+	if got := e.Stats().PortsInUse; got != base-4 {
+		t.Fatalf("%d ports in use after Close, want %d", got, base-4)
+	}
+	e.Close()
+	if got := openFDs(t); got != fds {
+		t.Fatalf("%d descriptors open after Engine.Close, %d before it started", got, fds)
+	}
+}
