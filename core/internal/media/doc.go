@@ -101,7 +101,12 @@
 // RFC 8866 §5) are declined with port 0, as are m-lines past the bound
 // (counted, SessionStats.Declined), so an offer of many m-lines costs at
 // most the bound's pairs. The answer keeps the offer's m-lines in their
-// order (RFC 3264 §8); a declined stream goes out declined. pion/sdp
+// order (RFC 3264 §8); a declined stream goes out declined. An answer must
+// have exactly its offer's m-lines (RFC 3264 §6): one with more or fewer is
+// bad SDP, and a stream it answers with another media type or transport
+// (m=audio for an offered m=image, image over RTP/AVP) is declined; the
+// offerer sees its own m-line back with port 0 for each declined stream,
+// never the answerer's. pion/sdp
 // refuses m=image and udptl outright, so parseSDP stands such m-lines in
 // for ones it takes and puts them back.
 //

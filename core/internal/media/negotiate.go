@@ -15,6 +15,10 @@ type negotiation struct {
 	from    Side         // the offerer, X; the answerer is Y
 	prim    int          // the primary stream's m-line index
 	streams []*streamNeg // by m-line index; nil: declined in the offer to Y
+	// mlines are X's m-lines as it offered them: the answer to X has them
+	// all, in order, and a stream declined there is X's own m-line with
+	// port 0 (RFC 3264 §6), whatever Y's answer put at its index.
+	mlines []sdp.MediaName
 	// version of the answer sent to X, fixed at the first answer so that
 	// a repeated answer is the same description.
 	ansVersion uint64
@@ -98,7 +102,11 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 	// again, pass to this offer (and back when it fails).
 	old := s.pending
 	var took *streamNeg
-	n := &negotiation{from: from, prim: prim, streams: make([]*streamNeg, len(sd.MediaDescriptions))}
+	n := &negotiation{from: from, prim: prim, streams: make([]*streamNeg, len(sd.MediaDescriptions)), mlines: make([]sdp.MediaName, len(sd.MediaDescriptions))}
+	for i, m := range sd.MediaDescriptions {
+		n.mlines[i] = m.MediaName
+		n.mlines[i].Protos, n.mlines[i].Formats = slices.Clone(m.MediaName.Protos), slices.Clone(m.MediaName.Formats)
+	}
 	fail := func(err error) ([]byte, error) {
 		if took != nil {
 			for _, sn := range n.streams {
@@ -307,8 +315,10 @@ type answered struct {
 // Answer takes the SDP answer (to the pending offer) that arrived from side
 // from and returns the answer to send to the other side; media flows from
 // then on. A repeated answer to the same offer (183 then 200) is accepted.
-// A stream the answer declines (port 0) is declined towards the offerer
-// too, and its pairs released.
+// A stream the answer declines (port 0), or answers with another media
+// type or transport than offered, is declined towards the offerer too (its
+// own m-line, port 0), and its pairs released. An answer without exactly
+// the offer's m-lines is ErrBadSDP (RFC 3264 §6).
 func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -326,11 +336,15 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(sd.MediaDescriptions) != len(n.streams) {
+		return nil, fmt.Errorf("%w: the answer from leg %s has %d m-lines, its offer %d (RFC 3264 §6: one for each)",
+			ErrBadSDP, from, len(sd.MediaDescriptions), len(n.streams))
+	}
 	outs := make([]*outStream, len(sd.MediaDescriptions))
 	var acc []answered
 	var why []error
 	for i, sn := range n.streams {
-		if sn == nil || i >= len(sd.MediaDescriptions) || sd.MediaDescriptions[i].MediaName.Port.Value == 0 {
+		if sn == nil || sd.MediaDescriptions[i].MediaName.Port.Value == 0 {
 			continue
 		}
 		a, out, err := s.answerStream(n, sn, from, sd)
@@ -347,6 +361,11 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 	if len(acc) == 0 {
 		why = append(why, fmt.Errorf("%w: the answer from leg %s declines every stream offered to it", ErrNotAcceptable, from))
 		return nil, streamErrors(why)
+	}
+	for i, out := range outs {
+		if out == nil { // declined: X's own m-line, port 0 (rewrite)
+			sd.MediaDescriptions[i].MediaName = n.mlines[i]
+		}
 	}
 	lx := s.legs[n.from]
 	if n.ansVersion == 0 {
@@ -418,6 +437,12 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 // X; nothing is committed yet.
 func (s *Session) answerStream(n *negotiation, sn *streamNeg, from Side, sd *sdp.SessionDescription) (answered, *outStream, error) {
 	a := answered{sn: sn}
+	if m := sd.MediaDescriptions[sn.idx]; m.MediaName.Media != sn.media {
+		return a, nil, fmt.Errorf("%w: the answer from leg %s has m=%s where its offer had m=%s", ErrNotAcceptable, from, m.MediaName.Media, sn.media)
+	} else if k, ok := classify(m); !ok || k != sn.kind {
+		return a, nil, fmt.Errorf("%w: the answer from leg %s has m=%s over %s where its offer had %s",
+			ErrNotAcceptable, from, sn.media, strings.Join(m.MediaName.Protos, "/"), sn.kind)
+	}
 	y, err := readRemote(sd, sn.idx, sn.kind)
 	if err != nil {
 		return a, nil, err

@@ -3,6 +3,7 @@ package media
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -93,5 +94,88 @@ func TestStreamFlapNoLeak(t *testing.T) {
 	e.Close()
 	if got := openFDs(t); got != fds {
 		t.Fatalf("%d descriptors open after Engine.Close, %d before it started", got, fds)
+	}
+}
+
+// TestAnswerMLinesMatchOffer: RFC 3264 §6 — the answer has exactly the
+// offer's m-lines, each of the offer's media type. An answer with fewer or
+// more is refused (it would reach the offerer as an answer it cannot
+// match up), and one that puts another media type or transport at an
+// index is that stream declined, the offerer seeing its own m-line back
+// with port 0, never the answerer's.
+func TestAnswerMLinesMatchOffer(t *testing.T) {
+	e := newTestEngine(t, 16, nil)
+	a, b := newPeer(t), newPeer(t)
+	for _, tt := range []struct {
+		name      string
+		giveOffer []string
+		giveAns   []string
+		wantErr   error
+		wantLines []string // the answer to A, m-line by m-line: media, port 0 or not ("x" any), proto
+	}{
+		{name: "fewer m-lines", giveOffer: []string{audioSec(a), videoSec(a)}, giveAns: []string{audioSec(b)}, wantErr: ErrBadSDP},
+		{name: "more m-lines", giveOffer: []string{audioSec(a)}, giveAns: []string{audioSec(b), videoSec(b)}, wantErr: ErrBadSDP},
+		{name: "fewer, the offer's extra declined", giveOffer: []string{audioSec(a), "m=video 0 RTP/AVP 96\r\n"}, giveAns: []string{audioSec(b)}, wantErr: ErrBadSDP},
+		{
+			name: "audio where the offer had image", giveOffer: []string{audioSec(a), imageSec(a)}, giveAns: []string{audioSec(b), audioSec(b)},
+			wantLines: []string{"audio x RTP/AVP", "image 0 udptl"},
+		},
+		{
+			name: "image over RTP/AVP", giveOffer: []string{audioSec(a), imageSec(a)}, giveAns: []string{audioSec(b), "m=image 5004 RTP/AVP 0\r\n"},
+			wantLines: []string{"audio x RTP/AVP", "image 0 udptl"},
+		},
+		{
+			name: "video where the offer had audio", giveOffer: []string{audioSec(a), videoSec(a)}, giveAns: []string{audioSec(b), "m=audio 5004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"},
+			wantLines: []string{"audio x RTP/AVP", "video 0 RTP/AVP"},
+		},
+		{
+			name: "a declined line spelled otherwise", giveOffer: []string{audioSec(a), imageSec(a)}, giveAns: []string{audioSec(b), "m=audio 0 RTP/AVP 0\r\n"},
+			wantLines: []string{"audio x RTP/AVP", "image 0 udptl"},
+		},
+		{
+			name: "the primary audio answered as video", giveOffer: []string{audioSec(a), videoSec(a)}, giveAns: []string{videoSec(b), videoSec(b)},
+			wantErr: ErrNotAcceptable,
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := e.NewSession(tt.name, plain, plain, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			base := e.Stats().PortsInUse
+			must(s.Offer(SideA, desc(loopback, tt.giveOffer...)))
+			ans, err := s.Answer(SideB, desc(loopback, tt.giveAns...))
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Answer: %v, want %v\n%s", err, tt.wantErr, ans)
+				}
+				s.Reject(SideA)
+				if got := e.Stats().PortsInUse; got != base {
+					t.Fatalf("%d ports in use after Reject", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Answer: %v", err)
+			}
+			sd, err := parseSDP(ans)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(sd.MediaDescriptions) != len(tt.wantLines) {
+				t.Fatalf("%d m-lines to A, want %d:\n%s", len(sd.MediaDescriptions), len(tt.wantLines), ans)
+			}
+			for i, want := range tt.wantLines {
+				m := sd.MediaDescriptions[i].MediaName
+				f := strings.Fields(want)
+				if m.Media != f[0] || strings.Join(m.Protos, "/") != f[2] || (f[1] == "0") != (m.Port.Value == 0) {
+					t.Errorf("m-line %d to A is m=%s %d %s, want %s:\n%s", i, m.Media, m.Port.Value, strings.Join(m.Protos, "/"), want, ans)
+				}
+			}
+			if got := e.Stats().PortsInUse; got != base {
+				t.Errorf("%d ports in use, want %d: the declined stream's pairs are released", got, base)
+			}
+		})
 	}
 }
