@@ -476,29 +476,67 @@ func keepAttrs(in []sdp.Attribute, formats []string) []sdp.Attribute {
 }
 
 // hasAddr reports whether v holds an IP address literal (IPv4 or IPv6,
-// with or without a port, bracketed or not). dropAttr knows the
-// attributes that carry the other leg's transport; a vendor's own (an
-// a=x-nat-addr:10.1.1.5, a=x-peer:[2001:db8::7]:5060) would otherwise pass
-// the other side's addresses through (R-SBC-1), so any attribute naming
-// an address goes. None that a relayed stream needs does (rtpmap, fmtp,
-// ptime, direction, rtcp-fb, T38*, framerate, label, mid).
+// with or without a port or zone, bracketed or not, glued to a vendor's
+// own words: "src:10.1.1.5", "ipv4:10.1.1.5", "ab10.1.1.5", the
+// "10.1.1.5.5060" of a trace). dropAttr knows the attributes that carry
+// the other leg's transport; a vendor's own (an a=x-nat-addr:10.1.1.5, an
+// a=x-peer:[2001:db8::7]:5060) would otherwise pass the other side's
+// addresses through (R-SBC-1), so any attribute naming an address goes.
+// None that a relayed stream needs does (rtpmap, fmtp, ptime, direction,
+// rtcp-fb, extmap, ssrc, msid, imageattr, T38*, framerate, label, mid:
+// TestHasAddr). The unspecified addresses (0.0.0.0, ::) name no host and
+// do not count. An FQDN or an address spelled otherwise (hex, an integer)
+// is not looked for: nothing tells it from a word.
 func hasAddr(v string) bool {
-	isAddrRune := func(r rune) bool {
+	isDigitDot := func(r rune) bool { return r >= '0' && r <= '9' || r == '.' }
+	for run := range strings.FieldsFuncSeq(v, func(r rune) bool { return !isDigitDot(r) }) {
+		if hasDottedQuad(run) {
+			return true
+		}
+	}
+	isV6Rune := func(r rune) bool {
 		return r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F' || r == '.' || r == ':'
 	}
-	for tok := range strings.FieldsFuncSeq(v, func(r rune) bool { return !isAddrRune(r) }) {
-		if !strings.ContainsAny(tok, ".:") {
+	named := func(c string) bool {
+		a, err := netip.ParseAddr(c)
+		return err == nil && !a.IsUnspecified()
+	}
+	for tok := range strings.FieldsFuncSeq(v, func(r rune) bool { return !isV6Rune(r) }) {
+		if !strings.Contains(tok, ":") {
 			continue
 		}
-		// "::1" as it is; "10.1.1.5." at a sentence's end, ":10.1.1.5"
-		// after a vendor's own separator without it.
-		for _, c := range []string{tok, strings.Trim(tok, ".:")} {
-			if _, err := netip.ParseAddr(c); err == nil {
+		// The token, then what follows each colon: "e:2001:db8::1" is
+		// "route:" glued to an address (a hex letter ends the word).
+		for c := tok; ; {
+			if named(c) || named(strings.TrimRight(c, ".:")) {
 				return true
 			}
-			if _, err := netip.ParseAddrPort(c); err == nil {
-				return true
+			j := strings.IndexByte(c, ':')
+			if j < 0 {
+				break
 			}
+			c = c[j+1:]
+		}
+	}
+	return false
+}
+
+// hasDottedQuad reports whether run, digits and dots, has four dotted
+// decimal octets in a row (not 0.0.0.0).
+func hasDottedQuad(run string) bool {
+	f := strings.Split(run, ".")
+	octet := func(s string) (int, bool) {
+		n, err := strconv.Atoi(s)
+		return n, err == nil && len(s) <= 3 && n <= 255
+	}
+	for i := 0; i+4 <= len(f); i++ {
+		sum, ok := 0, true
+		for _, s := range f[i : i+4] {
+			n, good := octet(s)
+			sum, ok = sum+n, ok && good
+		}
+		if ok && sum > 0 {
+			return true
 		}
 	}
 	return false
