@@ -32,7 +32,9 @@
 // On the way in a leg demultiplexes STUN and RTP/RTCP (RFC 7983, RFC 5761),
 // answers STUN binding requests (ICE-lite when the leg's offer carried ICE),
 // decrypts SRTP with replay protection, latches the peer's source address
-// (symmetric RTP, RFC 7362) and keeps RFC 3550 receiver statistics. On the way
+// (symmetric RTP, RFC 7362) and keeps RFC 3550 receiver statistics; a
+// datagram larger than the read buffer (2048 bytes) is a stray, dropped,
+// never relayed cut. On the way
 // out it encrypts when it speaks SRTP and sends to the latched address, or to
 // the address of the peer's SDP until a packet has been seen. RTCP is relayed
 // end to end; a leg where the engine terminates SRTP also gets the engine's

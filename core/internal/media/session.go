@@ -83,7 +83,7 @@ type LegStats struct {
 	BytesOut     uint64
 	Lost         uint64  // RTP packets lost from the peer (RFC 3550 A.3)
 	JitterMs     float64 // interarrival jitter of the peer's RTP (RFC 3550 A.8)
-	Strays       uint64  // datagrams dropped: not from the latched source, not RTP, unknown payload type
+	Strays       uint64  // datagrams dropped: not from the latched source, not RTP, unknown payload type, larger than 2048 bytes
 	SRTPFailures uint64  // SRTP/SRTCP packets that failed authentication
 	SRTPReplays  uint64  // SRTP/SRTCP packets replayed inside the 64-packet window
 	Unprotected  uint64  // plain RTCP on an SRTP leg (no SRTCP index and tag): dropped, not forwarded

@@ -179,3 +179,30 @@ func TestAnswerMLinesMatchOffer(t *testing.T) {
 		})
 	}
 }
+
+// TestOversizeDatagramDropped: a datagram larger than the engine's buffer
+// (a 65507-byte UDPTL datagram, a 4000-byte RTP packet over a jumbo or
+// fragmenting path) is read cut at the buffer's end: it is counted and
+// dropped, never relayed cut; one that fits goes on, to its last byte.
+func TestOversizeDatagramDropped(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b, fa, fb := newPeer(t), newPeer(t), newPeer(t), newPeer(t)
+	s, toA, toB, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	crosses(t, a.rtp, rtpPacket(0, 1, 0, 0xA), toA, b.rtp, toB)
+	crosses(t, b.rtp, rtpPacket(0, 1, 0, 0xB), toB, a.rtp, toA)
+	big := append(rtpPacket(0, 2, 160, 0xA), make([]byte, 4000)...)
+	dropped(t, "a 4172-byte RTP packet", a.rtp, big, toA, b.rtp)
+	fits := append(rtpPacket(0, 3, 320, 0xA), make([]byte, bufSize-172)...)
+	crosses(t, a.rtp, fits, toA, b.rtp, toB)
+
+	must(s.Offer(SideB, desc(loopback, imageSec(fb))))
+	must(s.Answer(SideA, desc(loopback, imageSec(fa))))
+	crosses(t, fa.rtp, udptlPacket(0), toA, fb.rtp, toB)
+	strays := s.Stats().Legs[SideA].Strays
+	dropped(t, "a 65507-byte UDPTL datagram", fa.rtp, append(udptlPacket(1), make([]byte, 65507-9)...), toA, fb.rtp)
+	dropped(t, "an empty UDPTL datagram", fa.rtp, nil, toA, fb.rtp)
+	crosses(t, fa.rtp, append(udptlPacket(2), make([]byte, bufSize-9)...), toA, fb.rtp, toB)
+	if got := s.Stats().Legs[SideA].Strays - strays; got != 2 {
+		t.Errorf("%d strays counted for the oversize and the empty datagram, want 2", got)
+	}
+}
