@@ -52,11 +52,7 @@ func TestHasAddr(t *testing.T) {
 func TestVideoAttributesKept(t *testing.T) {
 	e := newTestEngine(t, 8, nil)
 	a := newPeer(t)
-	s, err := e.NewSession("video", plain, plain, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := newSession(t, e, plain, plain)
 	need := []string{
 		"a=rtpmap:109 H264/90000", "a=fmtp:109 profile-level-id=42e01f;packetization-mode=1;max-mbps=108000;max-fs=3600",
 		"a=rtcp-fb:* ccm fir", "a=rtcp-fb:109 nack pli", "a=extmap:3 urn:3gpp:video-orientation",

@@ -2,6 +2,7 @@ package media
 
 import (
 	"errors"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,10 +18,7 @@ func TestStreamFlapNoLeak(t *testing.T) {
 	a, b := newPeer(t), newPeer(t)
 	fds := openFDs(t)
 	e := newTestEngine(t, 24, nil)
-	s, err := e.NewSession("flap", plain, plain, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSession(t, e, plain, plain)
 	base := e.Stats().PortsInUse // the session's own pairs
 	audio := func(p *peer) string { return audioSec(p) }
 	audioOff, imageOff, videoOff := "m=audio 0 RTP/AVP 0\r\n", "m=image 0 udptl t38\r\n", "m=video 0 RTP/AVP 96\r\n"
@@ -87,9 +85,17 @@ func TestStreamFlapNoLeak(t *testing.T) {
 		inUse("after round "+strconv.Itoa(i), 1)
 	}
 	offer(SideA, audio(a), videoSec(a))
+	closeLeaksNothing(t, e, s, fds)
+}
+
+// closeLeaksNothing closes s, e's only session, and then e: no port may be
+// in use after the first, no descriptor beyond the fds open before e
+// started after the second.
+func closeLeaksNothing(t *testing.T, e *Engine, s *Session, fds int) {
+	t.Helper()
 	s.Close()
-	if got := e.Stats().PortsInUse; got != base-4 {
-		t.Fatalf("%d ports in use after Close, want %d", got, base-4)
+	if got := e.Stats().PortsInUse; got != 0 {
+		t.Fatalf("%d ports in use after Close", got)
 	}
 	e.Close()
 	if got := openFDs(t); got != fds {
@@ -138,11 +144,7 @@ func TestAnswerMLinesMatchOffer(t *testing.T) {
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := e.NewSession(tt.name, plain, plain, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := newSession(t, e, plain, plain)
 			base := e.Stats().PortsInUse
 			must(s.Offer(SideA, desc(loopback, tt.giveOffer...)))
 			ans, err := s.Answer(SideB, desc(loopback, tt.giveAns...))
@@ -205,4 +207,112 @@ func TestOversizeDatagramDropped(t *testing.T) {
 	if got := s.Stats().Legs[SideA].Strays - strays; got != 2 {
 		t.Errorf("%d strays counted for the oversize and the empty datagram, want 2", got)
 	}
+}
+
+// TestOfferRefusedAfterOpening: a call whose primary audio is its second
+// m-line; a re-offer opens pairs for a video stream before the audio
+// fails (a bad a=rtpmap): the offer is refused and the video's pairs are
+// back, the call's media as it was.
+func TestOfferRefusedAfterOpening(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b := newPeer(t), newPeer(t)
+	s := newSession(t, e, plain, plain)
+	videoOff := "m=video 0 RTP/AVP 96\r\n"
+	must(s.Offer(SideA, desc(loopback, videoOff, audioSec(a))))
+	must(s.Answer(SideB, desc(loopback, videoOff, audioSec(b))))
+	base := e.Stats().PortsInUse
+	if _, err := s.Offer(SideA, desc(loopback, videoSec(a), audioSec(a)+"a=rtpmap:0 PCMU\r\n")); !errors.Is(err, ErrBadSDP) {
+		t.Fatalf("Offer = %v, want ErrBadSDP", err)
+	}
+	if got := e.Stats().PortsInUse; got != base {
+		t.Fatalf("%d ports in use after the refused offer, want %d", got, base)
+	}
+	must(s.Offer(SideA, desc(loopback, videoSec(a), audioSec(a))))
+	must(s.Answer(SideB, desc(loopback, videoSec(b), audioSec(b))))
+	if st := s.Stats(); len(st.Streams) != 2 || !st.Streams[1].Primary {
+		t.Fatalf("streams %+v, want video and the primary audio", st.Streams)
+	}
+}
+
+// TestStreamsPortExhaustion: an offer of four streams when the pool has
+// pairs for one more only: the streams that got pairs go out, the rest
+// are declined, no half-opened stream keeps a pair; a declined primary
+// that cannot get pairs back is ErrNoPorts (503), not 488.
+func TestStreamsPortExhaustion(t *testing.T) {
+	e := newTestEngine(t, 5, nil) // the session's 2 pairs, 3 free (some may be busy)
+	a, b := newPeer(t), newPeer(t)
+	s := newSession(t, e, plain, plain)
+	must(s.Offer(SideA, desc(loopback, audioSec(a))))
+	must(s.Answer(SideB, desc(loopback, audioSec(b))))
+	free := e.Stats().PortsFree / 2
+	t.Logf("%d pairs free", free)
+	out := must(s.Offer(SideA, desc(loopback, audioSec(a), videoSec(a), videoSec(a), imageSec(a))))
+	sd, err := parseSDP(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := 0
+	for _, m := range sd.MediaDescriptions[1:] {
+		if m.MediaName.Port.Value != 0 {
+			open++
+		}
+	}
+	if open != free/2 {
+		t.Fatalf("%d added streams went out with %d free pairs, want %d:\n%s", open, free, free/2, out)
+	}
+	if got := e.Stats().PortsFree / 2; got != free%2 {
+		t.Fatalf("%d pairs free after the offer, want %d (a half-opened stream gives its pair back)", got, free%2)
+	}
+	s.Reject(SideA)
+	if got := e.Stats().PortsFree / 2; got != free {
+		t.Fatalf("%d pairs free after Reject, want %d", got, free)
+	}
+
+	// The primary declined (its pairs back), the pool then taken by
+	// another session: bringing the audio back is 503's error.
+	must(s.Offer(SideA, desc(loopback, "m=audio 0 RTP/AVP 0\r\n", imageSec(a))))
+	must(s.Answer(SideB, desc(loopback, "m=audio 0 RTP/AVP 0\r\n", imageSec(b))))
+	var others []*Session
+	for {
+		o, err := e.NewSession("taker", plain, plain, nil)
+		if err != nil {
+			break
+		}
+		others = append(others, o)
+	}
+	_, err = s.Offer(SideB, desc(loopback, audioSec(b), "m=image 0 udptl t38\r\n"))
+	if !errors.Is(err, ErrNoPorts) {
+		t.Fatalf("audio back with no pair free: %v, want ErrNoPorts", err)
+	}
+	for _, o := range others {
+		o.Close()
+	}
+	must(s.Offer(SideB, desc(loopback, audioSec(b), "m=image 0 udptl t38\r\n")))
+}
+
+// TestClosePendingOffer: Close while an offer that opened three streams
+// waits for its answer returns every pair and descriptor.
+func TestClosePendingOffer(t *testing.T) {
+	a := newPeer(t)
+	fds := openFDs(t)
+	e := newTestEngine(t, 16, nil)
+	s := newSession(t, e, plain, plain)
+	must(s.Offer(SideA, desc(loopback, audioSec(a), videoSec(a), videoSec(a), imageSec(a))))
+	closeLeaksNothing(t, e, s, fds)
+}
+
+// TestDeclinedStreamFlood: a flood at the ports of a stream a re-INVITE
+// declined costs nothing but a counter: its pair is closed or idle, and no
+// worker reads it.
+func TestDeclinedStreamFlood(t *testing.T) {
+	e := newTestEngine(t, 16, nil)
+	a, b := newPeer(t), newPeer(t)
+	s := newSession(t, e, plain, plain)
+	must(s.Offer(SideA, desc(loopback, audioSec(a), videoSec(a))))
+	ans := must(s.Answer(SideB, desc(loopback, audioSec(b), videoSec(b))))
+	video, _ := streamAt(t, ans, 1)
+	must(s.Offer(SideB, desc(loopback, audioSec(b), "m=video 0 RTP/AVP 96\r\n")))
+	must(s.Answer(SideA, desc(loopback, audioSec(a), "m=video 0 RTP/AVP 96\r\n")))
+	floodCostsNothing(t, e, video, "a declined video stream's port")
+	floodCostsNothing(t, e, netip.AddrPortFrom(video.Addr(), video.Port()+1), "a declined video stream's RTCP port")
 }
