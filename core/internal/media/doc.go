@@ -108,7 +108,10 @@
 // bad SDP, and a stream it answers with another media type or transport
 // (m=audio for an offered m=image, image over RTP/AVP) is declined; the
 // offerer sees its own m-line back with port 0 for each declined stream,
-// never the answerer's. pion/sdp
+// never the answerer's. A leg's sockets are of one family (its
+// LegProfile.Local's): a stream whose SDP names the other (a per-m-line c=
+// of IPv6 on an IPv4 leg) is declined, the primary not acceptable.
+// pion/sdp
 // refuses m=image and udptl outright, so parseSDP stands such m-lines in
 // for ones it takes and puts them back.
 //

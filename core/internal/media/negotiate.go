@@ -237,6 +237,9 @@ func (s *Session) offerStream(from Side, sn *streamNeg, sd *sdp.SessionDescripti
 	if err != nil {
 		return nil, err
 	}
+	if err := lx.reaches(&x); err != nil {
+		return nil, err
+	}
 	sn.x = x
 	if sn.kind == kindUDPTL {
 		// UDPTL cannot be SRTP (it is not RTP). A Secured leg's operator
@@ -447,6 +450,9 @@ func (s *Session) answerStream(n *negotiation, sn *streamNeg, from Side, sd *sdp
 	if err != nil {
 		return a, nil, err
 	}
+	if err := sn.legs[from].reaches(&y); err != nil {
+		return a, nil, err
+	}
 	lx := sn.legs[n.from]
 	if sn.kind == kindUDPTL {
 		a.y = y
@@ -573,6 +579,21 @@ func (s *Session) Reject(from Side) {
 		s.pending = nil
 		s.offloadUpdate()
 	}
+}
+
+// reaches says whether l can send to the addresses r names: its sockets
+// are of its local address's family (LegProfile.Local), and a datagram to
+// the other family never leaves. A hold address names no peer.
+func (l *leg) reaches(r *remoteMedia) error {
+	if r.hold {
+		return nil
+	}
+	for _, a := range []netip.AddrPort{r.rtp, r.rtcp} {
+		if a.Addr().Is4() != l.prof.Local.Is4() {
+			return fmt.Errorf("%w: leg %s's media is on %s and its peer's SDP names %s", ErrNotAcceptable, l.side, l.prof.Local, a.Addr())
+		}
+	}
+	return nil
 }
 
 // apply makes r the leg's peer: addresses, rtcp-mux, payload types and keys.

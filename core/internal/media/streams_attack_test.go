@@ -316,3 +316,40 @@ func TestDeclinedStreamFlood(t *testing.T) {
 	floodCostsNothing(t, e, video, "a declined video stream's port")
 	floodCostsNothing(t, e, netip.AddrPortFrom(video.Addr(), video.Port()+1), "a declined video stream's RTCP port")
 }
+
+// TestAddressFamilyMismatch: a leg's sockets are of its local address's
+// family, so a stream whose SDP names the other family (a per-m-line c=
+// of IPv6 on an IPv4 leg, an a=rtcp address) can never be sent to: the
+// primary is not acceptable (488), another stream is declined, in an offer
+// and in an answer. A hold address of either family is no peer at all.
+func TestAddressFamilyMismatch(t *testing.T) {
+	e := newTestEngine(t, 16, nil)
+	a, b := newPeer(t), newPeer(t)
+	v6 := func(sec string) string {
+		head, rest, _ := strings.Cut(sec, "\r\n")
+		return head + "\r\nc=IN IP6 ::1\r\n" + rest
+	}
+	s := newSession(t, e, plain, plain)
+	if _, err := s.Offer(SideA, desc(loopback, v6(audioSec(a)))); !errors.Is(err, ErrNotAcceptable) {
+		t.Fatalf("an IPv6 audio stream offered to an IPv4 leg: %v, want ErrNotAcceptable", err)
+	}
+	if _, err := s.Offer(SideA, desc(loopback, audioSec(a)+"a=rtcp:5005 IN IP6 ::1\r\n")); !errors.Is(err, ErrNotAcceptable) {
+		t.Fatalf("an IPv6 a=rtcp on an IPv4 leg: %v, want ErrNotAcceptable", err)
+	}
+	out := must(s.Offer(SideA, desc(loopback, audioSec(a), v6(videoSec(a)), v6(imageSec(a)))))
+	for i := 1; i <= 2; i++ {
+		if at, _ := streamAt(t, out, i); at.Port() != 0 {
+			t.Errorf("m-line %d of IPv6 went out to an IPv4 leg with port %d:\n%s", i, at.Port(), out)
+		}
+	}
+	s.Reject(SideA)
+	must(s.Offer(SideA, desc(loopback, audioSec(a), videoSec(a), imageSec(a))))
+	ans := must(s.Answer(SideB, desc(loopback, audioSec(b), v6(videoSec(b)), v6(imageSec(b)))))
+	for i := 1; i <= 2; i++ {
+		if at, _ := streamAt(t, ans, i); at.Port() != 0 {
+			t.Errorf("m-line %d answered over IPv6 by an IPv4 leg's peer went to A with port %d:\n%s", i, at.Port(), ans)
+		}
+	}
+	must(s.Offer(SideB, []byte(strings.Replace(string(desc(loopback, audioSec(b))), "c=IN IP4 127.0.0.1", "c=IN IP6 ::", 1))))
+	must(s.Answer(SideA, desc(loopback, audioSec(a))))
+}
