@@ -19,6 +19,9 @@ type leg struct {
 	rtcp *sock
 	sink Sink
 	own  relay // the relay sink towards the other leg of the stream
+	// endPort is the RTP port Close released, for the stats read after it
+	// (the CDR); 0 while the leg is open or was declined before.
+	endPort int
 
 	// The stream the leg carries: its m-line's index, how it is carried,
 	// and off while it is declined (port 0) or, for a stream an offer just

@@ -219,6 +219,9 @@ func (s *Session) releaseLeg(l *leg) {
 		return
 	}
 	l.rtp.dead, l.rtcp.dead = true, true
+	if s.closed {
+		l.endPort = l.rtp.port // the final stats (a CDR) name it
+	}
 	defer func() { l.rtp, l.rtcp = nil, nil }()
 	if s.freeLeg != nil {
 		_ = s.freeLeg(l)
@@ -291,8 +294,11 @@ func (s *Session) legStats(l *leg) LegStats {
 		path = s.offloadPath(l.side)
 	}
 	var local netip.AddrPort // none while the stream is declined
-	if l.rtp != nil {
+	switch {
+	case l.rtp != nil:
 		local = netip.AddrPortFrom(l.prof.Local, uint16(l.rtp.port)) //nolint:gosec // a port
+	case l.endPort != 0:
+		local = netip.AddrPortFrom(l.prof.Local, uint16(l.endPort)) //nolint:gosec // a port
 	}
 	return LegStats{
 		Local:        local,

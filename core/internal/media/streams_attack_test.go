@@ -1,6 +1,7 @@
 package media
 
 import (
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"strconv"
@@ -352,4 +353,41 @@ func TestAddressFamilyMismatch(t *testing.T) {
 	}
 	must(s.Offer(SideB, []byte(strings.Replace(string(desc(loopback, audioSec(b))), "c=IN IP4 127.0.0.1", "c=IN IP6 ::", 1))))
 	must(s.Answer(SideA, desc(loopback, audioSec(a))))
+}
+
+// TestStatsAfterClose: the B2BUA writes a call's CDR from Stats after it
+// closed the session: every stream's legs still name the local addresses
+// they had, and the JSON carries the streams; a stream declined before
+// the end has none.
+func TestStatsAfterClose(t *testing.T) {
+	e := newTestEngine(t, 16, nil)
+	a, b := newPeer(t), newPeer(t)
+	s := newSession(t, e, plain, plain)
+	must(s.Offer(SideA, desc(loopback, audioSec(a), videoSec(a), imageSec(a))))
+	must(s.Answer(SideB, desc(loopback, audioSec(b), videoSec(b), "m=image 0 udptl t38\r\n")))
+	live := s.Stats()
+	s.Close()
+	end := s.Stats()
+	if len(end.Streams) != 2 || len(live.Streams) != 2 {
+		t.Fatalf("streams live %+v, at the end %+v", live.Streams, end.Streams)
+	}
+	for i := range end.Streams {
+		for side := range end.Streams[i].Legs {
+			if got, want := end.Streams[i].Legs[side].Local, live.Streams[i].Legs[side].Local; got != want || !got.IsValid() {
+				t.Errorf("stream %d leg %d: Local %s after Close, %s before", i, side, got, want)
+			}
+		}
+	}
+	if end.Legs != end.Streams[0].Legs {
+		t.Errorf("the primary's legs %+v, its stream's %+v", end.Legs, end.Streams[0].Legs)
+	}
+	j, err := json.Marshal(end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"Streams":[{"Index":0,"Media":"audio","Proto":"rtp","Primary":true,`, `{"Index":1,"Media":"video","Proto":"rtp","Primary":false,`, `"Local":"127.0.0.1:`} {
+		if !strings.Contains(string(j), want) {
+			t.Errorf("the CDR's media has no %s:\n%s", want, j)
+		}
+	}
 }
