@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestStreamFlapNoLeak: a signalling peer that flaps one session's media
@@ -388,6 +389,66 @@ func TestStatsAfterClose(t *testing.T) {
 	for _, want := range []string{`"Streams":[{"Index":0,"Media":"audio","Proto":"rtp","Primary":true,`, `{"Index":1,"Media":"video","Proto":"rtp","Primary":false,`, `"Local":"127.0.0.1:`} {
 		if !strings.Contains(string(j), want) {
 			t.Errorf("the CDR's media has no %s:\n%s", want, j)
+		}
+	}
+}
+
+// TestStreamKeysDistinct: towards a Secured leg every stream gets keys of
+// its own (a key shared by two streams would be a two-time pad wherever
+// their SSRC and sequence meet), and a packet SRTP-protected for one
+// stream, replayed at another's port, fails there.
+func TestStreamKeysDistinct(t *testing.T) {
+	e := newTestEngine(t, 16, nil)
+	a, b, vb := newPeer(t), newPeer(t), newPeer(t)
+	secured := LegProfile{Local: loopback, Security: SecuritySRTP}
+	s := newSession(t, e, plain, secured)
+	offerToB := must(s.Offer(SideA, desc(loopback, audioSec(a), videoSec(a), videoSec(a))))
+	seen := map[string]int{}
+	sd, err := parseSDP(offerToB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range sd.MediaDescriptions {
+		for _, at := range m.Attributes {
+			if at.Key == "crypto" {
+				c, err := parseCrypto(at.Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if j, dup := seen[string(c.key.key)]; dup {
+					t.Fatalf("m-lines %d and %d carry the same key:\n%s", j, i, offerToB)
+				}
+				seen[string(c.key.key)] = i
+			}
+		}
+	}
+	if len(seen) < 3 {
+		t.Fatalf("%d keys for three streams:\n%s", len(seen), offerToB)
+	}
+	ka, la := peerKey(t, 1, 0)
+	_, lv := peerKey(t, 1, 0)
+	sec := func(p *peer, media, pt, line string) string {
+		return "m=" + media + " " + strconv.Itoa(int(p.addr().Port())) + " RTP/SAVP " + pt + "\r\na=" + line + "\r\n"
+	}
+	h264 := "96\r\na=rtpmap:96 H264/90000"
+	must(s.Answer(SideB, desc(loopback, sec(b, "audio", "0", la), sec(vb, "video", h264, lv), sec(vb, "video", h264, lv))))
+	toBVideo, _ := streamAt(t, offerToB, 1)
+	enc, err := ka.context(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt, err := enc.EncryptRTP(nil, rtpPacket(96, 1, 0, 0xB), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.rtp.WriteToUDPAddrPort(pkt, toBVideo) // the audio key's packet at the video port
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		l := s.Stats().Streams[1].Legs[SideB]
+		if l.SRTPFailures == 1 && l.PacketsIn == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("video leg B after the audio-keyed packet: %+v", l)
 		}
 	}
 }
