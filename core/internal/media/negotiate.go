@@ -589,7 +589,7 @@ func (l *leg) reaches(r *remoteMedia) error {
 		return nil
 	}
 	for _, a := range []netip.AddrPort{r.rtp, r.rtcp} {
-		if a.Addr().Is4() != l.prof.Local.Is4() {
+		if a.IsValid() && a.Addr().Is4() != l.prof.Local.Is4() {
 			return fmt.Errorf("%w: leg %s's media is on %s and its peer's SDP names %s", ErrNotAcceptable, l.side, l.prof.Local, a.Addr())
 		}
 	}

@@ -237,7 +237,9 @@ func readRemote(sd *sdp.SessionDescription, idx int, kind streamKind) (remoteMed
 	}
 	addr = addr.Unmap()
 	r.rtp = netip.AddrPortFrom(addr, uint16(port))
-	r.rtcp = netip.AddrPortFrom(addr, uint16(port+1))
+	if port < 65535 { // else no RTCP address unless a=rtcp names one
+		r.rtcp = netip.AddrPortFrom(addr, uint16(port+1))
+	}
 	if kind == kindUDPTL {
 		return r, nil
 	}

@@ -452,3 +452,36 @@ func TestStreamKeysDistinct(t *testing.T) {
 		}
 	}
 }
+
+// TestPortEdges: SDP ports 1 and 65535 and odd ones are read as given;
+// RTCP goes to RTP+1 (RFC 3605), and where that is past 65535 a stream
+// without a=rtcp has no RTCP address at all, never port 0.
+func TestPortEdges(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		giveLine string
+		wantRTP  uint16
+		wantRTCP uint16 // 0: none
+	}{
+		{name: "port 1", giveLine: "m=audio 1 RTP/AVP 0\r\n", wantRTP: 1, wantRTCP: 2},
+		{name: "odd port", giveLine: "m=audio 5001 RTP/AVP 0\r\n", wantRTP: 5001, wantRTCP: 5002},
+		{name: "port 65535", giveLine: "m=audio 65535 RTP/AVP 0\r\n", wantRTP: 65535},
+		{name: "port 65535 with a=rtcp", giveLine: "m=audio 65535 RTP/AVP 0\r\na=rtcp:65534\r\n", wantRTP: 65535, wantRTCP: 65534},
+		{name: "image at 65535", giveLine: "m=image 65535 udptl t38\r\n", wantRTP: 65535},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sd, err := parseSDP(desc(loopback, tt.giveLine))
+			if err != nil {
+				t.Fatal(err)
+			}
+			kind, _ := classify(sd.MediaDescriptions[0])
+			r, err := readRemote(sd, 0, kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.rtp.Port() != tt.wantRTP || (tt.wantRTCP == 0) == r.rtcp.IsValid() || (tt.wantRTCP != 0 && r.rtcp.Port() != tt.wantRTCP) {
+				t.Errorf("RTP %s, RTCP %s; want ports %d and %d (0: none)", r.rtp, r.rtcp, tt.wantRTP, tt.wantRTCP)
+			}
+		})
+	}
+}
