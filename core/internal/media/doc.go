@@ -98,9 +98,9 @@
 // Every m-line the engine can carry is anchored, each with its own port
 // pair on each leg, up to maxStreams (4) per session: audio and video over
 // an RTP profile (RTP/AVP, RTP/SAVP, RTP/AVPF, RTP/SAVPF), and image over
-// udptl (T.38, RFC 3362, ITU-T T.38 Annex D). Others (TCP/MSRP, DTLS/SCTP,
-// UDP/TLS/UDPTL, an image proto spelled "UDPTL": SDP is case-significant,
-// RFC 8866 §5) are declined with port 0, as are m-lines past the bound
+// udptl (T.38, RFC 3362, ITU-T T.38 Annex D). Others (RTP over TCP such
+// as RTP/AVP/TCP, DTLS-SRTP, TCP/MSRP, DTLS/SCTP, UDP/TLS/UDPTL, an image
+// proto spelled "UDPTL": SDP is case-significant, RFC 8866 §5) are declined with port 0, as are m-lines past the bound
 // (counted, SessionStats.Declined), so an offer of many m-lines costs at
 // most the bound's pairs. The answer keeps the offer's m-lines in their
 // order (RFC 3264 §8); a declined stream goes out declined. An answer must

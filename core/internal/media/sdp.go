@@ -29,7 +29,7 @@ type remoteMedia struct {
 	hold      bool // c=0.0.0.0 (RFC 2543 hold)
 	mux       bool
 	ice       bool
-	proto     string // RTP/AVP, RTP/SAVP, RTP/AVPF, RTP/SAVPF
+	proto     string // one of rtpProfiles, or udptl
 	cryptos   []cryptoLine
 	formats   []string
 	names     map[string]string // format → encoding name
@@ -164,11 +164,16 @@ func (k streamKind) String() string {
 // most this many pairs.
 const maxStreams = 4
 
+// rtpProfiles are the RTP profiles over UDP the engine relays.
+var rtpProfiles = map[string]bool{"RTP/AVP": true, "RTP/SAVP": true, "RTP/AVPF": true, "RTP/SAVPF": true}
+
 // classify says whether m-line m is a stream the engine anchors, and how.
 // A port of 0 is a declined stream. Audio and video are anchored over an
-// RTP profile; an image stream over udptl (T.38). The proto is
-// case-significant (RFC 8866 §5; the IANA name is "udptl"): "UDPTL",
-// UDP/TLS/UDPTL (RFC 7345), TCP, MSRP, DTLS/SCTP and the like are declined.
+// RTP profile over UDP (rtpProfiles); an image stream over udptl (T.38).
+// The proto is case-significant (RFC 8866 §5; the IANA name is "udptl"):
+// "UDPTL", UDP/TLS/UDPTL (RFC 7345), RTP over TCP (RTP/AVP/TCP,
+// TCP/RTP/AVP, RFC 4571), DTLS-SRTP (UDP/TLS/RTP/SAVPF), MSRP, DTLS/SCTP
+// and the like are declined.
 func classify(m *sdp.MediaDescription) (streamKind, bool) {
 	if m.MediaName.Port.Value == 0 {
 		return 0, false
@@ -176,7 +181,7 @@ func classify(m *sdp.MediaDescription) (streamKind, bool) {
 	p := strings.Join(m.MediaName.Protos, "/")
 	switch m.MediaName.Media {
 	case "audio", "video":
-		return kindRTP, strings.HasPrefix(p, "RTP/")
+		return kindRTP, rtpProfiles[p]
 	case "image":
 		return kindUDPTL, p == "udptl"
 	}

@@ -485,3 +485,28 @@ func TestPortEdges(t *testing.T) {
 		})
 	}
 }
+
+// TestClassifyProtos: the engine anchors RTP over UDP only, in the four
+// profiles it relays (RTP/AVP, RTP/SAVP, RTP/AVPF, RTP/SAVPF); RTP over TCP
+// (RTP/AVP/TCP, TCP/RTP/AVP, RFC 4571), DTLS-SRTP and the like are
+// declined, as udptl over anything but UDP is.
+func TestClassifyProtos(t *testing.T) {
+	for _, tt := range []struct {
+		giveLine string
+		wantOK   bool
+	}{
+		{"m=audio 5000 RTP/AVP 0", true}, {"m=audio 5000 RTP/SAVP 0", true}, {"m=video 5000 RTP/AVPF 96", true},
+		{"m=video 5000 RTP/SAVPF 96", true}, {"m=image 5000 udptl t38", true},
+		{"m=audio 5000 RTP/AVP/TCP 0", false}, {"m=video 5000 RTP/AVPF/TCP 96", false}, {"m=audio 5000 TCP/RTP/AVP 0", false},
+		{"m=audio 5000 UDP/TLS/RTP/SAVPF 0", false}, {"m=audio 5000 RTP/SAVP/TLS 0", false}, {"m=audio 5000 RTP 0", false},
+		{"m=image 5000 TCP/udptl t38", false}, {"m=image 5000 UDP/TLS/UDPTL t38", false}, {"m=audio 0 RTP/AVP 0", false},
+	} {
+		sd, err := parseSDP(desc(loopback, tt.giveLine+"\r\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.giveLine, err)
+		}
+		if _, ok := classify(sd.MediaDescriptions[0]); ok != tt.wantOK {
+			t.Errorf("%s: anchored %v, want %v", tt.giveLine, ok, tt.wantOK)
+		}
+	}
+}
