@@ -510,3 +510,26 @@ func TestClassifyProtos(t *testing.T) {
 		}
 	}
 }
+
+// TestT38TerminatorAttached: a leg a local terminator took (Attach) relays
+// nothing to the other leg, also once its stream turned to T.38 in place:
+// the fax's datagrams are not RTP for the terminator, and not the other
+// side's either.
+func TestT38TerminatorAttached(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b, fa, fb := newPeer(t), newPeer(t), newPeer(t), newPeer(t)
+	s, _, _, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	rec := &recorder{}
+	s.Attach(SideA, rec)
+	offerToA := must(s.Offer(SideB, desc(loopback, imageSec(fb))))
+	answerToB := must(s.Answer(SideA, desc(loopback, imageSec(fa))))
+	toA, _ := streamAt(t, offerToA, 0)
+	toB, _ := streamAt(t, answerToB, 0)
+	crosses(t, fb.rtp, udptlPacket(0), toB, fa.rtp, toA) // B's side is relayed as ever
+	dropped(t, "a fax datagram of the terminated leg", fa.rtp, udptlPacket(0), toA, fb.rtp)
+	if rec.count() != 0 {
+		t.Fatalf("the terminator got %d UDPTL datagrams as RTP", rec.count())
+	}
+	s.Attach(SideA, nil)
+	crosses(t, fa.rtp, udptlPacket(1), toA, fb.rtp, toB)
+}
