@@ -115,8 +115,10 @@
 // refuses m=image and udptl outright, so parseSDP stands such m-lines in
 // for ones it takes and puts them back.
 //
-// The primary stream is the first audio stream of the call's first offer
-// (or its first stream at all, for a call that starts as T.38). Its legs
+// The primary stream is the first audio stream of the call's first
+// answered offer (or its first anchored stream at all, for a call that
+// starts as T.38 or video alone): each offer before the first answer picks
+// it again, the first answer fixes it. Its legs
 // are the session's own, made with it and kept to its end; SessionStats.Legs,
 // Attach, Send, ICE-lite and the kernel fast path are about it. A stream's
 // pairs are opened by the offer that adds it (or brings it back) and

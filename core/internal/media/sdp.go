@@ -188,9 +188,10 @@ func classify(m *sdp.MediaDescription) (streamKind, bool) {
 	return 0, false
 }
 
-// anchored picks the session's primary stream in its first offer: the
-// first audio m-line with a port and an RTP profile, else the first stream
-// the engine anchors at all (a call that starts as T.38). Its legs are the
+// anchored picks the session's primary stream in an offer before the
+// first answer (which fixes it): the first audio m-line with a port and an
+// RTP profile, else the first stream the engine anchors at all (a call
+// that starts as T.38). Its legs are the
 // session's own (Session.legs), the ones the stats' old fields, Attach and
 // Send name.
 func anchored(sd *sdp.SessionDescription) (int, error) {

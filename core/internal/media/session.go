@@ -105,7 +105,9 @@ type LegStats struct {
 type SessionStats struct {
 	ID string
 	// Legs are the primary stream's: the first audio stream of the call's
-	// first offer (the one a fax switch may turn into T.38 in its place).
+	// first answered offer (the one a fax switch may turn into T.38 in its
+	// place). While the primary is declined its Local is empty and the
+	// rest are its last.
 	Legs       [2]LegStats // indexed by Side
 	Started    time.Time
 	LastPacket time.Time
