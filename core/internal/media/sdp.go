@@ -513,21 +513,34 @@ func hasAddr(v string) bool {
 		if !strings.Contains(tok, ":") {
 			continue
 		}
-		// The token, then what follows each colon: "e:2001:db8::1" is
-		// "route:" glued to an address (a hex letter ends the word).
-		for c := tok; ; {
-			if named(c) || named(strings.TrimRight(c, ".:")) {
-				return true
+		// The token, then what follows each of its colons: "e:2001:db8::1"
+		// is "route:" glued to an address (a hex letter ends the word);
+		// with and without a trailing "." or ":". An address is at most
+		// maxAddrLen long, so only a long token's tail is looked at, from
+		// a colon on: the scan stays linear in v.
+		for _, c := range []string{tok, strings.TrimRight(tok, ".:")} {
+			if len(c) > maxAddrLen {
+				c = c[len(c)-maxAddrLen:]
+				_, c, _ = strings.Cut(c, ":")
 			}
-			j := strings.IndexByte(c, ':')
-			if j < 0 {
-				break
+			for {
+				if named(c) {
+					return true
+				}
+				j := strings.IndexByte(c, ':')
+				if j < 0 {
+					break
+				}
+				c = c[j+1:]
 			}
-			c = c[j+1:]
 		}
 	}
 	return false
 }
+
+// maxAddrLen is the longest IP address literal without a zone,
+// ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255.
+const maxAddrLen = 45
 
 // hasDottedQuad reports whether run, digits and dots, has four dotted
 // decimal octets in a row (not 0.0.0.0).

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestHasAddr: an address literal in any attribute is found however a
@@ -69,5 +70,21 @@ func TestVideoAttributesKept(t *testing.T) {
 	}
 	if strings.Contains(out, "10.1.1.5") {
 		t.Errorf("the other side's address passed:\n%s", out)
+	}
+}
+
+// TestHasAddrLinear: hasAddr's cost grows with its input, not with its
+// square: a 256 KB attribute of colons (in a TCP INVITE) is read in
+// milliseconds; a quadratic scan would take tens of seconds.
+func TestHasAddrLinear(t *testing.T) {
+	for _, v := range []string{
+		strings.Repeat(":", 256<<10), strings.Repeat("a:", 128<<10), strings.Repeat("1.", 128<<10),
+		strings.Repeat("ffff:", 50<<10) + "10.1.1.5", strings.Repeat(".:", 128<<10),
+	} {
+		start := time.Now()
+		hasAddr(v)
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("hasAddr(%q...) of %d bytes took %v", v[:8], len(v), d)
+		}
 	}
 }
