@@ -141,6 +141,10 @@ func TestAnswerMLinesMatchOffer(t *testing.T) {
 			wantLines: []string{"audio x RTP/AVP", "image 0 udptl"},
 		},
 		{
+			name: "a stream the offer declined accepted", giveOffer: []string{audioSec(a), "m=video 0 RTP/AVP 96\r\n"}, giveAns: []string{audioSec(b), videoSec(b)},
+			wantLines: []string{"audio x RTP/AVP", "video 0 RTP/AVP"},
+		},
+		{
 			name: "the primary audio answered as video", giveOffer: []string{audioSec(a), videoSec(a)}, giveAns: []string{videoSec(b), videoSec(b)},
 			wantErr: ErrNotAcceptable,
 		},
@@ -532,4 +536,20 @@ func TestT38TerminatorAttached(t *testing.T) {
 	}
 	s.Attach(SideA, nil)
 	crosses(t, fa.rtp, udptlPacket(1), toA, fb.rtp, toB)
+}
+
+// TestEngineCloseWithStreams: Engine.Close with a call of three streams
+// and a pending offer adding a fourth closes every socket of them.
+func TestEngineCloseWithStreams(t *testing.T) {
+	a, b := newPeer(t), newPeer(t)
+	fds := openFDs(t)
+	e := newTestEngine(t, 16, nil)
+	s := newSession(t, e, plain, plain)
+	must(s.Offer(SideA, desc(loopback, audioSec(a), videoSec(a), imageSec(a))))
+	must(s.Answer(SideB, desc(loopback, audioSec(b), videoSec(b), imageSec(b))))
+	must(s.Offer(SideB, desc(loopback, audioSec(b), videoSec(b), imageSec(b), videoSec(b))))
+	e.Close()
+	if got := openFDs(t); got != fds {
+		t.Fatalf("%d descriptors after Engine.Close, %d before", got, fds)
+	}
 }
