@@ -108,13 +108,8 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 		n.mlines[i].Protos, n.mlines[i].Formats = slices.Clone(m.MediaName.Protos), slices.Clone(m.MediaName.Formats)
 	}
 	fail := func(err error) ([]byte, error) {
-		if took != nil {
-			for _, sn := range n.streams {
-				if sn != nil && sn.idx == prim {
-					sn.opened = false
-				}
-			}
-			took.opened = true
+		if took != nil { // set once the primary's stream is n's: its pairs go back
+			n.streams[prim].opened, took.opened = false, true
 		}
 		n.releaseOpened(s)
 		return nil, err
