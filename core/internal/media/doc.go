@@ -101,7 +101,8 @@
 // udptl (T.38, RFC 3362, ITU-T T.38 Annex D). Others (RTP over TCP such
 // as RTP/AVP/TCP, DTLS-SRTP, TCP/MSRP, DTLS/SCTP, UDP/TLS/UDPTL, an image
 // proto spelled "UDPTL": SDP is case-significant, RFC 8866 §5) are declined with port 0, as are m-lines past the bound
-// (counted, SessionStats.Declined), so an offer of many m-lines costs at
+// (counted, SessionStats.Declined; the streams a re-offer keeps count
+// first, so new ones cannot push a live one out), so an offer of many m-lines costs at
 // most the bound's pairs. The answer keeps the offer's m-lines in their
 // order (RFC 3264 §8); a declined stream goes out declined. An answer must
 // have exactly its offer's m-lines (RFC 3264 §6): one with more or fewer is

@@ -74,8 +74,9 @@ func (n *negotiation) releaseOpened(s *Session) {
 // ErrNotAcceptable with the detail for a 488 Warning, or ErrNoPorts.
 //
 // Every m-line the engine anchors (audio and video over RTP, image over
-// udptl) gets a port pair per leg, up to maxStreams per session; the rest
-// go out declined (port 0), in their places (RFC 3264 §8). A stream that
+// udptl) gets a port pair per leg, up to maxStreams per session, the
+// streams it already anchors first; the rest go out declined (port 0), in
+// their places (RFC 3264 §8). A stream that
 // stays keeps its ports; one an offer adds is opened here and released
 // when no answer accepts it (Reject, a declining answer).
 func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
@@ -116,7 +117,15 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 	}
 	outs := make([]*outStream, len(sd.MediaDescriptions))
 	var why []error
-	extra, anchoredN := 0, 0
+	// room is how many streams the offer may add beside the primary: the
+	// bound less the streams it keeps, which come first (an offer that
+	// reuses declined m-lines for new streams cannot push a live one out).
+	room, anchoredN := maxStreams-1, 0
+	for i, m := range sd.MediaDescriptions {
+		if _, ok := classify(m); ok && i != prim && i < len(s.streams) && s.streams[i] != nil {
+			room--
+		}
+	}
 	for i, m := range sd.MediaDescriptions {
 		kind, ok := classify(m)
 		if !ok {
@@ -136,18 +145,17 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 				took = old.streams[prim]
 				took.opened, sn.opened = false, true
 			}
-		case extra >= maxStreams-1:
+		case i < len(s.streams) && s.streams[i] != nil: // kept, counted in room
+			sn.legs = s.streams[i].legs
+		case room <= 0:
 			s.declined++
 			continue
-		case i < len(s.streams) && s.streams[i] != nil:
-			sn.legs = s.streams[i].legs
-			extra++
 		default:
 			if err := s.openStream(sn); err != nil {
 				why = append(why, fmt.Errorf("m-line %d (%s): %w", i, m.MediaName.Media, err))
 				continue
 			}
-			extra++
+			room--
 		}
 		out, err := s.offerStream(from, sn, sd)
 		if err != nil {

@@ -553,3 +553,37 @@ func TestEngineCloseWithStreams(t *testing.T) {
 		t.Fatalf("%d descriptors after Engine.Close, %d before", got, fds)
 	}
 }
+
+// TestStreamBoundKeepsLive: when a re-offer reuses declined m-lines for
+// new streams (RFC 3264 §8.1 lets it) past the bound, the streams the call
+// already anchors stay, on their ports, and the new ones past the bound
+// are declined: an offer cannot push a live fax out.
+func TestStreamBoundKeepsLive(t *testing.T) {
+	e := newTestEngine(t, 24, nil)
+	a, b := newPeer(t), newPeer(t)
+	s := newSession(t, e, plain, plain)
+	off := "m=video 0 RTP/AVP 96\r\n"
+	must(s.Offer(SideA, desc(loopback, audioSec(a), off, off, off, imageSec(a))))
+	ans := must(s.Answer(SideB, desc(loopback, audioSec(b), off, off, off, imageSec(b))))
+	fax, _ := streamAt(t, ans, 4)
+	out := must(s.Offer(SideA, desc(loopback, audioSec(a), videoSec(a), videoSec(a), videoSec(a), imageSec(a))))
+	if at, _ := streamAt(t, out, 4); at.Port() == 0 {
+		t.Fatalf("the live fax stream was declined to make room for new video:\n%s", out)
+	}
+	open := 0
+	for i := 1; i <= 3; i++ {
+		if at, _ := streamAt(t, out, i); at.Port() != 0 {
+			open++
+		}
+	}
+	if open != 2 {
+		t.Fatalf("%d new video streams went out, want 2 (the bound is 4 with audio and fax):\n%s", open, out)
+	}
+	ans = must(s.Answer(SideB, desc(loopback, audioSec(b), videoSec(b), videoSec(b), videoSec(b), imageSec(b))))
+	if at, _ := streamAt(t, ans, 4); at != fax {
+		t.Fatalf("the fax moved from %s to %s", fax, at)
+	}
+	if st := s.Stats(); len(st.Streams) != 4 || st.Declined != 1 {
+		t.Fatalf("%d streams, %d declined; want 4 and 1", len(st.Streams), st.Declined)
+	}
+}
