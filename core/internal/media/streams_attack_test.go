@@ -358,6 +358,12 @@ func TestAddressFamilyMismatch(t *testing.T) {
 	}
 	must(s.Offer(SideB, []byte(strings.Replace(string(desc(loopback, audioSec(b))), "c=IN IP4 127.0.0.1", "c=IN IP6 ::", 1))))
 	must(s.Answer(SideA, desc(loopback, audioSec(a))))
+	// An IPv4-mapped IPv6 address is the IPv4 one.
+	must(s.Offer(SideA, []byte(strings.Replace(string(desc(loopback, audioSec(a))), "c=IN IP4 127.0.0.1", "c=IN IP6 ::ffff:127.0.0.1", 1))))
+	must(s.Answer(SideB, desc(loopback, audioSec(b))))
+	if got := s.Stats().Legs[SideA].Remote; got != a.addr() {
+		t.Fatalf("leg A sends to %s, want %s", got, a.addr())
+	}
 }
 
 // TestStatsAfterClose: the B2BUA writes a call's CDR from Stats after it
