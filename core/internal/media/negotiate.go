@@ -624,6 +624,13 @@ func (l *leg) apply(r *remoteMedia, secure, pass bool, theirs, ours sdesKey) err
 	l.ptKnown = true
 	l.passthrough = pass
 	l.secure = secure
+	// A key our context encrypted with goes with the context: a new one
+	// under it would start the packet index over, and with the same SSRC
+	// (the relayed stream's) encrypt with the same keystream again
+	// (RFC 3711 §9.1). The next offer or answer draws a fresh one.
+	if l.tx != nil && (!secure || !ours.equal(l.txKey)) && l.ownKeys[l.txKey.suite].equal(l.txKey) {
+		l.ownKeys[l.txKey.suite] = sdesKey{}
+	}
 	if !secure {
 		l.rx, l.tx, l.rxKey, l.txKey = nil, nil, sdesKey{}, sdesKey{}
 		return nil

@@ -593,3 +593,30 @@ func TestStreamBoundKeepsLive(t *testing.T) {
 		t.Fatalf("%d streams, %d declined; want 4 and 1", len(st.Streams), st.Declined)
 	}
 }
+
+// TestSRTPKeyNotReusedAfterFax: an SRTP leg switched to T.38 in place
+// drops its SRTP contexts; back to audio, a context made again with the
+// old key would start its packet index over under the same key and SSRC —
+// a two-time pad for whatever it encrypts again. So the way back offers a
+// fresh key.
+func TestSRTPKeyNotReusedAfterFax(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b, fa, fb := newPeer(t), newPeer(t), newPeer(t), newPeer(t)
+	both := LegProfile{Local: loopback, Security: SecurityBoth}
+	_, line := peerKey(t, 1, 0)
+	s, _, _, offerToB, _ := call(t, e, plain, both, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0", line) })
+	if !s.Stats().Legs[SideB].Secure {
+		t.Fatalf("leg B does not speak SRTP:\n%s", offerToB)
+	}
+	first := engineKey(t, offerToB, 1)
+	must(s.Offer(SideA, desc(loopback, imageSec(fa))))
+	must(s.Answer(SideB, desc(loopback, imageSec(fb))))
+	again := must(s.Offer(SideA, a.sdp("RTP/AVP", "0")))
+	if engineKey(t, again, 1).equal(first) {
+		t.Fatalf("back from the fax leg B is offered the key its dropped context used:\n%s", again)
+	}
+	must(s.Answer(SideB, b.sdp("RTP/AVP", "0", line)))
+	if !s.Stats().Legs[SideB].Secure {
+		t.Fatal("leg B is not SRTP again")
+	}
+}
