@@ -120,7 +120,7 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 	// room is how many streams the offer may add beside the primary: the
 	// bound less the streams it keeps, which come first (an offer that
 	// reuses declined m-lines for new streams cannot push a live one out).
-	room, anchoredN := maxStreams-1, 0
+	room, anchoredN, declined := maxStreams-1, 0, uint64(0)
 	for i, m := range sd.MediaDescriptions {
 		if _, ok := classify(m); ok && i != prim && i < len(s.streams) && s.streams[i] != nil {
 			room--
@@ -148,7 +148,7 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 		case i < len(s.streams) && s.streams[i] != nil: // kept, counted in room
 			sn.legs = s.streams[i].legs
 		case room <= 0:
-			s.declined++
+			declined++
 			continue
 		default:
 			if err := s.openStream(sn); err != nil {
@@ -191,7 +191,7 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 	if old != nil {
 		old.releaseOpened(s) // replaced
 	}
-	s.pending = n
+	s.pending, s.declined = n, s.declined+declined
 	s.offloadUpdate() // an offer changes the media: off the kernel path until its answer
 	return b, nil
 }

@@ -620,3 +620,22 @@ func TestSRTPKeyNotReusedAfterFax(t *testing.T) {
 		t.Fatal("leg B is not SRTP again")
 	}
 }
+
+// TestDeclinedCountsSentOffers: SessionStats.Declined counts the m-lines
+// declined in offers that went out, not in one the engine refused.
+func TestDeclinedCountsSentOffers(t *testing.T) {
+	e := newTestEngine(t, 16, nil)
+	a := newPeer(t)
+	s := newSession(t, e, plain, plain)
+	five := []string{videoSec(a), videoSec(a), videoSec(a), videoSec(a), videoSec(a)}
+	if _, err := s.Offer(SideA, desc(loopback, append(five, audioSec(a)+"a=rtpmap:0 PCMU\r\n")...)); !errors.Is(err, ErrBadSDP) {
+		t.Fatalf("Offer = %v, want ErrBadSDP", err)
+	}
+	if st := s.Stats(); st.Declined != 0 {
+		t.Fatalf("%d m-lines counted declined for a refused offer", st.Declined)
+	}
+	must(s.Offer(SideA, desc(loopback, append(five, audioSec(a))...)))
+	if st := s.Stats(); st.Declined != 2 {
+		t.Fatalf("%d m-lines counted declined, want 2", st.Declined)
+	}
+}
