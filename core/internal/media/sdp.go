@@ -429,9 +429,15 @@ func rewrite(sd *sdp.SessionDescription, local netip.Addr, prim int, o origin, o
 		m.MediaName.Protos = strings.Split(out.proto, "/")
 		m.MediaName.Formats = out.formats
 		if out.kind == kindUDPTL {
-			// T38* attributes pass untouched; UDPTL has no RTCP, keys or
-			// candidates of ours (our +1 port stays unused).
+			// T38* attributes pass untouched but for a datagram size the
+			// relay cannot carry; UDPTL has no RTCP, keys or candidates of
+			// ours (our +1 port stays unused).
 			m.Attributes = keepAttrs(m.Attributes, nil)
+			for i, a := range m.Attributes {
+				if n, err := strconv.Atoi(a.Value); strings.EqualFold(a.Key, "T38FaxMaxDatagram") && err == nil && n > bufSize {
+					m.Attributes[i].Value = strconv.Itoa(bufSize) // larger ones are dropped (worker.serve)
+				}
+			}
 			continue
 		}
 		m.Attributes = keepAttrs(m.Attributes, out.formats)

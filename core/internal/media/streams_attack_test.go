@@ -639,3 +639,25 @@ func TestDeclinedCountsSentOffers(t *testing.T) {
 		t.Fatalf("%d m-lines counted declined, want 2", st.Declined)
 	}
 }
+
+// TestT38MaxDatagramCapped: a T.38 peer's T38FaxMaxDatagram tells the
+// other side how large a datagram it may send; the relay drops what is
+// larger than its buffer, so the value passed on is at most that. A value
+// within it, or one the engine cannot read, passes untouched.
+func TestT38MaxDatagramCapped(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a := newPeer(t)
+	for _, tt := range []struct{ give, want string }{
+		{"a=T38FaxMaxDatagram:65000", "a=T38FaxMaxDatagram:" + strconv.Itoa(bufSize)},
+		{"a=T38FaxMaxDatagram:400", "a=T38FaxMaxDatagram:400"},
+		{"a=T38FaxMaxDatagram:huge", "a=T38FaxMaxDatagram:huge"},
+		{"a=t38faxmaxdatagram:9000", "a=t38faxmaxdatagram:" + strconv.Itoa(bufSize)}, // some gateways spell it so
+	} {
+		s := newSession(t, e, plain, plain)
+		out := string(must(s.Offer(SideA, desc(loopback, "m=image "+strconv.Itoa(int(a.addr().Port()))+" udptl t38\r\n"+tt.give+"\r\n"))))
+		if !strings.Contains(out, tt.want+"\r\n") {
+			t.Errorf("%s went out as:\n%s", tt.give, out)
+		}
+		s.Close()
+	}
+}
