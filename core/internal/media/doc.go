@@ -32,7 +32,9 @@
 // On the way in a leg demultiplexes STUN and RTP/RTCP (RFC 7983, RFC 5761),
 // answers STUN binding requests (ICE-lite when the leg's offer carried ICE),
 // decrypts SRTP with replay protection, latches the peer's source address
-// (symmetric RTP, RFC 7362) and keeps RFC 3550 receiver statistics. On the way
+// (symmetric RTP, RFC 7362) and keeps RFC 3550 receiver statistics; a
+// datagram larger than the read buffer (2048 bytes) is a stray, dropped,
+// never relayed cut. On the way
 // out it encrypts when it speaks SRTP and sends to the latched address, or to
 // the address of the peer's SDP until a packet has been seen. RTCP is relayed
 // end to end; a leg where the engine terminates SRTP also gets the engine's
@@ -96,29 +98,39 @@
 // Every m-line the engine can carry is anchored, each with its own port
 // pair on each leg, up to maxStreams (4) per session: audio and video over
 // an RTP profile (RTP/AVP, RTP/SAVP, RTP/AVPF, RTP/SAVPF), and image over
-// udptl (T.38, RFC 3362, ITU-T T.38 Annex D). Others (TCP/MSRP, DTLS/SCTP,
-// UDP/TLS/UDPTL, an image proto spelled "UDPTL": SDP is case-significant,
-// RFC 8866 §5) are declined with port 0, as are m-lines past the bound
-// (counted, SessionStats.Declined), so an offer of many m-lines costs at
+// udptl (T.38, RFC 3362, ITU-T T.38 Annex D). Others (RTP over TCP such as
+// RTP/AVP/TCP, DTLS-SRTP, TCP/MSRP, DTLS/SCTP, UDP/TLS/UDPTL, an image
+// proto spelled "UDPTL": SDP is case-significant, RFC 8866 §5) are declined
+// with port 0, as are m-lines past the bound (counted,
+// SessionStats.Declined; the streams a re-offer keeps count first, so new
+// ones cannot push a live one out), so an offer of many m-lines costs at
 // most the bound's pairs. The answer keeps the offer's m-lines in their
-// order (RFC 3264 §8); a declined stream goes out declined. pion/sdp
+// order (RFC 3264 §8); a declined stream goes out declined. An answer must
+// have exactly its offer's m-lines (RFC 3264 §6): one with more or fewer is
+// bad SDP, and a stream it answers with another media type or transport
+// (m=audio for an offered m=image, image over RTP/AVP) is declined; the
+// offerer sees its own m-line back with port 0 for each declined stream,
+// never the answerer's. A leg's sockets are of one family (its
+// LegProfile.Local's): a stream whose SDP names the other (a per-m-line c=
+// of IPv6 on an IPv4 leg) is declined, the primary not acceptable. pion/sdp
 // refuses m=image and udptl outright, so parseSDP stands such m-lines in
 // for ones it takes and puts them back.
 //
-// The primary stream is the first audio stream of the call's first offer
-// (or its first stream at all, for a call that starts as T.38). Its legs
-// are the session's own, made with it and kept to its end; SessionStats.Legs,
-// Attach, Send, ICE-lite and the kernel fast path are about it. A stream's
-// pairs are opened by the offer that adds it (or brings it back) and
-// released when an answer declines it (port 0) or the offer fails
-// (Reject); the primary's legs stay, off and without ports, until an offer
-// brings the stream back. A stream that stays keeps its ports, also when a
-// re-INVITE changes its m-line from audio to image (T.38 in place) and
-// back. SessionStats.Streams lists
-// every anchored stream. Each RTP stream is relayed as the primary is,
-// with its own SRTP keys; codec lists (LegProfile.Codecs) apply to audio
-// only; ICE is answered on the primary only (the others carry no
-// candidates; STUN on them is answered without credentials).
+// The primary stream is the first audio stream of the call's first answered
+// offer (or its first anchored stream at all, for a call that starts as
+// T.38 or video alone): each offer before the first answer picks it again,
+// the first answer fixes it. Its legs are the session's own, made with it
+// and kept to its end; SessionStats.Legs, Attach, Send, ICE-lite and the
+// kernel fast path are about it. A stream's pairs are opened by the offer
+// that adds it (or brings it back) and released when an answer declines it
+// (port 0) or the offer fails (Reject); the primary's legs stay, off and
+// without ports, until an offer brings the stream back. A stream that stays
+// keeps its ports, also when a re-INVITE changes its m-line from audio to
+// image (T.38 in place) and back. SessionStats.Streams lists every anchored
+// stream. Each RTP stream is relayed as the primary is, with its own SRTP
+// keys; codec lists (LegProfile.Codecs) apply to audio only; ICE is
+// answered on the primary only (the others carry no candidates; STUN on
+// them is answered without credentials).
 //
 // UDPTL is not RTP: a T.38 leg does no STUN/RTP/RTCP demultiplexing (its
 // first byte is a sequence number's, 0 for the first 256 datagrams), no
@@ -127,8 +139,9 @@
 // latches; inside the learning window the address of the peer's SDP and a
 // new port of the latched address re-latch; everything else is a stray,
 // dropped and counted. Its +1 port is bound (the pool's even/odd pairs)
-// but unused: what arrives there is a stray. T.38 datagrams keep the call
-// alive against the inactivity timeout. The kernel fast path carries RTP
+// but unused: what arrives there is a stray. A leg a terminator took
+// (Attach) relays no fax: the terminator takes RTP. T.38 datagrams keep
+// the call alive against the inactivity timeout. The kernel fast path carries RTP
 // only (its program checks the payload type; a UDPTL datagram has none),
 // so a fax stays in userspace. A leg whose profile is "secured only" does
 // not carry T.38 (UDPTL cannot be SRTP, and that operator asked for no

@@ -55,28 +55,33 @@ func FuzzSDP(f *testing.F) {
 		"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nm=video 4002 RTP/SAVP 96\r\nm=video 4004 RTP/AVP 97\r\nm=video 4006 RTP/AVP 98\r\nm=video 4008 RTP/AVP 99\r\nm=image 4010 udptl t38\r\n",
 	} {
 		f.Add([]byte(seed), uint8(0), uint8(3))
+		f.Add([]byte(seed), uint8(4), uint8(3)) // the legs on IPv6
 	}
 	f.Fuzz(func(t *testing.T, body []byte, secA, secB uint8) {
+		// A leg's media is of one family: secA's bit 2 picks it.
 		local := netip.MustParseAddr("203.0.113.5")
+		if secA&4 != 0 {
+			local = netip.MustParseAddr("2001:db8:ffff::5")
+		}
 		_, s := harness(t, LegProfile{Local: local, Security: Security(secA % 4)}, LegProfile{Local: local, Security: Security(secB % 4), Codecs: []string{"PCMA", "PCMU"}})
 		out, err := s.Offer(SideA, body)
 		if err != nil {
 			return
 		}
-		check(t, out)
+		check(t, out, local)
 		if out, err = s.Answer(SideB, body); err == nil {
-			check(t, out)
+			check(t, out, local)
 		}
 	})
 }
 
-func check(t *testing.T, out []byte) {
+func check(t *testing.T, out []byte, local netip.Addr) {
 	t.Helper()
 	sd, err := parseSDP(out) // pion's parser with m=image (T.38) let through, as the engine reads
 	if err != nil {
 		t.Fatalf("engine wrote SDP that does not parse: %v\n%s", err, out)
 	}
-	if sd.Origin.Username != "umedge" || sd.Origin.UnicastAddress != "203.0.113.5" {
+	if sd.Origin.Username != "umedge" || sd.Origin.UnicastAddress != local.String() {
 		t.Fatalf("origin %+v leaks or is not ours", sd.Origin)
 	}
 	if strings.Contains(string(out), "192.0.2.1") || strings.Contains(string(out), "2001:db8::1") {

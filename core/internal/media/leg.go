@@ -19,6 +19,9 @@ type leg struct {
 	rtcp *sock
 	sink Sink
 	own  relay // the relay sink towards the other leg of the stream
+	// endPort is the RTP port Close released, for the stats read after it
+	// (the CDR); 0 while the leg is open or was declined before.
+	endPort int
 
 	// The stream the leg carries: its m-line's index, how it is carried,
 	// and off while it is declined (port 0) or, for a stream an offer just
@@ -162,7 +165,8 @@ func (l *leg) receiveRTP(w *worker, i int, pkt []byte, src netip.AddrPort, now i
 // demultiplexing (its first byte is a sequence number's, often 0, which
 // would read as STUN), no header check, no SRTP. It has no SSRC either: it
 // latches by source address as an RTP peer that keeps one SSRC does (see
-// accept), and the +1 socket takes nothing (strays).
+// accept), and the +1 socket takes nothing (strays). It is relayed only
+// while the leg's sink is the relay.
 func (l *leg) receiveUDPTL(w *worker, s *sock, pkt []byte, src netip.AddrPort, now int64) {
 	if s.rtcp || len(pkt) == 0 || !l.accept(src, 0, 0, now) {
 		l.stats.strays++
@@ -172,7 +176,9 @@ func (l *leg) receiveUDPTL(w *worker, s *sock, pkt []byte, src netip.AddrPort, n
 	l.lastIn = now
 	l.stats.packetsIn++
 	l.stats.bytesIn += uint64(len(pkt))
-	if to := l.own.to; !to.off {
+	// A terminator in the relay's place (Attach) takes RTP: the fax goes
+	// neither to it nor past it to the other side.
+	if to := l.own.to; l.sink == &l.own && !to.off {
 		to.send(w, to.rtp.fd, to.rtpDst(), pkt, false)
 	}
 }

@@ -15,6 +15,10 @@ type negotiation struct {
 	from    Side         // the offerer, X; the answerer is Y
 	prim    int          // the primary stream's m-line index
 	streams []*streamNeg // by m-line index; nil: declined in the offer to Y
+	// mlines are X's m-lines as it offered them: the answer to X has them
+	// all, in order, and a stream declined there is X's own m-line with
+	// port 0 (RFC 3264 §6), whatever Y's answer put at its index.
+	mlines []sdp.MediaName
 	// version of the answer sent to X, fixed at the first answer so that
 	// a repeated answer is the same description.
 	ansVersion uint64
@@ -70,8 +74,9 @@ func (n *negotiation) releaseOpened(s *Session) {
 // ErrNotAcceptable with the detail for a 488 Warning, or ErrNoPorts.
 //
 // Every m-line the engine anchors (audio and video over RTP, image over
-// udptl) gets a port pair per leg, up to maxStreams per session; the rest
-// go out declined (port 0), in their places (RFC 3264 §8). A stream that
+// udptl) gets a port pair per leg, up to maxStreams per session, the
+// streams it already anchors first; the rest go out declined (port 0), in
+// their places (RFC 3264 §8). A stream that
 // stays keeps its ports; one an offer adds is opened here and released
 // when no answer accepts it (Reject, a declining answer).
 func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
@@ -98,22 +103,29 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 	// again, pass to this offer (and back when it fails).
 	old := s.pending
 	var took *streamNeg
-	n := &negotiation{from: from, prim: prim, streams: make([]*streamNeg, len(sd.MediaDescriptions))}
+	n := &negotiation{from: from, prim: prim, streams: make([]*streamNeg, len(sd.MediaDescriptions)), mlines: make([]sdp.MediaName, len(sd.MediaDescriptions))}
+	for i, m := range sd.MediaDescriptions {
+		n.mlines[i] = m.MediaName
+		n.mlines[i].Protos, n.mlines[i].Formats = slices.Clone(m.MediaName.Protos), slices.Clone(m.MediaName.Formats)
+	}
 	fail := func(err error) ([]byte, error) {
-		if took != nil {
-			for _, sn := range n.streams {
-				if sn != nil && sn.idx == prim {
-					sn.opened = false
-				}
-			}
-			took.opened = true
+		if took != nil { // set once the primary's stream is n's: its pairs go back
+			n.streams[prim].opened, took.opened = false, true
 		}
 		n.releaseOpened(s)
 		return nil, err
 	}
 	outs := make([]*outStream, len(sd.MediaDescriptions))
 	var why []error
-	extra, anchoredN := 0, 0
+	// room is how many streams the offer may add beside the primary: the
+	// bound less the streams it keeps, which come first (an offer that
+	// reuses declined m-lines for new streams cannot push a live one out).
+	room, anchoredN, declined := maxStreams-1, 0, uint64(0)
+	for i, m := range sd.MediaDescriptions {
+		if _, ok := classify(m); ok && i != prim && i < len(s.streams) && s.streams[i] != nil {
+			room--
+		}
+	}
 	for i, m := range sd.MediaDescriptions {
 		kind, ok := classify(m)
 		if !ok {
@@ -133,18 +145,17 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 				took = old.streams[prim]
 				took.opened, sn.opened = false, true
 			}
-		case extra >= maxStreams-1:
-			s.declined++
-			continue
-		case i < len(s.streams) && s.streams[i] != nil:
+		case i < len(s.streams) && s.streams[i] != nil: // kept, counted in room
 			sn.legs = s.streams[i].legs
-			extra++
+		case room <= 0:
+			declined++
+			continue
 		default:
 			if err := s.openStream(sn); err != nil {
 				why = append(why, fmt.Errorf("m-line %d (%s): %w", i, m.MediaName.Media, err))
 				continue
 			}
-			extra++
+			room--
 		}
 		out, err := s.offerStream(from, sn, sd)
 		if err != nil {
@@ -180,7 +191,7 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 	if old != nil {
 		old.releaseOpened(s) // replaced
 	}
-	s.pending = n
+	s.pending, s.declined = n, s.declined+declined
 	s.offloadUpdate() // an offer changes the media: off the kernel path until its answer
 	return b, nil
 }
@@ -227,6 +238,9 @@ func (s *Session) offerStream(from Side, sn *streamNeg, sd *sdp.SessionDescripti
 	lx, ly := sn.legs[from], sn.legs[from.other()]
 	x, err := readRemote(sd, sn.idx, sn.kind)
 	if err != nil {
+		return nil, err
+	}
+	if err := lx.reaches(&x); err != nil {
 		return nil, err
 	}
 	sn.x = x
@@ -307,8 +321,10 @@ type answered struct {
 // Answer takes the SDP answer (to the pending offer) that arrived from side
 // from and returns the answer to send to the other side; media flows from
 // then on. A repeated answer to the same offer (183 then 200) is accepted.
-// A stream the answer declines (port 0) is declined towards the offerer
-// too, and its pairs released.
+// A stream the answer declines (port 0), or answers with another media
+// type or transport than offered, is declined towards the offerer too (its
+// own m-line, port 0), and its pairs released. An answer without exactly
+// the offer's m-lines is ErrBadSDP (RFC 3264 §6).
 func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -326,11 +342,15 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(sd.MediaDescriptions) != len(n.streams) {
+		return nil, fmt.Errorf("%w: the answer from leg %s has %d m-lines, its offer %d (RFC 3264 §6: one for each)",
+			ErrBadSDP, from, len(sd.MediaDescriptions), len(n.streams))
+	}
 	outs := make([]*outStream, len(sd.MediaDescriptions))
 	var acc []answered
 	var why []error
 	for i, sn := range n.streams {
-		if sn == nil || i >= len(sd.MediaDescriptions) || sd.MediaDescriptions[i].MediaName.Port.Value == 0 {
+		if sn == nil || sd.MediaDescriptions[i].MediaName.Port.Value == 0 {
 			continue
 		}
 		a, out, err := s.answerStream(n, sn, from, sd)
@@ -347,6 +367,11 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 	if len(acc) == 0 {
 		why = append(why, fmt.Errorf("%w: the answer from leg %s declines every stream offered to it", ErrNotAcceptable, from))
 		return nil, streamErrors(why)
+	}
+	for i, out := range outs {
+		if out == nil { // declined: X's own m-line, port 0 (rewrite)
+			sd.MediaDescriptions[i].MediaName = n.mlines[i]
+		}
 	}
 	lx := s.legs[n.from]
 	if n.ansVersion == 0 {
@@ -418,8 +443,17 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 // X; nothing is committed yet.
 func (s *Session) answerStream(n *negotiation, sn *streamNeg, from Side, sd *sdp.SessionDescription) (answered, *outStream, error) {
 	a := answered{sn: sn}
+	if m := sd.MediaDescriptions[sn.idx]; m.MediaName.Media != sn.media {
+		return a, nil, fmt.Errorf("%w: the answer from leg %s has m=%s where its offer had m=%s", ErrNotAcceptable, from, m.MediaName.Media, sn.media)
+	} else if k, ok := classify(m); !ok || k != sn.kind {
+		return a, nil, fmt.Errorf("%w: the answer from leg %s has m=%s over %s where its offer had %s",
+			ErrNotAcceptable, from, sn.media, strings.Join(m.MediaName.Protos, "/"), sn.kind)
+	}
 	y, err := readRemote(sd, sn.idx, sn.kind)
 	if err != nil {
+		return a, nil, err
+	}
+	if err := sn.legs[from].reaches(&y); err != nil {
 		return a, nil, err
 	}
 	lx := sn.legs[n.from]
@@ -550,6 +584,21 @@ func (s *Session) Reject(from Side) {
 	}
 }
 
+// reaches says whether l can send to the addresses r names: its sockets
+// are of its local address's family (LegProfile.Local), and a datagram to
+// the other family never leaves. A hold address names no peer.
+func (l *leg) reaches(r *remoteMedia) error {
+	if r.hold {
+		return nil
+	}
+	for _, a := range []netip.AddrPort{r.rtp, r.rtcp} {
+		if a.IsValid() && a.Addr().Is4() != l.prof.Local.Is4() {
+			return fmt.Errorf("%w: leg %s's media is on %s and its peer's SDP names %s", ErrNotAcceptable, l.side, l.prof.Local, a.Addr())
+		}
+	}
+	return nil
+}
+
 // apply makes r the leg's peer: addresses, rtcp-mux, payload types and keys.
 func (l *leg) apply(r *remoteMedia, secure, pass bool, theirs, ours sdesKey) error {
 	if !r.hold {
@@ -575,6 +624,13 @@ func (l *leg) apply(r *remoteMedia, secure, pass bool, theirs, ours sdesKey) err
 	l.ptKnown = true
 	l.passthrough = pass
 	l.secure = secure
+	// A key our context encrypted with goes with the context: a new one
+	// under it would start the packet index over, and with the same SSRC
+	// (the relayed stream's) encrypt with the same keystream again
+	// (RFC 3711 §9.1). The next offer or answer draws a fresh one.
+	if l.tx != nil && (!secure || !ours.equal(l.txKey)) && l.ownKeys[l.txKey.suite].equal(l.txKey) {
+		l.ownKeys[l.txKey.suite] = sdesKey{}
+	}
 	if !secure {
 		l.rx, l.tx, l.rxKey, l.txKey = nil, nil, sdesKey{}, sdesKey{}
 		return nil

@@ -29,7 +29,7 @@ type remoteMedia struct {
 	hold      bool // c=0.0.0.0 (RFC 2543 hold)
 	mux       bool
 	ice       bool
-	proto     string // RTP/AVP, RTP/SAVP, RTP/AVPF, RTP/SAVPF
+	proto     string // one of rtpProfiles, or udptl
 	cryptos   []cryptoLine
 	formats   []string
 	names     map[string]string // format → encoding name
@@ -164,11 +164,16 @@ func (k streamKind) String() string {
 // most this many pairs.
 const maxStreams = 4
 
+// rtpProfiles are the RTP profiles over UDP the engine relays.
+var rtpProfiles = map[string]bool{"RTP/AVP": true, "RTP/SAVP": true, "RTP/AVPF": true, "RTP/SAVPF": true}
+
 // classify says whether m-line m is a stream the engine anchors, and how.
 // A port of 0 is a declined stream. Audio and video are anchored over an
-// RTP profile; an image stream over udptl (T.38). The proto is
-// case-significant (RFC 8866 §5; the IANA name is "udptl"): "UDPTL",
-// UDP/TLS/UDPTL (RFC 7345), TCP, MSRP, DTLS/SCTP and the like are declined.
+// RTP profile over UDP (rtpProfiles); an image stream over udptl (T.38).
+// The proto is case-significant (RFC 8866 §5; the IANA name is "udptl"):
+// "UDPTL", UDP/TLS/UDPTL (RFC 7345), RTP over TCP (RTP/AVP/TCP,
+// TCP/RTP/AVP, RFC 4571), DTLS-SRTP (UDP/TLS/RTP/SAVPF), MSRP, DTLS/SCTP
+// and the like are declined.
 func classify(m *sdp.MediaDescription) (streamKind, bool) {
 	if m.MediaName.Port.Value == 0 {
 		return 0, false
@@ -176,16 +181,17 @@ func classify(m *sdp.MediaDescription) (streamKind, bool) {
 	p := strings.Join(m.MediaName.Protos, "/")
 	switch m.MediaName.Media {
 	case "audio", "video":
-		return kindRTP, strings.HasPrefix(p, "RTP/")
+		return kindRTP, rtpProfiles[p]
 	case "image":
 		return kindUDPTL, p == "udptl"
 	}
 	return 0, false
 }
 
-// anchored picks the session's primary stream in its first offer: the
-// first audio m-line with a port and an RTP profile, else the first stream
-// the engine anchors at all (a call that starts as T.38). Its legs are the
+// anchored picks the session's primary stream in an offer before the
+// first answer (which fixes it): the first audio m-line with a port and an
+// RTP profile, else the first stream the engine anchors at all (a call
+// that starts as T.38). Its legs are the
 // session's own (Session.legs), the ones the stats' old fields, Attach and
 // Send name.
 func anchored(sd *sdp.SessionDescription) (int, error) {
@@ -237,7 +243,9 @@ func readRemote(sd *sdp.SessionDescription, idx int, kind streamKind) (remoteMed
 	}
 	addr = addr.Unmap()
 	r.rtp = netip.AddrPortFrom(addr, uint16(port))
-	r.rtcp = netip.AddrPortFrom(addr, uint16(port+1))
+	if port < 65535 { // else no RTCP address unless a=rtcp names one
+		r.rtcp = netip.AddrPortFrom(addr, uint16(port+1))
+	}
 	if kind == kindUDPTL {
 		return r, nil
 	}
@@ -421,9 +429,15 @@ func rewrite(sd *sdp.SessionDescription, local netip.Addr, prim int, o origin, o
 		m.MediaName.Protos = strings.Split(out.proto, "/")
 		m.MediaName.Formats = out.formats
 		if out.kind == kindUDPTL {
-			// T38* attributes pass untouched; UDPTL has no RTCP, keys or
-			// candidates of ours (our +1 port stays unused).
+			// T38* attributes pass untouched but for a datagram size the
+			// relay cannot carry; UDPTL has no RTCP, keys or candidates of
+			// ours (our +1 port stays unused).
 			m.Attributes = keepAttrs(m.Attributes, nil)
+			for i, a := range m.Attributes {
+				if n, err := strconv.Atoi(a.Value); strings.EqualFold(a.Key, "T38FaxMaxDatagram") && err == nil && n > bufSize {
+					m.Attributes[i].Value = strconv.Itoa(bufSize) // larger ones are dropped (worker.serve)
+				}
+			}
 			continue
 		}
 		m.Attributes = keepAttrs(m.Attributes, out.formats)
@@ -476,29 +490,80 @@ func keepAttrs(in []sdp.Attribute, formats []string) []sdp.Attribute {
 }
 
 // hasAddr reports whether v holds an IP address literal (IPv4 or IPv6,
-// with or without a port, bracketed or not). dropAttr knows the
-// attributes that carry the other leg's transport; a vendor's own (an
-// a=x-nat-addr:10.1.1.5, a=x-peer:[2001:db8::7]:5060) would otherwise pass
-// the other side's addresses through (R-SBC-1), so any attribute naming
-// an address goes. None that a relayed stream needs does (rtpmap, fmtp,
-// ptime, direction, rtcp-fb, T38*, framerate, label, mid).
+// with or without a port or zone, bracketed or not, glued to a vendor's
+// own words: "src:10.1.1.5", "ipv4:10.1.1.5", "ab10.1.1.5", the
+// "10.1.1.5.5060" of a trace). dropAttr knows the attributes that carry
+// the other leg's transport; a vendor's own (an a=x-nat-addr:10.1.1.5, an
+// a=x-peer:[2001:db8::7]:5060) would otherwise pass the other side's
+// addresses through (R-SBC-1), so any attribute naming an address goes.
+// None that a relayed stream needs does (rtpmap, fmtp, ptime, direction,
+// rtcp-fb, extmap, ssrc, msid, imageattr, T38*, framerate, label, mid:
+// TestHasAddr). The unspecified addresses (0.0.0.0, ::) name no host and
+// do not count. An FQDN or an address spelled otherwise (hex, an integer)
+// is not looked for: nothing tells it from a word.
 func hasAddr(v string) bool {
-	isAddrRune := func(r rune) bool {
+	isDigitDot := func(r rune) bool { return r >= '0' && r <= '9' || r == '.' }
+	for run := range strings.FieldsFuncSeq(v, func(r rune) bool { return !isDigitDot(r) }) {
+		if hasDottedQuad(run) {
+			return true
+		}
+	}
+	isV6Rune := func(r rune) bool {
 		return r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F' || r == '.' || r == ':'
 	}
-	for tok := range strings.FieldsFuncSeq(v, func(r rune) bool { return !isAddrRune(r) }) {
-		if !strings.ContainsAny(tok, ".:") {
+	named := func(c string) bool {
+		a, err := netip.ParseAddr(c)
+		return err == nil && !a.IsUnspecified()
+	}
+	for tok := range strings.FieldsFuncSeq(v, func(r rune) bool { return !isV6Rune(r) }) {
+		if !strings.Contains(tok, ":") {
 			continue
 		}
-		// "::1" as it is; "10.1.1.5." at a sentence's end, ":10.1.1.5"
-		// after a vendor's own separator without it.
-		for _, c := range []string{tok, strings.Trim(tok, ".:")} {
-			if _, err := netip.ParseAddr(c); err == nil {
-				return true
+		// The token, then what follows each of its colons: "e:2001:db8::1"
+		// is "route:" glued to an address (a hex letter ends the word);
+		// with and without a trailing "." or ":". An address is at most
+		// maxAddrLen long, so only a long token's tail is looked at, from
+		// a colon on: the scan stays linear in v.
+		for _, c := range []string{tok, strings.TrimRight(tok, ".:")} {
+			if len(c) > maxAddrLen {
+				c = c[len(c)-maxAddrLen:]
+				_, c, _ = strings.Cut(c, ":")
 			}
-			if _, err := netip.ParseAddrPort(c); err == nil {
-				return true
+			for {
+				if named(c) {
+					return true
+				}
+				j := strings.IndexByte(c, ':')
+				if j < 0 {
+					break
+				}
+				c = c[j+1:]
 			}
+		}
+	}
+	return false
+}
+
+// maxAddrLen is the longest IP address literal without a zone,
+// ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255.
+const maxAddrLen = 45
+
+// hasDottedQuad reports whether run, digits and dots, has four dotted
+// decimal octets in a row (not 0.0.0.0).
+func hasDottedQuad(run string) bool {
+	f := strings.Split(run, ".")
+	octet := func(s string) (int, bool) {
+		n, err := strconv.Atoi(s)
+		return n, err == nil && len(s) <= 3 && n <= 255
+	}
+	for i := 0; i+4 <= len(f); i++ {
+		sum, ok := 0, true
+		for _, s := range f[i : i+4] {
+			n, good := octet(s)
+			sum, ok = sum+n, ok && good
+		}
+		if ok && sum > 0 {
+			return true
 		}
 	}
 	return false

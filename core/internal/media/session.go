@@ -83,7 +83,7 @@ type LegStats struct {
 	BytesOut     uint64
 	Lost         uint64  // RTP packets lost from the peer (RFC 3550 A.3)
 	JitterMs     float64 // interarrival jitter of the peer's RTP (RFC 3550 A.8)
-	Strays       uint64  // datagrams dropped: not from the latched source, not RTP, unknown payload type
+	Strays       uint64  // datagrams dropped: not from the latched source, not RTP, unknown payload type, larger than 2048 bytes
 	SRTPFailures uint64  // SRTP/SRTCP packets that failed authentication
 	SRTPReplays  uint64  // SRTP/SRTCP packets replayed inside the 64-packet window
 	Unprotected  uint64  // plain RTCP on an SRTP leg (no SRTCP index and tag): dropped, not forwarded
@@ -105,7 +105,9 @@ type LegStats struct {
 type SessionStats struct {
 	ID string
 	// Legs are the primary stream's: the first audio stream of the call's
-	// first offer (the one a fax switch may turn into T.38 in its place).
+	// first answered offer (the one a fax switch may turn into T.38 in its
+	// place). While the primary is declined its Local is empty and the
+	// rest are its last.
 	Legs       [2]LegStats // indexed by Side
 	Started    time.Time
 	LastPacket time.Time
@@ -219,6 +221,9 @@ func (s *Session) releaseLeg(l *leg) {
 		return
 	}
 	l.rtp.dead, l.rtcp.dead = true, true
+	if s.closed {
+		l.endPort = l.rtp.port // the final stats (a CDR) name it
+	}
 	defer func() { l.rtp, l.rtcp = nil, nil }()
 	if s.freeLeg != nil {
 		_ = s.freeLeg(l)
@@ -291,8 +296,11 @@ func (s *Session) legStats(l *leg) LegStats {
 		path = s.offloadPath(l.side)
 	}
 	var local netip.AddrPort // none while the stream is declined
-	if l.rtp != nil {
+	switch {
+	case l.rtp != nil:
 		local = netip.AddrPortFrom(l.prof.Local, uint16(l.rtp.port)) //nolint:gosec // a port
+	case l.endPort != 0:
+		local = netip.AddrPortFrom(l.prof.Local, uint16(l.endPort)) //nolint:gosec // a port
 	}
 	return LegStats{
 		Local:        local,

@@ -303,6 +303,12 @@ func (w *worker) serve(s *sock, now int64) int {
 	}
 	w.reads.Add(uint64(n))
 	for i := range n {
+		if w.rhdr[i].hdr.Flags&unix.MSG_TRUNC != 0 {
+			// Larger than bufSize (a jumbo or reassembled datagram): what
+			// was read is cut, so nothing of it is relayed or parsed.
+			s.leg.stats.strays++
+			continue
+		}
 		src := getSockaddr(&w.rname[i])
 		s.leg.receive(w, s, i, w.rbuf[i][:w.rhdr[i].n], src, now)
 	}
