@@ -2,6 +2,7 @@ package b2bua
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -429,4 +430,28 @@ func TestCallerReferRefusedAndTransparent(t *testing.T) {
 		t.Errorf("REFER relayed to %s", r.Recipient.String())
 	}
 	plain.a.none(t, 30*time.Millisecond)
+}
+
+// A transferor that answers a NOTIFY with an error has ended the
+// subscription (RFC 6665 §4.2.2: a 481, or a failure with no Retry-After,
+// removes it): the state reached meanwhile is not sent, nor the final one.
+func TestReferNotifyRefused(t *testing.T) {
+	for _, code := range []int{481, 500, 603} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			h := transferHarness(t, "gw", 0)
+			_, trying, cs := referred(t, h)
+			cInv := cs.msg.(*sip.Request)
+			h.fromBackend(t, answer(t, cInv, 180, "Ringing", "pbx1", "", ""), pbxAddr)
+			h.fromBackend(t, answer(t, trying.msg, code, "No", "", "", ""), backendAddr)
+			h.fromBackend(t, answer(t, cInv, 200, "OK", "pbx1", "<sip:2002@192.0.2.50:5070>", targetSDP), pbxAddr)
+			time.Sleep(50 * time.Millisecond)
+			h.b.mu.Lock()
+			defer h.b.mu.Unlock()
+			for _, s := range h.b.msgs {
+				if req, ok := s.msg.(*sip.Request); ok && req.Method == sip.NOTIFY && req.CSeq().SeqNo != trying.msg.(*sip.Request).CSeq().SeqNo {
+					t.Fatalf("a NOTIFY after the transferor's %d to the last one:\n%s", code, req)
+				}
+			}
+		})
+	}
 }
