@@ -381,7 +381,8 @@ func (c *call) sendNotify(n *notifier, m notice) {
 }
 
 // notifyAnswer takes the transferor's answer to one of our NOTIFYs and
-// reports true; a final answer to the latest lets the next go out.
+// reports true; a 2xx to the latest lets the next go out, a failure ends
+// the subscription.
 // Anything else it leaves, false.
 func (c *call) notifyAnswer(msg sip.Message) bool {
 	n := &c.notes
@@ -396,6 +397,11 @@ func (c *call) notifyAnswer(msg sip.Message) bool {
 	if cs.SeqNo == n.seq && res.StatusCode >= 200 && n.tx != nil {
 		n.tx.stop()
 		n.tx = nil
+		if res.StatusCode >= 300 {
+			// A failed NOTIFY ends the subscription (RFC 6665 §4.2.2: a
+			// 481 does, and one we cannot act on, as we retry none).
+			n.next, n.done = nil, true
+		}
 		if m := n.next; m != nil {
 			n.next = nil
 			c.sendNotify(n, *m)
