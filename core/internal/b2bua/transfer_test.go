@@ -455,3 +455,58 @@ func TestReferNotifyRefused(t *testing.T) {
 		})
 	}
 }
+
+// A call transferred by either side is forgotten 64×T1 after its end
+// like any other: nothing of it stays findable by any of its Call-IDs,
+// the transferor's included (leg C took its side's Call-ID in the call).
+func TestTransferredCallForgotten(t *testing.T) {
+	beSDP := "v=0\no=umback 1 2 IN IP4 203.0.113.5\ns=-\nc=IN IP4 203.0.113.5\nt=0 0\nm=audio 30000 RTP/AVP 0\n"
+	t.Run("by the caller", func(t *testing.T) {
+		h := transferHarness(t, "um", 5*time.Millisecond)
+		bInv, _, cs := startCallerTransfer(t, h)
+		cInv := cs.msg.(*sip.Request)
+		h.fromBackend(t, answer(t, cInv, 200, "OK", "pbx1", "<sip:2002@192.0.2.50:5070>", targetSDP), pbxAddr)
+		reinv := nextRequest(t, h.b, sip.INVITE).msg
+		h.fromBackend(t, answer(t, reinv, 200, "OK", "", "<sip:um@203.0.113.5:5062;transport=tcp>", beSDP), backendAddr)
+		nextRequest(t, h.a, sip.BYE) // the silent caller hung up after 64×T1
+		cBye := inDialog(t, "BYE", cInv, 2, "192.0.2.50:5070", "")
+		cBye.From().Params.Add("tag", "pbx1")
+		cBye.To().Params.Add("tag", tagOf(cInv.From().Params))
+		h.fromBackend(t, reparse(t, cBye.String()), pbxAddr)
+		h.fromBackend(t, answer(t, nextRequest(t, h.b, sip.BYE).msg, 200, "OK", "", "", ""), backendAddr)
+		wantForgotten(t, h, "call-r", string(*bInv.CallID()), string(*cInv.CallID()))
+	})
+	t.Run("by the back end", func(t *testing.T) {
+		h := transferHarness(t, "gw", 5*time.Millisecond)
+		bInv, cs := startTransfer(t, h)
+		cInv := cs.msg.(*sip.Request)
+		h.fromBackend(t, answer(t, cInv, 200, "OK", "pbx1", "<sip:2002@192.0.2.50:5070>", targetSDP), pbxAddr)
+		reinv := nextRequest(t, h.a, sip.INVITE).msg
+		h.fromCaller(t, answer(t, reinv, 200, "OK", "", "<sip:2001@10.1.1.1>", callerSDP))
+		nextRequest(t, h.b, sip.BYE) // the silent back end hung up after 64×T1
+		h.fromCaller(t, fromCallerInDialog(t, "BYE", tagOf(reinv.(*sip.Request).From().Params), 3, "", "", ""))
+		h.fromBackend(t, answer(t, nextRequest(t, h.b, sip.BYE).msg, 200, "OK", "", "", ""), pbxAddr)
+		wantForgotten(t, h, "call-r", string(*bInv.CallID()), string(*cInv.CallID()))
+	})
+}
+
+// wantForgotten waits until the engine finds nothing by any of ids.
+func wantForgotten(t *testing.T, h *harness, ids ...string) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		h.e.mu.RLock()
+		var left []string
+		for _, id := range ids {
+			if h.e.byA[id] != nil || h.e.byB[id] != nil || h.e.tombs.has(id) {
+				left = append(left, id)
+			}
+		}
+		h.e.mu.RUnlock()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) { // 64×T1 is 320 ms
+			t.Fatalf("the ended call is still found by %q long after 64×T1", left)
+		}
+	}
+}
