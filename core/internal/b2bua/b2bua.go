@@ -328,8 +328,9 @@ func (e *Engine) admit(c *call) *status {
 	e.active++
 	e.perGW[gw]++
 	e.perBE[be]++
-	e.byA[c.a.callID] = c
-	e.byB[c.b.callID] = c
+	c.keyA, c.keyB = c.a.callID, c.b.callID
+	e.byA[c.keyA] = c
+	e.byB[c.keyB] = c
 	e.callsDone.Add(1)
 	return nil
 }
@@ -529,7 +530,7 @@ func (e *Engine) bury(x endedCall, rec []byte) ([]byte, bool) {
 	rec = c.tombstone(rec)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.byA[c.a.callID] != c || e.byB[c.b.callID] != c {
+	if e.byA[c.keyA] != c || e.byB[c.keyB] != c {
 		return rec, true // forgotten already (a new call took its Call-ID)
 	}
 	if len(e.moreB[c]) > 0 || !e.tombs.insert(rec, c.a.callID, c.b.callID, x.due) {
@@ -567,11 +568,11 @@ func (e *Engine) forget(c *call) {
 
 // forgetLocked drops c from the maps; e.mu held.
 func (e *Engine) forgetLocked(c *call) {
-	if e.byA[c.a.callID] == c {
-		delete(e.byA, c.a.callID)
+	if e.byA[c.keyA] == c {
+		delete(e.byA, c.keyA)
 	}
-	if e.byB[c.b.callID] == c {
-		delete(e.byB, c.b.callID)
+	if e.byB[c.keyB] == c {
+		delete(e.byB, c.keyB)
 	}
 	e.forgetMoreB(c)
 }

@@ -41,6 +41,10 @@ func (s callState) String() string { return stateNames[s] }
 type call struct {
 	e      *Engine
 	target Target
+	// keyA and keyB are the Call-IDs byA and byB know the call by, set at
+	// admission: a transfer's leg C takes over its side's callID, and
+	// forget must still drop the transferor's.
+	keyA, keyB string
 
 	mu        sync.Mutex
 	state     callState

@@ -69,7 +69,7 @@ func TestEndedCallKeepsOnlyWhatRetransmissionsNeed(t *testing.T) {
 func TestEndedCallsForgottenInTurn(t *testing.T) {
 	e := New(Config{T1: time.Millisecond}, nil, nil, nil, nil) // 64 ms
 	ended := func(id string) (*call, time.Time) {
-		c := &call{e: e, a: aLeg{callID: id + "-a"}, b: bLeg{callID: id + "-b"}}
+		c := &call{e: e, a: aLeg{callID: id + "-a"}, b: bLeg{callID: id + "-b"}, keyA: id + "-a", keyB: id + "-b"}
 		e.mu.Lock()
 		e.byA[c.a.callID], e.byB[c.b.callID] = c, c
 		e.mu.Unlock()
