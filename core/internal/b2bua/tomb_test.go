@@ -436,3 +436,49 @@ func TestLateKeepAlive481AfterEnd(t *testing.T) {
 		t.Fatalf("a late 481 to a keep-alive of the ended call sent the back end %q", got)
 	}
 }
+
+// Our last answer to the INVITE goes, when the INVITE comes again, where
+// the whole call sends it: to the caller as its INVITE came, never on
+// another connection or to another port of the same host, which would
+// hand the dialog (our tag, Contact and SDP) to whoever sent a copy of
+// the INVITE from there.
+func TestTombstoneAnswersTheInviteOnlyToTheCaller(t *testing.T) {
+	h := newHarness(t, Config{})
+	_, tag := confirmedCall(t, h)
+	h.fromCaller(t, fromCallerInDialog(t, "BYE", tag, 2, "", "", ""))
+	wantStatus(t, h.a.next(t), 200)
+	bBye := wantRequest(t, h.b.next(t), sip.BYE)
+	h.fromBackend(t, answer(t, bBye, 200, "OK", "", "", ""), backendAddr)
+	taken(h.a)
+	taken(h.b)
+
+	other := newRecorder()
+	otherPort := netip.AddrPortFrom(callerAddr.Addr(), callerAddr.Port()+1)
+	froms := []Inbound{
+		{Transport: "udp", Source: otherPort, Local: frontAddr, Reply: senderTo{other, otherPort}, Requests: senderTo{other, otherPort}},
+		{Transport: "tcp", Source: callerAddr, Local: frontAddr, Reply: senderTo{other, callerAddr}, Requests: senderTo{other, callerAddr}},
+	}
+	probe := func(pass string) {
+		for _, in := range froms {
+			if !h.e.Handle(invite(t, "call-r", "r1", callerSDP), in) {
+				t.Errorf("%s: the INVITE again over %s from %s was not taken", pass, in.Transport, in.Source)
+			}
+			if got := taken(other); len(got) > 0 {
+				t.Errorf("%s: the INVITE again over %s from %s got %q there", pass, in.Transport, in.Source, got)
+			}
+		}
+		taken(h.a)
+		if !h.e.Handle(invite(t, "call-r", "r1", callerSDP), h.inbound()) {
+			t.Errorf("%s: the caller's INVITE again was not taken", pass)
+		}
+		if got := taken(h.a); len(got) != 1 || !strings.HasPrefix(got[0], "SIP/2.0 200 ") {
+			t.Errorf("%s: the caller's INVITE again got %q, want our 200 again", pass, got)
+		}
+	}
+	probe("whole")
+	if whole(h, "call-r") == nil {
+		t.Fatal("the ended call became a tombstone during the first pass: nothing compared")
+	}
+	buried(t, h, "call-r")
+	probe("tombstone")
+}
