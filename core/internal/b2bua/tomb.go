@@ -222,6 +222,11 @@ type tombRecord struct {
 	bDst, bLocal                netip.AddrPort
 	bServerName, bRURI          string
 	bBranch, bFrom              string // of leg B's INVITE: the ACK of a non-2xx answer is in its transaction
+	// How the caller's INVITE came: the INVITE again gets our last answer
+	// only the same way, as the whole call sends it where the INVITE came
+	// from, not on the connection (or to the port) a copy came on.
+	aTp   router.Transport
+	aFrom netip.AddrPort
 }
 
 // settled reports whether c has ended with nothing left to do but answer
@@ -268,6 +273,8 @@ func (c *call) tombstone(b []byte) []byte {
 	w.str(c.b.ruri)
 	w.str(c.b.branch)
 	w.str(c.b.from)
+	w.str(string(c.a.in.Transport))
+	writeText(&w, c.a.in.Source)
 	return w.b
 }
 
@@ -389,6 +396,7 @@ func readTomb(b []byte) (tombRecord, bool) {
 	t.bTp = router.Transport(r.str())
 	t.bDst, t.bLocal = r.addrPort(), r.addrPort()
 	t.bServerName, t.bRURI, t.bBranch, t.bFrom = r.str(), r.str(), r.str(), r.str()
+	t.aTp, t.aFrom = router.Transport(r.str()), r.addrPort()
 	return t, !r.bad && len(r.b) == 0
 }
 
@@ -444,7 +452,7 @@ func (e *Engine) tombRequestA(t *tombRecord, n uint64, req *sip.Request, in Inbo
 	case sip.INVITE:
 		switch {
 		case toTag == "" && branchOf(req) == t.aBranch:
-			if t.aLast != nil {
+			if t.aLast != nil && in.Transport == t.aTp && in.Source == t.aFrom {
 				in.Reply.Send(t.aLast)
 			}
 		case toTag == "":
