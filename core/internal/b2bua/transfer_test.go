@@ -510,3 +510,29 @@ func wantForgotten(t *testing.T, h *harness, ids ...string) {
 		}
 	}
 }
+
+// A transfer that failed while its 100 Trying NOTIFY is unanswered still
+// gets its final NOTIFY once that is answered: a second REFER meanwhile
+// waits (491), it does not take over the subscription and drop the
+// final NOTIFY the first transfer owes (RFC 3515 §2.4.7: the
+// subscription ends with a terminated NOTIFY).
+func TestReferAgainWhileNotifyUnanswered(t *testing.T) {
+	h := transferHarness(t, "gw", 0)
+	bInv, trying, cs := referred(t, h)
+	cInv := cs.msg.(*sip.Request)
+	h.fromBackend(t, answer(t, cInv, 486, "Busy Here", "pbx1", "", ""), pbxAddr)
+	wantRequest(t, h.b.next(t), sip.ACK)
+	h.b.none(t, 30*time.Millisecond) // the 486 waits for the answer to the 100 Trying
+
+	h.fromBackend(t, referFrom(t, bInv, 8, "<sip:2002@192.0.2.50:5070>"), backendAddr)
+	wantStatus(t, h.b.next(t), 491)
+	h.fromBackend(t, answer(t, trying.msg, 200, "OK", "", "", ""), backendAddr)
+	final := h.b.next(t)
+	wantSipfrag(t, final, "SIP/2.0 486", "terminated")
+	if ev := headerValue(final.msg.(*sip.Request), "Event"); ev != "refer;id=7" {
+		t.Fatalf("final NOTIFY of Event %q, want the first REFER's", ev)
+	}
+	h.fromBackend(t, answer(t, final.msg, 200, "OK", "", "", ""), backendAddr)
+	h.fromBackend(t, referFrom(t, bInv, 9, "<sip:2002@192.0.2.50:5070>"), backendAddr)
+	wantStatus(t, h.b.next(t), 202)
+}
