@@ -124,6 +124,11 @@ func (c *call) referLocal(by Side, req *sip.Request, in Inbound) {
 	case c.xfer.busy() || c.reinvite != nil:
 		refuse(491, "Request Pending", "a transfer or re-INVITE is in progress")
 		return
+	case c.notes.tx != nil:
+		// A former transfer's NOTIFY is unanswered, its final one maybe
+		// waiting: a new subscription would drop it (notify).
+		refuse(491, "Request Pending", "a NOTIFY of the last transfer is unanswered")
+		return
 	}
 	var u sip.Uri
 	if _, err := sip.ParseAddressValue(headerValue(req, "Refer-To"), &u, nil); err != nil {
