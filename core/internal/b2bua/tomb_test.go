@@ -482,3 +482,25 @@ func TestTombstoneAnswersTheInviteOnlyToTheCaller(t *testing.T) {
 	buried(t, h, "call-r")
 	probe("tombstone")
 }
+
+// A tombstone is unfindable once its time is up even when one made
+// before it is due later: calls settle in another order than they end
+// (one whose BYE took a few T1 to be answered is buried after calls that
+// ended after it), and expire frees the ring from its head only.
+func TestTombstoneDueOutOfOrder(t *testing.T) {
+	var ts tombs
+	base := time.Unix(1000, 0)
+	if !ts.insert([]byte("late"), "a1", "b1", base.Add(2*time.Second)) || !ts.insert([]byte("early"), "a2", "b2", base.Add(time.Second)) {
+		t.Fatal("insert refused")
+	}
+	now := base.Add(1500 * time.Millisecond)
+	ts.expire(now)
+	for _, id := range []string{"a2", "b2"} {
+		if rec, _ := ts.lookup(id, nil); rec != nil {
+			t.Errorf("%s: the tombstone due %v is still found at %v", id, time.Second, 1500*time.Millisecond)
+		}
+	}
+	if rec, _ := ts.lookup("a1", nil); string(rec) != "late" {
+		t.Errorf("a1: record %q, want the one not due yet", rec)
+	}
+}
