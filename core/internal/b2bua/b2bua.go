@@ -298,7 +298,7 @@ func (e *Engine) admit(c *call) *status {
 	var tb string
 	tombed := false
 	if old == nil {
-		tb, tombed = e.tombBranch(c.a.callID)
+		tb, tombed = e.tombBranch(c.a.callID, now)
 	}
 	if old != nil && old.a.branch == c.a.branch || tombed && tb == c.a.branch {
 		return &status{}
@@ -548,9 +548,9 @@ func earlier(a, b time.Time) time.Time {
 }
 
 // tombBranch is the INVITE branch of the tombstone of the call whose leg A
-// has Call-ID id, and whether there is one; e.mu held.
-func (e *Engine) tombBranch(id string) (string, bool) {
-	rec, _ := e.tombs.lookup(id, nil)
+// has Call-ID id, and whether there is one at now; e.mu held.
+func (e *Engine) tombBranch(id string, now time.Time) (string, bool) {
+	rec, _ := e.tombs.lookup(id, now, nil)
 	if rec == nil {
 		return "", false
 	}
@@ -614,7 +614,7 @@ func (e *Engine) Handle(msg sip.Message, in Inbound) bool {
 	var n uint64
 	if ca == nil && cb == nil {
 		src := in.Source.Addr()
-		tomb, n = e.tombs.lookup(id, func(rec []byte) bool { return tombFrom(rec, id, src) })
+		tomb, n = e.tombs.lookup(id, time.Now(), func(rec []byte) bool { return tombFrom(rec, id, src) })
 	}
 	e.mu.RUnlock()
 	if tomb != nil {

@@ -24,9 +24,13 @@ import (
 // it holds a pointer: the map (uint64 → uint64), the ring of tombstone
 // headers and the arena's chunks are objects the collector marks without
 // scanning, a few hundred of them in all however many calls ended, and
-// the call struct goes to the collector at once. Tombstones end in the
-// order they were made (every one waits 64×T1 from its call's end), so
-// a ring of headers and a FIFO of chunks free them with no search.
+// the call struct goes to the collector at once. Tombstones are freed in
+// the order they were made, so a ring of headers and a FIFO of chunks
+// free them with no search; that is nearly the order they are due (every
+// one waits 64×T1 from its call's end), not quite: calls settle in
+// another order than they end, and one made later may be due earlier.
+// It is unfindable once due (lookup) and freed when the ones before it
+// are, at most 64×T1 later.
 //
 // A tombstone answers as the ended call did (handle.go for an ended call
 // with nothing in progress): a retransmitted INVITE gets our last answer
@@ -110,10 +114,10 @@ func (ts *tombs) newChunk(need int) []byte {
 }
 
 // lookup returns a copy of the record of the tombstone whose Call-ID
-// hashes as id's, and its number; nil when there is none or match (nil:
-// any) refuses the record, which it reads in place. The caller checks the
-// Call-ID in the record.
-func (ts *tombs) lookup(id string, match func(rec []byte) bool) ([]byte, uint64) {
+// hashes as id's, and its number; nil when there is none, it is due by
+// now, or match (nil: any) refuses the record, which it reads in place.
+// The caller checks the Call-ID in the record.
+func (ts *tombs) lookup(id string, now time.Time, match func(rec []byte) bool) ([]byte, uint64) {
 	if ts.len() == 0 {
 		return nil, 0
 	}
@@ -122,6 +126,9 @@ func (ts *tombs) lookup(id string, match func(rec []byte) bool) ([]byte, uint64)
 		return nil, 0
 	}
 	t := ts.ring[n-ts.base]
+	if t.due <= now.UnixNano() {
+		return nil, 0 // freed with the ones before it
+	}
 	c := ts.chunks[t.chunk-ts.cbase]
 	rec := c[t.off : t.off+t.n]
 	if match != nil && !match(rec) {

@@ -163,7 +163,7 @@ func TestTombstoneIgnoresStrangersForFree(t *testing.T) {
 	h.fromBackend(t, answer(t, bye, 200, "OK", "", "", ""), backendAddr)
 	buried(t, h, "call-r")
 	h.e.mu.RLock()
-	rec, _ := h.e.tombs.lookup("call-r", nil)
+	rec, _ := h.e.tombs.lookup("call-r", time.Now(), nil)
 	h.e.mu.RUnlock()
 	bID := string(*bInv.CallID())
 	for _, c := range []struct {
@@ -399,7 +399,7 @@ func TestTombsArena(t *testing.T) {
 	}
 	for i := range n {
 		for _, id := range []string{fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i)} {
-			got, _ := ts.lookup(id, nil)
+			got, _ := ts.lookup(id, base.Add(n/2*time.Millisecond), nil)
 			switch {
 			case i <= n/2 && got != nil:
 				t.Fatalf("expired %s still found", id)
@@ -496,11 +496,11 @@ func TestTombstoneDueOutOfOrder(t *testing.T) {
 	now := base.Add(1500 * time.Millisecond)
 	ts.expire(now)
 	for _, id := range []string{"a2", "b2"} {
-		if rec, _ := ts.lookup(id, nil); rec != nil {
+		if rec, _ := ts.lookup(id, now, nil); rec != nil {
 			t.Errorf("%s: the tombstone due %v is still found at %v", id, time.Second, 1500*time.Millisecond)
 		}
 	}
-	if rec, _ := ts.lookup("a1", nil); string(rec) != "late" {
+	if rec, _ := ts.lookup("a1", now, nil); string(rec) != "late" {
 		t.Errorf("a1: record %q, want the one not due yet", rec)
 	}
 }
