@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -502,5 +504,58 @@ func TestTombstoneDueOutOfOrder(t *testing.T) {
 	}
 	if rec, _ := ts.lookup("a1", now, nil); string(rec) != "late" {
 		t.Errorf("a1: record %q, want the one not due yet", rec)
+	}
+}
+
+// countSender counts what it is given: answers that start with want in
+// ok, others in bad.
+type countSender struct {
+	ok, bad *atomic.Int64
+	want    string
+}
+
+func (s countSender) Send(b []byte) {
+	if strings.HasPrefix(string(b), s.want) {
+		s.ok.Add(1)
+	} else {
+		s.bad.Add(1)
+	}
+}
+
+// Retransmissions racing the call's change into a tombstone (T1 of 2 ms,
+// eight senders at once, under -race): each one taken gets exactly one
+// answer, the right one, whole or tombstone, none is left to the front,
+// and the call ends up one.
+func TestTombstoneConversionRace(t *testing.T) {
+	for round := range 5 {
+		h := newHarness(t, Config{T1: 2 * time.Millisecond})
+		_, tag := confirmedCall(t, h)
+		bye := callerHangsUp(t, h, tag)
+		h.fromBackend(t, answer(t, bye, 200, "OK", "", "", ""), backendAddr)
+		var ok, bad, took, missed atomic.Int64
+		var wg sync.WaitGroup
+		stop := time.Now().Add(30 * time.Millisecond) // the call converts after 2 ms, retried every 2 ms
+		for g := range 8 {
+			wg.Go(func() {
+				for time.Now().Before(stop) {
+					in := h.inbound()
+					in.Reply = countSender{&ok, &bad, "SIP/2.0 200 "}
+					m := fromCallerInDialog(t, "BYE", tag, 2, "", "", "")
+					if g%2 == 1 {
+						m = fromCallerInDialog(t, "OPTIONS", tag, 9, "", "", "")
+					}
+					if h.e.Handle(m, in) {
+						took.Add(1)
+					} else {
+						missed.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if took.Load() == 0 || missed.Load() != 0 || took.Load() != ok.Load() || bad.Load() != 0 {
+			t.Fatalf("round %d: %d taken, %d not, %d answered 200, %d otherwise", round, took.Load(), missed.Load(), ok.Load(), bad.Load())
+		}
+		buried(t, h, "call-r")
 	}
 }
