@@ -262,43 +262,10 @@ func compareWholeAndTomb(t *testing.T, h *harness, run func(pass string) []strin
 // tombstone alike.
 func TestTombstoneAnswersReinvitesAsTheEndedCall(t *testing.T) {
 	h := newHarness(t, Config{})
-	bInv, tag := confirmedCall(t, h)
-	beSDP := "v=0\no=umback 1 2 IN IP4 203.0.113.5\ns=-\nc=IN IP4 203.0.113.5\nt=0 0\nm=audio 30002 RTP/AVP 0\n"
-
-	// The caller's re-INVITE, answered by the back end.
-	h.fromCaller(t, callerRequest(t, "INVITE", tag, 2, "re1", "application/sdp", callerSDP))
-	wantStatus(t, h.a.next(t), 100)
-	reB := wantRequest(t, h.b.next(t), sip.INVITE)
-	h.fromBackend(t, answer(t, reB, 200, "OK", "", "<sip:um@203.0.113.5:5062;transport=tcp>", beSDP), backendAddr)
-	bAck := wantRequest(t, h.b.next(t), sip.ACK).String()
-	wantStatus(t, h.a.next(t), 200)
-	h.fromCaller(t, parse(t, "ACK sip:2001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKack2\n"+
-		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tag+"\n"+
-		"Call-ID: call-r\nCSeq: 2 ACK\nContent-Length: 0\n\n"))
-
-	// The back end's re-INVITE, answered by the caller.
-	ourB := tagOf(bInv.From().Params)
-	re := inDialog(t, "INVITE", bInv, 10, "203.0.113.5:5062", beSDP)
-	re.To().Params.Add("tag", ourB)
-	h.fromBackend(t, reparse(t, re.String()), backendAddr)
-	wantStatus(t, h.b.next(t), 100)
-	reA := wantRequest(t, h.a.next(t), sip.INVITE)
-	h.fromCaller(t, answer(t, reA, 200, "OK", "", "<sip:2001@10.1.1.1:5060>", callerSDP))
-	aAck := wantRequest(t, h.a.next(t), sip.ACK).String()
-	wantStatus(t, h.b.next(t), 200)
-	ack := inDialog(t, "ACK", bInv, 10, "203.0.113.5:5062", "")
-	ack.To().Params.Add("tag", ourB)
-	h.fromBackend(t, reparse(t, ack.String()), backendAddr)
-
-	h.fromCaller(t, fromCallerInDialog(t, "BYE", tag, 3, "", "", ""))
-	wantStatus(t, h.a.next(t), 200)
-	h.fromBackend(t, answer(t, wantRequest(t, h.b.next(t), sip.BYE), 200, "OK", "", "", ""), backendAddr)
-	taken(h.a)
-	taken(h.b)
-
+	reB, reA, bAck, aAck := reinvitedCall(t, h)
 	probes := []probe{
 		{"the back end's 2xx to the caller's re-INVITE again", false, func() sip.Message {
-			return answer(t, reB, 200, "OK", "", "<sip:um@203.0.113.5:5062;transport=tcp>", beSDP)
+			return answer(t, reB, 200, "OK", "", "<sip:um@203.0.113.5:5062;transport=tcp>", beReSDP)
 		}, true, "=bAck", "b"},
 		{"the caller's 2xx to the back end's re-INVITE again", true, func() sip.Message {
 			return answer(t, reA, 200, "OK", "", "<sip:2001@10.1.1.1:5060>", callerSDP)
@@ -312,6 +279,50 @@ func TestTombstoneAnswersReinvitesAsTheEndedCall(t *testing.T) {
 	compareWholeAndTomb(t, h, func(pass string) []string {
 		return runProbes(t, h, pass, probes, map[string]string{"=bAck": bAck, "=aAck": aAck})
 	})
+}
+
+// beReSDP is the back end's SDP in reinvitedCall.
+const beReSDP = "v=0\no=umback 1 2 IN IP4 203.0.113.5\ns=-\nc=IN IP4 203.0.113.5\nt=0 0\nm=audio 30002 RTP/AVP 0\n"
+
+// reinvitedCall makes call-r a call that had a re-INVITE each way, then
+// ended: it returns our re-INVITE to the back end and to the caller, and
+// our ACKs of their 2xx.
+func reinvitedCall(t *testing.T, h *harness) (reB, reA *sip.Request, bAck, aAck string) {
+	t.Helper()
+	bInv, tag := confirmedCall(t, h)
+
+	// The caller's re-INVITE, answered by the back end.
+	h.fromCaller(t, callerRequest(t, "INVITE", tag, 2, "re1", "application/sdp", callerSDP))
+	wantStatus(t, h.a.next(t), 100)
+	reB = wantRequest(t, h.b.next(t), sip.INVITE)
+	h.fromBackend(t, answer(t, reB, 200, "OK", "", "<sip:um@203.0.113.5:5062;transport=tcp>", beReSDP), backendAddr)
+	bAck = wantRequest(t, h.b.next(t), sip.ACK).String()
+	wantStatus(t, h.a.next(t), 200)
+	h.fromCaller(t, parse(t, "ACK sip:2001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKack2\n"+
+		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tag+"\n"+
+		"Call-ID: call-r\nCSeq: 2 ACK\nContent-Length: 0\n\n"))
+
+	// The back end's re-INVITE, answered by the caller.
+	ourB := tagOf(bInv.From().Params)
+	re := inDialog(t, "INVITE", bInv, 10, "203.0.113.5:5062", beReSDP)
+	re.To().Params.Add("tag", ourB)
+	h.fromBackend(t, reparse(t, re.String()), backendAddr)
+	wantStatus(t, h.b.next(t), 100)
+	reA = wantRequest(t, h.a.next(t), sip.INVITE)
+	h.fromCaller(t, answer(t, reA, 200, "OK", "", "<sip:2001@10.1.1.1:5060>", callerSDP))
+	aAck = wantRequest(t, h.a.next(t), sip.ACK).String()
+	wantStatus(t, h.b.next(t), 200)
+	ack := inDialog(t, "ACK", bInv, 10, "203.0.113.5:5062", "")
+	ack.To().Params.Add("tag", ourB)
+	h.fromBackend(t, reparse(t, ack.String()), backendAddr)
+
+	h.fromCaller(t, fromCallerInDialog(t, "BYE", tag, 3, "", "", ""))
+	wantStatus(t, h.a.next(t), 200)
+	h.fromBackend(t, answer(t, wantRequest(t, h.b.next(t), sip.BYE), 200, "OK", "", "", ""), backendAddr)
+	taken(h.a)
+	taken(h.b)
+
+	return reB, reA, bAck, aAck
 }
 
 // callerHangsUp sends the caller's BYE of the call with our To tag tag
@@ -439,21 +450,24 @@ func TestLateKeepAlive481AfterEnd(t *testing.T) {
 	}
 }
 
-// Our last answer to the INVITE goes, when the INVITE comes again, where
-// the whole call sends it: to the caller as its INVITE came, never on
-// another connection or to another port of the same host, which would
-// hand the dialog (our tag, Contact and SDP) to whoever sent a copy of
-// the INVITE from there.
-func TestTombstoneAnswersTheInviteOnlyToTheCaller(t *testing.T) {
+// Our last answer to the INVITE, and our ACK of the caller's 2xx to our
+// re-INVITE, go, when the INVITE or the 2xx comes again, where the whole
+// call sends them: to the caller as its messages came, never on another
+// connection or to another port of the same host, which would hand the
+// dialog (our tag, Contact and SDP) to whoever sent a copy from there.
+func TestTombstoneAnswersOnlyTheCaller(t *testing.T) {
 	h := newHarness(t, Config{})
-	_, tag := confirmedCall(t, h)
-	h.fromCaller(t, fromCallerInDialog(t, "BYE", tag, 2, "", "", ""))
-	wantStatus(t, h.a.next(t), 200)
-	bBye := wantRequest(t, h.b.next(t), sip.BYE)
-	h.fromBackend(t, answer(t, bBye, 200, "OK", "", "", ""), backendAddr)
-	taken(h.a)
-	taken(h.b)
-
+	_, reA, _, aAck := reinvitedCall(t, h)
+	again := []struct {
+		name string
+		msg  func() sip.Message
+		want string
+	}{
+		{"INVITE", func() sip.Message { return invite(t, "call-r", "r1", callerSDP) }, "SIP/2.0 200 "},
+		{"2xx to our re-INVITE", func() sip.Message {
+			return answer(t, reA, 200, "OK", "", "<sip:2001@10.1.1.1:5060>", callerSDP)
+		}, aAck},
+	}
 	other := newRecorder()
 	otherPort := netip.AddrPortFrom(callerAddr.Addr(), callerAddr.Port()+1)
 	froms := []Inbound{
@@ -461,20 +475,22 @@ func TestTombstoneAnswersTheInviteOnlyToTheCaller(t *testing.T) {
 		{Transport: "tcp", Source: callerAddr, Local: frontAddr, Reply: senderTo{other, callerAddr}, Requests: senderTo{other, callerAddr}},
 	}
 	probe := func(pass string) {
-		for _, in := range froms {
-			if !h.e.Handle(invite(t, "call-r", "r1", callerSDP), in) {
-				t.Errorf("%s: the INVITE again over %s from %s was not taken", pass, in.Transport, in.Source)
+		for _, m := range again {
+			for _, in := range froms {
+				if !h.e.Handle(m.msg(), in) {
+					t.Errorf("%s: the %s again over %s from %s was not taken", pass, m.name, in.Transport, in.Source)
+				}
+				if got := taken(other); len(got) > 0 {
+					t.Errorf("%s: the %s again over %s from %s got %q there", pass, m.name, in.Transport, in.Source, got)
+				}
 			}
-			if got := taken(other); len(got) > 0 {
-				t.Errorf("%s: the INVITE again over %s from %s got %q there", pass, in.Transport, in.Source, got)
+			taken(h.a)
+			if !h.e.Handle(m.msg(), h.inbound()) {
+				t.Errorf("%s: the caller's %s again was not taken", pass, m.name)
 			}
-		}
-		taken(h.a)
-		if !h.e.Handle(invite(t, "call-r", "r1", callerSDP), h.inbound()) {
-			t.Errorf("%s: the caller's INVITE again was not taken", pass)
-		}
-		if got := taken(h.a); len(got) != 1 || !strings.HasPrefix(got[0], "SIP/2.0 200 ") {
-			t.Errorf("%s: the caller's INVITE again got %q, want our 200 again", pass, got)
+			if got := taken(h.a); len(got) != 1 || !strings.HasPrefix(got[0], m.want) {
+				t.Errorf("%s: the caller's %s again got %q, want %.40q", pass, m.name, got, m.want)
+			}
 		}
 	}
 	probe("whole")
