@@ -229,11 +229,13 @@ type tombRecord struct {
 	bDst, bLocal                netip.AddrPort
 	bServerName, bRURI          string
 	bBranch, bFrom              string // of leg B's INVITE: the ACK of a non-2xx answer is in its transaction
-	// How the caller's INVITE came: the INVITE again gets our last answer
-	// only the same way, as the whole call sends it where the INVITE came
-	// from, not on the connection (or to the port) a copy came on.
-	aTp   router.Transport
-	aFrom netip.AddrPort
+	// How the caller's INVITE came, and where our requests to it go (its
+	// NAT's mapping over UDP, nat.go): the INVITE again gets our last
+	// answer, the 2xx to our re-INVITE again our ACK, only the same way,
+	// as the whole call sends them there, not on the connection (or to
+	// the port) a copy came on.
+	aTp          router.Transport
+	aFrom, aReqs netip.AddrPort
 }
 
 // settled reports whether c has ended with nothing left to do but answer
@@ -282,6 +284,11 @@ func (c *call) tombstone(b []byte) []byte {
 	w.str(c.b.from)
 	w.str(string(c.a.in.Transport))
 	writeText(&w, c.a.in.Source)
+	if c.a.requestsTo.IsValid() {
+		writeText(&w, c.a.requestsTo)
+	} else {
+		writeText(&w, c.a.in.Source)
+	}
 	return w.b
 }
 
@@ -403,7 +410,7 @@ func readTomb(b []byte) (tombRecord, bool) {
 	t.bTp = router.Transport(r.str())
 	t.bDst, t.bLocal = r.addrPort(), r.addrPort()
 	t.bServerName, t.bRURI, t.bBranch, t.bFrom = r.str(), r.str(), r.str(), r.str()
-	t.aTp, t.aFrom = router.Transport(r.str()), r.addrPort()
+	t.aTp, t.aFrom, t.aReqs = router.Transport(r.str()), r.addrPort(), r.addrPort()
 	return t, !r.bad && len(r.b) == 0
 }
 
@@ -444,7 +451,8 @@ func (e *Engine) tombA(t *tombRecord, n uint64, msg sip.Message, in Inbound) boo
 	case *sip.Request:
 		return e.tombRequestA(t, n, m, in)
 	case *sip.Response: // responseA: the 2xx of our last re-INVITE again
-		if cs := m.CSeq(); cs.MethodName == sip.INVITE && m.StatusCode >= 200 && m.StatusCode < 300 && t.aReAck != nil && cs.SeqNo == t.aReAckCSeq {
+		if cs := m.CSeq(); cs.MethodName == sip.INVITE && m.StatusCode >= 200 && m.StatusCode < 300 && t.aReAck != nil && cs.SeqNo == t.aReAckCSeq &&
+			in.Transport == t.aTp && in.Source == t.aReqs {
 			in.Requests.Send(t.aReAck)
 		}
 	}
