@@ -575,3 +575,42 @@ func TestTombstoneConversionRace(t *testing.T) {
 		buried(t, h, "call-r")
 	}
 }
+
+// A call the back end refused (and we ACKed the refusal) settles as an
+// answered one does once the caller has ACKed our refusal: it becomes a
+// tombstone, which answers as it did. Else a flood of calls that fail —
+// the cheapest an attacker can make: any number the back end refuses —
+// kept every one whole for 64×T1, the heap the tombstones are to spare.
+func TestRefusedCallBecomesTombstone(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.e.Invite(invite(t, "call-r", "r1", callerSDP), h.inbound(), h.target)
+	wantStatus(t, h.a.next(t), 100)
+	bInv := wantRequest(t, h.b.next(t), sip.INVITE)
+	h.fromBackend(t, answer(t, bInv, 486, "Busy Here", "be1", "", ""), backendAddr)
+	wantRequest(t, h.b.next(t), sip.ACK)
+	res := wantStatus(t, h.a.next(t), 486)
+	tag := tagOf(res.To().Params)
+	callerAck := func() sip.Message {
+		return parse(t, "ACK sip:1001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKr1;rport\n"+
+			"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tag+"\n"+
+			"Call-ID: call-r\nCSeq: 1 ACK\nContent-Length: 0\n\n")
+	}
+	h.fromCaller(t, callerAck())
+	last := res.String()
+
+	probes := []probe{
+		{"INVITE again", true, func() sip.Message { return invite(t, "call-r", "r1", callerSDP) }, true, "=last", "a"},
+		{"ACK again", true, callerAck, true, "", ""},
+		{"CANCEL", true, func() sip.Message {
+			return parse(t, "CANCEL sip:1001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKr1;rport\n"+
+				"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>\nCall-ID: call-r\nCSeq: 1 CANCEL\nContent-Length: 0\n\n")
+		}, true, "SIP/2.0 200 OK", "a"},
+		{"OPTIONS", true, func() sip.Message { return fromCallerInDialog(t, "OPTIONS", tag, 4, "", "", "") }, true, "SIP/2.0 200 OK", "a"},
+		{"486 again", false, func() sip.Message { return answer(t, bInv, 486, "Busy Here", "be1", "", "") }, true, "ACK sip:", "b"},
+		{"180 to the INVITE", false, func() sip.Message { return answer(t, bInv, 180, "Ringing", "be1", "", "") }, true, "", ""},
+		{"INVITE from elsewhere", true, func() sip.Message { return invite(t, "call-r", "r1", callerSDP) }, false, "", ""},
+	}
+	compareWholeAndTomb(t, h, func(pass string) []string {
+		return runProbes(t, h, pass, probes, map[string]string{"=last": last})
+	})
+}
