@@ -114,6 +114,7 @@ type bLeg struct {
 	target     string // the back end's Contact from its 2xx: Request-URI in the dialog
 	routeSet   []string
 	ack        []byte // our ACK of the 2xx, for the 2xx's retransmissions
+	refused    bool   // the INVITE in progress got a final failure, ACKed (ackFailure)
 	reAck      []byte // our ACK of the last re-INVITE's 2xx, likewise
 	reAckCSeq  uint32
 	cancelTx   *retrans // our CANCEL in progress
@@ -353,7 +354,7 @@ func (c *call) sendInvite(mf int, offer []byte) {
 	}
 	c.b.offer = offer
 	c.b.invite = w.end(offer)
-	c.b.provisonal = false
+	c.b.provisonal, c.b.refused = false, false
 	c.sendB(c.b.invite)
 	timeout := 64 * c.e.cfg.T1 // Timer B
 	if len(c.target.Alternates) > 0 {

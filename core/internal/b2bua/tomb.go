@@ -38,8 +38,13 @@ import (
 // an INVITE in the dialog 500, a request outside it 481, a new INVITE
 // with the ended call's Call-ID drops it (a new call). What it keeps is
 // tombRecord. A call with anything left to do (a BYE unanswered, a
-// transfer, leg B never ACKed, a CANCEL owed) stays a call struct and is
-// looked at again every T1 until its 64×T1 is over.
+// transfer, leg B's INVITE not answered or not ACKed, a CANCEL owed)
+// stays a call struct and is looked at again every T1 until its 64×T1 is
+// over. One way only a tombstone answers otherwise: a refused call's
+// leg B answered with a 2xx after the refusal (a forking back end) gets
+// nothing, where the whole call would ACK it and hang up; the back end
+// gives up on its 2xx after 64×T1 and hangs up itself (RFC 3261
+// §13.3.1.4).
 
 // tombs are the tombstones of ended calls; guarded by the engine's mu.
 type tombs struct {
@@ -239,9 +244,10 @@ type tombRecord struct {
 }
 
 // settled reports whether c has ended with nothing left to do but answer
-// retransmissions, which its tombstone can then do; c.mu held.
+// retransmissions, which its tombstone can then do: leg B's INVITE
+// answered, with a 2xx or a failure, and ACKed; c.mu held.
 func (c *call) settled() bool {
-	if c.state != ended || c.b.ack == nil || c.b.invite != nil || c.reinvite != nil || c.xfer != nil ||
+	if c.state != ended || c.b.ack == nil && !c.b.refused || c.b.invite != nil || c.reinvite != nil || c.xfer != nil ||
 		c.notes.x != nil || c.a.called != nil || len(c.relays) > 0 {
 		return false
 	}
@@ -522,7 +528,7 @@ func (e *Engine) tombB(t *tombRecord, msg sip.Message, in Inbound) {
 		switch {
 		case cs.MethodName == sip.INVITE && cs.SeqNo == t.bInviteCSeq && code >= 300:
 			send(failureAck(t.bRURI, t.bTp, t.bLocal, t.bBranch, t.bFrom, m.To(), t.bCallID, t.bInviteCSeq))
-		case cs.MethodName == sip.INVITE && cs.SeqNo == t.bInviteCSeq && code >= 200:
+		case cs.MethodName == sip.INVITE && cs.SeqNo == t.bInviteCSeq && code >= 200 && t.bAck != nil:
 			send(t.bAck) // the 2xx again: our ACK was lost
 		case cs.MethodName == sip.INVITE && code >= 200 && code < 300 && t.bReAck != nil && cs.SeqNo == t.bReAckCSeq:
 			send(t.bReAck)
