@@ -614,3 +614,29 @@ func TestRefusedCallBecomesTombstone(t *testing.T) {
 		return runProbes(t, h, pass, probes, map[string]string{"=last": last})
 	})
 }
+
+// A caller that cancels before the back end has answered at all: our
+// CANCEL waits for the back end's first provisional answer, and once it
+// has gone and the 487 is ACKed each way the call becomes a tombstone —
+// cancelled calls are the other cheap flood. Its CANCEL goes out once.
+func TestEarlyCancelledCallBecomesTombstone(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.e.Invite(invite(t, "call-r", "r1", callerSDP), h.inbound(), h.target)
+	wantStatus(t, h.a.next(t), 100)
+	bInv := wantRequest(t, h.b.next(t), sip.INVITE)
+	h.fromCaller(t, parse(t, "CANCEL sip:1001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKr1;rport\n"+
+		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>\nCall-ID: call-r\nCSeq: 1 CANCEL\nContent-Length: 0\n\n"))
+	wantStatus(t, h.a.next(t), 200)
+	res := wantStatus(t, h.a.next(t), 487)
+	h.fromCaller(t, parse(t, "ACK sip:1001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKr1;rport\n"+
+		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tagOf(res.To().Params)+"\n"+
+		"Call-ID: call-r\nCSeq: 1 ACK\nContent-Length: 0\n\n"))
+	h.fromBackend(t, answer(t, bInv, 180, "Ringing", "be1", "", ""), backendAddr)
+	cancel := wantRequest(t, h.b.next(t), sip.CANCEL)
+	h.fromBackend(t, answer(t, bInv, 183, "Session Progress", "be1", "", ""), backendAddr)
+	h.b.none(t, 30*time.Millisecond) // one CANCEL, not one for each provisional answer
+	h.fromBackend(t, answer(t, cancel, 200, "OK", "", "", ""), backendAddr)
+	h.fromBackend(t, answer(t, bInv, 487, "Request Terminated", "be1", "", ""), backendAddr)
+	wantRequest(t, h.b.next(t), sip.ACK)
+	buried(t, h, "call-r")
+}
