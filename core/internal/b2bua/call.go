@@ -621,6 +621,11 @@ func (c *call) sendCancel() {
 	msg := w.end(nil)
 	c.sendB(msg)
 	c.b.cancelTx = c.transaction(c.b.tp, false, func() { c.sendB(msg) }, nil)
+	if c.state == ended {
+		// shed kept the INVITE for this CANCEL only: the call can settle
+		// now, and a further provisional answer sends no second CANCEL.
+		c.b.invite = nil
+	}
 }
 
 // inDialogB writes a request in leg B's dialog.
