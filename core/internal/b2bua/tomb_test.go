@@ -640,3 +640,32 @@ func TestEarlyCancelledCallBecomesTombstone(t *testing.T) {
 	wantRequest(t, h.b.next(t), sip.ACK)
 	buried(t, h, "call-r")
 }
+
+// A record larger than a chunk gets a chunk of its own, between chunks
+// of small ones, is found whole, and goes with its tombstone; the chunk
+// is not kept as a spare (a flood of huge records would pin them).
+func TestTombsRecordLargerThanAChunk(t *testing.T) {
+	var ts tombs
+	base := time.Unix(1000, 0)
+	huge := []byte(strings.Repeat("x", tombChunk+1000))
+	for i, rec := range [][]byte{[]byte("small0"), huge, []byte("small2")} {
+		if !ts.insert(rec, fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i), base.Add(time.Duration(i+1)*time.Second)) {
+			t.Fatalf("insert %d refused", i)
+		}
+	}
+	if got, _ := ts.lookup("b1", base, nil); len(got) != len(huge) {
+		t.Fatalf("huge record: %d bytes found, want %d", len(got), len(huge))
+	}
+	if got, _ := ts.lookup("a2", base, nil); string(got) != "small2" {
+		t.Fatalf("the record after the huge one: %q", got)
+	}
+	ts.expire(base.Add(2 * time.Second)) // 0 and 1 due
+	for _, c := range append(ts.chunks, ts.spare...) {
+		if cap(c) > tombChunk {
+			t.Fatalf("a chunk of %d bytes is kept after its record expired", cap(c))
+		}
+	}
+	if got, _ := ts.lookup("a2", base.Add(2*time.Second), nil); string(got) != "small2" {
+		t.Fatalf("after the huge one expired: %q", got)
+	}
+}
