@@ -2,6 +2,7 @@ package b2bua
 
 import (
 	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"strings"
 	"sync"
@@ -668,4 +669,31 @@ func TestTombsRecordLargerThanAChunk(t *testing.T) {
 	if got, _ := ts.lookup("a2", base.Add(2*time.Second), nil); string(got) != "small2" {
 		t.Fatalf("after the huge one expired: %q", got)
 	}
+}
+
+// Another Call-ID whose hash is a tombstone's (forced here: the seed is
+// random) finds no tombstone: the INVITE of another call with the ended
+// call's branch gets nothing of it and is placed as a new call, not
+// answered with the ended call's 200 nor refused as a loop.
+func TestTombstoneHashCollision(t *testing.T) {
+	h := newHarness(t, Config{T1: 5 * time.Millisecond})
+	_, tag := confirmedCall(t, h)
+	bye := callerHangsUp(t, h, tag)
+	h.fromBackend(t, answer(t, bye, 200, "OK", "", "", ""), backendAddr)
+	buried(t, h, "call-r")
+	taken(h.a)
+	h.e.mu.Lock()
+	h.e.tombs.idx[maphash.String(h.e.tombs.seed, "other")] = h.e.tombs.idx[maphash.String(h.e.tombs.seed, "call-r")]
+	h.e.mu.Unlock()
+	if !h.e.Has(invite(t, "other", "r1", callerSDP)) {
+		t.Fatal("the forced collision did not take")
+	}
+	if h.e.Handle(invite(t, "other", "r1", callerSDP), h.inbound()) {
+		t.Fatal("another call's INVITE was taken by a tombstone whose Call-ID hashes as its")
+	}
+	if got := taken(h.a); len(got) > 0 {
+		t.Fatalf("another call's INVITE got %q from the tombstone", got)
+	}
+	h.e.Invite(invite(t, "other", "r1", callerSDP), h.inbound(), h.target)
+	wantStatus(t, h.a.next(t), 100)
 }
