@@ -33,8 +33,8 @@ import (
 // are, at most 64×T1 later.
 //
 // A tombstone answers as the ended call did (handle.go for an ended call
-// with nothing in progress): a retransmitted INVITE gets our last answer
-// again, the back end's retransmitted 2xx our ACK again, a BYE its 200,
+// with nothing in progress): a retransmitted INVITE, come as the caller's
+// did, gets our last answer again, the back end's retransmitted 2xx our ACK again, a BYE its 200,
 // an INVITE in the dialog 500, a request outside it 481, a new INVITE
 // with the ended call's Call-ID drops it (a new call). What it keeps is
 // tombRecord. A call with anything left to do (a BYE unanswered, a
