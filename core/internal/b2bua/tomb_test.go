@@ -697,3 +697,33 @@ func TestTombstoneHashCollision(t *testing.T) {
 	h.e.Invite(invite(t, "other", "r1", callerSDP), h.inbound(), h.target)
 	wantStatus(t, h.a.next(t), 100)
 }
+
+// A call the engine refused itself before leg B (here 420 for an
+// extension it does not do; 483, no media ports, a back end that does
+// not resolve alike) owes leg B nothing: once the caller has ACKed the
+// refusal it is a tombstone. Such INVITEs cost an attacker the least of
+// all — no back end ever sees them.
+func TestCallRefusedBeforeLegBBecomesTombstone(t *testing.T) {
+	h := newHarness(t, Config{})
+	req := func() sip.Message { return invite(t, "call-r", "r1", callerSDP, "Require: frobnication\n") }
+	h.e.Invite(req().(*sip.Request), h.inbound(), h.target)
+	res := wantStatus(t, h.a.next(t), 420)
+	tag := tagOf(res.To().Params)
+	ack := func() sip.Message {
+		return parse(t, "ACK sip:1001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKr1;rport\n"+
+			"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tag+"\n"+
+			"Call-ID: call-r\nCSeq: 1 ACK\nContent-Length: 0\n\n")
+	}
+	h.fromCaller(t, ack())
+	probes := []probe{
+		{"INVITE again", true, req, true, "=last", "a"},
+		{"ACK again", true, ack, true, "", ""},
+		{"INVITE from elsewhere", true, req, false, "", ""},
+	}
+	compareWholeAndTomb(t, h, func(pass string) []string {
+		return runProbes(t, h, pass, probes, map[string]string{"=last": res.String()})
+	})
+	if got := taken(h.b); len(got) > 0 {
+		t.Fatalf("the back end got %q", got)
+	}
+}
