@@ -244,10 +244,11 @@ type tombRecord struct {
 }
 
 // settled reports whether c has ended with nothing left to do but answer
-// retransmissions, which its tombstone can then do: leg B's INVITE
-// answered, with a 2xx or a failure, and ACKed; c.mu held.
+// retransmissions, which its tombstone can then do: leg B's INVITE, if
+// one went out, answered with a 2xx or a failure and ACKed; c.mu held.
 func (c *call) settled() bool {
-	if c.state != ended || c.b.ack == nil && !c.b.refused || c.b.invite != nil || c.reinvite != nil || c.xfer != nil ||
+	placed := c.b.inviteTx != nil // else no INVITE went to leg B, nor will (resolve)
+	if c.state != ended || placed && c.b.ack == nil && !c.b.refused || c.b.invite != nil || c.reinvite != nil || c.xfer != nil ||
 		c.notes.x != nil || c.a.called != nil || len(c.relays) > 0 {
 		return false
 	}
