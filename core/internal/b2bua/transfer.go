@@ -124,9 +124,10 @@ func (c *call) referLocal(by Side, req *sip.Request, in Inbound) {
 	case c.xfer.busy() || c.reinvite != nil:
 		refuse(491, "Request Pending", "a transfer or re-INVITE is in progress")
 		return
-	case c.notes.tx != nil:
-		// A former transfer's NOTIFY is unanswered, its final one maybe
-		// waiting: a new subscription would drop it (notify).
+	case c.notes.next != nil:
+		// A former transfer's final NOTIFY waits for the answer to the
+		// last: a new subscription would drop it (notify). Once it is
+		// out, unanswered, a REFER is taken: the transferor knows.
 		refuse(491, "Request Pending", "a NOTIFY of the last transfer is unanswered")
 		return
 	}
