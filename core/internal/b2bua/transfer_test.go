@@ -537,3 +537,37 @@ func TestReferAgainWhileNotifyUnanswered(t *testing.T) {
 	h.fromBackend(t, referFrom(t, bInv, 9, "<sip:2002@192.0.2.50:5070>"), backendAddr)
 	wantStatus(t, h.b.next(t), 202)
 }
+
+// The transferor's answer to a NOTIFY we relayed to it (the caller's own,
+// CSeq between two of the transfer's NOTIFYs on that leg) is relayed back,
+// not taken for an answer to one of ours.
+func TestReferNotifyAnswerOfARelayedNotify(t *testing.T) {
+	h := transferHarness(t, "gw", 0)
+	_, trying, cs := referred(t, h)
+	cInv := cs.msg.(*sip.Request)
+	h.fromBackend(t, answer(t, trying.msg, 200, "OK", "", "", ""), backendAddr)
+	c := whole(h, "call-r")
+	c.mu.Lock()
+	tag := c.a.localTag
+	c.mu.Unlock()
+
+	h.fromCaller(t, fromCallerInDialog(t, "NOTIFY", tag, 5, "Event: message-summary\nSubscription-State: active\n", "", ""))
+	relayed := nextRequest(t, h.b, sip.NOTIFY)
+	if ev := headerValue(relayed.msg.(*sip.Request), "Event"); ev != "message-summary" {
+		t.Fatalf("relayed NOTIFY of Event %q", ev)
+	}
+	h.fromBackend(t, answer(t, cInv, 180, "Ringing", "pbx1", "", ""), pbxAddr)
+	ringing := nextRequest(t, h.b, sip.NOTIFY)
+	wantSipfrag(t, ringing, "SIP/2.0 180", "active")
+
+	h.fromBackend(t, answer(t, relayed.msg, 200, "OK", "", "", ""), backendAddr)
+	for {
+		res, ok := h.a.next(t).msg.(*sip.Response)
+		if ok && res.CSeq().MethodName == sip.NOTIFY {
+			if res.StatusCode != 200 || res.CSeq().SeqNo != 5 {
+				t.Fatalf("the caller's NOTIFY got %d for CSeq %d", res.StatusCode, res.CSeq().SeqNo)
+			}
+			break
+		}
+	}
+}
