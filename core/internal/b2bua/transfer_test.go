@@ -540,7 +540,8 @@ func TestReferAgainWhileNotifyUnanswered(t *testing.T) {
 
 // The transferor's answer to a NOTIFY we relayed to it (the caller's own,
 // CSeq between two of the transfer's NOTIFYs on that leg) is relayed back,
-// not taken for an answer to one of ours.
+// not taken for an answer to one of ours; so is leg C's once it has
+// replaced the transferor.
 func TestReferNotifyAnswerOfARelayedNotify(t *testing.T) {
 	h := transferHarness(t, "gw", 0)
 	_, trying, cs := referred(t, h)
@@ -561,13 +562,37 @@ func TestReferNotifyAnswerOfARelayedNotify(t *testing.T) {
 	wantSipfrag(t, ringing, "SIP/2.0 180", "active")
 
 	h.fromBackend(t, answer(t, relayed.msg, 200, "OK", "", "", ""), backendAddr)
+	wantNotifyAnswer(t, h, 5)
+
+	// Once leg C has replaced the transferor, the caller's NOTIFY goes
+	// to leg C, and its answer comes back likewise.
+	h.fromBackend(t, answer(t, ringing.msg, 200, "OK", "", "", ""), backendAddr)
+	h.fromBackend(t, answer(t, cInv, 200, "OK", "pbx1", "<sip:2002@192.0.2.50:5070>", targetSDP), pbxAddr)
+	reinv := nextRequest(t, h.a, sip.INVITE)
+	h.fromCaller(t, answer(t, reinv.msg, 200, "OK", "", "<sip:2001@10.1.1.1>", callerSDP))
+	final := nextRequest(t, h.b, sip.NOTIFY)
+	wantSipfrag(t, final, "SIP/2.0 200", "terminated")
+	h.fromBackend(t, answer(t, final.msg, 200, "OK", "", "", ""), backendAddr)
+	h.fromCaller(t, fromCallerInDialog(t, "NOTIFY", tag, 6, "Event: message-summary\nSubscription-State: active\n", "", ""))
+	toC := nextRequest(t, h.b, sip.NOTIFY)
+	if toC.dst != pbxAddr {
+		t.Fatalf("the caller's NOTIFY went to %s after the transfer", toC.dst)
+	}
+	h.fromBackend(t, answer(t, toC.msg, 200, "OK", "", "", ""), pbxAddr)
+	wantNotifyAnswer(t, h, 6)
+}
+
+// wantNotifyAnswer waits for the caller's answer to its NOTIFY of CSeq
+// cseq, a 200.
+func wantNotifyAnswer(t *testing.T, h *harness, cseq uint32) {
+	t.Helper()
 	for {
 		res, ok := h.a.next(t).msg.(*sip.Response)
 		if ok && res.CSeq().MethodName == sip.NOTIFY {
-			if res.StatusCode != 200 || res.CSeq().SeqNo != 5 {
-				t.Fatalf("the caller's NOTIFY got %d for CSeq %d", res.StatusCode, res.CSeq().SeqNo)
+			if res.StatusCode != 200 || res.CSeq().SeqNo != cseq {
+				t.Fatalf("the caller's NOTIFY got %d for CSeq %d, want 200 for %d", res.StatusCode, res.CSeq().SeqNo, cseq)
 			}
-			break
+			return
 		}
 	}
 }
