@@ -400,6 +400,9 @@ func (c *call) notifyAnswer(msg sip.Message) bool {
 	if cs == nil || cs.MethodName != sip.NOTIFY || id == nil || string(*id) != n.callID || cs.SeqNo < n.first || cs.SeqNo > n.seq {
 		return false
 	}
+	if _, ok := c.relays[relayKey{n.x.by, cs.SeqNo}]; ok && !n.x.swapped {
+		return false // a NOTIFY relayed on the same leg, between two of ours
+	}
 	if cs.SeqNo == n.seq && res.StatusCode >= 200 && n.tx != nil {
 		n.tx.stop()
 		n.tx = nil
@@ -432,6 +435,9 @@ func (c *call) transferMsg(msg sip.Message, in Inbound) bool {
 		id = string(*h)
 	}
 	if res, ok := msg.(*sip.Response); ok && res.CSeq().MethodName == sip.NOTIFY {
+		if _, relayed := c.relays[relayKey{SideB, res.CSeq().SeqNo}]; relayed && id == c.b.callID {
+			return false // the answer to a NOTIFY relayed to leg B (leg C once swapped): relayed back
+		}
 		return id == x.leg.callID && x.swapped || id == c.b.callID // not ours (notifyAnswer took those): dropped
 	}
 	if id != x.leg.callID {
