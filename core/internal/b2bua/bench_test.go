@@ -71,32 +71,20 @@ func BenchmarkCallMemory(b *testing.B) {
 // last exchange done, T1 after its end): live heap and heap objects after
 // a full collection, per call, over 10,000 calls through the engine. The
 // objects are what the collector marks on every cycle.
-func BenchmarkEndedCallMemory(b *testing.B) {
-	const n = 10000
-	for b.Loop() {
-		e, call := benchEngine(b)
-		base, baseObjs := liveHeapObjects()
-		for i := range n {
-			call(i, benchHangUp)
-		}
-		time.Sleep(e.cfg.T1 + 5*forgetBatch)
-		all, allObjs := liveHeapObjects()
-		b.ReportMetric(float64(all-base)/n, "B/ended-call")
-		b.ReportMetric(float64(allObjs-baseObjs)/n, "objects/ended-call")
-		e.Shutdown(0)
-	}
-}
+func BenchmarkEndedCallMemory(b *testing.B) { endedCallMemory(b, benchHangUp) }
 
 // BenchmarkRefusedCallMemory is BenchmarkEndedCallMemory for calls the
 // back end refuses (486, ACKed both ways): what a flood of failing calls
 // holds for their 64×T1.
-func BenchmarkRefusedCallMemory(b *testing.B) {
+func BenchmarkRefusedCallMemory(b *testing.B) { endedCallMemory(b, benchRefused) }
+
+func endedCallMemory(b *testing.B, end benchEnd) {
 	const n = 10000
 	for b.Loop() {
 		e, call := benchEngine(b)
 		base, baseObjs := liveHeapObjects()
 		for i := range n {
-			call(i, benchRefused)
+			call(i, end)
 		}
 		time.Sleep(e.cfg.T1 + 5*forgetBatch)
 		all, allObjs := liveHeapObjects()

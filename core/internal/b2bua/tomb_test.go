@@ -591,11 +591,7 @@ func TestRefusedCallBecomesTombstone(t *testing.T) {
 	wantRequest(t, h.b.next(t), sip.ACK)
 	res := wantStatus(t, h.a.next(t), 486)
 	tag := tagOf(res.To().Params)
-	callerAck := func() sip.Message {
-		return parse(t, "ACK sip:1001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKr1;rport\n"+
-			"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tag+"\n"+
-			"Call-ID: call-r\nCSeq: 1 ACK\nContent-Length: 0\n\n")
-	}
+	callerAck := func() sip.Message { return refusalAck(t, tag) }
 	h.fromCaller(t, callerAck())
 	last := res.String()
 
@@ -629,9 +625,7 @@ func TestEarlyCancelledCallBecomesTombstone(t *testing.T) {
 		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>\nCall-ID: call-r\nCSeq: 1 CANCEL\nContent-Length: 0\n\n"))
 	wantStatus(t, h.a.next(t), 200)
 	res := wantStatus(t, h.a.next(t), 487)
-	h.fromCaller(t, parse(t, "ACK sip:1001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKr1;rport\n"+
-		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tagOf(res.To().Params)+"\n"+
-		"Call-ID: call-r\nCSeq: 1 ACK\nContent-Length: 0\n\n"))
+	h.fromCaller(t, refusalAck(t, tagOf(res.To().Params)))
 	h.fromBackend(t, answer(t, bInv, 180, "Ringing", "be1", "", ""), backendAddr)
 	cancel := wantRequest(t, h.b.next(t), sip.CANCEL)
 	h.fromBackend(t, answer(t, bInv, 183, "Session Progress", "be1", "", ""), backendAddr)
@@ -698,6 +692,15 @@ func TestTombstoneHashCollision(t *testing.T) {
 	wantStatus(t, h.a.next(t), 100)
 }
 
+// refusalAck is the caller's ACK of our final failure to call-r's INVITE,
+// whose To tag was tag: in the INVITE's transaction (branch r1).
+func refusalAck(t *testing.T, tag string) sip.Message {
+	t.Helper()
+	return parse(t, "ACK sip:1001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKr1;rport\n"+
+		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tag+"\n"+
+		"Call-ID: call-r\nCSeq: 1 ACK\nContent-Length: 0\n\n")
+}
+
 // A call the engine refused itself before leg B (here 420 for an
 // extension it does not do; 483, no media ports, a back end that does
 // not resolve alike) owes leg B nothing: once the caller has ACKed the
@@ -709,11 +712,7 @@ func TestCallRefusedBeforeLegBBecomesTombstone(t *testing.T) {
 	h.e.Invite(req().(*sip.Request), h.inbound(), h.target)
 	res := wantStatus(t, h.a.next(t), 420)
 	tag := tagOf(res.To().Params)
-	ack := func() sip.Message {
-		return parse(t, "ACK sip:1001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKr1;rport\n"+
-			"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tag+"\n"+
-			"Call-ID: call-r\nCSeq: 1 ACK\nContent-Length: 0\n\n")
-	}
+	ack := func() sip.Message { return refusalAck(t, tag) }
 	h.fromCaller(t, ack())
 	probes := []probe{
 		{"INVITE again", true, req, true, "=last", "a"},
