@@ -156,15 +156,24 @@ func TestTombstoneAnswersAsTheEndedCall(t *testing.T) {
 	}
 }
 
-// A message with an ended call's Call-ID from an address that is none of
-// its peers' costs the tombstone nothing: the record is checked in place,
-// not copied or decoded.
-func TestTombstoneIgnoresStrangersForFree(t *testing.T) {
+// buriedCall is a harness (T1 5 ms) whose call call-r was answered and
+// hung up by the caller and is a tombstone now; it returns leg B's INVITE
+// and our tag towards the caller.
+func buriedCall(t *testing.T) (*harness, *sip.Request, string) {
+	t.Helper()
 	h := newHarness(t, Config{T1: 5 * time.Millisecond})
 	bInv, tag := confirmedCall(t, h)
 	bye := callerHangsUp(t, h, tag)
 	h.fromBackend(t, answer(t, bye, 200, "OK", "", "", ""), backendAddr)
 	buried(t, h, "call-r")
+	return h, bInv, tag
+}
+
+// A message with an ended call's Call-ID from an address that is none of
+// its peers' costs the tombstone nothing: the record is checked in place,
+// not copied or decoded.
+func TestTombstoneIgnoresStrangersForFree(t *testing.T) {
+	h, bInv, tag := buriedCall(t)
 	h.e.mu.RLock()
 	rec, _ := h.e.tombs.lookup("call-r", time.Now(), nil)
 	h.e.mu.RUnlock()
@@ -670,11 +679,7 @@ func TestTombsRecordLargerThanAChunk(t *testing.T) {
 // call's branch gets nothing of it and is placed as a new call, not
 // answered with the ended call's 200 nor refused as a loop.
 func TestTombstoneHashCollision(t *testing.T) {
-	h := newHarness(t, Config{T1: 5 * time.Millisecond})
-	_, tag := confirmedCall(t, h)
-	bye := callerHangsUp(t, h, tag)
-	h.fromBackend(t, answer(t, bye, 200, "OK", "", "", ""), backendAddr)
-	buried(t, h, "call-r")
+	h, _, _ := buriedCall(t)
 	taken(h.a)
 	h.e.mu.Lock()
 	h.e.tombs.idx[maphash.String(h.e.tombs.seed, "other")] = h.e.tombs.idx[maphash.String(h.e.tombs.seed, "call-r")]
