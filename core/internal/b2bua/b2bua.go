@@ -409,7 +409,7 @@ type endedQueue struct {
 const forgetBatch = 10 * time.Millisecond
 
 type endedCall struct {
-	due  time.Time // forgotten then: 64×T1 after it ended
+	due  time.Time // 64×T1 after it ended: forgotten at the first look from then
 	look time.Time // looked at then: made a tombstone if it has settled
 	c    *call
 }
@@ -481,7 +481,10 @@ func (e *Engine) forgetDue() {
 		}
 		var ok bool
 		if rec, ok = e.bury(x, rec[:0]); !ok {
-			x.look = earlier(now.Add(e.settleTime()), x.due)
+			// Looked at again a T1 later, forgotten then if its 64×T1
+			// is over by then (up to T1 late): no look is earlier than
+			// one set before, so the queue stays in order by appending.
+			x.look = now.Add(e.settleTime())
 			again = append(again, x)
 		}
 	}
@@ -496,19 +499,7 @@ func (e *Engine) forgetDue() {
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(again) > 0 { // merged by the time they are looked at: the queue stays in that order
-		rest := q.calls[q.head:]
-		merged := make([]endedCall, 0, len(rest)+len(again))
-		i := 0
-		for _, x := range again {
-			for i < len(rest) && !rest[i].look.After(x.look) {
-				merged = append(merged, rest[i])
-				i++
-			}
-			merged = append(merged, x)
-		}
-		q.calls, q.head = append(merged, rest[i:]...), 0
-	}
+	q.calls = append(q.calls, again...)
 	if q.head < len(q.calls) {
 		e.armLocked(now, q.calls[q.head].look)
 	}
