@@ -596,3 +596,32 @@ func wantNotifyAnswer(t *testing.T, h *harness, cseq uint32) {
 		}
 	}
 }
+
+// The same the other way: the caller, transferring, answers a NOTIFY the
+// back end sent it mid-transfer; the answer goes back to the back end.
+func TestCallerReferNotifyAnswerOfARelayedNotify(t *testing.T) {
+	h := transferHarness(t, "um", 0)
+	bInv, _, cs := startCallerTransfer(t, h)
+	cInv := cs.msg.(*sip.Request)
+	n := inDialog(t, "NOTIFY", bInv, 10, "203.0.113.5:5062", "")
+	n.To().Params.Add("tag", tagOf(bInv.From().Params))
+	n.AppendHeader(sip.NewHeader("Event", "message-summary"))
+	n.AppendHeader(sip.NewHeader("Subscription-State", "active"))
+	h.fromBackend(t, reparse(t, n.String()), backendAddr)
+	relayed := nextRequest(t, h.a, sip.NOTIFY)
+	if ev := headerValue(relayed.msg.(*sip.Request), "Event"); ev != "message-summary" {
+		t.Fatalf("relayed NOTIFY of Event %q", ev)
+	}
+	h.fromBackend(t, answer(t, cInv, 180, "Ringing", "pbx1", "", ""), pbxAddr)
+	wantSipfrag(t, nextRequest(t, h.a, sip.NOTIFY), "SIP/2.0 180", "active")
+	h.fromCaller(t, answer(t, relayed.msg, 200, "OK", "", "", ""))
+	for {
+		res, ok := h.b.next(t).msg.(*sip.Response)
+		if ok && res.CSeq().MethodName == sip.NOTIFY {
+			if res.StatusCode != 200 || res.CSeq().SeqNo != 10 {
+				t.Fatalf("the back end's NOTIFY got %d for CSeq %d", res.StatusCode, res.CSeq().SeqNo)
+			}
+			return
+		}
+	}
+}
