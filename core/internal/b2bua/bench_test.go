@@ -79,6 +79,7 @@ func BenchmarkEndedCallMemory(b *testing.B) { endedCallMemory(b, benchHangUp) }
 func BenchmarkRefusedCallMemory(b *testing.B) { endedCallMemory(b, benchRefused) }
 
 func endedCallMemory(b *testing.B, end benchEnd) {
+	b.Helper()
 	const n = 10000
 	for b.Loop() {
 		e, call := benchEngine(b)
