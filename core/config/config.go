@@ -122,8 +122,9 @@ type Media struct {
 	InactivityTimeout Duration `toml:"inactivity_timeout"` // no packet from either side this long ends the call; 0 = off
 	// IdlePairs bounds the RTP/RTCP pairs kept bound for the next call
 	// after theirs ended (core/internal/media, pairpool.go: ~5.6 KiB of
-	// kernel memory and two descriptors each); 0 = a quarter of
-	// RLIMIT_NOFILE in pairs, at most the range's and 16,384; -1 = none.
+	// kernel memory and two descriptors each); 0 = RLIMIT_NOFILE/8 (a
+	// quarter of the descriptors, two a pair), at most the range's and
+	// 16,384; -1 = none.
 	IdlePairs int `toml:"idle_pairs"`
 	// FastPath is the kernel fast path for latched legs that need no
 	// payload work (eBPF at TC ingress): "off", "auto" (on where the kernel

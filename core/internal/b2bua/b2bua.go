@@ -298,7 +298,7 @@ func (e *Engine) admit(c *call) *status {
 	var tb string
 	tombed := false
 	if old == nil {
-		tb, tombed = e.tombBranch(c.a.callID)
+		tb, tombed = e.tombBranch(c.a.callID, now)
 	}
 	if old != nil && old.a.branch == c.a.branch || tombed && tb == c.a.branch {
 		return &status{}
@@ -328,8 +328,9 @@ func (e *Engine) admit(c *call) *status {
 	e.active++
 	e.perGW[gw]++
 	e.perBE[be]++
-	e.byA[c.a.callID] = c
-	e.byB[c.b.callID] = c
+	c.keyA, c.keyB = c.a.callID, c.b.callID
+	e.byA[c.keyA] = c
+	e.byB[c.keyB] = c
 	e.callsDone.Add(1)
 	return nil
 }
@@ -408,7 +409,7 @@ type endedQueue struct {
 const forgetBatch = 10 * time.Millisecond
 
 type endedCall struct {
-	due  time.Time // forgotten then: 64×T1 after it ended
+	due  time.Time // 64×T1 after it ended: forgotten at the first look from then
 	look time.Time // looked at then: made a tombstone if it has settled
 	c    *call
 }
@@ -480,7 +481,10 @@ func (e *Engine) forgetDue() {
 		}
 		var ok bool
 		if rec, ok = e.bury(x, rec[:0]); !ok {
-			x.look = earlier(now.Add(e.settleTime()), x.due)
+			// Looked at again a T1 later, forgotten then if its 64×T1
+			// is over by then (up to T1 late): no look is earlier than
+			// one set before, so the queue stays in order by appending.
+			x.look = now.Add(e.settleTime())
 			again = append(again, x)
 		}
 	}
@@ -495,19 +499,7 @@ func (e *Engine) forgetDue() {
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(again) > 0 { // merged by the time they are looked at: the queue stays in that order
-		rest := q.calls[q.head:]
-		merged := make([]endedCall, 0, len(rest)+len(again))
-		i := 0
-		for _, x := range again {
-			for i < len(rest) && !rest[i].look.After(x.look) {
-				merged = append(merged, rest[i])
-				i++
-			}
-			merged = append(merged, x)
-		}
-		q.calls, q.head = append(merged, rest[i:]...), 0
-	}
+	q.calls = append(q.calls, again...)
 	if q.head < len(q.calls) {
 		e.armLocked(now, q.calls[q.head].look)
 	}
@@ -529,7 +521,7 @@ func (e *Engine) bury(x endedCall, rec []byte) ([]byte, bool) {
 	rec = c.tombstone(rec)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.byA[c.a.callID] != c || e.byB[c.b.callID] != c {
+	if e.byA[c.keyA] != c || e.byB[c.keyB] != c {
 		return rec, true // forgotten already (a new call took its Call-ID)
 	}
 	if len(e.moreB[c]) > 0 || !e.tombs.insert(rec, c.a.callID, c.b.callID, x.due) {
@@ -547,9 +539,9 @@ func earlier(a, b time.Time) time.Time {
 }
 
 // tombBranch is the INVITE branch of the tombstone of the call whose leg A
-// has Call-ID id, and whether there is one; e.mu held.
-func (e *Engine) tombBranch(id string) (string, bool) {
-	rec, _ := e.tombs.lookup(id, nil)
+// has Call-ID id, and whether there is one at now; e.mu held.
+func (e *Engine) tombBranch(id string, now time.Time) (string, bool) {
+	rec, _ := e.tombs.lookup(id, now, nil)
 	if rec == nil {
 		return "", false
 	}
@@ -567,11 +559,11 @@ func (e *Engine) forget(c *call) {
 
 // forgetLocked drops c from the maps; e.mu held.
 func (e *Engine) forgetLocked(c *call) {
-	if e.byA[c.a.callID] == c {
-		delete(e.byA, c.a.callID)
+	if e.byA[c.keyA] == c {
+		delete(e.byA, c.keyA)
 	}
-	if e.byB[c.b.callID] == c {
-		delete(e.byB, c.b.callID)
+	if e.byB[c.keyB] == c {
+		delete(e.byB, c.keyB)
 	}
 	e.forgetMoreB(c)
 }
@@ -613,7 +605,7 @@ func (e *Engine) Handle(msg sip.Message, in Inbound) bool {
 	var n uint64
 	if ca == nil && cb == nil {
 		src := in.Source.Addr()
-		tomb, n = e.tombs.lookup(id, func(rec []byte) bool { return tombFrom(rec, id, src) })
+		tomb, n = e.tombs.lookup(id, time.Now(), func(rec []byte) bool { return tombFrom(rec, id, src) })
 	}
 	e.mu.RUnlock()
 	if tomb != nil {

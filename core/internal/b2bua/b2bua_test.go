@@ -329,11 +329,28 @@ func leaks(m sip.Message, secrets ...string) []string {
 	text := m.String()
 	var out []string
 	for _, s := range secrets {
-		if strings.Contains(text, s) {
+		if containsToken(text, s) {
 			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// containsToken reports whether s is in text with no letter or digit
+// right before or after it: a secret, not part of a random token.
+func containsToken(text, s string) bool {
+	alnum := func(b byte) bool { return b >= '0' && b <= '9' || b|0x20 >= 'a' && b|0x20 <= 'z' }
+	for i := 0; ; {
+		j := strings.Index(text[i:], s)
+		if j < 0 {
+			return false
+		}
+		j += i
+		if (j == 0 || !alnum(text[j-1])) && (j+len(s) == len(text) || !alnum(text[j+len(s)])) {
+			return true
+		}
+		i = j + 1
+	}
 }
 
 // A whole call: UDP caller, TCP back end whose UM service redirects to a

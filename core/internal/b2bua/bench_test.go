@@ -34,7 +34,7 @@ func BenchmarkCall(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		call(i, true)
+		call(i, benchHangUp)
 	}
 	// The machine these run on is shared: wall time per op says more
 	// about the neighbours than about the engine. The process's CPU time
@@ -53,11 +53,11 @@ func BenchmarkCallMemory(b *testing.B) {
 		e, call := benchEngine(b)
 		base := liveHeap()
 		for i := range n {
-			call(i, false)
+			call(i, benchUp)
 		}
 		up := liveHeap()
 		for i := range n {
-			call(i+n, true)
+			call(i+n, benchHangUp)
 		}
 		all := liveHeap()
 		b.ReportMetric(float64(up-base)/n, "B/active-call")
@@ -71,13 +71,21 @@ func BenchmarkCallMemory(b *testing.B) {
 // last exchange done, T1 after its end): live heap and heap objects after
 // a full collection, per call, over 10,000 calls through the engine. The
 // objects are what the collector marks on every cycle.
-func BenchmarkEndedCallMemory(b *testing.B) {
+func BenchmarkEndedCallMemory(b *testing.B) { endedCallMemory(b, benchHangUp) }
+
+// BenchmarkRefusedCallMemory is BenchmarkEndedCallMemory for calls the
+// back end refuses (486, ACKed both ways): what a flood of failing calls
+// holds for their 64×T1.
+func BenchmarkRefusedCallMemory(b *testing.B) { endedCallMemory(b, benchRefused) }
+
+func endedCallMemory(b *testing.B, end benchEnd) {
+	b.Helper()
 	const n = 10000
 	for b.Loop() {
 		e, call := benchEngine(b)
 		base, baseObjs := liveHeapObjects()
 		for i := range n {
-			call(i, true)
+			call(i, end)
 		}
 		time.Sleep(e.cfg.T1 + 5*forgetBatch)
 		all, allObjs := liveHeapObjects()
@@ -101,9 +109,18 @@ func liveHeap() uint64 {
 	return m.HeapAlloc
 }
 
-// benchEngine returns an engine and a function that places call i (up
-// to its ACK, and through BYE and its 200 when hangUp).
-func benchEngine(b *testing.B) (*Engine, func(i int, hangUp bool)) {
+// How a call of benchEngine goes.
+type benchEnd int
+
+const (
+	benchUp      benchEnd = iota // answered, up to the caller's ACK
+	benchHangUp                  // then through the caller's BYE and its 200
+	benchRefused                 // the back end answers 486; the caller ACKs our 486
+)
+
+// benchEngine returns an engine and a function that places call i, as
+// end says.
+func benchEngine(b *testing.B) (*Engine, func(i int, end benchEnd)) {
 	b.Helper()
 	out := &lastSent{}
 	w, err := OpenCDR(filepath.Join(b.TempDir(), "cdr.jsonl"), slog.New(slog.DiscardHandler))
@@ -125,12 +142,26 @@ func benchEngine(b *testing.B) (*Engine, func(i int, hangUp bool)) {
 		return msg
 	}
 	sdp := []byte("v=0\r\no=gw 7 7 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n")
-	return e, func(i int, hangUp bool) {
+	return e, func(i int, end benchEnd) {
 		id := "bench-" + strconv.Itoa(i)
 		t := Target{Gateway: "gw", DialPlan: "dp", Pool: "um", User: "1001", Backend: be,
 			Call: &router.Call{Diversion: []router.Diversion{{User: "1001", Reason: "no-answer"}}}}
 		inv := parse(callerInvite(id, sdp))
 		e.Invite(inv.(*sip.Request), inA, t)
+		if end == benchRefused {
+			if !e.Handle(parse(answerTo(out.last[sideB], 486, "Busy Here", "be1", nil)), inB) {
+				b.Fatal("486 not taken")
+			}
+			if !bytes.HasPrefix(out.last[sideA], []byte("SIP/2.0 486 ")) {
+				b.Fatalf("no 486 to the caller:\n%s", out.last[sideA])
+			}
+			ack := benchRequest(id, "ACK", 1, header(out.last[sideA], "To: "))
+			ack = bytes.Replace(ack, []byte("z9hG4bK-"+id+"-ACK;"), []byte("z9hG4bK-"+id+";"), 1) // the INVITE's transaction
+			if !e.Handle(parse(ack), inA) {
+				b.Fatal("ACK not taken")
+			}
+			return
+		}
 		if !e.Handle(parse(answerTo(out.last[sideB], 200, "OK", "be1", sdp)), inB) {
 			b.Fatal("200 not taken")
 		}
@@ -138,7 +169,7 @@ func benchEngine(b *testing.B) (*Engine, func(i int, hangUp bool)) {
 		if !e.Handle(parse(benchRequest(id, "ACK", 1, toA)), inA) {
 			b.Fatal("ACK not taken")
 		}
-		if !hangUp {
+		if end == benchUp {
 			return
 		}
 		if !e.Handle(parse(benchRequest(id, "BYE", 2, toA)), inA) {

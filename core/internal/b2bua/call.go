@@ -41,6 +41,10 @@ func (s callState) String() string { return stateNames[s] }
 type call struct {
 	e      *Engine
 	target Target
+	// keyA and keyB are the Call-IDs byA and byB know the call by, set at
+	// admission: a transfer's leg C takes over its side's callID, and
+	// forget must still drop the transferor's.
+	keyA, keyB string
 
 	mu        sync.Mutex
 	state     callState
@@ -110,6 +114,7 @@ type bLeg struct {
 	target     string // the back end's Contact from its 2xx: Request-URI in the dialog
 	routeSet   []string
 	ack        []byte // our ACK of the 2xx, for the 2xx's retransmissions
+	refused    bool   // the INVITE in progress got a final failure, ACKed (ackFailure)
 	reAck      []byte // our ACK of the last re-INVITE's 2xx, likewise
 	reAckCSeq  uint32
 	cancelTx   *retrans // our CANCEL in progress
@@ -349,7 +354,7 @@ func (c *call) sendInvite(mf int, offer []byte) {
 	}
 	c.b.offer = offer
 	c.b.invite = w.end(offer)
-	c.b.provisonal = false
+	c.b.provisonal, c.b.refused = false, false
 	c.sendB(c.b.invite)
 	timeout := 64 * c.e.cfg.T1 // Timer B
 	if len(c.target.Alternates) > 0 {
@@ -616,6 +621,11 @@ func (c *call) sendCancel() {
 	msg := w.end(nil)
 	c.sendB(msg)
 	c.b.cancelTx = c.transaction(c.b.tp, false, func() { c.sendB(msg) }, nil)
+	if c.state == ended {
+		// shed kept the INVITE for this CANCEL only: the call can settle
+		// now, and a further provisional answer sends no second CANCEL.
+		c.b.invite = nil
+	}
 }
 
 // inDialogB writes a request in leg B's dialog.

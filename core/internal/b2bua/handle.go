@@ -252,6 +252,7 @@ func (c *call) inviteAnswer(res *sip.Response) {
 	default:
 		c.b.inviteTx.stop()
 		c.ackFailure(res)
+		c.b.refused = true
 		if c.state == ended || c.state >= answered {
 			return
 		}

@@ -24,18 +24,27 @@ import (
 // it holds a pointer: the map (uint64 → uint64), the ring of tombstone
 // headers and the arena's chunks are objects the collector marks without
 // scanning, a few hundred of them in all however many calls ended, and
-// the call struct goes to the collector at once. Tombstones end in the
-// order they were made (every one waits 64×T1 from its call's end), so
-// a ring of headers and a FIFO of chunks free them with no search.
+// the call struct goes to the collector at once. Tombstones are freed in
+// the order they were made, so a ring of headers and a FIFO of chunks
+// free them with no search; that is nearly the order they are due (every
+// one waits 64×T1 from its call's end), not quite: calls settle in
+// another order than they end, and one made later may be due earlier.
+// It is unfindable once due (lookup) and freed when the ones before it
+// are, at most 64×T1 later.
 //
 // A tombstone answers as the ended call did (handle.go for an ended call
-// with nothing in progress): a retransmitted INVITE gets our last answer
-// again, the back end's retransmitted 2xx our ACK again, a BYE its 200,
+// with nothing in progress): a retransmitted INVITE, come as the caller's
+// did, gets our last answer again, the back end's retransmitted 2xx our ACK again, a BYE its 200,
 // an INVITE in the dialog 500, a request outside it 481, a new INVITE
 // with the ended call's Call-ID drops it (a new call). What it keeps is
 // tombRecord. A call with anything left to do (a BYE unanswered, a
-// transfer, leg B never ACKed, a CANCEL owed) stays a call struct and is
-// looked at again every T1 until its 64×T1 is over.
+// transfer, leg B's INVITE not answered or not ACKed, a CANCEL owed)
+// stays a call struct and is looked at again every T1 until its 64×T1 is
+// over. One way only a tombstone answers otherwise: a refused call's
+// leg B answered with a 2xx after the refusal (a forking back end) gets
+// nothing, where the whole call would ACK it and hang up; the back end
+// gives up on its 2xx after 64×T1 and hangs up itself (RFC 3261
+// §13.3.1.4).
 
 // tombs are the tombstones of ended calls; guarded by the engine's mu.
 type tombs struct {
@@ -110,10 +119,10 @@ func (ts *tombs) newChunk(need int) []byte {
 }
 
 // lookup returns a copy of the record of the tombstone whose Call-ID
-// hashes as id's, and its number; nil when there is none or match (nil:
-// any) refuses the record, which it reads in place. The caller checks the
-// Call-ID in the record.
-func (ts *tombs) lookup(id string, match func(rec []byte) bool) ([]byte, uint64) {
+// hashes as id's, and its number; nil when there is none, it is due by
+// now, or match (nil: any) refuses the record, which it reads in place.
+// The caller checks the Call-ID in the record.
+func (ts *tombs) lookup(id string, now time.Time, match func(rec []byte) bool) ([]byte, uint64) {
 	if ts.len() == 0 {
 		return nil, 0
 	}
@@ -122,6 +131,9 @@ func (ts *tombs) lookup(id string, match func(rec []byte) bool) ([]byte, uint64)
 		return nil, 0
 	}
 	t := ts.ring[n-ts.base]
+	if t.due <= now.UnixNano() {
+		return nil, 0 // freed with the ones before it
+	}
 	c := ts.chunks[t.chunk-ts.cbase]
 	rec := c[t.off : t.off+t.n]
 	if match != nil && !match(rec) {
@@ -222,12 +234,21 @@ type tombRecord struct {
 	bDst, bLocal                netip.AddrPort
 	bServerName, bRURI          string
 	bBranch, bFrom              string // of leg B's INVITE: the ACK of a non-2xx answer is in its transaction
+	// How the caller's INVITE came, and where our requests to it go (its
+	// NAT's mapping over UDP, nat.go): the INVITE again gets our last
+	// answer, the 2xx to our re-INVITE again our ACK, only the same way,
+	// as the whole call sends them there, not on the connection (or to
+	// the port) a copy came on.
+	aTp          router.Transport
+	aFrom, aReqs netip.AddrPort
 }
 
 // settled reports whether c has ended with nothing left to do but answer
-// retransmissions, which its tombstone can then do; c.mu held.
+// retransmissions, which its tombstone can then do: leg B's INVITE, if
+// one went out, answered with a 2xx or a failure and ACKed; c.mu held.
 func (c *call) settled() bool {
-	if c.state != ended || c.b.ack == nil || c.b.invite != nil || c.reinvite != nil || c.xfer != nil ||
+	placed := c.b.inviteTx != nil // else no INVITE went to leg B, nor will (resolve)
+	if c.state != ended || placed && c.b.ack == nil && !c.b.refused || c.b.invite != nil || c.reinvite != nil || c.xfer != nil ||
 		c.notes.x != nil || c.a.called != nil || len(c.relays) > 0 {
 		return false
 	}
@@ -268,6 +289,13 @@ func (c *call) tombstone(b []byte) []byte {
 	w.str(c.b.ruri)
 	w.str(c.b.branch)
 	w.str(c.b.from)
+	w.str(string(c.a.in.Transport))
+	writeText(&w, c.a.in.Source)
+	if c.a.requestsTo.IsValid() {
+		writeText(&w, c.a.requestsTo)
+	} else {
+		writeText(&w, c.a.in.Source)
+	}
 	return w.b
 }
 
@@ -389,6 +417,7 @@ func readTomb(b []byte) (tombRecord, bool) {
 	t.bTp = router.Transport(r.str())
 	t.bDst, t.bLocal = r.addrPort(), r.addrPort()
 	t.bServerName, t.bRURI, t.bBranch, t.bFrom = r.str(), r.str(), r.str(), r.str()
+	t.aTp, t.aFrom, t.aReqs = router.Transport(r.str()), r.addrPort(), r.addrPort()
 	return t, !r.bad && len(r.b) == 0
 }
 
@@ -429,7 +458,8 @@ func (e *Engine) tombA(t *tombRecord, n uint64, msg sip.Message, in Inbound) boo
 	case *sip.Request:
 		return e.tombRequestA(t, n, m, in)
 	case *sip.Response: // responseA: the 2xx of our last re-INVITE again
-		if cs := m.CSeq(); cs.MethodName == sip.INVITE && m.StatusCode >= 200 && m.StatusCode < 300 && t.aReAck != nil && cs.SeqNo == t.aReAckCSeq {
+		if cs := m.CSeq(); cs.MethodName == sip.INVITE && m.StatusCode >= 200 && m.StatusCode < 300 && t.aReAck != nil && cs.SeqNo == t.aReAckCSeq &&
+			in.Transport == t.aTp && in.Source == t.aReqs {
 			in.Requests.Send(t.aReAck)
 		}
 	}
@@ -444,7 +474,7 @@ func (e *Engine) tombRequestA(t *tombRecord, n uint64, req *sip.Request, in Inbo
 	case sip.INVITE:
 		switch {
 		case toTag == "" && branchOf(req) == t.aBranch:
-			if t.aLast != nil {
+			if t.aLast != nil && in.Transport == t.aTp && in.Source == t.aFrom {
 				in.Reply.Send(t.aLast)
 			}
 		case toTag == "":
@@ -499,7 +529,7 @@ func (e *Engine) tombB(t *tombRecord, msg sip.Message, in Inbound) {
 		switch {
 		case cs.MethodName == sip.INVITE && cs.SeqNo == t.bInviteCSeq && code >= 300:
 			send(failureAck(t.bRURI, t.bTp, t.bLocal, t.bBranch, t.bFrom, m.To(), t.bCallID, t.bInviteCSeq))
-		case cs.MethodName == sip.INVITE && cs.SeqNo == t.bInviteCSeq && code >= 200:
+		case cs.MethodName == sip.INVITE && cs.SeqNo == t.bInviteCSeq && code >= 200 && t.bAck != nil:
 			send(t.bAck) // the 2xx again: our ACK was lost
 		case cs.MethodName == sip.INVITE && code >= 200 && code < 300 && t.bReAck != nil && cs.SeqNo == t.bReAckCSeq:
 			send(t.bReAck)

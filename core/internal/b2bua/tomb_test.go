@@ -2,8 +2,11 @@ package b2bua
 
 import (
 	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,17 +156,26 @@ func TestTombstoneAnswersAsTheEndedCall(t *testing.T) {
 	}
 }
 
-// A message with an ended call's Call-ID from an address that is none of
-// its peers' costs the tombstone nothing: the record is checked in place,
-// not copied or decoded.
-func TestTombstoneIgnoresStrangersForFree(t *testing.T) {
+// buriedCall is a harness (T1 5 ms) whose call call-r was answered and
+// hung up by the caller and is a tombstone now; it returns leg B's INVITE
+// and our tag towards the caller.
+func buriedCall(t *testing.T) (*harness, *sip.Request, string) {
+	t.Helper()
 	h := newHarness(t, Config{T1: 5 * time.Millisecond})
 	bInv, tag := confirmedCall(t, h)
 	bye := callerHangsUp(t, h, tag)
 	h.fromBackend(t, answer(t, bye, 200, "OK", "", "", ""), backendAddr)
 	buried(t, h, "call-r")
+	return h, bInv, tag
+}
+
+// A message with an ended call's Call-ID from an address that is none of
+// its peers' costs the tombstone nothing: the record is checked in place,
+// not copied or decoded.
+func TestTombstoneIgnoresStrangersForFree(t *testing.T) {
+	h, bInv, tag := buriedCall(t)
 	h.e.mu.RLock()
-	rec, _ := h.e.tombs.lookup("call-r", nil)
+	rec, _ := h.e.tombs.lookup("call-r", time.Now(), nil)
 	h.e.mu.RUnlock()
 	bID := string(*bInv.CallID())
 	for _, c := range []struct {
@@ -260,43 +272,10 @@ func compareWholeAndTomb(t *testing.T, h *harness, run func(pass string) []strin
 // tombstone alike.
 func TestTombstoneAnswersReinvitesAsTheEndedCall(t *testing.T) {
 	h := newHarness(t, Config{})
-	bInv, tag := confirmedCall(t, h)
-	beSDP := "v=0\no=umback 1 2 IN IP4 203.0.113.5\ns=-\nc=IN IP4 203.0.113.5\nt=0 0\nm=audio 30002 RTP/AVP 0\n"
-
-	// The caller's re-INVITE, answered by the back end.
-	h.fromCaller(t, callerRequest(t, "INVITE", tag, 2, "re1", "application/sdp", callerSDP))
-	wantStatus(t, h.a.next(t), 100)
-	reB := wantRequest(t, h.b.next(t), sip.INVITE)
-	h.fromBackend(t, answer(t, reB, 200, "OK", "", "<sip:um@203.0.113.5:5062;transport=tcp>", beSDP), backendAddr)
-	bAck := wantRequest(t, h.b.next(t), sip.ACK).String()
-	wantStatus(t, h.a.next(t), 200)
-	h.fromCaller(t, parse(t, "ACK sip:2001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKack2\n"+
-		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tag+"\n"+
-		"Call-ID: call-r\nCSeq: 2 ACK\nContent-Length: 0\n\n"))
-
-	// The back end's re-INVITE, answered by the caller.
-	ourB := tagOf(bInv.From().Params)
-	re := inDialog(t, "INVITE", bInv, 10, "203.0.113.5:5062", beSDP)
-	re.To().Params.Add("tag", ourB)
-	h.fromBackend(t, reparse(t, re.String()), backendAddr)
-	wantStatus(t, h.b.next(t), 100)
-	reA := wantRequest(t, h.a.next(t), sip.INVITE)
-	h.fromCaller(t, answer(t, reA, 200, "OK", "", "<sip:2001@10.1.1.1:5060>", callerSDP))
-	aAck := wantRequest(t, h.a.next(t), sip.ACK).String()
-	wantStatus(t, h.b.next(t), 200)
-	ack := inDialog(t, "ACK", bInv, 10, "203.0.113.5:5062", "")
-	ack.To().Params.Add("tag", ourB)
-	h.fromBackend(t, reparse(t, ack.String()), backendAddr)
-
-	h.fromCaller(t, fromCallerInDialog(t, "BYE", tag, 3, "", "", ""))
-	wantStatus(t, h.a.next(t), 200)
-	h.fromBackend(t, answer(t, wantRequest(t, h.b.next(t), sip.BYE), 200, "OK", "", "", ""), backendAddr)
-	taken(h.a)
-	taken(h.b)
-
+	reB, reA, bAck, aAck := reinvitedCall(t, h)
 	probes := []probe{
 		{"the back end's 2xx to the caller's re-INVITE again", false, func() sip.Message {
-			return answer(t, reB, 200, "OK", "", "<sip:um@203.0.113.5:5062;transport=tcp>", beSDP)
+			return answer(t, reB, 200, "OK", "", "<sip:um@203.0.113.5:5062;transport=tcp>", beReSDP)
 		}, true, "=bAck", "b"},
 		{"the caller's 2xx to the back end's re-INVITE again", true, func() sip.Message {
 			return answer(t, reA, 200, "OK", "", "<sip:2001@10.1.1.1:5060>", callerSDP)
@@ -310,6 +289,50 @@ func TestTombstoneAnswersReinvitesAsTheEndedCall(t *testing.T) {
 	compareWholeAndTomb(t, h, func(pass string) []string {
 		return runProbes(t, h, pass, probes, map[string]string{"=bAck": bAck, "=aAck": aAck})
 	})
+}
+
+// beReSDP is the back end's SDP in reinvitedCall.
+const beReSDP = "v=0\no=umback 1 2 IN IP4 203.0.113.5\ns=-\nc=IN IP4 203.0.113.5\nt=0 0\nm=audio 30002 RTP/AVP 0\n"
+
+// reinvitedCall makes call-r a call that had a re-INVITE each way, then
+// ended: it returns our re-INVITE to the back end and to the caller, and
+// our ACKs of their 2xx.
+func reinvitedCall(t *testing.T, h *harness) (reB, reA *sip.Request, bAck, aAck string) {
+	t.Helper()
+	bInv, tag := confirmedCall(t, h)
+
+	// The caller's re-INVITE, answered by the back end.
+	h.fromCaller(t, callerRequest(t, "INVITE", tag, 2, "re1", "application/sdp", callerSDP))
+	wantStatus(t, h.a.next(t), 100)
+	reB = wantRequest(t, h.b.next(t), sip.INVITE)
+	h.fromBackend(t, answer(t, reB, 200, "OK", "", "<sip:um@203.0.113.5:5062;transport=tcp>", beReSDP), backendAddr)
+	bAck = wantRequest(t, h.b.next(t), sip.ACK).String()
+	wantStatus(t, h.a.next(t), 200)
+	h.fromCaller(t, parse(t, "ACK sip:2001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKack2\n"+
+		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tag+"\n"+
+		"Call-ID: call-r\nCSeq: 2 ACK\nContent-Length: 0\n\n"))
+
+	// The back end's re-INVITE, answered by the caller.
+	ourB := tagOf(bInv.From().Params)
+	re := inDialog(t, "INVITE", bInv, 10, "203.0.113.5:5062", beReSDP)
+	re.To().Params.Add("tag", ourB)
+	h.fromBackend(t, reparse(t, re.String()), backendAddr)
+	wantStatus(t, h.b.next(t), 100)
+	reA = wantRequest(t, h.a.next(t), sip.INVITE)
+	h.fromCaller(t, answer(t, reA, 200, "OK", "", "<sip:2001@10.1.1.1:5060>", callerSDP))
+	aAck = wantRequest(t, h.a.next(t), sip.ACK).String()
+	wantStatus(t, h.b.next(t), 200)
+	ack := inDialog(t, "ACK", bInv, 10, "203.0.113.5:5062", "")
+	ack.To().Params.Add("tag", ourB)
+	h.fromBackend(t, reparse(t, ack.String()), backendAddr)
+
+	h.fromCaller(t, fromCallerInDialog(t, "BYE", tag, 3, "", "", ""))
+	wantStatus(t, h.a.next(t), 200)
+	h.fromBackend(t, answer(t, wantRequest(t, h.b.next(t), sip.BYE), 200, "OK", "", "", ""), backendAddr)
+	taken(h.a)
+	taken(h.b)
+
+	return reB, reA, bAck, aAck
 }
 
 // callerHangsUp sends the caller's BYE of the call with our To tag tag
@@ -399,7 +422,7 @@ func TestTombsArena(t *testing.T) {
 	}
 	for i := range n {
 		for _, id := range []string{fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i)} {
-			got, _ := ts.lookup(id, nil)
+			got, _ := ts.lookup(id, base.Add(n/2*time.Millisecond), nil)
 			switch {
 			case i <= n/2 && got != nil:
 				t.Fatalf("expired %s still found", id)
@@ -434,5 +457,277 @@ func TestLateKeepAlive481AfterEnd(t *testing.T) {
 	h.fromCaller(t, answer(t, opt, 481, "Call/Transaction Does Not Exist", "", "", ""))
 	if got := taken(h.b); len(got) > 0 {
 		t.Fatalf("a late 481 to a keep-alive of the ended call sent the back end %q", got)
+	}
+}
+
+// Our last answer to the INVITE, and our ACK of the caller's 2xx to our
+// re-INVITE, go, when the INVITE or the 2xx comes again, where the whole
+// call sends them: to the caller as its messages came, never on another
+// connection or to another port of the same host, which would hand the
+// dialog (our tag, Contact and SDP) to whoever sent a copy from there.
+func TestTombstoneAnswersOnlyTheCaller(t *testing.T) {
+	h := newHarness(t, Config{})
+	_, reA, _, aAck := reinvitedCall(t, h)
+	again := []struct {
+		name string
+		msg  func() sip.Message
+		want string
+	}{
+		{"INVITE", func() sip.Message { return invite(t, "call-r", "r1", callerSDP) }, "SIP/2.0 200 "},
+		{"2xx to our re-INVITE", func() sip.Message {
+			return answer(t, reA, 200, "OK", "", "<sip:2001@10.1.1.1:5060>", callerSDP)
+		}, aAck},
+	}
+	other := newRecorder()
+	otherPort := netip.AddrPortFrom(callerAddr.Addr(), callerAddr.Port()+1)
+	froms := []Inbound{
+		{Transport: "udp", Source: otherPort, Local: frontAddr, Reply: senderTo{other, otherPort}, Requests: senderTo{other, otherPort}},
+		{Transport: "tcp", Source: callerAddr, Local: frontAddr, Reply: senderTo{other, callerAddr}, Requests: senderTo{other, callerAddr}},
+	}
+	probe := func(pass string) {
+		for _, m := range again {
+			for _, in := range froms {
+				if !h.e.Handle(m.msg(), in) {
+					t.Errorf("%s: the %s again over %s from %s was not taken", pass, m.name, in.Transport, in.Source)
+				}
+				if got := taken(other); len(got) > 0 {
+					t.Errorf("%s: the %s again over %s from %s got %q there", pass, m.name, in.Transport, in.Source, got)
+				}
+			}
+			taken(h.a)
+			if !h.e.Handle(m.msg(), h.inbound()) {
+				t.Errorf("%s: the caller's %s again was not taken", pass, m.name)
+			}
+			if got := taken(h.a); len(got) != 1 || !strings.HasPrefix(got[0], m.want) {
+				t.Errorf("%s: the caller's %s again got %q, want %.40q", pass, m.name, got, m.want)
+			}
+		}
+	}
+	probe("whole")
+	if whole(h, "call-r") == nil {
+		t.Fatal("the ended call became a tombstone during the first pass: nothing compared")
+	}
+	buried(t, h, "call-r")
+	probe("tombstone")
+}
+
+// A tombstone is unfindable once its time is up even when one made
+// before it is due later: calls settle in another order than they end
+// (one whose BYE took a few T1 to be answered is buried after calls that
+// ended after it), and expire frees the ring from its head only.
+func TestTombstoneDueOutOfOrder(t *testing.T) {
+	var ts tombs
+	base := time.Unix(1000, 0)
+	if !ts.insert([]byte("late"), "a1", "b1", base.Add(2*time.Second)) || !ts.insert([]byte("early"), "a2", "b2", base.Add(time.Second)) {
+		t.Fatal("insert refused")
+	}
+	now := base.Add(1500 * time.Millisecond)
+	ts.expire(now)
+	for _, id := range []string{"a2", "b2"} {
+		if rec, _ := ts.lookup(id, now, nil); rec != nil {
+			t.Errorf("%s: the tombstone due %v is still found at %v", id, time.Second, 1500*time.Millisecond)
+		}
+	}
+	if rec, _ := ts.lookup("a1", now, nil); string(rec) != "late" {
+		t.Errorf("a1: record %q, want the one not due yet", rec)
+	}
+}
+
+// countSender counts what it is given: answers that start with want in
+// ok, others in bad.
+type countSender struct {
+	ok, bad *atomic.Int64
+	want    string
+}
+
+func (s countSender) Send(b []byte) {
+	if strings.HasPrefix(string(b), s.want) {
+		s.ok.Add(1)
+	} else {
+		s.bad.Add(1)
+	}
+}
+
+// Retransmissions racing the call's change into a tombstone (T1 of 2 ms,
+// eight senders at once, under -race): each one taken gets exactly one
+// answer, the right one, whole or tombstone, none is left to the front,
+// and the call ends up one.
+func TestTombstoneConversionRace(t *testing.T) {
+	for round := range 5 {
+		h := newHarness(t, Config{T1: 2 * time.Millisecond})
+		_, tag := confirmedCall(t, h)
+		bye := callerHangsUp(t, h, tag)
+		h.fromBackend(t, answer(t, bye, 200, "OK", "", "", ""), backendAddr)
+		var ok, bad, took, missed atomic.Int64
+		var wg sync.WaitGroup
+		stop := time.Now().Add(30 * time.Millisecond) // the call converts after 2 ms, retried every 2 ms
+		for g := range 8 {
+			wg.Go(func() {
+				for time.Now().Before(stop) {
+					in := h.inbound()
+					in.Reply = countSender{&ok, &bad, "SIP/2.0 200 "}
+					m := fromCallerInDialog(t, "BYE", tag, 2, "", "", "")
+					if g%2 == 1 {
+						m = fromCallerInDialog(t, "OPTIONS", tag, 9, "", "", "")
+					}
+					if h.e.Handle(m, in) {
+						took.Add(1)
+					} else {
+						missed.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if took.Load() == 0 || missed.Load() != 0 || took.Load() != ok.Load() || bad.Load() != 0 {
+			t.Fatalf("round %d: %d taken, %d not, %d answered 200, %d otherwise", round, took.Load(), missed.Load(), ok.Load(), bad.Load())
+		}
+		buried(t, h, "call-r")
+	}
+}
+
+// A call the back end refused (and we ACKed the refusal) settles as an
+// answered one does once the caller has ACKed our refusal: it becomes a
+// tombstone, which answers as it did. Else a flood of calls that fail —
+// the cheapest an attacker can make: any number the back end refuses —
+// kept every one whole for 64×T1, the heap the tombstones are to spare.
+func TestRefusedCallBecomesTombstone(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.e.Invite(invite(t, "call-r", "r1", callerSDP), h.inbound(), h.target)
+	wantStatus(t, h.a.next(t), 100)
+	bInv := wantRequest(t, h.b.next(t), sip.INVITE)
+	h.fromBackend(t, answer(t, bInv, 486, "Busy Here", "be1", "", ""), backendAddr)
+	wantRequest(t, h.b.next(t), sip.ACK)
+	res := wantStatus(t, h.a.next(t), 486)
+	tag := tagOf(res.To().Params)
+	callerAck := func() sip.Message { return refusalAck(t, tag) }
+	h.fromCaller(t, callerAck())
+	last := res.String()
+
+	probes := []probe{
+		{"INVITE again", true, func() sip.Message { return invite(t, "call-r", "r1", callerSDP) }, true, "=last", "a"},
+		{"ACK again", true, callerAck, true, "", ""},
+		{"CANCEL", true, func() sip.Message {
+			return parse(t, "CANCEL sip:1001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKr1;rport\n"+
+				"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>\nCall-ID: call-r\nCSeq: 1 CANCEL\nContent-Length: 0\n\n")
+		}, true, "SIP/2.0 200 OK", "a"},
+		{"OPTIONS", true, func() sip.Message { return fromCallerInDialog(t, "OPTIONS", tag, 4, "", "", "") }, true, "SIP/2.0 200 OK", "a"},
+		{"486 again", false, func() sip.Message { return answer(t, bInv, 486, "Busy Here", "be1", "", "") }, true, "ACK sip:", "b"},
+		{"180 to the INVITE", false, func() sip.Message { return answer(t, bInv, 180, "Ringing", "be1", "", "") }, true, "", ""},
+		{"INVITE from elsewhere", true, func() sip.Message { return invite(t, "call-r", "r1", callerSDP) }, false, "", ""},
+	}
+	compareWholeAndTomb(t, h, func(pass string) []string {
+		return runProbes(t, h, pass, probes, map[string]string{"=last": last})
+	})
+}
+
+// A caller that cancels before the back end has answered at all: our
+// CANCEL waits for the back end's first provisional answer, and once it
+// has gone and the 487 is ACKed each way the call becomes a tombstone —
+// cancelled calls are the other cheap flood. Its CANCEL goes out once.
+func TestEarlyCancelledCallBecomesTombstone(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.e.Invite(invite(t, "call-r", "r1", callerSDP), h.inbound(), h.target)
+	wantStatus(t, h.a.next(t), 100)
+	bInv := wantRequest(t, h.b.next(t), sip.INVITE)
+	h.fromCaller(t, parse(t, "CANCEL sip:1001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKr1;rport\n"+
+		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>\nCall-ID: call-r\nCSeq: 1 CANCEL\nContent-Length: 0\n\n"))
+	wantStatus(t, h.a.next(t), 200)
+	res := wantStatus(t, h.a.next(t), 487)
+	h.fromCaller(t, refusalAck(t, tagOf(res.To().Params)))
+	h.fromBackend(t, answer(t, bInv, 180, "Ringing", "be1", "", ""), backendAddr)
+	cancel := wantRequest(t, h.b.next(t), sip.CANCEL)
+	h.fromBackend(t, answer(t, bInv, 183, "Session Progress", "be1", "", ""), backendAddr)
+	h.b.none(t, 30*time.Millisecond) // one CANCEL, not one for each provisional answer
+	h.fromBackend(t, answer(t, cancel, 200, "OK", "", "", ""), backendAddr)
+	h.fromBackend(t, answer(t, bInv, 487, "Request Terminated", "be1", "", ""), backendAddr)
+	wantRequest(t, h.b.next(t), sip.ACK)
+	buried(t, h, "call-r")
+}
+
+// A record larger than a chunk gets a chunk of its own, between chunks
+// of small ones, is found whole, and goes with its tombstone; the chunk
+// is not kept as a spare (a flood of huge records would pin them).
+func TestTombsRecordLargerThanAChunk(t *testing.T) {
+	var ts tombs
+	base := time.Unix(1000, 0)
+	huge := []byte(strings.Repeat("x", tombChunk+1000))
+	for i, rec := range [][]byte{[]byte("small0"), huge, []byte("small2")} {
+		if !ts.insert(rec, fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i), base.Add(time.Duration(i+1)*time.Second)) {
+			t.Fatalf("insert %d refused", i)
+		}
+	}
+	if got, _ := ts.lookup("b1", base, nil); len(got) != len(huge) {
+		t.Fatalf("huge record: %d bytes found, want %d", len(got), len(huge))
+	}
+	if got, _ := ts.lookup("a2", base, nil); string(got) != "small2" {
+		t.Fatalf("the record after the huge one: %q", got)
+	}
+	ts.expire(base.Add(2 * time.Second)) // 0 and 1 due
+	for _, c := range append(ts.chunks, ts.spare...) {
+		if cap(c) > tombChunk {
+			t.Fatalf("a chunk of %d bytes is kept after its record expired", cap(c))
+		}
+	}
+	if got, _ := ts.lookup("a2", base.Add(2*time.Second), nil); string(got) != "small2" {
+		t.Fatalf("after the huge one expired: %q", got)
+	}
+}
+
+// Another Call-ID whose hash is a tombstone's (forced here: the seed is
+// random) finds no tombstone: the INVITE of another call with the ended
+// call's branch gets nothing of it and is placed as a new call, not
+// answered with the ended call's 200 nor refused as a loop.
+func TestTombstoneHashCollision(t *testing.T) {
+	h, _, _ := buriedCall(t)
+	taken(h.a)
+	h.e.mu.Lock()
+	h.e.tombs.idx[maphash.String(h.e.tombs.seed, "other")] = h.e.tombs.idx[maphash.String(h.e.tombs.seed, "call-r")]
+	h.e.mu.Unlock()
+	if !h.e.Has(invite(t, "other", "r1", callerSDP)) {
+		t.Fatal("the forced collision did not take")
+	}
+	if h.e.Handle(invite(t, "other", "r1", callerSDP), h.inbound()) {
+		t.Fatal("another call's INVITE was taken by a tombstone whose Call-ID hashes as its")
+	}
+	if got := taken(h.a); len(got) > 0 {
+		t.Fatalf("another call's INVITE got %q from the tombstone", got)
+	}
+	h.e.Invite(invite(t, "other", "r1", callerSDP), h.inbound(), h.target)
+	wantStatus(t, h.a.next(t), 100)
+}
+
+// refusalAck is the caller's ACK of our final failure to call-r's INVITE,
+// whose To tag was tag: in the INVITE's transaction (branch r1).
+func refusalAck(t *testing.T, tag string) sip.Message {
+	t.Helper()
+	return parse(t, "ACK sip:1001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKr1;rport\n"+
+		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>;tag="+tag+"\n"+
+		"Call-ID: call-r\nCSeq: 1 ACK\nContent-Length: 0\n\n")
+}
+
+// A call the engine refused itself before leg B (here 420 for an
+// extension it does not do; 483, no media ports, a back end that does
+// not resolve alike) owes leg B nothing: once the caller has ACKed the
+// refusal it is a tombstone. Such INVITEs cost an attacker the least of
+// all — no back end ever sees them.
+func TestCallRefusedBeforeLegBBecomesTombstone(t *testing.T) {
+	h := newHarness(t, Config{})
+	req := func() sip.Message { return invite(t, "call-r", "r1", callerSDP, "Require: frobnication\n") }
+	h.e.Invite(req().(*sip.Request), h.inbound(), h.target)
+	res := wantStatus(t, h.a.next(t), 420)
+	tag := tagOf(res.To().Params)
+	ack := func() sip.Message { return refusalAck(t, tag) }
+	h.fromCaller(t, ack())
+	probes := []probe{
+		{"INVITE again", true, req, true, "=last", "a"},
+		{"ACK again", true, ack, true, "", ""},
+		{"INVITE from elsewhere", true, req, false, "", ""},
+	}
+	compareWholeAndTomb(t, h, func(pass string) []string {
+		return runProbes(t, h, pass, probes, map[string]string{"=last": res.String()})
+	})
+	if got := taken(h.b); len(got) > 0 {
+		t.Fatalf("the back end got %q", got)
 	}
 }

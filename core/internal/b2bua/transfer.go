@@ -124,6 +124,12 @@ func (c *call) referLocal(by Side, req *sip.Request, in Inbound) {
 	case c.xfer.busy() || c.reinvite != nil:
 		refuse(491, "Request Pending", "a transfer or re-INVITE is in progress")
 		return
+	case c.notes.next != nil:
+		// A former transfer's final NOTIFY waits for the answer to the
+		// last: a new subscription would drop it (notify). Once it is
+		// out, unanswered, a REFER is taken: the transferor knows.
+		refuse(491, "Request Pending", "a NOTIFY of the last transfer is unanswered")
+		return
 	}
 	var u sip.Uri
 	if _, err := sip.ParseAddressValue(headerValue(req, "Refer-To"), &u, nil); err != nil {
@@ -381,7 +387,8 @@ func (c *call) sendNotify(n *notifier, m notice) {
 }
 
 // notifyAnswer takes the transferor's answer to one of our NOTIFYs and
-// reports true; a final answer to the latest lets the next go out.
+// reports true; a 2xx to the latest lets the next go out, a failure ends
+// the subscription.
 // Anything else it leaves, false.
 func (c *call) notifyAnswer(msg sip.Message) bool {
 	n := &c.notes
@@ -393,9 +400,17 @@ func (c *call) notifyAnswer(msg sip.Message) bool {
 	if cs == nil || cs.MethodName != sip.NOTIFY || id == nil || string(*id) != n.callID || cs.SeqNo < n.first || cs.SeqNo > n.seq {
 		return false
 	}
+	if _, ok := c.relays[relayKey{n.x.by, cs.SeqNo}]; ok && !n.x.swapped {
+		return false // a NOTIFY relayed on the same leg, between two of ours
+	}
 	if cs.SeqNo == n.seq && res.StatusCode >= 200 && n.tx != nil {
 		n.tx.stop()
 		n.tx = nil
+		if res.StatusCode >= 300 {
+			// A failed NOTIFY ends the subscription (RFC 6665 §4.2.2: a
+			// 481 does, and one we cannot act on, as we retry none).
+			n.next, n.done = nil, true
+		}
 		if m := n.next; m != nil {
 			n.next = nil
 			c.sendNotify(n, *m)
@@ -420,6 +435,9 @@ func (c *call) transferMsg(msg sip.Message, in Inbound) bool {
 		id = string(*h)
 	}
 	if res, ok := msg.(*sip.Response); ok && res.CSeq().MethodName == sip.NOTIFY {
+		if _, relayed := c.relays[relayKey{SideB, res.CSeq().SeqNo}]; relayed && id == c.b.callID {
+			return false // the answer to a NOTIFY relayed to leg B (leg C once swapped): relayed back
+		}
 		return id == x.leg.callID && x.swapped || id == c.b.callID // not ours (notifyAnswer took those): dropped
 	}
 	if id != x.leg.callID {

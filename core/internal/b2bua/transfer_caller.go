@@ -62,6 +62,8 @@ func (c *call) callerTransferA(msg sip.Message, in Inbound) bool {
 	switch m := msg.(type) {
 	case *sip.Response:
 		switch cs := m.CSeq(); {
+		case cs.MethodName == sip.NOTIFY && !x.swapped && c.relays[relayKey{SideA, cs.SeqNo}] != nil:
+			return false // the answer to a NOTIFY relayed to the caller: relayed back
 		case cs.MethodName == sip.NOTIFY: // not ours (notifyAnswer took those): dropped
 		case cs.MethodName == sip.BYE && x.swapped && m.StatusCode >= 200:
 			x.oldA.out.stop()

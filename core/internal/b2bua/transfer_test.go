@@ -2,6 +2,7 @@ package b2bua
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -429,4 +430,198 @@ func TestCallerReferRefusedAndTransparent(t *testing.T) {
 		t.Errorf("REFER relayed to %s", r.Recipient.String())
 	}
 	plain.a.none(t, 30*time.Millisecond)
+}
+
+// A transferor that answers a NOTIFY with an error has ended the
+// subscription (RFC 6665 §4.2.2: a 481, or a failure with no Retry-After,
+// removes it): the state reached meanwhile is not sent, nor the final one.
+func TestReferNotifyRefused(t *testing.T) {
+	for _, code := range []int{481, 500, 603} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			h := transferHarness(t, "gw", 0)
+			_, trying, cs := referred(t, h)
+			cInv := cs.msg.(*sip.Request)
+			h.fromBackend(t, answer(t, cInv, 180, "Ringing", "pbx1", "", ""), pbxAddr)
+			h.fromBackend(t, answer(t, trying.msg, code, "No", "", "", ""), backendAddr)
+			h.fromBackend(t, answer(t, cInv, 200, "OK", "pbx1", "<sip:2002@192.0.2.50:5070>", targetSDP), pbxAddr)
+			time.Sleep(50 * time.Millisecond)
+			h.b.mu.Lock()
+			defer h.b.mu.Unlock()
+			for _, s := range h.b.msgs {
+				if req, ok := s.msg.(*sip.Request); ok && req.Method == sip.NOTIFY && req.CSeq().SeqNo != trying.msg.(*sip.Request).CSeq().SeqNo {
+					t.Fatalf("a NOTIFY after the transferor's %d to the last one:\n%s", code, req)
+				}
+			}
+		})
+	}
+}
+
+// A call transferred by either side is forgotten 64×T1 after its end
+// like any other: nothing of it stays findable by any of its Call-IDs,
+// the transferor's included (leg C took its side's Call-ID in the call).
+func TestTransferredCallForgotten(t *testing.T) {
+	beSDP := "v=0\no=umback 1 2 IN IP4 203.0.113.5\ns=-\nc=IN IP4 203.0.113.5\nt=0 0\nm=audio 30000 RTP/AVP 0\n"
+	t.Run("by the caller", func(t *testing.T) {
+		h := transferHarness(t, "um", 5*time.Millisecond)
+		bInv, _, cs := startCallerTransfer(t, h)
+		cInv := cs.msg.(*sip.Request)
+		h.fromBackend(t, answer(t, cInv, 200, "OK", "pbx1", "<sip:2002@192.0.2.50:5070>", targetSDP), pbxAddr)
+		reinv := nextRequest(t, h.b, sip.INVITE).msg
+		h.fromBackend(t, answer(t, reinv, 200, "OK", "", "<sip:um@203.0.113.5:5062;transport=tcp>", beSDP), backendAddr)
+		nextRequest(t, h.a, sip.BYE) // the silent caller hung up after 64×T1
+		cBye := inDialog(t, "BYE", cInv, 2, "192.0.2.50:5070", "")
+		cBye.From().Params.Add("tag", "pbx1")
+		cBye.To().Params.Add("tag", tagOf(cInv.From().Params))
+		h.fromBackend(t, reparse(t, cBye.String()), pbxAddr)
+		h.fromBackend(t, answer(t, nextRequest(t, h.b, sip.BYE).msg, 200, "OK", "", "", ""), backendAddr)
+		wantForgotten(t, h, "call-r", string(*bInv.CallID()), string(*cInv.CallID()))
+	})
+	t.Run("by the back end", func(t *testing.T) {
+		h := transferHarness(t, "gw", 5*time.Millisecond)
+		bInv, cs := startTransfer(t, h)
+		cInv := cs.msg.(*sip.Request)
+		h.fromBackend(t, answer(t, cInv, 200, "OK", "pbx1", "<sip:2002@192.0.2.50:5070>", targetSDP), pbxAddr)
+		reinv := nextRequest(t, h.a, sip.INVITE).msg
+		h.fromCaller(t, answer(t, reinv, 200, "OK", "", "<sip:2001@10.1.1.1>", callerSDP))
+		nextRequest(t, h.b, sip.BYE) // the silent back end hung up after 64×T1
+		h.fromCaller(t, fromCallerInDialog(t, "BYE", tagOf(reinv.(*sip.Request).From().Params), 3, "", "", ""))
+		h.fromBackend(t, answer(t, nextRequest(t, h.b, sip.BYE).msg, 200, "OK", "", "", ""), pbxAddr)
+		wantForgotten(t, h, "call-r", string(*bInv.CallID()), string(*cInv.CallID()))
+	})
+}
+
+// wantForgotten waits until the engine finds nothing by any of ids.
+func wantForgotten(t *testing.T, h *harness, ids ...string) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		h.e.mu.RLock()
+		var left []string
+		for _, id := range ids {
+			if h.e.byA[id] != nil || h.e.byB[id] != nil || h.e.tombs.has(id) {
+				left = append(left, id)
+			}
+		}
+		h.e.mu.RUnlock()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) { // 64×T1 is 320 ms
+			t.Fatalf("the ended call is still found by %q long after 64×T1", left)
+		}
+	}
+}
+
+// A transfer that failed while its 100 Trying NOTIFY is unanswered still
+// gets its final NOTIFY once that is answered: a second REFER meanwhile
+// waits (491), it does not take over the subscription and drop the
+// final NOTIFY the first transfer owes (RFC 3515 §2.4.7: the
+// subscription ends with a terminated NOTIFY). Once that is out, a REFER
+// is taken even before it is answered.
+func TestReferAgainWhileNotifyUnanswered(t *testing.T) {
+	h := transferHarness(t, "gw", 0)
+	bInv, trying, cs := referred(t, h)
+	cInv := cs.msg.(*sip.Request)
+	h.fromBackend(t, answer(t, cInv, 486, "Busy Here", "pbx1", "", ""), pbxAddr)
+	wantRequest(t, h.b.next(t), sip.ACK)
+	h.b.none(t, 30*time.Millisecond) // the 486 waits for the answer to the 100 Trying
+
+	h.fromBackend(t, referFrom(t, bInv, 8, "<sip:2002@192.0.2.50:5070>"), backendAddr)
+	wantStatus(t, h.b.next(t), 491)
+	h.fromBackend(t, answer(t, trying.msg, 200, "OK", "", "", ""), backendAddr)
+	final := h.b.next(t)
+	wantSipfrag(t, final, "SIP/2.0 486", "terminated")
+	if ev := headerValue(final.msg.(*sip.Request), "Event"); ev != "refer;id=7" {
+		t.Fatalf("final NOTIFY of Event %q, want the first REFER's", ev)
+	}
+	// The final NOTIFY is out, unanswered: a REFER now is taken.
+	h.fromBackend(t, referFrom(t, bInv, 9, "<sip:2002@192.0.2.50:5070>"), backendAddr)
+	wantStatus(t, h.b.next(t), 202)
+}
+
+// The transferor's answer to a NOTIFY we relayed to it (the caller's own,
+// CSeq between two of the transfer's NOTIFYs on that leg) is relayed back,
+// not taken for an answer to one of ours; so is leg C's once it has
+// replaced the transferor.
+func TestReferNotifyAnswerOfARelayedNotify(t *testing.T) {
+	h := transferHarness(t, "gw", 0)
+	_, trying, cs := referred(t, h)
+	cInv := cs.msg.(*sip.Request)
+	h.fromBackend(t, answer(t, trying.msg, 200, "OK", "", "", ""), backendAddr)
+	c := whole(h, "call-r")
+	c.mu.Lock()
+	tag := c.a.localTag
+	c.mu.Unlock()
+
+	h.fromCaller(t, fromCallerInDialog(t, "NOTIFY", tag, 5, "Event: message-summary\nSubscription-State: active\n", "", ""))
+	relayed := nextRequest(t, h.b, sip.NOTIFY)
+	if ev := headerValue(relayed.msg.(*sip.Request), "Event"); ev != "message-summary" {
+		t.Fatalf("relayed NOTIFY of Event %q", ev)
+	}
+	h.fromBackend(t, answer(t, cInv, 180, "Ringing", "pbx1", "", ""), pbxAddr)
+	ringing := nextRequest(t, h.b, sip.NOTIFY)
+	wantSipfrag(t, ringing, "SIP/2.0 180", "active")
+
+	h.fromBackend(t, answer(t, relayed.msg, 200, "OK", "", "", ""), backendAddr)
+	wantNotifyAnswer(t, h, 5)
+
+	// Once leg C has replaced the transferor, the caller's NOTIFY goes
+	// to leg C, and its answer comes back likewise.
+	h.fromBackend(t, answer(t, ringing.msg, 200, "OK", "", "", ""), backendAddr)
+	h.fromBackend(t, answer(t, cInv, 200, "OK", "pbx1", "<sip:2002@192.0.2.50:5070>", targetSDP), pbxAddr)
+	reinv := nextRequest(t, h.a, sip.INVITE)
+	h.fromCaller(t, answer(t, reinv.msg, 200, "OK", "", "<sip:2001@10.1.1.1>", callerSDP))
+	final := nextRequest(t, h.b, sip.NOTIFY)
+	wantSipfrag(t, final, "SIP/2.0 200", "terminated")
+	h.fromBackend(t, answer(t, final.msg, 200, "OK", "", "", ""), backendAddr)
+	h.fromCaller(t, fromCallerInDialog(t, "NOTIFY", tag, 6, "Event: message-summary\nSubscription-State: active\n", "", ""))
+	toC := nextRequest(t, h.b, sip.NOTIFY)
+	if toC.dst != pbxAddr {
+		t.Fatalf("the caller's NOTIFY went to %s after the transfer", toC.dst)
+	}
+	h.fromBackend(t, answer(t, toC.msg, 200, "OK", "", "", ""), pbxAddr)
+	wantNotifyAnswer(t, h, 6)
+}
+
+// wantNotifyAnswer waits for the caller's answer to its NOTIFY of CSeq
+// cseq, a 200.
+func wantNotifyAnswer(t *testing.T, h *harness, cseq uint32) {
+	t.Helper()
+	for {
+		res, ok := h.a.next(t).msg.(*sip.Response)
+		if ok && res.CSeq().MethodName == sip.NOTIFY {
+			if res.StatusCode != 200 || res.CSeq().SeqNo != cseq {
+				t.Fatalf("the caller's NOTIFY got %d for CSeq %d, want 200 for %d", res.StatusCode, res.CSeq().SeqNo, cseq)
+			}
+			return
+		}
+	}
+}
+
+// The same the other way: the caller, transferring, answers a NOTIFY the
+// back end sent it mid-transfer; the answer goes back to the back end.
+func TestCallerReferNotifyAnswerOfARelayedNotify(t *testing.T) {
+	h := transferHarness(t, "um", 0)
+	bInv, _, cs := startCallerTransfer(t, h)
+	cInv := cs.msg.(*sip.Request)
+	n := inDialog(t, "NOTIFY", bInv, 10, "203.0.113.5:5062", "")
+	n.To().Params.Add("tag", tagOf(bInv.From().Params))
+	n.AppendHeader(sip.NewHeader("Event", "message-summary"))
+	n.AppendHeader(sip.NewHeader("Subscription-State", "active"))
+	h.fromBackend(t, reparse(t, n.String()), backendAddr)
+	relayed := nextRequest(t, h.a, sip.NOTIFY)
+	if ev := headerValue(relayed.msg.(*sip.Request), "Event"); ev != "message-summary" {
+		t.Fatalf("relayed NOTIFY of Event %q", ev)
+	}
+	h.fromBackend(t, answer(t, cInv, 180, "Ringing", "pbx1", "", ""), pbxAddr)
+	wantSipfrag(t, nextRequest(t, h.a, sip.NOTIFY), "SIP/2.0 180", "active")
+	h.fromCaller(t, answer(t, relayed.msg, 200, "OK", "", "", ""))
+	for {
+		res, ok := h.b.next(t).msg.(*sip.Response)
+		if ok && res.CSeq().MethodName == sip.NOTIFY {
+			if res.StatusCode != 200 || res.CSeq().SeqNo != 10 {
+				t.Fatalf("the back end's NOTIFY got %d for CSeq %d", res.StatusCode, res.CSeq().SeqNo)
+			}
+			return
+		}
+	}
 }
