@@ -93,7 +93,7 @@ func firewallAllows(cfg *config.Config) (func(netip.AddrPort) bool, error) {
 func (d *daemon) fastPathSample() telemetry.FastPathSample {
 	st := d.media.FastPath()
 	s := telemetry.FastPathSample{Active: st.Active, Unavailable: st.Unavail, Sessions: st.Offloaded,
-		Offloads: st.Offloads, Removals: st.Removals, Refused: st.Refused}
+		Offloads: st.Offloads, Removals: st.Removals, Refused: st.Refused, Policed: st.Policed}
 	if st.Active {
 		s.Packets = make(map[string]uint64, len(st.Reasons))
 		for i, n := range st.Reasons {
