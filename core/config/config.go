@@ -131,6 +131,15 @@ type Media struct {
 	// allows, else userspace with one log line) or "tc" (refuse to start
 	// without it).
 	FastPath string `toml:"fast_path"`
+	// Media policing (R-SBC-8): what the peer of a leg may send, per
+	// stream and direction, in packets/s and kbit/s (UDP payload); more is
+	// dropped and counted (LegStats.Policed), RTCP gets a quarter of the
+	// stream's caps in its own bucket, the burst is one second. 0 = no
+	// cap. Audio caps cover T.38 fax too.
+	PoliceAudioPPS  int `toml:"police_audio_pps"`
+	PoliceAudioKbps int `toml:"police_audio_kbps"`
+	PoliceVideoPPS  int `toml:"police_video_pps"`
+	PoliceVideoKbps int `toml:"police_video_kbps"`
 }
 
 // SBC configures the B2BUA that runs the calls of proxy pools (a router
@@ -326,6 +335,17 @@ func Default() Config {
 			LatchWindow:       Duration{10 * time.Second},
 			InactivityTimeout: Duration{60 * time.Second},
 			FastPath:          "auto",
+			// Caps no real call reaches, about twice the most it sends:
+			// audio at 10 ms ptime is 100 packets/s, 200 with RFC 4733
+			// events beside it; Opus at its 510 kbit/s maximum is 520
+			// kbit/s of UDP payload (G.711 and G.722: 138, 146 as SRTP);
+			// T.38 at 14.4 kbit/s with redundancy stays under 150 kbit/s
+			// and 100 packets/s. 1080p video sends 2-8 Mbit/s in
+			// 1,200-byte packets (up to ~830 packets/s), half again with
+			// RTX/FEC; key frames come as bursts the one-second burst
+			// takes.
+			PoliceAudioPPS: 400, PoliceAudioKbps: 1_024,
+			PoliceVideoPPS: 3_000, PoliceVideoKbps: 20_000,
 		},
 		SBC: SBC{MaxCalls: 2000, MaxRedirects: 5, RingTimeout: Duration{3 * time.Minute}, FailoverTimeout: Duration{4 * time.Second},
 			KeepAlive: "crlf", KeepAliveInterval: Duration{30 * time.Second},

@@ -463,6 +463,10 @@ func (v *validator) media() {
 	if m.InactivityTimeout.Duration != 0 {
 		v.durRange("media.inactivity_timeout", m.InactivityTimeout, time.Second, 24*time.Hour)
 	}
+	v.intRange("media.police_audio_pps", m.PoliceAudioPPS, 0, 1_000_000)
+	v.intRange("media.police_audio_kbps", m.PoliceAudioKbps, 0, 10_000_000)
+	v.intRange("media.police_video_pps", m.PoliceVideoPPS, 0, 1_000_000)
+	v.intRange("media.police_video_kbps", m.PoliceVideoKbps, 0, 10_000_000)
 	switch m.FastPath {
 	case "off", "auto", "tc":
 	default:

@@ -332,6 +332,20 @@ func TestValidateMedia(t *testing.T) {
 		{name: "fast path off", give: func(c *Config) { c.Media.FastPath = "off" }},
 		{name: "fast path unknown", give: func(c *Config) { c.Media.FastPath = "xdp" },
 			wantPath: "media.fast_path", wantErr: ErrInvalid, wantText: "off, auto or tc"},
+		{name: "no police caps", give: func(c *Config) {
+			c.Media.PoliceAudioPPS, c.Media.PoliceAudioKbps, c.Media.PoliceVideoPPS, c.Media.PoliceVideoKbps = 0, 0, 0, 0
+		}},
+		{name: "police caps at their bounds", give: func(c *Config) {
+			c.Media.PoliceAudioPPS, c.Media.PoliceVideoKbps = 1_000_000, 10_000_000
+		}},
+		{name: "negative audio pps", give: func(c *Config) { c.Media.PoliceAudioPPS = -1 },
+			wantPath: "media.police_audio_pps", wantErr: ErrOutOfRange},
+		{name: "negative audio kbps", give: func(c *Config) { c.Media.PoliceAudioKbps = -5 },
+			wantPath: "media.police_audio_kbps", wantErr: ErrOutOfRange},
+		{name: "video pps above a million", give: func(c *Config) { c.Media.PoliceVideoPPS = 1_000_001 },
+			wantPath: "media.police_video_pps", wantErr: ErrOutOfRange},
+		{name: "video kbps above 10 Gbit/s", give: func(c *Config) { c.Media.PoliceVideoKbps = 10_000_001 },
+			wantPath: "media.police_video_kbps", wantErr: ErrOutOfRange},
 	})
 }
 

@@ -23,7 +23,9 @@ import (
 func mediaConfig(m config.Media) media.Config {
 	return media.Config{PortMin: m.PortMin, PortMax: m.PortMax, Workers: m.Workers,
 		LatchWindow: m.LatchWindow.Duration, InactivityTimeout: m.InactivityTimeout.Duration,
-		IdlePairs: m.IdlePairs, FastPath: fastpath.Mode(m.FastPath)}
+		IdlePairs: m.IdlePairs, FastPath: fastpath.Mode(m.FastPath),
+		Police: media.Police{AudioPPS: m.PoliceAudioPPS, AudioKbps: m.PoliceAudioKbps,
+			VideoPPS: m.PoliceVideoPPS, VideoKbps: m.PoliceVideoKbps}}
 }
 
 // startSBC starts the media engine and the B2BUA and hands the front its
@@ -91,7 +93,7 @@ func firewallAllows(cfg *config.Config) (func(netip.AddrPort) bool, error) {
 func (d *daemon) fastPathSample() telemetry.FastPathSample {
 	st := d.media.FastPath()
 	s := telemetry.FastPathSample{Active: st.Active, Unavailable: st.Unavail, Sessions: st.Offloaded,
-		Offloads: st.Offloads, Removals: st.Removals, Refused: st.Refused}
+		Offloads: st.Offloads, Removals: st.Removals, Refused: st.Refused, Policed: st.Policed}
 	if st.Active {
 		s.Packets = make(map[string]uint64, len(st.Reasons))
 		for i, n := range st.Reasons {

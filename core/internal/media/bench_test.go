@@ -64,7 +64,12 @@ func BenchmarkRelay(b *testing.B) {
 
 func benchRelay(b *testing.B, secure bool) {
 	b.Helper()
-	e := newTestEngine(b, 8, func(c *Config) { c.Workers = 1 })
+	e := newTestEngine(b, 8, func(c *Config) {
+		c.Workers = 1
+		// Policing on, with caps this ping-pong never reaches: every
+		// packet pays for its bucket.
+		c.Police = Police{AudioPPS: 100_000, AudioKbps: 1_000_000}
+	})
 	pa, pb := newRawPeer(b), newRawPeer(b)
 	profB := plain
 	var offerB, answerB []byte
@@ -139,6 +144,9 @@ func benchRelay(b *testing.B, secure bool) {
 	st := s.Stats()
 	if lost := st.Legs[SideA].Lost + st.Legs[SideB].Lost; lost != 0 {
 		b.Fatalf("%d packets lost", lost)
+	}
+	if p := st.Legs[SideA].Policed + st.Legs[SideB].Policed; p != 0 {
+		b.Fatalf("%d packets policed", p)
 	}
 }
 

@@ -86,6 +86,16 @@
 // counters and last-seen times are folded into the legs' counters and the
 // inactivity clock whenever they are read (offload.go).
 //
+// # Policing (Config.Police, police.go)
+//
+// What each leg's peer may send is capped per stream in packets/s and
+// kbit/s by a token bucket of the leg (one second of burst; RTCP in its
+// own bucket of a quarter of the caps), applied after the source check:
+// over the cap the peer's packet is dropped and counted (LegStats.Policed),
+// a stranger's is a stray as before. A call on the kernel fast path is
+// checked from the kernel's counters every PoliceInterval by one goroutine
+// of the engine and leaves the kernel path for good when over.
+//
 // # Signalling
 //
 // Offer and Answer rewrite SDP (pion/sdp/v3) between the legs: the engine's

@@ -44,6 +44,12 @@ type Config struct {
 	// IdleQuarantine is how long an idle pair rests before a new session
 	// may take it; 0 = DefaultIdleQuarantine.
 	IdleQuarantine time.Duration
+	// Police caps what each leg's peer may send (police.go); the zero
+	// value caps nothing.
+	Police Police
+	// PoliceInterval is how often the kernel fast path's counters are run
+	// through the caps; 0 = DefaultPoliceInterval.
+	PoliceInterval time.Duration
 }
 
 // Engine is the media engine: the port pool, the workers and the sessions.
@@ -105,6 +111,15 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	if cfg.IdleQuarantine < 0 {
 		return nil, fmt.Errorf("%w: idle pair quarantine %s: must not be negative", ErrConfig, cfg.IdleQuarantine)
 	}
+	if err := cfg.Police.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.PoliceInterval < 0 {
+		return nil, fmt.Errorf("%w: police interval %s: must not be negative", ErrConfig, cfg.PoliceInterval)
+	}
+	if cfg.PoliceInterval == 0 {
+		cfg.PoliceInterval = DefaultPoliceInterval
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -129,6 +144,9 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	}
 	if cfg.ReportInterval == 0 {
 		e.cfg.ReportInterval = DefaultReportInterval
+	}
+	if e.fp != nil && cfg.Police.policing() {
+		e.wg.Go(e.policeKernel)
 	}
 	if cfg.InactivityTimeout > 0 || e.cfg.ReportInterval > 0 {
 		e.wg.Go(e.housekeep)
@@ -221,6 +239,7 @@ func (e *Engine) NewSession(id string, a, b LegProfile, onTimeout func()) (*Sess
 	s.origin = [2]origin{{id: randUint63()}, {id: randUint63()}}
 	for side, p := range []LegProfile{a, b} {
 		l := &leg{sess: s, side: Side(side), prof: p}
+		l.police(e.cfg.Police, "audio") // until an answer says what the stream is
 		if err := e.openLeg(l, w); err != nil {
 			s.release()
 			return nil, fmt.Errorf("media: session %s: leg %s: %w", id, Side(side), err)
@@ -404,6 +423,19 @@ func (e *Engine) housekeep() {
 	if ri := e.cfg.ReportInterval; ri > 0 {
 		tick = min(ri/4, tick)
 	}
+	e.everySession(tick, func(s *Session, now time.Time) {
+		if e.cfg.InactivityTimeout > 0 {
+			s.checkInactive(now, e.cfg.InactivityTimeout)
+		}
+		if e.cfg.ReportInterval > 0 {
+			s.checkReports(now, e.cfg.ReportInterval)
+		}
+	})
+}
+
+// everySession calls fn for each session every tick until the engine
+// closes.
+func (e *Engine) everySession(tick time.Duration, fn func(*Session, time.Time)) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -412,12 +444,7 @@ func (e *Engine) housekeep() {
 			return
 		case now := <-t.C:
 			for _, s := range e.sessionList() {
-				if e.cfg.InactivityTimeout > 0 {
-					s.checkInactive(now, e.cfg.InactivityTimeout)
-				}
-				if e.cfg.ReportInterval > 0 {
-					s.checkReports(now, e.cfg.ReportInterval)
-				}
+				fn(s, now)
 			}
 		}
 	}

@@ -62,9 +62,12 @@ type leg struct {
 
 	ice *iceCreds // ICE-lite: our credentials on this leg; nil when the leg's offer had no ICE
 
-	stats  legCounters
-	recv   recvStats
-	report reportState // the engine's own RTCP towards an SRTP peer (rtcp.go)
+	stats legCounters
+	recv  recvStats
+	// The caps on what the peer sends (police.go): RTP or UDPTL, and RTCP.
+	inCap, rtcpCap bucket
+	policeLogged   bool        // the kernel path's withdrawal of this leg was logged
+	report         reportState // the engine's own RTCP towards an SRTP peer (rtcp.go)
 
 	sendBuf *[bufSize]byte // terminator path (Session.Send), made on its first use: a relayed leg never needs it
 }
@@ -87,6 +90,7 @@ type legCounters struct {
 	rtcpIn, rtcpOut       uint64 // of packetsIn/packetsOut: RTCP
 	rtcpOwn               uint64 // of rtcpOut: the engine's own reports (rtcp.go)
 	unprotected           uint64 // plain RTCP on an SRTP leg, dropped (rtcp.go)
+	policed               uint64 // accepted from the peer but over its cap: dropped (police.go)
 }
 
 // receive runs one datagram read on s through the leg. i is the datagram's
@@ -148,16 +152,22 @@ func (l *leg) receiveRTP(w *worker, i int, pkt []byte, src netip.AddrPort, now i
 	}
 	l.sess.lastPacket = now // strays do not keep a call alive
 	l.lastIn, l.kernelSeen = now, 0
-	l.stats.packetsIn++
-	l.stats.bytesIn += uint64(len(pkt))
-	if latched {
-		l.stats.latchedIn++
-	}
 	if l.recv.ssrc != ssrc || !l.recv.started {
 		l.recv.reset(ssrc)
 	}
 	l.recv.update(binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]),
 		(now-l.sess.started.UnixNano())/1e3, l.pt[pt].clock)
+	if !l.inCap.take(1, int64(len(pkt)), now) {
+		// The peer's own packet (the receiver statistics count it: it
+		// arrived, it is not loss), but over the leg's cap: dropped.
+		l.stats.policed++
+		return
+	}
+	l.stats.packetsIn++
+	l.stats.bytesIn += uint64(len(pkt))
+	if latched {
+		l.stats.latchedIn++
+	}
 	l.sink.RTP(plain)
 }
 
@@ -174,6 +184,10 @@ func (l *leg) receiveUDPTL(w *worker, s *sock, pkt []byte, src netip.AddrPort, n
 	}
 	l.sess.lastPacket = now // the inactivity clock counts fax too
 	l.lastIn = now
+	if !l.inCap.take(1, int64(len(pkt)), now) {
+		l.stats.policed++
+		return
+	}
 	l.stats.packetsIn++
 	l.stats.bytesIn += uint64(len(pkt))
 	// A terminator in the relay's place (Attach) takes RTP: the fax goes
@@ -313,6 +327,10 @@ func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort, now 
 		}
 	}
 	l.sess.lastPacket = now
+	if !l.rtcpCap.take(1, int64(len(pkt)), now) {
+		l.stats.policed++
+		return
+	}
 	l.stats.packetsIn++
 	l.stats.rtcpIn++
 	l.stats.bytesIn += uint64(len(pkt))

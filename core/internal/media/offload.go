@@ -56,6 +56,7 @@ type offloader struct {
 	offloads atomic.Uint64 // sessions put on the kernel path
 	removals atomic.Uint64 // and taken off it again (any reason, end of call included)
 	refused  atomic.Uint64 // sessions that qualified but could not be offloaded (no route, attach failed, map full)
+	policed  atomic.Uint64 // sessions taken off it because a leg went over its cap (police.go)
 
 	mu     sync.Mutex
 	ifaces map[int]error // ingress interfaces tried: nil = attached
@@ -70,7 +71,8 @@ type FastPathStats struct {
 	Offloads  uint64 // sessions put on the kernel path
 	Removals  uint64
 	Refused   uint64
-	Entries   int // forwarding entries in the kernel now
+	Policed   uint64 // sessions taken off the kernel path for good because a leg went over its cap (police.go)
+	Entries   int    // forwarding entries in the kernel now
 	Unavail   uint64
 	Reasons   [len(fastpath.Reasons)]uint64 // the program's per-packet verdicts
 	Offloaded int                           // sessions on the kernel path now
@@ -183,20 +185,22 @@ type offloadState struct {
 	entries []offloaded      // installed
 	queued  bool
 	refused bool // want could not be installed: not retried until it changes
+	policed bool // a leg went over its cap on the kernel path: userspace polices the call from then on (police.go)
 }
 
 // offloaded is one installed entry: packets the leg rx received.
 type offloaded struct {
-	e    fastpath.Entry
-	rx   Side
-	base fastpath.Counters // counters already folded into the legs
+	e       fastpath.Entry
+	rx      Side
+	base    fastpath.Counters // counters already folded into the legs
+	policed fastpath.Counters // counters already run through the legs' buckets (police.go)
 }
 
 // offloadWant is the session's forwarding as entries, nil when it does not
 // qualify.
 func (s *Session) offloadWant() []fastpath.Entry {
 	o := s.e.fp
-	if o == nil || s.closed || !s.mediaUp || s.pending != nil {
+	if o == nil || s.closed || !s.mediaUp || s.pending != nil || s.fp.policed {
 		return nil
 	}
 	a, b := s.legs[SideA], s.legs[SideB]
@@ -403,7 +407,7 @@ func (e *Engine) FastPath() FastPathStats {
 	}
 	st.Active = true
 	st.Attached = o.path.Attached()
-	st.Offloads, st.Removals, st.Refused = o.offloads.Load(), o.removals.Load(), o.refused.Load()
+	st.Offloads, st.Removals, st.Refused, st.Policed = o.offloads.Load(), o.removals.Load(), o.refused.Load(), o.policed.Load()
 	st.Entries = o.path.Entries()
 	st.Reasons = o.path.Reasons()
 	for _, s := range e.sessionList() {

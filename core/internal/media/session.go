@@ -87,6 +87,7 @@ type LegStats struct {
 	SRTPFailures uint64  // SRTP/SRTCP packets that failed authentication
 	SRTPReplays  uint64  // SRTP/SRTCP packets replayed inside the 64-packet window
 	Unprotected  uint64  // plain RTCP on an SRTP leg (no SRTCP index and tag): dropped, not forwarded
+	Policed      uint64  // RTP, RTCP or UDPTL from the peer over the leg's cap (Config.Police): dropped, not in PacketsIn
 	RTCPIn       uint64  // of PacketsIn: RTCP accepted from the peer
 	RTCPOut      uint64  // of PacketsOut: RTCP sent to the peer, relayed or the engine's own
 	RTCPOwn      uint64  // of RTCPOut: the engine's own receiver reports (an SRTP leg whose other side sends no RTCP)
@@ -245,6 +246,7 @@ func (s *Session) releaseLeg(l *leg) {
 // Called with s.mu held.
 func (s *Session) newLeg(side Side, idx int) (*leg, error) {
 	l := &leg{sess: s, side: side, prof: s.legs[side].prof, idx: idx, off: true}
+	l.police(s.e.cfg.Police, "audio") // until an answer says what the stream is
 	return l, s.bind(l)
 }
 
@@ -317,6 +319,7 @@ func (s *Session) legStats(l *leg) LegStats {
 		SRTPFailures: l.stats.srtpFailures,
 		SRTPReplays:  l.stats.replays,
 		Unprotected:  l.stats.unprotected,
+		Policed:      l.stats.policed,
 		RTCPIn:       l.stats.rtcpIn,
 		RTCPOut:      l.stats.rtcpOut,
 		RTCPOwn:      l.stats.rtcpOwn,

@@ -73,7 +73,7 @@ umedge_router_ask_failures_total{reason="queue-full"} 2
 func TestWatchFastPath(t *testing.T) {
 	m := NewMetrics()
 	m.WatchFastPath(func() FastPathSample {
-		return FastPathSample{Active: true, Sessions: 1, Offloads: 3, Removals: 2, Refused: 1,
+		return FastPathSample{Active: true, Sessions: 1, Offloads: 3, Removals: 2, Refused: 1, Policed: 4,
 			Packets: map[string]uint64{"forwarded": 470, "wrong_source": 1}}
 	})
 	want := `
@@ -90,9 +90,13 @@ umedge_media_fastpath_removals_total 2
 # TYPE umedge_media_fastpath_packets_total counter
 umedge_media_fastpath_packets_total{verdict="forwarded"} 470
 umedge_media_fastpath_packets_total{verdict="wrong_source"} 1
+# HELP umedge_media_fastpath_policed_total Calls taken off the kernel path for the rest of the call because a peer sent over its media.police_* cap; userspace polices them.
+# TYPE umedge_media_fastpath_policed_total counter
+umedge_media_fastpath_policed_total 4
 `
 	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want), "umedge_media_fastpath_active",
-		"umedge_media_fastpath_offloads_total", "umedge_media_fastpath_removals_total", "umedge_media_fastpath_packets_total"); err != nil {
+		"umedge_media_fastpath_offloads_total", "umedge_media_fastpath_removals_total", "umedge_media_fastpath_packets_total",
+		"umedge_media_fastpath_policed_total"); err != nil {
 		t.Error(err)
 	}
 }
