@@ -19,7 +19,12 @@ var loopback = netip.MustParseAddr("127.0.0.1")
 // pairs (several worktrees run tests at once; busy pairs are skipped).
 func newTestEngine(t testing.TB, pairs int, mod func(*Config)) *Engine {
 	t.Helper()
-	base := 20000 + 2*rand.IntN(15000)
+	// Below 16384: above it lie edged's default media range (its
+	// integration tests run beside these), SIPp's ports (sipptest draws
+	// from 20000..32000) and the kernel's ephemeral range (32768 up, where
+	// the peers' sockets land). A range as small as a test's, with one
+	// port taken by a neighbour, would decline a stream now and then.
+	base := 10000 + 2*rand.IntN(3000)
 	cfg := Config{PortMin: base, PortMax: base + 2*pairs - 1, Workers: 2, LatchWindow: 2 * time.Second}
 	if mod != nil {
 		mod(&cfg)
