@@ -73,9 +73,14 @@ type CDRWriter struct {
 	wake chan struct{}
 	done chan struct{}
 	shut bool
+	buf  []byte // the writer goroutine's encoding buffer, kept between batches
 
 	syncs atomic.Uint64 // batches written and fsynced
 }
+
+// maxKeptBuf bounds the encoding buffer kept between batches: a burst's
+// batch may grow it further, and it is then let go.
+const maxKeptBuf = 4 << 20
 
 // OpenCDR opens (creating, mode 0600) the record file at path for append.
 func OpenCDR(path string, log *slog.Logger) (*CDRWriter, error) {
@@ -175,7 +180,12 @@ func (w *CDRWriter) run() {
 // flush appends batch and fsyncs. A write that fails part way (a full
 // disk) is cut off again, so that the retry leaves no torn line.
 func (w *CDRWriter) flush(batch []Record) error {
-	buf := make([]byte, 0, 512*len(batch))
+	buf := w.buf[:0]
+	defer func() {
+		if cap(buf) <= maxKeptBuf {
+			w.buf = buf[:0]
+		}
+	}()
 	for i := range batch {
 		var err error
 		if buf, err = batch[i].appendJSON(buf); err != nil {
