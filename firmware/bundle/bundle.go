@@ -393,7 +393,11 @@ func Verify(path string, pol Policy) (Manifest, error) {
 		return Manifest{}, err
 	}
 	defer f.Close()
-	r, err := Open(f, pol)
+	return verify(f, pol)
+}
+
+func verify(in io.Reader, pol Policy) (Manifest, error) {
+	r, err := Open(in, pol)
 	if err != nil {
 		return Manifest{}, err
 	}

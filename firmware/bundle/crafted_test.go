@@ -187,3 +187,34 @@ func TestCraftedManifests(t *testing.T) {
 		})
 	}
 }
+
+// TestTruncatedAtEveryOffset cuts a small bundle at every byte offset
+// (TestTruncatedEverywhere steps 2003 bytes over a large one and misses
+// the headers' and the signature's edges). Every cut before the end of
+// the root payload's data is refused as truncated; a cut after it, in
+// the padding or the tar trailer, loses nothing the manifest describes
+// and is either refused as truncated or verifies.
+func TestTruncatedAtEveryOffset(t *testing.T) {
+	f := newFixture(t)
+	writeRandom(t, f.kernel, 700)
+	writeRandom(t, f.root, 1501)
+	full, err := os.ReadFile(f.create(t, "umedge-amd64-v1", 5, f.priv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, r := f.payloads(t)
+	rootEnd := bytes.Index(full, r) + len(r)
+	accepted := 0
+	for n := 0; n < len(full); n++ {
+		_, err := verify(bytes.NewReader(full[:n]), f.policy())
+		switch {
+		case err == nil && n >= rootEnd:
+			accepted++
+		case err == nil:
+			t.Fatalf("a bundle cut at %d of %d bytes (root ends at %d) verified", n, len(full), rootEnd)
+		case !errors.Is(err, ErrTruncated):
+			t.Fatalf("a bundle cut at %d of %d bytes: %v, want ErrTruncated", n, len(full), err)
+		}
+	}
+	t.Logf("%d cuts, %d after the root's data verified", len(full), accepted)
+}
