@@ -225,7 +225,7 @@ func (b *box) mountESP() {
 }
 
 func (b *box) firstBoot() {
-	if err := b.ring.Persist(filepath.Join(b.o.dataDir, firstboot.LogDir)); err != nil {
+	if err := b.ring.Persist(b.o.dataDir, firstboot.LogDir); err != nil {
 		b.log.Error("log file", "err", err)
 	}
 	created, err := firstboot.Layout(b.o.dataDir, b.o.defaultConfig)
