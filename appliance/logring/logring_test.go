@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestRingKeepsTheLastBytes(t *testing.T) {
@@ -142,4 +144,47 @@ func TestPersistRefusesSymlinksOut(t *testing.T) {
 			t.Fatalf("a file outside the partition was written: %q", b)
 		}
 	})
+}
+
+// TestPersistOnAFullDisk: with the data partition full the ring goes on
+// (Write neither fails nor blocks) and FileErr names the reason.
+func TestPersistOnAFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	data := t.TempDir()
+	if err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(data, syscall.MNT_DETACH) })
+	r := New(1<<10, 48<<10)
+	if err := r.Persist(data, "log"); err != nil {
+		t.Fatal(err)
+	}
+	// Fill what the log does not use, then write more than is left.
+	if err := os.WriteFile(filepath.Join(data, "filler"), make([]byte, 40<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	line := []byte(strings.Repeat("z", 99) + "\n")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 400 { // 40 KB: over the 24 KB left
+			if n, err := r.Write(line); n != len(line) || err != nil {
+				t.Errorf("Write() = %d, %v", n, err)
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write blocks on a full disk")
+	}
+	if err := r.FileErr(); err == nil || !strings.Contains(err.Error(), "no space") {
+		t.Fatalf("FileErr() = %v, want the disk full", err)
+	}
+	if !bytes.HasSuffix(r.Bytes(), line) {
+		t.Error("the ring lost the last lines")
+	}
 }
