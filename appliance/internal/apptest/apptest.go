@@ -2,10 +2,31 @@
 package apptest
 
 import (
+	"bytes"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
+
+// LockedBuffer is an io.Writer that the code under test and the test
+// share: a console, a daemon's output.
+type LockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // WaitFor polls cond until it holds, failing the test after 5 seconds
 // with what it was waiting for.

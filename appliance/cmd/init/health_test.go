@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/umedge/umedge/appliance/firstboot"
+	"github.com/umedge/umedge/appliance/internal/apptest"
+	"github.com/umedge/umedge/appliance/supervise"
+	"github.com/umedge/umedge/core/config"
+)
+
+// hungEdged listens where edged would, on loopback, and never answers:
+// a daemon that hangs rather than crashes. The kernel still accepts its
+// TCP connections.
+func hungEdged(t *testing.T) (sipPort, adminPort int) {
+	t.Helper()
+	sip, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sipPort = sip.Addr().(*net.TCPAddr).Port
+	apptest.ServeUDP(t, fmt.Sprintf("127.0.0.1:%d", sipPort), func([]byte) []byte { return nil })
+	admin, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sip.Close(); _ = admin.Close() })
+	var conns []net.Conn
+	var mu sync.Mutex
+	for _, ln := range []net.Listener{sip, admin} {
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				conns = append(conns, c) // held open, never read
+				mu.Unlock()
+			}
+		}()
+	}
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return sipPort, admin.Addr().(*net.TCPAddr).Port
+}
+
+// TestHungEdgedOnTrialNotBlessed: an edged that hangs (it listens, the
+// kernel takes its connections, it answers nothing) is never READY and
+// never blessed; on a slot on trial the init asks for the reboot into the
+// other slot once the grace is over, and says why.
+func TestHungEdgedOnTrialNotBlessed(t *testing.T) {
+	sipPort, adminPort := hungEdged(t)
+	t.Run("tcp and udp", func(t *testing.T) {
+		hungNotBlessed(t, fmt.Sprintf(
+			"[sip]\nfqdn = \"edge.example.net\"\nlisten = [\"127.0.0.1\"]\nmode = \"tcp\"\nudp = true\ntcp_port = %d\n[admin]\nlisten = \"127.0.0.1:%d\"\n",
+			sipPort, adminPort))
+	})
+	// TLS only and no admin API: the probe cannot send an OPTIONS without
+	// a client certificate; a TCP connect alone is what the kernel
+	// answers for a hung daemon.
+	t.Run("tls without admin", func(t *testing.T) {
+		testCert, testKey := filepath.Join(t.TempDir(), "cert.pem"), filepath.Join(t.TempDir(), "key.pem")
+		certPEM, keyPEM, err := firstboot.SelfSigned("edge.example.net", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(testCert, certPEM, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(testKey, keyPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		hungNotBlessed(t, fmt.Sprintf(
+			"[sip]\nfqdn = \"edge.example.net\"\nlisten = [\"127.0.0.1\"]\nmode = \"tls\"\ntls_port = %d\n[sip.tls]\ncert = %q\nkey = %q\nclient_ca = %q\n[admin]\nlisten = \"\"\n",
+			sipPort, testCert, testKey, testCert))
+	})
+}
+
+func hungNotBlessed(t *testing.T, toml string) {
+	t.Helper()
+	cfg, err := config.Parse("hung.toml", []byte(toml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &apptest.LockedBuffer{}
+	b := testBox(out)
+	b.cfg = cfg
+	b.esp = true
+	blesser := &fakeBlesser{}
+	b.blesser = blesser
+	b.rebootReq = make(chan string, 1)
+	b.o.efivars = t.TempDir()
+	if err := os.WriteFile(filepath.Join(b.o.efivars, bootCountVar), []byte{7, 0, 0, 0}, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.edged = supervise.New(supervise.Config{Path: "/bin/true"}, supervise.Direct, b.log) // never run: 0 starts
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { b.healthLoop(ctx, 2*time.Second); close(done) }()
+	select {
+	case why := <-b.rebootReq:
+		if why != "unhealthy on trial" {
+			t.Errorf("reboot asked for %q", why)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no reboot asked for a hung edged on trial; console:\n%s", out)
+	}
+	<-done
+	console := out.String()
+	if strings.Contains(console, "UMEDGE READY") || strings.Contains(console, "BLESSED") || len(blesser.dirs) != 0 {
+		t.Fatalf("a hung edged was taken for healthy (blessed %v):\n%s", blesser.dirs, console)
+	}
+	if !strings.Contains(console, "UMEDGE UNHEALTHY for 2s on trial slot b") {
+		t.Errorf("the console does not say why:\n%s", console)
+	}
+}
