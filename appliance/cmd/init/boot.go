@@ -64,6 +64,8 @@ type box struct {
 	// synced, file systems unmounted); the text says why.
 	rebootReq chan string
 
+	logErrSaid bool // the health loop told of a log file error
+
 	healthy   atomic.Bool
 	reloaded  atomic.Int64 // unix nanoseconds of the last reload sent to edged
 	lastGood  atomic.Int64 // unix nanoseconds of the last passed health check
@@ -494,6 +496,7 @@ func (b *box) healthLoop(ctx context.Context, grace time.Duration) {
 			return
 		case <-time.After(every):
 		}
+		b.reportLogErr()
 		b.mu.Lock()
 		cfg := b.cfg
 		b.mu.Unlock()
@@ -547,6 +550,19 @@ func (b *box) healthLoop(ctx context.Context, grace time.Duration) {
 			}
 			b.say("UMEDGE UNHEALTHY for %s: %v", grace, err)
 		}
+	}
+}
+
+// reportLogErr says once on the console that the log file stopped
+// taking lines (a full or failing data partition): the ring goes on in
+// memory and on the console, and nothing else would tell.
+func (b *box) reportLogErr() {
+	if b.logErrSaid || b.ring == nil {
+		return
+	}
+	if err := b.ring.FileErr(); err != nil {
+		b.logErrSaid = true
+		b.say("UMEDGE LOG ERROR %v; the log goes on on the console and in memory only", err)
 	}
 }
 

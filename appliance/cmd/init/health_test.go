@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/umedge/umedge/appliance/firstboot"
 	"github.com/umedge/umedge/appliance/internal/apptest"
+	"github.com/umedge/umedge/appliance/logring"
 	"github.com/umedge/umedge/appliance/supervise"
 	"github.com/umedge/umedge/core/config"
 )
@@ -128,5 +130,36 @@ func hungNotBlessed(t *testing.T, toml string) {
 	}
 	if !strings.Contains(console, "UMEDGE UNHEALTHY for 2s on trial slot b") {
 		t.Errorf("the console does not say why:\n%s", console)
+	}
+}
+
+// TestLogErrorOnTheConsole: when the log file stops taking lines (the
+// data partition is full) the console says so once.
+func TestLogErrorOnTheConsole(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	data := t.TempDir()
+	if err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=16k"); err != nil {
+		t.Skipf("tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(data, syscall.MNT_DETACH) })
+	out := &apptest.LockedBuffer{}
+	b := testBox(out)
+	b.ring = logring.New(1<<10, 1<<20)
+	if err := b.ring.Persist(data, "log"); err != nil {
+		t.Fatal(err)
+	}
+	b.reportLogErr()
+	if out.String() != "" {
+		t.Fatalf("a log error reported while the file takes lines: %q", out)
+	}
+	for range 100 {
+		fmt.Fprintln(b.ring, strings.Repeat("x", 400)) // 40 KB into 16 KB
+	}
+	b.reportLogErr()
+	b.reportLogErr()
+	if got := strings.Count(out.String(), "UMEDGE LOG ERROR"); got != 1 || !strings.Contains(out.String(), "no space") {
+		t.Fatalf("console after the disk filled: %q", out)
 	}
 }
