@@ -7,9 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/umedge/umedge/appliance/internal/apptest"
 )
 
 func TestRingKeepsTheLastBytes(t *testing.T) {
@@ -149,14 +150,7 @@ func TestPersistRefusesSymlinksOut(t *testing.T) {
 // TestPersistOnAFullDisk: with the data partition full the ring goes on
 // (Write neither fails nor blocks) and FileErr names the reason.
 func TestPersistOnAFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
-	data := t.TempDir()
-	if err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=64k"); err != nil {
-		t.Skipf("tmpfs: %v", err)
-	}
-	t.Cleanup(func() { _ = syscall.Unmount(data, syscall.MNT_DETACH) })
+	data := apptest.SmallDisk(t, 64)
 	r := New(1<<10, 48<<10)
 	if err := r.Persist(data, "log"); err != nil {
 		t.Fatal(err)

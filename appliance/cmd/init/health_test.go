@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -136,14 +135,7 @@ func hungNotBlessed(t *testing.T, toml string) {
 // TestLogErrorOnTheConsole: when the log file stops taking lines (the
 // data partition is full) the console says so once.
 func TestLogErrorOnTheConsole(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
-	data := t.TempDir()
-	if err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=16k"); err != nil {
-		t.Skipf("tmpfs: %v", err)
-	}
-	t.Cleanup(func() { _ = syscall.Unmount(data, syscall.MNT_DETACH) })
+	data := apptest.SmallDisk(t, 16)
 	out := &apptest.LockedBuffer{}
 	b := testBox(out)
 	b.ring = logring.New(1<<10, 1<<20)
