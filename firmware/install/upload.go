@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -42,7 +43,7 @@ var uploadIdle = 30 * time.Second
 // (at once when Content-Length says so), a bundle that does not verify or
 // a body cut short with 400 and the reason, an upload while another runs
 // or while the running slot is still on trial with 409. It does not
-// reboot. An upload that sends nothing for 30 s is given up with 408, so
+// reboot. Spooled files an earlier process left behind are removed. An upload that sends nothing for 30 s is given up with 408, so
 // a stalled peer does not keep the upload slot.
 func Handler(spoolDir string, limit int64, target func() (Target, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -67,6 +68,9 @@ func Handler(spoolDir string, limit int64, target func() (Target, error)) http.H
 		})
 	})
 }
+
+// spoolPattern names the files an upload is spooled to.
+const spoolPattern = "upload-*.bundle"
 
 var (
 	errTooLarge = errors.New("install: bundle larger than the upload limit")
@@ -94,7 +98,14 @@ func upload(w http.ResponseWriter, r *http.Request, spoolDir string, limit int64
 	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
 		return Result{}, fmt.Errorf("spool upload: %w", err)
 	}
-	f, err := os.CreateTemp(spoolDir, "upload-*.bundle")
+	// The lock is held: any other spooled upload was left by an edged
+	// that died before it could remove it.
+	if stale, err := filepath.Glob(filepath.Join(spoolDir, spoolPattern)); err == nil {
+		for _, p := range stale {
+			_ = os.Remove(p)
+		}
+	}
+	f, err := os.CreateTemp(spoolDir, spoolPattern)
 	if err != nil {
 		return Result{}, fmt.Errorf("spool upload: %w", err)
 	}

@@ -74,3 +74,31 @@ func post(t *testing.T, url string, body []byte) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, strings.TrimSpace(string(b))
 }
+
+// TestUploadRemovesStaleSpool: an upload spooled by an edged that died
+// before it could remove it (a crash, a power cut) stays on the data
+// partition; the next upload, which holds the one upload slot, removes
+// it, so repeated crashes cannot fill the partition.
+func TestUploadRemovesStaleSpool(t *testing.T) {
+	d := newDevice(t)
+	spool := t.TempDir()
+	stale := filepath.Join(spool, "upload-123456.bundle")
+	if err := os.WriteFile(stale, make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keep := filepath.Join(spool, "operator-notes.txt")
+	if err := os.WriteFile(keep, []byte("mine\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(Handler(spool, 10<<20, func() (Target, error) { return d.target(), nil }))
+	defer srv.Close()
+	if code, text := post(t, srv.URL, []byte("not a bundle")); code != http.StatusBadRequest {
+		t.Fatalf("upload = %d %q, want 400", code, text)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("stale spool file still there (%v)", err)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Fatalf("a file that is no spool was removed: %v", err)
+	}
+}
