@@ -65,6 +65,9 @@ type box struct {
 	rebootReq chan string
 
 	logErrSaid bool // the health loop told of a log file error
+	// blessed: the booted slot is blessed (or there is no ESP); until
+	// then the health loop tries on every passed check. Health loop only.
+	blessed, blessErrSaid bool
 
 	healthy   atomic.Bool
 	reloaded  atomic.Int64 // unix nanoseconds of the last reload sent to edged
@@ -520,6 +523,10 @@ func (b *box) healthLoop(ctx context.Context, grace time.Duration) {
 			b.lastGood.Store(time.Now().UnixNano())
 			if !b.healthy.Swap(true) {
 				b.say("UMEDGE READY slot=%s uptime=%s", b.slot, time.Since(b.bootStart).Round(time.Millisecond))
+			}
+			if !b.blessed {
+				// Until it succeeds: a slot left on trial falls back at
+				// the next reboot and takes no firmware upload.
 				b.bless()
 			}
 			lastLogged = time.Time{}
@@ -576,15 +583,22 @@ func (b *box) check(ctx context.Context, cfg *config.Config) error {
 	return health.Check(cctx, target)
 }
 
+// bless marks the booted slot good. A failure is said once; the health
+// loop calls it again on every passed check until it succeeds.
 func (b *box) bless() {
 	if !b.esp {
+		b.blessed = true // nothing to bless (kernel+initramfs boot)
 		return
 	}
 	if err := b.blesser.Bless(b.o.espDir); err != nil {
-		b.say("UMEDGE BLESS ERROR slot=%s: %v", b.slot, err)
+		if !b.blessErrSaid {
+			b.say("UMEDGE BLESS ERROR slot=%s: %v (trying again while healthy)", b.slot, err)
+			b.blessErrSaid = true
+		}
 		return
 	}
 	unix.Sync() // the bless is what keeps this slot: on disk before anything else happens
+	b.blessed = true
 	b.say("UMEDGE BLESSED slot=%s", b.slot)
 }
 

@@ -155,3 +155,60 @@ func TestLogErrorOnTheConsole(t *testing.T) {
 		t.Fatalf("console after the disk filled: %q", out)
 	}
 }
+
+// flakyBlesser fails its first fails calls (an ESP write error, a busy
+// vfat), then blesses.
+type flakyBlesser struct {
+	mu    sync.Mutex
+	fails int
+	calls int
+}
+
+func (f *flakyBlesser) Bless(string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.calls <= f.fails {
+		return fmt.Errorf("write loader/entries: input/output error")
+	}
+	return nil
+}
+
+// TestBlessRetried: a bless that fails once (the ESP had an I/O error) is
+// tried again while edged stays healthy. Blessed only on the first pass,
+// the slot stayed on trial for the whole run: the next reboot, for any
+// reason, fell back to the other slot, and every firmware upload was
+// refused as "running slot not blessed yet".
+func TestBlessRetried(t *testing.T) {
+	sipAddr := apptest.ServeUDP(t, "127.0.0.1:0", func(req []byte) []byte {
+		var callID string
+		for _, l := range strings.Split(string(req), "\r\n") {
+			if v, ok := strings.CutPrefix(l, "Call-ID: "); ok {
+				callID = v
+			}
+		}
+		return []byte("SIP/2.0 200 OK\r\nCall-ID: " + callID + "\r\nContent-Length: 0\r\n\r\n")
+	})
+	cfg, err := config.Parse("ok.toml", []byte(fmt.Sprintf(
+		"[sip]\nfqdn = \"edge.example.net\"\nlisten = [\"127.0.0.1\"]\nmode = \"tcp\"\nudp = true\ntcp_port = %d\n[admin]\nlisten = \"\"\n",
+		sipAddr.(*net.UDPAddr).Port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &apptest.LockedBuffer{}
+	b := testBox(out)
+	b.cfg = cfg
+	b.esp = true
+	blesser := &flakyBlesser{fails: 2}
+	b.blesser = blesser
+	b.edged = supervise.New(supervise.Config{Path: "/bin/true"}, supervise.Direct, b.log)
+	b.o.efivars = t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go b.healthLoop(ctx, time.Minute)
+	apptest.WaitFor(t, func() bool { return strings.Contains(out.String(), "UMEDGE BLESSED slot=b") }, "the bless after two failures")
+	cancel()
+	if n := strings.Count(out.String(), "UMEDGE BLESS ERROR"); n != 1 {
+		t.Errorf("%d BLESS ERROR lines, want the first failure only:\n%s", n, out)
+	}
+}
