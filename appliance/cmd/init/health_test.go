@@ -91,9 +91,12 @@ func TestHungEdgedOnTrialNotBlessed(t *testing.T) {
 	})
 }
 
-func hungNotBlessed(t *testing.T, toml string) {
+// loopBox is a box for the health loop with the config toml, the ESP
+// mounted, an efivars directory (empty: not on trial) and an edged
+// supervisor that is never run (0 starts).
+func loopBox(t *testing.T, toml string) (*box, *apptest.LockedBuffer) {
 	t.Helper()
-	cfg, err := config.Parse("hung.toml", []byte(toml))
+	cfg, err := config.Parse("loop.toml", []byte(toml))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,14 +104,20 @@ func hungNotBlessed(t *testing.T, toml string) {
 	b := testBox(out)
 	b.cfg = cfg
 	b.esp = true
-	blesser := &fakeBlesser{}
-	b.blesser = blesser
 	b.rebootReq = make(chan string, 1)
 	b.o.efivars = t.TempDir()
+	b.edged = supervise.New(supervise.Config{Path: "/bin/true"}, supervise.Direct, b.log)
+	return b, out
+}
+
+func hungNotBlessed(t *testing.T, toml string) {
+	t.Helper()
+	b, out := loopBox(t, toml)
+	blesser := &fakeBlesser{}
+	b.blesser = blesser
 	if err := os.WriteFile(filepath.Join(b.o.efivars, bootCountVar), []byte{7, 0, 0, 0}, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b.edged = supervise.New(supervise.Config{Path: "/bin/true"}, supervise.Direct, b.log) // never run: 0 starts
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -189,20 +198,11 @@ func TestBlessRetried(t *testing.T) {
 		}
 		return []byte("SIP/2.0 200 OK\r\nCall-ID: " + callID + "\r\nContent-Length: 0\r\n\r\n")
 	})
-	cfg, err := config.Parse("ok.toml", []byte(fmt.Sprintf(
+	b, out := loopBox(t, fmt.Sprintf(
 		"[sip]\nfqdn = \"edge.example.net\"\nlisten = [\"127.0.0.1\"]\nmode = \"tcp\"\nudp = true\ntcp_port = %d\n[admin]\nlisten = \"\"\n",
-		sipAddr.(*net.UDPAddr).Port)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := &apptest.LockedBuffer{}
-	b := testBox(out)
-	b.cfg = cfg
-	b.esp = true
+		sipAddr.(*net.UDPAddr).Port))
 	blesser := &flakyBlesser{fails: 2}
 	b.blesser = blesser
-	b.edged = supervise.New(supervise.Config{Path: "/bin/true"}, supervise.Direct, b.log)
-	b.o.efivars = t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go b.healthLoop(ctx, time.Minute)
