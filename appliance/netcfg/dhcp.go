@@ -184,9 +184,16 @@ func (c *Configurator) applyLease(name string, d *dhcpClient, lease *nclient4.Le
 		_ = c.h.AddrDel(link, &netlink.Addr{IPNet: ipNet(held)}) // gone already if it expired
 	}
 	if routers := ack.Router(); len(routers) > 0 {
-		gw := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}, Gw: routers[0]}
-		if err := c.h.RouteReplace(gw); err != nil {
-			return p, fmt.Errorf("default route via %s: %w", routers[0], err)
+		// 0.0.0.0 would make the default route on-link: every
+		// destination ARPed for on this link.
+		r, ok := netip.AddrFromSlice(routers[0].To4())
+		if !ok || !(r.IsGlobalUnicast() || r.IsLinkLocalUnicast()) || r == ip {
+			c.log.Warn("DHCP router ignored: not a unicast address of another host", "link", name, "router", routers[0])
+		} else {
+			gw := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}, Gw: routers[0]}
+			if err := c.h.RouteReplace(gw); err != nil {
+				return p, fmt.Errorf("default route via %s: %w", routers[0], err)
+			}
 		}
 	}
 	var dns []netip.Addr

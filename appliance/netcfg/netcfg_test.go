@@ -402,6 +402,8 @@ func TestDHCPHostileLease(t *testing.T) {
 		{name: "renewal 0 s", lease: 3600, extra: []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptRenewTimeValue(0))}},
 		{name: "mask 255.0.255.0", lease: 3600, extra: []dhcpv4.Modifier{dhcpv4.WithNetmask(net.IPv4Mask(255, 0, 255, 0))}},
 		{name: "mask 0.0.0.0", lease: 3600, extra: []dhcpv4.Modifier{dhcpv4.WithNetmask(net.IPv4Mask(0, 0, 0, 0))}},
+		{name: "router 0.0.0.0", lease: 3600, extra: []dhcpv4.Modifier{dhcpv4.WithRouter(net.IPv4zero)}},
+		{name: "router broadcast", lease: 3600, extra: []dhcpv4.Modifier{dhcpv4.WithRouter(net.IPv4bcast)}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var acks atomic.Int32
@@ -421,6 +423,15 @@ func TestDHCPHostileLease(t *testing.T) {
 				}
 				if a.ValidLft == 0 || a.ValidLft > 3600 {
 					t.Errorf("address %s valid for %d s (0 = for ever), want at most the lease's", a.IPNet, a.ValidLft)
+				}
+			}
+			routes, err := h.RouteList(linkOf(t, h, "eth0"), netlink.FAMILY_V4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range routes {
+				if (r.Dst == nil || isZero(r.Dst.Mask)) && (r.Gw == nil || r.Gw.IsUnspecified() || r.Gw.Equal(net.IPv4bcast)) {
+					t.Errorf("default route %s: every destination on-link or to the broadcast address", r)
 				}
 			}
 		})
