@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/umedge/umedge/core/config"
 )
@@ -228,7 +229,8 @@ func admin(a config.Admin) ([]Listener, error) {
 	if addr, err := netip.ParseAddr(host); err == nil {
 		return []Listener{rule(addr.Unmap().WithZone(""))}, nil
 	}
-	if host == "localhost" {
+	if strings.EqualFold(host, "localhost") { // as the config and the admin server take it: loopback only
+
 		return []Listener{rule(netip.MustParseAddr("127.0.0.1")), rule(netip.IPv6Loopback())}, nil
 	}
 	return []Listener{rule(netip.Addr{})}, nil

@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -36,33 +37,49 @@ const (
 const certLifetime = 10 * 365 * 24 * time.Hour
 
 // Layout creates the directories and, when dataDir has no config yet,
-// copies defaultConfig there. It returns what it created.
+// copies defaultConfig there. It returns what it created. Everything is
+// done inside dataDir (os.Root): a symlink on the partition that leads
+// out of it is an error, never followed to write elsewhere. A step that
+// fails does not stop the others; the error names every one.
 func Layout(dataDir, defaultConfig string) ([]string, error) {
+	root, err := os.OpenRoot(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data partition: %w", err)
+	}
+	defer root.Close()
 	var created []string
+	var errs []error
 	for _, d := range []string{LogDir, TLSDir} {
 		p := filepath.Join(dataDir, d)
-		if _, err := os.Stat(p); err == nil {
+		if _, err := root.Stat(d); err == nil {
+			continue
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
 			continue
 		}
-		if err := os.MkdirAll(p, 0o750); err != nil {
-			return created, fmt.Errorf("create %s: %w", p, err)
+		if err := root.MkdirAll(d, 0o750); err != nil {
+			errs = append(errs, fmt.Errorf("create %s: %w", p, err))
+			continue
 		}
 		created = append(created, p)
 	}
 	cfg := filepath.Join(dataDir, ConfigFile)
-	if _, err := os.Stat(cfg); errors.Is(err, fs.ErrNotExist) {
+	switch _, err := root.Stat(ConfigFile); {
+	case errors.Is(err, fs.ErrNotExist):
 		data, err := os.ReadFile(defaultConfig)
 		if err != nil {
-			return created, fmt.Errorf("default config: %w", err)
+			errs = append(errs, fmt.Errorf("default config: %w", err))
+			break
 		}
-		if err := writeFile(cfg, data, 0o640); err != nil {
-			return created, err
+		if err := writeFile(root, dataDir, ConfigFile, data, 0o640); err != nil {
+			errs = append(errs, err)
+			break
 		}
 		created = append(created, cfg)
-	} else if err != nil {
-		return created, fmt.Errorf("config %s: %w", cfg, err)
+	case err != nil:
+		errs = append(errs, fmt.Errorf("config %s: %w", cfg, err))
 	}
-	return created, nil
+	return created, errors.Join(errs...)
 }
 
 // DeviceCert makes sure dataDir holds a key and a certificate valid for
@@ -72,25 +89,33 @@ func Layout(dataDir, defaultConfig string) ([]string, error) {
 // a battery-backed clock boots in 1970) is thus replaced once it is right.
 // It reports whether it made one.
 func DeviceCert(dataDir, fqdn string, now time.Time) (bool, error) {
-	certPath, keyPath := filepath.Join(dataDir, CertFile), filepath.Join(dataDir, KeyFile)
-	if pair, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
-		if leaf, err := x509.ParseCertificate(pair.Certificate[0]); err == nil && leaf.VerifyHostname(fqdn) == nil &&
-			!now.Before(leaf.NotBefore) && now.Before(leaf.NotAfter) {
-			return false, nil
+	root, err := os.OpenRoot(dataDir)
+	if err != nil {
+		return false, fmt.Errorf("data partition: %w", err)
+	}
+	defer root.Close()
+	if certPEM, err := root.ReadFile(CertFile); err == nil {
+		if keyPEM, err := root.ReadFile(KeyFile); err == nil {
+			if pair, err := tls.X509KeyPair(certPEM, keyPEM); err == nil {
+				if leaf, err := x509.ParseCertificate(pair.Certificate[0]); err == nil && leaf.VerifyHostname(fqdn) == nil &&
+					!now.Before(leaf.NotBefore) && now.Before(leaf.NotAfter) {
+					return false, nil
+				}
+			}
 		}
 	}
 	certPEM, keyPEM, err := SelfSigned(fqdn, now)
 	if err != nil {
 		return false, err
 	}
-	if err := os.MkdirAll(filepath.Dir(certPath), 0o750); err != nil {
-		return false, fmt.Errorf("create %s: %w", filepath.Dir(certPath), err)
+	if err := root.MkdirAll(TLSDir, 0o750); err != nil {
+		return false, fmt.Errorf("create %s: %w", filepath.Join(dataDir, TLSDir), err)
 	}
 	// The key first: a certificate without its key is never left behind.
-	if err := writeFile(keyPath, keyPEM, 0o600); err != nil {
+	if err := writeFile(root, dataDir, KeyFile, keyPEM, 0o600); err != nil {
 		return false, err
 	}
-	if err := writeFile(certPath, certPEM, 0o644); err != nil {
+	if err := writeFile(root, dataDir, CertFile, certPEM, 0o644); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -129,33 +154,39 @@ func SelfSigned(fqdn string, now time.Time) (certPEM, keyPEM []byte, err error) 
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
 }
 
-// writeFile writes data to path through a temporary file, synced, renamed
-// into place and the directory synced: a power cut leaves the old file or
-// the new one, never half of one.
-func writeFile(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+// writeFile writes data to name inside root (the data partition mounted
+// at dataDir, for the messages) through a temporary file, synced,
+// renamed into place and the directory synced: a power cut leaves the
+// old file or the new one, never half of one. The rename replaces a
+// symlink at name rather than writing where it points.
+func writeFile(root *os.Root, dataDir, name string, data []byte, mode os.FileMode) error {
+	path := filepath.Join(dataDir, name)
+	dir := filepath.Dir(name)
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(dir, "."+filepath.Base(name)+"."+hex.EncodeToString(rnd[:]))
+	f, err := root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	defer func() { _ = os.Remove(tmp.Name()) }() // after a successful rename there is nothing to remove
-	_, err = tmp.Write(data)
+	defer func() { _ = root.Remove(tmp) }() // after a successful rename there is nothing to remove
+	_, err = f.Write(data)
 	if err == nil {
-		err = tmp.Chmod(mode)
+		err = f.Chmod(mode)
 	}
 	if err == nil {
-		err = tmp.Sync()
+		err = f.Sync()
 	}
-	if cerr := tmp.Close(); err == nil {
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), path)
+		err = root.Rename(tmp, name)
 	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if d, err := os.Open(dir); err == nil {
+	if d, err := root.Open(dir); err == nil {
 		_ = d.Sync() // vfat does not support it; the rename is done all the same
 		_ = d.Close()
 	}

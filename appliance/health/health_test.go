@@ -3,6 +3,8 @@ package health
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/umedge/umedge/appliance/firstboot"
 	"github.com/umedge/umedge/appliance/internal/apptest"
 	"github.com/umedge/umedge/core/config"
 )
@@ -86,11 +89,7 @@ func healthz(t *testing.T, code int) string {
 
 func TestCheck(t *testing.T) {
 	ok := func(req string) string { return answer(req, "200 OK", "") }
-	tests := []struct {
-		name    string
-		target  Target
-		wantErr string // "" = healthy
-	}{
+	tests := []checkCase{
 		{"udp 200 and healthz ok", Target{SIP: udpPeer(t, ok), Network: "udp", Healthz: healthz(t, 200)}, ""},
 		{"tcp 200, no admin API", Target{SIP: tcpPeer(t, ok), Network: "tcp"}, ""},
 		{"the OPTIONS must be well formed", Target{SIP: udpPeer(t, func(req string) string {
@@ -107,9 +106,21 @@ func TestCheck(t *testing.T) {
 		{"healthz degraded", Target{SIP: udpPeer(t, ok), Network: "udp", Healthz: healthz(t, 503)}, "503 Service Unavailable: degraded"},
 		{"nothing listens", Target{SIP: netip.MustParseAddrPort(closedPort(t)), Network: "tcp"}, "connection refused"},
 	}
+	runChecks(t, tests, 300*time.Millisecond)
+}
+
+type checkCase = struct {
+	name    string
+	target  Target
+	wantErr string // "" = healthy
+}
+
+// runChecks runs Check on each case, bounded by timeout.
+func runChecks(t *testing.T, tests []checkCase, timeout time.Duration) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+			ctx, cancel := context.WithTimeout(t.Context(), timeout)
 			defer cancel()
 			err := Check(ctx, tt.target)
 			switch {
@@ -155,4 +166,55 @@ func TestTargetOf(t *testing.T) {
 			t.Errorf("TargetOf(%q) = %+v, %v; want %+v", tt.toml, got, err, tt.want)
 		}
 	}
+}
+
+// tlsPeer is a TLS listener that wants a client certificate, as edged's
+// mutual TLS does, at TLS version v; hang makes it accept connections
+// and never answer (a daemon that hangs: the kernel still takes them).
+func tlsPeer(t *testing.T, v uint16, hang bool) netip.AddrPort {
+	t.Helper()
+	certPEM, keyPEM, err := firstboot.SelfSigned("edge.example.net", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert,
+		ClientCAs: x509.NewCertPool(), MinVersion: v, MaxVersion: v}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if hang {
+				t.Cleanup(func() { c.Close() })
+				continue
+			}
+			go func() {
+				defer c.Close()
+				_ = tls.Server(c, cfg).Handshake()
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// TestCheckTLS: on a TLS-only listener the probe needs edged's TLS stack
+// to answer (a handshake, or the alert refusing a client without a
+// certificate); a listener that takes the connection and hangs fails.
+func TestCheckTLS(t *testing.T) {
+	runChecks(t, []checkCase{
+		{"TLS 1.3 wants a client certificate", Target{SIP: tlsPeer(t, tls.VersionTLS13, false), Network: "tls"}, ""},
+		{"TLS 1.2 wants a client certificate", Target{SIP: tlsPeer(t, tls.VersionTLS12, false), Network: "tls"}, ""},
+		{"hangs", Target{SIP: tlsPeer(t, tls.VersionTLS13, true), Network: "tls"}, "TLS handshake"},
+		{"plain TCP that hangs", Target{SIP: tcpPeer(t, func(string) string { return "" }), Network: "tls"}, "TLS handshake"},
+	}, 500*time.Millisecond)
 }

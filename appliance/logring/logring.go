@@ -25,8 +25,9 @@ type Ring struct {
 	start   int    // where the oldest byte is, once full
 	full    bool
 	file    *os.File
-	dir     string
-	size    int64 // bytes in file
+	root    *os.Root // the data partition, after Persist
+	dir     string   // the log directory inside root
+	size    int64    // bytes in file
 	maxFile int64
 	fileErr error // the first failure to write the file; the ring goes on
 }
@@ -83,16 +84,27 @@ func (r *Ring) Bytes() []byte {
 	return append(bytes.Clone(r.buf[r.start:]), r.buf[:r.start]...)
 }
 
-// Persist starts writing to dir/umedge.log: first what the ring holds (the
-// boot so far), then every Write. An existing file is rotated first, so
-// each boot starts a file of its own and the previous boot's is kept.
-func (r *Ring) Persist(dir string) error {
+// Persist starts writing to logDir/umedge.log inside the data partition
+// mounted at dataDir: first what the ring holds (the boot so far), then
+// every Write. An existing file is rotated first, so each boot starts a
+// file of its own and the previous boot's is kept. Every file is opened
+// inside dataDir (os.Root): a symlink there that leads out of the
+// partition is an error, never followed to write elsewhere.
+func (r *Ring) Persist(dataDir, logDir string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	root, err := os.OpenRoot(dataDir)
+	if err != nil {
 		return fmt.Errorf("log directory: %w", err)
 	}
-	r.dir = dir
+	if err := root.MkdirAll(logDir, 0o750); err != nil {
+		_ = root.Close()
+		return fmt.Errorf("log directory %s: %w", filepath.Join(dataDir, logDir), err)
+	}
+	if r.root != nil {
+		_ = r.root.Close()
+	}
+	r.root, r.dir = root, logDir
 	if err := r.rotate(); err != nil {
 		return err
 	}
@@ -111,10 +123,10 @@ func (r *Ring) rotate() error {
 		r.file = nil
 	}
 	cur := filepath.Join(r.dir, Current)
-	if err := os.Rename(cur, filepath.Join(r.dir, Previous)); err != nil && !os.IsNotExist(err) {
+	if err := r.root.Rename(cur, filepath.Join(r.dir, Previous)); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("rotate log: %w", err)
 	}
-	f, err := os.OpenFile(cur, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o600)
+	f, err := r.root.OpenFile(cur, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
 	}

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/umedge/umedge/appliance/internal/apptest"
 )
 
 func TestRingKeepsTheLastBytes(t *testing.T) {
@@ -47,7 +50,7 @@ func TestPersist(t *testing.T) {
 	}
 	r := New(1<<10, 64)
 	fmt.Fprintln(r, "early: mounted /proc")
-	if err := r.Persist(dir); err != nil {
+	if err := r.Persist(filepath.Dir(dir), filepath.Base(dir)); err != nil {
 		t.Fatal(err)
 	}
 	fmt.Fprintln(r, "later: edged started")
@@ -80,7 +83,7 @@ func TestPersist(t *testing.T) {
 
 func TestConcurrentWrites(t *testing.T) {
 	r := New(1<<16, 1<<20)
-	if err := r.Persist(t.TempDir()); err != nil {
+	if err := r.Persist(t.TempDir(), "log"); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -94,5 +97,88 @@ func TestConcurrentWrites(t *testing.T) {
 	wg.Wait()
 	if n := bytes.Count(r.Bytes(), []byte("\n")); n != 800 {
 		t.Errorf("%d lines, want 800", n)
+	}
+}
+
+// TestPersistRefusesSymlinksOut: a log directory, or a log file, on the
+// data partition that is a symlink leading out of it is not written
+// through; Persist says why and the ring goes on in memory.
+func TestPersistRefusesSymlinksOut(t *testing.T) {
+	t.Run("directory", func(t *testing.T) {
+		data, outside := t.TempDir(), t.TempDir()
+		if err := os.Symlink(outside, filepath.Join(data, "log")); err != nil {
+			t.Fatal(err)
+		}
+		r := New(1<<10, 1<<20)
+		fmt.Fprintln(r, "early")
+		if err := r.Persist(data, "log"); err == nil {
+			t.Error("Persist through a symlink out of the data partition succeeded")
+		}
+		fmt.Fprintln(r, "later")
+		if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+			t.Fatalf("log written outside the data partition: %v", ents)
+		}
+		if !bytes.Contains(r.Bytes(), []byte("later")) {
+			t.Error("the ring stopped")
+		}
+	})
+	t.Run("previous file", func(t *testing.T) {
+		data, outside := t.TempDir(), t.TempDir()
+		if err := os.Mkdir(filepath.Join(data, "log"), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		victim := filepath.Join(outside, "victim")
+		if err := os.WriteFile(victim, []byte("keep\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(victim, filepath.Join(data, "log", Current)); err != nil {
+			t.Fatal(err)
+		}
+		r := New(1<<10, 64)
+		if err := r.Persist(data, "log"); err != nil {
+			t.Fatal(err)
+		}
+		for range 10 { // rotates a few times
+			fmt.Fprintln(r, strings.Repeat("y", 30))
+		}
+		if b, _ := os.ReadFile(victim); string(b) != "keep\n" {
+			t.Fatalf("a file outside the partition was written: %q", b)
+		}
+	})
+}
+
+// TestPersistOnAFullDisk: with the data partition full the ring goes on
+// (Write neither fails nor blocks) and FileErr names the reason.
+func TestPersistOnAFullDisk(t *testing.T) {
+	data := apptest.SmallDisk(t, 64)
+	r := New(1<<10, 48<<10)
+	if err := r.Persist(data, "log"); err != nil {
+		t.Fatal(err)
+	}
+	// Fill what the log does not use, then write more than is left.
+	if err := os.WriteFile(filepath.Join(data, "filler"), make([]byte, 40<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	line := []byte(strings.Repeat("z", 99) + "\n")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 400 { // 40 KB: over the 24 KB left
+			if n, err := r.Write(line); n != len(line) || err != nil {
+				t.Errorf("Write() = %d, %v", n, err)
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write blocks on a full disk")
+	}
+	if err := r.FileErr(); err == nil || !strings.Contains(err.Error(), "no space") {
+		t.Fatalf("FileErr() = %v, want the disk full", err)
+	}
+	if !bytes.HasSuffix(r.Bytes(), line) {
+		t.Error("the ring lost the last lines")
 	}
 }

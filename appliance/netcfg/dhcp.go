@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
 )
@@ -115,9 +116,21 @@ func (c *Configurator) runDHCP(ctx context.Context, name string, cl *nclient4.Cl
 		default:
 			close(d.bound)
 		}
-		lt := lease.ACK.IPAddressLeaseTime(defaultLease)
-		sleep(ctx, lease.ACK.IPAddressRenewalTime(lt/2))
+		sleep(ctx, renewAfter(lease.ACK))
 	}
+}
+
+// renewAfter is T1 of the lease: the server's renewal time when it is
+// inside the lease, else half the lease (RFC 2131 §4.4.5), and never
+// under retryMin: a server that says 0 would have the client renew in a
+// tight loop.
+func renewAfter(ack *dhcpv4.DHCPv4) time.Duration {
+	lt := ack.IPAddressLeaseTime(defaultLease)
+	t1 := ack.IPAddressRenewalTime(lt / 2)
+	if t1 <= 0 || t1 >= lt {
+		t1 = lt / 2
+	}
+	return max(t1, retryMin)
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -141,9 +154,19 @@ func (c *Configurator) applyLease(name string, d *dhcpClient, lease *nclient4.Le
 	if mask == nil {
 		mask = ack.YourIPAddr.DefaultMask()
 	}
-	bits, _ := mask.Size()
+	// A mask that is no prefix (255.0.255.0) has Size 0: the address
+	// would be a /0, every IPv4 destination on-link.
+	bits, size := mask.Size()
+	if size != 32 || bits == 0 {
+		return held, fmt.Errorf("%w: netmask %v from %s is not a prefix of 1 to 32 bits", errNoAddress, net.IP(mask), ack.ServerIPAddr)
+	}
 	p := netip.PrefixFrom(ip, bits)
+	// netlink takes a lifetime of 0 as none: the address would stay for
+	// ever. A lease under a second is no lease.
 	secs := int(ack.IPAddressLeaseTime(defaultLease) / time.Second)
+	if secs < 1 {
+		return held, fmt.Errorf("%w: lease of %d s from %s", errNoAddress, secs, ack.ServerIPAddr)
+	}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -161,9 +184,16 @@ func (c *Configurator) applyLease(name string, d *dhcpClient, lease *nclient4.Le
 		_ = c.h.AddrDel(link, &netlink.Addr{IPNet: ipNet(held)}) // gone already if it expired
 	}
 	if routers := ack.Router(); len(routers) > 0 {
-		gw := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}, Gw: routers[0]}
-		if err := c.h.RouteReplace(gw); err != nil {
-			return p, fmt.Errorf("default route via %s: %w", routers[0], err)
+		// 0.0.0.0 would make the default route on-link: every
+		// destination ARPed for on this link.
+		r, ok := netip.AddrFromSlice(routers[0].To4())
+		if !ok || !(r.IsGlobalUnicast() || r.IsLinkLocalUnicast()) || r == ip {
+			c.log.Warn("DHCP router ignored: not a unicast address of another host", "link", name, "router", routers[0])
+		} else {
+			gw := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}, Gw: routers[0]}
+			if err := c.h.RouteReplace(gw); err != nil {
+				return p, fmt.Errorf("default route via %s: %w", routers[0], err)
+			}
 		}
 	}
 	var dns []netip.Addr

@@ -35,8 +35,8 @@ func network(t *testing.T, text string) config.Network {
 
 // dhcpServer answers DISCOVER and REQUEST on link peer0 of ns with a lease
 // of 192.0.2.100/24 for leaseSecs, router 192.0.2.1 and resolver
-// 192.0.2.53. It counts its ACKs in acks.
-func dhcpServer(t *testing.T, ns *nstest.NS, leaseSecs uint32, acks *atomic.Int32) {
+// 192.0.2.53, changed by extra. It counts its ACKs in acks.
+func dhcpServer(t *testing.T, ns *nstest.NS, leaseSecs uint32, acks *atomic.Int32, extra ...dhcpv4.Modifier) {
 	t.Helper()
 	handler := func(conn net.PacketConn, _ net.Addr, m *dhcpv4.DHCPv4) {
 		var typ dhcpv4.MessageType
@@ -49,7 +49,7 @@ func dhcpServer(t *testing.T, ns *nstest.NS, leaseSecs uint32, acks *atomic.Int3
 		default:
 			return
 		}
-		reply, err := dhcpv4.NewReplyFromRequest(m,
+		mods := []dhcpv4.Modifier{
 			dhcpv4.WithMessageType(typ),
 			dhcpv4.WithYourIP(net.ParseIP("192.0.2.100")),
 			dhcpv4.WithServerIP(net.ParseIP("192.0.2.1")),
@@ -58,7 +58,8 @@ func dhcpServer(t *testing.T, ns *nstest.NS, leaseSecs uint32, acks *atomic.Int3
 			dhcpv4.WithRouter(net.ParseIP("192.0.2.1")),
 			dhcpv4.WithDNS(net.ParseIP("192.0.2.53")),
 			dhcpv4.WithLeaseTime(leaseSecs),
-		)
+		}
+		reply, err := dhcpv4.NewReplyFromRequest(m, append(mods, extra...)...)
 		if err != nil {
 			t.Errorf("DHCP reply: %v", err)
 			return
@@ -346,13 +347,13 @@ func wantSet(t *testing.T, what string, got []string, want ...string) {
 	}
 }
 
-// TestDHCPRenews: a short lease is renewed at half its time, and the
-// address stays with the lifetime the server gives.
-func TestDHCPRenews(t *testing.T) {
+// dhcpBox is a box whose eth0 takes DHCP from dhcpServer(lease, extra)
+// in a peer namespace; it returns the box's netlink handle.
+func dhcpBox(t *testing.T, lease uint32, acks *atomic.Int32, extra ...dhcpv4.Modifier) *netlink.Handle {
+	t.Helper()
 	box, peer := nstest.New(t), nstest.New(t)
 	nstest.Veth(t, box, "eth0", nil, peer, "peer0", []string{"192.0.2.1/24"})
-	var acks atomic.Int32
-	dhcpServer(t, peer, 2, &acks)
+	dhcpServer(t, peer, lease, acks, extra...)
 	h := box.Netlink(t)
 	c := New(h, slog.New(slog.DiscardHandler), "")
 	t.Cleanup(c.Close)
@@ -361,6 +362,14 @@ func TestDHCPRenews(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return h
+}
+
+// TestDHCPRenews: a short lease is renewed at half its time, and the
+// address stays with the lifetime the server gives.
+func TestDHCPRenews(t *testing.T) {
+	var acks atomic.Int32
+	h := dhcpBox(t, 2, &acks)
 	apptest.WaitFor(t, func() bool { return acks.Load() >= 3 }, "two renewals of a 2 s lease")
 	list, err := h.AddrList(linkOf(t, h, "eth0"), netlink.FAMILY_V4)
 	if err != nil {
@@ -375,4 +384,56 @@ func TestDHCPRenews(t *testing.T) {
 		}
 	}
 	t.Errorf("leased address gone after renewals: %v", list)
+}
+
+// TestDHCPHostileLease: what a rogue or broken DHCP server on the LAN
+// sends must not make the box spin or claim more than one subnet. A lease
+// of 0 s with a renewal time of 0 was renewed in a tight loop (and the
+// address installed for ever: a lifetime of 0 is none for netlink); a
+// non-contiguous netmask made the address a /0, every IPv4 destination
+// on-link.
+func TestDHCPHostileLease(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		lease uint32
+		extra []dhcpv4.Modifier
+	}{
+		{name: "lease and renewal 0 s", lease: 0, extra: []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptRenewTimeValue(0))}},
+		{name: "renewal 0 s", lease: 3600, extra: []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptRenewTimeValue(0))}},
+		{name: "mask 255.0.255.0", lease: 3600, extra: []dhcpv4.Modifier{dhcpv4.WithNetmask(net.IPv4Mask(255, 0, 255, 0))}},
+		{name: "mask 0.0.0.0", lease: 3600, extra: []dhcpv4.Modifier{dhcpv4.WithNetmask(net.IPv4Mask(0, 0, 0, 0))}},
+		{name: "router 0.0.0.0", lease: 3600, extra: []dhcpv4.Modifier{dhcpv4.WithRouter(net.IPv4zero)}},
+		{name: "router broadcast", lease: 3600, extra: []dhcpv4.Modifier{dhcpv4.WithRouter(net.IPv4bcast)}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var acks atomic.Int32
+			h := dhcpBox(t, tt.lease, &acks, tt.extra...)
+			time.Sleep(2 * time.Second)
+			if n := acks.Load(); n > 4 {
+				t.Errorf("%d ACKs in 2 s: the client renews in a loop", n)
+			}
+			list, err := h.AddrList(linkOf(t, h, "eth0"), netlink.FAMILY_V4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range list {
+				ones, _ := a.IPNet.Mask.Size()
+				if ones == 0 {
+					t.Errorf("address %s installed: every IPv4 destination on-link", a.IPNet)
+				}
+				if a.ValidLft == 0 || a.ValidLft > 3600 {
+					t.Errorf("address %s valid for %d s (0 = for ever), want at most the lease's", a.IPNet, a.ValidLft)
+				}
+			}
+			routes, err := h.RouteList(linkOf(t, h, "eth0"), netlink.FAMILY_V4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range routes {
+				if (r.Dst == nil || isZero(r.Dst.Mask)) && (r.Gw == nil || r.Gw.IsUnspecified() || r.Gw.Equal(net.IPv4bcast)) {
+					t.Errorf("default route %s: every destination on-link or to the broadcast address", r)
+				}
+			}
+		})
+	}
 }

@@ -1,38 +1,18 @@
 package supervise
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/umedge/umedge/appliance/internal/apptest"
 )
-
-// lockedBuffer is an io.Writer the output copier and the test share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func script(t *testing.T, body string) string {
 	t.Helper()
@@ -43,7 +23,7 @@ func script(t *testing.T, body string) string {
 	return f
 }
 
-func config(path string, out *lockedBuffer) Config {
+func config(path string, out *apptest.LockedBuffer) Config {
 	return Config{
 		Path: path, Output: out, Env: []string{"PATH=/usr/bin:/bin"},
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 80 * time.Millisecond,
@@ -55,7 +35,7 @@ func config(path string, out *lockedBuffer) Config {
 // time after a longer delay up to BackoffMax, and its output is kept.
 func TestRestartWithBackoff(t *testing.T) {
 	starts := filepath.Join(t.TempDir(), "starts")
-	out := &lockedBuffer{}
+	out := &apptest.LockedBuffer{}
 	s := New(config(script(t, `date +%s%N >> `+starts+`; echo "run $$"; exit 1`), out), Direct, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
@@ -98,7 +78,7 @@ func TestStopAndSignal(t *testing.T) {
 		{"ignores SIGTERM", `trap '' TERM; trap 'echo reloading' HUP; echo up; while :; do sleep 0.02; done`, "", "killed by killed"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			out := &lockedBuffer{}
+			out := &apptest.LockedBuffer{}
 			s := New(config(script(t, tt.body), out), Direct, slog.New(slog.DiscardHandler))
 			ctx, cancel := context.WithCancel(t.Context())
 			done := make(chan struct{})
@@ -185,7 +165,7 @@ func TestSupervisorWithReaper(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go r.Run(ctx)
-	out := &lockedBuffer{}
+	out := &apptest.LockedBuffer{}
 	s := New(config(script(t, `trap 'echo reloading' HUP; echo up $$; while :; do sleep 0.02; done`), out), r, slog.New(slog.DiscardHandler))
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -212,7 +192,7 @@ func TestSupervisorWithReaper(t *testing.T) {
 // TestLeftoversDieWithTheDaemon: what a crashing daemon started (edged's
 // plugin processes) does not outlive it into the next run.
 func TestLeftoversDieWithTheDaemon(t *testing.T) {
-	out := &lockedBuffer{}
+	out := &apptest.LockedBuffer{}
 	s := New(config(script(t, `sleep 30 & echo "child $!"; exit 1`), out), Direct, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})

@@ -4,24 +4,70 @@ import (
 	"encoding"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/BurntSushi/toml"
 )
 
-// Load reads the file at path and parses it with Parse.
+// MaxFileBytes bounds a config file: the largest real one is a few KiB.
+const MaxFileBytes = 4 << 20
+
+var (
+	// ErrNotRegular means the config path is a FIFO, a directory, a
+	// device or a socket rather than a file.
+	ErrNotRegular = errors.New("not a regular file")
+	// ErrTooLarge means the config file is over MaxFileBytes.
+	ErrTooLarge = errors.New("larger than a config file can be")
+)
+
+// Load reads the file at path and parses it with Parse. A path that is
+// not a regular file, or a file over MaxFileBytes, is refused without
+// being read: opening a FIFO for reading would wait for a writer, and
+// the appliance's init reads this file before it starts edged.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	return Parse(path, data)
+}
+
+func readFile(path string) ([]byte, error) {
+	// O_NONBLOCK: the open of a FIFO without a writer returns at once
+	// (it has no effect on a regular file), so the type can be checked
+	// on the descriptor itself, with no window between a stat and the
+	// open.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w (%s)", path, ErrNotRegular, fi.Mode().Type())
+	}
+	if fi.Size() > MaxFileBytes {
+		return nil, fmt.Errorf("%s: %w: %d bytes, at most %d", path, ErrTooLarge, fi.Size(), MaxFileBytes)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileBytes { // it grew while being read
+		return nil, fmt.Errorf("%s: %w: over %d bytes", path, ErrTooLarge, MaxFileBytes)
+	}
+	return data, nil
 }
 
 // Parse decodes data over Default(), reports unknown keys and values of the

@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -192,6 +194,54 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Load() = %v, want fs.ErrNotExist", err)
+	}
+}
+
+// TestLoadNotARegularFile: a config path that is a FIFO, a directory or a
+// device (a data partition edited on another machine, a mistake) is refused
+// at once with the reason, never waited on: the appliance's init reads the
+// file before it starts edged, and a FIFO with no writer would block it
+// forever (no edged, no admin API).
+func TestLoadNotARegularFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.toml")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "dir.toml")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, path := range map[string]string{"fifo": fifo, "directory": sub, "device": "/dev/zero"} {
+		t.Run(name, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() { _, err := Load(path); done <- err }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, ErrNotRegular) || !strings.Contains(err.Error(), path) {
+					t.Fatalf("Load(%s) = %v, want ErrNotRegular naming the file", name, err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("Load(%s) hangs", name)
+			}
+		})
+	}
+}
+
+// TestLoadTooLarge: a config over MaxFileBytes is refused without being
+// read into memory.
+func TestLoadTooLarge(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "huge.toml")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(MaxFileBytes + 1); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	if _, err := Load(p); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), p) {
+		t.Fatalf("Load() of %d bytes = %v, want ErrTooLarge naming the file", MaxFileBytes+1, err)
 	}
 }
 

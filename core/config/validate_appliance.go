@@ -58,6 +58,12 @@ func (v *validator) network() {
 				v.addf(key, ErrInvalid, "%q is not an address in CIDR form such as 192.0.2.10/24", s)
 				continue
 			}
+			if a := p.Addr(); a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+				// The kernel takes some of them, and the box then answers
+				// for, or routes, what no one meant it to.
+				v.addf(key, ErrInvalid, "%s is not a unicast address an interface can have (unspecified, multicast or loopback)", a)
+				continue
+			}
 			if prev, ok := owner[p.Addr()]; ok {
 				v.addf(key, ErrConflict, "%s is also set by %s", p.Addr(), prev)
 				continue

@@ -22,7 +22,9 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // Format is the manifest format this package writes and reads.
@@ -38,6 +40,7 @@ const (
 	manifestName = "manifest.json"
 	sigName      = "manifest.sig"
 	maxManifest  = 64 << 10
+	maxRelease   = 128
 )
 
 // Manifest is the signed description of a bundle.
@@ -98,6 +101,11 @@ func (m *Manifest) check() error {
 			bad("payload %q sha256 %q", p.Name, p.SHA256)
 		}
 		seen[p.Name] = true
+	}
+	// The release goes into the boot entry's title line and the upload's
+	// answer: one line of printable text.
+	if len(m.Release) > maxRelease || strings.IndexFunc(m.Release, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		bad("release %.80q: at most %d printable characters", m.Release, maxRelease)
 	}
 	if !seen[PayloadKernel] || !seen[PayloadRoot] {
 		bad("needs payloads %q and %q", PayloadKernel, PayloadRoot)
@@ -210,11 +218,9 @@ func Open(r io.Reader, pol Policy) (*Reader, error) {
 	if len(sig) != ed25519.SignatureSize || !signedByAny(pol.Trusted, mj, sig) {
 		return nil, ErrSignature
 	}
-	var m Manifest
-	dec := json.NewDecoder(bytes.NewReader(mj))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("%w: manifest: %w", ErrMalformed, err)
+	m, err := decodeManifest(mj)
+	if err != nil {
+		return nil, err
 	}
 	if err := m.check(); err != nil {
 		return nil, err
@@ -226,6 +232,65 @@ func Open(r io.Reader, pol Policy) (*Reader, error) {
 		return nil, fmt.Errorf("%w: bundle version %d, installed %d", ErrDowngrade, m.Version, pol.Installed)
 	}
 	return &Reader{Manifest: m, tr: tr}, nil
+}
+
+// decodeManifest decodes the signed manifest strictly: no unknown field,
+// no key twice in an object and nothing after the object. encoding/json
+// would take the last of two "version" keys and ignore a second value,
+// while a person or another tool reading the signed text may take the
+// first: what is signed must read one way only.
+func decodeManifest(mj []byte) (Manifest, error) {
+	if err := uniqueKeys(json.NewDecoder(bytes.NewReader(mj))); err != nil {
+		return Manifest{}, fmt.Errorf("%w: manifest: %w", ErrMalformed, err)
+	}
+	var m Manifest
+	dec := json.NewDecoder(bytes.NewReader(mj))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return Manifest{}, fmt.Errorf("%w: manifest: %w", ErrMalformed, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Manifest{}, fmt.Errorf("%w: manifest: data after the manifest object at byte %d", ErrMalformed, dec.InputOffset())
+	}
+	return m, nil
+}
+
+// uniqueKeys walks one JSON value and fails on an object that has a key
+// twice.
+func uniqueKeys(dec *json.Decoder) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch tok {
+	case json.Delim('{'):
+		seen := map[string]bool{}
+		for dec.More() {
+			k, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key, _ := k.(string)
+			if seen[key] {
+				return fmt.Errorf("key %q twice in an object", key)
+			}
+			seen[key] = true
+			if err := uniqueKeys(dec); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token() // '}'
+		return err
+	case json.Delim('['):
+		for dec.More() {
+			if err := uniqueKeys(dec); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token() // ']'
+		return err
+	}
+	return nil
 }
 
 func signedByAny(keys []ed25519.PublicKey, msg, sig []byte) bool {
@@ -268,7 +333,16 @@ func tarError(name string, err error) error {
 // early. After the last payload Next returns io.EOF.
 func (r *Reader) Next() (Payload, io.Reader, error) {
 	if r.next >= len(r.Manifest.Payloads) {
-		return Payload{}, nil, io.EOF
+		// The tar stream must end here: an entry after the last
+		// payload is nothing the manifest describes.
+		switch hdr, err := r.tr.Next(); {
+		case errors.Is(err, io.EOF):
+			return Payload{}, nil, io.EOF
+		case err != nil:
+			return Payload{}, nil, tarError("the end of the bundle", err)
+		default:
+			return Payload{}, nil, fmt.Errorf("%w: entry %q after the last payload", ErrMalformed, hdr.Name)
+		}
 	}
 	p := r.Manifest.Payloads[r.next]
 	r.next++
@@ -319,7 +393,11 @@ func Verify(path string, pol Policy) (Manifest, error) {
 		return Manifest{}, err
 	}
 	defer f.Close()
-	r, err := Open(f, pol)
+	return verify(f, pol)
+}
+
+func verify(in io.Reader, pol Policy) (Manifest, error) {
+	r, err := Open(in, pol)
 	if err != nil {
 		return Manifest{}, err
 	}

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/umedge/umedge/firmware/bundle"
 )
@@ -29,6 +31,10 @@ func OnDevice(bundlePath, espDir string) (Result, error) {
 // same inactive slot would write over each other.
 var installing sync.Mutex
 
+// uploadIdle is how long an upload may send nothing before it is given
+// up.
+var uploadIdle = 30 * time.Second
+
 // Handler takes a bundle as the body of a request (the admin API's
 // upload; authentication is the admin server's), spools it to a file in
 // spoolDir (on the data partition: the bundle is verified from the file
@@ -37,7 +43,8 @@ var installing sync.Mutex
 // (at once when Content-Length says so), a bundle that does not verify or
 // a body cut short with 400 and the reason, an upload while another runs
 // or while the running slot is still on trial with 409. It does not
-// reboot.
+// reboot. Spooled files an earlier process left behind are removed. An upload that sends nothing for 30 s is given up with 408, so
+// a stalled peer does not keep the upload slot.
 func Handler(spoolDir string, limit int64, target func() (Target, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > limit {
@@ -62,27 +69,62 @@ func Handler(spoolDir string, limit int64, target func() (Target, error)) http.H
 	})
 }
 
+// spoolPattern names the files an upload is spooled to.
+const spoolPattern = "upload-*.bundle"
+
 var (
 	errTooLarge = errors.New("install: bundle larger than the upload limit")
 	errBusy     = errors.New("install: another firmware upload is being installed")
 	errCut      = errors.New("install: upload cut short")
+	errStalled  = errors.New("install: upload stalled")
 )
+
+// idleReader reads a request body with a read deadline idle ahead of
+// each read: a peer that stops sending (and holds the one upload slot)
+// is given up after idle, however long the whole upload takes. Where the
+// connection has no deadlines (a test's recorder) it just reads.
+type idleReader struct {
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (i *idleReader) Read(b []byte) (int, error) {
+	_ = i.rc.SetReadDeadline(time.Now().Add(i.idle))
+	return i.r.Read(b)
+}
 
 func upload(w http.ResponseWriter, r *http.Request, spoolDir string, limit int64, target func() (Target, error)) (Result, error) {
 	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
 		return Result{}, fmt.Errorf("spool upload: %w", err)
 	}
-	f, err := os.CreateTemp(spoolDir, "upload-*.bundle")
+	// The lock is held: any other spooled upload was left by an edged
+	// that died before it could remove it.
+	if stale, err := filepath.Glob(filepath.Join(spoolDir, spoolPattern)); err == nil {
+		for _, p := range stale {
+			_ = os.Remove(p)
+		}
+	}
+	f, err := os.CreateTemp(spoolDir, spoolPattern)
 	if err != nil {
 		return Result{}, fmt.Errorf("spool upload: %w", err)
 	}
 	defer func() { _ = os.Remove(f.Name()) }()
 	defer f.Close()
-	n, err := io.Copy(f, http.MaxBytesReader(w, r.Body, limit))
+	body := &idleReader{r: http.MaxBytesReader(w, r.Body, limit), rc: http.NewResponseController(w), idle: uploadIdle}
+	n, err := io.Copy(f, body)
+	if err == nil {
+		// The whole body is in: the connection may serve another
+		// request. After a failure the deadline stays, so the server's
+		// drain of what is left of the body cannot wait on the peer.
+		_ = body.rc.SetReadDeadline(time.Time{})
+	}
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
 		return Result{}, fmt.Errorf("%w (limit %d bytes)", errTooLarge, limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return Result{}, fmt.Errorf("%w: nothing for %s after %d bytes", errStalled, uploadIdle, n)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return Result{}, fmt.Errorf("%w after %d bytes", errCut, n)
 	case err != nil:
@@ -102,6 +144,8 @@ func uploadStatus(err error) int {
 	switch {
 	case errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errStalled):
+		return http.StatusRequestTimeout
 	case errors.Is(err, ErrActiveOnTrial):
 		return http.StatusConflict
 	case errors.Is(err, errCut), errors.Is(err, bundle.ErrMalformed), errors.Is(err, bundle.ErrTruncated),

@@ -64,6 +64,11 @@ type box struct {
 	// synced, file systems unmounted); the text says why.
 	rebootReq chan string
 
+	logErrSaid bool // the health loop told of a log file error
+	// blessed: the booted slot is blessed (or there is no ESP); until
+	// then the health loop tries on every passed check. Health loop only.
+	blessed, blessErrSaid bool
+
 	healthy   atomic.Bool
 	reloaded  atomic.Int64 // unix nanoseconds of the last reload sent to edged
 	lastGood  atomic.Int64 // unix nanoseconds of the last passed health check
@@ -225,7 +230,7 @@ func (b *box) mountESP() {
 }
 
 func (b *box) firstBoot() {
-	if err := b.ring.Persist(filepath.Join(b.o.dataDir, firstboot.LogDir)); err != nil {
+	if err := b.ring.Persist(b.o.dataDir, firstboot.LogDir); err != nil {
 		b.log.Error("log file", "err", err)
 	}
 	created, err := firstboot.Layout(b.o.dataDir, b.o.defaultConfig)
@@ -494,6 +499,7 @@ func (b *box) healthLoop(ctx context.Context, grace time.Duration) {
 			return
 		case <-time.After(every):
 		}
+		b.reportLogErr()
 		b.mu.Lock()
 		cfg := b.cfg
 		b.mu.Unlock()
@@ -517,6 +523,10 @@ func (b *box) healthLoop(ctx context.Context, grace time.Duration) {
 			b.lastGood.Store(time.Now().UnixNano())
 			if !b.healthy.Swap(true) {
 				b.say("UMEDGE READY slot=%s uptime=%s", b.slot, time.Since(b.bootStart).Round(time.Millisecond))
+			}
+			if !b.blessed {
+				// Until it succeeds: a slot left on trial falls back at
+				// the next reboot and takes no firmware upload.
 				b.bless()
 			}
 			lastLogged = time.Time{}
@@ -550,6 +560,19 @@ func (b *box) healthLoop(ctx context.Context, grace time.Duration) {
 	}
 }
 
+// reportLogErr says once on the console that the log file stopped
+// taking lines (a full or failing data partition): the ring goes on in
+// memory and on the console, and nothing else would tell.
+func (b *box) reportLogErr() {
+	if b.logErrSaid || b.ring == nil {
+		return
+	}
+	if err := b.ring.FileErr(); err != nil {
+		b.logErrSaid = true
+		b.say("UMEDGE LOG ERROR %v; the log goes on on the console and in memory only", err)
+	}
+}
+
 func (b *box) check(ctx context.Context, cfg *config.Config) error {
 	target, err := health.TargetOf(cfg)
 	if err != nil {
@@ -560,15 +583,22 @@ func (b *box) check(ctx context.Context, cfg *config.Config) error {
 	return health.Check(cctx, target)
 }
 
+// bless marks the booted slot good. A failure is said once; the health
+// loop calls it again on every passed check until it succeeds.
 func (b *box) bless() {
 	if !b.esp {
+		b.blessed = true // nothing to bless (kernel+initramfs boot)
 		return
 	}
 	if err := b.blesser.Bless(b.o.espDir); err != nil {
-		b.say("UMEDGE BLESS ERROR slot=%s: %v", b.slot, err)
+		if !b.blessErrSaid {
+			b.say("UMEDGE BLESS ERROR slot=%s: %v (trying again while healthy)", b.slot, err)
+			b.blessErrSaid = true
+		}
 		return
 	}
 	unix.Sync() // the bless is what keeps this slot: on disk before anything else happens
+	b.blessed = true
 	b.say("UMEDGE BLESSED slot=%s", b.slot)
 }
 

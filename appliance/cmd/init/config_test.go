@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/umedge/umedge/core/config"
@@ -29,7 +30,18 @@ func TestChooseConfig(t *testing.T) {
 	if c.err != nil || c.path != mine || c.cfg.SIP.FQDN != "edge1.example.net" {
 		t.Errorf("good operator file: %+v", c)
 	}
-	for name, file := range map[string]string{"invalid value": broken, "corrupt file": garbage, "missing file": filepath.Join(dir, "none.toml")} {
+	// A FIFO would block the read (and the boot) for ever, a directory or
+	// a device is no config: each falls back at once, with the reason.
+	fifo := filepath.Join(dir, "fifo.toml")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "dir.toml")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, file := range map[string]string{"invalid value": broken, "corrupt file": garbage, "missing file": filepath.Join(dir, "none.toml"),
+		"fifo": fifo, "directory": sub, "device": "/dev/zero"} {
 		c := chooseConfig(file, good)
 		if c.err == nil || c.path != good || c.cfg.SIP.FQDN != "shipped.example.net" {
 			t.Errorf("%s: runs %s (%v), want the shipped default and the reason", name, c.path, c.err)

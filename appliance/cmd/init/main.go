@@ -6,11 +6,16 @@
 // the hardware watchdog alive while edged is healthy, and blesses the
 // booted slot once it is. A changed config is applied without a reboot.
 //
-// On the console it prints, for the image's boot tests:
+// On the console it prints, for the operator and the image's boot tests,
+// among others (every line starts with UMEDGE; appliance/README.md):
 //
 //	UMEDGE FIREWALL loaded rules=<n>   the ruleset is installed
 //	UMEDGE READY slot=<a|b>            edged answers SIP OPTIONS and /healthz
+//	UMEDGE BLESSED slot=<a|b>          the booted slot is kept
 //	UMEDGE NETWORK ERROR <key>: <why>  a [network] setting not applied; the rest is
+//	UMEDGE CONFIG ERROR <file>:<line>: <key>: <why>   the shipped config runs instead
+//	UMEDGE DATA ERROR <why>            no data partition: a RAM disk, nothing kept
+//	UMEDGE UNHEALTHY <why>             on trial: the reboot into the other slot
 //
 // The kernel passes no arguments to init; the flags are for tests, which
 // run it as PID 1 of namespaces of their own. Kernel command line keys:

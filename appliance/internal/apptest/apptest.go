@@ -2,10 +2,50 @@
 package apptest
 
 import (
+	"bytes"
+	"fmt"
 	"net"
+	"os"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
+
+// SmallDisk is a new directory with a tmpfs of kib KiB mounted on it, for
+// a test of a full data partition; it is unmounted when the test ends.
+// It skips the test when not run as root.
+func SmallDisk(t testing.TB, kib int) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%dk", kib)); err != nil {
+		t.Skipf("tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
+}
+
+// LockedBuffer is an io.Writer that the code under test and the test
+// share: a console, a daemon's output.
+type LockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // WaitFor polls cond until it holds, failing the test after 5 seconds
 // with what it was waiting for.

@@ -48,6 +48,11 @@ type Config struct {
 	Firmware http.Handler
 }
 
+// idleTimeout closes a keep-alive connection that sends no next request.
+// No ReadTimeout: the firmware upload's body may take minutes (it has its
+// own per-read deadline).
+var idleTimeout = 2 * time.Minute
+
 // FirmwarePath is the upload's path.
 const FirmwarePath = "/firmware"
 
@@ -102,7 +107,7 @@ func New(cfg Config, b Backend, reg *prometheus.Registry, log *slog.Logger) (*Se
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	s := &Server{
-		srv: &http.Server{Handler: g.wrap(mux), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10},
+		srv: &http.Server{Handler: g.wrap(mux), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: idleTimeout, MaxHeaderBytes: 64 << 10},
 		ln:  ln,
 		log: log,
 	}

@@ -27,7 +27,9 @@ import (
 //     and a Sec-Fetch-Site header must say same-origin (CSRF). It must
 //     also carry no body or a JSON one, so no HTML form and no fetch
 //     without a CORS preflight (which this server never grants) can make
-//     it: forms send urlencoded, multipart or text/plain bodies.
+//     it: forms send urlencoded, multipart or text/plain bodies. The
+//     firmware upload's body is application/octet-stream instead, for
+//     the same reason (checkFirmware), and it always needs the token.
 //   - a mutating call needs "Authorization: Bearer TOKEN" when a token is
 //     set, and is refused outright on a listener that is not loopback-only
 //     without one. The token is compared in constant time, never logged.
