@@ -40,6 +40,9 @@ type leg struct {
 	pt              [128]ptInfo
 	ptKnown         bool // pt was filled from SDP; other payload types are strays
 	codec           string
+	// a=ptime and a=maxptime of the peer's SDP in ms, 0 = not said: what
+	// it asked to receive and, by custom, sends (repack.go).
+	sdpPtime, sdpMaxptime int
 
 	// Latching (RFC 7362).
 	latchRTP, latchRTCP netip.AddrPort

@@ -288,6 +288,9 @@ func (s *Session) offerStream(from Side, sn *streamNeg, sd *sdp.SessionDescripti
 	}
 	sn.formats = formats
 	out := &outStream{l: ly, kind: kindRTP, offer: true, formats: formats, mux: x.mux, hold: x.hold, proto: plainProto(x.proto)}
+	if sn.media == "audio" {
+		out.ptime = ptimeTowards(ly, lx)
+	}
 	switch {
 	case sn.pass:
 		out.proto = x.proto
@@ -492,6 +495,9 @@ func (s *Session) answerStream(n *negotiation, sn *streamNeg, from Side, sd *sdp
 
 	// The answer to X is Y's, rewritten for X's leg.
 	out := &outStream{l: lx, kind: kindRTP, formats: y.formats, mux: sn.x.mux, hold: y.hold, proto: sn.x.proto}
+	if sn.media == "audio" {
+		out.ptime = ptimeTowards(lx, sn.legs[from])
+	}
 	switch {
 	case sn.pass:
 		for _, c := range y.cryptos {
@@ -572,6 +578,18 @@ func (s *Session) commitStream(n *negotiation, a *answered, until int64) error {
 	return nil
 }
 
+// ptimeTowards is the a=ptime of the SDP sent out of leg to, whose stream's
+// other leg is other (R-SBC-3): to's profile ptime, which the relay
+// re-packetises to; else other's, which is what the relay sends out of
+// other's leg, so that to's peer sends it and the relay has nothing to do;
+// 0 when neither has one (the SDP's a=ptime passes as it came).
+func ptimeTowards(to, other *leg) int {
+	if to.prof.Ptime > 0 {
+		return to.prof.Ptime
+	}
+	return other.prof.Ptime
+}
+
 // Reject abandons the pending offer that came from side from (its
 // transaction failed); the previous media state stays, and the pairs the
 // offer opened are released.
@@ -618,6 +636,7 @@ func (l *leg) apply(r *remoteMedia, secure, pass bool, theirs, ours sdesKey) err
 		l.peerSDP = r.rtp
 	}
 	l.sdpRTP, l.sdpRTCP, l.hold, l.mux = r.rtp, r.rtcp, r.hold, r.mux
+	l.sdpPtime, l.sdpMaxptime = r.ptime, r.maxptime
 	if r.mux {
 		l.sdpRTCP = r.rtp
 	}

@@ -69,7 +69,18 @@ type LegProfile struct {
 	Security Security
 	Codecs   []string // allowed encoding names in preference order, e.g. "PCMU","PCMA","G722"; empty = all offered; telephone-event always kept unless DropDTMF
 	DropDTMF bool
+	// Ptime is the packetisation of the leg's audio in ms (R-SBC-3): what
+	// its peer is asked to send (a=ptime in the SDP sent to it) and what
+	// the relay sends it, re-packetising PCMU, PCMA, G722 and G729 from
+	// the other leg (repack.go). 0 = as offered; else 10..60.
+	Ptime int
 }
+
+// Bounds of LegProfile.Ptime, in ms.
+const (
+	minPtime = 10
+	maxPtime = 60
+)
 
 // LegStats are the counters of one leg.
 type LegStats struct {
