@@ -574,6 +574,7 @@ func (s *Session) commitStream(n *negotiation, a *answered, until int64) error {
 		lx.addPT(f, &sn.x)
 		ly.addPT(f, &sn.x)
 	}
+	configureRepack(lx, ly, sn.pass || sn.media != "audio")
 	lx.learnUntil, ly.learnUntil = until, until
 	return nil
 }
@@ -679,7 +680,7 @@ func (l *leg) addPT(f string, r *remoteMedia) {
 	if _, err := fmt.Sscan(f, &pt); err != nil || pt < 0 || pt > 127 {
 		return
 	}
-	l.pt[pt] = ptInfo{known: true, clock: r.clocks[f]}
+	l.pt[pt] = ptInfo{known: true, clock: r.clocks[f], codec: frameKindOf(r.names[f], r.clocks[f])}
 }
 
 // ownKey is our key for suite i on this leg, drawn once per leg.

@@ -211,7 +211,7 @@ func (s *Session) offloadWant() []fastpath.Entry {
 		// RTP only: the program checks the payload type, which a UDPTL
 		// datagram (T.38) has none of, so a primary stream switched to
 		// fax stays in userspace; streams beyond the primary always do.
-		if l.off || l.kind != kindRTP || l.sink != &l.own || l.secure || l.hold || l.prof.DropDTMF || !l.latchRTP.IsValid() ||
+		if l.off || l.kind != kindRTP || l.sink != &l.own || l.secure || l.hold || l.prof.DropDTMF || l.rp != nil || l.ownRTCP || !l.latchRTP.IsValid() ||
 			l.latchRTP.Addr().Unmap().Is4() != l.prof.Local.Is4() {
 			return nil
 		}
