@@ -27,7 +27,8 @@ import (
 // A session qualifies when the engine has a fast path, media is up and no
 // offer waits for its answer, and on both legs: the sink is the relay (no
 // terminator attached), no SRTP is terminated (passthrough is fine: the
-// packets pass untouched), no DTMF is dropped, the peer is not on hold, the
+// packets pass untouched), no DTMF is dropped, the relay re-packetises
+// neither way (repack.go), the peer is not on hold, the
 // RTP source is latched, rtcp-mux is the same, the addresses are of one
 // family, and the firewall's policy (Config.FastPathAllow) accepts packets
 // to the leg's ports: offloaded packets never meet netfilter.

@@ -3,10 +3,12 @@ package media
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -89,6 +91,10 @@ func TestRelayRepacketises(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newPtimeCall(t, tt.formats, tt.aMs, tt.bMs, nil)
+			st := c.s.Stats()
+			if a, b := st.Legs[SideA], st.Legs[SideB]; a.Ptime != tt.aMs || b.Ptime != tt.bMs || !a.Repacketised || !b.Repacketised || a.PtimeSDP != tt.aMs || b.PtimeSDP != 0 {
+				t.Errorf("stats before media: A ptime %d (SDP %d) %v, B %d (SDP %d) %v", a.Ptime, a.PtimeSDP, a.Repacketised, b.Ptime, b.PtimeSDP, b.Repacketised)
+			}
 			for _, d := range []struct {
 				name          string
 				from, to      *peer
@@ -165,19 +171,21 @@ func TestRelayRepacketiseBreaks(t *testing.T) {
 func TestRelayRepacketiseTimer(t *testing.T) {
 	c := newPtimeCall(t, "0", 10, 20, nil)
 	var next byte
+	var waits []time.Duration
 	for i := range 5 {
 		start := time.Now()
 		sendAll(t, c.a.rtp, c.toA, audio(0, uint16(10*i), uint32(8000*i), 0xA, true, 80, &next)) //nolint:gosec // test values
 		got := collectN(t, c.b.rtp, 1, time.Second)
-		waited := time.Since(start)
+		waits = append(waits, time.Since(start))
 		if o := parseOut(got[0]); o.n != 80 || o.seq != uint16(i) { //nolint:gosec // test values
 			t.Fatalf("got %v", o)
 		}
-		// The target is 20 ms; the worker's round adds a millisecond or
-		// two, a loaded test machine more.
-		if waited < 15*time.Millisecond || waited > 80*time.Millisecond {
-			t.Errorf("packet %d went out after %s, want about 20 ms", i, waited)
-		}
+	}
+	// The target is 20 ms; the worker's round adds a millisecond or two,
+	// a loaded test machine more now and then: the median says it.
+	slices.Sort(waits)
+	if med := waits[len(waits)/2]; waits[0] < 15*time.Millisecond || med > 40*time.Millisecond || waits[len(waits)-1] > 250*time.Millisecond {
+		t.Errorf("the lone packets went out after %v, want about 20 ms", waits)
 	}
 }
 
@@ -267,9 +275,12 @@ func TestRelayRepacketiseRTCPAndSRTP(t *testing.T) {
 // lost or reordered, the odd ones are counted, memory stays put.
 func TestRelayRepacketiseAttack(t *testing.T) {
 	c := newPtimeCall(t, "0 8 18", 10, 20, func(cfg *Config) { cfg.Police = Police{} })
+	_ = c.b.rtp.SetReadBuffer(1 << 20) // the reader under -race is slow
 	seq, ts := uint16(0), uint32(0)
 	var next byte
-	burst := func(name string, pts []uint8, sizes []int, n int, wantOut func(got [][]byte) bool) {
+	// burst sends n packets of the payload types and sizes given in turn,
+	// resting a millisecond after every pace packets (0: none).
+	burst := func(name string, pts []uint8, sizes []int, n, pace int, wantOut func(got [][]byte) bool) {
 		t.Helper()
 		var pkts [][]byte
 		var in []byte
@@ -295,8 +306,8 @@ func TestRelayRepacketiseAttack(t *testing.T) {
 		}()
 		for i, p := range pkts {
 			sendAll(t, c.a.rtp, c.toA, p)
-			if i%16 == 15 {
-				time.Sleep(time.Millisecond) // a peer's pace, not a socket overflow's
+			if pace > 0 && i%pace == pace-1 {
+				time.Sleep(time.Millisecond) // a peer's pace (a 1,400-byte packet makes 9), not a socket overflow's
 			}
 		}
 		<-done
@@ -325,16 +336,28 @@ func TestRelayRepacketiseAttack(t *testing.T) {
 			return true
 		}
 	}
+	atMost := func(n int) func([][]byte) bool {
+		return func(got [][]byte) bool {
+			for _, p := range got {
+				if len(p)-12 > n {
+					return false
+				}
+			}
+			return true
+		}
+	}
 	var ms0 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
 
-	burst("odd-sized G.711", []uint8{0}, []int{75}, 64, sizesAre(160))
-	burst("1-byte G.711", []uint8{0}, []int{1}, 480, sizesAre(160))
+	burst("odd-sized G.711", []uint8{0}, []int{75}, 64, 0, sizesAre(160))
+	// Slower than real time (a byte is 1/8 ms): the partial packets go
+	// out when due, none larger than the target.
+	burst("1-byte G.711", []uint8{0}, []int{1}, 480, 8, atMost(160))
 	flips := 0
-	burst("payload-type flips", []uint8{0, 8}, []int{80}, 400, func(got [][]byte) bool { flips = len(got); return len(got) == 400 })
-	burst("huge G.711", []uint8{8}, []int{1400}, 40, sizesAre(160))
-	burst("G.729 not whole frames", []uint8{18}, []int{10, 7, 10, 10, 13}, 100, func([][]byte) bool { return true })
+	burst("payload-type flips", []uint8{0, 8}, []int{80}, 400, 8, func(got [][]byte) bool { flips = len(got); return len(got) == 400 })
+	burst("huge G.711", []uint8{8}, []int{1400}, 40, 4, sizesAre(160))
+	burst("G.729 not whole frames", []uint8{18}, []int{10, 7, 10, 10, 13}, 100, 8, func([][]byte) bool { return true })
 
 	runtime.GC()
 	var ms1 runtime.MemStats
@@ -342,15 +365,17 @@ func TestRelayRepacketiseAttack(t *testing.T) {
 	if grew := int64(ms1.HeapAlloc) - int64(ms0.HeapAlloc); grew > 4<<20 { //nolint:gosec // heap sizes
 		t.Errorf("the heap grew %d bytes", grew)
 	}
-	c.s.mu.Lock()
-	rp := c.s.legs[SideB].rp
-	irregular, in := rp.irregular, rp.packetsIn
-	c.s.mu.Unlock()
-	if irregular != 40 { // 7 and 13 bytes: two packets of five, 100 sent
-		t.Errorf("irregular = %d, want 40", irregular)
+	st := c.s.Stats().Legs[SideB]
+	if st.RepackIrregular != 40 { // 7 and 13 bytes: two packets of five, 100 sent
+		t.Errorf("irregular = %d, want 40", st.RepackIrregular)
 	}
-	if in != 64+480+400+40+100 {
-		t.Errorf("repacker took %d packets", in)
+	if in := uint64(64 + 480 + 400 + 40 + 100); st.RepackIn != in || st.PacketsOut-st.RTCPOut != st.RepackOut {
+		t.Errorf("repacker took %d packets, want %d; made %d, %d went out", st.RepackIn, in, st.RepackOut, st.PacketsOut)
+	}
+	// /calls and the CDR carry the stats as JSON.
+	if js, err := json.Marshal(c.s.Stats()); err != nil || !bytes.Contains(js, []byte(`"Ptime":20,"PtimeSDP":0,"Repacketised":true,"RepackIn":1084,`)) ||
+		!bytes.Contains(js, []byte(`"RepackIrregular":40`)) {
+		t.Errorf("the stats' JSON (/calls, CDR) lacks the ptime and repacker counters: %s (%v)", js, err)
 	}
 	if d := c.e.Stats().TxDrops; d != 0 {
 		t.Errorf("%d datagrams dropped on the way out", d)
