@@ -20,7 +20,10 @@ import (
 // sends is X's profile ptime, else X's SDP's a=ptime, else RFC 3551's
 // 20 ms. The direction re-packetises when the target is set and differs
 // from what X sends; a peer that sends other than its SDP says is
-// re-packetised only when the direction is. An SRTP stream passed through
+// re-packetised only when the direction is. The SDP's a=ptime is the
+// profile's whatever the codec: Opus, GSM or video pass as they come (a
+// codec whose frames the relay does not know cannot be cut). An SRTP
+// stream passed through
 // with the endpoints' keys (both legs "as is") is not re-packetised: its
 // payload is not ours to read.
 //
