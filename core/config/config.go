@@ -148,9 +148,14 @@ type SBC struct {
 	MaxCalls int `toml:"max_calls"` // calls at once through the B2BUA, all gateways; 0 = unlimited (bounded by the media ports)
 	// CallsPerSecond bounds new calls through the B2BUA, all gateways
 	// (R-SBC-8); more get 503 with Retry-After. 0 = unlimited.
-	CallsPerSecond float64  `toml:"calls_per_second"`
-	MaxRedirects   int      `toml:"max_redirects"` // 3xx of a back end followed per call
-	RingTimeout    Duration `toml:"ring_timeout"`  // a back end that rings longer is cancelled (RFC 3261 Timer C)
+	CallsPerSecond float64 `toml:"calls_per_second"`
+	MaxRedirects   int     `toml:"max_redirects"` // 3xx of a back end followed per call
+	// MaxEnded bounds the ended calls kept to answer their late
+	// retransmissions (64×T1 each, ~1.5 KiB): at it the oldest is
+	// forgotten early. The default, 200,000 (~300 MiB), is what 6,000
+	// calls/s leave.
+	MaxEnded    int      `toml:"max_ended_calls"`
+	RingTimeout Duration `toml:"ring_timeout"` // a back end that rings longer is cancelled (RFC 3261 Timer C)
 	// FailoverTimeout: a back end that leaves an INVITE unanswered this
 	// long loses the call to the pool's next back end.
 	FailoverTimeout Duration `toml:"failover_timeout"`
@@ -354,7 +359,7 @@ func Default() Config {
 			PoliceAudioPPS: 400, PoliceAudioKbps: 1_024,
 			PoliceVideoPPS: 3_000, PoliceVideoKbps: 20_000,
 		},
-		SBC: SBC{MaxCalls: 2000, MaxRedirects: 5, RingTimeout: Duration{3 * time.Minute}, FailoverTimeout: Duration{4 * time.Second},
+		SBC: SBC{MaxCalls: 2000, MaxRedirects: 5, MaxEnded: 200_000, RingTimeout: Duration{3 * time.Minute}, FailoverTimeout: Duration{4 * time.Second},
 			KeepAlive: "crlf", KeepAliveInterval: Duration{30 * time.Second},
 			Peers: map[string]SBCPeer{}},
 		Capture: Capture{HEPTransport: "udp", HEPID: 1, HEPQueue: 8192},

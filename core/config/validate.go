@@ -301,6 +301,7 @@ func (v *validator) sbc() {
 	v.intRange("sbc.max_calls", s.MaxCalls, 0, 1_000_000)
 	v.rate("sbc.calls_per_second", s.CallsPerSecond)
 	v.intRange("sbc.max_redirects", s.MaxRedirects, 1, 20)
+	v.intRange("sbc.max_ended_calls", s.MaxEnded, 1, 10_000_000)
 	v.durRange("sbc.ring_timeout", s.RingTimeout, time.Second, time.Hour)
 	v.durRange("sbc.failover_timeout", s.FailoverTimeout, 100*time.Millisecond, 32*time.Second)
 	if !slices.Contains([]string{"off", "crlf", "options"}, s.KeepAlive) {

@@ -136,9 +136,7 @@ func readPcap(t *testing.T, b []byte) []captured {
 }
 
 func TestIntegrationHEPCapture(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	hepPort := freePort(t)
 	sg := startSngrep(t, hepPort)
 
@@ -332,9 +330,7 @@ func TestIntegrationHEPCaptureReload(t *testing.T) {
 // call still gets its 302, the captures edged could not send are counted,
 // and edged's memory stays bounded.
 func TestIntegrationHEPCaptureFloodSlowCollector(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	slow := testutil.NeverReads(t)
 	l := newLab(t)
 	l.Raw = l.render(t) + fmt.Sprintf("\n[capture]\nhep = %q\nhep_transport = \"tcp\"\nhep_queue = 256\n", slow.String())
@@ -412,9 +408,7 @@ func TestIntegrationHEPCaptureAuthKey(t *testing.T) {
 // the box from serving calls: edged starts, says why capture is off, and
 // routes.
 func TestIntegrationHEPCollectorUnresolvedAtStart(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	l := newLab(t)
 	l.Raw = l.render(t) + "\n[capture]\nhep = \"no-such-host.invalid:9060\"\n"
 	e := startEdged(t, l)

@@ -147,9 +147,7 @@ func TestIntegrationImportExchange(t *testing.T) {
 	})
 
 	t.Run("calls", func(t *testing.T) {
-		if err := sipptest.Available(); err != nil {
-			t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-		}
+		sipptest.Require(t)
 		testImportedCalls(t, string(imported))
 	})
 }
@@ -317,9 +315,7 @@ func writeLargeCSVSet(t *testing.T, dir string, n int) []string {
 // TestIntegrationImportLargeOrganisation: a 50,000-mailbox organisation
 // imports, passes config check as written, and edged routes into it.
 func TestIntegrationImportLargeOrganisation(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	_, plugins := binaries(t)
 	work := t.TempDir()
 	if err := os.Symlink(filepath.Dir(plugins), filepath.Join(work, "bin")); err != nil {

@@ -440,9 +440,7 @@ func contactRE(user, host string, port int, tp string) string {
 }
 
 func TestIntegrationCallRouter(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	e := startEdged(t, newLab(t))
 
 	t.Run("302 over every transport", func(t *testing.T) {

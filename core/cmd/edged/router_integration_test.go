@@ -279,9 +279,7 @@ func mixLab(t *testing.T, calls int) (lab, *sipptest.MixFiles) {
 // core answers from the routing table without the plugin; the host must
 // see the hang, report it on /healthz, kill and restart the plugin.
 func TestIntegrationPluginFailureOnTheMix(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	for _, tt := range []struct {
 		name string
 		sig  syscall.Signal

@@ -64,7 +64,7 @@ func (d *daemon) startSBC(cfg *config.Config) error {
 	d.b2b = b2bua.New(b2bua.Config{FQDN: cfg.SIP.FQDN, MaxCalls: s.MaxCalls, CallsPerSecond: s.CallsPerSecond, MaxRedirects: s.MaxRedirects,
 		RetryAfter: cfg.SIP.RetryAfter.Duration, RingTimeout: s.RingTimeout.Duration, FailoverTimeout: s.FailoverTimeout.Duration,
 		KeepAlive: keepAlive(s.KeepAlive), KeepAliveInterval: s.KeepAliveInterval.Duration, Peers: peers,
-		Table: d.routingTable},
+		Table: d.routingTable, MaxEnded: s.MaxEnded},
 		d.front, mediaAdapter{eng: eng, peers: s.Peers}, cdr, d.log.With("component", "b2bua"))
 	d.front.SetB2BUA(d.b2b)
 	d.metrics.WatchSBC(d.sbcSample)
@@ -73,8 +73,9 @@ func (d *daemon) startSBC(cfg *config.Config) error {
 
 func (d *daemon) sbcSample() telemetry.SBCSample {
 	m := &d.b2b.Metrics
+	ended, evicted := d.b2b.Ended()
 	return telemetry.SBCSample{Active: d.b2b.Active(), Calls: m.Calls.Load(), Answered: m.Answered.Load(), Failed: m.Failed.Load(),
-		Refused: m.Refused.Load(), Limited: m.RateLimited.Load()}
+		Refused: m.Refused.Load(), Limited: m.RateLimited.Load(), Ended: ended, EndedEvicted: evicted}
 }
 
 // firewallAllows is the policy of the firewall the appliance installs for

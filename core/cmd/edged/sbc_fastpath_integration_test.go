@@ -39,9 +39,7 @@ func TestIntegrationSBCFastPath(t *testing.T) {
 // fastPathAvailable fails the test without SIPp and skips it without root.
 func fastPathAvailable(t *testing.T) {
 	t.Helper()
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces and BPF need root")
 	}

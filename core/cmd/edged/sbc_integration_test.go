@@ -178,9 +178,7 @@ func relayedBothWays(t *testing.T, a, b map[string]any, least float64) {
 // call, each side seeing only edged, and each side's pcap arriving at the
 // other.
 func TestIntegrationSBCProxyCall(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	calleePort, calleeMedia, callerPort, callerMedia := freePort(t), freePort(t), freePort(t), freePort(t)
 	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
 	e := startEdged(t, sbcLab(t, calleePort, cdr, ""))
@@ -291,9 +289,7 @@ func uac(t *testing.T, e *edged, name, scenario string) *sippProc {
 // never sees it; then the caller holds and resumes the call with
 // re-INVITEs, relayed both ways with the media engine's SDP.
 func TestIntegrationSBCFollowsRedirectAndHolds(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	service, worker := freePort(t), freePort(t)
 	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
 	e := startEdged(t, sbcLab(t, service, cdr, ""))
@@ -335,9 +331,7 @@ func TestIntegrationSBCFollowsRedirectAndHolds(t *testing.T) {
 // back-end address); the caller's INVITE to it is proxied to the worker
 // the 302 named; a forged marker gets 403.
 func TestIntegrationSBCRewritesRedirect(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	service, worker := freePort(t), freePort(t)
 	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
 	e := startEdged(t, sbcLab(t, service, cdr, "[sbc.peers.lab]\nredirect_mode = \"rewrite\"\n"))
@@ -373,9 +367,7 @@ func TestIntegrationSBCRewritesRedirect(t *testing.T) {
 // itself, moves the caller's media with a re-INVITE and tells UM in
 // NOTIFYs; UM hangs up. The caller never sees a REFER.
 func TestIntegrationSBCReferHandledLocally(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	um, target := freePort(t), freePort(t)
 	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
 	e := startEdged(t, sbcLab(t, um, cdr, "[sbc.peers.lab]\nrefer_mode = \"handle_locally\"\n"))
@@ -427,9 +419,7 @@ func hidden(t *testing.T, who string, msgs []string, refer bool, secrets ...stri
 // released, and the call goes on between the back end and the target
 // until the back end hangs up. The back end never sees a REFER.
 func TestIntegrationSBCCallerReferHandledLocally(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	um, target := freePort(t), freePort(t)
 	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
 	e := startEdged(t, sbcLab(t, um, cdr, "[sbc.peers.sbc]\nrefer_mode = \"handle_locally\"\n"))
@@ -471,9 +461,7 @@ func TestIntegrationSBCCallerReferHandledLocally(t *testing.T) {
 // every message to the back end, the caller's outbound rule to every
 // message to the caller.
 func TestIntegrationSBCHeaderRules(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	callee := freePort(t)
 	rules := `
 [[sbc.peers.lab.header_rules]]
@@ -523,9 +511,7 @@ value = "to-backend"
 // reason in the CDR. And a call in progress at SIGTERM is ended the same
 // way, its CDR written before edged exits.
 func TestIntegrationSBCEndsCalls(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	t.Run("media timeout", func(t *testing.T) {
 		callee := freePort(t)
 		cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
@@ -570,9 +556,7 @@ func TestIntegrationSBCEndsCalls(t *testing.T) {
 // Admission: over sbc.max_calls, and with the media ports used up, a call
 // gets 503 with Retry-After at once.
 func TestIntegrationSBCAdmission(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	for _, tc := range []struct{ name, edit string }{
 		{"call limit", "max_calls = 1\n"},
 		{"media ports", ""},
@@ -714,9 +698,7 @@ snd_path		%s
 // carries SRTP only (every packet authenticated, none stray), and baresip
 // decrypts and hears the callee's pcap.
 func TestIntegrationSBCBaresipSRTP(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	if _, err := exec.LookPath("baresip"); err != nil {
 		t.Fatalf("baresip is required (make test installs baresip-core): %v", err)
 	}
@@ -819,9 +801,7 @@ media_security = "rtp"
 // A back end that refuses connections fails the call at once with 503 and
 // the reason, not after Timer B.
 func TestIntegrationSBCDeadBackend(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	e := startEdged(t, sbcLab(t, freePort(t), filepath.Join(t.TempDir(), "cdr.jsonl"), ""))
 	res := e.sipp(t, sipptest.Run{Scenario: sipptest.UACCode, Codes: []int{503}, Service: "1001", RecvTimeout: 3 * time.Second})
 	if res.Duration > 3*time.Second {
@@ -893,9 +873,7 @@ func (f *tlsFront) port() int { return f.ln.Addr().(*net.TCPAddr).Port }
 // SIPSecured dial plan; edged calls the back end over mutual TLS with its
 // own certificate. (A redirect would have refused the UDP call.)
 func TestIntegrationSBCUDPToTLS(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	calleeTCP := freePort(t)
 	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
 	l := sbcLab(t, 0, cdr, "")

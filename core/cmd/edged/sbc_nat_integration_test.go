@@ -36,9 +36,7 @@ const (
 // router's mapping and flows both ways, before and after the re-INVITE.
 // Both keep-alive modes: in-dialog OPTIONS, and CRLF (the default).
 func TestIntegrationSBCNATCaller(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	for _, mode := range []string{"options", "crlf"} {
 		t.Run(mode, func(t *testing.T) { natCall(t, mode) })
 	}

@@ -108,9 +108,7 @@ func (e *edged) probeOf(backend string) map[string]any {
 // down, and it is back after options_up_after answers in a row; /status
 // and umedge_health_up show it.
 func TestIntegrationSBCPeerKeepAlive(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	tcpPort, udpPort := freePort(t), freePort(t)
 	first := peer(t, "first", "t1", tcpPort, 404)
 	peer(t, "second", "u1", udpPort, 200)
@@ -183,9 +181,7 @@ options_down_after = 2
 // other one gets 503 with Retry-After and the limit at once and is
 // counted in umedge_sbc_calls_total{outcome="rate-limited"}.
 func TestIntegrationSBCCallRate(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	for _, tt := range []struct {
 		name, sbc, warning string
 		rate               int

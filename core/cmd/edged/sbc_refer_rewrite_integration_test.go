@@ -20,9 +20,7 @@ import (
 // up, INVITEs it; edged proxies that call to the original target, each
 // side seeing only edged.
 func TestIntegrationSBCReferRewritten(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	um, target := freePort(t), freePort(t)
 	cdr := filepath.Join(t.TempDir(), "cdr.jsonl")
 	e := startEdged(t, sbcLab(t, um, cdr, "[sbc.peers.lab]\nrefer_mode = \"rewrite\"\n"))

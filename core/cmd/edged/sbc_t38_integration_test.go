@@ -23,9 +23,7 @@ import (
 // UDPTL datagrams from the test's two sockets cross through edged both
 // ways; BYE; the CDR carries the fax stream's counters.
 func TestIntegrationSBCT38Fax(t *testing.T) {
-	if err := sipptest.Available(); err != nil {
-		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
-	}
+	sipptest.Require(t)
 	faxCaller, faxCallee := evenUDP(t), evenUDP(t)
 	port := func(c *net.UDPConn) string { return strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port) }
 	calleePort := freePort(t)

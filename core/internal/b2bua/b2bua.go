@@ -54,7 +54,15 @@ type Config struct {
 	// MarkerTTL is how long the caller may call a Contact that
 	// RedirectRewrite wrote; 0 = DefaultMarkerTTL.
 	MarkerTTL time.Duration
+	// MaxEnded bounds the ended calls kept as tombstones (tomb.go) to
+	// answer retransmissions; at it the oldest is forgotten early.
+	// 0 = DefaultMaxEnded.
+	MaxEnded int
 }
+
+// DefaultMaxEnded is Config.MaxEnded when left 0: what 6,000 calls/s
+// leave in 64×T1, ~300 MiB of tombstones.
+const DefaultMaxEnded = 200_000
 
 // Peer are the options of one calling peer.
 type Peer struct {
@@ -114,6 +122,9 @@ func (c *Config) defaults() {
 	}
 	if c.MarkerTTL <= 0 {
 		c.MarkerTTL = DefaultMarkerTTL
+	}
+	if c.MaxEnded <= 0 {
+		c.MaxEnded = DefaultMaxEnded
 	}
 }
 
@@ -246,6 +257,7 @@ func New(cfg Config, tp Transport, m Media, cdr *CDRWriter, log *slog.Logger) *E
 	e := &Engine{cfg: cfg, log: log, tp: tp, media: m, cdr: cdr,
 		byA: map[string]*call{}, byB: map[string]*call{}, perGW: map[string]int{}, perBE: map[string]int{},
 		peerRate: map[string]*ratelimit.Bucket{}}
+	e.tombs.max = cfg.MaxEnded
 	_, _ = rand.Read(e.markers[:]) // crypto/rand.Read never fails (Go 1.24)
 	if cfg.CallsPerSecond > 0 {
 		e.rate = ratelimit.New(cfg.CallsPerSecond)
@@ -743,6 +755,14 @@ func (e *Engine) snapshot() []*call {
 		calls = append(calls, c)
 	}
 	return calls
+}
+
+// Ended is the number of ended calls kept as tombstones and of those
+// forgotten early at Config.MaxEnded.
+func (e *Engine) Ended() (kept int, evicted uint64) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.tombs.len(), e.tombs.evicted
 }
 
 // Active is the number of calls holding an admission slot.

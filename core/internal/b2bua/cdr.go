@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
+
+	"github.com/umedge/umedge/core/internal/jsonenc"
 )
 
 // Record is one call detail record: a JSON line per ended call.
@@ -57,10 +57,6 @@ func (c *call) record() Record {
 // errNotWritten counts the records Close could not write.
 var errNotWritten = errors.New("call detail records not written")
 
-// errNotJSON is a record value JSON cannot carry (encoding/json refuses
-// it too).
-var errNotJSON = errors.New("call detail record value not encodable as JSON")
-
 // CDRWriter appends records to a file, durably: a writer goroutine takes
 // whatever records have queued, writes them and fsyncs once per batch
 // (group commit, at most one per syncEvery), so a record is on disk within
@@ -77,9 +73,14 @@ type CDRWriter struct {
 	wake chan struct{}
 	done chan struct{}
 	shut bool
+	buf  []byte // the writer goroutine's encoding buffer, kept between batches
 
 	syncs atomic.Uint64 // batches written and fsynced
 }
+
+// maxKeptBuf bounds the encoding buffer kept between batches: a burst's
+// batch may grow it further, and it is then let go.
+const maxKeptBuf = 4 << 20
 
 // OpenCDR opens (creating, mode 0600) the record file at path for append.
 func OpenCDR(path string, log *slog.Logger) (*CDRWriter, error) {
@@ -179,7 +180,12 @@ func (w *CDRWriter) run() {
 // flush appends batch and fsyncs. A write that fails part way (a full
 // disk) is cut off again, so that the retry leaves no torn line.
 func (w *CDRWriter) flush(batch []Record) error {
-	buf := make([]byte, 0, 512*len(batch))
+	buf := w.buf[:0]
+	defer func() {
+		if cap(buf) <= maxKeptBuf {
+			w.buf = buf[:0]
+		}
+	}()
 	for i := range batch {
 		var err error
 		if buf, err = batch[i].appendJSON(buf); err != nil {
@@ -205,46 +211,47 @@ func (w *CDRWriter) flush(batch []Record) error {
 // appendJSON appends r as one JSON line, the bytes json.Encoder writes
 // for it (TestRecordJSONIsEncodingJSON), without reflection over the
 // record: at thousands of calls a second encoding/json was most of the
-// writer's CPU. Only Media, whose type the engine does not know, goes
-// through encoding/json.
+// writer's CPU. Media, whose type the engine does not know, appends
+// itself when it is a jsonenc.Appender (the media engine's statistics
+// are), else goes through encoding/json.
 func (r *Record) appendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"call_id":`...)
-	b = appendJSONString(b, r.CallID)
+	b = jsonenc.String(b, r.CallID)
 	b = append(b, `,"gateway":`...)
-	b = appendJSONString(b, r.Gateway)
+	b = jsonenc.String(b, r.Gateway)
 	b = append(b, `,"dial_plan":`...)
-	b = appendJSONString(b, r.DialPlan)
+	b = jsonenc.String(b, r.DialPlan)
 	b = append(b, `,"pool":`...)
-	b = appendJSONString(b, r.Pool)
+	b = jsonenc.String(b, r.Pool)
 	b = append(b, `,"backend":`...)
-	b = appendJSONString(b, r.Backend)
+	b = jsonenc.String(b, r.Backend)
 	b = append(b, `,"from":`...)
-	b = appendJSONString(b, r.From)
+	b = jsonenc.String(b, r.From)
 	b = append(b, `,"to":`...)
-	b = appendJSONString(b, r.To)
+	b = jsonenc.String(b, r.To)
 	var err error
 	b = append(b, `,"start":`...)
-	if b, err = appendJSONTime(b, r.Start); err != nil {
+	if b, err = jsonenc.Time(b, r.Start); err != nil {
 		return b, err
 	}
 	if !r.Answer.IsZero() {
 		b = append(b, `,"answer":`...)
-		if b, err = appendJSONTime(b, r.Answer); err != nil {
+		if b, err = jsonenc.Time(b, r.Answer); err != nil {
 			return b, err
 		}
 	}
 	b = append(b, `,"end":`...)
-	if b, err = appendJSONTime(b, r.End); err != nil {
+	if b, err = jsonenc.Time(b, r.End); err != nil {
 		return b, err
 	}
 	b = append(b, `,"duration_s":`...)
-	if b, err = appendJSONFloat(b, r.Duration); err != nil {
+	if b, err = jsonenc.Float(b, r.Duration); err != nil {
 		return b, err
 	}
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(r.Status), 10)
 	b = append(b, `,"reason":`...)
-	b = appendJSONString(b, r.Reason)
+	b = jsonenc.String(b, r.Reason)
 	b = append(b, `,"redirects":`...)
 	b = strconv.AppendInt(b, int64(r.Redirects), 10)
 	b = append(b, `,"leg_a":`...)
@@ -252,106 +259,28 @@ func (r *Record) appendJSON(b []byte) ([]byte, error) {
 	b = append(b, `,"leg_b":`...)
 	b = r.LegB.appendJSON(b)
 	if r.Media != nil {
-		m, err := json.Marshal(r.Media)
-		if err != nil {
-			return b, err
-		}
 		b = append(b, `,"media":`...)
-		b = append(b, m...)
+		if a, ok := r.Media.(jsonenc.Appender); ok {
+			if b, err = a.AppendJSON(b); err != nil {
+				return b, err
+			}
+		} else {
+			m, err := json.Marshal(r.Media)
+			if err != nil {
+				return b, err
+			}
+			b = append(b, m...)
+		}
 	}
 	return append(b, "}\n"...), nil
 }
 
 func (l *LegInfo) appendJSON(b []byte) []byte {
 	b = append(b, `{"transport":`...)
-	b = appendJSONString(b, string(l.Transport))
+	b = jsonenc.String(b, string(l.Transport))
 	b = append(b, `,"peer":`...)
-	b = appendJSONString(b, l.Peer)
+	b = jsonenc.String(b, l.Peer)
 	b = append(b, `,"call_id":`...)
-	b = appendJSONString(b, l.CallID)
+	b = jsonenc.String(b, l.CallID)
 	return append(b, '}')
-}
-
-// appendJSONTime appends t as time.Time's MarshalJSON does.
-func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
-	if y := t.Year(); y < 0 || y > 9999 {
-		return b, fmt.Errorf("%w: time %v outside of years 0-9999", errNotJSON, t)
-	}
-	b = append(b, '"')
-	b = t.AppendFormat(b, time.RFC3339Nano)
-	return append(b, '"'), nil
-}
-
-// appendJSONFloat appends f as encoding/json writes a float64.
-func appendJSONFloat(b []byte, f float64) ([]byte, error) {
-	if math.IsInf(f, 0) || math.IsNaN(f) {
-		return b, fmt.Errorf("%w: duration %v", errNotJSON, f)
-	}
-	format := byte('f')
-	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' { // e-09 → e-9, as encoding/json
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b, nil
-}
-
-// appendJSONString appends s quoted as encoding/json quotes it by default
-// (HTML characters escaped too): call ids, users and reasons come from
-// the peers.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -7,8 +7,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/umedge/umedge/core/internal/jsonenc"
 	"github.com/umedge/umedge/core/sdk/router"
 )
+
+// selfAppending is media stats that append their own JSON, as the media
+// engine's do: the record takes their bytes as they give them.
+type selfAppending struct {
+	Name string
+	N    int
+}
+
+func (m selfAppending) AppendJSON(b []byte) ([]byte, error) {
+	b = jsonenc.String(append(b, `{"Name":`...), m.Name)
+	return append(jsonenc.Int(append(b, `,"N":`...), int64(m.N)), '}'), nil
+}
 
 // The record's own encoder writes exactly what json.Encoder writes for
 // it: every string a peer controls (Call-ID, users, reasons) quoted and
@@ -32,6 +45,8 @@ func TestRecordJSONIsEncodingJSON(t *testing.T) {
 		case 1:
 			r.Media = map[string]any{"legs": []any{s, 1.5, nil}, "id": s}
 			r.Start = time.Date(2026, 12, 2, 9, 0, 0, 0, time.FixedZone("x", 3600))
+		case 2:
+			r.Media = selfAppending{Name: s, N: i}
 		}
 		recs = append(recs, r)
 	}

@@ -58,6 +58,13 @@ type tombs struct {
 	chunks [][]byte
 	cbase  uint64
 	spare  [][]byte // emptied chunks, reused
+	// max bounds the tombstones (Config.MaxEnded; 0 = none): at it, the
+	// oldest is forgotten before its time to make room, and counted in
+	// evicted. Its call's late retransmissions then meet no call (a BYE
+	// gets 481, an INVITE is a new call with a Call-ID a back end may still
+	// know), which is what a box out of memory would do worse.
+	max     int
+	evicted uint64
 }
 
 // tomb locates one tombstone's record.
@@ -91,6 +98,14 @@ func (ts *tombs) insert(rec []byte, aID, bID string, due time.Time) bool {
 	}
 	if _, ok := ts.idx[hB]; ok {
 		return false
+	}
+	if ts.max > 0 && ts.len() >= ts.max {
+		ts.unindex(ts.base + uint64(ts.head)) // its record goes with the next expire's chunks
+		ts.head++
+		ts.evicted++
+		if ts.head > len(ts.ring)/2 {
+			ts.compact()
+		}
 	}
 	last := len(ts.chunks) - 1
 	if last < 0 || len(ts.chunks[last])+len(rec) > cap(ts.chunks[last]) {
@@ -177,6 +192,16 @@ func (ts *tombs) expire(now time.Time) time.Time {
 		ts.unindex(ts.base + uint64(ts.head))
 		ts.head++
 	}
+	ts.compact()
+	if ts.len() == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ts.ring[ts.head].due)
+}
+
+// compact lets go of the ring's slots before head and of the chunks no
+// tombstone from head on uses.
+func (ts *tombs) compact() {
 	if ts.head == len(ts.ring) {
 		ts.base += uint64(len(ts.ring))
 		ts.ring, ts.head = ts.ring[:0], 0
@@ -209,10 +234,6 @@ func (ts *tombs) expire(now time.Time) time.Time {
 		ts.chunks = ts.chunks[:n]
 		ts.cbase += uint64(drop)
 	}
-	if ts.len() == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, ts.ring[ts.head].due)
 }
 
 // tombRecord is what a tombstone keeps of its call: what the answers of an

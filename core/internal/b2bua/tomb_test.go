@@ -439,6 +439,60 @@ func TestTombsArena(t *testing.T) {
 	}
 }
 
+// At its cap the arena forgets the oldest tombstone for each new one,
+// counted, and holds no more than the cap's records: a flood of ended
+// calls costs bounded memory however long it lasts.
+func TestTombsCap(t *testing.T) {
+	ts := tombs{max: 100}
+	far := time.Now().Add(time.Hour)                                                        // nothing expires: only the cap frees
+	rec := func(i int) []byte { return []byte(strings.Repeat(fmt.Sprintf("%05d", i), 80)) } // 400 B
+	const n = 10_000
+	for i := range n {
+		if !ts.insert(rec(i), fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i), far) {
+			t.Fatalf("insert %d refused", i)
+		}
+		if ts.len() > ts.max {
+			t.Fatalf("after insert %d: %d tombstones, cap %d", i, ts.len(), ts.max)
+		}
+	}
+	if ts.evicted != n-100 {
+		t.Fatalf("evicted %d, want %d", ts.evicted, n-100)
+	}
+	for i := range n {
+		got, _ := ts.lookup(fmt.Sprintf("b%d", i), time.Now(), nil)
+		switch {
+		case i < n-100 && got != nil:
+			t.Fatalf("evicted tombstone %d still found", i)
+		case i >= n-100 && string(got) != string(rec(i)):
+			t.Fatalf("tombstone %d: %.20q", i, got)
+		}
+	}
+	if len(ts.idx) != 2*100 || len(ts.ring) > 2*ts.max+1 {
+		t.Fatalf("index %d entries, ring %d slots for %d tombstones", len(ts.idx), len(ts.ring), ts.len())
+	}
+	held := 0
+	for _, c := range ts.chunks {
+		held += cap(c)
+	}
+	if limit := (100*400/tombChunk + 2) * tombChunk; held > limit {
+		t.Fatalf("chunks hold %d KiB for 100 records of 400 B", held>>10)
+	}
+}
+
+// The engine takes its cap from Config.MaxEnded, DefaultMaxEnded when 0.
+func TestMaxEndedConfig(t *testing.T) {
+	if h := newHarness(t, Config{}); h.e.tombs.max != DefaultMaxEnded {
+		t.Errorf("default cap %d, want %d", h.e.tombs.max, DefaultMaxEnded)
+	}
+	h := newHarness(t, Config{MaxEnded: 7})
+	if h.e.tombs.max != 7 {
+		t.Errorf("cap %d, want 7", h.e.tombs.max)
+	}
+	if kept, evicted := h.e.Ended(); kept != 0 || evicted != 0 {
+		t.Errorf("a new engine keeps %d ended calls, evicted %d", kept, evicted)
+	}
+}
+
 // A caller's late 481 to a keep-alive OPTIONS of a call that has ended
 // sends nothing: no BYE to the back end, whose dialog is over.
 func TestLateKeepAlive481AfterEnd(t *testing.T) {

@@ -426,9 +426,9 @@ func (e *Engine) housekeep() {
 	if ri := e.cfg.ReportInterval; ri > 0 {
 		tick = min(ri/4, tick)
 	}
-	e.everySession(tick, func(s *Session, now time.Time) {
+	e.everySession(tick, func(s *Session, now time.Time, snap fastpath.Snapshot) {
 		if e.cfg.InactivityTimeout > 0 {
-			s.checkInactive(now, e.cfg.InactivityTimeout)
+			s.checkInactive(now, e.cfg.InactivityTimeout, snap)
 		}
 		if e.cfg.ReportInterval > 0 {
 			s.checkReports(now, e.cfg.ReportInterval)
@@ -437,17 +437,21 @@ func (e *Engine) housekeep() {
 }
 
 // everySession calls fn for each session every tick until the engine
-// closes.
-func (e *Engine) everySession(tick time.Duration, fn func(*Session, time.Time)) {
+// closes, with a snapshot of the kernel fast path's counters taken at the
+// tick (nil without the fast path, or when it could not be read: the
+// sessions then read their own entries).
+func (e *Engine) everySession(tick time.Duration, fn func(*Session, time.Time, fastpath.Snapshot)) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
+	var snap fastpath.Snapshot
 	for {
 		select {
 		case <-e.stop:
 			return
 		case now := <-t.C:
+			snap = e.fp.snapshot(snap)
 			for _, s := range e.sessionList() {
-				fn(s, now)
+				fn(s, now, snap)
 			}
 		}
 	}

@@ -273,7 +273,7 @@ func (l *leg) rebound(src netip.AddrPort, ssrc uint32, seq uint16, now int64) bo
 		return false
 	}
 	if len(l.sess.fp.entries) > 0 {
-		l.sess.offloadSync()
+		l.sess.offloadSync(nil)
 	}
 	if now-l.lastIn < int64(rebindQuiet) {
 		return false

@@ -314,16 +314,42 @@ func (s *Session) offloadInstall() {
 	o.offloads.Add(1)
 }
 
+// snapshot reads the fast path's counters into snap (made when nil); nil
+// when there is no fast path or it could not be read.
+func (o *offloader) snapshot(snap fastpath.Snapshot) fastpath.Snapshot {
+	if o == nil {
+		return nil
+	}
+	if snap == nil {
+		snap = fastpath.Snapshot{}
+	}
+	if err := o.path.Snapshot(snap); err != nil {
+		o.log.Warn("media fast path: counters not read in one snapshot; each session reads its own", "reason", err)
+		return nil
+	}
+	return snap
+}
+
+// counters is the kernel's counters of the entry for local: from snap,
+// or from the map when snap is nil.
+func (o *offloader) counters(snap fastpath.Snapshot, local netip.AddrPort) (fastpath.Counters, bool) {
+	if snap != nil {
+		return snap.Get(local)
+	}
+	c, err := o.path.Counters(local)
+	return c, err == nil
+}
+
 // offloadSync folds what the kernel forwarded since the last read into the
-// legs' counters and the session's last-packet time. Called with s.mu held.
-func (s *Session) offloadSync() {
+// legs' counters and the session's last-packet time, read from snap (an
+// entry put after it is read at the next) or, when snap is nil, from the
+// map itself. Called with s.mu held.
+func (s *Session) offloadSync(snap fastpath.Snapshot) {
 	for i := range s.fp.entries {
 		in := &s.fp.entries[i]
-		c, err := s.e.fp.path.Counters(in.e.Local)
-		if err != nil {
-			continue
+		if c, ok := s.e.fp.counters(snap, in.e.Local); ok {
+			s.offloadFold(in, c)
 		}
-		s.offloadFold(in, c)
 	}
 }
 

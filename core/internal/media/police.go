@@ -125,13 +125,15 @@ func (p Police) policing() bool {
 // policeKernel is the engine's one goroutine that runs what the kernel
 // fast path forwarded through the legs' buckets (see above).
 func (e *Engine) policeKernel() {
-	e.everySession(e.cfg.PoliceInterval, func(s *Session, now time.Time) { s.policeOffloaded(now.UnixNano()) })
+	e.everySession(e.cfg.PoliceInterval, func(s *Session, now time.Time, snap fastpath.Snapshot) {
+		s.policeOffloaded(now.UnixNano(), snap)
+	})
 }
 
 // policeOffloaded runs what the kernel forwarded for s since the last
 // check through the receiving legs' buckets and takes s off the kernel
-// path when one went over.
-func (s *Session) policeOffloaded(now int64) {
+// path when one went over; the counters from snap (nil: the map).
+func (s *Session) policeOffloaded(now int64, snap fastpath.Snapshot) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.fp.entries) == 0 || s.closed {
@@ -146,8 +148,8 @@ func (s *Session) policeOffloaded(now int64) {
 	)
 	for i := range s.fp.entries {
 		in := &s.fp.entries[i]
-		c, err := s.e.fp.path.Counters(in.e.Local)
-		if err != nil {
+		c, ok := s.e.fp.counters(snap, in.e.Local)
+		if !ok {
 			continue
 		}
 		dp, db := c.Packets-in.policed.Packets, c.Bytes-in.policed.Bytes

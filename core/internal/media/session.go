@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/umedge/umedge/core/internal/media/fastpath"
 )
 
 // Side names a leg of a session.
@@ -296,7 +298,7 @@ func (s *Session) bind(l *leg) error {
 func (s *Session) Stats() SessionStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.offloadSync()
+	s.offloadSync(nil)
 	st := SessionStats{ID: s.id, Started: s.started, LastPacket: time.Unix(0, s.lastPacket), Declined: s.declined}
 	for i, l := range s.legs {
 		st.Legs[i] = s.legStats(l)
@@ -419,9 +421,9 @@ func (s *Session) latched() bool {
 	return s.legs[SideA].latchRTP.IsValid() && s.legs[SideB].latchRTP.IsValid()
 }
 
-func (s *Session) checkInactive(now time.Time, timeout time.Duration) {
+func (s *Session) checkInactive(now time.Time, timeout time.Duration, snap fastpath.Snapshot) {
 	s.mu.Lock()
-	s.offloadSync()
+	s.offloadSync(snap)
 	fire := !s.closed && s.mediaUp && !s.timedOut && now.UnixNano()-s.lastPacket >= int64(timeout)
 	if fire {
 		s.timedOut = true

@@ -32,3 +32,16 @@ func Available() error {
 	}
 	return nil
 }
+
+// Require fails t when SIPp is not installed: a test that needs it fails,
+// never skips (make test installs sip-tester). t is a *testing.T or
+// *testing.B (this package is linked into sipbench, not only tests).
+func Require(t interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}) {
+	t.Helper()
+	if err := Available(); err != nil {
+		t.Fatalf("SIPp is required (make test installs sip-tester): %v", err)
+	}
+}

@@ -235,10 +235,13 @@ func (c *routingCollector) Collect(ch chan<- prometheus.Metric) {
 type SBCSample struct {
 	Active                                    int    // calls holding an admission slot now
 	Calls, Answered, Failed, Refused, Limited uint64 // totals; Limited: of Refused, over a calls-per-second limit
+	Ended                                     int    // ended calls kept to answer retransmissions
+	EndedEvicted                              uint64 // of those, forgotten early at sbc.max_ended_calls
 }
 
 // WatchSBC exports umedge_sbc_calls_total{outcome} (admitted, answered,
-// failed, refused, rate-limited) and umedge_sbc_active_calls, read from fn
+// failed, refused, rate-limited), umedge_sbc_active_calls,
+// umedge_sbc_ended_calls and umedge_sbc_ended_evicted_total, read from fn
 // at every scrape.
 func (m *Metrics) WatchSBC(fn func() SBCSample) {
 	m.Registry.MustRegister(&sbcCollector{fn: fn})
@@ -248,7 +251,10 @@ var (
 	sbcCallsDesc = prometheus.NewDesc("umedge_sbc_calls_total",
 		"Calls of proxy pools by outcome: admitted, answered, failed, refused at admission, and of those rate-limited (R-SBC-8).",
 		[]string{"outcome"}, nil)
-	sbcActiveDesc = prometheus.NewDesc("umedge_sbc_active_calls", "Calls through the SBC now.", nil, nil)
+	sbcActiveDesc  = prometheus.NewDesc("umedge_sbc_active_calls", "Calls through the SBC now.", nil, nil)
+	sbcEndedDesc   = prometheus.NewDesc("umedge_sbc_ended_calls", "Ended calls kept 64×T1 to answer their retransmissions.", nil, nil)
+	sbcEvictedDesc = prometheus.NewDesc("umedge_sbc_ended_evicted_total",
+		"Ended calls forgotten before 64×T1 because sbc.max_ended_calls were kept.", nil, nil)
 )
 
 type sbcCollector struct{ fn func() SBCSample }
@@ -256,6 +262,8 @@ type sbcCollector struct{ fn func() SBCSample }
 func (c *sbcCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- sbcCallsDesc
 	ch <- sbcActiveDesc
+	ch <- sbcEndedDesc
+	ch <- sbcEvictedDesc
 }
 
 func (c *sbcCollector) Collect(ch chan<- prometheus.Metric) {
@@ -267,6 +275,8 @@ func (c *sbcCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(sbcCallsDesc, prometheus.CounterValue, float64(o.n), o.name)
 	}
 	ch <- prometheus.MustNewConstMetric(sbcActiveDesc, prometheus.GaugeValue, float64(s.Active))
+	ch <- prometheus.MustNewConstMetric(sbcEndedDesc, prometheus.GaugeValue, float64(s.Ended))
+	ch <- prometheus.MustNewConstMetric(sbcEvictedDesc, prometheus.CounterValue, float64(s.EndedEvicted))
 }
 
 // HealthSample is one probed target at a scrape.

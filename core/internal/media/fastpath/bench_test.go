@@ -70,3 +70,36 @@ func BenchmarkCounters(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReadCounters is one poll of every entry's counters, the work
+// of the pollers each second, at 4,000 entries (1,000 offloaded calls:
+// RTP and RTCP of two legs): one Counters lookup per entry, or one
+// Snapshot.
+func BenchmarkReadCounters(b *testing.B) {
+	l := newLab(&testing.T{}, true)
+	const entries = 4000
+	locals := make([]netip.AddrPort, entries)
+	for i := range locals {
+		locals[i] = netip.AddrPortFrom(local4.Addr(), uint16(10000+i)) //nolint:gosec // small
+		if err := l.p.Put(Entry{Local: locals[i], Peer: peer4, Src: src4, Dst: dst4, PayloadTypes: ptMask(0), Ifindex: l.ifindex}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("each", func(b *testing.B) {
+		for b.Loop() {
+			for _, local := range locals {
+				if _, err := l.p.Counters(local); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("snapshot", func(b *testing.B) {
+		snap := Snapshot{}
+		for b.Loop() {
+			if err := l.p.Snapshot(snap); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -434,6 +434,28 @@ func (p *Path) Take(local netip.AddrPort) (Counters, error) {
 
 // sum adds up one entry's per-CPU counters.
 func (p *Path) sum(per []bpfFpFwd, local netip.AddrPort) (Counters, error) {
+	wall, mono, err := p.clock()
+	if err != nil {
+		return Counters{}, fmt.Errorf("fastpath: counters for %s: %w", local, err)
+	}
+	return sumAt(per, wall, mono), nil
+}
+
+// clock is the wall clock and CLOCK_MONOTONIC (ns) now, to turn the
+// program's bpf_ktime_get_ns into wall-clock times: how long ago the last
+// packet was, on the wall clock as it is now (a pair taken at Load would
+// be off by every step of the clock since).
+func (p *Path) clock() (time.Time, int64, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return time.Time{}, 0, fmt.Errorf("clock_gettime: %w", err)
+	}
+	return p.now(), ts.Nano(), nil
+}
+
+// sumAt adds up per-CPU counters, with the last packet's time from the
+// clocks read at wall and mono (clock).
+func sumAt(per []bpfFpFwd, wall time.Time, mono int64) Counters {
 	var c Counters
 	var last uint64
 	for _, v := range per {
@@ -442,16 +464,79 @@ func (p *Path) sum(per []bpfFpFwd, local netip.AddrPort) (Counters, error) {
 		last = max(last, v.LastNs)
 	}
 	if last != 0 {
-		// bpf_ktime_get_ns is CLOCK_MONOTONIC: how long ago the last
-		// packet was, on the wall clock as it is now (one taken at Load
-		// would be off by every step of the clock since).
-		var ts unix.Timespec
-		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-			return Counters{}, fmt.Errorf("fastpath: counters for %s: clock_gettime: %w", local, err)
-		}
-		c.Last = p.now().Add(-time.Duration(ts.Nano() - int64(last))) //nolint:gosec // ns since boot fit an int64
+		c.Last = wall.Add(-time.Duration(mono - int64(last))) //nolint:gosec // ns since boot fit an int64
 	}
-	return c, nil
+	return c
+}
+
+// snapshotBatch is the entries one BPF_MAP_LOOKUP_BATCH reads.
+const snapshotBatch = 256
+
+// Snapshot is the counters of every entry at one moment, by local
+// address (Path.Snapshot).
+type Snapshot map[netip.AddrPort]Counters
+
+// Get is the counters of the entry for local, if it had one.
+func (s Snapshot) Get(local netip.AddrPort) (Counters, bool) {
+	c, ok := s[netip.AddrPortFrom(local.Addr().Unmap(), local.Port())]
+	return c, ok
+}
+
+// Snapshot reads the counters of every entry into into, emptied first.
+// The pollers that read every offloaded leg each second (policing,
+// inactivity) take one snapshot instead of one lookup — a syscall and a
+// per-CPU slice — per entry: BPF_MAP_LOOKUP_BATCH reads snapshotBatch
+// entries a syscall (kernels before 5.6, which lack it, iterate). Entries
+// put or deleted meanwhile may be missed or seen.
+func (p *Path) Snapshot(into Snapshot) error {
+	clear(into)
+	wall, mono, err := p.clock()
+	if err != nil {
+		return fmt.Errorf("fastpath: snapshot: %w", err)
+	}
+	ncpu := ebpf.MustPossibleCPU()
+	keys := make([]bpfFpKey, snapshotBatch)
+	vals := make([]bpfFpFwd, snapshotBatch*ncpu)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := p.objs.FwdMap.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			into[keyAddr(keys[i])] = sumAt(vals[i*ncpu:(i+1)*ncpu], wall, mono)
+		}
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return nil // the end of the map
+		case errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.ENOSPC):
+			// No batch operations, or a hash bucket larger than a batch
+			// (ENOSPC): one entry at a time.
+			return p.iterate(into, wall, mono)
+		case err != nil:
+			return fmt.Errorf("fastpath: snapshot: %w", err)
+		}
+	}
+}
+
+// iterate is Snapshot one entry a syscall.
+func (p *Path) iterate(into Snapshot, wall time.Time, mono int64) error {
+	it := p.objs.FwdMap.Iterate()
+	var k bpfFpKey
+	var per []bpfFpFwd
+	for it.Next(&k, &per) {
+		into[keyAddr(k)] = sumAt(per, wall, mono)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("fastpath: snapshot: %w", err)
+	}
+	return nil
+}
+
+// keyAddr is the local address of a map key, key's inverse.
+func keyAddr(k bpfFpKey) netip.AddrPort {
+	a := netip.AddrFrom16(k.Addr)
+	if k.Family == 4 {
+		a = a.Unmap()
+	}
+	return netip.AddrPortFrom(a, htons(k.Port))
 }
 
 // Entries is the number of forwarding entries installed.

@@ -651,3 +651,54 @@ func TestRemoveStale(t *testing.T) {
 		t.Errorf("RemoveStale again = %d, %v; want 0", n, err)
 	}
 }
+
+// Snapshot reads every entry, in batches (more entries than one batch
+// holds here, IPv4 and IPv6), with the counters Counters reads one by one.
+func TestSnapshot(t *testing.T) {
+	l := newLab(t, true)
+	const extra = 3*snapshotBatch + 17
+	for i := range extra {
+		local := netip.AddrPortFrom(local4.Addr(), uint16(20000+2*i)) //nolint:gosec // small
+		if i%2 == 1 {
+			local = netip.AddrPortFrom(local6.Addr(), uint16(20000+2*i)) //nolint:gosec // small
+		}
+		peer, src, dst := peer4, src4, dst4
+		if i%2 == 1 {
+			peer, src, dst = peer6, src6, dst6
+		}
+		must(t, l.p.Put(Entry{Local: local, Peer: peer, Src: src, Dst: dst, PayloadTypes: ptMask(0), Ifindex: l.ifindex}))
+	}
+	for range 3 {
+		if ret, _ := l.run(t, udpPacket(peer4, local4, rtp(0), pktOpts{})); ret != actRedirect {
+			t.Fatalf("verdict %d, want a redirect", ret)
+		}
+	}
+	if ret, _ := l.run(t, udpPacket(peer6, local6, rtp(8), pktOpts{})); ret != actRedirect {
+		t.Fatalf("verdict %d, want a redirect", ret)
+	}
+	snap := Snapshot{netip.MustParseAddrPort("192.0.2.1:1"): {}} // emptied first
+	must(t, l.p.Snapshot(snap))
+	if len(snap) != extra+3 {
+		t.Fatalf("snapshot of %d entries, want %d", len(snap), extra+3)
+	}
+	for local := range snap {
+		want, err := l.p.Counters(local)
+		must(t, err)
+		got, _ := snap.Get(local)
+		if got.Packets != want.Packets || got.Bytes != want.Bytes || got.Last.Sub(want.Last).Abs() > time.Second {
+			t.Errorf("%s: snapshot %+v, Counters %+v", local, got, want)
+		}
+	}
+	if c, ok := snap.Get(local4); !ok || c.Packets != 3 || c.Last.IsZero() {
+		t.Errorf("%s: %+v, %v; want 3 packets and a last time", local4, c, ok)
+	}
+	if c, ok := snap.Get(netip.AddrPortFrom(netip.AddrFrom16(local4.Addr().As16()), local4.Port())); !ok || c.Packets != 3 {
+		t.Errorf("the IPv4-mapped form of %s not found: %+v, %v", local4, c, ok)
+	}
+	if c, ok := snap.Get(local6); !ok || c.Packets != 1 {
+		t.Errorf("%s: %+v, %v; want 1 packet", local6, c, ok)
+	}
+	if _, ok := snap.Get(netip.MustParseAddrPort("192.0.2.1:1")); ok {
+		t.Error("Snapshot kept what the map held before")
+	}
+}
