@@ -372,10 +372,15 @@ func TestRelayRepacketiseAttack(t *testing.T) {
 	if in := uint64(64 + 480 + 400 + 40 + 100); st.RepackIn != in || st.PacketsOut-st.RTCPOut != st.RepackOut {
 		t.Errorf("repacker took %d packets, want %d; made %d, %d went out", st.RepackIn, in, st.RepackOut, st.PacketsOut)
 	}
-	// /calls and the CDR carry the stats as JSON.
-	if js, err := json.Marshal(c.s.Stats()); err != nil || !bytes.Contains(js, []byte(`"Ptime":20,"PtimeSDP":0,"Repacketised":true,"RepackIn":1084,`)) ||
-		!bytes.Contains(js, []byte(`"RepackIrregular":40`)) {
-		t.Errorf("the stats' JSON (/calls, CDR) lacks the ptime and repacker counters: %s (%v)", js, err)
+	// /calls and the CDR carry the stats as JSON: encoding/json's, and the
+	// CDR's own encoder.
+	js, err := json.Marshal(c.s.Stats())
+	cdr, err2 := c.s.Stats().AppendJSON(nil)
+	for _, b := range [][]byte{js, cdr} {
+		if err != nil || err2 != nil || !bytes.Contains(b, []byte(`"Ptime":20,"PtimeSDP":0,"Repacketised":true,"RepackIn":1084,`)) ||
+			!bytes.Contains(b, []byte(`"RepackIrregular":40`)) {
+			t.Errorf("the stats' JSON (/calls, CDR) lacks the ptime and repacker counters: %s (%v, %v)", b, err, err2)
+		}
 	}
 	if d := c.e.Stats().TxDrops; d != 0 {
 		t.Errorf("%d datagrams dropped on the way out", d)
