@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/umedge/umedge/core/internal/media/fastpath"
 )
 
 // ptimeCall is a plain call whose caller A says a=ptime:aMs and whose
@@ -414,5 +416,65 @@ func TestRepackNotOffloaded(t *testing.T) {
 		if got := s.offloadWant() != nil; got != tt.wantKern {
 			t.Errorf("A at %d ms, B's profile 20: offloaded %v, want %v", tt.aMs, got, tt.wantKern)
 		}
+	}
+}
+
+// TestOffloadRepacketise: with the kernel fast path on, a call whose callee
+// leg wants 20 ms and whose caller sends 10 stays in userspace, its audio
+// joined; the same call with the caller at 20 ms goes to the kernel.
+func TestOffloadRepacketise(t *testing.T) {
+	l := newOffloadLab(t, fastpath.TC, nil)
+	for _, tt := range []struct {
+		aMs      int
+		wantPath string
+	}{{10, PathUserspace}, {20, PathKernel}} {
+		var s *Session
+		var err error
+		l.engineNS.do(t, func() {
+			s, err = l.e.NewSession(fmt.Sprintf("fp-ptime-%d", tt.aMs), LegProfile{Local: l.aLocal, Security: SecurityRTP},
+				LegProfile{Local: l.bLocal, Security: SecurityRTP, Ptime: 20}, nil)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		offerToB, err := s.Offer(SideA, fmt.Appendf(sdpFor(l.caller, 1), "a=ptime:%d\r\n", tt.aMs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		answerToA, err := s.Answer(SideB, sdpFor(l.callee, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		toA, _ := mediaAddr(t, answerToA)
+		toB, _ := mediaAddr(t, offerToB)
+		var next byte
+		seqA := uint16(0)
+		for i := range 50 {
+			// 20 ms from A (one packet or two), 20 ms back from B; each
+			// side gets its packetisation.
+			for range 20 / tt.aMs {
+				sendAll(t, l.caller, toA, audio(0, seqA, uint32(seqA)*uint32(tt.aMs*8), 0xA, false, tt.aMs*8, &next)) //nolint:gosec // test values
+				seqA++
+			}
+			if got, _, err := tryRecv(l.callee, 2*time.Second); err != nil || len(got) != 12+160 {
+				t.Fatalf("A at %d ms: B's packet %d: %d bytes, %v", tt.aMs, i, len(got), err)
+			}
+			sendAll(t, l.callee, toB, audio(0, uint16(i), uint32(i*160), 0xB, false, 160, &next)) //nolint:gosec // test values
+			for range 20 / tt.aMs {
+				if got, _, err := tryRecv(l.caller, 2*time.Second); err != nil || len(got) != 12+tt.aMs*8 {
+					t.Fatalf("A at %d ms: A's packet %d: %d bytes, %v", tt.aMs, i, len(got), err)
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if tt.wantPath == PathKernel {
+			waitPath(t, s, PathKernel)
+		} else if st := s.Stats(); st.Legs[SideA].Path != PathUserspace || st.Legs[SideB].Path != PathUserspace || !st.Legs[SideB].Repacketised {
+			t.Errorf("A at 10 ms: legs on %s/%s, B repacketised %v", st.Legs[SideA].Path, st.Legs[SideB].Path, st.Legs[SideB].Repacketised)
+		}
+		s.Close()
+	}
+	if st := l.e.FastPath(); st.Offloads != 1 {
+		t.Errorf("%d sessions offloaded, want the 20 ms one only", st.Offloads)
 	}
 }
