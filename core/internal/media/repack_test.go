@@ -340,3 +340,60 @@ func FuzzRepack(f *testing.F) {
 		}
 	})
 }
+
+// TestRepackDecision: which direction re-packetises, to what, after an
+// answer: the out leg's profile; else, when the other leg's profile set
+// what its peer sends, the out leg's SDP ptime or maxptime; never when
+// neither profile has a ptime, nor for SRTP passed through.
+func TestRepackDecision(t *testing.T) {
+	tests := []struct {
+		name             string
+		profA, profB     int    // profile ptimes
+		sdpA, sdpB       [2]int // the peers' a=ptime, a=maxptime
+		pass             bool
+		wantToA, wantToB int // targets; 0 = no repacker
+		wantOwnRTCP      bool
+	}{
+		{name: "no profile: transparent whatever the SDPs", sdpA: [2]int{10, 0}, sdpB: [2]int{30, 0}},
+		{name: "B at 20, A says 10", profB: 20, sdpA: [2]int{10, 0}, wantToA: 10, wantToB: 20, wantOwnRTCP: true},
+		{name: "B at 20, A says 20", profB: 20, sdpA: [2]int{20, 0}, wantToA: 0, wantToB: 0},
+		{name: "B at 20, A says nothing: RFC 3551's 20", profB: 20},
+		{name: "B at 30, A says nothing", profB: 30, wantToB: 30, wantOwnRTCP: true},
+		{name: "B at 60, A's maxptime 40", profB: 60, sdpA: [2]int{0, 40}, wantToA: 40, wantToB: 60, wantOwnRTCP: true},
+		{name: "B at 20, A's maxptime 40: 20 fits", profB: 20, sdpA: [2]int{0, 40}},
+		{name: "both at 20", profA: 20, profB: 20, sdpA: [2]int{10, 0}, sdpB: [2]int{30, 0}},
+		{name: "A at 10, B at 20", profA: 10, profB: 20, wantToA: 10, wantToB: 20, wantOwnRTCP: true},
+		{name: "A asks 5 ms: held to 10", profB: 20, sdpA: [2]int{5, 0}, wantToA: 10, wantToB: 20, wantOwnRTCP: true},
+		{name: "SRTP passed through", profB: 20, sdpA: [2]int{10, 0}, pass: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &leg{prof: LegProfile{Ptime: tt.profA}, sdpPtime: tt.sdpA[0], sdpMaxptime: tt.sdpA[1]}
+			b := &leg{prof: LegProfile{Ptime: tt.profB}, sdpPtime: tt.sdpB[0], sdpMaxptime: tt.sdpB[1]}
+			configureRepack(a, b, tt.pass)
+			target := func(l *leg) int {
+				if l.rp == nil {
+					return 0
+				}
+				return l.rp.target
+			}
+			if target(a) != tt.wantToA || target(b) != tt.wantToB || a.ownRTCP != tt.wantOwnRTCP || b.ownRTCP != tt.wantOwnRTCP {
+				t.Errorf("to A %d, to B %d, own RTCP %v/%v; want %d, %d, %v", target(a), target(b), a.ownRTCP, b.ownRTCP, tt.wantToA, tt.wantToB, tt.wantOwnRTCP)
+			}
+		})
+	}
+	// Once a direction re-packetised, a re-INVITE that makes the sides
+	// agree leaves it renumbering (target 0): the sequence stays the
+	// relay's; SRTP passed through takes it away (the payload is not ours).
+	a, b := &leg{sdpPtime: 10}, &leg{prof: LegProfile{Ptime: 20}}
+	configureRepack(a, b, false)
+	a.sdpPtime = 20
+	configureRepack(a, b, false)
+	if b.rp == nil || b.rp.target != 0 || a.rp == nil || a.rp.target != 0 || !a.ownRTCP {
+		t.Errorf("after the sides agree: to B %+v, to A %+v", b.rp != nil, a.rp != nil)
+	}
+	configureRepack(a, b, true)
+	if a.rp != nil || b.rp != nil || a.ownRTCP {
+		t.Error("SRTP passed through still renumbers")
+	}
+}
