@@ -123,6 +123,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzPacket -fuzztime $(FUZZTIME) ./core/internal/media
 	$(GO) test -run XXX -fuzz FuzzUDPTL -fuzztime $(FUZZTIME) ./core/internal/media
 	$(GO) test -run XXX -fuzz FuzzSRTPDecrypt -fuzztime $(FUZZTIME) ./core/internal/media
+	$(GO) test -run XXX -fuzz FuzzRepack -fuzztime $(FUZZTIME) ./core/internal/media
 	$(GO) test -run XXX -fuzz FuzzReferRewrite -fuzztime $(FUZZTIME) ./core/internal/b2bua
 
 # Regenerates the committed protobuf code (needs protoc, Debian protobuf-compiler).

@@ -186,6 +186,13 @@ type SBCPeer struct {
 	MediaSecurity MediaSecurity `toml:"media_security"` // as-is|rtp|srtp|both; "" = as-is, or srtp towards a Secured dial plan's pool
 	Codecs        []string      `toml:"codecs"`         // allowed codecs in preference order, e.g. ["PCMA", "PCMU"]; empty = as offered
 	DropDTMF      bool          `toml:"drop_dtmf"`      // strip telephone-event (RFC 4733) from this leg's SDP
+	// Ptime is the packetisation this leg's peer gets, in ms (R-SBC-3):
+	// the SDP sent to it asks for a=ptime:<ptime>, and the media engine
+	// re-packetises PCMU, PCMA, G722 and G729 from the other leg to it
+	// (AudioCodes' "packetization time" per coder group). 0 = as offered;
+	// else 10..60, a multiple of 10 (G.729's 10 ms frame) unless codecs
+	// allows sample codecs only (PCMU, PCMA, G722).
+	Ptime int `toml:"ptime"`
 	// Early183, for a calling peer: provisional answers with SDP reach it
 	// as 183 only (a 180 as 180 without SDP, then 183): UCMA peers such as
 	// Exchange UM lose the media of SDP in a 180 (R-SBC-9).

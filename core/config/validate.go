@@ -339,6 +339,28 @@ func (v *validator) sbc() {
 				v.addf(fmt.Sprintf("%s.codecs[%d]", path, i), ErrInvalid, "%q is no codec name (an SDP encoding name such as PCMA)", c)
 			}
 		}
+		v.ptime(path+".ptime", p.Ptime, p.Codecs)
+	}
+}
+
+// ptime checks a peer's packetisation (R-SBC-3): 0 (as offered) or
+// 10..60 ms, the range of the media engine's re-packetiser; a G.729 packet
+// is whole 10 ms frames, so a value between them needs codecs that allow
+// only the sample codecs, whose packets split at any byte.
+func (v *validator) ptime(path string, ms int, codecs []string) {
+	if ms == 0 || !v.intRange(path, ms, 10, 60) || ms%10 == 0 {
+		return
+	}
+	sampleOnly := len(codecs) > 0
+	for _, c := range codecs {
+		switch strings.ToUpper(c) {
+		case "PCMU", "PCMA", "G722", "TELEPHONE-EVENT", "CN":
+		default:
+			sampleOnly = false
+		}
+	}
+	if !sampleOnly {
+		v.addf(path, ErrInvalid, "%d ms is not a whole number of G.729's 10 ms frames: use a multiple of 10, or limit codecs to PCMU, PCMA, G722", ms)
 	}
 }
 

@@ -362,6 +362,24 @@ func TestValidateSBC(t *testing.T) {
 		{name: "codec name with a separator", give: func(c *Config) {
 			c.SBC.Peers = map[string]SBCPeer{"gw": {Codecs: []string{"PCMA", "PCMU/8000\r\na=x"}}}
 		}, wantPath: "sbc.peers.gw.codecs[1]", wantErr: ErrInvalid},
+		{name: "ptimes", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"gw": {Ptime: 20}, "trunk": {Ptime: 60}, "pbx": {Ptime: 10}, "g711": {Ptime: 25, Codecs: []string{"PCMA", "pcmu", "telephone-event"}}}
+		}},
+		{name: "ptime below 10 ms", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"gw": {Ptime: 5}}
+		}, wantPath: "sbc.peers.gw.ptime", wantErr: ErrOutOfRange, wantText: "10..60"},
+		{name: "ptime above 60 ms", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"gw": {Ptime: 80}}
+		}, wantPath: "sbc.peers.gw.ptime", wantErr: ErrOutOfRange},
+		{name: "negative ptime", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"gw": {Ptime: -20}}
+		}, wantPath: "sbc.peers.gw.ptime", wantErr: ErrOutOfRange},
+		{name: "ptime not whole G.729 frames", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"gw": {Ptime: 25}}
+		}, wantPath: "sbc.peers.gw.ptime", wantErr: ErrInvalid, wantText: "multiple of 10"},
+		{name: "ptime not whole G.729 frames with G729 allowed", give: func(c *Config) {
+			c.SBC.Peers = map[string]SBCPeer{"gw": {Ptime: 15, Codecs: []string{"PCMU", "G729"}}}
+		}, wantPath: "sbc.peers.gw.ptime", wantErr: ErrInvalid},
 		{name: "keep-alive interval when down too short", give: func(c *Config) {
 			c.SBC.Peers = map[string]SBCPeer{"trunk": {OptionsIntervalDown: Duration{time.Millisecond}}}
 		}, wantPath: "sbc.peers.trunk.options_interval_down", wantErr: ErrOutOfRange},

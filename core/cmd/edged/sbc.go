@@ -191,7 +191,7 @@ func (a mediaAdapter) NewSession(callID string, t *b2bua.Target, aLocal, bLocal 
 
 func (a mediaAdapter) profile(name string, local netip.Addr, def media.Security) media.LegProfile {
 	p := a.peers[name]
-	lp := media.LegProfile{Local: local, Security: def, Codecs: p.Codecs, DropDTMF: p.DropDTMF}
+	lp := media.LegProfile{Local: local, Security: def, Codecs: p.Codecs, DropDTMF: p.DropDTMF, Ptime: p.Ptime}
 	switch p.MediaSecurity {
 	case config.MediaAsIs:
 		lp.Security = media.SecurityAsIs

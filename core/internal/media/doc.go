@@ -77,7 +77,7 @@
 // With fast_path "auto" or "tc" the engine loads an eBPF program at TC
 // ingress of the media interfaces (package fastpath). Once both legs of a
 // session are latched and neither needs payload work (no SRTP terminated,
-// no terminator attached, no DTMF dropped, not on hold, the firewall's
+// no terminator attached, no DTMF dropped, no re-packetising, not on hold, the firewall's
 // policy open for its ports), the session's forwarding is written into the
 // program's map and the kernel relays its packets; the legs' sockets stay
 // open and get whatever the program passes up (another source, STUN, an
@@ -95,6 +95,16 @@
 // a stranger's is a stray as before. A call on the kernel fast path is
 // checked from the kernel's counters every PoliceInterval by one goroutine
 // of the engine and leaves the kernel path for good when over.
+//
+// # Packetisation (LegProfile.Ptime, repack.go)
+//
+// A leg whose profile has a ptime is asked for it (a=ptime in the SDP sent
+// to it, and in the SDP sent to the other leg: what the relay sends from
+// it) and gets its audio in packets of that length: the relay joins or
+// splits PCMU, PCMA, G722 and G.729 from the other leg when the other
+// side's packetisation differs, with its own sequence numbers, and sends a
+// partial packet when it is due rather than wait for more. RTCP is not
+// relayed on such a stream; each leg gets the engine's own reports.
 //
 // # Signalling
 //

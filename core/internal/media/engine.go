@@ -220,6 +220,9 @@ func (e *Engine) NewSession(id string, a, b LegProfile, onTimeout func()) (*Sess
 		if !p.Local.IsValid() || p.Local.IsUnspecified() {
 			return nil, fmt.Errorf("%w: session %s: leg %s: local address %q: want a unicast address", ErrConfig, id, Side(side), p.Local)
 		}
+		if p.Ptime != 0 && (p.Ptime < minPtime || p.Ptime > maxPtime) {
+			return nil, fmt.Errorf("%w: session %s: leg %s: ptime %d ms: want 0 or %d..%d", ErrConfig, id, Side(side), p.Ptime, minPtime, maxPtime)
+		}
 	}
 	e.mu.Lock()
 	if e.closed {

@@ -40,6 +40,9 @@ type leg struct {
 	pt              [128]ptInfo
 	ptKnown         bool // pt was filled from SDP; other payload types are strays
 	codec           string
+	// a=ptime and a=maxptime of the peer's SDP in ms, 0 = not said: what
+	// it asked to receive and, by custom, sends (repack.go).
+	sdpPtime, sdpMaxptime int
 
 	// Latching (RFC 7362).
 	latchRTP, latchRTCP netip.AddrPort
@@ -69,6 +72,15 @@ type leg struct {
 	policeLogged   bool        // the kernel path's withdrawal of this leg was logged
 	report         reportState // the engine's own RTCP towards an SRTP peer (rtcp.go)
 
+	// rp re-packetises what the relay sends this leg's peer (repack.go);
+	// nil: packets pass as they came. ownRTCP: the stream re-packetises
+	// either way, so RTCP is not relayed and the peer gets the engine's
+	// own reports (rtcp.go). rpQueued: on the worker's list of legs with
+	// audio pending (worker.expire).
+	rp       *repacker
+	ownRTCP  bool
+	rpQueued bool
+
 	sendBuf *[bufSize]byte // terminator path (Session.Send), made on its first use: a relayed leg never needs it
 }
 
@@ -76,6 +88,7 @@ type leg struct {
 type ptInfo struct {
 	known bool
 	clock uint32
+	codec frameKind // how the relay re-packetises it (repack.go)
 }
 
 // legCounters are the leg's raw counters; LegStats is their public copy.
@@ -325,6 +338,9 @@ func (l *leg) receiveRTCP(w *worker, i int, pkt []byte, src netip.AddrPort, now 
 			l.stats.strays++
 			return
 		}
+		if l.ownRTCP {
+			l.report.noteSR(plain, now) // for the engine's own reports (repack.go)
+		}
 	}
 	l.sess.lastPacket = now
 	if !l.rtcpCap.take(1, int64(len(pkt)), now) {
@@ -413,6 +429,7 @@ func (l *leg) send(w *worker, fd int, dst netip.AddrPort, pkt []byte, rtcp bool)
 	if !dst.IsValid() || l.hold || l.off {
 		return
 	}
+	w.room()
 	out := pkt
 	if l.secure {
 		if l.tx == nil {

@@ -288,6 +288,9 @@ func (s *Session) offerStream(from Side, sn *streamNeg, sd *sdp.SessionDescripti
 	}
 	sn.formats = formats
 	out := &outStream{l: ly, kind: kindRTP, offer: true, formats: formats, mux: x.mux, hold: x.hold, proto: plainProto(x.proto)}
+	if sn.media == "audio" {
+		out.ptime = ptimeTowards(ly, lx)
+	}
 	switch {
 	case sn.pass:
 		out.proto = x.proto
@@ -492,6 +495,9 @@ func (s *Session) answerStream(n *negotiation, sn *streamNeg, from Side, sd *sdp
 
 	// The answer to X is Y's, rewritten for X's leg.
 	out := &outStream{l: lx, kind: kindRTP, formats: y.formats, mux: sn.x.mux, hold: y.hold, proto: sn.x.proto}
+	if sn.media == "audio" {
+		out.ptime = ptimeTowards(lx, sn.legs[from])
+	}
 	switch {
 	case sn.pass:
 		for _, c := range y.cryptos {
@@ -568,8 +574,21 @@ func (s *Session) commitStream(n *negotiation, a *answered, until int64) error {
 		lx.addPT(f, &sn.x)
 		ly.addPT(f, &sn.x)
 	}
+	configureRepack(lx, ly, sn.pass || sn.media != "audio")
 	lx.learnUntil, ly.learnUntil = until, until
 	return nil
+}
+
+// ptimeTowards is the a=ptime of the SDP sent out of leg to, whose stream's
+// other leg is other (R-SBC-3): to's profile ptime, which the relay
+// re-packetises to; else other's, which is what the relay sends out of
+// other's leg, so that to's peer sends it and the relay has nothing to do;
+// 0 when neither has one (the SDP's a=ptime passes as it came).
+func ptimeTowards(to, other *leg) int {
+	if to.prof.Ptime > 0 {
+		return to.prof.Ptime
+	}
+	return other.prof.Ptime
 }
 
 // Reject abandons the pending offer that came from side from (its
@@ -618,6 +637,7 @@ func (l *leg) apply(r *remoteMedia, secure, pass bool, theirs, ours sdesKey) err
 		l.peerSDP = r.rtp
 	}
 	l.sdpRTP, l.sdpRTCP, l.hold, l.mux = r.rtp, r.rtcp, r.hold, r.mux
+	l.sdpPtime, l.sdpMaxptime = r.ptime, r.maxptime
 	if r.mux {
 		l.sdpRTCP = r.rtp
 	}
@@ -660,7 +680,7 @@ func (l *leg) addPT(f string, r *remoteMedia) {
 	if _, err := fmt.Sscan(f, &pt); err != nil || pt < 0 || pt > 127 {
 		return
 	}
-	l.pt[pt] = ptInfo{known: true, clock: r.clocks[f]}
+	l.pt[pt] = ptInfo{known: true, clock: r.clocks[f], codec: frameKindOf(r.names[f], r.clocks[f])}
 }
 
 // ownKey is our key for suite i on this leg, drawn once per leg.

@@ -27,7 +27,8 @@ import (
 // A session qualifies when the engine has a fast path, media is up and no
 // offer waits for its answer, and on both legs: the sink is the relay (no
 // terminator attached), no SRTP is terminated (passthrough is fine: the
-// packets pass untouched), no DTMF is dropped, the peer is not on hold, the
+// packets pass untouched), no DTMF is dropped, the relay re-packetises
+// neither way (repack.go), the peer is not on hold, the
 // RTP source is latched, rtcp-mux is the same, the addresses are of one
 // family, and the firewall's policy (Config.FastPathAllow) accepts packets
 // to the leg's ports: offloaded packets never meet netfilter.
@@ -211,7 +212,7 @@ func (s *Session) offloadWant() []fastpath.Entry {
 		// RTP only: the program checks the payload type, which a UDPTL
 		// datagram (T.38) has none of, so a primary stream switched to
 		// fax stays in userspace; streams beyond the primary always do.
-		if l.off || l.kind != kindRTP || l.sink != &l.own || l.secure || l.hold || l.prof.DropDTMF || !l.latchRTP.IsValid() ||
+		if l.off || l.kind != kindRTP || l.sink != &l.own || l.secure || l.hold || l.prof.DropDTMF || l.rp != nil || l.ownRTCP || !l.latchRTP.IsValid() ||
 			l.latchRTP.Addr().Unmap().Is4() != l.prof.Local.Is4() {
 			return nil
 		}

@@ -34,6 +34,12 @@ import (
 // describe a stream that does not exist. A plain leg gets no own reports:
 // there the engine stays transparent, as it is for RTCP it relays.
 //
+// A stream the relay re-packetises (repack.go) is the exception to both:
+// its packets are the relay's, numbered anew, so the other side's reports
+// would not be true of what the peer sent. RTCP is not relayed between
+// its legs, either way, and each leg's peer, plain or SRTP, gets the
+// engine's receiver reports every ReportInterval.
+//
 // On an SRTP leg the peer's RTCP must be SRTCP. A datagram that fails
 // authentication but is a well-formed plain RTCP compound packet (its
 // headers chain to exactly its length, no SRTCP index, no tag) is counted
@@ -95,7 +101,7 @@ func (r *reportState) noteSR(plain []byte, now int64) {
 // session locked.
 func (l *leg) checkReport(now int64, every time.Duration) {
 	r := &l.report
-	if !l.secure || l.tx == nil || l.hold || l.off || !l.recv.started {
+	if !(l.ownRTCP || l.secure) || l.secure && l.tx == nil || l.hold || l.off || !l.recv.started {
 		r.due = 0
 		return
 	}
@@ -116,8 +122,11 @@ func (l *leg) checkReport(now int64, every time.Duration) {
 		if !dst.IsValid() {
 			return
 		}
-		var out []byte
-		if out, err = l.tx.EncryptRTCP(nil, pkt, nil); err == nil {
+		out := pkt
+		if l.secure {
+			out, err = l.tx.EncryptRTCP(nil, pkt, nil)
+		}
+		if err == nil {
 			err = sendto(fd, out, dst)
 		}
 		if err == nil {

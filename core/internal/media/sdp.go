@@ -34,6 +34,9 @@ type remoteMedia struct {
 	formats   []string
 	names     map[string]string // format → encoding name
 	clocks    map[string]uint32
+	// a=ptime and a=maxptime in ms (the media's, else the session's);
+	// 0 = not said (RFC 3551: 20 ms for the audio codecs).
+	ptime, maxptime int
 }
 
 func (r *remoteMedia) savp() bool { return strings.Contains(r.proto, "SAVP") }
@@ -288,6 +291,10 @@ func readRemote(sd *sdp.SessionDescription, idx int, kind streamKind) (remoteMed
 			r.rtcp = netip.AddrPortFrom(ra.Unmap(), uint16(p))
 		case "rtcp-mux":
 			r.mux = true
+		case "ptime":
+			r.ptime = packetTime(a.Value)
+		case "maxptime":
+			r.maxptime = packetTime(a.Value)
 		case "ice-ufrag":
 			r.ice = true
 		case "crypto":
@@ -299,11 +306,28 @@ func readRemote(sd *sdp.SessionDescription, idx int, kind streamKind) (remoteMed
 		}
 	}
 	for _, a := range sd.Attributes {
-		if a.Key == "ice-ufrag" {
+		switch {
+		case a.Key == "ice-ufrag":
 			r.ice = true
+		case a.Key == "ptime" && r.ptime == 0:
+			r.ptime = packetTime(a.Value) // RFC 8866 makes it media-level; some put it at the session's
+		case a.Key == "maxptime" && r.maxptime == 0:
+			r.maxptime = packetTime(a.Value)
 		}
 	}
 	return r, nil
+}
+
+// packetTime reads the value of an a=ptime or a=maxptime, milliseconds
+// that RFC 8866 §6.4 lets carry a fraction ("20.0"), to whole ms; 0 when
+// it is no number or outside 1..1000 (a peer's odd attribute is ignored,
+// not a reason to refuse its call).
+func packetTime(v string) int {
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || !(f >= 0.5 && f < 1000.5) { // NaN fails too
+		return 0
+	}
+	return int(f + 0.5)
 }
 
 // filterFormats applies both legs' codec lists to an offer's formats: a
@@ -358,6 +382,7 @@ type outStream struct {
 	mux     bool // a=rtcp-mux
 	offer   bool
 	hold    bool
+	ptime   int // > 0: a=ptime:<ptime> in place of the stream's a=ptime and a=maxptime (R-SBC-3)
 }
 
 // dropAttr are the attributes never passed from one leg to the other: they
@@ -400,6 +425,9 @@ func rewrite(sd *sdp.SessionDescription, local netip.Addr, prim int, o origin, o
 	}
 	sd.ConnectionInformation = &sdp.ConnectionInformation{NetworkType: "IN", AddressType: addrType, Address: &sdp.Address{Address: c}}
 	sd.Attributes = keepAttrs(sd.Attributes, nil)
+	if slices.ContainsFunc(outs, func(o *outStream) bool { return o != nil && o.ptime > 0 }) {
+		sd.Attributes = dropPtime(sd.Attributes) // the stream's own line says it
+	}
 	if po != nil && po.ice != nil && !po.offer {
 		sd.Attributes = append(sd.Attributes, sdp.Attribute{Key: "ice-lite"})
 	}
@@ -450,6 +478,13 @@ func rewrite(sd *sdp.SessionDescription, local netip.Addr, prim int, o origin, o
 		for _, v := range out.cryptos {
 			m.Attributes = append(m.Attributes, sdp.Attribute{Key: "crypto", Value: v})
 		}
+		if out.ptime > 0 {
+			// What the leg's profile asks for, or what the other leg's
+			// profile makes it send: the relay re-packetises the rest. The
+			// other side's maxptime bound what it could take, which the
+			// relay sees to, and could contradict the ptime: it goes too.
+			m.Attributes = append(dropPtime(m.Attributes), sdp.Attribute{Key: "ptime", Value: strconv.Itoa(out.ptime)})
+		}
 		if out.ice != nil && i == prim {
 			m.Attributes = append(m.Attributes,
 				sdp.Attribute{Key: "ice-ufrag", Value: out.ice.ufrag},
@@ -467,6 +502,11 @@ func rewrite(sd *sdp.SessionDescription, local netip.Addr, prim int, o origin, o
 		return nil, fmt.Errorf("media: marshal SDP: %w", err)
 	}
 	return b, nil
+}
+
+// dropPtime drops a=ptime and a=maxptime from in, in place.
+func dropPtime(in []sdp.Attribute) []sdp.Attribute {
+	return slices.DeleteFunc(in, func(a sdp.Attribute) bool { return a.Key == "ptime" || a.Key == "maxptime" })
 }
 
 // keepAttrs drops the attributes of dropAttr, those that name an IP

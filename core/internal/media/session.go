@@ -71,7 +71,18 @@ type LegProfile struct {
 	Security Security
 	Codecs   []string // allowed encoding names in preference order, e.g. "PCMU","PCMA","G722"; empty = all offered; telephone-event always kept unless DropDTMF
 	DropDTMF bool
+	// Ptime is the packetisation of the leg's audio in ms (R-SBC-3): what
+	// its peer is asked to send (a=ptime in the SDP sent to it) and what
+	// the relay sends it, re-packetising PCMU, PCMA, G722 and G729 from
+	// the other leg (repack.go). 0 = as offered; else 10..60.
+	Ptime int
 }
+
+// Bounds of LegProfile.Ptime, in ms.
+const (
+	minPtime = 10
+	maxPtime = 60
+)
 
 // LegStats are the counters of one leg.
 type LegStats struct {
@@ -102,6 +113,18 @@ type LegStats struct {
 	// kernel's share after latching.
 	PacketsKernel           uint64
 	PacketsLatchedUserspace uint64
+	// Ptime is the packetisation in ms of the audio towards this leg's
+	// peer (R-SBC-3): the relay's target when it re-packetises
+	// (Repacketised), else the leg's profile ptime, else its peer's SDP
+	// a=ptime; 0 = none said. PtimeSDP is what the peer's own SDP said.
+	Ptime, PtimeSDP int
+	// Repacketised: the relay joins or splits the audio it sends this
+	// leg's peer (repack.go). Of the RTP it sent here that way,
+	// RepackIn is the packets taken, RepackOut the packets made, and
+	// RepackIrregular the packets that were not whole frames (passed
+	// alone, renumbered).
+	Repacketised                         bool
+	RepackIn, RepackOut, RepackIrregular uint64
 }
 
 // SessionStats are the counters of a session.
@@ -306,7 +329,22 @@ func (s *Session) legStats(l *leg) LegStats {
 	case l.endPort != 0:
 		local = netip.AddrPortFrom(l.prof.Local, uint16(l.endPort)) //nolint:gosec // a port
 	}
+	ptime := l.prof.Ptime
+	if ptime == 0 {
+		ptime = l.sdpPtime
+	}
+	var rpIn, rpOut, rpOdd uint64
+	repack := l.rp != nil && l.rp.target > 0
+	if repack {
+		ptime = l.rp.target
+	}
+	if l.rp != nil {
+		rpIn, rpOut, rpOdd = l.rp.packetsIn, l.rp.packetsOut, l.rp.irregular
+	}
 	return LegStats{
+		Ptime: ptime, PtimeSDP: l.sdpPtime, Repacketised: repack,
+		RepackIn: rpIn, RepackOut: rpOut, RepackIrregular: rpOdd,
+
 		Local:        local,
 		Remote:       l.rtpDst(),
 		Codec:        l.codec,

@@ -21,7 +21,18 @@ type relay struct {
 	w  *worker
 }
 
-func (r *relay) RTP(pkt []byte)  { r.to.sendRTP(r.w, pkt) }
-func (r *relay) RTCP(pkt []byte) { r.to.sendRTCP(r.w, pkt) }
+func (r *relay) RTP(pkt []byte) {
+	if r.to.rp != nil {
+		r.to.repack(r.w, pkt) // its ptime differs from the other side's (repack.go)
+		return
+	}
+	r.to.sendRTP(r.w, pkt)
+}
+
+func (r *relay) RTCP(pkt []byte) {
+	if !r.to.ownRTCP { // a re-packetised stream's reports are the engine's own (repack.go)
+		r.to.sendRTCP(r.w, pkt)
+	}
+}
 
 var _ Sink = (*relay)(nil)

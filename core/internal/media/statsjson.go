@@ -115,6 +115,21 @@ func (l *LegStats) appendJSON(b []byte) ([]byte, error) {
 	b = jsonenc.Uint(b, l.PacketsKernel)
 	b = append(b, `,"PacketsLatchedUserspace":`...)
 	b = jsonenc.Uint(b, l.PacketsLatchedUserspace)
+	b = append(b, `,"Ptime":`...)
+	b = jsonenc.Int(b, int64(l.Ptime))
+	b = append(b, `,"PtimeSDP":`...)
+	b = jsonenc.Int(b, int64(l.PtimeSDP))
+	b = append(b, `,"Repacketised":`...)
+	b = jsonenc.Bool(b, l.Repacketised)
+	for _, f := range [...]struct {
+		key string
+		v   uint64
+	}{
+		{`,"RepackIn":`, l.RepackIn}, {`,"RepackOut":`, l.RepackOut}, {`,"RepackIrregular":`, l.RepackIrregular},
+	} {
+		b = append(b, f.key...)
+		b = jsonenc.Uint(b, f.v)
+	}
 	return append(b, '}'), nil
 }
 

@@ -77,6 +77,7 @@ func (l *leg) stun(w *worker, s *sock, pkt []byte, src netip.AddrPort) {
 		setters = append(setters, integrity)
 	}
 	setters = append(setters, stun.Fingerprint)
+	w.room()
 	resp := &stun.Message{Raw: w.tbuf[w.ntx][:0]}
 	if err := resp.Build(setters...); err != nil {
 		return

@@ -78,6 +78,11 @@ type worker struct {
 	tiov  [batch]unix.Iovec
 	tname [batch][sockaddrLen]byte
 	tbuf  [batch][bufSize]byte // encrypted output and STUN answers
+	rpbuf [batch][bufSize]byte // re-packetised RTP (repack.go), a buffer a queue slot
+
+	now  int64  // unix ns of the batch being served: the sinks' clock
+	pend []*leg // legs whose repacker holds audio, each once (leg.rpQueued)
+	due  int64  // unix ns when the first of pend's audio is due; 0 = none
 }
 
 // txItem is one datagram queued for the flush at the end of a read.
@@ -187,6 +192,7 @@ func (w *worker) run() {
 		if closing {
 			return
 		}
+		w.expire(time.Now().UnixNano())
 		if rest := restFor(served, took); rest > 0 {
 			time.Sleep(rest) // a Go timer: the worker's P runs other goroutines meanwhile
 		}
@@ -199,9 +205,9 @@ func (w *worker) run() {
 // the datagrams read, the time it took from its wake-up, and whether the
 // worker is to stop.
 func (w *worker) round() (served int, took time.Duration, closing bool) {
-	n, err := w.wait(-1)
+	n, err := w.wait(w.timeout())
 	for errors.Is(err, unix.EINTR) {
-		n, err = w.wait(-1)
+		n, err = w.wait(w.timeout())
 	}
 	woke := time.Now()
 	now := woke.UnixNano()
@@ -267,8 +273,8 @@ func restFor(n int, took time.Duration) time.Duration {
 // syscall path, so that the worker's P runs other goroutines while it
 // waits; a poll (timeout 0) returns at once and skips that.
 func (w *worker) wait(timeout int) (int, error) {
-	if timeout < 0 {
-		return unix.EpollWait(w.epfd, w.ev[:], -1)
+	if timeout != 0 {
+		return unix.EpollWait(w.epfd, w.ev[:], timeout)
 	}
 	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(w.epfd), uintptr(unsafe.Pointer(&w.ev[0])), //nolint:gosec // the worker's event array
 		uintptr(len(w.ev)), 0, 0, 0)
@@ -302,6 +308,7 @@ func (w *worker) serve(s *sock, now int64) int {
 		return 0 // EAGAIN: another wake-up took it; an ICMP error surfaced as ECONNREFUSED: nothing to read
 	}
 	w.reads.Add(uint64(n))
+	w.now = now
 	for i := range n {
 		if w.rhdr[i].hdr.Flags&unix.MSG_TRUNC != 0 {
 			// Larger than bufSize (a jumbo or reassembled datagram): what
@@ -316,8 +323,80 @@ func (w *worker) serve(s *sock, now int64) int {
 	return n
 }
 
-// queue adds a datagram to the current flush; the worker's buffers are
-// sized so that one read never queues more than batch datagrams.
+// room makes room for one more datagram in the current flush, sending what
+// is queued when it is full: a read queues one datagram for each it took,
+// but a re-packetiser that splits queues more (repack.go). What was queued
+// points into buffers that stay valid until the batch ends.
+func (w *worker) room() {
+	if w.ntx == len(w.tx) {
+		w.flush()
+	}
+}
+
+// scratch is the buffer of a packet a repacker makes, for the next queue
+// slot.
+func (w *worker) scratch() []byte {
+	w.room()
+	return w.rpbuf[w.ntx][:]
+}
+
+// pending puts l on the list of legs whose repacker holds audio, when it
+// does; called with l's session locked.
+func (w *worker) pending(l *leg) {
+	if l.rp.n == 0 {
+		return
+	}
+	if !l.rpQueued {
+		l.rpQueued = true
+		w.pend = append(w.pend, l) // its room stays: none allocated once the list had its longest
+	}
+	if w.due == 0 || l.rp.due < w.due {
+		w.due = l.rp.due
+	}
+}
+
+// timeout is how long a round may wait for a socket, in ms for epoll_wait:
+// until the first pending audio is due, or for ever.
+func (w *worker) timeout() int {
+	if len(w.pend) == 0 {
+		return -1
+	}
+	d := w.due - time.Now().UnixNano()
+	if d <= 0 {
+		return 0
+	}
+	return int((d + int64(time.Millisecond) - 1) / int64(time.Millisecond))
+}
+
+// expire sends the pending audio that is due at now (repack.go: no audio
+// waits past its time for a packet that does not come). Each session is
+// locked while its packets go out, as in serve.
+func (w *worker) expire(now int64) {
+	if len(w.pend) == 0 || now < w.due {
+		return
+	}
+	keep := w.pend[:0]
+	w.due = 0
+	for _, l := range w.pend {
+		s := l.sess
+		s.mu.Lock()
+		if !s.closed && l.rp != nil && !l.off && l.rtp != nil && !l.rtp.dead && l.rp.expire(now, l) {
+			keep = append(keep, l)
+			if w.due == 0 || l.rp.due < w.due {
+				w.due = l.rp.due
+			}
+		} else {
+			l.rpQueued = false
+		}
+		w.flush()
+		s.mu.Unlock()
+	}
+	clear(w.pend[len(keep):])
+	w.pend = keep
+}
+
+// queue adds a datagram to the current flush; room makes sure it has
+// one.
 func (w *worker) queue(fd int, dst netip.AddrPort, b []byte) {
 	if w.ntx == len(w.tx) {
 		w.txDrops.Add(1)
