@@ -13,9 +13,10 @@ import (
 // without moving the listener.
 func (d *daemon) adminConfig(listen string) admin.Config {
 	return admin.Config{
-		Listen:   listen,
-		Token:    func() ([]byte, error) { return d.cfg.Load().Admin.Token() },
-		Firmware: http.HandlerFunc(d.firmwareUpload),
+		Listen:     listen,
+		Token:      func() ([]byte, error) { return d.cfg.Load().Admin.Token() },
+		Firmware:   http.HandlerFunc(d.firmwareUpload),
+		ConfigFile: configFile{d},
 	}
 }
 

@@ -18,10 +18,20 @@ import (
 // Every problem goes to stderr as FILE:LINE: key.path: message.
 func checkConfig(ctx context.Context, path string, stdout, stderr io.Writer) int {
 	cfg, err := loadConfig(path)
+	if err == nil {
+		err = checkPlugins(ctx, cfg)
+	}
 	if err != nil {
 		printProblems(stderr, err)
 		return 1
 	}
+	fmt.Fprintf(stdout, "%s: ok\n", path)
+	return 0
+}
+
+// checkPlugins is each plugin's check of its own settings in cfg, the
+// problems joined, each tied to the key that holds its cause.
+func checkPlugins(ctx context.Context, cfg *config.Config) error {
 	host := newPluginHost(cfg, discardLogger())
 	defer func() { _ = host.Close() }()
 	// One plugin at a time, so each failure is tied to its plugin by the
@@ -36,12 +46,7 @@ func checkConfig(ctx context.Context, path string, stdout, stderr io.Writer) int
 			problems = append(problems, specProblems(cfg, s, err)...)
 		}
 	}
-	if len(problems) > 0 {
-		printProblems(stderr, errors.Join(problems...))
-		return 1
-	}
-	fmt.Fprintf(stdout, "%s: ok\n", path)
-	return 0
+	return errors.Join(problems...)
 }
 
 // printProblems prints each problem of err on a line of its own: the

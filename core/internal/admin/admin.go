@@ -1,5 +1,6 @@
 // Package admin serves edged's operator HTTP API: health, status,
-// Prometheus metrics and config reload.
+// Prometheus metrics, config reload, and the uploads of the config file
+// and of firmware.
 package admin
 
 import (
@@ -46,11 +47,16 @@ type Config struct {
 	// only with the bearer token, on loopback too, and only with the body
 	// as application/octet-stream.
 	Firmware http.Handler
+	// ConfigFile, when set, serves GET and PUT /config: the download and
+	// the upload of the config file (configHandler). The guard lets both
+	// through only with the bearer token, on loopback too; the upload's
+	// body is application/toml or application/octet-stream.
+	ConfigFile ConfigFile
 }
 
 // idleTimeout closes a keep-alive connection that sends no next request.
-// No ReadTimeout: the firmware upload's body may take minutes (it has its
-// own per-read deadline).
+// No ReadTimeout: the firmware upload's body may take minutes (it and the
+// config upload have their own per-read deadline).
 var idleTimeout = 2 * time.Minute
 
 // FirmwarePath is the upload's path.
@@ -104,6 +110,11 @@ func New(cfg Config, b Backend, reg *prometheus.Registry, log *slog.Logger) (*Se
 	})
 	if cfg.Firmware != nil {
 		mux.Handle("POST "+FirmwarePath, cfg.Firmware)
+	}
+	if cfg.ConfigFile != nil {
+		h := &configHandler{file: cfg.ConfigFile}
+		mux.HandleFunc("GET "+ConfigPath, h.get)
+		mux.HandleFunc("PUT "+ConfigPath, h.put)
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	s := &Server{

@@ -14,6 +14,7 @@ var (
 	errNoToken          = errors.New("admin: the listener is not loopback-only and no admin.token_file is set, so mutating calls are refused")
 	errTokenUnavailable = errors.New("admin: the admin token cannot be read")
 	errFirmwareNoToken  = errors.New("admin: firmware upload needs a bearer token, also on loopback, and no admin.token_file is set")
+	errConfigNoToken    = errors.New("admin: the config file's download and upload need a bearer token, also on loopback, and no admin.token_file is set")
 )
 
 // refusalStatus is the one mapping from a refusal to its HTTP status.
@@ -27,6 +28,7 @@ var refusalStatus = []struct {
 	{errUnauthorized, http.StatusUnauthorized},
 	{errNoToken, http.StatusForbidden},
 	{errFirmwareNoToken, http.StatusForbidden},
+	{errConfigNoToken, http.StatusForbidden},
 	{errTokenUnavailable, http.StatusServiceUnavailable},
 }
 

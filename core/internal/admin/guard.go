@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -30,6 +31,8 @@ import (
 //     it: forms send urlencoded, multipart or text/plain bodies. The
 //     firmware upload's body is application/octet-stream instead, for
 //     the same reason (checkFirmware), and it always needs the token.
+//     GET and PUT /config always need the token too (checkConfigFile);
+//     the upload's body is application/toml or application/octet-stream.
 //   - a mutating call needs "Authorization: Bearer TOKEN" when a token is
 //     set, and is refused outright on a listener that is not loopback-only
 //     without one. The token is compared in constant time, never logged.
@@ -74,6 +77,9 @@ func (g *guard) check(r *http.Request) error {
 	if err := g.checkHost(r); err != nil {
 		return err
 	}
+	if r.URL.Path == ConfigPath {
+		return g.checkConfigFile(r)
+	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return nil
@@ -97,23 +103,56 @@ func (g *guard) check(r *http.Request) error {
 // software the box runs next, even though only a bundle signed by a
 // trusted key installs.
 func (g *guard) checkFirmware(r *http.Request) error {
+	if err := checkUploadType(r, "application/octet-stream"); err != nil {
+		return err
+	}
+	return g.requireToken(r, errFirmwareNoToken)
+}
+
+// checkConfigFile guards GET and PUT /config by the firmware upload's
+// rule: the token always, on loopback too, since the file names the paths
+// of secrets and an upload changes what the box does at once. A PUT must
+// also come from this origin, with the TOML as application/toml or
+// application/octet-stream (types that need a CORS preflight).
+func (g *guard) checkConfigFile(r *http.Request) error {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		if err := checkSameOrigin(r); err != nil {
+			return err
+		}
+		if err := checkUploadType(r, "application/toml", "application/octet-stream"); err != nil {
+			return err
+		}
+	}
+	return g.requireToken(r, errConfigNoToken)
+}
+
+// checkUploadType wants one Content-Type, one of allowed.
+func checkUploadType(r *http.Request, allowed ...string) error {
 	types := r.Header.Values("Content-Type")
 	if len(types) != 1 {
-		return fmt.Errorf("%w: the upload needs one Content-Type application/octet-stream, got %d", errContentType, len(types))
+		return fmt.Errorf("%w: the upload needs one Content-Type %s, got %d", errContentType, strings.Join(allowed, " or "), len(types))
 	}
-	if mt, _, err := mime.ParseMediaType(types[0]); err != nil || mt != "application/octet-stream" {
-		return fmt.Errorf("%w: the upload takes application/octet-stream, not %q", errContentType, types[0])
+	if mt, _, err := mime.ParseMediaType(types[0]); err != nil || !slices.Contains(allowed, mt) {
+		return fmt.Errorf("%w: the upload takes %s, not %q", errContentType, strings.Join(allowed, " or "), types[0])
 	}
+	return nil
+}
+
+// requireToken is checkToken where no token set is no way through, on
+// loopback too: the refusal is then noToken.
+func (g *guard) requireToken(r *http.Request, noToken error) error {
 	if g.token == nil {
-		return errFirmwareNoToken
+		return noToken
 	}
 	tok, err := g.token()
 	if err != nil {
-		g.log.Error("admin token unreadable, firmware upload refused", "err", err)
+		g.log.Error("admin token unreadable, call refused", "path", r.URL.Path, "err", err)
 		return errTokenUnavailable
 	}
 	if len(tok) == 0 {
-		return errFirmwareNoToken
+		return noToken
 	}
 	return g.checkToken(r)
 }

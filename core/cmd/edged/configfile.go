@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/umedge/umedge/core/config"
+	"github.com/umedge/umedge/core/internal/admin"
+)
+
+// configFile is the admin API's GET and PUT /config: the file edged was
+// started with (-config). A symlink there (the appliance's
+// /run/umedge/umedge.toml, which the init points at /data/umedge.toml) is
+// followed: the upload replaces the file it points at, never the link.
+type configFile struct{ d *daemon }
+
+// Read returns the file at the config path as it is now.
+func (c configFile) Read() ([]byte, error) {
+	f, err := os.Open(c.d.path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, config.MaxFileBytes+1))
+	if err == nil && len(data) > config.MaxFileBytes {
+		err = fmt.Errorf("%s: %w", c.d.path, config.ErrTooLarge)
+	}
+	return data, err
+}
+
+// Replace checks data as `edged config check` does (config.Parse under
+// the name of the file it is to replace, then every plugin's check of its
+// settings), and only then writes it: into a temporary file beside the
+// target, synced; the file in force is copied (synced) to TARGET.prev; the
+// new file is renamed over the target and the directory synced. A reader
+// (a SIGHUP reload, the appliance's init) sees the old file or the new
+// one, never part of one, and any failure before the rename leaves the
+// target as it was. Then it reloads with Reload, the code of POST /reload
+// and SIGHUP, not cancelled when the client goes away: the file is
+// written by then. A reload that fails after the write (a change only a
+// restart applies, say) is in the result; the old config then runs.
+func (c configFile) Replace(ctx context.Context, data []byte) (admin.ConfigWritten, error) {
+	d := c.d
+	target, err := filepath.EvalSymlinks(d.path)
+	if err != nil {
+		return admin.ConfigWritten{}, fmt.Errorf("config %s: %w", d.path, err)
+	}
+	cfg, err := config.Parse(target, data)
+	if err == nil {
+		err = checkPlugins(ctx, cfg)
+	}
+	if err != nil {
+		var b strings.Builder
+		printProblems(&b, err)
+		return admin.ConfigWritten{}, fmt.Errorf("%w:\n%s", admin.ErrConfigInvalid, b.String())
+	}
+	prev, err := replaceFile(target, data)
+	if err != nil {
+		return admin.ConfigWritten{}, err
+	}
+	d.log.Warn("config file replaced through the admin API", "file", target, "prev", prev)
+	res := admin.ConfigWritten{File: target, Prev: prev}
+	if res.ReloadErr = d.Reload(context.WithoutCancel(ctx)); res.ReloadErr != nil {
+		d.log.Error("the uploaded config is written but did not reload", "file", target, "err", res.ReloadErr)
+	}
+	return res, nil
+}
+
+// replaceFile writes data over target atomically and keeps what was there
+// as target+".prev" (returned; "" when there was no file). The new file
+// gets the old one's permissions, 0600 when there was none.
+func replaceFile(target string, data []byte) (prev string, err error) {
+	mode := os.FileMode(0o600)
+	old, err := os.ReadFile(target)
+	switch {
+	case err == nil:
+		if fi, err := os.Stat(target); err == nil {
+			mode = fi.Mode().Perm()
+		}
+	case !os.IsNotExist(err):
+		return "", fmt.Errorf("read the config in force: %w", err)
+	}
+	dir := filepath.Dir(target)
+	tmp, err := syncedTemp(dir, filepath.Base(target), data, mode)
+	if err != nil {
+		return "", fmt.Errorf("write %s: %w", target, err)
+	}
+	defer func() { _ = os.Remove(tmp) }() // gone after the rename
+	if old != nil {
+		prev = target + ".prev"
+		tmpPrev, err := syncedTemp(dir, filepath.Base(prev), old, mode)
+		if err == nil {
+			if err = os.Rename(tmpPrev, prev); err != nil {
+				_ = os.Remove(tmpPrev)
+			}
+		}
+		if err != nil {
+			return "", fmt.Errorf("keep the previous config as %s: %w", prev, err)
+		}
+	}
+	if err := os.Rename(tmp, target); err != nil {
+		return "", fmt.Errorf("write %s: %w", target, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return prev, fmt.Errorf("written %s, but syncing its directory failed: %w", target, err)
+	}
+	return prev, nil
+}
+
+// syncedTemp writes data to a new temporary file in dir, synced to disk,
+// and returns its name; on failure nothing is left.
+func syncedTemp(dir, base string, data []byte, mode os.FileMode) (string, error) {
+	f, err := os.CreateTemp(dir, "."+base+".*")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
