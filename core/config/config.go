@@ -40,7 +40,8 @@ type Admin struct {
 	Listen      string `toml:"listen"`       // host:port; "" disables the server
 	AllowRemote bool   `toml:"allow_remote"` // permit a non-loopback Listen
 	// TokenFile holds the bearer token that POST /reload and other mutating
-	// calls must carry; required when Listen is not loopback-only.
+	// calls must carry; required when Listen is not loopback-only. GET and
+	// PUT /config and POST /firmware need it on loopback too.
 	TokenFile string `toml:"token_file"`
 	// FirmwareDir turns on POST /firmware, the upload of a signed update
 	// bundle: the body is spooled into this directory (on the appliance
