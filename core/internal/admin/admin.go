@@ -40,7 +40,8 @@ type Config struct {
 	// must carry. It is asked on each such call, so a rewritten token file
 	// takes effect at once. Nil, or an empty token, means none is set: a
 	// loopback-only server then lets mutating calls through without one,
-	// any other refuses them all.
+	// any other refuses them all. The uploads (Firmware, ConfigFile) and
+	// GET /config are refused without one everywhere.
 	Token func() ([]byte, error)
 	// Firmware, when set, serves POST /firmware: the upload of a signed
 	// update bundle (firmware/install.Handler). The guard lets it through
