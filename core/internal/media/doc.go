@@ -147,7 +147,7 @@
 // without ports, until an offer brings the stream back. A stream that stays
 // keeps its ports, also when a re-INVITE changes its m-line from audio to
 // image (T.38 in place) and back. SessionStats.Streams lists every anchored
-// stream. Each RTP stream is relayed as the primary is, with its own SRTP
+// stream (none when the primary audio is the only one). Each RTP stream is relayed as the primary is, with its own SRTP
 // keys; codec lists (LegProfile.Codecs) apply to audio only; ICE is
 // answered on the primary only (the others carry no candidates; STUN on
 // them is answered without credentials).

@@ -37,7 +37,7 @@ type leg struct {
 	peerSDP         netip.AddrPort // the last RTP address of an SDP not on hold: who the peer is
 	hold            bool           // c=0.0.0.0: send nothing
 	mux             bool           // RTCP on the RTP port, both ways
-	pt              [128]ptInfo
+	pt              ptTable
 	ptKnown         bool // pt was filled from SDP; other payload types are strays
 	codec           string
 	// a=ptime and a=maxptime of the peer's SDP in ms, 0 = not said: what
@@ -91,6 +91,52 @@ type ptInfo struct {
 	codec frameKind // how the relay re-packetises it (repack.go)
 }
 
+// ptTable is what the SDP said about each of the 128 payload types: a
+// byte per type indexing the few distinct ptInfos an m-line makes. A
+// ptInfo per type (1.5 KiB) was most of a leg's memory, which every
+// active call holds twice a stream.
+type ptTable struct {
+	idx   [128]uint8 // 0: not in the SDP; ptKnownBare: known, nothing more; else infos[idx-1]
+	infos [maxPTInfos]ptInfo
+	n     uint8
+}
+
+// maxPTInfos bounds the distinct (clock, codec) pairs a leg keeps; an
+// SDP with more (none real has) gets the rest known without a clock.
+const (
+	maxPTInfos  = 16
+	ptKnownBare = 0xff
+)
+
+// get is what the SDP said about payload type pt (0..127).
+func (t *ptTable) get(pt uint8) ptInfo {
+	switch i := t.idx[pt&0x7f]; i {
+	case 0:
+		return ptInfo{}
+	case ptKnownBare:
+		return ptInfo{known: true}
+	default:
+		return t.infos[i-1]
+	}
+}
+
+// set records p (known) for payload type pt (0..127).
+func (t *ptTable) set(pt int, p ptInfo) {
+	for i := range t.n {
+		if t.infos[i] == p {
+			t.idx[pt] = i + 1
+			return
+		}
+	}
+	if int(t.n) == maxPTInfos {
+		t.idx[pt] = ptKnownBare
+		return
+	}
+	t.infos[t.n] = p
+	t.n++
+	t.idx[pt] = t.n
+}
+
 // legCounters are the leg's raw counters; LegStats is their public copy.
 type legCounters struct {
 	packetsIn, packetsOut uint64
@@ -139,7 +185,7 @@ func (l *leg) receiveRTP(w *worker, i int, pkt []byte, src netip.AddrPort, now i
 		return
 	}
 	pt := pkt[1] & 0x7f
-	if l.ptKnown && !l.pt[pt].known {
+	if l.ptKnown && !l.pt.get(pt).known {
 		l.stats.strays++
 		return
 	}
@@ -169,7 +215,7 @@ func (l *leg) receiveRTP(w *worker, i int, pkt []byte, src netip.AddrPort, now i
 		l.recv.reset(ssrc)
 	}
 	l.recv.update(binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]),
-		(now-l.sess.started.UnixNano())/1e3, l.pt[pt].clock)
+		(now-l.sess.started.UnixNano())/1e3, l.pt.get(pt).clock)
 	if !l.inCap.take(1, int64(len(pkt)), now) {
 		// The peer's own packet (the receiver statistics count it: it
 		// arrived, it is not loss), but over the leg's cap: dropped.

@@ -641,7 +641,7 @@ func (l *leg) apply(r *remoteMedia, secure, pass bool, theirs, ours sdesKey) err
 	if r.mux {
 		l.sdpRTCP = r.rtp
 	}
-	l.pt = [128]ptInfo{}
+	l.pt = ptTable{}
 	l.ptKnown = true
 	l.passthrough = pass
 	l.secure = secure
@@ -680,7 +680,7 @@ func (l *leg) addPT(f string, r *remoteMedia) {
 	if _, err := fmt.Sscan(f, &pt); err != nil || pt < 0 || pt > 127 {
 		return
 	}
-	l.pt[pt] = ptInfo{known: true, clock: r.clocks[f], codec: frameKindOf(r.names[f], r.clocks[f])}
+	l.pt.set(pt, ptInfo{known: true, clock: r.clocks[f], codec: frameKindOf(r.names[f], r.clocks[f])})
 }
 
 // ownKey is our key for suite i on this leg, drawn once per leg.

@@ -226,8 +226,8 @@ func (s *Session) offloadWant() []fastpath.Entry {
 	for _, rx := range s.legs {
 		tx := s.legs[rx.side.other()]
 		var pts [2]uint64
-		for pt, p := range rx.pt {
-			if p.known || !rx.ptKnown {
+		for pt, i := range rx.pt.idx {
+			if i != 0 || !rx.ptKnown {
 				pts[pt>>6] |= 1 << (pt & 63)
 			}
 		}

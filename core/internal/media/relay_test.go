@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // TestRelayLoopback runs a plain call between two real sockets through the
@@ -138,5 +139,44 @@ func TestRelayIPv6AndRTCPMux(t *testing.T) {
 	}
 	if st := s.Stats().Legs[SideA]; st.Remote.Addr() != netip.MustParseAddr("::1") {
 		t.Errorf("latched %s", st.Remote)
+	}
+}
+
+// The payload-type table keeps each type's clock and codec, shares the
+// entries types have in common, and past maxPTInfos distinct ones (an
+// SDP built to fill it) still knows the type, without a clock.
+func TestPTTable(t *testing.T) {
+	var tb ptTable
+	for pt := range 128 {
+		if tb.get(uint8(pt)).known { //nolint:gosec // < 128
+			t.Fatalf("empty table knows %d", pt)
+		}
+	}
+	tb.set(0, ptInfo{known: true, clock: 8000, codec: frameSample})
+	tb.set(8, ptInfo{known: true, clock: 8000, codec: frameSample})
+	tb.set(101, ptInfo{known: true, clock: 8000})
+	if tb.n != 2 {
+		t.Errorf("%d distinct entries for two kinds", tb.n)
+	}
+	if p := tb.get(8); p != (ptInfo{known: true, clock: 8000, codec: frameSample}) {
+		t.Errorf("PT 8: %+v", p)
+	}
+	if p := tb.get(101 | 0x80); !p.known || p.codec != frameAlone { // the marker bit is not the type's
+		t.Errorf("PT 101 with the marker bit: %+v", p)
+	}
+	for i := range 40 {
+		tb.set(20+i, ptInfo{known: true, clock: uint32(1000 + i)}) //nolint:gosec // small
+	}
+	if p := tb.get(20 + maxPTInfos - 3); !p.known || p.clock != uint32(1000+maxPTInfos-3) {
+		t.Errorf("an entry that fitted: %+v", p)
+	}
+	if p := tb.get(59); !p.known || p.clock != 0 {
+		t.Errorf("an entry past the table: %+v, want known without a clock", p)
+	}
+	if p := tb.get(0); p.clock != 8000 {
+		t.Errorf("PT 0 after the flood: %+v", p)
+	}
+	if got := unsafe.Sizeof(leg{}); got > 1408 { // the size class it is in (2,048 with a ptInfo per type)
+		t.Errorf("a leg is %d bytes: the payload-type table grew back?", got)
 	}
 }

@@ -112,7 +112,7 @@ type emitter interface {
 // nothing per packet.
 type repacker struct {
 	target int           // ms of audio a packet out; 0: renumber only
-	pts    *[128]ptInfo  // the leg's payload types
+	pts    *ptTable      // the leg's payload types
 	buf    [bufSize]byte // the pending packet: header, then payload
 	hlen   int           // header bytes in buf
 	n      int           // payload bytes pending
@@ -131,7 +131,7 @@ type repacker struct {
 	irregular             uint64
 }
 
-func newRepacker(pts *[128]ptInfo, target int) *repacker {
+func newRepacker(pts *ptTable, target int) *repacker {
 	return &repacker{pts: pts, target: target}
 }
 
@@ -203,7 +203,7 @@ func (r *repacker) push(pkt []byte, now int64, o emitter) {
 	}
 	r.in.started, r.in.seq, r.in.ssrc = true, seq, ssrc
 
-	kind := r.pts[pt].codec
+	kind := r.pts.get(pt).codec
 	h, end, ok := rtpPayload(pkt)
 	if r.target == 0 || kind == frameAlone || !ok {
 		if !ok {
@@ -212,7 +212,7 @@ func (r *repacker) push(pkt []byte, now int64, o emitter) {
 		r.alone(pkt, o)
 		return
 	}
-	if r.n >= r.targetBytes(r.pts[r.pt].codec) {
+	if r.n >= r.targetBytes(r.pts.get(r.pt).codec) {
 		r.flush(o) // the target shrank under it (a re-INVITE)
 	}
 	payload := pkt[h:end]

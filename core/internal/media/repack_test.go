@@ -18,15 +18,15 @@ func (c *collect) emit(p []byte)   { c.pkts = append(c.pkts, bytes.Clone(p)) }
 
 // testPTs is a payload-type table as an answer with PCMU, PCMA, G722,
 // G729, CN and telephone-event (101) leaves it.
-func testPTs() *[128]ptInfo {
-	var pts [128]ptInfo
+func testPTs() *ptTable {
+	var pts ptTable
 	for _, f := range []struct {
-		pt   int
-		name string
-	}{{0, "PCMU"}, {8, "PCMA"}, {9, "G722"}, {18, "G729"}, {13, "CN"}, {101, "telephone-event"}, {96, "opus"}} {
-		pts[f.pt] = ptInfo{known: true, clock: 8000, codec: frameKindOf(f.name, 8000)}
+		pt    int
+		name  string
+		clock uint32
+	}{{0, "PCMU", 8000}, {8, "PCMA", 8000}, {9, "G722", 8000}, {18, "G729", 8000}, {13, "CN", 8000}, {101, "telephone-event", 8000}, {96, "opus", 48000}} {
+		pts.set(f.pt, ptInfo{known: true, clock: f.clock, codec: frameKindOf(f.name, f.clock)})
 	}
-	pts[96].clock = 48000
 	return &pts
 }
 

@@ -138,7 +138,9 @@ type SessionStats struct {
 	Started    time.Time
 	LastPacket time.Time
 	// Streams are all the streams the engine anchors now, the primary
-	// among them, in m-line order.
+	// among them, in m-line order — none when the primary audio stream
+	// over RTP, at m-line 0, is all there is: it would repeat Legs, and a
+	// record per ended call (the CDR) is mostly that.
 	Streams []StreamStats `json:",omitempty"`
 	// Declined counts the m-lines of offers declined (port 0) because the
 	// session anchored maxStreams already.
@@ -312,6 +314,9 @@ func (s *Session) Stats() SessionStats {
 			ss.Legs[j] = s.legStats(l)
 		}
 		st.Streams = append(st.Streams, ss)
+	}
+	if len(st.Streams) == 1 && st.Streams[0].Primary && st.Streams[0].Index == 0 && st.Streams[0].Media == "audio" && st.Streams[0].Proto == "rtp" {
+		st.Streams = nil
 	}
 	return st
 }

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -118,4 +119,19 @@ func BenchmarkStatsJSON(b *testing.B) {
 			_, _ = json.Marshal(s)
 		}
 	})
+}
+
+// A call of one audio stream over RTP has no Streams (they would repeat
+// Legs in every record); T.38 in its place, or a second stream, has them.
+func TestStatsStreamsOnlyWhenMoreThanAudio(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b := newPeer(t), newPeer(t)
+	s, _, _, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	st := s.Stats()
+	if st.Streams != nil {
+		t.Fatalf("audio alone: streams %+v", st.Streams)
+	}
+	if j, err := st.AppendJSON(nil); err != nil || strings.Contains(string(j), `"Streams":`) {
+		t.Fatalf("audio alone: %s, %v", j, err)
+	}
 }
