@@ -151,7 +151,9 @@ func run(o options) {
 	b.apply(ctx, true)
 
 	b.edged = supervise.New(supervise.Config{
-		Path: o.edged, Args: []string{"-config", o.configLink},
+		// -config-store: PUT /config writes the operator's file also
+		// while the shipped one runs (it did not load); watchConfig applies it.
+		Path: o.edged, Args: []string{"-config", o.configLink, "-config-store", filepath.Join(o.dataDir, firstboot.ConfigFile)},
 		Env:    []string{"PATH=/usr/bin:/bin", "HOME=" + o.dataDir, "TMPDIR=/tmp"},
 		Output: out, BackoffMin: 250 * time.Millisecond, BackoffMax: 30 * time.Second,
 		StableAfter: time.Minute, StopTimeout: 10 * time.Second,

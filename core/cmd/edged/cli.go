@@ -39,13 +39,27 @@ func usage(w io.Writer) {
 	fs.PrintDefaults()
 }
 
+// runOpts are the flags of `edged run`.
+type runOpts struct {
+	config string
+	// store is the file PUT /config writes; "" = the file config is (its
+	// symlinks resolved). The appliance's init points config at a link to
+	// the config in force and store at /data/umedge.toml, so that an upload
+	// reaches the operator's file also while the shipped one runs (the
+	// operator's did not load); the init applies it when it changes.
+	store string
+}
+
 // runFlags is the flag set of `edged run`, writing its errors to w.
-func runFlags(w io.Writer) (*flag.FlagSet, *string) {
+func runFlags(w io.Writer) (*flag.FlagSet, *runOpts) {
 	fs := flag.NewFlagSet("edged run", flag.ContinueOnError)
 	fs.SetOutput(w)
 	fs.Usage = func() {} // parseFlags prints the usage, to the right stream
-	path := fs.String("config", defaultConfig, "the TOML config `FILE`")
-	return fs, path
+	var o runOpts
+	fs.StringVar(&o.config, "config", defaultConfig, "the TOML config `FILE`")
+	fs.StringVar(&o.store, "config-store", "", "the `FILE` PUT /config writes (default: the -config file, symlinks resolved); "+
+		"when it is not the file in force, an upload is written and not reloaded")
+	return fs, &o
 }
 
 // parseFlags parses args into fs. When it returns false the command is
@@ -97,12 +111,12 @@ func firewallPrint(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "print" {
 		return badUsage(stderr, "usage: edged firewall print [-config FILE]")
 	}
-	fs, path := runFlags(stderr)
+	fs, o := runFlags(stderr)
 	fs.Init("edged firewall print", flag.ContinueOnError)
 	if code, ok := parseFlags(fs, args[1:], stdout, stderr); !ok {
 		return code
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.Load(o.config)
 	if err != nil {
 		fmt.Fprintln(stderr, "edged:", err)
 		return 1

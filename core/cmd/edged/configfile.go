@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +17,10 @@ import (
 // configFile is the admin API's GET and PUT /config: the file edged was
 // started with (-config). A symlink there (the appliance's
 // /run/umedge/umedge.toml, which the init points at /data/umedge.toml) is
-// followed: the upload replaces the file it points at, never the link.
+// followed: the upload replaces the file it points at, never the link —
+// or, with -config-store, that file (the appliance's /data/umedge.toml,
+// also while the init runs the shipped config because the operator's did
+// not load: an upload is how the operator mends it).
 type configFile struct{ d *daemon }
 
 // Read returns the file at the config path as it is now.
@@ -43,11 +48,20 @@ func (c configFile) Read() ([]byte, error) {
 // and SIGHUP, not cancelled when the client goes away: the file is
 // written by then. A reload that fails after the write (a change only a
 // restart applies, say) is in the result; the old config then runs.
+// When the file written is not the one in force (-config-store names
+// another), nothing is reloaded: whoever pointed edged there applies it
+// (the appliance's init, within its 2 s poll) and the result says so.
 func (c configFile) Replace(ctx context.Context, data []byte) (admin.ConfigWritten, error) {
 	d := c.d
-	target, err := filepath.EvalSymlinks(d.path)
+	inForce, err := filepath.EvalSymlinks(d.path)
 	if err != nil {
 		return admin.ConfigWritten{}, fmt.Errorf("config %s: %w", d.path, err)
+	}
+	target := inForce
+	if d.store != "" {
+		if target, err = storeTarget(d.store); err != nil {
+			return admin.ConfigWritten{}, err
+		}
 	}
 	cfg, err := config.Parse(target, data)
 	if err == nil {
@@ -64,10 +78,29 @@ func (c configFile) Replace(ctx context.Context, data []byte) (admin.ConfigWritt
 	}
 	d.log.Warn("config file replaced through the admin API", "file", target, "prev", prev)
 	res := admin.ConfigWritten{File: target, Prev: prev}
+	if target != inForce {
+		res.NotInForce = inForce
+		return res, nil
+	}
 	if res.ReloadErr = d.Reload(context.WithoutCancel(ctx)); res.ReloadErr != nil {
 		d.log.Error("the uploaded config is written but did not reload", "file", target, "err", res.ReloadErr)
 	}
 	return res, nil
+}
+
+// storeTarget is the file -config-store names, its symlinks resolved; a
+// file that does not exist yet is written where it is named.
+func storeTarget(store string) (string, error) {
+	t, err := filepath.EvalSymlinks(store)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Lstat(store); serr != nil {
+			return store, nil // no file, no dangling link: a new file
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("config store %s: %w", store, err)
+	}
+	return t, nil
 }
 
 // replaceFile writes data over target atomically and keeps what was there

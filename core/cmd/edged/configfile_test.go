@@ -23,6 +23,7 @@ const uploadToken = "config-upload-token-0123456789"
 type uploadSite struct {
 	d          *daemon
 	file, link string
+	store      string // -config-store; "" = none
 	base       string // the admin API's URL
 	secrets    string // where the token file is
 	port       int    // the admin listener's
@@ -45,7 +46,14 @@ dir = %q
 // newUploadSite starts edged on a config in dataDir.
 func newUploadSite(t *testing.T, dataDir string) *uploadSite {
 	t.Helper()
-	s := &uploadSite{file: filepath.Join(dataDir, "umedge.toml"), link: filepath.Join(t.TempDir(), "umedge.toml"), secrets: t.TempDir(), port: testutil.FreeUDPTCPPort(t, 1)}
+	return newUploadSiteStore(t, dataDir, "")
+}
+
+// newUploadSiteStore is newUploadSite with -config-store store.
+func newUploadSiteStore(t *testing.T, dataDir, store string) *uploadSite {
+	t.Helper()
+	s := &uploadSite{file: filepath.Join(dataDir, "umedge.toml"), link: filepath.Join(t.TempDir(), "umedge.toml"), store: store,
+		secrets: t.TempDir(), port: testutil.FreeUDPTCPPort(t, 1)}
 	if err := os.WriteFile(filepath.Join(s.secrets, "admin.token"), []byte(uploadToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +63,7 @@ func newUploadSite(t *testing.T, dataDir string) *uploadSite {
 	if err := os.Symlink(s.file, s.link); err != nil {
 		t.Fatal(err)
 	}
-	d, err := start(context.Background(), s.link, io.Discard)
+	d, err := start(context.Background(), s.link, s.store, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,4 +270,43 @@ func TestConfigUploadWhileReloading(t *testing.T) {
 		t.Fatalf("a reload during the uploads failed: %v", err)
 	}
 	t.Logf("%d reloads during 20 uploads", reloads)
+}
+
+// TestConfigUploadToTheStore: on the appliance after a fallback, edged runs
+// the shipped config (the link points at it, on a read-only root) and
+// -config-store names the operator's file, which did not load. An upload
+// that passes the check is written there — the shipped file untouched,
+// nothing reloaded, the answer says so — for the init to apply; a broken
+// one is refused as everywhere, the operator's file left as it was.
+func TestConfigUploadToTheStore(t *testing.T) {
+	data := t.TempDir()
+	opFile := filepath.Join(data, "umedge.toml")
+	if err := os.WriteFile(opFile, []byte("[log]\nlevel = 7\n"), 0o600); err != nil { // what made the init fall back
+		t.Fatal(err)
+	}
+	shipped := t.TempDir()
+	s := newUploadSiteStore(t, shipped, opFile)
+	shippedText := s.onDisk(t, s.file)
+	if code, text := s.do(t, http.MethodPut, uploadToken, []byte("[log]\nlevel = \"loud\"\n")); code != http.StatusUnprocessableEntity {
+		t.Fatalf("a broken upload = %d %q, want 422", code, text)
+	}
+	if got := s.onDisk(t, opFile); got != "[log]\nlevel = 7\n" {
+		t.Fatalf("a refused upload changed the operator's file: %q", got)
+	}
+	code, text := s.do(t, http.MethodPut, uploadToken, []byte(s.config("debug")))
+	if code != http.StatusOK || !strings.Contains(text, "config written to "+opFile) || !strings.Contains(text, "not reloaded") {
+		t.Fatalf("upload to the store = %d %q, want 200 saying it is written there and not reloaded", code, text)
+	}
+	if got := s.onDisk(t, opFile); got != s.config("debug") {
+		t.Fatalf("the operator's file is %q", got)
+	}
+	if got := s.onDisk(t, s.file); got != shippedText {
+		t.Fatal("the shipped config was written")
+	}
+	if s.d.level.Level().String() != "INFO" {
+		t.Fatalf("running level %s: the upload was applied by edged itself", s.d.level.Level())
+	}
+	if code, text := s.do(t, http.MethodGet, uploadToken, nil); code != http.StatusOK || text != shippedText {
+		t.Fatalf("GET /config = %d, want the file in force", code)
+	}
 }

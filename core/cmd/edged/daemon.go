@@ -33,6 +33,7 @@ import (
 // daemon is one running edged: the only place where the parts meet.
 type daemon struct {
 	path    string
+	store   string // the file PUT /config writes; "" = path's (runOpts.store)
 	log     *slog.Logger
 	level   *slog.LevelVar
 	metrics *telemetry.Metrics
@@ -61,7 +62,7 @@ func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // start loads the config and brings every part up, or fails with all the
 // reasons it cannot.
-func start(ctx context.Context, path string, logOut io.Writer) (_ *daemon, err error) {
+func start(ctx context.Context, path, store string, logOut io.Writer) (_ *daemon, err error) {
 	cfg, err := loadConfig(path)
 	if err != nil {
 		return nil, fmt.Errorf("config %s:\n%w", path, err)
@@ -72,7 +73,7 @@ func start(ctx context.Context, path string, logOut io.Writer) (_ *daemon, err e
 	}
 	// sipgo logs through a package-wide logger; keep it to warnings.
 	sip.SetDefaultLogger(log.With("component", "sipgo"))
-	d := &daemon{path: path, log: log, level: level, metrics: telemetry.NewMetrics()}
+	d := &daemon{path: path, store: store, log: log, level: level, metrics: telemetry.NewMetrics()}
 	d.cfg.Store(cfg)
 	defer func() {
 		if err != nil {

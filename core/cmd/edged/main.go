@@ -93,13 +93,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 // runDaemon is `edged run`: it starts edged and serves until SIGINT or
 // SIGTERM; SIGHUP reloads the config.
 func runDaemon(args []string, stdout, stderr io.Writer) int {
-	fs, path := runFlags(stderr)
+	fs, o := runFlags(stderr)
 	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
 		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d, err := start(ctx, *path, stderr)
+	d, err := start(ctx, o.config, o.store, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "edged:", err)
 		return 1

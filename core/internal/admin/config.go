@@ -42,6 +42,10 @@ type ConfigWritten struct {
 	File      string // the file written (the config path, symlinks resolved)
 	Prev      string // where the previous file was kept; "" when there was none
 	ReloadErr error  // the reload's failure after the write; nil = reloaded
+	// NotInForce, when set, is the file in force, which File is not:
+	// nothing was reloaded, whoever runs edged applies File (the
+	// appliance's init does when it changes).
+	NotInForce string
 }
 
 // ErrConfigInvalid marks an uploaded config that does not pass the check;
@@ -119,6 +123,10 @@ func (h *configHandler) put(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(http.StatusInternalServerError)
 		fmt.Fprintf(w, "%s, but the reload failed: the old config runs until a reload succeeds\n%v\n", written, res.ReloadErr)
+		return
+	}
+	if res.NotInForce != "" {
+		fmt.Fprintf(w, "%s\nnot the file in force (%s): not reloaded; it is in force once the appliance applies it\n", written, res.NotInForce)
 		return
 	}
 	fmt.Fprintf(w, "%s\nreloaded\n", written)
