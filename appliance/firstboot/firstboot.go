@@ -121,6 +121,16 @@ func DeviceCert(dataDir, fqdn string, now time.Time) (bool, error) {
 	return true, nil
 }
 
+// commonName is fqdn as the certificate's CN, empty when it is longer than
+// X.509 lets a CN be (64 characters, RFC 5280 ub-common-name): the name is
+// in the DNS SAN either way, which is what clients check.
+func commonName(fqdn string) string {
+	if len(fqdn) > 64 {
+		return ""
+	}
+	return fqdn
+}
+
 // SelfSigned returns a PEM certificate for fqdn, good for TLS servers and
 // clients, and its PEM (PKCS #8) key.
 func SelfSigned(fqdn string, now time.Time) (certPEM, keyPEM []byte, err error) {
@@ -134,7 +144,7 @@ func SelfSigned(fqdn string, now time.Time) (certPEM, keyPEM []byte, err error) 
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: fqdn, Organization: []string{"umedge appliance"}},
+		Subject:               pkix.Name{CommonName: commonName(fqdn), Organization: []string{"umedge appliance"}},
 		DNSNames:              []string{fqdn},
 		NotBefore:             now.Add(-24 * time.Hour),
 		NotAfter:              now.Add(certLifetime),

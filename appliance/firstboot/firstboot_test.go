@@ -3,9 +3,11 @@ package firstboot
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -125,5 +127,31 @@ func TestDeviceCertMadeIn1970(t *testing.T) {
 	}
 	if made, err := DeviceCert(data, "edge1.example.net", now.Add(11*365*24*time.Hour)); err != nil || !made {
 		t.Errorf("DeviceCert after it expired = %v, %v; want a new pair", made, err)
+	}
+}
+
+// An FQDN longer than a CN may be (64) still gets a certificate for it:
+// in the SAN, with no CN, which X.509 readers take.
+func TestSelfSignedLongFQDN(t *testing.T) {
+	long := strings.Repeat("a", 60) + "." + strings.Repeat("b", 60) + ".example"
+	certPEM, _, err := SelfSigned(long, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(certPEM)
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf.Subject.CommonName != "" || leaf.VerifyHostname(long) != nil {
+		t.Fatalf("CN %q (%d chars), SAN %v", leaf.Subject.CommonName, len(leaf.Subject.CommonName), leaf.DNSNames)
+	}
+	short, _, err := SelfSigned("umedge.example.net", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ = pem.Decode(short)
+	if leaf, err = x509.ParseCertificate(blk.Bytes); err != nil || leaf.Subject.CommonName != "umedge.example.net" {
+		t.Fatalf("a short FQDN's CN %q, %v", leaf.Subject.CommonName, err)
 	}
 }

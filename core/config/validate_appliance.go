@@ -31,8 +31,15 @@ func (v *validator) appliance() {
 	}
 }
 
+// maxResolvers bounds network.dns: resolv.conf's readers take the first
+// three; a few more are kept for whoever reads all, not a file of any size.
+const maxResolvers = 8
+
 func (v *validator) network() {
 	n := v.c.Network
+	if len(n.DNS) > maxResolvers {
+		v.addf("network.dns", ErrInvalid, "%d resolvers, at most %d", len(n.DNS), maxResolvers)
+	}
 	for i, s := range n.DNS {
 		if a, err := netip.ParseAddr(s); err != nil || a.Zone() != "" {
 			v.addf(indexKey("network.dns", i), ErrInvalid, "%q is not an IP address", s)

@@ -665,3 +665,20 @@ func TestHEPPassword(t *testing.T) {
 		t.Errorf("no file: %q, %v", pw, err)
 	}
 }
+
+func TestValidateNetworkDNS(t *testing.T) {
+	many := func(n int) []string {
+		s := make([]string, n)
+		for i := range s {
+			s[i] = "192.0.2.1"
+		}
+		return s
+	}
+	runValidateCases(t, []validateCase{
+		{name: "eight resolvers", give: func(c *Config) { c.Network.DNS = many(maxResolvers) }},
+		{name: "a flood of resolvers", give: func(c *Config) { c.Network.DNS = many(100_001) },
+			wantPath: "network.dns", wantErr: ErrInvalid, wantText: "100001 resolvers"},
+		{name: "a zone", give: func(c *Config) { c.Network.DNS = []string{"fe80::1%eth0"} },
+			wantPath: "network.dns[0]", wantErr: ErrInvalid},
+	})
+}
