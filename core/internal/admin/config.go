@@ -61,6 +61,7 @@ var (
 	errConfigBusy     = errors.New("admin: another config upload is in progress")
 	errConfigStalled  = errors.New("admin: config upload stalled")
 	errConfigCut      = errors.New("admin: config upload cut short")
+	errConfigBadBody  = errors.New("admin: config upload body unreadable")
 )
 
 // configHandler serves GET and PUT /config (the guard has checked the
@@ -69,7 +70,8 @@ var (
 // PUT takes the whole TOML file as the body (application/toml or
 // application/octet-stream), at most ConfigMaxBytes (413). One upload at a
 // time: another while one runs gets 409. A body that sends nothing for
-// 30 s is given up with 408, one cut short with 400. A file that fails the
+// 30 s is given up with 408, one cut short or framed wrong (a bad chunk)
+// with 400. A file that fails the
 // check is answered 422 with the problems as `edged config check` prints
 // them (FILE:LINE: key: message, one a line), and nothing is written. A
 // failed write (a full disk: 507) leaves the file in force as it was.
@@ -155,8 +157,8 @@ func readUpload(w http.ResponseWriter, r *http.Request, limit int64, idle time.D
 			return nil, fmt.Errorf("%w: nothing for %s after %d bytes", errConfigStalled, idle, len(data))
 		case errors.Is(err, io.ErrUnexpectedEOF):
 			return nil, fmt.Errorf("%w after %d bytes", errConfigCut, len(data))
-		case err != nil:
-			return nil, fmt.Errorf("admin: receive config upload: %w", err)
+		case err != nil: // framing the client got wrong (a bad chunk), a reset
+			return nil, fmt.Errorf("%w after %d bytes: %w", errConfigBadBody, len(data), err)
 		}
 	}
 	// The whole body is in: the connection may serve another request.
@@ -172,7 +174,7 @@ func uploadStatus(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, errConfigStalled):
 		return http.StatusRequestTimeout
-	case errors.Is(err, errConfigCut):
+	case errors.Is(err, errConfigCut), errors.Is(err, errConfigBadBody):
 		return http.StatusBadRequest
 	case errors.Is(err, ErrConfigInvalid):
 		return http.StatusUnprocessableEntity

@@ -113,3 +113,57 @@ func TestConfigUploadClientGone(t *testing.T) {
 		t.Fatalf("%d replaces, want the 2 whole uploads only", n)
 	}
 }
+
+// rawPut sends a PUT /config with the token, head's extra header lines
+// and body as they are, and returns the answer (or what came before the
+// server closed).
+func rawPut(t *testing.T, s *Server, head, body string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "PUT /config HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/toml\r\n%s\r\n%s", s.Addr(), cfgToken, head, body)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	answer, _ := io.ReadAll(c)
+	return string(answer)
+}
+
+// TestConfigUploadBadBody: a body the client framed wrong is the client's
+// fault (400), not the server's (500), and nothing is replaced.
+func TestConfigUploadBadBody(t *testing.T) {
+	f := &fakeConfigFile{data: []byte("old")}
+	s, _ := startAdmin(t, Config{Listen: "127.0.0.1:0", Token: tokenFunc(cfgToken), ConfigFile: f})
+	tests := []struct{ name, head, body string }{
+		{"chunk size not hex", "Transfer-Encoding: chunked\r\n", "zz\r\nabc\r\n0\r\n\r\n"},
+		{"chunk longer than sent", "Transfer-Encoding: chunked\r\nConnection: close\r\n", "100\r\n[log]\n"},
+		{"chunk without its CRLF", "Transfer-Encoding: chunked\r\n", "3\r\nabcXY0\r\n\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.name == "chunk longer than sent" {
+				// the client half-closes: the server sees the body end early
+				c, err := net.Dial("tcp", s.Addr())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				fmt.Fprintf(c, "PUT /config HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/toml\r\n%s\r\n%s", s.Addr(), cfgToken, tt.head, tt.body)
+				_ = c.(*net.TCPConn).CloseWrite()
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				answer, _ := io.ReadAll(c)
+				if !strings.HasPrefix(string(answer), "HTTP/1.1 400") {
+					t.Fatalf("answer %q, want 400", answer)
+				}
+				return
+			}
+			if answer := rawPut(t, s, tt.head, tt.body); !strings.HasPrefix(answer, "HTTP/1.1 400") {
+				t.Fatalf("answer %q, want 400", answer)
+			}
+		})
+	}
+	if got, n := f.state(); string(got) != "old" || n != 0 {
+		t.Fatalf("file = %q after %d replaces", got, n)
+	}
+}
