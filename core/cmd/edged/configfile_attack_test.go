@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -116,6 +117,30 @@ func TestConfigUploadStoreShapes(t *testing.T) {
 			t.Fatalf("upload into a missing directory = %d %q, want 500 naming the file", code, text)
 		}
 	})
+}
+
+// TestConfigUploadStoreNotAFile: a store that is no regular file (a FIFO
+// someone made there) is refused at once, naming it: reading it would
+// hang the upload, holding the one upload slot for good.
+func TestConfigUploadStoreNotAFile(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "umedge.toml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip("no FIFO:", err)
+	}
+	t.Cleanup(func() { // frees a reader the old code left blocked
+		if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
+	s := newUploadSiteStore(t, t.TempDir(), fifo)
+	code, text := s.do(t, http.MethodPut, uploadToken, []byte(s.config("debug")))
+	if code != http.StatusInternalServerError || !strings.Contains(text, fifo) || !strings.Contains(text, "not a regular file") {
+		t.Fatalf("upload to a FIFO store = %d %q, want 500 naming it, not a regular file", code, text)
+	}
+	// The slot is free again.
+	if code, text := s.do(t, http.MethodPut, uploadToken, []byte(s.config("debug"))); code == http.StatusConflict {
+		t.Fatalf("the next upload = %d %q: the slot is still held", code, text)
+	}
 }
 
 // TestConfigUploadTokenFileElsewhere: a config whose admin.token_file
