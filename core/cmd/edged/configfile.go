@@ -48,7 +48,8 @@ func (c configFile) Read() ([]byte, error) {
 // target as it was. Then it reloads with Reload, the code of POST /reload
 // and SIGHUP, not cancelled when the client goes away: the file is
 // written by then. A reload that fails after the write (a change only a
-// restart applies, say) is in the result; the old config then runs.
+// restart applies, say) is in the result; the old config then runs, or,
+// when the reload applied part of the file (InPart), a mix of both.
 // When the file written is not the one in force (-config-store names
 // another), nothing is reloaded: whoever pointed edged there applies it
 // (the appliance's init, within its 2 s poll) and the result says so.
@@ -84,7 +85,8 @@ func (c configFile) Replace(ctx context.Context, data []byte) (admin.ConfigWritt
 		return res, nil
 	}
 	if res.ReloadErr = d.Reload(context.WithoutCancel(ctx)); res.ReloadErr != nil {
-		d.log.Error("the uploaded config is written but did not reload", "file", target, "err", res.ReloadErr)
+		res.InPart = errors.Is(res.ReloadErr, errAppliedInPart)
+		d.log.Error("the uploaded config is written but did not reload", "file", target, "in_part", res.InPart, "err", res.ReloadErr)
 	}
 	return res, nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -163,5 +165,40 @@ func TestConfigUploadTokenFileElsewhere(t *testing.T) {
 	}
 	if code, text := s.do(t, http.MethodGet, uploadToken, nil); code != http.StatusOK || strings.Contains(text, uploadToken) {
 		t.Fatalf("GET /config = %d, and holds the token: %v", code, strings.Contains(text, uploadToken))
+	}
+}
+
+// TestConfigUploadMovesAdminToBusyPort: an upload that passes the check
+// but moves admin.listen to a port another process holds must not take
+// the admin API down with it: the API it came through keeps answering,
+// the answer says the file applied only in part (not that the old config
+// runs), and the running config keeps the address it really listens on,
+// so the next reload tries the move again.
+func TestConfigUploadMovesAdminToBusyPort(t *testing.T) {
+	s := newUploadSite(t, t.TempDir())
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	oldListen, busyAddr := fmt.Sprintf("127.0.0.1:%d", s.port), busy.Addr().String()
+	next := strings.Replace(s.config("debug"), oldListen, busyAddr, 1)
+	code, text := s.do(t, http.MethodPut, uploadToken, []byte(next))
+	if code != http.StatusInternalServerError || !strings.Contains(text, "in part") || strings.Contains(text, "old config runs") {
+		t.Fatalf("upload moving admin to a busy port = %d %q, want 500 saying it applied in part", code, text)
+	}
+	if code, text := s.do(t, http.MethodGet, uploadToken, nil); code != http.StatusOK || text != next {
+		t.Fatalf("GET /config after the failed move = %d %q: the admin API went down", code, text)
+	}
+	if got := s.d.cfg.Load(); got.Log.Level != "debug" || got.Admin.Listen != oldListen {
+		t.Fatalf("running config: level %q, admin.listen %q; want debug (applied) and %s (where it listens)", got.Log.Level, got.Admin.Listen, oldListen)
+	}
+	// The port free again: a reload moves it.
+	busy.Close()
+	if err := s.d.Reload(t.Context()); err != nil {
+		t.Fatalf("reload once the port is free: %v", err)
+	}
+	if got := s.d.admin.Addr(); got != busyAddr {
+		t.Fatalf("admin listens on %s after the reload", got)
 	}
 }

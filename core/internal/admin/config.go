@@ -42,6 +42,10 @@ type ConfigWritten struct {
 	File      string // the file written (the config path, symlinks resolved)
 	Prev      string // where the previous file was kept; "" when there was none
 	ReloadErr error  // the reload's failure after the write; nil = reloaded
+	// InPart, with ReloadErr, says that the reload applied the file in
+	// part (a listener it could not move, say): neither the old config
+	// nor the new one runs whole. Without it, the old config runs.
+	InPart bool
 	// NotInForce, when set, is the file in force, which File is not:
 	// nothing was reloaded, whoever runs edged applies File (the
 	// appliance's init does when it changes).
@@ -79,7 +83,8 @@ var (
 // if it applied; if the reload fails after the write, 500 saying that the
 // file is written (and where the previous one was kept) and why the reload
 // failed, so the running config is then the old one until a reload or
-// restart that succeeds.
+// restart that succeeds; or, when the reload applied the file in part
+// (ConfigWritten.InPart), the new one but for what failed.
 type configHandler struct {
 	file ConfigFile
 	mu   sync.Mutex // held by the upload in progress
@@ -122,9 +127,13 @@ func (h *configHandler) put(w http.ResponseWriter, r *http.Request) {
 		written += " (the previous file kept as " + res.Prev + ")"
 	}
 	if res.ReloadErr != nil {
+		runs := "the old config runs until a reload succeeds"
+		if res.InPart {
+			runs = "it applied in part: what failed runs as before until a reload succeeds"
+		}
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(http.StatusInternalServerError)
-		fmt.Fprintf(w, "%s, but the reload failed: the old config runs until a reload succeeds\n%v\n", written, res.ReloadErr)
+		fmt.Fprintf(w, "%s, but the reload failed: %s\n%v\n", written, runs, res.ReloadErr)
 		return
 	}
 	if res.NotInForce != "" {
