@@ -263,3 +263,14 @@ func TestConfigUploadStalled(t *testing.T) {
 		t.Fatalf("PUT after the stall = %d %q, want 200", code, text)
 	}
 }
+
+// TestConfigUploadTypeRefusal: a refused upload type is answered with what
+// the upload takes, not with the rule of the other mutating calls (no body
+// or JSON), which the upload does not follow.
+func TestConfigUploadTypeRefusal(t *testing.T) {
+	s, _ := startAdmin(t, Config{Listen: "127.0.0.1:0", Token: tokenFunc(cfgToken), ConfigFile: &fakeConfigFile{}})
+	code, text := doConfig(t, s, cfgReq{method: http.MethodPut, token: cfgToken, ctype: "text/plain", body: strings.NewReader("x = 1")})
+	if code != http.StatusUnsupportedMediaType || !strings.Contains(text, "application/toml") || strings.Contains(text, "JSON") {
+		t.Fatalf("PUT as text/plain = %d %q, want 415 naming application/toml and not JSON", code, text)
+	}
+}
