@@ -28,8 +28,10 @@ type ConfigFile interface {
 	// now (after a reload that failed, not what runs).
 	Read() ([]byte, error)
 	// Replace checks data as `edged config check` does (plugin settings
-	// included), writes it over the config path atomically, keeping the
-	// previous file beside it, and then reloads as POST /reload does.
+	// included), writes it over the config path atomically (or over the
+	// file edged was told to write instead: ConfigWritten.NotInForce),
+	// keeping the previous file beside it, and then reloads as POST
+	// /reload does when the file written is the one in force.
 	// A file that does not pass the check is an error that wraps
 	// ErrConfigInvalid, and nothing is written. An error writing leaves
 	// the file in force as it was. When the file is written but the reload
@@ -75,15 +77,16 @@ var (
 // application/octet-stream), at most ConfigMaxBytes (413). One upload at a
 // time: another while one runs gets 409. A body that sends nothing for
 // 30 s is given up with 408, one cut short or framed wrong (a bad chunk)
-// with 400. A file that fails the
-// check is answered 422 with the problems as `edged config check` prints
-// them (FILE:LINE: key: message, one a line), and nothing is written. A
-// failed write (a full disk: 507) leaves the file in force as it was.
-// When written, the reload follows, by the same code as POST /reload: 200
-// if it applied; if the reload fails after the write, 500 saying that the
-// file is written (and where the previous one was kept) and why the reload
-// failed, so the running config is then the old one until a reload or
-// restart that succeeds; or, when the reload applied the file in part
+// with 400. A file that fails the check is answered 422 with the problems
+// as `edged config check` prints them (FILE:LINE: key: message, one a
+// line), and nothing is written. A failed write (a full disk: 507) leaves
+// the file in force as it was. When written, the reload follows, by the
+// same code as POST /reload: 200 if it applied (200 "not reloaded" when
+// the file written is not the one in force, ConfigWritten.NotInForce); if
+// the reload fails after the write, 500 saying that the file is written
+// (and where the previous one was kept) and why the reload failed, so the
+// running config is then the old one until a reload or restart that
+// succeeds; or, when the reload applied the file in part
 // (ConfigWritten.InPart), the new one but for what failed.
 type configHandler struct {
 	file ConfigFile
