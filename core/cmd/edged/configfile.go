@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/umedge/umedge/core/config"
 	"github.com/umedge/umedge/core/internal/admin"
@@ -47,7 +48,8 @@ func (c configFile) Read() ([]byte, error) {
 // target as it was. Then it reloads with Reload, the code of POST /reload
 // and SIGHUP, not cancelled when the client goes away: the file is
 // written by then. A reload that fails after the write (a change only a
-// restart applies, say) is in the result; the old config then runs.
+// restart applies, say) is in the result; the old config then runs, or,
+// when the reload applied part of the file (InPart), a mix of both.
 // When the file written is not the one in force (-config-store names
 // another), nothing is reloaded: whoever pointed edged there applies it
 // (the appliance's init, within its 2 s poll) and the result says so.
@@ -83,7 +85,8 @@ func (c configFile) Replace(ctx context.Context, data []byte) (admin.ConfigWritt
 		return res, nil
 	}
 	if res.ReloadErr = d.Reload(context.WithoutCancel(ctx)); res.ReloadErr != nil {
-		d.log.Error("the uploaded config is written but did not reload", "file", target, "err", res.ReloadErr)
+		res.InPart = errors.Is(res.ReloadErr, errAppliedInPart)
+		d.log.Error("the uploaded config is written but did not reload", "file", target, "in_part", res.InPart, "err", res.ReloadErr)
 	}
 	return res, nil
 }
@@ -105,17 +108,12 @@ func storeTarget(store string) (string, error) {
 
 // replaceFile writes data over target atomically and keeps what was there
 // as target+".prev" (returned; "" when there was no file). The new file
-// gets the old one's permissions, 0600 when there was none.
+// gets the old one's permissions, 0600 when there was none. A target that
+// is there but no regular file (a FIFO, a device) is refused.
 func replaceFile(target string, data []byte) (prev string, err error) {
-	mode := os.FileMode(0o600)
-	old, err := os.ReadFile(target)
-	switch {
-	case err == nil:
-		if fi, err := os.Stat(target); err == nil {
-			mode = fi.Mode().Perm()
-		}
-	case !os.IsNotExist(err):
-		return "", fmt.Errorf("read the config in force: %w", err)
+	old, mode, err := readOld(target)
+	if err != nil {
+		return "", err
 	}
 	dir := filepath.Dir(target)
 	tmp, err := syncedTemp(dir, filepath.Base(target), data, mode)
@@ -142,6 +140,33 @@ func replaceFile(target string, data []byte) (prev string, err error) {
 		return prev, fmt.Errorf("written %s, but syncing its directory failed: %w", target, err)
 	}
 	return prev, nil
+}
+
+// readOld reads the file replaceFile is to replace, and its permissions:
+// nil and 0600 when there is none. It opens without blocking and wants a
+// regular file: reading a FIFO put there would hang the upload, and with
+// it the one upload slot.
+func readOld(target string) ([]byte, os.FileMode, error) {
+	f, err := os.OpenFile(target, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if os.IsNotExist(err) {
+		return nil, 0o600, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the file to replace: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the file to replace: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("%s is not a regular file (mode %s): not replaced", target, fi.Mode())
+	}
+	old, err := io.ReadAll(f)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the file to replace: %w", err)
+	}
+	return old, fi.Mode().Perm(), nil // old is not nil: an empty file is kept as .prev too
 }
 
 // syncedTemp writes data to a new temporary file in dir, synced to disk,

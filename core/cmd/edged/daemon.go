@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -198,28 +200,76 @@ func (d *daemon) Reload(ctx context.Context) error {
 		errs = append(errs, err, d.applyCapture(ctx, cfg))
 	}
 	if cfg.Admin.Listen != old.Admin.Listen {
-		errs = append(errs, d.moveAdmin(cfg.Admin.Listen))
+		if err := d.moveAdmin(old.Admin.Listen, cfg.Admin.Listen); err != nil {
+			errs = append(errs, err)
+			// The running config says where the API really is (the old
+			// address, or off), so the next reload tries the move again.
+			cfg.Admin.Listen = ""
+			if d.admin != nil {
+				cfg.Admin.Listen = old.Admin.Listen
+			}
+		}
 	}
 	d.cfg.Store(cfg)
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("config applied in part: %w", err)
+		return fmt.Errorf("%w: %w", errAppliedInPart, err)
 	}
 	d.log.Info("config reloaded", "config", d.path)
 	return nil
 }
 
-func (d *daemon) moveAdmin(listen string) error {
-	if d.admin != nil {
-		_ = d.admin.Close()
-		d.admin = nil
-	}
-	if listen == "" {
+// moveAdmin moves the admin API from the address from to to ("" = off).
+// The new listener opens before the old one closes, so an address that
+// cannot be had (another process holds the port) leaves the API where it
+// was, reachable to mend the config through. Only when the new address
+// may overlap the old one (the same port on another host) is the old
+// server closed first, and opened again if the new one still fails.
+func (d *daemon) moveAdmin(from, to string) error {
+	if to == "" {
+		if d.admin != nil {
+			_ = d.admin.Close()
+			d.admin = nil
+		}
 		return nil
 	}
-	a, err := admin.New(d.adminConfig(listen), d, d.metrics.Registry, d.log.With("component", "admin"))
+	open := func(listen string) (*admin.Server, error) {
+		return admin.New(d.adminConfig(listen), d, d.metrics.Registry, d.log.With("component", "admin"))
+	}
+	a, err := open(to)
+	if err != nil && d.admin != nil && errors.Is(err, syscall.EADDRINUSE) && samePort(from, to) {
+		_ = d.admin.Close()
+		d.admin = nil
+		if a, err = open(to); err != nil {
+			var rerr error
+			if d.admin, rerr = open(from); rerr != nil {
+				d.admin = nil
+				return errors.Join(err, fmt.Errorf("the admin API is off: back to %s: %w", from, rerr))
+			}
+		}
+	}
+	if err != nil {
+		if d.admin != nil {
+			return fmt.Errorf("%w; the admin API stays on %s", err, from)
+		}
+		return err
+	}
+	if d.admin != nil {
+		_ = d.admin.Close()
+	}
 	d.admin = a
-	return err
+	return nil
 }
+
+// samePort reports whether the host:port addresses a and b have one port.
+func samePort(a, b string) bool {
+	_, pa, erra := net.SplitHostPort(a)
+	_, pb, errb := net.SplitHostPort(b)
+	return erra == nil && errb == nil && pa == pb
+}
+
+// errAppliedInPart marks a reload that stored the new config and applied
+// some of it but not all: neither the old file nor the new runs whole.
+var errAppliedInPart = errors.New("config applied in part")
 
 // errNeedsRestart refuses a reload that changes what only a start sets up.
 var errNeedsRestart = errors.New("these changes need a restart, the file was not applied")

@@ -28,8 +28,10 @@ type ConfigFile interface {
 	// now (after a reload that failed, not what runs).
 	Read() ([]byte, error)
 	// Replace checks data as `edged config check` does (plugin settings
-	// included), writes it over the config path atomically, keeping the
-	// previous file beside it, and then reloads as POST /reload does.
+	// included), writes it over the config path atomically (or over the
+	// file edged was told to write instead: ConfigWritten.NotInForce),
+	// keeping the previous file beside it, and then reloads as POST
+	// /reload does when the file written is the one in force.
 	// A file that does not pass the check is an error that wraps
 	// ErrConfigInvalid, and nothing is written. An error writing leaves
 	// the file in force as it was. When the file is written but the reload
@@ -42,6 +44,10 @@ type ConfigWritten struct {
 	File      string // the file written (the config path, symlinks resolved)
 	Prev      string // where the previous file was kept; "" when there was none
 	ReloadErr error  // the reload's failure after the write; nil = reloaded
+	// InPart, with ReloadErr, says that the reload applied the file in
+	// part (a listener it could not move, say): neither the old config
+	// nor the new one runs whole. Without it, the old config runs.
+	InPart bool
 	// NotInForce, when set, is the file in force, which File is not:
 	// nothing was reloaded, whoever runs edged applies File (the
 	// appliance's init does when it changes).
@@ -61,6 +67,7 @@ var (
 	errConfigBusy     = errors.New("admin: another config upload is in progress")
 	errConfigStalled  = errors.New("admin: config upload stalled")
 	errConfigCut      = errors.New("admin: config upload cut short")
+	errConfigBadBody  = errors.New("admin: config upload body unreadable")
 )
 
 // configHandler serves GET and PUT /config (the guard has checked the
@@ -69,15 +76,18 @@ var (
 // PUT takes the whole TOML file as the body (application/toml or
 // application/octet-stream), at most ConfigMaxBytes (413). One upload at a
 // time: another while one runs gets 409. A body that sends nothing for
-// 30 s is given up with 408, one cut short with 400. A file that fails the
-// check is answered 422 with the problems as `edged config check` prints
-// them (FILE:LINE: key: message, one a line), and nothing is written. A
-// failed write (a full disk: 507) leaves the file in force as it was.
-// When written, the reload follows, by the same code as POST /reload: 200
-// if it applied; if the reload fails after the write, 500 saying that the
-// file is written (and where the previous one was kept) and why the reload
-// failed, so the running config is then the old one until a reload or
-// restart that succeeds.
+// 30 s is given up with 408, one cut short or framed wrong (a bad chunk)
+// with 400. A file that fails the check is answered 422 with the problems
+// as `edged config check` prints them (FILE:LINE: key: message, one a
+// line), and nothing is written. A failed write (a full disk: 507) leaves
+// the file in force as it was. When written, the reload follows, by the
+// same code as POST /reload: 200 if it applied (200 "not reloaded" when
+// the file written is not the one in force, ConfigWritten.NotInForce); if
+// the reload fails after the write, 500 saying that the file is written
+// (and where the previous one was kept) and why the reload failed, so the
+// running config is then the old one until a reload or restart that
+// succeeds; or, when the reload applied the file in part
+// (ConfigWritten.InPart), the new one but for what failed.
 type configHandler struct {
 	file ConfigFile
 	mu   sync.Mutex // held by the upload in progress
@@ -120,9 +130,13 @@ func (h *configHandler) put(w http.ResponseWriter, r *http.Request) {
 		written += " (the previous file kept as " + res.Prev + ")"
 	}
 	if res.ReloadErr != nil {
+		runs := "the old config runs until a reload succeeds"
+		if res.InPart {
+			runs = "it applied in part: what failed runs as before until a reload succeeds"
+		}
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(http.StatusInternalServerError)
-		fmt.Fprintf(w, "%s, but the reload failed: the old config runs until a reload succeeds\n%v\n", written, res.ReloadErr)
+		fmt.Fprintf(w, "%s, but the reload failed: %s\n%v\n", written, runs, res.ReloadErr)
 		return
 	}
 	if res.NotInForce != "" {
@@ -155,8 +169,8 @@ func readUpload(w http.ResponseWriter, r *http.Request, limit int64, idle time.D
 			return nil, fmt.Errorf("%w: nothing for %s after %d bytes", errConfigStalled, idle, len(data))
 		case errors.Is(err, io.ErrUnexpectedEOF):
 			return nil, fmt.Errorf("%w after %d bytes", errConfigCut, len(data))
-		case err != nil:
-			return nil, fmt.Errorf("admin: receive config upload: %w", err)
+		case err != nil: // framing the client got wrong (a bad chunk), a reset
+			return nil, fmt.Errorf("%w after %d bytes: %w", errConfigBadBody, len(data), err)
 		}
 	}
 	// The whole body is in: the connection may serve another request.
@@ -172,7 +186,7 @@ func uploadStatus(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, errConfigStalled):
 		return http.StatusRequestTimeout
-	case errors.Is(err, errConfigCut):
+	case errors.Is(err, errConfigCut), errors.Is(err, errConfigBadBody):
 		return http.StatusBadRequest
 	case errors.Is(err, ErrConfigInvalid):
 		return http.StatusUnprocessableEntity

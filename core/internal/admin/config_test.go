@@ -27,6 +27,7 @@ type fakeConfigFile struct {
 	data      []byte
 	err       error
 	reloadErr error
+	inPart    bool
 	replaced  int
 }
 
@@ -44,7 +45,7 @@ func (f *fakeConfigFile) Replace(_ context.Context, data []byte) (ConfigWritten,
 	}
 	f.data = bytes.Clone(data)
 	f.replaced++
-	return ConfigWritten{File: "/data/umedge.toml", Prev: "/data/umedge.toml.prev", ReloadErr: f.reloadErr}, nil
+	return ConfigWritten{File: "/data/umedge.toml", Prev: "/data/umedge.toml.prev", ReloadErr: f.reloadErr, InPart: f.inPart}, nil
 }
 
 func (f *fakeConfigFile) state() ([]byte, int) {
@@ -179,22 +180,28 @@ func TestConfigUploadAnswers(t *testing.T) {
 	tests := []struct {
 		name           string
 		err, reloadErr error
+		inPart         bool
 		want           int
-		text           string
+		text, not      string
 	}{
-		{"invalid", fmt.Errorf("%w:\n/data/umedge.toml:3: log.level: bad", ErrConfigInvalid), nil, http.StatusUnprocessableEntity, "/data/umedge.toml:3: log.level: bad"},
-		{"full disk", fmt.Errorf("write /data/umedge.toml: %w", &os.PathError{Op: "write", Path: "/data/.umedge.toml.1", Err: syscall.ENOSPC}), nil, http.StatusInsufficientStorage, "no space left on device"},
-		{"other write error", errors.New("write /data/umedge.toml: read-only file system"), nil, http.StatusInternalServerError, "read-only"},
-		{"reload fails", nil, errors.New("these changes need a restart: log.format"), http.StatusInternalServerError, "config written to /data/umedge.toml (the previous file kept as /data/umedge.toml.prev), but the reload failed"},
-		{"reloaded", nil, nil, http.StatusOK, "reloaded"},
+		{"invalid", fmt.Errorf("%w:\n/data/umedge.toml:3: log.level: bad", ErrConfigInvalid), nil, false, http.StatusUnprocessableEntity, "/data/umedge.toml:3: log.level: bad", ""},
+		{"full disk", fmt.Errorf("write /data/umedge.toml: %w", &os.PathError{Op: "write", Path: "/data/.umedge.toml.1", Err: syscall.ENOSPC}), nil, false, http.StatusInsufficientStorage, "no space left on device", ""},
+		{"other write error", errors.New("write /data/umedge.toml: read-only file system"), nil, false, http.StatusInternalServerError, "read-only", ""},
+		{"reload fails", nil, errors.New("these changes need a restart: log.format"), false, http.StatusInternalServerError, "config written to /data/umedge.toml (the previous file kept as /data/umedge.toml.prev), but the reload failed: the old config runs", ""},
+		{"reload applies in part", nil, errors.New("config applied in part: admin listen 127.0.0.1:9061: address already in use"), true, http.StatusInternalServerError, "but the reload failed: it applied in part", "the old config runs"},
+		{"reloaded", nil, nil, false, http.StatusOK, "reloaded", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f.mu.Lock()
-			f.err, f.reloadErr = tt.err, tt.reloadErr
+			f.err, f.reloadErr, f.inPart = tt.err, tt.reloadErr, tt.inPart
 			f.mu.Unlock()
-			if code, text := put(); code != tt.want || !strings.Contains(text, tt.text) {
+			code, text := put()
+			if code != tt.want || !strings.Contains(text, tt.text) {
 				t.Fatalf("= %d %q, want %d with %q", code, text, tt.want, tt.text)
+			}
+			if tt.not != "" && strings.Contains(text, tt.not) {
+				t.Fatalf("= %q, saying %q", text, tt.not)
 			}
 		})
 	}
@@ -254,5 +261,16 @@ func TestConfigUploadStalled(t *testing.T) {
 	}
 	if code, text := put(); code != http.StatusOK {
 		t.Fatalf("PUT after the stall = %d %q, want 200", code, text)
+	}
+}
+
+// TestConfigUploadTypeRefusal: a refused upload type is answered with what
+// the upload takes, not with the rule of the other mutating calls (no body
+// or JSON), which the upload does not follow.
+func TestConfigUploadTypeRefusal(t *testing.T) {
+	s, _ := startAdmin(t, Config{Listen: "127.0.0.1:0", Token: tokenFunc(cfgToken), ConfigFile: &fakeConfigFile{}})
+	code, text := doConfig(t, s, cfgReq{method: http.MethodPut, token: cfgToken, ctype: "text/plain", body: strings.NewReader("x = 1")})
+	if code != http.StatusUnsupportedMediaType || !strings.Contains(text, "application/toml") || strings.Contains(text, "JSON") {
+		t.Fatalf("PUT as text/plain = %d %q, want 415 naming application/toml and not JSON", code, text)
 	}
 }

@@ -9,7 +9,7 @@ import (
 var (
 	errHost             = errors.New("admin: Host is not this server's address")
 	errCrossSite        = errors.New("admin: cross-site request refused")
-	errContentType      = errors.New("admin: a mutating call takes no body, or a JSON one")
+	errContentType      = errors.New("admin: Content-Type refused")
 	errUnauthorized     = errors.New("admin: missing or wrong bearer token")
 	errNoToken          = errors.New("admin: the listener is not loopback-only and no admin.token_file is set, so mutating calls are refused")
 	errTokenUnavailable = errors.New("admin: the admin token cannot be read")

@@ -223,18 +223,19 @@ func checkSameOrigin(r *http.Request) error {
 // send neither.
 func checkContentType(r *http.Request) error {
 	types := r.Header.Values("Content-Type")
+	const want = "a mutating call takes no body, or a JSON one"
 	switch {
 	case len(types) > 1:
-		return fmt.Errorf("%w: %d Content-Type headers", errContentType, len(types))
+		return fmt.Errorf("%w: %s, not %d Content-Type headers", errContentType, want, len(types))
 	case len(types) == 0 || types[0] == "":
 		if r.ContentLength != 0 {
-			return fmt.Errorf("%w: a body without Content-Type", errContentType)
+			return fmt.Errorf("%w: %s, not a body without Content-Type", errContentType, want)
 		}
 		return nil
 	}
 	mt, _, err := mime.ParseMediaType(types[0])
 	if err != nil || mt != "application/json" {
-		return fmt.Errorf("%w: Content-Type %q", errContentType, types[0])
+		return fmt.Errorf("%w: %s, not %q", errContentType, want, types[0])
 	}
 	return nil
 }
