@@ -65,6 +65,15 @@ func (c configFile) Replace(ctx context.Context, data []byte) (admin.ConfigWritt
 			return admin.ConfigWritten{}, err
 		}
 	}
+	// Where the box reads, writes and runs from stays as the file on the
+	// box says: with the token alone an upload could otherwise run any
+	// binary (plugin_host.dir) or write any file (sbc.cdr_file) as edged's
+	// user, or swap the token for one of its own. Checked before the
+	// upload is validated, which opens the files it names.
+	if keys := config.ChangedPaths(d.cfg.Load(), data); len(keys) > 0 {
+		return admin.ConfigWritten{}, fmt.Errorf("%w:\n%s: %s: may not be changed through the admin API (it names a file, directory or device the box uses): edit %s on the box",
+			admin.ErrConfigInvalid, target, strings.Join(keys, ", "), target)
+	}
 	cfg, err := config.Parse(target, data)
 	if err == nil {
 		err = checkPlugins(ctx, cfg)

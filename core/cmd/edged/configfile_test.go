@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -308,5 +309,39 @@ func TestConfigUploadToTheStore(t *testing.T) {
 	}
 	if code, text := s.do(t, http.MethodGet, uploadToken, nil); code != http.StatusOK || text != shippedText {
 		t.Fatalf("GET /config = %d, want the file in force", code)
+	}
+}
+
+// The token buys settings, not the box: an upload that points plugins at
+// another directory, the CDRs at the token file or the token at a file of
+// its own is refused naming the key, before anything it names is opened,
+// and nothing is written.
+func TestConfigUploadMayNotMovePaths(t *testing.T) {
+	s := newUploadSite(t, t.TempDir())
+	old := s.onDisk(t, s.file)
+	for _, c := range []struct{ key, extra string }{
+		{"plugin_host.dir", "[plugin_host]\ndir = \"/usr/bin\"\n"},
+		{"sbc.cdr_file", "[sbc]\ncdr_file = " + strconv.Quote(filepath.Join(s.secrets, "admin.token")) + "\n"},
+		{"appliance.watchdog", "[appliance]\nwatchdog = \"/dev/sda\"\n"},
+	} {
+		body := strings.Replace(s.config("debug"), "[plugin_host]\ndir = "+strconv.Quote(s.secrets)+"\n", "", 1) + c.extra
+		if c.key != "plugin_host.dir" {
+			body = s.config("debug") + c.extra
+		}
+		code, text := s.do(t, http.MethodPut, uploadToken, []byte(body))
+		if code != http.StatusUnprocessableEntity || !strings.Contains(text, c.key+": may not be changed through the admin API") {
+			t.Errorf("%s moved: %d %q, want 422 naming it", c.key, code, text)
+		}
+	}
+	mine := filepath.Join(t.TempDir(), "mine")
+	if err := os.WriteFile(mine, []byte("attacker-chosen-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Replace(s.config("debug"), strconv.Quote(filepath.Join(s.secrets, "admin.token")), strconv.Quote(mine), 1)
+	if code, text := s.do(t, http.MethodPut, uploadToken, []byte(body)); code != http.StatusUnprocessableEntity || !strings.Contains(text, "admin.token_file") {
+		t.Errorf("token moved: %d %q, want 422 naming admin.token_file", code, text)
+	}
+	if got := s.onDisk(t, s.file); got != old {
+		t.Fatalf("a refused upload changed the file:\n%s", got)
 	}
 }
