@@ -17,8 +17,12 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// MaxFileBytes bounds a config file: the largest real one is a few KiB.
-const MaxFileBytes = 4 << 20
+// MaxFileBytes bounds a config file. A site's hand-written one is a few
+// KiB, but an imported Exchange directory lives in it: 50,000 mailboxes
+// are 5.7 MB (TestIntegrationImportLargeOrganisation), so 32 MiB holds
+// some 280,000, and with its .prev and an upload's temporary file still
+// fits the appliance's data partition.
+const MaxFileBytes = 32 << 20
 
 var (
 	// ErrNotRegular means the config path is a FIFO, a directory, a

@@ -19,7 +19,7 @@ const ConfigPath = "/config"
 // ConfigMaxBytes bounds an uploaded config file: config.MaxFileBytes, the
 // bound config.Load reads a file with (the admin package does not import
 // the config package; a test keeps the two equal).
-const ConfigMaxBytes = 4 << 20
+const ConfigMaxBytes = 32 << 20
 
 // ConfigFile is the config file edged was started with (-config), as the
 // admin API reads and replaces it.

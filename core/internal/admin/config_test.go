@@ -207,7 +207,7 @@ func TestConfigUploadAnswers(t *testing.T) {
 	}
 }
 
-// TestConfigUploadTooLarge: over 4 MiB is 413, whether Content-Length
+// TestConfigUploadTooLarge: over ConfigMaxBytes is 413, whether Content-Length
 // says so or a chunked body runs over.
 func TestConfigUploadTooLarge(t *testing.T) {
 	f := &fakeConfigFile{data: []byte("old")}
