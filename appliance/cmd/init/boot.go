@@ -402,10 +402,13 @@ func (b *box) reload(ctx context.Context, why string) {
 	}
 }
 
-// fileStamp tells whether a file changed.
+// fileStamp tells whether a file changed: its time, size and inode. The
+// inode because FAT keeps times in 2 s steps: two uploads of one size in
+// one step differ by it only (each is renamed in from a file of its own).
 type fileStamp struct {
 	mod  time.Time
 	size int64
+	ino  uint64
 	ok   bool
 }
 
@@ -414,7 +417,11 @@ func stampOf(path string) fileStamp {
 	if err != nil {
 		return fileStamp{}
 	}
-	return fileStamp{mod: fi.ModTime(), size: fi.Size(), ok: true}
+	st := fileStamp{mod: fi.ModTime(), size: fi.Size(), ok: true}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ino = sys.Ino
+	}
+	return st
 }
 
 // watchConfig polls the operator's config file and reloads when it

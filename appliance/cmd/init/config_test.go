@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/umedge/umedge/core/config"
 )
@@ -83,5 +84,30 @@ func TestHostnameOf(t *testing.T) {
 	cfg.Appliance.Hostname = "box-7"
 	if got := hostnameOf(&cfg); got != "box-7" {
 		t.Errorf("hostnameOf with appliance.hostname = %q", got)
+	}
+}
+
+// A file renamed over the config with the same size and the same time
+// (FAT's 2 s steps, or an upload within the same second) is a change.
+func TestStampSeesAReplacedFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "umedge.toml")
+	when := time.Date(2026, 12, 2, 20, 0, 0, 0, time.UTC)
+	write := func(name, text string) {
+		if err := os.WriteFile(name, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(name, when, when); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(path, "[log]\nlevel = \"info\"\n")
+	before := stampOf(path)
+	write(path+".new", "[log]\nlevel = \"warn\"\n") // the same size
+	if err := os.Rename(path+".new", path); err != nil {
+		t.Fatal(err)
+	}
+	if after := stampOf(path); after == before {
+		t.Fatalf("a replaced file of the same size and time has the same stamp %+v", after)
 	}
 }
