@@ -294,11 +294,13 @@ func TestInitAsPID1(t *testing.T) {
 		// The key is made beside the boot, not before READY.
 		apptest.WaitFor(t, func() bool { _, err := os.Stat(filepath.Join(data, f)); return err == nil }, "first boot: "+f)
 	}
-	logText, _ := os.ReadFile(filepath.Join(data, "log", "umedge.log"))
+	// A line reaches the console first and the log file right after (one
+	// MultiWriter): the console's READY does not mean the file has it yet.
 	for _, want := range []string{"UMEDGE BOOT slot=a", "UMEDGE READY slot=a", "edged started"} {
-		if !strings.Contains(string(logText), want) {
-			t.Errorf("log/umedge.log lacks %q", want)
-		}
+		apptest.WaitFor(t, func() bool {
+			logText, _ := os.ReadFile(filepath.Join(data, "log", "umedge.log"))
+			return strings.Contains(string(logText), want)
+		}, "log/umedge.log to hold "+want)
 	}
 	if rules := b.nft(t); !strings.Contains(rules, "udp dport 5060 accept") || !strings.Contains(rules, "policy drop") {
 		t.Errorf("the namespace's firewall:\n%s", rules)
