@@ -1,8 +1,8 @@
-// Package mmsg reads UDP datagrams in batches with recvmmsg(2), for the
-// readers that serve many datagrams a second on one socket: one system
-// call (and one wake-up of the Go scheduler) for what has queued, instead
-// of one each. x/net's ReadBatch would do it with a net.Addr allocated
-// per datagram; x/sys/unix has no recvmmsg.
+// Package mmsg reads and writes UDP datagrams in batches with recvmmsg(2)
+// and sendmmsg(2), for the sockets that serve many datagrams a second: one
+// system call (and one wake-up of the Go scheduler) for what has queued,
+// instead of one each. x/net's ReadBatch and WriteBatch would do it with a
+// net.Addr allocated per datagram; x/sys/unix has neither call.
 //
 // Linux on 64-bit architectures (the appliance's amd64 and arm64): Hdr
 // is struct mmsghdr's layout there.
@@ -10,6 +10,7 @@ package mmsg
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"strconv"
 	"unsafe"
@@ -29,9 +30,19 @@ const SockaddrLen = unix.SizeofSockaddrInet6
 
 // Recv reads up to len(h) datagrams from fd without blocking; EAGAIN when
 // none is queued.
-func Recv(fd int, h []Hdr) (int, error) {
+func Recv(fd int, h []Hdr) (int, error) { return call(unix.SYS_RECVMMSG, fd, h) }
+
+// Send writes the datagrams of h on fd without blocking and returns how
+// many the kernel took: fewer than len(h) when the socket's send buffer
+// filled (then EAGAIN on the next call) or when datagram n failed (the
+// next call, starting at it, returns its error).
+func Send(fd int, h []Hdr) (int, error) { return call(unix.SYS_SENDMMSG, fd, h) }
+
+// call is recvmmsg or sendmmsg (trap) on h, without blocking, again when a
+// signal interrupted it.
+func call(trap uintptr, fd int, h []Hdr) (int, error) {
 	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&h[0])), //nolint:gosec // the kernel's mmsghdr array
+		n, _, e := unix.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&h[0])), //nolint:gosec // the kernel's mmsghdr array
 			uintptr(len(h)), unix.MSG_DONTWAIT, 0, 0)
 		switch {
 		case e == unix.EINTR:
@@ -107,3 +118,121 @@ func (r *Reader) Datagram(i int) (b []byte, src netip.AddrPort, truncated bool) 
 	h := &r.hdrs[i]
 	return r.bufs[i][:h.N], Addr(&r.names[i]), h.Msghdr.Flags&unix.MSG_TRUNC != 0
 }
+
+// PutAddr writes ap into b as the sockaddr a socket of family (AF_INET or
+// AF_INET6) sends to, IPv4 to an AF_INET6 socket in its IPv4-mapped form,
+// and returns its length; 0 when ap cannot be sent from such a socket (an
+// IPv6 address to an AF_INET socket, or a zone that is no interface index).
+func PutAddr(b *[SockaddrLen]byte, family int, ap netip.AddrPort) uint32 {
+	a := ap.Addr()
+	if family == unix.AF_INET {
+		if !a.Unmap().Is4() {
+			return 0
+		}
+		binary.NativeEndian.PutUint16(b[0:], unix.AF_INET)
+		binary.BigEndian.PutUint16(b[2:], ap.Port())
+		v4 := a.Unmap().As4()
+		copy(b[4:8], v4[:])
+		clear(b[8:16])
+		return unix.SizeofSockaddrInet4
+	}
+	var scope uint64
+	if z := a.Zone(); z != "" {
+		var err error
+		if scope, err = strconv.ParseUint(z, 10, 32); err != nil {
+			return 0
+		}
+	}
+	binary.NativeEndian.PutUint16(b[0:], unix.AF_INET6)
+	binary.BigEndian.PutUint16(b[2:], ap.Port())
+	clear(b[4:8]) // flow info
+	v6 := a.As16()
+	copy(b[8:24], v6[:])
+	binary.NativeEndian.PutUint32(b[24:], uint32(scope))
+	return unix.SizeofSockaddrInet6
+}
+
+// Writer is a batch of datagrams for Send: each added datagram is copied
+// into the writer's own buffer, so its caller may reuse its bytes at once.
+type Writer struct {
+	family int
+	hdrs   []Hdr
+	iovs   []unix.Iovec
+	names  [][SockaddrLen]byte
+	dsts   []netip.AddrPort
+	data   [][]byte // each datagram's bytes in buf
+	buf    []byte
+	used   int // bytes of buf taken
+	n      int // datagrams added
+	sent   int // of them, written
+}
+
+// NewWriter returns a writer of up to n datagrams of together up to size
+// bytes, for a socket of family (AF_INET or AF_INET6).
+func NewWriter(family, n, size int) *Writer {
+	return &Writer{family: family, hdrs: make([]Hdr, n), iovs: make([]unix.Iovec, n),
+		names: make([][SockaddrLen]byte, n), dsts: make([]netip.AddrPort, n), data: make([][]byte, n), buf: make([]byte, size)}
+}
+
+// Add queues b to dst and reports whether it did: not when the batch is
+// full (write it first) or when dst is no address the socket sends to
+// (PutAddr; the caller sends that one alone, to have its error).
+func (w *Writer) Add(b []byte, dst netip.AddrPort) bool {
+	if w.n == len(w.hdrs) || len(b) > len(w.buf)-w.used || len(b) == 0 {
+		return false
+	}
+	nl := PutAddr(&w.names[w.n], w.family, dst)
+	if nl == 0 {
+		return false
+	}
+	d := w.buf[w.used : w.used+len(b)]
+	copy(d, b)
+	w.data[w.n] = d
+	w.iovs[w.n].Base = &d[0]
+	w.iovs[w.n].SetLen(len(b))
+	h := &w.hdrs[w.n].Msghdr
+	h.Name = &w.names[w.n][0]
+	h.Namelen = nl
+	h.Iov = &w.iovs[w.n]
+	h.SetIovlen(1)
+	w.dsts[w.n] = dst
+	w.used += len(b)
+	w.n++
+	return true
+}
+
+// Fits reports whether a datagram of size bytes would fit the batch now.
+func (w *Writer) Fits(size int) bool { return w.n < len(w.hdrs) && size <= len(w.buf)-w.used }
+
+// Pending is how many added datagrams are not written yet.
+func (w *Writer) Pending() int { return w.n - w.sent }
+
+// Datagram is added datagram i, its bytes (valid until Reset) and its
+// destination.
+func (w *Writer) Datagram(i int) ([]byte, netip.AddrPort) {
+	return w.data[i], w.dsts[i]
+}
+
+// Write writes what is pending on fd without blocking and returns the
+// index range [from, to) of the datagrams it wrote. EAGAIN when the
+// socket took none (wait until it is writable, then Write again); any
+// other error is datagram from's own, which is dropped: the next Write
+// goes on with the one after it.
+func (w *Writer) Write(fd int) (from, to int, err error) {
+	from = w.sent
+	if w.sent == w.n {
+		return from, from, nil
+	}
+	n, err := Send(fd, w.hdrs[w.sent:w.n])
+	if err != nil {
+		if !errors.Is(err, unix.EAGAIN) {
+			w.sent++ // datagram from failed: drop it
+		}
+		return from, from, err
+	}
+	w.sent += n
+	return from, w.sent, nil
+}
+
+// Reset empties the writer.
+func (w *Writer) Reset() { w.used, w.n, w.sent = 0, 0, 0 }

@@ -1,7 +1,6 @@
 package sipfront
 
 import (
-	"net"
 	"net/netip"
 	"sync/atomic"
 
@@ -51,20 +50,3 @@ func hepProto(tp router.Transport) hep.Proto {
 // SetCapture makes h the HEP sender, nil turning capture off, and returns
 // the one it replaces for the caller to close.
 func (s *Server) SetCapture(h *hep.Sender) *hep.Sender { return s.capture.h.Swap(h) }
-
-// udpSocket is a UDP listener's socket: every datagram the front end sends
-// leaves through its send, answers and the B2BUA's requests alike.
-type udpSocket struct {
-	pc    *net.UDPConn
-	local netip.AddrPort // the listener's address
-	tap   *tap
-}
-
-// send writes b to dst and captures it once the kernel took it.
-func (u *udpSocket) send(b []byte, dst netip.AddrPort) error {
-	_, err := u.pc.WriteToUDPAddrPort(b, dst)
-	if err == nil {
-		u.tap.capture(router.UDP, u.local, dst, b)
-	}
-	return err
-}

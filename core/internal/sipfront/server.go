@@ -313,7 +313,7 @@ func (s *Server) open(k listenerKey, udpBuffer int) (*listener, error) {
 					"want", udpBuffer, "got", got, "err", err)
 			}
 		}
-		l.closer, l.udp = pc, &udpSocket{pc: pc, local: k.addr, tap: &s.capture}
+		l.closer, l.udp = pc, newUDPSocket(pc, k.addr, &s.capture, s.log)
 		// Several readers per socket: a datagram is handled start to end
 		// on the goroutine that read it, with no hand-off.
 		for range max(runtime.GOMAXPROCS(0), 2) {
@@ -375,6 +375,7 @@ func (s *Server) serveUDP(u *udpSocket) {
 			s.log.Warn("udp read", "err", err)
 			continue
 		}
+		u.serve()
 		for i := range n {
 			data, src, _ := r.Datagram(i) // never cut: a buffer holds any datagram
 			if isKeepAlive(data) {
@@ -391,6 +392,7 @@ func (s *Server) serveUDP(u *udpSocket) {
 				}
 			}
 		}
+		u.done()
 	}
 }
 

@@ -1,0 +1,154 @@
+package sipfront
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+)
+
+func udpPair(t *testing.T) (*udpSocket, *net.UDPConn) {
+	t.Helper()
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = peer.Close() })
+	_ = peer.SetReadBuffer(4 << 20)
+	u := newUDPSocket(pc, pc.LocalAddr().(*net.UDPAddr).AddrPort(), nil, slog.New(slog.DiscardHandler))
+	if u.rc == nil {
+		t.Fatal("no raw conn: sends would not batch")
+	}
+	return u, peer
+}
+
+func readAll(t *testing.T, c *net.UDPConn, wait time.Duration) []string {
+	t.Helper()
+	var got []string
+	buf := make([]byte, 70000)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(wait))
+		n, _, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return got
+		}
+		got = append(got, string(buf[:n]))
+	}
+}
+
+// While a reader serves a batch the socket's sends wait, in order, and
+// leave together when it is done; with no batch served a send leaves at
+// once.
+func TestUDPSendsWaitForTheBatch(t *testing.T) {
+	u, peer := udpPair(t)
+	to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	if err := u.send([]byte("alone"), to); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, peer, 200*time.Millisecond); fmt.Sprint(got) != "[alone]" {
+		t.Fatalf("a send outside a batch: got %q", got)
+	}
+	u.serve()
+	b := []byte("first")
+	_ = u.send(b, to)
+	copy(b, "XXXXX") // the sender's bytes are its own again at once
+	_ = u.send([]byte("second"), to)
+	if got := readAll(t, peer, 100*time.Millisecond); len(got) != 0 {
+		t.Fatalf("sent while the batch was served: %q", got)
+	}
+	u.serve() // a second reader
+	_ = u.send([]byte("third"), to)
+	u.done() // the first to finish writes all that is queued
+	if got := readAll(t, peer, 200*time.Millisecond); fmt.Sprint(got) != "[first second third]" {
+		t.Fatalf("after the batch: got %q", got)
+	}
+	_ = u.send(make([]byte, 65000), to) // larger than the queue holds: out at once
+	_ = u.send([]byte("fourth"), to)
+	u.done()
+	got := readAll(t, peer, 200*time.Millisecond)
+	if len(got) != 2 || len(got[0]) != 65000 || got[1] != "fourth" {
+		t.Fatalf("a large datagram in a batch: got %d datagrams", len(got))
+	}
+}
+
+// More datagrams than the queue holds: the queue is written when full,
+// nothing is lost or reordered.
+func TestUDPSendsOverflowTheQueue(t *testing.T) {
+	u, peer := udpPair(t)
+	to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	const n = 3*udpQueueLen + 5
+	u.serve()
+	for i := range n {
+		_ = u.send(fmt.Appendf(nil, "d%d", i), to)
+	}
+	u.done()
+	got := readAll(t, peer, 200*time.Millisecond)
+	if len(got) != n {
+		t.Fatalf("%d of %d datagrams arrived", len(got), n)
+	}
+	for i, g := range got {
+		if g != fmt.Sprintf("d%d", i) {
+			t.Fatalf("datagram %d is %q", i, g)
+		}
+	}
+}
+
+// Readers serving batches and timers sending at the same time: every
+// datagram leaves exactly once (run with -race).
+func TestUDPSendsConcurrent(t *testing.T) {
+	u, peer := udpPair(t)
+	to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	const senders, each = 4, 200
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				reader := s%2 == 0
+				if reader {
+					u.serve()
+				}
+				_ = u.send(fmt.Appendf(nil, "%d-%d", s, i), to)
+				if reader {
+					u.done()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got := readAll(t, peer, 300*time.Millisecond)
+	seen := map[string]bool{}
+	for _, g := range got {
+		if seen[g] {
+			t.Fatalf("%q twice", g)
+		}
+		seen[g] = true
+	}
+	if len(seen) != senders*each {
+		t.Fatalf("%d of %d datagrams arrived", len(seen), senders*each)
+	}
+}
+
+// A datagram to an address the socket cannot reach is dropped alone; the
+// batch's others leave.
+func TestUDPSendsFailedDatagram(t *testing.T) {
+	u, peer := udpPair(t)
+	to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	u.serve()
+	_ = u.send([]byte("before"), to)
+	_ = u.send([]byte("nowhere"), netip.MustParseAddrPort("127.0.0.1:0")) // port 0: EINVAL
+	_ = u.send([]byte("after"), to)
+	u.done()
+	if got := readAll(t, peer, 200*time.Millisecond); fmt.Sprint(got) != "[before after]" {
+		t.Fatalf("got %q", got)
+	}
+}
