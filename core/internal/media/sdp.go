@@ -397,8 +397,9 @@ var dropAttr = map[string]bool{
 // rewrite turns sd, as one side sent it, into what the engine sends out of
 // the legs on local's side: our origin and address, each stream of outs
 // (by m-line index; nil or missing: declined, port 0) on its leg's ports.
-// prim is the primary stream's index: its hold is the session's c=, and its
-// ICE the only ICE (ICE-lite) the description carries.
+// prim is the primary stream's index: its hold is the session's c=. A
+// stream answered with ICE carries its own credentials and candidates, and
+// the session says a=ice-lite.
 func rewrite(sd *sdp.SessionDescription, local netip.Addr, prim int, o origin, outs []*outStream) ([]byte, error) {
 	addrType := "IP4"
 	if local.Is6() {
@@ -428,7 +429,7 @@ func rewrite(sd *sdp.SessionDescription, local netip.Addr, prim int, o origin, o
 	if slices.ContainsFunc(outs, func(o *outStream) bool { return o != nil && o.ptime > 0 }) {
 		sd.Attributes = dropPtime(sd.Attributes) // the stream's own line says it
 	}
-	if po != nil && po.ice != nil && !po.offer {
+	if slices.ContainsFunc(outs, func(o *outStream) bool { return o != nil && o.ice != nil && !o.offer }) {
 		sd.Attributes = append(sd.Attributes, sdp.Attribute{Key: "ice-lite"})
 	}
 	sd.EncryptionKey = nil
@@ -485,7 +486,7 @@ func rewrite(sd *sdp.SessionDescription, local netip.Addr, prim int, o origin, o
 			// relay sees to, and could contradict the ptime: it goes too.
 			m.Attributes = append(dropPtime(m.Attributes), sdp.Attribute{Key: "ptime", Value: strconv.Itoa(out.ptime)})
 		}
-		if out.ice != nil && i == prim {
+		if out.ice != nil {
 			m.Attributes = append(m.Attributes,
 				sdp.Attribute{Key: "ice-ufrag", Value: out.ice.ufrag},
 				sdp.Attribute{Key: "ice-pwd", Value: out.ice.pwd},
