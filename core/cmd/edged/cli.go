@@ -111,12 +111,14 @@ func firewallPrint(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "print" {
 		return badUsage(stderr, "usage: edged firewall print [-config FILE]")
 	}
-	fs, o := runFlags(stderr)
-	fs.Init("edged firewall print", flag.ContinueOnError)
+	fs := flag.NewFlagSet("edged firewall print", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {}
+	file := fs.String("config", defaultConfig, "the TOML config `FILE`")
 	if code, ok := parseFlags(fs, args[1:], stdout, stderr); !ok {
 		return code
 	}
-	cfg, err := config.Load(o.config)
+	cfg, err := config.Load(*file)
 	if err != nil {
 		fmt.Fprintln(stderr, "edged:", err)
 		return 1

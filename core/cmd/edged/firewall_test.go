@@ -49,6 +49,13 @@ func TestFirewallPrint(t *testing.T) {
 	if !strings.Contains(stderr.String(), "sip.tcp_port") || stdout.Len() != 0 {
 		t.Errorf("bad config: stdout %q, stderr %q; want the key on stderr only", &stdout, &stderr)
 	}
+
+	// Flags of run only (-config-store) are no flags of firewall print.
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"firewall", "print", "-config", good, "-config-store", good}, &stdout, &stderr); code != 2 || stdout.Len() != 0 {
+		t.Errorf("firewall print -config-store = %d, stdout %q; want 2 and no ruleset", code, &stdout)
+	}
 }
 
 // TestFirewallAllowsMedia: the media engine offloads a leg to the kernel
