@@ -206,9 +206,10 @@ func (e *Engine) Close() error {
 
 // startIdleFilter loads the socket filter that parks idle pairs
 // (pairpool.go); where it cannot, it says why in one line, and they are
-// parked by connect(2).
+// parked by connect(2). An engine that keeps no idle pairs has no use for
+// it: its sockets are spared the attach and the filter's run.
 func (e *Engine) startIdleFilter() {
-	if e.cfg.parkByConnect {
+	if e.cfg.parkByConnect || e.idle.max == 0 {
 		return
 	}
 	f, err := idlefilter.Load(e.cfg.PortMin, e.cfg.PortMax)

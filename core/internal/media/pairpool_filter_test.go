@@ -463,3 +463,13 @@ func TestIdleFilterClosedPairUnparked(t *testing.T) {
 	b.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xB), toB)
 	recv(t, a.rtp, 2*time.Second)
 }
+
+// TestIdleFilterNotWithoutPool: an engine that keeps no idle pairs loads
+// no filter and puts none on its sockets.
+func TestIdleFilterNotWithoutPool(t *testing.T) {
+	e := newTestEngine(t, 2, func(c *Config) { c.IdlePairs = -1 })
+	s := newSession(t, e, filterLocal, filterLocal)
+	if e.Stats().IdleFilter || e.park != nil || s.legs[SideA].rtp.filtered {
+		t.Errorf("without idle pairs: IdleFilter %v, filter %v, socket filtered %v; want none", e.Stats().IdleFilter, e.park != nil, s.legs[SideA].rtp.filtered)
+	}
+}
