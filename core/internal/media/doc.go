@@ -25,9 +25,11 @@
 // out with one sendto or sendmmsg, from buffers the worker owns: a relayed
 // packet costs no allocation. A port the pool has not handed out has no
 // socket, or the socket of an idle pair kept bound for the next session
-// and connected to itself (pairpool.go), which no datagram from outside
-// reaches: either way a flood there never wakes a worker; the kernel drops
-// it and counts it (EngineStats.UnallocatedDrops).
+// and parked (pairpool.go: the engine's socket filter drops what is sent
+// to it, or, where the filter cannot load, it is connected to itself), so
+// that no datagram from outside reaches its queue: either way a flood
+// there never wakes a worker; the kernel drops it and counts it
+// (EngineStats.UnallocatedDrops).
 //
 // On the way in a leg demultiplexes STUN and RTP/RTCP (RFC 7983, RFC 5761),
 // answers STUN binding requests (ICE-lite when the leg's offer carried ICE),

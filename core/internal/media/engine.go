@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/umedge/umedge/core/internal/media/fastpath"
+	"github.com/umedge/umedge/core/internal/media/idlefilter"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,6 +51,10 @@ type Config struct {
 	// PoliceInterval is how often the kernel fast path's counters are run
 	// through the caps; 0 = DefaultPoliceInterval.
 	PoliceInterval time.Duration
+
+	// parkByConnect skips the idle pairs' socket filter and parks them by
+	// connect(2), the fallback (pairpool.go): for tests.
+	parkByConnect bool
 }
 
 // Engine is the media engine: the port pool, the workers and the sessions.
@@ -67,6 +72,11 @@ type Engine struct {
 	closed   bool
 
 	noPorts0 uint64 // the kernel's UDP NoPorts counter when the engine started
+
+	// park is the socket filter that parks idle pairs (pairpool.go); nil:
+	// they are parked by connect(2).
+	park       *idlefilter.Filter
+	parkWarned atomic.Bool // a socket refused the filter: said once
 
 	fp            *offloader // nil: no kernel fast path
 	fpWhy         string     // why not, when the mode wanted one
@@ -86,10 +96,15 @@ type EngineStats struct {
 	// which include the media ports not
 	// handed out. Such a port has no socket, so a flood there costs the
 	// engine nothing: no wake-up, no read; the kernel counts and drops.
-	// An idle pair (pairpool.go) is connected to itself: what is sent to
-	// it finds no socket and is counted there too; what an ended session
-	// left unread in its queue is read, dropped and added.
+	// Datagrams sent to an idle pair (pairpool.go) are added: those its
+	// socket filter dropped (the program's own counter), or, where idle
+	// pairs are parked by connect(2), those that found no socket (counted
+	// in NoPorts already); and what an ended session left unread in its
+	// queue, read and dropped by a worker.
 	UnallocatedDrops uint64
+	// IdleFilter: idle pairs are parked by the socket filter, not by
+	// connect(2) (pairpool.go).
+	IdleFilter bool
 	// IdlePairs are the pairs kept bound for the next session (counted in
 	// PortsFree); of the legs since the start, PairsReused took one (and
 	// PairsReusedEarly of those one inside its quarantine, nothing else
@@ -129,6 +144,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, log: log, pool: pool, idle: newIdlePool(cfg, pool.total), stop: make(chan struct{}), sessions: make(map[*Session]struct{})}
 	e.noPorts0, _ = udpNoPorts()
+	e.startIdleFilter()
 	for range n {
 		w, err := newWorker()
 		if err != nil {
@@ -179,10 +195,46 @@ func (e *Engine) Close() error {
 	for _, w := range e.workers {
 		w.closeFDs()
 	}
+	if e.park != nil {
+		_ = e.park.Close()
+	}
 	if e.fp != nil {
 		return e.fp.close()
 	}
 	return nil
+}
+
+// startIdleFilter loads the socket filter that parks idle pairs
+// (pairpool.go); where it cannot, it says why in one line, and they are
+// parked by connect(2). An engine that keeps no idle pairs has no use for
+// it: its sockets are spared the attach and the filter's run.
+func (e *Engine) startIdleFilter() {
+	if e.cfg.parkByConnect || e.idle.max == 0 {
+		return
+	}
+	f, err := idlefilter.Load(e.cfg.PortMin, e.cfg.PortMax)
+	if err != nil {
+		e.log.Info("media: idle pairs parked by connect(2), the socket filter is unavailable", "reason", err)
+		return
+	}
+	e.park = f
+}
+
+// attachPark puts the idle filter on a new pair's sockets and reports
+// whether both carry it; a pair without it is parked by connect(2).
+func (e *Engine) attachPark(fds ...int) bool {
+	if e.park == nil {
+		return false
+	}
+	for _, fd := range fds {
+		if err := e.park.Attach(fd); err != nil {
+			if !errors.Is(err, idlefilter.ErrClosed) && !e.parkWarned.Swap(true) { // ErrClosed: the engine is closing
+				e.log.Warn("media: a socket refused the idle filter; its pair and others like it are parked by connect(2)", "reason", err)
+			}
+			return false
+		}
+	}
+	return true
 }
 
 // Stats returns the engine-wide counters.
@@ -203,6 +255,12 @@ func (e *Engine) Stats() EngineStats {
 	}
 	if n, err := udpNoPorts(); err == nil && n >= e.noPorts0 {
 		st.UnallocatedDrops = n - e.noPorts0
+	}
+	if e.park != nil {
+		st.IdleFilter = true
+		if n, err := e.park.Drops(); err == nil {
+			st.UnallocatedDrops += n
+		}
 	}
 	st.UnallocatedDrops += e.idle.arrived.Load()
 	for _, w := range e.workers {
@@ -335,17 +393,18 @@ func (e *Engine) openLeg(l *leg, w *worker) error {
 			return err
 		}
 		e.idle.opened.Add(1)
-		l.rtp = &sock{fd: rfd, port: port, leg: l}
-		l.rtcp = &sock{fd: cfd, port: port + 1, rtcp: true, leg: l}
+		filtered := e.attachPark(rfd, cfd)
+		l.rtp = &sock{fd: rfd, port: port, leg: l, filtered: filtered}
+		l.rtcp = &sock{fd: cfd, port: port + 1, rtcp: true, leg: l, filtered: filtered}
 		return nil
 	}
 }
 
 // reuse gives l, of a session on worker w, the idle pair ip: out of its
-// worker's epoll set when that is another, connected to nobody; early (in
-// its quarantine) it is drained first, as its worker may not have been
-// yet. When that fails the pair is closed, its port returned, and l gets
-// none.
+// worker's epoll set when that is another, unparked (a store when the
+// filter parked it, else a disconnect); early (in its quarantine) it is
+// drained first, as its worker may not have been yet. When that fails the
+// pair is closed, its port returned, and l gets none.
 func (e *Engine) reuse(l *leg, w *worker, ip *idlePair, early bool) bool {
 	if ip.w != w {
 		for i, fd := range ip.fd {
@@ -356,26 +415,25 @@ func (e *Engine) reuse(l *leg, w *worker, ip *idlePair, early bool) bool {
 	if early {
 		for i, fd := range ip.fd {
 			ip.w.clearSlot(fd, &ip.mark[i]) // its worker no longer drains it
-			// Still connected to itself, so only what queued before is
-			// there — unless a flood forges the pair's own address as its
-			// source (loopback): bounded by what a receive buffer holds,
-			// not by how long the flood lasts.
+			// Still parked, so only what queued before is there (or, by
+			// connect(2), a flood forging the pair's own address as its
+			// source, on loopback): bounded by what a receive buffer
+			// holds, not by how long the flood lasts.
 			e.idle.arrived.Add(drainSocket(fd, earlyDrainRounds))
 		}
 	}
-	for _, fd := range ip.fd {
-		if err := disconnect(fd); err != nil {
-			e.log.Warn("media: idle pair closed", "port", ip.port, "reason", err)
-			ip.close()
-			e.pool.put(ip.port)
-			return false
-		}
+	if err := ip.wake(); err != nil {
+		e.log.Warn("media: idle pair closed", "port", ip.port, "reason", err)
+		ip.close()
+		e.pool.put(ip.port)
+		return false
 	}
 	e.idle.reused.Add(1)
 	// Until the session's sockets take the marks' places (NewSession), a
 	// datagram arriving is drained by the worker like one at an idle pair.
-	l.rtp = &sock{fd: ip.fd[0], port: ip.port, leg: l, registered: ip.w == w}
-	l.rtcp = &sock{fd: ip.fd[1], port: ip.port + 1, rtcp: true, leg: l, registered: ip.w == w}
+	filtered := ip.park != nil
+	l.rtp = &sock{fd: ip.fd[0], port: ip.port, leg: l, registered: ip.w == w, filtered: filtered}
+	l.rtcp = &sock{fd: ip.fd[1], port: ip.port + 1, rtcp: true, leg: l, registered: ip.w == w, filtered: filtered}
 	return true
 }
 
@@ -397,11 +455,15 @@ func (e *Engine) keepIdle(l *leg, w *worker, now int64) bool {
 	}
 	fds := [2]int{l.rtp.fd, l.rtcp.fd}
 	ip := &idlePair{local: l.prof.Local, port: l.rtp.port, fd: fds, w: w, freed: now}
+	if l.rtp.filtered && l.rtcp.filtered {
+		ip.park = e.park
+	}
 	for i, fd := range fds {
 		ip.mark[i] = sock{fd: fd, port: l.rtp.port + i, registered: true}
 		w.setSlot(fd, &ip.mark[i])
 	}
-	if !e.idle.idle(ip.local, ip.port, fds) || !e.idle.put(ip) {
+	if !ip.idle() || !e.idle.put(ip) {
+		ip.unpark()
 		for i, fd := range fds {
 			w.clearSlot(fd, &ip.mark[i])
 		}

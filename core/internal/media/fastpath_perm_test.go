@@ -74,6 +74,14 @@ func noBPFChild(t *testing.T) {
 	if n := strings.Count(logs.String(), "media fast path off"); n != 1 {
 		t.Errorf("auto logged %d lines saying the fast path is off, want 1:\n%s", n, logs.String())
 	}
+	// Nor may it load the idle pairs' socket filter: they are parked by
+	// connect(2), said once (pairpool.go).
+	if auto.Stats().IdleFilter {
+		t.Error("the idle filter loaded without BPF permission")
+	}
+	if n := strings.Count(logs.String(), "idle pairs parked by connect(2)"); n != 1 {
+		t.Errorf("%d lines saying idle pairs are parked by connect(2), want 1:\n%s", n, logs.String())
+	}
 	tc, err := New(Config{PortMin: base + 16, PortMax: base + 31, Workers: 1, LatchWindow: time.Second,
 		FastPath: fastpath.TC}, nil)
 	if err == nil {
@@ -105,6 +113,10 @@ func noBPFChild(t *testing.T) {
 	if p := s.Stats().Legs[SideA].Path; p != PathUserspace {
 		t.Errorf("leg on %s, want userspace", p)
 	}
+	l := s.legs[SideA]
+	port, fds := l.rtp.port, [2]int{l.rtp.fd, l.rtcp.fd}
+	s.Close()
+	wantParked(t, auto, plain.Local, port, fds, true)
 }
 
 func copyFile(t *testing.T, from, to string) {

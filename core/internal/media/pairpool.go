@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/umedge/umedge/core/internal/media/idlefilter"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,23 +19,63 @@ import (
 // a leg whose session ends does not close its RTP/RTCP pair: the pair
 // stays bound and in its worker's epoll set, idle, and a later leg on the
 // same local address (and, when it can, the same worker) takes it instead
-// of opening sockets: one connect to undo and nothing else. The pair's
+// of opening sockets, with no system call to take it (on its own worker:
+// from another, an epoll_ctl each way). The pair's
 // ports stay in the one port pool of the core: an idle pair counts as free
 // (EngineStats.PortsFree), a leg on another local address that finds no
 // other free pair takes its ports (the idle sockets are closed), and
 // ErrNoPorts still means that no pair is free at all.
 //
-// An idle socket is connected to its own address: the kernel delivers a
+// An idle pair is parked: nothing that arrives at it from then on reaches
+// its queue. Every media socket the engine opens carries one socket filter
+// (package idlefilter: a BPF_PROG_TYPE_SOCKET_FILTER program, loaded once
+// per engine, attached with SO_ATTACH_BPF when the socket is opened) that
+// reads a datagram's UDP destination port and drops it when the port's
+// mark is set in an array the engine shares with the kernel by mmap (one
+// u32 per port of the range). Parking a pair is two atomic stores into
+// that memory, waking it for its next session two more: no system call.
+// The kernel runs the filter before it queues a datagram, so a flood at
+// an idle pair costs no queue, no memory and no wake-up of a worker (an
+// idle socket never becomes readable); the program counts what it drops
+// (a per-CPU counter, read by EngineStats with one syscall, which adds it
+// to UnallocatedDrops; the kernel also counts each in Udp InErrors and the
+// socket's drops, as for any filter's drop), and no ICMP error answers. Every
+// datagram an active leg receives pays the filter: some 10 ns
+// (idlefilter.BenchmarkFilter; BenchmarkRelay is unchanged within its
+// noise). Measured on this machine (2 vCPUs, Linux 6.18, 2026-12-02;
+// BenchmarkIdlePark): a park and wake of a pair costs 12 ns with the
+// filter against 4.1–4.7 µs by connect(2) — four syscalls, each a route
+// lookup and a rehash of the socket, which a CPU profile of the B2BUA
+// benchmark at 4,500 calls/s put at 5.8 % of edged; a two-leg session
+// opened and closed on idle pairs (BenchmarkSessionOpenClose/idle-pairs)
+// went from 12.3–13.2 to 2.9–4.6 µs of CPU. A pair that is opened, not
+// taken from the pool, pays the attach, a setsockopt a socket: some
+// 1–2 µs each (a session of four new sockets, 37–41 µs of CPU before,
+// 41–48 with the attach, on a noisy machine). An engine that keeps no
+// idle pairs (Config.IdlePairs < 0) loads no filter.
+//
+// Where the program cannot be loaded or a probe socket refuses it (no
+// CAP_BPF, an old kernel), the engine says so in one line at start
+// (EngineStats.IdleFilter is false) and parks by connect(2); so does a
+// pair one of whose sockets refused the filter (one line too). Such an
+// idle socket is connected to its own address: the kernel delivers a
 // UDP datagram to a connected socket only from the address it is connected
 // to, and nobody else can send from a port we hold, so whatever arrives at
-// an idle pair finds no socket, exactly as at a port with no socket at
-// all: no queue, no memory, no wake-up of a worker (an idle socket never
-// becomes readable), an ICMP port unreachable, and the kernel's Udp (Udp6) NoPorts
-// counter, which EngineStats.UnallocatedDrops reports. What was queued
-// before the connect (sent to the ended call, not read yet) is read and
-// dropped by the worker, which finds the socket readable and the pair's
-// mark in its place, and counted there too; a pair taken inside its
-// quarantine is drained once more on the way out.
+// such a pair finds no socket, exactly as at a port with no socket at
+// all: no queue, no memory, no wake-up of a worker, an ICMP port
+// unreachable, and the kernel's Udp (Udp6) NoPorts counter, which
+// EngineStats.UnallocatedDrops reports; waking it is a connect to
+// AF_UNSPEC on each socket.
+//
+// Either way, what was queued before the pair was parked (sent to the
+// ended call, not read yet), or raced the parking (a datagram the filter
+// was looking at on another CPU as the mark was stored, or whose lookup
+// raced the connect), is read and dropped by the worker, which finds the
+// socket readable and the pair's mark in its place, and counted there
+// too; a pair taken inside its quarantine is drained once more on the way
+// out, before it is woken. A pair's ports are unparked when it is woken
+// or closed, before they go back to the pool, so that a socket bound to
+// them anew receives.
 //
 // What a reused pair must not carry into its new session:
 //
@@ -71,7 +112,9 @@ import (
 // quarter is 2,500 pairs. What an idle pair costs: nothing in user space
 // but its descriptors, and in the kernel 5.6 KiB, 2.8 KiB a socket —
 // measured as the slab growth (/proc/slabinfo) of 10,000 bound UDP sockets
-// connected to themselves and in an epoll set, three runs 2,777–2,881 B
+// connected to themselves and in an epoll set (the filter adds nothing per
+// socket: the sockets share the one program, and its array is 4 bytes a
+// port of the range), three runs 2,777–2,881 B
 // by /proc/meminfo's Slab (2026-12-02, Linux 6.x amd64): the UDP sock
 // 1,344 B, its inode 832, dentry and file 192 each, the epoll item 128,
 // small ones the rest; /proc/net/sockstat's UDP "mem" does not move (it
@@ -90,17 +133,18 @@ const DefaultIdleQuarantine = 2 * time.Second
 // leg of 4,000 calls/s with the default quarantine.
 const maxIdlePairs = 16384
 
-// idlePair is one leg's RTP and RTCP sockets, bound, connected to
-// themselves, in w's epoll set where mark stands for them: a worker that
-// finds one readable (a datagram whose lookup raced the connect) drains
-// it.
+// idlePair is one leg's RTP and RTCP sockets, bound, parked, in w's epoll
+// set where mark stands for them: a worker that finds one readable (what
+// was queued before it was parked, or a datagram that raced the parking)
+// drains it.
 type idlePair struct {
 	local netip.Addr
 	port  int    // RTP; RTCP is port+1
 	fd    [2]int // RTP, RTCP
 	mark  [2]sock
 	w     *worker
-	freed int64 // unix ns the session ended
+	freed int64              // unix ns the session ended
+	park  *idlefilter.Filter // parked by the filter's marks; nil: connected to itself
 }
 
 // idleKey names one queue of idle pairs.
@@ -149,18 +193,49 @@ func newIdlePool(cfg Config, pairs int) *idlePool {
 	return p
 }
 
-// idle makes a pair of a closed session idle: connected to itself, so that
-// nothing reaches it from here on. What was queued before (sent to the
-// ended session, unread) keeps the sockets readable: the worker, finding
-// the marks, drains and counts it, long before the quarantine is over. It
-// reports whether the pair can be kept.
-func (p *idlePool) idle(local netip.Addr, port int, fds [2]int) bool {
-	for i, fd := range fds {
-		if connectSelf(fd, netip.AddrPortFrom(local, uint16(port+i))) != nil { //nolint:gosec // a port
+// idle parks the pair of a closed session: its ports marked for the
+// filter (two stores), or, without it, its sockets connected to
+// themselves, so that nothing reaches it from here on. What was queued
+// before (sent to the ended session, unread) keeps the sockets readable:
+// the worker, finding the marks, drains and counts it, long before the
+// quarantine is over. It reports whether the pair can be kept; one that
+// cannot is left unparked.
+func (ip *idlePair) idle() bool {
+	if ip.park != nil {
+		ip.park.Park(ip.port)
+		ip.park.Park(ip.port + 1)
+		return true
+	}
+	for i, fd := range ip.fd {
+		if connectSelf(fd, netip.AddrPortFrom(ip.local, uint16(ip.port+i))) != nil { //nolint:gosec // a port
 			return false
 		}
 	}
 	return true
+}
+
+// wake unparks a pair taken for a new session: it receives from anyone
+// again. Two stores, or two disconnects.
+func (ip *idlePair) wake() error {
+	if ip.park != nil {
+		ip.unpark()
+		return nil
+	}
+	for _, fd := range ip.fd {
+		if err := disconnect(fd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unpark clears the filter's marks of the pair's ports (nothing when it
+// was parked by connect): whatever binds them next receives.
+func (ip *idlePair) unpark() {
+	if ip.park != nil {
+		ip.park.Unpark(ip.port)
+		ip.park.Unpark(ip.port + 1)
+	}
 }
 
 // room reports whether put would keep a pair now.
@@ -253,12 +328,15 @@ func (p *idlePool) closeAll(pool *portPool) {
 
 // close closes the pair's sockets, which takes them out of their epoll
 // set; their marks leave the worker first, so that it never reads a
-// descriptor number the process has given to something else.
+// descriptor number the process has given to something else. The ports
+// are unparked before the caller returns them to the pool, so that the
+// sockets bound to them next receive.
 func (ip *idlePair) close() {
 	for i, fd := range ip.fd {
 		ip.w.clearSlot(fd, &ip.mark[i])
 		_ = unix.Close(fd)
 	}
+	ip.unpark()
 }
 
 // earlyDrainRounds bounds the drain of a pair taken inside its quarantine:

@@ -57,9 +57,11 @@ func TestIdlePairHalfFailedSession(t *testing.T) {
 	}
 }
 
-// TestIdlePairFloodIPv6Counted: datagrams sent to an idle pair on ::1 find
-// no socket, as on 127.0.0.1, and UnallocatedDrops counts them: the
-// kernel counts IPv6's in Udp6NoPorts (snmp6), not in Udp NoPorts.
+// TestIdlePairFloodIPv6Counted: datagrams sent to an idle pair on ::1 are
+// dropped, as on 127.0.0.1, and UnallocatedDrops counts them: the
+// filter's counter takes both families; parked by connect(2), the kernel
+// counts IPv6's in Udp6NoPorts (snmp6), not in Udp NoPorts
+// (TestIdlePairParkedIPv6 has both ways).
 func TestIdlePairFloodIPv6Counted(t *testing.T) {
 	e := newTestEngine(t, 4, func(c *Config) { c.IdleQuarantine = time.Hour })
 	v6 := LegProfile{Local: netip.IPv6Loopback(), Security: SecurityRTP}

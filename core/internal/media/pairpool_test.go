@@ -122,9 +122,10 @@ func rmemAlloc(t *testing.T, fd int) uint32 {
 }
 
 // TestIdlePairFlood: a flood at an idle pair wakes no worker and holds no
-// memory: the datagrams find no socket, as at a port with none, and the
-// kernel counts them (UnallocatedDrops). The reused socket takes datagrams
-// from anyone again.
+// memory: the engine's socket filter drops the datagrams before any queue
+// (or, parked by connect(2), they find no socket, as at a port with none),
+// and they are counted (UnallocatedDrops). The reused socket takes
+// datagrams from anyone again. TestIdlePairParkedFlood has both ways.
 func TestIdlePairFlood(t *testing.T) {
 	e := newTestEngine(t, 2, func(c *Config) { c.IdleQuarantine = time.Millisecond })
 	s := newSession(t, e, plain, plain)

@@ -41,6 +41,9 @@ type sock struct {
 	// registered: the socket is in the epoll set of its session's worker
 	// (an idle pair taken on the worker it idled on is already).
 	registered bool
+	// filtered: the socket carries the engine's idle filter
+	// (pairpool.go), so its pair is parked by a store, not by connect(2).
+	filtered bool
 	// dead: the session released the socket while it goes on (a stream
 	// declined by a re-INVITE); set under the session's lock, so a worker
 	// that looked the socket up before never reads the descriptor again.
