@@ -530,6 +530,20 @@ func (c *call) shed() {
 	}
 }
 
+// settle drops, once the caller's ACK confirmed the call, what only its
+// setup read, as shed does for an ended call: of the caller's INVITE all
+// but the headers an answer copies and our requests to the caller write
+// (From and To; our 2xx, for a retransmitted INVITE, is kept in a.last),
+// leg B's INVITE and offer (sent again only for a 3xx or a failover, and
+// CANCELled only before its 2xx), and the router's view of the call (read
+// only to place leg B). A confirmed call is what the active calls are, so
+// this is what each of them no longer keeps (~2.4 KiB; PERFORMANCE.md).
+func (c *call) settle() {
+	c.a.invite = dialogOnly(c.a.invite)
+	c.b.invite, c.b.offer = nil, nil
+	c.target.Call, c.target.Alternates = nil, nil
+}
+
 // endedMedia stands in for the media session of an ended call: no offer or
 // answer is taken any more.
 type endedMedia struct{}

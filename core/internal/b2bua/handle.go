@@ -434,6 +434,7 @@ func (c *call) ackFrom(side Side, req *sip.Request) {
 	}
 	c.a.final.stop()
 	c.state = confirmed
+	c.settle()
 	c.startKeepAlive()
 	var body []byte
 	if c.lateOffer {
