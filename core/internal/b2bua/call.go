@@ -536,12 +536,16 @@ func (c *call) shed() {
 // (From and To; our 2xx, for a retransmitted INVITE, is kept in a.last),
 // leg B's INVITE and offer (sent again only for a 3xx or a failover, and
 // CANCELled only before its 2xx), and the router's view of the call (read
-// only to place leg B). A confirmed call is what the active calls are, so
-// this is what each of them no longer keeps (~2.4 KiB; PERFORMANCE.md).
+// only to place leg B); and a media session that is a Settler settles.
+// A confirmed call is what the active calls are, so this is what each of
+// them no longer keeps (PERFORMANCE.md).
 func (c *call) settle() {
 	c.a.invite = dialogOnly(c.a.invite)
 	c.b.invite, c.b.offer = nil, nil
 	c.target.Call, c.target.Alternates = nil, nil
+	if s, ok := c.media.(Settler); ok {
+		s.Settle()
+	}
 }
 
 // endedMedia stands in for the media session of an ended call: no offer or

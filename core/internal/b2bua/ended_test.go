@@ -189,6 +189,12 @@ func TestConfirmedCallKeepsOnlyTheDialog(t *testing.T) {
 	c.mu.Lock()
 	inv, bInvite, offer, view := c.a.invite, c.b.invite, c.b.offer, c.target.Call
 	c.mu.Unlock()
+	h.media.mu.Lock()
+	settled := h.media.settled
+	h.media.mu.Unlock()
+	if settled != 1 {
+		t.Errorf("the media session was settled %d times at the call's confirmation, want once", settled)
+	}
 	if len(inv.Body()) != 0 || inv.GetHeader("Content-Type") != nil || inv.GetHeader("Contact") != nil || bInvite != nil || offer != nil || view != nil {
 		t.Errorf("a confirmed call still holds its setup: leg B's INVITE %d B, offer %d B, router's view %v, the caller's INVITE:\n%s",
 			len(bInvite), len(offer), view != nil, inv)

@@ -442,6 +442,19 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 	return b, nil
 }
 
+// Settle forgets the last answered offer, which Answer keeps so that a
+// repeated answer to it (183, then 200) is taken: once the dialog is
+// confirmed no answer to that offer comes again (its 2xx resent is the
+// SIP layer's), and the offer's negotiation — the offerer's streams with
+// their formats and codec maps, ~1 KiB a call — need not live as long as
+// the call. An offer still waiting for its answer is kept; a repeated
+// answer after Settle is ErrNoOffer.
+func (s *Session) Settle() {
+	s.mu.Lock()
+	s.last = nil
+	s.mu.Unlock()
+}
+
 // answerStream reads Y's answer for one stream and says how it goes out to
 // X; nothing is committed yet.
 func (s *Session) answerStream(n *negotiation, sn *streamNeg, from Side, sd *sdp.SessionDescription) (answered, *outStream, error) {

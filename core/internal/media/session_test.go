@@ -760,3 +760,36 @@ func TestSDPHidesAddressesInAttributes(t *testing.T) {
 		}
 	}
 }
+
+// TestSettle: a settled session forgets the answered offer (a repeated
+// answer is refused) but keeps its media and an offer in progress, and
+// takes new offers.
+func TestSettle(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b := newPeer(t), newPeer(t)
+	s, toA, _, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	s.Settle()
+	s.mu.Lock()
+	last := s.last
+	s.mu.Unlock()
+	if last != nil {
+		t.Error("a settled session still holds the answered offer")
+	}
+	if _, err := s.Answer(SideB, b.sdp("RTP/AVP", "0")); !errors.Is(err, ErrNoOffer) {
+		t.Errorf("a repeated answer after Settle = %v, want ErrNoOffer", err)
+	}
+	a.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xA), toA)
+	recv(t, b.rtp, 2*time.Second)
+
+	// A re-INVITE's offer survives a Settle and its answer is taken.
+	if _, err := s.Offer(SideB, b.sdp("RTP/AVP", "8")); err != nil {
+		t.Fatal(err)
+	}
+	s.Settle()
+	if _, err := s.Answer(SideA, a.sdp("RTP/AVP", "8")); err != nil {
+		t.Fatalf("the answer to an offer made before Settle = %v", err)
+	}
+	if st := s.Stats(); st.Legs[SideA].Codec != "PCMA" {
+		t.Errorf("codec after the re-INVITE = %q, want PCMA", st.Legs[SideA].Codec)
+	}
+}
