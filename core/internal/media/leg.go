@@ -85,9 +85,13 @@ type leg struct {
 }
 
 // ptInfo is what the SDP said about one payload type.
+//
+// The clock comes first: 8 bytes, not 12, so that a leg (16 of them in
+// its ptTable) fits the 1,280-byte size class instead of 1,408, 256 B less
+// per active call.
 type ptInfo struct {
-	known bool
 	clock uint32
+	known bool
 	codec frameKind // how the relay re-packetises it (repack.go)
 }
 
