@@ -56,7 +56,7 @@ type call struct {
 	redirects int
 	reinvite  *reinvite                  // the re-INVITE in progress, one at a time
 	xfer      *transfer                  // the REFER the engine carries out itself (transfer.go)
-	notes     notifier                   // its NOTIFYs to the transferor (transfer.go)
+	notes     *notifier                  // its NOTIFYs to the transferor (transfer.go); nil until a transfer's first
 	relays    map[relayKey]*pendingRelay // other in-dialog requests relayed, by the leg and CSeq they went out with
 	started   time.Time
 	answerAt  time.Time

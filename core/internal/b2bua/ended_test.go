@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -218,5 +219,13 @@ func TestConfirmedCallKeepsOnlyTheDialog(t *testing.T) {
 	h.fromBackend(t, answer(t, bBye, 200, "OK", "", "", ""), backendAddr)
 	if recs := h.records(t); len(recs) != 1 || recs[0].From != "2001" || recs[0].To == "" {
 		t.Fatalf("CDRs = %+v, want the call from 2001", recs)
+	}
+}
+
+// Every active call holds its call struct: it stays in the 1,152-byte size
+// class (1,280 with the transfer's notifier inline).
+func TestCallSize(t *testing.T) {
+	if got := unsafe.Sizeof(call{}); got > 1152 {
+		t.Errorf("a call is %d bytes, past the 1,152-byte size class", got)
 	}
 }
