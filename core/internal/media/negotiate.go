@@ -131,7 +131,10 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 		if !ok {
 			continue
 		}
-		sn := &streamNeg{idx: i, kind: kind, media: m.MediaName.Media}
+		// A string of the parsed SDP pins the whole of it (pion's lexer
+		// copies every field into one buffer): what outlives the
+		// negotiation is cloned: the media here, the codec in commitStream.
+		sn := &streamNeg{idx: i, kind: kind, media: strings.Clone(m.MediaName.Media)}
 		switch {
 		case i == prim:
 			sn.legs = s.legs
@@ -561,6 +564,7 @@ func (s *Session) commitStream(n *negotiation, a *answered, until int64) error {
 		if len(a.y.formats) > 0 {
 			codec = a.y.formats[0]
 		}
+		codec = strings.Clone(codec) // not the SDP's buffer (see Offer)
 		lx.codec, ly.codec = codec, codec
 		lx.learnUntil, ly.learnUntil = until, until
 		return nil
@@ -577,7 +581,7 @@ func (s *Session) commitStream(n *negotiation, a *answered, until int64) error {
 	if err := ly.apply(y, a.ySRTP, sn.pass, a.yKey.key, ourY); err != nil {
 		return err
 	}
-	codec := y.codec()
+	codec := strings.Clone(y.codec()) // not the SDP's buffer (see Offer)
 	lx.codec, ly.codec = codec, codec
 	for _, f := range y.formats {
 		lx.addPT(f, y)
