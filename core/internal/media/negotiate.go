@@ -574,7 +574,7 @@ func (s *Session) commitStream(n *negotiation, a *answered, until int64) error {
 	}
 	var ourY sdesKey
 	if a.ySRTP {
-		ourY = ly.ownKeys[a.yKey.suite]
+		ourY = ly.ownKeyDrawn(a.yKey.suite)
 	}
 	y := &a.y
 	y.mux = y.mux && sn.x.mux // we offered rtcp-mux only if X did
@@ -666,7 +666,7 @@ func (l *leg) apply(r *remoteMedia, secure, pass bool, theirs, ours sdesKey) err
 	// under it would start the packet index over, and with the same SSRC
 	// (the relayed stream's) encrypt with the same keystream again
 	// (RFC 3711 §9.1). The next offer or answer draws a fresh one.
-	if l.tx != nil && (!secure || !ours.equal(l.txKey)) && l.ownKeys[l.txKey.suite].equal(l.txKey) {
+	if l.tx != nil && (!secure || !ours.equal(l.txKey)) && l.ownKeys != nil && l.ownKeys[l.txKey.suite].equal(l.txKey) {
 		l.ownKeys[l.txKey.suite] = sdesKey{}
 	}
 	if !secure {
@@ -702,6 +702,9 @@ func (l *leg) addPT(f string, r *remoteMedia) {
 
 // ownKey is our key for suite i on this leg, drawn once per leg.
 func (l *leg) ownKey(i int) (sdesKey, error) {
+	if l.ownKeys == nil {
+		l.ownKeys = new([len(suites)]sdesKey)
+	}
 	if !l.ownKeys[i].valid() {
 		k, err := newKey(i)
 		if err != nil {
@@ -710,6 +713,15 @@ func (l *leg) ownKey(i int) (sdesKey, error) {
 		l.ownKeys[i] = k
 	}
 	return l.ownKeys[i], nil
+}
+
+// ownKeyDrawn is our key for suite i on this leg if one was drawn, else
+// the zero key.
+func (l *leg) ownKeyDrawn(i int) sdesKey {
+	if l.ownKeys == nil {
+		return sdesKey{}
+	}
+	return l.ownKeys[i]
 }
 
 // offerKeys are the a=crypto values of an offer out of this leg: one fresh
