@@ -505,14 +505,23 @@ func renderActive(results []result) string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %d | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %.3f |\n", r.scenario, strings.ToUpper(r.transport), r.server,
 			a.Up, mib(a.IdleKiB), mib(a.ActiveKiB), a.PerCallKiB(), kind, idle, active,
-			orDash(a.SelfPerCallKiB()), orDash(a.PkgPerCallKiB()), orDash(float64(a.KernelSockets)*kernelSocketKiB), 100*a.Step.FailedFraction())
+			orDash(a.SelfPerCallKiB()), orDash(a.PkgPerCallKiB()), orDash(a.KernelPerCallKiB()), 100*a.Step.FailedFraction())
 	}
 	return b.String()
 }
 
-// orDash prints v with two decimals, or "–" for NaN or 0.
+// KernelPerCallKiB is the kernel memory of a call's media sockets (NaN
+// for a server without them counted).
+func (a activeCalls) KernelPerCallKiB() float64 {
+	if a.KernelSockets == 0 {
+		return math.NaN()
+	}
+	return float64(a.KernelSockets) * kernelSocketKiB
+}
+
+// orDash prints v with two decimals, or "–" for NaN (not measured).
 func orDash(v float64) string {
-	if math.IsNaN(v) || v == 0 {
+	if math.IsNaN(v) {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f", v)

@@ -257,6 +257,12 @@ func TestActiveCalls(t *testing.T) {
 	if got, got2 := k.SelfPerCallKiB(), k.PkgPerCallKiB(); got != 2 || got2 != 0.5 {
 		t.Errorf("Kamailio per call shm %v pkg %v KiB, want 2 and 0.5", got, got2)
 	}
+	// A tm + rr proxy keeps nothing per dialog: 0.00, not "not measured".
+	k.Self.Active, k.Self.PkgActive = k.Self.Idle, k.Self.PkgIdle
+	table = renderActive([]result{{scenario: "b2bua", transport: "udp→udp", server: "kamailio", active: &k}})
+	if want := "| shm | 10.00 | 10.00 | 0.00 | 0.00 | – |"; !strings.Contains(table, want) {
+		t.Errorf("renderActive() =\n%s\nwant %q", table, want)
+	}
 	if got := renderActive([]result{{scenario: "mix"}}); got != "" {
 		t.Errorf("renderActive() without measurements = %q, want empty", got)
 	}
