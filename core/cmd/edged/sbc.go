@@ -218,6 +218,8 @@ func mediaError(err error) error {
 
 type session struct{ s *media.Session }
 
+var _ b2bua.Settler = session{} // the call's confirmation settles the media session
+
 func (s session) Offer(from b2bua.Side, sdp []byte) ([]byte, error) {
 	b, err := s.s.Offer(media.Side(from), sdp)
 	return b, mediaError(err)
@@ -231,3 +233,4 @@ func (s session) Answer(from b2bua.Side, sdp []byte) ([]byte, error) {
 func (s session) Reject(from b2bua.Side) { s.s.Reject(media.Side(from)) }
 func (s session) Close()                 { s.s.Close() }
 func (s session) Stats() any             { return s.s.Stats() }
+func (s session) Settle()                { s.s.Settle() }

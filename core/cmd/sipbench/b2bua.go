@@ -272,8 +272,9 @@ func (o options) validateB2BUA() []string {
 	if o.activeCalls < 0 {
 		bad = append(bad, fmt.Sprintf("-active-calls %d below 0", o.activeCalls))
 	}
-	if o.activeCalls > 0 && (o.activeHold < 5*time.Second || o.activeHold >= 60*time.Second) {
-		bad = append(bad, fmt.Sprintf("-active-hold %v not in 5s..60s (edged ends calls without media after 60s)", o.activeHold))
+	if o.activeCalls > 0 && (o.activeHold < minActiveHold || o.activeHold >= 60*time.Second) {
+		bad = append(bad, fmt.Sprintf("-active-hold %v not in %v..60s (the calls are placed in a quarter of it and read %v after, while none has ended; edged ends calls without media after 60s)",
+			o.activeHold, minActiveHold, txnLinger))
 	}
 	return bad
 }
@@ -284,12 +285,27 @@ type activeCalls struct {
 	Rate      int           // calls/s placed
 	Hold      time.Duration // hold time of each call
 	Up        int           // calls the callees had up when the memory was read
+	UpEnd     int           // calls they had up at the end of the plateau's sampling
 	IdleKiB   int64         // PSS of the server's process tree before the first call
 	ActiveKiB int64         // PSS with Up calls up
-	Step      step          // the whole run, judged like a step
+	// Self is the server's own accounting (edged's live heap, Kamailio's
+	// shared memory); nil when the server has none.
+	Self *selfFigure
+	// SetupBytes is an exact probe's reading 1 s after the last call was
+	// placed, while their INVITE transactions are kept; 0 when not read.
+	SetupBytes int64
+	// KernelSockets is the media sockets each call keeps open in the
+	// kernel (edged: two legs of an RTP/RTCP pair), outside Self and PSS.
+	KernelSockets int
+	Step          step // the whole run, judged like a step
 }
 
-// PerCallKiB is the memory one active call costs.
+// kernelSocketKiB is the kernel memory of one bound UDP socket in an
+// epoll set, measured as slab growth (core/internal/media, pairpool.go:
+// 2,777–2,881 B).
+const kernelSocketKiB = 2.8
+
+// PerCallKiB is the memory one active call costs by the PSS.
 func (a activeCalls) PerCallKiB() float64 {
 	if a.Up == 0 {
 		return math.NaN()
@@ -297,23 +313,96 @@ func (a activeCalls) PerCallKiB() float64 {
 	return float64(a.ActiveKiB-a.IdleKiB) / float64(a.Up)
 }
 
-func (a activeCalls) String() string {
-	return fmt.Sprintf("%d calls up (at %d/s held %v): PSS %.1f MiB idle, %.1f MiB with the calls, %.1f KiB per active call; run: %s",
-		a.Up, a.Rate, a.Hold, mib(a.IdleKiB), mib(a.ActiveKiB), a.PerCallKiB(), a.Step)
+// SelfPerCallKiB is the memory one active call costs by the server's own
+// accounting (NaN when there is none).
+func (a activeCalls) SelfPerCallKiB() float64 {
+	if a.Self == nil {
+		return math.NaN()
+	}
+	return perCallKiB(a.Self.Idle, a.Self.Active, a.Up)
 }
 
-// measureActive places o.activeCalls calls at o.activeCalls/o.activeHold
-// per second, each held for o.activeHold, and reads the server's
-// proportional set size (PSS, shared pages split among the processes that
-// map them) before the first call and when the calls up reach their
-// plateau (after one hold time, before the first BYE).
+// PkgPerCallKiB is Kamailio's pkg memory growth per active call (NaN
+// when unknown).
+func (a activeCalls) PkgPerCallKiB() float64 {
+	if a.Self == nil {
+		return math.NaN()
+	}
+	return perCallKiB(a.Self.PkgIdle, a.Self.PkgActive, a.Up)
+}
+
+func (a activeCalls) String() string {
+	s := fmt.Sprintf("%d calls up (%d at the plateau's end; placed at %d/s, held %v): PSS %.1f MiB idle, %.1f MiB with the calls, %.1f KiB per active call",
+		a.Up, a.UpEnd, a.Rate, a.Hold, mib(a.IdleKiB), mib(a.ActiveKiB), a.PerCallKiB())
+	if f := a.Self; f != nil {
+		s += fmt.Sprintf("; %s %.2f MiB idle (median of %d, span %.0f KiB), %.2f MiB with the calls (median of %d, span %.0f KiB), %.2f KiB per active call",
+			f.Kind, mib(f.Idle/1024), f.IdleN, float64(f.IdleSpan)/1024, mib(f.Active/1024), f.ActiveN, float64(f.ActiveSpan)/1024, a.SelfPerCallKiB())
+		if a.SetupBytes > 0 {
+			s += fmt.Sprintf(" (%.2f MiB 1 s after the last call was placed, %.2f KiB per call placed: what their setup kept for a while)",
+				mib(a.SetupBytes/1024), float64(a.SetupBytes-f.Idle)/1024/float64(max(1, a.Step.Planned)))
+		}
+		if f.PkgIdle >= 0 && f.PkgActive >= 0 {
+			s += fmt.Sprintf("; pkg %.2f → %.2f MiB, %.2f KiB per active call", mib(f.PkgIdle/1024), mib(f.PkgActive/1024), a.PkgPerCallKiB())
+		}
+	}
+	if a.KernelSockets > 0 {
+		s += fmt.Sprintf("; plus in the kernel %d media sockets per call, ~%.1f KiB (%.1f KiB a socket, pairpool.go; not in the figures above)",
+			a.KernelSockets, float64(a.KernelSockets)*kernelSocketKiB, kernelSocketKiB)
+	}
+	return s + "; run: " + a.Step.String()
+}
+
+// idleWindow is the sampling of a server's own memory (selfmem.go)
+// before the first call.
+var idleWindow = memWindow{want: 3, poll: 250 * time.Millisecond, window: 15 * time.Second}
+
+// activePlan is the timing of the memory measurement: the calls placed
+// in the first quarter of their hold time, then read while all are up
+// and none has ended.
+type activePlan struct {
+	rate    int           // calls/s
+	calls   int           // calls placed
+	settle  time.Duration // from the first call to the plateau's first read
+	plateau memWindow     // the sampling of the server's own memory on the plateau
+}
+
+// txnLinger is how long after the last call's answer the plateau starts:
+// the INVITE transactions are gone by then (Kamailio's tm keeps each for
+// its wait_timer, 5 s, after the final response; RFC 3261 Timer J does not
+// apply to INVITE), so that what is read is what the calls up keep, not
+// what their setup left for a while.
+const txnLinger = 6 * time.Second
+
+// minActiveHold is the shortest hold that leaves a plateau of 2 s.
+const minActiveHold = 12 * time.Second
+
+// planActive places calls calls held for hold: at calls/(hold/4) per
+// second, the last placed after a quarter of the hold; the plateau starts
+// txnLinger after that, with every answered call up, and its sampling
+// ends 1 s before the first call's BYE. A probe whose reads are exact
+// (Kamailio's) is read want times evenly over the window; edged's as its
+// GC marks come (freshFilter).
+func planActive(calls int, hold time.Duration) activePlan {
+	place := hold / 4
+	p := activePlan{rate: int(math.Ceil(float64(calls) / place.Seconds())), calls: calls, settle: place + txnLinger}
+	window := hold - p.settle - time.Second
+	p.plateau = memWindow{want: 5, poll: 250 * time.Millisecond, window: window, exactPoll: window / 5}
+	return p
+}
+
+// measureActive places o.activeCalls calls, each held for o.activeHold
+// (planActive), and reads the server's proportional set size (PSS, shared
+// pages split among the processes that map them) before the first call
+// and on the plateau, when every call is up and none has ended yet; a
+// server with its own accounting (selfMemory) is also sampled before the
+// calls and over the plateau.
 func measureActive(ctx context.Context, o options, srv server, transport string) (activeCalls, error) {
-	rate := int(math.Ceil(float64(o.activeCalls) / o.activeHold.Seconds()))
-	// The plateau lasts from one hold time after the first call to the
-	// last call's start: three seconds of it are enough to read.
-	run := o.activeHold + 6*time.Second
-	calls := int(float64(rate) * run.Seconds())
+	plan := planActive(o.activeCalls, o.activeHold)
+	rate, calls := plan.rate, plan.calls
 	a := activeCalls{Rate: rate, Hold: o.activeHold}
+	if _, ok := srv.(edgedServer); ok {
+		a.KernelSockets = 4 // RTP and RTCP of both legs
+	}
 	st, err := prepare(o, srv, scenarioB2BUA, transport, rate, calls, o.activeHold)
 	if err != nil {
 		return a, err
@@ -324,13 +413,36 @@ func measureActive(ctx context.Context, o options, srv server, transport string)
 	if a.IdleKiB, err = treePss("/proc", pid); err != nil {
 		return a, err
 	}
+	var probe *memProbe
+	var idle []memSample
+	if sm, ok := srv.(selfMemory); ok {
+		if probe, err = sm.memProbe(st.dir, st.p.port); err != nil {
+			return a, err
+		}
+		if idle, err = sampleMemory(ctx, probe, idleWindow); err != nil {
+			return a, fmt.Errorf("%s at idle: %w", srv.name(), err)
+		}
+	}
 
 	s := step{Rate: rate, Planned: calls, Hold: o.activeHold}
 	done := make(chan error, 1)
 	cpu0, _ := treeCPU("/proc", pid)
+	start := time.Now()
 	go func() { done <- st.place(ctx, o, scenarioB2BUA, &s) }()
+	if probe != nil && probe.exact {
+		// Right after the last call is placed: what the calls' setup
+		// keeps for a while (Kamailio's INVITE transactions).
+		select {
+		case <-time.After(plan.settle - txnLinger + time.Second):
+		case err := <-done:
+			return a, fmt.Errorf("the caller ended before the calls were up: %w (%v)", err, s)
+		}
+		if sm, err := probe.read(); err == nil {
+			a.SetupBytes = sm.Bytes
+		}
+	}
 	select {
-	case <-time.After(o.activeHold + 3*time.Second):
+	case <-time.After(time.Until(start.Add(plan.settle))):
 	case err := <-done:
 		return a, fmt.Errorf("the caller ended before the calls were up: %w (%v)", err, s)
 	}
@@ -339,6 +451,17 @@ func measureActive(ctx context.Context, o options, srv server, transport string)
 	}
 	if a.ActiveKiB, err = treePss("/proc", pid); err != nil {
 		return a, err
+	}
+	if probe != nil {
+		active, err := sampleMemory(ctx, probe, plan.plateau)
+		if err != nil {
+			return a, fmt.Errorf("%s on the plateau: %w", srv.name(), err)
+		}
+		f := newSelfFigure(probe.kind, idle, active)
+		a.Self = &f
+		if a.UpEnd, err = st.callees.current(); err != nil {
+			return a, err
+		}
 	}
 	placeErr := <-done
 	if ctx.Err() != nil {
@@ -371,14 +494,37 @@ func renderActive(results []result) string {
 			continue
 		}
 		if b.Len() == 0 {
-			b.WriteString("\n| scenario | transport | server | calls up | idle PSS MiB | PSS with the calls MiB | KiB per active call | failed % |\n")
-			b.WriteString("|---|---|---|--:|--:|--:|--:|--:|\n")
+			b.WriteString("\n| scenario | transport | server | calls up | idle PSS MiB | PSS with the calls MiB | PSS KiB per active call " +
+				"| own figure | idle MiB | with the calls MiB | heap or shm KiB per active call | pkg KiB per active call | kernel KiB per active call | failed % |\n")
+			b.WriteString("|---|---|---|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|\n")
 		}
 		a := r.active
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %.1f | %.1f | %.1f | %.3f |\n", r.scenario, strings.ToUpper(r.transport), r.server,
-			a.Up, mib(a.IdleKiB), mib(a.ActiveKiB), a.PerCallKiB(), 100*a.Step.FailedFraction())
+		kind, idle, active := "–", "–", "–"
+		if f := a.Self; f != nil {
+			kind, idle, active = f.Kind, fmt.Sprintf("%.2f", mib(f.Idle/1024)), fmt.Sprintf("%.2f", mib(f.Active/1024))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %.3f |\n", r.scenario, strings.ToUpper(r.transport), r.server,
+			a.Up, mib(a.IdleKiB), mib(a.ActiveKiB), a.PerCallKiB(), kind, idle, active,
+			orDash(a.SelfPerCallKiB()), orDash(a.PkgPerCallKiB()), orDash(a.KernelPerCallKiB()), 100*a.Step.FailedFraction())
 	}
 	return b.String()
+}
+
+// KernelPerCallKiB is the kernel memory of a call's media sockets (NaN
+// for a server without them counted).
+func (a activeCalls) KernelPerCallKiB() float64 {
+	if a.KernelSockets == 0 {
+		return math.NaN()
+	}
+	return float64(a.KernelSockets) * kernelSocketKiB
+}
+
+// orDash prints v with two decimals, or "–" for NaN (not measured).
+func orDash(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", v)
 }
 
 // b2buaEnv says how scenario b2bua was run.
@@ -396,8 +542,14 @@ func b2buaEnv(o options) []string {
 		"b2bua, kamailio: stateful proxy (tm + rr + maxfwd: record_route, t_relay to the mailbox's back end from the same htable, loose_route in dialog)",
 	}
 	if o.activeCalls > 0 {
-		lines = append(lines, fmt.Sprintf("b2bua, memory per active call: %d calls held %v each, PSS of the server's process tree before the first call and on the plateau, divided by the calls the callees had up",
-			o.activeCalls, o.activeHold))
+		plan := planActive(o.activeCalls, o.activeHold)
+		lines = append(lines, fmt.Sprintf("b2bua, memory per active call: %d calls placed at %d/s, held %v each, PSS of the server's process tree before the first call and on the plateau "+
+			"(%v after the first call: all calls up, none ended, their INVITE transactions over), divided by the calls the callees had up",
+			o.activeCalls, plan.rate, o.activeHold, plan.settle),
+			fmt.Sprintf("b2bua, memory per active call by the server's own figure, divided the same: edged's live heap as of a GC mark (go_gc_heap_live_bytes), the median of up to %d marks at idle "+
+				"and %d on the plateau (with OPTIONS sent meanwhile so that it collects; they keep nothing); Kamailio's shared memory in use (core.shmmem real_used, kamcmd) and pkg memory summed over its processes (pkg.stats), medians of as many reads; "+
+				"edged's media sockets in the kernel (4 a call, %.1f KiB each) stated apart",
+				idleWindow.want, plan.plateau.want, kernelSocketKiB))
 	}
 	return lines
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"math"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -126,4 +127,58 @@ func testEdged(t *testing.T) edgedServer {
 		t.Fatal(err)
 	}
 	return edgedServer{bin: edged, plugins: plugins, template: template}
+}
+
+// checkMemoryRun runs a short memory measurement against srv: 600 calls
+// held 12 s, and returns it after checking the PSS pass and that the
+// server's own figure was read.
+func checkMemoryRun(t *testing.T, srv server) activeCalls {
+	t.Helper()
+	o := options{recvTimeout: 3 * time.Second, loss: 0.001, seed: 1, mailboxes: sipptest.MixMailboxes,
+		backendTransport: "udp", generator: generatorGo, activeCalls: 600, activeHold: minActiveHold}
+	a, err := measureActive(context.Background(), o, srv, "udp")
+	if err != nil {
+		t.Fatalf("measureActive() = %v", err)
+	}
+	t.Logf("%s", a)
+	// 90 % of the mix's calls reach a callee and are held.
+	if !a.Step.Pass || a.Up < 500 || a.UpEnd != a.Up {
+		t.Errorf("%d calls up (%d at the end), step %s: want ~540 all through the plateau", a.Up, a.UpEnd, a.Step)
+	}
+	if a.Self == nil || a.Self.IdleN < 1 || a.Self.ActiveN < 1 {
+		t.Fatalf("own memory figure %+v, want readings at idle and on the plateau", a.Self)
+	}
+	return a
+}
+
+// edged's live heap grows by a plausible amount per active call (the
+// in-process BenchmarkCallMemory alone is ~5.5 KiB without media); a
+// binary without go_gc_heap_live_bytes fails measureActive.
+func TestIntegrationMemoryPerCallEdged(t *testing.T) {
+	a := checkMemoryRun(t, testEdged(t))
+	if got := a.SelfPerCallKiB(); !(got >= 0.5 && got <= 200) {
+		t.Errorf("live heap per active call %.2f KiB, want 0.5–200", got)
+	}
+	if a.Self.Kind != "Go live heap" || a.KernelSockets != 4 || a.Self.ActiveN < 1 {
+		t.Errorf("figure %+v, kernel sockets %d: want the live heap and 4 media sockets a call", a.Self, a.KernelSockets)
+	}
+}
+
+// Kamailio's shared memory: the calls' INVITE transactions take it while
+// they are kept (a positive figure per call placed), and what the calls
+// up keep once those are gone is what a tm + rr proxy keeps per dialog —
+// nothing to speak of (no dialog module): 0–200 KiB, never unknown.
+func TestIntegrationMemoryPerCallKamailio(t *testing.T) {
+	k := testKamailio(t)
+	k.shmMB = 256
+	a := checkMemoryRun(t, k)
+	if got := a.SelfPerCallKiB(); !(got >= 0 && got <= 200) {
+		t.Errorf("shm per active call %.2f KiB, want 0–200", got)
+	}
+	if setup := float64(a.SetupBytes-a.Self.Idle) / 1024 / float64(a.Step.Planned); !(setup >= 0.5 && setup <= 200) {
+		t.Errorf("shm per call placed during setup %.2f KiB (%d → %d bytes), want 0.5–200: the transactions", setup, a.Self.Idle, a.SetupBytes)
+	}
+	if got := a.PkgPerCallKiB(); math.IsNaN(got) || a.Self.Kind != "shm" {
+		t.Errorf("figure %+v: want shm and the pkg memory read", a.Self)
+	}
 }

@@ -236,9 +236,32 @@ func TestActiveCalls(t *testing.T) {
 		{scenario: "b2bua", transport: "udp→udp", server: "kamailio"},
 		{scenario: "b2bua", transport: "udp→udp", server: "edged", active: &a},
 	})
-	want := "| b2bua | UDP→UDP | edged | 1800 | 50.0 | 85.2 | 20.0 | 100.000 |"
+	want := "| b2bua | UDP→UDP | edged | 1800 | 50.0 | 85.2 | 20.0 | – | – | – | – | – | – | 100.000 |"
 	if !strings.Contains(table, want) || strings.Contains(table, "kamailio") {
 		t.Errorf("renderActive() =\n%s\nwant the edged row %q only", table, want)
+	}
+	// With the server's own figure: edged's live heap grew 18 MiB over
+	// 1,800 calls (10.24 KiB each), and its 4 media sockets a call.
+	a.Self = &selfFigure{Kind: "Go live heap", Idle: 14 << 20, Active: 32 << 20, IdleN: 3, ActiveN: 5, PkgIdle: -1, PkgActive: -1}
+	a.KernelSockets = 4
+	table = renderActive([]result{{scenario: "b2bua", transport: "udp→udp", server: "edged", active: &a}})
+	want = "| b2bua | UDP→UDP | edged | 1800 | 50.0 | 85.2 | 20.0 | Go live heap | 14.00 | 32.00 | 10.24 | – | 11.20 | 100.000 |"
+	if !strings.Contains(table, want) {
+		t.Errorf("renderActive() =\n%s\nwant the row %q", table, want)
+	}
+	if s := a.String(); !strings.Contains(s, "10.24 KiB per active call") || !strings.Contains(s, "4 media sockets per call, ~11.2 KiB") {
+		t.Errorf("String() = %q, want the live heap per call and the kernel's sockets apart", s)
+	}
+	// Kamailio's: shm and pkg.
+	k := activeCalls{Up: 1000, Self: &selfFigure{Kind: "shm", Idle: 10 << 20, Active: 10<<20 + 1000*2048, PkgIdle: 8 << 20, PkgActive: 8<<20 + 1000*512}}
+	if got, got2 := k.SelfPerCallKiB(), k.PkgPerCallKiB(); got != 2 || got2 != 0.5 {
+		t.Errorf("Kamailio per call shm %v pkg %v KiB, want 2 and 0.5", got, got2)
+	}
+	// A tm + rr proxy keeps nothing per dialog: 0.00, not "not measured".
+	k.Self.Active, k.Self.PkgActive = k.Self.Idle, k.Self.PkgIdle
+	table = renderActive([]result{{scenario: "b2bua", transport: "udp→udp", server: "kamailio", active: &k}})
+	if want := "| shm | 10.00 | 10.00 | 0.00 | 0.00 | – |"; !strings.Contains(table, want) {
+		t.Errorf("renderActive() =\n%s\nwant %q", table, want)
 	}
 	if got := renderActive([]result{{scenario: "mix"}}); got != "" {
 		t.Errorf("renderActive() without measurements = %q, want empty", got)

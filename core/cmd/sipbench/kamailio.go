@@ -43,6 +43,10 @@ type kamailioConfig struct {
 	// rtpengine_delete at the end): the SBC as Kamailio users build it,
 	// doing the media work edged's B2BUA does.
 	RTPEngine string
+	// CtlSocket, when set, is the ctl module's binrpc socket (a unix
+	// socket path), with kex for pkg.stats: kamcmd reads Kamailio's
+	// memory through it (selfmem.go).
+	CtlSocket string
 }
 
 // kamailioProxy is where the stateful proxy relays a call: the back end's
@@ -104,6 +108,11 @@ mpath="{{.ModuleDir}}"
 loadmodule "sl.so"
 loadmodule "textops.so"
 loadmodule "pv.so"
+{{- with .CtlSocket}}
+loadmodule "ctl.so"
+loadmodule "kex.so"
+modparam("ctl", "binrpc", "unix:{{.}}")
+{{- end}}
 {{- with .Mix}}
 loadmodule "db_text.so"
 loadmodule "htable.so"
@@ -294,6 +303,7 @@ type kamailioServer struct {
 	// rtpengine, when set, is the rtpengine binary: scenario b2bua then
 	// anchors the media in it (server "kamailio+rtpengine").
 	rtpengine string
+	kamcmd    string // kamcmd binary, for memProbe; "" = kamcmd on PATH
 }
 
 func (k kamailioServer) name() string {
@@ -313,6 +323,7 @@ const serverKamailioRTPEngine = "kamailio+rtpengine"
 func (k kamailioServer) command(dir string, port int, w workload) ([]string, func() error, error) {
 	c := k.cfg
 	c.Port = port
+	c.CtlSocket = filepath.Join(dir, kamailioCtl)
 	if w.mix != nil {
 		c.Mix = newKamailioMix(w.mix)
 	}

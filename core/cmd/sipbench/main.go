@@ -63,6 +63,7 @@ type options struct {
 	edged, plugins, config string
 	edgedBase              string // second edged binary, server "edged-base": before/after in one run
 	kamailio               string
+	kamcmd                 string
 	rtpengine              string
 	kamChildren            []int
 	kamShmMB               int
@@ -99,6 +100,7 @@ func main() {
 	flag.StringVar(&o.plugins, "plugins", "bin/plugins", "plugin directory, pinned by <dir>.sha256, as built by make plugins")
 	flag.StringVar(&o.config, "config", "configs/umedge.toml", "shipped config the edged bench config is derived from")
 	flag.StringVar(&o.kamailio, "kamailio", "kamailio", "kamailio binary")
+	flag.StringVar(&o.kamcmd, "kamcmd", "kamcmd", "kamcmd binary: reads Kamailio's shared and pkg memory for the memory per active call")
 	flag.StringVar(&o.rtpengine, "rtpengine", "rtpengine", "rtpengine binary, for server "+serverKamailioRTPEngine+" (scenario b2bua: Kamailio's stateful proxy with the media anchored in rtpengine)")
 	flag.StringVar(&children, "kamailio-children", "2,4", "Kamailio children and tcp_children values to try, comma-separated; the best result per transport is kept")
 	flag.IntVar(&o.kamShmMB, "kamailio-shm", 512, "Kamailio's shared memory in MB (-m): the stateful proxy of scenario b2bua keeps every transaction there for its wait timer")
@@ -215,7 +217,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 				return err
 			}
 			for _, n := range o.kamChildren {
-				candidates[name] = append(candidates[name], kamailioServer{bin: o.kamailio, shmMB: o.kamShmMB, cfg: kamailioConfig{
+				candidates[name] = append(candidates[name], kamailioServer{bin: o.kamailio, kamcmd: o.kamcmd, shmMB: o.kamShmMB, cfg: kamailioConfig{
 					Children: n, TCPChildren: n, UDPBuffer: udpBuffer, ModuleDir: mods,
 				}})
 			}
@@ -228,7 +230,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 				return fmt.Errorf("%s needs rtpengine (Debian rtpengine-daemon): %w", name, err)
 			}
 			for _, n := range o.kamChildren {
-				candidates[name] = append(candidates[name], kamailioServer{bin: o.kamailio, shmMB: o.kamShmMB, rtpengine: o.rtpengine,
+				candidates[name] = append(candidates[name], kamailioServer{bin: o.kamailio, kamcmd: o.kamcmd, shmMB: o.kamShmMB, rtpengine: o.rtpengine,
 					cfg: kamailioConfig{Children: n, TCPChildren: n, UDPBuffer: udpBuffer, ModuleDir: mods}})
 			}
 		case "edged", serverEdgedBase:

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -179,15 +180,7 @@ func sipReady(port int) error {
 	defer u.Close()
 	local := u.LocalAddr().String()
 	branch := fmt.Sprintf("z9hG4bK-sipbench-%d", time.Now().UnixNano())
-	msg := "OPTIONS sip:ping@" + addr + " SIP/2.0\r\n" +
-		"Via: SIP/2.0/UDP " + local + ";branch=" + branch + "\r\n" +
-		"From: <sip:4000@" + local + ">;tag=sipbench\r\n" +
-		"To: <sip:ping@" + addr + ">\r\n" +
-		"Call-ID: " + branch + "@sipbench\r\n" +
-		"CSeq: 1 OPTIONS\r\n" +
-		"Max-Forwards: 70\r\n" +
-		"Content-Length: 0\r\n\r\n"
-	if _, err := u.Write([]byte(msg)); err != nil {
+	if _, err := u.Write(optionsRequest(local, addr, branch, "")); err != nil {
 		return fmt.Errorf("udp: %w", err)
 	}
 	_ = u.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
@@ -220,4 +213,20 @@ func freePort() (int, error) {
 		return port, nil
 	}
 	return 0, errors.New("find a free port: none free for both udp and tcp")
+}
+
+// optionsRequest is an OPTIONS from local to target over UDP, with body
+// (text/plain) unless it is empty.
+func optionsRequest(local, target, branch, body string) []byte {
+	msg := "OPTIONS sip:ping@" + target + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + local + ";branch=" + branch + "\r\n" +
+		"From: <sip:4000@" + local + ">;tag=sipbench\r\n" +
+		"To: <sip:ping@" + target + ">\r\n" +
+		"Call-ID: " + branch + "@sipbench\r\n" +
+		"CSeq: 1 OPTIONS\r\n" +
+		"Max-Forwards: 70\r\n"
+	if body != "" {
+		msg += "Content-Type: text/plain\r\n"
+	}
+	return []byte(msg + "Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
 }

@@ -205,6 +205,12 @@ type MediaSession interface {
 	Stats() any // JSON-encodable, for /calls and the CDR
 }
 
+// A MediaSession that is also a Settler is told when its call is
+// confirmed (the caller's ACK): it may forget then what only a repeated
+// answer to the call's first offer reads (media.Session.Settle), which
+// every active call would keep otherwise.
+type Settler interface{ Settle() }
+
 // Errors a Media returns (wrapped with detail).
 var (
 	ErrNoMediaPorts = errors.New("no media ports free")         // → 503 + Retry-After

@@ -105,6 +105,7 @@ type fakeMedia struct {
 	noPorts  bool
 	closed   int
 	sessions int
+	settled  int
 }
 
 type fakeSession struct{ m *fakeMedia }
@@ -143,6 +144,11 @@ func (s fakeSession) Close() {
 	s.m.mu.Unlock()
 }
 func (s fakeSession) Stats() any { return map[string]int{"packets": 0} }
+func (s fakeSession) Settle() {
+	s.m.mu.Lock()
+	s.m.settled++
+	s.m.mu.Unlock()
+}
 
 type harness struct {
 	e      *Engine

@@ -56,7 +56,7 @@ type call struct {
 	redirects int
 	reinvite  *reinvite                  // the re-INVITE in progress, one at a time
 	xfer      *transfer                  // the REFER the engine carries out itself (transfer.go)
-	notes     notifier                   // its NOTIFYs to the transferor (transfer.go)
+	notes     *notifier                  // its NOTIFYs to the transferor (transfer.go); nil until a transfer's first
 	relays    map[relayKey]*pendingRelay // other in-dialog requests relayed, by the leg and CSeq they went out with
 	started   time.Time
 	answerAt  time.Time
@@ -527,6 +527,24 @@ func (c *call) shed() {
 	c.target.Call, c.target.Alternates = nil, nil // the router's view, read only to place leg B
 	if !c.cancelled || c.b.provisonal {
 		c.b.invite = nil // else the CANCEL still waits for leg B's first provisional (sendCancel)
+	}
+}
+
+// settle drops, once the caller's ACK confirmed the call, what only its
+// setup read, as shed does for an ended call: of the caller's INVITE all
+// but the headers an answer copies and our requests to the caller write
+// (From and To; our 2xx, for a retransmitted INVITE, is kept in a.last),
+// leg B's INVITE and offer (sent again only for a 3xx or a failover, and
+// CANCELled only before its 2xx), and the router's view of the call (read
+// only to place leg B); and a media session that is a Settler settles.
+// A confirmed call is what the active calls are, so this is what each of
+// them no longer keeps (PERFORMANCE.md).
+func (c *call) settle() {
+	c.a.invite = dialogOnly(c.a.invite)
+	c.b.invite, c.b.offer = nil, nil
+	c.target.Call, c.target.Alternates = nil, nil
+	if s, ok := c.media.(Settler); ok {
+		s.Settle()
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -171,5 +172,61 @@ func TestForgetDueCostsWhatItLooksAt(t *testing.T) {
 	}
 	if b := after.TotalAlloc - before.TotalAlloc; b > 1<<20 { // a copy of the queue is 5.5 MB; the rest of the process allocates meanwhile too
 		t.Fatalf("a firing that looked at one call allocated %d KiB", b>>10)
+	}
+}
+
+// A confirmed call — what every active call is — keeps of its setup only
+// what the dialog needs (settle): the caller's INVITE without its body
+// and the headers no answer copies, no INVITE or offer towards leg B and
+// no router's view; a retransmitted INVITE still gets our 200, the back
+// end's retransmitted 2xx our ACK, and our BYE to the caller its dialog's
+// From and To; the CDR still names the caller.
+func TestConfirmedCallKeepsOnlyTheDialog(t *testing.T) {
+	h := newHarness(t, Config{})
+	bInv, tag := confirmedCall(t, h)
+	h.e.mu.RLock()
+	c := h.e.byA["call-r"]
+	h.e.mu.RUnlock()
+	c.mu.Lock()
+	inv, bInvite, offer, view := c.a.invite, c.b.invite, c.b.offer, c.target.Call
+	c.mu.Unlock()
+	h.media.mu.Lock()
+	settled := h.media.settled
+	h.media.mu.Unlock()
+	if settled != 1 {
+		t.Errorf("the media session was settled %d times at the call's confirmation, want once", settled)
+	}
+	if len(inv.Body()) != 0 || inv.GetHeader("Content-Type") != nil || inv.GetHeader("Contact") != nil || bInvite != nil || offer != nil || view != nil {
+		t.Errorf("a confirmed call still holds its setup: leg B's INVITE %d B, offer %d B, router's view %v, the caller's INVITE:\n%s",
+			len(bInvite), len(offer), view != nil, inv)
+	}
+
+	h.fromCaller(t, invite(t, "call-r", "r1", callerSDP))
+	if res := wantStatus(t, h.a.next(t), 200); tagOf(res.To().Params) != tag || len(res.Body()) == 0 {
+		t.Fatalf("the retransmitted INVITE got:\n%s", res)
+	}
+	h.fromBackend(t, answer(t, bInv, 200, "OK", "be1", "<sip:um@203.0.113.5:5062;transport=tcp>", "v=0\n"), backendAddr)
+	wantRequest(t, h.b.next(t), sip.ACK)
+
+	c.hangup("test")
+	bye := wantRequest(t, h.a.next(t), sip.BYE)
+	if from, to := bye.From(), bye.To(); from == nil || to == nil || tagOf(from.Params) != tag || from.Address.User != "1001" ||
+		to.Address.User != "2001" || tagOf(to.Params) != "caller1" || to.DisplayName != "Alice" {
+		t.Errorf("our BYE to the caller is not in its dialog:\n%s", bye)
+	}
+	h.fromCaller(t, answer(t, bye, 200, "OK", "", "", ""))
+	bBye := wantRequest(t, h.b.next(t), sip.BYE)
+	h.fromBackend(t, answer(t, bBye, 200, "OK", "", "", ""), backendAddr)
+	if recs := h.records(t); len(recs) != 1 || recs[0].From != "2001" || recs[0].To == "" {
+		t.Fatalf("CDRs = %+v, want the call from 2001", recs)
+	}
+}
+
+// Every active call holds its call struct: with the 8-byte header of an
+// object of pointers above 512 B it stays in the 1,152-byte size class
+// (1,280 with the transfer's notifier inline).
+func TestCallSize(t *testing.T) {
+	if got := unsafe.Sizeof(call{}); got+8 > 1152 {
+		t.Errorf("a call is %d bytes, past the 1,152-byte size class", got)
 	}
 }

@@ -455,6 +455,7 @@ func (c *call) ackFrom(side Side, req *sip.Request) {
 	}
 	c.b.ack = c.inDialogB("ACK", c.b.inviteCSeq, token(), body)
 	c.sendB(c.b.ack)
+	c.settle()
 }
 
 // reinviteFrom relays a re-INVITE (hold, resume, codec change, re-key)

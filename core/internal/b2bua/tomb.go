@@ -270,7 +270,7 @@ type tombRecord struct {
 func (c *call) settled() bool {
 	placed := c.b.inviteTx != nil // else no INVITE went to leg B, nor will (resolve)
 	if c.state != ended || placed && c.b.ack == nil && !c.b.refused || c.b.invite != nil || c.reinvite != nil || c.xfer != nil ||
-		c.notes.x != nil || c.a.called != nil || len(c.relays) > 0 {
+		c.notes != nil && c.notes.x != nil || c.a.called != nil || len(c.relays) > 0 {
 		return false
 	}
 	for _, r := range []*retrans{c.a.final, c.a.out, c.b.inviteTx, c.b.cancelTx, c.b.byeTx, c.keepTx} {

@@ -124,7 +124,7 @@ func (c *call) referLocal(by Side, req *sip.Request, in Inbound) {
 	case c.xfer.busy() || c.reinvite != nil:
 		refuse(491, "Request Pending", "a transfer or re-INVITE is in progress")
 		return
-	case c.notes.next != nil:
+	case c.notes != nil && c.notes.next != nil:
 		// A former transfer's final NOTIFY waits for the answer to the
 		// last: a new subscription would drop it (notify). Once it is
 		// out, unanswered, a REFER is taken: the transferor knows.
@@ -304,7 +304,10 @@ func (c *call) transferOK(d xferDest) (xferDest, bool) {
 // keep one subscription transaction, are not); a state reached meanwhile
 // replaces one still waiting, as RFC 6665 §4.2.2 lets a notifier do.
 func (c *call) notify(x *transfer, status string, final bool) {
-	n := &c.notes
+	if c.notes == nil {
+		c.notes = &notifier{} // most calls never transfer: 56 B a call less (a call fits 1,152 B)
+	}
+	n := c.notes
 	if n.x != x {
 		n.tx.stop() // a former transfer's subscription: this one replaces it
 		*n = notifier{x: x, callID: c.b.callID}
@@ -391,9 +394,9 @@ func (c *call) sendNotify(n *notifier, m notice) {
 // the subscription.
 // Anything else it leaves, false.
 func (c *call) notifyAnswer(msg sip.Message) bool {
-	n := &c.notes
+	n := c.notes
 	res, ok := msg.(*sip.Response)
-	if !ok || n.x == nil || n.sent == 0 {
+	if !ok || n == nil || n.x == nil || n.sent == 0 {
 		return false
 	}
 	cs, id := res.CSeq(), res.CallID()

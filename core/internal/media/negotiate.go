@@ -131,7 +131,10 @@ func (s *Session) Offer(from Side, body []byte) ([]byte, error) {
 		if !ok {
 			continue
 		}
-		sn := &streamNeg{idx: i, kind: kind, media: m.MediaName.Media}
+		// A string of the parsed SDP pins the whole of it (pion's lexer
+		// copies every field into one buffer): what outlives the
+		// negotiation is cloned: the media here, the codec in commitStream.
+		sn := &streamNeg{idx: i, kind: kind, media: strings.Clone(m.MediaName.Media)}
 		switch {
 		case i == prim:
 			sn.legs = s.legs
@@ -442,6 +445,19 @@ func (s *Session) Answer(from Side, body []byte) ([]byte, error) {
 	return b, nil
 }
 
+// Settle forgets the last answered offer, which Answer keeps so that a
+// repeated answer to it (183, then 200) is taken: once the dialog is
+// confirmed no answer to that offer comes again (its 2xx resent is the
+// SIP layer's), and the offer's negotiation — the offerer's streams with
+// their formats and codec maps, ~1 KiB a call — need not live as long as
+// the call. An offer still waiting for its answer is kept; a repeated
+// answer after Settle is ErrNoOffer.
+func (s *Session) Settle() {
+	s.mu.Lock()
+	s.last = nil
+	s.mu.Unlock()
+}
+
 // answerStream reads Y's answer for one stream and says how it goes out to
 // X; nothing is committed yet.
 func (s *Session) answerStream(n *negotiation, sn *streamNeg, from Side, sd *sdp.SessionDescription) (answered, *outStream, error) {
@@ -553,6 +569,7 @@ func (s *Session) commitStream(n *negotiation, a *answered, until int64) error {
 		if len(a.y.formats) > 0 {
 			codec = a.y.formats[0]
 		}
+		codec = strings.Clone(codec) // not the SDP's buffer (see Offer)
 		lx.codec, ly.codec = codec, codec
 		lx.learnUntil, ly.learnUntil = until, until
 		return nil
@@ -562,14 +579,14 @@ func (s *Session) commitStream(n *negotiation, a *answered, until int64) error {
 	}
 	var ourY sdesKey
 	if a.ySRTP {
-		ourY = ly.ownKeys[a.yKey.suite]
+		ourY = ly.ownKeyDrawn(a.yKey.suite)
 	}
 	y := &a.y
 	y.mux = y.mux && sn.x.mux // we offered rtcp-mux only if X did
 	if err := ly.apply(y, a.ySRTP, sn.pass, a.yKey.key, ourY); err != nil {
 		return err
 	}
-	codec := y.codec()
+	codec := strings.Clone(y.codec()) // not the SDP's buffer (see Offer)
 	lx.codec, ly.codec = codec, codec
 	for _, f := range y.formats {
 		lx.addPT(f, y)
@@ -654,7 +671,7 @@ func (l *leg) apply(r *remoteMedia, secure, pass bool, theirs, ours sdesKey) err
 	// under it would start the packet index over, and with the same SSRC
 	// (the relayed stream's) encrypt with the same keystream again
 	// (RFC 3711 §9.1). The next offer or answer draws a fresh one.
-	if l.tx != nil && (!secure || !ours.equal(l.txKey)) && l.ownKeys[l.txKey.suite].equal(l.txKey) {
+	if l.tx != nil && (!secure || !ours.equal(l.txKey)) && l.ownKeys != nil && l.ownKeys[l.txKey.suite].equal(l.txKey) {
 		l.ownKeys[l.txKey.suite] = sdesKey{}
 	}
 	if !secure {
@@ -690,6 +707,9 @@ func (l *leg) addPT(f string, r *remoteMedia) {
 
 // ownKey is our key for suite i on this leg, drawn once per leg.
 func (l *leg) ownKey(i int) (sdesKey, error) {
+	if l.ownKeys == nil {
+		l.ownKeys = new([len(suites)]sdesKey)
+	}
 	if !l.ownKeys[i].valid() {
 		k, err := newKey(i)
 		if err != nil {
@@ -698,6 +718,15 @@ func (l *leg) ownKey(i int) (sdesKey, error) {
 		l.ownKeys[i] = k
 	}
 	return l.ownKeys[i], nil
+}
+
+// ownKeyDrawn is our key for suite i on this leg if one was drawn, else
+// the zero key.
+func (l *leg) ownKeyDrawn(i int) sdesKey {
+	if l.ownKeys == nil {
+		return sdesKey{}
+	}
+	return l.ownKeys[i]
 }
 
 // offerKeys are the a=crypto values of an offer out of this leg: one fresh

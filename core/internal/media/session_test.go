@@ -3,8 +3,10 @@ package media
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -758,5 +760,85 @@ func TestSDPHidesAddressesInAttributes(t *testing.T) {
 		if !strings.Contains(string(out), keep) {
 			t.Errorf("%s dropped:\n%s", keep, out)
 		}
+	}
+}
+
+// TestSettle: a settled session forgets the answered offer (a repeated
+// answer is refused) but keeps its media and an offer in progress, and
+// takes new offers.
+func TestSettle(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, b := newPeer(t), newPeer(t)
+	s, toA, _, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	s.Settle()
+	s.mu.Lock()
+	last := s.last
+	s.mu.Unlock()
+	if last != nil {
+		t.Error("a settled session still holds the answered offer")
+	}
+	if _, err := s.Answer(SideB, b.sdp("RTP/AVP", "0")); !errors.Is(err, ErrNoOffer) {
+		t.Errorf("a repeated answer after Settle = %v, want ErrNoOffer", err)
+	}
+	a.rtp.WriteToUDPAddrPort(rtpPacket(0, 1, 0, 0xA), toA)
+	recv(t, b.rtp, 2*time.Second)
+
+	// A re-INVITE's offer survives a Settle and its answer is taken.
+	if _, err := s.Offer(SideB, b.sdp("RTP/AVP", "8")); err != nil {
+		t.Fatal(err)
+	}
+	s.Settle()
+	if _, err := s.Answer(SideA, a.sdp("RTP/AVP", "8")); err != nil {
+		t.Fatalf("the answer to an offer made before Settle = %v", err)
+	}
+	if st := s.Stats(); st.Legs[SideA].Codec != "PCMA" {
+		t.Errorf("codec after the re-INVITE = %q, want PCMA", st.Legs[SideA].Codec)
+	}
+}
+
+// What a session keeps of a negotiation does not pin the SDPs it was
+// parsed from (pion's lexer copies every field of one into one buffer): a
+// session made from SDPs padded by 3 KB each holds no more than one made
+// from small ones.
+func TestNegotiatedStringsDoNotPinTheSDP(t *testing.T) {
+	const n = 50
+	e := newTestEngine(t, 4*n, nil)
+	a, b := newPeer(t), newPeer(t)
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	var all []*Session
+	defer func() {
+		for _, s := range all {
+			s.Close()
+		}
+	}()
+	// Sessions stay open until both rounds are measured: closing one
+	// moves its sockets to the idle pool meanwhile.
+	perSession := func(extra ...string) float64 {
+		before := heap()
+		for i := range n {
+			s, err := e.NewSession(fmt.Sprint("pin-", len(extra), "-", i), plain, plain, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, s)
+			if _, err := s.Offer(SideA, a.sdp("RTP/AVP", "0", extra...)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Answer(SideB, b.sdp("RTP/AVP", "0", extra...)); err != nil {
+				t.Fatal(err)
+			}
+			s.Settle()
+		}
+		return (float64(heap()) - float64(before)) / n
+	}
+	small := perSession()
+	padded := perSession("x-pad:" + strings.Repeat("p", 3000))
+	if padded-small > 1024 {
+		t.Errorf("a session of padded SDPs keeps %.0f B, of small ones %.0f B: the SDPs' buffers are pinned", padded, small)
 	}
 }

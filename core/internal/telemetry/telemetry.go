@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,11 +72,25 @@ type Metrics struct {
 	HEPDropped *prometheus.CounterVec // reason: queue-full|collector-down|send-error|too-large|shutdown
 }
 
+// goRuntimeMetrics are the runtime/metrics the Go collector exports beside
+// its default set: the live heap as of the last GC's mark
+// (go_gc_heap_live_bytes), the one honest figure of what a garbage-collected
+// process keeps (its RSS and the memstats heap hold garbage not yet
+// collected, a share that moves with the time since the last GC), and the
+// GC cycles completed (go_gc_cycles_total_gc_cycles_total), read in the same
+// runtime/metrics sample, so that a reader can tell two live-heap readings
+// of one mark from two of different marks (sipbench's memory per active
+// call).
+var goRuntimeMetrics = collectors.GoRuntimeMetricsRule{
+	Matcher: regexp.MustCompile(`^/gc/(heap/live:bytes|cycles/total:gc-cycles)$`),
+}
+
 // NewMetrics registers every metric, plus the Go and process collectors,
 // in a fresh registry.
 func NewMetrics() *Metrics {
 	r := prometheus.NewRegistry()
-	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(goRuntimeMetrics)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f := func(c prometheus.Collector) { r.MustRegister(c) }
 	m := &Metrics{Registry: r}
 	m.SIPRequests = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -98,5 +99,43 @@ umedge_media_fastpath_policed_total 4
 		"umedge_media_fastpath_offloads_total", "umedge_media_fastpath_removals_total", "umedge_media_fastpath_packets_total",
 		"umedge_media_fastpath_policed_total"); err != nil {
 		t.Error(err)
+	}
+}
+
+// The live heap and the GC cycles are exported (sipbench's memory per
+// active call reads them), and the Go collector's set stays small: none
+// of the other runtime/metrics.
+func TestGoRuntimeMetrics(t *testing.T) {
+	m := NewMetrics()
+	runtime.GC()
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	var goNames []string
+	for _, f := range families {
+		if strings.HasPrefix(f.GetName(), "go_") {
+			goNames = append(goNames, f.GetName())
+		}
+		for _, mt := range f.GetMetric() {
+			switch {
+			case mt.GetGauge() != nil:
+				got[f.GetName()] = mt.GetGauge().GetValue()
+			case mt.GetCounter() != nil:
+				got[f.GetName()] = mt.GetCounter().GetValue()
+			}
+		}
+	}
+	if live := got["go_gc_heap_live_bytes"]; live <= 0 {
+		t.Errorf("go_gc_heap_live_bytes = %v, want the live heap (> 0)", live)
+	}
+	if cycles := got["go_gc_cycles_total_gc_cycles_total"]; cycles < 1 {
+		t.Errorf("go_gc_cycles_total_gc_cycles_total = %v after a GC, want ≥ 1", cycles)
+	}
+	// The default set (memstats, goroutines, threads, gc_duration, info,
+	// a few settings) is ~40 families; all of runtime/metrics is ~90 more.
+	if len(goNames) > 50 {
+		t.Errorf("%d go_ metric families, want the default set plus two: %v", len(goNames), goNames)
 	}
 }
