@@ -132,6 +132,13 @@ type Media struct {
 	// allows, else userspace with one log line) or "tc" (refuse to start
 	// without it).
 	FastPath string `toml:"fast_path"`
+	// SendPath is how the media engine sends what userspace relays:
+	// "socket" (each leg's UDP socket) or "xdp" (a latched IPv4 leg's
+	// datagrams through an AF_XDP socket on the egress interface, at
+	// about a third of the CPU per packet; they bypass the qdisc,
+	// netfilter's OUTPUT and POSTROUTING hooks and tcpdump on this host:
+	// core/internal/media/doc.go, "Send path").
+	SendPath string `toml:"send_path"`
 	// Media policing (R-SBC-8): what the peer of a leg may send, per
 	// stream and direction, in packets/s and kbit/s (UDP payload); more is
 	// dropped and counted (LegStats.Policed), RTCP gets a quarter of the
@@ -348,6 +355,7 @@ func Default() Config {
 			LatchWindow:       Duration{10 * time.Second},
 			InactivityTimeout: Duration{60 * time.Second},
 			FastPath:          "auto",
+			SendPath:          "socket",
 			// Caps no real call reaches, about twice the most it sends:
 			// audio at 10 ms ptime is 100 packets/s, 200 with RFC 4733
 			// events beside it; Opus at its 510 kbit/s maximum is 520

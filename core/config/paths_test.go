@@ -44,7 +44,7 @@ func TestPathsKnowsEveryPathKey(t *testing.T) {
 	}
 	walk("", reflect.TypeFor[Config]())
 	notPaths := []string{"admin.listen", "appliance.hostname", "capture.hep", "capture.hep_transport", "log.format",
-		"log.level", "media.fast_path", "network.interfaces.x.parent", "plugins.x.binary", "plugins.x.kind", "plugins.x.sha256",
+		"log.level", "media.fast_path", "media.send_path", "network.interfaces.x.parent", "plugins.x.binary", "plugins.x.kind", "plugins.x.sha256",
 		"sbc.keepalive", "sbc.peers.x.media_security", "sbc.peers.x.redirect_mode", "sbc.peers.x.refer_mode",
 		"sip.fqdn", "sip.mode", "sip.tls.min_version"}
 	for _, k := range all {

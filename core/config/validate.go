@@ -495,6 +495,11 @@ func (v *validator) media() {
 	default:
 		v.addf("media.fast_path", ErrInvalid, "%q: want off, auto or tc", m.FastPath)
 	}
+	switch m.SendPath {
+	case "socket", "xdp":
+	default:
+		v.addf("media.send_path", ErrInvalid, "%q: want socket or xdp", m.SendPath)
+	}
 }
 
 func (v *validator) pluginHost() {

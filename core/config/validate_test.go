@@ -332,6 +332,11 @@ func TestValidateMedia(t *testing.T) {
 		{name: "fast path off", give: func(c *Config) { c.Media.FastPath = "off" }},
 		{name: "fast path unknown", give: func(c *Config) { c.Media.FastPath = "xdp" },
 			wantPath: "media.fast_path", wantErr: ErrInvalid, wantText: "off, auto or tc"},
+		{name: "send path xdp", give: func(c *Config) { c.Media.SendPath = "xdp" }},
+		{name: "send path unknown", give: func(c *Config) { c.Media.SendPath = "dpdk" },
+			wantPath: "media.send_path", wantErr: ErrInvalid, wantText: "socket or xdp"},
+		{name: "send path empty", give: func(c *Config) { c.Media.SendPath = "" },
+			wantPath: "media.send_path", wantErr: ErrInvalid, wantText: "socket or xdp"},
 		{name: "no police caps", give: func(c *Config) {
 			c.Media.PoliceAudioPPS, c.Media.PoliceAudioKbps, c.Media.PoliceVideoPPS, c.Media.PoliceVideoKbps = 0, 0, 0, 0
 		}},

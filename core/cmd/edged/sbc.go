@@ -23,7 +23,7 @@ import (
 func mediaConfig(m config.Media) media.Config {
 	return media.Config{PortMin: m.PortMin, PortMax: m.PortMax, Workers: m.Workers,
 		LatchWindow: m.LatchWindow.Duration, InactivityTimeout: m.InactivityTimeout.Duration,
-		IdlePairs: m.IdlePairs, FastPath: fastpath.Mode(m.FastPath),
+		IdlePairs: m.IdlePairs, FastPath: fastpath.Mode(m.FastPath), SendPath: m.SendPath,
 		Police: media.Police{AudioPPS: m.PoliceAudioPPS, AudioKbps: m.PoliceAudioKbps,
 			VideoPPS: m.PoliceVideoPPS, VideoKbps: m.PoliceVideoKbps}}
 }

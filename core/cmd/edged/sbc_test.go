@@ -17,10 +17,10 @@ import (
 // Every [media] key reaches the media engine's configuration.
 func TestMediaConfigFromKeys(t *testing.T) {
 	m := config.Media{PortMin: 20000, PortMax: 20999, Workers: 3, LatchWindow: config.Duration{Duration: 7 * time.Second},
-		InactivityTimeout: config.Duration{Duration: 42 * time.Second}, IdlePairs: 123, FastPath: "tc"}
+		InactivityTimeout: config.Duration{Duration: 42 * time.Second}, IdlePairs: 123, FastPath: "tc", SendPath: "xdp"}
 	got := mediaConfig(m)
 	want := media.Config{PortMin: 20000, PortMax: 20999, Workers: 3, LatchWindow: 7 * time.Second,
-		InactivityTimeout: 42 * time.Second, IdlePairs: 123, FastPath: fastpath.TC}
+		InactivityTimeout: 42 * time.Second, IdlePairs: 123, FastPath: fastpath.TC, SendPath: media.SendPathXDP}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("mediaConfig(%+v) =\n%+v, want\n%+v", m, got, want)
 	}

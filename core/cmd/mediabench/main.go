@@ -12,11 +12,12 @@
 // not), and the server umedge-tc is umedge with the kernel fast path
 // (media.fast_path = "tc"): the kernel relays, so besides the server
 // process's CPU the table shows the whole machine's busy CPU per relayed
-// packet (allµs/pkt, the generator included: compare servers by it).
+// packet (allµs/pkt, the generator included: compare servers by it); the
+// server umedge-xdp is umedge sending through AF_XDP (media.send_path =
+// "xdp").
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -29,6 +30,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/umedge/umedge/core/internal/media"
 	"github.com/umedge/umedge/core/internal/media/fastpath"
 	"golang.org/x/sys/unix"
 )
@@ -37,7 +39,7 @@ func main() {
 	serve := flag.String("serve", "", "internal: run the engine behind ng on this address")
 	portMin := flag.Int("port-min", 30000, "server media ports: first")
 	portMax := flag.Int("port-max", 59999, "server media ports: last")
-	servers := flag.String("servers", "rtpengine,umedge", "servers to load, in order: rtpengine, umedge; umedge-profiled also writes mediabench-umedge.prof; direct is the generator alone")
+	servers := flag.String("servers", "rtpengine,umedge", "servers to load, in order: rtpengine, umedge, umedge-tc, umedge-xdp (the last two under -netns); umedge-profiled also writes mediabench-umedge.prof; direct is the generator alone")
 	modes := flag.String("modes", "rtp,srtp", "rtp: RTP⇄RTP; srtp: RTP⇄SRTP (the B side SDES AES_CM_128_HMAC_SHA1_80)")
 	from := flag.Int("from", 100, "first step, calls")
 	step := flag.Int("step", 100, "ramp step, calls")
@@ -52,6 +54,7 @@ func main() {
 	srv := flag.String("srv-addr", "127.0.0.1", "internal (set by -netns): the server's address")
 	flag.StringVar(&srvNetns, "srv-netns", "", "internal (set by -netns): the server's network namespace")
 	fastPath := flag.String("fast-path", "off", "with -serve: the engine's media.fast_path")
+	sendPath := flag.String("send-path", media.SendPathSocket, "with -serve: the engine's media.send_path")
 	flag.BoolVar(&steerRPS, "rps", true, "with -netns: each namespace's veth receives on its own side's CPU (RPS), as a NIC's queue interrupt would; false leaves all receive work on the sending CPU")
 	flag.Parse()
 	var err error
@@ -83,7 +86,7 @@ func main() {
 				f.Close()
 			}()
 		}
-		if err := serveNG(*serve, *portMin, *portMax, srvAddr, fastpath.Mode(*fastPath)); err != nil {
+		if err := serveNG(*serve, *portMin, *portMax, srvAddr, fastpath.Mode(*fastPath), *sendPath); err != nil {
 			fmt.Fprintln(os.Stderr, "mediabench serve:", err)
 			os.Exit(1)
 		}
@@ -117,7 +120,7 @@ func main() {
 	}
 	fmt.Println()
 	for _, mode := range strings.Split(*modes, ",") {
-		for _, srv := range []string{"umedge", "umedge-tc"} {
+		for _, srv := range []string{"umedge", "umedge-tc", "umedge-xdp"} {
 			compare(srv, mode, knees[key{srv, mode}], knees[key{"rtpengine", mode}], steps[key{srv, mode}], steps[key{"rtpengine", mode}], *from, *step, *maxCalls)
 		}
 	}
@@ -157,17 +160,20 @@ func ramp(srv, mode, rtpengineBin string, cpu, portMin, portMax, from, step, max
 		self, _ := os.Executable()
 		cmd = exec.Command("taskset", "-c", strconv.Itoa(cpu), self, "-serve", ngAddr, "-cpuprofile", "mediabench-umedge.prof",
 			"-profile-for", window.String(), "-port-min", strconv.Itoa(portMin), "-port-max", strconv.Itoa(portMax))
-	case "umedge", "umedge-tc":
-		if srv == "umedge-tc" && srvNetns == "" {
-			return 0, nil, errors.New("umedge-tc (the kernel fast path) needs -netns: TC does not run on loopback")
+	case "umedge", "umedge-tc", "umedge-xdp":
+		if srv != "umedge" && srvNetns == "" {
+			return 0, nil, fmt.Errorf("%s needs -netns: neither TC nor AF_XDP runs on loopback", srv)
 		}
-		fp := "off"
-		if srv == "umedge-tc" {
+		fp, sp := "off", media.SendPathSocket
+		switch srv {
+		case "umedge-tc":
 			fp = "tc"
+		case "umedge-xdp":
+			sp = media.SendPathXDP
 		}
 		self, _ := os.Executable()
 		cmd = exec.Command("taskset", "-c", strconv.Itoa(cpu), self, "-serve", ngAddr, "-srv-addr", srvAddr.String(), "-fast-path", fp,
-			"-port-min", strconv.Itoa(portMin), "-port-max", strconv.Itoa(portMax))
+			"-send-path", sp, "-port-min", strconv.Itoa(portMin), "-port-max", strconv.Itoa(portMax))
 	case "rtpengine":
 		cmd = exec.Command("taskset", "-c", strconv.Itoa(cpu), rtpengineBin, "--config-file=none", "--foreground", "--log-stderr",
 			"--log-level=3", "--table=-1", "--interface="+srvAddr.String(), "--listen-ng="+ngAddr,

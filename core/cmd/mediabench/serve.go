@@ -16,8 +16,8 @@ import (
 // serveNG runs the media engine behind the subset of the ng protocol the
 // load generator uses (offer, answer, delete, ping), so that umedge and
 // rtpengine are driven by the same code.
-func serveNG(listen string, portMin, portMax int, local netip.Addr, fastPath fastpath.Mode) error {
-	e, err := media.New(media.Config{PortMin: portMin, PortMax: portMax, LatchWindow: 10e9, FastPath: fastPath},
+func serveNG(listen string, portMin, portMax int, local netip.Addr, fastPath fastpath.Mode, sendPath string) error {
+	e, err := media.New(media.Config{PortMin: portMin, PortMax: portMax, LatchWindow: 10e9, FastPath: fastPath, SendPath: sendPath},
 		slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		return err

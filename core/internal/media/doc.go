@@ -88,6 +88,48 @@
 // counters and last-seen times are folded into the legs' counters and the
 // inactivity clock whenever they are read (offload.go).
 //
+// # Send path (Config.SendPath, sendpath.go)
+//
+// With send_path "socket" (the default) every datagram userspace relays
+// goes out through its leg's UDP socket. With "xdp" a datagram to a
+// latched IPv4 peer goes through an AF_XDP socket (package xdptx, copy
+// mode) on the egress interface instead: the worker builds the Ethernet,
+// IPv4 and UDP headers itself (source the leg's address and port, both
+// checksums computed) in a UMEM frame and kicks the kernel once per
+// flush. Measured over a veth that costs 0.29–0.43× the socket path's CPU
+// per packet (docs/PERFORMANCE.md, "Send paths measured"); SRTP legs take
+// it as well, since it is what leaves the worker that changes, not what it
+// does to the payload. Receive is unchanged.
+//
+// A worker looks the next hop up (route, then the neighbour entry, by
+// netlink in the engine's namespace) at a peer's first latched datagram
+// and again every 5 s (every 1 s while it is unresolved); the XSK is one
+// per interface and TX queue, the queue the worker's index modulo the
+// interface's TX queues (workers that land on one queue share its XSK
+// under a lock). Everything else goes through the socket and is counted
+// (Engine.SendPath): IPv6, a peer not latched yet, a route that is not
+// unicast over Ethernet (loopback, a local address), a neighbour entry
+// that is not confirmed (STALE included: the kernel confirms an entry only
+// when its own output uses it, which the XSK bypasses, so the socket's
+// send makes it probe, and the next look-up finds it confirmed), a
+// datagram larger than the MTU, no free UMEM frame or a full TX ring. A
+// kick the kernel refuses gives the XSK up (its interface's datagrams go
+// through the sockets from then on), counted and logged once. What a full
+// send buffer leaves on the ring goes at the next round, the worker
+// waiting at most 1 ms for it.
+//
+// What the frames skip on this host, and so the trade-offs of "xdp":
+// the qdisc (no traffic shaping or tc filters on egress), netfilter's
+// OUTPUT and POSTROUTING hooks (no firewall output rules, no SNAT or
+// conntrack entries for them), the kernel's UDP output counters
+// (/proc/net/snmp OutDatagrams), and the packet taps: tcpdump on the
+// sending host does not see them (xdptx's TestXSKBypass checks both; they
+// are seen on the receiving side and by a mirror port). The neighbour
+// layer is bypassed too (see above: entries are only read), as are
+// policy-routing marks and SO_MARK (the look-up uses source and
+// destination only). Each XSK pins 8 MiB of UMEM and a thread of its own
+// is made, once, to bind it in the engine's namespace.
+//
 // # Policing (Config.Police, police.go)
 //
 // What each leg's peer may send is capped per stream in packets/s and

@@ -26,6 +26,7 @@ type Config struct {
 	LatchWindow       time.Duration // after each answer, how long a new source with a new SSRC re-latches a plain-RTP leg
 	InactivityTimeout time.Duration // no packet from either leg this long calls the session's onTimeout; 0 = off
 	FastPath          fastpath.Mode // the kernel fast path (offload.go); "" = off
+	SendPath          string        // SendPathSocket (also "") or SendPathXDP (sendpath.go)
 	// FastPathAddrs are the local addresses media binds to: the program
 	// goes on the interfaces that hold them (a wildcard: every Ethernet
 	// interface), so an engine on loopback touches no interface at all.
@@ -81,6 +82,8 @@ type Engine struct {
 	fp            *offloader // nil: no kernel fast path
 	fpWhy         string     // why not, when the mode wanted one
 	fpUnavailable atomic.Uint64
+
+	xdp *xdpPath // nil: send path "socket" (sendpath.go)
 }
 
 // EngineStats is the engine-wide view.
@@ -144,6 +147,9 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, log: log, pool: pool, idle: newIdlePool(cfg, pool.total), stop: make(chan struct{}), sessions: make(map[*Session]struct{})}
 	e.noPorts0, _ = udpNoPorts()
+	if err := e.startSendPath(); err != nil {
+		return nil, err
+	}
 	e.startIdleFilter()
 	for range n {
 		w, err := newWorker()
@@ -151,6 +157,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 			_ = e.Close()
 			return nil, err
 		}
+		w.xdp = e.xdp.worker(len(e.workers))
 		e.workers = append(e.workers, w)
 		e.wg.Go(w.run)
 	}
@@ -198,6 +205,7 @@ func (e *Engine) Close() error {
 	if e.park != nil {
 		_ = e.park.Close()
 	}
+	e.closeSendPath()
 	if e.fp != nil {
 		return e.fp.close()
 	}

@@ -504,5 +504,14 @@ func (l *leg) send(w *worker, fd int, dst netip.AddrPort, pkt []byte, rtcp bool)
 	if rtcp {
 		l.stats.rtcpOut++
 	}
-	w.queue(fd, dst, out)
+	var src netip.AddrPort
+	if w.xdp != nil && (dst == l.latchRTP || dst == l.latchRTCP) {
+		// A latched peer: the XDP send path may take it (sendpath.go).
+		k := l.rtp
+		if fd != k.fd {
+			k = l.rtcp
+		}
+		src = l.local(k)
+	}
+	w.queueFrom(fd, src, dst, out)
 }

@@ -109,18 +109,27 @@ func sdpFor(c *net.UDPConn, version int) []byte {
 		version, fam, ap.Addr().Unmap(), ap.Port())
 }
 
-// call opens a session between the peers (caller offers) and returns where
-// each peer sends.
-func (l *offloadLab) call(t *testing.T, onTimeout func()) (s *Session, toA, toB netip.AddrPort) {
+// session opens a session in the engine's namespace, its B leg with
+// security secB, closed when the test ends.
+func (l *offloadLab) session(t *testing.T, id string, secB Security, onTimeout func()) *Session {
 	t.Helper()
+	var s *Session
 	var err error
 	l.engineNS.do(t, func() {
-		s, err = l.e.NewSession("fp-"+t.Name(), LegProfile{Local: l.aLocal, Security: SecurityRTP}, LegProfile{Local: l.bLocal, Security: SecurityRTP}, onTimeout)
+		s, err = l.e.NewSession(id, LegProfile{Local: l.aLocal, Security: SecurityRTP}, LegProfile{Local: l.bLocal, Security: secB}, onTimeout)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
+	return s
+}
+
+// call opens a session between the peers (caller offers) and returns where
+// each peer sends.
+func (l *offloadLab) call(t *testing.T, onTimeout func()) (s *Session, toA, toB netip.AddrPort) {
+	t.Helper()
+	s = l.session(t, "fp-"+t.Name(), SecurityRTP, onTimeout)
 	offerToB, err := s.Offer(SideA, sdpFor(l.caller, 1))
 	if err != nil {
 		t.Fatal(err)
@@ -462,15 +471,7 @@ func TestOffloadFirewallClosed(t *testing.T) {
 	l := newOffloadLab(t, fastpath.TC, func(c *Config) {
 		c.FastPathAllow = func(ap netip.AddrPort) bool { return int32(ap.Port()) != closed.Load() }
 	})
-	var s *Session
-	var err error
-	l.engineNS.do(t, func() {
-		s, err = l.e.NewSession("fw", LegProfile{Local: l.aLocal, Security: SecurityRTP}, LegProfile{Local: l.bLocal, Security: SecurityRTP}, nil)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := l.session(t, "fw", SecurityRTP, nil)
 	offerToB, err := s.Offer(SideA, sdpFor(l.caller, 1))
 	if err != nil {
 		t.Fatal(err)

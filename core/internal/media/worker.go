@@ -83,6 +83,8 @@ type worker struct {
 	tbuf  [batch][bufSize]byte // encrypted output and STUN answers
 	rpbuf [batch][bufSize]byte // re-packetised RTP (repack.go), a buffer a queue slot
 
+	xdp *workerXDP // the XDP send path (sendpath.go); nil: sockets only
+
 	now  int64  // unix ns of the batch being served: the sinks' clock
 	pend []*leg // legs whose repacker holds audio, each once (leg.rpQueued)
 	due  int64  // unix ns when the first of pend's audio is due; 0 = none
@@ -93,6 +95,9 @@ type txItem struct {
 	fd  int
 	dst netip.AddrPort
 	b   []byte
+	// src is the socket's address when the datagram may take the XDP
+	// send path (a latched leg's, sendpath.go); zero: the socket's.
+	src netip.AddrPort
 }
 
 func newWorker() (*worker, error) {
@@ -194,6 +199,9 @@ func (w *worker) run() {
 		served, took, closing := w.round()
 		if closing {
 			return
+		}
+		if w.xdp != nil {
+			w.xdp.retry() // what a full send buffer left on an XSK
 		}
 		w.expire(time.Now().UnixNano())
 		if rest := restFor(served, took); rest > 0 {
@@ -361,6 +369,15 @@ func (w *worker) pending(l *leg) {
 // timeout is how long a round may wait for a socket, in ms for epoll_wait:
 // until the first pending audio is due, or for ever.
 func (w *worker) timeout() int {
+	t := w.pendTimeout()
+	if (t < 0 || t > 1) && w.xdp != nil && w.xdp.backlog() {
+		return 1
+	}
+	return t
+}
+
+// pendTimeout is timeout for the pending audio alone.
+func (w *worker) pendTimeout() int {
 	if len(w.pend) == 0 {
 		return -1
 	}
@@ -401,16 +418,28 @@ func (w *worker) expire(now int64) {
 // queue adds a datagram to the current flush; room makes sure it has
 // one.
 func (w *worker) queue(fd int, dst netip.AddrPort, b []byte) {
+	w.queueFrom(fd, netip.AddrPort{}, dst, b)
+}
+
+// queueFrom is queue for a datagram that may take the XDP send path from
+// src, the address of fd.
+func (w *worker) queueFrom(fd int, src, dst netip.AddrPort, b []byte) {
 	if w.ntx == len(w.tx) {
 		w.txDrops.Add(1)
 		return
 	}
-	w.tx[w.ntx] = txItem{fd: fd, dst: dst, b: b}
+	w.tx[w.ntx] = txItem{fd: fd, dst: dst, b: b, src: src}
 	w.ntx++
 }
 
-// flush sends the queued datagrams, one sendmmsg per run of the same socket.
+// flush sends the queued datagrams: those of latched legs through an XSK
+// under send_path "xdp" (sendpath.go), the others with one sendmmsg per
+// run of the same socket.
 func (w *worker) flush() {
+	n := w.ntx
+	if w.xdp != nil {
+		w.ntx = w.flushXDP()
+	}
 	for start := 0; start < w.ntx; {
 		end := start + 1
 		for end < w.ntx && w.tx[end].fd == w.tx[start].fd {
@@ -447,6 +476,25 @@ func (w *worker) flush() {
 			}
 		}
 	}
-	clear(w.tx[:w.ntx]) // drop references into session buffers
+	clear(w.tx[:n]) // drop references into session buffers
 	w.ntx = 0
+}
+
+// flushXDP sends the queued datagrams the XDP path takes and keeps the
+// others, in their order, at the front of the queue; it returns how many
+// it kept.
+func (w *worker) flushXDP() int {
+	kept := 0
+	for i := range w.ntx {
+		it := &w.tx[i]
+		if it.src.IsValid() && w.xdp.send(it.src, it.dst, it.b, w.now) {
+			continue
+		}
+		if kept != i {
+			w.tx[kept] = *it
+		}
+		kept++
+	}
+	w.xdp.flush()
+	return kept
 }

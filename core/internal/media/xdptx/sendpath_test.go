@@ -484,3 +484,113 @@ func onlyCPU1() bool {
 	var set unix.CPUSet
 	return unix.SchedGetaffinity(0, &set) == nil && set.Count() == 1 && set.IsSet(1)
 }
+
+// TestXSKBypass pins down what an XSK's frames skip on the sending host:
+// netfilter's OUTPUT and POSTROUTING hooks (an nftables counter there
+// stays at 0 while the peer receives them) and the packet taps: an
+// AF_PACKET socket on the sending interface, what tcpdump opens, does not
+// see them (__dev_direct_xmit does not pass frames to the taps), while it
+// sees a UDP socket's datagram.
+func TestXSKBypass(t *testing.T) {
+	l := newLab(t)
+	l.srv.Exec(t, `table ip out {
+	counter seen { }
+	chain output {
+		type filter hook output priority 0; policy accept;
+		udp dport 20000 counter name "seen"
+	}
+	chain post {
+		type filter hook postrouting priority 0; policy accept;
+		udp dport 20000 counter name "seen"
+	}
+}
+`, "nft", "-f", "-")
+	var rx [1]int
+	var tap int
+	var err error
+	l.peer.Do(t, func() { err = openReceivers(l, rx[:]) })
+	if rx[0] > 0 {
+		t.Cleanup(func() { _ = unix.Close(rx[0]) })
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	l.srv.Do(t, func() {
+		proto := int(htons(unix.ETH_P_ALL))
+		if tap, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto); err != nil {
+			return
+		}
+		if err = unix.Bind(tap, &unix.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: l.srvIndex}); err != nil {
+			return
+		}
+		var x *XSK
+		if x, err = Open(l.srvIndex, 0, 64, 64, 0, 0); err != nil {
+			return
+		}
+		defer x.Close()
+		for i := range n {
+			addr, b, _ := x.Frame()
+			x.Queue(addr, BuildUDP4(b, l.peerMAC, l.srvMAC, netip.AddrPortFrom(l.srvAddr, 30000), netip.AddrPortFrom(l.peerAddr, 20000), uint16(i), []byte("xsk"), false))
+		}
+		err = x.Kick()
+	})
+	if tap > 0 {
+		t.Cleanup(func() { _ = unix.Close(tap) })
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	for i := range n {
+		if _, _, err := unix.Recvfrom(rx[0], buf, 0); err != nil {
+			t.Fatalf("datagram %d: %v", i+1, err)
+		}
+	}
+	out := l.srv.Output(t, "nft", "list", "counter", "ip", "out", "seen")
+	if m := packetsRE.FindStringSubmatch(out); m == nil || m[1] != "0" {
+		t.Errorf("netfilter on the sending host saw the XSK's frames: %s", out)
+	}
+	if k := tapped(tap, buf, "xsk"); k != 0 {
+		t.Errorf("a packet tap on the sending interface saw %d of the %d frames", k, n)
+	}
+	// The same datagram through a UDP socket: both see it (the tap and
+	// the counter work).
+	l.srv.Do(t, func() {
+		var fd int
+		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return
+		}
+		defer func() { _ = unix.Close(fd) }()
+		err = unix.Sendto(fd, []byte("udp"), 0, &unix.SockaddrInet4{Port: 20000, Addr: l.peerAddr.As4()})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := unix.Recvfrom(rx[0], buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	out = l.srv.Output(t, "nft", "list", "counter", "ip", "out", "seen")
+	if m := packetsRE.FindStringSubmatch(out); m == nil || m[1] != "2" {
+		t.Errorf("OUTPUT and POSTROUTING did not both count the socket's datagram: %s", out)
+	}
+	if k := tapped(tap, buf, "udp"); k != 1 {
+		t.Errorf("the tap saw the socket's datagram %d times, want 1", k)
+	}
+}
+
+// tapped counts the outgoing frames on tap whose UDP payload is payload.
+func tapped(tap int, buf []byte, payload string) int {
+	k := 0
+	for {
+		m, from, err := unix.Recvfrom(tap, buf, 0)
+		if err != nil {
+			return k
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING && m >= HeaderLen && string(buf[HeaderLen:m]) == payload {
+			k++
+		}
+	}
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }

@@ -6,9 +6,10 @@
 // ip_make_skb, netfilter's OUTPUT and POSTROUTING hooks, the neighbour
 // layer and the qdisc: the frame goes to the device's transmit routine.
 //
-// It is a measurement for now (sendpath_test.go: TestSendPathCost), not
-// wired into the media engine: see "Send paths measured" in
-// docs/PERFORMANCE.md.
+// The media engine's send_path = "xdp" sends latched IPv4 legs through it
+// (core/internal/media/sendpath.go); sendpath_test.go measures it against
+// UDP sockets ("Send paths measured" in docs/PERFORMANCE.md). An XSK is
+// not safe for concurrent use.
 package xdptx
 
 import (
@@ -180,6 +181,47 @@ func (x *XSK) Queue(addr uint64, n int) bool {
 	return true
 }
 
+// Release gives back a frame Frame returned that was not queued.
+func (x *XSK) Release(addr uint64) { x.free = append(x.free, addr) }
+
+// Unsent is how many published descriptors the kernel has not taken yet,
+// plus the queued ones not published.
+func (x *XSK) Unsent() int { return int(x.txNext - atomic.LoadUint32(x.tx.cons)) }
+
+// Flush publishes the queued descriptors and kicks the kernel without
+// waiting for it: a few sendto calls while each takes some; what it does
+// not take (a full send buffer or completion ring) stays on the ring for
+// the next Flush. It returns the kernel's error when it is not transient.
+func (x *XSK) Flush() error {
+	for range 4 {
+		took, err := x.kickOnce()
+		if err != nil || !took {
+			return err
+		}
+	}
+	return nil
+}
+
+// kickOnce publishes the queued descriptors and, when the kernel has not
+// taken all, makes one sendto; took says whether it took any. Completions
+// are reaped either way.
+func (x *XSK) kickOnce() (took bool, err error) {
+	atomic.StoreUint32(x.tx.prod, x.txNext)
+	x.pend = 0
+	defer x.Reap()
+	before := atomic.LoadUint32(x.tx.cons)
+	if before == x.txNext {
+		return false, nil
+	}
+	_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(x.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	switch e {
+	case 0, unix.EAGAIN, unix.EBUSY, unix.ENOBUFS, unix.EINTR:
+	default:
+		return false, fmt.Errorf("%w: %w", errKick, e)
+	}
+	return atomic.LoadUint32(x.tx.cons) != before, nil
+}
+
 // Pending is how many frames were queued since the last kick.
 func (x *XSK) Pending() int { return x.pend }
 
@@ -190,35 +232,24 @@ var errKick = errors.New("xsk kick")
 // sendto, repeated while the kernel stops at its budget with descriptors
 // left. It returns the kernel's error when it is not a transient one.
 func (x *XSK) Kick() error {
-	atomic.StoreUint32(x.tx.prod, x.txNext)
-	x.pend = 0
 	// The kernel stops at its budget, and takes no frame while the
 	// completion ring is full or the socket's send buffer is: frames sent
 	// are charged to it until their skb is freed (over a veth, once the
 	// peer has received it).
 	var since time.Time
-	for stuck := 0; ; stuck++ {
-		before := atomic.LoadUint32(x.tx.cons)
-		if before == x.txNext {
-			break
-		}
-		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(x.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0, unix.EAGAIN, unix.EBUSY, unix.ENOBUFS, unix.EINTR:
-		default:
-			return fmt.Errorf("%w: %w", errKick, e)
-		}
-		x.Reap()
+	for stuck := 0; x.Unsent() > 0; stuck++ {
+		took, err := x.kickOnce()
 		switch {
-		case atomic.LoadUint32(x.tx.cons) != before:
+		case err != nil:
+			return err
+		case took:
 			stuck = 0
 		case stuck == 1000:
 			since = time.Now()
 		case stuck > 1000 && time.Since(since) > time.Second:
-			return fmt.Errorf("%w: the kernel took no descriptor for a second (%d left)", errKick, x.txNext-before)
+			return fmt.Errorf("%w: the kernel took no descriptor for a second (%d left)", errKick, x.Unsent())
 		}
 	}
-	x.Reap()
 	return nil
 }
 

@@ -1,0 +1,380 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	vnetns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/umedge/umedge/core/internal/media/xdptx"
+)
+
+// The send paths of Config.SendPath.
+const (
+	SendPathSocket = "socket" // every datagram through its leg's UDP socket
+	// SendPathXDP: a latched IPv4 leg's datagrams through an AF_XDP
+	// socket's TX ring (copy mode) on the egress interface, the rest
+	// through the sockets; see "Send path" in doc.go.
+	SendPathXDP = "xdp"
+)
+
+// xskFrames is the frames of each XSK's UMEM (8 MiB of 2 KiB frames); a
+// variable for the test of a UMEM with none free.
+var xskFrames = 4096
+
+const (
+	xskRing = 2048 // each XSK's TX and completion rings
+	// xskSndbuf is an XSK's send buffer: skbs in flight before a kick
+	// stops taking frames (over a veth they are in flight until the peer
+	// has received them).
+	xskSndbuf = 4 << 20
+	// hopTTL is how long a resolved next hop is used before it is looked
+	// up again (a route or the neighbour's MAC may change); hopRetry how
+	// long an unresolved one waits for its next look-up.
+	hopTTL   = 5 * time.Second
+	hopRetry = time.Second
+	// maxHops bounds a worker's next-hop cache: full, it starts again.
+	maxHops = 4096
+)
+
+// SendPathStats counts what the XDP send path did (all zero under
+// "socket").
+type SendPathStats struct {
+	Sent uint64 // datagrams sent through an XSK
+	// Fallbacks: datagrams of latched legs that went through the socket
+	// instead. NoHop: IPv6, no route, a route not over Ethernet, no
+	// usable neighbour entry (the socket's send has the kernel resolve
+	// it), too large for a frame, or no XSK on the interface; Full: no
+	// free UMEM frame or a full TX ring.
+	NoHop, Full uint64
+	// Errors are kicks the kernel refused (the XSK is given up: its
+	// interface's datagrams go through the sockets from then on).
+	Errors uint64
+}
+
+// xdpPath is the engine's half of the XDP send path: the namespace it
+// resolves and opens XSKs in, and the XSKs by interface and queue (two
+// workers on one queue share one, under its lock).
+type xdpPath struct {
+	ns  vnetns.NsHandle
+	nl  *netlink.Handle
+	log func(msg string, args ...any)
+
+	mu   sync.Mutex
+	xsks map[[2]int]*xsk
+
+	sent, noHop, full, errs atomic.Uint64
+}
+
+// xsk is one XSK and the lock of the workers that share it.
+type xsk struct {
+	mu     sync.Mutex
+	x      *xdptx.XSK
+	id     uint16 // the IPv4 identification of its next datagram
+	broken bool   // a kick failed: nothing more goes through it
+	queued bool   // on the worker's touched list (under mu of the worker that set it)
+}
+
+// hop is a worker's resolution of where a datagram from src to dst goes.
+type hop struct {
+	q              *xsk // nil: unresolved
+	srcMAC, dstMAC [6]byte
+	mtu            int
+	next           int64 // unix ns of the next look-up
+}
+
+// hopKey is a hop's cache key.
+type hopKey struct{ src, dst netip.Addr }
+
+// workerXDP is a worker's view of the path: its index (which queue its
+// XSKs use), its next hops and the XSKs its flush queued frames on.
+type workerXDP struct {
+	p       *xdpPath
+	idx     int
+	hops    map[hopKey]*hop
+	touched []*xsk
+	log     func(msg string, args ...any)
+}
+
+// startSendPath opens the send path of cfg.SendPath; called by New before
+// it starts the workers.
+func (e *Engine) startSendPath() error {
+	switch e.cfg.SendPath {
+	case "", SendPathSocket:
+		return nil
+	case SendPathXDP:
+	default:
+		return fmt.Errorf("%w: send path %q: want %q or %q", ErrConfig, e.cfg.SendPath, SendPathSocket, SendPathXDP)
+	}
+	ns, err := vnetns.Get()
+	if err != nil {
+		return fmt.Errorf("media: send path xdp: network namespace: %w", err)
+	}
+	nl, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		_ = ns.Close()
+		return fmt.Errorf("media: send path xdp: netlink: %w", err)
+	}
+	e.xdp = &xdpPath{ns: ns, nl: nl, xsks: make(map[[2]int]*xsk), log: e.log.Warn}
+	return nil
+}
+
+// worker is the path for worker idx; nil under "socket".
+func (p *xdpPath) worker(idx int) *workerXDP {
+	if p == nil {
+		return nil
+	}
+	return &workerXDP{p: p, idx: idx, hops: make(map[hopKey]*hop), log: p.log}
+}
+
+// closeSendPath releases the XSKs; called by Close once the workers have
+// stopped.
+func (e *Engine) closeSendPath() {
+	if e.xdp == nil {
+		return
+	}
+	e.xdp.mu.Lock()
+	defer e.xdp.mu.Unlock()
+	for k, q := range e.xdp.xsks {
+		if q != nil {
+			q.x.Close()
+		}
+		delete(e.xdp.xsks, k)
+	}
+	e.xdp.nl.Close()
+	_ = e.xdp.ns.Close()
+}
+
+// SendPath returns the XDP send path's counters.
+func (e *Engine) SendPath() SendPathStats {
+	if e.xdp == nil {
+		return SendPathStats{}
+	}
+	return SendPathStats{Sent: e.xdp.sent.Load(), NoHop: e.xdp.noHop.Load(), Full: e.xdp.full.Load(), Errors: e.xdp.errs.Load()}
+}
+
+// queueXSK opens (once) the XSK of ifindex's queue, in the engine's
+// namespace; nil when it cannot be (logged once per interface and queue).
+func (p *xdpPath) queueXSK(ifindex, queue int, log func(string, ...any)) *xsk {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := [2]int{ifindex, queue}
+	if q, ok := p.xsks[k]; ok {
+		return q // nil: it failed before
+	}
+	var x *xdptx.XSK
+	var err error
+	done := make(chan struct{})
+	go func() {
+		// A thread of its own in the engine's namespace, never given
+		// back (it ends with the goroutine): the XSK binds the interface
+		// of that namespace.
+		defer close(done)
+		runtime.LockOSThread()
+		if err = vnetns.Set(p.ns); err != nil {
+			return
+		}
+		x, err = xdptx.Open(ifindex, queue, xskFrames, xskRing, 64, xskSndbuf)
+	}()
+	<-done
+	if err != nil {
+		log("media: send path xdp: no XSK, this interface's datagrams go through the sockets", "ifindex", ifindex, "queue", queue, "err", err)
+		p.xsks[k] = nil
+		return nil
+	}
+	q := &xsk{x: x}
+	p.xsks[k] = q
+	return q
+}
+
+// hopFor is the next hop from src to dst, looked up again when due.
+func (wx *workerXDP) hopFor(src, dst netip.Addr, now int64) *hop {
+	k := hopKey{src, dst}
+	h := wx.hops[k]
+	if h == nil {
+		if len(wx.hops) >= maxHops {
+			clear(wx.hops)
+		}
+		h = &hop{}
+		wx.hops[k] = h // allocated once per peer address, at its first packet
+	}
+	if now >= h.next {
+		wx.resolve(h, src, dst, now)
+	}
+	return h
+}
+
+// errNoHop is a next hop the path cannot send to.
+var errNoHop = errors.New("no usable next hop")
+
+// resolve looks the route from src to dst and its next hop's neighbour
+// entry up (netlink, in the engine's namespace) and picks the XSK of the
+// egress interface's queue for this worker.
+func (wx *workerXDP) resolve(h *hop, src, dst netip.Addr, now int64) {
+	q, err := wx.lookup(h, src, dst)
+	if err != nil {
+		h.q, h.next = nil, now+int64(hopRetry)
+		return
+	}
+	h.q, h.next = q, now+int64(hopTTL)
+}
+
+func (wx *workerXDP) lookup(h *hop, src, dst netip.Addr) (*xsk, error) {
+	nl := wx.p.nl
+	routes, err := nl.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{SrcAddr: src.AsSlice()})
+	if err != nil || len(routes) == 0 {
+		return nil, fmt.Errorf("%w: route to %s: %v", errNoHop, dst, err)
+	}
+	r := routes[0]
+	if r.Type != unix.RTN_UNICAST || r.LinkIndex <= 0 {
+		return nil, fmt.Errorf("%w: route to %s is of type %d", errNoHop, dst, r.Type)
+	}
+	nh := dst
+	if a, ok := netip.AddrFromSlice(r.Gw); ok && a.Unmap().IsValid() && !a.IsUnspecified() {
+		nh = a.Unmap()
+	}
+	link, err := nl.LinkByIndex(r.LinkIndex)
+	if err != nil {
+		return nil, fmt.Errorf("%w: link %d: %w", errNoHop, r.LinkIndex, err)
+	}
+	la := link.Attrs()
+	if la.EncapType != "ether" || len(la.HardwareAddr) != 6 {
+		return nil, fmt.Errorf("%w: %s is not Ethernet", errNoHop, la.Name)
+	}
+	neighs, err := nl.NeighList(r.LinkIndex, unix.AF_INET)
+	if err != nil {
+		return nil, fmt.Errorf("%w: neighbours of %s: %w", errNoHop, la.Name, err)
+	}
+	var mac net.HardwareAddr
+	for _, n := range neighs {
+		a, ok := netip.AddrFromSlice(n.IP)
+		// STALE is not good enough: the kernel confirms an entry only when
+		// its own output uses it, which this path bypasses. The socket
+		// send that takes this datagram instead has it probe the entry
+		// (DELAY, PROBE, REACHABLE), and the look-up after hopRetry finds
+		// it confirmed.
+		if ok && a.Unmap() == nh && len(n.HardwareAddr) == 6 &&
+			n.State&(netlink.NUD_REACHABLE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_PERMANENT|netlink.NUD_NOARP) != 0 {
+			mac = n.HardwareAddr
+			break
+		}
+	}
+	if mac == nil {
+		return nil, fmt.Errorf("%w: no confirmed neighbour entry for %s on %s", errNoHop, nh, la.Name)
+	}
+	ntx := max(la.NumTxQueues, 1)
+	q := wx.p.queueXSK(r.LinkIndex, wx.idx%ntx, wx.log)
+	if q == nil {
+		return nil, fmt.Errorf("%w: no XSK on %s", errNoHop, la.Name)
+	}
+	copy(h.srcMAC[:], la.HardwareAddr)
+	copy(h.dstMAC[:], mac)
+	h.mtu = la.MTU
+	return q, nil
+}
+
+// send puts one datagram on the XSK of its next hop; false: it goes
+// through the socket (counted).
+func (wx *workerXDP) send(src, dst netip.AddrPort, b []byte, now int64) bool {
+	if !dst.Addr().Is4() || !src.Addr().Is4() {
+		wx.p.noHop.Add(1)
+		return false
+	}
+	h := wx.hopFor(src.Addr(), dst.Addr(), now)
+	q := h.q
+	if q == nil || 20+8+len(b) > h.mtu || xdptx.HeaderLen+len(b) > xdptx.FrameSize {
+		wx.p.noHop.Add(1)
+		return false
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.broken {
+		wx.p.noHop.Add(1)
+		return false
+	}
+	addr, f, ok := q.x.Frame()
+	if !ok {
+		wx.p.full.Add(1)
+		return false
+	}
+	q.id++
+	if !q.x.Queue(addr, xdptx.BuildUDP4(f, h.dstMAC, h.srcMAC, src, dst, q.id, b, false)) {
+		q.x.Release(addr)
+		wx.p.full.Add(1)
+		return false
+	}
+	if !q.queued {
+		q.queued = true
+		wx.touched = append(wx.touched, q) // its room stays: no allocation once it held every XSK
+	}
+	if q.x.Pending() >= 64 {
+		wx.kick(q)
+	}
+	wx.p.sent.Add(1)
+	return true
+}
+
+// kick hands q's queued frames to the kernel; called with q.mu held.
+func (wx *workerXDP) kick(q *xsk) {
+	if err := q.x.Flush(); err != nil {
+		q.broken = true
+		wx.p.errs.Add(1)
+		wx.log("media: send path xdp: kick failed, this XSK's datagrams go through the sockets", "err", err)
+	}
+}
+
+// flush kicks the XSKs this worker queued frames on since the last flush.
+func (wx *workerXDP) flush() {
+	for i, q := range wx.touched {
+		q.mu.Lock()
+		q.queued = false
+		if !q.broken {
+			wx.kick(q)
+		}
+		q.mu.Unlock()
+		wx.touched[i] = nil
+	}
+	wx.touched = wx.touched[:0]
+}
+
+// backlog says whether an XSK this worker may use holds frames the kernel
+// has not taken yet (a full send buffer at the last kick): the worker then
+// waits at most a millisecond for its next round, which kicks again
+// (retry).
+func (wx *workerXDP) backlog() bool { return wx.unsent(false) }
+
+// retry kicks every XSK with frames the kernel has not taken.
+func (wx *workerXDP) retry() { wx.unsent(true) }
+
+// unsent says whether an XSK holds frames the kernel has not taken, and
+// kicks each that does when kick.
+func (wx *workerXDP) unsent(kick bool) bool {
+	wx.p.mu.Lock()
+	defer wx.p.mu.Unlock()
+	left := false
+	for _, q := range wx.p.xsks {
+		if q == nil {
+			continue
+		}
+		q.mu.Lock()
+		if q.x.Unsent() > 0 && !q.broken {
+			left = true
+			if kick {
+				wx.kick(q)
+			}
+		}
+		q.mu.Unlock()
+		if left && !kick {
+			return true
+		}
+	}
+	return left
+}
