@@ -201,9 +201,13 @@ func (w *worker) run() {
 			return
 		}
 		if w.xdp != nil {
-			w.xdp.retry() // what a full send buffer left on an XSK
+			w.xdp.flush() // the round's frames
+			w.xdp.retry() // and what a full send buffer left on an XSK before
 		}
 		w.expire(time.Now().UnixNano())
+		if w.xdp != nil {
+			w.xdp.flush() // the expired audio's
+		}
 		if rest := restFor(served, took); rest > 0 {
 			time.Sleep(rest) // a Go timer: the worker's P runs other goroutines meanwhile
 		}
@@ -480,9 +484,10 @@ func (w *worker) flush() {
 	w.ntx = 0
 }
 
-// flushXDP sends the queued datagrams the XDP path takes and keeps the
-// others, in their order, at the front of the queue; it returns how many
-// it kept.
+// flushXDP queues the datagrams the XDP path takes on their XSKs and
+// keeps the others, in their order, at the front of the queue; it returns
+// how many it kept. The XSKs are kicked once a round (run), not per
+// socket served: one system call for the round's frames.
 func (w *worker) flushXDP() int {
 	kept := 0
 	for i := range w.ntx {
@@ -495,6 +500,10 @@ func (w *worker) flushXDP() int {
 		}
 		kept++
 	}
-	w.xdp.flush()
+	if kept > 0 {
+		// What goes through the sockets now must not pass what is queued
+		// on an XSK before it: kick those first.
+		w.xdp.flush()
+	}
 	return kept
 }
