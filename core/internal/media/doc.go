@@ -95,9 +95,11 @@
 // latched IPv4 peer goes through an AF_XDP socket (package xdptx, copy
 // mode) on the egress interface instead: the worker builds the Ethernet,
 // IPv4 and UDP headers itself (source the leg's address and port, both
-// checksums computed) in a UMEM frame and kicks the kernel once per
-// flush. Measured over a veth that costs 0.29–0.43× the socket path's CPU
-// per packet (docs/PERFORMANCE.md, "Send paths measured"); SRTP legs take
+// checksums computed) in a UMEM frame and kicks the kernel once a round:
+// one system call for the round's datagrams, where the sockets take one
+// each. Measured over a veth the send costs 0.29–0.43× the socket path's
+// CPU per packet, and the engine's whole CPU per relayed packet about half
+// (docs/PERFORMANCE.md, "Send paths measured"); SRTP legs take
 // it as well, since it is what leaves the worker that changes, not what it
 // does to the payload. Receive is unchanged.
 //
@@ -113,10 +115,15 @@
 // when its own output uses it, which the XSK bypasses, so the socket's
 // send makes it probe, and the next look-up finds it confirmed), a
 // datagram larger than the MTU, no free UMEM frame or a full TX ring. A
-// kick the kernel refuses gives the XSK up (its interface's datagrams go
-// through the sockets from then on), counted and logged once. What a full
-// send buffer leaves on the ring goes at the next round, the worker
-// waiting at most 1 ms for it.
+// kick the kernel refuses (the interface went away) closes the XSK: what
+// it held is counted lost (SendPathStats.Errors), the next datagram looks
+// its hop up again (a new interface has a new index, so a new XSK), and
+// that interface queue gets a new XSK 10 s later. A frame the device
+// drops (its link down) is lost as a socket's datagram would be, but
+// counted as sent, not in TxDrops. The kick is once per worker round (and
+// before any fallback of the same flush, which must not pass the frames
+// queued before it); what a full send buffer leaves on the ring goes at
+// the next round, the worker waiting at most 1 ms for it.
 //
 // What the frames skip on this host, and so the trade-offs of "xdp":
 // the qdisc (no traffic shaping or tc filters on egress), netfilter's
@@ -128,7 +135,10 @@
 // layer is bypassed too (see above: entries are only read), as are
 // policy-routing marks and SO_MARK (the look-up uses source and
 // destination only). Each XSK pins 8 MiB of UMEM and a thread of its own
-// is made, once, to bind it in the engine's namespace.
+// is made, once, to bind it in the engine's namespace. A next-hop look-up
+// dumps the egress link's neighbour table, on the worker: cheap on an
+// appliance with a gateway and a few neighbours, dearer on a large flat
+// LAN with many on-link peers.
 //
 // # Policing (Config.Police, police.go)
 //

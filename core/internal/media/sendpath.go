@@ -43,6 +43,9 @@ const (
 	hopRetry = time.Second
 	// maxHops bounds a worker's next-hop cache: full, it starts again.
 	maxHops = 4096
+	// xskRetry is how long an interface queue whose XSK failed (to open,
+	// or a kick) waits before the next one is opened.
+	xskRetry = 10 * time.Second
 )
 
 // SendPathStats counts what the XDP send path did (all zero under
@@ -55,8 +58,9 @@ type SendPathStats struct {
 	// it), too large for a frame, or no XSK on the interface; Full: no
 	// free UMEM frame or a full TX ring.
 	NoHop, Full uint64
-	// Errors are kicks the kernel refused (the XSK is given up: its
-	// interface's datagrams go through the sockets from then on).
+	// Errors are datagrams lost on an XSK whose kick the kernel refused
+	// (the XSK is closed, the sockets take its datagrams, another is
+	// opened xskRetry later).
 	Errors uint64
 }
 
@@ -69,18 +73,28 @@ type xdpPath struct {
 	log func(msg string, args ...any)
 
 	mu   sync.Mutex
-	xsks map[[2]int]*xsk
+	xsks map[[2]int]*xskSlot // by ifindex and queue
 
 	sent, noHop, full, errs atomic.Uint64
 }
 
+// xskSlot is an interface queue's XSK, nil while none could be opened:
+// tried again at retryAt (unix ns). logged: the failure was logged, not
+// again until an XSK opens.
+type xskSlot struct {
+	q       *xsk
+	retryAt int64
+	logged  bool
+}
+
 // xsk is one XSK and the lock of the workers that share it.
 type xsk struct {
-	mu     sync.Mutex
-	x      *xdptx.XSK
-	id     uint16 // the IPv4 identification of its next datagram
-	broken bool   // a kick failed: nothing more goes through it
-	queued bool   // on the worker's touched list (under mu of the worker that set it)
+	mu       sync.Mutex
+	x        *xdptx.XSK
+	id       uint16 // the IPv4 identification of its next datagram
+	broken   bool   // a kick failed: nothing more goes through it; the slot opens another after xskRetry
+	brokenAt int64  // unix ns
+	queued   bool   // on the worker's touched list (under mu of the worker that set it)
 }
 
 // hop is a worker's resolution of where a datagram from src to dst goes.
@@ -123,7 +137,7 @@ func (e *Engine) startSendPath() error {
 		_ = ns.Close()
 		return fmt.Errorf("media: send path xdp: netlink: %w", err)
 	}
-	e.xdp = &xdpPath{ns: ns, nl: nl, xsks: make(map[[2]int]*xsk), log: e.log.Warn}
+	e.xdp = &xdpPath{ns: ns, nl: nl, xsks: make(map[[2]int]*xskSlot), log: e.log.Warn}
 	return nil
 }
 
@@ -143,9 +157,9 @@ func (e *Engine) closeSendPath() {
 	}
 	e.xdp.mu.Lock()
 	defer e.xdp.mu.Unlock()
-	for k, q := range e.xdp.xsks {
-		if q != nil {
-			q.x.Close()
+	for k, sl := range e.xdp.xsks {
+		if sl.q != nil {
+			sl.q.close()
 		}
 		delete(e.xdp.xsks, k)
 	}
@@ -161,14 +175,32 @@ func (e *Engine) SendPath() SendPathStats {
 	return SendPathStats{Sent: e.xdp.sent.Load(), NoHop: e.xdp.noHop.Load(), Full: e.xdp.full.Load(), Errors: e.xdp.errs.Load()}
 }
 
-// queueXSK opens (once) the XSK of ifindex's queue, in the engine's
-// namespace; nil when it cannot be (logged once per interface and queue).
-func (p *xdpPath) queueXSK(ifindex, queue int, log func(string, ...any)) *xsk {
+// queueXSK is the XSK of ifindex's queue, opened at its first use in the
+// engine's namespace and again xskRetry after it failed; nil while there is
+// none (the failure logged once).
+func (p *xdpPath) queueXSK(ifindex, queue int, now int64) *xsk {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	k := [2]int{ifindex, queue}
-	if q, ok := p.xsks[k]; ok {
-		return q // nil: it failed before
+	sl := p.xsks[k]
+	if sl == nil {
+		sl = &xskSlot{}
+		p.xsks[k] = sl
+	}
+	if q := sl.q; q != nil {
+		q.mu.Lock()
+		broken, at := q.broken, q.brokenAt
+		q.mu.Unlock()
+		if !broken {
+			return q
+		}
+		if now < at+int64(xskRetry) {
+			return nil
+		}
+		q.close()
+		sl.q = nil
+	} else if now < sl.retryAt {
+		return nil
 	}
 	var x *xdptx.XSK
 	var err error
@@ -186,13 +218,26 @@ func (p *xdpPath) queueXSK(ifindex, queue int, log func(string, ...any)) *xsk {
 	}()
 	<-done
 	if err != nil {
-		log("media: send path xdp: no XSK, this interface's datagrams go through the sockets", "ifindex", ifindex, "queue", queue, "err", err)
-		p.xsks[k] = nil
+		if !sl.logged {
+			sl.logged = true
+			p.log("media: send path xdp: no XSK, this interface's datagrams go through the sockets", "ifindex", ifindex, "queue", queue, "err", err)
+		}
+		sl.retryAt = now + int64(xskRetry)
 		return nil
 	}
-	q := &xsk{x: x}
-	p.xsks[k] = q
-	return q
+	sl.q, sl.logged = &xsk{x: x}, false
+	return sl.q
+}
+
+// close releases q's XSK; nothing goes through it from then on.
+func (q *xsk) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.broken = true
+	if q.x != nil {
+		q.x.Close()
+		q.x = nil
+	}
 }
 
 // hopFor is the next hop from src to dst, looked up again when due.
@@ -219,7 +264,7 @@ var errNoHop = errors.New("no usable next hop")
 // entry up (netlink, in the engine's namespace) and picks the XSK of the
 // egress interface's queue for this worker.
 func (wx *workerXDP) resolve(h *hop, src, dst netip.Addr, now int64) {
-	q, err := wx.lookup(h, src, dst)
+	q, err := wx.lookup(h, src, dst, now)
 	if err != nil {
 		h.q, h.next = nil, now+int64(hopRetry)
 		return
@@ -227,7 +272,7 @@ func (wx *workerXDP) resolve(h *hop, src, dst netip.Addr, now int64) {
 	h.q, h.next = q, now+int64(hopTTL)
 }
 
-func (wx *workerXDP) lookup(h *hop, src, dst netip.Addr) (*xsk, error) {
+func (wx *workerXDP) lookup(h *hop, src, dst netip.Addr, now int64) (*xsk, error) {
 	nl := wx.p.nl
 	routes, err := nl.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{SrcAddr: src.AsSlice()})
 	if err != nil || len(routes) == 0 {
@@ -271,7 +316,7 @@ func (wx *workerXDP) lookup(h *hop, src, dst netip.Addr) (*xsk, error) {
 		return nil, fmt.Errorf("%w: no confirmed neighbour entry for %s on %s", errNoHop, nh, la.Name)
 	}
 	ntx := max(la.NumTxQueues, 1)
-	q := wx.p.queueXSK(r.LinkIndex, wx.idx%ntx, wx.log)
+	q := wx.p.queueXSK(r.LinkIndex, wx.idx%ntx, now)
 	if q == nil {
 		return nil, fmt.Errorf("%w: no XSK on %s", errNoHop, la.Name)
 	}
@@ -297,6 +342,9 @@ func (wx *workerXDP) send(src, dst netip.AddrPort, b []byte, now int64) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.broken {
+		// Its slot opens another XSK (xskRetry after the failure): look
+		// the hop up again at the next datagram.
+		h.q, h.next = nil, now
 		wx.p.noHop.Add(1)
 		return false
 	}
@@ -322,12 +370,13 @@ func (wx *workerXDP) send(src, dst netip.AddrPort, b []byte, now int64) bool {
 	return true
 }
 
-// kick hands q's queued frames to the kernel; called with q.mu held.
+// kick hands q's queued frames to the kernel; called with q.mu held. A
+// kick the kernel refuses breaks q: what it held is counted lost.
 func (wx *workerXDP) kick(q *xsk) {
 	if err := q.x.Flush(); err != nil {
-		q.broken = true
-		wx.p.errs.Add(1)
-		wx.log("media: send path xdp: kick failed, this XSK's datagrams go through the sockets", "err", err)
+		q.broken, q.brokenAt = true, time.Now().UnixNano()
+		wx.p.errs.Add(uint64(max(q.x.Unsent(), 1))) //nolint:gosec // ≥ 1
+		wx.log("media: send path xdp: kick failed, the sockets take this XSK's datagrams", "err", err)
 	}
 }
 
@@ -360,12 +409,13 @@ func (wx *workerXDP) unsent(kick bool) bool {
 	wx.p.mu.Lock()
 	defer wx.p.mu.Unlock()
 	left := false
-	for _, q := range wx.p.xsks {
+	for _, sl := range wx.p.xsks {
+		q := sl.q
 		if q == nil {
 			continue
 		}
 		q.mu.Lock()
-		if q.x.Unsent() > 0 && !q.broken {
+		if !q.broken && q.x.Unsent() > 0 {
 			left = true
 			if kick {
 				wx.kick(q)

@@ -278,3 +278,48 @@ func TestSendPathXDPAllocs(t *testing.T) {
 		})
 	}
 }
+
+// TestSendPathXDPRecreatedLink: the callee's link goes away and comes back
+// (a new interface, a new index): the XSK bound to the old one fails at
+// its next kick (counted), the next hop is looked up again, and the relay
+// goes on through a new XSK once the new neighbour entry is confirmed:
+// within hopRetry and a margin, not at the old hop's hopTTL.
+func TestSendPathXDPRecreatedLink(t *testing.T) {
+	l := newXDPLab(t, false)
+	_, toA, toB := l.call(t, nil)
+	l.relayBoth(t, toA, toB, 3, 1)
+	time.Sleep(hopRetry + 200*time.Millisecond)
+	l.relayBoth(t, toA, toB, 3, 10)
+	st0 := l.e.SendPath()
+	if st0.Sent == 0 {
+		t.Fatalf("the XDP path is not in use: %+v", st0)
+	}
+	l.calleeNS.run(t, "link", "del", "p0")
+	l.engineNS.run(t, "link", "add", "eb", "type", "veth", "peer", "name", "p0", "netns", string(l.calleeNS))
+	l.engineNS.run(t, "addr", "add", l.bLocal.String()+"/24", "dev", "eb", "nodad")
+	l.engineNS.run(t, "link", "set", "eb", "up")
+	l.calleeNS.run(t, "addr", "add", l.calleeAddr.String()+"/24", "dev", "p0", "nodad")
+	l.calleeNS.run(t, "link", "set", "p0", "up")
+	// Caller to callee until the new XSK carries it: a datagram the old
+	// XSK held when its kick failed is lost, and counted.
+	sent, got := 0, 0
+	deadline := time.Now().Add(hopRetry + 2*time.Second)
+	for seq := uint16(100); time.Now().Before(deadline); seq++ {
+		pkt := rtpPacket(0, seq, uint32(seq)*160, 0xA)
+		if _, err := l.caller.WriteToUDPAddrPort(pkt, toA); err != nil {
+			t.Fatal(err)
+		}
+		sent++
+		if b, _, err := tryRecv(l.callee, 300*time.Millisecond); err == nil && bytes.Equal(b, pkt) {
+			got++
+		}
+		if st := l.e.SendPath(); st.Sent > st0.Sent+5 && got > 5 {
+			if lost := uint64(sent - got); lost > st.Errors-st0.Errors {
+				t.Errorf("%d of %d datagrams lost, %d counted: %+v", lost, sent, st.Errors-st0.Errors, st)
+			}
+			t.Logf("after the new link: %d sent, %d arrived, %+v", sent, got, st)
+			return
+		}
+	}
+	t.Fatalf("the XDP path did not come back: %d sent, %d arrived, %+v", sent, got, l.e.SendPath())
+}
