@@ -50,6 +50,10 @@ func (d *daemon) startSBC(cfg *config.Config) error {
 	}
 	d.media = eng
 	d.metrics.WatchFastPath(d.fastPathSample)
+	d.metrics.WatchSendPath(func() telemetry.SendPathSample {
+		st := eng.SendPath()
+		return telemetry.SendPathSample{Sent: st.Sent, NoHop: st.NoHop, Full: st.Full, Lost: st.Lost}
+	})
 	var cdr *b2bua.CDRWriter
 	if cfg.SBC.CDRFile != "" {
 		if cdr, err = b2bua.OpenCDR(cfg.SBC.CDRFile, d.log.With("component", "cdr")); err != nil {

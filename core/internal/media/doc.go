@@ -116,7 +116,7 @@
 // send makes it probe, and the next look-up finds it confirmed), a
 // datagram larger than the MTU, no free UMEM frame or a full TX ring. A
 // kick the kernel refuses (the interface went away) closes the XSK: what
-// it held is counted lost (SendPathStats.Errors), the next datagram looks
+// it held is counted lost (SendPathStats.Lost), the next datagram looks
 // its hop up again (a new interface has a new index, so a new XSK), and
 // that interface queue gets a new XSK 10 s later. A frame the device
 // drops (its link down) is lost as a socket's datagram would be, but

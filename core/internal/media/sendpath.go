@@ -58,10 +58,10 @@ type SendPathStats struct {
 	// it), too large for a frame, or no XSK on the interface; Full: no
 	// free UMEM frame or a full TX ring.
 	NoHop, Full uint64
-	// Errors are datagrams lost on an XSK whose kick the kernel refused
+	// Lost are the datagrams on an XSK whose kick the kernel refused
 	// (the XSK is closed, the sockets take its datagrams, another is
 	// opened xskRetry later).
-	Errors uint64
+	Lost uint64
 }
 
 // xdpPath is the engine's half of the XDP send path: the namespace it
@@ -75,7 +75,7 @@ type xdpPath struct {
 	mu   sync.Mutex
 	xsks map[[2]int]*xskSlot // by ifindex and queue
 
-	sent, noHop, full, errs atomic.Uint64
+	sent, noHop, full, lost atomic.Uint64
 }
 
 // xskSlot is an interface queue's XSK, nil while none could be opened:
@@ -172,7 +172,7 @@ func (e *Engine) SendPath() SendPathStats {
 	if e.xdp == nil {
 		return SendPathStats{}
 	}
-	return SendPathStats{Sent: e.xdp.sent.Load(), NoHop: e.xdp.noHop.Load(), Full: e.xdp.full.Load(), Errors: e.xdp.errs.Load()}
+	return SendPathStats{Sent: e.xdp.sent.Load(), NoHop: e.xdp.noHop.Load(), Full: e.xdp.full.Load(), Lost: e.xdp.lost.Load()}
 }
 
 // queueXSK is the XSK of ifindex's queue, opened at its first use in the
@@ -375,7 +375,7 @@ func (wx *workerXDP) send(src, dst netip.AddrPort, b []byte, now int64) bool {
 func (wx *workerXDP) kick(q *xsk) {
 	if err := q.x.Flush(); err != nil {
 		q.broken, q.brokenAt = true, time.Now().UnixNano()
-		wx.p.errs.Add(uint64(max(q.x.Unsent(), 1))) //nolint:gosec // ≥ 1
+		wx.p.lost.Add(uint64(max(q.x.Unsent(), 1))) //nolint:gosec // ≥ 1
 		wx.log("media: send path xdp: kick failed, the sockets take this XSK's datagrams", "err", err)
 	}
 }

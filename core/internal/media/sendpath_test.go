@@ -106,7 +106,7 @@ func TestSendPathXDP(t *testing.T) {
 	if out1 != out0 {
 		t.Errorf("%d datagrams went out through UDP sockets", out1-out0)
 	}
-	if st1.Errors != 0 || st1.Full != 0 {
+	if st1.Lost != 0 || st1.Full != 0 {
 		t.Errorf("%+v", st1)
 	}
 }
@@ -314,8 +314,8 @@ func TestSendPathXDPRecreatedLink(t *testing.T) {
 			got++
 		}
 		if st := l.e.SendPath(); st.Sent > st0.Sent+5 && got > 5 {
-			if lost := uint64(sent - got); lost > st.Errors-st0.Errors {
-				t.Errorf("%d of %d datagrams lost, %d counted: %+v", lost, sent, st.Errors-st0.Errors, st)
+			if lost := uint64(sent - got); lost > st.Lost-st0.Lost {
+				t.Errorf("%d of %d datagrams lost, %d counted: %+v", lost, sent, st.Lost-st0.Lost, st)
 			}
 			t.Logf("after the new link: %d sent, %d arrived, %+v", sent, got, st)
 			return

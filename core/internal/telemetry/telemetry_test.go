@@ -139,3 +139,24 @@ func TestGoRuntimeMetrics(t *testing.T) {
 		t.Errorf("%d go_ metric families, want the default set plus two: %v", len(goNames), goNames)
 	}
 }
+
+func TestWatchSendPath(t *testing.T) {
+	m := NewMetrics()
+	m.WatchSendPath(func() SendPathSample { return SendPathSample{Sent: 900, NoHop: 7, Full: 2, Lost: 1} })
+	want := `
+# HELP umedge_media_xdp_sent_total Datagrams the media engine sent through an AF_XDP socket (media.send_path = xdp).
+# TYPE umedge_media_xdp_sent_total counter
+umedge_media_xdp_sent_total 900
+# HELP umedge_media_xdp_fallbacks_total Datagrams of latched legs that went through the leg's UDP socket instead, by reason: no_hop (IPv6, no route over Ethernet, no confirmed neighbour, too large, no XSK) or full (no free UMEM frame, TX ring full).
+# TYPE umedge_media_xdp_fallbacks_total counter
+umedge_media_xdp_fallbacks_total{reason="full"} 2
+umedge_media_xdp_fallbacks_total{reason="no_hop"} 7
+# HELP umedge_media_xdp_lost_total Datagrams lost on an AF_XDP socket whose kick the kernel refused (its interface went away); the log says when.
+# TYPE umedge_media_xdp_lost_total counter
+umedge_media_xdp_lost_total 1
+`
+	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want), "umedge_media_xdp_sent_total",
+		"umedge_media_xdp_fallbacks_total", "umedge_media_xdp_lost_total"); err != nil {
+		t.Error(err)
+	}
+}
