@@ -107,8 +107,9 @@
 // netlink in the engine's namespace) at a peer's first latched datagram
 // and again every 5 s (every 1 s while it is unresolved); the XSK is one
 // per interface and TX queue, the queue the worker's index modulo the
-// interface's TX queues (workers that land on one queue share its XSK
-// under a lock). Everything else goes through the socket and is counted
+// interface's TX queues, those an XSK binds to (a veth allocates one per
+// CPU but uses one; the first bind refused tells); workers that land on
+// one queue share its XSK under a lock. Everything else goes through the socket and is counted
 // (Engine.SendPath): IPv6, a peer not latched yet, a route that is not
 // unicast over Ethernet (loopback, a local address), a neighbour entry
 // that is not confirmed (STALE included: the kernel confirms an entry only

@@ -74,6 +74,10 @@ type xdpPath struct {
 
 	mu   sync.Mutex
 	xsks map[[2]int]*xskSlot // by ifindex and queue
+	// queues is how many queues of an interface an XSK binds to, learnt
+	// from the bind that refused the first one past them: netlink tells
+	// the queues allocated (a veth has one per CPU), not those in use.
+	queues map[int]int
 
 	sent, noHop, full, lost atomic.Uint64
 }
@@ -137,7 +141,7 @@ func (e *Engine) startSendPath() error {
 		_ = ns.Close()
 		return fmt.Errorf("media: send path xdp: netlink: %w", err)
 	}
-	e.xdp = &xdpPath{ns: ns, nl: nl, xsks: make(map[[2]int]*xskSlot), log: e.log.Warn}
+	e.xdp = &xdpPath{ns: ns, nl: nl, xsks: make(map[[2]int]*xskSlot), queues: make(map[int]int), log: e.log.Warn}
 	return nil
 }
 
@@ -175,12 +179,32 @@ func (e *Engine) SendPath() SendPathStats {
 	return SendPathStats{Sent: e.xdp.sent.Load(), NoHop: e.xdp.noHop.Load(), Full: e.xdp.full.Load(), Lost: e.xdp.lost.Load()}
 }
 
-// queueXSK is the XSK of ifindex's queue, opened at its first use in the
+// queueXSK is the XSK worker idx uses on ifindex, which has ntx TX queues:
+// that of queue idx modulo the queues, opened at its first use in the
 // engine's namespace and again xskRetry after it failed; nil while there is
 // none (the failure logged once).
-func (p *xdpPath) queueXSK(ifindex, queue int, now int64) *xsk {
+func (p *xdpPath) queueXSK(ifindex, idx, ntx int, now int64) *xsk {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for {
+		if n, ok := p.queues[ifindex]; ok && n < ntx {
+			ntx = n
+		}
+		queue := idx % max(ntx, 1)
+		q, err := p.slotXSK(ifindex, queue, now)
+		if queue > 0 && errors.Is(err, unix.EINVAL) {
+			// Past the queues in use: the next worker shares a lower one.
+			p.queues[ifindex] = queue
+			delete(p.xsks, [2]int{ifindex, queue})
+			continue
+		}
+		return q
+	}
+}
+
+// slotXSK is queueXSK for one queue, with p.mu held; the error is the
+// open's that failed now.
+func (p *xdpPath) slotXSK(ifindex, queue int, now int64) (*xsk, error) {
 	k := [2]int{ifindex, queue}
 	sl := p.xsks[k]
 	if sl == nil {
@@ -192,15 +216,15 @@ func (p *xdpPath) queueXSK(ifindex, queue int, now int64) *xsk {
 		broken, at := q.broken, q.brokenAt
 		q.mu.Unlock()
 		if !broken {
-			return q
+			return q, nil
 		}
 		if now < at+int64(xskRetry) {
-			return nil
+			return nil, nil
 		}
 		q.close()
 		sl.q = nil
 	} else if now < sl.retryAt {
-		return nil
+		return nil, nil
 	}
 	var x *xdptx.XSK
 	var err error
@@ -218,15 +242,15 @@ func (p *xdpPath) queueXSK(ifindex, queue int, now int64) *xsk {
 	}()
 	<-done
 	if err != nil {
-		if !sl.logged {
+		if !sl.logged && (queue == 0 || !errors.Is(err, unix.EINVAL)) {
 			sl.logged = true
 			p.log("media: send path xdp: no XSK, this interface's datagrams go through the sockets", "ifindex", ifindex, "queue", queue, "err", err)
 		}
 		sl.retryAt = now + int64(xskRetry)
-		return nil
+		return nil, err
 	}
 	sl.q, sl.logged = &xsk{x: x}, false
-	return sl.q
+	return sl.q, nil
 }
 
 // close releases q's XSK; nothing goes through it from then on.
@@ -315,8 +339,7 @@ func (wx *workerXDP) lookup(h *hop, src, dst netip.Addr, now int64) (*xsk, error
 	if mac == nil {
 		return nil, fmt.Errorf("%w: no confirmed neighbour entry for %s on %s", errNoHop, nh, la.Name)
 	}
-	ntx := max(la.NumTxQueues, 1)
-	q := wx.p.queueXSK(r.LinkIndex, wx.idx%ntx, now)
+	q := wx.p.queueXSK(r.LinkIndex, wx.idx, la.NumTxQueues, now)
 	if q == nil {
 		return nil, fmt.Errorf("%w: no XSK on %s", errNoHop, la.Name)
 	}

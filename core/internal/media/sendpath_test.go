@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/umedge/umedge/core/internal/media/fastpath"
 )
 
@@ -62,26 +64,34 @@ func (l *offloadLab) udpOut(t *testing.T) uint64 {
 // callee).
 func (l *offloadLab) relayBoth(t *testing.T, toA, toB netip.AddrPort, n int, seq0 uint16) {
 	t.Helper()
+	if err := relayPair(l.caller, l.callee, toA, toB, n, seq0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// relayPair is relayBoth between the peers a and b.
+func relayPair(a, b *net.UDPConn, toA, toB netip.AddrPort, n int, seq0 uint16) error {
 	for i := range n {
 		seq := seq0 + uint16(i) //nolint:gosec // wraps like RTP
 		for _, d := range []struct {
 			from, to  *net.UDPConn
 			dst, want netip.AddrPort
 			ssrc      uint32
-		}{{l.caller, l.callee, toA, toB, 0xA}, {l.callee, l.caller, toB, toA, 0xB}} {
+		}{{a, b, toA, toB, 0xA}, {b, a, toB, toA, 0xB}} {
 			pkt := rtpPacket(0, seq, uint32(seq)*160, d.ssrc)
 			if _, err := d.from.WriteToUDPAddrPort(pkt, d.dst); err != nil {
-				t.Fatal(err)
+				return err
 			}
 			got, from, err := tryRecv(d.to, 2*time.Second)
 			if err != nil {
-				t.Fatalf("packet %d to %s: %v", i, d.dst, err)
+				return fmt.Errorf("packet %d to %s: %w", i, d.dst, err)
 			}
 			if !bytes.Equal(got, pkt) || from != d.want {
-				t.Fatalf("packet %d to %s: %d bytes from %s, want the %d sent from %s", i, d.dst, len(got), from, len(pkt), d.want)
+				return fmt.Errorf("packet %d to %s: %d bytes from %s, want the %d sent from %s", i, d.dst, len(got), from, len(pkt), d.want)
 			}
 		}
 	}
+	return nil
 }
 
 // TestSendPathXDP: once both legs latched and their neighbours are
@@ -322,4 +332,69 @@ func TestSendPathXDPRecreatedLink(t *testing.T) {
 		}
 	}
 	t.Fatalf("the XDP path did not come back: %d sent, %d arrived, %+v", sent, got, l.e.SendPath())
+}
+
+// TestSendPathXDPSharedQueue: one more worker than the veths have TX
+// queues, a call on each worker: two workers' frames go through the same
+// XSK, under its lock, at the same time (run with -race); a worker whose
+// queue does not bind (a veth allocates a queue per CPU but uses one)
+// shares a lower one instead of falling back to its sockets.
+func TestSendPathXDPSharedQueue(t *testing.T) {
+	ntx := 0
+	probe := newXDPLab(t, false)
+	probe.engineNS.do(t, func() {
+		if link, err := netlink.LinkByName("ea"); err == nil {
+			ntx = link.Attrs().NumTxQueues
+		}
+	})
+	if ntx < 1 {
+		t.Fatal("no TX queue count for the lab's veth")
+	}
+	workers := ntx + 1
+	l := newOffloadLabFamily(t, fastpath.Off, false, func(c *Config) { c.SendPath, c.Workers = SendPathXDP, workers })
+	type pair struct {
+		a, b     *net.UDPConn
+		toA, toB netip.AddrPort
+	}
+	var calls []pair
+	for i := range workers {
+		a, b := l.listen(t, l.callerNS, l.callerAddr), l.listen(t, l.calleeNS, l.calleeAddr)
+		s := l.session(t, fmt.Sprintf("xdp-%d", i), SecurityRTP, nil)
+		offerToB, err := s.Offer(SideA, sdpFor(a, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		answerToA, err := s.Answer(SideB, sdpFor(b, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		toA, _ := mediaAddr(t, answerToA)
+		toB, _ := mediaAddr(t, offerToB)
+		calls = append(calls, pair{a, b, toA, toB})
+		if err := relayPair(a, b, toA, toB, 3, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(hopRetry + 200*time.Millisecond)
+	st0 := l.e.SendPath()
+	const n = 200
+	errs := make(chan error, len(calls))
+	for _, c := range calls {
+		go func() { errs <- relayPair(c.a, c.b, c.toA, c.toB, n, 100) }()
+	}
+	for range calls {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if st := l.e.SendPath(); st.Sent-st0.Sent != uint64(2*n*len(calls)) {
+		t.Errorf("%d datagrams through the XSKs, want %d: %+v", st.Sent-st0.Sent, 2*n*len(calls), st)
+	}
+	l.e.xdp.mu.Lock()
+	defer l.e.xdp.mu.Unlock()
+	// At most ntx queues of each veth bind (fewer when fewer are in use:
+	// a veth allocates one per CPU and uses one), so workers share.
+	if n := len(l.e.xdp.xsks); n < 2 || n > 2*ntx {
+		t.Errorf("%d XSKs for %d workers on 2 veths of %d TX queues", n, workers, ntx)
+	}
 }
