@@ -356,8 +356,8 @@ func drainSocket(fd int, rounds int) uint64 {
 	for i := range hdr {
 		iov[i].Base = &buf[0]
 		iov[i].SetLen(len(buf))
-		hdr[i].hdr.Iov = &iov[i]
-		hdr[i].hdr.SetIovlen(1)
+		hdr[i].Msghdr.Iov = &iov[i]
+		hdr[i].Msghdr.SetIovlen(1)
 	}
 	var got uint64
 	for r := 0; rounds == 0 || r < rounds; r++ {

@@ -8,18 +8,15 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/umedge/umedge/core/internal/mmsg"
 )
 
 // sockaddrLen is room for a sockaddr_in6, the larger of the two families.
 const sockaddrLen = unix.SizeofSockaddrInet6
 
-// mmsghdr is struct mmsghdr of recvmmsg(2)/sendmmsg(2) on 64-bit Linux
-// (x/sys/unix has no type for it).
-type mmsghdr struct {
-	hdr unix.Msghdr
-	n   uint32
-	_   [4]byte
-}
+// mmsghdr is struct mmsghdr of recvmmsg(2)/sendmmsg(2) (core/internal/mmsg).
+type mmsghdr = mmsg.Hdr
 
 // openUDP opens a non-blocking UDP socket bound to addr:port.
 func openUDP(addr netip.Addr, port int) (int, error) {
@@ -119,35 +116,11 @@ func getSockaddr(b *[sockaddrLen]byte) netip.AddrPort {
 }
 
 // recvmmsg reads up to len(h) datagrams from fd without blocking.
-func recvmmsg(fd int, h []mmsghdr) (int, error) {
-	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&h[0])), //nolint:gosec // the kernel's mmsghdr array, no wrapper in x/sys
-			uintptr(len(h)), unix.MSG_DONTWAIT, 0, 0)
-		switch {
-		case e == unix.EINTR:
-			continue
-		case e != 0:
-			return 0, e
-		}
-		return int(n), nil
-	}
-}
+func recvmmsg(fd int, h []mmsghdr) (int, error) { return mmsg.Recv(fd, h) }
 
 // sendmmsg writes the datagrams of h on fd without blocking and returns how
 // many the kernel took.
-func sendmmsg(fd int, h []mmsghdr) (int, error) {
-	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&h[0])), //nolint:gosec // as above
-			uintptr(len(h)), unix.MSG_DONTWAIT, 0, 0)
-		switch {
-		case e == unix.EINTR:
-			continue
-		case e != 0:
-			return 0, e
-		}
-		return int(n), nil
-	}
-}
+func sendmmsg(fd int, h []mmsghdr) (int, error) { return mmsg.Send(fd, h) }
 
 // sendtoRaw writes b from fd to the sockaddr in name without blocking: the
 // worker's path for a single datagram.

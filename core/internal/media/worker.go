@@ -118,13 +118,13 @@ func newWorker() (*worker, error) {
 	for i := range w.rhdr {
 		w.riov[i].Base = &w.rbuf[i][0]
 		w.riov[i].SetLen(bufSize)
-		w.rhdr[i].hdr.Iov = &w.riov[i]
-		w.rhdr[i].hdr.SetIovlen(1)
-		w.rhdr[i].hdr.Name = &w.rname[i][0]
-		w.rhdr[i].hdr.Namelen = sockaddrLen
-		w.thdr[i].hdr.Iov = &w.tiov[i]
-		w.thdr[i].hdr.SetIovlen(1)
-		w.thdr[i].hdr.Name = &w.tname[i][0]
+		w.rhdr[i].Msghdr.Iov = &w.riov[i]
+		w.rhdr[i].Msghdr.SetIovlen(1)
+		w.rhdr[i].Msghdr.Name = &w.rname[i][0]
+		w.rhdr[i].Msghdr.Namelen = sockaddrLen
+		w.thdr[i].Msghdr.Iov = &w.tiov[i]
+		w.thdr[i].Msghdr.SetIovlen(1)
+		w.thdr[i].Msghdr.Name = &w.tname[i][0]
 	}
 	return w, nil
 }
@@ -315,7 +315,7 @@ func (w *worker) serve(s *sock, now int64) int {
 	// recvmmsg writes back only the address lengths (and msg_len) of the
 	// entries it filled: put back the room of those, not of all.
 	for i := range w.rused {
-		w.rhdr[i].hdr.Namelen = sockaddrLen
+		w.rhdr[i].Msghdr.Namelen = sockaddrLen
 	}
 	n, err := recvmmsg(s.fd, w.rhdr[:])
 	w.rused = n // a failed entry is left as it was
@@ -325,14 +325,14 @@ func (w *worker) serve(s *sock, now int64) int {
 	w.reads.Add(uint64(n))
 	w.now = now
 	for i := range n {
-		if w.rhdr[i].hdr.Flags&unix.MSG_TRUNC != 0 {
+		if w.rhdr[i].Msghdr.Flags&unix.MSG_TRUNC != 0 {
 			// Larger than bufSize (a jumbo or reassembled datagram): what
 			// was read is cut, so nothing of it is relayed or parsed.
 			s.leg.stats.strays++
 			continue
 		}
 		src := getSockaddr(&w.rname[i])
-		s.leg.receive(w, s, i, w.rbuf[i][:w.rhdr[i].n], src, now)
+		s.leg.receive(w, s, i, w.rbuf[i][:w.rhdr[i].N], src, now)
 	}
 	w.flush()
 	return n
@@ -453,12 +453,12 @@ func (w *worker) flush() {
 			it := &w.tx[i]
 			w.tiov[i].Base = unsafe.SliceData(it.b) //nolint:gosec // iovec of a buffer the worker keeps until sendmmsg returns
 			w.tiov[i].SetLen(len(it.b))
-			w.thdr[i].hdr.Namelen = putSockaddr(&w.tname[i], it.dst)
+			w.thdr[i].Msghdr.Namelen = putSockaddr(&w.tname[i], it.dst)
 		}
 		if end == start+1 {
 			// One datagram for this socket, the usual case (a socket
 			// takes 50 packets a second): sendto skips the msghdr copy.
-			if sendtoRaw(w.tx[start].fd, w.tx[start].b, &w.tname[start], w.thdr[start].hdr.Namelen) != nil {
+			if sendtoRaw(w.tx[start].fd, w.tx[start].b, &w.tname[start], w.thdr[start].Msghdr.Namelen) != nil {
 				w.txDrops.Add(1)
 			}
 			start = end
