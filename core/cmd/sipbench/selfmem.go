@@ -106,8 +106,12 @@ func (e edgedServer) memProbe(dir string, port int) (*memProbe, error) {
 	var cfg struct {
 		Admin struct{ Listen string } `toml:"admin"`
 	}
-	if _, err := toml.DecodeFile(filepath.Join(dir, "edged.toml"), &cfg); err != nil || cfg.Admin.Listen == "" {
-		return nil, fmt.Errorf("edged's admin address from %s: %v", filepath.Join(dir, "edged.toml"), err)
+	file := filepath.Join(dir, "edged.toml")
+	if _, err := toml.DecodeFile(file, &cfg); err != nil {
+		return nil, fmt.Errorf("edged's admin address from %s: %w", file, err)
+	}
+	if cfg.Admin.Listen == "" {
+		return nil, fmt.Errorf("edged's admin address from %s: no admin.listen, so no /metrics to read", file)
 	}
 	url := "http://" + cfg.Admin.Listen + "/metrics"
 	client := &http.Client{Timeout: 2 * time.Second}

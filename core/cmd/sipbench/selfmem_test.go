@@ -293,3 +293,33 @@ func TestKamailioCtlSocket(t *testing.T) {
 		t.Errorf("memProbe() without kamcmd = %v, want errNoMemMetric naming kamcmd", err)
 	}
 }
+
+// edged's probe needs the admin address of the config it was started
+// with: a config without one is an error that names the key, and one that
+// does not parse an error that says why.
+func TestEdgedMemProbeConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name, give, want string
+	}{
+		{"no admin listen", "[sip]\nudp_port = 5060\n", "admin.listen"},
+		{"not TOML", "[admin\n", "edged.toml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "edged.toml"), []byte(tc.give), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := edgedServer{}.memProbe(dir, 5060)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "<nil>") {
+				t.Errorf("memProbe() = %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "edged.toml"), []byte("[admin]\nlisten = \"127.0.0.1:9\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := (edgedServer{}).memProbe(dir, 5060); err != nil || p.kind != "Go live heap" {
+		t.Errorf("memProbe() = %+v, %v", p, err)
+	}
+}

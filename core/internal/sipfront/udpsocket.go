@@ -44,8 +44,10 @@ type udpSocket struct {
 }
 
 // udpQueue bounds what one queue holds: a reader's batch (udpBatch
-// datagrams) seldom sends more than two datagrams for each read; a larger
-// datagram goes out alone.
+// datagrams) seldom sends more than two datagrams for each read. Its bytes
+// hold any UDP datagram (65,507 B at most), so a datagram that does not
+// fit what is queued is sent after a flush; only a destination the queue
+// does not take (a zone by name) goes out alone.
 const (
 	udpQueueLen   = 4 * udpBatch
 	udpQueueBytes = 64 << 10
@@ -80,9 +82,9 @@ func (u *udpSocket) send(b []byte, dst netip.AddrPort) error {
 				u.mu.Unlock()
 				return nil
 			}
-			// Larger than the queue, or an address it does not take (a
-			// zone by name): this one goes out at once, after what is
-			// queued.
+			// An address the queue does not take (a zone by name), or
+			// an empty datagram: this one goes out at once, after what
+			// is queued.
 			u.flushLocked()
 		}
 		u.mu.Unlock()
@@ -132,17 +134,18 @@ func (u *udpSocket) flushLocked() {
 			b, dst := w.Datagram(i)
 			u.tap.capture(router.UDP, u.local, dst, b)
 		}
-		if err == nil {
-			err = werr
+		if err != nil {
+			// The socket itself failed (closed, or a write deadline),
+			// not one datagram, and would fail again at once: what is
+			// left is dropped, not retried with u.mu held.
+			if !errors.Is(err, net.ErrClosed) {
+				u.log.Debug("udp write", "dropped", w.Pending(), "err", err)
+			}
+			break
 		}
-		switch {
-		case err == nil:
-		case errors.Is(err, net.ErrClosed):
-			w.Reset()
-			return
-		default:
+		if werr != nil {
 			_, dst := w.Datagram(from) // the one that failed, dropped
-			u.log.Debug("udp write", "dst", dst, "err", err)
+			u.log.Debug("udp write", "dst", dst, "err", werr)
 		}
 	}
 	w.Reset()

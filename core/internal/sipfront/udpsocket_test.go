@@ -70,12 +70,21 @@ func TestUDPSendsWaitForTheBatch(t *testing.T) {
 	if got := readAll(t, peer, 200*time.Millisecond); fmt.Sprint(got) != "[first second third]" {
 		t.Fatalf("after the batch: got %q", got)
 	}
-	_ = u.send(make([]byte, 65000), to) // larger than the queue holds: out at once
+	_ = u.send(make([]byte, 65000), to) // near UDP's largest: still fits the empty queue
 	_ = u.send([]byte("fourth"), to)
-	u.done()
+	// A destination the queue does not take (an IPv6 address to this
+	// IPv4 socket) goes out alone, at once, with its error, after what
+	// is queued.
+	if err := u.send([]byte("refused"), netip.MustParseAddrPort("[::1]:5060")); err == nil {
+		t.Error("a send the socket cannot make returned no error")
+	}
 	got := readAll(t, peer, 200*time.Millisecond)
 	if len(got) != 2 || len(got[0]) != 65000 || got[1] != "fourth" {
-		t.Fatalf("a large datagram in a batch: got %d datagrams", len(got))
+		t.Fatalf("the queue before a send that goes out alone: got %d datagrams", len(got))
+	}
+	u.done()
+	if got := readAll(t, peer, 100*time.Millisecond); len(got) != 0 {
+		t.Fatalf("left in the queue: %q", got)
 	}
 }
 
@@ -150,5 +159,38 @@ func TestUDPSendsFailedDatagram(t *testing.T) {
 	u.done()
 	if got := readAll(t, peer, 200*time.Millisecond); fmt.Sprint(got) != "[before after]" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// A queue the socket cannot be written at all (here: a write deadline
+// past, which the poller reports before any datagram is tried) is dropped
+// and the batch ends: the flush must not retry forever with the socket's
+// lock held, which would stall every sender of the socket.
+func TestUDPSendsUnwritableSocket(t *testing.T) {
+	u, peer := udpPair(t)
+	to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	if err := u.pc.SetWriteDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	u.serve()
+	_ = u.send([]byte("lost"), to)
+	done := make(chan struct{})
+	go func() {
+		u.done()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the batch's flush did not return on a socket it cannot write")
+	}
+	if err := u.pc.SetWriteDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.send([]byte("after"), to); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, peer, 200*time.Millisecond); fmt.Sprint(got) != "[after]" {
+		t.Fatalf("got %q, want the send after the failed batch only", got)
 	}
 }
