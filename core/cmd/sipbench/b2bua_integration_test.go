@@ -172,8 +172,11 @@ func TestIntegrationMemoryPerCallKamailio(t *testing.T) {
 	k := testKamailio(t)
 	k.shmMB = 256
 	a := checkMemoryRun(t, k)
-	if got := a.SelfPerCallKiB(); !(got >= 0 && got <= 200) {
-		t.Errorf("shm per active call %.2f KiB, want 0–200", got)
+	// Kamailio keeps nothing per established call (tm + rr, no dialog):
+	// real_used may end a little below idle once the transactions are
+	// freed, so a few bytes a call either way.
+	if got := a.SelfPerCallKiB(); !(got >= -0.5 && got <= 200) {
+		t.Errorf("shm per active call %.2f KiB, want -0.5–200", got)
 	}
 	if setup := float64(a.SetupBytes-a.Self.Idle) / 1024 / float64(a.Step.Planned); !(setup >= 0.5 && setup <= 200) {
 		t.Errorf("shm per call placed during setup %.2f KiB (%d → %d bytes), want 0.5–200: the transactions", setup, a.Self.Idle, a.SetupBytes)

@@ -525,12 +525,12 @@ func (s *Session) answerStream(n *negotiation, sn *streamNeg, from Side, sd *sdp
 		}
 		out.cryptos = []string{formatCrypto(sn.xKey.tag, a.ourX)}
 	}
-	if sn.x.ice && sn.kind == kindRTP {
+	if sn.x.ice {
 		// Every RTP stream of an ICE offer gets its ICE-lite answer: an
 		// agent that checks audio and video (a Lync or WebRTC client)
-		// fails a stream whose answer has none. UDPTL never runs
-		// through STUN (leg.go): a fax stream is answered without ICE,
-		// which the offerer then does not use for it (RFC 8839 §4.3).
+		// fails a stream whose answer has none. A UDPTL stream, answered
+		// above, has none: it never runs through STUN (leg.go), and the
+		// offerer then does not use ICE for it (RFC 8839 §4.3).
 		if lx.ice == nil {
 			lx.ice = newICECreds()
 		}

@@ -36,7 +36,6 @@ type udpSocket struct {
 	tap   *tap
 	log   *slog.Logger
 	rc    syscall.RawConn // nil: every send goes out at once
-	fam   int             // the socket's address family
 
 	mu      sync.Mutex
 	serving int          // readers serving a batch: sends queue in w
@@ -62,7 +61,7 @@ func newUDPSocket(pc *net.UDPConn, local netip.AddrPort, t *tap, log *slog.Logge
 	_ = rc.Control(func(fd uintptr) {
 		f, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN) //nolint:gosec // a descriptor
 		if err == nil {
-			u.rc, u.fam = rc, f
+			u.rc = rc
 			u.w = mmsg.NewWriter(f, udpQueueLen, udpQueueBytes)
 		}
 	})

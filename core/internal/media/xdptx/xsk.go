@@ -89,7 +89,9 @@ func (x *XSK) setup(ifindex, queue, frames, ringSize, budget int) error {
 		}
 	}
 	if budget > 0 {
-		if err := unix.SetsockoptInt(x.fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, budget); err != nil {
+		// New in Linux 6.17: an older kernel (the image's 6.12) keeps its
+		// fixed budget (TX_BATCH_SIZE, 32 a kick) and says ENOPROTOOPT.
+		if err := unix.SetsockoptInt(x.fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, budget); err != nil && !errors.Is(err, unix.ENOPROTOOPT) {
 			return fmt.Errorf("XDP_MAX_TX_SKB_BUDGET %d: %w", budget, err)
 		}
 	}
