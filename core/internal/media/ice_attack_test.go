@@ -2,8 +2,13 @@ package media
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/stun/v4"
 )
 
 // TestICEOfferCrafted: an ICE offer of four streams, its ICE at session
@@ -53,5 +58,65 @@ func TestICEOfferCrafted(t *testing.T) {
 		if strings.Contains(p, "offerersecret") || strings.Contains(p, "aud1") || strings.Contains(p, "sess") {
 			t.Errorf("stream %d echoes the offerer's ICE:\n%s", i, p)
 		}
+	}
+}
+
+// TestICENonPrimaryForgedCheck: on the video line of an audio+video ICE
+// offer, a nominating check signed with the audio line's password (or a
+// wrong one) is not answered and does not latch its source: B's video
+// still goes to the SDP's address. One signed with the video line's own
+// credentials is answered and latches (the attack's control).
+func TestICENonPrimaryForgedCheck(t *testing.T) {
+	e := newTestEngine(t, 8, nil)
+	a, av, b, bv := newPeer(t), newPeer(t), newPeer(t), newPeer(t)
+	offer := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
+		"a=ice-ufrag:offr\r\na=ice-pwd:offererpasswordofferer0\r\n"+
+		"m=audio %d RTP/AVP 0\r\nm=video %d RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n", a.addr().Port(), av.addr().Port())
+	s := offerICE(t, e, offer)
+	answer, err := s.Answer(SideB, fmt.Appendf(nil, "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
+		"m=audio %d RTP/AVP 0\r\nm=video %d RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n", b.addr().Port(), bv.addr().Port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sd := mediaAddr(t, answer)
+	cred := func(i int) (string, string, uint16) {
+		m := sd.MediaDescriptions[i]
+		u, _ := m.Attribute("ice-ufrag")
+		p, _ := m.Attribute("ice-pwd")
+		return u, p, uint16(m.MediaName.Port.Value)
+	}
+	au, ap, _ := cred(0)
+	vu, vp, vport := cred(1)
+	toVideo := netip.AddrPortFrom(loopback, vport)
+	// B's video port: where B's video RTP enters the engine.
+	fromB := s.streams[1].legs[SideB].rtp.port
+	bIn := netip.AddrPortFrom(loopback, uint16(fromB))
+	forger := newPeer(t)
+	check := func(ufrag, pwd string) error {
+		req := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.NewUsername(ufrag+":offr"),
+			ice.UseCandidate(), stun.NewShortTermIntegrity(pwd), stun.Fingerprint)
+		forger.rtp.WriteToUDPAddrPort(req.Raw, toVideo)
+		_, _, err := tryRecv(forger.rtp, 200*time.Millisecond)
+		return err
+	}
+	for _, c := range [][2]string{{au, ap}, {vu, ap}, {au, vp}, {vu, "not-the-password-at-all"}} {
+		if check(c[0], c[1]) == nil {
+			t.Fatalf("a check as %s with a wrong password was answered", c[0])
+		}
+	}
+	pkt := rtpPacket(96, 1, 3000, 0xB1)
+	bv.rtp.WriteToUDPAddrPort(pkt, bIn)
+	if _, _, err := tryRecv(forger.rtp, 300*time.Millisecond); err == nil {
+		t.Fatal("B's video went to the forger: a forged check latched it")
+	}
+	if _, _, err := tryRecv(av.rtp, 2*time.Second); err != nil {
+		t.Fatalf("B's video did not reach the SDP's address: %v", err)
+	}
+	if err := check(vu, vp); err != nil {
+		t.Fatalf("the video line's own check was not answered: %v", err)
+	}
+	bv.rtp.WriteToUDPAddrPort(rtpPacket(96, 2, 6000, 0xB1), bIn)
+	if _, _, err := tryRecv(forger.rtp, 2*time.Second); err != nil {
+		t.Fatalf("a nominating check with the right credentials did not latch: %v", err)
 	}
 }
