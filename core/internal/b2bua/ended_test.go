@@ -2,6 +2,7 @@ package b2bua
 
 import (
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -228,5 +229,44 @@ func TestConfirmedCallKeepsOnlyTheDialog(t *testing.T) {
 func TestCallSize(t *testing.T) {
 	if got := unsafe.Sizeof(call{}); got+8 > 1152 {
 		t.Errorf("a call is %d bytes, past the 1,152-byte size class", got)
+	}
+}
+
+// A settled call (the caller's ACK taken) meets the setup's late
+// messages and the dialog's next ones: a CANCEL of the answered INVITE
+// gets its 200 and changes nothing (no CANCEL to leg B), a re-INVITE
+// (hold) from the caller goes through the media session to leg B and its
+// answer back, and leg B's BYE ends the call with the CDR it had before
+// settling: the caller, the gateway, the back end, the 200.
+func TestSettledCallLateCancelReinviteBye(t *testing.T) {
+	h := newHarness(t, Config{})
+	inv, tag := confirmedCall(t, h)
+	h.fromCaller(t, parse(t, "CANCEL sip:1001@198.51.100.1 SIP/2.0\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKr1;rport\n"+
+		"From: \"Alice\" <sip:2001@10.1.1.1>;tag=caller1\nTo: <sip:1001@198.51.100.1>\nCall-ID: call-r\nCSeq: 1 CANCEL\nContent-Length: 0\n\n"))
+	wantStatus(t, h.a.next(t), 200)
+	h.b.none(t, 50*time.Millisecond)
+	h.a.none(t, 10*time.Millisecond)
+
+	hold := strings.Replace(callerSDP, "m=audio", "a=sendonly\nm=audio", 1)
+	h.fromCaller(t, fromCallerInDialog(t, "INVITE", tag, 2, "", "application/sdp", strings.ReplaceAll(hold, "\n", "\r\n")))
+	wantStatus(t, h.a.next(t), 100)
+	re := wantRequest(t, h.b.next(t), sip.INVITE)
+	if len(re.Body()) == 0 {
+		t.Fatalf("the re-INVITE reached leg B without its offer:\n%s", re)
+	}
+	h.fromBackend(t, answer(t, re, 200, "OK", "be1", "<sip:um@203.0.113.5:5062;transport=tcp>", "v=0\n"), backendAddr)
+	if res := wantStatus(t, h.a.next(t), 200); len(res.Body()) == 0 || res.CSeq().SeqNo != 2 {
+		t.Fatalf("the caller's re-INVITE got:\n%s", res)
+	}
+	h.fromCaller(t, fromCallerInDialog(t, "ACK", tag, 2, "", "", ""))
+	wantRequest(t, h.b.next(t), sip.ACK)
+
+	h.fromBackend(t, inDialog(t, "BYE", inv, 1, "203.0.113.5:5062", ""), backendAddr)
+	wantStatus(t, h.b.next(t), 200)
+	wantRequest(t, h.a.next(t), sip.BYE)
+	recs := h.records(t)
+	if len(recs) != 1 || recs[0].From != "2001" || recs[0].To == "" || recs[0].Backend == "" || recs[0].Status != 200 ||
+		recs[0].Reason != "callee hung up" || recs[0].Answer.IsZero() {
+		t.Fatalf("CDRs = %+v", recs)
 	}
 }

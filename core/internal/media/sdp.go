@@ -389,7 +389,7 @@ type outStream struct {
 // describe the other leg's transport, keys or topology.
 var dropAttr = map[string]bool{
 	"rtcp": true, "rtcp-mux": true, "crypto": true, "fingerprint": true, "setup": true,
-	"ice-ufrag": true, "ice-pwd": true, "ice-lite": true, "ice-options": true, "ice-mismatch": true,
+	"ice-ufrag": true, "ice-pwd": true, "ice-lite": true, "ice-options": true, "ice-mismatch": true, "ice-pacing": true,
 	"candidate": true, "remote-candidates": true, "end-of-candidates": true,
 	"group": true, // BUNDLE: one transport for several streams; we anchor each on its own
 }

@@ -194,3 +194,27 @@ func TestUDPSendsUnwritableSocket(t *testing.T) {
 		t.Fatalf("got %q, want the send after the failed batch only", got)
 	}
 }
+
+// A batch whose datagrams the kernel refuses in every way a peer can make
+// the front end try — port 0 first and last, over IPv4's largest
+// datagram (EMSGSIZE), an IPv6 destination and a zone by name on an IPv4
+// socket, in a row — still sends the others, each once and in order.
+func TestUDPSendsRefusedInEveryWay(t *testing.T) {
+	u, peer := udpPair(t)
+	to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	port0 := netip.MustParseAddrPort("127.0.0.1:0")
+	u.serve()
+	_ = u.send([]byte("x"), port0)
+	_ = u.send([]byte("one"), to)
+	_ = u.send(make([]byte, 65535), to) // queued (it fits), refused by the kernel
+	_ = u.send([]byte("two"), to)
+	_ = u.send([]byte("x"), netip.MustParseAddrPort("[::1]:5060"))
+	_ = u.send([]byte("x"), netip.MustParseAddrPort("[fe80::1%lo]:5060"))
+	_ = u.send([]byte("x"), port0)
+	_ = u.send([]byte("three"), netip.AddrPortFrom(netip.AddrFrom16(to.Addr().As16()), to.Port())) // v4-mapped
+	_ = u.send([]byte("x"), port0)
+	u.done()
+	if got := readAll(t, peer, 200*time.Millisecond); fmt.Sprint(got) != "[one two three]" {
+		t.Fatalf("got %q", got)
+	}
+}
