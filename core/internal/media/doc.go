@@ -103,9 +103,14 @@
 // it as well, since it is what leaves the worker that changes, not what it
 // does to the payload. Receive is unchanged.
 //
-// A worker looks the next hop up (route, then the neighbour entry, by
-// netlink in the engine's namespace) at a peer's first latched datagram
-// and again every 5 s (every 1 s while it is unresolved); the XSK is one
+// The next hop (route, then the neighbour entry, by netlink in the
+// engine's namespace) is looked up by the path's resolver, a goroutine of
+// its own, never by a worker: a worker asks at a peer's first latched
+// datagram and again every 5 s (every 1 s while it is unresolved), sends
+// through the socket until the answer comes (and with its last answer
+// while a refresh is out), and takes the answer in at its next datagram;
+// a queue of 1,024 requests bounds a burst of new peers (the rest ask
+// again later). The XSK is one
 // per interface and TX queue, the queue the worker's index modulo the
 // interface's TX queues, those an XSK binds to (a veth allocates one per
 // CPU but uses one; the first bind refused tells); workers that land on
@@ -136,10 +141,9 @@
 // layer is bypassed too (see above: entries are only read), as are
 // policy-routing marks and SO_MARK (the look-up uses source and
 // destination only). Each XSK pins 8 MiB of UMEM and a thread of its own
-// is made, once, to bind it in the engine's namespace. A next-hop look-up
-// dumps the egress link's neighbour table, on the worker: cheap on an
-// appliance with a gateway and a few neighbours, dearer on a large flat
-// LAN with many on-link peers.
+// is made, once, to bind it in the engine's namespace. The resolver dumps
+// an egress link's neighbour table at most every 0.5 s, one dump serving
+// every peer's look-up on it.
 //
 // # Policing (Config.Police, police.go)
 //

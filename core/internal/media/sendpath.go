@@ -80,7 +80,52 @@ type xdpPath struct {
 	queues map[int]int
 
 	sent, noHop, full, lost atomic.Uint64
+
+	// The resolver: next hops are looked up (netlink: the route, the link,
+	// its neighbour table) and XSKs opened on a goroutine of their own, not
+	// on a worker, whose relaying must not wait on the kernel's netlink
+	// answers (a neighbour table dump grows with the LAN). A worker asks by
+	// reqs and finds the answer on its own results at its next datagram;
+	// meanwhile a hop not resolved yet goes through the socket (NoHop) and
+	// one due for its refresh keeps its last resolution.
+	reqs    chan hopReq
+	stop    chan struct{}
+	stopped chan struct{}
+	neighs  map[int]neighDump // resolver's own: a link's table, dumped at most every neighTTL
 }
+
+// hopReq asks the resolver for the next hop from src to dst of worker wx's
+// hop h.
+type hopReq struct {
+	wx       *workerXDP
+	h        *hop
+	src, dst netip.Addr
+}
+
+// hopAnswer is the resolver's answer to a hopReq: q nil when the hop is
+// not usable (retried hopRetry later).
+type hopAnswer struct {
+	h              *hop
+	q              *xsk
+	srcMAC, dstMAC [6]byte
+	mtu            int
+}
+
+// neighDump is a link's neighbour table as dumped at at (unix ns).
+type neighDump struct {
+	at     int64
+	neighs []netlink.Neigh
+}
+
+const (
+	// resolveQueue bounds the requests waiting for the resolver, and
+	// each worker's answers: more at once (a burst of new peers) wait
+	// for a later datagram of theirs to ask again.
+	resolveQueue = 1024
+	// neighTTL is how long one dump of a link's neighbour table serves
+	// the look-ups of every peer on it.
+	neighTTL = 500 * time.Millisecond
+)
 
 // xskSlot is an interface queue's XSK, nil while none could be opened:
 // tried again at retryAt (unix ns). logged: the failure was logged, not
@@ -107,6 +152,7 @@ type hop struct {
 	srcMAC, dstMAC [6]byte
 	mtu            int
 	next           int64 // unix ns of the next look-up
+	asked          bool  // a look-up is with the resolver
 }
 
 // hopKey is a hop's cache key.
@@ -119,6 +165,7 @@ type workerXDP struct {
 	idx     int
 	hops    map[hopKey]*hop
 	touched []*xsk
+	results chan hopAnswer // the resolver's answers to this worker
 	log     func(msg string, args ...any)
 }
 
@@ -141,8 +188,29 @@ func (e *Engine) startSendPath() error {
 		_ = ns.Close()
 		return fmt.Errorf("media: send path xdp: netlink: %w", err)
 	}
-	e.xdp = &xdpPath{ns: ns, nl: nl, xsks: make(map[[2]int]*xskSlot), queues: make(map[int]int), log: e.log.Warn}
+	e.xdp = &xdpPath{ns: ns, nl: nl, xsks: make(map[[2]int]*xskSlot), queues: make(map[int]int), log: e.log.Warn,
+		reqs: make(chan hopReq, resolveQueue), stop: make(chan struct{}), stopped: make(chan struct{}), neighs: make(map[int]neighDump)}
+	go e.xdp.resolver()
 	return nil
+}
+
+// resolver answers the workers' look-ups until the path closes.
+func (p *xdpPath) resolver() {
+	defer close(p.stopped)
+	for {
+		select {
+		case <-p.stop:
+			return
+		case r := <-p.reqs:
+			now := time.Now().UnixNano()
+			a := hopAnswer{h: r.h}
+			a.q, a.srcMAC, a.dstMAC, a.mtu, _ = p.lookup(r.wx.idx, r.src, r.dst, now)
+			select {
+			case r.wx.results <- a:
+			default: // the worker has more answers waiting than it asked for: it asks again
+			}
+		}
+	}
 }
 
 // worker is the path for worker idx; nil under "socket".
@@ -150,7 +218,7 @@ func (p *xdpPath) worker(idx int) *workerXDP {
 	if p == nil {
 		return nil
 	}
-	return &workerXDP{p: p, idx: idx, hops: make(map[hopKey]*hop), log: p.log}
+	return &workerXDP{p: p, idx: idx, hops: make(map[hopKey]*hop), results: make(chan hopAnswer, resolveQueue), log: p.log}
 }
 
 // closeSendPath releases the XSKs; called by Close once the workers have
@@ -159,6 +227,8 @@ func (e *Engine) closeSendPath() {
 	if e.xdp == nil {
 		return
 	}
+	close(e.xdp.stop)
+	<-e.xdp.stopped // it may be opening an XSK
 	e.xdp.mu.Lock()
 	defer e.xdp.mu.Unlock()
 	for k, sl := range e.xdp.xsks {
@@ -264,19 +334,35 @@ func (q *xsk) close() {
 	}
 }
 
-// hopFor is the next hop from src to dst, looked up again when due.
+// hopFor is the next hop from src to dst: the resolver is asked when it is
+// due, and its answers are taken in first.
 func (wx *workerXDP) hopFor(src, dst netip.Addr, now int64) *hop {
+	for len(wx.results) > 0 {
+		a := <-wx.results
+		h := a.h
+		h.asked = false
+		if a.q == nil {
+			h.q, h.next = nil, now+int64(hopRetry)
+			continue
+		}
+		h.q, h.srcMAC, h.dstMAC, h.mtu, h.next = a.q, a.srcMAC, a.dstMAC, a.mtu, now+int64(hopTTL)
+	}
 	k := hopKey{src, dst}
 	h := wx.hops[k]
 	if h == nil {
 		if len(wx.hops) >= maxHops {
-			clear(wx.hops)
+			clear(wx.hops) // an answer to a hop dropped here lands on it unread
 		}
 		h = &hop{}
 		wx.hops[k] = h // allocated once per peer address, at its first packet
 	}
-	if now >= h.next {
-		wx.resolve(h, src, dst, now)
+	if now >= h.next && !h.asked {
+		select {
+		case wx.p.reqs <- hopReq{wx: wx, h: h, src: src, dst: dst}:
+			h.asked = true
+		default: // the resolver is behind: asked again a hopRetry later
+			h.next = now + int64(hopRetry)
+		}
 	}
 	return h
 }
@@ -284,27 +370,19 @@ func (wx *workerXDP) hopFor(src, dst netip.Addr, now int64) *hop {
 // errNoHop is a next hop the path cannot send to.
 var errNoHop = errors.New("no usable next hop")
 
-// resolve looks the route from src to dst and its next hop's neighbour
+// lookup looks the route from src to dst and its next hop's neighbour
 // entry up (netlink, in the engine's namespace) and picks the XSK of the
-// egress interface's queue for this worker.
-func (wx *workerXDP) resolve(h *hop, src, dst netip.Addr, now int64) {
-	q, err := wx.lookup(h, src, dst, now)
-	if err != nil {
-		h.q, h.next = nil, now+int64(hopRetry)
-		return
-	}
-	h.q, h.next = q, now+int64(hopTTL)
-}
-
-func (wx *workerXDP) lookup(h *hop, src, dst netip.Addr, now int64) (*xsk, error) {
-	nl := wx.p.nl
+// egress interface's queue for worker idx. The resolver's only: the
+// neighbour dumps it keeps are its own.
+func (p *xdpPath) lookup(idx int, src, dst netip.Addr, now int64) (q *xsk, srcMAC, dstMAC [6]byte, mtu int, err error) {
+	nl := p.nl
 	routes, err := nl.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{SrcAddr: src.AsSlice()})
 	if err != nil || len(routes) == 0 {
-		return nil, fmt.Errorf("%w: route to %s: %v", errNoHop, dst, err)
+		return nil, srcMAC, dstMAC, 0, fmt.Errorf("%w: route to %s: %v", errNoHop, dst, err)
 	}
 	r := routes[0]
 	if r.Type != unix.RTN_UNICAST || r.LinkIndex <= 0 {
-		return nil, fmt.Errorf("%w: route to %s is of type %d", errNoHop, dst, r.Type)
+		return nil, srcMAC, dstMAC, 0, fmt.Errorf("%w: route to %s is of type %d", errNoHop, dst, r.Type)
 	}
 	nh := dst
 	if a, ok := netip.AddrFromSlice(r.Gw); ok && a.Unmap().IsValid() && !a.IsUnspecified() {
@@ -312,18 +390,26 @@ func (wx *workerXDP) lookup(h *hop, src, dst netip.Addr, now int64) (*xsk, error
 	}
 	link, err := nl.LinkByIndex(r.LinkIndex)
 	if err != nil {
-		return nil, fmt.Errorf("%w: link %d: %w", errNoHop, r.LinkIndex, err)
+		return nil, srcMAC, dstMAC, 0, fmt.Errorf("%w: link %d: %w", errNoHop, r.LinkIndex, err)
 	}
 	la := link.Attrs()
 	if la.EncapType != "ether" || len(la.HardwareAddr) != 6 {
-		return nil, fmt.Errorf("%w: %s is not Ethernet", errNoHop, la.Name)
+		return nil, srcMAC, dstMAC, 0, fmt.Errorf("%w: %s is not Ethernet", errNoHop, la.Name)
 	}
-	neighs, err := nl.NeighList(r.LinkIndex, unix.AF_INET)
-	if err != nil {
-		return nil, fmt.Errorf("%w: neighbours of %s: %w", errNoHop, la.Name, err)
+	d, ok := p.neighs[r.LinkIndex]
+	if !ok || now-d.at >= int64(neighTTL) {
+		neighs, err := nl.NeighList(r.LinkIndex, unix.AF_INET)
+		if err != nil {
+			return nil, srcMAC, dstMAC, 0, fmt.Errorf("%w: neighbours of %s: %w", errNoHop, la.Name, err)
+		}
+		if len(p.neighs) >= maxHops {
+			clear(p.neighs)
+		}
+		d = neighDump{at: now, neighs: neighs}
+		p.neighs[r.LinkIndex] = d
 	}
 	var mac net.HardwareAddr
-	for _, n := range neighs {
+	for _, n := range d.neighs {
 		a, ok := netip.AddrFromSlice(n.IP)
 		// STALE is not good enough: the kernel confirms an entry only when
 		// its own output uses it, which this path bypasses. The socket
@@ -337,16 +423,14 @@ func (wx *workerXDP) lookup(h *hop, src, dst netip.Addr, now int64) (*xsk, error
 		}
 	}
 	if mac == nil {
-		return nil, fmt.Errorf("%w: no confirmed neighbour entry for %s on %s", errNoHop, nh, la.Name)
+		return nil, srcMAC, dstMAC, 0, fmt.Errorf("%w: no confirmed neighbour entry for %s on %s", errNoHop, nh, la.Name)
 	}
-	q := wx.p.queueXSK(r.LinkIndex, wx.idx, la.NumTxQueues, now)
-	if q == nil {
-		return nil, fmt.Errorf("%w: no XSK on %s", errNoHop, la.Name)
+	if q = p.queueXSK(r.LinkIndex, idx, la.NumTxQueues, now); q == nil {
+		return nil, srcMAC, dstMAC, 0, fmt.Errorf("%w: no XSK on %s", errNoHop, la.Name)
 	}
-	copy(h.srcMAC[:], la.HardwareAddr)
-	copy(h.dstMAC[:], mac)
-	h.mtu = la.MTU
-	return q, nil
+	copy(srcMAC[:], la.HardwareAddr)
+	copy(dstMAC[:], mac)
+	return q, srcMAC, dstMAC, la.MTU, nil
 }
 
 // send puts one datagram on the XSK of its next hop; false: it goes

@@ -398,3 +398,41 @@ func TestSendPathXDPSharedQueue(t *testing.T) {
 		t.Errorf("%d XSKs for %d workers on 2 veths of %d TX queues", n, workers, ntx)
 	}
 }
+
+// TestSendPathResolverNeverBlocksAWorker: a worker asks for next hops and
+// goes on, whatever the resolver does: here it never answers (a netlink
+// that hangs), and a burst of new peers larger than the queue neither
+// blocks the worker nor asks twice for a hop already asked for; an answer
+// is taken in at the next datagram.
+func TestSendPathResolverNeverBlocksAWorker(t *testing.T) {
+	p := &xdpPath{reqs: make(chan hopReq, resolveQueue)} // no resolver running
+	wx := p.worker(0)
+	src := netip.MustParseAddr("10.0.0.1")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		now := time.Now().UnixNano()
+		for i := range 3 * resolveQueue {
+			dst := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+			if h := wx.hopFor(src, dst, now); h.q != nil {
+				t.Errorf("hop to %s resolved with no resolver", dst)
+				return
+			}
+			wx.hopFor(src, dst, now) // its second datagram: no second request
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a worker waited on the resolver")
+	}
+	if n := len(p.reqs); n != resolveQueue {
+		t.Fatalf("%d requests queued, want the queue full (%d) and the rest to ask later", n, resolveQueue)
+	}
+	r := <-p.reqs
+	q := &xsk{}
+	wx.results <- hopAnswer{h: r.h, q: q, mtu: 1500}
+	if h := wx.hopFor(r.src, r.dst, time.Now().UnixNano()); h.q != q || h.mtu != 1500 || h.asked {
+		t.Fatalf("the answer was not taken in: %+v", h)
+	}
+}
