@@ -516,10 +516,14 @@ func dropPtime(in []sdp.Attribute) []sdp.Attribute {
 func keepAttrs(in []sdp.Attribute, formats []string) []sdp.Attribute {
 	out := in[:0:0]
 	for _, a := range in {
-		if dropAttr[a.Key] || hasAddr(a.Key) || hasAddr(a.Value) || hasAddr(a.Key+":"+a.Value) {
+		// Names in any case: pion reads "a=CRYPTO:" as an attribute of
+		// its own, which the other leg must not get any more than
+		// "a=crypto:" (its key) or "a=ICE-PWD:".
+		key := strings.ToLower(a.Key) // no copy when already lower case
+		if dropAttr[key] || hasAddr(a.Key) || hasAddr(a.Value) || hasAddr(a.Key+":"+a.Value) {
 			continue
 		}
-		if formats != nil && (a.Key == "rtpmap" || a.Key == "fmtp" || a.Key == "rtcp-fb") {
+		if formats != nil && (key == "rtpmap" || key == "fmtp" || key == "rtcp-fb") {
 			pt, _, _ := strings.Cut(a.Value, " ")
 			if pt != "*" && !slices.Contains(formats, pt) {
 				continue

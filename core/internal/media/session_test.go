@@ -732,6 +732,34 @@ func reofferA(t *testing.T, s *Session, p, answerer *peer) {
 	}
 }
 
+// An attribute the other leg must not get (a key, ICE credentials, the
+// transport) does not pass in another case either: a=CRYPTO is a=crypto
+// to a peer that reads names without regard to case.
+func TestSDPDropsAttributesInAnyCase(t *testing.T) {
+	e := newTestEngine(t, 10, nil)
+	a := newPeer(t)
+	s, err := e.NewSession("case", plain, plain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	body := a.sdp("RTP/AVP", "0 8", "CRYPTO:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz",
+		"ICE-PWD:asd88fgpdd777uzjYhagZg", "Ice-Ufrag:8hhY", "Candidate:1 1 UDP 2130706431 127.0.0.1 4000 typ host",
+		"RTCP:4001", "Fingerprint:sha-256 AA:BB", "RTPMAP:8 PCMA/8000", "FMTP:96 x=1")
+	out, err := s.Offer(SideA, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, leak := range []string{"WVNfX19z", "asd88fgpdd", "8hhY", "Candidate", "RTCP:4001", "Fingerprint", "FMTP:96"} {
+		if strings.Contains(string(out), leak) {
+			t.Errorf("%s passed to the other leg:\n%s", leak, out)
+		}
+	}
+	if !strings.Contains(string(out), "RTPMAP:8 PCMA/8000") {
+		t.Errorf("the rtpmap of an offered format went:\n%s", out)
+	}
+}
+
 // R-SBC-1: an attribute that names an address (a vendor's own, which
 // dropAttr cannot know) does not pass to the other side, at session or
 // media level, in any spelling; those a stream needs stay.
