@@ -543,6 +543,14 @@ func (c *call) settle() {
 	c.a.invite = dialogOnly(c.a.invite)
 	c.b.invite, c.b.offer = nil, nil
 	c.target.Call, c.target.Alternates = nil, nil
+	c.settleMedia()
+}
+
+// settleMedia tells a media session that is a Settler that its last offer
+// and answer are over: at the call's confirmation and again at the ACK of
+// each re-INVITE (hold, resume, a session refresh), whose negotiation the
+// session would keep for the rest of the call otherwise.
+func (c *call) settleMedia() {
 	if s, ok := c.media.(Settler); ok {
 		s.Settle()
 	}

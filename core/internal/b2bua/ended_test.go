@@ -237,7 +237,8 @@ func TestCallSize(t *testing.T) {
 // gets its 200 and changes nothing (no CANCEL to leg B), a re-INVITE
 // (hold) from the caller goes through the media session to leg B and its
 // answer back, and leg B's BYE ends the call with the CDR it had before
-// settling: the caller, the gateway, the back end, the 200.
+// settling: the caller, the gateway, the back end, the 200. The
+// re-INVITE's ACK settles the media session again.
 func TestSettledCallLateCancelReinviteBye(t *testing.T) {
 	h := newHarness(t, Config{})
 	inv, tag := confirmedCall(t, h)
@@ -260,6 +261,14 @@ func TestSettledCallLateCancelReinviteBye(t *testing.T) {
 	}
 	h.fromCaller(t, fromCallerInDialog(t, "ACK", tag, 2, "", "", ""))
 	wantRequest(t, h.b.next(t), sip.ACK)
+	// The re-INVITE's negotiation is over too: the session settles again,
+	// else it would keep it for the rest of the call.
+	h.media.mu.Lock()
+	settled := h.media.settled
+	h.media.mu.Unlock()
+	if settled != 2 {
+		t.Errorf("the media session settled %d times, want 2: at the call's ACK and at the re-INVITE's", settled)
+	}
 
 	h.fromBackend(t, inDialog(t, "BYE", inv, 1, "203.0.113.5:5062", ""), backendAddr)
 	wantStatus(t, h.b.next(t), 200)

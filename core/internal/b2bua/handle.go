@@ -420,6 +420,7 @@ func (c *call) ackFrom(side Side, req *sip.Request) {
 			}
 			c.ackIn(ri.answerer, ri.cseq, body)
 		}
+		c.settleMedia()
 		return
 	}
 	if side != SideA {
