@@ -140,8 +140,10 @@
 // are seen on the receiving side and by a mirror port). The neighbour
 // layer is bypassed too (see above: entries are only read), as are
 // policy-routing marks and SO_MARK (the look-up uses source and
-// destination only). Each XSK pins 8 MiB of UMEM and a thread of its own
-// is made, once, to bind it in the engine's namespace. The resolver dumps
+// destination only). Each XSK pins 8 MiB of UMEM; it is opened on a thread
+// in the engine's namespace (fastpath.InNS: in edged the thread it is on,
+// no switch; an engine in another namespace, a test's or mediabench's,
+// has a thread switched there and back). The resolver dumps
 // an egress link's neighbour table at most every 0.5 s, one dump serving
 // every peer's look-up on it.
 //

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +13,7 @@ import (
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/umedge/umedge/core/internal/media/fastpath"
 	"github.com/umedge/umedge/core/internal/media/xdptx"
 )
 
@@ -296,21 +296,14 @@ func (p *xdpPath) slotXSK(ifindex, queue int, now int64) (*xsk, error) {
 	} else if now < sl.retryAt {
 		return nil, nil
 	}
+	// The XSK binds an interface of the engine's namespace: opened on a
+	// thread there (the one it is on, in edged).
 	var x *xdptx.XSK
-	var err error
-	done := make(chan struct{})
-	go func() {
-		// A thread of its own in the engine's namespace, never given
-		// back (it ends with the goroutine): the XSK binds the interface
-		// of that namespace.
-		defer close(done)
-		runtime.LockOSThread()
-		if err = vnetns.Set(p.ns); err != nil {
-			return
-		}
+	err := fastpath.InNS(p.ns, func() error {
+		var err error
 		x, err = xdptx.Open(ifindex, queue, xskFrames, xskRing, 64, xskSndbuf)
-	}()
-	<-done
+		return err
+	})
 	if err != nil {
 		if !sl.logged && (queue == 0 || !errors.Is(err, unix.EINVAL)) {
 			sl.logged = true

@@ -338,7 +338,14 @@ func (p *Path) Route(dst netip.Addr) (int, error) {
 }
 
 // inNS runs fn on a thread in the namespace the program was loaded in.
-func (p *Path) inNS(fn func() error) error {
+func (p *Path) inNS(fn func() error) error { return InNS(p.ns, fn) }
+
+// InNS runs fn on a thread in namespace ns: this one, locked for fn, when
+// it is there already (edged's case: no switch), else switched into ns
+// and back. A thread that cannot switch back stays locked, so that it
+// ends with the goroutine instead of running others in the wrong
+// namespace; edged never switches (archtest's TestNoThreadLockingInEdged).
+func InNS(ns netns.NsHandle, fn func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	cur, err := netns.Get()
@@ -346,10 +353,10 @@ func (p *Path) inNS(fn func() error) error {
 		return err
 	}
 	defer func() { _ = cur.Close() }()
-	if cur.Equal(p.ns) {
+	if cur.Equal(ns) {
 		return fn()
 	}
-	if err := netns.Set(p.ns); err != nil {
+	if err := netns.Set(ns); err != nil {
 		return fmt.Errorf("fastpath: enter network namespace: %w", err)
 	}
 	err = fn()
