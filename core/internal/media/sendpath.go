@@ -151,8 +151,7 @@ type hop struct {
 	q              *xsk // nil: unresolved
 	srcMAC, dstMAC [6]byte
 	mtu            int
-	next           int64 // unix ns of the next look-up
-	asked          bool  // a look-up is with the resolver
+	next           int64 // unix ns of the next look-up (or of asking again, when an answer is lost)
 }
 
 // hopKey is a hop's cache key.
@@ -333,7 +332,6 @@ func (wx *workerXDP) hopFor(src, dst netip.Addr, now int64) *hop {
 	for len(wx.results) > 0 {
 		a := <-wx.results
 		h := a.h
-		h.asked = false
 		if a.q == nil {
 			h.q, h.next = nil, now+int64(hopRetry)
 			continue
@@ -349,12 +347,14 @@ func (wx *workerXDP) hopFor(src, dst netip.Addr, now int64) *hop {
 		h = &hop{}
 		wx.hops[k] = h // allocated once per peer address, at its first packet
 	}
-	if now >= h.next && !h.asked {
+	if now >= h.next {
+		// Asked once: the answer sets the next look-up; an answer lost
+		// (a full results queue) or a resolver behind (a full request
+		// queue) has the hop asked again a hopRetry later.
+		h.next = now + int64(hopRetry)
 		select {
 		case wx.p.reqs <- hopReq{wx: wx, h: h, src: src, dst: dst}:
-			h.asked = true
-		default: // the resolver is behind: asked again a hopRetry later
-			h.next = now + int64(hopRetry)
+		default:
 		}
 	}
 	return h

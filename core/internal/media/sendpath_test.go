@@ -432,7 +432,17 @@ func TestSendPathResolverNeverBlocksAWorker(t *testing.T) {
 	r := <-p.reqs
 	q := &xsk{}
 	wx.results <- hopAnswer{h: r.h, q: q, mtu: 1500}
-	if h := wx.hopFor(r.src, r.dst, time.Now().UnixNano()); h.q != q || h.mtu != 1500 || h.asked {
+	if h := wx.hopFor(r.src, r.dst, time.Now().UnixNano()); h.q != q || h.mtu != 1500 {
 		t.Fatalf("the answer was not taken in: %+v", h)
+	}
+	// The other requests' answers never come (lost, or the resolver hung):
+	// their hops ask again a hopRetry later, not never.
+	for len(p.reqs) > 0 {
+		<-p.reqs
+	}
+	later := time.Now().Add(2 * hopRetry).UnixNano()
+	wx.hopFor(src, netip.AddrFrom4([4]byte{10, 1, 0, 1}), later)
+	if n := len(p.reqs); n != 1 {
+		t.Fatalf("%d requests after hopRetry for a hop whose answer was lost, want 1", n)
 	}
 }
