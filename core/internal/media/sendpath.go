@@ -102,10 +102,11 @@ type hopReq struct {
 	src, dst netip.Addr
 }
 
-// hopAnswer is the resolver's answer to a hopReq: q nil when the hop is
-// not usable (retried hopRetry later).
+// hopAnswer is the resolver's answer to a hopReq, looked up at at (unix
+// ns): q nil when the hop is not usable (retried hopRetry after at).
 type hopAnswer struct {
 	h              *hop
+	at             int64
 	q              *xsk
 	srcMAC, dstMAC [6]byte
 	mtu            int
@@ -202,7 +203,7 @@ func (p *xdpPath) resolver() {
 			return
 		case r := <-p.reqs:
 			now := time.Now().UnixNano()
-			a := hopAnswer{h: r.h}
+			a := hopAnswer{h: r.h, at: now}
 			a.q, a.srcMAC, a.dstMAC, a.mtu, _ = p.lookup(r.wx.idx, r.src, r.dst, now)
 			select {
 			case r.wx.results <- a:
@@ -327,16 +328,18 @@ func (q *xsk) close() {
 }
 
 // hopFor is the next hop from src to dst: the resolver is asked when it is
-// due, and its answers are taken in first.
+// due, and its answers are taken in first. An answer's next look-up counts
+// from when the resolver made it, not from when it is read (a peer's next
+// datagram may come much later).
 func (wx *workerXDP) hopFor(src, dst netip.Addr, now int64) *hop {
 	for len(wx.results) > 0 {
 		a := <-wx.results
 		h := a.h
 		if a.q == nil {
-			h.q, h.next = nil, now+int64(hopRetry)
+			h.q, h.next = nil, a.at+int64(hopRetry)
 			continue
 		}
-		h.q, h.srcMAC, h.dstMAC, h.mtu, h.next = a.q, a.srcMAC, a.dstMAC, a.mtu, now+int64(hopTTL)
+		h.q, h.srcMAC, h.dstMAC, h.mtu, h.next = a.q, a.srcMAC, a.dstMAC, a.mtu, a.at+int64(hopTTL)
 	}
 	k := hopKey{src, dst}
 	h := wx.hops[k]

@@ -94,6 +94,29 @@ func relayPair(a, b *net.UDPConn, toA, toB netip.AddrPort, n int, seq0 uint16) e
 	return nil
 }
 
+// untilXDP runs round trips (round(seq), seq counting up from seq0) until
+// one has both its datagrams go through the XSKs: the hops are resolved by
+// the resolver's look-up after the sockets' sends confirmed the
+// neighbours, a hopRetry after the first datagrams, later on a loaded
+// machine. It returns the next seq.
+func untilXDP(t *testing.T, e *Engine, seq0 uint16, round func(seq uint16) error) uint16 {
+	t.Helper()
+	deadline := time.Now().Add(4 * hopRetry)
+	for seq := seq0; ; seq++ {
+		st := e.SendPath()
+		if err := round(seq); err != nil {
+			t.Fatal(err)
+		}
+		if e.SendPath().Sent-st.Sent == 2 {
+			return seq + 1
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the next hops were not resolved in %v: %+v", 4*hopRetry, e.SendPath())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestSendPathXDP: once both legs latched and their neighbours are
 // confirmed, the relay's datagrams go through the XSKs: byte-exact, from
 // the right address and port, none through a UDP socket. Before, the
@@ -102,13 +125,13 @@ func TestSendPathXDP(t *testing.T) {
 	l := newXDPLab(t, false)
 	_, toA, toB := l.call(t, nil)
 	l.relayBoth(t, toA, toB, 3, 1) // latches both legs; the sockets' sends confirm the neighbours
-	time.Sleep(hopRetry + 200*time.Millisecond)
-	st0, out0 := l.e.SendPath(), l.udpOut(t)
-	if st0.NoHop == 0 {
-		t.Errorf("no fallback counted before the neighbours were confirmed: %+v", st0)
+	if st := l.e.SendPath(); st.NoHop == 0 {
+		t.Errorf("no fallback counted before the neighbours were confirmed: %+v", st)
 	}
+	seq := untilXDP(t, l.e, 10, func(seq uint16) error { return relayPair(l.caller, l.callee, toA, toB, 1, seq) })
+	st0, out0 := l.e.SendPath(), l.udpOut(t)
 	const n = 20
-	l.relayBoth(t, toA, toB, n, 100)
+	l.relayBoth(t, toA, toB, n, seq)
 	st1, out1 := l.e.SendPath(), l.udpOut(t)
 	if sent := st1.Sent - st0.Sent; sent != 2*n {
 		t.Errorf("%d datagrams through the XSKs, want %d (%+v)", sent, 2*n, st1)
@@ -180,10 +203,10 @@ func TestSendPathXDPSRTP(t *testing.T) {
 	for i := range 3 {
 		round(i)
 	}
-	time.Sleep(hopRetry + 200*time.Millisecond)
+	next := untilXDP(t, l.e, 3, func(seq uint16) error { round(int(seq)); return nil })
 	st0 := l.e.SendPath()
 	for i := range 10 {
-		round(10 + i)
+		round(int(next) + i)
 	}
 	if st := l.e.SendPath(); st.Sent-st0.Sent != 20 {
 		t.Errorf("%d datagrams through the XSKs, want 20 (%+v)", st.Sent-st0.Sent, st)
@@ -375,7 +398,9 @@ func TestSendPathXDPSharedQueue(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(hopRetry + 200*time.Millisecond)
+	for _, c := range calls {
+		untilXDP(t, l.e, 4, func(seq uint16) error { return relayPair(c.a, c.b, c.toA, c.toB, 1, seq) })
+	}
 	st0 := l.e.SendPath()
 	const n = 200
 	errs := make(chan error, len(calls))
@@ -444,5 +469,15 @@ func TestSendPathResolverNeverBlocksAWorker(t *testing.T) {
 	wx.hopFor(src, netip.AddrFrom4([4]byte{10, 1, 0, 1}), later)
 	if n := len(p.reqs); n != 1 {
 		t.Fatalf("%d requests after hopRetry for a hop whose answer was lost, want 1", n)
+	}
+	// A failed answer read long after the resolver made it (the peer's
+	// next datagram came late): its retry counts from the look-up, so the
+	// hop is asked again at once, not a hopRetry after the read.
+	r = <-p.reqs
+	wx.results <- hopAnswer{h: r.h, at: time.Now().UnixNano()}
+	late := time.Now().Add(2 * hopRetry).UnixNano()
+	wx.hopFor(r.src, r.dst, late)
+	if n := len(p.reqs); n != 1 {
+		t.Fatalf("%d requests for a hop whose failed answer was read a 2·hopRetry late, want 1", n)
 	}
 }
