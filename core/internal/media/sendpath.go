@@ -68,9 +68,10 @@ type SendPathStats struct {
 // resolves and opens XSKs in, and the XSKs by interface and queue (two
 // workers on one queue share one, under its lock).
 type xdpPath struct {
-	ns  vnetns.NsHandle
-	nl  *netlink.Handle
-	log func(msg string, args ...any)
+	ns   vnetns.NsHandle
+	nl   *netlink.Handle
+	log  func(msg string, args ...any) // what fails, once per XSK slot
+	info func(msg string, args ...any) // an XSK bound
 
 	mu   sync.Mutex
 	xsks map[[2]int]*xskSlot // by ifindex and queue
@@ -188,7 +189,7 @@ func (e *Engine) startSendPath() error {
 		_ = ns.Close()
 		return fmt.Errorf("media: send path xdp: netlink: %w", err)
 	}
-	e.xdp = &xdpPath{ns: ns, nl: nl, xsks: make(map[[2]int]*xskSlot), queues: make(map[int]int), log: e.log.Warn,
+	e.xdp = &xdpPath{ns: ns, nl: nl, xsks: make(map[[2]int]*xskSlot), queues: make(map[int]int), log: e.log.Warn, info: e.log.Info,
 		reqs: make(chan hopReq, resolveQueue), stop: make(chan struct{}), stopped: make(chan struct{}), neighs: make(map[int]neighDump)}
 	go e.xdp.resolver()
 	return nil
@@ -253,7 +254,7 @@ func (e *Engine) SendPath() SendPathStats {
 // that of queue idx modulo the queues, opened at its first use in the
 // engine's namespace and again xskRetry after it failed; nil while there is
 // none (the failure logged once).
-func (p *xdpPath) queueXSK(ifindex, idx, ntx int, now int64) *xsk {
+func (p *xdpPath) queueXSK(ifindex int, ifname string, idx, ntx int, now int64) *xsk {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for {
@@ -261,7 +262,7 @@ func (p *xdpPath) queueXSK(ifindex, idx, ntx int, now int64) *xsk {
 			ntx = n
 		}
 		queue := idx % max(ntx, 1)
-		q, err := p.slotXSK(ifindex, queue, now)
+		q, err := p.slotXSK(ifindex, ifname, queue, now)
 		if queue > 0 && errors.Is(err, unix.EINVAL) {
 			// Past the queues in use: the next worker shares a lower one.
 			p.queues[ifindex] = queue
@@ -274,7 +275,7 @@ func (p *xdpPath) queueXSK(ifindex, idx, ntx int, now int64) *xsk {
 
 // slotXSK is queueXSK for one queue, with p.mu held; the error is the
 // open's that failed now.
-func (p *xdpPath) slotXSK(ifindex, queue int, now int64) (*xsk, error) {
+func (p *xdpPath) slotXSK(ifindex int, ifname string, queue int, now int64) (*xsk, error) {
 	k := [2]int{ifindex, queue}
 	sl := p.xsks[k]
 	if sl == nil {
@@ -307,12 +308,13 @@ func (p *xdpPath) slotXSK(ifindex, queue int, now int64) (*xsk, error) {
 	if err != nil {
 		if !sl.logged && (queue == 0 || !errors.Is(err, unix.EINVAL)) {
 			sl.logged = true
-			p.log("media: send path xdp: no XSK, this interface's datagrams go through the sockets", "ifindex", ifindex, "queue", queue, "err", err)
+			p.log("media: send path xdp: no XSK, this interface's datagrams go through the sockets", "interface", ifname, "ifindex", ifindex, "queue", queue, "err", err)
 		}
 		sl.retryAt = now + int64(xskRetry)
 		return nil, err
 	}
 	sl.q, sl.logged = &xsk{x: x}, false
+	p.info("media: send path xdp: XSK bound", "interface", ifname, "ifindex", ifindex, "queue", queue)
 	return sl.q, nil
 }
 
@@ -421,7 +423,7 @@ func (p *xdpPath) lookup(idx int, src, dst netip.Addr, now int64) (q *xsk, srcMA
 	if mac == nil {
 		return nil, srcMAC, dstMAC, 0, fmt.Errorf("%w: no confirmed neighbour entry for %s on %s", errNoHop, nh, la.Name)
 	}
-	if q = p.queueXSK(r.LinkIndex, idx, la.NumTxQueues, now); q == nil {
+	if q = p.queueXSK(r.LinkIndex, la.Name, idx, la.NumTxQueues, now); q == nil {
 		return nil, srcMAC, dstMAC, 0, fmt.Errorf("%w: no XSK on %s", errNoHop, la.Name)
 	}
 	copy(srcMAC[:], la.HardwareAddr)

@@ -50,9 +50,11 @@ type ARP struct {
 	TargetMAC          net.HardwareAddr
 }
 
-// UDP is an IPv4 UDP datagram.
+// UDP is an IPv4 UDP datagram. ID is its IPv4 header's identification
+// (what Parse read; EncodeUDP writes it too).
 type UDP struct {
 	Src, Dst netip.AddrPort
+	ID       uint16
 	Payload  []byte
 }
 
@@ -92,6 +94,7 @@ func EncodeUDP(dst, src net.HardwareAddr, vlan int, u UDP) []byte {
 	ip := make([]byte, ipHeader, total)
 	ip[0] = 0x45 // version 4, 5 words
 	binary.BigEndian.PutUint16(ip[2:], uint16(total))
+	binary.BigEndian.PutUint16(ip[4:], u.ID)
 	binary.BigEndian.PutUint16(ip[6:], 0x4000) // don't fragment
 	ip[8], ip[9] = 64, 17                      // TTL, UDP
 	s4, d4 := u.Src.Addr().As4(), u.Dst.Addr().As4()
@@ -202,6 +205,7 @@ func parseUDP(b []byte) (*UDP, error) {
 	return &UDP{
 		Src:     netip.AddrPortFrom(src, binary.BigEndian.Uint16(u[0:])),
 		Dst:     netip.AddrPortFrom(dst, binary.BigEndian.Uint16(u[2:])),
+		ID:      binary.BigEndian.Uint16(b[4:]),
 		Payload: u[8:],
 	}, nil
 }

@@ -30,7 +30,7 @@ func TestChecksumKnownHeader(t *testing.T) {
 // UDP checksum verifies over the pseudo header, and a flipped header
 // byte is refused.
 func TestUDPRoundTrip(t *testing.T) {
-	u := UDP{Src: netip.MustParseAddrPort("10.0.100.1:5070"), Dst: netip.MustParseAddrPort("10.0.100.2:5060"), Payload: []byte("OPTIONS sip:x SIP/2.0\r\n\r\n")}
+	u := UDP{Src: netip.MustParseAddrPort("10.0.100.1:5070"), Dst: netip.MustParseAddrPort("10.0.100.2:5060"), ID: 0x1234, Payload: []byte("OPTIONS sip:x SIP/2.0\r\n\r\n")}
 	b := EncodeUDP(macB, macA, 100, u)
 	if len(b) != 18+20+8+len(u.Payload) {
 		t.Fatalf("frame length %d", len(b))
@@ -42,7 +42,7 @@ func TestUDPRoundTrip(t *testing.T) {
 	if f.VLAN != 100 || f.Type != TypeIPv4 || !bytes.Equal(f.Src, macA) || !bytes.Equal(f.Dst, macB) || f.UDP == nil {
 		t.Fatalf("Parse = %+v", f)
 	}
-	if f.UDP.Src != u.Src || f.UDP.Dst != u.Dst || !bytes.Equal(f.UDP.Payload, u.Payload) {
+	if f.UDP.Src != u.Src || f.UDP.Dst != u.Dst || f.UDP.ID != u.ID || !bytes.Equal(f.UDP.Payload, u.Payload) {
 		t.Fatalf("UDP = %+v, want %+v", f.UDP, u)
 	}
 	ip := b[18:38]
