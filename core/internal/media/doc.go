@@ -110,11 +110,25 @@
 // through the socket until the answer comes (and with its last answer
 // while a refresh is out), and takes the answer in at its next datagram;
 // a queue of 1,024 requests bounds a burst of new peers (the rest ask
-// again later). The XSK is one
-// per interface and TX queue, the queue the worker's index modulo the
-// interface's TX queues, those an XSK binds to (a veth allocates one per
-// CPU but uses one; the first bind refused tells); workers that land on
-// one queue share its XSK under a lock. Everything else goes through the socket and is counted
+// again later); an answer older than 10 s is not used even if its refresh
+// was lost. The resolver also follows the namespace's neighbour, route and
+// link changes (netlink subscriptions): a MAC it handed out that changes,
+// fails or goes (a gateway pair's failover announced by a gratuitous ARP),
+// any IPv4 route change outside the local table and any link change make
+// every hop resolved before go through the socket until looked up again
+// (TestSendPathXDPNeighbourMACChange: the new MAC at 0.2 ms, not 5 s
+// later); a subscription lost (an overflow) counts as a change of
+// everything and is made again a second later; an interface deleted has
+// its XSKs closed. The XSK is one per interface and TX queue, the queue
+// the worker's index modulo the TX queues in use as the driver says
+// (ethtool channels; 1 when it does not say): an XSK bound past them
+// sends nothing, silently, while its bind is refused only past the RX
+// queues. Should kicks still take nothing from an XSK for 250 ms while
+// frames wait (channels cut under it), the XSK counts as broken, what it
+// held lost, and its workers share a lower queue. Workers that land on
+// one queue share its XSK under a lock; XSKs open (milliseconds: an 8 MiB
+// UMEM) without the path's lock, which every worker takes each round.
+// Everything else goes through the socket and is counted
 // (Engine.SendPath): IPv6, a peer not latched yet, a route that is not
 // unicast over Ethernet (loopback, a local address), a neighbour entry
 // that is not confirmed (STALE included: the kernel confirms an entry only

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -37,8 +38,9 @@ const (
 	// has received them).
 	xskSndbuf = 4 << 20
 	// hopTTL is how long a resolved next hop is used before it is looked
-	// up again (a route or the neighbour's MAC may change); hopRetry how
-	// long an unresolved one waits for its next look-up.
+	// up again (besides the neighbour, route and link changes the
+	// resolver follows); hopRetry how long an unresolved one waits for
+	// its next look-up.
 	hopTTL   = 5 * time.Second
 	hopRetry = time.Second
 	// maxHops bounds a worker's next-hop cache: full, it starts again.
@@ -46,6 +48,12 @@ const (
 	// xskRetry is how long an interface queue whose XSK failed (to open,
 	// or a kick) waits before the next one is opened.
 	xskRetry = 10 * time.Second
+	// xskStall is how long kicks may take nothing from an XSK while frames
+	// wait before it counts as broken: the kernel silently sends nothing
+	// from a queue past the TX queues in use (a NIC with more RX channels
+	// than TX), while a full completion ring or send buffer clears within
+	// a NIC's interrupt or a veth peer's read.
+	xskStall = 250 * time.Millisecond
 )
 
 // SendPathStats counts what the XDP send path did (all zero under
@@ -82,6 +90,20 @@ type xdpPath struct {
 
 	sent, noHop, full, lost atomic.Uint64
 
+	// gen counts the changes that may make a resolved hop wrong: a MAC the
+	// resolver handed out that the kernel's neighbour table changed or
+	// dropped, any route or link change. A hop resolved at an older
+	// generation goes through the socket until it is looked up again, so
+	// a gateway's failover (a gratuitous ARP) moves the media at once, not
+	// a hopTTL later.
+	gen       atomic.Uint64
+	macs      map[neighKey][6]byte // the resolver's: MACs it handed out
+	neighEv   chan netlink.NeighUpdate
+	routeEv   chan netlink.RouteUpdate
+	linkEv    chan netlink.LinkUpdate
+	subDone   chan struct{} // closed: the subscriptions end
+	subLogged bool          // a lost subscription was logged
+
 	// The resolver: next hops are looked up (netlink: the route, the link,
 	// its neighbour table) and XSKs opened on a goroutine of their own, not
 	// on a worker, whose relaying must not wait on the kernel's netlink
@@ -93,6 +115,7 @@ type xdpPath struct {
 	stop    chan struct{}
 	stopped chan struct{}
 	neighs  map[int]neighDump // resolver's own: a link's table, dumped at most every neighTTL
+	txq     map[int]int       // resolver's own: TX queues in use by ifindex (txQueues)
 }
 
 // hopReq asks the resolver for the next hop from src to dst of worker wx's
@@ -103,11 +126,18 @@ type hopReq struct {
 	src, dst netip.Addr
 }
 
+// neighKey is a neighbour entry's key.
+type neighKey struct {
+	ifindex int
+	ip      netip.Addr
+}
+
 // hopAnswer is the resolver's answer to a hopReq, looked up at at (unix
 // ns): q nil when the hop is not usable (retried hopRetry after at).
 type hopAnswer struct {
 	h              *hop
 	at             int64
+	gen            uint64
 	q              *xsk
 	srcMAC, dstMAC [6]byte
 	mtu            int
@@ -142,9 +172,14 @@ type xskSlot struct {
 type xsk struct {
 	mu       sync.Mutex
 	x        *xdptx.XSK
+	ifname   string
+	queue    int
 	id       uint16 // the IPv4 identification of its next datagram
 	broken   bool   // a kick failed: nothing more goes through it; the slot opens another after xskRetry
 	brokenAt int64  // unix ns
+	stalled  bool   // broken because the kernel took nothing from it for xskStall
+	taken    uint32 // the TX ring's consumer at the last kick
+	stuckAt  int64  // unix ns since which kicks took nothing while frames waited; 0: moving
 	queued   bool   // on the worker's touched list (under mu of the worker that set it)
 }
 
@@ -153,7 +188,9 @@ type hop struct {
 	q              *xsk // nil: unresolved
 	srcMAC, dstMAC [6]byte
 	mtu            int
-	next           int64 // unix ns of the next look-up (or of asking again, when an answer is lost)
+	gen            uint64 // xdpPath.gen it was resolved at
+	exp            int64  // unix ns after which it is not used, refreshed or not (2·hopTTL)
+	next           int64  // unix ns of the next look-up (or of asking again, when an answer is lost)
 }
 
 // hopKey is a hop's cache key.
@@ -189,22 +226,110 @@ func (e *Engine) startSendPath() error {
 		_ = ns.Close()
 		return fmt.Errorf("media: send path xdp: netlink: %w", err)
 	}
-	e.xdp = &xdpPath{ns: ns, nl: nl, xsks: make(map[[2]int]*xskSlot), queues: make(map[int]int), log: e.log.Warn, info: e.log.Info,
-		reqs: make(chan hopReq, resolveQueue), stop: make(chan struct{}), stopped: make(chan struct{}), neighs: make(map[int]neighDump)}
-	go e.xdp.resolver()
+	p := &xdpPath{ns: ns, nl: nl, xsks: make(map[[2]int]*xskSlot), queues: make(map[int]int), log: e.log.Warn, info: e.log.Info,
+		reqs: make(chan hopReq, resolveQueue), stop: make(chan struct{}), stopped: make(chan struct{}), neighs: make(map[int]neighDump), txq: make(map[int]int),
+		macs: make(map[neighKey][6]byte)}
+	if err := p.subscribe(); err != nil {
+		close(p.subDone)
+		close(p.stop)
+		nl.Close()
+		_ = ns.Close()
+		return fmt.Errorf("media: send path xdp: netlink subscriptions: %w", err)
+	}
+	e.xdp = p
+	go p.resolver()
 	return nil
 }
 
-// resolver answers the workers' look-ups until the path closes.
+// eventBuffer is the receive buffer of each netlink subscription: a
+// neighbour table's churn on a big LAN in a burst; an overflow ends the
+// subscription (and is taken as a change of everything).
+const eventBuffer = 1 << 20
+
+// subscribe follows the namespace's neighbour, route and link changes on
+// fresh channels, which close when a subscription ends (an overflow, an
+// error) or the path stops.
+func (p *xdpPath) subscribe() error {
+	p.neighEv, p.routeEv, p.linkEv = make(chan netlink.NeighUpdate, 256), make(chan netlink.RouteUpdate, 64), make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{}) // ends all three: one lost, the others are made again with it
+	p.subDone = done
+	return errors.Join(
+		netlink.NeighSubscribeWithOptions(p.neighEv, done, netlink.NeighSubscribeOptions{Namespace: &p.ns, ReceiveBufferSize: eventBuffer}),
+		netlink.RouteSubscribeWithOptions(p.routeEv, done, netlink.RouteSubscribeOptions{Namespace: &p.ns, ReceiveBufferSize: eventBuffer}),
+		netlink.LinkSubscribeWithOptions(p.linkEv, done, netlink.LinkSubscribeOptions{Namespace: &p.ns, ReceiveBufferSize: eventBuffer}),
+	)
+}
+
+// resubscribeAfter is how long after a lost subscription the resolver
+// subscribes again (meanwhile a hop lives its hopTTL, as without events).
+const resubscribeAfter = time.Second
+
+// resolver answers the workers' look-ups and follows the changes that make
+// a resolved hop wrong until the path closes.
 func (p *xdpPath) resolver() {
 	defer close(p.stopped)
+	defer func() { close(p.subDone) }()
+	var resub <-chan time.Time
+	lost := func() {
+		// A subscription ended: anything may have changed meanwhile.
+		p.gen.Add(1)
+		close(p.subDone)
+		p.subDone = make(chan struct{})
+		// The library's goroutines end once they have handed over what
+		// they read: drained here until they close.
+		go drainEvents(p.neighEv)
+		go drainEvents(p.routeEv)
+		go drainEvents(p.linkEv)
+		p.neighEv, p.routeEv, p.linkEv = nil, nil, nil
+		if !p.subLogged {
+			p.subLogged = true
+			p.log("media: send path xdp: a netlink subscription ended; next hops are looked up every hopTTL until it is back", "retry", resubscribeAfter)
+		}
+		resub = time.After(resubscribeAfter)
+	}
 	for {
 		select {
 		case <-p.stop:
 			return
+		case <-resub:
+			resub = nil
+			close(p.subDone)
+			if err := p.subscribe(); err != nil {
+				lost()
+				continue
+			}
+			p.gen.Add(1)
+		case u, ok := <-p.neighEv:
+			if !ok {
+				lost()
+				continue
+			}
+			p.neighChanged(u)
+		case u, ok := <-p.routeEv:
+			if !ok {
+				lost()
+				continue
+			}
+			// An IPv4 route outside the local table (the path sends IPv4
+			// only; the local table holds the box's own addresses, and an
+			// IPv6 link-local route comes with every link's DAD).
+			if u.Family == unix.AF_INET && u.Table != unix.RT_TABLE_LOCAL {
+				p.gen.Add(1)
+			}
+		case u, ok := <-p.linkEv:
+			if !ok {
+				lost()
+				continue
+			}
+			clear(p.neighs)
+			clear(p.txq)
+			p.gen.Add(1)
+			if u.Header.Type == unix.RTM_DELLINK {
+				p.closeLink(int(u.Index))
+			}
 		case r := <-p.reqs:
 			now := time.Now().UnixNano()
-			a := hopAnswer{h: r.h, at: now}
+			a := hopAnswer{h: r.h, at: now, gen: p.gen.Load()}
 			a.q, a.srcMAC, a.dstMAC, a.mtu, _ = p.lookup(r.wx.idx, r.src, r.dst, now)
 			select {
 			case r.wx.results <- a:
@@ -212,6 +337,52 @@ func (p *xdpPath) resolver() {
 			}
 		}
 	}
+}
+
+// drainEvents reads ch until it closes (nil: at once).
+func drainEvents[T any](ch chan T) {
+	if ch == nil {
+		return
+	}
+	for range ch {
+	}
+}
+
+// neighChanged takes a neighbour table change in: one of a MAC the
+// resolver handed out (another MAC, the entry gone or failed) makes every
+// hop resolved before it go through the socket until looked up again, so
+// a gateway's failover (a gratuitous ARP) moves the media at once, not a
+// hopTTL later. Other changes (an entry going STALE, a probe confirming
+// it) leave the hops alone.
+func (p *xdpPath) neighChanged(u netlink.NeighUpdate) {
+	a, ok := netip.AddrFromSlice(u.IP)
+	k := neighKey{u.LinkIndex, a.Unmap()}
+	mac, handed := p.macs[k]
+	if !ok || !handed {
+		return
+	}
+	if u.Type == unix.RTM_DELNEIGH || !bytes.Equal(u.HardwareAddr, mac[:]) ||
+		u.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) != 0 {
+		delete(p.macs, k)
+		delete(p.neighs, u.LinkIndex)
+		p.gen.Add(1)
+	}
+}
+
+// closeLink closes the XSKs of an interface that is gone (a VLAN taken
+// out of the config): its ifindex never comes back, so nothing else would.
+func (p *xdpPath) closeLink(ifindex int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, sl := range p.xsks {
+		if k[0] == ifindex {
+			if sl.q != nil {
+				sl.q.close()
+			}
+			delete(p.xsks, k)
+		}
+	}
+	delete(p.queues, ifindex)
 }
 
 // worker is the path for worker idx; nil under "socket".
@@ -263,8 +434,10 @@ func (p *xdpPath) queueXSK(ifindex int, ifname string, idx, ntx int, now int64) 
 		}
 		queue := idx % max(ntx, 1)
 		q, err := p.slotXSK(ifindex, ifname, queue, now)
-		if queue > 0 && errors.Is(err, unix.EINVAL) {
-			// Past the queues in use: the next worker shares a lower one.
+		if queue > 0 && (errors.Is(err, unix.EINVAL) || errors.Is(err, errStalledQueue)) {
+			// Past the queues in use (the bind refused, or the kernel
+			// sent nothing from it): this worker and the next share a
+			// lower one.
 			p.queues[ifindex] = queue
 			delete(p.xsks, [2]int{ifindex, queue})
 			continue
@@ -284,10 +457,15 @@ func (p *xdpPath) slotXSK(ifindex int, ifname string, queue int, now int64) (*xs
 	}
 	if q := sl.q; q != nil {
 		q.mu.Lock()
-		broken, at := q.broken, q.brokenAt
+		broken, stalled, at := q.broken, q.stalled, q.brokenAt
 		q.mu.Unlock()
 		if !broken {
 			return q, nil
+		}
+		if stalled && queue > 0 {
+			q.close()
+			sl.q = nil
+			return nil, errStalledQueue
 		}
 		if now < at+int64(xskRetry) {
 			return nil, nil
@@ -298,13 +476,17 @@ func (p *xdpPath) slotXSK(ifindex int, ifname string, queue int, now int64) (*xs
 		return nil, nil
 	}
 	// The XSK binds an interface of the engine's namespace: opened on a
-	// thread there (the one it is on, in edged).
+	// thread there (the one it is on, in edged). Without p.mu, which
+	// every worker takes each round: an open (an 8 MiB UMEM registered)
+	// takes milliseconds. Only the resolver opens, adds or drops slots.
 	var x *xdptx.XSK
+	p.mu.Unlock()
 	err := fastpath.InNS(p.ns, func() error {
 		var err error
-		x, err = xdptx.Open(ifindex, queue, xskFrames, xskRing, 64, xskSndbuf)
+		x, err = openXSK(ifindex, queue, xskFrames, xskRing, 64, xskSndbuf)
 		return err
 	})
+	p.mu.Lock()
 	if err != nil {
 		if !sl.logged && (queue == 0 || !errors.Is(err, unix.EINVAL)) {
 			sl.logged = true
@@ -313,7 +495,7 @@ func (p *xdpPath) slotXSK(ifindex int, ifname string, queue int, now int64) (*xs
 		sl.retryAt = now + int64(xskRetry)
 		return nil, err
 	}
-	sl.q, sl.logged = &xsk{x: x}, false
+	sl.q, sl.logged = &xsk{x: x, ifname: ifname, queue: queue}, false
 	p.info("media: send path xdp: XSK bound", "interface", ifname, "ifindex", ifindex, "queue", queue)
 	return sl.q, nil
 }
@@ -341,7 +523,7 @@ func (wx *workerXDP) hopFor(src, dst netip.Addr, now int64) *hop {
 			h.q, h.next = nil, a.at+int64(hopRetry)
 			continue
 		}
-		h.q, h.srcMAC, h.dstMAC, h.mtu, h.next = a.q, a.srcMAC, a.dstMAC, a.mtu, a.at+int64(hopTTL)
+		h.q, h.srcMAC, h.dstMAC, h.mtu, h.gen, h.next, h.exp = a.q, a.srcMAC, a.dstMAC, a.mtu, a.gen, a.at+int64(hopTTL), a.at+2*int64(hopTTL)
 	}
 	k := hopKey{src, dst}
 	h := wx.hops[k]
@@ -351,6 +533,12 @@ func (wx *workerXDP) hopFor(src, dst netip.Addr, now int64) *hop {
 		}
 		h = &hop{}
 		wx.hops[k] = h // allocated once per peer address, at its first packet
+	}
+	if h.q != nil && (h.gen != wx.p.gen.Load() || now > h.exp) {
+		// The neighbour, a route or a link changed since it was resolved,
+		// or its refreshes were lost (a resolver behind): the socket until
+		// the resolver answers again.
+		h.q, h.next = nil, now
 	}
 	if now >= h.next {
 		// Asked once: the answer sets the next look-up; an answer lost
@@ -364,6 +552,41 @@ func (wx *workerXDP) hopFor(src, dst netip.Addr, now int64) *hop {
 	}
 	return h
 }
+
+// txQueues is how many TX queues link (ifindex) has in use: what the
+// driver says (ethtool channels), 1 when it does not, at most what netlink
+// says were allocated. The resolver's only; forgotten at a link change.
+func (p *xdpPath) txQueues(ifindex int, la *netlink.LinkAttrs) int {
+	if n, ok := p.txq[ifindex]; ok {
+		return n
+	}
+	n := 1
+	_ = fastpath.InNS(p.ns, func() error {
+		if m, err := txQueuesOf(la.Name); err == nil && m > 0 {
+			n = m
+		}
+		return nil
+	})
+	if la.NumTxQueues > 0 {
+		n = min(n, la.NumTxQueues)
+	}
+	if len(p.txq) >= maxHops {
+		clear(p.txq)
+	}
+	p.txq[ifindex] = n
+	return n
+}
+
+// txQueuesOf asks the driver for an interface's TX queues in use (a
+// variable for the test of a driver that miscounts).
+var txQueuesOf = xdptx.TXQueues
+
+// openXSK opens an XSK (a variable for the test of a slow open).
+var openXSK = xdptx.Open
+
+// errStalledQueue is an interface queue whose XSK the kernel took nothing
+// from (xskStall).
+var errStalledQueue = errors.New("the kernel sends nothing from this queue")
 
 // errNoHop is a next hop the path cannot send to.
 var errNoHop = errors.New("no usable next hop")
@@ -423,11 +646,16 @@ func (p *xdpPath) lookup(idx int, src, dst netip.Addr, now int64) (q *xsk, srcMA
 	if mac == nil {
 		return nil, srcMAC, dstMAC, 0, fmt.Errorf("%w: no confirmed neighbour entry for %s on %s", errNoHop, nh, la.Name)
 	}
-	if q = p.queueXSK(r.LinkIndex, la.Name, idx, la.NumTxQueues, now); q == nil {
+	if q = p.queueXSK(r.LinkIndex, la.Name, idx, p.txQueues(r.LinkIndex, la), now); q == nil {
 		return nil, srcMAC, dstMAC, 0, fmt.Errorf("%w: no XSK on %s", errNoHop, la.Name)
 	}
 	copy(srcMAC[:], la.HardwareAddr)
 	copy(dstMAC[:], mac)
+	if len(p.macs) >= maxHops {
+		clear(p.macs)
+		p.gen.Add(1)
+	}
+	p.macs[neighKey{r.LinkIndex, nh}] = dstMAC
 	return q, srcMAC, dstMAC, la.MTU, nil
 }
 
@@ -476,12 +704,26 @@ func (wx *workerXDP) send(src, dst netip.AddrPort, b []byte, now int64) bool {
 }
 
 // kick hands q's queued frames to the kernel; called with q.mu held. A
-// kick the kernel refuses breaks q: what it held is counted lost.
+// kick the kernel refuses breaks q, and so do kicks that take nothing for
+// xskStall while frames wait: what it held is counted lost.
 func (wx *workerXDP) kick(q *xsk) {
-	if err := q.x.Flush(); err != nil {
+	err := q.x.Flush()
+	if err == nil && q.x.Unsent() > 0 {
+		now := time.Now().UnixNano()
+		switch taken := q.x.Taken(); {
+		case taken != q.taken || q.stuckAt == 0:
+			q.taken, q.stuckAt = taken, now
+		case now-q.stuckAt >= int64(xskStall):
+			q.stalled = true
+			err = fmt.Errorf("the kernel took no frame for %v (a queue past the interface's TX queues?)", time.Duration(now-q.stuckAt))
+		}
+	} else {
+		q.stuckAt = 0
+	}
+	if err != nil {
 		q.broken, q.brokenAt = true, time.Now().UnixNano()
 		wx.p.lost.Add(uint64(max(q.x.Unsent(), 1))) //nolint:gosec // ≥ 1
-		wx.log("media: send path xdp: kick failed, the sockets take this XSK's datagrams", "err", err)
+		wx.log("media: send path xdp: kick failed, the sockets take this XSK's datagrams", "interface", q.ifname, "queue", q.queue, "err", err)
 	}
 }
 

@@ -117,6 +117,31 @@ func untilXDP(t *testing.T, e *Engine, seq0 uint16, round func(seq uint16) error
 	}
 }
 
+// rtpCall is a plain RTP call of the lab on sockets of its own: the
+// caller's a, the callee's b, and the engine's address of each leg.
+type rtpCall struct {
+	a, b     *net.UDPConn
+	toA, toB netip.AddrPort
+}
+
+// rtpCall sets up call id (offer from a, answer from b).
+func (l *offloadLab) rtpCall(t *testing.T, id string) rtpCall {
+	t.Helper()
+	a, b := l.listen(t, l.callerNS, l.callerAddr), l.listen(t, l.calleeNS, l.calleeAddr)
+	s := l.session(t, id, SecurityRTP, nil)
+	offerToB, err := s.Offer(SideA, sdpFor(a, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answerToA, err := s.Answer(SideB, sdpFor(b, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	toA, _ := mediaAddr(t, answerToA)
+	toB, _ := mediaAddr(t, offerToB)
+	return rtpCall{a, b, toA, toB}
+}
+
 // TestSendPathXDP: once both legs latched and their neighbours are
 // confirmed, the relay's datagrams go through the XSKs: byte-exact, from
 // the right address and port, none through a UDP socket. Before, the
@@ -375,26 +400,11 @@ func TestSendPathXDPSharedQueue(t *testing.T) {
 	}
 	workers := ntx + 1
 	l := newOffloadLabFamily(t, fastpath.Off, false, func(c *Config) { c.SendPath, c.Workers = SendPathXDP, workers })
-	type pair struct {
-		a, b     *net.UDPConn
-		toA, toB netip.AddrPort
-	}
-	var calls []pair
+	var calls []rtpCall
 	for i := range workers {
-		a, b := l.listen(t, l.callerNS, l.callerAddr), l.listen(t, l.calleeNS, l.calleeAddr)
-		s := l.session(t, fmt.Sprintf("xdp-%d", i), SecurityRTP, nil)
-		offerToB, err := s.Offer(SideA, sdpFor(a, 1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		answerToA, err := s.Answer(SideB, sdpFor(b, 1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		toA, _ := mediaAddr(t, answerToA)
-		toB, _ := mediaAddr(t, offerToB)
-		calls = append(calls, pair{a, b, toA, toB})
-		if err := relayPair(a, b, toA, toB, 3, 1); err != nil {
+		c := l.rtpCall(t, fmt.Sprintf("xdp-%d", i))
+		calls = append(calls, c)
+		if err := relayPair(c.a, c.b, c.toA, c.toB, 3, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -456,7 +466,7 @@ func TestSendPathResolverNeverBlocksAWorker(t *testing.T) {
 	}
 	r := <-p.reqs
 	q := &xsk{}
-	wx.results <- hopAnswer{h: r.h, q: q, mtu: 1500}
+	wx.results <- hopAnswer{h: r.h, at: time.Now().UnixNano(), q: q, mtu: 1500}
 	if h := wx.hopFor(r.src, r.dst, time.Now().UnixNano()); h.q != q || h.mtu != 1500 {
 		t.Fatalf("the answer was not taken in: %+v", h)
 	}

@@ -190,6 +190,10 @@ func (x *XSK) Release(addr uint64) { x.free = append(x.free, addr) }
 // plus the queued ones not published.
 func (x *XSK) Unsent() int { return int(x.txNext - atomic.LoadUint32(x.tx.cons)) }
 
+// Taken is the TX ring's consumer index: it moves as the kernel takes
+// descriptors (wrapping), so two reads tell whether it took any between.
+func (x *XSK) Taken() uint32 { return atomic.LoadUint32(x.tx.cons) }
+
 // Flush publishes the queued descriptors and kicks the kernel without
 // waiting for it: a few sendto calls while each takes some; what it does
 // not take (a full send buffer or completion ring) stays on the ring for
