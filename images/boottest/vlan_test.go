@@ -157,23 +157,43 @@ func vlanConfig(dir string) (string, error) {
 }
 
 // peer is the test's end of the VM's Ethernet segment: qemu's socket
-// network sends every frame as one UDP datagram.
+// network sends every frame as one UDP datagram. It is the stations of
+// stations, on VLAN vlan (0: untagged).
 type peer struct {
-	conn   *net.UDPConn
-	qemu   *net.UDPAddr
-	frames chan *frame.Frame
-	mu     sync.Mutex
-	arps   int // ARP requests for peerIP on the VLAN answered
+	conn     *net.UDPConn
+	qemu     *net.UDPAddr
+	vlan     int
+	stations map[netip.Addr]net.HardwareAddr
+	frames   chan *frame.Frame
+	mu       sync.Mutex // guards stations and arps
+	arps     int        // ARP requests for the stations answered
 }
 
-func newPeer(t *testing.T) *peer {
+func newPeer(t *testing.T, vlan int, stations map[netip.Addr]net.HardwareAddr) *peer {
 	t.Helper()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &peer{conn: conn, frames: make(chan *frame.Frame, 256)}
+	return &peer{conn: conn, vlan: vlan, stations: stations, frames: make(chan *frame.Frame, 256)}
+}
+
+// startVM boots a's kernel with initramfs on p's segment (qemu's socket
+// network, p the only other station) and starts serving p.
+func (p *peer) startVM(t *testing.T, a *artifacts, initramfs, name string) *boot {
+	t.Helper()
+	p.qemu = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: freePort(t)}
+	vm, err := qemu.Start(qemu.Config{
+		Arch: a.arch, Mode: qemu.ModeKernel, Kernel: a.kernel, Initramfs: initramfs, NoReboot: true,
+		Netdev: fmt.Sprintf("socket,id=n0,udp=%s,localaddr=%s", p.conn.LocalAddr(), p.qemu),
+	}, consoleLog(t, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(vm.Stop)
+	go p.serve(t.Logf)
+	return &boot{vm: vm}
 }
 
 func (p *peer) send(t *testing.T, b []byte) {
@@ -183,8 +203,22 @@ func (p *peer) send(t *testing.T, b []byte) {
 	}
 }
 
-// serve reads the VM's frames, answers its ARP requests for peerIP on
-// the VLAN (the way back for its answers), and passes every frame on.
+// station is the MAC of the station at ip, nil if there is none.
+func (p *peer) station(ip netip.Addr) net.HardwareAddr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stations[ip]
+}
+
+// move gives the station at ip another MAC (a failover to a standby box).
+func (p *peer) move(ip netip.Addr, mac net.HardwareAddr) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stations[ip] = mac
+}
+
+// serve reads the VM's frames, answers its ARP requests for the stations
+// on p's VLAN (the way back for its answers), and passes every frame on.
 func (p *peer) serve(logf func(string, ...any)) {
 	buf := make([]byte, 65536)
 	for {
@@ -198,8 +232,8 @@ func (p *peer) serve(logf func(string, ...any)) {
 			logf("frame from the VM not understood: %v", err)
 			continue
 		}
-		if a := f.ARP; a != nil && a.Op == frame.ARPRequest && a.TargetIP == peerIP && f.VLAN == vlanID {
-			reply := frame.EncodeARP(vlanID, frame.ARP{Op: frame.ARPReply, SenderMAC: peerMAC, SenderIP: peerIP, TargetMAC: a.SenderMAC, TargetIP: a.SenderIP})
+		if a := f.ARP; a != nil && a.Op == frame.ARPRequest && p.station(a.TargetIP) != nil && f.VLAN == p.vlan {
+			reply := frame.EncodeARP(p.vlan, frame.ARP{Op: frame.ARPReply, SenderMAC: p.station(a.TargetIP), SenderIP: a.TargetIP, TargetMAC: a.SenderMAC, TargetIP: a.SenderIP})
 			if _, err := p.conn.WriteToUDP(reply, p.qemu); err == nil {
 				p.mu.Lock()
 				p.arps++
@@ -271,19 +305,9 @@ func TestIntegrationVLAN(t *testing.T) {
 	}
 	initramfs := a.initramfsWith(t, cfg, "")
 
-	p := newPeer(t)
-	qport := freePort(t)
-	p.qemu = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: qport}
-	vm, err := qemu.Start(qemu.Config{
-		Arch: arch, Mode: qemu.ModeKernel, Kernel: a.kernel, Initramfs: initramfs, NoReboot: true,
-		Netdev: fmt.Sprintf("socket,id=n0,udp=%s,localaddr=%s", p.conn.LocalAddr(), p.qemu),
-	}, consoleLog(t, "vlan-"+arch))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(vm.Stop)
-	go p.serve(t.Logf)
-	b := &boot{vm: vm}
+	p := newPeer(t, vlanID, map[netip.Addr]net.HardwareAddr{peerIP: peerMAC})
+	b := p.startVM(t, a, initramfs, "vlan-"+arch)
+	vm := b.vm
 	ready := b.expect(t, `UMEDGE READY slot=`, 90*time.Second)
 	readyAt := time.Since(vm.Started)
 	t.Logf("images' kernel: READY %.1fs after power-on (host clock; load %s): %s", readyAt.Seconds(), loadAverage(), ready)

@@ -20,12 +20,14 @@ import (
 
 // required are the kernel options the images depend on: without any of
 // them an image does not boot, update or bless, or a feature of the
-// config (VLANs, the firewall, the media fast path and its JIT) fails on
-// the box.
+// config (VLANs, the firewall, the media fast path and its JIT, the XDP
+// send path) fails on the box.
 var required = append(bootRequired,
 	"CONFIG_IKCONFIG", "CONFIG_EXT4_FS", "CONFIG_NF_TABLES_INET", "CONFIG_NFT_CT",
 	"CONFIG_VLAN_8021Q", "CONFIG_NET_SCH_INGRESS", "CONFIG_NET_CLS_BPF", "CONFIG_NET_XGRESS",
 	"CONFIG_BPF_SYSCALL", "CONFIG_BPF_JIT", "CONFIG_BPF_JIT_ALWAYS_ON", "CONFIG_WATCHDOG", "CONFIG_RTC_CLASS",
+	// The media engine's XDP send path (media.send_path = "xdp").
+	"CONFIG_XDP_SOCKETS",
 	// DHCP (insomniacslk/dhcp's nclient4 sends and receives on an
 	// AF_PACKET socket), the plugins (go-plugin talks over Unix sockets),
 	// the inet firewall's and the fast path's IPv6 half.
