@@ -114,18 +114,24 @@
 // was lost. The resolver also follows the namespace's neighbour, route and
 // link changes (netlink subscriptions): a MAC it handed out that changes,
 // fails or goes (a gateway pair's failover announced by a gratuitous ARP),
-// any IPv4 route change outside the local table and any link change make
-// every hop resolved before go through the socket until looked up again
+// any IPv4 route change outside the local table, and a link's flags, MTU,
+// MAC, master or state changing (not a bridge port's messages, statistics
+// or wireless events, which would send every hop to the socket for
+// nothing) make every hop resolved before go through the socket until
+// looked up again
 // (TestSendPathXDPNeighbourMACChange: the new MAC at 0.2 ms, not 5 s
-// later); a subscription lost (an overflow) counts as a change of
-// everything and is made again a second later; an interface deleted has
-// its XSKs closed. The XSK is one per interface and TX queue, the queue
+// later); a subscription lost (an overflow) or not made counts as a change
+// of everything and is made again a second later, its caches dropped and
+// the XSKs of links gone meanwhile closed; an interface deleted has its
+// XSKs closed (by the resolver, without the locks workers take: a close
+// waits for an RCU grace period). The XSK is one per interface and TX queue, the queue
 // the worker's index modulo the TX queues in use as the driver says
 // (ethtool channels; 1 when it does not say): an XSK bound past them
 // sends nothing, silently, while its bind is refused only past the RX
 // queues. Should kicks still take nothing from an XSK for 250 ms while
-// frames wait (channels cut under it), the XSK counts as broken, what it
-// held lost, and its workers share a lower queue. Workers that land on
+// frames wait and none is in flight (channels cut under it; backpressure
+// always has frames in flight), the XSK counts as broken, what it held
+// lost, and its workers share a lower queue until the link changes. Workers that land on
 // one queue share its XSK under a lock; XSKs open (milliseconds: an 8 MiB
 // UMEM) without the path's lock, which every worker takes each round.
 // Everything else goes through the socket and is counted

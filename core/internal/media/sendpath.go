@@ -101,8 +101,11 @@ type xdpPath struct {
 	neighEv   chan netlink.NeighUpdate
 	routeEv   chan netlink.RouteUpdate
 	linkEv    chan netlink.LinkUpdate
-	subDone   chan struct{} // closed: the subscriptions end
-	subLogged bool          // a lost subscription was logged
+	subDone   chan struct{}     // closed: the subscriptions end
+	subLogged bool              // a lost subscription was logged
+	force     bool              // the subscriptions' receive buffers forced (CAP_NET_ADMIN)
+	links     map[int]linkState // the resolver's: what it last saw of each link
+	retired   []*xdptx.XSK      // the resolver's: XSKs out of use, to close without the locks
 
 	// The resolver: next hops are looked up (netlink: the route, the link,
 	// its neighbour table) and XSKs opened on a goroutine of their own, not
@@ -228,14 +231,9 @@ func (e *Engine) startSendPath() error {
 	}
 	p := &xdpPath{ns: ns, nl: nl, xsks: make(map[[2]int]*xskSlot), queues: make(map[int]int), log: e.log.Warn, info: e.log.Info,
 		reqs: make(chan hopReq, resolveQueue), stop: make(chan struct{}), stopped: make(chan struct{}), neighs: make(map[int]neighDump), txq: make(map[int]int),
-		macs: make(map[neighKey][6]byte)}
-	if err := p.subscribe(); err != nil {
-		close(p.subDone)
-		close(p.stop)
-		nl.Close()
-		_ = ns.Close()
-		return fmt.Errorf("media: send path xdp: netlink subscriptions: %w", err)
-	}
+		macs: make(map[neighKey][6]byte), links: make(map[int]linkState)}
+	p.force = mayForceBuffers()
+	_ = p.subscribe() // one that fails has its channel closed: the resolver makes them again
 	e.xdp = p
 	go p.resolver()
 	return nil
@@ -243,21 +241,46 @@ func (e *Engine) startSendPath() error {
 
 // eventBuffer is the receive buffer of each netlink subscription: a
 // neighbour table's churn on a big LAN in a burst; an overflow ends the
-// subscription (and is taken as a change of everything).
+// subscription (and is taken as a change of everything). Forced past
+// rmem_max where the process may (CAP_NET_ADMIN), else what rmem_max
+// allows.
 const eventBuffer = 1 << 20
 
 // subscribe follows the namespace's neighbour, route and link changes on
 // fresh channels, which close when a subscription ends (an overflow, an
-// error) or the path stops.
+// error) or the path stops. A subscription that could not be made has its
+// channel closed here (the library starts no reader for it): the
+// resolver takes it as lost.
 func (p *xdpPath) subscribe() error {
-	p.neighEv, p.routeEv, p.linkEv = make(chan netlink.NeighUpdate, 256), make(chan netlink.RouteUpdate, 64), make(chan netlink.LinkUpdate, 64)
+	neigh, route, link := make(chan netlink.NeighUpdate, 256), make(chan netlink.RouteUpdate, 64), make(chan netlink.LinkUpdate, 64)
 	done := make(chan struct{}) // ends all three: one lost, the others are made again with it
-	p.subDone = done
-	return errors.Join(
-		netlink.NeighSubscribeWithOptions(p.neighEv, done, netlink.NeighSubscribeOptions{Namespace: &p.ns, ReceiveBufferSize: eventBuffer}),
-		netlink.RouteSubscribeWithOptions(p.routeEv, done, netlink.RouteSubscribeOptions{Namespace: &p.ns, ReceiveBufferSize: eventBuffer}),
-		netlink.LinkSubscribeWithOptions(p.linkEv, done, netlink.LinkSubscribeOptions{Namespace: &p.ns, ReceiveBufferSize: eventBuffer}),
-	)
+	ns := &p.ns
+	errN := netlink.NeighSubscribeWithOptions(neigh, done, netlink.NeighSubscribeOptions{Namespace: ns, ReceiveBufferSize: eventBuffer, ReceiveBufferForceSize: p.force})
+	if errN != nil {
+		close(neigh)
+	}
+	errR := netlink.RouteSubscribeWithOptions(route, done, netlink.RouteSubscribeOptions{Namespace: ns, ReceiveBufferSize: eventBuffer, ReceiveBufferForceSize: p.force})
+	if errR != nil {
+		close(route)
+	}
+	errL := netlink.LinkSubscribeWithOptions(link, done, netlink.LinkSubscribeOptions{Namespace: ns, ReceiveBufferSize: eventBuffer, ReceiveBufferForceSize: p.force})
+	if errL != nil {
+		close(link)
+	}
+	p.neighEv, p.routeEv, p.linkEv, p.subDone = neigh, route, link, done
+	return errors.Join(errN, errR, errL)
+}
+
+// mayForceBuffers says whether the process has CAP_NET_ADMIN, which
+// forcing a socket buffer past rmem_max needs (asked first: the library
+// leaks the socket of a subscription whose buffer it cannot set).
+func mayForceBuffers() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if unix.Capget(&hdr, &data[0]) != nil {
+		return false
+	}
+	return data[0].Effective&(1<<unix.CAP_NET_ADMIN) != 0
 }
 
 // resubscribeAfter is how long after a lost subscription the resolver
@@ -268,10 +291,16 @@ const resubscribeAfter = time.Second
 // a resolved hop wrong until the path closes.
 func (p *xdpPath) resolver() {
 	defer close(p.stopped)
-	defer func() { close(p.subDone) }()
+	defer func() {
+		close(p.subDone)
+		go drainEvents(p.neighEv)
+		go drainEvents(p.routeEv)
+		go drainEvents(p.linkEv)
+	}()
 	var resub <-chan time.Time
 	lost := func() {
-		// A subscription ended: anything may have changed meanwhile.
+		// A subscription ended (or could not be made): anything may have
+		// changed meanwhile.
 		p.gen.Add(1)
 		close(p.subDone)
 		p.subDone = make(chan struct{})
@@ -288,17 +317,15 @@ func (p *xdpPath) resolver() {
 		resub = time.After(resubscribeAfter)
 	}
 	for {
+		p.closeRetired()
 		select {
 		case <-p.stop:
 			return
 		case <-resub:
 			resub = nil
 			close(p.subDone)
-			if err := p.subscribe(); err != nil {
-				lost()
-				continue
-			}
-			p.gen.Add(1)
+			_ = p.subscribe() // one that fails has its channel closed: lost again
+			p.resync()
 		case u, ok := <-p.neighEv:
 			if !ok {
 				lost()
@@ -321,12 +348,7 @@ func (p *xdpPath) resolver() {
 				lost()
 				continue
 			}
-			clear(p.neighs)
-			clear(p.txq)
-			p.gen.Add(1)
-			if u.Header.Type == unix.RTM_DELLINK {
-				p.closeLink(int(u.Index))
-			}
+			p.linkChanged(u)
 		case r := <-p.reqs:
 			now := time.Now().UnixNano()
 			a := hopAnswer{h: r.h, at: now, gen: p.gen.Load()}
@@ -337,6 +359,84 @@ func (p *xdpPath) resolver() {
 			}
 		}
 	}
+}
+
+// linkState is what of a link a resolved hop depends on.
+type linkState struct {
+	flags  uint32
+	mtu    int
+	mac    string
+	master int
+	oper   netlink.LinkOperState
+}
+
+// linkChanged takes a link message in. Only an interface's own (not a
+// bridge port's AF_BRIDGE ones) whose flags, MTU, MAC, master or
+// operational state changed, or its deletion, makes the hops resolved
+// before go through the socket until looked up again: a link message
+// also comes for statistics, a wireless scan or a carrier elsewhere,
+// and each would send every hop to the socket for a look-up.
+func (p *xdpPath) linkChanged(u netlink.LinkUpdate) {
+	if u.Family != unix.AF_UNSPEC {
+		return
+	}
+	ifindex := int(u.Index)
+	if u.Header.Type == unix.RTM_DELLINK {
+		delete(p.links, ifindex)
+		p.forgetLink(ifindex)
+		p.closeLink(ifindex)
+		p.gen.Add(1)
+		return
+	}
+	if u.Link == nil {
+		return
+	}
+	la := u.Link.Attrs()
+	st := linkState{flags: la.RawFlags, mtu: la.MTU, mac: string(la.HardwareAddr), master: la.MasterIndex, oper: la.OperState}
+	old, seen := p.links[ifindex]
+	if !seen && len(p.links) >= maxHops {
+		clear(p.links)
+	}
+	p.links[ifindex] = st
+	if seen && old != st {
+		p.forgetLink(ifindex)
+		p.gen.Add(1)
+	}
+}
+
+// forgetLink drops what the resolver keeps of a link: its neighbour dump,
+// its TX queue count and the queue cap a stall or a refused bind set.
+func (p *xdpPath) forgetLink(ifindex int) {
+	delete(p.neighs, ifindex)
+	delete(p.txq, ifindex)
+	p.mu.Lock()
+	delete(p.queues, ifindex)
+	p.mu.Unlock()
+}
+
+// resync follows a new subscription: what changed while there was none is
+// not known, so every hop is looked up again, the caches go, and the XSKs
+// of links gone meanwhile are closed.
+func (p *xdpPath) resync() {
+	clear(p.neighs)
+	clear(p.txq)
+	clear(p.links)
+	p.mu.Lock()
+	clear(p.queues)
+	var links []int
+	for k := range p.xsks {
+		links = append(links, k[0])
+	}
+	p.mu.Unlock()
+	for _, ifindex := range links {
+		if _, err := p.nl.LinkByIndex(ifindex); err != nil {
+			var gone netlink.LinkNotFoundError
+			if errors.As(err, &gone) {
+				p.closeLink(ifindex)
+			}
+		}
+	}
+	p.gen.Add(1)
 }
 
 // drainEvents reads ch until it closes (nil: at once).
@@ -356,16 +456,33 @@ func drainEvents[T any](ch chan T) {
 // it) leave the hops alone.
 func (p *xdpPath) neighChanged(u netlink.NeighUpdate) {
 	a, ok := netip.AddrFromSlice(u.IP)
-	k := neighKey{u.LinkIndex, a.Unmap()}
-	mac, handed := p.macs[k]
-	if !ok || !handed {
+	if !ok {
 		return
 	}
-	if u.Type == unix.RTM_DELNEIGH || !bytes.Equal(u.HardwareAddr, mac[:]) ||
-		u.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) != 0 {
-		delete(p.macs, k)
-		delete(p.neighs, u.LinkIndex)
-		p.gen.Add(1)
+	k := neighKey{u.LinkIndex, a.Unmap()}
+	changed := func(mac []byte) bool {
+		return u.Type == unix.RTM_DELNEIGH || !bytes.Equal(u.HardwareAddr, mac) ||
+			u.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) != 0
+	}
+	if mac, handed := p.macs[k]; handed {
+		if changed(mac[:]) {
+			delete(p.macs, k)
+			delete(p.neighs, u.LinkIndex)
+			p.gen.Add(1)
+		}
+		return
+	}
+	// Not handed out yet, but the link's cached dump may say otherwise:
+	// the next look-up must not hand out what it had.
+	if d, ok := p.neighs[u.LinkIndex]; ok {
+		for _, n := range d.neighs {
+			if b, ok := netip.AddrFromSlice(n.IP); ok && b.Unmap() == k.ip {
+				if changed(n.HardwareAddr) {
+					delete(p.neighs, u.LinkIndex)
+				}
+				break
+			}
+		}
 	}
 }
 
@@ -376,13 +493,33 @@ func (p *xdpPath) closeLink(ifindex int) {
 	defer p.mu.Unlock()
 	for k, sl := range p.xsks {
 		if k[0] == ifindex {
-			if sl.q != nil {
-				sl.q.close()
-			}
+			p.retire(sl.q)
 			delete(p.xsks, k)
 		}
 	}
 	delete(p.queues, ifindex)
+}
+
+// retire takes q (nil: none) out of use at once and has the resolver close
+// its XSK after it let go of the locks: a close waits for the kernel's
+// RCU grace period, which a worker taking p.mu or q.mu must not.
+func (p *xdpPath) retire(q *xsk) {
+	if q == nil {
+		return
+	}
+	if x := q.detach(); x != nil {
+		p.retired = append(p.retired, x)
+	}
+}
+
+// closeRetired closes the XSKs retire took out of use; the resolver's,
+// without p.mu.
+func (p *xdpPath) closeRetired() {
+	for i, x := range p.retired {
+		x.Close()
+		p.retired[i] = nil
+	}
+	p.retired = p.retired[:0]
 }
 
 // worker is the path for worker idx; nil under "socket".
@@ -401,6 +538,7 @@ func (e *Engine) closeSendPath() {
 	}
 	close(e.xdp.stop)
 	<-e.xdp.stopped // it may be opening an XSK
+	e.xdp.closeRetired()
 	e.xdp.mu.Lock()
 	defer e.xdp.mu.Unlock()
 	for k, sl := range e.xdp.xsks {
@@ -437,9 +575,14 @@ func (p *xdpPath) queueXSK(ifindex int, ifname string, idx, ntx int, now int64) 
 		if queue > 0 && (errors.Is(err, unix.EINVAL) || errors.Is(err, errStalledQueue)) {
 			// Past the queues in use (the bind refused, or the kernel
 			// sent nothing from it): this worker and the next share a
-			// lower one.
+			// lower one, and the XSKs of this queue and above go.
 			p.queues[ifindex] = queue
-			delete(p.xsks, [2]int{ifindex, queue})
+			for k, sl := range p.xsks {
+				if k[0] == ifindex && k[1] >= queue {
+					p.retire(sl.q)
+					delete(p.xsks, k)
+				}
+			}
 			continue
 		}
 		return q
@@ -463,14 +606,14 @@ func (p *xdpPath) slotXSK(ifindex int, ifname string, queue int, now int64) (*xs
 			return q, nil
 		}
 		if stalled && queue > 0 {
-			q.close()
+			p.retire(q)
 			sl.q = nil
 			return nil, errStalledQueue
 		}
 		if now < at+int64(xskRetry) {
 			return nil, nil
 		}
-		q.close()
+		p.retire(q)
 		sl.q = nil
 	} else if now < sl.retryAt {
 		return nil, nil
@@ -480,13 +623,16 @@ func (p *xdpPath) slotXSK(ifindex int, ifname string, queue int, now int64) (*xs
 	// every worker takes each round: an open (an 8 MiB UMEM registered)
 	// takes milliseconds. Only the resolver opens, adds or drops slots.
 	var x *xdptx.XSK
-	p.mu.Unlock()
-	err := fastpath.InNS(p.ns, func() error {
-		var err error
-		x, err = openXSK(ifindex, queue, xskFrames, xskRing, 64, xskSndbuf)
-		return err
-	})
-	p.mu.Lock()
+	var err error
+	func() {
+		p.mu.Unlock()
+		defer p.mu.Lock()
+		err = fastpath.InNS(p.ns, func() error {
+			var err error
+			x, err = openXSK(ifindex, queue, xskFrames, xskRing, 64, xskSndbuf)
+			return err
+		})
+	}()
 	if err != nil {
 		if !sl.logged && (queue == 0 || !errors.Is(err, unix.EINVAL)) {
 			sl.logged = true
@@ -500,14 +646,21 @@ func (p *xdpPath) slotXSK(ifindex int, ifname string, queue int, now int64) (*xs
 	return sl.q, nil
 }
 
-// close releases q's XSK; nothing goes through it from then on.
-func (q *xsk) close() {
+// detach marks q broken for good and hands its XSK over to be closed (nil
+// if it was already).
+func (q *xsk) detach() *xdptx.XSK {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.broken = true
-	if q.x != nil {
-		q.x.Close()
-		q.x = nil
+	x := q.x
+	q.x = nil
+	return x
+}
+
+// close releases q's XSK; nothing goes through it from then on.
+func (q *xsk) close() {
+	if x := q.detach(); x != nil {
+		x.Close()
 	}
 }
 
@@ -711,7 +864,10 @@ func (wx *workerXDP) kick(q *xsk) {
 	if err == nil && q.x.Unsent() > 0 {
 		now := time.Now().UnixNano()
 		switch taken := q.x.Taken(); {
-		case taken != q.taken || q.stuckAt == 0:
+		case taken != q.taken || q.stuckAt == 0 || q.x.InFlight() > 0:
+			// Moving, or backpressure: the kernel holds frames it took
+			// (a full send buffer, a paused link) and takes more as they
+			// complete. A queue it sends nothing from never takes one.
 			q.taken, q.stuckAt = taken, now
 		case now-q.stuckAt >= int64(xskStall):
 			q.stalled = true

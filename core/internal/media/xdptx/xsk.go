@@ -190,6 +190,10 @@ func (x *XSK) Release(addr uint64) { x.free = append(x.free, addr) }
 // plus the queued ones not published.
 func (x *XSK) Unsent() int { return int(x.txNext - atomic.LoadUint32(x.tx.cons)) }
 
+// InFlight is how many frames the kernel has taken and not completed yet
+// (as of the last reap: every kick reaps).
+func (x *XSK) InFlight() int { return cap(x.free) - len(x.free) - x.Unsent() }
+
 // Taken is the TX ring's consumer index: it moves as the kernel takes
 // descriptors (wrapping), so two reads tell whether it took any between.
 func (x *XSK) Taken() uint32 { return atomic.LoadUint32(x.tx.cons) }
