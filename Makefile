@@ -80,12 +80,15 @@ bench-sip: test-deps build plugins
 # (userspace forwarding, driven over its ng protocol), RTP⇄RTP and RTP⇄SRTP,
 # the load on CPU 0 and the server on CPU 1, generator and server in two
 # network namespaces on a veth (-netns; TC does not run on loopback).
+# Servers: rtpengine; umedge on sockets (the general default); umedge-tc
+# (latched plain RTP in the kernel) and umedge-xdp (userspace relaying sent
+# through AF_XDP), the two halves of what configs/appliance.toml ships.
 # rtpengine-daemon is a Debian package the benchmark needs; no test does.
 # BENCH_ARGS="-modes rtp -servers umedge-tc" narrows it (mediabench -h).
 bench-media:
 	@dpkg -s rtpengine-daemon >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rtpengine-daemon >/dev/null; }
 	CGO_ENABLED=$(CGO_ENABLED) $(GO) build -o $(BIN)/mediabench ./core/cmd/mediabench
-	taskset -c 0 $(BIN)/mediabench -netns -servers rtpengine,umedge,umedge-tc $(BENCH_ARGS)
+	taskset -c 0 $(BIN)/mediabench -netns -servers rtpengine,umedge,umedge-tc,umedge-xdp $(BENCH_ARGS)
 
 # The media fast path's eBPF object and its Go bindings (committed, so the
 # build and CI need no compiler): Debian clang, llvm and libbpf-dev.

@@ -140,13 +140,15 @@
 // that is not confirmed (STALE included: the kernel confirms an entry only
 // when its own output uses it, which the XSK bypasses, so the socket's
 // send makes it probe, and the next look-up finds it confirmed), a
-// datagram larger than the MTU, no free UMEM frame or a full TX ring. A
+// datagram larger than the route's MTU (a locked metric, a tunnel's, a
+// PMTU learnt; the socket fragments it) or the device's, an egress link
+// without carrier (down, or its lower layer down: the device would drop
+// the frame yet it would count as sent), no free UMEM frame or a full TX
+// ring. A
 // kick the kernel refuses (the interface went away) closes the XSK: what
 // it held is counted lost (SendPathStats.Lost), the next datagram looks
 // its hop up again (a new interface has a new index, so a new XSK), and
-// that interface queue gets a new XSK 10 s later. A frame the device
-// drops (its link down) is lost as a socket's datagram would be, but
-// counted as sent, not in TxDrops. The kick is once per worker round (and
+// that interface queue gets a new XSK 10 s later. The kick is once per worker round (and
 // before any fallback of the same flush, which must not pass the frames
 // queued before it); what a full send buffer leaves on the ring goes at
 // the next round, the worker waiting at most 1 ms for it.

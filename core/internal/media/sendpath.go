@@ -391,17 +391,21 @@ func (p *xdpPath) linkChanged(u netlink.LinkUpdate) {
 	if u.Link == nil {
 		return
 	}
-	la := u.Link.Attrs()
-	st := linkState{flags: la.RawFlags, mtu: la.MTU, mac: string(la.HardwareAddr), master: la.MasterIndex, oper: la.OperState}
 	old, seen := p.links[ifindex]
-	if !seen && len(p.links) >= maxHops {
-		clear(p.links)
-	}
-	p.links[ifindex] = st
-	if seen && old != st {
+	if p.noteLink(ifindex, u.Link.Attrs()) != old && seen {
 		p.forgetLink(ifindex)
 		p.gen.Add(1)
 	}
+}
+
+// noteLink records what a hop over link ifindex depends on and returns it.
+func (p *xdpPath) noteLink(ifindex int, la *netlink.LinkAttrs) linkState {
+	st := linkState{flags: la.RawFlags, mtu: la.MTU, mac: string(la.HardwareAddr), master: la.MasterIndex, oper: la.OperState}
+	if _, seen := p.links[ifindex]; !seen && len(p.links) >= maxHops {
+		clear(p.links)
+	}
+	p.links[ifindex] = st
+	return st
 }
 
 // forgetLink drops what the resolver keeps of a link: its neighbour dump,
@@ -770,6 +774,26 @@ func (p *xdpPath) lookup(idx int, src, dst netip.Addr, now int64) (q *xsk, srcMA
 	if la.EncapType != "ether" || len(la.HardwareAddr) != 6 {
 		return nil, srcMAC, dstMAC, 0, fmt.Errorf("%w: %s is not Ethernet", errNoHop, la.Name)
 	}
+	if _, seen := p.links[r.LinkIndex]; !seen {
+		// What a hop over it depends on, for the link's next message to
+		// be compared with (the first one after the path started would
+		// otherwise be taken as how it always was).
+		p.noteLink(r.LinkIndex, la)
+	}
+	if la.Flags&net.FlagUp == 0 || la.OperState == netlink.OperDown || la.OperState == netlink.OperLowerLayerDown {
+		// No carrier (a cable out, a veth's peer down): the route stays,
+		// and a frame on the XSK would be dropped by the device yet
+		// counted as sent; the socket's send is counted by the kernel as
+		// dropped, and the link's change brings the hop back.
+		return nil, srcMAC, dstMAC, 0, fmt.Errorf("%w: %s is down (%s)", errNoHop, la.Name, la.OperState)
+	}
+	// The route's MTU (a locked route metric, a tunnel's, a PMTU learnt
+	// from an ICMP "fragmentation needed") bounds a frame as the
+	// device's does: the socket fragments what exceeds it.
+	mtu = la.MTU
+	if r.MTU > 0 {
+		mtu = min(mtu, r.MTU)
+	}
 	d, ok := p.neighs[r.LinkIndex]
 	if !ok || now-d.at >= int64(neighTTL) {
 		neighs, err := nl.NeighList(r.LinkIndex, unix.AF_INET)
@@ -809,7 +833,7 @@ func (p *xdpPath) lookup(idx int, src, dst netip.Addr, now int64) (q *xsk, srcMA
 		p.gen.Add(1)
 	}
 	p.macs[neighKey{r.LinkIndex, nh}] = dstMAC
-	return q, srcMAC, dstMAC, la.MTU, nil
+	return q, srcMAC, dstMAC, mtu, nil
 }
 
 // send puts one datagram on the XSK of its next hop; false: it goes
