@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/umedge/umedge/core/sdk/router"
@@ -191,9 +192,15 @@ func (sc *streamConn) writeLoop() {
 			default:
 			}
 			if err != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) {
+				switch {
+				case errors.Is(err, os.ErrDeadlineExceeded):
 					sc.drop(dropWriteTimeout)
-				} else {
+				case errors.Is(err, syscall.ETIMEDOUT):
+					// The kernel gave up first (TCP_USER_TIMEOUT), and the
+					// writer saw it before the reader: the reader then reads
+					// a closed connection and would count nothing.
+					sc.drop(dropTCPTimeout)
+				default:
 					sc.close()
 				}
 				return

@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,6 +75,36 @@ func TestStreamConnDropsAPeerThatDoesNotRead(t *testing.T) {
 				t.Error("enqueue after the drop succeeded")
 			}
 		})
+	}
+}
+
+// timedOutConn is a connection the kernel gave up on (TCP_USER_TIMEOUT):
+// every write fails with ETIMEDOUT.
+type timedOutConn struct{ net.Conn }
+
+func (timedOutConn) Write([]byte) (int, error) {
+	return 0, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.ETIMEDOUT)}
+}
+
+// TestStreamConnWriterSeesTCPTimeout: when the writer is the first to see
+// the kernel's ETIMEDOUT, the drop is counted as a TCP timeout (over TLS
+// the reader then saw only a closed connection, and nothing was counted:
+// TestPeerThatStopsReadingIsDropped/TLS failed so on a loaded machine).
+func TestStreamConnWriterSeesTCPTimeout(t *testing.T) {
+	near, far := net.Pipe()
+	defer far.Close()
+	var got atomic.Value
+	sc := newStreamConn(timedOutConn{near}, near, func() time.Duration { return time.Minute }, func(r string) { got.Store(r) })
+	sc.start()
+	defer sc.finish()
+	sc.enqueue([]byte("SIP/2.0 200 OK\r\n\r\n"))
+	select {
+	case <-sc.done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("writer still running after ETIMEDOUT")
+	}
+	if r, _ := got.Load().(string); r != dropTCPTimeout {
+		t.Errorf("drop reason %q, want %q", r, dropTCPTimeout)
 	}
 }
 
