@@ -148,6 +148,12 @@ type Media struct {
 	PoliceAudioKbps int `toml:"police_audio_kbps"`
 	PoliceVideoPPS  int `toml:"police_video_pps"`
 	PoliceVideoKbps int `toml:"police_video_kbps"`
+	// DSCP and DSCPVideo are the code points (RFC 2474, 0..63) what the
+	// media engine sends is marked with: audio and T.38 fax, and video
+	// streams; on every send path (sockets, XDP, the kernel fast path),
+	// whatever the peer marked. 0 = unmarked.
+	DSCP      int `toml:"dscp"`
+	DSCPVideo int `toml:"dscp_video"`
 }
 
 // SBC configures the B2BUA that runs the calls of proxy pools (a router
@@ -367,6 +373,10 @@ func Default() Config {
 			// takes.
 			PoliceAudioPPS: 400, PoliceAudioKbps: 1_024,
 			PoliceVideoPPS: 3_000, PoliceVideoKbps: 20_000,
+			// EF for voice and AF41 for video (RFC 4594's telephony and
+			// multimedia conferencing; what Microsoft's and Cisco's QoS
+			// policies match).
+			DSCP: 46, DSCPVideo: 34,
 		},
 		SBC: SBC{MaxCalls: 2000, MaxRedirects: 5, MaxEnded: 200_000, RingTimeout: Duration{3 * time.Minute}, FailoverTimeout: Duration{4 * time.Second},
 			KeepAlive: "crlf", KeepAliveInterval: Duration{30 * time.Second},

@@ -490,6 +490,8 @@ func (v *validator) media() {
 	v.intRange("media.police_audio_kbps", m.PoliceAudioKbps, 0, 10_000_000)
 	v.intRange("media.police_video_pps", m.PoliceVideoPPS, 0, 1_000_000)
 	v.intRange("media.police_video_kbps", m.PoliceVideoKbps, 0, 10_000_000)
+	v.intRange("media.dscp", m.DSCP, 0, 63)
+	v.intRange("media.dscp_video", m.DSCPVideo, 0, 63)
 	switch m.FastPath {
 	case "off", "auto", "tc":
 	default:

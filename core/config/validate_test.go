@@ -351,6 +351,13 @@ func TestValidateMedia(t *testing.T) {
 			wantPath: "media.police_video_pps", wantErr: ErrOutOfRange},
 		{name: "video kbps above 10 Gbit/s", give: func(c *Config) { c.Media.PoliceVideoKbps = 10_000_001 },
 			wantPath: "media.police_video_kbps", wantErr: ErrOutOfRange},
+		{name: "DSCP unmarked and at the top", give: func(c *Config) { c.Media.DSCP, c.Media.DSCPVideo = 0, 63 }},
+		{name: "negative DSCP", give: func(c *Config) { c.Media.DSCP = -1 },
+			wantPath: "media.dscp", wantErr: ErrOutOfRange},
+		{name: "a TOS byte for a DSCP", give: func(c *Config) { c.Media.DSCP = 184 },
+			wantPath: "media.dscp", wantErr: ErrOutOfRange},
+		{name: "video DSCP past 6 bits", give: func(c *Config) { c.Media.DSCPVideo = 64 },
+			wantPath: "media.dscp_video", wantErr: ErrOutOfRange},
 	})
 }
 

@@ -25,7 +25,8 @@ func mediaConfig(m config.Media) media.Config {
 		LatchWindow: m.LatchWindow.Duration, InactivityTimeout: m.InactivityTimeout.Duration,
 		IdlePairs: m.IdlePairs, FastPath: fastpath.Mode(m.FastPath), SendPath: m.SendPath,
 		Police: media.Police{AudioPPS: m.PoliceAudioPPS, AudioKbps: m.PoliceAudioKbps,
-			VideoPPS: m.PoliceVideoPPS, VideoKbps: m.PoliceVideoKbps}}
+			VideoPPS: m.PoliceVideoPPS, VideoKbps: m.PoliceVideoKbps},
+		DSCP: media.DSCP{Audio: m.DSCP, Video: m.DSCPVideo}}
 }
 
 // startSBC starts the media engine and the B2BUA and hands the front its

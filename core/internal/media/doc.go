@@ -179,6 +179,19 @@
 // checked from the kernel's counters every PoliceInterval by one goroutine
 // of the engine and leaves the kernel path for good when over.
 //
+// # Marking (Config.DSCP, dscp.go)
+//
+// What the engine sends carries the DSCP of its stream's media (audio and
+// T.38 fax, or video) in the TOS byte (IPv6: traffic class), ECN
+// not-ECT, on every send path: a leg's sockets are marked when opened
+// (audio's) and again at the answer that says the stream is video (one
+// setsockopt a socket, not per packet; a pair kept idle goes back to
+// audio's), the XDP path writes the socket's byte into its frames, and the
+// kernel fast path's entry carries the byte its rewrite writes. So a
+// call's marking does not change when it moves between the paths, and a
+// peer's own marking is not carried across the border (TestDSCPMarking,
+// TestDSCPVideo read what the peers receive).
+//
 // # Packetisation (LegProfile.Ptime, repack.go)
 //
 // A leg whose profile has a ptime is asked for it (a=ptime in the SDP sent

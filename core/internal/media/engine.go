@@ -52,6 +52,9 @@ type Config struct {
 	// PoliceInterval is how often the kernel fast path's counters are run
 	// through the caps; 0 = DefaultPoliceInterval.
 	PoliceInterval time.Duration
+	// DSCP marks what the engine sends, by media (dscp.go); the zero
+	// value marks nothing.
+	DSCP DSCP
 
 	// parkByConnect skips the idle pairs' socket filter and parks them by
 	// connect(2), the fallback (pairpool.go): for tests.
@@ -130,6 +133,9 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		return nil, fmt.Errorf("%w: idle pair quarantine %s: must not be negative", ErrConfig, cfg.IdleQuarantine)
 	}
 	if err := cfg.Police.validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.DSCP.validate(); err != nil {
 		return nil, err
 	}
 	if cfg.PoliceInterval < 0 {
@@ -383,7 +389,8 @@ func (e *Engine) openLeg(l *leg, w *worker) error {
 			ip.close()
 			port = ip.port
 		}
-		rfd, err := openUDP(local, port)
+		tos := e.cfg.DSCP.tos("audio") // until an answer says what the stream is (leg.mark)
+		rfd, err := openUDP(local, port, tos)
 		if err != nil {
 			busy = append(busy, port)
 			if errors.Is(err, unix.EADDRINUSE) {
@@ -391,7 +398,7 @@ func (e *Engine) openLeg(l *leg, w *worker) error {
 			}
 			return err
 		}
-		cfd, err := openUDP(local, port+1)
+		cfd, err := openUDP(local, port+1, tos)
 		if err != nil {
 			_ = unix.Close(rfd)
 			busy = append(busy, port)
@@ -404,6 +411,7 @@ func (e *Engine) openLeg(l *leg, w *worker) error {
 		filtered := e.attachPark(rfd, cfd)
 		l.rtp = &sock{fd: rfd, port: port, leg: l, filtered: filtered}
 		l.rtcp = &sock{fd: cfd, port: port + 1, rtcp: true, leg: l, filtered: filtered}
+		l.tos = tos
 		return nil
 	}
 }
@@ -442,16 +450,24 @@ func (e *Engine) reuse(l *leg, w *worker, ip *idlePair, early bool) bool {
 	filtered := ip.park != nil
 	l.rtp = &sock{fd: ip.fd[0], port: ip.port, leg: l, registered: ip.w == w, filtered: filtered}
 	l.rtcp = &sock{fd: ip.fd[1], port: ip.port + 1, rtcp: true, leg: l, registered: ip.w == w, filtered: filtered}
+	l.tos = e.cfg.DSCP.tos("audio") // an idle pair's marking (keepIdle)
 	return true
 }
 
 // keepIdle makes l's pair idle (pairpool.go), in its place in the epoll set
 // of the session's worker w, and reports whether it did. The kernel fast
 // path's entries for its ports go first: a pair whose entry stays is not
-// kept.
+// kept, nor one whose marking cannot go back to audio's (a video
+// stream's: an idle pair is marked as a new one is).
 func (e *Engine) keepIdle(l *leg, w *worker, now int64) bool {
 	if !l.rtp.registered || !l.rtcp.registered || !e.idle.room() {
 		return false
+	}
+	if tos := e.cfg.DSCP.tos("audio"); l.tos != tos {
+		if l.setTOS(tos) != nil {
+			return false
+		}
+		l.tos = tos
 	}
 	if e.fp != nil {
 		for _, k := range []*sock{l.rtp, l.rtcp} {

@@ -44,6 +44,7 @@ type leg struct {
 	// a leg, with the 8-byte header Go gives an object of pointers above
 	// 512 B, fits 1,152 bytes.)
 	relearn bool
+	tos     uint8 // the TOS byte its sockets send with (dscp.go), in pt's padding too
 	codec   string
 	// a=ptime and a=maxptime of the peer's SDP in ms, 0 = not said: what
 	// it asked to receive and, by custom, sends (repack.go).
@@ -513,5 +514,5 @@ func (l *leg) send(w *worker, fd int, dst netip.AddrPort, pkt []byte, rtcp bool)
 		}
 		src = l.local(k)
 	}
-	w.queueFrom(fd, src, dst, out)
+	w.queueFrom(fd, src, dst, out, l.tos)
 }

@@ -549,6 +549,7 @@ func (s *Session) commitStream(n *negotiation, a *answered, until int64) error {
 		for _, l := range sn.legs {
 			l.idx, l.off = sn.idx, false
 			l.police(s.e.cfg.Police, sn.media)
+			l.mark(s.e.cfg.DSCP, sn.media)
 			if l.kind != sn.kind {
 				// Audio became fax, or fax audio, in the same m-line on the
 				// same ports: no stream of the old protocol is the new

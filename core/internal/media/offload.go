@@ -231,9 +231,9 @@ func (s *Session) offloadWant() []fastpath.Entry {
 				pts[pt>>6] |= 1 << (pt & 63)
 			}
 		}
-		out = append(out, fastpath.Entry{Local: rx.local(rx.rtp), Peer: rx.latchRTP, Src: tx.local(tx.rtp), Dst: tx.rtpDst(), PayloadTypes: pts})
+		out = append(out, fastpath.Entry{Local: rx.local(rx.rtp), Peer: rx.latchRTP, Src: tx.local(tx.rtp), Dst: tx.rtpDst(), PayloadTypes: pts, TOS: tx.tos})
 		if _, dst := tx.rtcpDst(); !rx.mux && rx.latchRTCP.IsValid() && dst.IsValid() {
-			out = append(out, fastpath.Entry{Local: rx.local(rx.rtcp), Peer: rx.latchRTCP, Src: tx.local(tx.rtcp), Dst: dst, RTCP: true})
+			out = append(out, fastpath.Entry{Local: rx.local(rx.rtcp), Peer: rx.latchRTCP, Src: tx.local(tx.rtcp), Dst: dst, RTCP: true, TOS: tx.tos})
 		}
 	}
 	return out

@@ -147,6 +147,15 @@ func (l *offloadLab) call(t *testing.T, onTimeout func()) (s *Session, toA, toB 
 // fails on a lost or changed one.
 func exchange(t *testing.T, a, b *net.UDPConn, toA, toB netip.AddrPort, n int, seq0 uint16, ssrcA, ssrcB uint32) {
 	t.Helper()
+	exchangeRecv(t, a, b, toA, toB, n, seq0, ssrcA, ssrcB, func(c *net.UDPConn) ([]byte, error) {
+		got, _, err := tryRecv(c, 2*time.Second)
+		return got, err
+	})
+}
+
+// exchangeRecv is exchange with the peers' reads by recv.
+func exchangeRecv(t *testing.T, a, b *net.UDPConn, toA, toB netip.AddrPort, n int, seq0 uint16, ssrcA, ssrcB uint32, recv func(*net.UDPConn) ([]byte, error)) {
+	t.Helper()
 	for i := range n {
 		seq := seq0 + uint16(i) //nolint:gosec // wraps like RTP
 		for _, d := range []struct {
@@ -158,7 +167,7 @@ func exchange(t *testing.T, a, b *net.UDPConn, toA, toB netip.AddrPort, n int, s
 			if _, err := d.from.WriteToUDPAddrPort(pkt, d.dst); err != nil {
 				t.Fatal(err)
 			}
-			got, _, err := tryRecv(d.to, 2*time.Second)
+			got, err := recv(d.to)
 			if err != nil {
 				t.Fatalf("packet %d from %s: %v", i, d.from.LocalAddr(), err)
 			}

@@ -838,7 +838,7 @@ func (p *xdpPath) lookup(idx int, src, dst netip.Addr, now int64) (q *xsk, srcMA
 
 // send puts one datagram on the XSK of its next hop; false: it goes
 // through the socket (counted).
-func (wx *workerXDP) send(src, dst netip.AddrPort, b []byte, now int64) bool {
+func (wx *workerXDP) send(src, dst netip.AddrPort, tos uint8, b []byte, now int64) bool {
 	if !dst.Addr().Is4() || !src.Addr().Is4() {
 		wx.p.noHop.Add(1)
 		return false
@@ -864,7 +864,7 @@ func (wx *workerXDP) send(src, dst netip.AddrPort, b []byte, now int64) bool {
 		return false
 	}
 	q.id++
-	if !q.x.Queue(addr, xdptx.BuildUDP4(f, h.dstMAC, h.srcMAC, src, dst, q.id, b, false)) {
+	if !q.x.Queue(addr, xdptx.BuildUDP4(f, h.dstMAC, h.srcMAC, src, dst, q.id, tos, b, false)) {
 		q.x.Release(addr)
 		wx.p.full.Add(1)
 		return false

@@ -98,6 +98,7 @@ type txItem struct {
 	// src is the socket's address when the datagram may take the XDP
 	// send path (a latched leg's, sendpath.go); zero: the socket's.
 	src netip.AddrPort
+	tos uint8 // the socket's TOS byte, for the XDP path's frame
 }
 
 func newWorker() (*worker, error) {
@@ -422,17 +423,17 @@ func (w *worker) expire(now int64) {
 // queue adds a datagram to the current flush; room makes sure it has
 // one.
 func (w *worker) queue(fd int, dst netip.AddrPort, b []byte) {
-	w.queueFrom(fd, netip.AddrPort{}, dst, b)
+	w.queueFrom(fd, netip.AddrPort{}, dst, b, 0)
 }
 
 // queueFrom is queue for a datagram that may take the XDP send path from
 // src, the address of fd.
-func (w *worker) queueFrom(fd int, src, dst netip.AddrPort, b []byte) {
+func (w *worker) queueFrom(fd int, src, dst netip.AddrPort, b []byte, tos uint8) {
 	if w.ntx == len(w.tx) {
 		w.txDrops.Add(1)
 		return
 	}
-	w.tx[w.ntx] = txItem{fd: fd, dst: dst, b: b, src: src}
+	w.tx[w.ntx] = txItem{fd: fd, dst: dst, b: b, src: src, tos: tos}
 	w.ntx++
 }
 
@@ -492,7 +493,7 @@ func (w *worker) flushXDP() int {
 	kept := 0
 	for i := range w.ntx {
 		it := &w.tx[i]
-		if it.src.IsValid() && w.xdp.send(it.src, it.dst, it.b, w.now) {
+		if it.src.IsValid() && w.xdp.send(it.src, it.dst, it.tos, it.b, w.now) {
 			continue
 		}
 		if kept != i {

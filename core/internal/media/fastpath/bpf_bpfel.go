@@ -22,7 +22,7 @@ type bpfFpFwd struct {
 	SrcPort  uint16
 	DstPort  uint16
 	Flags    uint8
-	Pad      uint8
+	Tos      uint8
 	Ifindex  uint32
 	_        [4]byte
 	PtMask   [2]uint64

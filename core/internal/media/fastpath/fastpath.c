@@ -11,7 +11,10 @@
 // a datagram too short for RTP/RTCP, lengths beyond the frame, IPv6 UDP
 // without a checksum, STUN, a payload type the answer did not name, a TTL
 // about to expire, no route or a packet above the egress MTU) goes on to
-// the normal stack unchanged, so the engine still sees it.
+// the normal stack unchanged, so the engine still sees it. A forwarded
+// packet leaves with the leg's own TOS byte (DSCP marking, ECN not-ECT),
+// the one the engine's sockets send with: whatever the peer marked is
+// not trusted across the border.
 //
 // Regenerate the object and its Go bindings with `make bpf` (Debian clang,
 // llvm, libbpf-dev). GPL because bpf_fib_lookup is a GPL-only helper.
@@ -54,7 +57,7 @@ struct fp_fwd {
 	__be16 src_port;
 	__be16 dst_port;
 	__u8 flags;
-	__u8 pad;
+	__u8 tos;          // the TOS byte (IPv6: traffic class) it leaves with: the leg's DSCP, ECN not-ECT, as the socket sends
 	__u32 ifindex;     // egress interface the engine's route lookup chose
 	__u64 pt_mask[2];  // RTP payload types the answer named: bit n = PT n
 	// This CPU's counters: packets and UDP payload bytes forwarded, and
@@ -285,6 +288,7 @@ static __always_inline int ipv4(struct __sk_buff *skb)
 	__be16 np[2] = {f->src_port, f->dst_port};
 	__builtin_memcpy(&nports, np, 4);
 	__u16 ottl = *(__u16 *)&ip->ttl; // ttl and protocol
+	__u16 otos = *(__u16 *)ip;       // version, IHL and TOS
 	__u32 ifindex = f->ifindex;
 	__u16 plen = ulen - 8;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
@@ -292,10 +296,12 @@ static __always_inline int ipv4(struct __sk_buff *skb)
 		__builtin_memcpy(data + ETH_ALEN, fib.smac, ETH_ALEN);
 	}
 	ip->ttl--;
+	ip->tos = f->tos;
 	__u64 hc = (__u16)~ip->check;
 	hc = csum_sub(csum_sub(hc, os), od);
 	hc = csum_add(csum_add(hc, src), dst);
 	hc = csum_add(csum_sub(hc, ottl), *(__u16 *)&ip->ttl);
+	hc = csum_add(csum_sub(hc, otos), *(__u16 *)ip);
 	ip->check = ~fold16(hc);
 	ip->saddr = src;
 	ip->daddr = dst;
@@ -376,8 +382,8 @@ static __always_inline int ipv6(struct __sk_buff *skb)
 	// pseudo-header helper takes the address change off a
 	// CHECKSUM_COMPLETE skb->csum as it does for IPv4, where the header
 	// checksum makes up for the addresses; here nothing does (the addresses
-	// are in the sum), so it is given back, and the hop limit's change is
-	// added (BPF_F_IPV6, which skips the first, is Linux 6.16 and later).
+	// are in the sum), so it is given back, and the changes of the hop
+	// limit and the traffic class are added (BPF_F_IPV6, which skips the first, is Linux 6.16 and later).
 	__u32 oports = *(__u32 *)&udp->source, nports;
 	__be16 np[2] = {f->src_port, f->dst_port};
 	__builtin_memcpy(&nports, np, 4);
@@ -397,8 +403,12 @@ static __always_inline int ipv6(struct __sk_buff *skb)
 		__builtin_memcpy(data + ETH_ALEN, fib.smac, ETH_ALEN);
 	}
 	__u16 ohop = *(__u16 *)&ip->nexthdr; // next header and hop limit
+	__u16 otc = *(__u16 *)ip;            // version, traffic class, the flow label's top bits
 	ip->hop_limit--;
-	__u32 dcsum = fold16(csum_add(csum_sub(da, ohop), *(__u16 *)&ip->nexthdr));
+	__u8 *vtc = (__u8 *)ip;
+	vtc[0] = 0x60 | (f->tos >> 4);
+	vtc[1] = (__u8)(f->tos << 4) | (vtc[1] & 0x0f);
+	__u32 dcsum = fold16(csum_add(csum_sub(csum_add(csum_sub(da, ohop), *(__u16 *)&ip->nexthdr), otc), *(__u16 *)ip));
 	__builtin_memcpy(&ip->saddr, f->src, 16);
 	__builtin_memcpy(&ip->daddr, f->dst, 16);
 	*(__u32 *)&udp->source = nports;

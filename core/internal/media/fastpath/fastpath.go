@@ -66,6 +66,10 @@ type Entry struct {
 	// (bit n = PT n); others go to userspace, which drops them as strays.
 	PayloadTypes [2]uint64
 	Ifindex      int // egress interface, used when the FIB lookup is refused (a host that does not forward)
+	// TOS is the IPv4 TOS byte (IPv6: traffic class) the packet leaves
+	// with, whatever the peer marked: the sending leg's DSCP << 2, as its
+	// socket sends.
+	TOS uint8
 }
 
 // Counters are what the kernel forwarded for one entry.
@@ -393,7 +397,7 @@ func (p *Path) Put(e Entry) error {
 	}
 	v := bpfFpFwd{Peer: e.Peer.Addr().Unmap().As16(), Src: e.Src.Addr().Unmap().As16(), Dst: e.Dst.Addr().Unmap().As16(),
 		PeerPort: htons(e.Peer.Port()), SrcPort: htons(e.Src.Port()), DstPort: htons(e.Dst.Port()),
-		Ifindex: uint32(e.Ifindex), PtMask: e.PayloadTypes} //nolint:gosec // an interface index
+		Ifindex: uint32(e.Ifindex), PtMask: e.PayloadTypes, Tos: e.TOS} //nolint:gosec // an interface index
 	if e.RTCP {
 		v.Flags = 1
 	}

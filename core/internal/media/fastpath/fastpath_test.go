@@ -36,6 +36,10 @@ var (
 	macDst = net.HardwareAddr{2, 0, 0, 0, 0, 3}
 )
 
+// labTOS is the TOS byte of the lab's entries (DSCP EF); the crafted
+// packets come marked otherwise (peerTOS: AF11 and ECN CE).
+const labTOS, peerTOS = 46 << 2, 10<<2 | 3
+
 const (
 	actNext     = 0xffffffff // TC_ACT_UNSPEC (-1), TCX_NEXT: on to the next program or the stack
 	actRedirect = 7          // TC_ACT_REDIRECT
@@ -105,9 +109,9 @@ func newLab(t *testing.T, forwarding bool) *lab {
 	t.Cleanup(func() { p.Close() })
 	lb := &lab{p: p, ifindex: l.Attrs().Index}
 	for _, e := range []Entry{
-		{Local: local4, Peer: peer4, Src: src4, Dst: dst4, PayloadTypes: ptMask(0, 8, 101), Ifindex: lb.ifindex},
-		{Local: local6, Peer: peer6, Src: src6, Dst: dst6, PayloadTypes: ptMask(0, 8, 101), Ifindex: lb.ifindex},
-		{Local: rtcpOf(local4), Peer: rtcpOf(peer4), Src: rtcpOf(src4), Dst: rtcpOf(dst4), RTCP: true, Ifindex: lb.ifindex},
+		{Local: local4, Peer: peer4, Src: src4, Dst: dst4, PayloadTypes: ptMask(0, 8, 101), Ifindex: lb.ifindex, TOS: labTOS},
+		{Local: local6, Peer: peer6, Src: src6, Dst: dst6, PayloadTypes: ptMask(0, 8, 101), Ifindex: lb.ifindex, TOS: labTOS},
+		{Local: rtcpOf(local4), Peer: rtcpOf(peer4), Src: rtcpOf(src4), Dst: rtcpOf(dst4), RTCP: true, Ifindex: lb.ifindex, TOS: labTOS},
 	} {
 		must(t, p.Put(e))
 	}
@@ -167,6 +171,8 @@ type pktOpts struct {
 	version  uint8
 	noCsum   bool
 	fragHdr6 bool
+	tos      uint8  // IPv4 TOS, IPv6 traffic class; 0 = peerTOS
+	flow     uint32 // IPv6 flow label; 0 = 0xabcde
 }
 
 func udpPacket(src, dst netip.AddrPort, payload []byte, o pktOpts) []byte {
@@ -175,6 +181,12 @@ func udpPacket(src, dst netip.AddrPort, payload []byte, o pktOpts) []byte {
 	}
 	if o.proto == 0 {
 		o.proto = 17
+	}
+	if o.tos == 0 {
+		o.tos = peerTOS
+	}
+	if o.flow == 0 {
+		o.flow = 0xabcde
 	}
 	udp := make([]byte, 8+len(payload))
 	binary.BigEndian.PutUint16(udp[0:], src.Port())
@@ -197,6 +209,7 @@ func udpPacket(src, dst netip.AddrPort, payload []byte, o pktOpts) []byte {
 			o.version = 4
 		}
 		ip[0] = o.version<<4 | byte(hl/4)
+		ip[1] = o.tos
 		binary.BigEndian.PutUint16(ip[2:], uint16(hl+len(udp))) //nolint:gosec // test sizes
 		if o.ipLen != 0 {
 			binary.BigEndian.PutUint16(ip[2:], uint16(o.ipLen)) //nolint:gosec // test sizes
@@ -220,7 +233,7 @@ func udpPacket(src, dst netip.AddrPort, payload []byte, o pktOpts) []byte {
 	if o.version == 0 {
 		o.version = 6
 	}
-	ip[0] = o.version << 4
+	binary.BigEndian.PutUint32(ip[0:], uint32(o.version)<<28|uint32(o.tos)<<20|o.flow&0xfffff)
 	binary.BigEndian.PutUint16(ip[4:], uint16(len(udp))) //nolint:gosec // test sizes
 	if o.ipLen != 0 {
 		binary.BigEndian.PutUint16(ip[4:], uint16(o.ipLen)) //nolint:gosec // test sizes
@@ -308,6 +321,10 @@ func checkRewritten(t *testing.T, in, out []byte, from, to netip.AddrPort, wantM
 		if ip[7] != in[ipOff+7]-1 {
 			t.Errorf("hop limit %d, want %d", ip[7], in[ipOff+7]-1)
 		}
+		vtf, ivtf := binary.BigEndian.Uint32(ip[0:]), binary.BigEndian.Uint32(in[ipOff:])
+		if tc := uint8(vtf >> 20); vtf>>28 != 6 || tc != labTOS || vtf&0xfffff != ivtf&0xfffff { //nolint:gosec // 8 bits
+			t.Errorf("version %d, traffic class %#02x, flow label %#05x; want 6, the entry's %#02x, the packet's %#05x", vtf>>28, tc, vtf&0xfffff, labTOS, ivtf&0xfffff)
+		}
 		if got, want := binary.BigEndian.Uint16(udp[6:]), udpCsum(ip[8:40], udp); got != want {
 			t.Errorf("UDP checksum %#04x, want %#04x", got, want)
 		}
@@ -320,6 +337,9 @@ func checkRewritten(t *testing.T, in, out []byte, from, to netip.AddrPort, wantM
 	}
 	if ip[8] != in[ipOff+8]-1 {
 		t.Errorf("TTL %d, want %d", ip[8], in[ipOff+8]-1)
+	}
+	if ip[0] != in[ipOff] || ip[1] != labTOS {
+		t.Errorf("version/IHL %#02x, TOS %#02x; want %#02x, the entry's %#02x", ip[0], ip[1], in[ipOff], labTOS)
 	}
 	if sum16(0, ip) != 0xffff {
 		t.Errorf("IPv4 header checksum %#04x is wrong", binary.BigEndian.Uint16(ip[10:]))
@@ -565,7 +585,7 @@ func TestProgramChecksumComplete(t *testing.T) {
 	// The lab's IPv6 entry changes the address sum by exactly what the
 	// hop limit takes away, which hides a wrong skb->csum: this one does not.
 	local6b, peer6b, dst6b := netip.AddrPortFrom(local6.Addr(), 40004), netip.AddrPortFrom(dst6.Addr(), 5004), netip.AddrPortFrom(peer6.Addr(), 6000)
-	must(t, l.p.Put(Entry{Local: local6b, Peer: peer6b, Src: src6, Dst: dst6b, PayloadTypes: ptMask(0), Ifindex: l.ifindex}))
+	must(t, l.p.Put(Entry{Local: local6b, Peer: peer6b, Src: src6, Dst: dst6b, PayloadTypes: ptMask(0), Ifindex: l.ifindex, TOS: labTOS}))
 	cases := []struct {
 		name string
 		pkt  []byte

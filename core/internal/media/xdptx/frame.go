@@ -9,10 +9,11 @@ import (
 const HeaderLen = 14 + 20 + 8
 
 // BuildUDP4 writes into b an Ethernet frame from srcMAC to dstMAC carrying
-// an IPv4 UDP datagram from src to dst with payload (TTL 64, DF, the IPv4
-// header checksum computed, the UDP checksum computed unless noUDPSum) and
-// returns its length. b must have room for HeaderLen+len(payload).
-func BuildUDP4(b []byte, dstMAC, srcMAC [6]byte, src, dst netip.AddrPort, id uint16, payload []byte, noUDPSum bool) int {
+// an IPv4 UDP datagram from src to dst with payload (TTL 64, DF, the TOS
+// byte tos, the IPv4 header checksum computed, the UDP checksum computed
+// unless noUDPSum) and returns its length. b must have room for
+// HeaderLen+len(payload).
+func BuildUDP4(b []byte, dstMAC, srcMAC [6]byte, src, dst netip.AddrPort, id uint16, tos uint8, payload []byte, noUDPSum bool) int {
 	n := HeaderLen + len(payload)
 	_ = b[n-1]
 	copy(b[0:6], dstMAC[:])
@@ -20,7 +21,7 @@ func BuildUDP4(b []byte, dstMAC, srcMAC [6]byte, src, dst netip.AddrPort, id uin
 	b[12], b[13] = 0x08, 0x00
 	ip := b[14:34]
 	ulen := 8 + len(payload)
-	ip[0], ip[1] = 0x45, 0
+	ip[0], ip[1] = 0x45, tos
 	binary.BigEndian.PutUint16(ip[2:], uint16(20+ulen)) //nolint:gosec // ≤ a frame
 	binary.BigEndian.PutUint16(ip[4:], id)
 	ip[6], ip[7] = 0x40, 0 // DF

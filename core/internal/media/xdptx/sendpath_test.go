@@ -114,7 +114,7 @@ func TestXSKDelivers(t *testing.T) {
 				}
 				src := netip.AddrPortFrom(l.srvAddr, uint16(30000+i*2))
 				dst := netip.AddrPortFrom(l.peerAddr, uint16(20000+i))
-				if !x.Queue(addr, BuildUDP4(b, l.peerMAC, l.srvMAC, src, dst, uint16(n), p, n%2 == 1)) {
+				if !x.Queue(addr, BuildUDP4(b, l.peerMAC, l.srvMAC, src, dst, uint16(n), 0, p, n%2 == 1)) {
 					err = fmt.Errorf("TX ring full")
 					return
 				}
@@ -416,7 +416,7 @@ func sendXSK(l *lab, p plan, noSum bool) (time.Duration, int, error) {
 					addr, b, ok = x.Frame()
 				}
 				id++
-				if !x.Queue(addr, BuildUDP4(b, l.peerMAC, l.srvMAC, src[i], dst[i], id, payloads[j][:], noSum)) {
+				if !x.Queue(addr, BuildUDP4(b, l.peerMAC, l.srvMAC, src[i], dst[i], id, 0, payloads[j][:], noSum)) {
 					return 0, 0, fmt.Errorf("TX ring full")
 				}
 				n++
@@ -531,7 +531,7 @@ func TestXSKBypass(t *testing.T) {
 		defer x.Close()
 		for i := range n {
 			addr, b, _ := x.Frame()
-			x.Queue(addr, BuildUDP4(b, l.peerMAC, l.srvMAC, netip.AddrPortFrom(l.srvAddr, 30000), netip.AddrPortFrom(l.peerAddr, 20000), uint16(i), []byte("xsk"), false))
+			x.Queue(addr, BuildUDP4(b, l.peerMAC, l.srvMAC, netip.AddrPortFrom(l.srvAddr, 30000), netip.AddrPortFrom(l.peerAddr, 20000), uint16(i), 0, []byte("xsk"), false))
 		}
 		err = x.Kick()
 	})
