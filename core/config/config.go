@@ -85,6 +85,7 @@ type SIP struct {
 	TCPPort        int      `toml:"tcp_port"`         // plain SIP port (UDP and TCP)
 	TLSPort        int      `toml:"tls_port"`         // SIP over TLS port
 	UDPBufferBytes int      `toml:"udp_buffer_bytes"` // SO_RCVBUF/SO_SNDBUF for UDP sockets
+	DSCP           int      `toml:"dscp"`             // DSCP of what the SIP sockets send, 0..63; 0 = unmarked
 	TCPIdleTimeout Duration `toml:"tcp_idle_timeout"` // close idle TCP/TLS connections after this
 	RetryAfter     Duration `toml:"retry_after"`      // Retry-After of a 503, whole seconds
 	AskWorkers     int      `toml:"ask_workers"`      // goroutines that put calls the routing table leaves open to the router plugin
@@ -340,6 +341,10 @@ func Default() Config {
 			TCPPort:        5060,
 			TLSPort:        5061,
 			UDPBufferBytes: 8 << 20,
+			// CS3: the class that deployed PBX and switch QoS policies
+			// match for call signalling (Cisco's and Microsoft's
+			// guides), though RFC 4594 gives signalling CS5.
+			DSCP:           24,
 			TCPIdleTimeout: Duration{5 * time.Minute},
 			RetryAfter:     Duration{30 * time.Second},
 			AskWorkers:     16,

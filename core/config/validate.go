@@ -203,6 +203,7 @@ func (v *validator) sip() []netip.Addr {
 	v.port("sip.tcp_port", s.TCPPort)
 	v.port("sip.tls_port", s.TLSPort)
 	v.intRange("sip.udp_buffer_bytes", s.UDPBufferBytes, 65536, 256<<20)
+	v.intRange("sip.dscp", s.DSCP, 0, 63) // the six DSCP bits of the TOS byte (RFC 2474)
 	v.durRange("sip.tcp_idle_timeout", s.TCPIdleTimeout, time.Second, 24*time.Hour)
 	v.intRange("sip.max_connections", s.MaxConnections, 0, 1<<20)
 	v.intRange("sip.max_connections_per_source", s.MaxConnectionsPerSource, 1, 1<<20)

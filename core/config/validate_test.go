@@ -212,6 +212,13 @@ func TestValidateSIP(t *testing.T) {
 			wantPath: "sip.udp_buffer_bytes", wantErr: ErrOutOfRange},
 		{name: "udp buffer too big", give: func(c *Config) { c.SIP.UDPBufferBytes = 1 << 30 },
 			wantPath: "sip.udp_buffer_bytes", wantErr: ErrOutOfRange},
+		{name: "dscp unmarked", give: func(c *Config) { c.SIP.DSCP = 0 }},
+		{name: "dscp EF", give: func(c *Config) { c.SIP.DSCP = 46 }},
+		{name: "dscp largest", give: func(c *Config) { c.SIP.DSCP = 63 }},
+		{name: "dscp negative", give: func(c *Config) { c.SIP.DSCP = -1 },
+			wantPath: "sip.dscp", wantErr: ErrOutOfRange, wantText: "-1 not in 0..63"},
+		{name: "dscp past six bits", give: func(c *Config) { c.SIP.DSCP = 64 },
+			wantPath: "sip.dscp", wantErr: ErrOutOfRange, wantText: "64 not in 0..63"},
 		{name: "idle timeout zero", give: func(c *Config) { c.SIP.TCPIdleTimeout = Duration{} },
 			wantPath: "sip.tcp_idle_timeout", wantErr: ErrOutOfRange},
 		{name: "connection limits set", give: func(c *Config) {

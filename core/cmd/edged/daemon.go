@@ -471,7 +471,7 @@ func frontConfig(cfg *config.Config) (sipfront.Config, error) {
 	s := cfg.SIP
 	fc := sipfront.Config{
 		UDP: s.Mode.UsesTCP() && s.UDP, TCP: s.Mode.UsesTCP(), TLS: s.Mode.UsesTLS(),
-		TCPPort: s.TCPPort, TLSPort: s.TLSPort, UDPBuffer: s.UDPBufferBytes,
+		TCPPort: s.TCPPort, TLSPort: s.TLSPort, UDPBuffer: s.UDPBufferBytes, DSCP: s.DSCP,
 		IdleTimeout: s.TCPIdleTimeout.Duration, RetryAfter: s.RetryAfter.Duration, FQDN: s.FQDN,
 		MaxConnections: s.MaxConnections, MaxConnectionsPerSource: s.MaxConnectionsPerSource,
 		WriteTimeout: s.TCPWriteTimeout.Duration,

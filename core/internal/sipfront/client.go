@@ -108,7 +108,8 @@ func (s *Server) dial(key listenerKey, serverName string, oc *outConn) {
 	defer s.forgetOut(key, oc)
 	ctx, cancel := context.WithTimeout(s.ctx, dialTimeout)
 	defer cancel()
-	raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", key.addr.String())
+	tos := int(s.tos.Load())
+	raw, err := (&net.Dialer{Control: tosControl(tos)}).DialContext(ctx, "tcp", key.addr.String())
 	if err != nil {
 		s.log.Info("cannot reach back end", "transport", key.transport, "addr", key.addr.String(), "err", err)
 		s.unreachable(key, oc)
@@ -120,6 +121,11 @@ func (s *Server) dial(key listenerKey, serverName string, oc *outConn) {
 	}
 	oc.mu.Lock()
 	oc.raw = raw
+	if now := int(s.tos.Load()); now != tos {
+		// sip.dscp changed while we dialled, and Apply's remark found
+		// no connection here yet.
+		_ = markConn(raw, now)
+	}
 	closed := oc.failed // Close ran while we dialled
 	oc.mu.Unlock()
 	if closed {
@@ -163,20 +169,12 @@ func (s *Server) unreachable(key listenerKey, oc *outConn) {
 // closeOutbound closes every connection we opened, so that their readers
 // return (Close waits for them).
 func (s *Server) closeOutbound() {
-	s.out.mu.Lock()
-	conns := make([]*outConn, 0, len(s.out.conns))
-	for _, oc := range s.out.conns {
-		conns = append(conns, oc)
-	}
-	s.out.mu.Unlock()
-	for _, oc := range conns {
-		oc.mu.Lock()
+	s.out.each(func(oc *outConn) {
 		oc.failed = true
 		if oc.raw != nil {
 			_ = oc.raw.Close()
 		}
-		oc.mu.Unlock()
-	}
+	})
 }
 
 // forgetOut marks oc failed and removes it, so that the next message to
@@ -190,6 +188,21 @@ func (s *Server) forgetOut(key listenerKey, oc *outConn) {
 	oc.mu.Lock()
 	oc.failed, oc.pending = true, nil
 	oc.mu.Unlock()
+}
+
+// each calls fn for every connection we opened, with its lock held.
+func (o *outbound) each(fn func(oc *outConn)) {
+	o.mu.Lock()
+	conns := make([]*outConn, 0, len(o.conns))
+	for _, oc := range o.conns {
+		conns = append(conns, oc)
+	}
+	o.mu.Unlock()
+	for _, oc := range conns {
+		oc.mu.Lock()
+		fn(oc)
+		oc.mu.Unlock()
+	}
 }
 
 // clientTLS is the TLS client side of the listener's configuration: our

@@ -15,6 +15,12 @@
 // per-transaction state (~100 KiB per call at 10k calls/s in sipgo) and two
 // goroutine hops (docs/PERFORMANCE.md).
 //
+// Everything the front end sends is marked for QoS with the DSCP of
+// sip.dscp (RFC 2474; CS3 by default, 0 unmarked): the UDP listeners'
+// sockets, the TCP and TLS listeners and the connections they accept, and
+// the connections it opens for the B2BUA, IPv4 and IPv6 (dscp.go). A
+// reload that changes it marks the open sockets anew.
+//
 // Messages are parsed with sipgo's parser; sockets, framing and responses
 // are ours.
 package sipfront

@@ -35,6 +35,7 @@ type Config struct {
 	TLSPort     int
 	TLSConfig   *tls.Config   // required with TLS; must demand and verify client certificates
 	UDPBuffer   int           // socket buffer bytes for UDP
+	DSCP        int           // DSCP of everything sent, 0..63 (dscp.go); 0 = unmarked
 	IdleTimeout time.Duration // closes idle TCP/TLS connections
 	RetryAfter  time.Duration // Retry-After on 503
 	FQDN        string        // our identity, used in Warning headers
@@ -96,6 +97,7 @@ type Server struct {
 	capture    tap                // the HEP sender, when capture is on (capture.go)
 	out        outbound           // connections we opened for the B2BUA
 	sources    sourceCache        // the kernel's source address towards peers
+	tos        atomic.Int32       // the TOS byte sockets are marked with (dscp.go)
 	ctx        context.Context    // ends at Close: bounds dials in progress
 	cancel     context.CancelFunc // of ctx
 
@@ -124,6 +126,10 @@ type listener struct {
 	closer interface{ Close() error }
 	udp    *udpSocket // UDP listeners: the socket, which also sends the B2BUA's requests
 	conns  sync.Map   // net.Conn → struct{}, open stream connections
+	// marking is held while a connection is added to conns and marked,
+	// and while Apply marks the listener and conns anew: no connection
+	// keeps the old TOS byte.
+	marking sync.Mutex
 }
 
 // Option adjusts a Server.
@@ -209,6 +215,10 @@ func (s *Server) Apply(cfg Config) error {
 		}
 	}
 	var errs []error
+	tos := tosByte(cfg.DSCP)
+	if int(s.tos.Swap(int32(tos))) != tos { //nolint:gosec // 0..252
+		errs = append(errs, s.remark(tos)...)
+	}
 	keys := make([]listenerKey, 0, len(want))
 	for k := range want {
 		keys = append(keys, k)
@@ -218,7 +228,7 @@ func (s *Server) Apply(cfg Config) error {
 		if _, ok := s.listeners[k]; ok {
 			continue
 		}
-		l, err := s.open(k, cfg.UDPBuffer)
+		l, err := s.open(k, cfg.UDPBuffer, tos)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -298,14 +308,16 @@ func (s *Server) closeListener(l *listener) {
 	s.log.Info("stopped listening", "transport", l.key.transport, "addr", l.key.addr.String())
 }
 
-func (s *Server) open(k listenerKey, udpBuffer int) (*listener, error) {
+func (s *Server) open(k listenerKey, udpBuffer, tos int) (*listener, error) {
 	l := &listener{key: k}
+	lc := net.ListenConfig{Control: tosControl(tos)}
 	switch k.transport {
 	case router.UDP:
-		pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(k.addr))
+		c, err := lc.ListenPacket(context.Background(), "udp", k.addr.String())
 		if err != nil {
-			return nil, fmt.Errorf("listen udp %s: %w", k.addr, err)
+			return nil, listenError(k, err)
 		}
+		pc := c.(*net.UDPConn)
 		if udpBuffer > 0 {
 			got, err := setBuffers(pc, udpBuffer)
 			if err != nil || got < udpBuffer {
@@ -324,9 +336,9 @@ func (s *Server) open(k listenerKey, udpBuffer int) (*listener, error) {
 			}()
 		}
 	case router.TCP, router.TLS:
-		ln, err := net.Listen("tcp", k.addr.String())
+		ln, err := lc.Listen(context.Background(), "tcp", k.addr.String())
 		if err != nil {
-			return nil, fmt.Errorf("listen %s %s: %w", k.transport, k.addr, err)
+			return nil, listenError(k, err)
 		}
 		l.closer = ln
 		s.wg.Add(1)
@@ -336,6 +348,40 @@ func (s *Server) open(k listenerKey, udpBuffer int) (*listener, error) {
 		}()
 	}
 	return l, nil
+}
+
+// listenError names the listener k in err, once: net's own error says
+// "listen tcp [::1]:5061" too, but not whether that is TLS.
+func listenError(k listenerKey, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "listen" {
+		err = oe.Err
+	}
+	return fmt.Errorf("listen %s %s: %w", k.transport, k.addr, err)
+}
+
+// remark marks the open listeners and connections with tos, after a
+// change of sip.dscp. Called with s.mu held; a connection's failure (one
+// closing meanwhile) is not reported.
+func (s *Server) remark(tos int) []error {
+	var errs []error
+	for _, l := range s.listeners {
+		l.marking.Lock()
+		if err := markConn(l.closer, tos); err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w", l.key.transport, l.key.addr, err))
+		}
+		l.conns.Range(func(c, _ any) bool {
+			_ = markConn(c, tos)
+			return true
+		})
+		l.marking.Unlock()
+	}
+	s.out.each(func(oc *outConn) {
+		if oc.raw != nil {
+			_ = markConn(oc.raw, tos)
+		}
+	})
+	return errs
 }
 
 // maxDatagram is the read buffer of a UDP socket: any datagram fits, so

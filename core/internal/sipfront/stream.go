@@ -56,7 +56,12 @@ func (s *Server) accept(ln net.Listener, l *listener) {
 			_ = setUserTimeout(tc, max(s.writeTimeout(), minUserTimeout))
 		}
 		s.metrics.SIPConnsOpen.Inc()
+		l.marking.Lock()
 		l.conns.Store(c, struct{}{})
+		if err := markConn(c, int(s.tos.Load())); err != nil {
+			s.log.Debug("accepted connection not marked", "transport", l.key.transport, "peer", src, "err", err)
+		}
+		l.marking.Unlock()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
