@@ -134,9 +134,10 @@ type Media struct {
 	// without it).
 	FastPath string `toml:"fast_path"`
 	// SendPath is how the media engine sends what userspace relays:
-	// "socket" (each leg's UDP socket) or "xdp" (a latched IPv4 leg's
-	// datagrams through an AF_XDP socket on the egress interface, at
-	// about a third of the CPU per packet; they bypass the qdisc,
+	// "socket" (each leg's UDP socket) or "xdp" (a latched leg's
+	// datagrams, IPv4 or IPv6 except to a link-local peer, through an
+	// AF_XDP socket on the egress interface, at about a third of the CPU
+	// per packet; they bypass the qdisc,
 	// netfilter's OUTPUT and POSTROUTING hooks and tcpdump on this host:
 	// core/internal/media/doc.go, "Send path").
 	SendPath string `toml:"send_path"`

@@ -92,20 +92,22 @@
 //
 // With send_path "socket" (the default) every datagram userspace relays
 // goes out through its leg's UDP socket. With "xdp" a datagram to a
-// latched IPv4 peer goes through an AF_XDP socket (package xdptx, copy
-// mode) on the egress interface instead: the worker builds the Ethernet,
-// IPv4 and UDP headers itself (source the leg's address and port, both
-// checksums computed) in a UMEM frame and kicks the kernel once a round:
-// one system call for the round's datagrams, where the sockets take one
-// each. Measured over a veth the send costs 0.29–0.43× the socket path's
+// latched peer, IPv4 or IPv6, goes through an AF_XDP socket (package
+// xdptx, copy mode) on the egress interface instead: the worker builds the
+// Ethernet, IP and UDP headers itself (source the leg's address and port,
+// the leg's DSCP in the TOS byte or traffic class, IPv4's header checksum
+// and the UDP checksum computed, the latter mandatory over IPv6; an
+// IPv4-mapped address is IPv4) in a UMEM frame and kicks the kernel once
+// a round: one system call for the round's datagrams, where the sockets
+// take one each. Measured over a veth the send costs 0.29–0.43× the socket path's
 // CPU per packet, and the engine's whole CPU per relayed packet about half
 // (docs/PERFORMANCE.md, "Send paths measured"); SRTP legs take
 // it as well, since it is what leaves the worker that changes, not what it
 // does to the payload. Receive is unchanged.
 //
-// The next hop (route, then the neighbour entry, by netlink in the
-// engine's namespace) is looked up by the path's resolver, a goroutine of
-// its own, never by a worker: a worker asks at a peer's first latched
+// The next hop (route, then the neighbour entry, ARP's or neighbour
+// discovery's, by netlink in the engine's namespace) is looked up by the
+// path's resolver, a goroutine of its own, never by a worker: a worker asks at a peer's first latched
 // datagram and again every 5 s (every 1 s while it is unresolved), sends
 // through the socket until the answer comes (and with its last answer
 // while a refresh is out), and takes the answer in at its next datagram;
@@ -113,14 +115,16 @@
 // again later); an answer older than 10 s is not used even if its refresh
 // was lost. The resolver also follows the namespace's neighbour, route and
 // link changes (netlink subscriptions): a MAC it handed out that changes,
-// fails or goes (a gateway pair's failover announced by a gratuitous ARP),
-// any IPv4 route change outside the local table, and a link's flags, MTU,
-// MAC, master or state changing (not a bridge port's messages, statistics
-// or wireless events, which would send every hop to the socket for
-// nothing) make every hop resolved before go through the socket until
-// looked up again
-// (TestSendPathXDPNeighbourMACChange: the new MAC at 0.2 ms, not 5 s
-// later); a subscription lost (an overflow) or not made counts as a change
+// fails or goes (a gateway pair's failover announced by a gratuitous ARP
+// or an unsolicited neighbour advertisement), any IPv4 or IPv6 route
+// change outside the local table (but IPv6's link-local fe80::/10 and
+// multicast ff00::/8 routes, which come and go with every link's up and
+// DAD), and a link's flags, MTU, MAC, master or state changing (not a
+// bridge port's messages, statistics or wireless events, which would send
+// every hop to the socket for nothing) make every hop resolved before go
+// through the socket until looked up again
+// (TestSendPathXDPNeighbourMACChange, IPv4 and IPv6: the new MAC at
+// 0.2 ms, not 5 s later); a subscription lost (an overflow) or not made counts as a change
 // of everything and is made again a second later, its caches dropped and
 // the XSKs of links gone meanwhile closed; an interface deleted has its
 // XSKs closed (by the resolver, without the locks workers take: a close
@@ -135,8 +139,10 @@
 // one queue share its XSK under a lock; XSKs open (milliseconds: an 8 MiB
 // UMEM) without the path's lock, which every worker takes each round.
 // Everything else goes through the socket and is counted
-// (Engine.SendPath): IPv6, a peer not latched yet, a route that is not
-// unicast over Ethernet (loopback, a local address), a neighbour entry
+// (Engine.SendPath): a link-local IPv6 peer or source (fe80::/10: the
+// route look-up would need its zone, which only the socket has), a peer
+// not latched yet, a route that is not unicast over Ethernet (loopback, a
+// local address), a neighbour entry
 // that is not confirmed (STALE included: the kernel confirms an entry only
 // when its own output uses it, which the XSK bypasses, so the socket's
 // send makes it probe, and the next look-up finds it confirmed), a
@@ -157,7 +163,8 @@
 // the qdisc (no traffic shaping or tc filters on egress), netfilter's
 // OUTPUT and POSTROUTING hooks (no firewall output rules, no SNAT or
 // conntrack entries for them), the kernel's UDP output counters
-// (/proc/net/snmp OutDatagrams), and the packet taps: tcpdump on the
+// (/proc/net/snmp OutDatagrams, /proc/net/snmp6 Udp6OutDatagrams), and
+// the packet taps: tcpdump on the
 // sending host does not see them (xdptx's TestXSKBypass checks both; they
 // are seen on the receiving side and by a mirror port). The neighbour
 // layer is bypassed too (see above: entries are only read), as are
@@ -166,8 +173,8 @@
 // in the engine's namespace (fastpath.InNS: in edged the thread it is on,
 // no switch; an engine in another namespace, a test's or mediabench's,
 // has a thread switched there and back). The resolver dumps
-// an egress link's neighbour table at most every 0.5 s, one dump serving
-// every peer's look-up on it.
+// an egress link's neighbour table of a family at most every 0.5 s, one
+// dump serving every peer's look-up on it (IPv4's and IPv6's apart).
 //
 // # Policing (Config.Police, police.go)
 //

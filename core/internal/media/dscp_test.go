@@ -92,8 +92,8 @@ func exchangeTOS(t *testing.T, a, b *net.UDPConn, toA, toB netip.AddrPort, n int
 
 // TestDSCPMarking: audio leaves marked EF on every send path, both
 // directions, whatever the peer marked: the sockets, the XDP path's frames
-// (IPv4; the test checks they went through the XSK) and the kernel fast
-// path's rewrite.
+// (IPv4's TOS byte, IPv6's traffic class; the test checks they went
+// through the XSK) and the kernel fast path's rewrite.
 func TestDSCPMarking(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -104,6 +104,7 @@ func TestDSCPMarking(t *testing.T) {
 		{"socket", fastpath.Off, SendPathSocket, false},
 		{"socket/ipv6", fastpath.Off, SendPathSocket, true},
 		{"xdp", fastpath.Off, SendPathXDP, false},
+		{"xdp/ipv6", fastpath.Off, SendPathXDP, true},
 		{"kernel", fastpath.TC, SendPathSocket, false},
 		{"kernel/ipv6", fastpath.TC, SendPathSocket, true},
 	} {

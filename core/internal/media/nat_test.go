@@ -18,6 +18,18 @@ func (n netns) run(t *testing.T, args ...string) {
 	netnstest.NS(n).Run(t, args...)
 }
 
+// output is what ip args prints in n.
+func (n netns) output(t *testing.T, args ...string) string {
+	t.Helper()
+	return netnstest.NS(n).Output(t, "ip", args...)
+}
+
+// sysctl sets key to val in n.
+func (n netns) sysctl(t *testing.T, key, val string) {
+	t.Helper()
+	netnstest.NS(n).Exec(t, "", "sysctl", "-qw", key+"="+val)
+}
+
 // do runs fn on a thread inside n; sockets fn opens stay in n.
 func (n netns) do(t *testing.T, fn func()) {
 	t.Helper()

@@ -21,7 +21,7 @@ import (
 // The send paths of Config.SendPath.
 const (
 	SendPathSocket = "socket" // every datagram through its leg's UDP socket
-	// SendPathXDP: a latched IPv4 leg's datagrams through an AF_XDP
+	// SendPathXDP: a latched leg's datagrams through an AF_XDP
 	// socket's TX ring (copy mode) on the egress interface, the rest
 	// through the sockets; see "Send path" in doc.go.
 	SendPathXDP = "xdp"
@@ -61,10 +61,10 @@ const (
 type SendPathStats struct {
 	Sent uint64 // datagrams sent through an XSK
 	// Fallbacks: datagrams of latched legs that went through the socket
-	// instead. NoHop: IPv6, no route, a route not over Ethernet, no
-	// usable neighbour entry (the socket's send has the kernel resolve
-	// it), too large for a frame, or no XSK on the interface; Full: no
-	// free UMEM frame or a full TX ring.
+	// instead. NoHop: a link-local IPv6 peer or source, no route, a
+	// route not over Ethernet, no usable neighbour entry (the socket's
+	// send has the kernel resolve it), too large for a frame, or no XSK
+	// on the interface; Full: no free UMEM frame or a full TX ring.
 	NoHop, Full uint64
 	// Lost are the datagrams on an XSK whose kick the kernel refused
 	// (the XSK is closed, the sockets take its datagrams, another is
@@ -117,8 +117,8 @@ type xdpPath struct {
 	reqs    chan hopReq
 	stop    chan struct{}
 	stopped chan struct{}
-	neighs  map[int]neighDump // resolver's own: a link's table, dumped at most every neighTTL
-	txq     map[int]int       // resolver's own: TX queues in use by ifindex (txQueues)
+	neighs  map[neighDumpKey]neighDump // resolver's own: a link's table of a family, dumped at most every neighTTL
+	txq     map[int]int                // resolver's own: TX queues in use by ifindex (txQueues)
 }
 
 // hopReq asks the resolver for the next hop from src to dst of worker wx's
@@ -146,10 +146,23 @@ type hopAnswer struct {
 	mtu            int
 }
 
-// neighDump is a link's neighbour table as dumped at at (unix ns).
+// neighDump is a link's neighbour table of one family as dumped at at
+// (unix ns).
 type neighDump struct {
 	at     int64
 	neighs []netlink.Neigh
+}
+
+// neighDumpKey is a neighbour dump's key: the link and the family (ARP's
+// and neighbour discovery's tables are dumped apart).
+type neighDumpKey struct{ ifindex, family int }
+
+// neighFamily is the neighbour table family of a (unmapped).
+func neighFamily(a netip.Addr) int {
+	if a.Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
 }
 
 const (
@@ -230,7 +243,7 @@ func (e *Engine) startSendPath() error {
 		return fmt.Errorf("media: send path xdp: netlink: %w", err)
 	}
 	p := &xdpPath{ns: ns, nl: nl, xsks: make(map[[2]int]*xskSlot), queues: make(map[int]int), log: e.log.Warn, info: e.log.Info,
-		reqs: make(chan hopReq, resolveQueue), stop: make(chan struct{}), stopped: make(chan struct{}), neighs: make(map[int]neighDump), txq: make(map[int]int),
+		reqs: make(chan hopReq, resolveQueue), stop: make(chan struct{}), stopped: make(chan struct{}), neighs: make(map[neighDumpKey]neighDump), txq: make(map[int]int),
 		macs: make(map[neighKey][6]byte), links: make(map[int]linkState)}
 	p.force = mayForceBuffers()
 	_ = p.subscribe() // one that fails has its channel closed: the resolver makes them again
@@ -337,10 +350,7 @@ func (p *xdpPath) resolver() {
 				lost()
 				continue
 			}
-			// An IPv4 route outside the local table (the path sends IPv4
-			// only; the local table holds the box's own addresses, and an
-			// IPv6 link-local route comes with every link's DAD).
-			if u.Family == unix.AF_INET && u.Table != unix.RT_TABLE_LOCAL {
+			if routeMatters(u) {
 				p.gen.Add(1)
 			}
 		case u, ok := <-p.linkEv:
@@ -359,6 +369,31 @@ func (p *xdpPath) resolver() {
 			}
 		}
 	}
+}
+
+// routeMatters says whether a route change may move a resolved hop: an
+// IPv4 or IPv6 route outside the local table (which holds the box's own
+// addresses, and IPv6's multicast and anycast routes), except IPv6's
+// link-local (fe80::/10) and multicast (ff00::/8) routes, which come and
+// go with every link's up and DAD: the path takes no peer of theirs (a
+// link-local gateway is named by the routes through it, which do count).
+func routeMatters(u netlink.RouteUpdate) bool {
+	if u.Table == unix.RT_TABLE_LOCAL {
+		return false
+	}
+	switch u.Family {
+	case unix.AF_INET:
+		return true
+	case unix.AF_INET6:
+		if u.Dst == nil {
+			return true // a default route
+		}
+		a, ok := netip.AddrFromSlice(u.Dst.IP)
+		ones, _ := u.Dst.Mask.Size()
+		churn := ok && (a.IsLinkLocalUnicast() && ones >= 10 || a.IsMulticast() && ones >= 8)
+		return !churn
+	}
+	return false
 }
 
 // linkState is what of a link a resolved hop depends on.
@@ -411,7 +446,8 @@ func (p *xdpPath) noteLink(ifindex int, la *netlink.LinkAttrs) linkState {
 // forgetLink drops what the resolver keeps of a link: its neighbour dump,
 // its TX queue count and the queue cap a stall or a refused bind set.
 func (p *xdpPath) forgetLink(ifindex int) {
-	delete(p.neighs, ifindex)
+	delete(p.neighs, neighDumpKey{ifindex, unix.AF_INET})
+	delete(p.neighs, neighDumpKey{ifindex, unix.AF_INET6})
 	delete(p.txq, ifindex)
 	p.mu.Lock()
 	delete(p.queues, ifindex)
@@ -464,6 +500,7 @@ func (p *xdpPath) neighChanged(u netlink.NeighUpdate) {
 		return
 	}
 	k := neighKey{u.LinkIndex, a.Unmap()}
+	dk := neighDumpKey{u.LinkIndex, neighFamily(k.ip)}
 	changed := func(mac []byte) bool {
 		return u.Type == unix.RTM_DELNEIGH || !bytes.Equal(u.HardwareAddr, mac) ||
 			u.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) != 0
@@ -471,18 +508,18 @@ func (p *xdpPath) neighChanged(u netlink.NeighUpdate) {
 	if mac, handed := p.macs[k]; handed {
 		if changed(mac[:]) {
 			delete(p.macs, k)
-			delete(p.neighs, u.LinkIndex)
+			delete(p.neighs, dk)
 			p.gen.Add(1)
 		}
 		return
 	}
 	// Not handed out yet, but the link's cached dump may say otherwise:
 	// the next look-up must not hand out what it had.
-	if d, ok := p.neighs[u.LinkIndex]; ok {
+	if d, ok := p.neighs[dk]; ok {
 		for _, n := range d.neighs {
 			if b, ok := netip.AddrFromSlice(n.IP); ok && b.Unmap() == k.ip {
 				if changed(n.HardwareAddr) {
-					delete(p.neighs, u.LinkIndex)
+					delete(p.neighs, dk)
 				}
 				break
 			}
@@ -748,10 +785,11 @@ var errStalledQueue = errors.New("the kernel sends nothing from this queue")
 // errNoHop is a next hop the path cannot send to.
 var errNoHop = errors.New("no usable next hop")
 
-// lookup looks the route from src to dst and its next hop's neighbour
-// entry up (netlink, in the engine's namespace) and picks the XSK of the
-// egress interface's queue for worker idx. The resolver's only: the
-// neighbour dumps it keeps are its own.
+// lookup looks the route from src to dst (both IPv4 or both IPv6,
+// unmapped) and its next hop's neighbour entry up (netlink, in the
+// engine's namespace: ARP's table or neighbour discovery's) and picks the
+// XSK of the egress interface's queue for worker idx. The resolver's
+// only: the neighbour dumps it keeps are its own.
 func (p *xdpPath) lookup(idx int, src, dst netip.Addr, now int64) (q *xsk, srcMAC, dstMAC [6]byte, mtu int, err error) {
 	nl := p.nl
 	routes, err := nl.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{SrcAddr: src.AsSlice()})
@@ -794,9 +832,10 @@ func (p *xdpPath) lookup(idx int, src, dst netip.Addr, now int64) (q *xsk, srcMA
 	if r.MTU > 0 {
 		mtu = min(mtu, r.MTU)
 	}
-	d, ok := p.neighs[r.LinkIndex]
+	dk := neighDumpKey{r.LinkIndex, neighFamily(nh)}
+	d, ok := p.neighs[dk]
 	if !ok || now-d.at >= int64(neighTTL) {
-		neighs, err := nl.NeighList(r.LinkIndex, unix.AF_INET)
+		neighs, err := nl.NeighList(r.LinkIndex, dk.family)
 		if err != nil {
 			return nil, srcMAC, dstMAC, 0, fmt.Errorf("%w: neighbours of %s: %w", errNoHop, la.Name, err)
 		}
@@ -804,7 +843,7 @@ func (p *xdpPath) lookup(idx int, src, dst netip.Addr, now int64) (q *xsk, srcMA
 			clear(p.neighs)
 		}
 		d = neighDump{at: now, neighs: neighs}
-		p.neighs[r.LinkIndex] = d
+		p.neighs[dk] = d
 	}
 	var mac net.HardwareAddr
 	for _, n := range d.neighs {
@@ -837,15 +876,23 @@ func (p *xdpPath) lookup(idx int, src, dst netip.Addr, now int64) (q *xsk, srcMA
 }
 
 // send puts one datagram on the XSK of its next hop; false: it goes
-// through the socket (counted).
+// through the socket (counted). src and dst are both IPv4 (a v4-mapped
+// address is IPv4) or both IPv6; a link-local IPv6 one goes through the
+// socket: its zone, which the route look-up needs, is the socket's.
 func (wx *workerXDP) send(src, dst netip.AddrPort, tos uint8, b []byte, now int64) bool {
-	if !dst.Addr().Is4() || !src.Addr().Is4() {
+	sa, da := src.Addr().Unmap(), dst.Addr().Unmap()
+	v4 := da.Is4()
+	if sa.Is4() != v4 || !v4 && (da.IsLinkLocalUnicast() || sa.IsLinkLocalUnicast()) {
 		wx.p.noHop.Add(1)
 		return false
 	}
-	h := wx.hopFor(src.Addr(), dst.Addr(), now)
+	ipLen, hdrLen := 20+8, xdptx.HeaderLen
+	if !v4 {
+		ipLen, hdrLen = 40+8, xdptx.HeaderLen6
+	}
+	h := wx.hopFor(sa, da, now)
 	q := h.q
-	if q == nil || 20+8+len(b) > h.mtu || xdptx.HeaderLen+len(b) > xdptx.FrameSize {
+	if q == nil || ipLen+len(b) > h.mtu || hdrLen+len(b) > xdptx.FrameSize {
 		wx.p.noHop.Add(1)
 		return false
 	}
@@ -863,8 +910,15 @@ func (wx *workerXDP) send(src, dst netip.AddrPort, tos uint8, b []byte, now int6
 		wx.p.full.Add(1)
 		return false
 	}
-	q.id++
-	if !q.x.Queue(addr, xdptx.BuildUDP4(f, h.dstMAC, h.srcMAC, src, dst, q.id, tos, b, false)) {
+	src, dst = netip.AddrPortFrom(sa, src.Port()), netip.AddrPortFrom(da, dst.Port())
+	var n int
+	if v4 {
+		q.id++
+		n = xdptx.BuildUDP4(f, h.dstMAC, h.srcMAC, src, dst, q.id, tos, b, false)
+	} else {
+		n = xdptx.BuildUDP6(f, h.dstMAC, h.srcMAC, src, dst, tos, b)
+	}
+	if !q.x.Queue(addr, n) {
 		q.x.Release(addr)
 		wx.p.full.Add(1)
 		return false

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"net"
 	"os"
 	"runtime"
 	"testing"
@@ -16,7 +17,7 @@ import (
 func bareXDPPath(t *testing.T, ns vnetns.NsHandle) *xdpPath {
 	p := &xdpPath{ns: ns, log: t.Logf, info: t.Logf,
 		reqs: make(chan hopReq, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
-		neighs: map[int]neighDump{}, txq: map[int]int{}, macs: map[neighKey][6]byte{}, xsks: map[[2]int]*xskSlot{}, queues: map[int]int{},
+		neighs: map[neighDumpKey]neighDump{}, txq: map[int]int{}, macs: map[neighKey][6]byte{}, xsks: map[[2]int]*xskSlot{}, queues: map[int]int{},
 		links: map[int]linkState{}}
 	p.neighEv, p.routeEv, p.linkEv = make(chan netlink.NeighUpdate), make(chan netlink.RouteUpdate), make(chan netlink.LinkUpdate)
 	p.subDone = make(chan struct{})
@@ -109,5 +110,55 @@ func TestSendPathEventsLinkMessages(t *testing.T) {
 	p.mu.Unlock()
 	if kept {
 		t.Error("the XSK of a deleted link was kept")
+	}
+}
+
+// TestSendPathEventsRoutes: a route change that may move a hop bumps the
+// generation, IPv6 as IPv4 (the path takes both); the churn that comes
+// with every link's up and DAD (IPv6 link-local and multicast routes, the
+// local table's) does not, nor would it send every hop to the socket for
+// nothing.
+func TestSendPathEventsRoutes(t *testing.T) {
+	route := func(family int, table int, dst string) netlink.RouteUpdate {
+		var u netlink.RouteUpdate
+		u.Type = unix.RTM_NEWROUTE
+		u.Family, u.Table, u.LinkIndex = family, table, 7
+		if dst != "" {
+			_, n, err := net.ParseCIDR(dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.Dst = n
+		}
+		return u
+	}
+	tests := []struct {
+		name     string
+		give     netlink.RouteUpdate
+		wantBump bool
+	}{
+		{"ipv4 subnet", route(unix.AF_INET, unix.RT_TABLE_MAIN, "10.1.2.0/24"), true},
+		{"ipv4 default", route(unix.AF_INET, unix.RT_TABLE_MAIN, ""), true},
+		{"ipv4 local table", route(unix.AF_INET, unix.RT_TABLE_LOCAL, "10.1.2.1/32"), false},
+		{"ipv6 subnet", route(unix.AF_INET6, unix.RT_TABLE_MAIN, "fd00:1::/64"), true},
+		{"ipv6 host route", route(unix.AF_INET6, unix.RT_TABLE_MAIN, "2001:db8::2/128"), true},
+		{"ipv6 default", route(unix.AF_INET6, unix.RT_TABLE_MAIN, ""), true},
+		{"ipv6 another table", route(unix.AF_INET6, 100, "2001:db8::/32"), true},
+		{"ipv6 link-local", route(unix.AF_INET6, unix.RT_TABLE_MAIN, "fe80::/64"), false},
+		{"ipv6 multicast", route(unix.AF_INET6, unix.RT_TABLE_MAIN, "ff00::/8"), false},
+		{"ipv6 multicast, local table", route(unix.AF_INET6, unix.RT_TABLE_LOCAL, "ff00::/8"), false},
+		{"ipv6 local table", route(unix.AF_INET6, unix.RT_TABLE_LOCAL, "fd00:1::1/128"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := bareXDPPath(t, 0)
+			go p.resolver()
+			defer close(p.stop)
+			p.routeEv <- tt.give
+			p.routeEv <- route(unix.AF_INET, unix.RT_TABLE_LOCAL, "10.0.0.1/32") // handed over: the one before is taken in
+			if bumped := p.gen.Load() != 0; bumped != tt.wantBump {
+				t.Errorf("generation bumped %v, want %v", bumped, tt.wantBump)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -11,14 +12,30 @@ import (
 // TestSendPathXDPRouteMTU: a route whose MTU is below the device's (a
 // locked route metric, a tunnel, a PMTU learnt) bounds what the XSK takes:
 // a datagram past it goes through the socket, which fragments it, instead
-// of a frame the next hop drops as too big.
+// of a frame the next hop drops as too big. Over IPv6 the route's MTU is
+// 1280 (IPv6's minimum) and the datagrams past it 1,400 bytes: 1,448 with
+// the IPv6 and UDP headers, within the device's 1,500.
 func TestSendPathXDPRouteMTU(t *testing.T) {
-	l := newXDPLab(t, false)
+	for _, tc := range []struct {
+		name      string
+		v6        bool
+		mtu, size int
+	}{{"ipv4", false, 500, 700}, {"ipv6", true, 1280, 1400}} {
+		t.Run(tc.name, func(t *testing.T) { testRouteMTU(t, tc.v6, tc.mtu, tc.size) })
+	}
+}
+
+func testRouteMTU(t *testing.T, v6 bool, mtu, size int) {
+	l := newXDPLab(t, v6)
 	_, toA, toB := l.call(t, nil)
 	l.relayBoth(t, toA, toB, 3, 1)
 	seq := untilXDP(t, l.e, 10, func(seq uint16) error { return relayPair(l.caller, l.callee, toA, toB, 1, seq) })
 
-	l.engineNS.run(t, "route", "replace", l.calleeAddr.String()+"/32", "dev", "eb", "mtu", "lock", "500")
+	host := "/32"
+	if v6 {
+		host = "/128"
+	}
+	l.engineNS.run(t, "route", "replace", l.calleeAddr.String()+host, "dev", "eb", "mtu", "lock", strconv.Itoa(mtu))
 	// The route's change sends the hop to the socket until the resolver
 	// has looked it up again: small datagrams until one goes through the
 	// XSK with the new route.
@@ -26,18 +43,19 @@ func TestSendPathXDPRouteMTU(t *testing.T) {
 
 	st := l.e.SendPath()
 	for i := range 5 {
-		pkt := append(rtpPacket(0, seq, uint32(seq)*160, 0xA), bytes.Repeat([]byte{byte(i)}, 500)...) // 700 bytes: 728 in IPv4
+		pkt := rtpPacket(0, seq, uint32(seq)*160, 0xA)
+		pkt = append(pkt, bytes.Repeat([]byte{byte(i)}, size-len(pkt))...)
 		seq++
 		if _, err := l.caller.WriteToUDPAddrPort(pkt, toA); err != nil {
 			t.Fatal(err)
 		}
 		got, _, err := tryRecv(l.callee, 2*time.Second)
 		if err != nil || !bytes.Equal(got, pkt) {
-			t.Fatalf("a 700-byte datagram over a route of MTU 500: got %d bytes, %v", len(got), err)
+			t.Fatalf("a %d-byte datagram over a route of MTU %d: got %d bytes, %v", size, mtu, len(got), err)
 		}
 	}
 	if d := l.e.SendPath(); d.Sent != st.Sent || d.NoHop-st.NoHop != 5 {
-		t.Errorf("datagrams past the route's MTU of 500: %d went through the XSK (want 0), %d through the socket (want 5)", d.Sent-st.Sent, d.NoHop-st.NoHop)
+		t.Errorf("datagrams past the route's MTU of %d: %d went through the XSK (want 0), %d through the socket (want 5)", mtu, d.Sent-st.Sent, d.NoHop-st.NoHop)
 	}
 	// Below the route's MTU the XSK still takes them.
 	untilXDPTo(t, l, toA, seq)
@@ -47,9 +65,18 @@ func TestSendPathXDPRouteMTU(t *testing.T) {
 // here the veth's peer down) while the callee's neighbour entry stays (a
 // static ARP entry, which a carrier loss does not flush): the XSK must not
 // take the media (the device drops it, yet it would count as sent) until
-// the carrier is back.
+// the carrier is back. Over IPv6 the callee keeps its address while its
+// link is down (keep_addr_on_down), as a box whose cable is out does.
 func TestSendPathXDPLinkDown(t *testing.T) {
-	l := newXDPLab(t, false)
+	t.Run("ipv4", func(t *testing.T) { testLinkDown(t, false) })
+	t.Run("ipv6", func(t *testing.T) { testLinkDown(t, true) })
+}
+
+func testLinkDown(t *testing.T, v6 bool) {
+	l := newXDPLab(t, v6)
+	if v6 {
+		l.calleeNS.sysctl(t, "net.ipv6.conf.p0.keep_addr_on_down", "1")
+	}
 	var mac net.HardwareAddr
 	l.calleeNS.do(t, func() {
 		ifc, err := net.InterfaceByName("p0")
@@ -63,10 +90,19 @@ func TestSendPathXDPLinkDown(t *testing.T) {
 	l.relayBoth(t, toA, toB, 3, 1)
 	seq := untilXDP(t, l.e, 10, func(seq uint16) error { return relayPair(l.caller, l.callee, toA, toB, 1, seq) })
 
+	g0 := l.e.xdp.gen.Load()
 	l.calleeNS.run(t, "link", "set", "p0", "down")
+	// The carrier's loss reaches netlink after ip returns (the kernel's
+	// linkwatch work): a datagram sent before the resolver took it in may
+	// still go through the XSK, as a socket's would into the queue of a
+	// device about to lose its carrier. Once it has, none may, for half a
+	// second.
+	for deadline := time.Now().Add(2 * time.Second); l.e.xdp.gen.Load() == g0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the resolver took no change in after the carrier went down")
+		}
+	}
 	st := l.e.SendPath()
-	// The link's change, the resolver's look-up and its answer take a few
-	// datagrams; then, for half a second, none may go through the XSK.
 	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); seq++ {
 		if _, err := l.caller.WriteToUDPAddrPort(rtpPacket(0, seq, uint32(seq)*160, 0xA), toA); err != nil {
 			t.Fatal(err)

@@ -28,15 +28,29 @@ func newXDPLab(t *testing.T, v6 bool) *offloadLab {
 	return newOffloadLabFamily(t, fastpath.Off, v6, func(c *Config) { c.SendPath = SendPathXDP })
 }
 
-// udpOut is the engine namespace's Udp OutDatagrams: what went out through
-// UDP sockets.
+// udpOut is the engine namespace's Udp OutDatagrams (Udp6OutDatagrams in
+// an IPv6 lab): what went out through UDP sockets.
 func (l *offloadLab) udpOut(t *testing.T) uint64 {
 	t.Helper()
 	var b []byte
 	var err error
-	l.engineNS.do(t, func() { b, err = os.ReadFile("/proc/thread-self/net/snmp") })
+	v6 := l.aLocal.Is6()
+	file := "/proc/thread-self/net/snmp"
+	if v6 {
+		file = "/proc/thread-self/net/snmp6"
+	}
+	l.engineNS.do(t, func() { b, err = os.ReadFile(file) })
 	if err != nil {
 		t.Fatal(err)
+	}
+	if v6 {
+		for line := range strings.Lines(string(b)) {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == "Udp6OutDatagrams" {
+				n, _ := strconv.ParseUint(f[1], 10, 64)
+				return n
+			}
+		}
+		t.Fatal("no Udp6OutDatagrams in /proc/net/snmp6")
 	}
 	var head []string
 	for line := range strings.Lines(string(b)) {
@@ -146,8 +160,16 @@ func (l *offloadLab) rtpCall(t *testing.T, id string) rtpCall {
 // confirmed, the relay's datagrams go through the XSKs: byte-exact, from
 // the right address and port, none through a UDP socket. Before, the
 // first ones fell back to the socket, counted.
-func TestSendPathXDP(t *testing.T) {
-	l := newXDPLab(t, false)
+func TestSendPathXDP(t *testing.T) { testSendPathXDP(t, false) }
+
+// TestSendPathXDPIPv6 is TestSendPathXDP on IPv6 legs: their datagrams go
+// through the XSKs as IPv4's do (the UDP checksum the receiving kernel
+// verifies), none through a UDP socket (Udp6OutDatagrams), the neighbours
+// found in neighbour discovery's table.
+func TestSendPathXDPIPv6(t *testing.T) { testSendPathXDP(t, true) }
+
+func testSendPathXDP(t *testing.T, v6 bool) {
+	l := newXDPLab(t, v6)
 	_, toA, toB := l.call(t, nil)
 	l.relayBoth(t, toA, toB, 3, 1) // latches both legs; the sockets' sends confirm the neighbours
 	if st := l.e.SendPath(); st.NoHop == 0 {
@@ -169,15 +191,45 @@ func TestSendPathXDP(t *testing.T) {
 	}
 }
 
-// TestSendPathXDPIPv6: IPv6 legs stay on the sockets, every latched
-// datagram counted as a fallback.
-func TestSendPathXDPIPv6(t *testing.T) {
-	l := newXDPLab(t, true)
-	_, toA, toB := l.call(t, nil)
-	l.relayBoth(t, toA, toB, 10, 1)
-	st := l.e.SendPath()
-	if st.Sent != 0 || st.NoHop < 10 {
-		t.Errorf("%+v, want nothing sent through an XSK and ≥ 10 fallbacks", st)
+// TestSendPathXDPFamilies: the hop of an IPv6 peer is asked for as an
+// IPv4 one's is, a v4-mapped peer's as IPv4 (its key unmapped); a
+// link-local IPv6 peer or source (whose zone the route look-up would
+// need) and a mixed pair go through the socket, counted, without asking.
+func TestSendPathXDPFamilies(t *testing.T) {
+	tests := []struct {
+		name     string
+		src, dst string
+		wantAsk  bool
+	}{
+		{"ipv4", "10.0.0.1:4000", "10.0.1.2:5000", true},
+		{"ipv6", "[fd00:1::1]:4000", "[fd00:2::2]:5000", true},
+		{"v4-mapped peer", "10.0.0.1:4000", "[::ffff:10.0.1.2]:5000", true},
+		{"link-local peer", "[fd00:1::1]:4000", "[fe80::2]:5000", false},
+		{"link-local source", "[fe80::1]:4000", "[fd00:2::2]:5000", false},
+		{"mixed", "10.0.0.1:4000", "[fd00:2::2]:5000", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &xdpPath{reqs: make(chan hopReq, 1)} // no resolver running
+			wx := p.worker(0)
+			src, dst := netip.MustParseAddrPort(tt.src), netip.MustParseAddrPort(tt.dst)
+			if wx.send(src, dst, 0, []byte("rtp"), time.Now().UnixNano()) {
+				t.Fatal("sent with no hop resolved")
+			}
+			if n := p.noHop.Load(); n != 1 {
+				t.Errorf("%d fallbacks counted, want 1", n)
+			}
+			if asked := len(p.reqs) == 1; asked != tt.wantAsk {
+				t.Fatalf("resolver asked %v, want %v", asked, tt.wantAsk)
+			}
+			if !tt.wantAsk {
+				return
+			}
+			r := <-p.reqs
+			if r.src != src.Addr().Unmap() || r.dst != dst.Addr().Unmap() {
+				t.Errorf("asked for %s to %s, want %s to %s", r.src, r.dst, src.Addr().Unmap(), dst.Addr().Unmap())
+			}
+		})
 	}
 }
 
@@ -291,9 +343,18 @@ func TestSendPathConfig(t *testing.T) {
 // path (the process's allocations per round trip, workers included; the
 // test's side makes none: a socket variant of the same loop shows 0 too).
 func TestSendPathXDPAllocs(t *testing.T) {
-	for _, path := range []string{SendPathXDP, SendPathSocket} {
-		t.Run(path, func(t *testing.T) {
-			l := newOffloadLabFamily(t, fastpath.Off, false, func(c *Config) { c.SendPath = path })
+	for _, tc := range []struct {
+		name, path string
+		v6         bool
+	}{
+		{SendPathXDP, SendPathXDP, false},
+		{SendPathSocket, SendPathSocket, false},
+		{SendPathXDP + "/ipv6", SendPathXDP, true},
+		{SendPathSocket + "/ipv6", SendPathSocket, true},
+	} {
+		path := tc.path
+		t.Run(tc.name, func(t *testing.T) {
+			l := newOffloadLabFamily(t, fastpath.Off, tc.v6, func(c *Config) { c.SendPath = path })
 			_, toA, toB := l.call(t, nil)
 			l.relayBoth(t, toA, toB, 3, 1)
 			time.Sleep(hopRetry + 200*time.Millisecond)

@@ -32,16 +32,26 @@ type lab struct {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
+	return newLabFamily(t, false)
+}
+
+// newLabFamily is the lab on IPv6 addresses (no DAD) when v6.
+func newLabFamily(t *testing.T, v6 bool) *lab {
+	t.Helper()
 	netnstest.Available(t)
 	tag := fmt.Sprintf("%04x", rand.IntN(1<<16))
 	x := rand.IntN(250) + 1
+	addr, plen := "10.251.%d.%d", "/24"
+	if v6 {
+		addr, plen = "fd00:251:%x::%x", "/64"
+	}
 	l := &lab{srv: netnstest.NS("xt-s-" + tag), peer: netnstest.NS("xt-p-" + tag), srvIf: "x0", peerIf: "x1",
-		srvAddr:  netip.MustParseAddr(fmt.Sprintf("10.251.%d.1", x)),
-		peerAddr: netip.MustParseAddr(fmt.Sprintf("10.251.%d.2", x))}
+		srvAddr:  netip.MustParseAddr(fmt.Sprintf(addr, x, 1)),
+		peerAddr: netip.MustParseAddr(fmt.Sprintf(addr, x, 2))}
 	netnstest.Add(t, l.srv, l.peer)
 	l.srv.Run(t, "link", "add", l.srvIf, "type", "veth", "peer", "name", l.peerIf, "netns", string(l.peer))
-	l.srv.Run(t, "addr", "add", l.srvAddr.String()+"/24", "dev", l.srvIf)
-	l.peer.Run(t, "addr", "add", l.peerAddr.String()+"/24", "dev", l.peerIf)
+	l.srv.Run(t, "addr", "add", l.srvAddr.String()+plen, "dev", l.srvIf, "nodad")
+	l.peer.Run(t, "addr", "add", l.peerAddr.String()+plen, "dev", l.peerIf, "nodad")
 	l.srv.Run(t, "link", "set", l.srvIf, "up")
 	l.peer.Run(t, "link", "set", l.peerIf, "up")
 	l.srv.Do(t, func() {
@@ -71,12 +81,27 @@ func newLab(t *testing.T) *lab {
 }
 
 // TestXSKDelivers sends datagrams of several sizes (odd ones too) from
-// several source ports through the XSK, UDP checksum computed and not, and
-// has the peer's UDP sockets receive them: byte-exact payloads from the
-// right source address and port. A wrong IPv4 or UDP checksum, length or
-// MAC would have the peer's kernel drop them.
+// several source ports through the XSK, over IPv4 (UDP checksum computed
+// and not) and IPv6, and has the peer's UDP sockets receive them:
+// byte-exact payloads from the right source address and port. The peer's
+// veth has rx checksum offload off, so that no device may mark a frame
+// verified and the peer's kernel checks each: a wrong IPv4 or UDP
+// checksum, length or MAC would have it drop them, and a frame whose UDP
+// checksum is spoilt, sent first to port 20000, proves it does (it would
+// arrive as that port's first datagram).
 func TestXSKDelivers(t *testing.T) {
-	l := newLab(t)
+	for _, v6 := range []bool{false, true} {
+		name := "ipv4"
+		if v6 {
+			name = "ipv6"
+		}
+		t.Run(name, func(t *testing.T) { testXSKDelivers(t, v6) })
+	}
+}
+
+func testXSKDelivers(t *testing.T, v6 bool) {
+	l := newLabFamily(t, v6)
+	l.peer.Exec(t, "", "ethtool", "-K", l.peerIf, "rx", "off")
 	const ports = 3
 	var rx [ports]int
 	var err error
@@ -94,6 +119,12 @@ func TestXSKDelivers(t *testing.T) {
 		payload []byte
 	}
 	var want [ports][]sent
+	build := func(b []byte, src, dst netip.AddrPort, n int, p []byte) int {
+		if v6 {
+			return BuildUDP6(b, l.peerMAC, l.srvMAC, src, dst, uint8(n), p) //nolint:gosec // small
+		}
+		return BuildUDP4(b, l.peerMAC, l.srvMAC, src, dst, uint16(n), 0, p, n%2 == 1) //nolint:gosec // small
+	}
 	l.srv.Do(t, func() {
 		x, e := Open(l.srvIndex, 0, 64, 64, 0, 0)
 		if e != nil {
@@ -101,6 +132,11 @@ func TestXSKDelivers(t *testing.T) {
 			return
 		}
 		defer x.Close()
+		// The spoilt one: the peer's kernel must drop it.
+		addr, b, _ := x.Frame()
+		k := build(b, netip.AddrPortFrom(l.srvAddr, 30000), netip.AddrPortFrom(l.peerAddr, 20000), 0, []byte("spoilt"))
+		b[k-7] ^= 0x40 // the UDP checksum's low byte (the payload's 6 bytes after it)
+		x.Queue(addr, k)
 		for n, size := range []int{1, 12, 171, 172, 173, 1400} {
 			for i := range ports {
 				p := make([]byte, size)
@@ -112,9 +148,9 @@ func TestXSKDelivers(t *testing.T) {
 					err = fmt.Errorf("no free frame")
 					return
 				}
-				src := netip.AddrPortFrom(l.srvAddr, uint16(30000+i*2))
-				dst := netip.AddrPortFrom(l.peerAddr, uint16(20000+i))
-				if !x.Queue(addr, BuildUDP4(b, l.peerMAC, l.srvMAC, src, dst, uint16(n), 0, p, n%2 == 1)) {
+				src := netip.AddrPortFrom(l.srvAddr, uint16(30000+i*2)) //nolint:gosec // small
+				dst := netip.AddrPortFrom(l.peerAddr, uint16(20000+i))  //nolint:gosec // small
+				if !x.Queue(addr, build(b, src, dst, n, p)) {
 					err = fmt.Errorf("TX ring full")
 					return
 				}
@@ -135,12 +171,19 @@ func TestXSKDelivers(t *testing.T) {
 			if err != nil {
 				t.Fatalf("port %d, datagram %d of %d: %v", 20000+i, k+1, len(want[i]), err)
 			}
-			sa, ok := from.(*unix.SockaddrInet4)
-			if !ok || netip.AddrFrom4(sa.Addr) != l.srvAddr || sa.Port != w.port {
+			var fa netip.Addr
+			var fp int
+			switch sa := from.(type) {
+			case *unix.SockaddrInet4:
+				fa, fp = netip.AddrFrom4(sa.Addr), sa.Port
+			case *unix.SockaddrInet6:
+				fa, fp = netip.AddrFrom16(sa.Addr), sa.Port
+			}
+			if fa != l.srvAddr || fp != w.port {
 				t.Errorf("port %d, datagram %d: from %+v, want %s:%d", 20000+i, k+1, from, l.srvAddr, w.port)
 			}
 			if !bytes.Equal(buf[:n], w.payload) {
-				t.Errorf("port %d, datagram %d: %d bytes, not the %d sent", 20000+i, k+1, n, len(w.payload))
+				t.Errorf("port %d, datagram %d: %d bytes (%q), not the %d sent", 20000+i, k+1, n, buf[:min(n, 8)], len(w.payload))
 			}
 		}
 	}
@@ -150,12 +193,19 @@ func TestXSKDelivers(t *testing.T) {
 // ports 20000, 20001, ... of the peer's address for each entry of fds.
 func openReceivers(l *lab, fds []int) error {
 	for i := range fds {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		family := unix.AF_INET
+		var sa unix.Sockaddr
+		if l.peerAddr.Is6() {
+			family, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: 20000 + i, Addr: l.peerAddr.As16()}
+		} else {
+			sa = &unix.SockaddrInet4{Port: 20000 + i, Addr: l.peerAddr.As4()}
+		}
+		fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return err
 		}
 		fds[i] = fd
-		if err := unix.Bind(fd, &unix.SockaddrInet4{Port: 20000 + i, Addr: l.peerAddr.As4()}); err != nil {
+		if err := unix.Bind(fd, sa); err != nil {
 			return err
 		}
 		tv := unix.NsecToTimeval(int64(2 * time.Second))
