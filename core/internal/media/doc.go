@@ -142,22 +142,22 @@
 // (Engine.SendPath): a link-local IPv6 peer or source (fe80::/10: the
 // route look-up would need its zone, which only the socket has), a peer
 // not latched yet, a route that is not unicast over Ethernet (loopback, a
-// local address), a neighbour entry
-// that is not confirmed (STALE included: the kernel confirms an entry only
-// when its own output uses it, which the XSK bypasses, so the socket's
-// send makes it probe, and the next look-up finds it confirmed), a
-// datagram larger than the route's MTU (a locked metric, a tunnel's, a
-// PMTU learnt; the socket fragments it) or the device's, an egress link
-// without carrier (down, or its lower layer down: the device would drop
-// the frame yet it would count as sent), no free UMEM frame or a full TX
-// ring. A
-// kick the kernel refuses (the interface went away) closes the XSK: what
-// it held is counted lost (SendPathStats.Lost), the next datagram looks
-// its hop up again (a new interface has a new index, so a new XSK), and
-// that interface queue gets a new XSK 10 s later. The kick is once per worker round (and
-// before any fallback of the same flush, which must not pass the frames
-// queued before it); what a full send buffer leaves on the ring goes at
-// the next round, the worker waiting at most 1 ms for it.
+// local address), a neighbour entry that is not confirmed (STALE
+// included: the kernel confirms an entry only when its own output uses
+// it, which the XSK bypasses, so the socket's send makes it probe, and
+// the next look-up finds it confirmed), a datagram larger than the
+// route's MTU (a locked metric, a tunnel's; a PMTU learnt from ICMP at
+// the hop's next look-up, as no event tells it; the socket fragments it)
+// or the device's, an egress link that cannot send (no carrier, its lower
+// layer down, dormant: the device would drop the frame yet it would count
+// as sent), no free UMEM frame or a full TX ring. A kick the kernel
+// refuses (the interface went away) closes the XSK: what it held is
+// counted lost (SendPathStats.Lost), the next datagram looks its hop up
+// again (a new interface has a new index, so a new XSK), and that
+// interface queue gets a new XSK 10 s later. The kick is once per worker
+// round (and before any fallback of the same flush, which must not pass
+// the frames queued before it); what a full send buffer leaves on the
+// ring goes at the next round, the worker waiting at most 1 ms for it.
 //
 // What the frames skip on this host, and so the trade-offs of "xdp":
 // the qdisc (no traffic shaping or tc filters on egress), netfilter's
@@ -192,12 +192,17 @@
 // T.38 fax, or video) in the TOS byte (IPv6: traffic class), ECN
 // not-ECT, on every send path: a leg's sockets are marked when opened
 // (audio's) and again at the answer that says the stream is video (one
-// setsockopt a socket, not per packet; a pair kept idle goes back to
-// audio's), the XDP path writes the socket's byte into its frames, and the
-// kernel fast path's entry carries the byte its rewrite writes. So a
-// call's marking does not change when it moves between the paths, and a
-// peer's own marking is not carried across the border (TestDSCPMarking,
-// TestDSCPVideo read what the peers receive).
+// setsockopt per socket and answer, never per packet; a pair kept idle
+// goes back to audio's), the XDP path writes the socket's byte into its
+// frames, and the kernel fast path's entry carries the byte its rewrite
+// writes. So a call's marking does not change when it moves between the
+// paths, and a peer's own marking is not carried across the border (the
+// kernel path keeps an IPv6 packet's flow label, an identifier of the
+// flow, not a marking). Early media on a video stream is marked as audio
+// until the answer. Marking is best effort: sockets the kernel refuses it
+// keep theirs and carry the call (one log line per engine).
+// TestDSCPMarking, TestDSCPVideo and TestDSCPReinviteMediaChange read
+// what the peers receive.
 //
 // # Packetisation (LegProfile.Ptime, repack.go)
 //

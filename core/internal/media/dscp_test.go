@@ -3,6 +3,8 @@ package media
 import (
 	"encoding/binary"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/umedge/umedge/core/internal/media/fastpath"
+	"github.com/umedge/umedge/core/internal/testutil"
 )
 
 // The DSCP marking as the peers receive it: what each send path puts on
@@ -136,11 +139,6 @@ func TestDSCPMarking(t *testing.T) {
 	}
 }
 
-// videoSDP is an offer or answer of one H.264 video stream at c.
-func videoSDP(c *net.UDPConn) []byte {
-	return []byte(strings.Replace(string(sdpFor(c, 1)), "m=audio", "m=video", 1) + "a=rtpmap:0 H264/90000\r\n")
-}
-
 // TestDSCPVideo: a video stream is marked with the video code point (its
 // sockets are marked at the answer that says it is video), on the
 // sockets and in the kernel; its pair, kept idle after the call, comes
@@ -156,11 +154,11 @@ func TestDSCPVideo(t *testing.T) {
 			recvTOS(t, l.caller)
 			recvTOS(t, l.callee)
 			s := l.session(t, "video", SecurityRTP, nil)
-			offerToB, err := s.Offer(SideA, videoSDP(l.caller))
+			offerToB, err := s.Offer(SideA, videoSDPv(l.caller, 1))
 			if err != nil {
 				t.Fatal(err)
 			}
-			answerToA, err := s.Answer(SideB, videoSDP(l.callee))
+			answerToA, err := s.Answer(SideB, videoSDPv(l.callee, 1))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -194,5 +192,71 @@ func TestDSCPConfig(t *testing.T) {
 		if !strings.Contains(err.Error(), "DSCP") {
 			t.Errorf("DSCP %+v: %v does not say which", d, err)
 		}
+	}
+}
+
+// videoSDPv is an offer or answer of one H.264 video stream at c.
+func videoSDPv(c *net.UDPConn, version int) []byte {
+	return []byte(strings.Replace(string(sdpFor(c, version)), "m=audio", "m=video", 1) + "a=rtpmap:0 H264/90000\r\n")
+}
+
+// TestDSCPReinviteMediaChange: re-INVITEs that turn the call's one m-line
+// from audio to video and back re-mark its legs, on the sockets and in
+// the kernel's entries (installed again with the new TOS byte).
+func TestDSCPReinviteMediaChange(t *testing.T) {
+	for _, mode := range testModes {
+		t.Run("fast_path="+string(mode), func(t *testing.T) {
+			l := newOffloadLabFamily(t, mode, false, func(cfg *Config) { cfg.DSCP = testDSCP })
+			recvTOS(t, l.caller)
+			recvTOS(t, l.callee)
+			s, toA, toB := l.call(t, nil)
+			exchangeTOS(t, l.caller, l.callee, toA, toB, 3, 1, wantAudioTOS)
+			waitPath(t, s, l.wantPath())
+			seq := uint16(10)
+			for i, st := range []struct {
+				sdp  func(*net.UDPConn, int) []byte
+				want uint8
+			}{{videoSDPv, wantVideoTOS}, {sdpFor, wantAudioTOS}, {videoSDPv, wantVideoTOS}} {
+				if _, err := s.Offer(SideA, st.sdp(l.caller, i+2)); err != nil {
+					t.Fatalf("re-offer %d: %v", i, err)
+				}
+				if _, err := s.Answer(SideB, st.sdp(l.callee, i+2)); err != nil {
+					t.Fatalf("re-answer %d: %v", i, err)
+				}
+				exchangeTOS(t, l.caller, l.callee, toA, toB, 3, seq, st.want)
+				waitPath(t, s, l.wantPath())
+				exchangeTOS(t, l.caller, l.callee, toA, toB, 10, seq+3, st.want)
+				seq += 20
+			}
+		})
+	}
+}
+
+// TestDSCPRefusedStillCarriesTheCall: a kernel (a sandbox) that refuses
+// IP_TOS costs the marking, not the call: the session opens, media flows
+// unmarked both ways, and the refusal is said once for the legs' four
+// sockets.
+func TestDSCPRefusedStillCarriesTheCall(t *testing.T) {
+	defer func(f func(int, bool, uint8) error) { setTOS = f }(setTOS)
+	setTOS = func(fd int, v6 bool, tos uint8) error {
+		if tos != 0 {
+			return unix.EPERM
+		}
+		return setSocketTOS(fd, v6, tos)
+	}
+	var logs testutil.LockedBuffer
+	base := 10000 + 2*rand.IntN(3000)
+	e, err := New(Config{PortMin: base, PortMax: base + 7, Workers: 1, LatchWindow: 2 * time.Second, DSCP: testDSCP}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	a, b := newPeer(t), newPeer(t)
+	recvTOS(t, a.rtp)
+	recvTOS(t, b.rtp)
+	_, toA, toB, _, _ := call(t, e, plain, plain, a.sdp("RTP/AVP", "0"), func([]byte) []byte { return b.sdp("RTP/AVP", "0") })
+	exchangeTOS(t, a.rtp, b.rtp, toA, toB, 3, 1, 0)
+	if n := strings.Count(logs.String(), "DSCP marking refused"); n != 1 {
+		t.Errorf("the refusal was logged %d times, want once:\n%s", n, logs.String())
 	}
 }

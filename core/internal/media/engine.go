@@ -77,6 +77,8 @@ type Engine struct {
 
 	noPorts0 uint64 // the kernel's UDP NoPorts counter when the engine started
 
+	markWarned atomic.Bool // a socket refused its DSCP marking: said once
+
 	// park is the socket filter that parks idle pairs (pairpool.go); nil:
 	// they are parked by connect(2).
 	park       *idlefilter.Filter
@@ -389,8 +391,7 @@ func (e *Engine) openLeg(l *leg, w *worker) error {
 			ip.close()
 			port = ip.port
 		}
-		tos := e.cfg.DSCP.tos("audio") // until an answer says what the stream is (leg.mark)
-		rfd, err := openUDP(local, port, tos)
+		rfd, err := openUDP(local, port)
 		if err != nil {
 			busy = append(busy, port)
 			if errors.Is(err, unix.EADDRINUSE) {
@@ -398,7 +399,7 @@ func (e *Engine) openLeg(l *leg, w *worker) error {
 			}
 			return err
 		}
-		cfd, err := openUDP(local, port+1, tos)
+		cfd, err := openUDP(local, port+1)
 		if err != nil {
 			_ = unix.Close(rfd)
 			busy = append(busy, port)
@@ -411,7 +412,8 @@ func (e *Engine) openLeg(l *leg, w *worker) error {
 		filtered := e.attachPark(rfd, cfd)
 		l.rtp = &sock{fd: rfd, port: port, leg: l, filtered: filtered}
 		l.rtcp = &sock{fd: cfd, port: port + 1, rtcp: true, leg: l, filtered: filtered}
-		l.tos = tos
+		l.tos = 0
+		l.mark(e.cfg.DSCP, "audio") // until an answer says what the stream is
 		return nil
 	}
 }

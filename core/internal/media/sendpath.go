@@ -782,6 +782,16 @@ var openXSK = xdptx.Open
 // from (xskStall).
 var errStalledQueue = errors.New("the kernel sends nothing from this queue")
 
+// linkCannotSend says whether a link in operational state s sends nothing
+// (RFC 2863: down, its lower layer down, not present, dormant).
+func linkCannotSend(s netlink.LinkOperState) bool {
+	switch s {
+	case netlink.OperDown, netlink.OperLowerLayerDown, netlink.OperNotPresent, netlink.OperDormant:
+		return true
+	}
+	return false
+}
+
 // errNoHop is a next hop the path cannot send to.
 var errNoHop = errors.New("no usable next hop")
 
@@ -818,16 +828,21 @@ func (p *xdpPath) lookup(idx int, src, dst netip.Addr, now int64) (q *xsk, srcMA
 		// otherwise be taken as how it always was).
 		p.noteLink(r.LinkIndex, la)
 	}
-	if la.Flags&net.FlagUp == 0 || la.OperState == netlink.OperDown || la.OperState == netlink.OperLowerLayerDown {
-		// No carrier (a cable out, a veth's peer down): the route stays,
-		// and a frame on the XSK would be dropped by the device yet
-		// counted as sent; the socket's send is counted by the kernel as
-		// dropped, and the link's change brings the hop back.
+	if la.Flags&net.FlagUp == 0 || la.RawFlags&unix.IFF_LOWER_UP == 0 || linkCannotSend(la.OperState) {
+		// No carrier (a cable out, a veth's peer down; IFF_LOWER_UP goes
+		// at once, the operational state after the kernel's linkwatch
+		// work), or not allowed to send yet (802.1X before its
+		// authentication: dormant): the route stays, and a frame on the
+		// XSK would be dropped by the device yet counted as sent; the
+		// socket's send is counted by the kernel as dropped, and the
+		// link's change brings the hop back.
 		return nil, srcMAC, dstMAC, 0, fmt.Errorf("%w: %s is down (%s)", errNoHop, la.Name, la.OperState)
 	}
 	// The route's MTU (a locked route metric, a tunnel's, a PMTU learnt
 	// from an ICMP "fragmentation needed") bounds a frame as the
-	// device's does: the socket fragments what exceeds it.
+	// device's does: the socket fragments what exceeds it. A PMTU learnt
+	// comes with no netlink event: the hop's next look-up (≤ hopTTL)
+	// takes it, its frames meanwhile DF and too big for the path.
 	mtu = la.MTU
 	if r.MTU > 0 {
 		mtu = min(mtu, r.MTU)

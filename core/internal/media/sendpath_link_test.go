@@ -35,10 +35,12 @@ func testRouteMTU(t *testing.T, v6 bool, mtu, size int) {
 	if v6 {
 		host = "/128"
 	}
+	g0 := l.e.xdp.gen.Load()
 	l.engineNS.run(t, "route", "replace", l.calleeAddr.String()+host, "dev", "eb", "mtu", "lock", strconv.Itoa(mtu))
 	// The route's change sends the hop to the socket until the resolver
-	// has looked it up again: small datagrams until one goes through the
-	// XSK with the new route.
+	// has looked it up again: once the resolver took the change in, small
+	// datagrams until one goes through the XSK with the new route.
+	waitGen(t, l.e, g0, "the route's change")
 	seq = untilXDPTo(t, l, toA, seq)
 
 	st := l.e.SendPath()
@@ -97,11 +99,7 @@ func testLinkDown(t *testing.T, v6 bool) {
 	// still go through the XSK, as a socket's would into the queue of a
 	// device about to lose its carrier. Once it has, none may, for half a
 	// second.
-	for deadline := time.Now().Add(2 * time.Second); l.e.xdp.gen.Load() == g0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the resolver took no change in after the carrier went down")
-		}
-	}
+	waitGen(t, l.e, g0, "the carrier's loss")
 	st := l.e.SendPath()
 	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); seq++ {
 		if _, err := l.caller.WriteToUDPAddrPort(rtpPacket(0, seq, uint32(seq)*160, 0xA), toA); err != nil {
@@ -115,6 +113,17 @@ func testLinkDown(t *testing.T, v6 bool) {
 
 	l.calleeNS.run(t, "link", "set", "p0", "up")
 	untilXDPTo(t, l, toA, seq)
+}
+
+// waitGen waits until the XDP path's resolver took a change in after g0
+// (what).
+func waitGen(t *testing.T, e *Engine, g0 uint64, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); e.xdp.gen.Load() == g0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the resolver did not take %s in", what)
+		}
+	}
 }
 
 // untilXDPTo sends the caller's datagrams to toA until one goes through an

@@ -18,9 +18,8 @@ const sockaddrLen = unix.SizeofSockaddrInet6
 // mmsghdr is struct mmsghdr of recvmmsg(2)/sendmmsg(2) (core/internal/mmsg).
 type mmsghdr = mmsg.Hdr
 
-// openUDP opens a non-blocking UDP socket bound to addr:port that sends
-// with the TOS byte tos (dscp.go).
-func openUDP(addr netip.Addr, port int, tos uint8) (int, error) {
+// openUDP opens a non-blocking UDP socket bound to addr:port.
+func openUDP(addr netip.Addr, port int) (int, error) {
 	family := unix.AF_INET
 	if addr.Is6() {
 		family = unix.AF_INET6
@@ -28,12 +27,6 @@ func openUDP(addr netip.Addr, port int, tos uint8) (int, error) {
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
 		return -1, fmt.Errorf("open udp socket: %w", err)
-	}
-	if tos != 0 {
-		if err := setTOS(fd, addr.Is6(), tos); err != nil {
-			_ = unix.Close(fd)
-			return -1, err
-		}
 	}
 	var sa unix.Sockaddr
 	if addr.Is6() {

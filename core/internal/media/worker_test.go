@@ -34,7 +34,7 @@ func addSocks(t *testing.T, w *worker, addr netip.Addr, n int, sink Sink) []*soc
 	socks := make([]*sock, n)
 	for i := range socks {
 		sess := &Session{id: "round", e: &Engine{}, w: w, started: time.Now()}
-		fd, err := openUDP(addr, 0, 0)
+		fd, err := openUDP(addr, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

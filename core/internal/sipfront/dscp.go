@@ -21,7 +21,12 @@ import (
 // after accept, though Linux copies the listener's marking into it (the
 // accepted cases of TestDSCPOnTheWire pass without that): one that
 // waited in the accept queue across a reload was copied from the old
-// value. Apply marks the open sockets anew when the value changes.
+// value, and with net.ipv4.tcp_reflect_tos a connection takes its peer's
+// SYN marking instead. Apply marks the open sockets anew when the value
+// changes. Unmarked (0), a socket is not touched when it opens: a kernel
+// that refuses IP_TOS (a sandbox) then costs no listener; one that
+// refuses a marking asked for is a listener not opened, its error naming
+// sip.dscp.
 
 // tosByte is the TOS byte (IPv4) or traffic class (IPv6) of a DSCP: its
 // six high bits. The two ECN bits (RFC 3168) are left 0; TCP sets them
@@ -77,5 +82,8 @@ func markConn(c any, tos int) error {
 // tosControl is a net.ListenConfig's or net.Dialer's Control hook that
 // marks the socket before it binds or connects.
 func tosControl(tos int) func(network, address string, rc syscall.RawConn) error {
+	if tos == 0 {
+		return nil // what a new socket sends with
+	}
 	return func(_, _ string, rc syscall.RawConn) error { return markRaw(rc, tos) }
 }

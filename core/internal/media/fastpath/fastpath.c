@@ -14,7 +14,8 @@
 // the normal stack unchanged, so the engine still sees it. A forwarded
 // packet leaves with the leg's own TOS byte (DSCP marking, ECN not-ECT),
 // the one the engine's sockets send with: whatever the peer marked is
-// not trusted across the border.
+// not trusted across the border (an IPv6 flow label, which names the
+// flow and marks nothing, is kept).
 //
 // Regenerate the object and its Go bindings with `make bpf` (Debian clang,
 // llvm, libbpf-dev). GPL because bpf_fib_lookup is a GPL-only helper.
