@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -367,6 +368,11 @@ func (p *xdpPath) resolver() {
 			case r.wx.results <- a:
 			default: // the worker has more answers waiting than it asked for: it asks again
 			}
+			// A burst of look-ups (every hop after a route change, or the
+			// refreshes of calls that began together) must not hold the
+			// workers back for its whole length where they share a CPU
+			// with the resolver (one P): they run between two look-ups.
+			runtime.Gosched()
 		}
 	}
 }
